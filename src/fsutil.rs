@@ -1,0 +1,118 @@
+//! The one place that writes files: atomic replacement (temp file in the same directory, fsync,
+//! rename, fsync of the directory), so a reader or a crash never sees half a file.
+
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+/// An I/O error together with the path it concerns.
+#[derive(Debug, thiserror::Error)]
+#[error("{action} {}: {source}", path.display())]
+pub struct FsError {
+    pub action: &'static str,
+    pub path: PathBuf,
+    #[source]
+    pub source: io::Error,
+}
+
+impl FsError {
+    pub fn new(action: &'static str, path: &Path, source: io::Error) -> Self {
+        Self {
+            action,
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+/// Shorthand for attaching a path to an `io::Result`.
+pub trait IoContext<T> {
+    fn at(self, action: &'static str, path: &Path) -> Result<T, FsError>;
+}
+
+impl<T> IoContext<T> for io::Result<T> {
+    fn at(self, action: &'static str, path: &Path) -> Result<T, FsError> {
+        self.map_err(|e| FsError::new(action, path, e))
+    }
+}
+
+fn parent_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+/// Create `dir` and its parents.
+pub fn create_dir_all(dir: &Path) -> Result<(), FsError> {
+    fs::create_dir_all(dir).at("cannot create directory", dir)
+}
+
+/// fsync a directory so that a rename inside it survives a crash.
+pub fn sync_dir(dir: &Path) -> Result<(), FsError> {
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .at("cannot sync directory", dir)
+}
+
+/// Write `contents` to `path` atomically with the given mode. The parent directory is created.
+pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<(), FsError> {
+    let dir = parent_of(path);
+    create_dir_all(dir)?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".nodeforge-tmp-")
+        .tempfile_in(dir)
+        .at("cannot create a temporary file in", dir)?;
+    tmp.write_all(contents).at("cannot write", tmp.path())?;
+    set_mode(tmp.as_file(), mode).at("cannot set the mode of", tmp.path())?;
+    tmp.as_file().sync_all().at("cannot sync", tmp.path())?;
+    tmp.persist(path)
+        .map_err(|e| FsError::new("cannot rename a temporary file onto", path, e.error))?;
+    sync_dir(dir)
+}
+
+/// Set a file's permission bits exactly (not filtered through the umask).
+pub fn set_mode(file: &fs::File, mode: u32) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    file.set_permissions(fs::Permissions::from_mode(mode))
+}
+
+/// Remove leftover temporary files (from a killed run) older runs left in `dir`.
+/// Only names with our temp prefix are touched.
+pub fn clean_temp_files(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if entry
+            .file_name()
+            .to_str()
+            .is_some_and(|n| n.starts_with(".nodeforge-tmp-"))
+        {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_atomic_replaces_and_sets_mode() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("a/b/file");
+        write_atomic(&p, b"one", 0o644).expect("write");
+        write_atomic(&p, b"two", 0o600).expect("write");
+        assert_eq!(fs::read(&p).expect("read"), b"two");
+        let mode = fs::metadata(&p).expect("meta").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let names: Vec<_> = fs::read_dir(p.parent().expect("parent"))
+            .expect("readdir")
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(names.len(), 1, "no temp file left behind: {names:?}");
+    }
+}

@@ -1,0 +1,19 @@
+//! nodeforge: a content-addressed, reproducible builder of Kubernetes node images.
+//!
+//! Data flows one way: manifest → lock → store → (render → image → generations).
+//!
+//! | module       | owns                                                             |
+//! |--------------|------------------------------------------------------------------|
+//! | `manifest`   | `manifests/*.toml`: schema, validation, component defaults (data) |
+//! | `lock`       | `lockfiles/*.lock`: model, canonical writer/reader, staleness     |
+//! | `checksum`   | upstream's published checksum files, all three shapes             |
+//! | `fetch`      | HTTP and `file://` downloads, mirrors, retries, progress          |
+//! | `store`      | `out/store/`: content-addressed objects, the sha256 index, locks  |
+//! | `ops`        | orchestration of the commands; the only module combining others  |
+//! | `cli`        | clap, human and `--json` output, exit codes                      |
+
+pub mod checksum;
+pub mod fsutil;
+pub mod hash;
+pub mod manifest;
+pub mod source;

@@ -1,0 +1,191 @@
+//! The cluster as the user declares it (`manifests/*.toml`): parsing with spans, validation, and
+//! the component defaults (upstream URL templates and checksum locations) kept as data in
+//! `components.toml`. Everything downstream sees only the checked [`Manifest`].
+
+mod names;
+mod raw;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use ipnet::Ipv4Net;
+use serde::Serialize;
+use toml::Spanned;
+
+pub use names::{Arch, ComponentName, NodeName};
+
+use crate::source::{self, Location, SourceFile};
+
+/// The built-in component table: upstream's URL layout, as data.
+pub const DEFAULT_COMPONENTS: &str = include_str!("components.toml");
+
+/// A manifest that cannot be used, with the place that says why.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error(transparent)]
+    Read(#[from] source::ReadError),
+    #[error("{loc}: {}{message}", key.as_ref().map(|k| format!("`{k}`: ")).unwrap_or_default())]
+    Invalid {
+        loc: Location,
+        key: Option<String>,
+        message: String,
+    },
+}
+
+impl ManifestError {
+    /// The source line with a caret under the offending token, when there is one.
+    pub fn snippet(&self) -> Option<String> {
+        match self {
+            ManifestError::Invalid { loc, .. } => loc.snippet(),
+            ManifestError::Read(_) => None,
+        }
+    }
+}
+
+/// A node's role in the cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    Control,
+    Worker,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Control => "control",
+            Role::Worker => "worker",
+        }
+    }
+}
+
+/// A component after defaults and overrides were merged and its templates checked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Component {
+    pub name: ComponentName,
+    /// The `[versions]` key that pins it.
+    pub version_key: String,
+    pub version: String,
+    pub url_template: String,
+    pub checksum_url_template: String,
+    pub checksum_name_template: Option<String>,
+}
+
+/// One artifact the cluster needs: a component at a version for an architecture, with its URLs
+/// rendered. This is exactly what a lock entry is resolved from.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct ArtifactSpec {
+    pub component: ComponentName,
+    pub arch: Arch,
+    pub version: String,
+    pub url: String,
+    pub checksum_url: String,
+    /// The file name to select in a checksum file listing several.
+    pub checksum_name: String,
+}
+
+/// A node of the cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Node {
+    pub name: NodeName,
+    pub vmid: u32,
+    pub role: Role,
+    pub arch: Arch,
+    pub ip: Ipv4Addr,
+    pub pod_cidr: Ipv4Net,
+}
+
+/// Cluster-wide network ranges.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Network {
+    pub pod_cidr: Ipv4Net,
+    pub service_cidr: Ipv4Net,
+    pub cluster_dns: Ipv4Addr,
+}
+
+/// A checked manifest.
+#[derive(Debug, Clone, Serialize)]
+pub struct Manifest {
+    #[serde(skip)]
+    pub path: PathBuf,
+    pub name: String,
+    pub architectures: Vec<Arch>,
+    pub domain: String,
+    pub network: Network,
+    pub versions: BTreeMap<String, String>,
+    pub components: BTreeMap<ComponentName, Component>,
+    pub nodes: BTreeMap<NodeName, Node>,
+}
+
+impl Manifest {
+    /// Read, parse and validate a manifest file.
+    pub fn load(path: &Path) -> Result<Self, ManifestError> {
+        let src = source::read_text(path)?;
+        Self::parse(&src)
+    }
+
+    /// Parse and validate manifest text (the path is used in messages only).
+    pub fn parse(src: &SourceFile) -> Result<Self, ManifestError> {
+        let defaults = SourceFile::new(
+            Path::new("<built-in components.toml>"),
+            DEFAULT_COMPONENTS.to_string(),
+        );
+        let raw_defaults: BTreeMap<Spanned<String>, Spanned<raw::RawComponent>> =
+            parse_toml(&defaults)?;
+        let raw: raw::RawManifest = parse_toml(src)?;
+        raw::validate(src, &defaults, raw, raw_defaults)
+    }
+
+    /// Every artifact the cluster needs, sorted by component then architecture.
+    pub fn artifacts(&self) -> Vec<ArtifactSpec> {
+        let mut out = Vec::new();
+        for c in self.components.values() {
+            for arch in &self.architectures {
+                // Templates were rendered for every architecture during validation.
+                if let Ok(spec) = raw::render_artifact(c, arch) {
+                    out.push(spec);
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// The manifest's stem (`kubenet` for `manifests/kubenet.toml`).
+    pub fn stem(&self) -> String {
+        self.path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or(&self.name)
+            .to_string()
+    }
+
+    /// Names of the components, for messages.
+    pub fn component_names(&self) -> BTreeSet<String> {
+        self.components.keys().map(|c| c.to_string()).collect()
+    }
+}
+
+/// Deserialize TOML text, turning any error into a located one.
+fn parse_toml<T: serde::de::DeserializeOwned>(src: &SourceFile) -> Result<T, ManifestError> {
+    toml::from_str(&src.text).map_err(|e| {
+        let span = e.span().unwrap_or(0..0);
+        ManifestError::Invalid {
+            loc: src.location(span.clone()),
+            key: src.toml_key_at(span.start),
+            message: tidy_serde_message(e.message()),
+        }
+    })
+}
+
+/// serde's messages end in a newline and mention Rust types; keep the words a user needs.
+pub(crate) fn tidy_serde_message(msg: &str) -> String {
+    msg.trim()
+        .replace("invalid type: ", "wrong type: ")
+        .replace("u32", "a whole number")
+        .replace("u64", "a whole number")
+}
+
+#[cfg(test)]
+mod tests;

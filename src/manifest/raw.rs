@@ -1,0 +1,477 @@
+//! The manifest as written (serde types carrying spans) and its validation into [`Manifest`].
+//! Every check here reports the file, line and key of the value it rejects.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::ops::Range;
+
+use ipnet::Ipv4Net;
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::{
+    Arch, ArtifactSpec, Component, ComponentName, Manifest, ManifestError, Network, Node,
+    NodeName, Role,
+};
+use crate::source::SourceFile;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawManifest {
+    cluster: RawCluster,
+    network: RawNetwork,
+    versions: Spanned<BTreeMap<Spanned<String>, Spanned<String>>>,
+    #[serde(default)]
+    components: BTreeMap<Spanned<String>, Spanned<RawComponent>>,
+    nodes: Spanned<Vec<Spanned<RawNode>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawCluster {
+    name: Spanned<String>,
+    architectures: Spanned<Vec<Spanned<String>>>,
+    domain: Spanned<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawNetwork {
+    pod_cidr: Spanned<String>,
+    service_cidr: Spanned<String>,
+    cluster_dns: Spanned<String>,
+    node_pod_cidr: Option<Spanned<String>>,
+    node_ip: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawComponent {
+    version: Option<Spanned<String>>,
+    url: Option<Spanned<String>>,
+    checksum_url: Option<Spanned<String>>,
+    checksum_name: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawNode {
+    name: Spanned<String>,
+    vmid: Spanned<u32>,
+    role: Spanned<Role>,
+    arch: Option<Spanned<String>>,
+    ip: Option<Spanned<String>>,
+    pod_cidr: Option<Spanned<String>>,
+}
+
+/// Builds located errors for one source file.
+struct Ctx<'a> {
+    src: &'a SourceFile,
+}
+
+impl Ctx<'_> {
+    fn err(&self, span: Range<usize>, key: impl Into<String>, message: impl Into<String>) -> ManifestError {
+        ManifestError::Invalid {
+            loc: self.src.location(span),
+            key: Some(key.into()),
+            message: message.into(),
+        }
+    }
+}
+
+fn template_env() -> minijinja::Environment<'static> {
+    let mut env = minijinja::Environment::new();
+    env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+    env
+}
+
+/// Render a one-line template (a URL, an address) with strict variables.
+pub(crate) fn render_str(template: &str, ctx: minijinja::Value) -> Result<String, String> {
+    template_env()
+        .render_str(template, ctx)
+        .map(|s| s.trim().to_string())
+        .map_err(|e| {
+            let mut msg = e.kind().to_string();
+            if let Some(detail) = e.detail() {
+                msg.push_str(": ");
+                msg.push_str(detail);
+            }
+            msg
+        })
+}
+
+/// Render a component's URL templates for one architecture.
+pub(crate) fn render_artifact(c: &Component, arch: &Arch) -> Result<ArtifactSpec, (&'static str, String)> {
+    let base = minijinja::context! {
+        version => c.version.as_str(),
+        arch => arch.as_str(),
+        component => c.name.as_str(),
+    };
+    let url = render_str(&c.url_template, base.clone()).map_err(|e| ("url", e))?;
+    check_url(&url).map_err(|e| ("url", e))?;
+    let with_url = minijinja::context! { url => url.as_str(), ..base.clone() };
+    let checksum_url =
+        render_str(&c.checksum_url_template, with_url.clone()).map_err(|e| ("checksum-url", e))?;
+    check_url(&checksum_url).map_err(|e| ("checksum-url", e))?;
+    let checksum_name = match &c.checksum_name_template {
+        Some(t) => render_str(t, with_url).map_err(|e| ("checksum-name", e))?,
+        None => url_file_name(&url).to_string(),
+    };
+    if checksum_name.is_empty() || checksum_name.contains('/') {
+        return Err((
+            "checksum-name",
+            format!("`{checksum_name}` is not a file name"),
+        ));
+    }
+    Ok(ArtifactSpec {
+        component: c.name.clone(),
+        arch: arch.clone(),
+        version: c.version.clone(),
+        url,
+        checksum_url,
+        checksum_name,
+    })
+}
+
+/// The last path segment of a URL.
+pub fn url_file_name(url: &str) -> &str {
+    let path = url.split(['?', '#']).next().unwrap_or(url);
+    path.rsplit('/').next().unwrap_or(path)
+}
+
+fn check_url(url: &str) -> Result<(), String> {
+    let parsed = reqwest::Url::parse(url).map_err(|e| format!("`{url}` is not a URL: {e}"))?;
+    match parsed.scheme() {
+        "http" | "https" if parsed.host_str().is_some() => {}
+        "file" => {}
+        other => {
+            return Err(format!(
+                "`{url}`: unsupported scheme `{other}` (use https, http or file)"
+            ))
+        }
+    }
+    if url_file_name(url).is_empty() {
+        return Err(format!("`{url}` does not end in a file name"));
+    }
+    Ok(())
+}
+
+/// `1.31.0`, `1.31.0-rc.1`: a semantic version, without the `v` that templates add.
+pub fn check_version(s: &str) -> Result<(), String> {
+    if let Some(rest) = s.strip_prefix('v') {
+        if semver::Version::parse(rest).is_ok() {
+            return Err(format!(
+                "write `{rest}`, not `{s}`: the URL templates add the `v` where upstream wants one"
+            ));
+        }
+    }
+    semver::Version::parse(s)
+        .map(|_| ())
+        .map_err(|_| format!("`{s}` is not a version (expected MAJOR.MINOR.PATCH, like 1.31.0)"))
+}
+
+fn parse_cidr(s: &str) -> Result<Ipv4Net, String> {
+    let net: Ipv4Net = s
+        .parse()
+        .map_err(|_| format!("`{s}` is not an IPv4 CIDR (like 10.0.0.0/12)"))?;
+    if net.trunc() != net {
+        return Err(format!(
+            "`{s}` has host bits set; the network is `{}`",
+            net.trunc()
+        ));
+    }
+    Ok(net)
+}
+
+fn overlaps(a: &Ipv4Net, b: &Ipv4Net) -> bool {
+    a.contains(&b.network()) || b.contains(&a.network())
+}
+
+fn check_domain(s: &str) -> Result<(), String> {
+    let ok = !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("`{s}` is not a DNS domain (like cluster.local)"))
+    }
+}
+
+/// Merge the built-in component table with the manifest's overrides.
+fn merge_components(
+    ctx: &Ctx<'_>,
+    defaults_ctx: &Ctx<'_>,
+    defaults: BTreeMap<Spanned<String>, Spanned<RawComponent>>,
+    overrides: BTreeMap<Spanned<String>, Spanned<RawComponent>>,
+) -> Result<BTreeMap<ComponentName, (RawComponent, bool)>, ManifestError> {
+    let mut merged: BTreeMap<ComponentName, (RawComponent, bool)> = BTreeMap::new();
+    for (name, c) in defaults {
+        let cname = ComponentName::new(name.get_ref())
+            .map_err(|e| defaults_ctx.err(name.span(), name.get_ref().clone(), e))?;
+        merged.insert(cname, (c.into_inner(), false));
+    }
+    for (name, c) in overrides {
+        let key = format!("components.{}", name.get_ref());
+        let cname = ComponentName::new(name.get_ref()).map_err(|e| ctx.err(name.span(), &key, e))?;
+        let over = c.into_inner();
+        let entry = merged.entry(cname).or_default();
+        let base = &mut entry.0;
+        entry.1 = true;
+        if over.version.is_some() {
+            base.version = over.version;
+        }
+        if over.url.is_some() {
+            base.url = over.url;
+        }
+        if over.checksum_url.is_some() {
+            base.checksum_url = over.checksum_url;
+        }
+        if over.checksum_name.is_some() {
+            base.checksum_name = over.checksum_name;
+        }
+        for (field, present) in [
+            ("version", base.version.is_some()),
+            ("url", base.url.is_some()),
+            ("checksum-url", base.checksum_url.is_some()),
+        ] {
+            if !present {
+                return Err(ctx.err(
+                    name.span(),
+                    &key,
+                    format!("component `{}` is not built in, so it needs `{field}`", name.get_ref()),
+                ));
+            }
+        }
+    }
+    Ok(merged)
+}
+
+pub(super) fn validate(
+    src: &SourceFile,
+    defaults_src: &SourceFile,
+    raw: RawManifest,
+    raw_defaults: BTreeMap<Spanned<String>, Spanned<RawComponent>>,
+) -> Result<Manifest, ManifestError> {
+    let ctx = Ctx { src };
+    let dctx = Ctx { src: defaults_src };
+
+    // [cluster]
+    let name = raw.cluster.name;
+    NodeName::new(name.get_ref()).map_err(|_| {
+        ctx.err(
+            name.span(),
+            "cluster.name",
+            format!("`{}` is not a valid cluster name: use lower-case letters, digits and `-`", name.get_ref()),
+        )
+    })?;
+    let domain = raw.cluster.domain;
+    check_domain(domain.get_ref()).map_err(|e| ctx.err(domain.span(), "cluster.domain", e))?;
+    let arch_list = raw.cluster.architectures;
+    if arch_list.get_ref().is_empty() {
+        return Err(ctx.err(arch_list.span(), "cluster.architectures", "list at least one architecture, like [\"amd64\"]"));
+    }
+    let mut architectures: Vec<Arch> = Vec::new();
+    for a in arch_list.get_ref() {
+        let arch = Arch::new(a.get_ref()).map_err(|e| ctx.err(a.span(), "cluster.architectures", e))?;
+        if architectures.contains(&arch) {
+            return Err(ctx.err(a.span(), "cluster.architectures", format!("`{arch}` is listed twice")));
+        }
+        architectures.push(arch);
+    }
+
+    // [network]
+    let n = raw.network;
+    let pod_cidr = parse_cidr(n.pod_cidr.get_ref()).map_err(|e| ctx.err(n.pod_cidr.span(), "network.pod-cidr", e))?;
+    let service_cidr = parse_cidr(n.service_cidr.get_ref())
+        .map_err(|e| ctx.err(n.service_cidr.span(), "network.service-cidr", e))?;
+    if overlaps(&pod_cidr, &service_cidr) {
+        return Err(ctx.err(
+            n.service_cidr.span(),
+            "network.service-cidr",
+            format!("{service_cidr} overlaps the pod range {pod_cidr}"),
+        ));
+    }
+    let cluster_dns: Ipv4Addr = n.cluster_dns.get_ref().parse().map_err(|_| {
+        ctx.err(n.cluster_dns.span(), "network.cluster-dns", format!("`{}` is not an IPv4 address", n.cluster_dns.get_ref()))
+    })?;
+    if !service_cidr.contains(&cluster_dns) {
+        return Err(ctx.err(
+            n.cluster_dns.span(),
+            "network.cluster-dns",
+            format!("{cluster_dns} is outside the service range {service_cidr}"),
+        ));
+    }
+
+    // [versions]
+    let mut versions = BTreeMap::new();
+    for (k, v) in raw.versions.get_ref() {
+        let key = format!("versions.{}", k.get_ref());
+        ComponentName::new(k.get_ref()).map_err(|e| ctx.err(k.span(), &key, e.replace("component name", "version key")))?;
+        check_version(v.get_ref()).map_err(|e| ctx.err(v.span(), &key, e))?;
+        versions.insert(k.get_ref().clone(), v.get_ref().clone());
+    }
+
+    // components: built-in table merged with [components.*]
+    let overrides_spans: BTreeMap<String, Range<usize>> =
+        raw.components.iter().map(|(k, v)| (k.get_ref().clone(), v.span())).collect();
+    let merged = merge_components(&ctx, &dctx, raw_defaults, raw.components)?;
+    let mut components = BTreeMap::new();
+    for (cname, (c, overridden)) in merged {
+        // Messages point into the manifest when it set the value, else into the built-in table.
+        let (vctx, fallback) = if overridden {
+            (&ctx, overrides_spans.get(cname.as_str()).cloned().unwrap_or(0..0))
+        } else {
+            (&dctx, 0..0)
+        };
+        let span_of = |f: &Option<Spanned<String>>| f.as_ref().map_or(fallback.clone(), |s| s.span());
+        let key_of = |f: &str| format!("components.{cname}.{f}");
+        let (Some(version_key), Some(url), Some(checksum_url)) = (&c.version, &c.url, &c.checksum_url) else {
+            return Err(vctx.err(fallback.clone(), key_of("version"), "incomplete component"));
+        };
+        let Some(version) = versions.get(version_key.get_ref()) else {
+            let vc = if c.version.as_ref().is_some_and(|v| overridden && src.text.get(v.span()).is_some_and(|t| t.contains(v.get_ref()))) { &ctx } else { vctx };
+            return Err(vc.err(
+                span_of(&c.version),
+                key_of("version"),
+                format!(
+                    "component `{cname}` is pinned by `versions.{}`, which the manifest does not set (add `{} = \"x.y.z\"` under [versions])",
+                    version_key.get_ref(),
+                    version_key.get_ref()
+                ),
+            ));
+        };
+        let comp = Component {
+            name: cname.clone(),
+            version_key: version_key.get_ref().clone(),
+            version: version.clone(),
+            url_template: url.get_ref().clone(),
+            checksum_url_template: checksum_url.get_ref().clone(),
+            checksum_name_template: c.checksum_name.as_ref().map(|s| s.get_ref().clone()),
+        };
+        for arch in &architectures {
+            render_artifact(&comp, arch).map_err(|(field, e)| {
+                let f = match field {
+                    "url" => &c.url,
+                    "checksum-url" => &c.checksum_url,
+                    _ => &c.checksum_name,
+                };
+                vctx.err(span_of(f), key_of(field), format!("for {arch}: {e}"))
+            })?;
+        }
+        components.insert(cname, comp);
+    }
+
+    // [[nodes]]
+    if raw.nodes.get_ref().is_empty() {
+        return Err(ctx.err(raw.nodes.span(), "nodes", "the manifest declares no nodes"));
+    }
+    let mut nodes: BTreeMap<NodeName, Node> = BTreeMap::new();
+    let mut by_vmid: BTreeMap<u32, (NodeName, usize)> = BTreeMap::new();
+    let mut by_ip: BTreeMap<Ipv4Addr, NodeName> = BTreeMap::new();
+    let mut names_line: BTreeMap<NodeName, usize> = BTreeMap::new();
+    for rn in raw.nodes.get_ref() {
+        let rn = rn.get_ref();
+        let name = NodeName::new(rn.name.get_ref()).map_err(|e| ctx.err(rn.name.span(), "nodes.name", e))?;
+        if let Some(line) = names_line.get(&name) {
+            return Err(ctx.err(rn.name.span(), "nodes.name", format!("duplicate node name `{name}` (first declared on line {line})")));
+        }
+        names_line.insert(name.clone(), src.location(rn.name.span()).line);
+        let vmid = *rn.vmid.get_ref();
+        if let Some((other, line)) = by_vmid.get(&vmid) {
+            return Err(ctx.err(
+                rn.vmid.span(),
+                "nodes.vmid",
+                format!("vmid {vmid} of `{name}` is already used by `{other}` (line {line})"),
+            ));
+        }
+        by_vmid.insert(vmid, (name.clone(), src.location(rn.vmid.span()).line));
+        let role = *rn.role.get_ref();
+        let arch = match &rn.arch {
+            Some(a) => {
+                let arch = Arch::new(a.get_ref()).map_err(|e| ctx.err(a.span(), "nodes.arch", e))?;
+                if !architectures.contains(&arch) {
+                    return Err(ctx.err(a.span(), "nodes.arch", format!("`{arch}` is not listed in cluster.architectures")));
+                }
+                arch
+            }
+            None => architectures[0].clone(),
+        };
+        let vars = minijinja::context! { name => name.as_str(), vmid => vmid, role => role.as_str() };
+        let node_value = |own: &Option<Spanned<String>>, tpl: &Option<Spanned<String>>, own_key: &str, tpl_key: &str| {
+            match (own, tpl) {
+                (Some(v), _) => Ok((v.get_ref().clone(), v.span(), own_key.to_string(), false)),
+                (None, Some(t)) => render_str(t.get_ref(), vars.clone())
+                    .map(|s| (s, t.span(), tpl_key.to_string(), true))
+                    .map_err(|e| ctx.err(t.span(), tpl_key, format!("for node `{name}`: {e}"))),
+                (None, None) => Err(ctx.err(
+                    rn.name.span(),
+                    own_key,
+                    format!("node `{name}` has no `{}` and the manifest sets no `{tpl_key}`", own_key.trim_start_matches("nodes.")),
+                )),
+            }
+        };
+        let for_node = |rendered: bool, msg: String| if rendered { format!("for node `{name}`: {msg}") } else { msg };
+
+        let (ip_s, ip_span, ip_key, ip_rendered) = node_value(&rn.ip, &n.node_ip, "nodes.ip", "network.node-ip")?;
+        let ip: Ipv4Addr = ip_s
+            .parse()
+            .map_err(|_| ctx.err(ip_span.clone(), &ip_key, for_node(ip_rendered, format!("`{ip_s}` is not an IPv4 address"))))?;
+        if let Some(other) = by_ip.get(&ip) {
+            return Err(ctx.err(ip_span, &ip_key, for_node(ip_rendered, format!("address {ip} is already used by `{other}`"))));
+        }
+        for (range, what) in [(&pod_cidr, "pod range"), (&service_cidr, "service range")] {
+            if range.contains(&ip) {
+                return Err(ctx.err(ip_span.clone(), &ip_key, for_node(ip_rendered, format!("address {ip} lies inside the {what} {range}"))));
+            }
+        }
+        by_ip.insert(ip, name.clone());
+
+        let (c_s, c_span, c_key, c_rendered) =
+            node_value(&rn.pod_cidr, &n.node_pod_cidr, "nodes.pod-cidr", "network.node-pod-cidr")?;
+        let node_cidr = parse_cidr(&c_s).map_err(|e| ctx.err(c_span.clone(), &c_key, for_node(c_rendered, e)))?;
+        if !pod_cidr.contains(&node_cidr) {
+            return Err(ctx.err(c_span, &c_key, for_node(c_rendered, format!("{node_cidr} is not inside the pod range {pod_cidr}"))));
+        }
+        if let Some(other) = nodes.values().find(|o| overlaps(&o.pod_cidr, &node_cidr)) {
+            return Err(ctx.err(
+                c_span,
+                &c_key,
+                for_node(c_rendered, format!("{node_cidr} overlaps {} of `{}`", other.pod_cidr, other.name)),
+            ));
+        }
+        nodes.insert(
+            name.clone(),
+            Node {
+                name,
+                vmid,
+                role,
+                arch,
+                ip,
+                pod_cidr: node_cidr,
+            },
+        );
+    }
+
+    Ok(Manifest {
+        path: src.path.clone(),
+        name: name.into_inner(),
+        architectures,
+        domain: domain.into_inner(),
+        network: Network {
+            pod_cidr,
+            service_cidr,
+            cluster_dns,
+        },
+        versions,
+        components,
+        nodes,
+    })
+}
