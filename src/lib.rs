@@ -13,7 +13,13 @@
 //! | `cli`        | clap, human and `--json` output, exit codes                      |
 
 pub mod checksum;
+pub mod cli;
+pub mod fetch;
 pub mod fsutil;
 pub mod hash;
+pub mod lock;
 pub mod manifest;
+pub mod ops;
 pub mod source;
+pub mod standin;
+pub mod store;

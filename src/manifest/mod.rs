@@ -14,6 +14,7 @@ use serde::Serialize;
 use toml::Spanned;
 
 pub use names::{Arch, ComponentName, NodeName};
+pub use raw::url_file_name;
 
 use crate::source::{self, Location, SourceFile};
 

@@ -1,0 +1,347 @@
+//! The command line: clap arguments turned into options structs, one `ops` call per command, and
+//! the report printed for humans (stdout for data, stderr for errors and hints) or as `--json`.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use serde::Serialize;
+
+use crate::fetch::{FetchConfig, Mirror};
+use crate::manifest::Manifest;
+use crate::ops::{self, ArtifactStatus, EntryStatus, Error};
+
+#[derive(Debug, Parser)]
+#[command(name = "nodeforge", version, about = "Reproducible, content-addressed node images for self-hosted Kubernetes")]
+struct Cli {
+    /// The cluster manifest.
+    #[arg(long, global = true, env = "NODEFORGE_MANIFEST", default_value = "manifests/kubenet.toml")]
+    manifest: PathBuf,
+    /// The lockfile [default: lockfiles/<manifest name>.lock]
+    #[arg(long, global = true, env = "NODEFORGE_LOCKFILE")]
+    lockfile: Option<PathBuf>,
+    /// Output directory: the store and the images live here.
+    #[arg(long, global = true, env = "NODEFORGE_OUT", default_value = "out")]
+    out: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Pin every artifact of the manifest to its URL and upstream's published sha256.
+    Lock {
+        /// Change nothing and use no network: fail if the lockfile is missing, edited or stale.
+        #[arg(long)]
+        check: bool,
+        /// Re-resolve this component even if its entry is unchanged (repeatable).
+        #[arg(long, value_name = "COMPONENT")]
+        update: Vec<String>,
+        /// Record artifacts whose published sha256 cannot be read as `unresolved` instead of failing.
+        #[arg(long)]
+        allow_unresolved: bool,
+        #[command(flatten)]
+        net: NetArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Download every locked artifact the store lacks, verified against the lockfile.
+    Fetch {
+        #[command(flatten)]
+        net: NetArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Mirrors for air-gapped sites.
+    Mirror {
+        #[command(subcommand)]
+        command: MirrorCommand,
+    },
+    /// Show every component with its version and URLs for each architecture.
+    Components {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write stand-in artifacts (same names and shapes as upstream's) as a mirror, for demos and tests.
+    DemoMirror {
+        dir: PathBuf,
+        /// Size in bytes of each stand-in executable.
+        #[arg(long, default_value_t = 65536)]
+        size: usize,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum MirrorCommand {
+    /// Copy the store's locked artifacts (and checksum files) to DIR in mirror layout.
+    Export {
+        dir: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+struct NetArgs {
+    /// Try URL/<host>/<path> before upstream (repeatable; http(s):// or file://DIR). Also NODEFORGE_MIRROR.
+    #[arg(long, value_name = "URL")]
+    mirror: Vec<String>,
+    /// Never use the network: only the store and file:// mirrors.
+    #[arg(long, env = "NODEFORGE_OFFLINE")]
+    offline: bool,
+    /// Use only the mirrors, never the upstream URLs.
+    #[arg(long)]
+    mirrors_only: bool,
+    /// Seconds to wait for the next bytes of a response.
+    #[arg(long, default_value_t = 30, value_name = "SECS")]
+    timeout: u64,
+    /// Seconds to wait for a connection.
+    #[arg(long, default_value_t = 10, value_name = "SECS")]
+    connect_timeout: u64,
+    /// Retries per source on transient errors (5xx, resets, truncated bodies).
+    #[arg(long, default_value_t = 3)]
+    retries: u32,
+    /// Parallel downloads.
+    #[arg(long, short, default_value_t = 4)]
+    jobs: usize,
+}
+
+impl NetArgs {
+    fn config(&self) -> Result<FetchConfig, Error> {
+        let mut mirrors = Vec::new();
+        for m in &self.mirror {
+            mirrors.push(Mirror::parse(m).map_err(Error::Usage)?);
+        }
+        if let Ok(env) = std::env::var("NODEFORGE_MIRROR") {
+            mirrors.extend(Mirror::parse_list(&env).map_err(|e| Error::Usage(format!("NODEFORGE_MIRROR: {e}")))?);
+        }
+        Ok(FetchConfig {
+            mirrors,
+            offline: self.offline,
+            mirrors_only: self.mirrors_only,
+            connect_timeout: Duration::from_secs(self.connect_timeout.max(1)),
+            read_timeout: Duration::from_secs(self.timeout.max(1)),
+            retries: self.retries,
+        })
+    }
+}
+
+/// Parse the process's arguments, run the command, and turn the outcome into an exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let json = matches!(
+        &cli.command,
+        Command::Lock { json: true, .. }
+            | Command::Fetch { json: true, .. }
+            | Command::Components { json: true }
+            | Command::DemoMirror { json: true, .. }
+            | Command::Mirror { command: MirrorCommand::Export { json: true, .. } }
+    );
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            report_error(&e, json);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn report_error(e: &Error, json: bool) {
+    eprintln!("error: {e}");
+    if let Some(snippet) = e.snippet() {
+        eprintln!("{snippet}");
+    }
+    for h in e.hints() {
+        eprintln!("hint: {h}");
+    }
+    if json {
+        print_json(&serde_json::json!({ "error": e.to_string(), "hints": e.hints() }));
+    }
+}
+
+#[allow(clippy::print_stdout)]
+fn print_json<T: Serialize>(value: &T) {
+    match serde_json::to_string_pretty(value) {
+        Ok(s) => println!("{s}"),
+        Err(e) => eprintln!("error: cannot encode the report as JSON: {e}"),
+    }
+}
+
+fn short(hex: &str) -> &str {
+    hex.get(..12).unwrap_or(hex)
+}
+
+fn human_bytes(n: u64) -> String {
+    #[allow(clippy::cast_precision_loss)]
+    let f = n as f64;
+    if n >= 1 << 30 {
+        format!("{:.1} GiB", f / f64::from(1u32 << 30))
+    } else if n >= 1 << 20 {
+        format!("{:.1} MiB", f / f64::from(1u32 << 20))
+    } else if n >= 1 << 10 {
+        format!("{:.1} KiB", f / 1024.0)
+    } else {
+        format!("{n} B")
+    }
+}
+
+fn lockfile_for(cli_lockfile: Option<&Path>, manifest: &Path) -> PathBuf {
+    cli_lockfile.map_or_else(|| ops::default_lockfile(manifest), Path::to_path_buf)
+}
+
+#[allow(clippy::print_stdout, clippy::too_many_lines)]
+fn run(cli: Cli) -> Result<ExitCode, Error> {
+    let lockfile = lockfile_for(cli.lockfile.as_deref(), &cli.manifest);
+    match cli.command {
+        Command::Lock {
+            check: true,
+            json,
+            ..
+        } => {
+            let c = ops::check_lock(&cli.manifest, &lockfile)?;
+            if json {
+                print_json(&c);
+            } else {
+                println!(
+                    "{} is fresh: {} artifacts, lock-id {}",
+                    c.lockfile.display(),
+                    c.artifacts,
+                    c.lock_id
+                );
+            }
+            for u in &c.unresolved {
+                eprintln!("warning: {u} is unresolved: `nodeforge fetch` will refuse it until `nodeforge lock --update` resolves it");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Lock {
+            check: false,
+            update,
+            allow_unresolved,
+            net,
+            json,
+        } => {
+            let opts = ops::LockOptions {
+                manifest: cli.manifest.clone(),
+                lockfile,
+                update,
+                allow_unresolved,
+                fetch: net.config()?,
+                jobs: net.jobs,
+            };
+            let r = ops::lock(&opts)?;
+            for w in &r.warnings {
+                eprintln!("warning: {w}");
+            }
+            if json {
+                print_json(&r);
+                return Ok(ExitCode::SUCCESS);
+            }
+            for e in &r.entries {
+                let what = format!("{} {} ({})", e.component, e.version, e.arch);
+                let sha = e.sha256.as_deref().map(short).unwrap_or("-");
+                match (e.status, &e.previous_version) {
+                    (EntryStatus::Updated, Some(prev)) => {
+                        println!("{:>10} {} {prev} → {} ({}) {sha}", "updated", e.component, e.version, e.arch);
+                    }
+                    (status, _) => {
+                        let s = serde_json::to_value(status).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+                        println!("{s:>10} {what} {sha}");
+                    }
+                }
+            }
+            if r.written {
+                println!("wrote {} (lock-id {})", r.lockfile.display(), r.lock_id);
+            } else {
+                println!("{} is up to date (lock-id {})", r.lockfile.display(), r.lock_id);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Fetch { net, json } => {
+            let opts = ops::FetchOptions {
+                manifest: cli.manifest.clone(),
+                lockfile,
+                out: cli.out.clone(),
+                fetch: net.config()?,
+                jobs: net.jobs,
+                progress: !json && std::io::stderr().is_terminal(),
+            };
+            let r = ops::fetch(&opts)?;
+            let failures = r.failures();
+            for f in &failures {
+                eprintln!("error: {}", f.error.as_deref().unwrap_or("failed"));
+            }
+            if json {
+                print_json(&r);
+            } else {
+                for a in r.artifacts.iter().filter(|a| a.status == ArtifactStatus::Fetched) {
+                    println!(
+                        "{:>10} {} {} ({}) {} from {}",
+                        "fetched",
+                        a.component,
+                        a.version,
+                        a.arch,
+                        human_bytes(a.size.unwrap_or(0)),
+                        a.source.as_deref().unwrap_or("?")
+                    );
+                }
+                println!(
+                    "{} fetched ({}), {} already in the store, {} failed, in {:.2}s",
+                    r.count(ArtifactStatus::Fetched),
+                    human_bytes(r.fetched_bytes),
+                    r.count(ArtifactStatus::Present),
+                    failures.len(),
+                    // Milliseconds to seconds, for display only.
+                    r.elapsed_ms as f64 / 1000.0
+                );
+            }
+            if !failures.is_empty() && opts.fetch.offline {
+                eprintln!("hint: offline: fetch these where the network is reachable, or pass --mirror file://DIR holding them");
+            }
+            Ok(if failures.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+        Command::Mirror {
+            command: MirrorCommand::Export { dir, json },
+        } => {
+            let r = ops::export_mirror(&cli.manifest, &lockfile, &cli.out, &dir)?;
+            if json {
+                print_json(&r);
+            } else {
+                println!("exported {} files ({}) to {}", r.files.len(), human_bytes(r.bytes), r.dir.display());
+                println!("use it with: nodeforge fetch --offline --mirror file://{}", r.dir.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Components { json } => {
+            let m = Manifest::load(&cli.manifest)?;
+            let specs = m.artifacts();
+            if json {
+                print_json(&specs);
+            } else {
+                for s in &specs {
+                    println!("{} {} ({})\n  url:          {}\n  checksum-url: {} [{}]", s.component, s.version, s.arch, s.url, s.checksum_url, s.checksum_name);
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::DemoMirror { dir, size, json } => {
+            let m = Manifest::load(&cli.manifest)?;
+            let r = crate::standin::write_mirror(&m, &dir, size)?;
+            if json {
+                print_json(&r);
+            } else {
+                println!(
+                    "wrote {} stand-in artifacts and {} checksum files to {}",
+                    r.artifacts.len(),
+                    r.checksum_files.len(),
+                    dir.display()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

@@ -1,0 +1,539 @@
+//! Downloads: HTTP(S) and `file://`, through mirrors, with bounded retries and backoff, resume
+//! with `Range`/`If-Range`, timeouts, redirects, and the bytes streamed to a sink while they are
+//! hashed. Nothing here knows about lockfiles or the store: callers say what to expect.
+
+mod mirror;
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::time::Duration;
+
+use indicatif::ProgressBar;
+use reqwest::header;
+
+pub use mirror::{mirror_path, sources, Mirror, Source};
+
+use crate::hash::{Blake3, DualHasher, Sha256};
+
+/// How to reach upstream.
+#[derive(Debug, Clone)]
+pub struct FetchConfig {
+    pub mirrors: Vec<Mirror>,
+    /// Never use the network: only `file://` mirrors and URLs.
+    pub offline: bool,
+    /// Only the mirrors, never the upstream URLs themselves.
+    pub mirrors_only: bool,
+    pub connect_timeout: Duration,
+    /// The longest wait for the next bytes of a response.
+    pub read_timeout: Duration,
+    /// Retries per source after the first try, on transient errors.
+    pub retries: u32,
+}
+
+impl Default for FetchConfig {
+    fn default() -> Self {
+        Self {
+            mirrors: Vec::new(),
+            offline: false,
+            mirrors_only: false,
+            connect_timeout: Duration::from_secs(10),
+            read_timeout: Duration::from_secs(30),
+            retries: 3,
+        }
+    }
+}
+
+/// Why one source did not give the file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AttemptError {
+    #[error("not found (HTTP {0})")]
+    NotFound(u16),
+    #[error("no such file")]
+    NoFile,
+    #[error("HTTP status {0}")]
+    Status(u16),
+    #[error("{0}")]
+    Transport(String),
+    #[error("the body ended after {got} of {expected} bytes")]
+    Truncated { got: u64, expected: u64 },
+    #[error("sha256 mismatch: expected {expected}, got {actual} ({size} bytes)")]
+    Mismatch {
+        expected: Sha256,
+        actual: Sha256,
+        size: u64,
+    },
+    #[error("size mismatch: expected {expected} bytes, the source sent {got}")]
+    SizeMismatch { expected: u64, got: u64 },
+    #[error("the response is larger than the {limit} bytes allowed")]
+    TooLarge { limit: u64 },
+    #[error("cannot write the download: {0}")]
+    Local(String),
+}
+
+impl AttemptError {
+    /// Worth trying the same source again after a pause.
+    fn is_transient(&self) -> bool {
+        match self {
+            AttemptError::Transport(_) | AttemptError::Truncated { .. } => true,
+            AttemptError::Status(s) => *s >= 500 || *s == 429 || *s == 408,
+            _ => false,
+        }
+    }
+}
+
+/// Every source of a URL failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub struct FetchError {
+    pub url: String,
+    pub offline: bool,
+    /// What each source said, in the order they were tried.
+    pub attempts: Vec<(Source, AttemptError)>,
+}
+
+impl FetchError {
+    /// Whether every source answered "not there" (as opposed to a broken download).
+    pub fn is_not_found(&self) -> bool {
+        !self.attempts.is_empty()
+            && self
+                .attempts
+                .iter()
+                .all(|(_, e)| matches!(e, AttemptError::NotFound(_) | AttemptError::NoFile))
+    }
+}
+
+impl std::fmt::Display for FetchError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.attempts.as_slice() {
+            [] if self.offline => write!(
+                f,
+                "not in the store, and offline nothing can provide {} (pass --mirror file://DIR holding it)",
+                self.url
+            ),
+            [] => write!(f, "{}: no source to read it from", self.url),
+            [(s, e)] => write!(f, "{s}: {e}"),
+            many => {
+                write!(f, "{}: every source failed: ", self.url)?;
+                for (i, (s, e)) in many.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str("; ")?;
+                    }
+                    write!(f, "{s}: {e}")?;
+                }
+                if self.offline {
+                    f.write_str(" (offline: network sources were not tried)")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// What a completed download was.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Downloaded {
+    pub sha256: Sha256,
+    pub blake3: Blake3,
+    pub size: u64,
+    pub source: Source,
+}
+
+/// What the caller expects of a download.
+#[derive(Debug, Clone, Copy)]
+pub struct Expect {
+    pub sha256: Option<Sha256>,
+    pub size: Option<u64>,
+    /// Refuse responses larger than this.
+    pub limit: u64,
+}
+
+/// Where downloaded bytes go.
+trait Sink {
+    fn write(&mut self, data: &[u8]) -> Result<(), AttemptError>;
+    /// Forget everything written (the source restarted from byte 0).
+    fn restart(&mut self) -> Result<(), AttemptError>;
+    fn len(&self) -> u64;
+}
+
+struct FileSink<'a> {
+    file: &'a mut File,
+    hasher: DualHasher,
+    progress: &'a ProgressBar,
+}
+
+impl Sink for FileSink<'_> {
+    fn write(&mut self, data: &[u8]) -> Result<(), AttemptError> {
+        self.file
+            .write_all(data)
+            .map_err(|e| AttemptError::Local(e.to_string()))?;
+        self.hasher.update(data);
+        self.progress.inc(data.len() as u64);
+        Ok(())
+    }
+    fn restart(&mut self) -> Result<(), AttemptError> {
+        self.file
+            .set_len(0)
+            .and_then(|()| self.file.seek(SeekFrom::Start(0)).map(|_| ()))
+            .map_err(|e| AttemptError::Local(e.to_string()))?;
+        self.hasher = DualHasher::new();
+        self.progress.set_position(0);
+        Ok(())
+    }
+    fn len(&self) -> u64 {
+        self.hasher.len()
+    }
+}
+
+struct MemSink(Vec<u8>);
+
+impl Sink for MemSink {
+    fn write(&mut self, data: &[u8]) -> Result<(), AttemptError> {
+        self.0.extend_from_slice(data);
+        Ok(())
+    }
+    fn restart(&mut self) -> Result<(), AttemptError> {
+        self.0.clear();
+        Ok(())
+    }
+    fn len(&self) -> u64 {
+        self.0.len() as u64
+    }
+}
+
+/// Downloads files from upstream and mirrors.
+pub struct Fetcher {
+    cfg: FetchConfig,
+    client: reqwest::blocking::Client,
+}
+
+/// The client could not be set up (TLS roots, for instance).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot set up the HTTP client: {0}")]
+pub struct ClientError(String);
+
+impl Fetcher {
+    pub fn new(cfg: FetchConfig) -> Result<Self, ClientError> {
+        let client = reqwest::blocking::Client::builder()
+            .user_agent(concat!("nodeforge/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(cfg.connect_timeout)
+            // In the blocking client this bounds every single read, not the whole transfer.
+            .timeout(cfg.read_timeout)
+            .redirect(reqwest::redirect::Policy::limited(10))
+            .build()
+            .map_err(|e| ClientError(e.to_string()))?;
+        Ok(Self { cfg, client })
+    }
+
+    pub fn config(&self) -> &FetchConfig {
+        &self.cfg
+    }
+
+    pub fn sources(&self, url: &str) -> Vec<Source> {
+        sources(url, &self.cfg.mirrors, self.cfg.offline, self.cfg.mirrors_only)
+    }
+
+    /// A small file (a checksum file), at most `limit` bytes, from the first source that has it.
+    pub fn get_small(&self, url: &str, limit: u64) -> Result<(Vec<u8>, Source), FetchError> {
+        let expect = Expect {
+            sha256: None,
+            size: None,
+            limit,
+        };
+        let mut sink = MemSink(Vec::new());
+        let source = self.fetch_into(url, &mut sink, &expect, |_| Ok(()))?;
+        Ok((sink.0, source))
+    }
+
+    /// The size of the file at `url`, when a source tells it (HEAD, or the file's metadata).
+    pub fn size_of(&self, url: &str) -> Option<u64> {
+        for source in self.sources(url) {
+            match &source {
+                Source::File(p) => {
+                    if let Ok(m) = std::fs::metadata(p) {
+                        if m.is_file() {
+                            return Some(m.len());
+                        }
+                    }
+                }
+                Source::Http(u) => {
+                    if let Ok(resp) = self.client.head(u).send() {
+                        if resp.status().is_success() {
+                            if let Some(len) = resp
+                                .headers()
+                                .get(header::CONTENT_LENGTH)
+                                .and_then(|v| v.to_str().ok())
+                                .and_then(|v| v.parse().ok())
+                            {
+                                return Some(len);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    /// Download `url` into `file` (which must be empty), checking it against `expect`.
+    pub fn download(
+        &self,
+        url: &str,
+        file: &mut File,
+        expect: &Expect,
+        progress: &ProgressBar,
+    ) -> Result<Downloaded, FetchError> {
+        let mut sink = FileSink {
+            file,
+            hasher: DualHasher::new(),
+            progress,
+        };
+        let mut result = None;
+        let source = self.fetch_into(url, &mut sink, expect, |s: &mut FileSink<'_>| {
+            let hasher = std::mem::take(&mut s.hasher);
+            let (sha256, blake3, size) = hasher.finish();
+            if let Some(want) = expect.size {
+                if want != size {
+                    return Err(AttemptError::SizeMismatch {
+                        expected: want,
+                        got: size,
+                    });
+                }
+            }
+            if let Some(want) = expect.sha256 {
+                if want != sha256 {
+                    return Err(AttemptError::Mismatch {
+                        expected: want,
+                        actual: sha256,
+                        size,
+                    });
+                }
+            }
+            s.file
+                .flush()
+                .map_err(|e| AttemptError::Local(e.to_string()))?;
+            result = Some((sha256, blake3, size));
+            Ok(())
+        })?;
+        let (sha256, blake3, size) = result.ok_or_else(|| FetchError {
+            url: url.to_string(),
+            offline: self.cfg.offline,
+            attempts: Vec::new(),
+        })?;
+        Ok(Downloaded {
+            sha256,
+            blake3,
+            size,
+            source,
+        })
+    }
+
+    /// Try every source in order, each with retries; `finish` checks a complete body.
+    fn fetch_into<S: Sink>(
+        &self,
+        url: &str,
+        sink: &mut S,
+        expect: &Expect,
+        mut finish: impl FnMut(&mut S) -> Result<(), AttemptError>,
+    ) -> Result<Source, FetchError> {
+        let mut attempts = Vec::new();
+        for source in self.sources(url) {
+            // A new source starts from byte 0 (a failed check may have left bytes behind).
+            if let Err(e) = sink.restart() {
+                attempts.push((source, e));
+                break;
+            }
+            let mut validator: Option<String> = None;
+            let mut tries = 0u32;
+            let outcome = loop {
+                let r = match &source {
+                    Source::Http(u) => self.http_transfer(u, sink, expect, &mut validator),
+                    Source::File(p) => file_transfer(p, sink, expect),
+                };
+                match r {
+                    Ok(()) => break finish(sink),
+                    Err(e) if e.is_transient() && tries < self.cfg.retries => {
+                        std::thread::sleep(backoff(url, tries));
+                        tries += 1;
+                    }
+                    Err(e) => break Err(e),
+                }
+            };
+            match outcome {
+                Ok(()) => return Ok(source),
+                Err(e) => {
+                    let local = matches!(e, AttemptError::Local(_));
+                    attempts.push((source, e));
+                    if local {
+                        break;
+                    }
+                }
+            }
+        }
+        Err(FetchError {
+            url: url.to_string(),
+            offline: self.cfg.offline,
+            attempts,
+        })
+    }
+
+    /// One HTTP request, resuming after the bytes the sink already holds when the server can
+    /// prove (206 at the right offset, same validator) that it is the same file.
+    fn http_transfer<S: Sink>(
+        &self,
+        url: &str,
+        sink: &mut S,
+        expect: &Expect,
+        validator: &mut Option<String>,
+    ) -> Result<(), AttemptError> {
+        let offset = sink.len();
+        let mut req = self.client.get(url);
+        let resuming = offset > 0 && validator.is_some();
+        if resuming {
+            req = req
+                .header(header::RANGE, format!("bytes={offset}-"))
+                .header(header::IF_RANGE, validator.clone().unwrap_or_default());
+        } else if offset > 0 {
+            sink.restart()?;
+        }
+        let mut resp = req.send().map_err(|e| AttemptError::Transport(describe(&e)))?;
+        let status = resp.status().as_u16();
+        match status {
+            200 => {
+                if sink.len() > 0 {
+                    sink.restart()?;
+                }
+            }
+            206 if resuming => {
+                let starts_at = resp
+                    .headers()
+                    .get(header::CONTENT_RANGE)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.strip_prefix("bytes "))
+                    .and_then(|v| v.split('-').next())
+                    .and_then(|v| v.parse::<u64>().ok());
+                if starts_at != Some(offset) {
+                    sink.restart()?;
+                    *validator = None;
+                    return Err(AttemptError::Transport(
+                        "the server resumed at the wrong offset".to_string(),
+                    ));
+                }
+            }
+            404 | 410 => return Err(AttemptError::NotFound(status)),
+            s => return Err(AttemptError::Status(s)),
+        }
+        let headers = resp.headers();
+        *validator = headers
+            .get(header::ETAG)
+            .filter(|v| !v.as_bytes().starts_with(b"W/"))
+            .or_else(|| headers.get(header::LAST_MODIFIED))
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let declared = resp.content_length().map(|n| n + sink.len());
+        if let Some(total) = declared {
+            check_limit(total, expect)?;
+        }
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            let n = match resp.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    let got = sink.len();
+                    return Err(match declared {
+                        Some(expected) if got < expected => AttemptError::Truncated { got, expected },
+                        _ => AttemptError::Transport(format!("reading the body: {e}")),
+                    });
+                }
+            };
+            sink.write(&buf[..n])?;
+            check_limit(sink.len(), expect)?;
+        }
+        if let Some(expected) = declared {
+            if sink.len() != expected {
+                return Err(AttemptError::Truncated {
+                    got: sink.len(),
+                    expected,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Refuse a body larger than the lock's size or the caller's limit as soon as it shows.
+fn check_limit(len: u64, expect: &Expect) -> Result<(), AttemptError> {
+    if let Some(size) = expect.size {
+        if len > size {
+            return Err(AttemptError::SizeMismatch {
+                expected: size,
+                got: len,
+            });
+        }
+    }
+    if len > expect.limit {
+        return Err(AttemptError::TooLarge {
+            limit: expect.limit,
+        });
+    }
+    Ok(())
+}
+
+fn file_transfer<S: Sink>(
+    path: &std::path::Path,
+    sink: &mut S,
+    expect: &Expect,
+) -> Result<(), AttemptError> {
+    let mut f = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(AttemptError::NoFile),
+        Err(e) => return Err(AttemptError::Transport(e.to_string())),
+    };
+    if f.metadata().is_ok_and(|m| m.is_dir()) {
+        return Err(AttemptError::NoFile);
+    }
+    sink.restart()?;
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f
+            .read(&mut buf)
+            .map_err(|e| AttemptError::Transport(e.to_string()))?;
+        if n == 0 {
+            return Ok(());
+        }
+        sink.write(&buf[..n])?;
+        check_limit(sink.len(), expect)?;
+    }
+}
+
+/// Exponential backoff with a jitter derived from the URL (no clock, no RNG: reproducible).
+fn backoff(url: &str, attempt: u32) -> Duration {
+    let base = 250u64.saturating_mul(1 << attempt.min(4));
+    let jitter = u64::from(blake3::hash(format!("{url}#{attempt}").as_bytes()).as_bytes()[0]);
+    Duration::from_millis(base.min(4000) + jitter)
+}
+
+/// reqwest's error with its causes, in one line.
+fn describe(e: &reqwest::Error) -> String {
+    let mut msg = if e.is_timeout() {
+        "timed out".to_string()
+    } else if e.is_redirect() {
+        "too many redirects".to_string()
+    } else if e.is_connect() {
+        "cannot connect".to_string()
+    } else {
+        "request failed".to_string()
+    };
+    let mut src: Option<&dyn std::error::Error> = std::error::Error::source(e);
+    let mut last = String::new();
+    while let Some(s) = src {
+        let t = s.to_string();
+        if t != last {
+            msg.push_str(": ");
+            msg.push_str(&t);
+            last = t;
+        }
+        src = s.source();
+    }
+    msg
+}

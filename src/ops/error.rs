@@ -1,0 +1,62 @@
+//! The errors a command ends with: one sentence each, with a hint saying what to do next.
+
+use std::path::PathBuf;
+
+use crate::fetch::{ClientError, FetchError};
+use crate::fsutil::FsError;
+use crate::lock::{Change, LockError};
+use crate::manifest::ManifestError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    #[error(transparent)]
+    Fs(#[from] FsError),
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    #[error("lockfile is stale: {}", changes.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Stale {
+        lockfile: PathBuf,
+        changes: Vec<Change>,
+    },
+    #[error("`{name}` is not a component of this manifest (components: {})", known.join(", "))]
+    UnknownComponent { name: String, known: Vec<String> },
+    #[error("could not resolve {}: {}", failures.iter().map(|(l, _)| l.as_str()).collect::<Vec<_>>().join(", "), failures.iter().map(|(_, e)| e.as_str()).collect::<Vec<_>>().join("; "))]
+    Resolve { failures: Vec<(String, String)> },
+    #[error("{} of the locked artifacts are not in the store: {}", missing.len(), missing.iter().map(|(l, _)| l.as_str()).collect::<Vec<_>>().join(", "))]
+    NotInStore { missing: Vec<(String, String)> },
+    #[error("{0}")]
+    Fetch(#[from] Box<FetchError>),
+    #[error("{0}")]
+    Usage(String),
+}
+
+impl Error {
+    /// What to do about it, when there is something to say.
+    pub fn hints(&self) -> Vec<String> {
+        match self {
+            Error::Lock(LockError::Missing { .. }) => vec!["run `nodeforge lock` to create it".into()],
+            Error::Lock(LockError::Edited { .. }) => {
+                vec!["run `nodeforge lock` to re-resolve every entry from upstream's published checksums".into()]
+            }
+            Error::Stale { .. } => vec!["run `nodeforge lock` to update the lockfile, then commit it".into()],
+            Error::Resolve { .. } => vec![
+                "check the network or pass --mirror; or record them as unresolved with --allow-unresolved".into(),
+            ],
+            Error::NotInStore { .. } => vec!["run `nodeforge fetch` first".into()],
+            _ => Vec::new(),
+        }
+    }
+
+    /// A source line with a caret, for errors that point into a file.
+    pub fn snippet(&self) -> Option<String> {
+        match self {
+            Error::Manifest(e) => e.snippet(),
+            Error::Lock(e) => e.snippet(),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,220 @@
+//! `nodeforge fetch`: bring every locked artifact the store lacks into it, in parallel, each
+//! streamed to a temp file while hashed (sha256 against the lock, blake3 for its address).
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::Serialize;
+
+use super::{check_lock, parallel_map, Error};
+use crate::fetch::{Expect, FetchConfig, Fetcher};
+use crate::lock::LockEntry;
+use crate::store::Store;
+
+/// No artifact of ours is anywhere near this; a server that claims more is refused early.
+const ARTIFACT_LIMIT: u64 = 4 << 30;
+
+#[derive(Debug, Clone)]
+pub struct FetchOptions {
+    pub manifest: PathBuf,
+    pub lockfile: PathBuf,
+    /// The output directory; the store is `<out>/store`.
+    pub out: PathBuf,
+    pub fetch: FetchConfig,
+    pub jobs: usize,
+    /// Draw progress bars (only ever on a terminal).
+    pub progress: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ArtifactStatus {
+    /// Already in the store: nothing done.
+    Present,
+    Fetched,
+    Failed,
+    /// The lockfile has no sha256 for it: refused.
+    Unresolved,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FetchedArtifact {
+    pub component: String,
+    pub version: String,
+    pub arch: String,
+    pub url: String,
+    pub sha256: Option<String>,
+    pub blake3: Option<String>,
+    pub size: Option<u64>,
+    pub status: ArtifactStatus,
+    /// Where it came from (a mirror or upstream), when it was fetched.
+    pub source: Option<String>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FetchReport {
+    pub store: PathBuf,
+    pub lock_id: String,
+    pub artifacts: Vec<FetchedArtifact>,
+    pub fetched_bytes: u64,
+    pub elapsed_ms: u64,
+}
+
+impl FetchReport {
+    pub fn failures(&self) -> Vec<&FetchedArtifact> {
+        self.artifacts
+            .iter()
+            .filter(|a| matches!(a.status, ArtifactStatus::Failed | ArtifactStatus::Unresolved))
+            .collect()
+    }
+
+    pub fn count(&self, status: ArtifactStatus) -> usize {
+        self.artifacts.iter().filter(|a| a.status == status).count()
+    }
+}
+
+fn report_of(e: &LockEntry, status: ArtifactStatus) -> FetchedArtifact {
+    FetchedArtifact {
+        component: e.component.to_string(),
+        version: e.version.clone(),
+        arch: e.arch.to_string(),
+        url: e.url.clone(),
+        sha256: e.sha256().map(|s| s.to_hex()),
+        blake3: None,
+        size: e.size(),
+        status,
+        source: None,
+        error: None,
+    }
+}
+
+/// Fetch one artifact into the store unless it is there; one download per artifact even when
+/// several processes run at once (the per-artifact lock, then a second look).
+fn fetch_one(store: &Store, fetcher: &Fetcher, entry: &LockEntry, bars: &Bars) -> FetchedArtifact {
+    let Some(sha256) = entry.sha256() else {
+        let mut r = report_of(entry, ArtifactStatus::Unresolved);
+        r.error = Some(format!(
+            "{} has no published sha256 in the lockfile: run `nodeforge lock --update {}` where upstream is reachable",
+            entry.label(),
+            entry.component
+        ));
+        return r;
+    };
+    let present = |o: crate::store::Object| {
+        let mut r = report_of(entry, ArtifactStatus::Present);
+        r.blake3 = Some(o.blake3.to_hex());
+        r.size = Some(o.size);
+        r
+    };
+    if let Some(o) = store.lookup_sha256(&sha256) {
+        return present(o);
+    }
+    let fail = |msg: String| {
+        let mut r = report_of(entry, ArtifactStatus::Failed);
+        r.error = Some(msg);
+        r
+    };
+    let _guard = match store.lock_artifact(&sha256) {
+        Ok(g) => g,
+        Err(e) => return fail(e.to_string()),
+    };
+    if let Some(o) = store.lookup_sha256(&sha256) {
+        return present(o);
+    }
+    let mut tmp = match store.temp_file() {
+        Ok(t) => t,
+        Err(e) => return fail(e.to_string()),
+    };
+    let bar = bars.start(entry);
+    let expect = Expect {
+        sha256: Some(sha256),
+        size: entry.size(),
+        limit: ARTIFACT_LIMIT,
+    };
+    let result = fetcher.download(&entry.url, tmp.as_file_mut(), &expect, &bar);
+    bars.finish(&bar);
+    let got = match result {
+        Ok(d) => d,
+        Err(e) => return fail(format!("{}: {e}", entry.label())),
+    };
+    let stored = store
+        .commit(tmp, &got.blake3, got.size)
+        .and_then(|o| store.index_sha256(&sha256, &o).map(|()| o));
+    match stored {
+        Ok(o) => {
+            let mut r = report_of(entry, ArtifactStatus::Fetched);
+            r.blake3 = Some(o.blake3.to_hex());
+            r.size = Some(o.size);
+            r.source = Some(got.source.to_string());
+            r
+        }
+        Err(e) => fail(e.to_string()),
+    }
+}
+
+/// Progress on a terminal: one bar per download and a total; nothing when not a terminal.
+struct Bars {
+    multi: MultiProgress,
+    total: ProgressBar,
+}
+
+impl Bars {
+    fn new(show: bool, count: u64) -> Self {
+        let target = if show {
+            ProgressDrawTarget::stderr()
+        } else {
+            ProgressDrawTarget::hidden()
+        };
+        let multi = MultiProgress::with_draw_target(target);
+        let total = multi.add(ProgressBar::new(count));
+        total.set_style(
+            ProgressStyle::with_template("{prefix:>12} [{bar:30}] {pos}/{len} artifacts")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        );
+        total.set_prefix("fetch");
+        Self { multi, total }
+    }
+
+    fn start(&self, e: &LockEntry) -> ProgressBar {
+        let bar = self.multi.insert_before(&self.total, ProgressBar::new(e.size().unwrap_or(0)));
+        bar.set_style(
+            ProgressStyle::with_template("{prefix:>12} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        );
+        bar.set_prefix(e.component.to_string());
+        bar
+    }
+
+    fn finish(&self, bar: &ProgressBar) {
+        bar.finish_and_clear();
+        self.multi.remove(bar);
+        self.total.inc(1);
+    }
+}
+
+pub fn fetch(opts: &FetchOptions) -> Result<FetchReport, Error> {
+    let started = Instant::now();
+    let checked = check_lock(&opts.manifest, &opts.lockfile)?;
+    let store = Store::open(&opts.out.join("store"))?;
+    let fetcher = Fetcher::new(opts.fetch.clone())?;
+    let entries = &checked.lock.artifacts;
+    let bars = Bars::new(opts.progress, entries.len() as u64);
+    let artifacts = parallel_map(entries, opts.jobs, |e| fetch_one(&store, &fetcher, e, &bars));
+    bars.total.finish_and_clear();
+    let fetched_bytes = artifacts
+        .iter()
+        .filter(|a| a.status == ArtifactStatus::Fetched)
+        .filter_map(|a| a.size)
+        .sum();
+    Ok(FetchReport {
+        store: store.root().to_path_buf(),
+        lock_id: checked.lock_id,
+        artifacts,
+        fetched_bytes,
+        elapsed_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+    })
+}

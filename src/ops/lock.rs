@@ -1,0 +1,256 @@
+//! `nodeforge lock`: resolve every artifact of the manifest to its URL and upstream's published
+//! sha256, keeping unchanged entries as they are (like `cargo update -p`).
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use super::{parallel_map, Error};
+use crate::checksum;
+use crate::fetch::{FetchConfig, Fetcher};
+use crate::fsutil;
+use crate::lock::{inputs_hash, staleness, LockEntry, LockError, Lockfile, Resolution};
+use crate::manifest::{ArtifactSpec, Manifest};
+
+/// A checksum file larger than this is not a checksum file.
+const CHECKSUM_LIMIT: u64 = 1 << 20;
+
+#[derive(Debug, Clone)]
+pub struct LockOptions {
+    pub manifest: PathBuf,
+    pub lockfile: PathBuf,
+    /// Components to re-resolve even when their entries are unchanged.
+    pub update: Vec<String>,
+    /// Record entries whose checksum cannot be had as `unresolved` instead of failing.
+    pub allow_unresolved: bool,
+    pub fetch: FetchConfig,
+    pub jobs: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EntryStatus {
+    /// Unchanged from the existing lockfile.
+    Kept,
+    /// New in this lockfile.
+    Added,
+    /// Re-resolved (changed inputs or --update).
+    Updated,
+    /// No published sha256 could be had.
+    Unresolved,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LockedEntry {
+    pub component: String,
+    pub arch: String,
+    pub version: String,
+    pub previous_version: Option<String>,
+    pub url: String,
+    pub sha256: Option<String>,
+    pub size: Option<u64>,
+    pub status: EntryStatus,
+    /// Why it is unresolved, in full (the lockfile keeps a short, stable reason).
+    pub detail: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LockReport {
+    pub lockfile: PathBuf,
+    pub lock_id: String,
+    /// Whether the file was (re)written; an unchanged lock is not rewritten.
+    pub written: bool,
+    pub entries: Vec<LockedEntry>,
+    pub warnings: Vec<String>,
+}
+
+/// The result of `lock --check` (and of the check `fetch` and `build` start with).
+#[derive(Debug, Clone, Serialize)]
+pub struct LockCheck {
+    pub lockfile: PathBuf,
+    pub lock_id: String,
+    pub artifacts: usize,
+    /// Entries without a published sha256: a lock with them is valid but cannot be fetched.
+    pub unresolved: Vec<String>,
+    #[serde(skip)]
+    pub manifest: Manifest,
+    #[serde(skip)]
+    pub lock: Lockfile,
+}
+
+/// Load the manifest and its lockfile and require the lockfile to be intact and fresh.
+pub fn check_lock(manifest: &std::path::Path, lockfile: &std::path::Path) -> Result<LockCheck, Error> {
+    let manifest = Manifest::load(manifest)?;
+    let lock = Lockfile::load(lockfile)?;
+    let specs = manifest.artifacts();
+    let changes = staleness(&lock, &specs);
+    if !changes.is_empty() {
+        return Err(Error::Stale {
+            lockfile: lockfile.to_path_buf(),
+            changes,
+        });
+    }
+    Ok(LockCheck {
+        lockfile: lockfile.to_path_buf(),
+        lock_id: format!("blake3:{}", lock.lock_id()),
+        artifacts: lock.artifacts.len(),
+        unresolved: lock
+            .artifacts
+            .iter()
+            .filter(|e| e.sha256().is_none())
+            .map(LockEntry::label)
+            .collect(),
+        manifest,
+        lock,
+    })
+}
+
+/// Resolve one artifact: fetch its checksum file and select its line; ask for its size.
+fn resolve(fetcher: &Fetcher, spec: &ArtifactSpec) -> Result<(crate::hash::Sha256, Option<u64>), String> {
+    let (body, source) = fetcher
+        .get_small(&spec.checksum_url, CHECKSUM_LIMIT)
+        .map_err(|e| e.to_string())?;
+    let text = String::from_utf8(body).map_err(|_| format!("{source}: the checksum file is not text"))?;
+    let sha = checksum::select(&text, &spec.checksum_name).map_err(|e| format!("{source}: {e}"))?;
+    Ok((sha, fetcher.size_of(&spec.url)))
+}
+
+pub fn lock(opts: &LockOptions) -> Result<LockReport, Error> {
+    let manifest = Manifest::load(&opts.manifest)?;
+    let specs = manifest.artifacts();
+    let mut warnings = Vec::new();
+
+    let known: Vec<String> = manifest.component_names().into_iter().collect();
+    let update: BTreeSet<&str> = opts.update.iter().map(String::as_str).collect();
+    if let Some(bad) = update.iter().find(|u| !known.iter().any(|k| k == *u)) {
+        return Err(Error::UnknownComponent {
+            name: (*bad).to_string(),
+            known,
+        });
+    }
+
+    let existing = match Lockfile::load(&opts.lockfile) {
+        Ok(l) => Some(l),
+        Err(LockError::Missing { .. }) => None,
+        Err(e @ LockError::Edited { .. }) => {
+            warnings.push(format!("{e}; every entry is resolved again"));
+            None
+        }
+        Err(e) => return Err(e.into()),
+    };
+
+    // Which specs need resolving, and which entries stay as they are.
+    let mut kept = Vec::new();
+    let mut todo = Vec::new();
+    for spec in &specs {
+        let old = existing.as_ref().and_then(|l| l.entry(&spec.component, &spec.arch));
+        match old {
+            Some(e) if e.matches(spec) && !update.contains(spec.component.as_str()) => kept.push(e.clone()),
+            _ => todo.push((spec.clone(), old.cloned())),
+        }
+    }
+
+    let fetcher = Fetcher::new(opts.fetch.clone())?;
+    let resolved = parallel_map(&todo, opts.jobs, |(spec, _)| resolve(&fetcher, spec));
+
+    let mut entries: Vec<LockEntry> = kept.clone();
+    let mut report: Vec<LockedEntry> = kept
+        .iter()
+        .map(|e| LockedEntry {
+            component: e.component.to_string(),
+            arch: e.arch.to_string(),
+            version: e.version.clone(),
+            previous_version: None,
+            url: e.url.clone(),
+            sha256: e.sha256().map(|s| s.to_hex()),
+            size: e.size(),
+            status: if e.sha256().is_some() { EntryStatus::Kept } else { EntryStatus::Unresolved },
+            detail: match &e.resolution {
+                Resolution::Unresolved { reason } => Some(reason.clone()),
+                Resolution::Resolved { .. } => None,
+            },
+        })
+        .collect();
+    let mut failures = Vec::new();
+    for ((spec, old), result) in todo.iter().zip(resolved) {
+        let label = format!("{} {} ({})", spec.component, spec.version, spec.arch);
+        let (resolution, status, detail) = match result {
+            Ok((sha256, size)) => (
+                Resolution::Resolved { sha256, size },
+                if old.is_some() { EntryStatus::Updated } else { EntryStatus::Added },
+                None,
+            ),
+            Err(e) if opts.allow_unresolved => {
+                warnings.push(format!("{label}: no published sha256: {e}"));
+                (
+                    Resolution::Unresolved {
+                        reason: format!(
+                            "no published sha256 could be read from {} when this lock was made",
+                            spec.checksum_url
+                        ),
+                    },
+                    EntryStatus::Unresolved,
+                    Some(e),
+                )
+            }
+            Err(e) => {
+                failures.push((label, e));
+                continue;
+            }
+        };
+        report.push(LockedEntry {
+            component: spec.component.to_string(),
+            arch: spec.arch.to_string(),
+            version: spec.version.clone(),
+            previous_version: old.as_ref().filter(|o| o.version != spec.version).map(|o| o.version.clone()),
+            url: spec.url.clone(),
+            sha256: match &resolution {
+                Resolution::Resolved { sha256, .. } => Some(sha256.to_hex()),
+                Resolution::Unresolved { .. } => None,
+            },
+            size: match &resolution {
+                Resolution::Resolved { size, .. } => *size,
+                Resolution::Unresolved { .. } => None,
+            },
+            status,
+            detail,
+        });
+        entries.push(LockEntry {
+            component: spec.component.clone(),
+            version: spec.version.clone(),
+            arch: spec.arch.clone(),
+            url: spec.url.clone(),
+            checksum_url: spec.checksum_url.clone(),
+            resolution,
+        });
+    }
+    if !failures.is_empty() {
+        return Err(Error::Resolve { failures });
+    }
+    for e in &kept {
+        if let Resolution::Unresolved { .. } = e.resolution {
+            warnings.push(format!(
+                "{} stays unresolved: run `nodeforge lock --update {}` where upstream is reachable",
+                e.label(),
+                e.component
+            ));
+        }
+    }
+    report.sort_by(|a, b| (&a.component, &a.arch).cmp(&(&b.component, &b.arch)));
+
+    let lockfile = Lockfile::new(inputs_hash(&specs), entries);
+    let text = lockfile.to_text();
+    let current = std::fs::read(&opts.lockfile).ok();
+    let written = current.as_deref() != Some(text.as_bytes());
+    if written {
+        fsutil::write_atomic(&opts.lockfile, text.as_bytes(), 0o644)?;
+    }
+    Ok(LockReport {
+        lockfile: opts.lockfile.clone(),
+        lock_id: format!("blake3:{}", lockfile.lock_id()),
+        written,
+        entries: report,
+        warnings,
+    })
+}

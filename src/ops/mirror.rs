@@ -1,0 +1,82 @@
+//! `nodeforge mirror export DIR`: the store's locked artifacts laid out as a `file://` mirror
+//! (`DIR/<host>/<path>`), with checksum files, so an air-gapped site can `lock` and `fetch` from
+//! a USB stick exactly as it would from upstream.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use super::{check_lock, Error};
+use crate::fetch::mirror_path;
+use crate::fsutil::{self, FsError, IoContext};
+use crate::manifest::url_file_name;
+use crate::store::Store;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ExportReport {
+    pub dir: PathBuf,
+    /// Files written (relative to dir), artifacts and checksum files.
+    pub files: Vec<String>,
+    pub bytes: u64,
+}
+
+/// Copy `from` to `to` atomically (temp file beside the target, then rename).
+fn copy_atomic(from: &Path, to: &Path) -> Result<u64, FsError> {
+    let dir = to.parent().unwrap_or(Path::new("."));
+    fsutil::create_dir_all(dir)?;
+    let tmp = tempfile::Builder::new()
+        .prefix(".nodeforge-tmp-")
+        .tempfile_in(dir)
+        .at("cannot create a temporary file in", dir)?;
+    let n = std::fs::copy(from, tmp.path()).at("cannot copy into", tmp.path())?;
+    fsutil::set_mode(tmp.as_file(), 0o644).at("cannot set the mode of", tmp.path())?;
+    tmp.as_file().sync_all().at("cannot sync", tmp.path())?;
+    tmp.persist(to)
+        .map_err(|e| FsError::new("cannot rename a temporary file onto", to, e.error))?;
+    Ok(n)
+}
+
+pub fn export_mirror(manifest: &Path, lockfile: &Path, out: &Path, dir: &Path) -> Result<ExportReport, Error> {
+    let checked = check_lock(manifest, lockfile)?;
+    let store = Store::open(&out.join("store"))?;
+    let mut missing = Vec::new();
+    let mut files = Vec::new();
+    let mut bytes = 0;
+    // checksum-url → lines "<sha256>  <file name>", so multi-asset checksum files stay whole.
+    let mut sums: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for e in &checked.lock.artifacts {
+        let Some(sha) = e.sha256() else {
+            missing.push((e.label(), "unresolved in the lockfile".to_string()));
+            continue;
+        };
+        let (Some(rel), Some(sum_rel)) = (mirror_path(&e.url), mirror_path(&e.checksum_url)) else {
+            continue; // file:// URLs have no place on a mirror
+        };
+        let Some(obj) = store.lookup_sha256(&sha) else {
+            missing.push((e.label(), e.url.clone()));
+            continue;
+        };
+        bytes += copy_atomic(&obj.path, &dir.join(&rel))?;
+        files.push(rel);
+        sums.entry(sum_rel)
+            .or_default()
+            .push(format!("{sha}  {}", url_file_name(&e.url)));
+    }
+    for (rel, mut lines) in sums {
+        lines.sort();
+        lines.dedup();
+        let text = lines.join("\n") + "\n";
+        fsutil::write_atomic(&dir.join(&rel), text.as_bytes(), 0o644)?;
+        files.push(rel);
+    }
+    if !missing.is_empty() {
+        return Err(Error::NotInStore { missing });
+    }
+    files.sort();
+    Ok(ExportReport {
+        dir: dir.to_path_buf(),
+        files,
+        bytes,
+    })
+}

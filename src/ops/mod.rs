@@ -1,0 +1,84 @@
+//! Orchestration of the commands. Every command is one function here taking an options struct
+//! and returning a report; only this module combines manifest, lock, fetch and store. It knows
+//! nothing of clap or of how reports are printed.
+
+mod error;
+mod fetch;
+mod lock;
+mod mirror;
+
+use std::path::{Path, PathBuf};
+
+pub use error::Error;
+pub use fetch::{fetch, ArtifactStatus, FetchOptions, FetchReport, FetchedArtifact};
+pub use lock::{check_lock, lock, EntryStatus, LockCheck, LockOptions, LockReport, LockedEntry};
+pub use mirror::{export_mirror, ExportReport};
+
+/// Where a manifest's lockfile lives by default: `lockfiles/<stem>.lock` beside the manifest's
+/// `manifests/` directory, else `<stem>.lock` next to the manifest.
+pub fn default_lockfile(manifest: &Path) -> PathBuf {
+    let stem = manifest
+        .file_stem()
+        .map_or_else(|| "cluster".into(), |s| s.to_string_lossy().into_owned());
+    let dir = manifest.parent().unwrap_or(Path::new(""));
+    match (dir.file_name(), dir.parent()) {
+        (Some(name), Some(root)) if name == "manifests" => {
+            root.join("lockfiles").join(format!("{stem}.lock"))
+        }
+        _ => dir.join(format!("{stem}.lock")),
+    }
+}
+
+/// Run `f` over `items` on at most `jobs` threads; results come back in the items' order.
+pub(crate) fn parallel_map<T: Sync, R: Send>(
+    items: &[T],
+    jobs: usize,
+    f: impl Fn(&T) -> R + Sync,
+) -> Vec<R> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<Option<R>>> = Mutex::new((0..items.len()).map(|_| None).collect());
+    std::thread::scope(|scope| {
+        for _ in 0..jobs.clamp(1, items.len().max(1)) {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                let Some(item) = items.get(i) else { break };
+                let r = f(item);
+                if let Ok(mut guard) = results.lock() {
+                    guard[i] = Some(r);
+                }
+            });
+        }
+    });
+    results
+        .into_inner()
+        .unwrap_or_default()
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_lockfile_location() {
+        assert_eq!(
+            default_lockfile(Path::new("manifests/kubenet.toml")),
+            PathBuf::from("lockfiles/kubenet.lock")
+        );
+        assert_eq!(
+            default_lockfile(Path::new("/x/manifests/a.toml")),
+            PathBuf::from("/x/lockfiles/a.lock")
+        );
+        assert_eq!(default_lockfile(Path::new("/x/y/a.toml")), PathBuf::from("/x/y/a.lock"));
+    }
+
+    #[test]
+    fn parallel_map_keeps_order() {
+        let items: Vec<u32> = (0..50).collect();
+        assert_eq!(parallel_map(&items, 4, |x| x * 2), items.iter().map(|x| x * 2).collect::<Vec<_>>());
+    }
+}

@@ -1,0 +1,162 @@
+//! The content-addressed store (`out/store/`). Objects are addressed by blake3 and never change:
+//!
+//! ```text
+//! store/blake3/ab/cd/<rest of the hex>   an object, read-only
+//! store/sha256/<hex>                     index: upstream sha256 → "<blake3> <size>"
+//! store/tmp/                             downloads in progress (same filesystem: rename is atomic)
+//! store/locks/<sha256>.lock              one writer per artifact across processes
+//! store/.lock                            held shared by every process; exclusive only to clean tmp/
+//! ```
+//!
+//! An object is written to `tmp/`, fsynced, then linked into place without replacing anything
+//! (an existing object counts as success: same address, same bytes), and its directory fsynced.
+
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+
+use crate::fsutil::{self, FsError, IoContext};
+use crate::hash::{Blake3, Sha256};
+
+/// A store object: where it is and what it holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Object {
+    pub blake3: Blake3,
+    pub size: u64,
+    pub path: PathBuf,
+}
+
+/// The content-addressed store, opened by one process.
+#[derive(Debug)]
+pub struct Store {
+    root: PathBuf,
+    // Held (shared) for the life of the Store so that no other process cleans tmp/ under us.
+    _guard: File,
+}
+
+impl Store {
+    /// Open (creating if needed) the store at `root`. Leftover temporary files of killed runs are
+    /// removed when no other process is using the store.
+    pub fn open(root: &Path) -> Result<Self, FsError> {
+        for sub in ["blake3", "sha256", "tmp", "locks"] {
+            fsutil::create_dir_all(&root.join(sub))?;
+        }
+        let lock_path = root.join(".lock");
+        let guard = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .at("cannot open the store lock", &lock_path)?;
+        if guard.try_lock().is_ok() {
+            fsutil::clean_temp_files(&root.join("tmp"));
+            let _ = guard.unlock();
+        }
+        guard.lock_shared().at("cannot lock the store", &lock_path)?;
+        Ok(Self {
+            root: root.to_path_buf(),
+            _guard: guard,
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Where the object with this address lives (whether or not it exists).
+    pub fn object_path(&self, b: &Blake3) -> PathBuf {
+        let hex = b.to_hex();
+        self.root
+            .join("blake3")
+            .join(&hex[..2])
+            .join(&hex[2..4])
+            .join(&hex[4..])
+    }
+
+    fn index_path(&self, s: &Sha256) -> PathBuf {
+        self.root.join("sha256").join(s.to_hex())
+    }
+
+    /// The object holding the artifact with this upstream sha256, if the store has it. This is a
+    /// lookup, not a re-hash (that is `verify`'s job): the index and the object's size must agree.
+    pub fn lookup_sha256(&self, s: &Sha256) -> Option<Object> {
+        let text = fs::read_to_string(self.index_path(s)).ok()?;
+        let (b, size) = text.trim().split_once(' ')?;
+        let blake3 = Blake3::parse(b).ok()?;
+        let size: u64 = size.parse().ok()?;
+        let path = self.object_path(&blake3);
+        let meta = fs::metadata(&path).ok()?;
+        (meta.is_file() && meta.len() == size).then_some(Object { blake3, size, path })
+    }
+
+    /// A new temporary file in the store's own tmp/ directory.
+    pub fn temp_file(&self) -> Result<tempfile::NamedTempFile, FsError> {
+        let dir = self.root.join("tmp");
+        tempfile::Builder::new()
+            .prefix(".nodeforge-tmp-")
+            .tempfile_in(&dir)
+            .at("cannot create a temporary file in", &dir)
+    }
+
+    /// Move a fully written and hashed temp file into the store under its address.
+    pub fn commit(&self, tmp: tempfile::NamedTempFile, blake3: &Blake3, size: u64) -> Result<Object, FsError> {
+        let path = self.object_path(blake3);
+        let dir = path.parent().map(Path::to_path_buf).unwrap_or_else(|| self.root.clone());
+        fsutil::create_dir_all(&dir)?;
+        fsutil::set_mode(tmp.as_file(), 0o444).at("cannot set the mode of", tmp.path())?;
+        tmp.as_file().sync_all().at("cannot sync", tmp.path())?;
+        match tmp.persist_noclobber(&path) {
+            Ok(_) => {}
+            // Someone stored the same content first: same address, same bytes.
+            Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(FsError::new("cannot move an object into", &path, e.error)),
+        }
+        fsutil::sync_dir(&dir)?;
+        Ok(Object {
+            blake3: *blake3,
+            size,
+            path,
+        })
+    }
+
+    /// Record that the artifact with upstream sha256 `s` is the object `o`.
+    pub fn index_sha256(&self, s: &Sha256, o: &Object) -> Result<(), FsError> {
+        fsutil::write_atomic(&self.index_path(s), format!("{} {}\n", o.blake3, o.size).as_bytes(), 0o644)
+    }
+
+    /// Take the per-artifact lock so that concurrent processes download an artifact once.
+    pub fn lock_artifact(&self, s: &Sha256) -> Result<File, FsError> {
+        let path = self.root.join("locks").join(format!("{}.lock", s.to_hex()));
+        let f = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .at("cannot open", &path)?;
+        f.lock().at("cannot lock", &path)?;
+        Ok(f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn commit_lookup_and_duplicate_commit() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        let data = b"hello store";
+        let (b, s) = (Blake3::of(data), Sha256::of(data));
+        assert_eq!(store.lookup_sha256(&s), None);
+        for _ in 0..2 {
+            let mut t = store.temp_file().expect("tmp");
+            t.write_all(data).expect("write");
+            let o = store.commit(t, &b, data.len() as u64).expect("commit");
+            store.index_sha256(&s, &o).expect("index");
+        }
+        let o = store.lookup_sha256(&s).expect("present");
+        assert_eq!(fs::read(&o.path).expect("read"), data);
+        assert_eq!(fs::read_dir(dir.path().join("tmp")).expect("tmp").count(), 0);
+    }
+}
