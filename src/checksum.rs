@@ -141,7 +141,10 @@ mod tests {
 
     #[test]
     fn bare_single_multi_bsd() {
-        assert_eq!(select(&format!("{A}\n"), "x").map(|d| d.to_hex()), Ok(A.into()));
+        assert_eq!(
+            select(&format!("{A}\n"), "x").map(|d| d.to_hex()),
+            Ok(A.into())
+        );
         assert_eq!(select(A, "x").map(|d| d.to_hex()), Ok(A.into()));
         assert_eq!(
             select(&format!("{A}  runc.amd64\r\n"), "runc.amd64").map(|d| d.to_hex()),
@@ -152,8 +155,14 @@ mod tests {
             Ok(A.into())
         );
         let multi = format!("{B}  runc.arm64\n{A}  runc.amd64\n{B}  libseccomp.tar.gz\n");
-        assert_eq!(select(&multi, "runc.amd64").map(|d| d.to_hex()), Ok(A.into()));
-        assert_eq!(select(&multi, "runc.arm64").map(|d| d.to_hex()), Ok(B.into()));
+        assert_eq!(
+            select(&multi, "runc.amd64").map(|d| d.to_hex()),
+            Ok(A.into())
+        );
+        assert_eq!(
+            select(&multi, "runc.arm64").map(|d| d.to_hex()),
+            Ok(B.into())
+        );
         let bsd = format!("SHA256 (./runc.amd64) = {}\n", A.to_uppercase());
         assert_eq!(select(&bsd, "runc.amd64").map(|d| d.to_hex()), Ok(A.into()));
     }
@@ -173,6 +182,9 @@ mod tests {
             select(&format!("{A}  a\n{B}  a\n"), "a"),
             Err(ChecksumError::Conflicting { .. })
         ));
-        assert!(matches!(select(&A[..63], "x"), Err(ChecksumError::Malformed { .. })));
+        assert!(matches!(
+            select(&A[..63], "x"),
+            Err(ChecksumError::Malformed { .. })
+        ));
     }
 }

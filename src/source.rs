@@ -85,7 +85,9 @@ impl SourceFile {
         let line_end = text[start..].find('\n').map_or(text.len(), |i| start + i);
         let line = text[..start].matches('\n').count() + 1;
         let col = text[line_start..start].chars().count() + 1;
-        let line_text = text[line_start..line_end].trim_end_matches('\r').to_string();
+        let line_text = text[line_start..line_end]
+            .trim_end_matches('\r')
+            .to_string();
         let end = span.end.clamp(start, line_end);
         let width = text.get(start..end).map_or(1, |s| s.chars().count().max(1));
         Location {

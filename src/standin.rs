@@ -64,7 +64,9 @@ pub fn standin_binary(spec: &ArtifactSpec, member: &str, size: usize) -> Vec<u8>
     if data.len() < size {
         data.push(b'#');
         let mut xof = blake3::Hasher::new()
-            .update(format!("{}/{}/{}/{member}", spec.component, spec.version, spec.arch).as_bytes())
+            .update(
+                format!("{}/{}/{}/{member}", spec.component, spec.version, spec.arch).as_bytes(),
+            )
             .finalize_xof();
         let mut pad = vec![0u8; size - data.len()];
         xof.fill(&mut pad);
@@ -122,19 +124,28 @@ pub struct StandinReport {
 /// Write stand-ins for every artifact of `manifest` into `dir` in mirror layout, with checksum
 /// files: bare for a `.sha256` next to one artifact, `<hex>  <name>` lines otherwise, and the
 /// several-asset shape (plus an unrelated line, to make selection matter) where artifacts share one.
-pub fn write_mirror(manifest: &Manifest, dir: &Path, size: usize) -> Result<StandinReport, FsError> {
+pub fn write_mirror(
+    manifest: &Manifest,
+    dir: &Path,
+    size: usize,
+) -> Result<StandinReport, FsError> {
     let mut sums: BTreeMap<String, Vec<(String, Sha256)>> = BTreeMap::new();
     let mut artifacts = Vec::new();
     for spec in manifest.artifacts() {
-        let (Some(rel), Some(sum_rel)) = (mirror_path(&spec.url), mirror_path(&spec.checksum_url)) else {
+        let (Some(rel), Some(sum_rel)) = (mirror_path(&spec.url), mirror_path(&spec.checksum_url))
+        else {
             continue;
         };
-        let bytes = standin_artifact(&spec, size).map_err(|e| FsError::new("cannot build a stand-in for", Path::new(&spec.url), e))?;
+        let bytes = standin_artifact(&spec, size)
+            .map_err(|e| FsError::new("cannot build a stand-in for", Path::new(&spec.url), e))?;
         fsutil::write_atomic(&dir.join(&rel), &bytes, 0o644)?;
         sums.entry(sum_rel)
             .or_default()
             .push((spec.checksum_name.clone(), Sha256::of(&bytes)));
-        artifacts.push((format!("{} {} ({})", spec.component, spec.version, spec.arch), rel));
+        artifacts.push((
+            format!("{} {} ({})", spec.component, spec.version, spec.arch),
+            rel,
+        ));
     }
     let mut checksum_files = Vec::new();
     for (rel, mut lines) in sums {
@@ -147,7 +158,11 @@ pub fn write_mirror(manifest: &Manifest, dir: &Path, size: usize) -> Result<Stan
             let _ = writeln!(text, "{}", lines[0].1);
         } else {
             if multi {
-                let _ = writeln!(text, "{}  libseccomp-2.5.5.tar.gz", Sha256::of(rel.as_bytes()));
+                let _ = writeln!(
+                    text,
+                    "{}  libseccomp-2.5.5.tar.gz",
+                    Sha256::of(rel.as_bytes())
+                );
             }
             for (name, sha) in &lines {
                 let _ = writeln!(text, "{sha}  {name}");
@@ -170,7 +185,10 @@ mod tests {
     fn standins_are_deterministic_and_shaped_like_upstream() {
         let m = Manifest::load(Path::new("manifests/kubenet.toml")).expect("manifest");
         let specs = m.artifacts();
-        let containerd = specs.iter().find(|s| s.component.as_str() == "containerd").expect("containerd");
+        let containerd = specs
+            .iter()
+            .find(|s| s.component.as_str() == "containerd")
+            .expect("containerd");
         let a = standin_artifact(containerd, 4096).expect("a");
         let b = standin_artifact(containerd, 4096).expect("b");
         assert_eq!(a, b);
@@ -178,10 +196,19 @@ mod tests {
         let names: Vec<String> = ar
             .entries()
             .expect("entries")
-            .map(|e| e.expect("entry").path().expect("path").display().to_string())
+            .map(|e| {
+                e.expect("entry")
+                    .path()
+                    .expect("path")
+                    .display()
+                    .to_string()
+            })
             .collect();
         assert!(names.contains(&"bin/containerd".to_string()), "{names:?}");
-        let kubelet = specs.iter().find(|s| s.component.as_str() == "kubelet").expect("kubelet");
+        let kubelet = specs
+            .iter()
+            .find(|s| s.component.as_str() == "kubelet")
+            .expect("kubelet");
         let bin = standin_artifact(kubelet, 10_000).expect("kubelet");
         assert_eq!(bin.len(), 10_000);
         assert!(bin.starts_with(b"#!/bin/sh\n"));

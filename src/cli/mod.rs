@@ -14,10 +14,19 @@ use crate::manifest::Manifest;
 use crate::ops::{self, ArtifactStatus, EntryStatus, Error};
 
 #[derive(Debug, Parser)]
-#[command(name = "nodeforge", version, about = "Reproducible, content-addressed node images for self-hosted Kubernetes")]
+#[command(
+    name = "nodeforge",
+    version,
+    about = "Reproducible, content-addressed node images for self-hosted Kubernetes"
+)]
 struct Cli {
     /// The cluster manifest.
-    #[arg(long, global = true, env = "NODEFORGE_MANIFEST", default_value = "manifests/kubenet.toml")]
+    #[arg(
+        long,
+        global = true,
+        env = "NODEFORGE_MANIFEST",
+        default_value = "manifests/kubenet.toml"
+    )]
     manifest: PathBuf,
     /// The lockfile [default: lockfiles/<manifest name>.lock]
     #[arg(long, global = true, env = "NODEFORGE_LOCKFILE")]
@@ -117,7 +126,10 @@ impl NetArgs {
             mirrors.push(Mirror::parse(m).map_err(Error::Usage)?);
         }
         if let Ok(env) = std::env::var("NODEFORGE_MIRROR") {
-            mirrors.extend(Mirror::parse_list(&env).map_err(|e| Error::Usage(format!("NODEFORGE_MIRROR: {e}")))?);
+            mirrors.extend(
+                Mirror::parse_list(&env)
+                    .map_err(|e| Error::Usage(format!("NODEFORGE_MIRROR: {e}")))?,
+            );
         }
         Ok(FetchConfig {
             mirrors,
@@ -139,7 +151,9 @@ pub fn main() -> ExitCode {
             | Command::Fetch { json: true, .. }
             | Command::Components { json: true }
             | Command::DemoMirror { json: true, .. }
-            | Command::Mirror { command: MirrorCommand::Export { json: true, .. } }
+            | Command::Mirror {
+                command: MirrorCommand::Export { json: true, .. }
+            }
     );
     match run(cli) {
         Ok(code) => code,
@@ -198,9 +212,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
     let lockfile = lockfile_for(cli.lockfile.as_deref(), &cli.manifest);
     match cli.command {
         Command::Lock {
-            check: true,
-            json,
-            ..
+            check: true, json, ..
         } => {
             let c = ops::check_lock(&cli.manifest, &lockfile)?;
             if json {
@@ -246,10 +258,16 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
                 let sha = e.sha256.as_deref().map(short).unwrap_or("-");
                 match (e.status, &e.previous_version) {
                     (EntryStatus::Updated, Some(prev)) => {
-                        println!("{:>10} {} {prev} → {} ({}) {sha}", "updated", e.component, e.version, e.arch);
+                        println!(
+                            "{:>10} {} {prev} → {} ({}) {sha}",
+                            "updated", e.component, e.version, e.arch
+                        );
                     }
                     (status, _) => {
-                        let s = serde_json::to_value(status).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+                        let s = serde_json::to_value(status)
+                            .ok()
+                            .and_then(|v| v.as_str().map(str::to_string))
+                            .unwrap_or_default();
                         println!("{s:>10} {what} {sha}");
                     }
                 }
@@ -257,7 +275,11 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             if r.written {
                 println!("wrote {} (lock-id {})", r.lockfile.display(), r.lock_id);
             } else {
-                println!("{} is up to date (lock-id {})", r.lockfile.display(), r.lock_id);
+                println!(
+                    "{} is up to date (lock-id {})",
+                    r.lockfile.display(),
+                    r.lock_id
+                );
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -278,7 +300,11 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             if json {
                 print_json(&r);
             } else {
-                for a in r.artifacts.iter().filter(|a| a.status == ArtifactStatus::Fetched) {
+                for a in r
+                    .artifacts
+                    .iter()
+                    .filter(|a| a.status == ArtifactStatus::Fetched)
+                {
                     println!(
                         "{:>10} {} {} ({}) {} from {}",
                         "fetched",
@@ -302,7 +328,11 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             if !failures.is_empty() && opts.fetch.offline {
                 eprintln!("hint: offline: fetch these where the network is reachable, or pass --mirror file://DIR holding them");
             }
-            Ok(if failures.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+            Ok(if failures.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
         Command::Mirror {
             command: MirrorCommand::Export { dir, json },
@@ -311,8 +341,16 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             if json {
                 print_json(&r);
             } else {
-                println!("exported {} files ({}) to {}", r.files.len(), human_bytes(r.bytes), r.dir.display());
-                println!("use it with: nodeforge fetch --offline --mirror file://{}", r.dir.display());
+                println!(
+                    "exported {} files ({}) to {}",
+                    r.files.len(),
+                    human_bytes(r.bytes),
+                    r.dir.display()
+                );
+                println!(
+                    "use it with: nodeforge fetch --offline --mirror file://{}",
+                    r.dir.display()
+                );
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -323,7 +361,10 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
                 print_json(&specs);
             } else {
                 for s in &specs {
-                    println!("{} {} ({})\n  url:          {}\n  checksum-url: {} [{}]", s.component, s.version, s.arch, s.url, s.checksum_url, s.checksum_name);
+                    println!(
+                        "{} {} ({})\n  url:          {}\n  checksum-url: {} [{}]",
+                        s.component, s.version, s.arch, s.url, s.checksum_url, s.checksum_name
+                    );
                 }
             }
             Ok(ExitCode::SUCCESS)

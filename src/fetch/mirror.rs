@@ -135,14 +135,22 @@ mod tests {
         assert_eq!(
             s,
             vec![
-                Source::Http("http://127.0.0.1:8080/m/dl.k8s.io/release/v1.31.0/bin/linux/amd64/kubelet".into()),
-                Source::File("/srv/mirror/dl.k8s.io/release/v1.31.0/bin/linux/amd64/kubelet".into()),
+                Source::Http(
+                    "http://127.0.0.1:8080/m/dl.k8s.io/release/v1.31.0/bin/linux/amd64/kubelet"
+                        .into()
+                ),
+                Source::File(
+                    "/srv/mirror/dl.k8s.io/release/v1.31.0/bin/linux/amd64/kubelet".into()
+                ),
                 Source::Http(url.into()),
             ]
         );
         assert_eq!(sources(url, &mirrors, true, false), vec![s[1].clone()]);
         assert_eq!(sources(url, &mirrors, false, true).len(), 2);
         assert!(Mirror::parse("ftp://x").is_err());
-        assert_eq!(mirror_path("http://127.0.0.1:9/a/b").as_deref(), Some("127.0.0.1:9/a/b"));
+        assert_eq!(
+            mirror_path("http://127.0.0.1:9/a/b").as_deref(),
+            Some("127.0.0.1:9/a/b")
+        );
     }
 }

@@ -228,7 +228,12 @@ impl Fetcher {
     }
 
     pub fn sources(&self, url: &str) -> Vec<Source> {
-        sources(url, &self.cfg.mirrors, self.cfg.offline, self.cfg.mirrors_only)
+        sources(
+            url,
+            &self.cfg.mirrors,
+            self.cfg.offline,
+            self.cfg.mirrors_only,
+        )
     }
 
     /// A small file (a checksum file), at most `limit` bytes, from the first source that has it.
@@ -394,7 +399,9 @@ impl Fetcher {
         } else if offset > 0 {
             sink.restart()?;
         }
-        let mut resp = req.send().map_err(|e| AttemptError::Transport(describe(&e)))?;
+        let mut resp = req
+            .send()
+            .map_err(|e| AttemptError::Transport(describe(&e)))?;
         let status = resp.status().as_u16();
         match status {
             200 => {
@@ -441,7 +448,9 @@ impl Fetcher {
                 Err(e) => {
                     let got = sink.len();
                     return Err(match declared {
-                        Some(expected) if got < expected => AttemptError::Truncated { got, expected },
+                        Some(expected) if got < expected => {
+                            AttemptError::Truncated { got, expected }
+                        }
                         _ => AttemptError::Transport(format!("reading the body: {e}")),
                     });
                 }

@@ -141,7 +141,11 @@ impl Lockfile {
     fn canonical(&self) -> String {
         let mut out = String::new();
         let _ = writeln!(out, "version = {LOCKFILE_VERSION}");
-        let _ = writeln!(out, "manifest-hash = {}", quote(&format!("blake3:{}", self.manifest_hash)));
+        let _ = writeln!(
+            out,
+            "manifest-hash = {}",
+            quote(&format!("blake3:{}", self.manifest_hash))
+        );
         for a in &self.artifacts {
             out.push_str("\n[[artifact]]\n");
             let _ = writeln!(out, "component = {}", quote(a.component.as_str()));
@@ -206,7 +210,10 @@ impl Lockfile {
         };
         // The version first, so that a future format gets a clear "unsupported" error.
         let table: toml::Table = toml::from_str(&src.text).map_err(|e| {
-            syntax(e.span().unwrap_or(0..0), crate::manifest::tidy_serde_message(e.message()))
+            syntax(
+                e.span().unwrap_or(0..0),
+                crate::manifest::tidy_serde_message(e.message()),
+            )
         })?;
         match table.get("version") {
             Some(toml::Value::Integer(v)) if *v == i64::from(LOCKFILE_VERSION) => {}
@@ -225,14 +232,25 @@ impl Lockfile {
         }
         let raw: RawLock = toml::from_str(&src.text).map_err(|e| {
             let span = e.span().unwrap_or(0..0);
-            let key = src.toml_key_at(span.start).map(|k| format!("`{k}`: ")).unwrap_or_default();
-            syntax(span, format!("{key}{}", crate::manifest::tidy_serde_message(e.message())))
+            let key = src
+                .toml_key_at(span.start)
+                .map(|k| format!("`{k}`: "))
+                .unwrap_or_default();
+            syntax(
+                span,
+                format!("{key}{}", crate::manifest::tidy_serde_message(e.message())),
+            )
         })?;
         let blake = |s: &toml::Spanned<String>, key: &str| {
             s.get_ref()
                 .strip_prefix("blake3:")
                 .and_then(|h| Blake3::parse(h).ok())
-                .ok_or_else(|| syntax(s.span(), format!("`{key}` must be `blake3:` and 64 lowercase hex characters")))
+                .ok_or_else(|| {
+                    syntax(
+                        s.span(),
+                        format!("`{key}` must be `blake3:` and 64 lowercase hex characters"),
+                    )
+                })
         };
         let lock_id = blake(&raw.lock_id, "lock-id")?;
         let manifest_hash = blake(&raw.manifest_hash, "manifest-hash")?;
@@ -240,10 +258,14 @@ impl Lockfile {
         let mut seen = BTreeSet::new();
         for e in raw.artifact {
             let span = e.component.span();
-            let component = ComponentName::new(e.component.get_ref()).map_err(|m| syntax(span.clone(), m))?;
+            let component =
+                ComponentName::new(e.component.get_ref()).map_err(|m| syntax(span.clone(), m))?;
             let arch = Arch::new(&e.arch).map_err(|m| syntax(span.clone(), m))?;
             if !seen.insert((component.clone(), arch.clone())) {
-                return Err(syntax(span, format!("{component} ({arch}) is listed twice")));
+                return Err(syntax(
+                    span,
+                    format!("{component} ({arch}) is listed twice"),
+                ));
             }
             let resolution = match (e.sha256, e.unresolved) {
                 (Some(h), None) => Resolution::Resolved {

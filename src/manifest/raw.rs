@@ -10,8 +10,8 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::{
-    Arch, ArtifactSpec, Component, ComponentName, Manifest, ManifestError, Network, Node,
-    NodeName, Role,
+    Arch, ArtifactSpec, Component, ComponentName, Manifest, ManifestError, Network, Node, NodeName,
+    Role,
 };
 use crate::source::SourceFile;
 
@@ -70,7 +70,12 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    fn err(&self, span: Range<usize>, key: impl Into<String>, message: impl Into<String>) -> ManifestError {
+    fn err(
+        &self,
+        span: Range<usize>,
+        key: impl Into<String>,
+        message: impl Into<String>,
+    ) -> ManifestError {
         ManifestError::Invalid {
             loc: self.src.location(span),
             key: Some(key.into()),
@@ -101,7 +106,10 @@ pub(crate) fn render_str(template: &str, ctx: minijinja::Value) -> Result<String
 }
 
 /// Render a component's URL templates for one architecture.
-pub(crate) fn render_artifact(c: &Component, arch: &Arch) -> Result<ArtifactSpec, (&'static str, String)> {
+pub(crate) fn render_artifact(
+    c: &Component,
+    arch: &Arch,
+) -> Result<ArtifactSpec, (&'static str, String)> {
     let base = minijinja::context! {
         version => c.version.as_str(),
         arch => arch.as_str(),
@@ -220,7 +228,8 @@ fn merge_components(
     }
     for (name, c) in overrides {
         let key = format!("components.{}", name.get_ref());
-        let cname = ComponentName::new(name.get_ref()).map_err(|e| ctx.err(name.span(), &key, e))?;
+        let cname =
+            ComponentName::new(name.get_ref()).map_err(|e| ctx.err(name.span(), &key, e))?;
         let over = c.into_inner();
         let entry = merged.entry(cname).or_default();
         let base = &mut entry.0;
@@ -246,7 +255,10 @@ fn merge_components(
                 return Err(ctx.err(
                     name.span(),
                     &key,
-                    format!("component `{}` is not built in, so it needs `{field}`", name.get_ref()),
+                    format!(
+                        "component `{}` is not built in, so it needs `{field}`",
+                        name.get_ref()
+                    ),
                 ));
             }
         }
@@ -269,27 +281,40 @@ pub(super) fn validate(
         ctx.err(
             name.span(),
             "cluster.name",
-            format!("`{}` is not a valid cluster name: use lower-case letters, digits and `-`", name.get_ref()),
+            format!(
+                "`{}` is not a valid cluster name: use lower-case letters, digits and `-`",
+                name.get_ref()
+            ),
         )
     })?;
     let domain = raw.cluster.domain;
     check_domain(domain.get_ref()).map_err(|e| ctx.err(domain.span(), "cluster.domain", e))?;
     let arch_list = raw.cluster.architectures;
     if arch_list.get_ref().is_empty() {
-        return Err(ctx.err(arch_list.span(), "cluster.architectures", "list at least one architecture, like [\"amd64\"]"));
+        return Err(ctx.err(
+            arch_list.span(),
+            "cluster.architectures",
+            "list at least one architecture, like [\"amd64\"]",
+        ));
     }
     let mut architectures: Vec<Arch> = Vec::new();
     for a in arch_list.get_ref() {
-        let arch = Arch::new(a.get_ref()).map_err(|e| ctx.err(a.span(), "cluster.architectures", e))?;
+        let arch =
+            Arch::new(a.get_ref()).map_err(|e| ctx.err(a.span(), "cluster.architectures", e))?;
         if architectures.contains(&arch) {
-            return Err(ctx.err(a.span(), "cluster.architectures", format!("`{arch}` is listed twice")));
+            return Err(ctx.err(
+                a.span(),
+                "cluster.architectures",
+                format!("`{arch}` is listed twice"),
+            ));
         }
         architectures.push(arch);
     }
 
     // [network]
     let n = raw.network;
-    let pod_cidr = parse_cidr(n.pod_cidr.get_ref()).map_err(|e| ctx.err(n.pod_cidr.span(), "network.pod-cidr", e))?;
+    let pod_cidr = parse_cidr(n.pod_cidr.get_ref())
+        .map_err(|e| ctx.err(n.pod_cidr.span(), "network.pod-cidr", e))?;
     let service_cidr = parse_cidr(n.service_cidr.get_ref())
         .map_err(|e| ctx.err(n.service_cidr.span(), "network.service-cidr", e))?;
     if overlaps(&pod_cidr, &service_cidr) {
@@ -300,7 +325,11 @@ pub(super) fn validate(
         ));
     }
     let cluster_dns: Ipv4Addr = n.cluster_dns.get_ref().parse().map_err(|_| {
-        ctx.err(n.cluster_dns.span(), "network.cluster-dns", format!("`{}` is not an IPv4 address", n.cluster_dns.get_ref()))
+        ctx.err(
+            n.cluster_dns.span(),
+            "network.cluster-dns",
+            format!("`{}` is not an IPv4 address", n.cluster_dns.get_ref()),
+        )
     })?;
     if !service_cidr.contains(&cluster_dns) {
         return Err(ctx.err(
@@ -314,30 +343,50 @@ pub(super) fn validate(
     let mut versions = BTreeMap::new();
     for (k, v) in raw.versions.get_ref() {
         let key = format!("versions.{}", k.get_ref());
-        ComponentName::new(k.get_ref()).map_err(|e| ctx.err(k.span(), &key, e.replace("component name", "version key")))?;
+        ComponentName::new(k.get_ref())
+            .map_err(|e| ctx.err(k.span(), &key, e.replace("component name", "version key")))?;
         check_version(v.get_ref()).map_err(|e| ctx.err(v.span(), &key, e))?;
         versions.insert(k.get_ref().clone(), v.get_ref().clone());
     }
 
     // components: built-in table merged with [components.*]
-    let overrides_spans: BTreeMap<String, Range<usize>> =
-        raw.components.iter().map(|(k, v)| (k.get_ref().clone(), v.span())).collect();
+    let overrides_spans: BTreeMap<String, Range<usize>> = raw
+        .components
+        .iter()
+        .map(|(k, v)| (k.get_ref().clone(), v.span()))
+        .collect();
     let merged = merge_components(&ctx, &dctx, raw_defaults, raw.components)?;
     let mut components = BTreeMap::new();
     for (cname, (c, overridden)) in merged {
         // Messages point into the manifest when it set the value, else into the built-in table.
         let (vctx, fallback) = if overridden {
-            (&ctx, overrides_spans.get(cname.as_str()).cloned().unwrap_or(0..0))
+            (
+                &ctx,
+                overrides_spans.get(cname.as_str()).cloned().unwrap_or(0..0),
+            )
         } else {
             (&dctx, 0..0)
         };
-        let span_of = |f: &Option<Spanned<String>>| f.as_ref().map_or(fallback.clone(), |s| s.span());
+        let span_of =
+            |f: &Option<Spanned<String>>| f.as_ref().map_or(fallback.clone(), |s| s.span());
         let key_of = |f: &str| format!("components.{cname}.{f}");
-        let (Some(version_key), Some(url), Some(checksum_url)) = (&c.version, &c.url, &c.checksum_url) else {
+        let (Some(version_key), Some(url), Some(checksum_url)) =
+            (&c.version, &c.url, &c.checksum_url)
+        else {
             return Err(vctx.err(fallback.clone(), key_of("version"), "incomplete component"));
         };
         let Some(version) = versions.get(version_key.get_ref()) else {
-            let vc = if c.version.as_ref().is_some_and(|v| overridden && src.text.get(v.span()).is_some_and(|t| t.contains(v.get_ref()))) { &ctx } else { vctx };
+            let vc = if c.version.as_ref().is_some_and(|v| {
+                overridden
+                    && src
+                        .text
+                        .get(v.span())
+                        .is_some_and(|t| t.contains(v.get_ref()))
+            }) {
+                &ctx
+            } else {
+                vctx
+            };
             return Err(vc.err(
                 span_of(&c.version),
                 key_of("version"),
@@ -379,9 +428,14 @@ pub(super) fn validate(
     let mut names_line: BTreeMap<NodeName, usize> = BTreeMap::new();
     for rn in raw.nodes.get_ref() {
         let rn = rn.get_ref();
-        let name = NodeName::new(rn.name.get_ref()).map_err(|e| ctx.err(rn.name.span(), "nodes.name", e))?;
+        let name = NodeName::new(rn.name.get_ref())
+            .map_err(|e| ctx.err(rn.name.span(), "nodes.name", e))?;
         if let Some(line) = names_line.get(&name) {
-            return Err(ctx.err(rn.name.span(), "nodes.name", format!("duplicate node name `{name}` (first declared on line {line})")));
+            return Err(ctx.err(
+                rn.name.span(),
+                "nodes.name",
+                format!("duplicate node name `{name}` (first declared on line {line})"),
+            ));
         }
         names_line.insert(name.clone(), src.location(rn.name.span()).line);
         let vmid = *rn.vmid.get_ref();
@@ -396,16 +450,25 @@ pub(super) fn validate(
         let role = *rn.role.get_ref();
         let arch = match &rn.arch {
             Some(a) => {
-                let arch = Arch::new(a.get_ref()).map_err(|e| ctx.err(a.span(), "nodes.arch", e))?;
+                let arch =
+                    Arch::new(a.get_ref()).map_err(|e| ctx.err(a.span(), "nodes.arch", e))?;
                 if !architectures.contains(&arch) {
-                    return Err(ctx.err(a.span(), "nodes.arch", format!("`{arch}` is not listed in cluster.architectures")));
+                    return Err(ctx.err(
+                        a.span(),
+                        "nodes.arch",
+                        format!("`{arch}` is not listed in cluster.architectures"),
+                    ));
                 }
                 arch
             }
             None => architectures[0].clone(),
         };
-        let vars = minijinja::context! { name => name.as_str(), vmid => vmid, role => role.as_str() };
-        let node_value = |own: &Option<Spanned<String>>, tpl: &Option<Spanned<String>>, own_key: &str, tpl_key: &str| {
+        let vars =
+            minijinja::context! { name => name.as_str(), vmid => vmid, role => role.as_str() };
+        let node_value = |own: &Option<Spanned<String>>,
+                          tpl: &Option<Spanned<String>>,
+                          own_key: &str,
+                          tpl_key: &str| {
             match (own, tpl) {
                 (Some(v), _) => Ok((v.get_ref().clone(), v.span(), own_key.to_string(), false)),
                 (None, Some(t)) => render_str(t.get_ref(), vars.clone())
@@ -414,37 +477,83 @@ pub(super) fn validate(
                 (None, None) => Err(ctx.err(
                     rn.name.span(),
                     own_key,
-                    format!("node `{name}` has no `{}` and the manifest sets no `{tpl_key}`", own_key.trim_start_matches("nodes.")),
+                    format!(
+                        "node `{name}` has no `{}` and the manifest sets no `{tpl_key}`",
+                        own_key.trim_start_matches("nodes.")
+                    ),
                 )),
             }
         };
-        let for_node = |rendered: bool, msg: String| if rendered { format!("for node `{name}`: {msg}") } else { msg };
+        let for_node = |rendered: bool, msg: String| {
+            if rendered {
+                format!("for node `{name}`: {msg}")
+            } else {
+                msg
+            }
+        };
 
-        let (ip_s, ip_span, ip_key, ip_rendered) = node_value(&rn.ip, &n.node_ip, "nodes.ip", "network.node-ip")?;
-        let ip: Ipv4Addr = ip_s
-            .parse()
-            .map_err(|_| ctx.err(ip_span.clone(), &ip_key, for_node(ip_rendered, format!("`{ip_s}` is not an IPv4 address"))))?;
+        let (ip_s, ip_span, ip_key, ip_rendered) =
+            node_value(&rn.ip, &n.node_ip, "nodes.ip", "network.node-ip")?;
+        let ip: Ipv4Addr = ip_s.parse().map_err(|_| {
+            ctx.err(
+                ip_span.clone(),
+                &ip_key,
+                for_node(ip_rendered, format!("`{ip_s}` is not an IPv4 address")),
+            )
+        })?;
         if let Some(other) = by_ip.get(&ip) {
-            return Err(ctx.err(ip_span, &ip_key, for_node(ip_rendered, format!("address {ip} is already used by `{other}`"))));
+            return Err(ctx.err(
+                ip_span,
+                &ip_key,
+                for_node(
+                    ip_rendered,
+                    format!("address {ip} is already used by `{other}`"),
+                ),
+            ));
         }
         for (range, what) in [(&pod_cidr, "pod range"), (&service_cidr, "service range")] {
             if range.contains(&ip) {
-                return Err(ctx.err(ip_span.clone(), &ip_key, for_node(ip_rendered, format!("address {ip} lies inside the {what} {range}"))));
+                return Err(ctx.err(
+                    ip_span.clone(),
+                    &ip_key,
+                    for_node(
+                        ip_rendered,
+                        format!("address {ip} lies inside the {what} {range}"),
+                    ),
+                ));
             }
         }
         by_ip.insert(ip, name.clone());
 
-        let (c_s, c_span, c_key, c_rendered) =
-            node_value(&rn.pod_cidr, &n.node_pod_cidr, "nodes.pod-cidr", "network.node-pod-cidr")?;
-        let node_cidr = parse_cidr(&c_s).map_err(|e| ctx.err(c_span.clone(), &c_key, for_node(c_rendered, e)))?;
+        let (c_s, c_span, c_key, c_rendered) = node_value(
+            &rn.pod_cidr,
+            &n.node_pod_cidr,
+            "nodes.pod-cidr",
+            "network.node-pod-cidr",
+        )?;
+        let node_cidr = parse_cidr(&c_s)
+            .map_err(|e| ctx.err(c_span.clone(), &c_key, for_node(c_rendered, e)))?;
         if !pod_cidr.contains(&node_cidr) {
-            return Err(ctx.err(c_span, &c_key, for_node(c_rendered, format!("{node_cidr} is not inside the pod range {pod_cidr}"))));
+            return Err(ctx.err(
+                c_span,
+                &c_key,
+                for_node(
+                    c_rendered,
+                    format!("{node_cidr} is not inside the pod range {pod_cidr}"),
+                ),
+            ));
         }
         if let Some(other) = nodes.values().find(|o| overlaps(&o.pod_cidr, &node_cidr)) {
             return Err(ctx.err(
                 c_span,
                 &c_key,
-                for_node(c_rendered, format!("{node_cidr} overlaps {} of `{}`", other.pod_cidr, other.name)),
+                for_node(
+                    c_rendered,
+                    format!(
+                        "{node_cidr} overlaps {} of `{}`",
+                        other.pod_cidr, other.name
+                    ),
+                ),
             ));
         }
         nodes.insert(

@@ -66,7 +66,12 @@ impl FetchReport {
     pub fn failures(&self) -> Vec<&FetchedArtifact> {
         self.artifacts
             .iter()
-            .filter(|a| matches!(a.status, ArtifactStatus::Failed | ArtifactStatus::Unresolved))
+            .filter(|a| {
+                matches!(
+                    a.status,
+                    ArtifactStatus::Failed | ArtifactStatus::Unresolved
+                )
+            })
             .collect()
     }
 
@@ -179,11 +184,15 @@ impl Bars {
     }
 
     fn start(&self, e: &LockEntry) -> ProgressBar {
-        let bar = self.multi.insert_before(&self.total, ProgressBar::new(e.size().unwrap_or(0)));
+        let bar = self
+            .multi
+            .insert_before(&self.total, ProgressBar::new(e.size().unwrap_or(0)));
         bar.set_style(
-            ProgressStyle::with_template("{prefix:>12} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
+            ProgressStyle::with_template(
+                "{prefix:>12} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
         );
         bar.set_prefix(e.component.to_string());
         bar
@@ -203,7 +212,9 @@ pub fn fetch(opts: &FetchOptions) -> Result<FetchReport, Error> {
     let fetcher = Fetcher::new(opts.fetch.clone())?;
     let entries = &checked.lock.artifacts;
     let bars = Bars::new(opts.progress, entries.len() as u64);
-    let artifacts = parallel_map(entries, opts.jobs, |e| fetch_one(&store, &fetcher, e, &bars));
+    let artifacts = parallel_map(entries, opts.jobs, |e| {
+        fetch_one(&store, &fetcher, e, &bars)
+    });
     bars.total.finish_and_clear();
     let fetched_bytes = artifacts
         .iter()

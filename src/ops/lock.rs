@@ -80,7 +80,10 @@ pub struct LockCheck {
 }
 
 /// Load the manifest and its lockfile and require the lockfile to be intact and fresh.
-pub fn check_lock(manifest: &std::path::Path, lockfile: &std::path::Path) -> Result<LockCheck, Error> {
+pub fn check_lock(
+    manifest: &std::path::Path,
+    lockfile: &std::path::Path,
+) -> Result<LockCheck, Error> {
     let manifest = Manifest::load(manifest)?;
     let lock = Lockfile::load(lockfile)?;
     let specs = manifest.artifacts();
@@ -107,11 +110,15 @@ pub fn check_lock(manifest: &std::path::Path, lockfile: &std::path::Path) -> Res
 }
 
 /// Resolve one artifact: fetch its checksum file and select its line; ask for its size.
-fn resolve(fetcher: &Fetcher, spec: &ArtifactSpec) -> Result<(crate::hash::Sha256, Option<u64>), String> {
+fn resolve(
+    fetcher: &Fetcher,
+    spec: &ArtifactSpec,
+) -> Result<(crate::hash::Sha256, Option<u64>), String> {
     let (body, source) = fetcher
         .get_small(&spec.checksum_url, CHECKSUM_LIMIT)
         .map_err(|e| e.to_string())?;
-    let text = String::from_utf8(body).map_err(|_| format!("{source}: the checksum file is not text"))?;
+    let text =
+        String::from_utf8(body).map_err(|_| format!("{source}: the checksum file is not text"))?;
     let sha = checksum::select(&text, &spec.checksum_name).map_err(|e| format!("{source}: {e}"))?;
     Ok((sha, fetcher.size_of(&spec.url)))
 }
@@ -144,9 +151,13 @@ pub fn lock(opts: &LockOptions) -> Result<LockReport, Error> {
     let mut kept = Vec::new();
     let mut todo = Vec::new();
     for spec in &specs {
-        let old = existing.as_ref().and_then(|l| l.entry(&spec.component, &spec.arch));
+        let old = existing
+            .as_ref()
+            .and_then(|l| l.entry(&spec.component, &spec.arch));
         match old {
-            Some(e) if e.matches(spec) && !update.contains(spec.component.as_str()) => kept.push(e.clone()),
+            Some(e) if e.matches(spec) && !update.contains(spec.component.as_str()) => {
+                kept.push(e.clone())
+            }
             _ => todo.push((spec.clone(), old.cloned())),
         }
     }
@@ -165,7 +176,11 @@ pub fn lock(opts: &LockOptions) -> Result<LockReport, Error> {
             url: e.url.clone(),
             sha256: e.sha256().map(|s| s.to_hex()),
             size: e.size(),
-            status: if e.sha256().is_some() { EntryStatus::Kept } else { EntryStatus::Unresolved },
+            status: if e.sha256().is_some() {
+                EntryStatus::Kept
+            } else {
+                EntryStatus::Unresolved
+            },
             detail: match &e.resolution {
                 Resolution::Unresolved { reason } => Some(reason.clone()),
                 Resolution::Resolved { .. } => None,
@@ -178,7 +193,11 @@ pub fn lock(opts: &LockOptions) -> Result<LockReport, Error> {
         let (resolution, status, detail) = match result {
             Ok((sha256, size)) => (
                 Resolution::Resolved { sha256, size },
-                if old.is_some() { EntryStatus::Updated } else { EntryStatus::Added },
+                if old.is_some() {
+                    EntryStatus::Updated
+                } else {
+                    EntryStatus::Added
+                },
                 None,
             ),
             Err(e) if opts.allow_unresolved => {
@@ -203,7 +222,10 @@ pub fn lock(opts: &LockOptions) -> Result<LockReport, Error> {
             component: spec.component.to_string(),
             arch: spec.arch.to_string(),
             version: spec.version.clone(),
-            previous_version: old.as_ref().filter(|o| o.version != spec.version).map(|o| o.version.clone()),
+            previous_version: old
+                .as_ref()
+                .filter(|o| o.version != spec.version)
+                .map(|o| o.version.clone()),
             url: spec.url.clone(),
             sha256: match &resolution {
                 Resolution::Resolved { sha256, .. } => Some(sha256.to_hex()),

@@ -37,7 +37,12 @@ fn copy_atomic(from: &Path, to: &Path) -> Result<u64, FsError> {
     Ok(n)
 }
 
-pub fn export_mirror(manifest: &Path, lockfile: &Path, out: &Path, dir: &Path) -> Result<ExportReport, Error> {
+pub fn export_mirror(
+    manifest: &Path,
+    lockfile: &Path,
+    out: &Path,
+    dir: &Path,
+) -> Result<ExportReport, Error> {
     let checked = check_lock(manifest, lockfile)?;
     let store = Store::open(&out.join("store"))?;
     let mut missing = Vec::new();

@@ -73,12 +73,18 @@ mod tests {
             default_lockfile(Path::new("/x/manifests/a.toml")),
             PathBuf::from("/x/lockfiles/a.lock")
         );
-        assert_eq!(default_lockfile(Path::new("/x/y/a.toml")), PathBuf::from("/x/y/a.lock"));
+        assert_eq!(
+            default_lockfile(Path::new("/x/y/a.toml")),
+            PathBuf::from("/x/y/a.lock")
+        );
     }
 
     #[test]
     fn parallel_map_keeps_order() {
         let items: Vec<u32> = (0..50).collect();
-        assert_eq!(parallel_map(&items, 4, |x| x * 2), items.iter().map(|x| x * 2).collect::<Vec<_>>());
+        assert_eq!(
+            parallel_map(&items, 4, |x| x * 2),
+            items.iter().map(|x| x * 2).collect::<Vec<_>>()
+        );
     }
 }

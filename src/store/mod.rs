@@ -51,7 +51,9 @@ impl Store {
             fsutil::clean_temp_files(&root.join("tmp"));
             let _ = guard.unlock();
         }
-        guard.lock_shared().at("cannot lock the store", &lock_path)?;
+        guard
+            .lock_shared()
+            .at("cannot lock the store", &lock_path)?;
         Ok(Self {
             root: root.to_path_buf(),
             _guard: guard,
@@ -98,9 +100,17 @@ impl Store {
     }
 
     /// Move a fully written and hashed temp file into the store under its address.
-    pub fn commit(&self, tmp: tempfile::NamedTempFile, blake3: &Blake3, size: u64) -> Result<Object, FsError> {
+    pub fn commit(
+        &self,
+        tmp: tempfile::NamedTempFile,
+        blake3: &Blake3,
+        size: u64,
+    ) -> Result<Object, FsError> {
         let path = self.object_path(blake3);
-        let dir = path.parent().map(Path::to_path_buf).unwrap_or_else(|| self.root.clone());
+        let dir = path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| self.root.clone());
         fsutil::create_dir_all(&dir)?;
         fsutil::set_mode(tmp.as_file(), 0o444).at("cannot set the mode of", tmp.path())?;
         tmp.as_file().sync_all().at("cannot sync", tmp.path())?;
@@ -120,7 +130,11 @@ impl Store {
 
     /// Record that the artifact with upstream sha256 `s` is the object `o`.
     pub fn index_sha256(&self, s: &Sha256, o: &Object) -> Result<(), FsError> {
-        fsutil::write_atomic(&self.index_path(s), format!("{} {}\n", o.blake3, o.size).as_bytes(), 0o644)
+        fsutil::write_atomic(
+            &self.index_path(s),
+            format!("{} {}\n", o.blake3, o.size).as_bytes(),
+            0o644,
+        )
     }
 
     /// Take the per-artifact lock so that concurrent processes download an artifact once.
@@ -157,6 +171,9 @@ mod tests {
         }
         let o = store.lookup_sha256(&s).expect("present");
         assert_eq!(fs::read(&o.path).expect("read"), data);
-        assert_eq!(fs::read_dir(dir.path().join("tmp")).expect("tmp").count(), 0);
+        assert_eq!(
+            fs::read_dir(dir.path().join("tmp")).expect("tmp").count(),
+            0
+        );
     }
 }

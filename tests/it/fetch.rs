@@ -1,0 +1,313 @@
+//! `nodeforge fetch` and `mirror export`: verified parallel downloads into the store, faults,
+//! mirrors, offline operation.
+
+use crate::server::{Fault, Server};
+use crate::{sha256_hex, url_of, TestContext};
+
+fn locked() -> TestContext {
+    let ctx = TestContext::new();
+    ctx.net(&["lock"]).ok();
+    ctx
+}
+
+#[test]
+fn fetch_stores_every_artifact_by_blake3_and_a_second_fetch_is_a_no_op() {
+    let ctx = locked();
+    let v = ctx.net(&["fetch", "--json"]).ok().json();
+    let arts = v["artifacts"].as_array().unwrap();
+    assert_eq!(arts.len(), 6);
+    assert!(arts.iter().all(|a| a["status"] == "fetched"), "{v}");
+    let objects = ctx.store_objects();
+    assert_eq!(objects.len(), 6);
+    for (path, name) in &objects {
+        let bytes = std::fs::read(path).unwrap();
+        assert_eq!(
+            blake3::hash(&bytes).to_hex().to_string(),
+            *name,
+            "object hashes to its address"
+        );
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(path).unwrap().permissions().mode() & 0o777,
+            0o444
+        );
+    }
+    assert!(ctx.store_tmp_is_empty());
+    ctx.server.clear_log();
+    let r = ctx
+        .net(&["fetch"])
+        .ok()
+        .stdout_has("0 fetched (0 B), 6 already in the store, 0 failed");
+    assert!(
+        ctx.server.requests().is_empty(),
+        "second fetch asked the server: {:?}\n{}",
+        ctx.server.requests(),
+        r.stdout
+    );
+}
+
+#[test]
+fn a_tampered_artifact_is_refused_and_the_others_still_land() {
+    let ctx = locked();
+    let url = url_of(&ctx, "containerd");
+    let real = std::fs::read(ctx.served(&url)).unwrap();
+    let mut evil = real.clone();
+    evil[100] ^= 1;
+    ctx.server
+        .fault(&ctx.served_path(&url), Fault::Body(evil.clone()));
+    let r = ctx.net(&["fetch"]).fails();
+    r.stderr_has(&format!(
+        "containerd 1.7.20 (amd64): {}{}: sha256 mismatch: expected {}, got {}",
+        ctx.server.url(),
+        ctx.served_path(&url),
+        sha256_hex(&real),
+        sha256_hex(&evil)
+    ));
+    let objects = ctx.store_objects();
+    assert_eq!(objects.len(), 5, "the other downloads finished");
+    let evil_b3 = blake3::hash(&evil).to_hex().to_string();
+    assert!(
+        objects.iter().all(|(_, n)| *n != evil_b3),
+        "nothing of the tampered file is stored"
+    );
+    assert!(ctx.store_tmp_is_empty());
+}
+
+#[test]
+fn an_html_page_with_status_200_is_a_mismatch_not_an_artifact() {
+    let ctx = locked();
+    let url = url_of(&ctx, "kubelet");
+    ctx.server.fault(
+        &ctx.served_path(&url),
+        Fault::Body(b"<html>Sign in to continue</html>".to_vec()),
+    );
+    ctx.net(&["fetch"])
+        .fails()
+        .stderr_has("size mismatch: expected 8192 bytes, the source sent 32");
+}
+
+#[test]
+fn a_truncated_download_is_retried_with_range_and_otherwise_refused() {
+    let ctx = locked();
+    let url = url_of(&ctx, "kubelet");
+    let path = ctx.served_path(&url);
+    // Always truncated: refused after the retries, nothing stored.
+    ctx.server.fault(&path, Fault::Truncate(1000));
+    ctx.net(&["fetch"])
+        .fails()
+        .stderr_has("kubelet 1.31.0 (amd64)")
+        .stderr_has("the body ended after 1000 of 8192 bytes");
+    assert_eq!(ctx.store_objects().len(), 5);
+    assert!(ctx.store_tmp_is_empty());
+    // Truncated once: the retry resumes at byte 1000 and the result is verified whole.
+    ctx.server.fault(&path, Fault::TruncateOnce(1000));
+    ctx.server.clear_log();
+    ctx.net(&["fetch"]).ok().stdout_has("1 fetched");
+    let ranges: Vec<Option<String>> = ctx
+        .server
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == path)
+        .map(|r| r.range)
+        .collect();
+    assert_eq!(ranges, vec![None, Some("bytes=1000-".to_string())]);
+    assert_eq!(ctx.store_objects().len(), 6);
+}
+
+#[test]
+fn a_404_names_the_artifact_and_url() {
+    let ctx = locked();
+    let url = url_of(&ctx, "crictl");
+    std::fs::remove_file(ctx.served(&url)).unwrap();
+    ctx.net(&["fetch"]).fails().stderr_has(&format!(
+        "error: crictl 1.31.1 (amd64): {}{}: not found (HTTP 404)",
+        ctx.server.url(),
+        ctx.served_path(&url)
+    ));
+}
+
+#[test]
+fn a_5xx_is_retried_and_redirects_are_followed() {
+    let ctx = locked();
+    let url = url_of(&ctx, "runc");
+    let path = ctx.served_path(&url);
+    ctx.server.fault(&path, Fault::Status(503));
+    ctx.server.clear_log();
+    ctx.net(&["fetch"]).fails().stderr_has("HTTP status 503");
+    let tries = ctx
+        .server
+        .requests()
+        .iter()
+        .filter(|r| r.path == path)
+        .count();
+    assert_eq!(tries, 2, "one retry with --retries 1");
+    // GitHub-style redirect to another host path.
+    let real = std::fs::read(ctx.served(&url)).unwrap();
+    std::fs::create_dir_all(ctx.server.root().join("objects.example")).unwrap();
+    std::fs::write(ctx.server.root().join("objects.example/runc-blob"), real).unwrap();
+    ctx.server.fault(
+        &path,
+        Fault::Redirect(format!("{}/objects.example/runc-blob", ctx.server.url())),
+    );
+    ctx.net(&["fetch"]).ok().stdout_has("1 fetched");
+}
+
+#[test]
+fn mirrors_are_tried_in_order_before_upstream() {
+    let ctx = locked();
+    // An empty mirror first: every file falls back to the second one.
+    let empty = tempfile::tempdir().unwrap();
+    let first = Server::start(empty.path().to_path_buf());
+    let (a, b) = (first.url(), ctx.server.url());
+    let r = ctx
+        .run(&[
+            "fetch",
+            "--mirrors-only",
+            "--retries",
+            "0",
+            "--mirror",
+            &a,
+            "--mirror",
+            &b,
+            "--json",
+        ])
+        .ok();
+    let v = r.json();
+    for art in v["artifacts"].as_array().unwrap() {
+        assert!(art["source"].as_str().unwrap().starts_with(&b), "{art}");
+    }
+    assert_eq!(
+        first.requests().len(),
+        6,
+        "the first mirror was asked for each artifact"
+    );
+}
+
+#[test]
+fn a_mirror_miss_falls_back_to_the_upstream_url() {
+    // "Upstream" is a loopback server here: the manifest overrides kubelet's URL template.
+    let upstream_dir = tempfile::tempdir().unwrap();
+    let upstream = Server::start(upstream_dir.path().to_path_buf());
+    let base = std::fs::read_to_string(format!("{}/manifests/kubenet.toml", crate::REPO)).unwrap();
+    let manifest = format!(
+        "{base}\n[components.kubelet]\nurl = \"{}/release/v{{{{ version }}}}/{{{{ arch }}}}/kubelet\"\n",
+        upstream.url()
+    );
+    let ctx = TestContext::with_manifest(&manifest);
+    // Upstream holds kubelet and its checksum; the mirror (ctx.server) does not hold kubelet.
+    let url = url_of(&ctx, "kubelet");
+    let served = ctx.served(&url);
+    let rel = url
+        .trim_start_matches(&upstream.url())
+        .trim_start_matches('/')
+        .to_string();
+    std::fs::create_dir_all(upstream_dir.path().join(&rel).parent().unwrap()).unwrap();
+    std::fs::rename(&served, upstream_dir.path().join(&rel)).unwrap();
+    std::fs::rename(
+        format!("{}.sha256", served.display()),
+        upstream_dir.path().join(format!("{rel}.sha256")),
+    )
+    .unwrap();
+    let mirror = ctx.server.url();
+    // Other components' upstream is the internet: don't let them reach it. Lock and fetch with
+    // the mirror first; only kubelet's upstream is local.
+    ctx.run(&["lock", "--mirror", &mirror, "--retries", "0"])
+        .ok();
+    let v = ctx
+        .run(&["fetch", "--mirror", &mirror, "--retries", "0", "--json"])
+        .ok()
+        .json();
+    let kubelet = v["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["component"] == "kubelet")
+        .unwrap()
+        .clone();
+    assert_eq!(kubelet["source"].as_str().unwrap(), url);
+    assert!(
+        ctx.server
+            .requests()
+            .iter()
+            .any(|r| r.path.ends_with("/kubelet")),
+        "the mirror was tried first"
+    );
+}
+
+#[test]
+fn offline_fetch_says_what_is_missing_and_works_from_a_full_store() {
+    let ctx = locked();
+    ctx.server.clear_log();
+    let r = ctx.run(&["fetch", "--offline"]).fails();
+    for c in [
+        "cni-plugins",
+        "containerd",
+        "crictl",
+        "kube-proxy",
+        "kubelet",
+        "runc",
+    ] {
+        assert!(
+            r.stderr.contains(&format!("error: {c} ")),
+            "{c} not named:\n{}",
+            r.stderr
+        );
+    }
+    let r = r.stderr_has("not in the store, and offline nothing can provide https://dl.k8s.io/release/v1.31.0/bin/linux/amd64/kubelet");
+    assert!(r.stderr.contains("hint: offline"));
+    assert!(ctx.server.requests().is_empty());
+    ctx.net(&["fetch"]).ok();
+    ctx.server.clear_log();
+    ctx.run(&["fetch", "--offline"])
+        .ok()
+        .stdout_has("6 already in the store");
+    ctx.net(&["fetch", "--offline"]).ok();
+    assert!(
+        ctx.server.requests().is_empty(),
+        "offline never touches the network, even an http mirror"
+    );
+}
+
+#[test]
+fn mirror_export_feeds_an_air_gapped_site() {
+    let ctx = locked();
+    ctx.net(&["fetch"]).ok();
+    let usb = ctx.path().join("usb");
+    let usb_s = usb.to_str().unwrap();
+    ctx.run(&["mirror", "export", usb_s])
+        .ok()
+        .stdout_has("exported 12 files");
+    // The air-gapped site: a fresh project with the same manifest, no network at all.
+    let site = TestContext::new();
+    let mirror = format!("file://{usb_s}");
+    site.run(&["lock", "--offline", "--mirror", &mirror]).ok();
+    assert_eq!(
+        site.lock_text(),
+        ctx.lock_text(),
+        "the same lock, from the stick"
+    );
+    site.run(&["fetch", "--offline", "--mirror", &mirror])
+        .ok()
+        .stdout_has("6 fetched");
+    assert_eq!(
+        site.store_objects()
+            .iter()
+            .map(|(_, n)| n.clone())
+            .collect::<Vec<_>>(),
+        ctx.store_objects()
+            .iter()
+            .map(|(_, n)| n.clone())
+            .collect::<Vec<_>>()
+    );
+    assert!(site.server.requests().is_empty());
+}
+
+#[test]
+fn export_refuses_when_the_store_lacks_artifacts() {
+    let ctx = locked();
+    let usb = ctx.path().join("usb");
+    ctx.run(&["mirror", "export", usb.to_str().unwrap()])
+        .fails()
+        .stderr_has("6 of the locked artifacts are not in the store")
+        .stderr_has("hint: run `nodeforge fetch` first");
+}

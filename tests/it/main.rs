@@ -1,0 +1,220 @@
+//! Integration tests: the real `nodeforge` binary against fixture artifacts served from 127.0.0.1.
+//! No test reaches the internet: every run passes `--mirrors-only` or `--offline`, or uses a
+//! manifest whose URLs point at the loopback server.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::new_without_default)]
+
+mod fetch;
+mod lock;
+mod manifest_errors;
+mod server;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use server::Server;
+
+pub const REPO: &str = env!("CARGO_MANIFEST_DIR");
+
+/// One isolated project: a temp dir with `manifests/`, `lockfiles/` and `out/`, and a fixture
+/// server serving stand-in artifacts in upstream's layout.
+pub struct TestContext {
+    pub dir: tempfile::TempDir,
+    pub server: Server,
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    #[track_caller]
+    pub fn ok(self) -> Self {
+        assert_eq!(
+            self.code, 0,
+            "expected success\nstdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+
+    #[track_caller]
+    pub fn fails(self) -> Self {
+        assert_eq!(
+            self.code, 1,
+            "expected exit 1\nstdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
+        assert!(!self.stderr.contains("panicked"), "panic: {}", self.stderr);
+        self
+    }
+
+    #[track_caller]
+    pub fn stderr_has(self, needle: &str) -> Self {
+        assert!(
+            self.stderr.contains(needle),
+            "stderr lacks {needle:?}:\n{}",
+            self.stderr
+        );
+        self
+    }
+
+    #[track_caller]
+    pub fn stdout_has(self, needle: &str) -> Self {
+        assert!(
+            self.stdout.contains(needle),
+            "stdout lacks {needle:?}:\n{}",
+            self.stdout
+        );
+        self
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("not JSON ({e}):\n{}", self.stdout))
+    }
+}
+
+pub fn run_in(cwd: &Path, args: &[&str]) -> Run {
+    let out: Output = Command::new(env!("CARGO_BIN_EXE_nodeforge"))
+        .args(args)
+        .current_dir(cwd)
+        .env_remove("NODEFORGE_MIRROR")
+        .env_remove("NODEFORGE_MANIFEST")
+        .env_remove("NODEFORGE_LOCKFILE")
+        .env_remove("NODEFORGE_OUT")
+        .env_remove("NODEFORGE_OFFLINE")
+        .output()
+        .expect("run nodeforge");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+impl TestContext {
+    /// A project holding a copy of the default manifest, and a server with its stand-ins.
+    pub fn new() -> Self {
+        let text = std::fs::read_to_string(Path::new(REPO).join("manifests/kubenet.toml")).unwrap();
+        Self::with_manifest(&text)
+    }
+
+    pub fn with_manifest(text: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("manifests")).unwrap();
+        std::fs::write(dir.path().join("manifests/kubenet.toml"), text).unwrap();
+        let mirror = dir.path().join("served");
+        std::fs::create_dir_all(&mirror).unwrap();
+        let server = Server::start(mirror);
+        let ctx = Self { dir, server };
+        if let Ok(m) = nodeforge::manifest::Manifest::load(&ctx.manifest()) {
+            nodeforge::standin::write_mirror(&m, ctx.server.root(), 8192).unwrap();
+        }
+        ctx
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn manifest(&self) -> PathBuf {
+        self.path().join("manifests/kubenet.toml")
+    }
+
+    pub fn lockfile(&self) -> PathBuf {
+        self.path().join("lockfiles/kubenet.lock")
+    }
+
+    pub fn lock_text(&self) -> String {
+        std::fs::read_to_string(self.lockfile()).unwrap()
+    }
+
+    pub fn set_manifest(&self, text: &str) {
+        std::fs::write(self.manifest(), text).unwrap();
+    }
+
+    pub fn edit_manifest(&self, from: &str, to: &str) {
+        let t = std::fs::read_to_string(self.manifest()).unwrap();
+        assert!(t.contains(from), "manifest lacks {from:?}");
+        self.set_manifest(&t.replacen(from, to, 1));
+    }
+
+    /// Run nodeforge in the project directory.
+    pub fn run(&self, args: &[&str]) -> Run {
+        run_in(self.path(), args)
+    }
+
+    /// Run a networked command against the fixture server only.
+    pub fn net(&self, args: &[&str]) -> Run {
+        let mirror = self.server.url();
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(["--mirrors-only", "--mirror", &mirror, "--retries", "1"]);
+        self.run(&all)
+    }
+
+    /// The path of a served file, by its upstream URL.
+    pub fn served(&self, url: &str) -> PathBuf {
+        self.server
+            .root()
+            .join(nodeforge::fetch::mirror_path(url).unwrap())
+    }
+
+    /// The request path on the server for an upstream URL.
+    pub fn served_path(&self, url: &str) -> String {
+        format!("/{}", nodeforge::fetch::mirror_path(url).unwrap())
+    }
+
+    pub fn store(&self) -> PathBuf {
+        self.path().join("out/store")
+    }
+
+    /// Every object file in the store, with the blake3 its path names.
+    pub fn store_objects(&self) -> Vec<(PathBuf, String)> {
+        let mut out = Vec::new();
+        let root = self.store().join("blake3");
+        for a in std::fs::read_dir(&root).into_iter().flatten().flatten() {
+            for b in std::fs::read_dir(a.path()).into_iter().flatten().flatten() {
+                for c in std::fs::read_dir(b.path()).into_iter().flatten().flatten() {
+                    let name = format!(
+                        "{}{}{}",
+                        a.file_name().to_string_lossy(),
+                        b.file_name().to_string_lossy(),
+                        c.file_name().to_string_lossy()
+                    );
+                    out.push((c.path(), name));
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    pub fn store_tmp_is_empty(&self) -> bool {
+        std::fs::read_dir(self.store().join("tmp")).map_or(true, |mut d| d.next().is_none())
+    }
+}
+
+/// The URL of a component's artifact in the default manifest (amd64).
+pub fn url_of(ctx: &TestContext, component: &str) -> String {
+    let m = nodeforge::manifest::Manifest::load(&ctx.manifest()).unwrap();
+    m.artifacts()
+        .into_iter()
+        .find(|a| a.component.as_str() == component)
+        .map(|a| a.url)
+        .unwrap()
+}
+
+pub fn checksum_url_of(ctx: &TestContext, component: &str) -> String {
+    let m = nodeforge::manifest::Manifest::load(&ctx.manifest()).unwrap();
+    m.artifacts()
+        .into_iter()
+        .find(|a| a.component.as_str() == component)
+        .map(|a| a.checksum_url)
+        .unwrap()
+}
+
+pub fn sha256_hex(data: &[u8]) -> String {
+    nodeforge::hash::Sha256::of(data).to_hex()
+}
