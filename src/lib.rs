@@ -14,12 +14,15 @@
 
 pub mod checksum;
 pub mod cli;
+pub mod extract;
 pub mod fetch;
 pub mod fsutil;
 pub mod hash;
+pub mod image;
 pub mod lock;
 pub mod manifest;
 pub mod ops;
+pub mod render;
 pub mod source;
 pub mod standin;
 pub mod store;

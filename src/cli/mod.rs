@@ -63,6 +63,23 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Build one immutable root-overlay image per node (fetching what the store lacks).
+    Build {
+        /// Build only this node (repeatable).
+        #[arg(long, value_name = "NAME")]
+        node: Vec<String>,
+        #[command(flatten)]
+        net: NetArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show an image's entries and where each came from (a bill of materials).
+    Show {
+        /// An image id, or an unambiguous prefix of one.
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// Mirrors for air-gapped sites.
     Mirror {
         #[command(subcommand)]
@@ -149,6 +166,8 @@ pub fn main() -> ExitCode {
         &cli.command,
         Command::Lock { json: true, .. }
             | Command::Fetch { json: true, .. }
+            | Command::Build { json: true, .. }
+            | Command::Show { json: true, .. }
             | Command::Components { json: true }
             | Command::DemoMirror { json: true, .. }
             | Command::Mirror {
@@ -333,6 +352,69 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             } else {
                 ExitCode::FAILURE
             })
+        }
+        Command::Build { node, net, json } => {
+            let opts = ops::BuildOptions {
+                manifest: cli.manifest.clone(),
+                lockfile,
+                out: cli.out.clone(),
+                nodes: node,
+                fetch: net.config()?,
+                jobs: net.jobs,
+                progress: !json && std::io::stderr().is_terminal(),
+            };
+            let r = ops::build(&opts)?;
+            if json {
+                print_json(&r);
+                return Ok(ExitCode::SUCCESS);
+            }
+            for n in &r.nodes {
+                let status = serde_json::to_value(n.status)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default();
+                println!(
+                    "{status:>10} {:<10} {} {} entries, {}",
+                    n.node,
+                    n.image_id,
+                    n.entries,
+                    human_bytes(n.image_tar_bytes)
+                );
+            }
+            if r.all_unchanged() {
+                println!("nothing to do: all {} node images are up to date ({:.2}s)", r.nodes.len(), r.elapsed_ms as f64 / 1000.0);
+            } else {
+                println!("built {} node images in {:.2}s; out/nodes/<node>/current points at each", r.nodes.len(), r.elapsed_ms as f64 / 1000.0);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Show { id, json } => {
+            let m = ops::find_image(&cli.out, &id)?;
+            if json {
+                print_json(&m);
+                return Ok(ExitCode::SUCCESS);
+            }
+            println!("image {} (node {}, {})", m.id, m.node, m.arch);
+            for e in &m.entries {
+                let from = match m.provenance.get(&e.path) {
+                    Some(crate::image::Provenance::Artifact { component, version, url, sha256, member, .. }) => format!(
+                        "{component} {version}{} <- {url} (sha256 {})",
+                        member.as_deref().map(|m| format!(" [{m}]")).unwrap_or_default(),
+                        short(sha256)
+                    ),
+                    Some(crate::image::Provenance::Template { template }) => format!("template {template}"),
+                    Some(crate::image::Provenance::Enable { unit }) => format!("systemctl enable {unit}"),
+                    Some(crate::image::Provenance::Directory) | None => String::new(),
+                };
+                let what = match e.kind {
+                    crate::image::Kind::Dir => format!("{}/", e.path),
+                    crate::image::Kind::Symlink => format!("{} -> {}", e.path, e.target.as_deref().unwrap_or("")),
+                    crate::image::Kind::File => e.path.clone(),
+                };
+                let hash = e.blake3.map(|b| b.to_hex()).unwrap_or_default();
+                println!("{:04o} {:>10} {:<12} {what}  {from}", e.mode, e.size, short(&hash));
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Command::Mirror {
             command: MirrorCommand::Export { dir, json },

@@ -71,6 +71,67 @@ pub struct Component {
     pub url_template: String,
     pub checksum_url_template: String,
     pub checksum_name_template: Option<String>,
+    /// What a node takes from the artifact, and where it goes.
+    pub install: Vec<InstallRule>,
+}
+
+/// One install rule: the artifact itself (`from` absent) or the executable archive members
+/// matching `from` (a path whose segments may contain `*`), installed at `to` (a directory when it
+/// ends in `/`), mode 0755.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct InstallRule {
+    pub from: Option<String>,
+    pub to: String,
+}
+
+impl InstallRule {
+    pub fn new(from: Option<&str>, to: &str) -> Result<Self, String> {
+        let bad_segment = |p: &str| p.split('/').any(|s| s == ".." || s == ".");
+        if !to.starts_with('/') || to.contains("//") || bad_segment(to) || to == "/" {
+            return Err(format!("install target `{to}` must be an absolute path without `.` or `..`"));
+        }
+        let from = from.map(|f| f.trim_start_matches("./").to_string());
+        if let Some(f) = &from {
+            if f.is_empty() || f.starts_with('/') || bad_segment(f) {
+                return Err(format!("install source `{f}` must be a relative archive path without `.` or `..`"));
+            }
+            if f.contains('*') && !to.ends_with('/') {
+                return Err(format!("install source `{f}` is a pattern, so its target `{to}` must be a directory ending in `/`"));
+            }
+        } else if to.ends_with('/') {
+            return Err(format!("install target `{to}` must name the file, not a directory"));
+        }
+        Ok(Self { from, to: to.to_string() })
+    }
+
+    /// Whether an archive member (its path, `./` stripped) matches `from`.
+    pub fn matches(&self, member: &str) -> bool {
+        let Some(pattern) = &self.from else { return false };
+        let member = member.trim_start_matches("./");
+        let (ps, ms): (Vec<&str>, Vec<&str>) = (pattern.split('/').collect(), member.split('/').collect());
+        ps.len() == ms.len() && ps.iter().zip(&ms).all(|(p, m)| *m != ".." && *m != "." && !m.is_empty() && glob_segment(p, m))
+    }
+
+    /// Where a matched member (or the artifact itself, named `name`) goes.
+    pub fn target(&self, name: &str) -> String {
+        if self.to.ends_with('/') {
+            let base = name.rsplit('/').next().unwrap_or(name);
+            format!("{}{base}", self.to)
+        } else {
+            self.to.clone()
+        }
+    }
+}
+
+/// `*` matches any run of characters within one path segment.
+fn glob_segment(pattern: &str, text: &str) -> bool {
+    match pattern.split_once('*') {
+        None => pattern == text,
+        Some((head, rest)) => {
+            let Some(text) = text.strip_prefix(head) else { return false };
+            (0..=text.len()).filter(|i| text.is_char_boundary(*i)).any(|i| glob_segment(rest, &text[i..]))
+        }
+    }
 }
 
 /// One artifact the cluster needs: a component at a version for an architecture, with its URLs
@@ -87,7 +148,7 @@ pub struct ArtifactSpec {
 }
 
 /// A node of the cluster.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Node {
     pub name: NodeName,
     pub vmid: u32,
@@ -95,6 +156,8 @@ pub struct Node {
     pub arch: Arch,
     pub ip: Ipv4Addr,
     pub pod_cidr: Ipv4Net,
+    /// Template variables: the manifest's `[vars]` overridden by the node's own `vars`.
+    pub vars: BTreeMap<String, toml::Value>,
 }
 
 /// Cluster-wide network ranges.
@@ -117,6 +180,11 @@ pub struct Manifest {
     pub versions: BTreeMap<String, String>,
     pub components: BTreeMap<ComponentName, Component>,
     pub nodes: BTreeMap<NodeName, Node>,
+    /// The directory of config and unit templates, laid out like `/`.
+    #[serde(skip)]
+    pub templates: PathBuf,
+    /// Template variables for every node (`[vars]`).
+    pub vars: BTreeMap<String, toml::Value>,
 }
 
 impl Manifest {

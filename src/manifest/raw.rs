@@ -10,8 +10,8 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::{
-    Arch, ArtifactSpec, Component, ComponentName, Manifest, ManifestError, Network, Node, NodeName,
-    Role,
+    Arch, ArtifactSpec, Component, ComponentName, InstallRule, Manifest, ManifestError, Network,
+    Node, NodeName, Role,
 };
 use crate::source::SourceFile;
 
@@ -23,7 +23,24 @@ pub struct RawManifest {
     versions: Spanned<BTreeMap<Spanned<String>, Spanned<String>>>,
     #[serde(default)]
     components: BTreeMap<Spanned<String>, Spanned<RawComponent>>,
+    #[serde(default)]
+    image: RawImage,
+    #[serde(default)]
+    vars: BTreeMap<String, toml::Value>,
     nodes: Spanned<Vec<Spanned<RawNode>>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawImage {
+    templates: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawInstall {
+    from: Option<String>,
+    to: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -51,6 +68,7 @@ pub struct RawComponent {
     url: Option<Spanned<String>>,
     checksum_url: Option<Spanned<String>>,
     checksum_name: Option<Spanned<String>>,
+    install: Option<Spanned<Vec<RawInstall>>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -62,6 +80,8 @@ struct RawNode {
     arch: Option<Spanned<String>>,
     ip: Option<Spanned<String>>,
     pod_cidr: Option<Spanned<String>>,
+    #[serde(default)]
+    vars: BTreeMap<String, toml::Value>,
 }
 
 /// Builds located errors for one source file.
@@ -246,6 +266,9 @@ fn merge_components(
         if over.checksum_name.is_some() {
             base.checksum_name = over.checksum_name;
         }
+        if over.install.is_some() {
+            base.install = over.install;
+        }
         for (field, present) in [
             ("version", base.version.is_some()),
             ("url", base.url.is_some()),
@@ -404,6 +427,15 @@ pub(super) fn validate(
             url_template: url.get_ref().clone(),
             checksum_url_template: checksum_url.get_ref().clone(),
             checksum_name_template: c.checksum_name.as_ref().map(|s| s.get_ref().clone()),
+            install: match &c.install {
+                None => Vec::new(),
+                Some(rules) => rules
+                    .get_ref()
+                    .iter()
+                    .map(|r| InstallRule::new(r.from.as_deref(), &r.to))
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| vctx.err(rules.span(), key_of("install"), e))?,
+            },
         };
         for arch in &architectures {
             render_artifact(&comp, arch).map_err(|(field, e)| {
@@ -465,6 +497,8 @@ pub(super) fn validate(
         };
         let vars =
             minijinja::context! { name => name.as_str(), vmid => vmid, role => role.as_str() };
+        let mut node_vars = raw.vars.clone();
+        node_vars.extend(rn.vars.clone());
         let node_value = |own: &Option<Spanned<String>>,
                           tpl: &Option<Spanned<String>>,
                           own_key: &str,
@@ -565,12 +599,26 @@ pub(super) fn validate(
                 arch,
                 ip,
                 pod_cidr: node_cidr,
+                vars: node_vars,
             },
         );
     }
 
+    let dir = src.path.parent().map(std::path::Path::to_path_buf).unwrap_or_default();
+    let templates = match &raw.image.templates {
+        Some(t) => {
+            let p = std::path::Path::new(t.get_ref());
+            if t.get_ref().is_empty() || p.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
+                return Err(ctx.err(t.span(), "image.templates", format!("`{}` must be a directory below the manifest's own", t.get_ref())));
+            }
+            dir.join(p)
+        }
+        None => dir.join(src.path.file_stem().unwrap_or_default()),
+    };
     Ok(Manifest {
         path: src.path.clone(),
+        templates,
+        vars: raw.vars,
         name: name.into_inner(),
         architectures,
         domain: domain.into_inner(),

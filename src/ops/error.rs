@@ -2,7 +2,10 @@
 
 use std::path::PathBuf;
 
-use crate::fetch::{ClientError, FetchError};
+use crate::extract::ExtractError;
+use crate::fetch::ClientError;
+use crate::image::ImageError;
+use crate::render::RenderError;
 use crate::fsutil::FsError;
 use crate::lock::{Change, LockError};
 use crate::manifest::ManifestError;
@@ -28,8 +31,16 @@ pub enum Error {
     Resolve { failures: Vec<(String, String)> },
     #[error("{} of the locked artifacts are not in the store: {}", missing.len(), missing.iter().map(|(l, _)| l.as_str()).collect::<Vec<_>>().join(", "))]
     NotInStore { missing: Vec<(String, String)> },
-    #[error("{0}")]
-    Fetch(#[from] Box<FetchError>),
+    #[error("cannot build: {}", .0.iter().map(|(l, e)| if e.is_empty() { l.clone() } else { e.clone() }).collect::<Vec<_>>().join("; "))]
+    Fetch(Vec<(String, String)>),
+    #[error("{label} has no published sha256 in the lockfile: run `nodeforge lock --update {component}` where upstream is reachable")]
+    Unresolved { label: String, component: String },
+    #[error(transparent)]
+    Render(#[from] RenderError),
+    #[error(transparent)]
+    Extract(#[from] ExtractError),
+    #[error(transparent)]
+    Image(Box<ImageError>),
     #[error("{0}")]
     Usage(String),
 }

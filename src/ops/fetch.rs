@@ -7,7 +7,7 @@ use std::time::Instant;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
-use super::{check_lock, parallel_map, Error};
+use super::{check_lock, parallel_map, Error, LockCheck};
 use crate::fetch::{Expect, FetchConfig, Fetcher};
 use crate::lock::LockEntry;
 use crate::store::Store;
@@ -206,15 +206,18 @@ impl Bars {
 }
 
 pub fn fetch(opts: &FetchOptions) -> Result<FetchReport, Error> {
-    let started = Instant::now();
     let checked = check_lock(&opts.manifest, &opts.lockfile)?;
     let store = Store::open(&opts.out.join("store"))?;
+    fetch_checked(&checked, &store, opts)
+}
+
+/// Fetch the entries of an already checked lock into an open store.
+pub(crate) fn fetch_checked(checked: &LockCheck, store: &Store, opts: &FetchOptions) -> Result<FetchReport, Error> {
+    let started = Instant::now();
     let fetcher = Fetcher::new(opts.fetch.clone())?;
     let entries = &checked.lock.artifacts;
     let bars = Bars::new(opts.progress, entries.len() as u64);
-    let artifacts = parallel_map(entries, opts.jobs, |e| {
-        fetch_one(&store, &fetcher, e, &bars)
-    });
+    let artifacts = parallel_map(entries, opts.jobs, |e| fetch_one(store, &fetcher, e, &bars));
     bars.total.finish_and_clear();
     let fetched_bytes = artifacts
         .iter()
@@ -223,7 +226,7 @@ pub fn fetch(opts: &FetchOptions) -> Result<FetchReport, Error> {
         .sum();
     Ok(FetchReport {
         store: store.root().to_path_buf(),
-        lock_id: checked.lock_id,
+        lock_id: checked.lock_id.clone(),
         artifacts,
         fetched_bytes,
         elapsed_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),

@@ -2,6 +2,7 @@
 //! and returning a report; only this module combines manifest, lock, fetch and store. It knows
 //! nothing of clap or of how reports are printed.
 
+mod build;
 mod error;
 mod fetch;
 mod lock;
@@ -9,6 +10,7 @@ mod mirror;
 
 use std::path::{Path, PathBuf};
 
+pub use build::{build, find_image, BuildOptions, BuildReport, NodeBuild, NodeStatus};
 pub use error::Error;
 pub use fetch::{fetch, ArtifactStatus, FetchOptions, FetchReport, FetchedArtifact};
 pub use lock::{check_lock, lock, EntryStatus, LockCheck, LockOptions, LockReport, LockedEntry};

@@ -12,10 +12,22 @@
 //! (an existing object counts as success: same address, same bytes), and its directory fsynced.
 
 use std::fs::{self, File};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use crate::fsutil::{self, FsError, IoContext};
 use crate::hash::{Blake3, Sha256};
+
+/// Putting a stream into the store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(transparent)]
+    Fs(#[from] FsError),
+    #[error("reading the data failed: {0}")]
+    Read(String),
+    #[error("the data is larger than the {limit} bytes allowed")]
+    TooLarge { limit: u64 },
+}
 
 /// A store object: where it is and what it holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,7 +49,7 @@ impl Store {
     /// Open (creating if needed) the store at `root`. Leftover temporary files of killed runs are
     /// removed when no other process is using the store.
     pub fn open(root: &Path) -> Result<Self, FsError> {
-        for sub in ["blake3", "sha256", "tmp", "locks"] {
+        for sub in ["blake3", "sha256", "tmp", "locks", "extract"] {
             fsutil::create_dir_all(&root.join(sub))?;
         }
         let lock_path = root.join(".lock");
@@ -88,6 +100,61 @@ impl Store {
         let path = self.object_path(&blake3);
         let meta = fs::metadata(&path).ok()?;
         (meta.is_file() && meta.len() == size).then_some(Object { blake3, size, path })
+    }
+
+    /// The object with this address, if present (existence and size; no re-hash).
+    pub fn object(&self, b: &Blake3) -> Option<Object> {
+        let path = self.object_path(b);
+        let meta = fs::metadata(&path).ok()?;
+        meta.is_file().then_some(Object {
+            blake3: *b,
+            size: meta.len(),
+            path,
+        })
+    }
+
+    /// Store bytes held in memory (a rendered file); a no-op when the object exists.
+    pub fn put_bytes(&self, data: &[u8]) -> Result<Object, FsError> {
+        let b = Blake3::of(data);
+        if let Some(o) = self.object(&b) {
+            return Ok(o);
+        }
+        let mut tmp = self.temp_file()?;
+        tmp.write_all(data).at("cannot write", tmp.path())?;
+        self.commit(tmp, &b, data.len() as u64)
+    }
+
+    /// Store a stream, hashing it on the way in. At most `limit` bytes are accepted.
+    pub fn put_stream(&self, r: &mut dyn Read, limit: u64) -> Result<Object, StoreError> {
+        let mut tmp = self.temp_file()?;
+        let mut hasher = blake3::Hasher::new();
+        let mut buf = vec![0u8; 1 << 20];
+        let mut size = 0u64;
+        loop {
+            let n = match r.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(StoreError::Read(e.to_string())),
+            };
+            size += n as u64;
+            if size > limit {
+                return Err(StoreError::TooLarge { limit });
+            }
+            hasher.update(&buf[..n]);
+            tmp.write_all(&buf[..n]).at("cannot write", tmp.path())?;
+        }
+        let b = Blake3::from_bytes(*hasher.finalize().as_bytes());
+        Ok(self.commit(tmp, &b, size)?)
+    }
+
+    /// A small JSON-ish cache record kept beside the objects (`<root>/<kind>/<key>`).
+    pub fn read_record(&self, kind: &str, key: &Blake3) -> Option<Vec<u8>> {
+        fs::read(self.root.join(kind).join(key.to_hex())).ok()
+    }
+
+    pub fn write_record(&self, kind: &str, key: &Blake3, data: &[u8]) -> Result<(), FsError> {
+        fsutil::write_atomic(&self.root.join(kind).join(key.to_hex()), data, 0o644)
     }
 
     /// A new temporary file in the store's own tmp/ directory.
@@ -154,7 +221,6 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Write;
 
     #[test]
     fn commit_lookup_and_duplicate_commit() {

@@ -1,0 +1,406 @@
+//! `nodeforge build`: one immutable root-overlay image per node. The lock is enforced and missing
+//! artifacts fetched; each artifact is extracted once into the store; templates are rendered per
+//! node; the entry list gives the image id; `out/images/<id>/` gets `manifest.json` and a
+//! deterministic `image.tar.zst` whose binaries part is compressed once and shared by every node;
+//! `out/nodes/<node>/current` is switched atomically.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::File;
+use std::io::{BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde::Serialize;
+
+use super::fetch::fetch_checked;
+use super::{check_lock, parallel_map, Error, FetchOptions};
+use crate::extract::{self, Installed};
+use crate::fetch::FetchConfig;
+use crate::fsutil::{self, FsError, IoContext};
+use crate::hash::Blake3;
+use crate::image::{self, Entry, EntryList, ImageManifest, Kind, Provenance};
+use crate::manifest::{Arch, Manifest, Node};
+use crate::render::{self, TemplateSet};
+use crate::store::Store;
+
+#[derive(Debug, Clone)]
+pub struct BuildOptions {
+    pub manifest: PathBuf,
+    pub lockfile: PathBuf,
+    pub out: PathBuf,
+    /// Build only these nodes (all when empty).
+    pub nodes: Vec<String>,
+    pub fetch: FetchConfig,
+    pub jobs: usize,
+    pub progress: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NodeStatus {
+    /// A new image was written.
+    Built,
+    /// The image already existed (built before, or by another node); `current` now points to it.
+    Reused,
+    /// Nothing changed: `current` already pointed to this image.
+    Unchanged,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeBuild {
+    pub node: String,
+    pub image_id: String,
+    pub status: NodeStatus,
+    pub image_dir: PathBuf,
+    pub manifest_json: PathBuf,
+    pub image_tar: PathBuf,
+    pub entries: usize,
+    pub image_tar_bytes: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BuildReport {
+    pub lock_id: String,
+    pub nodes: Vec<NodeBuild>,
+    pub fetched: usize,
+    pub elapsed_ms: u64,
+}
+
+impl BuildReport {
+    pub fn all_unchanged(&self) -> bool {
+        self.nodes.iter().all(|n| n.status == NodeStatus::Unchanged)
+    }
+}
+
+/// The binaries of one architecture: entries with provenance, shared by every node of that arch.
+struct BinarySet {
+    entries: Vec<(Entry, Provenance)>,
+    /// The key of the shared, precompressed tar prefix holding exactly these entries.
+    prefix_key: Blake3,
+}
+
+fn select_nodes<'m>(manifest: &'m Manifest, names: &[String]) -> Result<Vec<&'m Node>, Error> {
+    if names.is_empty() {
+        return Ok(manifest.nodes.values().collect());
+    }
+    let mut out = Vec::new();
+    for n in names {
+        match manifest.nodes.values().find(|node| node.name.as_str() == n) {
+            Some(node) if !out.iter().any(|o: &&Node| o.name == node.name) => out.push(node),
+            Some(_) => {}
+            None => {
+                return Err(Error::Usage(format!(
+                    "`{n}` is not a node of this manifest (nodes: {})",
+                    manifest.nodes.keys().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+                )))
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Extract (once) what every component installs for `arch`.
+fn binaries_for(store: &Store, checked: &super::LockCheck, arch: &Arch, jobs: usize) -> Result<BinarySet, Error> {
+    let manifest = &checked.manifest;
+    let components: Vec<_> = manifest.components.values().filter(|c| !c.install.is_empty()).collect();
+    let results = parallel_map(&components, jobs, |c| -> Result<Vec<(Entry, Provenance)>, Error> {
+        let entry = checked
+            .lock
+            .entry(&c.name, arch)
+            .ok_or_else(|| Error::Usage(format!("{} ({arch}) is not in the lockfile", c.name)))?;
+        let sha = entry.sha256().ok_or_else(|| Error::Unresolved {
+            label: entry.label(),
+            component: c.name.to_string(),
+        })?;
+        let object = store.lookup_sha256(&sha).ok_or_else(|| Error::NotInStore {
+            missing: vec![(entry.label(), entry.url.clone())],
+        })?;
+        let files: Vec<Installed> = extract::installed(store, &entry.label(), &entry.url, &object, &c.install)?;
+        Ok(files
+            .into_iter()
+            .map(|f| {
+                (
+                    Entry::file(&f.target, 0o755, f.size, f.blake3),
+                    Provenance::Artifact {
+                        component: c.name.to_string(),
+                        version: entry.version.clone(),
+                        arch: arch.to_string(),
+                        url: entry.url.clone(),
+                        sha256: sha.to_hex(),
+                        member: f.member,
+                    },
+                )
+            })
+            .collect())
+    });
+    let mut list = EntryList::new();
+    let mut entries = Vec::new();
+    for r in results {
+        for (e, p) in r? {
+            list.add(e.clone(), p.clone()).map_err(|e| Error::Image(Box::new(e)))?;
+            entries.push((e, p));
+        }
+    }
+    // The prefix holds the binaries with their parent directories, in canonical order.
+    let prefix = list.finish("", arch.as_str());
+    let prefix_key = prefix_key(&prefix.entries);
+    Ok(BinarySet { entries, prefix_key })
+}
+
+fn prefix_key(entries: &[Entry]) -> Blake3 {
+    let mut h = blake3::Hasher::new();
+    h.update(b"nodeforge tar prefix v1\n");
+    h.update(image::image_id(entries).as_bytes());
+    Blake3::from_bytes(*h.finalize().as_bytes())
+}
+
+/// The entry list of one node.
+fn node_image(store: &Store, templates: &TemplateSet, manifest: &Manifest, node: &Node, bins: &BinarySet) -> Result<ImageManifest, Error> {
+    let mut list = EntryList::new();
+    for (e, p) in &bins.entries {
+        list.add(e.clone(), p.clone()).map_err(|e| Error::Image(Box::new(e)))?;
+    }
+    let rendered = templates.render_node(manifest, node)?;
+    for r in &rendered {
+        let obj = store.put_bytes(&r.bytes)?;
+        list.add(
+            Entry::file(&r.path, r.mode, obj.size, obj.blake3),
+            Provenance::Template { template: r.template.clone() },
+        )
+        .map_err(|e| Error::Image(Box::new(e)))?;
+    }
+    for (link, target) in render::enable_links(&rendered) {
+        let unit = target.rsplit('/').next().unwrap_or(&target).to_string();
+        list.add(Entry::symlink(&link, &target), Provenance::Enable { unit })
+            .map_err(|e| Error::Image(Box::new(e)))?;
+    }
+    Ok(list.finish(node.name.as_str(), node.arch.as_str()))
+}
+
+/// Write `entries` as tar records (no end-of-archive) through `w`, file data from the store.
+fn write_tar_entries(store: &Store, entries: &[&Entry], w: &mut impl Write) -> Result<(), Error> {
+    for e in entries {
+        if e.kind == Kind::File {
+            let b = e.blake3.ok_or_else(|| Error::Usage(format!("{} has no content address", e.path)))?;
+            let path = store.object_path(&b);
+            let mut f = File::open(&path).at("cannot open store object", &path)?;
+            image::tar::write_entry(w, e, Some(&mut f as &mut dyn Read)).at("cannot write the tar entry for", Path::new(&e.path))?;
+        } else {
+            image::tar::write_entry(w, e, None).at("cannot write the tar entry for", Path::new(&e.path))?;
+        }
+    }
+    Ok(())
+}
+
+/// The compressed tar prefix holding the binaries, built once per binary set and reused.
+fn ensure_prefix(out: &Path, store: &Store, bins: &BinarySet) -> Result<PathBuf, Error> {
+    let dir = out.join("cache").join("tar-prefix");
+    let path = dir.join(format!("{}.tar.zst", bins.prefix_key));
+    if path.is_file() {
+        return Ok(path);
+    }
+    fsutil::create_dir_all(&dir)?;
+    let mut list = EntryList::new();
+    for (e, p) in &bins.entries {
+        list.add(e.clone(), p.clone()).map_err(|e| Error::Image(Box::new(e)))?;
+    }
+    let m = list.finish("", "");
+    let tmp = tempfile::Builder::new()
+        .prefix(".nodeforge-tmp-")
+        .tempfile_in(&dir)
+        .at("cannot create a temporary file in", &dir)?;
+    {
+        let mut enc = image::tar::zstd_encoder(BufWriter::with_capacity(1 << 20, tmp.as_file()))
+            .at("cannot start compressing", tmp.path())?;
+        let refs: Vec<&Entry> = m.entries.iter().collect();
+        write_tar_entries(store, &refs, &mut enc)?;
+        let mut w = enc.finish().at("cannot compress", tmp.path())?;
+        w.flush().at("cannot write", tmp.path())?;
+    }
+    fsutil::set_mode(tmp.as_file(), 0o444).at("cannot set the mode of", tmp.path())?;
+    tmp.as_file().sync_all().at("cannot sync", tmp.path())?;
+    tmp.persist(&path).map_err(|e| FsError::new("cannot move into place", &path, e.error))?;
+    Ok(path)
+}
+
+/// Write `out/images/<id>/` (unless it exists) and return its directory and whether it was new.
+fn write_image(out: &Path, store: &Store, m: &ImageManifest, prefix: &Path, prefix_paths: &BTreeSet<String>) -> Result<(PathBuf, bool), Error> {
+    let images = out.join("images");
+    let final_dir = images.join(&m.id);
+    if final_dir.join("manifest.json").is_file() {
+        return Ok((final_dir, false));
+    }
+    fsutil::create_dir_all(&images)?;
+    let tmp = tempfile::Builder::new()
+        .prefix(".nodeforge-tmp-")
+        .tempdir_in(&images)
+        .at("cannot create a temporary directory in", &images)?;
+    let tar_path = tmp.path().join("image.tar.zst");
+    {
+        let mut f = File::create(&tar_path).at("cannot create", &tar_path)?;
+        let mut p = File::open(prefix).at("cannot open", prefix)?;
+        std::io::copy(&mut p, &mut f).at("cannot write", &tar_path)?;
+        let mut enc = image::tar::zstd_encoder(BufWriter::new(&f)).at("cannot start compressing", &tar_path)?;
+        let rest: Vec<&Entry> = m.entries.iter().filter(|e| !prefix_paths.contains(&e.path)).collect();
+        write_tar_entries(store, &rest, &mut enc)?;
+        image::tar::write_end(&mut enc).at("cannot write", &tar_path)?;
+        let mut w = enc.finish().at("cannot compress", &tar_path)?;
+        w.flush().at("cannot write", &tar_path)?;
+        drop(w);
+        fsutil::set_mode(&f, 0o444).at("cannot set the mode of", &tar_path)?;
+        f.sync_all().at("cannot sync", &tar_path)?;
+    }
+    let json_path = tmp.path().join("manifest.json");
+    fsutil::write_atomic(&json_path, &m.to_json(), 0o444)?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).at("cannot set the mode of", tmp.path())?;
+    }
+    let tmp_path = tmp.keep();
+    match std::fs::rename(&tmp_path, &final_dir) {
+        Ok(()) => {}
+        // Another process (or node) wrote the same image first: same id, same bytes.
+        Err(_) if final_dir.join("manifest.json").is_file() => {
+            let _ = std::fs::remove_dir_all(&tmp_path);
+            return Ok((final_dir, false));
+        }
+        Err(e) => return Err(FsError::new("cannot move the image into", &final_dir, e).into()),
+    }
+    fsutil::sync_dir(&images)?;
+    Ok((final_dir, true))
+}
+
+/// Point `out/nodes/<node>/current` at an image, atomically (a new symlink renamed over the old).
+pub(crate) fn set_current(out: &Path, node: &str, id: &str) -> Result<bool, Error> {
+    let dir = out.join("nodes").join(node);
+    fsutil::create_dir_all(&dir)?;
+    let current = dir.join("current");
+    let target = PathBuf::from("../../images").join(id);
+    if std::fs::read_link(&current).is_ok_and(|t| t == target) {
+        return Ok(false);
+    }
+    let tmp = dir.join(format!(".nodeforge-tmp-current-{}", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(&target, &tmp).at("cannot create a symlink at", &tmp)?;
+    std::fs::rename(&tmp, &current).at("cannot switch", &current)?;
+    fsutil::sync_dir(&dir)?;
+    Ok(true)
+}
+
+pub fn build(opts: &BuildOptions) -> Result<BuildReport, Error> {
+    let started = Instant::now();
+    let checked = check_lock(&opts.manifest, &opts.lockfile)?;
+    let manifest = &checked.manifest;
+    let nodes = select_nodes(manifest, &opts.nodes)?;
+    let store = Store::open(&opts.out.join("store"))?;
+
+    // Every artifact the selected nodes need must be locked, resolved and in the store.
+    let arches: BTreeSet<&Arch> = nodes.iter().map(|n| &n.arch).collect();
+    let fetch_opts = FetchOptions {
+        manifest: opts.manifest.clone(),
+        lockfile: opts.lockfile.clone(),
+        out: opts.out.clone(),
+        fetch: opts.fetch.clone(),
+        jobs: opts.jobs,
+        progress: opts.progress,
+    };
+    let fetched = fetch_checked(&checked, &store, &fetch_opts)?;
+    let failures: Vec<_> = fetched
+        .failures()
+        .into_iter()
+        .filter(|f| arches.iter().any(|a| a.as_str() == f.arch))
+        .map(|f| (format!("{} {} ({})", f.component, f.version, f.arch), f.error.clone().unwrap_or_default()))
+        .collect();
+    if !failures.is_empty() {
+        return Err(Error::Fetch(failures));
+    }
+
+    let templates = TemplateSet::load(&manifest.templates)?;
+    let mut bins: BTreeMap<&Arch, BinarySet> = BTreeMap::new();
+    for arch in &arches {
+        bins.insert(arch, binaries_for(&store, &checked, arch, opts.jobs)?);
+    }
+    let images = parallel_map(&nodes, opts.jobs.max(2), |n| {
+        node_image(&store, &templates, manifest, n, &bins[&n.arch])
+    });
+    let images: Vec<ImageManifest> = images.into_iter().collect::<Result<_, _>>()?;
+
+    // The shared prefixes first (once per binary set), then every node's image.
+    let mut prefixes: BTreeMap<&Arch, (PathBuf, BTreeSet<String>)> = BTreeMap::new();
+    for (arch, set) in &bins {
+        let needs = images.iter().zip(&nodes).any(|(m, n)| &n.arch == *arch && !opts.out.join("images").join(&m.id).join("manifest.json").is_file());
+        let path = if needs { ensure_prefix(&opts.out, &store, set)? } else { PathBuf::new() };
+        let mut paths = BTreeSet::new();
+        for (e, _) in &set.entries {
+            let mut p = e.path.as_str();
+            paths.insert(p.to_string());
+            while let Some((parent, _)) = p.rsplit_once('/') {
+                if parent.is_empty() {
+                    break;
+                }
+                paths.insert(parent.to_string());
+                p = parent;
+            }
+        }
+        prefixes.insert(arch, (path, paths));
+    }
+    let work: Vec<(&Node, &ImageManifest)> = nodes.iter().copied().zip(images.iter()).collect();
+    let written = parallel_map(&work, opts.jobs.clamp(1, 2), |(n, m)| {
+        let (prefix, paths) = &prefixes[&n.arch];
+        write_image(&opts.out, &store, m, prefix, paths)
+    });
+    let mut report = Vec::new();
+    for ((n, m), w) in work.iter().zip(written) {
+        let (dir, new) = w?;
+        let switched = set_current(&opts.out, n.name.as_str(), &m.id)?;
+        let image_tar = dir.join("image.tar.zst");
+        report.push(NodeBuild {
+            node: n.name.to_string(),
+            image_id: m.id.clone(),
+            status: match (new, switched) {
+                (true, _) => NodeStatus::Built,
+                (false, true) => NodeStatus::Reused,
+                (false, false) => NodeStatus::Unchanged,
+            },
+            manifest_json: dir.join("manifest.json"),
+            image_tar_bytes: std::fs::metadata(&image_tar).map(|m| m.len()).unwrap_or(0),
+            image_tar,
+            image_dir: dir,
+            entries: m.entries.len(),
+        });
+    }
+    Ok(BuildReport {
+        lock_id: checked.lock_id.clone(),
+        nodes: report,
+        fetched: fetched.count(super::ArtifactStatus::Fetched),
+        elapsed_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+    })
+}
+
+/// Find an image by id or unambiguous id prefix.
+pub fn find_image(out: &Path, id: &str) -> Result<ImageManifest, Error> {
+    let images = out.join("images");
+    let mut found = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(&images) {
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if !name.starts_with('.') && name.starts_with(id) && !id.is_empty() {
+                found.push(name);
+            }
+        }
+    }
+    found.sort();
+    match found.as_slice() {
+        [one] => {
+            let path = images.join(one).join("manifest.json");
+            let bytes = std::fs::read(&path).at("cannot read", &path)?;
+            serde_json::from_slice(&bytes).map_err(|e| Error::Usage(format!("{}: not an image manifest: {e}", path.display())))
+        }
+        [] => Err(Error::Usage(format!("no image `{id}` in {}", images.display()))),
+        many => Err(Error::Usage(format!(
+            "`{id}` is ambiguous: it starts {} image ids ({})",
+            many.len(),
+            many.iter().map(|m| &m[..16.min(m.len())]).collect::<Vec<_>>().join(", ")
+        ))),
+    }
+}

@@ -1,0 +1,262 @@
+//! Config files and systemd units: the template tree of a manifest (laid out like `/`), rendered
+//! per node with minijinja (strict variables), and validated before anything goes into an image:
+//! YAML, JSON and TOML are parsed back, units are checked for shape, empty required values and
+//! private keys are refused. Errors name the template, line and node.
+
+mod validate;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::manifest::{Manifest, Node};
+
+/// A template that cannot be loaded or rendered, or whose output is invalid.
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error("cannot read the templates in {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: {message}", path.display())]
+    Refused { path: PathBuf, message: String },
+    #[error("{}{}: for node `{node}`: {message}", path.display(), line.map(|l| format!(":{l}")).unwrap_or_default())]
+    Invalid {
+        path: PathBuf,
+        line: Option<usize>,
+        node: String,
+        message: String,
+    },
+}
+
+/// One template file.
+#[derive(Debug, Clone)]
+pub struct Template {
+    /// Path below the template root, `/`-separated (`etc/cni/net.d/10-bridge.conf`).
+    pub rel: String,
+    pub source: String,
+    /// 0755 when the template file is executable, else 0644.
+    pub mode: u32,
+}
+
+/// A rendered file, ready to go into an image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Rendered {
+    /// Absolute path in the image (`/etc/cni/net.d/10-bridge.conf`).
+    pub path: String,
+    pub bytes: Vec<u8>,
+    pub mode: u32,
+    /// The template it came from, relative to the template root.
+    pub template: String,
+}
+
+/// Names of files that hold per-VM secrets: they are provisioned on the VM, never put in an image.
+fn is_secret_name(name: &str) -> bool {
+    name.ends_with("-key.pem")
+        || name.ends_with(".key")
+        || name.ends_with(".kubeconfig")
+        || name == "kubeconfig"
+        || name.ends_with(".p12")
+        || name.ends_with(".pfx")
+}
+
+/// Whether bytes contain a PEM or OpenSSH private key.
+pub fn contains_private_key(bytes: &[u8]) -> bool {
+    const MARKERS: [&[u8]; 2] = [b"PRIVATE KEY-----", b"PRIVATE KEY BLOCK-----"];
+    MARKERS
+        .iter()
+        .any(|m| bytes.windows(m.len()).any(|w| w == *m))
+}
+
+/// The template tree of a manifest, loaded once.
+#[derive(Debug, Clone)]
+pub struct TemplateSet {
+    pub root: PathBuf,
+    pub templates: Vec<Template>,
+}
+
+impl TemplateSet {
+    /// Load every file below `root`. Symlinks, special files, secret-looking names and files
+    /// holding private keys are refused.
+    pub fn load(root: &Path) -> Result<Self, RenderError> {
+        let io = |path: &Path, source| RenderError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let refuse = |path: &Path, message: String| RenderError::Refused {
+            path: path.to_path_buf(),
+            message,
+        };
+        let mut templates = Vec::new();
+        let mut stack = vec![root.to_path_buf()];
+        while let Some(dir) = stack.pop() {
+            let entries = std::fs::read_dir(&dir).map_err(|e| io(&dir, e))?;
+            for entry in entries {
+                let entry = entry.map_err(|e| io(&dir, e))?;
+                let path = entry.path();
+                let meta = std::fs::symlink_metadata(&path).map_err(|e| io(&path, e))?;
+                let Some(name) = path.file_name().and_then(|n| n.to_str()).map(str::to_string) else {
+                    return Err(refuse(&path, "file names in the template tree must be UTF-8".into()));
+                };
+                if meta.is_dir() {
+                    stack.push(path);
+                    continue;
+                }
+                if !meta.is_file() {
+                    return Err(refuse(&path, "only regular files can be templates (no symlinks or special files)".into()));
+                }
+                if is_secret_name(&name) {
+                    return Err(refuse(
+                        &path,
+                        "private keys and kubeconfigs are never put into an image: provision them on each VM (see the README)".into(),
+                    ));
+                }
+                let bytes = std::fs::read(&path).map_err(|e| io(&path, e))?;
+                if contains_private_key(&bytes) {
+                    return Err(refuse(&path, "this file contains a private key; images never carry private keys: provision it on each VM".into()));
+                }
+                let source = String::from_utf8(bytes).map_err(|_| refuse(&path, "templates must be UTF-8 text".into()))?;
+                let rel = path
+                    .strip_prefix(root)
+                    .unwrap_or(&path)
+                    .components()
+                    .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                    .collect::<Vec<_>>()
+                    .join("/");
+                use std::os::unix::fs::PermissionsExt;
+                let mode = if meta.permissions().mode() & 0o111 != 0 { 0o755 } else { 0o644 };
+                templates.push(Template { rel, source, mode });
+            }
+        }
+        templates.sort_by(|a, b| a.rel.cmp(&b.rel));
+        Ok(Self {
+            root: root.to_path_buf(),
+            templates,
+        })
+    }
+
+    fn env(&self) -> Result<minijinja::Environment<'static>, RenderError> {
+        let mut env = minijinja::Environment::new();
+        env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+        env.set_trim_blocks(true);
+        env.set_lstrip_blocks(true);
+        env.set_keep_trailing_newline(true);
+        env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
+        for t in &self.templates {
+            env.add_template_owned(t.rel.clone(), t.source.clone())
+                .map_err(|e| RenderError::Invalid {
+                    path: self.root.join(&t.rel),
+                    line: e.line(),
+                    node: "(any)".into(),
+                    message: describe(&e),
+                })?;
+        }
+        Ok(env)
+    }
+
+    /// Render every template for one node, validated.
+    pub fn render_node(&self, manifest: &Manifest, node: &Node) -> Result<Vec<Rendered>, RenderError> {
+        let env = self.env()?;
+        let ctx = context(manifest, node);
+        let mut out = Vec::new();
+        for t in &self.templates {
+            let path = self.root.join(&t.rel);
+            let invalid = |line: Option<usize>, message: String| RenderError::Invalid {
+                path: path.clone(),
+                line,
+                node: node.name.to_string(),
+                message,
+            };
+            let tmpl = env.get_template(&t.rel).map_err(|e| invalid(e.line(), describe(&e)))?;
+            let text = tmpl.render(&ctx).map_err(|e| invalid(e.line(), describe(&e)))?;
+            let target = format!("/{}", t.rel);
+            validate::check(&target, &text).map_err(|(line, msg)| invalid(line, msg))?;
+            if contains_private_key(text.as_bytes()) {
+                return Err(invalid(None, "the rendered file contains a private key; images never carry private keys".into()));
+            }
+            out.push(Rendered {
+                path: target,
+                bytes: text.into_bytes(),
+                mode: t.mode,
+                template: t.rel.clone(),
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// The variables a template sees.
+fn context(manifest: &Manifest, node: &Node) -> minijinja::Value {
+    let versions: BTreeMap<&str, &str> = manifest
+        .versions
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    minijinja::context! {
+        node => minijinja::context! {
+            name => node.name.as_str(),
+            vmid => node.vmid,
+            role => node.role.as_str(),
+            arch => node.arch.as_str(),
+            ip => node.ip.to_string(),
+            pod_cidr => node.pod_cidr.to_string(),
+        },
+        cluster => minijinja::context! {
+            name => manifest.name.as_str(),
+            domain => manifest.domain.as_str(),
+            pod_cidr => manifest.network.pod_cidr.to_string(),
+            service_cidr => manifest.network.service_cidr.to_string(),
+            dns => manifest.network.cluster_dns.to_string(),
+        },
+        versions => versions,
+        vars => minijinja::Value::from_serialize(&node.vars),
+    }
+}
+
+fn describe(e: &minijinja::Error) -> String {
+    let mut msg = e.kind().to_string();
+    if let Some(d) = e.detail() {
+        msg.push_str(": ");
+        msg.push_str(d);
+    }
+    msg
+}
+
+/// The `multi-user.target.wants/` (etc.) symlinks `systemctl enable` would make for the units
+/// among `files`: (link path, target path), from each unit's `[Install] WantedBy=`/`RequiredBy=`.
+pub fn enable_links(files: &[Rendered]) -> Vec<(String, String)> {
+    let mut links = Vec::new();
+    for f in files {
+        let Some(name) = f.path.strip_prefix("/etc/systemd/system/") else { continue };
+        if name.contains('/') || !validate::is_unit(name) {
+            continue;
+        }
+        let text = String::from_utf8_lossy(&f.bytes);
+        let mut section = "";
+        for line in text.lines() {
+            let line = line.trim();
+            if line.starts_with('[') {
+                section = line;
+                continue;
+            }
+            if section != "[Install]" {
+                continue;
+            }
+            let Some((key, value)) = line.split_once('=') else { continue };
+            let suffix = match key.trim() {
+                "WantedBy" => "wants",
+                "RequiredBy" => "requires",
+                _ => continue,
+            };
+            for target in value.split_whitespace() {
+                links.push((format!("/etc/systemd/system/{target}.{suffix}/{name}"), f.path.clone()));
+            }
+        }
+    }
+    links.sort();
+    links.dedup();
+    links
+}
