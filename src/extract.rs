@@ -61,7 +61,9 @@ pub fn installed(
     rules: &[InstallRule],
 ) -> Result<Vec<Installed>, ExtractError> {
     if rules.is_empty() {
-        return Err(ExtractError::NothingToInstall { artifact: label.to_string() });
+        return Err(ExtractError::NothingToInstall {
+            artifact: label.to_string(),
+        });
     }
     let mut key = blake3::Hasher::new();
     key.update(b"nodeforge extract v1\n");
@@ -70,7 +72,10 @@ pub fn installed(
     let key = Blake3::from_bytes(*key.finalize().as_bytes());
     if let Some(bytes) = store.read_record("extract", &key) {
         if let Ok(list) = serde_json::from_slice::<Vec<Installed>>(&bytes) {
-            if list.iter().all(|i| store.object(&i.blake3).is_some_and(|o| o.size == i.size)) {
+            if list
+                .iter()
+                .all(|i| store.object(&i.blake3).is_some_and(|o| o.size == i.size))
+            {
                 return Ok(list);
             }
         }
@@ -94,24 +99,38 @@ pub fn installed(
         source: StoreError::Fs(source),
     };
     store
-        .write_record("extract", &key, &serde_json::to_vec_pretty(&list).unwrap_or_default())
+        .write_record(
+            "extract",
+            &key,
+            &serde_json::to_vec_pretty(&list).unwrap_or_default(),
+        )
         .map_err(store_err)?;
     Ok(list)
 }
 
-fn extract_archive(store: &Store, label: &str, object: &Object, rules: &[InstallRule]) -> Result<Vec<Installed>, ExtractError> {
+fn extract_archive(
+    store: &Store,
+    label: &str,
+    object: &Object,
+    rules: &[InstallRule],
+) -> Result<Vec<Installed>, ExtractError> {
     let archive_err = |message: String| ExtractError::Archive {
         artifact: label.to_string(),
         message,
     };
     let file = std::fs::File::open(&object.path).map_err(|e| archive_err(e.to_string()))?;
-    let mut ar = tar::Archive::new(flate2::read::MultiGzDecoder::new(std::io::BufReader::new(file)));
+    let mut ar = tar::Archive::new(flate2::read::MultiGzDecoder::new(std::io::BufReader::new(
+        file,
+    )));
     let mut out: Vec<Installed> = Vec::new();
     for entry in ar.entries().map_err(|e| archive_err(e.to_string()))? {
         let mut entry = entry.map_err(|e| archive_err(e.to_string()))?;
         let header = entry.header();
         // Regular files only: links, devices and directories are never taken.
-        if !matches!(header.entry_type(), tar::EntryType::Regular | tar::EntryType::Continuous) {
+        if !matches!(
+            header.entry_type(),
+            tar::EntryType::Regular | tar::EntryType::Continuous
+        ) {
             continue;
         }
         let mode = header.mode().map_err(|e| archive_err(e.to_string()))?;
@@ -119,15 +138,25 @@ fn extract_archive(store: &Store, label: &str, object: &Object, rules: &[Install
             continue; // LICENSE, README.md: not executables
         }
         let Ok(path) = entry.path() else { continue };
-        let Some(member) = path.to_str().map(str::to_string) else { continue };
-        let Some(rule) = rules.iter().find(|r| r.matches(&member)) else { continue };
+        let Some(member) = path.to_str().map(str::to_string) else {
+            continue;
+        };
+        let Some(rule) = rules.iter().find(|r| r.matches(&member)) else {
+            continue;
+        };
         if entry.size() > MEMBER_LIMIT {
-            return Err(archive_err(format!("member `{member}` declares {} bytes", entry.size())));
+            return Err(archive_err(format!(
+                "member `{member}` declares {} bytes",
+                entry.size()
+            )));
         }
         let target = rule.target(&member);
         let obj = store
             .put_stream(&mut (&mut entry as &mut dyn Read), MEMBER_LIMIT)
-            .map_err(|source| ExtractError::Store { artifact: label.to_string(), source })?;
+            .map_err(|source| ExtractError::Store {
+                artifact: label.to_string(),
+                source,
+            })?;
         if let Some(prev) = out.iter().find(|i| i.target == target) {
             return Err(ExtractError::Conflict {
                 artifact: label.to_string(),
@@ -145,7 +174,10 @@ fn extract_archive(store: &Store, label: &str, object: &Object, rules: &[Install
     }
     for r in rules {
         if let Some(pattern) = &r.from {
-            if !out.iter().any(|i| i.member.as_deref().is_some_and(|m| r.matches(m))) {
+            if !out
+                .iter()
+                .any(|i| i.member.as_deref().is_some_and(|m| r.matches(m)))
+            {
                 return Err(ExtractError::NoMatch {
                     artifact: label.to_string(),
                     pattern: pattern.clone(),

@@ -382,9 +382,17 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
                 );
             }
             if r.all_unchanged() {
-                println!("nothing to do: all {} node images are up to date ({:.2}s)", r.nodes.len(), r.elapsed_ms as f64 / 1000.0);
+                println!(
+                    "nothing to do: all {} node images are up to date ({:.2}s)",
+                    r.nodes.len(),
+                    r.elapsed_ms as f64 / 1000.0
+                );
             } else {
-                println!("built {} node images in {:.2}s; out/nodes/<node>/current points at each", r.nodes.len(), r.elapsed_ms as f64 / 1000.0);
+                println!(
+                    "built {} node images in {:.2}s; out/nodes/<node>/current points at each",
+                    r.nodes.len(),
+                    r.elapsed_ms as f64 / 1000.0
+                );
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -397,22 +405,43 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             println!("image {} (node {}, {})", m.id, m.node, m.arch);
             for e in &m.entries {
                 let from = match m.provenance.get(&e.path) {
-                    Some(crate::image::Provenance::Artifact { component, version, url, sha256, member, .. }) => format!(
+                    Some(crate::image::Provenance::Artifact {
+                        component,
+                        version,
+                        url,
+                        sha256,
+                        member,
+                        ..
+                    }) => format!(
                         "{component} {version}{} <- {url} (sha256 {})",
-                        member.as_deref().map(|m| format!(" [{m}]")).unwrap_or_default(),
+                        member
+                            .as_deref()
+                            .map(|m| format!(" [{m}]"))
+                            .unwrap_or_default(),
                         short(sha256)
                     ),
-                    Some(crate::image::Provenance::Template { template }) => format!("template {template}"),
-                    Some(crate::image::Provenance::Enable { unit }) => format!("systemctl enable {unit}"),
+                    Some(crate::image::Provenance::Template { template }) => {
+                        format!("template {template}")
+                    }
+                    Some(crate::image::Provenance::Enable { unit }) => {
+                        format!("systemctl enable {unit}")
+                    }
                     Some(crate::image::Provenance::Directory) | None => String::new(),
                 };
                 let what = match e.kind {
                     crate::image::Kind::Dir => format!("{}/", e.path),
-                    crate::image::Kind::Symlink => format!("{} -> {}", e.path, e.target.as_deref().unwrap_or("")),
+                    crate::image::Kind::Symlink => {
+                        format!("{} -> {}", e.path, e.target.as_deref().unwrap_or(""))
+                    }
                     crate::image::Kind::File => e.path.clone(),
                 };
                 let hash = e.blake3.map(|b| b.to_hex()).unwrap_or_default();
-                println!("{:04o} {:>10} {:<12} {what}  {from}", e.mode, e.size, short(&hash));
+                println!(
+                    "{:04o} {:>10} {:<12} {what}  {from}",
+                    e.mode,
+                    e.size,
+                    short(&hash)
+                );
             }
             Ok(ExitCode::SUCCESS)
         }

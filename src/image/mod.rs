@@ -140,7 +140,9 @@ pub struct EntryList {
 
 fn describe(p: &Provenance) -> String {
     match p {
-        Provenance::Artifact { component, member, .. } => match member {
+        Provenance::Artifact {
+            component, member, ..
+        } => match member {
             Some(m) => format!("{component}'s {m}"),
             None => component.clone(),
         },
@@ -158,7 +160,11 @@ impl EntryList {
     pub fn add(&mut self, entry: Entry, provenance: Provenance) -> Result<(), ImageError> {
         let path = entry.path.clone();
         let segments: Vec<&str> = path.split('/').skip(1).collect();
-        if !path.starts_with('/') || segments.iter().any(|s| s.is_empty() || *s == "." || *s == "..") {
+        if !path.starts_with('/')
+            || segments
+                .iter()
+                .any(|s| s.is_empty() || *s == "." || *s == "..")
+        {
             return Err(ImageError::BadPath { path });
         }
         if let Some(top) = segments.first().filter(|t| FORBIDDEN_TOP.contains(t)) {
@@ -180,7 +186,8 @@ impl EntryList {
                 }
                 Some(_) => {}
                 None => {
-                    self.entries.insert(parent.clone(), (Entry::dir(&parent), Provenance::Directory));
+                    self.entries
+                        .insert(parent.clone(), (Entry::dir(&parent), Provenance::Directory));
                 }
             }
         }
@@ -260,12 +267,26 @@ mod tests {
     fn parents_are_derived_and_conflicts_refused() {
         let mut l = EntryList::new();
         let b = Blake3::of(b"x");
-        l.add(Entry::file("/usr/local/bin/kubelet", 0o755, 1, b), Provenance::Directory).expect("add");
-        l.add(Entry::file("/usr/bin/ctr", 0o755, 1, b), Provenance::Directory).expect("add");
-        let err = l.add(Entry::file("/usr/bin/ctr", 0o755, 1, b), Provenance::Directory);
+        l.add(
+            Entry::file("/usr/local/bin/kubelet", 0o755, 1, b),
+            Provenance::Directory,
+        )
+        .expect("add");
+        l.add(
+            Entry::file("/usr/bin/ctr", 0o755, 1, b),
+            Provenance::Directory,
+        )
+        .expect("add");
+        let err = l.add(
+            Entry::file("/usr/bin/ctr", 0o755, 1, b),
+            Provenance::Directory,
+        );
         assert!(matches!(err, Err(ImageError::Duplicate { .. })));
         assert!(matches!(
-            l.add(Entry::file("/bin/containerd", 0o755, 1, b), Provenance::Directory),
+            l.add(
+                Entry::file("/bin/containerd", 0o755, 1, b),
+                Provenance::Directory
+            ),
             Err(ImageError::ForbiddenTop { .. })
         ));
         assert!(matches!(
@@ -274,7 +295,17 @@ mod tests {
         ));
         let m = l.finish("n", "amd64");
         let paths: Vec<&str> = m.entries.iter().map(|e| e.path.as_str()).collect();
-        assert_eq!(paths, vec!["/usr", "/usr/bin", "/usr/bin/ctr", "/usr/local", "/usr/local/bin", "/usr/local/bin/kubelet"]);
+        assert_eq!(
+            paths,
+            vec![
+                "/usr",
+                "/usr/bin",
+                "/usr/bin/ctr",
+                "/usr/local",
+                "/usr/local/bin",
+                "/usr/local/bin/kubelet"
+            ]
+        );
     }
 
     #[test]
@@ -282,7 +313,13 @@ mod tests {
         let b = Blake3::of(b"x");
         let mk = |mode| {
             let mut l = EntryList::new();
-            l.add(Entry::file("/etc/a", mode, 1, b), Provenance::Template { template: "a".into() }).expect("add");
+            l.add(
+                Entry::file("/etc/a", mode, 1, b),
+                Provenance::Template {
+                    template: "a".into(),
+                },
+            )
+            .expect("add");
             l.finish("n", "amd64").id
         };
         assert_eq!(mk(0o644), mk(0o644));

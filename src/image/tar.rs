@@ -43,7 +43,11 @@ fn write_header(w: &mut impl Write, mut h: tar::Header) -> io::Result<()> {
 }
 
 /// Write one entry; `data` must yield exactly `entry.size` bytes for a file.
-pub fn write_entry(w: &mut impl Write, entry: &Entry, data: Option<&mut dyn Read>) -> io::Result<()> {
+pub fn write_entry(
+    w: &mut impl Write,
+    entry: &Entry,
+    data: Option<&mut dyn Read>,
+) -> io::Result<()> {
     let rel = entry.path.trim_start_matches('/');
     let name = match entry.kind {
         Kind::Dir => format!("{rel}/"),
@@ -53,25 +57,43 @@ pub fn write_entry(w: &mut impl Write, entry: &Entry, data: Option<&mut dyn Read
         // GNU long name: an `L` record holding the name, NUL-terminated.
         let bytes = name.as_bytes();
         let len = bytes.len() as u64 + 1;
-        write_header(w, header(tar::EntryType::GNULongName, b"././@LongLink", len, 0o644)?)?;
+        write_header(
+            w,
+            header(tar::EntryType::GNULongName, b"././@LongLink", len, 0o644)?,
+        )?;
         w.write_all(bytes)?;
         w.write_all(&[0])?;
         pad(w, len)?;
     }
     match entry.kind {
-        Kind::Dir => write_header(w, header(tar::EntryType::Directory, name.as_bytes(), 0, entry.mode)?),
+        Kind::Dir => write_header(
+            w,
+            header(tar::EntryType::Directory, name.as_bytes(), 0, entry.mode)?,
+        ),
         Kind::Symlink => {
             let target = entry.target.as_deref().unwrap_or("");
             if target.len() > 100 {
-                return Err(io::Error::other(format!("symlink target of {} is longer than 100 bytes", entry.path)));
+                return Err(io::Error::other(format!(
+                    "symlink target of {} is longer than 100 bytes",
+                    entry.path
+                )));
             }
             let mut h = header(tar::EntryType::Symlink, name.as_bytes(), 0, entry.mode)?;
             h.set_link_name(target)?;
             write_header(w, h)
         }
         Kind::File => {
-            write_header(w, header(tar::EntryType::Regular, name.as_bytes(), entry.size, entry.mode)?)?;
-            let data = data.ok_or_else(|| io::Error::other(format!("no content for {}", entry.path)))?;
+            write_header(
+                w,
+                header(
+                    tar::EntryType::Regular,
+                    name.as_bytes(),
+                    entry.size,
+                    entry.mode,
+                )?,
+            )?;
+            let data =
+                data.ok_or_else(|| io::Error::other(format!("no content for {}", entry.path)))?;
             let copied = io::copy(&mut data.take(entry.size), w)?;
             if copied != entry.size {
                 return Err(io::Error::other(format!(
@@ -94,7 +116,9 @@ pub fn zstd_encoder<W: Write>(w: W) -> io::Result<zstd::stream::write::Encoder<'
     let mut enc = zstd::stream::write::Encoder::new(w, 3)?;
     enc.include_checksum(true)?;
     // Multithreaded output is identical for any worker count ≥ 1 (but differs from 0).
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 8);
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 8);
     enc.multithread(u32::try_from(workers).unwrap_or(1))?;
     Ok(enc)
 }
@@ -119,7 +143,11 @@ mod tests {
                 "/etc/a.conf" => b"abc",
                 _ => b"hi",
             };
-            let d: Option<&mut dyn Read> = if e.kind == Kind::File { Some(&mut data) } else { None };
+            let d: Option<&mut dyn Read> = if e.kind == Kind::File {
+                Some(&mut data)
+            } else {
+                None
+            };
             write_entry(&mut buf, e, d).expect("write");
         }
         write_end(&mut buf).expect("end");

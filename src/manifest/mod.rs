@@ -88,28 +88,44 @@ impl InstallRule {
     pub fn new(from: Option<&str>, to: &str) -> Result<Self, String> {
         let bad_segment = |p: &str| p.split('/').any(|s| s == ".." || s == ".");
         if !to.starts_with('/') || to.contains("//") || bad_segment(to) || to == "/" {
-            return Err(format!("install target `{to}` must be an absolute path without `.` or `..`"));
+            return Err(format!(
+                "install target `{to}` must be an absolute path without `.` or `..`"
+            ));
         }
         let from = from.map(|f| f.trim_start_matches("./").to_string());
         if let Some(f) = &from {
             if f.is_empty() || f.starts_with('/') || bad_segment(f) {
-                return Err(format!("install source `{f}` must be a relative archive path without `.` or `..`"));
+                return Err(format!(
+                    "install source `{f}` must be a relative archive path without `.` or `..`"
+                ));
             }
             if f.contains('*') && !to.ends_with('/') {
                 return Err(format!("install source `{f}` is a pattern, so its target `{to}` must be a directory ending in `/`"));
             }
         } else if to.ends_with('/') {
-            return Err(format!("install target `{to}` must name the file, not a directory"));
+            return Err(format!(
+                "install target `{to}` must name the file, not a directory"
+            ));
         }
-        Ok(Self { from, to: to.to_string() })
+        Ok(Self {
+            from,
+            to: to.to_string(),
+        })
     }
 
     /// Whether an archive member (its path, `./` stripped) matches `from`.
     pub fn matches(&self, member: &str) -> bool {
-        let Some(pattern) = &self.from else { return false };
+        let Some(pattern) = &self.from else {
+            return false;
+        };
         let member = member.trim_start_matches("./");
-        let (ps, ms): (Vec<&str>, Vec<&str>) = (pattern.split('/').collect(), member.split('/').collect());
-        ps.len() == ms.len() && ps.iter().zip(&ms).all(|(p, m)| *m != ".." && *m != "." && !m.is_empty() && glob_segment(p, m))
+        let (ps, ms): (Vec<&str>, Vec<&str>) =
+            (pattern.split('/').collect(), member.split('/').collect());
+        ps.len() == ms.len()
+            && ps
+                .iter()
+                .zip(&ms)
+                .all(|(p, m)| *m != ".." && *m != "." && !m.is_empty() && glob_segment(p, m))
     }
 
     /// Where a matched member (or the artifact itself, named `name`) goes.
@@ -128,8 +144,12 @@ fn glob_segment(pattern: &str, text: &str) -> bool {
     match pattern.split_once('*') {
         None => pattern == text,
         Some((head, rest)) => {
-            let Some(text) = text.strip_prefix(head) else { return false };
-            (0..=text.len()).filter(|i| text.is_char_boundary(*i)).any(|i| glob_segment(rest, &text[i..]))
+            let Some(text) = text.strip_prefix(head) else {
+                return false;
+            };
+            (0..=text.len())
+                .filter(|i| text.is_char_boundary(*i))
+                .any(|i| glob_segment(rest, &text[i..]))
         }
     }
 }

@@ -604,12 +604,26 @@ pub(super) fn validate(
         );
     }
 
-    let dir = src.path.parent().map(std::path::Path::to_path_buf).unwrap_or_default();
+    let dir = src
+        .path
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_default();
     let templates = match &raw.image.templates {
         Some(t) => {
             let p = std::path::Path::new(t.get_ref());
-            if t.get_ref().is_empty() || p.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
-                return Err(ctx.err(t.span(), "image.templates", format!("`{}` must be a directory below the manifest's own", t.get_ref())));
+            if t.get_ref().is_empty()
+                || p.components()
+                    .any(|c| matches!(c, std::path::Component::ParentDir))
+            {
+                return Err(ctx.err(
+                    t.span(),
+                    "image.templates",
+                    format!(
+                        "`{}` must be a directory below the manifest's own",
+                        t.get_ref()
+                    ),
+                ));
             }
             dir.join(p)
         }

@@ -91,7 +91,12 @@ fn select_nodes<'m>(manifest: &'m Manifest, names: &[String]) -> Result<Vec<&'m 
             None => {
                 return Err(Error::Usage(format!(
                     "`{n}` is not a node of this manifest (nodes: {})",
-                    manifest.nodes.keys().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+                    manifest
+                        .nodes
+                        .keys()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 )))
             }
         }
@@ -100,51 +105,68 @@ fn select_nodes<'m>(manifest: &'m Manifest, names: &[String]) -> Result<Vec<&'m 
 }
 
 /// Extract (once) what every component installs for `arch`.
-fn binaries_for(store: &Store, checked: &super::LockCheck, arch: &Arch, jobs: usize) -> Result<BinarySet, Error> {
+fn binaries_for(
+    store: &Store,
+    checked: &super::LockCheck,
+    arch: &Arch,
+    jobs: usize,
+) -> Result<BinarySet, Error> {
     let manifest = &checked.manifest;
-    let components: Vec<_> = manifest.components.values().filter(|c| !c.install.is_empty()).collect();
-    let results = parallel_map(&components, jobs, |c| -> Result<Vec<(Entry, Provenance)>, Error> {
-        let entry = checked
-            .lock
-            .entry(&c.name, arch)
-            .ok_or_else(|| Error::Usage(format!("{} ({arch}) is not in the lockfile", c.name)))?;
-        let sha = entry.sha256().ok_or_else(|| Error::Unresolved {
-            label: entry.label(),
-            component: c.name.to_string(),
-        })?;
-        let object = store.lookup_sha256(&sha).ok_or_else(|| Error::NotInStore {
-            missing: vec![(entry.label(), entry.url.clone())],
-        })?;
-        let files: Vec<Installed> = extract::installed(store, &entry.label(), &entry.url, &object, &c.install)?;
-        Ok(files
-            .into_iter()
-            .map(|f| {
-                (
-                    Entry::file(&f.target, 0o755, f.size, f.blake3),
-                    Provenance::Artifact {
-                        component: c.name.to_string(),
-                        version: entry.version.clone(),
-                        arch: arch.to_string(),
-                        url: entry.url.clone(),
-                        sha256: sha.to_hex(),
-                        member: f.member,
-                    },
-                )
-            })
-            .collect())
-    });
+    let components: Vec<_> = manifest
+        .components
+        .values()
+        .filter(|c| !c.install.is_empty())
+        .collect();
+    let results = parallel_map(
+        &components,
+        jobs,
+        |c| -> Result<Vec<(Entry, Provenance)>, Error> {
+            let entry = checked.lock.entry(&c.name, arch).ok_or_else(|| {
+                Error::Usage(format!("{} ({arch}) is not in the lockfile", c.name))
+            })?;
+            let sha = entry.sha256().ok_or_else(|| Error::Unresolved {
+                label: entry.label(),
+                component: c.name.to_string(),
+            })?;
+            let object = store.lookup_sha256(&sha).ok_or_else(|| Error::NotInStore {
+                missing: vec![(entry.label(), entry.url.clone())],
+            })?;
+            let files: Vec<Installed> =
+                extract::installed(store, &entry.label(), &entry.url, &object, &c.install)?;
+            Ok(files
+                .into_iter()
+                .map(|f| {
+                    (
+                        Entry::file(&f.target, 0o755, f.size, f.blake3),
+                        Provenance::Artifact {
+                            component: c.name.to_string(),
+                            version: entry.version.clone(),
+                            arch: arch.to_string(),
+                            url: entry.url.clone(),
+                            sha256: sha.to_hex(),
+                            member: f.member,
+                        },
+                    )
+                })
+                .collect())
+        },
+    );
     let mut list = EntryList::new();
     let mut entries = Vec::new();
     for r in results {
         for (e, p) in r? {
-            list.add(e.clone(), p.clone()).map_err(|e| Error::Image(Box::new(e)))?;
+            list.add(e.clone(), p.clone())
+                .map_err(|e| Error::Image(Box::new(e)))?;
             entries.push((e, p));
         }
     }
     // The prefix holds the binaries with their parent directories, in canonical order.
     let prefix = list.finish("", arch.as_str());
     let prefix_key = prefix_key(&prefix.entries);
-    Ok(BinarySet { entries, prefix_key })
+    Ok(BinarySet {
+        entries,
+        prefix_key,
+    })
 }
 
 fn prefix_key(entries: &[Entry]) -> Blake3 {
@@ -155,17 +177,26 @@ fn prefix_key(entries: &[Entry]) -> Blake3 {
 }
 
 /// The entry list of one node.
-fn node_image(store: &Store, templates: &TemplateSet, manifest: &Manifest, node: &Node, bins: &BinarySet) -> Result<ImageManifest, Error> {
+fn node_image(
+    store: &Store,
+    templates: &TemplateSet,
+    manifest: &Manifest,
+    node: &Node,
+    bins: &BinarySet,
+) -> Result<ImageManifest, Error> {
     let mut list = EntryList::new();
     for (e, p) in &bins.entries {
-        list.add(e.clone(), p.clone()).map_err(|e| Error::Image(Box::new(e)))?;
+        list.add(e.clone(), p.clone())
+            .map_err(|e| Error::Image(Box::new(e)))?;
     }
     let rendered = templates.render_node(manifest, node)?;
     for r in &rendered {
         let obj = store.put_bytes(&r.bytes)?;
         list.add(
             Entry::file(&r.path, r.mode, obj.size, obj.blake3),
-            Provenance::Template { template: r.template.clone() },
+            Provenance::Template {
+                template: r.template.clone(),
+            },
         )
         .map_err(|e| Error::Image(Box::new(e)))?;
     }
@@ -181,12 +212,16 @@ fn node_image(store: &Store, templates: &TemplateSet, manifest: &Manifest, node:
 fn write_tar_entries(store: &Store, entries: &[&Entry], w: &mut impl Write) -> Result<(), Error> {
     for e in entries {
         if e.kind == Kind::File {
-            let b = e.blake3.ok_or_else(|| Error::Usage(format!("{} has no content address", e.path)))?;
+            let b = e
+                .blake3
+                .ok_or_else(|| Error::Usage(format!("{} has no content address", e.path)))?;
             let path = store.object_path(&b);
             let mut f = File::open(&path).at("cannot open store object", &path)?;
-            image::tar::write_entry(w, e, Some(&mut f as &mut dyn Read)).at("cannot write the tar entry for", Path::new(&e.path))?;
+            image::tar::write_entry(w, e, Some(&mut f as &mut dyn Read))
+                .at("cannot write the tar entry for", Path::new(&e.path))?;
         } else {
-            image::tar::write_entry(w, e, None).at("cannot write the tar entry for", Path::new(&e.path))?;
+            image::tar::write_entry(w, e, None)
+                .at("cannot write the tar entry for", Path::new(&e.path))?;
         }
     }
     Ok(())
@@ -202,7 +237,8 @@ fn ensure_prefix(out: &Path, store: &Store, bins: &BinarySet) -> Result<PathBuf,
     fsutil::create_dir_all(&dir)?;
     let mut list = EntryList::new();
     for (e, p) in &bins.entries {
-        list.add(e.clone(), p.clone()).map_err(|e| Error::Image(Box::new(e)))?;
+        list.add(e.clone(), p.clone())
+            .map_err(|e| Error::Image(Box::new(e)))?;
     }
     let m = list.finish("", "");
     let tmp = tempfile::Builder::new()
@@ -219,12 +255,19 @@ fn ensure_prefix(out: &Path, store: &Store, bins: &BinarySet) -> Result<PathBuf,
     }
     fsutil::set_mode(tmp.as_file(), 0o444).at("cannot set the mode of", tmp.path())?;
     tmp.as_file().sync_all().at("cannot sync", tmp.path())?;
-    tmp.persist(&path).map_err(|e| FsError::new("cannot move into place", &path, e.error))?;
+    tmp.persist(&path)
+        .map_err(|e| FsError::new("cannot move into place", &path, e.error))?;
     Ok(path)
 }
 
 /// Write `out/images/<id>/` (unless it exists) and return its directory and whether it was new.
-fn write_image(out: &Path, store: &Store, m: &ImageManifest, prefix: &Path, prefix_paths: &BTreeSet<String>) -> Result<(PathBuf, bool), Error> {
+fn write_image(
+    out: &Path,
+    store: &Store,
+    m: &ImageManifest,
+    prefix: &Path,
+    prefix_paths: &BTreeSet<String>,
+) -> Result<(PathBuf, bool), Error> {
     let images = out.join("images");
     let final_dir = images.join(&m.id);
     if final_dir.join("manifest.json").is_file() {
@@ -240,8 +283,13 @@ fn write_image(out: &Path, store: &Store, m: &ImageManifest, prefix: &Path, pref
         let mut f = File::create(&tar_path).at("cannot create", &tar_path)?;
         let mut p = File::open(prefix).at("cannot open", prefix)?;
         std::io::copy(&mut p, &mut f).at("cannot write", &tar_path)?;
-        let mut enc = image::tar::zstd_encoder(BufWriter::new(&f)).at("cannot start compressing", &tar_path)?;
-        let rest: Vec<&Entry> = m.entries.iter().filter(|e| !prefix_paths.contains(&e.path)).collect();
+        let mut enc = image::tar::zstd_encoder(BufWriter::new(&f))
+            .at("cannot start compressing", &tar_path)?;
+        let rest: Vec<&Entry> = m
+            .entries
+            .iter()
+            .filter(|e| !prefix_paths.contains(&e.path))
+            .collect();
         write_tar_entries(store, &rest, &mut enc)?;
         image::tar::write_end(&mut enc).at("cannot write", &tar_path)?;
         let mut w = enc.finish().at("cannot compress", &tar_path)?;
@@ -254,7 +302,8 @@ fn write_image(out: &Path, store: &Store, m: &ImageManifest, prefix: &Path, pref
     fsutil::write_atomic(&json_path, &m.to_json(), 0o444)?;
     {
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).at("cannot set the mode of", tmp.path())?;
+        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755))
+            .at("cannot set the mode of", tmp.path())?;
     }
     let tmp_path = tmp.keep();
     match std::fs::rename(&tmp_path, &final_dir) {
@@ -309,7 +358,12 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, Error> {
         .failures()
         .into_iter()
         .filter(|f| arches.iter().any(|a| a.as_str() == f.arch))
-        .map(|f| (format!("{} {} ({})", f.component, f.version, f.arch), f.error.clone().unwrap_or_default()))
+        .map(|f| {
+            (
+                format!("{} {} ({})", f.component, f.version, f.arch),
+                f.error.clone().unwrap_or_default(),
+            )
+        })
         .collect();
     if !failures.is_empty() {
         return Err(Error::Fetch(failures));
@@ -328,8 +382,20 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, Error> {
     // The shared prefixes first (once per binary set), then every node's image.
     let mut prefixes: BTreeMap<&Arch, (PathBuf, BTreeSet<String>)> = BTreeMap::new();
     for (arch, set) in &bins {
-        let needs = images.iter().zip(&nodes).any(|(m, n)| &n.arch == *arch && !opts.out.join("images").join(&m.id).join("manifest.json").is_file());
-        let path = if needs { ensure_prefix(&opts.out, &store, set)? } else { PathBuf::new() };
+        let needs = images.iter().zip(&nodes).any(|(m, n)| {
+            &n.arch == *arch
+                && !opts
+                    .out
+                    .join("images")
+                    .join(&m.id)
+                    .join("manifest.json")
+                    .is_file()
+        });
+        let path = if needs {
+            ensure_prefix(&opts.out, &store, set)?
+        } else {
+            PathBuf::new()
+        };
         let mut paths = BTreeSet::new();
         for (e, _) in &set.entries {
             let mut p = e.path.as_str();
@@ -394,13 +460,21 @@ pub fn find_image(out: &Path, id: &str) -> Result<ImageManifest, Error> {
         [one] => {
             let path = images.join(one).join("manifest.json");
             let bytes = std::fs::read(&path).at("cannot read", &path)?;
-            serde_json::from_slice(&bytes).map_err(|e| Error::Usage(format!("{}: not an image manifest: {e}", path.display())))
+            serde_json::from_slice(&bytes).map_err(|e| {
+                Error::Usage(format!("{}: not an image manifest: {e}", path.display()))
+            })
         }
-        [] => Err(Error::Usage(format!("no image `{id}` in {}", images.display()))),
+        [] => Err(Error::Usage(format!(
+            "no image `{id}` in {}",
+            images.display()
+        ))),
         many => Err(Error::Usage(format!(
             "`{id}` is ambiguous: it starts {} image ids ({})",
             many.len(),
-            many.iter().map(|m| &m[..16.min(m.len())]).collect::<Vec<_>>().join(", ")
+            many.iter()
+                .map(|m| &m[..16.min(m.len())])
+                .collect::<Vec<_>>()
+                .join(", ")
         ))),
     }
 }

@@ -4,11 +4,11 @@ use std::path::PathBuf;
 
 use crate::extract::ExtractError;
 use crate::fetch::ClientError;
-use crate::image::ImageError;
-use crate::render::RenderError;
 use crate::fsutil::FsError;
+use crate::image::ImageError;
 use crate::lock::{Change, LockError};
 use crate::manifest::ManifestError;
+use crate::render::RenderError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

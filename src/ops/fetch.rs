@@ -212,7 +212,11 @@ pub fn fetch(opts: &FetchOptions) -> Result<FetchReport, Error> {
 }
 
 /// Fetch the entries of an already checked lock into an open store.
-pub(crate) fn fetch_checked(checked: &LockCheck, store: &Store, opts: &FetchOptions) -> Result<FetchReport, Error> {
+pub(crate) fn fetch_checked(
+    checked: &LockCheck,
+    store: &Store,
+    opts: &FetchOptions,
+) -> Result<FetchReport, Error> {
     let started = Instant::now();
     let fetcher = Fetcher::new(opts.fetch.clone())?;
     let entries = &checked.lock.artifacts;

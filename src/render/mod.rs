@@ -98,15 +98,25 @@ impl TemplateSet {
                 let entry = entry.map_err(|e| io(&dir, e))?;
                 let path = entry.path();
                 let meta = std::fs::symlink_metadata(&path).map_err(|e| io(&path, e))?;
-                let Some(name) = path.file_name().and_then(|n| n.to_str()).map(str::to_string) else {
-                    return Err(refuse(&path, "file names in the template tree must be UTF-8".into()));
+                let Some(name) = path
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .map(str::to_string)
+                else {
+                    return Err(refuse(
+                        &path,
+                        "file names in the template tree must be UTF-8".into(),
+                    ));
                 };
                 if meta.is_dir() {
                     stack.push(path);
                     continue;
                 }
                 if !meta.is_file() {
-                    return Err(refuse(&path, "only regular files can be templates (no symlinks or special files)".into()));
+                    return Err(refuse(
+                        &path,
+                        "only regular files can be templates (no symlinks or special files)".into(),
+                    ));
                 }
                 if is_secret_name(&name) {
                     return Err(refuse(
@@ -118,7 +128,8 @@ impl TemplateSet {
                 if contains_private_key(&bytes) {
                     return Err(refuse(&path, "this file contains a private key; images never carry private keys: provision it on each VM".into()));
                 }
-                let source = String::from_utf8(bytes).map_err(|_| refuse(&path, "templates must be UTF-8 text".into()))?;
+                let source = String::from_utf8(bytes)
+                    .map_err(|_| refuse(&path, "templates must be UTF-8 text".into()))?;
                 let rel = path
                     .strip_prefix(root)
                     .unwrap_or(&path)
@@ -127,7 +138,11 @@ impl TemplateSet {
                     .collect::<Vec<_>>()
                     .join("/");
                 use std::os::unix::fs::PermissionsExt;
-                let mode = if meta.permissions().mode() & 0o111 != 0 { 0o755 } else { 0o644 };
+                let mode = if meta.permissions().mode() & 0o111 != 0 {
+                    0o755
+                } else {
+                    0o644
+                };
                 templates.push(Template { rel, source, mode });
             }
         }
@@ -158,7 +173,11 @@ impl TemplateSet {
     }
 
     /// Render every template for one node, validated.
-    pub fn render_node(&self, manifest: &Manifest, node: &Node) -> Result<Vec<Rendered>, RenderError> {
+    pub fn render_node(
+        &self,
+        manifest: &Manifest,
+        node: &Node,
+    ) -> Result<Vec<Rendered>, RenderError> {
         let env = self.env()?;
         let ctx = context(manifest, node);
         let mut out = Vec::new();
@@ -170,12 +189,20 @@ impl TemplateSet {
                 node: node.name.to_string(),
                 message,
             };
-            let tmpl = env.get_template(&t.rel).map_err(|e| invalid(e.line(), describe(&e)))?;
-            let text = tmpl.render(&ctx).map_err(|e| invalid(e.line(), describe(&e)))?;
+            let tmpl = env
+                .get_template(&t.rel)
+                .map_err(|e| invalid(e.line(), describe(&e)))?;
+            let text = tmpl
+                .render(&ctx)
+                .map_err(|e| invalid(e.line(), describe(&e)))?;
             let target = format!("/{}", t.rel);
             validate::check(&target, &text).map_err(|(line, msg)| invalid(line, msg))?;
             if contains_private_key(text.as_bytes()) {
-                return Err(invalid(None, "the rendered file contains a private key; images never carry private keys".into()));
+                return Err(invalid(
+                    None,
+                    "the rendered file contains a private key; images never carry private keys"
+                        .into(),
+                ));
             }
             out.push(Rendered {
                 path: target,
@@ -230,7 +257,9 @@ fn describe(e: &minijinja::Error) -> String {
 pub fn enable_links(files: &[Rendered]) -> Vec<(String, String)> {
     let mut links = Vec::new();
     for f in files {
-        let Some(name) = f.path.strip_prefix("/etc/systemd/system/") else { continue };
+        let Some(name) = f.path.strip_prefix("/etc/systemd/system/") else {
+            continue;
+        };
         if name.contains('/') || !validate::is_unit(name) {
             continue;
         }
@@ -245,14 +274,19 @@ pub fn enable_links(files: &[Rendered]) -> Vec<(String, String)> {
             if section != "[Install]" {
                 continue;
             }
-            let Some((key, value)) = line.split_once('=') else { continue };
+            let Some((key, value)) = line.split_once('=') else {
+                continue;
+            };
             let suffix = match key.trim() {
                 "WantedBy" => "wants",
                 "RequiredBy" => "requires",
                 _ => continue,
             };
             for target in value.split_whitespace() {
-                links.push((format!("/etc/systemd/system/{target}.{suffix}/{name}"), f.path.clone()));
+                links.push((
+                    format!("/etc/systemd/system/{target}.{suffix}/{name}"),
+                    f.path.clone(),
+                ));
             }
         }
     }

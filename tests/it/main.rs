@@ -3,6 +3,7 @@
 //! manifest whose URLs point at the loopback server.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::new_without_default)]
 
+mod build;
 mod fetch;
 mod lock;
 mod manifest_errors;
@@ -76,9 +77,43 @@ impl Run {
     }
 }
 
+pub fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dest = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_tree(&e.path(), &dest);
+        } else {
+            std::fs::copy(e.path(), dest).unwrap();
+        }
+    }
+}
+
 pub fn run_in(cwd: &Path, args: &[&str]) -> Run {
-    let out: Output = Command::new(env!("CARGO_BIN_EXE_nodeforge"))
-        .args(args)
+    run_env(cwd, args, &[], None)
+}
+
+/// Run with extra environment variables and, optionally, a umask (through `sh -c`).
+pub fn run_env(cwd: &Path, args: &[&str], envs: &[(&str, &str)], umask: Option<&str>) -> Run {
+    let bin = env!("CARGO_BIN_EXE_nodeforge");
+    let mut cmd = match umask {
+        Some(mask) => {
+            let mut c = Command::new("sh");
+            c.arg("-c")
+                .arg(format!("umask {mask}; exec \"$0\" \"$@\""))
+                .arg(bin)
+                .args(args);
+            c
+        }
+        None => {
+            let mut c = Command::new(bin);
+            c.args(args);
+            c
+        }
+    };
+    let out: Output = cmd
+        .envs(envs.iter().copied())
         .current_dir(cwd)
         .env_remove("NODEFORGE_MIRROR")
         .env_remove("NODEFORGE_MANIFEST")
@@ -105,6 +140,10 @@ impl TestContext {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("manifests")).unwrap();
         std::fs::write(dir.path().join("manifests/kubenet.toml"), text).unwrap();
+        copy_tree(
+            &Path::new(REPO).join("manifests/kubenet"),
+            &dir.path().join("manifests/kubenet"),
+        );
         let mirror = dir.path().join("served");
         std::fs::create_dir_all(&mirror).unwrap();
         let server = Server::start(mirror);

@@ -1,0 +1,450 @@
+//! `nodeforge build` and `show`: golden rendered files, reproducibility, image ids, no-op builds,
+//! refusals (private keys, /bin, template errors).
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use crate::{run_env, TestContext, REPO};
+
+fn built() -> TestContext {
+    let ctx = TestContext::new();
+    ctx.net(&["lock"]).ok();
+    ctx.net(&["build"]).ok();
+    ctx
+}
+
+/// node → image id, from `build --json`.
+fn ids(v: &serde_json::Value) -> BTreeMap<String, String> {
+    v["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            (
+                n["node"].as_str().unwrap().to_string(),
+                n["image_id"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn image_dir(ctx: &TestContext, node: &str) -> PathBuf {
+    let link = ctx.path().join("out/nodes").join(node).join("current");
+    ctx.path()
+        .join("out/nodes")
+        .join(node)
+        .join(std::fs::read_link(&link).unwrap())
+}
+
+/// Every member of an image.tar.zst: path → (mode, uid, gid, mtime, kind, bytes or link target).
+fn untar(path: &Path) -> BTreeMap<String, (u32, u64, u64, u64, char, Vec<u8>)> {
+    let f = std::fs::File::open(path).unwrap();
+    let mut ar = tar::Archive::new(zstd::stream::read::Decoder::new(f).unwrap());
+    let mut out = BTreeMap::new();
+    for e in ar.entries().unwrap() {
+        let mut e = e.unwrap();
+        let h = e.header().clone();
+        let p = e.path().unwrap().display().to_string();
+        let kind = match h.entry_type() {
+            tar::EntryType::Directory => 'd',
+            tar::EntryType::Symlink => 'l',
+            tar::EntryType::Regular => 'f',
+            other => panic!("unexpected member type {other:?} for {p}"),
+        };
+        let mut data = Vec::new();
+        if kind == 'l' {
+            data = e
+                .link_name()
+                .unwrap()
+                .unwrap()
+                .display()
+                .to_string()
+                .into_bytes();
+        } else {
+            e.read_to_end(&mut data).unwrap();
+        }
+        assert!(
+            h.username().unwrap().unwrap_or("").is_empty()
+                && h.groupname().unwrap().unwrap_or("").is_empty()
+        );
+        out.insert(
+            p,
+            (
+                h.mode().unwrap(),
+                h.uid().unwrap(),
+                h.gid().unwrap(),
+                h.mtime().unwrap(),
+                kind,
+                data,
+            ),
+        );
+    }
+    out
+}
+
+fn golden_files(node: &str) -> BTreeMap<String, Vec<u8>> {
+    let root = Path::new(REPO).join("tests/golden").join(node);
+    let mut out = BTreeMap::new();
+    let mut stack = vec![root.clone()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let rel = p.strip_prefix(&root).unwrap().display().to_string();
+                out.insert(rel, std::fs::read(&p).unwrap());
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn rendered_files_of_control0_and_worker1_match_the_seed() {
+    let ctx = built();
+    for node in ["control0", "worker1"] {
+        let members = untar(&image_dir(&ctx, node).join("image.tar.zst"));
+        let golden = golden_files(node);
+        // Every config and unit of the image is a golden file, and each matches to the byte.
+        let rendered: BTreeMap<String, Vec<u8>> = members
+            .iter()
+            .filter(|(p, m)| m.4 == 'f' && (p.starts_with("etc/") || p.starts_with("var/")))
+            .map(|(p, m)| (p.clone(), m.5.clone()))
+            .collect();
+        assert_eq!(
+            rendered.keys().collect::<Vec<_>>(),
+            golden.keys().collect::<Vec<_>>(),
+            "{node}"
+        );
+        for (path, want) in &golden {
+            assert_eq!(
+                String::from_utf8_lossy(&rendered[path]),
+                String::from_utf8_lossy(want),
+                "{node}: {path} differs from the golden file"
+            );
+            assert_eq!(members[path].0, 0o644, "{node}: {path} mode");
+        }
+    }
+}
+
+#[test]
+fn images_hold_the_binaries_units_and_enable_links_of_the_seed() {
+    let ctx = built();
+    let members = untar(&image_dir(&ctx, "worker0").join("image.tar.zst"));
+    for bin in [
+        "usr/local/bin/kubelet",
+        "usr/local/bin/kube-proxy",
+        "usr/local/bin/runc",
+        "usr/local/bin/crictl",
+        "usr/bin/containerd",
+        "usr/bin/containerd-shim-runc-v2",
+        "usr/bin/ctr",
+        "opt/cni/bin/bridge",
+        "opt/cni/bin/host-local",
+        "opt/cni/bin/loopback",
+    ] {
+        let m = members.get(bin).unwrap_or_else(|| panic!("{bin} missing"));
+        assert_eq!((m.0, m.1, m.2, m.3, m.4), (0o755, 0, 0, 0, 'f'), "{bin}");
+    }
+    assert!(
+        !members
+            .keys()
+            .any(|p| p.ends_with("LICENSE") || p.ends_with("README.md")),
+        "only executables are taken"
+    );
+    for unit in ["containerd", "kubelet", "kube-proxy"] {
+        let link =
+            members[&format!("etc/systemd/system/multi-user.target.wants/{unit}.service")].clone();
+        assert_eq!(link.4, 'l');
+        assert_eq!(
+            String::from_utf8(link.5).unwrap(),
+            format!("/etc/systemd/system/{unit}.service")
+        );
+    }
+    // The seed's per-VM secrets are referenced, never shipped.
+    assert!(!members
+        .keys()
+        .any(|p| p.ends_with("-key.pem") || p.ends_with("kubeconfig")));
+    // manifest.json lists exactly what the tar holds.
+    let m: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(image_dir(&ctx, "worker0").join("manifest.json")).unwrap(),
+    )
+    .unwrap();
+    let listed: Vec<String> = m["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            e["path"]
+                .as_str()
+                .unwrap()
+                .trim_start_matches('/')
+                .to_string()
+        })
+        .collect();
+    let mut in_tar: Vec<String> = members
+        .keys()
+        .map(|k| k.trim_end_matches('/').to_string())
+        .collect();
+    in_tar.sort();
+    let mut listed_sorted = listed.clone();
+    listed_sorted.sort();
+    assert_eq!(listed_sorted, in_tar);
+}
+
+#[test]
+fn no_image_ships_bin_sbin_or_lib() {
+    let ctx = built();
+    for node in [
+        "control0", "control1", "control2", "worker0", "worker1", "worker2",
+    ] {
+        let members = untar(&image_dir(&ctx, node).join("image.tar.zst"));
+        for p in members.keys() {
+            let top = p.split('/').next().unwrap();
+            assert!(
+                !["bin", "sbin", "lib", "lib64"].contains(&top),
+                "{node} ships {p}"
+            );
+        }
+    }
+    // An install rule aiming at /bin is refused with a reason.
+    let t = std::fs::read_to_string(ctx.manifest()).unwrap();
+    ctx.set_manifest(&format!(
+        "{t}\n[components.containerd]\ninstall = [{{ from = \"bin/*\", to = \"/bin/\" }}]\n"
+    ));
+    ctx.net(&["build"]).fails().stderr_has("`/bin/containerd` would make /bin a real directory in the overlay and hide the host's /bin");
+}
+
+#[test]
+fn builds_are_reproducible_across_directories_umasks_and_time_zones() {
+    let a = TestContext::new();
+    let b = TestContext::new();
+    for (ctx, mask, tz) in [(&a, "022", "UTC"), (&b, "077", "Pacific/Chatham")] {
+        let mirror = ctx.server.url();
+        let args = ["--mirrors-only", "--mirror", &mirror];
+        let lock: Vec<&str> = ["lock"].iter().chain(args.iter()).copied().collect();
+        run_env(ctx.path(), &lock, &[("TZ", tz)], Some(mask)).ok();
+        let build: Vec<&str> = ["build"].iter().chain(args.iter()).copied().collect();
+        run_env(
+            ctx.path(),
+            &build,
+            &[("TZ", tz), ("LC_ALL", "C")],
+            Some(mask),
+        )
+        .ok();
+    }
+    for node in ["control0", "worker2"] {
+        let (da, db) = (image_dir(&a, node), image_dir(&b, node));
+        assert_eq!(da.file_name(), db.file_name(), "{node}: same image id");
+        for f in ["manifest.json", "image.tar.zst"] {
+            assert!(
+                std::fs::read(da.join(f)).unwrap() == std::fs::read(db.join(f)).unwrap(),
+                "{node}: {f} differs"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_change_to_one_worker_changes_only_that_workers_image() {
+    let ctx = TestContext::new();
+    ctx.net(&["lock"]).ok();
+    let before = ids(&ctx.net(&["build", "--json"]).ok().json());
+    ctx.edit_manifest(
+        "name = \"worker1\"\nvmid = 5\nrole = \"worker\"\n",
+        "name = \"worker1\"\nvmid = 5\nrole = \"worker\"\nvars = { kubelet_verbosity = 4 }\n",
+    );
+    let v = ctx.net(&["build", "--json"]).ok().json();
+    let after = ids(&v);
+    for (node, id) in &before {
+        if node == "worker1" {
+            assert_ne!(&after[node], id, "worker1 changed");
+        } else {
+            assert_eq!(&after[node], id, "{node} did not change");
+        }
+    }
+    for n in v["nodes"].as_array().unwrap() {
+        let expected = if n["node"] == "worker1" {
+            "built"
+        } else {
+            "unchanged"
+        };
+        assert_eq!(n["status"], expected, "{n}");
+    }
+    let members = untar(&image_dir(&ctx, "worker1").join("image.tar.zst"));
+    assert!(
+        String::from_utf8_lossy(&members["etc/systemd/system/kubelet.service"].5).contains("--v=4")
+    );
+}
+
+#[test]
+fn an_unchanged_build_does_nothing_and_says_so() {
+    let ctx = built();
+    let mtime = std::fs::metadata(image_dir(&ctx, "worker0").join("image.tar.zst"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    ctx.server.clear_log();
+    ctx.net(&["build"])
+        .ok()
+        .stdout_has("nothing to do: all 6 node images are up to date");
+    assert!(ctx.server.requests().is_empty());
+    assert_eq!(
+        std::fs::metadata(image_dir(&ctx, "worker0").join("image.tar.zst"))
+            .unwrap()
+            .modified()
+            .unwrap(),
+        mtime
+    );
+    // --node builds a subset; an unknown node is an error.
+    let v = ctx
+        .net(&["build", "--node", "worker1", "--json"])
+        .ok()
+        .json();
+    assert_eq!(ids(&v).keys().collect::<Vec<_>>(), vec!["worker1"]);
+    assert!(v["nodes"][0]["manifest_json"]
+        .as_str()
+        .unwrap()
+        .ends_with("manifest.json"));
+    ctx.net(&["build", "--node", "worker7"]).fails().stderr_has("`worker7` is not a node of this manifest (nodes: control0, control1, control2, worker0, worker1, worker2)");
+}
+
+#[test]
+fn binaries_are_stored_once_for_all_nodes() {
+    let ctx = built();
+    let kubelet: Vec<String> = ["control0", "worker2"]
+        .iter()
+        .map(|n| {
+            let m: serde_json::Value = serde_json::from_slice(
+                &std::fs::read(image_dir(&ctx, n).join("manifest.json")).unwrap(),
+            )
+            .unwrap();
+            m["entries"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|e| e["path"] == "/usr/local/bin/kubelet")
+                .unwrap()["blake3"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(kubelet[0], kubelet[1]);
+    // One object per distinct content: 6 artifacts, 6+1+18 extracted executables, and the rendered
+    // files (9 templates; the bridge config and kubelet config differ per node).
+    let objects = ctx.store_objects();
+    let distinct: std::collections::BTreeSet<&String> = objects.iter().map(|(_, n)| n).collect();
+    assert_eq!(objects.len(), distinct.len());
+    assert!(
+        objects.len() <= 6 + 25 + 7 + 2 * 6,
+        "{} objects",
+        objects.len()
+    );
+}
+
+#[test]
+fn show_prints_a_bill_of_materials() {
+    let ctx = built();
+    let id = image_dir(&ctx, "worker1")
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    let r = ctx.run(&["show", &id[..10]]).ok();
+    r.stdout_has(&format!("image {id} (node worker1, amd64)"))
+        .stdout_has("/usr/local/bin/kubelet  kubelet 1.31.0 <- https://dl.k8s.io/release/v1.31.0/bin/linux/amd64/kubelet (sha256 ")
+        .stdout_has("/usr/bin/ctr  containerd 1.7.20 [bin/ctr] <- https://github.com/containerd/containerd/releases/download/v1.7.20/containerd-1.7.20-linux-amd64.tar.gz")
+        .stdout_has("/etc/cni/net.d/10-bridge.conf  template etc/cni/net.d/10-bridge.conf");
+    let v = ctx.run(&["show", &id, "--json"]).ok().json();
+    assert_eq!(v["id"], id.as_str());
+    assert_eq!(
+        v["provenance"]["/var/lib/kubelet/kubelet-config.yaml"]["template"],
+        "var/lib/kubelet/kubelet-config.yaml"
+    );
+    ctx.run(&["show", "zzzz"])
+        .fails()
+        .stderr_has("no image `zzzz`");
+    ctx.run(&["show", ""]).fails();
+}
+
+#[test]
+fn private_keys_never_go_into_an_image() {
+    let ctx = TestContext::new();
+    ctx.net(&["lock"]).ok();
+    let key = ctx
+        .path()
+        .join("manifests/kubenet/var/lib/kubelet/worker1-key.pem");
+    std::fs::write(&key, "not really a key\n").unwrap();
+    ctx.net(&["build"])
+        .fails()
+        .stderr_has("worker1-key.pem: private keys and kubeconfigs are never put into an image");
+    std::fs::remove_file(&key).unwrap();
+    // Content counts, not only names.
+    let sneaky = ctx.path().join("manifests/kubenet/etc/ssl-extra.conf");
+    std::fs::write(
+        &sneaky,
+        "-----BEGIN RSA PRIVATE KEY-----\nMIIB\n-----END RSA PRIVATE KEY-----\n",
+    )
+    .unwrap();
+    ctx.net(&["build"])
+        .fails()
+        .stderr_has("ssl-extra.conf: this file contains a private key");
+    assert!(
+        !ctx.path().join("out/images").exists()
+            || std::fs::read_dir(ctx.path().join("out/images"))
+                .unwrap()
+                .count()
+                == 0
+    );
+}
+
+#[test]
+fn template_errors_name_the_template_line_and_node() {
+    let ctx = TestContext::new();
+    ctx.net(&["lock"]).ok();
+    let t = ctx
+        .path()
+        .join("manifests/kubenet/var/lib/kube-proxy/kube-proxy-config.yaml");
+    let text = std::fs::read_to_string(&t).unwrap();
+    std::fs::write(
+        &t,
+        text.replace("{{ cluster.pod_cidr }}", "{{ cluster.pod_cdir }}"),
+    )
+    .unwrap();
+    ctx.net(&["build"])
+        .fails()
+        .stderr_has("kube-proxy-config.yaml:6: for node `control0`: undefined value");
+    // A rendered value that is empty is an error, not an image.
+    std::fs::write(&t, text).unwrap();
+    let b = ctx
+        .path()
+        .join("manifests/kubenet/etc/cni/net.d/99-loopback.conf");
+    let text = std::fs::read_to_string(&b).unwrap();
+    std::fs::write(
+        &b,
+        text.replace(
+            "{{ versions[\"cni-spec\"] }}",
+            "{{ vars.cni_spec | default('') }}",
+        ),
+    )
+    .unwrap();
+    ctx.net(&["build"]).fails().stderr_has("99-loopback.conf:2: for node `control0`: `cniVersion` is empty: a required value rendered to nothing");
+    // Invalid YAML after rendering.
+    std::fs::write(&b, text).unwrap();
+    std::fs::write(&t, "kind: [\n").unwrap();
+    ctx.net(&["build"])
+        .fails()
+        .stderr_has("kube-proxy-config.yaml:")
+        .stderr_has("invalid YAML");
+}
+
+#[test]
+fn build_refuses_an_unresolved_lock_entry() {
+    let ctx = TestContext::new();
+    std::fs::remove_file(ctx.served(&crate::checksum_url_of(&ctx, "kube-proxy"))).unwrap();
+    ctx.net(&["lock", "--allow-unresolved"]).ok();
+    ctx.net(&["build"]).fails().stderr_has("kube-proxy 1.31.0 (amd64) has no published sha256 in the lockfile: run `nodeforge lock --update kube-proxy`");
+}
