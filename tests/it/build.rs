@@ -37,8 +37,11 @@ fn image_dir(ctx: &TestContext, node: &str) -> PathBuf {
         .join(std::fs::read_link(&link).unwrap())
 }
 
-/// Every member of an image.tar.zst: path → (mode, uid, gid, mtime, kind, bytes or link target).
-fn untar(path: &Path) -> BTreeMap<String, (u32, u64, u64, u64, char, Vec<u8>)> {
+/// A tar member: (mode, uid, gid, mtime, kind, bytes or link target).
+type Member = (u32, u64, u64, u64, char, Vec<u8>);
+
+/// Every member of an image.tar.zst by path.
+fn untar(path: &Path) -> BTreeMap<String, Member> {
     let f = std::fs::File::open(path).unwrap();
     let mut ar = tar::Archive::new(zstd::stream::read::Decoder::new(f).unwrap());
     let mut out = BTreeMap::new();
