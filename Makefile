@@ -8,12 +8,12 @@ DEMO_FLAGS := --lockfile $(DEMO)/kubenet.lock --out $(DEMO)
 
 .PHONY: build test demo lint clean
 
-## Release binary, then the default cluster's artifacts: lock check and verified fetch into out/store.
-## (Node images come with the image issue; until then the pipeline stops after fetch.)
+## Release binary, then the default cluster's node images: lock check, verified fetch into
+## out/store, one image per node in out/images/<id>/, out/nodes/<node>/current pointing at each.
 build:
 	$(CARGO) build --release --locked
 	$(BIN) lock --check
-	$(BIN) fetch
+	$(BIN) build
 
 ## Format check, clippy with warnings as errors, every test.
 test: lint
@@ -24,7 +24,8 @@ lint:
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 
 ## The whole pipeline with no network: stand-in artifacts in upstream's layout as a file:// mirror,
-## a lock made from their checksum files, a verified fetch into the store, and a second fetch (a no-op).
+## a lock made from their checksum files, a verified fetch into the store (twice: the second is a
+## no-op), six node images (twice: the second does nothing), a bill of materials, a mirror export.
 demo:
 	$(CARGO) build --release --locked
 	rm -rf $(DEMO)
@@ -33,6 +34,9 @@ demo:
 	$(BIN) lock $(DEMO_FLAGS) --check
 	$(BIN) fetch $(DEMO_FLAGS) --offline --mirror file://$(DEMO)/mirror
 	$(BIN) fetch $(DEMO_FLAGS) --offline
+	$(BIN) build $(DEMO_FLAGS) --offline
+	$(BIN) build $(DEMO_FLAGS) --offline
+	$(BIN) show $(DEMO_FLAGS) $$(basename $$(readlink $(DEMO)/nodes/worker1/current)) | head -20
 	$(BIN) mirror export $(DEMO)/usb $(DEMO_FLAGS)
 
 clean:

@@ -10,6 +10,15 @@ use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
 
 use crate::fetch::{FetchConfig, Mirror};
+
+/// Print a line of data to stdout. A closed pipe (`nodeforge show … | head`) is not an error
+/// worth a panic: the rest of the output is simply dropped.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
 use crate::manifest::Manifest;
 use crate::ops::{self, ArtifactStatus, EntryStatus, Error};
 
@@ -199,7 +208,7 @@ fn report_error(e: &Error, json: bool) {
 #[allow(clippy::print_stdout)]
 fn print_json<T: Serialize>(value: &T) {
     match serde_json::to_string_pretty(value) {
-        Ok(s) => println!("{s}"),
+        Ok(s) => say!("{s}"),
         Err(e) => eprintln!("error: cannot encode the report as JSON: {e}"),
     }
 }
@@ -237,7 +246,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             if json {
                 print_json(&c);
             } else {
-                println!(
+                say!(
                     "{} is fresh: {} artifacts, lock-id {}",
                     c.lockfile.display(),
                     c.artifacts,
@@ -277,9 +286,12 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
                 let sha = e.sha256.as_deref().map(short).unwrap_or("-");
                 match (e.status, &e.previous_version) {
                     (EntryStatus::Updated, Some(prev)) => {
-                        println!(
+                        say!(
                             "{:>10} {} {prev} → {} ({}) {sha}",
-                            "updated", e.component, e.version, e.arch
+                            "updated",
+                            e.component,
+                            e.version,
+                            e.arch
                         );
                     }
                     (status, _) => {
@@ -287,14 +299,14 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
                             .ok()
                             .and_then(|v| v.as_str().map(str::to_string))
                             .unwrap_or_default();
-                        println!("{s:>10} {what} {sha}");
+                        say!("{s:>10} {what} {sha}");
                     }
                 }
             }
             if r.written {
-                println!("wrote {} (lock-id {})", r.lockfile.display(), r.lock_id);
+                say!("wrote {} (lock-id {})", r.lockfile.display(), r.lock_id);
             } else {
-                println!(
+                say!(
                     "{} is up to date (lock-id {})",
                     r.lockfile.display(),
                     r.lock_id
@@ -324,7 +336,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
                     .iter()
                     .filter(|a| a.status == ArtifactStatus::Fetched)
                 {
-                    println!(
+                    say!(
                         "{:>10} {} {} ({}) {} from {}",
                         "fetched",
                         a.component,
@@ -334,7 +346,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
                         a.source.as_deref().unwrap_or("?")
                     );
                 }
-                println!(
+                say!(
                     "{} fetched ({}), {} already in the store, {} failed, in {:.2}s",
                     r.count(ArtifactStatus::Fetched),
                     human_bytes(r.fetched_bytes),
@@ -373,7 +385,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
                     .ok()
                     .and_then(|v| v.as_str().map(str::to_string))
                     .unwrap_or_default();
-                println!(
+                say!(
                     "{status:>10} {:<10} {} {} entries, {}",
                     n.node,
                     n.image_id,
@@ -382,13 +394,13 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
                 );
             }
             if r.all_unchanged() {
-                println!(
+                say!(
                     "nothing to do: all {} node images are up to date ({:.2}s)",
                     r.nodes.len(),
                     r.elapsed_ms as f64 / 1000.0
                 );
             } else {
-                println!(
+                say!(
                     "built {} node images in {:.2}s; out/nodes/<node>/current points at each",
                     r.nodes.len(),
                     r.elapsed_ms as f64 / 1000.0
@@ -402,7 +414,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
                 print_json(&m);
                 return Ok(ExitCode::SUCCESS);
             }
-            println!("image {} (node {}, {})", m.id, m.node, m.arch);
+            say!("image {} (node {}, {})", m.id, m.node, m.arch);
             for e in &m.entries {
                 let from = match m.provenance.get(&e.path) {
                     Some(crate::image::Provenance::Artifact {
@@ -436,7 +448,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
                     crate::image::Kind::File => e.path.clone(),
                 };
                 let hash = e.blake3.map(|b| b.to_hex()).unwrap_or_default();
-                println!(
+                say!(
                     "{:04o} {:>10} {:<12} {what}  {from}",
                     e.mode,
                     e.size,
@@ -452,13 +464,13 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             if json {
                 print_json(&r);
             } else {
-                println!(
+                say!(
                     "exported {} files ({}) to {}",
                     r.files.len(),
                     human_bytes(r.bytes),
                     r.dir.display()
                 );
-                println!(
+                say!(
                     "use it with: nodeforge fetch --offline --mirror file://{}",
                     r.dir.display()
                 );
@@ -472,9 +484,14 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
                 print_json(&specs);
             } else {
                 for s in &specs {
-                    println!(
+                    say!(
                         "{} {} ({})\n  url:          {}\n  checksum-url: {} [{}]",
-                        s.component, s.version, s.arch, s.url, s.checksum_url, s.checksum_name
+                        s.component,
+                        s.version,
+                        s.arch,
+                        s.url,
+                        s.checksum_url,
+                        s.checksum_name
                     );
                 }
             }
@@ -486,7 +503,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             if json {
                 print_json(&r);
             } else {
-                println!(
+                say!(
                     "wrote {} stand-in artifacts and {} checksum files to {}",
                     r.artifacts.len(),
                     r.checksum_files.len(),
