@@ -17,6 +17,7 @@ pub mod cli;
 pub mod extract;
 pub mod fetch;
 pub mod fsutil;
+pub mod generations;
 pub mod hash;
 pub mod image;
 pub mod lock;

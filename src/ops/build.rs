@@ -17,6 +17,7 @@ use super::{check_lock, parallel_map, Error, FetchOptions};
 use crate::extract::{self, Installed};
 use crate::fetch::FetchConfig;
 use crate::fsutil::{self, FsError, IoContext};
+use crate::generations;
 use crate::hash::Blake3;
 use crate::image::{self, Entry, EntryList, ImageManifest, Kind, Provenance};
 use crate::manifest::{Arch, Manifest, Node};
@@ -50,6 +51,7 @@ pub enum NodeStatus {
 pub struct NodeBuild {
     pub node: String,
     pub image_id: String,
+    pub generation: u32,
     pub status: NodeStatus,
     pub image_dir: PathBuf,
     pub manifest_json: PathBuf,
@@ -75,8 +77,27 @@ impl BuildReport {
 /// The binaries of one architecture: entries with provenance, shared by every node of that arch.
 struct BinarySet {
     entries: Vec<(Entry, Provenance)>,
-    /// The key of the shared, precompressed tar prefix holding exactly these entries.
-    prefix_key: Blake3,
+}
+
+/// How an image's tar is laid out: the binaries (entries that came from artifacts, with their
+/// parent directories) form a prefix compressed once and shared; the rest follows per node.
+pub(crate) struct TarPlan {
+    prefix: Vec<Entry>,
+    key: Blake3,
+    paths: BTreeSet<String>,
+}
+
+pub(crate) fn tar_plan(m: &ImageManifest) -> Result<TarPlan, Error> {
+    let mut list = EntryList::new();
+    for e in &m.entries {
+        if let Some(p @ Provenance::Artifact { .. }) = m.provenance.get(&e.path) {
+            list.add(e.clone(), p.clone()).map_err(|e| Error::Image(Box::new(e)))?;
+        }
+    }
+    let prefix = list.finish("", "").entries;
+    let key = prefix_key(&prefix);
+    let paths = prefix.iter().map(|e| e.path.clone()).collect();
+    Ok(TarPlan { prefix, key, paths })
 }
 
 fn select_nodes<'m>(manifest: &'m Manifest, names: &[String]) -> Result<Vec<&'m Node>, Error> {
@@ -160,13 +181,7 @@ fn binaries_for(
             entries.push((e, p));
         }
     }
-    // The prefix holds the binaries with their parent directories, in canonical order.
-    let prefix = list.finish("", arch.as_str());
-    let prefix_key = prefix_key(&prefix.entries);
-    Ok(BinarySet {
-        entries,
-        prefix_key,
-    })
+    Ok(BinarySet { entries })
 }
 
 fn prefix_key(entries: &[Entry]) -> Blake3 {
@@ -228,19 +243,13 @@ fn write_tar_entries(store: &Store, entries: &[&Entry], w: &mut impl Write) -> R
 }
 
 /// The compressed tar prefix holding the binaries, built once per binary set and reused.
-fn ensure_prefix(out: &Path, store: &Store, bins: &BinarySet) -> Result<PathBuf, Error> {
+fn ensure_prefix(out: &Path, store: &Store, plan: &TarPlan) -> Result<PathBuf, Error> {
     let dir = out.join("cache").join("tar-prefix");
-    let path = dir.join(format!("{}.tar.zst", bins.prefix_key));
+    let path = dir.join(format!("{}.tar.zst", plan.key));
     if path.is_file() {
         return Ok(path);
     }
     fsutil::create_dir_all(&dir)?;
-    let mut list = EntryList::new();
-    for (e, p) in &bins.entries {
-        list.add(e.clone(), p.clone())
-            .map_err(|e| Error::Image(Box::new(e)))?;
-    }
-    let m = list.finish("", "");
     let tmp = tempfile::Builder::new()
         .prefix(".nodeforge-tmp-")
         .tempfile_in(&dir)
@@ -248,16 +257,54 @@ fn ensure_prefix(out: &Path, store: &Store, bins: &BinarySet) -> Result<PathBuf,
     {
         let mut enc = image::tar::zstd_encoder(BufWriter::with_capacity(1 << 20, tmp.as_file()))
             .at("cannot start compressing", tmp.path())?;
-        let refs: Vec<&Entry> = m.entries.iter().collect();
+        let refs: Vec<&Entry> = plan.prefix.iter().collect();
         write_tar_entries(store, &refs, &mut enc)?;
         let mut w = enc.finish().at("cannot compress", tmp.path())?;
         w.flush().at("cannot write", tmp.path())?;
     }
     fsutil::set_mode(tmp.as_file(), 0o444).at("cannot set the mode of", tmp.path())?;
     tmp.as_file().sync_all().at("cannot sync", tmp.path())?;
-    tmp.persist(&path)
-        .map_err(|e| FsError::new("cannot move into place", &path, e.error))?;
+    tmp.persist(&path).map_err(|e| FsError::new("cannot move into place", &path, e.error))?;
     Ok(path)
+}
+
+/// Every file of the image must be in the store before anything is written.
+fn check_objects(store: &Store, m: &ImageManifest) -> Result<(), Error> {
+    let missing: Vec<String> = m
+        .entries
+        .iter()
+        .filter(|e| e.kind == Kind::File)
+        .filter(|e| e.blake3.and_then(|b| store.object(&b)).is_none_or(|o| o.size != e.size))
+        .map(|e| {
+            let from = match m.provenance.get(&e.path) {
+                Some(Provenance::Artifact { component, version, arch, .. }) => format!(" (from {component} {version} ({arch}))"),
+                Some(Provenance::Template { template }) => format!(" (from template {template})"),
+                _ => String::new(),
+            };
+            format!("{}{from}", e.path)
+        })
+        .collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::MissingObjects {
+            image: m.id.clone(),
+            missing,
+        })
+    }
+}
+
+/// Make sure `out/images/<id>/` exists with all its files, writing it from the store if needed.
+/// Returns its directory and whether it was written now.
+pub(crate) fn materialize(out: &Path, store: &Store, m: &ImageManifest) -> Result<(PathBuf, bool), Error> {
+    let dir = out.join("images").join(&m.id);
+    if dir.join("manifest.json").is_file() {
+        return Ok((dir, false));
+    }
+    check_objects(store, m)?;
+    let plan = tar_plan(m)?;
+    let prefix = ensure_prefix(out, store, &plan)?;
+    write_image(out, store, m, &prefix, &plan.paths)
 }
 
 /// Write `out/images/<id>/` (unless it exists) and return its directory and whether it was new.
@@ -319,23 +366,6 @@ fn write_image(
     Ok((final_dir, true))
 }
 
-/// Point `out/nodes/<node>/current` at an image, atomically (a new symlink renamed over the old).
-pub(crate) fn set_current(out: &Path, node: &str, id: &str) -> Result<bool, Error> {
-    let dir = out.join("nodes").join(node);
-    fsutil::create_dir_all(&dir)?;
-    let current = dir.join("current");
-    let target = PathBuf::from("../../images").join(id);
-    if std::fs::read_link(&current).is_ok_and(|t| t == target) {
-        return Ok(false);
-    }
-    let tmp = dir.join(format!(".nodeforge-tmp-current-{}", std::process::id()));
-    let _ = std::fs::remove_file(&tmp);
-    std::os::unix::fs::symlink(&target, &tmp).at("cannot create a symlink at", &tmp)?;
-    std::fs::rename(&tmp, &current).at("cannot switch", &current)?;
-    fsutil::sync_dir(&dir)?;
-    Ok(true)
-}
-
 pub fn build(opts: &BuildOptions) -> Result<BuildReport, Error> {
     let started = Instant::now();
     let checked = check_lock(&opts.manifest, &opts.lockfile)?;
@@ -380,50 +410,27 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, Error> {
     let images: Vec<ImageManifest> = images.into_iter().collect::<Result<_, _>>()?;
 
     // The shared prefixes first (once per binary set), then every node's image.
-    let mut prefixes: BTreeMap<&Arch, (PathBuf, BTreeSet<String>)> = BTreeMap::new();
-    for (arch, set) in &bins {
-        let needs = images.iter().zip(&nodes).any(|(m, n)| {
-            &n.arch == *arch
-                && !opts
-                    .out
-                    .join("images")
-                    .join(&m.id)
-                    .join("manifest.json")
-                    .is_file()
-        });
-        let path = if needs {
-            ensure_prefix(&opts.out, &store, set)?
-        } else {
-            PathBuf::new()
-        };
-        let mut paths = BTreeSet::new();
-        for (e, _) in &set.entries {
-            let mut p = e.path.as_str();
-            paths.insert(p.to_string());
-            while let Some((parent, _)) = p.rsplit_once('/') {
-                if parent.is_empty() {
-                    break;
-                }
-                paths.insert(parent.to_string());
-                p = parent;
+    let mut keys = BTreeSet::new();
+    for m in &images {
+        if !opts.out.join("images").join(&m.id).join("manifest.json").is_file() {
+            check_objects(&store, m)?;
+            let plan = tar_plan(m)?;
+            if keys.insert(plan.key) {
+                ensure_prefix(&opts.out, &store, &plan)?;
             }
         }
-        prefixes.insert(arch, (path, paths));
     }
-    let work: Vec<(&Node, &ImageManifest)> = nodes.iter().copied().zip(images.iter()).collect();
-    let written = parallel_map(&work, opts.jobs.clamp(1, 2), |(n, m)| {
-        let (prefix, paths) = &prefixes[&n.arch];
-        write_image(&opts.out, &store, m, prefix, paths)
-    });
+    let written = parallel_map(&images, opts.jobs.clamp(1, 2), |m| materialize(&opts.out, &store, m));
     let mut report = Vec::new();
-    for ((n, m), w) in work.iter().zip(written) {
+    for ((n, m), w) in nodes.iter().zip(&images).zip(written) {
         let (dir, new) = w?;
-        let switched = set_current(&opts.out, n.name.as_str(), &m.id)?;
+        let (generation, recorded) = generations::record(&opts.out, n.name.as_str(), &m.id, &checked.lock_id, &m.to_json())?;
         let image_tar = dir.join("image.tar.zst");
         report.push(NodeBuild {
             node: n.name.to_string(),
             image_id: m.id.clone(),
-            status: match (new, switched) {
+            generation,
+            status: match (new, recorded) {
                 (true, _) => NodeStatus::Built,
                 (false, true) => NodeStatus::Reused,
                 (false, false) => NodeStatus::Unchanged,

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use crate::extract::ExtractError;
 use crate::fetch::ClientError;
 use crate::fsutil::FsError;
+use crate::generations::GenerationError;
 use crate::image::ImageError;
 use crate::lock::{Change, LockError};
 use crate::manifest::ManifestError;
@@ -41,6 +42,10 @@ pub enum Error {
     Extract(#[from] ExtractError),
     #[error(transparent)]
     Image(Box<ImageError>),
+    #[error(transparent)]
+    Generation(#[from] GenerationError),
+    #[error("image {image} cannot be written: the store lacks {}", missing.join(", "))]
+    MissingObjects { image: String, missing: Vec<String> },
     #[error("{0}")]
     Usage(String),
 }
@@ -58,6 +63,9 @@ impl Error {
                 "check the network or pass --mirror; or record them as unresolved with --allow-unresolved".into(),
             ],
             Error::NotInStore { .. } => vec!["run `nodeforge fetch` first".into()],
+            Error::MissingObjects { .. } => vec![
+                "run `nodeforge fetch` (with the lockfile this image was built from) and `nodeforge build`, then try again".into(),
+            ],
             _ => Vec::new(),
         }
     }

@@ -30,11 +30,7 @@ fn ids(v: &serde_json::Value) -> BTreeMap<String, String> {
 }
 
 fn image_dir(ctx: &TestContext, node: &str) -> PathBuf {
-    let link = ctx.path().join("out/nodes").join(node).join("current");
-    ctx.path()
-        .join("out/nodes")
-        .join(node)
-        .join(std::fs::read_link(&link).unwrap())
+    std::fs::canonicalize(ctx.path().join("out/nodes").join(node).join("current")).unwrap()
 }
 
 /// A tar member: (mode, uid, gid, mtime, kind, bytes or link target).

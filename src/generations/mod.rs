@@ -1,0 +1,294 @@
+//! Per-node history. Every build that changes a node's image adds a generation; `current` is one
+//! symlink, switched by a single atomic rename, so an interrupted switch leaves the old or the new
+//! pointer, never none.
+//!
+//! ```text
+//! out/nodes/<node>/generations/<n>/generation.json   number, image id, lock-id, build time (metadata only)
+//! out/nodes/<node>/generations/<n>/manifest.json     the image's entry list, to rebuild it after gc
+//! out/nodes/<node>/generations/<n>/image             -> ../../../../images/<id>
+//! out/nodes/<node>/current                           -> generations/<n>/image
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::fsutil::{self, FsError, IoContext};
+
+/// One generation of a node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Generation {
+    pub number: u32,
+    pub image_id: String,
+    pub lock_id: String,
+    /// Seconds since the epoch when it was built. Metadata only: never part of an image.
+    pub built_at_unix: u64,
+    /// The same instant, RFC 3339 in UTC.
+    pub built_at: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GenerationError {
+    #[error(transparent)]
+    Fs(#[from] FsError),
+    #[error("{}: not a generation record: {message}", path.display())]
+    Corrupt { path: PathBuf, message: String },
+    #[error("node `{node}` has no generations yet: run `nodeforge build` first")]
+    NoGenerations { node: String },
+    #[error("node `{node}` has no generation before {current}")]
+    NoPrevious { node: String, current: u32 },
+    #[error("node `{node}` never had an image starting with `{prefix}`")]
+    NoSuchImage { node: String, prefix: String },
+    #[error("`{prefix}` is ambiguous for node `{node}`: it starts {}", candidates.join(", "))]
+    Ambiguous {
+        node: String,
+        prefix: String,
+        candidates: Vec<String>,
+    },
+    #[error("node `{node}` has no generation {number}")]
+    NoSuchGeneration { node: String, number: u32 },
+}
+
+fn node_dir(out: &Path, node: &str) -> PathBuf {
+    out.join("nodes").join(node)
+}
+
+fn gens_dir(out: &Path, node: &str) -> PathBuf {
+    node_dir(out, node).join("generations")
+}
+
+/// Nodes that have a directory under `out/nodes/`, sorted.
+pub fn nodes(out: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(out.join("nodes"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().is_dir())
+        .filter_map(|e| e.file_name().to_str().map(str::to_string))
+        .filter(|n| !n.starts_with('.'))
+        .collect();
+    v.sort();
+    v
+}
+
+/// Every generation of a node, oldest first.
+pub fn list(out: &Path, node: &str) -> Result<Vec<Generation>, GenerationError> {
+    let mut gens = Vec::new();
+    for e in std::fs::read_dir(gens_dir(out, node)).into_iter().flatten().flatten() {
+        let name = e.file_name();
+        let Some(n) = name.to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+        let path = e.path().join("generation.json");
+        let bytes = std::fs::read(&path).at("cannot read", &path)?;
+        let g: Generation = serde_json::from_slice(&bytes).map_err(|e| GenerationError::Corrupt {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        if g.number != n {
+            return Err(GenerationError::Corrupt {
+                path,
+                message: format!("it says generation {} in directory {n}", g.number),
+            });
+        }
+        gens.push(g);
+    }
+    gens.sort_by_key(|g| g.number);
+    Ok(gens)
+}
+
+/// The generation `current` points at, if any.
+pub fn current(out: &Path, node: &str) -> Option<u32> {
+    let target = std::fs::read_link(node_dir(out, node).join("current")).ok()?;
+    let mut parts = target.components().map(|c| c.as_os_str().to_string_lossy().into_owned());
+    match (parts.next().as_deref(), parts.next(), parts.next().as_deref()) {
+        (Some("generations"), Some(n), Some("image")) => n.parse().ok(),
+        _ => None,
+    }
+}
+
+/// The directory of a generation.
+pub fn generation_dir(out: &Path, node: &str, number: u32) -> PathBuf {
+    gens_dir(out, node).join(number.to_string())
+}
+
+/// Record a new generation for `image_id` (unless it is already current) and switch to it.
+/// Returns the generation number and whether a new one was made.
+pub fn record(out: &Path, node: &str, image_id: &str, lock_id: &str, manifest_json: &[u8]) -> Result<(u32, bool), GenerationError> {
+    let gens = list(out, node)?;
+    if let Some(cur) = current(out, node) {
+        if gens.iter().any(|g| g.number == cur && g.image_id == image_id) {
+            return Ok((cur, false));
+        }
+    }
+    let dir = gens_dir(out, node);
+    fsutil::create_dir_all(&dir)?;
+    let (built_at_unix, built_at) = now();
+    let mut number = gens.last().map_or(1, |g| g.number + 1);
+    loop {
+        let tmp = tempfile::Builder::new()
+            .prefix(".nodeforge-tmp-")
+            .tempdir_in(&dir)
+            .at("cannot create a temporary directory in", &dir)?;
+        let g = Generation {
+            number,
+            image_id: image_id.to_string(),
+            lock_id: lock_id.to_string(),
+            built_at_unix,
+            built_at: built_at.clone(),
+        };
+        let mut json = serde_json::to_vec_pretty(&g).unwrap_or_default();
+        json.push(b'\n');
+        fsutil::write_atomic(&tmp.path().join("generation.json"), &json, 0o644)?;
+        fsutil::write_atomic(&tmp.path().join("manifest.json"), manifest_json, 0o644)?;
+        let link = tmp.path().join("image");
+        std::os::unix::fs::symlink(Path::new("../../../../images").join(image_id), &link).at("cannot create a symlink at", &link)?;
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).at("cannot set the mode of", tmp.path())?;
+        }
+        let tmp_path = tmp.keep();
+        let target = dir.join(number.to_string());
+        match std::fs::rename(&tmp_path, &target) {
+            Ok(()) => break,
+            // A concurrent build took this number: take the next one.
+            Err(_) if target.exists() => {
+                let _ = std::fs::remove_dir_all(&tmp_path);
+                number += 1;
+            }
+            Err(e) => return Err(FsError::new("cannot record generation", &target, e).into()),
+        }
+    }
+    fsutil::sync_dir(&dir)?;
+    switch(out, node, number)?;
+    Ok((number, true))
+}
+
+/// Point `current` at generation `number`: one atomic rename.
+pub fn switch(out: &Path, node: &str, number: u32) -> Result<(), GenerationError> {
+    let dir = node_dir(out, node);
+    if !generation_dir(out, node, number).join("generation.json").is_file() {
+        return Err(GenerationError::NoSuchGeneration {
+            node: node.to_string(),
+            number,
+        });
+    }
+    let current = dir.join("current");
+    let target = Path::new("generations").join(number.to_string()).join("image");
+    if std::fs::read_link(&current).is_ok_and(|t| t == target) {
+        return Ok(());
+    }
+    let tmp = dir.join(format!(".nodeforge-tmp-current-{}", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(&target, &tmp).at("cannot create a symlink at", &tmp)?;
+    std::fs::rename(&tmp, &current).at("cannot switch", &current)?;
+    fsutil::sync_dir(&dir)?;
+    Ok(())
+}
+
+/// The generation to roll back to: the newest one before the current one, or the newest one
+/// whose image id starts with `to`.
+pub fn target(out: &Path, node: &str, to: Option<&str>) -> Result<Generation, GenerationError> {
+    let gens = list(out, node)?;
+    if gens.is_empty() {
+        return Err(GenerationError::NoGenerations { node: node.to_string() });
+    }
+    match to {
+        None => {
+            let cur = current(out, node).unwrap_or(u32::MAX);
+            gens.iter()
+                .rev()
+                .find(|g| g.number < cur)
+                .cloned()
+                .ok_or(GenerationError::NoPrevious {
+                    node: node.to_string(),
+                    current: cur,
+                })
+        }
+        Some(prefix) => {
+            let mut ids: Vec<&str> = gens.iter().map(|g| g.image_id.as_str()).filter(|id| !prefix.is_empty() && id.starts_with(prefix)).collect();
+            ids.sort_unstable();
+            ids.dedup();
+            match ids.as_slice() {
+                [] => Err(GenerationError::NoSuchImage {
+                    node: node.to_string(),
+                    prefix: prefix.to_string(),
+                }),
+                [id] => Ok(gens.iter().rev().find(|g| g.image_id == *id).cloned().ok_or(GenerationError::NoSuchImage {
+                    node: node.to_string(),
+                    prefix: prefix.to_string(),
+                })?),
+                many => Err(GenerationError::Ambiguous {
+                    node: node.to_string(),
+                    prefix: prefix.to_string(),
+                    candidates: many.iter().map(|id| id[..16.min(id.len())].to_string()).collect(),
+                }),
+            }
+        }
+    }
+}
+
+/// Remove a generation's directory (gc). The current generation is never removed.
+pub fn remove(out: &Path, node: &str, number: u32) -> Result<(), GenerationError> {
+    if current(out, node) == Some(number) {
+        return Ok(());
+    }
+    let dir = generation_dir(out, node, number);
+    std::fs::remove_dir_all(&dir).at("cannot remove", &dir)?;
+    Ok(())
+}
+
+/// Now, as (unix seconds, RFC 3339 UTC). The only place nodeforge reads the clock.
+fn now() -> (u64, String) {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    (secs, rfc3339(secs))
+}
+
+/// Seconds since the epoch as `YYYY-MM-DDTHH:MM:SSZ` (proleptic Gregorian, UTC).
+pub fn rfc3339(secs: u64) -> String {
+    let days = i64::try_from(secs / 86_400).unwrap_or(0);
+    let rem = secs % 86_400;
+    // Howard Hinnant's days-from-civil inverse.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_known_instants() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(1_795_000_000), "2026-11-18T11:06:40Z");
+    }
+
+    #[test]
+    fn record_switch_and_target() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let out = dir.path();
+        let (a, b) = ("a".repeat(64), "b".repeat(64));
+        assert_eq!(record(out, "n", &a, "l", b"{}").expect("r"), (1, true));
+        assert_eq!(record(out, "n", &a, "l", b"{}").expect("r"), (1, false), "same image: no new generation");
+        assert_eq!(record(out, "n", &b, "l", b"{}").expect("r"), (2, true));
+        assert_eq!(current(out, "n"), Some(2));
+        assert_eq!(target(out, "n", None).expect("t").number, 1);
+        switch(out, "n", 1).expect("switch");
+        assert!(matches!(target(out, "n", None), Err(GenerationError::NoPrevious { .. })));
+        assert_eq!(target(out, "n", Some("bb")).expect("t").number, 2);
+        assert!(matches!(target(out, "n", Some("c")), Err(GenerationError::NoSuchImage { .. })));
+        assert_eq!(
+            std::fs::read_link(out.join("nodes/n/current")).expect("link"),
+            PathBuf::from("generations/1/image")
+        );
+    }
+}
