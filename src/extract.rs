@@ -24,6 +24,13 @@ pub struct Installed {
     pub size: u64,
 }
 
+/// What `store/extract/<key>` records: the artifact and the files taken from it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExtractRecord {
+    pub artifact: Blake3,
+    pub files: Vec<Installed>,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ExtractError {
     #[error("{artifact}: cannot read the archive: {message}")]

@@ -89,6 +89,57 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Show each node's generations, the current one marked.
+    List {
+        #[arg(long, value_name = "NAME")]
+        node: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Switch a node (or --all) to its previous generation, or --to any image it ever had.
+    Rollback {
+        /// The node to roll back.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        node: Option<String>,
+        /// An image id, or an unambiguous prefix of one, that the node had.
+        #[arg(long, value_name = "ID")]
+        to: Option<String>,
+        /// Roll every node back to its previous generation.
+        #[arg(long, conflicts_with = "to")]
+        all: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Compare two images: files added, removed, changed (with diffs), versions moved.
+    /// Each side is an image id (prefix), NODE (its current image) or NODE@GENERATION.
+    Diff {
+        a: String,
+        b: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove generations, images and store objects that nothing needs.
+    Gc {
+        /// Keep this many newest generations of each node (the current one always).
+        #[arg(long, value_name = "N")]
+        keep_generations: Option<u32>,
+        /// Say what would be removed, remove nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// For CI: re-check the lockfile, every store object, every image; --rebuild compares rebuilds.
+    Verify {
+        /// Also rebuild every current image elsewhere and compare byte for byte.
+        #[arg(long)]
+        rebuild: bool,
+        /// Parallel hashing threads [default: the number of CPUs].
+        #[arg(long, short)]
+        jobs: Option<usize>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Mirrors for air-gapped sites.
     Mirror {
         #[command(subcommand)]
@@ -177,6 +228,11 @@ pub fn main() -> ExitCode {
             | Command::Fetch { json: true, .. }
             | Command::Build { json: true, .. }
             | Command::Show { json: true, .. }
+            | Command::List { json: true, .. }
+            | Command::Rollback { json: true, .. }
+            | Command::Diff { json: true, .. }
+            | Command::Gc { json: true, .. }
+            | Command::Verify { json: true, .. }
             | Command::Components { json: true }
             | Command::DemoMirror { json: true, .. }
             | Command::Mirror {
@@ -456,6 +512,190 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
                 );
             }
             Ok(ExitCode::SUCCESS)
+        }
+        Command::List { node, json } => {
+            let h = ops::list(&cli.out, node.as_deref())?;
+            if json {
+                print_json(&h);
+                return Ok(ExitCode::SUCCESS);
+            }
+            for n in &h {
+                say!("{}", n.node);
+                for g in &n.generations {
+                    let mark = if Some(g.number) == n.current {
+                        "*"
+                    } else {
+                        " "
+                    };
+                    say!(
+                        "  {mark} {:>3}  {}  lock {}  {}",
+                        g.number,
+                        g.image_id,
+                        short(g.lock_id.trim_start_matches("blake3:")),
+                        g.built_at
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Rollback {
+            node,
+            to,
+            all,
+            json,
+        } => {
+            let nodes = if all {
+                crate::generations::nodes(&cli.out)
+            } else {
+                node.into_iter().collect()
+            };
+            let r = ops::rollback(&cli.out, &nodes, to.as_deref())?;
+            if json {
+                print_json(&r);
+                return Ok(ExitCode::SUCCESS);
+            }
+            for x in &r {
+                let from = x.from.map_or_else(|| "-".to_string(), |f| f.to_string());
+                say!(
+                    "{}: generation {from} → {} (image {}){}",
+                    x.node,
+                    x.to,
+                    x.image_id,
+                    if x.rebuilt {
+                        ", its files rebuilt from the store"
+                    } else {
+                        ""
+                    }
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Diff { a, b, json } => {
+            let d = ops::diff(&cli.out, &a, &b)?;
+            if json {
+                print_json(&d);
+                return Ok(ExitCode::SUCCESS);
+            }
+            say!("--- {}\n+++ {}", d.a, d.b);
+            for v in &d.versions {
+                say!(
+                    "version {}: {} → {}",
+                    v.component,
+                    v.from.as_deref().unwrap_or("(none)"),
+                    v.to.as_deref().unwrap_or("(none)")
+                );
+            }
+            for p in &d.added {
+                say!("added   {p}");
+            }
+            for p in &d.removed {
+                say!("removed {p}");
+            }
+            for c in &d.changed {
+                say!(
+                    "changed {}\n    old: {}\n    new: {}",
+                    c.path,
+                    c.old.as_deref().unwrap_or(""),
+                    c.new.as_deref().unwrap_or("")
+                );
+                if let Some(diff) = &c.diff {
+                    for line in diff.lines() {
+                        say!("    {line}");
+                    }
+                }
+            }
+            if d.added.is_empty() && d.removed.is_empty() && d.changed.is_empty() {
+                say!("identical");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Gc {
+            keep_generations,
+            dry_run,
+            json,
+        } => {
+            let lockfiles = lockfile
+                .parent()
+                .map_or_else(|| PathBuf::from("lockfiles"), Path::to_path_buf);
+            let r = ops::gc(&ops::GcOptions {
+                out: cli.out.clone(),
+                lockfiles,
+                keep_generations,
+                dry_run,
+            })?;
+            if json {
+                print_json(&r);
+                return Ok(ExitCode::SUCCESS);
+            }
+            for g in &r.removed_generations {
+                say!(
+                    "{} generation {g}",
+                    if dry_run { "would remove" } else { "removed" }
+                );
+            }
+            for i in &r.removed_images {
+                say!(
+                    "{} image {i}",
+                    if dry_run { "would remove" } else { "removed" }
+                );
+            }
+            say!(
+                "{} {} generations, {} images, {} store objects, {} other files: {}; kept {} generations, {} images, {} objects",
+                if dry_run { "would free" } else { "freed" },
+                r.removed_generations.len(),
+                r.removed_images.len(),
+                r.removed_objects,
+                r.removed_other,
+                human_bytes(r.freed_bytes),
+                r.kept_generations,
+                r.kept_images,
+                r.kept_objects
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Verify {
+            rebuild,
+            jobs,
+            json,
+        } => {
+            let r = ops::verify(&ops::VerifyOptions {
+                manifest: cli.manifest.clone(),
+                lockfile,
+                out: cli.out.clone(),
+                rebuild,
+                jobs: jobs.unwrap_or_else(|| {
+                    std::thread::available_parallelism().map_or(2, std::num::NonZero::get)
+                }),
+                progress: !json && std::io::stderr().is_terminal(),
+            })?;
+            for f in &r.failures {
+                eprintln!("FAIL {f}");
+            }
+            if json {
+                print_json(&r);
+            } else {
+                #[allow(clippy::cast_precision_loss)]
+                let gbps = if r.elapsed_ms > 0 {
+                    r.object_bytes as f64 / (r.elapsed_ms as f64 / 1000.0) / 1e9
+                } else {
+                    0.0
+                };
+                say!(
+                    "{}: lockfile {}, {} store objects ({}), {} images{} in {:.2}s ({gbps:.2} GB/s)",
+                    if r.ok { "verified" } else { "verification FAILED" },
+                    if r.lockfile_ok { "ok" } else { "FAILED" },
+                    r.objects_checked,
+                    human_bytes(r.object_bytes),
+                    r.images_checked,
+                    if rebuild { format!(", {} rebuilt and compared", r.images_rebuilt) } else { String::new() },
+                    r.elapsed_ms as f64 / 1000.0
+                );
+            }
+            Ok(if r.ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
         Command::Mirror {
             command: MirrorCommand::Export { dir, json },

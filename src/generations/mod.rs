@@ -74,15 +74,22 @@ pub fn nodes(out: &Path) -> Vec<String> {
 /// Every generation of a node, oldest first.
 pub fn list(out: &Path, node: &str) -> Result<Vec<Generation>, GenerationError> {
     let mut gens = Vec::new();
-    for e in std::fs::read_dir(gens_dir(out, node)).into_iter().flatten().flatten() {
+    for e in std::fs::read_dir(gens_dir(out, node))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
         let name = e.file_name();
-        let Some(n) = name.to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+        let Some(n) = name.to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
         let path = e.path().join("generation.json");
         let bytes = std::fs::read(&path).at("cannot read", &path)?;
-        let g: Generation = serde_json::from_slice(&bytes).map_err(|e| GenerationError::Corrupt {
-            path: path.clone(),
-            message: e.to_string(),
-        })?;
+        let g: Generation =
+            serde_json::from_slice(&bytes).map_err(|e| GenerationError::Corrupt {
+                path: path.clone(),
+                message: e.to_string(),
+            })?;
         if g.number != n {
             return Err(GenerationError::Corrupt {
                 path,
@@ -98,8 +105,14 @@ pub fn list(out: &Path, node: &str) -> Result<Vec<Generation>, GenerationError> 
 /// The generation `current` points at, if any.
 pub fn current(out: &Path, node: &str) -> Option<u32> {
     let target = std::fs::read_link(node_dir(out, node).join("current")).ok()?;
-    let mut parts = target.components().map(|c| c.as_os_str().to_string_lossy().into_owned());
-    match (parts.next().as_deref(), parts.next(), parts.next().as_deref()) {
+    let mut parts = target
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned());
+    match (
+        parts.next().as_deref(),
+        parts.next(),
+        parts.next().as_deref(),
+    ) {
         (Some("generations"), Some(n), Some("image")) => n.parse().ok(),
         _ => None,
     }
@@ -112,10 +125,19 @@ pub fn generation_dir(out: &Path, node: &str, number: u32) -> PathBuf {
 
 /// Record a new generation for `image_id` (unless it is already current) and switch to it.
 /// Returns the generation number and whether a new one was made.
-pub fn record(out: &Path, node: &str, image_id: &str, lock_id: &str, manifest_json: &[u8]) -> Result<(u32, bool), GenerationError> {
+pub fn record(
+    out: &Path,
+    node: &str,
+    image_id: &str,
+    lock_id: &str,
+    manifest_json: &[u8],
+) -> Result<(u32, bool), GenerationError> {
     let gens = list(out, node)?;
     if let Some(cur) = current(out, node) {
-        if gens.iter().any(|g| g.number == cur && g.image_id == image_id) {
+        if gens
+            .iter()
+            .any(|g| g.number == cur && g.image_id == image_id)
+        {
             return Ok((cur, false));
         }
     }
@@ -140,10 +162,12 @@ pub fn record(out: &Path, node: &str, image_id: &str, lock_id: &str, manifest_js
         fsutil::write_atomic(&tmp.path().join("generation.json"), &json, 0o644)?;
         fsutil::write_atomic(&tmp.path().join("manifest.json"), manifest_json, 0o644)?;
         let link = tmp.path().join("image");
-        std::os::unix::fs::symlink(Path::new("../../../../images").join(image_id), &link).at("cannot create a symlink at", &link)?;
+        std::os::unix::fs::symlink(Path::new("../../../../images").join(image_id), &link)
+            .at("cannot create a symlink at", &link)?;
         {
             use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).at("cannot set the mode of", tmp.path())?;
+            std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755))
+                .at("cannot set the mode of", tmp.path())?;
         }
         let tmp_path = tmp.keep();
         let target = dir.join(number.to_string());
@@ -165,14 +189,19 @@ pub fn record(out: &Path, node: &str, image_id: &str, lock_id: &str, manifest_js
 /// Point `current` at generation `number`: one atomic rename.
 pub fn switch(out: &Path, node: &str, number: u32) -> Result<(), GenerationError> {
     let dir = node_dir(out, node);
-    if !generation_dir(out, node, number).join("generation.json").is_file() {
+    if !generation_dir(out, node, number)
+        .join("generation.json")
+        .is_file()
+    {
         return Err(GenerationError::NoSuchGeneration {
             node: node.to_string(),
             number,
         });
     }
     let current = dir.join("current");
-    let target = Path::new("generations").join(number.to_string()).join("image");
+    let target = Path::new("generations")
+        .join(number.to_string())
+        .join("image");
     if std::fs::read_link(&current).is_ok_and(|t| t == target) {
         return Ok(());
     }
@@ -189,7 +218,9 @@ pub fn switch(out: &Path, node: &str, number: u32) -> Result<(), GenerationError
 pub fn target(out: &Path, node: &str, to: Option<&str>) -> Result<Generation, GenerationError> {
     let gens = list(out, node)?;
     if gens.is_empty() {
-        return Err(GenerationError::NoGenerations { node: node.to_string() });
+        return Err(GenerationError::NoGenerations {
+            node: node.to_string(),
+        });
     }
     match to {
         None => {
@@ -204,7 +235,11 @@ pub fn target(out: &Path, node: &str, to: Option<&str>) -> Result<Generation, Ge
                 })
         }
         Some(prefix) => {
-            let mut ids: Vec<&str> = gens.iter().map(|g| g.image_id.as_str()).filter(|id| !prefix.is_empty() && id.starts_with(prefix)).collect();
+            let mut ids: Vec<&str> = gens
+                .iter()
+                .map(|g| g.image_id.as_str())
+                .filter(|id| !prefix.is_empty() && id.starts_with(prefix))
+                .collect();
             ids.sort_unstable();
             ids.dedup();
             match ids.as_slice() {
@@ -212,14 +247,22 @@ pub fn target(out: &Path, node: &str, to: Option<&str>) -> Result<Generation, Ge
                     node: node.to_string(),
                     prefix: prefix.to_string(),
                 }),
-                [id] => Ok(gens.iter().rev().find(|g| g.image_id == *id).cloned().ok_or(GenerationError::NoSuchImage {
-                    node: node.to_string(),
-                    prefix: prefix.to_string(),
-                })?),
+                [id] => Ok(gens
+                    .iter()
+                    .rev()
+                    .find(|g| g.image_id == *id)
+                    .cloned()
+                    .ok_or(GenerationError::NoSuchImage {
+                        node: node.to_string(),
+                        prefix: prefix.to_string(),
+                    })?),
                 many => Err(GenerationError::Ambiguous {
                     node: node.to_string(),
                     prefix: prefix.to_string(),
-                    candidates: many.iter().map(|id| id[..16.min(id.len())].to_string()).collect(),
+                    candidates: many
+                        .iter()
+                        .map(|id| id[..16.min(id.len())].to_string())
+                        .collect(),
                 }),
             }
         }
@@ -258,7 +301,12 @@ pub fn rfc3339(secs: u64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 #[cfg(test)]
@@ -278,14 +326,24 @@ mod tests {
         let out = dir.path();
         let (a, b) = ("a".repeat(64), "b".repeat(64));
         assert_eq!(record(out, "n", &a, "l", b"{}").expect("r"), (1, true));
-        assert_eq!(record(out, "n", &a, "l", b"{}").expect("r"), (1, false), "same image: no new generation");
+        assert_eq!(
+            record(out, "n", &a, "l", b"{}").expect("r"),
+            (1, false),
+            "same image: no new generation"
+        );
         assert_eq!(record(out, "n", &b, "l", b"{}").expect("r"), (2, true));
         assert_eq!(current(out, "n"), Some(2));
         assert_eq!(target(out, "n", None).expect("t").number, 1);
         switch(out, "n", 1).expect("switch");
-        assert!(matches!(target(out, "n", None), Err(GenerationError::NoPrevious { .. })));
+        assert!(matches!(
+            target(out, "n", None),
+            Err(GenerationError::NoPrevious { .. })
+        ));
         assert_eq!(target(out, "n", Some("bb")).expect("t").number, 2);
-        assert!(matches!(target(out, "n", Some("c")), Err(GenerationError::NoSuchImage { .. })));
+        assert!(matches!(
+            target(out, "n", Some("c")),
+            Err(GenerationError::NoSuchImage { .. })
+        ));
         assert_eq!(
             std::fs::read_link(out.join("nodes/n/current")).expect("link"),
             PathBuf::from("generations/1/image")

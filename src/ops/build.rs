@@ -83,7 +83,7 @@ struct BinarySet {
 /// parent directories) form a prefix compressed once and shared; the rest follows per node.
 pub(crate) struct TarPlan {
     prefix: Vec<Entry>,
-    key: Blake3,
+    pub(crate) key: Blake3,
     paths: BTreeSet<String>,
 }
 
@@ -91,7 +91,8 @@ pub(crate) fn tar_plan(m: &ImageManifest) -> Result<TarPlan, Error> {
     let mut list = EntryList::new();
     for e in &m.entries {
         if let Some(p @ Provenance::Artifact { .. }) = m.provenance.get(&e.path) {
-            list.add(e.clone(), p.clone()).map_err(|e| Error::Image(Box::new(e)))?;
+            list.add(e.clone(), p.clone())
+                .map_err(|e| Error::Image(Box::new(e)))?;
         }
     }
     let prefix = list.finish("", "").entries;
@@ -264,7 +265,8 @@ fn ensure_prefix(out: &Path, store: &Store, plan: &TarPlan) -> Result<PathBuf, E
     }
     fsutil::set_mode(tmp.as_file(), 0o444).at("cannot set the mode of", tmp.path())?;
     tmp.as_file().sync_all().at("cannot sync", tmp.path())?;
-    tmp.persist(&path).map_err(|e| FsError::new("cannot move into place", &path, e.error))?;
+    tmp.persist(&path)
+        .map_err(|e| FsError::new("cannot move into place", &path, e.error))?;
     Ok(path)
 }
 
@@ -274,10 +276,19 @@ fn check_objects(store: &Store, m: &ImageManifest) -> Result<(), Error> {
         .entries
         .iter()
         .filter(|e| e.kind == Kind::File)
-        .filter(|e| e.blake3.and_then(|b| store.object(&b)).is_none_or(|o| o.size != e.size))
+        .filter(|e| {
+            e.blake3
+                .and_then(|b| store.object(&b))
+                .is_none_or(|o| o.size != e.size)
+        })
         .map(|e| {
             let from = match m.provenance.get(&e.path) {
-                Some(Provenance::Artifact { component, version, arch, .. }) => format!(" (from {component} {version} ({arch}))"),
+                Some(Provenance::Artifact {
+                    component,
+                    version,
+                    arch,
+                    ..
+                }) => format!(" (from {component} {version} ({arch}))"),
                 Some(Provenance::Template { template }) => format!(" (from template {template})"),
                 _ => String::new(),
             };
@@ -296,7 +307,11 @@ fn check_objects(store: &Store, m: &ImageManifest) -> Result<(), Error> {
 
 /// Make sure `out/images/<id>/` exists with all its files, writing it from the store if needed.
 /// Returns its directory and whether it was written now.
-pub(crate) fn materialize(out: &Path, store: &Store, m: &ImageManifest) -> Result<(PathBuf, bool), Error> {
+pub(crate) fn materialize(
+    out: &Path,
+    store: &Store,
+    m: &ImageManifest,
+) -> Result<(PathBuf, bool), Error> {
     let dir = out.join("images").join(&m.id);
     if dir.join("manifest.json").is_file() {
         return Ok((dir, false));
@@ -412,7 +427,13 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, Error> {
     // The shared prefixes first (once per binary set), then every node's image.
     let mut keys = BTreeSet::new();
     for m in &images {
-        if !opts.out.join("images").join(&m.id).join("manifest.json").is_file() {
+        if !opts
+            .out
+            .join("images")
+            .join(&m.id)
+            .join("manifest.json")
+            .is_file()
+        {
             check_objects(&store, m)?;
             let plan = tar_plan(m)?;
             if keys.insert(plan.key) {
@@ -420,11 +441,19 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, Error> {
             }
         }
     }
-    let written = parallel_map(&images, opts.jobs.clamp(1, 2), |m| materialize(&opts.out, &store, m));
+    let written = parallel_map(&images, opts.jobs.clamp(1, 2), |m| {
+        materialize(&opts.out, &store, m)
+    });
     let mut report = Vec::new();
     for ((n, m), w) in nodes.iter().zip(&images).zip(written) {
         let (dir, new) = w?;
-        let (generation, recorded) = generations::record(&opts.out, n.name.as_str(), &m.id, &checked.lock_id, &m.to_json())?;
+        let (generation, recorded) = generations::record(
+            &opts.out,
+            n.name.as_str(),
+            &m.id,
+            &checked.lock_id,
+            &m.to_json(),
+        )?;
         let image_tar = dir.join("image.tar.zst");
         report.push(NodeBuild {
             node: n.name.to_string(),

@@ -5,16 +5,22 @@
 mod build;
 mod error;
 mod fetch;
+mod gc;
+mod history;
 mod lock;
 mod mirror;
+mod verify;
 
 use std::path::{Path, PathBuf};
 
 pub use build::{build, find_image, BuildOptions, BuildReport, NodeBuild, NodeStatus};
 pub use error::Error;
 pub use fetch::{fetch, ArtifactStatus, FetchOptions, FetchReport, FetchedArtifact};
+pub use gc::{gc, GcOptions, GcReport};
+pub use history::{diff, list, resolve_image, rollback, DiffReport, NodeHistory, Rollback};
 pub use lock::{check_lock, lock, EntryStatus, LockCheck, LockOptions, LockReport, LockedEntry};
 pub use mirror::{export_mirror, ExportReport};
+pub use verify::{verify, VerifyOptions, VerifyReport};
 
 /// Where a manifest's lockfile lives by default: `lockfiles/<stem>.lock` beside the manifest's
 /// `manifests/` directory, else `<stem>.lock` next to the manifest.

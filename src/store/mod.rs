@@ -72,6 +72,91 @@ impl Store {
         })
     }
 
+    /// Open the store for exclusive use (garbage collection): waits until no other process
+    /// (fetch, build) has it open.
+    pub fn open_exclusive(root: &Path) -> Result<Self, FsError> {
+        for sub in ["blake3", "sha256", "tmp", "locks", "extract"] {
+            fsutil::create_dir_all(&root.join(sub))?;
+        }
+        let lock_path = root.join(".lock");
+        let guard = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .at("cannot open the store lock", &lock_path)?;
+        guard.lock().at("cannot lock the store", &lock_path)?;
+        fsutil::clean_temp_files(&root.join("tmp"));
+        Ok(Self {
+            root: root.to_path_buf(),
+            _guard: guard,
+        })
+    }
+
+    /// Every file under `blake3/`, with the address its path names (None when the path is not
+    /// a valid address: something that does not belong in the store).
+    pub fn objects(&self) -> Vec<(Option<Blake3>, PathBuf)> {
+        let mut out = Vec::new();
+        let list = |p: &Path| -> Vec<fs::DirEntry> {
+            let mut v: Vec<fs::DirEntry> =
+                fs::read_dir(p).into_iter().flatten().flatten().collect();
+            v.sort_by_key(fs::DirEntry::file_name);
+            v
+        };
+        for a in list(&self.root.join("blake3")) {
+            for b in list(&a.path()) {
+                for c in list(&b.path()) {
+                    let name = format!(
+                        "{}{}{}",
+                        a.file_name().to_string_lossy(),
+                        b.file_name().to_string_lossy(),
+                        c.file_name().to_string_lossy()
+                    );
+                    out.push((Blake3::parse(&name).ok(), c.path()));
+                }
+            }
+        }
+        out
+    }
+
+    /// Every sha256 index entry: (upstream sha256, object address, size).
+    pub fn index_entries(&self) -> Vec<(Sha256, Blake3, u64, PathBuf)> {
+        let mut out = Vec::new();
+        for e in fs::read_dir(self.root.join("sha256"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let path = e.path();
+            let Some(sha) = e.file_name().to_str().and_then(|n| Sha256::parse(n).ok()) else {
+                continue;
+            };
+            let Ok(text) = fs::read_to_string(&path) else {
+                continue;
+            };
+            let Some((b, size)) = text.trim().split_once(' ') else {
+                continue;
+            };
+            if let (Ok(b), Ok(size)) = (Blake3::parse(b), size.parse()) {
+                out.push((sha, b, size, path));
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// Every record of a kind (`extract`), by key, with its path.
+    pub fn records(&self, kind: &str) -> Vec<(Blake3, PathBuf)> {
+        let mut out: Vec<(Blake3, PathBuf)> = fs::read_dir(self.root.join(kind))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| Some((Blake3::parse(e.file_name().to_str()?).ok()?, e.path())))
+            .collect();
+        out.sort();
+        out
+    }
+
     pub fn root(&self) -> &Path {
         &self.root
     }

@@ -1,0 +1,195 @@
+//! `nodeforge gc`: remove what nothing needs. Roots are every generation kept (the newest
+//! `--keep-generations N` of each node, and always the current one) and every lockfile under
+//! `lockfiles/`. The store is held exclusively, so a concurrent build waits (and gc waits for it).
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use super::build::tar_plan;
+use super::history::generation_manifest;
+use super::Error;
+use crate::extract::ExtractRecord;
+use crate::generations;
+use crate::hash::Blake3;
+use crate::lock::Lockfile;
+use crate::store::Store;
+
+#[derive(Debug, Clone)]
+pub struct GcOptions {
+    pub out: PathBuf,
+    /// Lockfiles whose artifacts are roots (every `*.lock` here).
+    pub lockfiles: PathBuf,
+    /// Keep this many newest generations per node (the current one always); None keeps all.
+    pub keep_generations: Option<u32>,
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct GcReport {
+    pub dry_run: bool,
+    pub removed_generations: Vec<String>,
+    pub removed_images: Vec<String>,
+    pub removed_objects: usize,
+    pub removed_other: usize,
+    pub freed_bytes: u64,
+    pub kept_generations: usize,
+    pub kept_images: usize,
+    pub kept_objects: usize,
+}
+
+fn size_of_tree(p: &Path) -> u64 {
+    let Ok(meta) = std::fs::symlink_metadata(p) else {
+        return 0;
+    };
+    if meta.is_dir() {
+        std::fs::read_dir(p)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| size_of_tree(&e.path()))
+            .sum()
+    } else {
+        meta.len()
+    }
+}
+
+pub fn gc(opts: &GcOptions) -> Result<GcReport, Error> {
+    let out = &opts.out;
+    let store = Store::open_exclusive(&out.join("store"))?;
+    let mut r = GcReport {
+        dry_run: opts.dry_run,
+        ..GcReport::default()
+    };
+    let remove = |path: &Path, r: &mut GcReport| -> Result<u64, Error> {
+        let bytes = size_of_tree(path);
+        if !opts.dry_run {
+            let res = if path.is_dir() && !path.is_symlink() {
+                std::fs::remove_dir_all(path)
+            } else {
+                std::fs::remove_file(path)
+            };
+            res.map_err(|e| crate::fsutil::FsError::new("cannot remove", path, e))?;
+        }
+        r.freed_bytes += bytes;
+        Ok(bytes)
+    };
+
+    // 1. Generations to keep; the rest go.
+    let mut live_manifests = Vec::new();
+    for node in generations::nodes(out) {
+        let gens = generations::list(out, &node)?;
+        let current = generations::current(out, &node);
+        let keep_from = opts
+            .keep_generations
+            .map_or(0, |n| gens.len().saturating_sub(n as usize));
+        for (i, g) in gens.iter().enumerate() {
+            if i >= keep_from || Some(g.number) == current {
+                live_manifests.push(generation_manifest(out, &node, g.number)?);
+                r.kept_generations += 1;
+            } else {
+                remove(&generations::generation_dir(out, &node, g.number), &mut r)?;
+                r.removed_generations.push(format!("{node}@{}", g.number));
+            }
+        }
+    }
+
+    // 2. Live objects: every file of a kept image, every locked artifact and what it installs.
+    let mut live: BTreeSet<Blake3> = BTreeSet::new();
+    let mut live_images = BTreeSet::new();
+    let mut live_prefixes = BTreeSet::new();
+    for m in &live_manifests {
+        live.extend(m.entries.iter().filter_map(|e| e.blake3));
+        live_images.insert(m.id.clone());
+        live_prefixes.insert(format!("{}.tar.zst", tar_plan(m)?.key));
+    }
+    let index = store.index_entries();
+    let mut locked = BTreeSet::new();
+    for e in std::fs::read_dir(&opts.lockfiles)
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        if e.path().extension().is_some_and(|x| x == "lock") {
+            let lock = Lockfile::load(&e.path())?;
+            locked.extend(
+                lock.artifacts
+                    .iter()
+                    .filter_map(crate::lock::LockEntry::sha256),
+            );
+        }
+    }
+    for (sha, b, _, _) in &index {
+        if locked.contains(sha) {
+            live.insert(*b);
+        }
+    }
+    let records = store.records("extract");
+    for (_, path) in &records {
+        if let Some(rec) = std::fs::read(path)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<ExtractRecord>(&b).ok())
+        {
+            if live.contains(&rec.artifact) {
+                live.extend(rec.files.iter().map(|f| f.blake3));
+            }
+        }
+    }
+
+    // 3. Sweep.
+    for (addr, path) in store.objects() {
+        if addr.is_some_and(|a| live.contains(&a)) {
+            r.kept_objects += 1;
+        } else {
+            remove(&path, &mut r)?;
+            r.removed_objects += 1;
+        }
+    }
+    for (sha, b, _, path) in &index {
+        if !live.contains(b) {
+            remove(path, &mut r)?;
+            let lock = store.root().join("locks").join(format!("{sha}.lock"));
+            if lock.exists() {
+                remove(&lock, &mut r)?;
+            }
+            r.removed_other += 1;
+        }
+    }
+    for (_, path) in &records {
+        let keep = std::fs::read(path)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<ExtractRecord>(&b).ok())
+            .is_some_and(|rec| live.contains(&rec.artifact));
+        if !keep {
+            remove(path, &mut r)?;
+            r.removed_other += 1;
+        }
+    }
+    for e in std::fs::read_dir(out.join("images"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if live_images.contains(&name) {
+            r.kept_images += 1;
+        } else {
+            remove(&e.path(), &mut r)?;
+            if !name.starts_with('.') {
+                r.removed_images.push(name);
+            }
+        }
+    }
+    for e in std::fs::read_dir(out.join("cache").join("tar-prefix"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        if !live_prefixes.contains(&e.file_name().to_string_lossy().into_owned()) {
+            remove(&e.path(), &mut r)?;
+            r.removed_other += 1;
+        }
+    }
+    Ok(r)
+}

@@ -1,0 +1,257 @@
+//! `nodeforge list`, `rollback` and `diff`: reading and switching a node's generations, and
+//! comparing two images.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use serde::Serialize;
+
+use super::build::materialize;
+use super::Error;
+use crate::generations::{self, Generation};
+use crate::image::{ImageManifest, Kind, Provenance};
+use crate::store::Store;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeHistory {
+    pub node: String,
+    pub current: Option<u32>,
+    pub generations: Vec<Generation>,
+}
+
+/// Every node's generations (or one node's), oldest first, with the current one.
+pub fn list(out: &Path, node: Option<&str>) -> Result<Vec<NodeHistory>, Error> {
+    let nodes = match node {
+        Some(n) => {
+            if !generations::nodes(out).iter().any(|x| x == n) {
+                return Err(generations::GenerationError::NoGenerations {
+                    node: n.to_string(),
+                }
+                .into());
+            }
+            vec![n.to_string()]
+        }
+        None => generations::nodes(out),
+    };
+    nodes
+        .into_iter()
+        .map(|n| {
+            Ok(NodeHistory {
+                current: generations::current(out, &n),
+                generations: generations::list(out, &n)?,
+                node: n,
+            })
+        })
+        .collect()
+}
+
+/// The recorded entry list of a generation (kept with it, so it survives gc of the image).
+pub fn generation_manifest(out: &Path, node: &str, number: u32) -> Result<ImageManifest, Error> {
+    let path = generations::generation_dir(out, node, number).join("manifest.json");
+    let bytes =
+        std::fs::read(&path).map_err(|e| crate::fsutil::FsError::new("cannot read", &path, e))?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| Error::Usage(format!("{}: not an image manifest: {e}", path.display())))
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Rollback {
+    pub node: String,
+    pub from: Option<u32>,
+    pub to: u32,
+    pub image_id: String,
+    /// The image's files had been collected and were written again from the store.
+    pub rebuilt: bool,
+}
+
+/// Switch nodes to an earlier generation (or the one holding image `to`). All targets are found
+/// and their images made present before any node is switched.
+pub fn rollback(out: &Path, nodes: &[String], to: Option<&str>) -> Result<Vec<Rollback>, Error> {
+    let mut plan = Vec::new();
+    for node in nodes {
+        let target = generations::target(out, node, to)?;
+        plan.push((node.clone(), generations::current(out, node), target));
+    }
+    let store = Store::open(&out.join("store"))?;
+    let mut rebuilt = Vec::new();
+    for (node, _, target) in &plan {
+        let m = generation_manifest(out, node, target.number)?;
+        let (_, new) = materialize(out, &store, &m)?;
+        rebuilt.push(new);
+    }
+    let mut done = Vec::new();
+    for ((node, from, target), rebuilt) in plan.into_iter().zip(rebuilt) {
+        generations::switch(out, &node, target.number)?;
+        done.push(Rollback {
+            node,
+            from,
+            to: target.number,
+            image_id: target.image_id,
+            rebuilt,
+        });
+    }
+    Ok(done)
+}
+
+/// Resolve `node`, `node@N` or an image id (prefix) to an image's entry list.
+pub fn resolve_image(out: &Path, reference: &str) -> Result<ImageManifest, Error> {
+    if let Some((node, gen)) = reference.split_once('@') {
+        let n: u32 = gen.parse().map_err(|_| {
+            Error::Usage(format!(
+                "`{reference}`: expected NODE@GENERATION, like worker1@2"
+            ))
+        })?;
+        return generation_manifest(out, node, n);
+    }
+    if generations::nodes(out).iter().any(|n| n == reference) {
+        let cur = generations::current(out, reference).ok_or_else(|| {
+            generations::GenerationError::NoGenerations {
+                node: reference.to_string(),
+            }
+        })?;
+        return generation_manifest(out, reference, cur);
+    }
+    match super::find_image(out, reference) {
+        Ok(m) => Ok(m),
+        Err(e) => {
+            // An image collected by gc is still known to the generations that had it.
+            for node in generations::nodes(out) {
+                for g in generations::list(out, &node)? {
+                    if !reference.is_empty() && g.image_id.starts_with(reference) {
+                        return generation_manifest(out, &node, g.number);
+                    }
+                }
+            }
+            Err(e)
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EntryChange {
+    pub path: String,
+    pub old: Option<String>,
+    pub new: Option<String>,
+    /// For text files whose contents are in the store: a unified diff.
+    pub diff: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct VersionMove {
+    pub component: String,
+    pub from: Option<String>,
+    pub to: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DiffReport {
+    pub a: String,
+    pub b: String,
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    pub changed: Vec<EntryChange>,
+    pub versions: Vec<VersionMove>,
+}
+
+fn describe(e: &crate::image::Entry) -> String {
+    match e.kind {
+        Kind::Dir => format!("dir {:04o}", e.mode),
+        Kind::Symlink => format!("symlink -> {}", e.target.as_deref().unwrap_or("")),
+        Kind::File => format!(
+            "file {:04o} {} bytes blake3 {}",
+            e.mode,
+            e.size,
+            e.blake3.map(|b| b.to_hex()).unwrap_or_default()
+        ),
+    }
+}
+
+fn versions(m: &ImageManifest) -> BTreeMap<String, BTreeSet<String>> {
+    let mut v: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for p in m.provenance.values() {
+        if let Provenance::Artifact {
+            component, version, ..
+        } = p
+        {
+            v.entry(component.clone())
+                .or_default()
+                .insert(version.clone());
+        }
+    }
+    v
+}
+
+/// Files added, removed and changed between two images, with unified diffs of rendered text
+/// files, and the component versions that moved.
+pub fn diff(out: &Path, a_ref: &str, b_ref: &str) -> Result<DiffReport, Error> {
+    let a = resolve_image(out, a_ref)?;
+    let b = resolve_image(out, b_ref)?;
+    let store = Store::open(&out.join("store"))?;
+    let amap: BTreeMap<&str, &crate::image::Entry> =
+        a.entries.iter().map(|e| (e.path.as_str(), e)).collect();
+    let bmap: BTreeMap<&str, &crate::image::Entry> =
+        b.entries.iter().map(|e| (e.path.as_str(), e)).collect();
+    let added = bmap
+        .keys()
+        .filter(|p| !amap.contains_key(*p))
+        .map(|p| (*p).to_string())
+        .collect();
+    let removed = amap
+        .keys()
+        .filter(|p| !bmap.contains_key(*p))
+        .map(|p| (*p).to_string())
+        .collect();
+    let mut changed = Vec::new();
+    for (path, ea) in &amap {
+        let Some(eb) = bmap.get(path) else { continue };
+        if ea == eb {
+            continue;
+        }
+        let text = |m: &ImageManifest, e: &crate::image::Entry| -> Option<String> {
+            if !matches!(m.provenance.get(&e.path), Some(Provenance::Template { .. })) {
+                return None;
+            }
+            let o = store.object(&e.blake3?)?;
+            String::from_utf8(std::fs::read(o.path).ok()?).ok()
+        };
+        let diff = match (text(&a, ea), text(&b, eb)) {
+            (Some(x), Some(y)) if x != y => Some(
+                similar::TextDiff::from_lines(&x, &y)
+                    .unified_diff()
+                    .context_radius(3)
+                    .header(&format!("a{path}"), &format!("b{path}"))
+                    .to_string(),
+            ),
+            _ => None,
+        };
+        changed.push(EntryChange {
+            path: (*path).to_string(),
+            old: Some(describe(ea)),
+            new: Some(describe(eb)),
+            diff,
+        });
+    }
+    let (va, vb) = (versions(&a), versions(&b));
+    let mut moved = Vec::new();
+    for c in va.keys().chain(vb.keys()).collect::<BTreeSet<_>>() {
+        let (x, y) = (va.get(c), vb.get(c));
+        if x != y {
+            let join = |s: Option<&BTreeSet<String>>| {
+                s.map(|s| s.iter().cloned().collect::<Vec<_>>().join(", "))
+            };
+            moved.push(VersionMove {
+                component: c.clone(),
+                from: join(x),
+                to: join(y),
+            });
+        }
+    }
+    Ok(DiffReport {
+        a: a.id,
+        b: b.id,
+        added,
+        removed,
+        changed,
+        versions: moved,
+    })
+}

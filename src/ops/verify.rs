@@ -1,0 +1,269 @@
+//! `nodeforge verify`, for CI: the lockfile is intact and fresh, every store object hashes to its
+//! address, every image holds exactly what its `manifest.json` lists, and (with `--rebuild`)
+//! every current image is rebuilt elsewhere and compared byte for byte. Every failure is
+//! reported, not just the first.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::Serialize;
+
+use super::build::materialize;
+use super::history::generation_manifest;
+use super::{check_lock, parallel_map, Error};
+use crate::generations;
+use crate::hash::Blake3;
+use crate::image::{self, ImageManifest, Kind};
+use crate::store::Store;
+
+#[derive(Debug, Clone)]
+pub struct VerifyOptions {
+    pub manifest: PathBuf,
+    pub lockfile: PathBuf,
+    pub out: PathBuf,
+    pub rebuild: bool,
+    pub jobs: usize,
+    pub progress: bool,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct VerifyReport {
+    pub ok: bool,
+    pub failures: Vec<String>,
+    pub lockfile_ok: bool,
+    pub objects_checked: usize,
+    pub object_bytes: u64,
+    pub images_checked: usize,
+    pub images_rebuilt: usize,
+    pub elapsed_ms: u64,
+}
+
+/// Re-hash one object against its address.
+fn check_object(addr: Option<Blake3>, path: &Path) -> (u64, Option<String>) {
+    let Some(addr) = addr else {
+        return (
+            0,
+            Some(format!(
+                "{}: not a store object (its path is not a blake3 address)",
+                path.display()
+            )),
+        );
+    };
+    match Blake3::of_file(path) {
+        Ok((actual, size)) if actual == addr => (size, None),
+        Ok((actual, size)) => (
+            size,
+            Some(format!(
+                "store object {} is corrupt: it hashes to {actual}",
+                path.display()
+            )),
+        ),
+        Err(e) => (
+            0,
+            Some(format!("cannot read store object {}: {e}", path.display())),
+        ),
+    }
+}
+
+/// Check an image directory: its id, and every member of its tar against the entry list.
+fn check_image(dir: &Path) -> Vec<String> {
+    let mut fails = Vec::new();
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let m: ImageManifest = match std::fs::read(dir.join("manifest.json"))
+        .map_err(|e| e.to_string())
+        .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+    {
+        Ok(m) => m,
+        Err(e) => return vec![format!("image {name}: manifest.json is unreadable: {e}")],
+    };
+    let id = image::image_id(&m.entries).to_hex();
+    if id != m.id || id != name {
+        fails.push(format!(
+            "image {name}: its entry list hashes to {id}, not to its id {}",
+            m.id
+        ));
+    }
+    let mut want: BTreeMap<&str, &image::Entry> =
+        m.entries.iter().map(|e| (e.path.as_str(), e)).collect();
+    let tar_path = dir.join("image.tar.zst");
+    let result = (|| -> std::io::Result<()> {
+        let f = std::fs::File::open(&tar_path)?;
+        let mut ar = tar::Archive::new(zstd::stream::read::Decoder::new(f)?);
+        for member in ar.entries()? {
+            let mut member = member?;
+            let path = format!(
+                "/{}",
+                member.path()?.display().to_string().trim_end_matches('/')
+            );
+            let Some(e) = want.remove(path.as_str()) else {
+                fails.push(format!(
+                    "image {name}: the tar holds {path}, which manifest.json does not list"
+                ));
+                continue;
+            };
+            let h = member.header();
+            let kind = match h.entry_type() {
+                tar::EntryType::Directory => Kind::Dir,
+                tar::EntryType::Symlink => Kind::Symlink,
+                _ => Kind::File,
+            };
+            let mode = h.mode()?;
+            if kind != e.kind || mode != e.mode || h.uid()? != 0 || h.gid()? != 0 {
+                fails.push(format!("image {name}: {path} has type/mode/owner {kind:?} {mode:o}, manifest.json says {:?} {:o}", e.kind, e.mode));
+            }
+            match kind {
+                Kind::File => {
+                    let mut hasher = blake3::Hasher::new();
+                    let mut buf = vec![0u8; 1 << 20];
+                    let mut size = 0u64;
+                    loop {
+                        let n = member.read(&mut buf)?;
+                        if n == 0 {
+                            break;
+                        }
+                        size += n as u64;
+                        hasher.update(&buf[..n]);
+                    }
+                    let got = Blake3::from_bytes(*hasher.finalize().as_bytes());
+                    if Some(got) != e.blake3 || size != e.size {
+                        fails.push(format!("image {name}: {path} in image.tar.zst hashes to {got} ({size} bytes), manifest.json says {} ({} bytes)", e.blake3.map(|b| b.to_hex()).unwrap_or_default(), e.size));
+                    }
+                }
+                Kind::Symlink => {
+                    let target = member.link_name()?.map(|t| t.display().to_string());
+                    if target != e.target {
+                        fails.push(format!("image {name}: symlink {path} points to {target:?}, manifest.json says {:?}", e.target));
+                    }
+                }
+                Kind::Dir => {}
+            }
+        }
+        Ok(())
+    })();
+    match result {
+        Err(e) => fails.push(format!(
+            "image {name}: image.tar.zst cannot be read: {e} ({} listed entries after that point were not checked)",
+            want.len()
+        )),
+        Ok(()) => {
+            for path in want.keys() {
+                fails.push(format!("image {name}: {path} is listed in manifest.json but missing from image.tar.zst"));
+            }
+        }
+    }
+    fails
+}
+
+pub fn verify(opts: &VerifyOptions) -> Result<VerifyReport, Error> {
+    let started = Instant::now();
+    let mut r = VerifyReport::default();
+
+    // 1. The lockfile: intact (lock-id) and fresh (manifest inputs).
+    match check_lock(&opts.manifest, &opts.lockfile) {
+        Ok(_) => r.lockfile_ok = true,
+        Err(e) => r.failures.push(e.to_string()),
+    }
+
+    // 2. Every store object, re-hashed in parallel.
+    let store = Store::open(&opts.out.join("store"))?;
+    let objects = store.objects();
+    let total: u64 = objects
+        .iter()
+        .filter_map(|(_, p)| std::fs::metadata(p).ok())
+        .map(|m| m.len())
+        .sum();
+    let bar = ProgressBar::with_draw_target(
+        Some(total),
+        if opts.progress {
+            ProgressDrawTarget::stderr()
+        } else {
+            ProgressDrawTarget::hidden()
+        },
+    );
+    bar.set_style(
+        ProgressStyle::with_template(
+            "      verify [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    let results = parallel_map(&objects, opts.jobs, |(addr, path)| {
+        let res = check_object(*addr, path);
+        bar.inc(res.0);
+        res
+    });
+    bar.finish_and_clear();
+    for (size, fail) in results {
+        r.objects_checked += 1;
+        r.object_bytes += size;
+        r.failures.extend(fail);
+    }
+    for (sha, b, size, _) in store.index_entries() {
+        if store.object(&b).is_none_or(|o| o.size != size) {
+            r.failures.push(format!("the store index says artifact sha256 {sha} is object {b} ({size} bytes), which is missing"));
+        }
+    }
+
+    // 3. Every image against its manifest.json.
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(opts.out.join("images"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| !n.to_string_lossy().starts_with('.'))
+        })
+        .collect();
+    dirs.sort();
+    for fails in parallel_map(&dirs, opts.jobs, |d| check_image(d)) {
+        r.images_checked += 1;
+        r.failures.extend(fails);
+    }
+
+    // 4. --rebuild: every current image written again elsewhere and compared byte for byte.
+    if opts.rebuild {
+        let scratch = tempfile::Builder::new()
+            .prefix(".nodeforge-verify-")
+            .tempdir_in(&opts.out)
+            .map_err(|e| {
+                crate::fsutil::FsError::new("cannot create a scratch directory in", &opts.out, e)
+            })?;
+        for node in generations::nodes(&opts.out) {
+            let Some(cur) = generations::current(&opts.out, &node) else {
+                continue;
+            };
+            let m = generation_manifest(&opts.out, &node, cur)?;
+            match materialize(scratch.path(), &store, &m) {
+                Ok((dir, _)) => {
+                    r.images_rebuilt += 1;
+                    let orig = opts.out.join("images").join(&m.id);
+                    for f in ["manifest.json", "image.tar.zst"] {
+                        let same = match (std::fs::read(orig.join(f)), std::fs::read(dir.join(f))) {
+                            (Ok(a), Ok(b)) => a == b,
+                            _ => false,
+                        };
+                        if !same {
+                            r.failures.push(format!(
+                                "{node}: rebuilding image {} gives a different {f}",
+                                m.id
+                            ));
+                        }
+                    }
+                }
+                Err(e) => r
+                    .failures
+                    .push(format!("{node}: cannot rebuild image {}: {e}", m.id)),
+            }
+        }
+    }
+    r.ok = r.failures.is_empty();
+    r.elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    Ok(r)
+}

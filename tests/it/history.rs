@@ -1,0 +1,335 @@
+//! Generations, rollback, diff, gc and verify.
+
+use std::path::PathBuf;
+
+use crate::TestContext;
+
+fn current_id(ctx: &TestContext, node: &str) -> String {
+    let p = std::fs::canonicalize(ctx.path().join("out/nodes").join(node).join("current")).unwrap();
+    p.file_name().unwrap().to_string_lossy().into_owned()
+}
+
+fn set_verbosity(ctx: &TestContext, v: u32) {
+    let t = std::fs::read_to_string(ctx.manifest()).unwrap();
+    let t = match t.find("\n[vars]\n") {
+        Some(i) => format!("{}\n[vars]\nkubelet_verbosity = {v}\n", &t[..i]),
+        None => format!("{t}\n[vars]\nkubelet_verbosity = {v}\n"),
+    };
+    ctx.set_manifest(&t);
+}
+
+/// Three generations: the seed (v=2), a config upgrade (v=3), and runc 1.1.13 → 1.1.14 (v=3).
+fn three_generations() -> (TestContext, Vec<String>) {
+    let ctx = TestContext::new();
+    ctx.net(&["lock"]).ok();
+    ctx.net(&["build"]).ok();
+    let mut ids = vec![current_id(&ctx, "worker1")];
+    set_verbosity(&ctx, 3);
+    ctx.net(&["build"]).ok();
+    ids.push(current_id(&ctx, "worker1"));
+    ctx.edit_manifest("runc = \"1.1.13\"", "runc = \"1.1.14\"");
+    let m = nodeforge::manifest::Manifest::load(&ctx.manifest()).unwrap();
+    nodeforge::standin::write_mirror(&m, ctx.server.root(), 8192).unwrap();
+    ctx.net(&["lock"]).ok();
+    ctx.net(&["build"]).ok();
+    ids.push(current_id(&ctx, "worker1"));
+    assert_eq!(
+        ids.iter().collect::<std::collections::BTreeSet<_>>().len(),
+        3,
+        "{ids:?}"
+    );
+    (ctx, ids)
+}
+
+fn kubelet_unit(ctx: &TestContext, node: &str) -> String {
+    let id = current_id(ctx, node);
+    let m: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(
+            ctx.path()
+                .join("out/images")
+                .join(&id)
+                .join("manifest.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let b3 = m["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["path"] == "/etc/systemd/system/kubelet.service")
+        .unwrap()["blake3"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    std::fs::read_to_string(
+        ctx.store()
+            .join("blake3")
+            .join(&b3[..2])
+            .join(&b3[2..4])
+            .join(&b3[4..]),
+    )
+    .unwrap()
+}
+
+#[test]
+fn rollback_after_two_upgrades() {
+    let (ctx, ids) = three_generations();
+    let v = ctx
+        .run(&["list", "--node", "worker1", "--json"])
+        .ok()
+        .json();
+    assert_eq!(v[0]["current"], 3);
+    let listed: Vec<&str> = v[0]["generations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["image_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, ids.iter().map(String::as_str).collect::<Vec<_>>());
+    ctx.run(&["rollback", "worker1"])
+        .ok()
+        .stdout_has("worker1: generation 3 → 2");
+    assert_eq!(current_id(&ctx, "worker1"), ids[1]);
+    ctx.run(&["rollback", "worker1"])
+        .ok()
+        .stdout_has("worker1: generation 2 → 1");
+    assert_eq!(current_id(&ctx, "worker1"), ids[0]);
+    assert!(kubelet_unit(&ctx, "worker1").contains("--v=2"));
+    ctx.run(&["rollback", "worker1"])
+        .fails()
+        .stderr_has("node `worker1` has no generation before 1");
+    // Other nodes were not touched; --all moves every node back one generation.
+    assert_ne!(current_id(&ctx, "worker0"), current_id(&ctx, "worker1"));
+    ctx.run(&["list"]).ok().stdout_has("worker1\n  *   1  ");
+    let r = ctx.run(&["rollback", "--all", "--json"]).fails();
+    assert!(
+        r.stderr.contains("worker1"),
+        "worker1 has nothing to go back to: {}",
+        r.stderr
+    );
+}
+
+#[test]
+fn rollback_to_an_id_prefix_and_ambiguity() {
+    let (ctx, ids) = three_generations();
+    ctx.run(&["rollback", "worker1", "--to", &ids[0][..8]])
+        .ok()
+        .stdout_has(&format!("generation 3 → 1 (image {})", ids[0]));
+    ctx.run(&["rollback", "worker1", "--to", &ids[2][..12]])
+        .ok();
+    assert_eq!(current_id(&ctx, "worker1"), ids[2]);
+    ctx.run(&["rollback", "worker1", "--to", "zzzz"])
+        .fails()
+        .stderr_has("node `worker1` never had an image starting with `zzzz`");
+    // Two images sharing a prefix: made directly, so the prefix is certain.
+    let out = tempfile::tempdir().unwrap();
+    for id in ["abc1", "abc2"] {
+        nodeforge::generations::record(
+            out.path(),
+            "n",
+            &format!("{id}{}", "0".repeat(60)),
+            "l",
+            b"{}",
+        )
+        .unwrap();
+    }
+    crate::run_in(out.path(), &["--out", ".", "rollback", "n", "--to", "abc"])
+        .fails()
+        .stderr_has(
+            "`abc` is ambiguous for node `n`: it starts abc1000000000000, abc2000000000000",
+        );
+}
+
+#[test]
+fn rolling_back_to_a_collected_image_rebuilds_it_from_the_store() {
+    let (ctx, ids) = three_generations();
+    let dir = ctx.path().join("out/images").join(&ids[0]);
+    let before = std::fs::read(dir.join("image.tar.zst")).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    ctx.run(&["rollback", "worker1", "--to", &ids[0]])
+        .ok()
+        .stdout_has("its files rebuilt from the store");
+    assert_eq!(
+        std::fs::read(dir.join("image.tar.zst")).unwrap(),
+        before,
+        "the same bytes again"
+    );
+    ctx.run(&["verify"]).ok();
+    // Without the store objects it cannot, and says what is missing.
+    std::fs::remove_dir_all(&dir).unwrap();
+    for (path, _) in ctx.store_objects() {
+        let content = std::fs::read(&path).unwrap();
+        if content.windows(6).any(|w| w == b"--v=2\n") {
+            std::fs::remove_file(&path).unwrap();
+        }
+    }
+    ctx.run(&["rollback", "worker1", "--to", &ids[1]]).ok();
+    ctx.run(&["rollback", "worker1", "--to", &ids[0]])
+        .fails()
+        .stderr_has(&format!("image {} cannot be written: the store lacks /etc/systemd/system/kubelet.service (from template etc/systemd/system/kubelet.service)", ids[0]));
+    assert_eq!(
+        current_id(&ctx, "worker1"),
+        ids[1],
+        "a failed rollback switches nothing"
+    );
+}
+
+#[test]
+fn diff_shows_files_versions_and_text() {
+    let (ctx, ids) = three_generations();
+    let r = ctx.run(&["diff", "worker1@1", "worker1"]).ok();
+    r.stdout_has(&format!("--- {}\n+++ {}", ids[0], ids[2]))
+        .stdout_has("version runc: 1.1.13 → 1.1.14")
+        .stdout_has("changed /usr/local/bin/runc")
+        .stdout_has("changed /etc/systemd/system/kubelet.service")
+        .stdout_has("-  --v=2\n    +  --v=3");
+    let v = ctx
+        .run(&["diff", &ids[1][..10], &ids[2][..10], "--json"])
+        .ok()
+        .json();
+    let changed: Vec<&str> = v["changed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(changed, vec!["/usr/local/bin/runc"]);
+    assert_eq!(v["versions"][0]["from"], "1.1.13");
+    ctx.run(&["diff", "worker0", "worker0"])
+        .ok()
+        .stdout_has("identical");
+    let v = ctx
+        .run(&["diff", "worker0", "worker1", "--json"])
+        .ok()
+        .json();
+    assert!(v["changed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["path"] == "/etc/cni/net.d/10-bridge.conf"));
+}
+
+#[test]
+fn gc_keeps_current_and_kept_generations_and_frees_the_rest() {
+    let (ctx, ids) = three_generations();
+    ctx.run(&["rollback", "worker1"]).ok(); // worker1 now on generation 2
+    let count = |p: PathBuf| std::fs::read_dir(p).map(|d| d.count()).unwrap_or(0);
+    let objects_before = ctx.store_objects().len();
+    let images_before = count(ctx.path().join("out/images"));
+    let v = ctx
+        .run(&["gc", "--keep-generations", "1", "--dry-run", "--json"])
+        .ok()
+        .json();
+    assert!(v["freed_bytes"].as_u64().unwrap() > 0);
+    assert_eq!(
+        ctx.store_objects().len(),
+        objects_before,
+        "dry run removes nothing"
+    );
+    assert_eq!(count(ctx.path().join("out/images")), images_before);
+    let v = ctx
+        .run(&["gc", "--keep-generations", "1", "--json"])
+        .ok()
+        .json();
+    let removed: Vec<&str> = v["removed_generations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g.as_str().unwrap())
+        .collect();
+    assert!(
+        removed.contains(&"worker1@1")
+            && removed.contains(&"worker0@1")
+            && removed.contains(&"worker0@2"),
+        "{removed:?}"
+    );
+    assert!(
+        !removed.contains(&"worker1@2"),
+        "the current generation stays"
+    );
+    assert!(
+        !removed.contains(&"worker1@3"),
+        "the newest generation stays"
+    );
+    assert!(v["removed_objects"].as_u64().unwrap() > 0, "{v}");
+    // What is left still verifies, and the kept generations still roll back without a rebuild.
+    assert!(!ctx.path().join("out/images").join(&ids[0]).exists());
+    ctx.run(&["verify", "--rebuild"]).ok();
+    ctx.run(&["rollback", "worker1", "--to", &ids[2]]).ok();
+    assert!(
+        ctx.run(&["list", "--node", "worker1"])
+            .ok()
+            .stdout
+            .lines()
+            .count()
+            == 3
+    );
+    // The v=2 unit is gone with generation 1; runc 1.1.13 (no longer locked, no longer used) too.
+    assert!(ctx.store_objects().iter().all(|(p, _)| !std::fs::read(p)
+        .unwrap()
+        .windows(6)
+        .any(|w| w == b"--v=2\n")));
+}
+
+#[test]
+fn verify_passes_on_an_untouched_tree_and_rebuilds_byte_for_byte() {
+    let ctx = TestContext::new();
+    ctx.net(&["lock"]).ok();
+    ctx.net(&["build"]).ok();
+    let v = ctx.run(&["verify", "--rebuild", "--json"]).ok().json();
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["images_rebuilt"], 6);
+    assert!(v["objects_checked"].as_u64().unwrap() > 30);
+}
+
+fn flip(path: &std::path::Path, at: usize) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let mut b = std::fs::read(path).unwrap();
+    let at = at.min(b.len() - 1);
+    b[at] ^= 0x01;
+    std::fs::write(path, b).unwrap();
+}
+
+#[test]
+fn verify_reports_every_failure() {
+    let ctx = TestContext::new();
+    ctx.net(&["lock"]).ok();
+    ctx.net(&["build"]).ok();
+    // A flipped byte in a store object.
+    let (obj, name) = ctx
+        .store_objects()
+        .into_iter()
+        .find(|(p, _)| std::fs::metadata(p).unwrap().len() > 1000)
+        .unwrap();
+    flip(&obj, 500);
+    // A flipped byte in an image file (inside the compressed tar).
+    let img = ctx
+        .path()
+        .join("out/images")
+        .join(current_id(&ctx, "worker2"))
+        .join("image.tar.zst");
+    let len = std::fs::metadata(&img).unwrap().len() as usize;
+    flip(&img, len / 2);
+    // An edited lockfile.
+    let lock = ctx.lock_text();
+    std::fs::write(
+        ctx.lockfile(),
+        lock.replacen("size = 8192", "size = 8193", 1),
+    )
+    .unwrap();
+    let r = ctx.run(&["verify"]).fails();
+    let rel = obj.strip_prefix(ctx.path()).unwrap().display().to_string();
+    r.stderr_has(&format!("FAIL store object {rel} is corrupt"))
+        .stderr_has(&format!("FAIL image {}", current_id(&ctx, "worker2")))
+        .stderr_has("FAIL ")
+        .stderr_has("the lockfile was edited by hand");
+    let _ = name;
+    // A stale lockfile is a failure too.
+    std::fs::write(ctx.lockfile(), lock).unwrap();
+    ctx.edit_manifest("containerd = \"1.7.20\"", "containerd = \"1.7.21\"");
+    ctx.run(&["verify", "--json"])
+        .fails()
+        .stderr_has("FAIL lockfile is stale: containerd 1.7.20 → 1.7.21 (amd64)");
+}
