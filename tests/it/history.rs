@@ -333,3 +333,25 @@ fn verify_reports_every_failure() {
         .fails()
         .stderr_has("FAIL lockfile is stale: containerd 1.7.20 → 1.7.21 (amd64)");
 }
+
+#[test]
+fn gc_waits_for_a_process_using_the_store() {
+    let ctx = TestContext::new();
+    ctx.net(&["lock"]).ok();
+    ctx.net(&["build"]).ok();
+    // Hold the store the way a running fetch or build does (a shared lock).
+    let guard = std::fs::File::options().write(true).open(ctx.store().join(".lock")).unwrap();
+    guard.lock_shared().unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_nodeforge"))
+        .args(["gc", "--keep-generations", "1"])
+        .current_dir(ctx.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(child.try_wait().unwrap().is_none(), "gc must wait while the store is in use");
+    guard.unlock().unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success());
+}
