@@ -50,6 +50,11 @@ pub enum ExtractError {
         #[source]
         source: StoreError,
     },
+    #[error("{artifact}: {} holds a private key; images never carry private keys", member.as_deref().map_or_else(|| "the artifact".to_string(), |m| format!("member `{m}`")))]
+    PrivateKey {
+        artifact: String,
+        member: Option<String>,
+    },
     #[error("{artifact}: has no install rules, so a node takes nothing from it")]
     NothingToInstall { artifact: String },
 }
@@ -90,6 +95,7 @@ pub fn installed(
     let list = if is_archive(url) {
         extract_archive(store, label, object, rules)?
     } else {
+        refuse_keys(label, None, object)?;
         let name = url_file_name(url);
         rules
             .iter()
@@ -115,6 +121,30 @@ pub fn installed(
     Ok(list)
 }
 
+/// The check every extracted file passes before it becomes a store object.
+fn no_keys(path: &std::path::Path) -> Result<(), String> {
+    let data = std::fs::read(path).map_err(|e| e.to_string())?;
+    match crate::secrets::find_private_key(&data) {
+        Some(at) => Err(format!("a private key at byte {at}")),
+        None => Ok(()),
+    }
+}
+
+/// Refuse an installed file whose content holds a private key.
+fn refuse_keys(label: &str, member: Option<&str>, obj: &Object) -> Result<(), ExtractError> {
+    let data = std::fs::read(&obj.path).map_err(|e| ExtractError::Archive {
+        artifact: label.to_string(),
+        message: format!("cannot read back {}: {e}", obj.path.display()),
+    })?;
+    if crate::secrets::find_private_key(&data).is_some() {
+        return Err(ExtractError::PrivateKey {
+            artifact: label.to_string(),
+            member: member.map(str::to_string),
+        });
+    }
+    Ok(())
+}
+
 fn extract_archive(
     store: &Store,
     label: &str,
@@ -132,18 +162,7 @@ fn extract_archive(
     let mut out: Vec<Installed> = Vec::new();
     for entry in ar.entries().map_err(|e| archive_err(e.to_string()))? {
         let mut entry = entry.map_err(|e| archive_err(e.to_string()))?;
-        let header = entry.header();
-        // Regular files only: links, devices and directories are never taken.
-        if !matches!(
-            header.entry_type(),
-            tar::EntryType::Regular | tar::EntryType::Continuous
-        ) {
-            continue;
-        }
-        let mode = header.mode().map_err(|e| archive_err(e.to_string()))?;
-        if mode & 0o111 == 0 {
-            continue; // LICENSE, README.md: not executables
-        }
+        // Names that are not UTF-8, absolute, or climb with `..` never match a rule: ignored.
         let Ok(path) = entry.path() else { continue };
         let Some(member) = path.to_str().map(str::to_string) else {
             continue;
@@ -151,19 +170,39 @@ fn extract_archive(
         let Some(rule) = rules.iter().find(|r| r.matches(&member)) else {
             continue;
         };
+        let header = entry.header();
+        let kind = header.entry_type();
+        let mode = header.mode().map_err(|e| archive_err(e.to_string()))?;
+        if !matches!(kind, tar::EntryType::Regular | tar::EntryType::Continuous) {
+            if kind.is_dir() {
+                continue;
+            }
+            return Err(archive_err(format!(
+                "member `{member}` is a {}; only regular files are installed",
+                match kind {
+                    tar::EntryType::Symlink => "symbolic link",
+                    tar::EntryType::Link => "hard link",
+                    tar::EntryType::Char | tar::EntryType::Block => "device node",
+                    tar::EntryType::Fifo => "FIFO",
+                    _ => "special member",
+                }
+            )));
+        }
+        if mode & 0o111 == 0 {
+            continue; // LICENSE, README.md: not executables
+        }
+        if mode & 0o7000 != 0 {
+            return Err(archive_err(format!(
+                "member `{member}` has setuid, setgid or sticky bits ({mode:o}); refused"
+            )));
+        }
         if entry.size() > MEMBER_LIMIT {
             return Err(archive_err(format!(
-                "member `{member}` declares {} bytes",
+                "member `{member}` declares {} bytes, more than the {MEMBER_LIMIT} allowed",
                 entry.size()
             )));
         }
         let target = rule.target(&member);
-        let obj = store
-            .put_stream(&mut (&mut entry as &mut dyn Read), MEMBER_LIMIT)
-            .map_err(|source| ExtractError::Store {
-                artifact: label.to_string(),
-                source,
-            })?;
         if let Some(prev) = out.iter().find(|i| i.target == target) {
             return Err(ExtractError::Conflict {
                 artifact: label.to_string(),
@@ -172,6 +211,23 @@ fn extract_archive(
                 target,
             });
         }
+        let obj = store
+            .put_stream_checked(
+                &mut (&mut entry as &mut dyn Read),
+                MEMBER_LIMIT,
+                &mut no_keys,
+            )
+            .map_err(|source| match source {
+                StoreError::Refused(_) => ExtractError::PrivateKey {
+                    artifact: label.to_string(),
+                    member: Some(member.clone()),
+                },
+                StoreError::Read(m) => archive_err(format!("member `{member}`: {m}")),
+                source => ExtractError::Store {
+                    artifact: label.to_string(),
+                    source,
+                },
+            })?;
         out.push(Installed {
             target,
             member: Some(member.trim_start_matches("./").to_string()),

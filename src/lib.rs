@@ -24,6 +24,7 @@ pub mod lock;
 pub mod manifest;
 pub mod ops;
 pub mod render;
+pub mod secrets;
 pub mod source;
 pub mod standin;
 pub mod store;

@@ -64,6 +64,8 @@ pub enum AttemptError {
     },
     #[error("size mismatch: expected {expected} bytes, the source sent {got}")]
     SizeMismatch { expected: u64, got: u64 },
+    #[error("size mismatch: expected {expected} bytes, the server announces {declared}")]
+    Announced { expected: u64, declared: u64 },
     #[error("the response is larger than the {limit} bytes allowed")]
     TooLarge { limit: u64 },
     #[error("cannot write the download: {0}")]
@@ -437,7 +439,15 @@ impl Fetcher {
             .map(str::to_string);
         let declared = resp.content_length().map(|n| n + sink.len());
         if let Some(total) = declared {
-            check_limit(total, expect)?;
+            match check_limit(total, expect) {
+                Err(AttemptError::SizeMismatch { expected, .. }) => {
+                    return Err(AttemptError::Announced {
+                        expected,
+                        declared: total,
+                    })
+                }
+                other => other?,
+            }
         }
         let mut buf = vec![0u8; 256 * 1024];
         loop {
@@ -447,7 +457,15 @@ impl Fetcher {
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     let got = sink.len();
+                    let timed_out = e.kind() == std::io::ErrorKind::TimedOut
+                        || e.get_ref()
+                            .and_then(|i| i.downcast_ref::<reqwest::Error>())
+                            .is_some_and(reqwest::Error::is_timeout);
                     return Err(match declared {
+                        _ if timed_out => AttemptError::Transport(format!(
+                            "timed out: no data for {}s after {got} bytes",
+                            self.cfg.read_timeout.as_secs()
+                        )),
                         Some(expected) if got < expected => {
                             AttemptError::Truncated { got, expected }
                         }

@@ -144,6 +144,15 @@ fn fetch_one(store: &Store, fetcher: &Fetcher, entry: &LockEntry, bars: &Bars) -
         Ok(d) => d,
         Err(e) => return fail(format!("{}: {e}", entry.label())),
     };
+    // The shared store never holds a private key, whatever a server sends.
+    if std::fs::read(tmp.path()).is_ok_and(|data| crate::secrets::find_private_key(&data).is_some())
+    {
+        return fail(format!(
+            "{}: {} holds a private key; refused, nothing stored",
+            entry.label(),
+            got.source
+        ));
+    }
     let stored = store
         .commit(tmp, &got.blake3, got.size)
         .and_then(|o| store.index_sha256(&sha256, &o).map(|()| o));

@@ -63,12 +63,9 @@ fn is_secret_name(name: &str) -> bool {
         || name.ends_with(".pfx")
 }
 
-/// Whether bytes contain a PEM or OpenSSH private key.
+/// Whether bytes contain a PEM or OpenSSH private key (see [`crate::secrets`]).
 pub fn contains_private_key(bytes: &[u8]) -> bool {
-    const MARKERS: [&[u8]; 2] = [b"PRIVATE KEY-----", b"PRIVATE KEY BLOCK-----"];
-    MARKERS
-        .iter()
-        .any(|m| bytes.windows(m.len()).any(|w| w == *m))
+    crate::secrets::find_private_key(bytes).is_some()
 }
 
 /// The template tree of a manifest, loaded once.

@@ -27,6 +27,8 @@ pub enum StoreError {
     Read(String),
     #[error("the data is larger than the {limit} bytes allowed")]
     TooLarge { limit: u64 },
+    #[error("{0}")]
+    Refused(String),
 }
 
 /// A store object: where it is and what it holds.
@@ -211,6 +213,17 @@ impl Store {
 
     /// Store a stream, hashing it on the way in. At most `limit` bytes are accepted.
     pub fn put_stream(&self, r: &mut dyn Read, limit: u64) -> Result<Object, StoreError> {
+        self.put_stream_checked(r, limit, &mut |_| Ok(()))
+    }
+
+    /// Like `put_stream`, but `check` sees the complete temporary file before it becomes an
+    /// object; an error leaves nothing in the store.
+    pub fn put_stream_checked(
+        &self,
+        r: &mut dyn Read,
+        limit: u64,
+        check: &mut dyn FnMut(&Path) -> Result<(), String>,
+    ) -> Result<Object, StoreError> {
         let mut tmp = self.temp_file()?;
         let mut hasher = blake3::Hasher::new();
         let mut buf = vec![0u8; 1 << 20];
@@ -229,6 +242,8 @@ impl Store {
             hasher.update(&buf[..n]);
             tmp.write_all(&buf[..n]).at("cannot write", tmp.path())?;
         }
+        tmp.as_file().sync_data().at("cannot sync", tmp.path())?;
+        check(tmp.path()).map_err(StoreError::Refused)?;
         let b = Blake3::from_bytes(*hasher.finalize().as_bytes());
         Ok(self.commit(tmp, &b, size)?)
     }

@@ -340,7 +340,10 @@ fn gc_waits_for_a_process_using_the_store() {
     ctx.net(&["lock"]).ok();
     ctx.net(&["build"]).ok();
     // Hold the store the way a running fetch or build does (a shared lock).
-    let guard = std::fs::File::options().write(true).open(ctx.store().join(".lock")).unwrap();
+    let guard = std::fs::File::options()
+        .write(true)
+        .open(ctx.store().join(".lock"))
+        .unwrap();
     guard.lock_shared().unwrap();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_nodeforge"))
         .args(["gc", "--keep-generations", "1"])
@@ -350,7 +353,10 @@ fn gc_waits_for_a_process_using_the_store() {
         .spawn()
         .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(500));
-    assert!(child.try_wait().unwrap().is_none(), "gc must wait while the store is in use");
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "gc must wait while the store is in use"
+    );
     guard.unlock().unwrap();
     let status = child.wait().unwrap();
     assert!(status.success());

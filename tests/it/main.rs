@@ -5,6 +5,7 @@
 
 mod build;
 mod fetch;
+mod hardening;
 mod history;
 mod lock;
 mod manifest_errors;

@@ -19,6 +19,12 @@ pub enum Fault {
     TruncateOnce(usize),
     /// Serve these bytes instead of the file.
     Body(Vec<u8>),
+    /// Send the headers and half the body, then stall for this many milliseconds.
+    Stall(u64),
+    /// Close the connection without answering.
+    Reset,
+    /// Declare this Content-Length whatever the body is, and send the whole body.
+    Length(usize),
 }
 
 #[derive(Default)]
@@ -169,6 +175,31 @@ fn handle(
                 &format!("{s} Fault"),
                 &[("Content-Length", body.len().to_string())],
                 body.as_bytes(),
+            )
+        }
+        Some(Fault::Stall(ms)) => {
+            let body = read().unwrap_or_default();
+            let resp = format!(
+                "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            );
+            out.write_all(resp.as_bytes())?;
+            out.write_all(&body[..body.len() / 2])?;
+            out.flush()?;
+            thread::sleep(std::time::Duration::from_millis(ms));
+            Ok(())
+        }
+        Some(Fault::Reset) => {
+            let _ = out.shutdown(std::net::Shutdown::Both);
+            Ok(())
+        }
+        Some(Fault::Length(n)) => {
+            let body = read().unwrap_or_default();
+            send(
+                &mut out,
+                "200 OK",
+                &[("Content-Length", n.to_string())],
+                &body,
             )
         }
         Some(Fault::Redirect(to)) => send(

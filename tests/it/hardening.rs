@@ -1,0 +1,269 @@
+//! Hostile archives, network faults and secrets: refused or safely ignored with a clear message,
+//! in bounded time, with nothing stored or written outside the store.
+
+use std::io::Write;
+
+use crate::server::Fault;
+use crate::{checksum_url_of, sha256_hex, url_of, TestContext};
+
+/// A raw tar member: name bytes as given (no validation), type flag, mode, declared size, data.
+struct Member<'a> {
+    name: &'a str,
+    kind: u8,
+    mode: u32,
+    size: Option<u64>,
+    link: &'a str,
+    data: &'a [u8],
+}
+
+fn member<'a>(name: &'a str, data: &'a [u8]) -> Member<'a> {
+    Member {
+        name,
+        kind: b'0',
+        mode: 0o755,
+        size: None,
+        link: "",
+        data,
+    }
+}
+
+fn raw_tar(members: &[Member<'_>]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for m in members {
+        let mut h = [0u8; 512];
+        h[..m.name.len()].copy_from_slice(m.name.as_bytes());
+        let octal = |h: &mut [u8; 512], at: usize, len: usize, v: u64| {
+            let s = format!("{v:0width$o}\0", width = len - 1);
+            h[at..at + len].copy_from_slice(s.as_bytes());
+        };
+        octal(&mut h, 100, 8, u64::from(m.mode));
+        octal(&mut h, 108, 8, 0);
+        octal(&mut h, 116, 8, 0);
+        octal(&mut h, 124, 12, m.size.unwrap_or(m.data.len() as u64));
+        octal(&mut h, 136, 12, 0);
+        h[156] = m.kind;
+        h[157..157 + m.link.len()].copy_from_slice(m.link.as_bytes());
+        h[257..263].copy_from_slice(b"ustar\0");
+        h[263..265].copy_from_slice(b"00");
+        h[148..156].copy_from_slice(b"        ");
+        let sum: u32 = h.iter().map(|b| u32::from(*b)).sum();
+        let s = format!("{sum:06o}\0 ");
+        h[148..156].copy_from_slice(s.as_bytes());
+        out.extend_from_slice(&h);
+        out.extend_from_slice(m.data);
+        out.resize(out.len().div_ceil(512) * 512, 0);
+    }
+    out.extend_from_slice(&[0u8; 1024]);
+    out
+}
+
+fn gz(data: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+/// Serve `archive` as containerd's tarball (with a matching checksum), lock it, and build.
+fn build_with_containerd(ctx: &TestContext, archive: &[u8]) -> crate::Run {
+    let url = url_of(ctx, "containerd");
+    std::fs::write(ctx.served(&url), archive).unwrap();
+    let name = url.rsplit('/').next().unwrap();
+    std::fs::write(
+        ctx.served(&checksum_url_of(ctx, "containerd")),
+        format!("{}  {name}\n", sha256_hex(archive)),
+    )
+    .unwrap();
+    ctx.net(&["lock", "--update", "containerd"]).ok();
+    ctx.net(&["build"])
+}
+
+const KEY: &[u8] = b"-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIBkg4LVWM9nuwNSk3yByxZpYRTBnVJk5oyrHBcYJ0fVUoAoGCCqGSM49\n-----END EC PRIVATE KEY-----\n";
+
+#[test]
+fn hostile_archives_are_refused_or_safely_ignored() {
+    let ctx = TestContext::new();
+    ctx.net(&["lock"]).ok();
+    let good = member("bin/containerd", b"#!/bin/sh\necho ok\n");
+    let outside = ctx.path().join("evil");
+    let mut tried = 0;
+
+    // Ignored: names that climb out or are absolute never match an install rule.
+    for name in [
+        "bin/../../evil",
+        "../evil",
+        "/evil",
+        "bin/..",
+        "./bin/../../../evil",
+    ] {
+        tried += 1;
+        let r = build_with_containerd(
+            &ctx,
+            &gz(&raw_tar(&[
+                member(name, b"#!/bin/sh\n"),
+                member("bin/containerd", b"#!/bin/sh\n"),
+            ])),
+        )
+        .ok();
+        assert!(!outside.exists(), "{name}: wrote outside the store");
+        assert!(!r.stdout.contains("evil"));
+    }
+    let refused: Vec<(Vec<u8>, &str)> = vec![
+        (
+            gz(&raw_tar(&[
+                Member {
+                    kind: b'2',
+                    link: "/etc/shadow",
+                    data: b"",
+                    ..member("bin/ctr", b"")
+                },
+                member("bin/containerd", b"x"),
+            ])),
+            "member `bin/ctr` is a symbolic link; only regular files are installed",
+        ),
+        (
+            gz(&raw_tar(&[Member {
+                kind: b'1',
+                link: "bin/containerd",
+                data: b"",
+                ..member("bin/ctr", b"")
+            }])),
+            "member `bin/ctr` is a hard link",
+        ),
+        (
+            gz(&raw_tar(&[Member {
+                kind: b'3',
+                data: b"",
+                ..member("bin/tty", b"")
+            }])),
+            "member `bin/tty` is a device node",
+        ),
+        (
+            gz(&raw_tar(&[Member {
+                mode: 0o4755,
+                ..member("bin/su", b"#!/bin/sh\n")
+            }])),
+            "member `bin/su` has setuid, setgid or sticky bits (4755); refused",
+        ),
+        (
+            gz(&raw_tar(&[
+                member("bin/containerd", b"a"),
+                member("./bin/containerd", b"b"),
+            ])),
+            "members `bin/containerd` and `./bin/containerd` both install to /usr/bin/containerd",
+        ),
+        (
+            gz(&raw_tar(&[Member {
+                size: Some(1 << 32),
+                ..member("bin/huge", b"")
+            }])),
+            "member `bin/huge` declares 4294967296 bytes",
+        ),
+        (
+            {
+                let g = gz(&raw_tar(&[member("bin/containerd", &[7u8; 100_000])]));
+                g[..g.len() / 2].to_vec()
+            },
+            "cannot read the archive",
+        ),
+        (
+            gz(&raw_tar(&[member("bin/containerd", KEY)])),
+            "member `bin/containerd` holds a private key; images never carry private keys",
+        ),
+        (
+            gz(&raw_tar(&[member("LICENSE", b"not executable")])),
+            "no executable member matches `bin/*`",
+        ),
+    ];
+    for (archive, expect) in &refused {
+        tried += 1;
+        build_with_containerd(&ctx, archive)
+            .fails()
+            .stderr_has(expect);
+    }
+    // Nothing of the key reached the store.
+    for (path, _) in ctx.store_objects() {
+        assert!(
+            nodeforge::secrets::find_private_key(&std::fs::read(&path).unwrap()).is_none(),
+            "{}",
+            path.display()
+        );
+    }
+    assert!(ctx.store_tmp_is_empty());
+    // And a clean archive still builds afterwards.
+    build_with_containerd(&ctx, &gz(&raw_tar(&[good]))).ok();
+    eprintln!("hostile archives tried: {tried}");
+}
+
+#[test]
+fn a_private_key_served_as_an_artifact_is_never_stored() {
+    let ctx = TestContext::new();
+    let url = url_of(&ctx, "kubelet");
+    let mut evil = b"#!/bin/sh\n".to_vec();
+    evil.extend_from_slice(KEY);
+    std::fs::write(ctx.served(&url), &evil).unwrap();
+    std::fs::write(
+        ctx.served(&checksum_url_of(&ctx, "kubelet")),
+        format!("{}\n", sha256_hex(&evil)),
+    )
+    .unwrap();
+    ctx.net(&["lock"]).ok();
+    ctx.net(&["fetch"])
+        .fails()
+        .stderr_has("holds a private key; refused, nothing stored");
+    assert_eq!(ctx.store_objects().len(), 5);
+}
+
+#[test]
+fn network_faults_end_in_bounded_time_with_a_clear_error_and_nothing_stored() {
+    let ctx = TestContext::new();
+    ctx.net(&["lock"]).ok();
+    let url = url_of(&ctx, "kubelet");
+    let path = ctx.served_path(&url);
+    let cases: Vec<(Fault, &str)> = vec![
+        (Fault::Stall(4000), "timed out"),
+        (Fault::Reset, "kubelet 1.31.0 (amd64)"),
+        (
+            Fault::Length(100),
+            "size mismatch: expected 8192 bytes, the source sent 100",
+        ),
+        (
+            Fault::Length(100_000),
+            "size mismatch: expected 8192 bytes, the server announces 100000",
+        ),
+        (
+            Fault::Redirect(format!("{}{path}", ctx.server.url())),
+            "too many redirects",
+        ),
+        (
+            Fault::Body(b"<!doctype html><title>404</title>".to_vec()),
+            "size mismatch",
+        ),
+        (Fault::Status(500), "HTTP status 500"),
+    ];
+    for (fault, expect) in cases {
+        ctx.server.fault(&path, fault.clone());
+        let mirror = ctx.server.url();
+        ctx.run(&[
+            "fetch",
+            "--mirrors-only",
+            "--mirror",
+            &mirror,
+            "--retries",
+            "1",
+            "--timeout",
+            "1",
+        ])
+        .fails()
+        .stderr_has(expect);
+        assert!(ctx.store_tmp_is_empty(), "{fault:?}");
+        assert!(!ctx
+            .store_objects()
+            .iter()
+            .any(|(p, _)| p.ends_with("kubelet")));
+        ctx.run(&["fetch", "--offline"])
+            .fails()
+            .stderr_has("kubelet 1.31.0 (amd64)");
+    }
+    ctx.server.clear_faults();
+    ctx.net(&["fetch"]).ok().stdout_has("1 fetched");
+}
