@@ -385,7 +385,7 @@ fn private_keys_never_go_into_an_image() {
     let sneaky = ctx.path().join("manifests/kubenet/etc/ssl-extra.conf");
     std::fs::write(
         &sneaky,
-        "-----BEGIN RSA PRIVATE KEY-----\nMIIB\n-----END RSA PRIVATE KEY-----\n",
+        "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEAu1SU1LfVLPHCozMxH2Mo\n-----END RSA PRIVATE KEY-----\n",
     )
     .unwrap();
     ctx.net(&["build"])
