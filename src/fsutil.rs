@@ -77,19 +77,22 @@ pub fn set_mode(file: &fs::File, mode: u32) -> io::Result<()> {
     file.set_permissions(fs::Permissions::from_mode(mode))
 }
 
-/// Remove leftover temporary files (from a killed run) older runs left in `dir`.
-/// Only names with our temp prefix are touched.
+/// Remove leftover temporary files and directories (from a killed run) in `dir`. Only names with
+/// our temp prefix are touched. Call only when no other nodeforge process can be writing there.
 pub fn clean_temp_files(dir: &Path) {
     let Ok(entries) = fs::read_dir(dir) else {
         return;
     };
     for entry in entries.flatten() {
-        if entry
-            .file_name()
-            .to_str()
-            .is_some_and(|n| n.starts_with(".nodeforge-tmp-"))
-        {
-            let _ = fs::remove_file(entry.path());
+        if entry.file_name().to_str().is_some_and(|n| {
+            n.starts_with(".nodeforge-tmp-") || n.starts_with(".nodeforge-verify-")
+        }) {
+            let path = entry.path();
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                let _ = fs::remove_dir_all(&path);
+            } else {
+                let _ = fs::remove_file(&path);
+            }
         }
     }
 }

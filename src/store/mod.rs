@@ -18,6 +18,29 @@ use std::path::{Path, PathBuf};
 use crate::fsutil::{self, FsError, IoContext};
 use crate::hash::{Blake3, Sha256};
 
+/// Temp files and directories that killed runs left next to the store, in the output directory
+/// it belongs to (images, caches, generations, node pointers).
+fn clean_output_temps(out: &Path) {
+    fsutil::clean_temp_files(out);
+    fsutil::clean_temp_files(&out.join("images"));
+    fsutil::clean_temp_files(&out.join("cache").join("tar-prefix"));
+    for node in fs::read_dir(out.join("nodes"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        fsutil::clean_temp_files(&node.path());
+        fsutil::clean_temp_files(&node.path().join("generations"));
+        for g in fs::read_dir(node.path().join("generations"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            fsutil::clean_temp_files(&g.path());
+        }
+    }
+}
+
 /// Putting a stream into the store failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -62,7 +85,11 @@ impl Store {
             .open(&lock_path)
             .at("cannot open the store lock", &lock_path)?;
         if guard.try_lock().is_ok() {
+            // Alone: whatever temp files exist were left by killed runs.
             fsutil::clean_temp_files(&root.join("tmp"));
+            if let Some(out) = root.parent() {
+                clean_output_temps(out);
+            }
             let _ = guard.unlock();
         }
         guard
@@ -89,6 +116,9 @@ impl Store {
             .at("cannot open the store lock", &lock_path)?;
         guard.lock().at("cannot lock the store", &lock_path)?;
         fsutil::clean_temp_files(&root.join("tmp"));
+        if let Some(out) = root.parent() {
+            clean_output_temps(out);
+        }
         Ok(Self {
             root: root.to_path_buf(),
             _guard: guard,
