@@ -89,8 +89,8 @@ pub enum LockError {
     Read(#[from] source::ReadError),
     #[error("{loc}: {message}")]
     Syntax { loc: Location, message: String },
-    #[error("{}: lockfile format version {found} is not supported by this nodeforge (it reads version {LOCKFILE_VERSION})", path.display())]
-    UnsupportedVersion { path: PathBuf, found: i64 },
+    #[error("{loc}: lockfile format version {found} is not supported by this nodeforge (it reads version {LOCKFILE_VERSION})")]
+    UnsupportedVersion { loc: Location, found: i64 },
     #[error("{}: the lockfile was edited by hand: its lock-id is {recorded} but its content hashes to {actual}", path.display())]
     Edited {
         path: PathBuf,
@@ -218,10 +218,11 @@ impl Lockfile {
         match table.get("version") {
             Some(toml::Value::Integer(v)) if *v == i64::from(LOCKFILE_VERSION) => {}
             Some(toml::Value::Integer(v)) => {
+                let at = src.text.find("version").unwrap_or(0);
                 return Err(LockError::UnsupportedVersion {
-                    path: src.path.clone(),
+                    loc: src.location(at..at + 7),
                     found: *v,
-                })
+                });
             }
             _ => {
                 return Err(syntax(

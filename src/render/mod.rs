@@ -42,6 +42,9 @@ pub struct Template {
     pub mode: u32,
 }
 
+/// Instructions a template may execute per render: far above any config file, far below a hang.
+const TEMPLATE_FUEL: u64 = 2_000_000;
+
 /// A rendered file, ready to go into an image.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Rendered {
@@ -157,6 +160,9 @@ impl TemplateSet {
         env.set_lstrip_blocks(true);
         env.set_keep_trailing_newline(true);
         env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
+        // A template that loops forever or renders gigabytes is an error, not a hang.
+        env.set_fuel(Some(TEMPLATE_FUEL));
+        env.set_recursion_limit(32);
         for t in &self.templates {
             env.add_template_owned(t.rel.clone(), t.source.clone())
                 .map_err(|e| RenderError::Invalid {

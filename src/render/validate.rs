@@ -143,7 +143,13 @@ fn unit(text: &str) -> Result<(), (Option<usize>, String)> {
             continue;
         }
         match line.split_once('=') {
-            Some((k, v)) if seen_section && !k.trim().is_empty() => {
+            Some((k, v))
+                if seen_section
+                    && !k.trim().is_empty()
+                    && k.trim().bytes().all(|b| {
+                        b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.'
+                    }) =>
+            {
                 if v.trim().is_empty()
                     && matches!(k.trim(), "ExecStart" | "WantedBy" | "Description")
                 {

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::new_without_default)]
 
 mod build;
+mod corpus;
 mod crash;
 mod fetch;
 mod hardening;
