@@ -3,6 +3,7 @@
 //! entry's provenance, and the writers of the image formats.
 
 pub mod tar;
+pub mod verity;
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -1,0 +1,238 @@
+//! dm-verity hash trees (format 1, sha256, 4096-byte blocks), written natively and
+//! byte-identical to `veritysetup format --salt=… --uuid=…`: a 4 KiB block holding the 512-byte
+//! superblock, then the hash levels, top level first. Each digest is sha256(salt ‖ block); 128
+//! digests fill a hash block (zero-padded). With a single data block there are no levels and the
+//! root hash is that block's digest. Salt and uuid are derived from the image id, so the same
+//! image gives the same tree on any machine.
+
+use std::io::{self, Read, Write};
+
+use sha2::{Digest as _, Sha256 as Sha};
+
+use crate::hash::{Blake3, Sha256};
+
+pub const BLOCK: usize = 4096;
+const DIGEST: usize = 32;
+const PER_BLOCK: u64 = (BLOCK / DIGEST) as u64;
+
+/// The salt and uuid of a tree; the rest (sha256, 4096/4096, format 1) is fixed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerityParams {
+    pub salt: Vec<u8>,
+    pub uuid: [u8; 16],
+}
+
+/// Salt and uuid derived from an image id (blake3 in derive-key mode), the uuid an RFC 4122
+/// version-4 one so tools print it normally.
+pub fn params_for(image_id: &Blake3) -> VerityParams {
+    let salt = blake3::derive_key("nodeforge verity salt v1", image_id.as_bytes()).to_vec();
+    let key = blake3::derive_key("nodeforge verity uuid v1", image_id.as_bytes());
+    let mut uuid = [0u8; 16];
+    uuid.copy_from_slice(&key[..16]);
+    uuid[6] = (uuid[6] & 0x0f) | 0x40;
+    uuid[8] = (uuid[8] & 0x3f) | 0x80;
+    VerityParams { salt, uuid }
+}
+
+/// `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx`.
+pub fn uuid_string(uuid: &[u8; 16]) -> String {
+    let h = hex::encode(uuid);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
+}
+
+fn digest(salt: &[u8], block: &[u8]) -> [u8; 32] {
+    let mut h = Sha::new();
+    h.update(salt);
+    h.update(block);
+    h.finalize().into()
+}
+
+/// The 512-byte superblock, padded to a block.
+fn superblock(params: &VerityParams, data_blocks: u64) -> io::Result<Vec<u8>> {
+    if params.salt.len() > 256 {
+        return Err(io::Error::other("a verity salt is at most 256 bytes"));
+    }
+    let mut sb = Vec::with_capacity(BLOCK);
+    sb.extend_from_slice(b"verity\0\0");
+    sb.extend_from_slice(&1u32.to_le_bytes()); // version
+    sb.extend_from_slice(&1u32.to_le_bytes()); // hash type: normal
+    sb.extend_from_slice(&params.uuid);
+    let mut algo = [0u8; 32];
+    algo[..6].copy_from_slice(b"sha256");
+    sb.extend_from_slice(&algo);
+    sb.extend_from_slice(&(BLOCK as u32).to_le_bytes());
+    sb.extend_from_slice(&(BLOCK as u32).to_le_bytes());
+    sb.extend_from_slice(&data_blocks.to_le_bytes());
+    sb.extend_from_slice(&u16::try_from(params.salt.len()).unwrap_or(0).to_le_bytes());
+    sb.extend_from_slice(&[0u8; 6]);
+    let mut salt = [0u8; 256];
+    salt[..params.salt.len()].copy_from_slice(&params.salt);
+    sb.extend_from_slice(&salt);
+    sb.resize(BLOCK, 0);
+    Ok(sb)
+}
+
+/// Pack digests into zero-padded hash blocks.
+fn pack(digests: &[[u8; 32]]) -> Vec<u8> {
+    let blocks = digests.len().div_ceil(PER_BLOCK as usize);
+    let mut out = vec![0u8; blocks * BLOCK];
+    for (i, d) in digests.iter().enumerate() {
+        let (b, slot) = (i / PER_BLOCK as usize, i % PER_BLOCK as usize);
+        out[b * BLOCK + slot * DIGEST..b * BLOCK + (slot + 1) * DIGEST].copy_from_slice(d);
+    }
+    out
+}
+
+/// Write the hash tree of `data` (exactly `data_size` bytes, a non-zero multiple of 4096) to
+/// `out`; returns the root hash.
+pub fn write_verity(
+    data: &mut dyn Read,
+    data_size: u64,
+    params: &VerityParams,
+    out: &mut dyn Write,
+) -> io::Result<Sha256> {
+    if data_size == 0 || data_size % BLOCK as u64 != 0 {
+        return Err(io::Error::other(format!(
+            "verity data must be a non-zero multiple of {BLOCK} bytes, not {data_size}"
+        )));
+    }
+    let data_blocks = data_size / BLOCK as u64;
+    // Level 0: one digest per data block, streamed.
+    let mut level: Vec<[u8; 32]> = Vec::with_capacity(usize::try_from(data_blocks).unwrap_or(0));
+    let mut buf = vec![0u8; BLOCK * 256];
+    let mut left = data_size;
+    while left > 0 {
+        let want = usize::try_from(left.min(buf.len() as u64)).unwrap_or(buf.len());
+        data.read_exact(&mut buf[..want])?;
+        for block in buf[..want].chunks(BLOCK) {
+            level.push(digest(&params.salt, block));
+        }
+        left -= want as u64;
+    }
+    let mut stored: Vec<Vec<u8>> = Vec::new();
+    let root = if data_blocks == 1 {
+        level[0]
+    } else {
+        loop {
+            let blocks = pack(&level);
+            let next: Vec<[u8; 32]> = blocks
+                .chunks(BLOCK)
+                .map(|b| digest(&params.salt, b))
+                .collect();
+            stored.push(blocks);
+            if next.len() == 1 {
+                break next[0];
+            }
+            level = next;
+        }
+    };
+    out.write_all(&superblock(params, data_blocks)?)?;
+    for blocks in stored.iter().rev() {
+        out.write_all(blocks)?;
+    }
+    Ok(Sha256::from_bytes(root))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::Command;
+
+    fn data(blocks: usize, seed: u8) -> Vec<u8> {
+        let mut x = blake3::Hasher::new().update(&[seed]).finalize_xof();
+        let mut v = vec![0u8; blocks * BLOCK];
+        x.fill(&mut v);
+        v
+    }
+
+    /// Ours against veritysetup's, byte for byte (the test needs cryptsetup-bin).
+    #[test]
+    fn identical_to_veritysetup_and_verifiable() {
+        let dir = tempfile::tempdir().expect("tmp");
+        for (blocks, salt) in [
+            (1usize, "00ff"),
+            (2, "aa"),
+            (127, "0123456789abcdef"),
+            (128, "11"),
+            (129, "22"),
+            (16385, "33"),
+        ] {
+            let d = data(blocks, u8::try_from(blocks % 251).unwrap_or(0));
+            let data_path = dir.path().join("data");
+            std::fs::write(&data_path, &d).expect("write");
+            let params = VerityParams {
+                salt: hex::decode(salt).expect("hex"),
+                uuid: *b"0123456789abcdef",
+            };
+            let mut ours = Vec::new();
+            let root =
+                write_verity(&mut d.as_slice(), d.len() as u64, &params, &mut ours).expect("tree");
+            let theirs = dir.path().join("hash");
+            let _ = std::fs::remove_file(&theirs);
+            let out = Command::new("veritysetup")
+                .args([
+                    "format",
+                    "--hash=sha256",
+                    "--data-block-size=4096",
+                    "--hash-block-size=4096",
+                    "--format=1",
+                ])
+                .arg(format!("--salt={salt}"))
+                .arg(format!("--uuid={}", uuid_string(&params.uuid)))
+                .arg(&data_path)
+                .arg(&theirs)
+                .output()
+                .expect("veritysetup must be installed (Debian cryptsetup-bin)");
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                text.contains(&format!("Root hash:      \t{root}")),
+                "{blocks} blocks: root differs:\n{text}\nours {root}"
+            );
+            assert!(
+                std::fs::read(&theirs).expect("read") == ours,
+                "{blocks} blocks: hash file differs"
+            );
+            // veritysetup accepts ours, and refuses it after one flipped data byte.
+            let ours_path = dir.path().join("ours");
+            std::fs::write(&ours_path, &ours).expect("write");
+            let verify = |p: &std::path::Path| {
+                Command::new("veritysetup")
+                    .arg("verify")
+                    .arg(p)
+                    .arg(&ours_path)
+                    .arg(root.to_hex())
+                    .status()
+                    .expect("run")
+                    .success()
+            };
+            assert!(verify(&data_path), "{blocks}: verify failed");
+            let mut bad = d.clone();
+            bad[d.len() / 2] ^= 1;
+            std::fs::write(&data_path, &bad).expect("write");
+            assert!(!verify(&data_path), "{blocks}: a flipped byte passed");
+        }
+    }
+
+    #[test]
+    fn sizes_must_be_whole_blocks_and_params_are_stable() {
+        let p = params_for(&Blake3::of(b"image"));
+        assert_eq!(p, params_for(&Blake3::of(b"image")));
+        assert_eq!(p.salt.len(), 32);
+        assert_eq!(uuid_string(&p.uuid).chars().nth(14), Some('4'));
+        let mut out = Vec::new();
+        assert!(write_verity(&mut [0u8; 100].as_slice(), 100, &p, &mut out).is_err());
+        assert!(write_verity(&mut [0u8; 0].as_slice(), 0, &p, &mut out).is_err());
+    }
+}
