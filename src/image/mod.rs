@@ -2,6 +2,7 @@
 //! its image id (blake3 of the canonical list), the `manifest.json` that records it with each
 //! entry's provenance, and the writers of the image formats.
 
+pub mod erofs;
 pub mod tar;
 pub mod verity;
 
