@@ -471,6 +471,14 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
                 return Ok(ExitCode::SUCCESS);
             }
             say!("image {} (node {}, {})", m.id, m.node, m.arch);
+            if let Some(v) = &m.verity {
+                say!(
+                    "verity root hash {} (salt {}, {} data blocks)",
+                    v.root_hash,
+                    v.salt,
+                    v.data_blocks
+                );
+            }
             for e in &m.entries {
                 let from = match m.provenance.get(&e.path) {
                     Some(crate::image::Provenance::Artifact {

@@ -74,13 +74,19 @@ fn dir_blocks(children: &[(Vec<u8>, u64, u8)]) -> io::Result<Vec<u8>> {
             j += 1;
         }
         if j == i {
-            return Err(io::Error::other("a file name longer than a directory block"));
+            return Err(io::Error::other(
+                "a file name longer than a directory block",
+            ));
         }
         let start = out.len();
         let mut nameoff = (j - i) * DIRENT;
         for (name, nid, ft) in &children[i..j] {
             out.extend_from_slice(&nid.to_le_bytes());
-            out.extend_from_slice(&u16::try_from(nameoff).map_err(io::Error::other)?.to_le_bytes());
+            out.extend_from_slice(
+                &u16::try_from(nameoff)
+                    .map_err(io::Error::other)?
+                    .to_le_bytes(),
+            );
             out.push(*ft);
             out.push(0);
             nameoff += name.len();
@@ -161,7 +167,9 @@ pub fn write_erofs<W: Write>(
         if index.insert(e.path.as_str(), me).is_some() {
             return Err(err(&e.path, "listed twice"));
         }
-        inodes[parent_idx].children.push((name.as_bytes().to_vec(), me));
+        inodes[parent_idx]
+            .children
+            .push((name.as_bytes().to_vec(), me));
     }
 
     // 2. Inode table: compact where possible, 32-byte slots, starting at block 1.
@@ -221,10 +229,22 @@ pub fn write_erofs<W: Write>(
         let s = &mut sb[1024..1024 + 128];
         s[0..4].copy_from_slice(&MAGIC.to_le_bytes());
         s[12] = BLKSZ_BITS;
-        s[14..16].copy_from_slice(&u16::try_from(inodes[0].nid).map_err(io::Error::other)?.to_le_bytes());
+        s[14..16].copy_from_slice(
+            &u16::try_from(inodes[0].nid)
+                .map_err(io::Error::other)?
+                .to_le_bytes(),
+        );
         s[16..24].copy_from_slice(&(inodes.len() as u64).to_le_bytes());
-        s[36..40].copy_from_slice(&u32::try_from(total_blocks).map_err(|_| io::Error::other("image larger than 16 TiB"))?.to_le_bytes());
-        s[40..44].copy_from_slice(&u32::try_from(meta_blkaddr).map_err(io::Error::other)?.to_le_bytes());
+        s[36..40].copy_from_slice(
+            &u32::try_from(total_blocks)
+                .map_err(|_| io::Error::other("image larger than 16 TiB"))?
+                .to_le_bytes(),
+        );
+        s[40..44].copy_from_slice(
+            &u32::try_from(meta_blkaddr)
+                .map_err(io::Error::other)?
+                .to_le_bytes(),
+        );
         s[48..64].copy_from_slice(&uuid);
     }
     out.write_all(&sb)?;
@@ -244,18 +264,38 @@ pub fn write_erofs<W: Write>(
             b[20..24].copy_from_slice(&ino_no.to_le_bytes());
             b[24..28].copy_from_slice(&ino.uid.to_le_bytes());
             b[28..32].copy_from_slice(&ino.gid.to_le_bytes());
-            b[44..48].copy_from_slice(&u32::try_from(ino.nlink).map_err(io::Error::other)?.to_le_bytes());
+            b[44..48].copy_from_slice(
+                &u32::try_from(ino.nlink)
+                    .map_err(io::Error::other)?
+                    .to_le_bytes(),
+            );
             table.extend_from_slice(&b);
         } else {
             let mut b = [0u8; 32];
             b[0..2].copy_from_slice(&(LAYOUT_FLAT_PLAIN << 1).to_le_bytes());
             b[4..6].copy_from_slice(&mode.to_le_bytes());
-            b[6..8].copy_from_slice(&u16::try_from(ino.nlink).map_err(io::Error::other)?.to_le_bytes());
-            b[8..12].copy_from_slice(&u32::try_from(ino.size).map_err(io::Error::other)?.to_le_bytes());
+            b[6..8].copy_from_slice(
+                &u16::try_from(ino.nlink)
+                    .map_err(io::Error::other)?
+                    .to_le_bytes(),
+            );
+            b[8..12].copy_from_slice(
+                &u32::try_from(ino.size)
+                    .map_err(io::Error::other)?
+                    .to_le_bytes(),
+            );
             b[16..20].copy_from_slice(&blkaddr.to_le_bytes());
             b[20..24].copy_from_slice(&ino_no.to_le_bytes());
-            b[24..26].copy_from_slice(&u16::try_from(ino.uid).map_err(io::Error::other)?.to_le_bytes());
-            b[26..28].copy_from_slice(&u16::try_from(ino.gid).map_err(io::Error::other)?.to_le_bytes());
+            b[24..26].copy_from_slice(
+                &u16::try_from(ino.uid)
+                    .map_err(io::Error::other)?
+                    .to_le_bytes(),
+            );
+            b[26..28].copy_from_slice(
+                &u16::try_from(ino.gid)
+                    .map_err(io::Error::other)?
+                    .to_le_bytes(),
+            );
             table.extend_from_slice(&b);
         }
     }
@@ -272,11 +312,19 @@ pub fn write_erofs<W: Write>(
         let path = ino.entry.map_or("/", |e| e.path.as_str());
         match ino.mode & 0o170_000 {
             S_IFDIR => out.write_all(&ino.dir_data)?,
-            S_IFLNK => out.write_all(ino.entry.and_then(|e| e.target.as_deref()).unwrap_or("").as_bytes())?,
+            S_IFLNK => out.write_all(
+                ino.entry
+                    .and_then(|e| e.target.as_deref())
+                    .unwrap_or("")
+                    .as_bytes(),
+            )?,
             _ => {
                 let e = ino.entry.ok_or_else(|| err(path, "no entry"))?;
-                let b = e.blake3.ok_or_else(|| err(path, "a file without a content address"))?;
-                let mut r = open(&b).map_err(|x| err(path, &format!("cannot read its content: {x}")))?;
+                let b = e
+                    .blake3
+                    .ok_or_else(|| err(path, "a file without a content address"))?;
+                let mut r =
+                    open(&b).map_err(|x| err(path, &format!("cannot read its content: {x}")))?;
                 let mut left = e.size;
                 while left > 0 {
                     let want = usize::try_from(left.min(buf.len() as u64)).unwrap_or(buf.len());
@@ -305,7 +353,10 @@ mod tests {
 
     fn content(n: usize, seed: u8) -> Vec<u8> {
         let mut v = vec![0u8; n];
-        blake3::Hasher::new().update(&[seed]).finalize_xof().fill(&mut v);
+        blake3::Hasher::new()
+            .update(&[seed])
+            .finalize_xof()
+            .fill(&mut v);
         v
     }
 
@@ -319,24 +370,42 @@ mod tests {
             ("/usr/local/bin/kubelet".into(), content(1 << 20, 4), 0o755),
         ];
         for i in 0..1500 {
-            files.push((format!("/opt/many/file-{i:04}"), format!("{i}\n").into_bytes(), 0o644));
+            files.push((
+                format!("/opt/many/file-{i:04}"),
+                format!("{i}\n").into_bytes(),
+                0o644,
+            ));
         }
         let mut list = super::super::EntryList::new();
         let mut store = HashMap::new();
         for (p, data, mode) in files {
             let b = Blake3::of(&data);
-            list.add(Entry::file(&p, mode, data.len() as u64, b), super::super::Provenance::Directory).expect("add");
+            list.add(
+                Entry::file(&p, mode, data.len() as u64, b),
+                super::super::Provenance::Directory,
+            )
+            .expect("add");
             store.insert(b, data);
         }
-        list.add(Entry::symlink("/etc/link", "/usr/local/bin/kubelet"), super::super::Provenance::Directory).expect("add");
-        list.add(Entry::dir("/var/empty-dir"), super::super::Provenance::Directory).expect("add");
+        list.add(
+            Entry::symlink("/etc/link", "/usr/local/bin/kubelet"),
+            super::super::Provenance::Directory,
+        )
+        .expect("add");
+        list.add(
+            Entry::dir("/var/empty-dir"),
+            super::super::Provenance::Directory,
+        )
+        .expect("add");
         (list.finish("n", "amd64").entries, store)
     }
 
     fn build(entries: &[Entry], store: &HashMap<Blake3, Vec<u8>>, uuid: [u8; 16]) -> Vec<u8> {
         let mut out = Vec::new();
         let size = write_erofs(&mut out, entries, uuid, &mut |b| {
-            Ok(Box::new(std::io::Cursor::new(store.get(b).cloned().unwrap_or_default())) as Box<dyn Read>)
+            Ok(Box::new(std::io::Cursor::new(
+                store.get(b).cloned().unwrap_or_default(),
+            )) as Box<dyn Read>)
         })
         .expect("write");
         assert_eq!(size as usize, out.len());
@@ -352,28 +421,63 @@ mod tests {
         let dir = tempfile::tempdir().expect("tmp");
         let path = dir.path().join("image.erofs");
         std::fs::write(&path, &img).expect("write");
-        let out = Command::new("fsck.erofs").arg(&path).output().expect("fsck.erofs must be installed (erofs-utils)");
-        assert!(out.status.success(), "fsck.erofs: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        let out = Command::new("fsck.erofs")
+            .arg(&path)
+            .output()
+            .expect("fsck.erofs must be installed (erofs-utils)");
+        assert!(
+            out.status.success(),
+            "fsck.erofs: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
         let x = dir.path().join("x");
-        let out = Command::new("fsck.erofs").arg(format!("--extract={}", x.display())).arg(&path).output().expect("run");
-        assert!(out.status.success(), "extract: {}", String::from_utf8_lossy(&out.stderr));
+        let out = Command::new("fsck.erofs")
+            .arg(format!("--extract={}", x.display()))
+            .arg(&path)
+            .output()
+            .expect("run");
+        assert!(
+            out.status.success(),
+            "extract: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         use std::os::unix::fs::PermissionsExt;
         for e in &entries {
             let p = x.join(e.path.trim_start_matches('/'));
-            let meta = std::fs::symlink_metadata(&p).unwrap_or_else(|err| panic!("{}: {err}", e.path));
+            let meta =
+                std::fs::symlink_metadata(&p).unwrap_or_else(|err| panic!("{}: {err}", e.path));
             match e.kind {
                 Kind::File => {
-                    assert_eq!(std::fs::read(&p).expect("read"), store[&e.blake3.expect("b3")], "{}", e.path);
+                    assert_eq!(
+                        std::fs::read(&p).expect("read"),
+                        store[&e.blake3.expect("b3")],
+                        "{}",
+                        e.path
+                    );
                     assert_eq!(meta.permissions().mode() & 0o7777, e.mode, "{}", e.path);
                 }
                 Kind::Dir => assert!(meta.is_dir(), "{}", e.path),
-                Kind::Symlink => assert_eq!(std::fs::read_link(&p).expect("link").to_str(), e.target.as_deref()),
+                Kind::Symlink => assert_eq!(
+                    std::fs::read_link(&p).expect("link").to_str(),
+                    e.target.as_deref()
+                ),
             }
         }
-        let out = Command::new("dump.erofs").args(["-s"]).arg(&path).output().expect("dump.erofs");
+        let out = Command::new("dump.erofs")
+            .args(["-s"])
+            .arg(&path)
+            .output()
+            .expect("dump.erofs");
         assert!(out.status.success());
         let text = String::from_utf8_lossy(&out.stdout);
-        assert!(text.contains(&format!("Filesystem inode count:                       {}", entries.len() + 1)) || text.contains(&(entries.len() + 1).to_string()), "{text}");
+        assert!(
+            text.contains(&format!(
+                "Filesystem inode count:                       {}",
+                entries.len() + 1
+            )) || text.contains(&(entries.len() + 1).to_string()),
+            "{text}"
+        );
     }
 
     #[test]
@@ -383,7 +487,16 @@ mod tests {
         let b = build(&entries, &store, [1u8; 16]);
         assert!(a == b);
         let c = build(&entries, &store, [2u8; 16]);
-        let diff: Vec<usize> = a.iter().zip(&c).enumerate().filter(|(_, (x, y))| x != y).map(|(i, _)| i).collect();
-        assert!(diff.iter().all(|i| (1024 + 48..1024 + 64).contains(i)), "{diff:?}");
+        let diff: Vec<usize> = a
+            .iter()
+            .zip(&c)
+            .enumerate()
+            .filter(|(_, (x, y))| x != y)
+            .map(|(i, _)| i)
+            .collect();
+        assert!(
+            diff.iter().all(|i| (1024 + 48..1024 + 64).contains(i)),
+            "{diff:?}"
+        );
     }
 }

@@ -131,6 +131,34 @@ pub struct ImageManifest {
     pub arch: String,
     pub entries: Vec<Entry>,
     pub provenance: BTreeMap<String, Provenance>,
+    /// The dm-verity tree of `image.erofs`: what an operator pins. Not part of the image id (it is
+    /// derived from the entries), filled in when the image files are written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verity: Option<VerityInfo>,
+}
+
+/// How to open `image.erofs` through dm-verity with `image.verity`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerityInfo {
+    pub root_hash: String,
+    pub salt: String,
+    pub uuid: String,
+    pub hash_algorithm: String,
+    pub data_block_size: u32,
+    pub hash_block_size: u32,
+    pub data_blocks: u64,
+    /// The uuid in the EROFS superblock.
+    pub erofs_uuid: String,
+}
+
+/// The uuid of an image's EROFS superblock, derived from its id (RFC 4122 version 4 bits).
+pub fn erofs_uuid(id: &Blake3) -> [u8; 16] {
+    let key = blake3::derive_key("nodeforge erofs uuid v1", id.as_bytes());
+    let mut uuid = [0u8; 16];
+    uuid.copy_from_slice(&key[..16]);
+    uuid[6] = (uuid[6] & 0x0f) | 0x40;
+    uuid[8] = (uuid[8] & 0x3f) | 0x80;
+    uuid
 }
 
 /// Builds an entry list: files and links are added with their provenance, parent directories
@@ -227,6 +255,7 @@ impl EntryList {
             arch: arch.to_string(),
             entries,
             provenance,
+            verity: None,
         }
     }
 }

@@ -56,6 +56,10 @@ pub struct NodeBuild {
     pub image_dir: PathBuf,
     pub manifest_json: PathBuf,
     pub image_tar: PathBuf,
+    pub image_erofs: PathBuf,
+    pub image_verity: PathBuf,
+    /// dm-verity root hash of image.erofs: what an operator pins.
+    pub verity_root_hash: Option<String>,
     pub entries: usize,
     pub image_tar_bytes: u64,
 }
@@ -305,6 +309,20 @@ fn check_objects(store: &Store, m: &ImageManifest) -> Result<(), Error> {
     }
 }
 
+/// The files every image directory holds once it is complete.
+pub(crate) const IMAGE_FILES: [&str; 4] = [
+    "manifest.json",
+    "image.tar.zst",
+    "image.erofs",
+    "image.verity",
+];
+
+/// Whether an image directory holds all its files (it is renamed into place whole, so a
+/// directory missing one is of an older layout).
+pub(crate) fn image_complete(dir: &Path) -> bool {
+    IMAGE_FILES.iter().all(|f| dir.join(f).is_file())
+}
+
 /// Make sure `out/images/<id>/` exists with all its files, writing it from the store if needed.
 /// Returns its directory and whether it was written now.
 pub(crate) fn materialize(
@@ -313,7 +331,7 @@ pub(crate) fn materialize(
     m: &ImageManifest,
 ) -> Result<(PathBuf, bool), Error> {
     let dir = out.join("images").join(&m.id);
-    if dir.join("manifest.json").is_file() {
+    if image_complete(&dir) {
         return Ok((dir, false));
     }
     check_objects(store, m)?;
@@ -332,7 +350,7 @@ fn write_image(
 ) -> Result<(PathBuf, bool), Error> {
     let images = out.join("images");
     let final_dir = images.join(&m.id);
-    if final_dir.join("manifest.json").is_file() {
+    if image_complete(&final_dir) {
         return Ok((final_dir, false));
     }
     fsutil::create_dir_all(&images)?;
@@ -360,6 +378,51 @@ fn write_image(
         fsutil::set_mode(&f, 0o444).at("cannot set the mode of", &tar_path)?;
         f.sync_all().at("cannot sync", &tar_path)?;
     }
+    // image.erofs, and its dm-verity tree: what a VM mounts, and what proves it unchanged.
+    let id = Blake3::parse(&m.id).map_err(|e| Error::Usage(format!("image id: {e}")))?;
+    let erofs_path = tmp.path().join("image.erofs");
+    let erofs_size = {
+        let f = File::create(&erofs_path).at("cannot create", &erofs_path)?;
+        let mut w = BufWriter::with_capacity(1 << 20, &f);
+        let size =
+            image::erofs::write_erofs(&mut w, &m.entries, image::erofs_uuid(&id), &mut |b| {
+                Ok(Box::new(File::open(store.object_path(b))?) as Box<dyn Read>)
+            })
+            .at("cannot write", &erofs_path)?;
+        w.flush().at("cannot write", &erofs_path)?;
+        drop(w);
+        fsutil::set_mode(&f, 0o444).at("cannot set the mode of", &erofs_path)?;
+        f.sync_all().at("cannot sync", &erofs_path)?;
+        size
+    };
+    let params = image::verity::params_for(&id);
+    let verity_path = tmp.path().join("image.verity");
+    let root = {
+        let mut data = std::io::BufReader::with_capacity(
+            1 << 20,
+            File::open(&erofs_path).at("cannot open", &erofs_path)?,
+        );
+        let f = File::create(&verity_path).at("cannot create", &verity_path)?;
+        let mut w = BufWriter::new(&f);
+        let root = image::verity::write_verity(&mut data, erofs_size, &params, &mut w)
+            .at("cannot write", &verity_path)?;
+        w.flush().at("cannot write", &verity_path)?;
+        drop(w);
+        fsutil::set_mode(&f, 0o444).at("cannot set the mode of", &verity_path)?;
+        f.sync_all().at("cannot sync", &verity_path)?;
+        root
+    };
+    let mut m = m.clone();
+    m.verity = Some(image::VerityInfo {
+        root_hash: root.to_hex(),
+        salt: hex::encode(&params.salt),
+        uuid: image::verity::uuid_string(&params.uuid),
+        hash_algorithm: "sha256".into(),
+        data_block_size: 4096,
+        hash_block_size: 4096,
+        data_blocks: erofs_size / 4096,
+        erofs_uuid: image::verity::uuid_string(&image::erofs_uuid(&id)),
+    });
     let json_path = tmp.path().join("manifest.json");
     fsutil::write_atomic(&json_path, &m.to_json(), 0o444)?;
     {
@@ -368,10 +431,17 @@ fn write_image(
             .at("cannot set the mode of", tmp.path())?;
     }
     let tmp_path = tmp.keep();
+    if final_dir.exists() {
+        // An image directory of an older layout (without image.erofs): replace it whole.
+        let old = images.join(format!(".nodeforge-tmp-old-{}", m.id));
+        let _ = std::fs::remove_dir_all(&old);
+        std::fs::rename(&final_dir, &old).at("cannot move aside", &final_dir)?;
+        let _ = std::fs::remove_dir_all(&old);
+    }
     match std::fs::rename(&tmp_path, &final_dir) {
         Ok(()) => {}
         // Another process (or node) wrote the same image first: same id, same bytes.
-        Err(_) if final_dir.join("manifest.json").is_file() => {
+        Err(_) if image_complete(&final_dir) => {
             let _ = std::fs::remove_dir_all(&tmp_path);
             return Ok((final_dir, false));
         }
@@ -447,12 +517,19 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, Error> {
     let mut report = Vec::new();
     for ((n, m), w) in nodes.iter().zip(&images).zip(written) {
         let (dir, new) = w?;
+        // The manifest as written, with its verity root hash: what the generation keeps.
+        let json_path = dir.join("manifest.json");
+        let final_json = std::fs::read(&json_path).at("cannot read", &json_path)?;
+        let verity_root = serde_json::from_slice::<ImageManifest>(&final_json)
+            .ok()
+            .and_then(|f| f.verity)
+            .map(|v| v.root_hash);
         let (generation, recorded) = generations::record(
             &opts.out,
             n.name.as_str(),
             &m.id,
             &checked.lock_id,
-            &m.to_json(),
+            &final_json,
         )?;
         let image_tar = dir.join("image.tar.zst");
         report.push(NodeBuild {
@@ -465,6 +542,9 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, Error> {
                 (false, false) => NodeStatus::Unchanged,
             },
             manifest_json: dir.join("manifest.json"),
+            image_erofs: dir.join("image.erofs"),
+            image_verity: dir.join("image.verity"),
+            verity_root_hash: verity_root,
             image_tar_bytes: std::fs::metadata(&image_tar).map(|m| m.len()).unwrap_or(0),
             image_tar,
             image_dir: dir,

@@ -146,6 +146,47 @@ fn check_image(dir: &Path) -> Vec<String> {
         }
         Ok(())
     })();
+    // image.erofs against its dm-verity tree and the root hash manifest.json pins.
+    match &m.verity {
+        None => fails.push(format!(
+            "image {name}: manifest.json records no verity root hash"
+        )),
+        Some(v) => {
+            let erofs = dir.join("image.erofs");
+            let check = (|| -> std::io::Result<Option<String>> {
+                let size = std::fs::metadata(&erofs)?.len();
+                let params = image::verity::VerityParams {
+                    salt: hex::decode(&v.salt).map_err(std::io::Error::other)?,
+                    uuid: Blake3::parse(&m.id)
+                        .map(|id| image::verity::params_for(&id).uuid)
+                        .map_err(std::io::Error::other)?,
+                };
+                let mut tree = Vec::new();
+                let mut data =
+                    std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(&erofs)?);
+                let root = image::verity::write_verity(&mut data, size, &params, &mut tree)?;
+                if root.to_hex() != v.root_hash {
+                    return Ok(Some(format!(
+                        "image.erofs hashes to verity root {root}, manifest.json pins {}",
+                        v.root_hash
+                    )));
+                }
+                if std::fs::read(dir.join("image.verity"))? != tree {
+                    return Ok(Some(
+                        "image.verity is not the hash tree of image.erofs".to_string(),
+                    ));
+                }
+                Ok(None)
+            })();
+            match check {
+                Ok(None) => {}
+                Ok(Some(msg)) => fails.push(format!("image {name}: {msg}")),
+                Err(e) => fails.push(format!(
+                    "image {name}: cannot check image.erofs/image.verity: {e}"
+                )),
+            }
+        }
+    }
     match result {
         Err(e) => fails.push(format!(
             "image {name}: image.tar.zst cannot be read: {e} ({} listed entries after that point were not checked)",
@@ -244,7 +285,12 @@ pub fn verify(opts: &VerifyOptions) -> Result<VerifyReport, Error> {
                 Ok((dir, _)) => {
                     r.images_rebuilt += 1;
                     let orig = opts.out.join("images").join(&m.id);
-                    for f in ["manifest.json", "image.tar.zst"] {
+                    for f in [
+                        "manifest.json",
+                        "image.tar.zst",
+                        "image.erofs",
+                        "image.verity",
+                    ] {
                         let same = match (std::fs::read(orig.join(f)), std::fs::read(dir.join(f))) {
                             (Ok(a), Ok(b)) => a == b,
                             _ => false,

@@ -237,7 +237,12 @@ fn builds_are_reproducible_across_directories_umasks_and_time_zones() {
     for node in ["control0", "worker2"] {
         let (da, db) = (image_dir(&a, node), image_dir(&b, node));
         assert_eq!(da.file_name(), db.file_name(), "{node}: same image id");
-        for f in ["manifest.json", "image.tar.zst"] {
+        for f in [
+            "manifest.json",
+            "image.tar.zst",
+            "image.erofs",
+            "image.verity",
+        ] {
             assert!(
                 std::fs::read(da.join(f)).unwrap() == std::fs::read(db.join(f)).unwrap(),
                 "{node}: {f} differs"

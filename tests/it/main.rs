@@ -6,6 +6,7 @@
 mod build;
 mod corpus;
 mod crash;
+mod erofs;
 mod fetch;
 mod hardening;
 mod history;

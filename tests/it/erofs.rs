@@ -1,0 +1,196 @@
+//! Mountable images: independent readers (erofs-utils, cryptsetup) agree with the builder.
+//! Needs Debian's erofs-utils and cryptsetup-bin (installed by .ci/run).
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::TestContext;
+
+fn built() -> TestContext {
+    let ctx = TestContext::new();
+    ctx.net(&["lock"]).ok();
+    ctx.net(&["build"]).ok();
+    ctx
+}
+
+fn image_dir(ctx: &TestContext, node: &str) -> PathBuf {
+    std::fs::canonicalize(ctx.path().join("out/nodes").join(node).join("current")).unwrap()
+}
+
+fn manifest(dir: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap()
+}
+
+fn tool(cmd: &mut Command) -> (bool, String) {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd:?}: {e} (install erofs-utils and cryptsetup-bin)"));
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[test]
+fn fsck_erofs_accepts_every_image_and_extracts_exactly_its_entries() {
+    let ctx = built();
+    for node in [
+        "control0", "control1", "control2", "worker0", "worker1", "worker2",
+    ] {
+        let dir = image_dir(&ctx, node);
+        let img = dir.join("image.erofs");
+        let (ok, text) = tool(Command::new("fsck.erofs").arg(&img));
+        assert!(ok, "{node}: fsck.erofs: {text}");
+        let x = ctx.path().join(format!("x-{node}"));
+        let (ok, text) = tool(
+            Command::new("fsck.erofs")
+                .arg(format!("--extract={}", x.display()))
+                .arg(&img),
+        );
+        assert!(ok, "{node}: extract: {text}");
+        let m = manifest(&dir);
+        let mut listed = BTreeMap::new();
+        for e in m["entries"].as_array().unwrap() {
+            let path = e["path"].as_str().unwrap().to_string();
+            let p = x.join(path.trim_start_matches('/'));
+            let meta =
+                std::fs::symlink_metadata(&p).unwrap_or_else(|err| panic!("{node}: {path}: {err}"));
+            match e["kind"].as_str().unwrap() {
+                "file" => {
+                    let data = std::fs::read(&p).unwrap();
+                    assert_eq!(
+                        blake3::hash(&data).to_hex().as_str(),
+                        e["blake3"].as_str().unwrap(),
+                        "{node}: {path}"
+                    );
+                    assert_eq!(data.len() as u64, e["size"].as_u64().unwrap());
+                    assert_eq!(
+                        u64::from(meta.permissions().mode() & 0o7777),
+                        e["mode"].as_u64().unwrap(),
+                        "{node}: {path} mode"
+                    );
+                }
+                "dir" => assert!(meta.is_dir(), "{node}: {path}"),
+                "symlink" => assert_eq!(
+                    std::fs::read_link(&p).unwrap().to_str(),
+                    e["target"].as_str(),
+                    "{node}: {path}"
+                ),
+                k => panic!("{k}"),
+            }
+            listed.insert(path, ());
+        }
+        // Nothing more than the entries.
+        let mut stack = vec![x.clone()];
+        while let Some(d) = stack.pop() {
+            for f in std::fs::read_dir(&d).unwrap() {
+                let f = f.unwrap().path();
+                let rel = format!("/{}", f.strip_prefix(&x).unwrap().display());
+                assert!(
+                    listed.contains_key(&rel),
+                    "{node}: {rel} is in the image but not in manifest.json"
+                );
+                if f.is_dir() && !f.is_symlink() {
+                    stack.push(f);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn dump_erofs_lists_the_same_modes_and_sizes() {
+    let ctx = built();
+    for node in ["control0", "worker1"] {
+        let dir = image_dir(&ctx, node);
+        let img = dir.join("image.erofs");
+        for e in manifest(&dir)["entries"].as_array().unwrap() {
+            let path = e["path"].as_str().unwrap();
+            let (ok, text) = tool(
+                Command::new("dump.erofs")
+                    .arg(format!("--path={path}"))
+                    .arg(&img),
+            );
+            assert!(ok, "{node}: dump.erofs {path}: {text}");
+            let mode = format!("Access: {:04o}/", e["mode"].as_u64().unwrap());
+            assert!(
+                text.contains(&mode),
+                "{node}: {path}: expected {mode} in\n{text}"
+            );
+            assert!(
+                text.contains("Uid: 0   Gid: 0"),
+                "{node}: {path}: owner\n{text}"
+            );
+            let kind = match e["kind"].as_str().unwrap() {
+                "file" => "regular file",
+                "dir" => "directory",
+                _ => "symlink",
+            };
+            assert!(
+                text.contains(kind),
+                "{node}: {path}: expected {kind}\n{text}"
+            );
+            if e["kind"] != "dir" {
+                let size = format!("Size: {} ", e["size"].as_u64().unwrap());
+                assert!(
+                    text.contains(&size),
+                    "{node}: {path}: expected {size}\n{text}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn veritysetup_accepts_the_recorded_root_hash_and_rejects_a_flipped_byte() {
+    let ctx = built();
+    let v = ctx.net(&["build", "--json"]).ok().json();
+    for n in v["nodes"].as_array().unwrap() {
+        let root = n["verity_root_hash"].as_str().unwrap();
+        let erofs = ctx.path().join(n["image_erofs"].as_str().unwrap());
+        let verity = ctx.path().join(n["image_verity"].as_str().unwrap());
+        let (ok, text) = tool(
+            Command::new("veritysetup")
+                .arg("verify")
+                .arg(&erofs)
+                .arg(&verity)
+                .arg(root),
+        );
+        assert!(ok, "{}: {text}", n["node"]);
+        assert_eq!(
+            manifest(&erofs.parent().unwrap().to_path_buf())["verity"]["root_hash"],
+            root
+        );
+    }
+    // One flipped byte in a copy of worker1's image: veritysetup and nodeforge verify refuse it.
+    let dir = image_dir(&ctx, "worker1");
+    let root = manifest(&dir)["verity"]["root_hash"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let copy = ctx.path().join("flipped.erofs");
+    let mut bytes = std::fs::read(dir.join("image.erofs")).unwrap();
+    let at = bytes.len() - 5000;
+    bytes[at] ^= 0x40;
+    std::fs::write(&copy, &bytes).unwrap();
+    let (ok, _) = tool(
+        Command::new("veritysetup")
+            .arg("verify")
+            .arg(&copy)
+            .arg(dir.join("image.verity"))
+            .arg(&root),
+    );
+    assert!(!ok, "a flipped byte passed veritysetup verify");
+    let img = dir.join("image.erofs");
+    std::fs::set_permissions(&img, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::write(&img, &bytes).unwrap();
+    ctx.run(&["verify"])
+        .fails()
+        .stderr_has("image.erofs hashes to verity root");
+}
