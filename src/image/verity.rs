@@ -98,7 +98,7 @@ pub fn write_verity(
     params: &VerityParams,
     out: &mut dyn Write,
 ) -> io::Result<Sha256> {
-    if data_size == 0 || data_size % BLOCK as u64 != 0 {
+    if data_size == 0 || !data_size.is_multiple_of(BLOCK as u64) {
         return Err(io::Error::other(format!(
             "verity data must be a non-zero multiple of {BLOCK} bytes, not {data_size}"
         )));
