@@ -164,7 +164,7 @@ fn veritysetup_accepts_the_recorded_root_hash_and_rejects_a_flipped_byte() {
         );
         assert!(ok, "{}: {text}", n["node"]);
         assert_eq!(
-            manifest(&erofs.parent().unwrap().to_path_buf())["verity"]["root_hash"],
+            manifest(erofs.parent().unwrap())["verity"]["root_hash"],
             root
         );
     }
