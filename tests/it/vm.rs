@@ -1,0 +1,433 @@
+//! The proof that a VM can use an image: boot a Debian cloud kernel under QEMU (software
+//! emulation) with a busybox initramfs this test builds, open `image.erofs` through dm-verity with
+//! the root hash `manifest.json` pins, mount it, stack it as the lower layer of an overlay over a
+//! small usr-merged root, and have the VM print the sha256 of every file it sees. A flipped byte
+//! must make the read fail inside the VM.
+//!
+//! Needs Debian's qemu-system-x86, linux-image-cloud-amd64, busybox-static and dmsetup (.ci/run
+//! installs them).
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::TestContext;
+
+/// A newc cpio archive (what the kernel unpacks as the initramfs).
+struct Cpio {
+    out: Vec<u8>,
+    ino: u32,
+}
+
+impl Cpio {
+    fn new() -> Self {
+        Self {
+            out: Vec::new(),
+            ino: 1,
+        }
+    }
+
+    fn entry(&mut self, name: &str, mode: u32, data: &[u8]) {
+        let fields = [
+            self.ino,
+            mode,
+            0,
+            0,
+            1,
+            0,
+            u32::try_from(data.len()).unwrap(),
+            0,
+            0,
+            0,
+            0,
+            u32::try_from(name.len() + 1).unwrap(),
+            0,
+        ];
+        self.ino += 1;
+        self.out.extend_from_slice(b"070701");
+        for f in fields {
+            self.out.extend_from_slice(format!("{f:08x}").as_bytes());
+        }
+        self.out.extend_from_slice(name.as_bytes());
+        self.out.push(0);
+        self.pad();
+        self.out.extend_from_slice(data);
+        self.pad();
+    }
+
+    fn pad(&mut self) {
+        while self.out.len() % 4 != 0 {
+            self.out.push(0);
+        }
+    }
+
+    fn dir(&mut self, name: &str) {
+        self.entry(name, 0o040_755, b"");
+    }
+
+    fn file(&mut self, name: &str, mode: u32, data: &[u8]) {
+        self.entry(name, 0o100_000 | mode, data);
+    }
+
+    /// A host file at the same path, with every parent directory.
+    fn host_file(&mut self, path: &Path, dirs: &mut std::collections::BTreeSet<String>) {
+        let real =
+            std::fs::canonicalize(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let rel = path.to_str().unwrap().trim_start_matches('/').to_string();
+        let mut acc = String::new();
+        for part in rel.split('/').collect::<Vec<_>>().split_last().unwrap().1 {
+            acc = if acc.is_empty() {
+                (*part).to_string()
+            } else {
+                format!("{acc}/{part}")
+            };
+            if dirs.insert(acc.clone()) {
+                self.dir(&acc);
+            }
+        }
+        self.file(&rel, 0o755, &std::fs::read(real).unwrap());
+    }
+
+    fn finish(mut self) -> Vec<u8> {
+        self.entry("TRAILER!!!", 0, b"");
+        self.out
+    }
+}
+
+const INIT: &str = r#"#!/bin/busybox sh
+/bin/busybox --install -s /bin
+export PATH=/bin:/usr/sbin
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev
+for m in $(cat /modules.order); do insmod /modules/$m.ko || echo "NF-ERROR insmod $m"; done
+for i in $(seq 1 100); do [ -b /dev/vdb ] && break; sleep 0.1; done
+for kv in $(cat /proc/cmdline); do
+  case "$kv" in nf.root=*) root=${kv#nf.root=};; nf.salt=*) salt=${kv#nf.salt=};; nf.blocks=*) blocks=${kv#nf.blocks=};; esac
+done
+DM_DISABLE_UDEV=1 dmsetup create nfimage --readonly --table "0 $((blocks * 8)) verity 1 /dev/vda /dev/vdb 4096 4096 $blocks 1 sha256 $root $salt" || echo "NF-ERROR dmsetup"
+dev=/dev/mapper/nfimage
+[ -b $dev ] || dev=/dev/dm-0
+mkdir -p /mnt/image /base/usr/bin /base/usr/sbin /base/usr/lib /base/etc /base/var /ov /merged
+mount -t erofs -o ro $dev /mnt/image || echo "NF-ERROR mount erofs"
+ln -s usr/bin /base/bin; ln -s usr/sbin /base/sbin; ln -s usr/lib /base/lib
+echo base > /base/etc/hostname
+mount -t tmpfs tmpfs /ov
+mkdir -p /ov/upper /ov/work
+mount -t overlay overlay -o lowerdir=/mnt/image:/base,upperdir=/ov/upper,workdir=/ov/work /merged || echo "NF-ERROR mount overlay"
+echo NF-BEGIN
+[ -L /merged/bin ] && [ "$(readlink /merged/bin)" = usr/bin ] && echo NF-USRMERGE
+cd /mnt/image
+find . -type f | sort | while read -r f; do
+  p=${f#.}
+  if h=$(sha256sum "/merged$p" 2>/dev/null); then echo "NF-FILE ${h%% *} $p"; else echo "NF-EIO $p"; fi
+done
+echo NF-END
+poweroff -f
+"#;
+
+/// What the VM needs beyond the kernel; their dependencies come from modules.dep.
+const MODULES: [&str; 5] = ["virtio_pci", "virtio_blk", "dm-verity", "erofs", "overlay"];
+
+/// The newest Debian kernel under /boot and its modules directory.
+fn kernel() -> (PathBuf, PathBuf) {
+    let mut kernels: Vec<PathBuf> = std::fs::read_dir("/boot")
+        .expect("/boot")
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("vmlinuz-")
+        })
+        .collect();
+    kernels.sort();
+    let k = kernels
+        .pop()
+        .expect("a kernel in /boot (install linux-image-cloud-amd64)");
+    let ver = k
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .trim_start_matches("vmlinuz-")
+        .to_string();
+    (k, PathBuf::from("/lib/modules").join(ver))
+}
+
+/// The modules to load, dependencies first, as paths relative to the modules directory.
+fn module_order(dir: &Path) -> Vec<String> {
+    let dep = std::fs::read_to_string(dir.join("modules.dep")).expect("modules.dep");
+    let mut deps: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut by_name: BTreeMap<String, String> = BTreeMap::new();
+    for line in dep.lines() {
+        let Some((m, rest)) = line.split_once(':') else {
+            continue;
+        };
+        let name = m
+            .rsplit('/')
+            .next()
+            .unwrap()
+            .trim_end_matches(".ko")
+            .replace('-', "_");
+        by_name.insert(name, m.to_string());
+        deps.insert(
+            m.to_string(),
+            rest.split_whitespace().map(str::to_string).collect(),
+        );
+    }
+    fn visit(m: &str, deps: &BTreeMap<String, Vec<String>>, out: &mut Vec<String>) {
+        if out.iter().any(|x| x == m) {
+            return;
+        }
+        for d in deps.get(m).into_iter().flatten() {
+            visit(d, deps, out);
+        }
+        out.push(m.to_string());
+    }
+    let mut out = Vec::new();
+    for m in MODULES {
+        let path = by_name
+            .get(&m.replace('-', "_"))
+            .unwrap_or_else(|| panic!("module {m} not in modules.dep"));
+        visit(path, &deps, &mut out);
+    }
+    out
+}
+
+fn initramfs(dir: &Path) -> PathBuf {
+    let (_, modules) = kernel();
+    let mut c = Cpio::new();
+    let mut dirs = std::collections::BTreeSet::new();
+    for d in ["bin", "proc", "sys", "dev", "modules", "mnt", "tmp"] {
+        c.dir(d);
+        dirs.insert(d.to_string());
+    }
+    c.file(
+        "bin/busybox",
+        0o755,
+        &std::fs::read("/bin/busybox").expect("busybox-static"),
+    );
+    c.file("init", 0o755, INIT.as_bytes());
+    let mut order = Vec::new();
+    for rel in module_order(&modules) {
+        assert!(
+            rel.ends_with(".ko"),
+            "{rel}: compressed modules are not supported here"
+        );
+        let name = rel
+            .rsplit('/')
+            .next()
+            .unwrap()
+            .trim_end_matches(".ko")
+            .to_string();
+        c.file(
+            &format!("modules/{name}.ko"),
+            0o644,
+            &std::fs::read(modules.join(&rel)).unwrap(),
+        );
+        order.push(name);
+    }
+    c.file("modules.order", 0o644, order.join("\n").as_bytes());
+    // dmsetup and the libraries it links (Debian's is dynamic).
+    let dmsetup = Path::new("/usr/sbin/dmsetup");
+    c.host_file(dmsetup, &mut dirs);
+    let ldd = Command::new("ldd").arg(dmsetup).output().expect("ldd");
+    for line in String::from_utf8_lossy(&ldd.stdout).lines() {
+        let path = line.split_whitespace().find(|w| w.starts_with('/'));
+        if let Some(p) = path {
+            c.host_file(Path::new(p), &mut dirs);
+        }
+    }
+    let path = dir.join("initrd.cpio");
+    std::fs::write(&path, c.finish()).unwrap();
+    path
+}
+
+struct Boot {
+    files: BTreeMap<String, String>,
+    eio: Vec<String>,
+    usrmerge: bool,
+    console: String,
+}
+
+fn boot(erofs: &Path, verity: &Path, root: &str, salt: &str, blocks: u64, scratch: &Path) -> Boot {
+    let (kernel, _) = kernel();
+    let initrd = initramfs(scratch);
+    let mut child = Command::new("qemu-system-x86_64")
+        .args(["-machine", "q35", "-accel", "tcg", "-m", "256", "-smp", "1", "-display", "none", "-monitor", "none", "-serial", "stdio", "-no-reboot", "-nodefaults"])
+        .arg("-kernel")
+        .arg(&kernel)
+        .arg("-initrd")
+        .arg(&initrd)
+        .arg("-append")
+        .arg(format!("console=ttyS0 quiet panic=-1 rdinit=/init nf.root={root} nf.salt={salt} nf.blocks={blocks}"))
+        .arg("-drive")
+        .arg(format!("file={},format=raw,if=virtio,readonly=on", erofs.display()))
+        .arg("-drive")
+        .arg(format!("file={},format=raw,if=virtio,readonly=on", verity.display()))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("qemu-system-x86_64 (install qemu-system-x86)");
+    let mut stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut s = Vec::new();
+        let _ = stdout.read_to_end(&mut s);
+        s
+    });
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        assert!(
+            started.elapsed() < Duration::from_secs(180),
+            "the VM did not power off in 180 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let console = String::from_utf8_lossy(&reader.join().unwrap()).into_owned();
+    eprintln!(
+        "VM boot and check took {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+    assert!(
+        !console.contains("NF-ERROR"),
+        "the VM reported an error:\n{console}"
+    );
+    assert!(
+        console.contains("NF-BEGIN") && console.contains("NF-END"),
+        "no listing from the VM:\n{console}"
+    );
+    let mut b = Boot {
+        files: BTreeMap::new(),
+        eio: Vec::new(),
+        usrmerge: false,
+        console: console.clone(),
+    };
+    for line in console.lines() {
+        let line = line.trim_end_matches('\r');
+        if let Some(rest) = line.strip_prefix("NF-FILE ") {
+            let (h, p) = rest.split_once(' ').unwrap();
+            b.files.insert(p.to_string(), h.to_string());
+        } else if let Some(p) = line.strip_prefix("NF-EIO ") {
+            b.eio.push(p.to_string());
+        } else if line == "NF-USRMERGE" {
+            b.usrmerge = true;
+        }
+    }
+    b
+}
+
+fn built() -> (TestContext, PathBuf, serde_json::Value) {
+    let ctx = TestContext::new();
+    ctx.net(&["lock"]).ok();
+    ctx.net(&["build", "--node", "worker1"]).ok();
+    let dir = std::fs::canonicalize(ctx.path().join("out/nodes/worker1/current")).unwrap();
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
+    (ctx, dir, m)
+}
+
+fn verity_args(m: &serde_json::Value) -> (String, String, u64) {
+    let v = &m["verity"];
+    (
+        v["root_hash"].as_str().unwrap().to_string(),
+        v["salt"].as_str().unwrap().to_string(),
+        v["data_blocks"].as_u64().unwrap(),
+    )
+}
+
+#[test]
+fn vm_sees_exactly_the_image_through_verity_and_overlay() {
+    let (ctx, dir, m) = built();
+    let (root, salt, blocks) = verity_args(&m);
+    let b = boot(
+        &dir.join("image.erofs"),
+        &dir.join("image.verity"),
+        &root,
+        &salt,
+        blocks,
+        ctx.path(),
+    );
+    assert!(
+        b.eio.is_empty(),
+        "read errors in the VM: {:?}\n{}",
+        b.eio,
+        b.console
+    );
+    assert!(
+        b.usrmerge,
+        "the overlay must keep the host's usr-merged /bin symlink"
+    );
+    // Every regular file of manifest.json, with the sha256 of its content in the store.
+    let mut want = BTreeMap::new();
+    for e in m["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "file")
+    {
+        let b3 = e["blake3"].as_str().unwrap();
+        let obj = ctx
+            .store()
+            .join("blake3")
+            .join(&b3[..2])
+            .join(&b3[2..4])
+            .join(&b3[4..]);
+        want.insert(
+            e["path"].as_str().unwrap().to_string(),
+            crate::sha256_hex(&std::fs::read(obj).unwrap()),
+        );
+    }
+    assert_eq!(b.files, want, "what the VM sees differs from manifest.json");
+}
+
+#[test]
+fn vm_read_fails_after_a_flipped_byte() {
+    let (ctx, dir, m) = built();
+    let (root, salt, blocks) = verity_args(&m);
+    // Flip one byte inside kubelet's data in a copy of the image; keep the verity tree.
+    let kubelet = m["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["path"] == "/usr/local/bin/kubelet")
+        .unwrap();
+    let b3 = kubelet["blake3"].as_str().unwrap();
+    let content = std::fs::read(
+        ctx.store()
+            .join("blake3")
+            .join(&b3[..2])
+            .join(&b3[2..4])
+            .join(&b3[4..]),
+    )
+    .unwrap();
+    let mut img = std::fs::read(dir.join("image.erofs")).unwrap();
+    let at = img
+        .windows(64)
+        .position(|w| w == &content[..64])
+        .expect("kubelet's data in the image");
+    img[at + content.len() / 2] ^= 0x01;
+    let copy = ctx.path().join("flipped.erofs");
+    std::fs::write(&copy, &img).unwrap();
+    let b = boot(
+        &copy,
+        &dir.join("image.verity"),
+        &root,
+        &salt,
+        blocks,
+        ctx.path(),
+    );
+    assert_eq!(
+        b.eio,
+        vec!["/usr/local/bin/kubelet".to_string()],
+        "{}",
+        b.console
+    );
+    assert!(!b.files.contains_key("/usr/local/bin/kubelet"));
+    assert!(
+        b.files.contains_key("/usr/local/bin/runc"),
+        "other files still read"
+    );
+}
