@@ -38,6 +38,9 @@ pub struct VerifyReport {
     pub object_bytes: u64,
     pub images_checked: usize,
     pub images_rebuilt: usize,
+    /// Time spent re-hashing store objects, and checking images (for throughput figures).
+    pub objects_ms: u64,
+    pub images_ms: u64,
     pub elapsed_ms: u64,
 }
 
@@ -213,6 +216,7 @@ pub fn verify(opts: &VerifyOptions) -> Result<VerifyReport, Error> {
 
     // 2. Every store object, re-hashed in parallel.
     let store = Store::open(&opts.out.join("store"))?;
+    let phase = Instant::now();
     let objects = store.objects();
     let total: u64 = objects
         .iter()
@@ -251,7 +255,10 @@ pub fn verify(opts: &VerifyOptions) -> Result<VerifyReport, Error> {
         }
     }
 
+    r.objects_ms = u64::try_from(phase.elapsed().as_millis()).unwrap_or(u64::MAX);
+
     // 3. Every image against its manifest.json.
+    let phase = Instant::now();
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(opts.out.join("images"))
         .into_iter()
         .flatten()
@@ -267,6 +274,8 @@ pub fn verify(opts: &VerifyOptions) -> Result<VerifyReport, Error> {
         r.images_checked += 1;
         r.failures.extend(fails);
     }
+
+    r.images_ms = u64::try_from(phase.elapsed().as_millis()).unwrap_or(u64::MAX);
 
     // 4. --rebuild: every current image written again elsewhere and compared byte for byte.
     if opts.rebuild {
