@@ -6,7 +6,7 @@ BIN   := target/release/nodeforge
 DEMO  := out/demo
 DEMO_FLAGS := --lockfile $(DEMO)/kubenet.lock --out $(DEMO)
 
-.PHONY: build test demo lint clean
+.PHONY: build test demo bench lint clean
 
 ## Release binary, then the default cluster's node images: lock check, verified fetch into
 ## out/store, one image per node in out/images/<id>/, out/nodes/<node>/current pointing at each.
@@ -38,6 +38,11 @@ demo:
 	$(BIN) build $(DEMO_FLAGS) --offline
 	$(BIN) show $(DEMO_FLAGS) $$(basename $$(readlink $(DEMO)/nodes/worker1/current)) | head -20
 	$(BIN) mirror export $(DEMO)/usb $(DEMO_FLAGS)
+
+## Benchmarks: a realistic workload made locally, every figure side by side with the standard
+## tools in one run (needs curl, zstd, erofs-utils, cryptsetup-bin, b3sum). Results: BENCHMARKS.md.
+bench:
+	$(CARGO) bench --locked --bench workload
 
 clean:
 	rm -rf out

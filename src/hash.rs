@@ -107,17 +107,24 @@ impl Blake3 {
     /// Hash a file by streaming it (no mmap: a file that shrinks meanwhile must be an error, not
     /// a SIGBUS). Large files are hashed with several threads.
     pub fn of_file(path: &Path) -> std::io::Result<(Self, u64)> {
-        let mut file = std::fs::File::open(path)?;
+        Self::of_reader(&mut std::fs::File::open(path)?)
+    }
+
+    /// Hash everything a reader yields; returns the digest and the byte count.
+    pub fn of_reader(r: &mut dyn Read) -> std::io::Result<(Self, u64)> {
         let mut hasher = blake3::Hasher::new();
-        let mut buf = vec![0u8; 1 << 20];
+        // Large reads: blake3's multithreaded update pays off per call only on megabytes.
+        let mut buf = vec![0u8; 8 << 20];
         let mut size = 0u64;
         loop {
-            let n = file.read(&mut buf)?;
-            if n == 0 {
-                break;
-            }
+            let n = match r.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
             size += n as u64;
-            if n >= 128 * 1024 {
+            if n >= 1 << 20 {
                 hasher.update_rayon(&buf[..n]);
             } else {
                 hasher.update(&buf[..n]);

@@ -74,22 +74,10 @@ impl Store {
     /// Open (creating if needed) the store at `root`. Leftover temporary files of killed runs are
     /// removed when no other process is using the store.
     pub fn open(root: &Path) -> Result<Self, FsError> {
-        for sub in ["blake3", "sha256", "tmp", "locks", "extract"] {
-            fsutil::create_dir_all(&root.join(sub))?;
-        }
-        let lock_path = root.join(".lock");
-        let guard = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .at("cannot open the store lock", &lock_path)?;
+        let (guard, lock_path) = Self::lock_file(root)?;
         if guard.try_lock().is_ok() {
             // Alone: whatever temp files exist were left by killed runs.
-            fsutil::clean_temp_files(&root.join("tmp"));
-            if let Some(out) = root.parent() {
-                clean_output_temps(out);
-            }
+            Self::clean(root);
             let _ = guard.unlock();
         }
         guard
@@ -104,6 +92,17 @@ impl Store {
     /// Open the store for exclusive use (garbage collection): waits until no other process
     /// (fetch, build) has it open.
     pub fn open_exclusive(root: &Path) -> Result<Self, FsError> {
+        let (guard, lock_path) = Self::lock_file(root)?;
+        guard.lock().at("cannot lock the store", &lock_path)?;
+        Self::clean(root);
+        Ok(Self {
+            root: root.to_path_buf(),
+            _guard: guard,
+        })
+    }
+
+    /// Create the store's directories and open (unlocked) its lock file.
+    fn lock_file(root: &Path) -> Result<(File, PathBuf), FsError> {
         for sub in ["blake3", "sha256", "tmp", "locks", "extract"] {
             fsutil::create_dir_all(&root.join(sub))?;
         }
@@ -114,15 +113,16 @@ impl Store {
             .write(true)
             .open(&lock_path)
             .at("cannot open the store lock", &lock_path)?;
-        guard.lock().at("cannot lock the store", &lock_path)?;
+        Ok((guard, lock_path))
+    }
+
+    /// Remove what killed runs left: the store's tmp/ and the output directory's temp files.
+    /// Only while holding the store alone.
+    fn clean(root: &Path) {
         fsutil::clean_temp_files(&root.join("tmp"));
         if let Some(out) = root.parent() {
             clean_output_temps(out);
         }
-        Ok(Self {
-            root: root.to_path_buf(),
-            _guard: guard,
-        })
     }
 
     /// Every file under `blake3/`, with the address its path names (None when the path is not

@@ -5,7 +5,7 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::TestContext;
+use crate::{set_verbosity, TestContext};
 
 /// A project whose stand-ins are large enough for kill points to land inside downloads,
 /// extraction and compression.
@@ -105,15 +105,6 @@ fn concurrent_builds_and_gc_leave_a_consistent_out_dir() {
     assert_consistent(&ctx, "after concurrent builds and gc");
     ctx.net(&["build"]).ok().stdout_has("nothing to do");
     ctx.run(&["verify", "--rebuild"]).ok();
-}
-
-fn set_verbosity(ctx: &TestContext, v: u32) {
-    let t = std::fs::read_to_string(ctx.manifest()).unwrap();
-    let t = match t.find("\n[vars]\n") {
-        Some(at) => t[..at].to_string(),
-        None => t,
-    };
-    ctx.set_manifest(&format!("{t}\n[vars]\nkubelet_verbosity = {v}\n"));
 }
 
 fn timed_build(ctx: &TestContext) -> Duration {

@@ -2,20 +2,11 @@
 
 use std::path::PathBuf;
 
-use crate::TestContext;
+use crate::{set_verbosity, TestContext};
 
 fn current_id(ctx: &TestContext, node: &str) -> String {
     let p = std::fs::canonicalize(ctx.path().join("out/nodes").join(node).join("current")).unwrap();
     p.file_name().unwrap().to_string_lossy().into_owned()
-}
-
-fn set_verbosity(ctx: &TestContext, v: u32) {
-    let t = std::fs::read_to_string(ctx.manifest()).unwrap();
-    let t = match t.find("\n[vars]\n") {
-        Some(i) => format!("{}\n[vars]\nkubelet_verbosity = {v}\n", &t[..i]),
-        None => format!("{t}\n[vars]\nkubelet_verbosity = {v}\n"),
-    };
-    ctx.set_manifest(&t);
 }
 
 /// Three generations: the seed (v=2), a config upgrade (v=3), and runc 1.1.13 → 1.1.14 (v=3).

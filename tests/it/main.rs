@@ -241,6 +241,16 @@ impl TestContext {
     }
 }
 
+/// Set `kubelet_verbosity` in the manifest's `[vars]` (a config change of every node).
+pub fn set_verbosity(ctx: &TestContext, v: u32) {
+    let t = std::fs::read_to_string(ctx.manifest()).unwrap();
+    let t = match t.find("\n[vars]\n") {
+        Some(at) => t[..at].to_string(),
+        None => t,
+    };
+    ctx.set_manifest(&format!("{t}\n[vars]\nkubelet_verbosity = {v}\n"));
+}
+
 /// The URL of a component's artifact in the default manifest (amd64).
 pub fn url_of(ctx: &TestContext, component: &str) -> String {
     let m = nodeforge::manifest::Manifest::load(&ctx.manifest()).unwrap();

@@ -1,0 +1,638 @@
+//! `make bench`: a realistic workload made locally and every figure measured side by side in one
+//! run, against the standard tools doing the same work. Prints a Markdown report (for
+//! BENCHMARKS.md). Needs curl, GNU tar, zstd, mkfs.erofs, veritysetup, b3sum, sha256sum, python3.
+//!
+//! Stand-ins: upstream's artifact sizes (shared/upstream.md), made of real ELF bytes from this
+//! machine's /usr/lib and /usr/bin, so they compress like Go binaries do; served over HTTP from
+//! 127.0.0.1 by `python3 -m http.server`.
+//!
+//! Environment: NODEFORGE_BENCH_DIR (default target/bench), NODEFORGE_BENCH_GROWTH (default
+//! "6,100,1000"), NODEFORGE_BENCH_GROWTH_SCALE (binaries are divided by this in the growth runs,
+//! default 100, so 1000 node images fit on a disk).
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_nodeforge");
+const REPO: &str = env!("CARGO_MANIFEST_DIR");
+const MB: f64 = 1e6;
+
+fn sh(script: &str) -> Duration {
+    let t = Instant::now();
+    let st = Command::new("bash")
+        .arg("-c")
+        .arg(script)
+        .status()
+        .expect("bash");
+    assert!(st.success(), "failed: {script}");
+    t.elapsed()
+}
+
+fn nf(dir: &Path, args: &[&str]) -> (Duration, String) {
+    let t = Instant::now();
+    let out = Command::new(BIN)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("nodeforge");
+    let el = t.elapsed();
+    assert!(
+        out.status.success(),
+        "nodeforge {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (el, String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn du(p: &Path) -> u64 {
+    let out = Command::new("du")
+        .args(["-sb"])
+        .arg(p)
+        .output()
+        .expect("du");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Real ELF bytes of this machine, deterministic order.
+fn elf_pool(want: usize) -> Vec<u8> {
+    let mut files = Vec::new();
+    for dir in [
+        "/usr/lib/x86_64-linux-gnu",
+        "/usr/bin",
+        "/usr/libexec",
+        "/usr/lib",
+    ] {
+        let mut stack = vec![PathBuf::from(dir)];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+                let p = e.path();
+                let Ok(ft) = e.file_type() else { continue };
+                if ft.is_dir() {
+                    stack.push(p);
+                } else if ft.is_file() {
+                    files.push(p);
+                }
+            }
+        }
+    }
+    files.sort();
+    let mut pool = Vec::with_capacity(want);
+    for f in files {
+        if pool.len() >= want {
+            break;
+        }
+        if let Ok(b) = std::fs::read(&f) {
+            if b.starts_with(b"\x7fELF") {
+                pool.extend_from_slice(&b);
+            }
+        }
+    }
+    assert!(!pool.is_empty(), "no ELF files found");
+    while pool.len() < want {
+        let n = pool.len().min(want - pool.len());
+        let copy = pool[..n].to_vec();
+        pool.extend_from_slice(&copy);
+    }
+    pool.truncate(want);
+    pool
+}
+
+struct Pool {
+    bytes: Vec<u8>,
+    at: usize,
+}
+
+impl Pool {
+    fn take(&mut self, n: usize) -> Vec<u8> {
+        let mut out = b"\x7fELF".to_vec();
+        while out.len() < n {
+            if self.at >= self.bytes.len() {
+                self.at = 0;
+            }
+            let k = (n - out.len()).min(self.bytes.len() - self.at);
+            out.extend_from_slice(&self.bytes[self.at..self.at + k]);
+            self.at += k;
+        }
+        out
+    }
+}
+
+fn tar_gz(members: &[(String, u32, Vec<u8>)]) -> Vec<u8> {
+    let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(5));
+    let mut t = tar::Builder::new(gz);
+    for (name, mode, data) in members {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(*mode);
+        h.set_mtime(1_720_000_000);
+        h.set_entry_type(tar::EntryType::Regular);
+        t.append_data(&mut h, name, data.as_slice()).expect("tar");
+    }
+    t.into_inner().expect("tar").finish().expect("gz")
+}
+
+/// Stand-in artifacts with upstream's sizes divided by `scale`, in mirror layout, with checksums.
+fn make_mirror(dir: &Path, scale: usize) -> u64 {
+    if dir.join(".complete").exists() {
+        return du(dir);
+    }
+    let _ = std::fs::remove_dir_all(dir);
+    let m = nodeforge::manifest::Manifest::load(&Path::new(REPO).join("manifests/kubenet.toml"))
+        .expect("manifest");
+    let mb = |n: usize| n * 1_000_000 / scale;
+    let mut pool = Pool {
+        bytes: elf_pool(mb(450).max(1 << 20)),
+        at: 0,
+    };
+    for spec in m.artifacts() {
+        let data = match spec.component.as_str() {
+            "kubelet" => pool.take(mb(77)),
+            "kube-proxy" => pool.take(mb(63)),
+            "runc" => pool.take(mb(11)),
+            "containerd" => tar_gz(
+                &[
+                    ("containerd", 52),
+                    ("containerd-shim", 9),
+                    ("containerd-shim-runc-v1", 9),
+                    ("containerd-shim-runc-v2", 12),
+                    ("containerd-stress", 20),
+                    ("ctr", 26),
+                ]
+                .iter()
+                .map(|(n, s)| (format!("bin/{n}"), 0o755, pool.take(mb(*s))))
+                .collect::<Vec<_>>(),
+            ),
+            "crictl" => tar_gz(&[("crictl".to_string(), 0o755, pool.take(mb(55)))]),
+            "cni-plugins" => {
+                let mut v: Vec<(String, u32, Vec<u8>)> = [
+                    "bandwidth",
+                    "bridge",
+                    "dhcp",
+                    "dummy",
+                    "firewall",
+                    "host-device",
+                    "host-local",
+                    "ipvlan",
+                    "loopback",
+                    "macvlan",
+                    "portmap",
+                    "ptp",
+                    "sbr",
+                    "static",
+                    "tap",
+                    "tuning",
+                    "vlan",
+                    "vrf",
+                ]
+                .iter()
+                .map(|n| (format!("./{n}"), 0o755, pool.take(mb(5) + mb(1) / 2)))
+                .collect();
+                v.push(("./LICENSE".into(), 0o644, b"Apache-2.0\n".to_vec()));
+                tar_gz(&v)
+            }
+            other => panic!("no stand-in for {other}"),
+        };
+        let rel = nodeforge::fetch::mirror_path(&spec.url).expect("path");
+        let p = dir.join(&rel);
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&p, &data).expect("write");
+        let sum = dir.join(nodeforge::fetch::mirror_path(&spec.checksum_url).expect("path"));
+        let line = format!(
+            "{}  {}\n",
+            nodeforge::hash::Sha256::of(&data),
+            spec.checksum_name
+        );
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&sum)
+            .expect("sum");
+        f.write_all(line.as_bytes()).expect("write");
+    }
+    std::fs::write(dir.join(".complete"), b"").expect("marker");
+    du(dir)
+}
+
+struct Server(Child, u16);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn serve(dir: &Path) -> Server {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let child = Command::new("python3")
+        .args([
+            "-m",
+            "http.server",
+            "--bind",
+            "127.0.0.1",
+            &port.to_string(),
+            "--directory",
+        ])
+        .arg(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("python3");
+    // Owned by the guard from here on, so the child is killed and reaped on every path.
+    let server = Server(child, port);
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return server;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("the HTTP server did not start");
+}
+
+fn project(dir: &Path, manifest: &str) {
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir.join("manifests")).expect("mkdir");
+    std::fs::write(dir.join("manifests/kubenet.toml"), manifest).expect("manifest");
+    sh(&format!(
+        "cp -r {REPO}/manifests/kubenet {}/manifests/",
+        dir.display()
+    ));
+}
+
+fn growth_manifest(nodes: usize) -> String {
+    let base =
+        std::fs::read_to_string(Path::new(REPO).join("manifests/kubenet.toml")).expect("manifest");
+    let head = base
+        .split("[[nodes]]")
+        .next()
+        .expect("head")
+        .replace("pod-cidr = \"10.0.0.0/12\"", "pod-cidr = \"10.0.0.0/8\"")
+        .replace(
+            "service-cidr = \"10.32.0.0/16\"",
+            "service-cidr = \"172.16.0.0/16\"",
+        )
+        .replace(
+            "cluster-dns = \"10.32.0.10\"",
+            "cluster-dns = \"172.16.0.10\"",
+        )
+        .replace(
+            "node-pod-cidr = \"10.{{ vmid }}.0.0/16\"",
+            "node-pod-cidr = \"10.{{ vmid // 256 }}.{{ vmid % 256 }}.0/24\"",
+        )
+        .replace(
+            "node-ip = \"192.168.1.{{ 10 + vmid }}\"",
+            "node-ip = \"192.168.{{ vmid // 250 }}.{{ vmid % 250 + 2 }}\"",
+        );
+    let mut s = head;
+    for i in 0..nodes {
+        let (name, role) = if i < 3 {
+            (format!("control{i}"), "control")
+        } else {
+            (format!("worker{}", i - 3), "worker")
+        };
+        s.push_str(&format!(
+            "[[nodes]]\nname = \"{name}\"\nvmid = {}\nrole = \"{role}\"\n\n",
+            i + 1
+        ));
+    }
+    s
+}
+
+fn mbps(bytes: u64, d: Duration) -> String {
+    #[allow(clippy::cast_precision_loss)]
+    let v = bytes as f64 / MB / d.as_secs_f64();
+    format!("{v:.0} MB/s")
+}
+
+fn secs(d: Duration) -> String {
+    format!("{:.2} s", d.as_secs_f64())
+}
+
+fn main() {
+    let root = std::env::var_os("NODEFORGE_BENCH_DIR")
+        .map_or_else(|| Path::new(REPO).join("target/bench"), PathBuf::from);
+    std::fs::create_dir_all(&root).expect("bench dir");
+    let mut rows: Vec<(String, String, String, String)> = Vec::new();
+    let mut row = |what: &str, ours: String, theirs: String, note: String| {
+        rows.push((what.into(), ours, theirs, note))
+    };
+
+    // ---- The workload.
+    let mirror = root.join("mirror");
+    eprintln!("preparing stand-in artifacts in {} …", mirror.display());
+    let mirror_bytes = make_mirror(&mirror, 1);
+    let server = serve(&mirror);
+    let url = format!("http://127.0.0.1:{}", server.1);
+    let proj = root.join("project");
+    project(
+        &proj,
+        &std::fs::read_to_string(Path::new(REPO).join("manifests/kubenet.toml")).expect("manifest"),
+    );
+    let net = ["--mirrors-only", "--mirror", url.as_str()];
+    let with = |cmd: &[&str]| -> Vec<String> {
+        cmd.iter()
+            .chain(net.iter())
+            .map(|s| (*s).to_string())
+            .collect()
+    };
+    let run = |args: Vec<String>| nf(&proj, &args.iter().map(String::as_str).collect::<Vec<_>>());
+    run(with(&["lock"]));
+    let files: Vec<String> = {
+        let m = nodeforge::manifest::Manifest::load(&proj.join("manifests/kubenet.toml"))
+            .expect("manifest");
+        m.artifacts()
+            .iter()
+            .map(|a| {
+                format!(
+                    "{url}/{}",
+                    nodeforge::fetch::mirror_path(&a.url).expect("p")
+                )
+            })
+            .collect()
+    };
+    let artifact_bytes: u64 = files
+        .iter()
+        .map(|u| {
+            std::fs::metadata(mirror.join(u.trim_start_matches(&format!("{url}/"))))
+                .map_or(0, |m| m.len())
+        })
+        .sum();
+
+    // ---- fetch
+    let dl = root.join("curl");
+    let _ = std::fs::remove_dir_all(&dl);
+    std::fs::create_dir_all(&dl).expect("mkdir");
+    let link = sh(&format!(
+        "printf '%s\\n' {} | xargs -P 4 -n 1 curl -s -o /dev/null",
+        files.join(" ")
+    ));
+    let curl = sh(&format!(
+        "cd {} && for u in {}; do curl -s -O \"$u\"; done",
+        dl.display(),
+        files.join(" ")
+    ));
+    let _ = std::fs::remove_dir_all(proj.join("out"));
+    let (fetch, _) = run(with(&["fetch"]));
+    let (refetch, _) = run(with(&["fetch"]));
+    row(
+        "fetch 6 artifacts",
+        mbps(artifact_bytes, fetch),
+        format!("curl one by one: {}", mbps(artifact_bytes, curl)),
+        format!(
+            "link limit (4 parallel curl → /dev/null): {}; {} MB",
+            mbps(artifact_bytes, link),
+            artifact_bytes / 1_000_000
+        ),
+    );
+    row(
+        "fetch again (no-op)",
+        secs(refetch),
+        "-".into(),
+        "every artifact already in the store".into(),
+    );
+
+    // ---- build, cold store (artifacts only) and warm store (extracted, prefix cached)
+    sh(&format!("cd {} && rm -rf out/images out/nodes out/cache out/store/extract && find out/store/blake3 -type f | wc -l >/dev/null", proj.display()));
+    // Keep only the artifacts in the store: remove every object that is not an artifact.
+    let keep: Vec<String> = std::fs::read_dir(proj.join("out/store/sha256"))
+        .expect("index")
+        .flatten()
+        .map(|e| {
+            std::fs::read_to_string(e.path())
+                .expect("idx")
+                .split(' ')
+                .next()
+                .expect("b3")
+                .to_string()
+        })
+        .collect();
+    for e in walk(&proj.join("out/store/blake3")) {
+        let name: String = e
+            .components()
+            .rev()
+            .take(3)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .collect();
+        if !keep.contains(&name) {
+            std::fs::remove_file(&e).expect("rm");
+        }
+    }
+    let (cold, _) = run(with(&["build"]));
+    let out_bytes: u64 = ["images"]
+        .iter()
+        .map(|d| du(&proj.join("out").join(d)))
+        .sum();
+    sh(&format!(
+        "rm -rf {0}/out/images {0}/out/nodes",
+        proj.display()
+    ));
+    let (warm, _) = run(with(&["build"]));
+    // The same work by hand: stage each node's tree, then tar|zstd, mkfs.erofs and veritysetup.
+    let stage = root.join("stage");
+    let _ = std::fs::remove_dir_all(&stage);
+    let mut hand = Duration::ZERO;
+    let mut staging = Duration::ZERO;
+    let nodes = [
+        "control0", "control1", "control2", "worker0", "worker1", "worker2",
+    ];
+    for node in nodes {
+        let img = std::fs::canonicalize(proj.join("out/nodes").join(node).join("current"))
+            .expect("current");
+        let t = Instant::now();
+        let x = stage.join(node).join("tree");
+        sh(&format!(
+            "mkdir -p {0} && fsck.erofs --extract={0} {1}/image.erofs >/dev/null",
+            x.display(),
+            img.display()
+        ));
+        staging += t.elapsed();
+        let o = stage.join(node);
+        hand += sh(&format!(
+            "tar --sort=name --owner=0 --group=0 --numeric-owner --mtime=@0 --format=gnu -C {0} -cf - . | zstd -3 -T0 -q -f -o {1}/hand.tar.zst && mkfs.erofs -T0 --all-root -U 00000000-0000-4000-8000-000000000000 -x-1 {1}/hand.erofs {0} >/dev/null 2>&1 && veritysetup format --salt=00 --uuid=00000000-0000-4000-8000-000000000000 {1}/hand.erofs {1}/hand.verity >/dev/null",
+            x.display(),
+            o.display()
+        ));
+    }
+    let copy = sh(&format!(
+        "rm -rf {0}/copy && mkdir -p {0}/copy && cp -r {1}/out/images {0}/copy/",
+        root.display(),
+        proj.display()
+    ));
+    row(
+        "build 6 nodes, cold store",
+        secs(cold),
+        format!("tar|zstd + mkfs.erofs + veritysetup: {}", secs(hand)),
+        format!(
+            "writing the {} MB of outputs (cp): {}",
+            out_bytes / 1_000_000,
+            secs(copy)
+        ),
+    );
+    row(
+        "build 6 nodes, warm store",
+        secs(warm),
+        format!("tar|zstd + mkfs.erofs + veritysetup: {}", secs(hand)),
+        format!(
+            "target ≤ {} (aim {}); staging the trees by hand took another {}",
+            secs(hand),
+            secs(hand / 2),
+            secs(staging)
+        ),
+    );
+
+    // ---- incremental and no-op
+    let manifest = proj.join("manifests/kubenet.toml");
+    let text = std::fs::read_to_string(&manifest).expect("manifest");
+    std::fs::write(
+        &manifest,
+        text.replace(
+            "name = \"worker1\"\nvmid = 5\nrole = \"worker\"\n",
+            "name = \"worker1\"\nvmid = 5\nrole = \"worker\"\nvars = { kubelet_verbosity = 4 }\n",
+        ),
+    )
+    .expect("edit");
+    let (inc, _) = run(with(&["build"]));
+    let (noop, _) = run(with(&["build"]));
+    #[allow(clippy::cast_precision_loss)]
+    let pct = inc.as_secs_f64() / warm.as_secs_f64() * 100.0;
+    row(
+        "one worker's config changed",
+        secs(inc),
+        "-".into(),
+        format!("{pct:.1}% of the warm build (target < 2%)"),
+    );
+    row(
+        "no-op build",
+        format!("{:.0} ms", noop.as_secs_f64() * 1000.0),
+        "-".into(),
+        "target < 100 ms".into(),
+    );
+
+    // ---- verify
+    let (_, vjson) = run(vec!["verify".into(), "--json".into()]);
+    let v: serde_json::Value = serde_json::from_str(&vjson).expect("json");
+    let obj_bytes = v["object_bytes"].as_u64().unwrap_or(0);
+    let obj_ms = v["objects_ms"].as_u64().unwrap_or(1).max(1);
+    let objs = walk(&proj.join("out/store/blake3"));
+    let list = objs
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let b3 = sh(&format!("b3sum {list} >/dev/null"));
+    let sha = sh(&format!("sha256sum {list} >/dev/null"));
+    #[allow(clippy::cast_precision_loss)]
+    let ours = obj_bytes as f64 / 1e9 / (obj_ms as f64 / 1000.0);
+    #[allow(clippy::cast_precision_loss)]
+    let (b3r, shar) = (
+        obj_bytes as f64 / 1e9 / b3.as_secs_f64(),
+        obj_bytes as f64 / 1e9 / sha.as_secs_f64(),
+    );
+    row("verify: re-hash the store", format!("{ours:.2} GB/s"), format!("b3sum {b3r:.2} GB/s, sha256sum {shar:.2} GB/s"), format!("{} MB in {} objects; {:.0}% of b3sum (target ≥ 80%); whole verify incl. {} images: {} ms", obj_bytes / 1_000_000, objs.len(), ours / b3r * 100.0, v["images_checked"], v["elapsed_ms"]));
+    drop(server);
+
+    // ---- growth
+    let scale: usize = std::env::var("NODEFORGE_BENCH_GROWTH_SCALE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(100);
+    let counts: Vec<usize> = std::env::var("NODEFORGE_BENCH_GROWTH").ok().map_or_else(
+        || vec![6, 100, 1000],
+        |s| s.split(',').filter_map(|x| x.trim().parse().ok()).collect(),
+    );
+    let gmirror = root.join(format!("mirror-1-{scale}"));
+    make_mirror(&gmirror, scale);
+    let gserver = serve(&gmirror);
+    let gurl = format!("http://127.0.0.1:{}", gserver.1);
+    let mut growth: BTreeMap<usize, (Duration, u64, u64, u64)> = BTreeMap::new();
+    for n in &counts {
+        let gp = root.join(format!("growth-{n}"));
+        project(&gp, &growth_manifest(*n));
+        let gnet = ["--mirrors-only", "--mirror", gurl.as_str()];
+        let a: Vec<&str> = ["lock"].iter().chain(gnet.iter()).copied().collect();
+        nf(&gp, &a);
+        let a: Vec<&str> = ["fetch"].iter().chain(gnet.iter()).copied().collect();
+        nf(&gp, &a);
+        let store_before = du(&gp.join("out/store"));
+        let a: Vec<&str> = ["build"].iter().chain(gnet.iter()).copied().collect();
+        let (t, _) = nf(&gp, &a);
+        let store_after = du(&gp.join("out/store"));
+        let images = du(&gp.join("out/images"));
+        growth.insert(*n, (t, store_before, store_after, images));
+        let _ = std::fs::remove_dir_all(gp.join("out/images"));
+    }
+    drop(gserver);
+
+    // ---- report
+    println!("| measurement | nodeforge | standard tools, same run | notes |");
+    println!("|---|---|---|---|");
+    for (a, b, c, d) in &rows {
+        println!("| {a} | {b} | {c} | {d} |");
+    }
+    println!(
+        "\nGrowth (binaries divided by {scale}, so {} node images fit on this disk):\n",
+        counts.last().copied().unwrap_or(0)
+    );
+    println!("| nodes | build (warm store) | store after build | store growth in the build | image bytes per node |");
+    println!("|---|---|---|---|---|");
+    for (n, (t, before, after, images)) in &growth {
+        println!(
+            "| {n} | {} | {} MB | {} KB | {} KB |",
+            secs(*t),
+            after / 1_000_000,
+            after.saturating_sub(*before) / 1000,
+            images / (*n as u64) / 1000
+        );
+    }
+    let keys: Vec<&usize> = growth.keys().collect();
+    if keys.len() >= 2 {
+        let (a, b) = (keys[keys.len() - 2], keys[keys.len() - 1]);
+        let (ta, _, sa, ia) = growth[a];
+        let (tb, _, sb, ib) = growth[b];
+        let per = (b - a) as u64;
+        #[allow(clippy::cast_precision_loss)]
+        let ms = (tb.as_secs_f64() - ta.as_secs_f64()) * 1000.0 / per as f64;
+        println!(
+            "\nPer additional node ({a} → {b}): {ms:.1} ms of build time, {} bytes of new store data, {} KB of image files (at full size: see the 6-node run: {} MB per node).",
+            sb.saturating_sub(sa) / per,
+            ib.saturating_sub(ia) / per / 1000,
+            out_bytes / 6 / 1_000_000
+        );
+    }
+    println!(
+        "\nworkload: {} MB of stand-in artifacts ({} MB served)",
+        mirror_bytes / 1_000_000,
+        artifact_bytes / 1_000_000
+    );
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
