@@ -103,14 +103,34 @@ fn dir_blocks(children: &[(Vec<u8>, u64, u8)]) -> io::Result<Vec<u8>> {
     Ok(out)
 }
 
+/// Where an image's regular files keep their data: block-aligned, so their blocks (the last
+/// zero-padded) are the same in every image that holds them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileData {
+    /// First block of the data.
+    pub block: u64,
+    pub blake3: Blake3,
+    pub size: u64,
+}
+
+/// What `write_erofs` wrote: the image size (a multiple of 4096) and where file data lies.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    pub size: u64,
+    /// In block order, not overlapping.
+    pub files: Vec<FileData>,
+}
+
 /// Write the EROFS image of `entries` (sorted, parents first, root implicit) to `out`.
-/// `open` gives a file entry's content by its blake3. Returns the image size (a multiple of 4096).
-pub fn write_erofs<W: Write>(
+/// `open` gives a file entry's content by its blake3; with a `File` source and a file-backed
+/// `out` (`BufWriter<&File>`), the data is copied by the kernel (copy_file_range), never
+/// through this process.
+pub fn write_erofs<W: Write, R: Read>(
     out: &mut W,
     entries: &[Entry],
     uuid: [u8; 16],
-    open: &mut dyn FnMut(&Blake3) -> io::Result<Box<dyn Read>>,
-) -> io::Result<u64> {
+    open: &mut dyn FnMut(&Blake3) -> io::Result<R>,
+) -> io::Result<Layout> {
     // 1. Inodes: the root, then every entry in order.
     let mut inodes: Vec<Inode<'_>> = Vec::with_capacity(entries.len() + 1);
     let mut index: BTreeMap<&str, usize> = BTreeMap::new();
@@ -304,7 +324,7 @@ pub fn write_erofs<W: Write>(
 
     // 6. Data, in inode order, each padded to a block.
     let zeros = [0u8; BLKSZ as usize];
-    let mut buf = vec![0u8; 1 << 20];
+    let mut files = Vec::new();
     for ino in &inodes {
         if ino.size == 0 {
             continue;
@@ -323,18 +343,20 @@ pub fn write_erofs<W: Write>(
                 let b = e
                     .blake3
                     .ok_or_else(|| err(path, "a file without a content address"))?;
-                let mut r =
+                let r =
                     open(&b).map_err(|x| err(path, &format!("cannot read its content: {x}")))?;
-                let mut left = e.size;
-                while left > 0 {
-                    let want = usize::try_from(left.min(buf.len() as u64)).unwrap_or(buf.len());
-                    let n = r.read(&mut buf[..want])?;
-                    if n == 0 {
-                        return Err(err(path, &format!("content ended {left} bytes early")));
-                    }
-                    out.write_all(&buf[..n])?;
-                    left -= n as u64;
+                let n = io::copy(&mut r.take(e.size), out)?;
+                if n != e.size {
+                    return Err(err(
+                        path,
+                        &format!("content ended {} bytes early", e.size - n),
+                    ));
                 }
+                files.push(FileData {
+                    block: ino.blkaddr,
+                    blake3: b,
+                    size: e.size,
+                });
             }
         }
         let rem = (ino.size % BLKSZ) as usize;
@@ -342,7 +364,10 @@ pub fn write_erofs<W: Write>(
             out.write_all(&zeros[..BLKSZ as usize - rem])?;
         }
     }
-    Ok(total_blocks * BLKSZ)
+    Ok(Layout {
+        size: total_blocks * BLKSZ,
+        files,
+    })
 }
 
 #[cfg(test)]
@@ -402,13 +427,22 @@ mod tests {
 
     fn build(entries: &[Entry], store: &HashMap<Blake3, Vec<u8>>, uuid: [u8; 16]) -> Vec<u8> {
         let mut out = Vec::new();
-        let size = write_erofs(&mut out, entries, uuid, &mut |b| {
-            Ok(Box::new(std::io::Cursor::new(
+        let layout = write_erofs(&mut out, entries, uuid, &mut |b| {
+            Ok(std::io::Cursor::new(
                 store.get(b).cloned().unwrap_or_default(),
-            )) as Box<dyn Read>)
+            ))
         })
         .expect("write");
-        assert_eq!(size as usize, out.len());
+        assert_eq!(layout.size as usize, out.len());
+        for f in &layout.files {
+            let at = usize::try_from(f.block * 4096).expect("offset");
+            let data = &store[&f.blake3];
+            assert_eq!(
+                &out[at..at + data.len()],
+                data.as_slice(),
+                "file data at its block"
+            );
+        }
         assert_eq!(out.len() % 4096, 0);
         out
     }

@@ -2,8 +2,9 @@
 //! byte-identical to `veritysetup format --salt=… --uuid=…`: a 4 KiB block holding the 512-byte
 //! superblock, then the hash levels, top level first. Each digest is sha256(salt ‖ block); 128
 //! digests fill a hash block (zero-padded). With a single data block there are no levels and the
-//! root hash is that block's digest. Salt and uuid are derived from the image id, so the same
-//! image gives the same tree on any machine.
+//! root hash is that block's digest. The uuid is derived from the image id and the salt is one
+//! fixed value, so the same image gives the same tree on any machine, and a file's block digests
+//! are the same in every image that holds it (block-aligned in EROFS), so they can be cached.
 
 use std::io::{self, Read, Write};
 
@@ -22,10 +23,19 @@ pub struct VerityParams {
     pub uuid: [u8; 16],
 }
 
-/// Salt and uuid derived from an image id (blake3 in derive-key mode), the uuid an RFC 4122
-/// version-4 one so tools print it normally.
+/// The salt of every tree nodeforge writes (v2; v1 derived it from the image id, and images
+/// keep the salt they were made with in manifest.json). One salt for all images makes a file's
+/// block digests the same in each of them, so building another node does not re-hash the
+/// binaries. A per-image salt only defends against precomputed collisions, which sha256 does
+/// not need.
+pub fn salt() -> Vec<u8> {
+    blake3::derive_key("nodeforge verity salt v2", b"").to_vec()
+}
+
+/// Salt and uuid of an image (uuid from its id in blake3 derive-key mode, an RFC 4122
+/// version-4 one so tools print it normally).
 pub fn params_for(image_id: &Blake3) -> VerityParams {
-    let salt = blake3::derive_key("nodeforge verity salt v1", image_id.as_bytes()).to_vec();
+    let salt = salt();
     let key = blake3::derive_key("nodeforge verity uuid v1", image_id.as_bytes());
     let mut uuid = [0u8; 16];
     uuid.copy_from_slice(&key[..16]);
@@ -90,6 +100,26 @@ fn pack(digests: &[[u8; 32]]) -> Vec<u8> {
     out
 }
 
+/// The digest of each 4096-byte block of the `size` bytes `data` yields, the last block
+/// zero-padded (as a file's data is in a block-aligned image). `data` must yield `size` bytes.
+pub fn block_digests(data: &mut dyn Read, size: u64, salt: &[u8]) -> io::Result<Vec<[u8; 32]>> {
+    let mut level: Vec<[u8; 32]> =
+        Vec::with_capacity(usize::try_from(size.div_ceil(BLOCK as u64)).unwrap_or(0));
+    let mut buf = vec![0u8; BLOCK * 256];
+    let mut left = size;
+    while left > 0 {
+        let want = usize::try_from(left.min(buf.len() as u64)).unwrap_or(buf.len());
+        data.read_exact(&mut buf[..want])?;
+        let padded = want.next_multiple_of(BLOCK);
+        buf[want..padded].fill(0);
+        for block in buf[..padded].chunks(BLOCK) {
+            level.push(digest(salt, block));
+        }
+        left -= want as u64;
+    }
+    Ok(level)
+}
+
 /// Write the hash tree of `data` (exactly `data_size` bytes, a non-zero multiple of 4096) to
 /// `out`; returns the root hash.
 pub fn write_verity(
@@ -103,19 +133,21 @@ pub fn write_verity(
             "verity data must be a non-zero multiple of {BLOCK} bytes, not {data_size}"
         )));
     }
-    let data_blocks = data_size / BLOCK as u64;
-    // Level 0: one digest per data block, streamed.
-    let mut level: Vec<[u8; 32]> = Vec::with_capacity(usize::try_from(data_blocks).unwrap_or(0));
-    let mut buf = vec![0u8; BLOCK * 256];
-    let mut left = data_size;
-    while left > 0 {
-        let want = usize::try_from(left.min(buf.len() as u64)).unwrap_or(buf.len());
-        data.read_exact(&mut buf[..want])?;
-        for block in buf[..want].chunks(BLOCK) {
-            level.push(digest(&params.salt, block));
-        }
-        left -= want as u64;
+    let level = block_digests(data, data_size, &params.salt)?;
+    write_tree(level, params, out)
+}
+
+/// Write the hash tree whose level 0 (one digest per data block, see `block_digests`) is
+/// `level`; returns the root hash.
+pub fn write_tree(
+    mut level: Vec<[u8; 32]>,
+    params: &VerityParams,
+    out: &mut dyn Write,
+) -> io::Result<Sha256> {
+    if level.is_empty() {
+        return Err(io::Error::other("verity data must hold at least one block"));
     }
+    let data_blocks = level.len() as u64;
     let mut stored: Vec<Vec<u8>> = Vec::new();
     let root = if data_blocks == 1 {
         level[0]
@@ -234,5 +266,25 @@ mod tests {
         let mut out = Vec::new();
         assert!(write_verity(&mut [0u8; 100].as_slice(), 100, &p, &mut out).is_err());
         assert!(write_verity(&mut [0u8; 0].as_slice(), 0, &p, &mut out).is_err());
+        assert!(write_tree(Vec::new(), &p, &mut out).is_err());
+        // One salt for every image: a file's digests do not depend on the image holding it.
+        assert_eq!(p.salt, params_for(&Blake3::of(b"other")).salt);
+        assert_ne!(p.uuid, params_for(&Blake3::of(b"other")).uuid);
+    }
+
+    /// A file's digests (last block zero-padded) are the digests of its blocks in an image.
+    #[test]
+    fn file_digests_match_the_padded_blocks() {
+        let salt = salt();
+        for len in [1usize, 4095, 4096, 4097, BLOCK * 256 + 5, BLOCK * 600] {
+            let d = data(len.div_ceil(BLOCK) + 1, 3);
+            let file = &d[..len];
+            let mut padded = file.to_vec();
+            padded.resize(len.next_multiple_of(BLOCK), 0);
+            let ours = block_digests(&mut &file[..], len as u64, &salt).expect("digests");
+            let want: Vec<[u8; 32]> = padded.chunks(BLOCK).map(|b| digest(&salt, b)).collect();
+            assert_eq!(ours, want, "{len} bytes");
+        }
+        assert!(block_digests(&mut &[0u8; 10][..], 11, &salt).is_err());
     }
 }

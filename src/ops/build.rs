@@ -381,31 +381,36 @@ fn write_image(
     // image.erofs, and its dm-verity tree: what a VM mounts, and what proves it unchanged.
     let id = Blake3::parse(&m.id).map_err(|e| Error::Usage(format!("image id: {e}")))?;
     let erofs_path = tmp.path().join("image.erofs");
-    let erofs_size = {
-        let f = File::create(&erofs_path).at("cannot create", &erofs_path)?;
-        let mut w = BufWriter::with_capacity(1 << 20, &f);
-        let size =
+    // Read back for its own blocks' verity digests.
+    let erofs = File::options()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&erofs_path)
+        .at("cannot create", &erofs_path)?;
+    let layout = {
+        // File to file: the binaries are copied by the kernel, not through this process.
+        let mut w = BufWriter::with_capacity(1 << 20, &erofs);
+        let layout =
             image::erofs::write_erofs(&mut w, &m.entries, image::erofs_uuid(&id), &mut |b| {
-                Ok(Box::new(File::open(store.object_path(b))?) as Box<dyn Read>)
+                File::open(store.object_path(b))
             })
             .at("cannot write", &erofs_path)?;
         w.flush().at("cannot write", &erofs_path)?;
-        drop(w);
-        fsutil::set_mode(&f, 0o444).at("cannot set the mode of", &erofs_path)?;
-        f.sync_all().at("cannot sync", &erofs_path)?;
-        size
+        layout
     };
+    fsutil::set_mode(&erofs, 0o444).at("cannot set the mode of", &erofs_path)?;
     let params = image::verity::params_for(&id);
+    let level0 = level0(store, &erofs, &erofs_path, &layout, &params.salt)?;
+    erofs.sync_all().at("cannot sync", &erofs_path)?;
+    drop(erofs);
+    let erofs_size = layout.size;
     let verity_path = tmp.path().join("image.verity");
     let root = {
-        let mut data = std::io::BufReader::with_capacity(
-            1 << 20,
-            File::open(&erofs_path).at("cannot open", &erofs_path)?,
-        );
         let f = File::create(&verity_path).at("cannot create", &verity_path)?;
         let mut w = BufWriter::new(&f);
-        let root = image::verity::write_verity(&mut data, erofs_size, &params, &mut w)
-            .at("cannot write", &verity_path)?;
+        let root =
+            image::verity::write_tree(level0, &params, &mut w).at("cannot write", &verity_path)?;
         w.flush().at("cannot write", &verity_path)?;
         drop(w);
         fsutil::set_mode(&f, 0o444).at("cannot set the mode of", &verity_path)?;
@@ -449,6 +454,48 @@ fn write_image(
     }
     fsutil::sync_dir(&images)?;
     Ok((final_dir, true))
+}
+
+/// Level 0 of the image's dm-verity tree: its own blocks (metadata, directories, configs) hashed
+/// from the image file, every file's data blocks from the store's cached digests of that object.
+fn level0(
+    store: &Store,
+    erofs: &File,
+    erofs_path: &Path,
+    layout: &image::erofs::Layout,
+    salt: &[u8],
+) -> Result<Vec<[u8; 32]>, Error> {
+    const BLOCK: u64 = image::verity::BLOCK as u64;
+    let own = |from: u64, to: u64| -> Result<Vec<[u8; 32]>, Error> {
+        use std::io::{Seek, SeekFrom};
+        let mut f = erofs;
+        f.seek(SeekFrom::Start(from * BLOCK))
+            .at("cannot read", erofs_path)?;
+        let len = (to - from) * BLOCK;
+        Ok(image::verity::block_digests(&mut f.take(len), len, salt)
+            .at("cannot read", erofs_path)?)
+    };
+    let mut level = Vec::with_capacity(usize::try_from(layout.size / BLOCK).unwrap_or(0));
+    let mut at = 0;
+    for f in &layout.files {
+        if f.block < at {
+            return Err(Error::Usage(format!(
+                "image layout: file data at block {} overlaps block {at}",
+                f.block
+            )));
+        }
+        level.extend(own(at, f.block)?);
+        level.extend(store.block_digests(&f.blake3, f.size, salt)?);
+        at = f.block + f.size.div_ceil(BLOCK);
+    }
+    if at > layout.size / BLOCK {
+        return Err(Error::Usage(format!(
+            "image layout: file data ends at block {at}, past the image's {} blocks",
+            layout.size / BLOCK
+        )));
+    }
+    level.extend(own(at, layout.size / BLOCK)?);
+    Ok(level)
 }
 
 pub fn build(opts: &BuildOptions) -> Result<BuildReport, Error> {

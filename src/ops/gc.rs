@@ -166,6 +166,22 @@ pub fn gc(opts: &GcOptions) -> Result<GcReport, Error> {
             r.removed_other += 1;
         }
     }
+    // Cached verity digests of objects that are gone (any salt).
+    for e in std::fs::read_dir(store.root())
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        if e.file_name().to_string_lossy().starts_with("verity-") {
+            let kind = e.file_name().to_string_lossy().into_owned();
+            for (key, path) in store.records(&kind) {
+                if !live.contains(&key) {
+                    remove(&path, &mut r)?;
+                    r.removed_other += 1;
+                }
+            }
+        }
+    }
     for e in std::fs::read_dir(out.join("images"))
         .into_iter()
         .flatten()

@@ -6,6 +6,8 @@
 //! store/tmp/                             downloads in progress (same filesystem: rename is atomic)
 //! store/locks/<sha256>.lock              one writer per artifact across processes
 //! store/.lock                            held shared by every process; exclusive only to clean tmp/
+//! store/extract/<blake3>                 what an artifact's extraction gave (record)
+//! store/verity-<salt>/<blake3>           an object's dm-verity block digests (record, see digests)
 //! ```
 //!
 //! An object is written to `tmp/`, fsynced, then linked into place without replacing anything
@@ -17,6 +19,8 @@ use std::path::{Path, PathBuf};
 
 use crate::fsutil::{self, FsError, IoContext};
 use crate::hash::{Blake3, Sha256};
+
+pub mod digests;
 
 /// Temp files and directories that killed runs left next to the store, in the output directory
 /// it belongs to (images, caches, generations, node pointers).

@@ -1,0 +1,110 @@
+//! dm-verity block digests of store objects, cached beside them
+//! (`store/verity-<salt prefix>/<blake3>`). A file's data is block-aligned in an EROFS image, so
+//! its level-0 digests are the same in every image that holds it: a node's image tree then costs
+//! hashing its own metadata and configs, not its hundreds of megabytes of binaries again.
+//!
+//! A record is the digests (32 bytes per 4096-byte block, the last block zero-padded) followed
+//! by the blake3 of those bytes, so a torn or damaged record is recomputed, never trusted.
+//! `verify` recomputes every image's tree from its bytes, independently of this cache.
+
+use std::fs::File;
+
+use super::Store;
+use crate::fsutil::{FsError, IoContext};
+use crate::hash::Blake3;
+use crate::image::verity;
+
+/// The record kind for a salt: records made with another salt are never mixed in.
+pub fn kind(salt: &[u8]) -> String {
+    let h = hex::encode(Blake3::of(salt).as_bytes());
+    format!("verity-{}", &h[..16])
+}
+
+fn decode(bytes: &[u8], blocks: usize) -> Option<Vec<[u8; 32]>> {
+    let (body, check) = bytes.split_at_checked(blocks.checked_mul(32)?)?;
+    if check != Blake3::of(body).as_bytes() {
+        return None;
+    }
+    Some(
+        body.chunks_exact(32)
+            .map(|c| {
+                let mut d = [0u8; 32];
+                d.copy_from_slice(c);
+                d
+            })
+            .collect(),
+    )
+}
+
+impl Store {
+    /// The verity block digests of the object `b` (`size` bytes) under `salt`: from its record,
+    /// or computed from the object and recorded.
+    pub fn block_digests(
+        &self,
+        b: &Blake3,
+        size: u64,
+        salt: &[u8],
+    ) -> Result<Vec<[u8; 32]>, FsError> {
+        let kind = kind(salt);
+        let blocks = usize::try_from(size.div_ceil(verity::BLOCK as u64)).unwrap_or(usize::MAX);
+        if let Some(d) = self
+            .read_record(&kind, b)
+            .and_then(|bytes| decode(&bytes, blocks))
+        {
+            return Ok(d);
+        }
+        let path = self.object_path(b);
+        let digests =
+            verity::block_digests(&mut File::open(&path).at("cannot open", &path)?, size, salt)
+                .at("cannot read", &path)?;
+        let mut record: Vec<u8> = digests.iter().flatten().copied().collect();
+        let check = Blake3::of(&record);
+        record.extend_from_slice(check.as_bytes());
+        self.write_record(&kind, b, &record)?;
+        Ok(digests)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digests_are_recorded_and_a_damaged_record_is_recomputed() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let store = Store::open(&dir.path().join("store")).expect("store");
+        let data: Vec<u8> = (0..20_000u32).map(|i| (i % 251) as u8).collect();
+        let o = store.put_bytes(&data).expect("put");
+        let salt = verity::salt();
+        let want =
+            verity::block_digests(&mut data.as_slice(), data.len() as u64, &salt).expect("d");
+        assert_eq!(want.len(), 5);
+        assert_eq!(
+            store.block_digests(&o.blake3, o.size, &salt).expect("d"),
+            want
+        );
+        let rec = dir
+            .path()
+            .join("store")
+            .join(kind(&salt))
+            .join(o.blake3.to_hex());
+        assert_eq!(std::fs::metadata(&rec).expect("record").len(), 5 * 32 + 32);
+        // A record for another salt is another kind.
+        assert_ne!(kind(&salt), kind(b"other"));
+        // Damage the record: it is not trusted, the digests are recomputed and rewritten.
+        let mut bytes = std::fs::read(&rec).expect("read");
+        bytes[3] ^= 1;
+        std::fs::write(&rec, &bytes).expect("write");
+        assert_eq!(
+            store.block_digests(&o.blake3, o.size, &salt).expect("d"),
+            want
+        );
+        assert_ne!(std::fs::read(&rec).expect("read"), bytes);
+        // A truncated record too.
+        std::fs::write(&rec, &bytes[..40]).expect("write");
+        assert_eq!(
+            store.block_digests(&o.blake3, o.size, &salt).expect("d"),
+            want
+        );
+    }
+}
