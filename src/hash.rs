@@ -110,27 +110,46 @@ impl Blake3 {
         Self::of_reader(&mut std::fs::File::open(path)?)
     }
 
+    /// Hash a file the way `b3sum` does: memory-mapped (no copy out of the page cache) and
+    /// spread over every core; small files are read. Only for files that nobody truncates while
+    /// they are hashed, such as read-only store objects: a file that shrinks under the mapping
+    /// ends the process with SIGBUS. `of_file` is the safe, slower path.
+    pub fn of_file_mapped(path: &Path) -> std::io::Result<(Self, u64)> {
+        let mut hasher = blake3::Hasher::new();
+        hasher.update_mmap_rayon(path)?;
+        Ok((Self(*hasher.finalize().as_bytes()), hasher.count()))
+    }
+
     /// Hash everything a reader yields; returns the digest and the byte count.
     pub fn of_reader(r: &mut dyn Read) -> std::io::Result<(Self, u64)> {
-        let mut hasher = blake3::Hasher::new();
-        // Large reads: blake3's multithreaded update pays off per call only on megabytes.
-        let mut buf = vec![0u8; 8 << 20];
-        let mut size = 0u64;
-        loop {
-            let n = match r.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            };
-            size += n as u64;
-            if n >= 1 << 20 {
-                hasher.update_rayon(&buf[..n]);
-            } else {
-                hasher.update(&buf[..n]);
-            }
+        // One 8 MiB buffer per thread, reused: blake3's multithreaded update pays off per call
+        // only on megabytes, and a fresh buffer per file costs a page fault per 4 KiB.
+        thread_local! {
+            static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
         }
-        Ok((Self(*hasher.finalize().as_bytes()), size))
+        BUF.with(|buf| {
+            let mut buf = buf.borrow_mut();
+            if buf.len() < 8 << 20 {
+                buf.resize(8 << 20, 0);
+            }
+            let mut hasher = blake3::Hasher::new();
+            let mut size = 0u64;
+            loop {
+                let n = match r.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(e),
+                };
+                size += n as u64;
+                if n >= 1 << 20 {
+                    hasher.update_rayon(&buf[..n]);
+                } else {
+                    hasher.update(&buf[..n]);
+                }
+            }
+            Ok((Self(*hasher.finalize().as_bytes()), size))
+        })
     }
 }
 
@@ -182,6 +201,29 @@ mod tests {
         assert!(Sha256::parse(&ok[1..]).is_err());
         assert!(Sha256::parse(&format!("{ok}0")).is_err());
         assert!(Sha256::parse(&format!("{}g", &ok[1..])).is_err());
+    }
+
+    #[test]
+    fn mapped_streamed_and_one_shot_hashes_agree() {
+        let dir = tempfile::tempdir().unwrap();
+        // Sizes on both sides of blake3's read-instead-of-map threshold and of the 8 MiB buffer.
+        for size in [0usize, 1, 4096, 16 * 1024 + 1, (8 << 20) + 12345] {
+            let data: Vec<u8> = (0..size).map(|i| (i * 7 + i / 4096) as u8).collect();
+            let path = dir.path().join(format!("f{size}"));
+            std::fs::write(&path, &data).unwrap();
+            let want = (Blake3::of(&data), size as u64);
+            assert_eq!(
+                Blake3::of_file_mapped(&path).unwrap(),
+                want,
+                "mapped, {size} bytes"
+            );
+            assert_eq!(
+                Blake3::of_file(&path).unwrap(),
+                want,
+                "streamed, {size} bytes"
+            );
+        }
+        assert!(Blake3::of_file_mapped(&dir.path().join("absent")).is_err());
     }
 
     #[test]

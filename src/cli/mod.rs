@@ -137,6 +137,10 @@ enum Command {
         /// Parallel hashing threads [default: the number of CPUs].
         #[arg(long, short)]
         jobs: Option<usize>,
+        /// Read store objects instead of memory-mapping them (slower; for stores that another
+        /// process may truncate during the run, where a mapping would end verify with SIGBUS).
+        #[arg(long)]
+        no_mmap: bool,
         #[arg(long)]
         json: bool,
     },
@@ -664,6 +668,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
         Command::Verify {
             rebuild,
             jobs,
+            no_mmap,
             json,
         } => {
             let r = ops::verify(&ops::VerifyOptions {
@@ -674,6 +679,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
                 jobs: jobs.unwrap_or_else(|| {
                     std::thread::available_parallelism().map_or(2, std::num::NonZero::get)
                 }),
+                mmap: !no_mmap,
                 progress: !json && std::io::stderr().is_terminal(),
             })?;
             for f in &r.failures {

@@ -25,6 +25,9 @@ pub struct VerifyOptions {
     pub out: PathBuf,
     pub rebuild: bool,
     pub jobs: usize,
+    /// Hash store objects memory-mapped, as `b3sum` does (fast; a store file truncated by
+    /// another process during the run would end it with SIGBUS). `false` reads them instead.
+    pub mmap: bool,
     pub progress: bool,
 }
 
@@ -44,7 +47,7 @@ pub struct VerifyReport {
 }
 
 /// Re-hash one object against its address.
-fn check_object(addr: Option<Blake3>, path: &Path) -> (u64, Option<String>) {
+fn check_object(addr: Option<Blake3>, path: &Path, mmap: bool) -> (u64, Option<String>) {
     let Some(addr) = addr else {
         return (
             0,
@@ -54,7 +57,12 @@ fn check_object(addr: Option<Blake3>, path: &Path) -> (u64, Option<String>) {
             )),
         );
     };
-    match Blake3::of_file(path) {
+    let hashed = if mmap {
+        Blake3::of_file_mapped(path)
+    } else {
+        Blake3::of_file(path)
+    };
+    match hashed {
         Ok((actual, size)) if actual == addr => (size, None),
         Ok((actual, size)) => (
             size,
@@ -228,7 +236,7 @@ pub fn verify(opts: &VerifyOptions) -> Result<VerifyReport, Error> {
     );
     // One object at a time: blake3 spreads each large object over every core itself.
     let results = parallel_map(&objects, 1, |(addr, path)| {
-        let res = check_object(*addr, path);
+        let res = check_object(*addr, path, opts.mmap);
         bar.inc(res.0);
         res
     });

@@ -316,6 +316,10 @@ fn verify_reports_every_failure() {
         .stderr_has(&format!("FAIL image {}", current_id(&ctx, "worker2")))
         .stderr_has("FAIL ")
         .stderr_has("the lockfile was edited by hand");
+    // Reading instead of mapping finds the same damage.
+    ctx.run(&["verify", "--no-mmap"])
+        .fails()
+        .stderr_has(&format!("FAIL store object {rel} is corrupt"));
     let _ = name;
     // A stale lockfile is a failure too.
     std::fs::write(ctx.lockfile(), lock).unwrap();
