@@ -205,20 +205,20 @@ mod tests {
 
     #[test]
     fn mapped_streamed_and_one_shot_hashes_agree() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().expect("tempdir");
         // Sizes on both sides of blake3's read-instead-of-map threshold and of the 8 MiB buffer.
         for size in [0usize, 1, 4096, 16 * 1024 + 1, (8 << 20) + 12345] {
             let data: Vec<u8> = (0..size).map(|i| (i * 7 + i / 4096) as u8).collect();
             let path = dir.path().join(format!("f{size}"));
-            std::fs::write(&path, &data).unwrap();
+            std::fs::write(&path, &data).expect("write");
             let want = (Blake3::of(&data), size as u64);
             assert_eq!(
-                Blake3::of_file_mapped(&path).unwrap(),
+                Blake3::of_file_mapped(&path).expect("mapped"),
                 want,
                 "mapped, {size} bytes"
             );
             assert_eq!(
-                Blake3::of_file(&path).unwrap(),
+                Blake3::of_file(&path).expect("streamed"),
                 want,
                 "streamed, {size} bytes"
             );
