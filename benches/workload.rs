@@ -68,6 +68,37 @@ fn du(p: &Path) -> u64 {
         .unwrap_or(0)
 }
 
+/// Bytes in use on the filesystem holding `p` (physical: blocks shared by reflinks count once).
+fn disk_used(p: &Path) -> u64 {
+    let out = Command::new("df")
+        .args(["-B1", "--output=used"])
+        .arg(p)
+        .output()
+        .expect("df");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .nth(1)
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// The first line a shell command prints (for the report's header), or "?".
+fn first_line(script: &str) -> String {
+    Command::new("bash")
+        .arg("-c")
+        .arg(script)
+        .output()
+        .ok()
+        .and_then(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .next()
+                .map(|l| l.trim().to_string())
+        })
+        .filter(|l| !l.is_empty())
+        .unwrap_or_else(|| "?".to_string())
+}
+
 /// Real ELF bytes of this machine, deterministic order.
 fn elf_pool(want: usize) -> Vec<u8> {
     let mut files = Vec::new();
@@ -422,13 +453,23 @@ fn main() {
         dl.display(),
         files.join(" ")
     ));
+    // What a careful operator does by hand: download, then check the published sha256.
+    let curl_sha = curl
+        + sh(&format!(
+            "cd {} && sha256sum $(find . -type f | sort) >/dev/null",
+            dl.display()
+        ));
     let _ = std::fs::remove_dir_all(proj.join("out"));
     let (fetch, _) = run(with(&["fetch"]));
     let (refetch, _) = run(with(&["fetch"]));
     row(
         "fetch 6 artifacts",
         mbps(artifact_bytes, fetch),
-        format!("curl one by one: {}", mbps(artifact_bytes, curl)),
+        format!(
+            "curl one by one: {}; curl then sha256sum: {}",
+            mbps(artifact_bytes, curl),
+            mbps(artifact_bytes, curl_sha)
+        ),
         format!(
             "link limit (4 parallel curl → /dev/null): {}; {} MB",
             mbps(artifact_bytes, link),
@@ -480,7 +521,11 @@ fn main() {
         "rm -rf {0}/out/images {0}/out/nodes",
         proj.display()
     ));
+    settle();
+    let disk_before = disk_used(&proj);
     let (warm, _) = run(with(&["build"]));
+    settle();
+    let warm_disk = disk_used(&proj).saturating_sub(disk_before);
     // The same work by hand: stage each node's tree, then tar|zstd, mkfs.erofs and veritysetup.
     let stage = root.join("stage");
     let _ = std::fs::remove_dir_all(&stage);
@@ -527,10 +572,12 @@ fn main() {
         secs(warm),
         format!("tar|zstd + mkfs.erofs + veritysetup: {}", secs(hand)),
         format!(
-            "target ≤ {} (aim {}); staging the trees by hand took another {}",
+            "target ≤ {} (aim {}); staging the trees by hand took another {}; the {} MB of images took {} MB of disk (df)",
             secs(hand),
             secs(hand / 2),
-            secs(staging)
+            secs(staging),
+            out_bytes / 1_000_000,
+            warm_disk / 1_000_000
         ),
     );
 
@@ -610,7 +657,7 @@ fn main() {
     make_mirror(&gmirror, scale);
     let gserver = serve(&gmirror);
     let gurl = format!("http://127.0.0.1:{}", gserver.1);
-    let mut growth: BTreeMap<usize, (Duration, u64, u64, u64)> = BTreeMap::new();
+    let mut growth: BTreeMap<usize, (Duration, u64, u64, u64, u64)> = BTreeMap::new();
     for n in &counts {
         let gp = root.join(format!("growth-{n}"));
         project(&gp, &growth_manifest(*n));
@@ -621,10 +668,14 @@ fn main() {
         nf(&gp, &a);
         let store_before = du(&gp.join("out/store"));
         let a: Vec<&str> = ["build"].iter().chain(gnet.iter()).copied().collect();
+        settle();
+        let disk_before = disk_used(&gp);
         let (t, _) = nf(&gp, &a);
+        settle();
+        let disk = disk_used(&gp).saturating_sub(disk_before);
         let store_after = du(&gp.join("out/store"));
         let images = du(&gp.join("out/images"));
-        growth.insert(*n, (t, store_before, store_after, images));
+        growth.insert(*n, (t, store_before, store_after, images, disk));
         let _ = std::fs::remove_dir_all(gp.join("out/images"));
     }
     drop(gserver);
@@ -639,29 +690,31 @@ fn main() {
         "\nGrowth (binaries divided by {scale}, so {} node images fit on this disk):\n",
         counts.last().copied().unwrap_or(0)
     );
-    println!("| nodes | build (warm store) | store after build | store growth in the build | image bytes per node |");
-    println!("|---|---|---|---|---|");
-    for (n, (t, before, after, images)) in &growth {
+    println!("| nodes | build (warm store) | store after build | store growth in the build | image bytes per node | disk space the build took (df) |");
+    println!("|---|---|---|---|---|---|");
+    for (n, (t, before, after, images, disk)) in &growth {
         println!(
-            "| {n} | {} | {} MB | {} KB | {} KB |",
+            "| {n} | {} | {} MB | {} KB | {} KB | {} MB |",
             secs(*t),
             after / 1_000_000,
             after.saturating_sub(*before) / 1000,
-            images / (*n as u64) / 1000
+            images / (*n as u64) / 1000,
+            disk / 1_000_000
         );
     }
     let keys: Vec<&usize> = growth.keys().collect();
     if keys.len() >= 2 {
         let (a, b) = (keys[keys.len() - 2], keys[keys.len() - 1]);
-        let (ta, _, sa, ia) = growth[a];
-        let (tb, _, sb, ib) = growth[b];
+        let (ta, _, sa, ia, da) = growth[a];
+        let (tb, _, sb, ib, db) = growth[b];
         let per = (b - a) as u64;
         #[allow(clippy::cast_precision_loss)]
         let ms = (tb.as_secs_f64() - ta.as_secs_f64()) * 1000.0 / per as f64;
         println!(
-            "\nPer additional node ({a} → {b}): {ms:.1} ms of build time, {} bytes of new store data, {} KB of image files (at full size: see the 6-node run: {} MB per node).",
+            "\nPer additional node ({a} → {b}): {ms:.1} ms of build time, {} bytes of new store data, {} KB of image files taking {} KB of disk (at full size: see the 6-node run: {} MB per node).",
             sb.saturating_sub(sa) / per,
             ib.saturating_sub(ia) / per / 1000,
+            db.saturating_sub(da) / per / 1000,
             out_bytes / 6 / 1_000_000
         );
     }
@@ -669,6 +722,18 @@ fn main() {
         "\nworkload: {} MB of stand-in artifacts ({} MB served)",
         mirror_bytes / 1_000_000,
         artifact_bytes / 1_000_000
+    );
+    println!(
+        "machine: {}, {} CPUs, {} of memory, Linux {}; bench directory on {} ({}); {}; {}; {}",
+        first_line("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"),
+        first_line("nproc"),
+        first_line("free -h | awk '/Mem:/ {print $2}'"),
+        first_line("uname -r"),
+        first_line(&format!("stat -f -c %T {}", root.display())),
+        first_line(&format!("df --output=source {} | tail -1", root.display())),
+        first_line("b3sum --version"),
+        first_line("echo zstd $(zstd -V | grep -o 'v[0-9.]*')"),
+        first_line("echo erofs-utils $(dpkg-query -W -f '${Version}' erofs-utils 2>/dev/null)"),
     );
 }
 
