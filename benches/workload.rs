@@ -622,18 +622,30 @@ fn main() {
     );
 
     // ---- verify
-    let (_, vjson) = run(vec!["verify".into(), "--json".into()]);
-    let v: serde_json::Value = serde_json::from_str(&vjson).expect("json");
-    let obj_bytes = v["object_bytes"].as_u64().unwrap_or(0);
-    let obj_ms = v["objects_ms"].as_u64().unwrap_or(1).max(1);
+    // Each figure is the median of RUNS runs, in turns, so that a passing hiccup of this shared
+    // machine moves none of them much (one run re-hashes half a gigabyte in well under 0.1 s).
+    const RUNS: usize = 5;
     let objs = walk(&proj.join("out/store/blake3"));
     let list = objs
         .iter()
         .map(|p| p.display().to_string())
         .collect::<Vec<_>>()
         .join(" ");
-    let b3 = sh(&format!("b3sum {list} >/dev/null"));
-    let sha = sh(&format!("sha256sum {list} >/dev/null"));
+    let (mut ours_ms, mut b3_runs, mut sha_runs) = (Vec::new(), Vec::new(), Vec::new());
+    let mut v = serde_json::Value::Null;
+    for _ in 0..RUNS {
+        let (_, vjson) = run(vec!["verify".into(), "--json".into()]);
+        v = serde_json::from_str(&vjson).expect("json");
+        ours_ms.push(v["objects_ms"].as_u64().unwrap_or(1).max(1));
+        b3_runs.push(sh(&format!("b3sum {list} >/dev/null")));
+        sha_runs.push(sh(&format!("sha256sum {list} >/dev/null")));
+    }
+    ours_ms.sort_unstable();
+    b3_runs.sort_unstable();
+    sha_runs.sort_unstable();
+    let obj_bytes = v["object_bytes"].as_u64().unwrap_or(0);
+    let obj_ms = ours_ms[RUNS / 2];
+    let (b3, sha) = (b3_runs[RUNS / 2], sha_runs[RUNS / 2]);
     #[allow(clippy::cast_precision_loss)]
     let ours = obj_bytes as f64 / 1e9 / (obj_ms as f64 / 1000.0);
     #[allow(clippy::cast_precision_loss)]
@@ -641,7 +653,7 @@ fn main() {
         obj_bytes as f64 / 1e9 / b3.as_secs_f64(),
         obj_bytes as f64 / 1e9 / sha.as_secs_f64(),
     );
-    row("verify: re-hash the store", format!("{ours:.2} GB/s"), format!("b3sum {b3r:.2} GB/s, sha256sum {shar:.2} GB/s"), format!("{} MB in {} objects; {:.0}% of b3sum (target ≥ 80%); whole verify incl. {} images: {} ms", obj_bytes / 1_000_000, objs.len(), ours / b3r * 100.0, v["images_checked"], v["elapsed_ms"]));
+    row("verify: re-hash the store", format!("{ours:.2} GB/s"), format!("b3sum {b3r:.2} GB/s, sha256sum {shar:.2} GB/s"), format!("{} MB in {} objects, median of {RUNS} runs; {:.0}% of b3sum (target ≥ 80%); whole verify incl. {} images: {} ms", obj_bytes / 1_000_000, objs.len(), ours / b3r * 100.0, v["images_checked"], v["elapsed_ms"]));
     drop(server);
 
     // ---- growth
