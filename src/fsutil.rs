@@ -2,7 +2,7 @@
 //! rename, fsync of the directory), so a reader or a crash never sees half a file.
 
 use std::fs;
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 /// An I/O error together with the path it concerns.
@@ -44,6 +44,27 @@ fn parent_of(path: &Path) -> &Path {
 }
 
 /// Create `dir` and its parents.
+/// Hand everything a reader yields to `f`, one `buf`-sized read at a time (an interrupted read
+/// is retried); returns the byte count. `read_err` turns a read failure into the caller's error.
+pub fn read_chunks<E>(
+    r: &mut dyn Read,
+    buf: &mut [u8],
+    read_err: impl Fn(io::Error) -> E,
+    mut f: impl FnMut(&[u8], u64) -> Result<(), E>,
+) -> Result<u64, E> {
+    let mut size = 0u64;
+    loop {
+        let n = match r.read(buf) {
+            Ok(0) => return Ok(size),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(read_err(e)),
+        };
+        size += n as u64;
+        f(&buf[..n], size)?;
+    }
+}
+
 pub fn create_dir_all(dir: &Path) -> Result<(), FsError> {
     fs::create_dir_all(dir).at("cannot create directory", dir)
 }

@@ -133,21 +133,19 @@ impl Blake3 {
                 buf.resize(8 << 20, 0);
             }
             let mut hasher = blake3::Hasher::new();
-            let mut size = 0u64;
-            loop {
-                let n = match r.read(&mut buf) {
-                    Ok(0) => break,
-                    Ok(n) => n,
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                    Err(e) => return Err(e),
-                };
-                size += n as u64;
-                if n >= 1 << 20 {
-                    hasher.update_rayon(&buf[..n]);
-                } else {
-                    hasher.update(&buf[..n]);
-                }
-            }
+            let size = crate::fsutil::read_chunks(
+                r,
+                &mut buf,
+                |e| e,
+                |chunk, _| {
+                    if chunk.len() >= 1 << 20 {
+                        hasher.update_rayon(chunk);
+                    } else {
+                        hasher.update(chunk);
+                    }
+                    Ok(())
+                },
+            )?;
             Ok((Self(*hasher.finalize().as_bytes()), size))
         })
     }

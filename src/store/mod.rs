@@ -261,21 +261,19 @@ impl Store {
         let mut tmp = self.temp_file()?;
         let mut hasher = blake3::Hasher::new();
         let mut buf = vec![0u8; 1 << 20];
-        let mut size = 0u64;
-        loop {
-            let n = match r.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(StoreError::Read(e.to_string())),
-            };
-            size += n as u64;
-            if size > limit {
-                return Err(StoreError::TooLarge { limit });
-            }
-            hasher.update(&buf[..n]);
-            tmp.write_all(&buf[..n]).at("cannot write", tmp.path())?;
-        }
+        let size = crate::fsutil::read_chunks(
+            r,
+            &mut buf,
+            |e| StoreError::Read(e.to_string()),
+            |chunk, size| {
+                if size > limit {
+                    return Err(StoreError::TooLarge { limit });
+                }
+                hasher.update(chunk);
+                tmp.write_all(chunk).at("cannot write", tmp.path())?;
+                Ok(())
+            },
+        )?;
         tmp.as_file().sync_data().at("cannot sync", tmp.path())?;
         check(tmp.path()).map_err(StoreError::Refused)?;
         let b = Blake3::from_bytes(*hasher.finalize().as_bytes());
