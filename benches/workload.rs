@@ -744,8 +744,10 @@ veritysetup verify "$d/image.erofs" "$d/image.verity" "$root"
     // ---- report
     println!("| measurement | nodeforge | standard tools, same run | notes |");
     println!("|---|---|---|---|");
+    // A `|` inside a cell (`tar|zstd`) would end the cell: escaped.
+    let cell = |s: &str| s.replace('|', "\\|");
     for (a, b, c, d) in &rows {
-        println!("| {a} | {b} | {c} | {d} |");
+        println!("| {} | {} | {} | {} |", cell(a), cell(b), cell(c), cell(d));
     }
     println!(
         "\nGrowth (binaries divided by {scale}, so {} node images fit on this disk):\n",
