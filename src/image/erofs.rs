@@ -514,6 +514,59 @@ mod tests {
         );
     }
 
+    /// Owners beyond 16 bits and a directory with more than 65535 links need the extended
+    /// (64-byte) inode; erofs-utils must read those as written, beside compact ones.
+    #[test]
+    fn extended_inodes_where_needed() {
+        let (mut entries, store) = tree();
+        let owned = entries
+            .iter()
+            .position(|e| e.path == "/etc/b4097")
+            .expect("entry");
+        entries[owned].uid = 70_000;
+        entries[owned].gid = 70_001;
+        // 65535 subdirectories: /wide gets 65537 links.
+        entries.push(Entry::dir("/wide"));
+        for i in 0..65_535 {
+            entries.push(Entry::dir(&format!("/wide/d{i:05}")));
+        }
+        let img = build(&entries, &store, [9u8; 16]);
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("image.erofs");
+        std::fs::write(&path, &img).expect("write");
+        let out = Command::new("fsck.erofs")
+            .arg(&path)
+            .output()
+            .expect("fsck");
+        assert!(
+            out.status.success(),
+            "fsck.erofs: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let show = |p: &str| {
+            let out = Command::new("dump.erofs")
+                .arg(format!("--path={p}"))
+                .arg(&path)
+                .output()
+                .expect("dump.erofs");
+            assert!(out.status.success(), "dump.erofs {p}");
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        };
+        let text = show("/etc/b4097");
+        assert!(text.contains("Size: 4097 "), "{text}");
+        assert!(text.contains("Inode size: 64 "), "{text}");
+        assert!(text.contains("Uid: 70000   Gid: 70001"), "{text}");
+        let text = show("/wide");
+        assert!(text.contains("Links: 65537 "), "{text}");
+        assert!(text.contains("Inode size: 64 "), "{text}");
+        // Their neighbours stay compact.
+        for p in ["/etc/b4096", "/wide/d65534", "/usr/local/bin/kubelet"] {
+            let text = show(p);
+            assert!(text.contains("Inode size: 32 "), "{p}: {text}");
+        }
+        // build() already checked that every file's data sits at the block its inode names.
+    }
+
     #[test]
     fn deterministic_and_uuid_only_changes_uuid_bytes() {
         let (entries, store) = tree();
