@@ -547,13 +547,14 @@ fn main() {
         staging += t.elapsed();
         let o = stage.join(node);
         hand += sh(&format!(
-            "tar --sort=name --owner=0 --group=0 --numeric-owner --mtime=@0 --format=gnu -C {0} -cf - . | zstd -3 -T0 -q -f -o {1}/hand.tar.zst && mkfs.erofs -T0 --all-root -U 00000000-0000-4000-8000-000000000000 -x-1 {1}/hand.erofs {0} >/dev/null 2>&1 && veritysetup format --salt=00 --uuid=00000000-0000-4000-8000-000000000000 {1}/hand.erofs {1}/hand.verity >/dev/null",
+            "tar --sort=name --owner=0 --group=0 --numeric-owner --mtime=@0 --format=gnu -C {0} -cf - . | zstd -3 -T0 -q -f -o {1}/hand.tar.zst && mkfs.erofs -T0 --all-root -U 00000000-0000-4000-8000-000000000000 -x-1 {1}/hand.erofs {0} >/dev/null 2>&1 && veritysetup format --salt=00 --uuid=00000000-0000-4000-8000-000000000000 {1}/hand.erofs {1}/hand.verity >/dev/null && sync",
             x.display(),
             o.display()
         ));
     }
+    let _ = std::fs::remove_dir_all(root.join("copy"));
     let copy = sh(&format!(
-        "rm -rf {0}/copy && mkdir -p {0}/copy && cp -r {1}/out/images {0}/copy/",
+        "mkdir -p {0}/copy && cp -r {1}/out/images {0}/copy/ && sync",
         root.display(),
         proj.display()
     ));
@@ -562,7 +563,7 @@ fn main() {
         secs(cold),
         format!("tar|zstd + mkfs.erofs + veritysetup: {}", secs(hand)),
         format!(
-            "writing the {} MB of outputs (cp): {}",
+            "writing the {} MB of outputs durably (cp, sync): {}",
             out_bytes / 1_000_000,
             secs(copy)
         ),
@@ -597,8 +598,9 @@ fn main() {
     // The physical floor of that change: writing the one new image's bytes.
     let changed = std::fs::canonicalize(proj.join("out/nodes/worker1/current")).expect("current");
     let changed_bytes = du(&changed);
+    let _ = std::fs::remove_dir_all(root.join("copy1"));
     let copy_one = sh(&format!(
-        "rm -rf {0}/copy1 && mkdir -p {0}/copy1 && cp -r {1} {0}/copy1/",
+        "mkdir -p {0}/copy1 && cp -r {1} {0}/copy1/ && sync",
         root.display(),
         changed.display()
     ));
@@ -608,7 +610,7 @@ fn main() {
         "one worker's config changed",
         secs(inc),
         format!(
-            "writing its {} MB image (cp): {}",
+            "writing its {} MB image durably (cp, sync): {}",
             changed_bytes / 1_000_000,
             secs(copy_one)
         ),
