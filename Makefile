@@ -36,7 +36,7 @@ demo:
 	$(BIN) fetch $(DEMO_FLAGS) --offline
 	$(BIN) build $(DEMO_FLAGS) --offline
 	$(BIN) build $(DEMO_FLAGS) --offline
-	$(BIN) show $(DEMO_FLAGS) $$(basename $$(readlink $(DEMO)/nodes/worker1/current)) | head -20
+	$(BIN) show $(DEMO_FLAGS) worker1 | head -20
 	$(BIN) mirror export $(DEMO)/usb $(DEMO_FLAGS)
 
 ## Benchmarks: a realistic workload made locally, every figure side by side with the standard

@@ -84,7 +84,7 @@ enum Command {
     },
     /// Show an image's entries and where each came from (a bill of materials).
     Show {
-        /// An image id, or an unambiguous prefix of one.
+        /// An image id (an unambiguous prefix is enough), a node (its current image) or NODE@GEN.
         id: String,
         #[arg(long)]
         json: bool,
@@ -469,7 +469,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Show { id, json } => {
-            let m = ops::find_image(&cli.out, &id)?;
+            let m = ops::resolve_image(&cli.out, &id)?;
             if json {
                 print_json(&m);
                 return Ok(ExitCode::SUCCESS);

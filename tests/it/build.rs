@@ -368,6 +368,13 @@ fn show_prints_a_bill_of_materials() {
         v["provenance"]["/var/lib/kubelet/kubelet-config.yaml"]["template"],
         "var/lib/kubelet/kubelet-config.yaml"
     );
+    // A node name shows its current image; NODE@GEN a generation.
+    ctx.run(&["show", "worker1"])
+        .ok()
+        .stdout_has(&format!("image {id} (node worker1, amd64)"));
+    ctx.run(&["show", "worker1@1"])
+        .ok()
+        .stdout_has(&format!("image {id} (node worker1, amd64)"));
     ctx.run(&["show", "zzzz"])
         .fails()
         .stderr_has("no image `zzzz`");
