@@ -447,14 +447,11 @@ mod tests {
         out
     }
 
-    /// erofs-utils (fsck.erofs, dump.erofs) read what we write exactly as listed.
-    #[test]
-    fn fsck_and_extract_agree_with_the_entries() {
-        let (entries, store) = tree();
-        let img = build(&entries, &store, [7u8; 16]);
+    /// The image written to a temp dir, which fsck.erofs must accept.
+    fn written_and_checked(img: &[u8]) -> (tempfile::TempDir, std::path::PathBuf) {
         let dir = tempfile::tempdir().expect("tmp");
         let path = dir.path().join("image.erofs");
-        std::fs::write(&path, &img).expect("write");
+        std::fs::write(&path, img).expect("write");
         let out = Command::new("fsck.erofs")
             .arg(&path)
             .output()
@@ -465,6 +462,14 @@ mod tests {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
+        (dir, path)
+    }
+
+    /// erofs-utils (fsck.erofs, dump.erofs) read what we write exactly as listed.
+    #[test]
+    fn fsck_and_extract_agree_with_the_entries() {
+        let (entries, store) = tree();
+        let (dir, path) = written_and_checked(&build(&entries, &store, [7u8; 16]));
         let x = dir.path().join("x");
         let out = Command::new("fsck.erofs")
             .arg(format!("--extract={}", x.display()))
@@ -530,19 +535,7 @@ mod tests {
         for i in 0..65_535 {
             entries.push(Entry::dir(&format!("/wide/d{i:05}")));
         }
-        let img = build(&entries, &store, [9u8; 16]);
-        let dir = tempfile::tempdir().expect("tmp");
-        let path = dir.path().join("image.erofs");
-        std::fs::write(&path, &img).expect("write");
-        let out = Command::new("fsck.erofs")
-            .arg(&path)
-            .output()
-            .expect("fsck");
-        assert!(
-            out.status.success(),
-            "fsck.erofs: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let (_dir, path) = written_and_checked(&build(&entries, &store, [9u8; 16]));
         let show = |p: &str| {
             let out = Command::new("dump.erofs")
                 .arg(format!("--path={p}"))
