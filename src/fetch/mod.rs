@@ -437,7 +437,7 @@ impl Fetcher {
             .or_else(|| headers.get(header::LAST_MODIFIED))
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        let declared = resp.content_length().map(|n| n + sink.len());
+        let declared = resp.content_length().map(|n| n.saturating_add(sink.len()));
         if let Some(total) = declared {
             match check_limit(total, expect) {
                 Err(AttemptError::SizeMismatch { expected, .. }) => {

@@ -144,7 +144,14 @@ pub fn record(
     let dir = gens_dir(out, node);
     fsutil::create_dir_all(&dir)?;
     let (built_at_unix, built_at) = now();
-    let mut number = gens.last().map_or(1, |g| g.number + 1);
+    let full = || GenerationError::Corrupt {
+        path: dir.clone(),
+        message: "generation numbers have reached their limit (4294967295)".to_string(),
+    };
+    let mut number = match gens.last() {
+        None => 1,
+        Some(g) => g.number.checked_add(1).ok_or_else(full)?,
+    };
     loop {
         let tmp = tempfile::Builder::new()
             .prefix(".nodeforge-tmp-")
@@ -176,7 +183,7 @@ pub fn record(
             // A concurrent build took this number: take the next one.
             Err(_) if target.exists() => {
                 let _ = std::fs::remove_dir_all(&tmp_path);
-                number += 1;
+                number = number.checked_add(1).ok_or_else(full)?;
             }
             Err(e) => return Err(FsError::new("cannot record generation", &target, e).into()),
         }
@@ -261,7 +268,7 @@ pub fn target(out: &Path, node: &str, to: Option<&str>) -> Result<Generation, Ge
                     prefix: prefix.to_string(),
                     candidates: many
                         .iter()
-                        .map(|id| id[..16.min(id.len())].to_string())
+                        .map(|id| id.chars().take(16).collect())
                         .collect(),
                 }),
             }

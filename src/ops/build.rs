@@ -435,11 +435,17 @@ fn write_image(
         std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755))
             .at("cannot set the mode of", tmp.path())?;
     }
+    // Another process (or node) may have put the same image in place meanwhile: same id, same
+    // bytes; keep that one, which may already be some node's `current`.
+    if image_complete(&final_dir) {
+        return Ok((final_dir, false));
+    }
     let tmp_path = tmp.keep();
     if final_dir.exists() {
-        // An image directory of an older layout (without image.erofs): replace it whole.
-        let old = images.join(format!(".nodeforge-tmp-old-{}", m.id));
-        let _ = std::fs::remove_dir_all(&old);
+        // An image directory of an older layout (without image.erofs): replace it whole, moved
+        // aside under a name of this process's own (cleaned up by the next run if we die here).
+        let mut old = tmp_path.clone().into_os_string();
+        old.push("-old");
         std::fs::rename(&final_dir, &old).at("cannot move aside", &final_dir)?;
         let _ = std::fs::remove_dir_all(&old);
     }
@@ -607,6 +613,23 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, Error> {
 }
 
 /// Find an image by id or unambiguous id prefix.
+/// Read an image's entry list, and check that it hashes to the id it claims: a damaged or edited
+/// record must not be trusted, nor its id used as a path.
+pub(crate) fn read_image_manifest(path: &Path) -> Result<ImageManifest, Error> {
+    let bytes = std::fs::read(path).at("cannot read", path)?;
+    let m: ImageManifest = serde_json::from_slice(&bytes)
+        .map_err(|e| Error::Usage(format!("{}: not an image manifest: {e}", path.display())))?;
+    let id = image::image_id(&m.entries).to_hex();
+    if id != m.id {
+        return Err(Error::Usage(format!(
+            "{}: its entry list hashes to {id}, not to the id it records ({}): the record is damaged or was edited",
+            path.display(),
+            m.id
+        )));
+    }
+    Ok(m)
+}
+
 pub fn find_image(out: &Path, id: &str) -> Result<ImageManifest, Error> {
     let images = out.join("images");
     let mut found = Vec::new();
@@ -621,11 +644,15 @@ pub fn find_image(out: &Path, id: &str) -> Result<ImageManifest, Error> {
     found.sort();
     match found.as_slice() {
         [one] => {
-            let path = images.join(one).join("manifest.json");
-            let bytes = std::fs::read(&path).at("cannot read", &path)?;
-            serde_json::from_slice(&bytes).map_err(|e| {
-                Error::Usage(format!("{}: not an image manifest: {e}", path.display()))
-            })
+            let m = read_image_manifest(&images.join(one).join("manifest.json"))?;
+            if &m.id != one {
+                return Err(Error::Usage(format!(
+                    "{}: the image in directory {one} says its id is {}",
+                    images.join(one).display(),
+                    m.id
+                )));
+            }
+            Ok(m)
         }
         [] => Err(Error::Usage(format!(
             "no image `{id}` in {}",
@@ -635,7 +662,7 @@ pub fn find_image(out: &Path, id: &str) -> Result<ImageManifest, Error> {
             "`{id}` is ambiguous: it starts {} image ids ({})",
             many.len(),
             many.iter()
-                .map(|m| &m[..16.min(m.len())])
+                .map(|m| m.get(..16).unwrap_or(m))
                 .collect::<Vec<_>>()
                 .join(", ")
         ))),

@@ -48,10 +48,7 @@ pub fn list(out: &Path, node: Option<&str>) -> Result<Vec<NodeHistory>, Error> {
 /// The recorded entry list of a generation (kept with it, so it survives gc of the image).
 pub fn generation_manifest(out: &Path, node: &str, number: u32) -> Result<ImageManifest, Error> {
     let path = generations::generation_dir(out, node, number).join("manifest.json");
-    let bytes =
-        std::fs::read(&path).map_err(|e| crate::fsutil::FsError::new("cannot read", &path, e))?;
-    serde_json::from_slice(&bytes)
-        .map_err(|e| Error::Usage(format!("{}: not an image manifest: {e}", path.display())))
+    super::build::read_image_manifest(&path)
 }
 
 #[derive(Debug, Clone, Serialize)]

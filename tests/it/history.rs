@@ -167,6 +167,30 @@ fn rolling_back_to_a_collected_image_rebuilds_it_from_the_store() {
 }
 
 #[test]
+fn an_edited_generation_record_is_refused_not_rebuilt() {
+    let (ctx, ids) = three_generations();
+    std::fs::remove_dir_all(ctx.path().join("out/images").join(&ids[0])).unwrap();
+    // Generation 1's entry list, edited: kubelet made setuid, and the id pointed out of images/.
+    let record = ctx
+        .path()
+        .join("out/nodes/worker1/generations/1/manifest.json");
+    let text = std::fs::read_to_string(&record).unwrap();
+    std::fs::write(&record, text.replacen("\"mode\": 493", "\"mode\": 2541", 1)).unwrap();
+    ctx.run(&["rollback", "worker1", "--to", &ids[0]])
+        .fails()
+        .stderr_has("the record is damaged or was edited");
+    std::fs::write(&record, text.replace(&ids[0], "../../escape")).unwrap();
+    ctx.run(&["rollback", "worker1", "--to", &ids[0]])
+        .fails()
+        .stderr_has("not to the id it records (../../escape)");
+    ctx.run(&["show", "worker1@1"])
+        .fails()
+        .stderr_has("the record is damaged or was edited");
+    assert!(!ctx.path().join("out/escape").exists());
+    assert_eq!(current_id(&ctx, "worker1"), ids[2], "nothing switched");
+}
+
+#[test]
 fn diff_shows_files_versions_and_text() {
     let (ctx, ids) = three_generations();
     let r = ctx.run(&["diff", "worker1@1", "worker1"]).ok();
