@@ -6,7 +6,7 @@ mod mirror;
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use indicatif::ProgressBar;
 use reqwest::header;
@@ -450,7 +450,23 @@ impl Fetcher {
             }
         }
         let mut buf = vec![0u8; 256 * 1024];
+        // The read timeout bounds each wait; a server that drips a byte now and then never
+        // trips it. So, like curl's --speed-limit, a transfer that averages under 1 KiB/s over
+        // a whole read-timeout window is given up too.
+        let window = self.cfg.read_timeout;
+        let min_bytes = 1024 * window.as_secs().max(1);
+        let (mut window_start, mut window_bytes) = (Instant::now(), 0u64);
         loop {
+            if window_start.elapsed() >= window {
+                if window_bytes < min_bytes {
+                    return Err(AttemptError::Transport(format!(
+                        "too slow: {window_bytes} bytes in the last {}s (under 1 KiB/s), after {} bytes",
+                        window.as_secs(),
+                        sink.len()
+                    )));
+                }
+                (window_start, window_bytes) = (Instant::now(), 0);
+            }
             let n = match resp.read(&mut buf) {
                 Ok(0) => break,
                 Ok(n) => n,
@@ -473,6 +489,7 @@ impl Fetcher {
                     });
                 }
             };
+            window_bytes += n as u64;
             sink.write(&buf[..n])?;
             check_limit(sink.len(), expect)?;
         }

@@ -221,6 +221,8 @@ fn network_faults_end_in_bounded_time_with_a_clear_error_and_nothing_stored() {
     let path = ctx.served_path(&url);
     let cases: Vec<(Fault, &str)> = vec![
         (Fault::Stall(4000), "timed out"),
+        // A byte every 0.3 s never trips the 1 s read timeout; the speed limit ends it.
+        (Fault::Drip(300), "too slow: "),
         (Fault::Reset, "kubelet 1.31.0 (amd64)"),
         (
             Fault::Length(100),

@@ -21,6 +21,8 @@ pub enum Fault {
     Body(Vec<u8>),
     /// Send the headers and half the body, then stall for this many milliseconds.
     Stall(u64),
+    /// Send the headers, then one byte of the body every this many milliseconds.
+    Drip(u64),
     /// Close the connection without answering.
     Reset,
     /// Declare this Content-Length whatever the body is, and send the whole body.
@@ -187,6 +189,22 @@ fn handle(
             out.write_all(&body[..body.len() / 2])?;
             out.flush()?;
             thread::sleep(std::time::Duration::from_millis(ms));
+            Ok(())
+        }
+        Some(Fault::Drip(ms)) => {
+            let body = read().unwrap_or_default();
+            let resp = format!(
+                "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            );
+            out.write_all(resp.as_bytes())?;
+            out.flush()?;
+            for b in &body {
+                // Ends when the client gives up and closes the connection.
+                out.write_all(std::slice::from_ref(b))?;
+                out.flush()?;
+                thread::sleep(std::time::Duration::from_millis(ms));
+            }
             Ok(())
         }
         Some(Fault::Reset) => {
