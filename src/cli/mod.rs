@@ -685,6 +685,9 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             for f in &r.failures {
                 eprintln!("FAIL {f}");
             }
+            for d in &r.drift {
+                eprintln!("note: {d}");
+            }
             if json {
                 print_json(&r);
             } else {
@@ -701,7 +704,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
                     r.objects_checked,
                     human_bytes(r.object_bytes),
                     r.images_checked,
-                    if rebuild { format!(", {} rebuilt and compared", r.images_rebuilt) } else { String::new() },
+                    if rebuild { format!(", {} rebuilt and compared ({} rendered again from the inputs)", r.images_rebuilt, r.images_from_inputs) } else { String::new() },
                     r.elapsed_ms as f64 / 1000.0
                 );
             }

@@ -504,6 +504,42 @@ fn level0(
     Ok(level)
 }
 
+/// Every node's entry list as the manifest, lockfile and templates make it now, from the store
+/// (every artifact the nodes need must be in it; binaries are extracted once per artifact).
+pub(crate) fn render_images(
+    store: &Store,
+    checked: &super::LockCheck,
+    nodes: &[&Node],
+    jobs: usize,
+) -> Result<Vec<ImageManifest>, Error> {
+    let manifest = &checked.manifest;
+    let arches: BTreeSet<&Arch> = nodes.iter().map(|n| &n.arch).collect();
+    let templates = TemplateSet::load(&manifest.templates)?;
+    let mut bins: BTreeMap<&Arch, BinarySet> = BTreeMap::new();
+    for arch in arches {
+        bins.insert(arch, binaries_for(store, checked, arch, jobs)?);
+    }
+    let images = parallel_map(nodes, jobs.max(2), |n| {
+        node_image(store, &templates, manifest, n, &bins[&n.arch])
+    });
+    images.into_iter().collect()
+}
+
+/// `render_images` for every node of the manifest, by node name.
+pub(crate) fn render_all(
+    store: &Store,
+    checked: &super::LockCheck,
+    jobs: usize,
+) -> Result<BTreeMap<String, ImageManifest>, Error> {
+    let nodes = select_nodes(&checked.manifest, &[])?;
+    let images = render_images(store, checked, &nodes, jobs)?;
+    Ok(nodes
+        .iter()
+        .map(|n| n.name.to_string())
+        .zip(images)
+        .collect())
+}
+
 pub fn build(opts: &BuildOptions) -> Result<BuildReport, Error> {
     let started = Instant::now();
     let checked = check_lock(&opts.manifest, &opts.lockfile)?;
@@ -537,15 +573,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, Error> {
         return Err(Error::Fetch(failures));
     }
 
-    let templates = TemplateSet::load(&manifest.templates)?;
-    let mut bins: BTreeMap<&Arch, BinarySet> = BTreeMap::new();
-    for arch in &arches {
-        bins.insert(arch, binaries_for(&store, &checked, arch, opts.jobs)?);
-    }
-    let images = parallel_map(&nodes, opts.jobs.max(2), |n| {
-        node_image(&store, &templates, manifest, n, &bins[&n.arch])
-    });
-    let images: Vec<ImageManifest> = images.into_iter().collect::<Result<_, _>>()?;
+    let images = render_images(&store, &checked, &nodes, opts.jobs)?;
 
     // The shared prefixes first (once per binary set), then every node's image.
     let mut keys = BTreeSet::new();

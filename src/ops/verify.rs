@@ -1,6 +1,7 @@
 //! `nodeforge verify`, for CI: the lockfile is intact and fresh, every store object hashes to its
 //! address, every image holds exactly what its `manifest.json` lists, and (with `--rebuild`)
-//! every current image is rebuilt elsewhere and compared byte for byte. Every failure is
+//! every node is rendered again from the manifest, lockfile and templates, and every current
+//! image rebuilt elsewhere and compared byte for byte. Every failure is
 //! reported, not just the first.
 
 use std::collections::BTreeMap;
@@ -40,6 +41,12 @@ pub struct VerifyReport {
     pub object_bytes: u64,
     pub images_checked: usize,
     pub images_rebuilt: usize,
+    /// Of those, the images that the manifest, lockfile and templates render to now (the rest
+    /// were rebuilt from their recorded entry lists).
+    pub images_from_inputs: usize,
+    /// Nodes whose current image is not what the inputs build now (a rollback, or other
+    /// inputs): not a failure, said so that CI can tell.
+    pub drift: Vec<String>,
     /// Time spent re-hashing store objects, and checking images (for throughput figures).
     pub objects_ms: u64,
     pub images_ms: u64,
@@ -205,10 +212,16 @@ pub fn verify(opts: &VerifyOptions) -> Result<VerifyReport, Error> {
     let mut r = VerifyReport::default();
 
     // 1. The lockfile: intact (lock-id) and fresh (manifest inputs).
-    match check_lock(&opts.manifest, &opts.lockfile) {
-        Ok(_) => r.lockfile_ok = true,
-        Err(e) => r.failures.push(e.to_string()),
-    }
+    let checked = match check_lock(&opts.manifest, &opts.lockfile) {
+        Ok(c) => {
+            r.lockfile_ok = true;
+            Some(c)
+        }
+        Err(e) => {
+            r.failures.push(e.to_string());
+            None
+        }
+    };
 
     // 2. Every store object, re-hashed in parallel.
     let store = Store::open(&opts.out.join("store"))?;
@@ -282,11 +295,42 @@ pub fn verify(opts: &VerifyOptions) -> Result<VerifyReport, Error> {
             .map_err(|e| {
                 crate::fsutil::FsError::new("cannot create a scratch directory in", &opts.out, e)
             })?;
+        // What the manifest, lockfile and templates build now (the lockfile's failure, if any,
+        // is reported above).
+        let planned = match &checked {
+            Some(c) => super::build::render_all(&store, c, opts.jobs).unwrap_or_else(|e| {
+                r.failures.push(format!(
+                    "cannot render the images from the manifest, lockfile and templates: {e}"
+                ));
+                BTreeMap::new()
+            }),
+            None => BTreeMap::new(),
+        };
         for node in generations::nodes(&opts.out) {
             let Some(cur) = generations::current(&opts.out, &node) else {
                 continue;
             };
-            let m = generation_manifest(&opts.out, &node, cur)?;
+            let recorded = match generation_manifest(&opts.out, &node, cur) {
+                Ok(m) => m,
+                Err(e) => {
+                    r.failures.push(format!("{node}: {e}"));
+                    continue;
+                }
+            };
+            let m = match planned.get(&node) {
+                Some(p) if p.id == recorded.id => {
+                    r.images_from_inputs += 1;
+                    p.clone()
+                }
+                Some(p) => {
+                    r.drift.push(format!(
+                        "{node}: its current image {} is not what the manifest, lockfile and templates build now ({}): rolled back, or built from other inputs",
+                        recorded.id, p.id
+                    ));
+                    recorded
+                }
+                None => recorded,
+            };
             match materialize(scratch.path(), &store, &m) {
                 Ok((dir, _)) => {
                     r.images_rebuilt += 1;

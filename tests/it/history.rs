@@ -295,7 +295,50 @@ fn verify_passes_on_an_untouched_tree_and_rebuilds_byte_for_byte() {
     let v = ctx.run(&["verify", "--rebuild", "--json"]).ok().json();
     assert_eq!(v["ok"], true);
     assert_eq!(v["images_rebuilt"], 6);
+    assert_eq!(v["images_from_inputs"], 6, "{v}");
+    assert_eq!(v["drift"].as_array().map(Vec::len), Some(0), "{v}");
     assert!(v["objects_checked"].as_u64().unwrap() > 30);
+
+    // The same members, compressed differently: every file checks out against manifest.json,
+    // only the rebuild sees that image.tar.zst is not the bytes the build makes.
+    let tar = ctx
+        .path()
+        .join("out/images")
+        .join(current_id(&ctx, "worker0"))
+        .join("image.tar.zst");
+    let plain = zstd::stream::decode_all(std::fs::File::open(&tar).unwrap()).unwrap();
+    let other = zstd::stream::encode_all(plain.as_slice(), 19).unwrap();
+    std::fs::set_permissions(&tar, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    std::fs::write(&tar, other).unwrap();
+    ctx.run(&["verify"]).ok();
+    ctx.run(&["verify", "--rebuild"])
+        .fails()
+        .stderr_has(&format!(
+            "FAIL worker0: rebuilding image {} gives a different image.tar.zst",
+            current_id(&ctx, "worker0")
+        ));
+}
+
+#[test]
+fn verify_rebuild_says_which_nodes_are_not_what_the_inputs_build() {
+    let (ctx, ids) = three_generations();
+    ctx.run(&["rollback", "worker1", "--to", &ids[0]]).ok();
+    let r = ctx.run(&["verify", "--rebuild", "--json"]).ok();
+    let v = r.json();
+    assert_eq!(v["images_rebuilt"], 6);
+    assert_eq!(v["images_from_inputs"], 5, "{v}");
+    let drift: Vec<String> = serde_json::from_value(v["drift"].clone()).unwrap();
+    assert_eq!(drift.len(), 1, "{drift:?}");
+    assert!(
+        drift[0].starts_with(&format!(
+            "worker1: its current image {} is not what",
+            ids[0]
+        )),
+        "{drift:?}"
+    );
+    ctx.run(&["verify", "--rebuild"])
+        .ok()
+        .stderr_has("note: worker1: its current image");
 }
 
 fn flip(path: &std::path::Path, at: usize) {
