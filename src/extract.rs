@@ -122,9 +122,12 @@ pub fn installed(
 }
 
 /// The check every extracted file passes before it becomes a store object.
+/// Scanned in 4 MiB chunks: a member may be up to 2 GiB.
+const KEY_SCAN_CHUNK: usize = 4 << 20;
+
 fn no_keys(path: &std::path::Path) -> Result<(), String> {
-    let data = std::fs::read(path).map_err(|e| e.to_string())?;
-    match crate::secrets::find_private_key(&data) {
+    let mut f = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    match crate::secrets::find_private_key_in(&mut f, KEY_SCAN_CHUNK).map_err(|e| e.to_string())? {
         Some(at) => Err(format!("a private key at byte {at}")),
         None => Ok(()),
     }
@@ -132,11 +135,13 @@ fn no_keys(path: &std::path::Path) -> Result<(), String> {
 
 /// Refuse an installed file whose content holds a private key.
 fn refuse_keys(label: &str, member: Option<&str>, obj: &Object) -> Result<(), ExtractError> {
-    let data = std::fs::read(&obj.path).map_err(|e| ExtractError::Archive {
-        artifact: label.to_string(),
-        message: format!("cannot read back {}: {e}", obj.path.display()),
-    })?;
-    if crate::secrets::find_private_key(&data).is_some() {
+    let found = std::fs::File::open(&obj.path)
+        .and_then(|mut f| crate::secrets::find_private_key_in(&mut f, KEY_SCAN_CHUNK))
+        .map_err(|e| ExtractError::Archive {
+            artifact: label.to_string(),
+            message: format!("cannot read back {}: {e}", obj.path.display()),
+        })?;
+    if found.is_some() {
         return Err(ExtractError::PrivateKey {
             artifact: label.to_string(),
             member: member.map(str::to_string),

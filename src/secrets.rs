@@ -42,9 +42,70 @@ pub fn find_private_key(data: &[u8]) -> Option<usize> {
     None
 }
 
+/// `find_private_key` over a stream, in bounded memory: chunks of `chunk` bytes, each scanned
+/// with the last `OVERLAP` bytes of the one before, so that a key's framing (the BEGIN line and
+/// its first base64 line, well under 4 KiB) is seen whole wherever the chunks split it.
+pub fn find_private_key_in(
+    r: &mut dyn std::io::Read,
+    chunk: usize,
+) -> std::io::Result<Option<u64>> {
+    const OVERLAP: usize = 4096;
+    let chunk = chunk.max(OVERLAP * 2);
+    let mut buf = vec![0u8; OVERLAP + chunk];
+    let (mut kept, mut base) = (0usize, 0u64); // bytes carried over; stream offset of buf[0]
+    loop {
+        let mut filled = kept;
+        while filled < buf.len() {
+            match r.read(&mut buf[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if let Some(at) = find_private_key(&buf[..filled]) {
+            return Ok(Some(base + at as u64));
+        }
+        if filled < buf.len() {
+            return Ok(None);
+        }
+        let keep = OVERLAP.min(filled);
+        buf.copy_within(filled - keep..filled, 0);
+        base += (filled - keep) as u64;
+        kept = keep;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stream_finds_a_key_wherever_the_chunks_split_it() {
+        let key = b"-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEAu1SU1LfVLPHCozMxH2Mo\n";
+        let chunk = 8192;
+        for at in [
+            0usize,
+            100,
+            8192 - 10,
+            8192 + 4096 - 20,
+            3 * 8192 + 7,
+            50_000,
+        ] {
+            let mut data = vec![0u8; 60_000];
+            data[at..at + key.len()].copy_from_slice(key);
+            assert_eq!(
+                find_private_key_in(&mut data.as_slice(), chunk).expect("read"),
+                Some(at as u64),
+                "key at {at}"
+            );
+        }
+        let clean = vec![b'A'; 100_000];
+        assert_eq!(
+            find_private_key_in(&mut clean.as_slice(), chunk).expect("read"),
+            None
+        );
+    }
 
     #[test]
     fn real_key_shapes_are_found_and_words_are_not() {
