@@ -688,6 +688,12 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             for d in &r.drift {
                 eprintln!("note: {d}");
             }
+            if r.objects_checked == 0 && r.images_checked == 0 {
+                eprintln!(
+                    "note: {} holds no store objects and no images: only the lockfile was checked (run `nodeforge build` first)",
+                    cli.out.display()
+                );
+            }
             if json {
                 print_json(&r);
             } else {

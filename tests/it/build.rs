@@ -459,3 +459,89 @@ fn build_refuses_an_unresolved_lock_entry() {
     ctx.net(&["lock", "--allow-unresolved"]).ok();
     ctx.net(&["build"]).fails().stderr_has("kube-proxy 1.31.0 (amd64) has no published sha256 in the lockfile: run `nodeforge lock --update kube-proxy`");
 }
+
+#[test]
+fn the_binaries_part_of_every_tar_is_compressed_once_and_shared() {
+    let ctx = built();
+    let prefixes: Vec<PathBuf> = std::fs::read_dir(ctx.path().join("out/cache/tar-prefix"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(
+        prefixes.len(),
+        1,
+        "one binary set, one prefix: {prefixes:?}"
+    );
+    let prefix = std::fs::read(&prefixes[0]).unwrap();
+    assert!(prefix.len() > 10_000);
+    for node in [
+        "control0", "control1", "control2", "worker0", "worker1", "worker2",
+    ] {
+        let tar = std::fs::read(image_dir(&ctx, node).join("image.tar.zst")).unwrap();
+        assert!(
+            tar.starts_with(&prefix),
+            "{node}: image.tar.zst starts with the shared frames"
+        );
+        assert!(
+            tar.len() > prefix.len(),
+            "{node}: and has its own after them"
+        );
+    }
+}
+
+#[test]
+fn fetch_and_build_say_what_to_run_without_a_lockfile_or_with_a_stale_one() {
+    let ctx = TestContext::new();
+    for cmd in ["fetch", "build"] {
+        ctx.net(&[cmd])
+            .fails()
+            .stderr_has("hint: run `nodeforge lock` to create it");
+    }
+    ctx.net(&["lock"]).ok();
+    ctx.edit_manifest("containerd = \"1.7.20\"", "containerd = \"1.7.21\"");
+    for cmd in ["fetch", "build"] {
+        ctx.net(&[cmd])
+            .fails()
+            .stderr_has("lockfile is stale: containerd 1.7.20 → 1.7.21 (amd64)")
+            .stderr_has("hint: run `nodeforge lock` to update the lockfile, then commit it");
+    }
+    assert!(!ctx.path().join("out/images").exists(), "nothing built");
+}
+
+#[test]
+fn the_mirror_can_come_from_the_environment() {
+    let ctx = TestContext::new();
+    ctx.net(&["lock"]).ok();
+    let mirror = ctx.server.url();
+    crate::run_env(
+        ctx.path(),
+        &["fetch", "--mirrors-only", "--retries", "1"],
+        &[("NODEFORGE_MIRROR", mirror.as_str())],
+        None,
+    )
+    .ok()
+    .stdout_has("6 fetched");
+    crate::run_env(
+        ctx.path(),
+        &["fetch", "--mirrors-only"],
+        &[("NODEFORGE_MIRROR", "ftp://nowhere")],
+        None,
+    )
+    .fails()
+    .stderr_has("NODEFORGE_MIRROR: ");
+}
+
+#[test]
+fn components_lists_every_version_and_url() {
+    let ctx = TestContext::new();
+    ctx.run(&["components"])
+        .ok()
+        .stdout_has("kubelet")
+        .stdout_has("https://dl.k8s.io/release/v1.31.0/bin/linux/amd64/kubelet")
+        .stdout_has("containerd-1.7.20-linux-amd64.tar.gz");
+    let v = ctx.run(&["components", "--json"]).ok().json();
+    assert!(
+        v.to_string().contains("cni-plugins-linux-amd64-v1.5.1.tgz"),
+        "{v}"
+    );
+}

@@ -93,11 +93,41 @@ fn rollback_after_two_upgrades() {
     // Other nodes were not touched; --all moves every node back one generation.
     assert_ne!(current_id(&ctx, "worker0"), current_id(&ctx, "worker1"));
     ctx.run(&["list"]).ok().stdout_has("worker1\n  *   1  ");
+    let before: Vec<String> = ["control0", "worker0", "worker1"]
+        .iter()
+        .map(|n| current_id(&ctx, n))
+        .collect();
     let r = ctx.run(&["rollback", "--all", "--json"]).fails();
     assert!(
         r.stderr.contains("worker1"),
         "worker1 has nothing to go back to: {}",
         r.stderr
+    );
+    let after: Vec<String> = ["control0", "worker0", "worker1"]
+        .iter()
+        .map(|n| current_id(&ctx, n))
+        .collect();
+    assert_eq!(before, after, "a refused --all switches no node");
+    // Once every node has a generation to go back to, --all moves each back one.
+    ctx.run(&["rollback", "worker1", "--to", &ids[2]]).ok();
+    let v = ctx.run(&["rollback", "--all", "--json"]).ok().json();
+    assert_eq!(v.as_array().map(Vec::len), Some(6), "{v}");
+    assert!(
+        v.as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["to"].as_u64() == r["from"].as_u64().map(|f| f - 1)),
+        "{v}"
+    );
+    assert_eq!(
+        current_id(&ctx, "worker1"),
+        ids[1],
+        "worker1: generation 3 → 2"
+    );
+    assert_ne!(
+        current_id(&ctx, "worker0"),
+        before[1],
+        "worker0 moved back as well"
     );
 }
 
@@ -422,4 +452,16 @@ fn gc_waits_for_a_process_using_the_store() {
     guard.unlock().unwrap();
     let status = child.wait().unwrap();
     assert!(status.success());
+}
+
+#[test]
+fn verify_on_an_empty_out_says_it_checked_only_the_lockfile() {
+    let ctx = TestContext::new();
+    ctx.net(&["lock"]).ok();
+    ctx.run(&["verify"])
+        .ok()
+        .stderr_has("holds no store objects and no images: only the lockfile was checked");
+    ctx.net(&["build"]).ok();
+    let r = ctx.run(&["verify"]).ok();
+    assert!(!r.stderr.contains("holds no store objects"), "{}", r.stderr);
 }

@@ -118,14 +118,15 @@ pub fn run_env(cwd: &Path, args: &[&str], envs: &[(&str, &str)], umask: Option<&
             c
         }
     };
+    // The caller's NODEFORGE_* never leak in; the test's own are set after.
     let out: Output = cmd
-        .envs(envs.iter().copied())
         .current_dir(cwd)
         .env_remove("NODEFORGE_MIRROR")
         .env_remove("NODEFORGE_MANIFEST")
         .env_remove("NODEFORGE_LOCKFILE")
         .env_remove("NODEFORGE_OUT")
         .env_remove("NODEFORGE_OFFLINE")
+        .envs(envs.iter().copied())
         .output()
         .expect("run nodeforge");
     Run {
