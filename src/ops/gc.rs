@@ -66,7 +66,17 @@ pub fn gc(opts: &GcOptions) -> Result<GcReport, Error> {
         let bytes = size_of_tree(path);
         if !opts.dry_run {
             let res = if path.is_dir() && !path.is_symlink() {
-                std::fs::remove_dir_all(path)
+                // Renamed out of sight first (one atomic step), then deleted: a gc killed midway
+                // leaves a temp directory that the next run removes, never a half-deleted
+                // generation or image under its real name.
+                let gone = path.with_file_name(format!(
+                    ".nodeforge-tmp-gone-{}-{}",
+                    std::process::id(),
+                    path.file_name()
+                        .map(|n| n.to_string_lossy())
+                        .unwrap_or_default()
+                ));
+                std::fs::rename(path, &gone).and_then(|()| std::fs::remove_dir_all(&gone))
             } else {
                 std::fs::remove_file(path)
             };

@@ -174,3 +174,121 @@ fn sigkill_at_many_points_never_breaks_the_store_or_current() {
         "too few kills landed inside a run ({killed_mid_run}/{points})"
     );
 }
+
+/// Run `args` (no network flags) in the project.
+fn spawn_plain(ctx: &TestContext, args: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_nodeforge"))
+        .args(args)
+        .current_dir(ctx.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn timed(mut child: Child) -> Duration {
+    let t = Instant::now();
+    assert!(child.wait().unwrap().success());
+    t.elapsed().max(Duration::from_millis(10))
+}
+
+/// No temp file of a killed run survives the next one, anywhere under out/.
+fn assert_no_leftovers(ctx: &TestContext, when: &str) {
+    let mut stack = vec![ctx.path().join("out")];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            assert!(
+                !name.starts_with(".nodeforge-tmp-"),
+                "{when}: {} left behind",
+                e.path().display()
+            );
+            if e.file_type().is_ok_and(|t| t.is_dir()) && name != "store" {
+                stack.push(e.path());
+            }
+        }
+    }
+    assert!(ctx.store_tmp_is_empty(), "{when}: store temp files left");
+}
+
+#[test]
+fn sigkill_during_fetch_gc_and_rollback_never_breaks_anything() {
+    let ctx = big();
+    let points = 10u32;
+    let mut tried = 0;
+    let mut mid_run = 0;
+    let mut kill_at = |ctx: &TestContext, mut child: Child, after: Duration, what: &str| {
+        std::thread::sleep(after);
+        if child.try_wait().unwrap().is_none() {
+            mid_run += 1;
+        }
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        tried += 1;
+        assert_consistent(ctx, what);
+    };
+
+    // fetch, from an empty store.
+    let full = timed(spawn(&ctx, &["fetch"]));
+    for k in 1..=points {
+        let _ = std::fs::remove_dir_all(ctx.path().join("out"));
+        let when = format!("fetch, kill point {k}");
+        kill_at(
+            &ctx,
+            spawn(&ctx, &["fetch"]),
+            full * k / (points + 2),
+            &when,
+        );
+        ctx.net(&["fetch"]).ok();
+        assert_no_leftovers(&ctx, &when);
+    }
+
+    // gc, with generations and images to remove each time.
+    ctx.net(&["build"]).ok();
+    for k in 1..=points {
+        for v in [k + 10, k + 20] {
+            set_verbosity(&ctx, v);
+            ctx.net(&["build"]).ok();
+        }
+        let full = timed(spawn_plain(
+            &ctx,
+            &["gc", "--keep-generations", "1", "--dry-run"],
+        ));
+        let when = format!("gc, kill point {k}");
+        kill_at(
+            &ctx,
+            spawn_plain(&ctx, &["gc", "--keep-generations", "1"]),
+            full * k / (points + 2),
+            &when,
+        );
+        ctx.run(&["gc", "--keep-generations", "1"]).ok();
+        ctx.run(&["list"]).ok();
+        ctx.net(&["build"]).ok();
+        assert_no_leftovers(&ctx, &when);
+    }
+
+    // rollback of every node, back and forth.
+    set_verbosity(&ctx, 99);
+    ctx.net(&["build"]).ok();
+    let full = timed(spawn_plain(&ctx, &["rollback", "--all"]));
+    for k in 1..=points {
+        let when = format!("rollback, kill point {k}");
+        ctx.net(&["build"]).ok();
+        kill_at(
+            &ctx,
+            spawn_plain(&ctx, &["rollback", "--all"]),
+            full * k / (points + 2),
+            &when,
+        );
+        ctx.run(&["list"]).ok();
+        assert_no_leftovers(&ctx, &when);
+    }
+    ctx.net(&["build"]).ok();
+    ctx.run(&["verify", "--rebuild"]).ok();
+    eprintln!("kill points tried in fetch, gc and rollback: {tried}, killed mid-run: {mid_run}");
+    assert_eq!(tried, 3 * points);
+    assert!(
+        mid_run >= points,
+        "too few kills landed inside a run ({mid_run})"
+    );
+}
