@@ -755,7 +755,7 @@ veritysetup verify "$d/image.erofs" "$d/image.verity" "$root"
         "\nGrowth (binaries divided by {scale}, so {} node images fit on this disk):\n",
         counts.last().copied().unwrap_or(0)
     );
-    println!("| nodes | build (warm store) | store after build | store growth in the build | image bytes per node | disk space the build took (df) |");
+    println!("| nodes | build (after fetch, extraction included) | store after build | store growth in the build | image bytes per node | disk space the build took (df) |");
     println!("|---|---|---|---|---|---|");
     for (n, (t, before, after, images, disk)) in &growth {
         println!(
