@@ -545,3 +545,41 @@ fn components_lists_every_version_and_url() {
         "{v}"
     );
 }
+
+#[test]
+fn an_arm64_node_gets_arm64_binaries_from_the_same_manifest() {
+    let ctx = TestContext::new();
+    ctx.edit_manifest(
+        "architectures = [\"amd64\"]",
+        "architectures = [\"amd64\", \"arm64\"]",
+    );
+    ctx.edit_manifest(
+        "name = \"worker2\"\nvmid = 6\nrole = \"worker\"\n",
+        "name = \"worker2\"\nvmid = 6\nrole = \"worker\"\narch = \"arm64\"\n",
+    );
+    // Stand-ins for both architectures, then lock, build, show.
+    let m = nodeforge::manifest::Manifest::load(&ctx.manifest()).unwrap();
+    nodeforge::standin::write_mirror(&m, ctx.server.root(), 8192).unwrap();
+    ctx.net(&["lock"]).ok();
+    assert!(ctx.lock_text().contains("runc.arm64"));
+    let v = ctx.net(&["build", "--json"]).ok().json();
+    let ids = ids(&v);
+    assert_eq!(ids.len(), 6);
+    ctx.run(&["show", "worker2"])
+        .ok()
+        .stdout_has(&format!("image {} (node worker2, arm64)", ids["worker2"]))
+        .stdout_has("/usr/local/bin/kubelet  kubelet 1.31.0 <- https://dl.k8s.io/release/v1.31.0/bin/linux/arm64/kubelet")
+        .stdout_has("/usr/local/bin/runc  runc 1.1.13 <- https://github.com/opencontainers/runc/releases/download/v1.1.13/runc.arm64");
+    ctx.run(&["show", "worker1"])
+        .ok()
+        .stdout_has("(node worker1, amd64)")
+        .stdout_has("bin/linux/amd64/kubelet");
+    // Two binary sets, so two shared tar prefixes; every image still verifies and rebuilds.
+    assert_eq!(
+        std::fs::read_dir(ctx.path().join("out/cache/tar-prefix"))
+            .unwrap()
+            .count(),
+        2
+    );
+    ctx.run(&["verify", "--rebuild"]).ok();
+}

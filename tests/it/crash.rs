@@ -149,23 +149,7 @@ fn sigkill_at_many_points_never_breaks_the_store_or_current() {
         assert_consistent(&ctx, &format!("kill point {i}"));
         // The next run completes and leaves no temp files behind.
         ctx.net(&["build"]).ok();
-        assert!(ctx.store_tmp_is_empty(), "kill point {i}: temp files left");
-        for dir in ["out/images", "out/cache/tar-prefix"] {
-            let leftovers: Vec<_> = std::fs::read_dir(ctx.path().join(dir))
-                .into_iter()
-                .flatten()
-                .flatten()
-                .filter(|e| {
-                    e.file_name()
-                        .to_string_lossy()
-                        .starts_with(".nodeforge-tmp-")
-                })
-                .collect();
-            assert!(
-                leftovers.is_empty(),
-                "kill point {i}: {dir} keeps {leftovers:?}"
-            );
-        }
+        assert_no_leftovers(&ctx, &format!("kill point {i}"));
     }
     ctx.run(&["verify", "--rebuild"]).ok();
     eprintln!("kill points tried: {points}, killed mid-run: {killed_mid_run} (cold {cold:?}, change {change:?}, no-op {noop:?})");
