@@ -181,11 +181,7 @@ fn handle(
         }
         Some(Fault::Stall(ms)) => {
             let body = read().unwrap_or_default();
-            let resp = format!(
-                "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
-                body.len()
-            );
-            out.write_all(resp.as_bytes())?;
+            ok_headers(&mut out, body.len())?;
             out.write_all(&body[..body.len() / 2])?;
             out.flush()?;
             thread::sleep(std::time::Duration::from_millis(ms));
@@ -193,11 +189,7 @@ fn handle(
         }
         Some(Fault::Drip(ms)) => {
             let body = read().unwrap_or_default();
-            let resp = format!(
-                "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
-                body.len()
-            );
-            out.write_all(resp.as_bytes())?;
+            ok_headers(&mut out, body.len())?;
             out.flush()?;
             for b in &body {
                 // Ends when the client gives up and closes the connection.
@@ -284,4 +276,11 @@ fn handle(
             }
         },
     }
+}
+
+/// The status line and headers of a 200 response whose body is `len` bytes (sent by the caller).
+fn ok_headers(out: &mut impl Write, len: usize) -> std::io::Result<()> {
+    out.write_all(
+        format!("HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: {len}\r\n\r\n").as_bytes(),
+    )
 }
