@@ -122,12 +122,8 @@ pub fn installed(
 }
 
 /// The check every extracted file passes before it becomes a store object.
-/// Scanned in 4 MiB chunks: a member may be up to 2 GiB.
-const KEY_SCAN_CHUNK: usize = 4 << 20;
-
 fn no_keys(path: &std::path::Path) -> Result<(), String> {
-    let mut f = std::fs::File::open(path).map_err(|e| e.to_string())?;
-    match crate::secrets::find_private_key_in(&mut f, KEY_SCAN_CHUNK).map_err(|e| e.to_string())? {
+    match crate::secrets::find_private_key_in_file(path).map_err(|e| e.to_string())? {
         Some(at) => Err(format!("a private key at byte {at}")),
         None => Ok(()),
     }
@@ -135,9 +131,8 @@ fn no_keys(path: &std::path::Path) -> Result<(), String> {
 
 /// Refuse an installed file whose content holds a private key.
 fn refuse_keys(label: &str, member: Option<&str>, obj: &Object) -> Result<(), ExtractError> {
-    let found = std::fs::File::open(&obj.path)
-        .and_then(|mut f| crate::secrets::find_private_key_in(&mut f, KEY_SCAN_CHUNK))
-        .map_err(|e| ExtractError::Archive {
+    let found =
+        crate::secrets::find_private_key_in_file(&obj.path).map_err(|e| ExtractError::Archive {
             artifact: label.to_string(),
             message: format!("cannot read back {}: {e}", obj.path.display()),
         })?;

@@ -43,7 +43,6 @@ fn parent_of(path: &Path) -> &Path {
     }
 }
 
-/// Create `dir` and its parents.
 /// Hand everything a reader yields to `f`, one `buf`-sized read at a time (an interrupted read
 /// is retried); returns the byte count. `read_err` turns a read failure into the caller's error.
 pub fn read_chunks<E>(
@@ -65,6 +64,7 @@ pub fn read_chunks<E>(
     }
 }
 
+/// Create `dir` and its parents.
 pub fn create_dir_all(dir: &Path) -> Result<(), FsError> {
     fs::create_dir_all(dir).at("cannot create directory", dir)
 }

@@ -76,6 +76,12 @@ pub fn find_private_key_in(
     }
 }
 
+/// Whether the file at `path` holds a private key: the byte offset of the first one. Read in
+/// 4 MiB chunks, so an archive member of up to 2 GiB or a large download is never held whole.
+pub fn find_private_key_in_file(path: &std::path::Path) -> std::io::Result<Option<u64>> {
+    find_private_key_in(&mut std::fs::File::open(path)?, 4 << 20)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -640,7 +640,6 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, Error> {
     })
 }
 
-/// Find an image by id or unambiguous id prefix.
 /// Read an image's entry list, and check that it hashes to the id it claims: a damaged or edited
 /// record must not be trusted, nor its id used as a path.
 pub(crate) fn read_image_manifest(path: &Path) -> Result<ImageManifest, Error> {
@@ -658,6 +657,7 @@ pub(crate) fn read_image_manifest(path: &Path) -> Result<ImageManifest, Error> {
     Ok(m)
 }
 
+/// Find an image by id or unambiguous id prefix.
 pub fn find_image(out: &Path, id: &str) -> Result<ImageManifest, Error> {
     let images = out.join("images");
     let mut found = Vec::new();

@@ -145,10 +145,10 @@ fn fetch_one(store: &Store, fetcher: &Fetcher, entry: &LockEntry, bars: &Bars) -
         Err(e) => return fail(format!("{}: {e}", entry.label())),
     };
     // The shared store never holds a private key, whatever a server sends.
-    // Scanned in bounded memory (an artifact may be large).
-    let key = std::fs::File::open(tmp.path())
-        .and_then(|mut f| crate::secrets::find_private_key_in(&mut f, 4 << 20));
-    if matches!(key, Ok(Some(_))) {
+    if matches!(
+        crate::secrets::find_private_key_in_file(tmp.path()),
+        Ok(Some(_))
+    ) {
         return fail(format!(
             "{}: {} holds a private key; refused, nothing stored",
             entry.label(),

@@ -41,8 +41,8 @@ pub struct VerifyReport {
     pub object_bytes: u64,
     pub images_checked: usize,
     pub images_rebuilt: usize,
-    /// Of those, the images that the manifest, lockfile and templates render to now (the rest
-    /// were rebuilt from their recorded entry lists).
+    /// Of those, the images whose entry list the manifest, lockfile and templates render to now
+    /// (the others are the nodes in `drift`, or nodes the manifest no longer lists).
     pub images_from_inputs: usize,
     /// Nodes whose current image is not what the inputs build now (a rollback, or other
     /// inputs): not a failure, said so that CI can tell.
@@ -310,27 +310,23 @@ pub fn verify(opts: &VerifyOptions) -> Result<VerifyReport, Error> {
             let Some(cur) = generations::current(&opts.out, &node) else {
                 continue;
             };
-            let recorded = match generation_manifest(&opts.out, &node, cur) {
+            let m = match generation_manifest(&opts.out, &node, cur) {
                 Ok(m) => m,
                 Err(e) => {
                     r.failures.push(format!("{node}: {e}"));
                     continue;
                 }
             };
-            let m = match planned.get(&node) {
-                Some(p) if p.id == recorded.id => {
-                    r.images_from_inputs += 1;
-                    p.clone()
-                }
-                Some(p) => {
-                    r.drift.push(format!(
-                        "{node}: its current image {} is not what the manifest, lockfile and templates build now ({}): rolled back, or built from other inputs",
-                        recorded.id, p.id
-                    ));
-                    recorded
-                }
-                None => recorded,
-            };
+            // The same id is the same entry list (the id is its hash), so the rebuild below
+            // is a rebuild of what the inputs make now.
+            match planned.get(&node) {
+                Some(p) if p.id == m.id => r.images_from_inputs += 1,
+                Some(p) => r.drift.push(format!(
+                    "{node}: its current image {} is not what the manifest, lockfile and templates build now ({}): rolled back, or built from other inputs",
+                    m.id, p.id
+                )),
+                None => {}
+            }
             match materialize(scratch.path(), &store, &m) {
                 Ok((dir, _)) => {
                     r.images_rebuilt += 1;
