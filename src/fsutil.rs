@@ -118,6 +118,76 @@ pub fn clean_temp_files(dir: &Path) {
     }
 }
 
+/// A temporary directory in `dir` (same filesystem), to be filled and renamed into place whole
+/// with [`commit_dir`]; removed if dropped.
+pub fn temp_dir_in(dir: &Path) -> Result<tempfile::TempDir, FsError> {
+    tempfile::Builder::new()
+        .prefix(".nodeforge-tmp-")
+        .tempdir_in(dir)
+        .at("cannot create a temporary directory in", dir)
+}
+
+/// Write a new file (inside a temporary directory, which is renamed into place whole): create,
+/// write, set the mode, fsync.
+pub fn write_new(path: &Path, contents: &[u8], mode: u32) -> Result<(), FsError> {
+    let mut f = fs::File::options()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .at("cannot create", path)?;
+    f.write_all(contents).at("cannot write", path)?;
+    set_mode(&f, mode).at("cannot set the mode of", path)?;
+    f.sync_all().at("cannot sync", path)
+}
+
+/// Move a filled temporary directory to `dest` in one rename, unless `complete(dest)` says an
+/// equal one is already there (content-addressed: another process put the same bytes in place,
+/// which may already be in use; it is kept). A `dest` that exists but is not complete (an older
+/// layout) is moved aside and removed first. Returns whether `dest` was put in place now.
+pub fn commit_dir(
+    tmp: tempfile::TempDir,
+    dest: &Path,
+    complete: impl Fn(&Path) -> bool,
+) -> Result<bool, FsError> {
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o755))
+            .at("cannot set the mode of", tmp.path())?;
+    }
+    sync_dir(tmp.path())?;
+    if complete(dest) {
+        return Ok(false);
+    }
+    let tmp_path = tmp.keep();
+    if fs::symlink_metadata(dest).is_ok() {
+        // Moved aside under a name of this process's own temp directory (cleaned up by the next
+        // run if we die here), then removed.
+        let mut old = tmp_path.clone().into_os_string();
+        old.push("-old");
+        fs::rename(dest, &old).at("cannot move aside", dest)?;
+        let _ = fs::remove_dir_all(&old);
+    }
+    match fs::rename(&tmp_path, dest) {
+        Ok(()) => {}
+        Err(_) if complete(dest) => {
+            let _ = fs::remove_dir_all(&tmp_path);
+            return Ok(false);
+        }
+        Err(e) => {
+            let _ = fs::remove_dir_all(&tmp_path);
+            return Err(FsError::new("cannot move into place", dest, e));
+        }
+    }
+    sync_dir(parent_of(dest))?;
+    Ok(true)
+}
+
+/// Rename a finished file to `dest` (same filesystem) and fsync the directory.
+pub fn rename_into(from: &Path, dest: &Path) -> Result<(), FsError> {
+    fs::rename(from, dest).at("cannot move into place", dest)?;
+    sync_dir(parent_of(dest))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -20,6 +20,7 @@ pub mod fsutil;
 pub mod generations;
 pub mod hash;
 pub mod image;
+pub mod layout;
 pub mod lock;
 pub mod manifest;
 pub mod ops;

@@ -72,7 +72,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Build one immutable root-overlay image per node (fetching what the store lacks).
+    /// Build one immutable, layered image per node (fetching what the store lacks): a shared
+    /// payload layer for /usr and /opt, and the node's config layer for /etc.
     Build {
         /// Build only this node (repeatable).
         #[arg(long, value_name = "NAME")]
@@ -86,6 +87,24 @@ enum Command {
     Show {
         /// An image id (an unambiguous prefix is enough), a node (its current image) or NODE@GEN.
         id: String,
+        /// Print what a VM host attaches instead: each layer's disk, its root hash, the kernel
+        /// command line and a QEMU command line.
+        #[arg(long)]
+        boot: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a whole node image as one file: a .tar.zst, or one EROFS file with its dm-verity
+    /// tree beside it (FILE.verity), for installers, containers and setups without layers.
+    Flatten {
+        /// An image id (prefix), a node (its current image) or NODE@GEN.
+        id: String,
+        /// Where to write it.
+        #[arg(long, short)]
+        output: PathBuf,
+        /// tar.zst or erofs [default: from the output's name, else tar.zst].
+        #[arg(long, value_parser = ["tar.zst", "erofs"])]
+        format: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -232,6 +251,7 @@ pub fn main() -> ExitCode {
             | Command::Fetch { json: true, .. }
             | Command::Build { json: true, .. }
             | Command::Show { json: true, .. }
+            | Command::Flatten { json: true, .. }
             | Command::List { json: true, .. }
             | Command::Rollback { json: true, .. }
             | Command::Diff { json: true, .. }
@@ -445,12 +465,25 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
                     .ok()
                     .and_then(|v| v.as_str().map(str::to_string))
                     .unwrap_or_default();
+                let layers: Vec<String> = n
+                    .layers
+                    .iter()
+                    .map(|l| {
+                        format!(
+                            "{} {} ({}{})",
+                            l.role,
+                            short(&l.id),
+                            human_bytes(l.bytes),
+                            if l.written { ", new" } else { "" }
+                        )
+                    })
+                    .collect();
                 say!(
-                    "{status:>10} {:<10} {} {} entries, {}",
+                    "{status:>10} {:<10} {} {} entries: {}",
                     n.node,
                     n.image_id,
                     n.entries,
-                    human_bytes(n.image_tar_bytes)
+                    layers.join(", ")
                 );
             }
             if r.all_unchanged() {
@@ -468,13 +501,60 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Show { id, json } => {
+        Command::Show {
+            id,
+            boot: true,
+            json,
+        } => {
+            let b = ops::boot_plan(&cli.out, &id)?;
+            if json {
+                print_json(&b);
+                return Ok(ExitCode::SUCCESS);
+            }
+            say!("image {} (node {})", b.image_id, b.node);
+            say!("attach read-only (virtio serial, file):");
+            for d in &b.disks {
+                say!("  {:<20} {}", d.serial, d.path.display());
+            }
+            say!("kernel command line:\n  {}", b.kernel_cmdline);
+            say!(
+                "QEMU (7.2+; VM_DISK is the VM's own disk, with /var; boot it with the kernel command line above):\n  {}",
+                b.qemu
+                    .first()
+                    .into_iter()
+                    .cloned()
+                    .chain(b.qemu.get(1..).unwrap_or_default().chunks(2).map(|c| c.join(" ")))
+                    .collect::<Vec<_>>()
+                    .join(" \\\n    ")
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Show { id, json, .. } => {
             let m = ops::resolve_image(&cli.out, &id)?;
             if json {
                 print_json(&m);
                 return Ok(ExitCode::SUCCESS);
             }
-            say!("image {} (node {}, {})", m.id, m.node, m.arch);
+            say!(
+                "image {} (node {}, {}{})",
+                m.id,
+                m.node,
+                m.arch,
+                if m.layers.is_empty() {
+                    ", whole-root format 1"
+                } else {
+                    ""
+                }
+            );
+            for l in &m.layers {
+                say!(
+                    "{} layer {} {}: verity root hash {}",
+                    l.role,
+                    l.name,
+                    l.id,
+                    l.verity.as_ref().map_or("(not written)", |v| v.root_hash.as_str())
+                );
+            }
             if let Some(v) = &m.verity {
                 say!(
                     "verity root hash {} (salt {}, {} data blocks)",
@@ -506,6 +586,9 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
                     Some(crate::image::Provenance::Enable { unit }) => {
                         format!("systemctl enable {unit}")
                     }
+                    Some(crate::image::Provenance::Release { role }) => {
+                        format!("{role} layer's extension-release")
+                    }
                     Some(crate::image::Provenance::Directory) | None => String::new(),
                 };
                 let what = match e.kind {
@@ -525,6 +608,37 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Flatten {
+            id,
+            output,
+            format,
+            json,
+        } => {
+            let format = match format.as_deref() {
+                Some("erofs") => ops::FlatFormat::Erofs,
+                Some(_) => ops::FlatFormat::TarZst,
+                None if output.extension().is_some_and(|e| e == "erofs" || e == "raw") => {
+                    ops::FlatFormat::Erofs
+                }
+                None => ops::FlatFormat::TarZst,
+            };
+            let r = ops::flatten(&cli.out, &id, format, &output)?;
+            if json {
+                print_json(&r);
+                return Ok(ExitCode::SUCCESS);
+            }
+            say!(
+                "wrote image {} (node {}) to {} ({})",
+                r.image_id,
+                r.node,
+                r.path.display(),
+                human_bytes(r.bytes)
+            );
+            if let (Some(v), Some(root)) = (&r.verity, &r.root_hash) {
+                say!("its dm-verity tree: {} (root hash {root})", v.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::List { node, json } => {
             let h = ops::list(&cli.out, node.as_deref())?;
             if json {
@@ -540,11 +654,16 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
                         " "
                     };
                     say!(
-                        "  {mark} {:>3}  {}  lock {}  {}",
+                        "  {mark} {:>3}  {}  lock {}  {}{}",
                         g.number,
                         g.image_id,
                         short(g.lock_id.trim_start_matches("blake3:")),
-                        g.built_at
+                        g.built_at,
+                        if n.whole_root.contains(&g.number) {
+                            "  (whole-root, format 1: cannot be switched to)"
+                        } else {
+                            ""
+                        }
                     );
                 }
             }
@@ -651,16 +770,24 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
                     if dry_run { "would remove" } else { "removed" }
                 );
             }
+            for l in &r.removed_layers {
+                say!(
+                    "{} layer {l}",
+                    if dry_run { "would remove" } else { "removed" }
+                );
+            }
             say!(
-                "{} {} generations, {} images, {} store objects, {} other files: {}; kept {} generations, {} images, {} objects",
+                "{} {} generations, {} images, {} layers, {} store objects, {} other files: {}; kept {} generations, {} images, {} layers, {} objects",
                 if dry_run { "would free" } else { "freed" },
                 r.removed_generations.len(),
                 r.removed_images.len(),
+                r.removed_layers.len(),
                 r.removed_objects,
                 r.removed_other,
                 human_bytes(r.freed_bytes),
                 r.kept_generations,
                 r.kept_images,
+                r.kept_layers,
                 r.kept_objects
             );
             Ok(ExitCode::SUCCESS)
@@ -704,12 +831,13 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
                     0.0
                 };
                 say!(
-                    "{}: lockfile {}, {} store objects ({}), {} images{} in {:.2}s ({gbps:.2} GB/s)",
+                    "{}: lockfile {}, {} store objects ({}), {} images, {} layers{} in {:.2}s ({gbps:.2} GB/s)",
                     if r.ok { "verified" } else { "verification FAILED" },
                     if r.lockfile_ok { "ok" } else { "FAILED" },
                     r.objects_checked,
                     human_bytes(r.object_bytes),
                     r.images_checked,
+                    r.layers_checked,
                     if rebuild { format!(", {} rebuilt and compared ({} rendered again from the inputs)", r.images_rebuilt, r.images_from_inputs) } else { String::new() },
                     r.elapsed_ms as f64 / 1000.0
                 );

@@ -1,6 +1,22 @@
 //! Node images: the entry list (path, type, mode, size, blake3, symlink target; owners always 0),
-//! its image id (blake3 of the canonical list), the `manifest.json` that records it with each
+//! split into layers, the layer and image ids, the `manifest.json` that records them with each
 //! entry's provenance, and the writers of the image formats.
+//!
+//! A node image (format 2) is an ordered list of layers, each an EROFS file with its own
+//! dm-verity tree, in systemd's extension model:
+//!
+//! ```text
+//!   /etc  ── config layer   (confext-style; per node, kilobytes)   from templates
+//!   /usr  ┐
+//!   /opt  ┴─ payload layer  (sysext-style; one per binary set)     from locked artifacts
+//!   /var  ── the VM's own disk (never in an image)
+//! ```
+//!
+//! Which layer an entry goes to follows from where it comes from ([`Role::of`]); each layer may
+//! hold only its own top-level directories ([`Role::tops`]). The layer id is the blake3 of the
+//! layer's canonical entry list; the image id is the blake3 of the ordered (role, name, layer id)
+//! list, so the same content gives the same ids on any machine. Format 1 (one whole-root image)
+//! records are still read, to list them and to say why they cannot be rolled back to.
 
 pub mod erofs;
 pub mod tar;
@@ -12,8 +28,93 @@ use serde::{Deserialize, Serialize};
 
 use crate::hash::Blake3;
 
-/// The format version of `manifest.json`.
-pub const IMAGE_FORMAT: u32 = 1;
+/// The format version of `manifest.json`: 2 is layered; 1 was one whole-root image.
+pub const IMAGE_FORMAT: u32 = 2;
+
+/// The format of the whole-root images made before layers.
+pub const FLAT_FORMAT: u32 = 1;
+
+/// A layer's role in the stack, which decides what it may hold and how systemd would merge it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    /// What the locked artifacts install: `/usr` and `/opt` (a system extension). Shared by
+    /// every node with the same binary set.
+    Payload,
+    /// The node's rendered files, units and enable links: `/etc` (a configuration extension).
+    Config,
+}
+
+/// The layers of an image, bottom to top, and what each one is, as data.
+pub const ROLES: [Role; 2] = [Role::Payload, Role::Config];
+
+impl Role {
+    /// The layer an entry goes to, from where it comes from.
+    pub fn of(p: &Provenance) -> Role {
+        match p {
+            Provenance::Artifact { .. } => Role::Payload,
+            Provenance::Template { .. } | Provenance::Enable { .. } | Provenance::Directory => {
+                Role::Config
+            }
+            Provenance::Release { role } => *role,
+        }
+    }
+
+    /// The top-level directories this layer may hold (systemd-sysext merges `/usr` and `/opt`,
+    /// systemd-confext `/etc`).
+    pub fn tops(self) -> &'static [&'static str] {
+        match self {
+            Role::Payload => &["usr", "opt"],
+            Role::Config => &["etc"],
+        }
+    }
+
+    /// The extension name: the file stem of `<NAME>.raw`, and the suffix of its
+    /// `extension-release.<NAME>` file, which systemd requires to match.
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Payload => "nodeforge-payload",
+            Role::Config => "nodeforge-config",
+        }
+    }
+
+    /// Where the layer's `extension-release` file goes (systemd-sysext looks in
+    /// `/usr/lib/extension-release.d/`, systemd-confext in `/etc/extension-release.d/`).
+    pub fn release_path(self) -> String {
+        match self {
+            Role::Payload => format!("/usr/lib/extension-release.d/extension-release.{}", self.name()),
+            Role::Config => format!("/etc/extension-release.d/extension-release.{}", self.name()),
+        }
+    }
+
+    /// The `extension-release` file: any OS (`ID=_any`), this architecture in systemd's naming.
+    pub fn release_file(self, arch: &str) -> String {
+        let arch = match arch {
+            "amd64" => "x86-64",
+            other => other,
+        };
+        format!("ID=_any\nARCHITECTURE={arch}\n")
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Payload => "payload",
+            Role::Config => "config",
+        }
+    }
+
+    /// The role whose layer holds `path`, by its top-level directory.
+    pub fn holding(path: &str) -> Option<Role> {
+        let top = path.trim_start_matches('/').split('/').next().unwrap_or("");
+        ROLES.into_iter().find(|r| r.tops().contains(&top))
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// Top-level directories that an overlay must never ship: on usr-merged hosts they are symlinks
 /// into /usr, and a real directory in the upper layer would hide the host's.
@@ -104,6 +205,10 @@ pub enum Provenance {
     Enable {
         unit: String,
     },
+    /// The `extension-release` file that makes a layer a systemd extension.
+    Release {
+        role: Role,
+    },
     Directory,
 }
 
@@ -120,21 +225,103 @@ pub enum ImageError {
     ForbiddenTop { path: String, top: String },
     #[error("`{path}` is not a clean absolute path")]
     BadPath { path: String },
+    #[error("`{path}` (from {from}) goes into the {role} layer, which may hold only {}: a node image holds /usr and /opt (payload, from artifacts) and /etc (config, from templates); /var is the VM's own", allowed(*role))]
+    OutsideLayer {
+        path: String,
+        from: String,
+        role: Role,
+    },
 }
 
-/// A node image: entries sorted by path (parents first), each with its provenance.
+fn allowed(role: Role) -> String {
+    role.tops()
+        .iter()
+        .map(|t| format!("/{t}"))
+        .collect::<Vec<_>>()
+        .join(" and ")
+}
+
+/// A node image: entries sorted by path (parents first), each with its provenance, and (format
+/// 2) the layers they are split into.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ImageManifest {
     pub format: u32,
     pub id: String,
     pub node: String,
     pub arch: String,
+    /// The layers, bottom to top (format 2; empty in format 1).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub layers: Vec<LayerRef>,
     pub entries: Vec<Entry>,
     pub provenance: BTreeMap<String, Provenance>,
-    /// The dm-verity tree of `image.erofs`: what an operator pins. Not part of the image id (it is
-    /// derived from the entries), filled in when the image files are written.
+    /// Format 1 only: the dm-verity tree of the whole-root `image.erofs`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verity: Option<VerityInfo>,
+}
+
+/// One layer of a node image, as the image record names it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LayerRef {
+    pub role: Role,
+    /// The extension name (`<NAME>.raw`, `extension-release.<NAME>`).
+    pub name: String,
+    /// blake3 of the layer's canonical entry list: its directory under `out/layers/`.
+    pub id: String,
+    /// How to open the layer's EROFS file through dm-verity: what an operator pins. Not part of
+    /// any id (it is derived from the entries); filled in when the layer's files are written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verity: Option<VerityInfo>,
+}
+
+/// A layer as `out/layers/<id>/layer.json` records it: enough to check and rewrite its files.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LayerRecord {
+    pub format: u32,
+    pub id: String,
+    pub role: Role,
+    pub name: String,
+    pub arch: String,
+    pub entries: Vec<Entry>,
+    pub verity: VerityInfo,
+}
+
+/// The format of `layer.json`.
+pub const LAYER_FORMAT: u32 = 1;
+
+impl LayerRecord {
+    pub fn to_json(&self) -> Vec<u8> {
+        let mut v = serde_json::to_vec_pretty(self).unwrap_or_default();
+        v.push(b'\n');
+        v
+    }
+
+    /// Whether the record is what its id says: its entries hash to its id, and all of them lie
+    /// in its role's directories.
+    pub fn check(&self) -> Result<(), String> {
+        let id = layer_id(&self.entries).to_hex();
+        if id != self.id {
+            return Err(format!(
+                "its entry list hashes to {id}, not to the id it records ({})",
+                self.id
+            ));
+        }
+        if let Some(e) = self
+            .entries
+            .iter()
+            .find(|e| Role::holding(&e.path) != Some(self.role))
+        {
+            return Err(format!("{} does not belong in a {} layer", e.path, self.role));
+        }
+        if self.name != self.role.name() {
+            return Err(format!(
+                "a {} layer is named {}, not {}",
+                self.role,
+                self.role.name(),
+                self.name
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// How to open `image.erofs` through dm-verity with `image.verity`.
@@ -178,6 +365,7 @@ fn describe(p: &Provenance) -> String {
         },
         Provenance::Template { template } => format!("template {template}"),
         Provenance::Enable { unit } => format!("enabling {unit}"),
+        Provenance::Release { role } => format!("the {role} layer's extension-release file"),
         Provenance::Directory => "a directory".into(),
     }
 }
@@ -202,6 +390,18 @@ impl EntryList {
                 top: (*top).to_string(),
                 path,
             });
+        }
+        // Each entry goes to the layer of where it comes from, which may hold only its own
+        // top-level directories.
+        if provenance != Provenance::Directory {
+            let role = Role::of(&provenance);
+            if Role::holding(&path) != Some(role) {
+                return Err(ImageError::OutsideLayer {
+                    path,
+                    from: describe(&provenance),
+                    role,
+                });
+            }
         }
         // Parents, as directories.
         for i in 1..segments.len() {
@@ -235,8 +435,9 @@ impl EntryList {
         Ok(())
     }
 
-    /// Entries in canonical order: sorted by path bytes, which puts every parent first.
-    pub fn finish(self, node: &str, arch: &str) -> ImageManifest {
+    /// The entries in canonical order (sorted by path components, which puts every parent
+    /// first) with the provenance of every non-directory.
+    pub fn into_sorted(self) -> (Vec<Entry>, BTreeMap<String, Provenance>) {
         let mut entries = Vec::with_capacity(self.entries.len());
         let mut provenance = BTreeMap::new();
         for (path, (e, p)) in self.entries {
@@ -247,12 +448,27 @@ impl EntryList {
         }
         // Sort by path components so that "/a/b" < "/a-b" never breaks parents-first.
         entries.sort_by(|a, b| a.path.split('/').cmp(b.path.split('/')));
-        let id = image_id(&entries);
+        (entries, provenance)
+    }
+
+    /// The node image: the entries split into layers, with their ids.
+    pub fn finish(self, node: &str, arch: &str) -> ImageManifest {
+        let (entries, provenance) = self.into_sorted();
+        let layers: Vec<LayerRef> = ROLES
+            .iter()
+            .map(|&role| LayerRef {
+                role,
+                name: role.name().to_string(),
+                id: layer_id(&layer_entries(&entries, role)).to_hex(),
+                verity: None,
+            })
+            .collect();
         ImageManifest {
             format: IMAGE_FORMAT,
-            id: id.to_hex(),
+            id: node_image_id(&layers).to_hex(),
             node: node.to_string(),
             arch: arch.to_string(),
+            layers,
             entries,
             provenance,
             verity: None,
@@ -260,10 +476,9 @@ impl EntryList {
     }
 }
 
-/// The image id: blake3 of the canonical entry list (one JSON object per line, in order).
-pub fn image_id(entries: &[Entry]) -> Blake3 {
+fn hash_entries(domain: &[u8], entries: &[Entry]) -> Blake3 {
     let mut h = blake3::Hasher::new();
-    h.update(b"nodeforge image v1\n");
+    h.update(domain);
     for e in entries {
         // A struct of plain fields always serializes.
         h.update(serde_json::to_string(e).unwrap_or_default().as_bytes());
@@ -272,12 +487,91 @@ pub fn image_id(entries: &[Entry]) -> Blake3 {
     Blake3::from_bytes(*h.finalize().as_bytes())
 }
 
+/// The id of a format-1 (whole-root) image: blake3 of the canonical entry list (one JSON object
+/// per line, in order).
+pub fn image_id(entries: &[Entry]) -> Blake3 {
+    hash_entries(b"nodeforge image v1\n", entries)
+}
+
+/// A layer's id: blake3 of its canonical entry list.
+pub fn layer_id(entries: &[Entry]) -> Blake3 {
+    hash_entries(b"nodeforge layer v1\n", entries)
+}
+
+/// A layered image's id: blake3 of its layers, bottom to top, by role, name and id.
+pub fn node_image_id(layers: &[LayerRef]) -> Blake3 {
+    let mut h = blake3::Hasher::new();
+    h.update(b"nodeforge image v2\n");
+    for l in layers {
+        h.update(format!("{} {} {}\n", l.role, l.name, l.id).as_bytes());
+    }
+    Blake3::from_bytes(*h.finalize().as_bytes())
+}
+
+/// The entries of `entries` that the layer of `role` holds, in order.
+pub fn layer_entries(entries: &[Entry], role: Role) -> Vec<Entry> {
+    entries
+        .iter()
+        .filter(|e| Role::holding(&e.path) == Some(role))
+        .cloned()
+        .collect()
+}
+
 impl ImageManifest {
     /// The canonical `manifest.json` bytes (pretty, stable key order, trailing newline).
     pub fn to_json(&self) -> Vec<u8> {
         let mut v = serde_json::to_vec_pretty(self).unwrap_or_default();
         v.push(b'\n');
         v
+    }
+
+    /// Whether the record is what its id says (format 1: the entry list hashes to the id; format
+    /// 2: every entry lies in a layer, each layer's entries hash to its id, and the layers hash to
+    /// the image id). A damaged or edited record must not be trusted, nor its id used as a path.
+    pub fn check(&self) -> Result<(), String> {
+        match self.format {
+            FLAT_FORMAT => {
+                let id = image_id(&self.entries).to_hex();
+                if id != self.id {
+                    return Err(format!(
+                        "its entry list hashes to {id}, not to the id it records ({})",
+                        self.id
+                    ));
+                }
+            }
+            IMAGE_FORMAT => {
+                if let Some(e) = self.entries.iter().find(|e| Role::holding(&e.path).is_none()) {
+                    return Err(format!("{} lies in no layer", e.path));
+                }
+                let roles: Vec<Role> = self.layers.iter().map(|l| l.role).collect();
+                if roles != ROLES {
+                    return Err(format!("its layers are {roles:?}, not {ROLES:?}"));
+                }
+                for l in &self.layers {
+                    let id = layer_id(&layer_entries(&self.entries, l.role)).to_hex();
+                    if id != l.id || l.name != l.role.name() {
+                        return Err(format!(
+                            "its {} layer's entries hash to {id}, not to the id it records ({})",
+                            l.role, l.id
+                        ));
+                    }
+                }
+                let id = node_image_id(&self.layers).to_hex();
+                if id != self.id {
+                    return Err(format!(
+                        "its layers hash to {id}, not to the id it records ({})",
+                        self.id
+                    ));
+                }
+            }
+            other => return Err(format!("image record format {other} is not known to this nodeforge")),
+        }
+        Ok(())
+    }
+
+    /// The layer of `role`, if the image has one.
+    pub fn layer(&self, role: Role) -> Option<&LayerRef> {
+        self.layers.iter().find(|l| l.role == role)
     }
 
     /// Paths of the directories among `entries`.

@@ -46,6 +46,11 @@ pub enum Error {
     Generation(#[from] GenerationError),
     #[error("image {image} cannot be written: the store lacks {}", missing.join(", "))]
     MissingObjects { image: String, missing: Vec<String> },
+    #[error("image {image} of node `{node}` is a whole-root image (format 1, from before layered images): its config lived under /var, which layers cannot hold, so it cannot be switched to or written again")]
+    FlatImage { image: String, node: String },
+    /// A broken invariant of nodeforge itself, not of the user's input.
+    #[error("internal error: {0}")]
+    Internal(String),
     #[error("{0}")]
     Usage(String),
 }
@@ -63,6 +68,10 @@ impl Error {
                 "check the network or pass --mirror; or record them as unresolved with --allow-unresolved".into(),
             ],
             Error::NotInStore { .. } => vec!["run `nodeforge fetch` first".into()],
+            Error::FlatImage { .. } => vec![
+                "roll back to a generation built with layers (`nodeforge list` shows each generation's format), or check out the inputs of that image and `nodeforge build` it again".into(),
+            ],
+            Error::Internal(_) => vec!["this is a bug in nodeforge: please report it with the command that caused it".into()],
             Error::MissingObjects { .. } => vec![
                 "run `nodeforge fetch` (with the lockfile this image was built from) and `nodeforge build`, then try again".into(),
             ],

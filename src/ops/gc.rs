@@ -7,12 +7,12 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::build::tar_plan;
 use super::history::generation_manifest;
 use super::Error;
 use crate::extract::ExtractRecord;
 use crate::generations;
 use crate::hash::Blake3;
+use crate::layout::OutDir;
 use crate::lock::Lockfile;
 use crate::store::Store;
 
@@ -31,11 +31,14 @@ pub struct GcReport {
     pub dry_run: bool,
     pub removed_generations: Vec<String>,
     pub removed_images: Vec<String>,
+    /// Layers no kept image uses (a payload stays while any kept generation uses it).
+    pub removed_layers: Vec<String>,
     pub removed_objects: usize,
     pub removed_other: usize,
     pub freed_bytes: u64,
     pub kept_generations: usize,
     pub kept_images: usize,
+    pub kept_layers: usize,
     pub kept_objects: usize,
 }
 
@@ -57,7 +60,8 @@ fn size_of_tree(p: &Path) -> u64 {
 
 pub fn gc(opts: &GcOptions) -> Result<GcReport, Error> {
     let out = &opts.out;
-    let store = Store::open_exclusive(&out.join("store"))?;
+    let layout = OutDir::new(out);
+    let store = Store::open_exclusive(&layout.store())?;
     let mut r = GcReport {
         dry_run: opts.dry_run,
         ..GcReport::default()
@@ -108,11 +112,11 @@ pub fn gc(opts: &GcOptions) -> Result<GcReport, Error> {
     // 2. Live objects: every file of a kept image, every locked artifact and what it installs.
     let mut live: BTreeSet<Blake3> = BTreeSet::new();
     let mut live_images = BTreeSet::new();
-    let mut live_prefixes = BTreeSet::new();
+    let mut live_layers = BTreeSet::new();
     for m in &live_manifests {
         live.extend(m.entries.iter().filter_map(|e| e.blake3));
         live_images.insert(m.id.clone());
-        live_prefixes.insert(format!("{}.tar.zst", tar_plan(m)?.key));
+        live_layers.extend(m.layers.iter().map(|l| l.id.clone()));
     }
     let index = store.index_entries();
     let mut locked = BTreeSet::new();
@@ -192,7 +196,7 @@ pub fn gc(opts: &GcOptions) -> Result<GcReport, Error> {
             }
         }
     }
-    for e in std::fs::read_dir(out.join("images"))
+    for e in std::fs::read_dir(layout.images())
         .into_iter()
         .flatten()
         .flatten()
@@ -207,15 +211,26 @@ pub fn gc(opts: &GcOptions) -> Result<GcReport, Error> {
             }
         }
     }
-    for e in std::fs::read_dir(out.join("cache").join("tar-prefix"))
+    for e in std::fs::read_dir(layout.layers())
         .into_iter()
         .flatten()
         .flatten()
     {
-        if !live_prefixes.contains(&e.file_name().to_string_lossy().into_owned()) {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if live_layers.contains(&name) {
+            r.kept_layers += 1;
+        } else {
             remove(&e.path(), &mut r)?;
-            r.removed_other += 1;
+            if !name.starts_with('.') {
+                r.removed_layers.push(name);
+            }
         }
+    }
+    // The whole-root images' shared tar prefixes: nothing writes or reads them any more.
+    let legacy = layout.legacy_cache().join("tar-prefix");
+    if legacy.exists() {
+        remove(&legacy, &mut r)?;
+        r.removed_other += 1;
     }
     Ok(r)
 }

@@ -6,10 +6,11 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use super::build::materialize;
+use super::materialize::{materialize, read_image_manifest};
 use super::Error;
 use crate::generations::{self, Generation};
-use crate::image::{ImageManifest, Kind, Provenance};
+use crate::image::{ImageManifest, Kind, Provenance, FLAT_FORMAT};
+use crate::layout::OutDir;
 use crate::store::Store;
 
 #[derive(Debug, Clone, Serialize)]
@@ -17,6 +18,21 @@ pub struct NodeHistory {
     pub node: String,
     pub current: Option<u32>,
     pub generations: Vec<Generation>,
+    /// Generations whose image is a whole-root image of format 1 (from before layered
+    /// images): listed, never switched to.
+    pub whole_root: Vec<u32>,
+}
+
+/// The format of a generation's recorded image (1: whole-root; 2: layered), read without
+/// checking the record (`list` only reports it).
+fn recorded_format(out: &Path, node: &str, number: u32) -> Option<u32> {
+    #[derive(serde::Deserialize)]
+    struct Format {
+        format: u32,
+    }
+    let path = generations::generation_dir(out, node, number).join("manifest.json");
+    let bytes = std::fs::read(path).ok()?;
+    serde_json::from_slice::<Format>(&bytes).ok().map(|f| f.format)
 }
 
 /// Every node's generations (or one node's), oldest first, with the current one.
@@ -36,9 +52,15 @@ pub fn list(out: &Path, node: Option<&str>) -> Result<Vec<NodeHistory>, Error> {
     nodes
         .into_iter()
         .map(|n| {
+            let gens = generations::list(out, &n)?;
             Ok(NodeHistory {
                 current: generations::current(out, &n),
-                generations: generations::list(out, &n)?,
+                whole_root: gens
+                    .iter()
+                    .filter(|g| recorded_format(out, &n, g.number) == Some(FLAT_FORMAT))
+                    .map(|g| g.number)
+                    .collect(),
+                generations: gens,
                 node: n,
             })
         })
@@ -48,7 +70,19 @@ pub fn list(out: &Path, node: Option<&str>) -> Result<Vec<NodeHistory>, Error> {
 /// The recorded entry list of a generation (kept with it, so it survives gc of the image).
 pub fn generation_manifest(out: &Path, node: &str, number: u32) -> Result<ImageManifest, Error> {
     let path = generations::generation_dir(out, node, number).join("manifest.json");
-    super::build::read_image_manifest(&path)
+    let m = read_image_manifest(&path)?;
+    let g = generations::list(out, node)?
+        .into_iter()
+        .find(|g| g.number == number);
+    if let Some(g) = g.filter(|g| g.image_id != m.id) {
+        return Err(Error::Usage(format!(
+            "{}: the generation records image {}, its manifest.json is image {}: the record is damaged or was edited",
+            path.display(),
+            g.image_id,
+            m.id
+        )));
+    }
+    Ok(m)
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -69,11 +103,12 @@ pub fn rollback(out: &Path, nodes: &[String], to: Option<&str>) -> Result<Vec<Ro
         let target = generations::target(out, node, to)?;
         plan.push((node.clone(), generations::current(out, node), target));
     }
-    let store = Store::open(&out.join("store"))?;
+    let layout = OutDir::new(out);
+    let store = Store::open(&layout.store())?;
     let mut rebuilt = Vec::new();
     for (node, _, target) in &plan {
         let m = generation_manifest(out, node, target.number)?;
-        let (_, new) = materialize(out, &store, &m)?;
+        let (_, _, new) = materialize(&layout, &store, &m)?;
         rebuilt.push(new);
     }
     let mut done = Vec::new();
@@ -183,7 +218,7 @@ fn versions(m: &ImageManifest) -> BTreeMap<String, BTreeSet<String>> {
 pub fn diff(out: &Path, a_ref: &str, b_ref: &str) -> Result<DiffReport, Error> {
     let a = resolve_image(out, a_ref)?;
     let b = resolve_image(out, b_ref)?;
-    let store = Store::open(&out.join("store"))?;
+    let store = Store::open(&OutDir::new(out).store())?;
     let amap: BTreeMap<&str, &crate::image::Entry> =
         a.entries.iter().map(|e| (e.path.as_str(), e)).collect();
     let bmap: BTreeMap<&str, &crate::image::Entry> =

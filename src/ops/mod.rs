@@ -2,18 +2,24 @@
 //! and returning a report; only this module combines manifest, lock, fetch and store. It knows
 //! nothing of clap or of how reports are printed.
 
+mod boot;
 mod build;
 mod error;
 mod fetch;
+mod flatten;
 mod gc;
 mod history;
 mod lock;
+mod materialize;
 mod mirror;
 mod verify;
 
 use std::path::{Path, PathBuf};
 
-pub use build::{build, find_image, BuildOptions, BuildReport, NodeBuild, NodeStatus};
+pub use build::{build, BuildOptions, BuildReport, LayerBuild, NodeBuild, NodeStatus};
+pub use boot::{boot_plan, BootDisk, BootPlan};
+pub use flatten::{flatten, FlattenReport};
+pub use materialize::{find_image, FlatFormat};
 pub use error::Error;
 pub use fetch::{fetch, ArtifactStatus, FetchOptions, FetchReport, FetchedArtifact};
 pub use gc::{gc, GcOptions, GcReport};

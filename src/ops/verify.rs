@@ -11,12 +11,13 @@ use std::time::Instant;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
-use super::build::materialize;
 use super::history::generation_manifest;
+use super::materialize::{materialize, read_image_manifest, read_layer_record};
 use super::{check_lock, parallel_map, Error};
 use crate::generations;
 use crate::hash::Blake3;
-use crate::image::{self, ImageManifest, Kind};
+use crate::image::{self, ImageManifest, Kind, LayerRecord, VerityInfo, FLAT_FORMAT};
+use crate::layout::{self, OutDir, IMAGE_RECORD};
 use crate::store::Store;
 
 #[derive(Debug, Clone)]
@@ -40,6 +41,8 @@ pub struct VerifyReport {
     pub objects_checked: usize,
     pub object_bytes: u64,
     pub images_checked: usize,
+    /// Layers checked, each once however many images share it.
+    pub layers_checked: usize,
     pub images_rebuilt: usize,
     /// Of those, the images whose entry list the manifest, lockfile and templates render to now
     /// (the others are the nodes in `drift`, or nodes the manifest no longer lists).
@@ -85,8 +88,151 @@ fn check_object(addr: Option<Blake3>, path: &Path, mmap: bool) -> (u64, Option<S
     }
 }
 
-/// Check an image directory: its id, and every member of its tar against the entry list.
-fn check_image(dir: &Path) -> Vec<String> {
+/// Check a layered image directory: its record against its id, and each link against the layer
+/// it names (whose root hash the record pins).
+fn check_image(out: &OutDir, dir: &Path) -> Vec<String> {
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let raw: Option<serde_json::Value> = std::fs::read(dir.join(IMAGE_RECORD))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    if raw.as_ref().and_then(|v| v["format"].as_u64()) == Some(u64::from(FLAT_FORMAT)) {
+        return check_flat_image(dir);
+    }
+    let m = match read_image_manifest(&dir.join(IMAGE_RECORD)) {
+        Ok(m) => m,
+        Err(e) => return vec![format!("image {name}: {e}")],
+    };
+    let mut fails = Vec::new();
+    if m.id != name {
+        fails.push(format!("image {name}: its record says it is image {}", m.id));
+    }
+    for l in &m.layers {
+        for f in layout::layer_files(&l.name) {
+            let want = Path::new("../../layers").join(&l.id).join(&f);
+            match std::fs::read_link(dir.join(&f)) {
+                Ok(t) if t == want => {}
+                Ok(t) => fails.push(format!(
+                    "image {name}: {f} points to {}, not to its {} layer {}",
+                    t.display(),
+                    l.role,
+                    l.id
+                )),
+                Err(e) => fails.push(format!("image {name}: {f}: {e}")),
+            }
+        }
+        match (read_layer_record(&out.layer(&l.id)), &l.verity) {
+            (Ok(rec), Some(v)) if rec.verity.root_hash != v.root_hash => fails.push(format!(
+                "image {name}: it pins root hash {} for its {} layer, the layer's record says {}",
+                v.root_hash, l.role, rec.verity.root_hash
+            )),
+            (Ok(_), Some(_)) => {}
+            (Ok(_), None) => fails.push(format!(
+                "image {name}: its record pins no root hash for its {} layer",
+                l.role
+            )),
+            (Err(e), _) => fails.push(format!("image {name}: its {} layer: {e}", l.role)),
+        }
+    }
+    fails
+}
+
+/// The dm-verity tree of `data` with the parameters `v` records; its root hash.
+fn verity_of(data: &Path, v: &VerityInfo, id: &str) -> std::io::Result<(String, Vec<u8>)> {
+    let size = std::fs::metadata(data)?.len();
+    let params = image::verity::VerityParams {
+        salt: hex::decode(&v.salt).map_err(std::io::Error::other)?,
+        uuid: Blake3::parse(id)
+            .map(|id| image::verity::params_for(&id).uuid)
+            .map_err(std::io::Error::other)?,
+    };
+    let mut tree = Vec::new();
+    let mut r = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(data)?);
+    let root = image::verity::write_verity(&mut r, size, &params, &mut tree)?;
+    Ok((root.to_hex(), tree))
+}
+
+/// A `Write` that only hashes.
+struct HashWriter(blake3::Hasher);
+
+impl std::io::Write for HashWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Check a layer directory: its record against its id; its EROFS file against the one its entries
+/// make from the store; its hash tree and root hash against that file.
+fn check_layer(store: &Store, dir: &Path, mmap: bool) -> Vec<String> {
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let rec: LayerRecord = match read_layer_record(dir) {
+        Ok(r) => r,
+        Err(e) => return vec![format!("layer {name}: {e}")],
+    };
+    let mut fails = Vec::new();
+    let [raw, verity, roothash] = layout::layer_files(&rec.name);
+    let raw = dir.join(raw);
+    // The EROFS file is exactly what the entries make from the store.
+    let expected = Blake3::parse(&rec.id).map_err(|e| e.to_string()).and_then(|id| {
+        let mut w = HashWriter(blake3::Hasher::new());
+        image::erofs::write_erofs(&mut w, &rec.entries, image::erofs_uuid(&id), &mut |b| {
+            std::fs::File::open(store.object_path(b))
+        })
+        .map_err(|e| e.to_string())?;
+        Ok(Blake3::from_bytes(*w.0.finalize().as_bytes()))
+    });
+    let actual = if mmap {
+        Blake3::of_file_mapped(&raw)
+    } else {
+        Blake3::of_file(&raw)
+    };
+    match (expected, actual) {
+        (Ok(e), Ok((a, _))) if e == a => {}
+        (Ok(_), Ok(_)) => fails.push(format!(
+            "layer {name}: {} is not the EROFS file its entries make from the store",
+            raw.display()
+        )),
+        (Err(e), _) => fails.push(format!("layer {name}: cannot make its EROFS file again: {e}")),
+        (_, Err(e)) => fails.push(format!("layer {name}: cannot read {}: {e}", raw.display())),
+    }
+    match verity_of(&raw, &rec.verity, &rec.id) {
+        Ok((root, tree)) => {
+            if root != rec.verity.root_hash {
+                fails.push(format!(
+                    "layer {name}: its EROFS file hashes to verity root {root}, its record pins {}",
+                    rec.verity.root_hash
+                ));
+            }
+            if std::fs::read(dir.join(&verity)).ok().as_ref() != Some(&tree) {
+                fails.push(format!(
+                    "layer {name}: {verity} is not the hash tree of its EROFS file"
+                ));
+            }
+            let file = std::fs::read_to_string(dir.join(&roothash)).unwrap_or_default();
+            if file.trim_end() != root {
+                fails.push(format!(
+                    "layer {name}: {roothash} says {:?}, the EROFS file's root hash is {root}",
+                    file.trim_end()
+                ));
+            }
+        }
+        Err(e) => fails.push(format!("layer {name}: cannot hash {}: {e}", raw.display())),
+    }
+    fails
+}
+
+/// Check a whole-root (format 1) image directory: its id, and every member of its tar against
+/// the entry list.
+fn check_flat_image(dir: &Path) -> Vec<String> {
     let mut fails = Vec::new();
     let name = dir
         .file_name()
@@ -207,6 +353,14 @@ fn check_image(dir: &Path) -> Vec<String> {
     fails
 }
 
+/// Whether two files hold the same bytes (compared by blake3, so large layers are streamed).
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (Blake3::of_file(a), Blake3::of_file(b)) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => false,
+    }
+}
+
 pub fn verify(opts: &VerifyOptions) -> Result<VerifyReport, Error> {
     let started = Instant::now();
     let mut r = VerifyReport::default();
@@ -224,7 +378,7 @@ pub fn verify(opts: &VerifyOptions) -> Result<VerifyReport, Error> {
     };
 
     // 2. Every store object, re-hashed in parallel.
-    let store = Store::open(&opts.out.join("store"))?;
+    let store = Store::open(&OutDir::new(&opts.out).store())?;
     let phase = Instant::now();
     let objects = store.objects();
     let total: u64 = objects
@@ -267,21 +421,32 @@ pub fn verify(opts: &VerifyOptions) -> Result<VerifyReport, Error> {
 
     r.objects_ms = u64::try_from(phase.elapsed().as_millis()).unwrap_or(u64::MAX);
 
-    // 3. Every image against its manifest.json.
+    // 3. Every image against its record, every layer (once) against its entries.
     let phase = Instant::now();
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(opts.out.join("images"))
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| {
-            p.file_name()
-                .is_some_and(|n| !n.to_string_lossy().starts_with('.'))
-        })
-        .collect();
-    dirs.sort();
-    for fails in parallel_map(&dirs, opts.jobs, |d| check_image(d)) {
+    let out = OutDir::new(&opts.out);
+    let list_dir = |dir: PathBuf| -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| {
+                p.file_name()
+                    .is_some_and(|n| !n.to_string_lossy().starts_with('.'))
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let dirs = list_dir(out.images());
+    for fails in parallel_map(&dirs, opts.jobs, |d| check_image(&out, d)) {
         r.images_checked += 1;
+        r.failures.extend(fails);
+    }
+    // One layer at a time: hashing spreads each large file over every core itself.
+    let layers = list_dir(out.layers());
+    for fails in parallel_map(&layers, 1, |d| check_layer(&store, d, opts.mmap)) {
+        r.layers_checked += 1;
         r.failures.extend(fails);
     }
 
@@ -327,23 +492,31 @@ pub fn verify(opts: &VerifyOptions) -> Result<VerifyReport, Error> {
                 )),
                 None => {}
             }
-            match materialize(scratch.path(), &store, &m) {
-                Ok((dir, _)) => {
+            let scratch_out = OutDir::new(scratch.path());
+            match materialize(&scratch_out, &store, &m) {
+                Ok((_, rebuilt, _)) => {
                     r.images_rebuilt += 1;
-                    let orig = opts.out.join("images").join(&m.id);
-                    for f in [
-                        "manifest.json",
-                        "image.tar.zst",
-                        "image.erofs",
-                        "image.verity",
-                    ] {
-                        let same = match (std::fs::read(orig.join(f)), std::fs::read(dir.join(f))) {
-                            (Ok(a), Ok(b)) => a == b,
-                            _ => false,
-                        };
-                        if !same {
+                    let mut pairs = vec![(
+                        IMAGE_RECORD.to_string(),
+                        out.image(&m.id).join(IMAGE_RECORD),
+                        scratch_out.image(&m.id).join(IMAGE_RECORD),
+                    )];
+                    for l in &rebuilt.layers {
+                        for f in layout::layer_files(&l.name)
+                            .into_iter()
+                            .chain([layout::LAYER_RECORD.to_string()])
+                        {
+                            pairs.push((
+                                format!("{} layer's {f}", l.role),
+                                out.layer(&l.id).join(&f),
+                                scratch_out.layer(&l.id).join(&f),
+                            ));
+                        }
+                    }
+                    for (what, a, b) in pairs {
+                        if !same_file(&a, &b) {
                             r.failures.push(format!(
-                                "{node}: rebuilding image {} gives a different {f}",
+                                "{node}: rebuilding image {} gives a different {what}",
                                 m.id
                             ));
                         }

@@ -1,0 +1,81 @@
+//! `out/`'s tree: the only code that knows where things live under the output directory (like
+//! cargo's `Layout`). Everything else asks it for a path.
+//!
+//! ```text
+//! out/store/                                  content-addressed objects (see `store`)
+//! out/layers/<layer-id>/layer.json            a layer: role, name, entries, verity parameters
+//! out/layers/<layer-id>/<NAME>.raw            its EROFS file (NAME: nodeforge-payload, nodeforge-config)
+//! out/layers/<layer-id>/<NAME>.verity         its dm-verity hash tree
+//! out/layers/<layer-id>/<NAME>.roothash       its root hash, hex (systemd's sidecar form)
+//! out/images/<image-id>/manifest.json         a node image: its layers and every entry's provenance
+//! out/images/<image-id>/<NAME>.{raw,verity,roothash} -> ../../layers/<layer-id>/…
+//! out/nodes/<node>/generations/<n>/           generation.json, manifest.json, image -> ../../../../images/<id>
+//! out/nodes/<node>/current                    -> generations/<n>/image   (switched atomically)
+//! ```
+//!
+//! Directories are written whole in a temp directory beside their final place and renamed in, so
+//! a reader sees a complete layer, image or generation or none.
+
+use std::path::{Path, PathBuf};
+
+/// The output directory.
+#[derive(Debug, Clone)]
+pub struct OutDir {
+    root: PathBuf,
+}
+
+impl OutDir {
+    pub fn new(root: &Path) -> Self {
+        Self {
+            root: root.to_path_buf(),
+        }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn store(&self) -> PathBuf {
+        self.root.join("store")
+    }
+
+    pub fn layers(&self) -> PathBuf {
+        self.root.join("layers")
+    }
+
+    pub fn layer(&self, id: &str) -> PathBuf {
+        self.layers().join(id)
+    }
+
+    pub fn images(&self) -> PathBuf {
+        self.root.join("images")
+    }
+
+    pub fn image(&self, id: &str) -> PathBuf {
+        self.images().join(id)
+    }
+
+    pub fn nodes(&self) -> PathBuf {
+        self.root.join("nodes")
+    }
+
+    /// Caches of older layouts (the whole-root images' tar prefixes), removed by gc.
+    pub fn legacy_cache(&self) -> PathBuf {
+        self.root.join("cache")
+    }
+}
+
+/// The files of a layer named `name`, in its directory.
+pub fn layer_files(name: &str) -> [String; 3] {
+    [
+        format!("{name}.raw"),
+        format!("{name}.verity"),
+        format!("{name}.roothash"),
+    ]
+}
+
+/// The record in a layer directory.
+pub const LAYER_RECORD: &str = "layer.json";
+
+/// The record in an image directory.
+pub const IMAGE_RECORD: &str = "manifest.json";

@@ -1,0 +1,399 @@
+//! Writing images from their records: each layer's EROFS file, dm-verity tree and root hash into
+//! `out/layers/<id>/` (once, whoever needs it), the image directory that names them, and flat
+//! single-file images on request. Everything is written from the store, so an image that gc
+//! collected is written again, byte for byte, from its record.
+
+use std::fs::File;
+use std::io::{BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+use super::Error;
+use crate::fsutil::{self, IoContext};
+use crate::hash::Blake3;
+use crate::image::{
+    self, Entry, ImageManifest, Kind, LayerRecord, Provenance, Role, VerityInfo, FLAT_FORMAT,
+    LAYER_FORMAT,
+};
+use crate::layout::{self, OutDir, IMAGE_RECORD, LAYER_RECORD};
+use crate::store::Store;
+
+/// Every file of the image must be in the store before anything is written.
+pub(crate) fn check_objects(store: &Store, m: &ImageManifest) -> Result<(), Error> {
+    let missing: Vec<String> = m
+        .entries
+        .iter()
+        .filter(|e| e.kind == Kind::File)
+        .filter(|e| {
+            e.blake3
+                .and_then(|b| store.object(&b))
+                .is_none_or(|o| o.size != e.size)
+        })
+        .map(|e| {
+            let from = match m.provenance.get(&e.path) {
+                Some(Provenance::Artifact {
+                    component,
+                    version,
+                    arch,
+                    ..
+                }) => format!(" (from {component} {version} ({arch}))"),
+                Some(Provenance::Template { template }) => format!(" (from template {template})"),
+                _ => String::new(),
+            };
+            format!("{}{from}", e.path)
+        })
+        .collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::MissingObjects {
+            image: m.id.clone(),
+            missing,
+        })
+    }
+}
+
+/// Whether a layer directory holds its record and all its files (it is renamed into place whole).
+pub(crate) fn layer_complete(dir: &Path, name: &str) -> bool {
+    dir.join(LAYER_RECORD).is_file() && layout::layer_files(name).iter().all(|f| dir.join(f).is_file())
+}
+
+/// Whether an image directory is complete: its record, and a link to each file of each layer,
+/// each of which resolves.
+pub(crate) fn image_complete(dir: &Path, m: &ImageManifest) -> bool {
+    dir.join(IMAGE_RECORD).is_file()
+        && m.layers.iter().all(|l| {
+            layout::layer_files(&l.name)
+                .iter()
+                .all(|f| dir.join(f).is_file())
+        })
+}
+
+/// Read a layer's record and check it against its id and directory.
+pub(crate) fn read_layer_record(dir: &Path) -> Result<LayerRecord, Error> {
+    let path = dir.join(LAYER_RECORD);
+    let bytes = std::fs::read(&path).at("cannot read", &path)?;
+    let rec: LayerRecord = serde_json::from_slice(&bytes)
+        .map_err(|e| Error::Usage(format!("{}: not a layer record: {e}", path.display())))?;
+    rec.check()
+        .map_err(|e| Error::Usage(format!("{}: {e}: the record is damaged or was edited", path.display())))?;
+    if dir.file_name().is_none_or(|n| n.to_string_lossy() != rec.id) {
+        return Err(Error::Usage(format!(
+            "{}: the layer in this directory says its id is {}",
+            path.display(),
+            rec.id
+        )));
+    }
+    Ok(rec)
+}
+
+/// Make sure `out/layers/<id>/` holds the layer of `role` of `m`; returns its record and
+/// whether it was written now.
+pub(crate) fn ensure_layer(
+    out: &OutDir,
+    store: &Store,
+    m: &ImageManifest,
+    role: Role,
+) -> Result<(LayerRecord, bool), Error> {
+    let entries = image::layer_entries(&m.entries, role);
+    let id = image::layer_id(&entries);
+    let dir = out.layer(&id.to_hex());
+    if layer_complete(&dir, role.name()) {
+        return Ok((read_layer_record(&dir)?, false));
+    }
+    let layers = out.layers();
+    fsutil::create_dir_all(&layers)?;
+    let tmp = fsutil::temp_dir_in(&layers)?;
+    let [raw, verity, roothash] = layout::layer_files(role.name());
+    let info = write_erofs_verity(
+        store,
+        &entries,
+        &id,
+        &tmp.path().join(&raw),
+        &tmp.path().join(&verity),
+    )?;
+    fsutil::write_new(
+        &tmp.path().join(&roothash),
+        format!("{}\n", info.root_hash).as_bytes(),
+        0o444,
+    )?;
+    let rec = LayerRecord {
+        format: LAYER_FORMAT,
+        id: id.to_hex(),
+        role,
+        name: role.name().to_string(),
+        arch: m.arch.clone(),
+        entries,
+        verity: info,
+    };
+    fsutil::write_new(&tmp.path().join(LAYER_RECORD), &rec.to_json(), 0o444)?;
+    let written = fsutil::commit_dir(tmp, &dir, |d| layer_complete(d, role.name()))?;
+    Ok((rec, written))
+}
+
+/// Make sure `out/images/<id>/` exists with its record and links, and every layer it names is
+/// written. Returns the image directory, the record as written (with each layer's verity
+/// parameters: what a generation keeps) and whether anything was written now.
+pub(crate) fn materialize(
+    out: &OutDir,
+    store: &Store,
+    m: &ImageManifest,
+) -> Result<(PathBuf, ImageManifest, bool), Error> {
+    if m.format == FLAT_FORMAT {
+        return Err(Error::FlatImage {
+            image: m.id.clone(),
+            node: m.node.clone(),
+        });
+    }
+    let dir = out.image(&m.id);
+    if image_complete(&dir, m) {
+        let written = read_image_manifest(&dir.join(IMAGE_RECORD))?;
+        if written.id == m.id && written.layers.iter().all(|l| l.verity.is_some()) {
+            return Ok((dir, written, false));
+        }
+    }
+    check_objects(store, m)?;
+    let mut full = m.clone();
+    let mut new = false;
+    for layer in &mut full.layers {
+        let (rec, written) = ensure_layer(out, store, m, layer.role)?;
+        new |= written;
+        layer.verity = Some(rec.verity);
+    }
+    let images = out.images();
+    fsutil::create_dir_all(&images)?;
+    let tmp = fsutil::temp_dir_in(&images)?;
+    fsutil::write_new(&tmp.path().join(IMAGE_RECORD), &full.to_json(), 0o444)?;
+    for layer in &full.layers {
+        for f in layout::layer_files(&layer.name) {
+            let target = Path::new("../../layers").join(&layer.id).join(&f);
+            let link = tmp.path().join(&f);
+            std::os::unix::fs::symlink(&target, &link).at("cannot create a symlink at", &link)?;
+        }
+    }
+    let written = fsutil::commit_dir(tmp, &dir, |d| image_complete(d, &full))?;
+    Ok((dir, full, new || written))
+}
+
+/// Write `entries` as an EROFS file and its dm-verity tree, file data copied from the store;
+/// uuids derived from `id`. Returns how to open it.
+pub(crate) fn write_erofs_verity(
+    store: &Store,
+    entries: &[Entry],
+    id: &Blake3,
+    erofs_path: &Path,
+    verity_path: &Path,
+) -> Result<VerityInfo, Error> {
+    // Read back for its own blocks' verity digests.
+    let erofs = File::options()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(erofs_path)
+        .at("cannot create", erofs_path)?;
+    let layout = {
+        // File to file: the binaries are copied by the kernel, not through this process.
+        let mut w = BufWriter::with_capacity(1 << 20, &erofs);
+        let layout =
+            image::erofs::write_erofs(&mut w, entries, image::erofs_uuid(id), &mut |b| {
+                File::open(store.object_path(b))
+            })
+            .at("cannot write", erofs_path)?;
+        w.flush().at("cannot write", erofs_path)?;
+        layout
+    };
+    fsutil::set_mode(&erofs, 0o444).at("cannot set the mode of", erofs_path)?;
+    let params = image::verity::params_for(id);
+    let level0 = level0(store, &erofs, erofs_path, &layout, &params.salt)?;
+    erofs.sync_all().at("cannot sync", erofs_path)?;
+    drop(erofs);
+    let root = {
+        let f = File::create(verity_path).at("cannot create", verity_path)?;
+        let mut w = BufWriter::new(&f);
+        let root =
+            image::verity::write_tree(level0, &params, &mut w).at("cannot write", verity_path)?;
+        w.flush().at("cannot write", verity_path)?;
+        drop(w);
+        fsutil::set_mode(&f, 0o444).at("cannot set the mode of", verity_path)?;
+        f.sync_all().at("cannot sync", verity_path)?;
+        root
+    };
+    Ok(VerityInfo {
+        root_hash: root.to_hex(),
+        salt: hex::encode(&params.salt),
+        uuid: image::verity::uuid_string(&params.uuid),
+        hash_algorithm: "sha256".into(),
+        data_block_size: 4096,
+        hash_block_size: 4096,
+        data_blocks: layout.size / 4096,
+        erofs_uuid: image::verity::uuid_string(&image::erofs_uuid(id)),
+    })
+}
+
+/// Level 0 of an EROFS file's dm-verity tree: its own blocks (metadata, directories, configs)
+/// hashed from the file, every file's data blocks from the store's cached digests of that object.
+fn level0(
+    store: &Store,
+    erofs: &File,
+    erofs_path: &Path,
+    layout: &image::erofs::Layout,
+    salt: &[u8],
+) -> Result<Vec<[u8; 32]>, Error> {
+    const BLOCK: u64 = image::verity::BLOCK as u64;
+    let own = |from: u64, to: u64| -> Result<Vec<[u8; 32]>, Error> {
+        use std::io::{Seek, SeekFrom};
+        let mut f = erofs;
+        f.seek(SeekFrom::Start(from * BLOCK))
+            .at("cannot read", erofs_path)?;
+        let len = (to - from) * BLOCK;
+        Ok(image::verity::block_digests(&mut f.take(len), len, salt)
+            .at("cannot read", erofs_path)?)
+    };
+    let mut level = Vec::with_capacity(usize::try_from(layout.size / BLOCK).unwrap_or(0));
+    let mut at = 0;
+    for f in &layout.files {
+        if f.block < at {
+            return Err(Error::Internal(format!(
+                "image layout: file data at block {} overlaps block {at}",
+                f.block
+            )));
+        }
+        level.extend(own(at, f.block)?);
+        level.extend(store.block_digests(&f.blake3, f.size, salt)?);
+        at = f.block + f.size.div_ceil(BLOCK);
+    }
+    if at > layout.size / BLOCK {
+        return Err(Error::Internal(format!(
+            "image layout: file data ends at block {at}, past the image's {} blocks",
+            layout.size / BLOCK
+        )));
+    }
+    level.extend(own(at, layout.size / BLOCK)?);
+    Ok(level)
+}
+
+/// Write `entries` as tar records (no end-of-archive) through `w`, file data from the store.
+fn write_tar_entries(store: &Store, entries: &[Entry], w: &mut impl Write) -> Result<(), Error> {
+    for e in entries {
+        if e.kind == Kind::File {
+            let b = e
+                .blake3
+                .ok_or_else(|| Error::Internal(format!("{} has no content address", e.path)))?;
+            let path = store.object_path(&b);
+            let mut f = File::open(&path).at("cannot open store object", &path)?;
+            image::tar::write_entry(w, e, Some(&mut f as &mut dyn Read))
+                .at("cannot write the tar entry for", Path::new(&e.path))?;
+        } else {
+            image::tar::write_entry(w, e, None)
+                .at("cannot write the tar entry for", Path::new(&e.path))?;
+        }
+    }
+    Ok(())
+}
+
+/// The single-file forms of a whole node image, for bare-metal installers, containers and
+/// setups that cannot stack layers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FlatFormat {
+    /// A deterministic `.tar.zst` of every entry (GNU headers, mtime 0, owners 0).
+    TarZst,
+    /// One EROFS file of every entry, with its dm-verity tree in `<FILE>.verity`.
+    Erofs,
+}
+
+/// Write the whole image `m` (every layer's entries) as one file at `dest`, atomically. For
+/// EROFS, the hash tree goes to `<dest>.verity` and the verity parameters are returned.
+pub(crate) fn write_flat(
+    store: &Store,
+    m: &ImageManifest,
+    format: FlatFormat,
+    dest: &Path,
+) -> Result<Option<VerityInfo>, Error> {
+    check_objects(store, m)?;
+    let dir = match dest.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let tmp = fsutil::temp_dir_in(&dir)?;
+    let staged = tmp.path().join("image");
+    let verity = match format {
+        FlatFormat::TarZst => {
+            let f = File::create(&staged).at("cannot create", &staged)?;
+            let mut enc = image::tar::zstd_encoder(BufWriter::with_capacity(1 << 20, &f))
+                .at("cannot start compressing", &staged)?;
+            write_tar_entries(store, &m.entries, &mut enc)?;
+            image::tar::write_end(&mut enc).at("cannot write", &staged)?;
+            let mut w = enc.finish().at("cannot compress", &staged)?;
+            w.flush().at("cannot write", &staged)?;
+            drop(w);
+            fsutil::set_mode(&f, 0o644).at("cannot set the mode of", &staged)?;
+            f.sync_all().at("cannot sync", &staged)?;
+            None
+        }
+        FlatFormat::Erofs => {
+            let id = Blake3::parse(&m.id).map_err(|e| Error::Internal(format!("image id: {e}")))?;
+            let info = write_erofs_verity(store, &m.entries, &id, &staged, &tmp.path().join("verity"))?;
+            let mut v = dest.as_os_str().to_owned();
+            v.push(".verity");
+            fsutil::rename_into(&tmp.path().join("verity"), Path::new(&v))?;
+            Some(info)
+        }
+    };
+    fsutil::rename_into(&staged, dest)?;
+    Ok(verity)
+}
+
+/// Read an image's record and check that it is what its id says: a damaged or edited record must
+/// not be trusted, nor its id used as a path.
+pub(crate) fn read_image_manifest(path: &Path) -> Result<ImageManifest, Error> {
+    let bytes = std::fs::read(path).at("cannot read", path)?;
+    let m: ImageManifest = serde_json::from_slice(&bytes)
+        .map_err(|e| Error::Usage(format!("{}: not an image manifest: {e}", path.display())))?;
+    m.check().map_err(|e| {
+        Error::Usage(format!(
+            "{}: {e}: the record is damaged or was edited",
+            path.display()
+        ))
+    })?;
+    Ok(m)
+}
+
+/// Find an image by id or unambiguous id prefix.
+pub fn find_image(out: &Path, id: &str) -> Result<ImageManifest, Error> {
+    let images = OutDir::new(out).images();
+    let mut found = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(&images) {
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if !name.starts_with('.') && name.starts_with(id) && !id.is_empty() {
+                found.push(name);
+            }
+        }
+    }
+    found.sort();
+    match found.as_slice() {
+        [one] => {
+            let m = read_image_manifest(&images.join(one).join(IMAGE_RECORD))?;
+            if &m.id != one {
+                return Err(Error::Usage(format!(
+                    "{}: the image in directory {one} says its id is {}",
+                    images.join(one).display(),
+                    m.id
+                )));
+            }
+            Ok(m)
+        }
+        [] => Err(Error::Usage(format!(
+            "no image `{id}` in {}",
+            images.display()
+        ))),
+        many => Err(Error::Usage(format!(
+            "`{id}` is ambiguous: it starts {} image ids ({})",
+            many.len(),
+            many.iter()
+                .map(|m| m.get(..16).unwrap_or(m))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
+    }
+}
