@@ -552,7 +552,9 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
                     l.role,
                     l.name,
                     l.id,
-                    l.verity.as_ref().map_or("(not written)", |v| v.root_hash.as_str())
+                    l.verity
+                        .as_ref()
+                        .map_or("(not written)", |v| v.root_hash.as_str())
                 );
             }
             if let Some(v) = &m.verity {
@@ -617,7 +619,10 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             let format = match format.as_deref() {
                 Some("erofs") => ops::FlatFormat::Erofs,
                 Some(_) => ops::FlatFormat::TarZst,
-                None if output.extension().is_some_and(|e| e == "erofs" || e == "raw") => {
+                None if output
+                    .extension()
+                    .is_some_and(|e| e == "erofs" || e == "raw") =>
+                {
                     ops::FlatFormat::Erofs
                 }
                 None => ops::FlatFormat::TarZst,

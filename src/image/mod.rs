@@ -82,7 +82,10 @@ impl Role {
     /// `/usr/lib/extension-release.d/`, systemd-confext in `/etc/extension-release.d/`).
     pub fn release_path(self) -> String {
         match self {
-            Role::Payload => format!("/usr/lib/extension-release.d/extension-release.{}", self.name()),
+            Role::Payload => format!(
+                "/usr/lib/extension-release.d/extension-release.{}",
+                self.name()
+            ),
             Role::Config => format!("/etc/extension-release.d/extension-release.{}", self.name()),
         }
     }
@@ -310,7 +313,10 @@ impl LayerRecord {
             .iter()
             .find(|e| Role::holding(&e.path) != Some(self.role))
         {
-            return Err(format!("{} does not belong in a {} layer", e.path, self.role));
+            return Err(format!(
+                "{} does not belong in a {} layer",
+                e.path, self.role
+            ));
         }
         if self.name != self.role.name() {
             return Err(format!(
@@ -540,7 +546,11 @@ impl ImageManifest {
                 }
             }
             IMAGE_FORMAT => {
-                if let Some(e) = self.entries.iter().find(|e| Role::holding(&e.path).is_none()) {
+                if let Some(e) = self
+                    .entries
+                    .iter()
+                    .find(|e| Role::holding(&e.path).is_none())
+                {
                     return Err(format!("{} lies in no layer", e.path));
                 }
                 let roles: Vec<Role> = self.layers.iter().map(|l| l.role).collect();
@@ -564,7 +574,11 @@ impl ImageManifest {
                     ));
                 }
             }
-            other => return Err(format!("image record format {other} is not known to this nodeforge")),
+            other => {
+                return Err(format!(
+                    "image record format {other} is not known to this nodeforge"
+                ))
+            }
         }
         Ok(())
     }

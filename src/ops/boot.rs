@@ -76,12 +76,16 @@ pub fn boot_plan(out: &Path, reference: &str) -> Result<BootPlan, Error> {
             serial: serial(l.role, true),
             path: base.join(verity),
         });
-        let root = l.verity.as_ref().map(|v| v.root_hash.as_str()).ok_or_else(|| {
-            Error::Usage(format!(
-                "image {} records no root hash for its {} layer: run `nodeforge build`",
-                m.id, l.role
-            ))
-        })?;
+        let root = l
+            .verity
+            .as_ref()
+            .map(|v| v.root_hash.as_str())
+            .ok_or_else(|| {
+                Error::Usage(format!(
+                    "image {} records no root hash for its {} layer: run `nodeforge build`",
+                    m.id, l.role
+                ))
+            })?;
         cmdline.push(format!("nodeforge.{}={root}", l.role));
     }
     let qemu_bin = match m.arch.as_str() {

@@ -362,7 +362,11 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, Error> {
                     bytes: std::fs::metadata(&raw).map(|m| m.len()).unwrap_or(0),
                     raw,
                     verity: out.layer(&l.id).join(verity),
-                    root_hash: l.verity.as_ref().map(|v| v.root_hash.clone()).unwrap_or_default(),
+                    root_hash: l
+                        .verity
+                        .as_ref()
+                        .map(|v| v.root_hash.clone())
+                        .unwrap_or_default(),
                 }
             })
             .collect();

@@ -25,7 +25,12 @@ pub struct FlattenReport {
 }
 
 /// Write the image `reference` (NODE, NODE@GEN or an image id) to `dest` as one file.
-pub fn flatten(out: &Path, reference: &str, format: FlatFormat, dest: &Path) -> Result<FlattenReport, Error> {
+pub fn flatten(
+    out: &Path,
+    reference: &str,
+    format: FlatFormat,
+    dest: &Path,
+) -> Result<FlattenReport, Error> {
     let m = resolve_image(out, reference)?;
     let store = Store::open(&OutDir::new(out).store())?;
     let info = write_flat(&store, &m, format, dest)?;

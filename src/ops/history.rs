@@ -32,7 +32,9 @@ fn recorded_format(out: &Path, node: &str, number: u32) -> Option<u32> {
     }
     let path = generations::generation_dir(out, node, number).join("manifest.json");
     let bytes = std::fs::read(path).ok()?;
-    serde_json::from_slice::<Format>(&bytes).ok().map(|f| f.format)
+    serde_json::from_slice::<Format>(&bytes)
+        .ok()
+        .map(|f| f.format)
 }
 
 /// Every node's generations (or one node's), oldest first, with the current one.

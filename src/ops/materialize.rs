@@ -54,7 +54,10 @@ pub(crate) fn check_objects(store: &Store, m: &ImageManifest) -> Result<(), Erro
 
 /// Whether a layer directory holds its record and all its files (it is renamed into place whole).
 pub(crate) fn layer_complete(dir: &Path, name: &str) -> bool {
-    dir.join(LAYER_RECORD).is_file() && layout::layer_files(name).iter().all(|f| dir.join(f).is_file())
+    dir.join(LAYER_RECORD).is_file()
+        && layout::layer_files(name)
+            .iter()
+            .all(|f| dir.join(f).is_file())
 }
 
 /// Whether an image directory is complete: its record, and a link to each file of each layer,
@@ -74,9 +77,16 @@ pub(crate) fn read_layer_record(dir: &Path) -> Result<LayerRecord, Error> {
     let bytes = std::fs::read(&path).at("cannot read", &path)?;
     let rec: LayerRecord = serde_json::from_slice(&bytes)
         .map_err(|e| Error::Usage(format!("{}: not a layer record: {e}", path.display())))?;
-    rec.check()
-        .map_err(|e| Error::Usage(format!("{}: {e}: the record is damaged or was edited", path.display())))?;
-    if dir.file_name().is_none_or(|n| n.to_string_lossy() != rec.id) {
+    rec.check().map_err(|e| {
+        Error::Usage(format!(
+            "{}: {e}: the record is damaged or was edited",
+            path.display()
+        ))
+    })?;
+    if dir
+        .file_name()
+        .is_none_or(|n| n.to_string_lossy() != rec.id)
+    {
         return Err(Error::Usage(format!(
             "{}: the layer in this directory says its id is {}",
             path.display(),
@@ -193,11 +203,10 @@ pub(crate) fn write_erofs_verity(
     let layout = {
         // File to file: the binaries are copied by the kernel, not through this process.
         let mut w = BufWriter::with_capacity(1 << 20, &erofs);
-        let layout =
-            image::erofs::write_erofs(&mut w, entries, image::erofs_uuid(id), &mut |b| {
-                File::open(store.object_path(b))
-            })
-            .at("cannot write", erofs_path)?;
+        let layout = image::erofs::write_erofs(&mut w, entries, image::erofs_uuid(id), &mut |b| {
+            File::open(store.object_path(b))
+        })
+        .at("cannot write", erofs_path)?;
         w.flush().at("cannot write", erofs_path)?;
         layout
     };
@@ -332,7 +341,8 @@ pub(crate) fn write_flat(
         }
         FlatFormat::Erofs => {
             let id = Blake3::parse(&m.id).map_err(|e| Error::Internal(format!("image id: {e}")))?;
-            let info = write_erofs_verity(store, &m.entries, &id, &staged, &tmp.path().join("verity"))?;
+            let info =
+                write_erofs_verity(store, &m.entries, &id, &staged, &tmp.path().join("verity"))?;
             let mut v = dest.as_os_str().to_owned();
             v.push(".verity");
             fsutil::rename_into(&tmp.path().join("verity"), Path::new(&v))?;

@@ -16,15 +16,15 @@ mod verify;
 
 use std::path::{Path, PathBuf};
 
-pub use build::{build, BuildOptions, BuildReport, LayerBuild, NodeBuild, NodeStatus};
 pub use boot::{boot_plan, BootDisk, BootPlan};
-pub use flatten::{flatten, FlattenReport};
-pub use materialize::{find_image, FlatFormat};
+pub use build::{build, BuildOptions, BuildReport, LayerBuild, NodeBuild, NodeStatus};
 pub use error::Error;
 pub use fetch::{fetch, ArtifactStatus, FetchOptions, FetchReport, FetchedArtifact};
+pub use flatten::{flatten, FlattenReport};
 pub use gc::{gc, GcOptions, GcReport};
 pub use history::{diff, list, resolve_image, rollback, DiffReport, NodeHistory, Rollback};
 pub use lock::{check_lock, lock, EntryStatus, LockCheck, LockOptions, LockReport, LockedEntry};
+pub use materialize::{find_image, FlatFormat};
 pub use mirror::{export_mirror, ExportReport};
 pub use verify::{verify, VerifyOptions, VerifyReport};
 

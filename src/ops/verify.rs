@@ -107,7 +107,10 @@ fn check_image(out: &OutDir, dir: &Path) -> Vec<String> {
     };
     let mut fails = Vec::new();
     if m.id != name {
-        fails.push(format!("image {name}: its record says it is image {}", m.id));
+        fails.push(format!(
+            "image {name}: its record says it is image {}",
+            m.id
+        ));
     }
     for l in &m.layers {
         for f in layout::layer_files(&l.name) {
@@ -182,14 +185,16 @@ fn check_layer(store: &Store, dir: &Path, mmap: bool) -> Vec<String> {
     let [raw, verity, roothash] = layout::layer_files(&rec.name);
     let raw = dir.join(raw);
     // The EROFS file is exactly what the entries make from the store.
-    let expected = Blake3::parse(&rec.id).map_err(|e| e.to_string()).and_then(|id| {
-        let mut w = HashWriter(blake3::Hasher::new());
-        image::erofs::write_erofs(&mut w, &rec.entries, image::erofs_uuid(&id), &mut |b| {
-            std::fs::File::open(store.object_path(b))
-        })
-        .map_err(|e| e.to_string())?;
-        Ok(Blake3::from_bytes(*w.0.finalize().as_bytes()))
-    });
+    let expected = Blake3::parse(&rec.id)
+        .map_err(|e| e.to_string())
+        .and_then(|id| {
+            let mut w = HashWriter(blake3::Hasher::new());
+            image::erofs::write_erofs(&mut w, &rec.entries, image::erofs_uuid(&id), &mut |b| {
+                std::fs::File::open(store.object_path(b))
+            })
+            .map_err(|e| e.to_string())?;
+            Ok(Blake3::from_bytes(*w.0.finalize().as_bytes()))
+        });
     let actual = if mmap {
         Blake3::of_file_mapped(&raw)
     } else {
@@ -201,7 +206,9 @@ fn check_layer(store: &Store, dir: &Path, mmap: bool) -> Vec<String> {
             "layer {name}: {} is not the EROFS file its entries make from the store",
             raw.display()
         )),
-        (Err(e), _) => fails.push(format!("layer {name}: cannot make its EROFS file again: {e}")),
+        (Err(e), _) => fails.push(format!(
+            "layer {name}: cannot make its EROFS file again: {e}"
+        )),
         (_, Err(e)) => fails.push(format!("layer {name}: cannot read {}: {e}", raw.display())),
     }
     match verity_of(&raw, &rec.verity, &rec.id) {

@@ -36,7 +36,17 @@ fn image_dir(ctx: &TestContext, node: &str) -> PathBuf {
 /// A tar member: (mode, uid, gid, mtime, kind, bytes or link target).
 type Member = (u32, u64, u64, u64, char, Vec<u8>);
 
-/// Every member of an image.tar.zst by path.
+/// Every member of a node's current image (all its layers), through `nodeforge flatten`.
+pub fn members(ctx: &TestContext, node: &str) -> BTreeMap<String, Member> {
+    let tar = ctx.path().join(format!("{node}-flat.tar.zst"));
+    ctx.run(&["flatten", node, "-o", tar.to_str().unwrap()])
+        .ok();
+    let m = untar(&tar);
+    std::fs::remove_file(&tar).unwrap();
+    m
+}
+
+/// Every member of a .tar.zst by path.
 fn untar(path: &Path) -> BTreeMap<String, Member> {
     let f = std::fs::File::open(path).unwrap();
     let mut ar = tar::Archive::new(zstd::stream::read::Decoder::new(f).unwrap());
@@ -104,12 +114,14 @@ fn golden_files(node: &str) -> BTreeMap<String, Vec<u8>> {
 fn rendered_files_of_control0_and_worker1_match_the_seed() {
     let ctx = built();
     for node in ["control0", "worker1"] {
-        let members = untar(&image_dir(&ctx, node).join("image.tar.zst"));
+        let members = members(&ctx, node);
         let golden = golden_files(node);
         // Every config and unit of the image is a golden file, and each matches to the byte.
         let rendered: BTreeMap<String, Vec<u8>> = members
             .iter()
-            .filter(|(p, m)| m.4 == 'f' && (p.starts_with("etc/") || p.starts_with("var/")))
+            .filter(|(p, m)| {
+                m.4 == 'f' && p.starts_with("etc/") && !p.starts_with("etc/extension-release.d/")
+            })
             .map(|(p, m)| (p.clone(), m.5.clone()))
             .collect();
         assert_eq!(
@@ -131,7 +143,7 @@ fn rendered_files_of_control0_and_worker1_match_the_seed() {
 #[test]
 fn images_hold_the_binaries_units_and_enable_links_of_the_seed() {
     let ctx = built();
-    let members = untar(&image_dir(&ctx, "worker0").join("image.tar.zst"));
+    let members = members(&ctx, "worker0");
     for bin in [
         "usr/local/bin/kubelet",
         "usr/local/bin/kube-proxy",
@@ -166,7 +178,7 @@ fn images_hold_the_binaries_units_and_enable_links_of_the_seed() {
     assert!(!members
         .keys()
         .any(|p| p.ends_with("-key.pem") || p.ends_with("kubeconfig")));
-    // manifest.json lists exactly what the tar holds.
+    // The record lists exactly what the image holds.
     let m: serde_json::Value = serde_json::from_slice(
         &std::fs::read(image_dir(&ctx, "worker0").join("manifest.json")).unwrap(),
     )
@@ -199,7 +211,7 @@ fn no_image_ships_bin_sbin_or_lib() {
     for node in [
         "control0", "control1", "control2", "worker0", "worker1", "worker2",
     ] {
-        let members = untar(&image_dir(&ctx, node).join("image.tar.zst"));
+        let members = members(&ctx, node);
         for p in members.keys() {
             let top = p.split('/').next().unwrap();
             assert!(
@@ -213,7 +225,7 @@ fn no_image_ships_bin_sbin_or_lib() {
     ctx.set_manifest(&format!(
         "{t}\n[components.containerd]\ninstall = [{{ from = \"bin/*\", to = \"/bin/\" }}]\n"
     ));
-    ctx.net(&["build"]).fails().stderr_has("`/bin/containerd` would make /bin a real directory in the overlay and hide the host's /bin");
+    ctx.net(&["build"]).fails().stderr_has("component `containerd` installs to `/bin/` (install rule { from = \"bin/*\", to = \"/bin/\" }): what artifacts install goes into the payload layer, which may hold only /usr and /opt");
 }
 
 #[test]
@@ -239,9 +251,12 @@ fn builds_are_reproducible_across_directories_umasks_and_time_zones() {
         assert_eq!(da.file_name(), db.file_name(), "{node}: same image id");
         for f in [
             "manifest.json",
-            "image.tar.zst",
-            "image.erofs",
-            "image.verity",
+            "nodeforge-payload.raw",
+            "nodeforge-payload.verity",
+            "nodeforge-payload.roothash",
+            "nodeforge-config.raw",
+            "nodeforge-config.verity",
+            "nodeforge-config.roothash",
         ] {
             assert!(
                 std::fs::read(da.join(f)).unwrap() == std::fs::read(db.join(f)).unwrap(),
@@ -277,7 +292,7 @@ fn a_change_to_one_worker_changes_only_that_workers_image() {
         };
         assert_eq!(n["status"], expected, "{n}");
     }
-    let members = untar(&image_dir(&ctx, "worker1").join("image.tar.zst"));
+    let members = members(&ctx, "worker1");
     assert!(
         String::from_utf8_lossy(&members["etc/systemd/system/kubelet.service"].5).contains("--v=4")
     );
@@ -286,7 +301,7 @@ fn a_change_to_one_worker_changes_only_that_workers_image() {
 #[test]
 fn an_unchanged_build_does_nothing_and_says_so() {
     let ctx = built();
-    let mtime = std::fs::metadata(image_dir(&ctx, "worker0").join("image.tar.zst"))
+    let mtime = std::fs::metadata(image_dir(&ctx, "worker0").join("nodeforge-config.raw"))
         .unwrap()
         .modified()
         .unwrap();
@@ -296,7 +311,7 @@ fn an_unchanged_build_does_nothing_and_says_so() {
         .stdout_has("nothing to do: all 6 node images are up to date");
     assert!(ctx.server.requests().is_empty());
     assert_eq!(
-        std::fs::metadata(image_dir(&ctx, "worker0").join("image.tar.zst"))
+        std::fs::metadata(image_dir(&ctx, "worker0").join("nodeforge-config.raw"))
             .unwrap()
             .modified()
             .unwrap(),
@@ -337,13 +352,14 @@ fn binaries_are_stored_once_for_all_nodes() {
         })
         .collect();
     assert_eq!(kubelet[0], kubelet[1]);
-    // One object per distinct content: 6 artifacts, 6+1+18 extracted executables, and the rendered
-    // files (9 templates; the bridge config and kubelet config differ per node).
+    // One object per distinct content: 6 artifacts, 6+1+18 extracted executables, the rendered
+    // files (9 templates; the bridge config and kubelet config differ per node) and the
+    // extension-release files (one per layer role and architecture).
     let objects = ctx.store_objects();
     let distinct: std::collections::BTreeSet<&String> = objects.iter().map(|(_, n)| n).collect();
     assert_eq!(objects.len(), distinct.len());
     assert!(
-        objects.len() <= 6 + 25 + 7 + 2 * 6,
+        objects.len() <= 6 + 25 + 7 + 2 * 6 + 2,
         "{} objects",
         objects.len()
     );
@@ -365,8 +381,8 @@ fn show_prints_a_bill_of_materials() {
     let v = ctx.run(&["show", &id, "--json"]).ok().json();
     assert_eq!(v["id"], id.as_str());
     assert_eq!(
-        v["provenance"]["/var/lib/kubelet/kubelet-config.yaml"]["template"],
-        "var/lib/kubelet/kubelet-config.yaml"
+        v["provenance"]["/etc/kubernetes/kubelet-config.yaml"]["template"],
+        "etc/kubernetes/kubelet-config.yaml"
     );
     // A node name shows its current image; NODE@GEN a generation.
     ctx.run(&["show", "worker1"])
@@ -387,7 +403,7 @@ fn private_keys_never_go_into_an_image() {
     ctx.net(&["lock"]).ok();
     let key = ctx
         .path()
-        .join("manifests/kubenet/var/lib/kubelet/worker1-key.pem");
+        .join("manifests/kubenet/etc/kubernetes/worker1-key.pem");
     std::fs::write(&key, "not really a key\n").unwrap();
     ctx.net(&["build"])
         .fails()
@@ -418,7 +434,7 @@ fn template_errors_name_the_template_line_and_node() {
     ctx.net(&["lock"]).ok();
     let t = ctx
         .path()
-        .join("manifests/kubenet/var/lib/kube-proxy/kube-proxy-config.yaml");
+        .join("manifests/kubenet/etc/kubernetes/kube-proxy-config.yaml");
     let text = std::fs::read_to_string(&t).unwrap();
     std::fs::write(
         &t,
@@ -460,33 +476,196 @@ fn build_refuses_an_unresolved_lock_entry() {
     ctx.net(&["build"]).fails().stderr_has("kube-proxy 1.31.0 (amd64) has no published sha256 in the lockfile: run `nodeforge lock --update kube-proxy`");
 }
 
+/// The files of a node's layer of `role`, by following its image's links.
+fn layer_dir(ctx: &TestContext, node: &str, role: &str) -> PathBuf {
+    std::fs::canonicalize(image_dir(ctx, node).join(format!("nodeforge-{role}.raw")))
+        .unwrap()
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
 #[test]
-fn the_binaries_part_of_every_tar_is_compressed_once_and_shared() {
-    let ctx = built();
-    let prefixes: Vec<PathBuf> = std::fs::read_dir(ctx.path().join("out/cache/tar-prefix"))
+fn every_node_shares_one_payload_layer_and_has_its_own_config_layer() {
+    let ctx = TestContext::new();
+    ctx.net(&["lock"]).ok();
+    let v = ctx.net(&["build", "--json"]).ok().json();
+    let nodes = v["nodes"].as_array().unwrap();
+    let payloads: std::collections::BTreeSet<&str> = nodes
+        .iter()
+        .map(|n| n["layers"][0]["id"].as_str().unwrap())
+        .collect();
+    let configs: std::collections::BTreeSet<&str> = nodes
+        .iter()
+        .map(|n| n["layers"][1]["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        payloads.len(),
+        1,
+        "one binary set, one payload: {payloads:?}"
+    );
+    assert_eq!(configs.len(), 6, "a config layer per node");
+    // The payload is written once, by the first node that needs it.
+    let written = nodes
+        .iter()
+        .filter(|n| n["layers"][0]["written"] == true)
+        .count();
+    assert_eq!(written, 1);
+    for n in nodes {
+        assert_eq!(n["layers"][0]["role"], "payload");
+        assert_eq!(n["layers"][1]["role"], "config");
+        assert_eq!(n["layers"][1]["written"], true);
+        assert_eq!(n["layers"][0]["root_hash"].as_str().unwrap().len(), 64);
+    }
+    // On disk: one payload directory, every image links to it.
+    let layers: Vec<PathBuf> = std::fs::read_dir(ctx.path().join("out/layers"))
         .unwrap()
         .map(|e| e.unwrap().path())
         .collect();
-    assert_eq!(
-        prefixes.len(),
-        1,
-        "one binary set, one prefix: {prefixes:?}"
-    );
-    let prefix = std::fs::read(&prefixes[0]).unwrap();
-    assert!(prefix.len() > 10_000);
-    for node in [
-        "control0", "control1", "control2", "worker0", "worker1", "worker2",
-    ] {
-        let tar = std::fs::read(image_dir(&ctx, node).join("image.tar.zst")).unwrap();
-        assert!(
-            tar.starts_with(&prefix),
-            "{node}: image.tar.zst starts with the shared frames"
-        );
-        assert!(
-            tar.len() > prefix.len(),
-            "{node}: and has its own after them"
+    assert_eq!(layers.len(), 7);
+    let payload = layer_dir(&ctx, "control0", "payload");
+    for node in ["control1", "worker2"] {
+        assert_eq!(layer_dir(&ctx, node, "payload"), payload);
+        assert_ne!(
+            layer_dir(&ctx, node, "config"),
+            layer_dir(&ctx, "control0", "config")
         );
     }
+    // The payload holds only /usr and /opt, the config layer only /etc: their records say so,
+    // and each is kilobytes against the payload's megabytes.
+    for (dir, tops, name) in [
+        (payload.clone(), vec!["usr", "opt"], "nodeforge-payload"),
+        (
+            layer_dir(&ctx, "worker1", "config"),
+            vec!["etc"],
+            "nodeforge-config",
+        ),
+    ] {
+        let rec: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join("layer.json")).unwrap()).unwrap();
+        for e in rec["entries"].as_array().unwrap() {
+            let top = e["path"].as_str().unwrap().split('/').nth(1).unwrap();
+            assert!(tops.contains(&top), "{name}: {e}");
+        }
+        let roothash = std::fs::read_to_string(dir.join(format!("{name}.roothash"))).unwrap();
+        assert_eq!(
+            roothash.trim_end(),
+            rec["verity"]["root_hash"].as_str().unwrap()
+        );
+    }
+    let size = |role| {
+        std::fs::metadata(layer_dir(&ctx, "worker1", role).join(format!("nodeforge-{role}.raw")))
+            .unwrap()
+            .len()
+    };
+    assert!(
+        size("config") < 256 * 1024,
+        "config layer: {} bytes",
+        size("config")
+    );
+    assert!(size("payload") > size("config"));
+}
+
+#[test]
+fn each_layer_carries_its_systemd_extension_release_file() {
+    let ctx = built();
+    let m = members(&ctx, "worker1");
+    for path in [
+        "usr/lib/extension-release.d/extension-release.nodeforge-payload",
+        "etc/extension-release.d/extension-release.nodeforge-config",
+    ] {
+        assert_eq!(
+            String::from_utf8_lossy(&m[path].5),
+            "ID=_any\nARCHITECTURE=x86-64\n",
+            "{path}"
+        );
+        assert_eq!(m[path].0, 0o644);
+    }
+}
+
+#[test]
+fn a_node_image_holds_only_usr_opt_and_etc() {
+    let ctx = TestContext::new();
+    ctx.net(&["lock"]).ok();
+    // A template outside /etc is refused, naming the template file and the rule.
+    let dir = ctx.path().join("manifests/kubenet/var/lib/kubelet");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("extra.conf"), "x = 1\n").unwrap();
+    ctx.net(&["build"])
+        .fails()
+        .stderr_has("manifests/kubenet/var/lib/kubelet/extra.conf: `/var/lib/kubelet/extra.conf` (from template var/lib/kubelet/extra.conf) goes into the config layer, which may hold only /etc");
+    std::fs::remove_dir_all(ctx.path().join("manifests/kubenet/var")).unwrap();
+    let usr = ctx.path().join("manifests/kubenet/usr/lib");
+    std::fs::create_dir_all(&usr).unwrap();
+    std::fs::write(usr.join("x.conf"), "x = 1\n").unwrap();
+    ctx.net(&["build"])
+        .fails()
+        .stderr_has("goes into the config layer, which may hold only /etc");
+    std::fs::remove_dir_all(ctx.path().join("manifests/kubenet/usr")).unwrap();
+    // An install rule outside /usr and /opt is refused, naming the manifest and the rule.
+    let t = std::fs::read_to_string(ctx.manifest()).unwrap();
+    ctx.set_manifest(&format!(
+        "{t}\n[components.runc]\ninstall = [{{ to = \"/etc/runc\" }}]\n"
+    ));
+    ctx.net(&["build"])
+        .fails()
+        .stderr_has("kubenet.toml: component `runc` installs to `/etc/runc` (install rule { to = \"/etc/runc\" }): what artifacts install goes into the payload layer, which may hold only /usr and /opt");
+    assert!(!ctx.path().join("out/images").exists(), "nothing built");
+}
+
+#[test]
+fn flatten_writes_the_whole_image_as_one_tar_or_erofs_file() {
+    let ctx = built();
+    let tar = ctx.path().join("w1.tar.zst");
+    let again = ctx.path().join("w1-again.tar.zst");
+    ctx.run(&["flatten", "worker1", "-o", tar.to_str().unwrap()])
+        .ok();
+    ctx.run(&["flatten", "worker1", "-o", again.to_str().unwrap()])
+        .ok();
+    assert_eq!(
+        std::fs::read(&tar).unwrap(),
+        std::fs::read(&again).unwrap(),
+        "deterministic"
+    );
+    let m = untar(&tar);
+    assert!(
+        m.contains_key("usr/local/bin/kubelet") && m.contains_key("etc/containerd/config.toml")
+    );
+    let erofs = ctx.path().join("w1.erofs");
+    let v = ctx
+        .run(&[
+            "flatten",
+            "worker1",
+            "-o",
+            erofs.to_str().unwrap(),
+            "--json",
+        ])
+        .ok()
+        .json();
+    assert_eq!(v["format"], "erofs");
+    let root = v["root_hash"].as_str().unwrap();
+    let verity = ctx.path().join("w1.erofs.verity");
+    let out = std::process::Command::new("veritysetup")
+        .args([
+            "verify",
+            erofs.to_str().unwrap(),
+            verity.to_str().unwrap(),
+            root,
+        ])
+        .output()
+        .expect("veritysetup (cryptsetup-bin) is needed");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Nothing half-written is left beside the output.
+    let names: Vec<String> = std::fs::read_dir(ctx.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".nodeforge"))
+        .collect();
+    assert!(names.is_empty(), "{names:?}");
 }
 
 #[test]
@@ -574,12 +753,15 @@ fn an_arm64_node_gets_arm64_binaries_from_the_same_manifest() {
         .ok()
         .stdout_has("(node worker1, amd64)")
         .stdout_has("bin/linux/amd64/kubelet");
-    // Two binary sets, so two shared tar prefixes; every image still verifies and rebuilds.
-    assert_eq!(
-        std::fs::read_dir(ctx.path().join("out/cache/tar-prefix"))
-            .unwrap()
-            .count(),
-        2
-    );
+    // Two binary sets, so two payload layers; every image still verifies and rebuilds.
+    let roles: Vec<String> = v["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["layers"][0]["id"].as_str().unwrap().to_string())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    assert_eq!(roles.len(), 2, "{roles:?}");
     ctx.run(&["verify", "--rebuild"]).ok();
 }
