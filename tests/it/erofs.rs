@@ -23,6 +23,23 @@ fn manifest(dir: &Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap()
 }
 
+/// A layer of a node's current image: (label, its EROFS file, its layer record).
+fn layers(ctx: &TestContext, node: &str) -> Vec<(String, PathBuf, serde_json::Value)> {
+    ["payload", "config"]
+        .iter()
+        .map(|role| {
+            let raw =
+                std::fs::canonicalize(image_dir(ctx, node).join(format!("nodeforge-{role}.raw")))
+                    .unwrap();
+            let rec = serde_json::from_slice(
+                &std::fs::read(raw.parent().unwrap().join("layer.json")).unwrap(),
+            )
+            .unwrap();
+            (format!("{node}/{role}"), raw, rec)
+        })
+        .collect()
+}
+
 fn tool(cmd: &mut Command) -> (bool, String) {
     let out = cmd
         .output()
@@ -40,21 +57,22 @@ fn tool(cmd: &mut Command) -> (bool, String) {
 #[test]
 fn fsck_erofs_accepts_every_image_and_extracts_exactly_its_entries() {
     let ctx = built();
-    for node in [
+    let all: Vec<_> = [
         "control0", "control1", "control2", "worker0", "worker1", "worker2",
-    ] {
-        let dir = image_dir(&ctx, node);
-        let img = dir.join("image.erofs");
-        let (ok, text) = tool(Command::new("fsck.erofs").arg(&img));
+    ]
+    .iter()
+    .flat_map(|n| layers(&ctx, n))
+    .collect();
+    for (node, img, m) in &all {
+        let (ok, text) = tool(Command::new("fsck.erofs").arg(img));
         assert!(ok, "{node}: fsck.erofs: {text}");
-        let x = ctx.path().join(format!("x-{node}"));
+        let x = ctx.path().join(format!("x-{}", node.replace('/', "-")));
         let (ok, text) = tool(
             Command::new("fsck.erofs")
                 .arg(format!("--extract={}", x.display()))
-                .arg(&img),
+                .arg(img),
         );
         assert!(ok, "{node}: extract: {text}");
-        let m = manifest(&dir);
         let mut listed = BTreeMap::new();
         for e in m["entries"].as_array().unwrap() {
             let path = e["path"].as_str().unwrap().to_string();
@@ -94,7 +112,7 @@ fn fsck_erofs_accepts_every_image_and_extracts_exactly_its_entries() {
                 let rel = format!("/{}", f.strip_prefix(&x).unwrap().display());
                 assert!(
                     listed.contains_key(&rel),
-                    "{node}: {rel} is in the image but not in manifest.json"
+                    "{node}: {rel} is in the layer but not in its layer.json"
                 );
                 if f.is_dir() && !f.is_symlink() {
                     stack.push(f);
@@ -107,10 +125,8 @@ fn fsck_erofs_accepts_every_image_and_extracts_exactly_its_entries() {
 #[test]
 fn dump_erofs_lists_the_same_modes_and_sizes() {
     let ctx = built();
-    for node in ["control0", "worker1"] {
-        let dir = image_dir(&ctx, node);
-        let img = dir.join("image.erofs");
-        for e in manifest(&dir)["entries"].as_array().unwrap() {
+    for (node, img, rec) in ["control0", "worker1"].iter().flat_map(|n| layers(&ctx, n)) {
+        for e in rec["entries"].as_array().unwrap() {
             let path = e["path"].as_str().unwrap();
             let (ok, text) = tool(
                 Command::new("dump.erofs")
@@ -152,30 +168,27 @@ fn veritysetup_accepts_the_recorded_root_hash_and_rejects_a_flipped_byte() {
     let ctx = built();
     let v = ctx.net(&["build", "--json"]).ok().json();
     for n in v["nodes"].as_array().unwrap() {
-        let root = n["verity_root_hash"].as_str().unwrap();
-        let erofs = ctx.path().join(n["image_erofs"].as_str().unwrap());
-        let verity = ctx.path().join(n["image_verity"].as_str().unwrap());
-        let (ok, text) = tool(
-            Command::new("veritysetup")
-                .arg("verify")
-                .arg(&erofs)
-                .arg(&verity)
-                .arg(root),
-        );
-        assert!(ok, "{}: {text}", n["node"]);
-        assert_eq!(
-            manifest(erofs.parent().unwrap())["verity"]["root_hash"],
-            root
-        );
+        let image = manifest(&ctx.path().join(n["image_dir"].as_str().unwrap()));
+        for (i, l) in n["layers"].as_array().unwrap().iter().enumerate() {
+            let root = l["root_hash"].as_str().unwrap();
+            let (ok, text) = tool(
+                Command::new("veritysetup")
+                    .arg("verify")
+                    .arg(ctx.path().join(l["raw"].as_str().unwrap()))
+                    .arg(ctx.path().join(l["verity"].as_str().unwrap()))
+                    .arg(root),
+            );
+            assert!(ok, "{} {}: {text}", n["node"], l["role"]);
+            // The image record pins the same root hash.
+            assert_eq!(image["layers"][i]["verity"]["root_hash"], root);
+        }
     }
-    // One flipped byte in a copy of worker1's image: veritysetup and nodeforge verify refuse it.
+    // One flipped byte in a copy of the payload: veritysetup and nodeforge verify refuse it.
     let dir = image_dir(&ctx, "worker1");
-    let root = manifest(&dir)["verity"]["root_hash"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let copy = ctx.path().join("flipped.erofs");
-    let mut bytes = std::fs::read(dir.join("image.erofs")).unwrap();
+    let root = std::fs::read_to_string(dir.join("nodeforge-payload.roothash")).unwrap();
+    let copy = ctx.path().join("flipped.raw");
+    let img = std::fs::canonicalize(dir.join("nodeforge-payload.raw")).unwrap();
+    let mut bytes = std::fs::read(&img).unwrap();
     let at = bytes.len() - 5000;
     bytes[at] ^= 0x40;
     std::fs::write(&copy, &bytes).unwrap();
@@ -183,14 +196,22 @@ fn veritysetup_accepts_the_recorded_root_hash_and_rejects_a_flipped_byte() {
         Command::new("veritysetup")
             .arg("verify")
             .arg(&copy)
-            .arg(dir.join("image.verity"))
-            .arg(&root),
+            .arg(dir.join("nodeforge-payload.verity"))
+            .arg(root.trim_end()),
     );
     assert!(!ok, "a flipped byte passed veritysetup verify");
-    let img = dir.join("image.erofs");
     std::fs::set_permissions(&img, std::fs::Permissions::from_mode(0o644)).unwrap();
     std::fs::write(&img, &bytes).unwrap();
-    ctx.run(&["verify"])
+    // Shared by all six nodes, checked (and reported) once.
+    let r = ctx
+        .run(&["verify"])
         .fails()
-        .stderr_has("image.erofs hashes to verity root");
+        .stderr_has("is not the EROFS file its entries make from the store")
+        .stderr_has("hashes to verity root");
+    assert_eq!(
+        r.stderr.matches("hashes to verity root").count(),
+        1,
+        "{}",
+        r.stderr
+    );
 }
