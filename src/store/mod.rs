@@ -27,6 +27,7 @@ pub mod digests;
 fn clean_output_temps(out: &Path) {
     fsutil::clean_temp_files(out);
     fsutil::clean_temp_files(&out.join("images"));
+    fsutil::clean_temp_files(&out.join("layers"));
     fsutil::clean_temp_files(&out.join("cache").join("tar-prefix"));
     for node in fs::read_dir(out.join("nodes"))
         .into_iter()

@@ -44,7 +44,9 @@ fn assert_consistent(ctx: &TestContext, when: &str) {
             let dir = std::fs::canonicalize(&current)
                 .unwrap_or_else(|e| panic!("{when}: {} dangles: {e}", current.display()));
             assert!(
-                dir.join("manifest.json").is_file() && dir.join("image.tar.zst").is_file(),
+                dir.join("manifest.json").is_file()
+                    && dir.join("nodeforge-payload.raw").is_file()
+                    && dir.join("nodeforge-config.raw").is_file(),
                 "{when}: half an image is current"
             );
         }

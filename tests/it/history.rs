@@ -166,19 +166,31 @@ fn rollback_to_an_id_prefix_and_ambiguity() {
 fn rolling_back_to_a_collected_image_rebuilds_it_from_the_store() {
     let (ctx, ids) = three_generations();
     let dir = ctx.path().join("out/images").join(&ids[0]);
-    let before = std::fs::read(dir.join("image.tar.zst")).unwrap();
-    std::fs::remove_dir_all(&dir).unwrap();
+    // What gc collects of an image: its directory and its own config layer.
+    let collect = || {
+        let layer = std::fs::canonicalize(dir.join("nodeforge-config.raw"))
+            .unwrap()
+            .parent()
+            .unwrap()
+            .to_path_buf();
+        std::fs::remove_dir_all(&layer).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+    };
+    let before = std::fs::read(dir.join("nodeforge-config.raw")).unwrap();
+    let record = std::fs::read(dir.join("manifest.json")).unwrap();
+    collect();
     ctx.run(&["rollback", "worker1", "--to", &ids[0]])
         .ok()
         .stdout_has("its files rebuilt from the store");
     assert_eq!(
-        std::fs::read(dir.join("image.tar.zst")).unwrap(),
+        std::fs::read(dir.join("nodeforge-config.raw")).unwrap(),
         before,
         "the same bytes again"
     );
+    assert_eq!(std::fs::read(dir.join("manifest.json")).unwrap(), record);
     ctx.run(&["verify"]).ok();
     // Without the store objects it cannot, and says what is missing.
-    std::fs::remove_dir_all(&dir).unwrap();
+    collect();
     for (path, _) in ctx.store_objects() {
         let content = std::fs::read(&path).unwrap();
         if content.windows(6).any(|w| w == b"--v=2\n") {
@@ -329,22 +341,21 @@ fn verify_passes_on_an_untouched_tree_and_rebuilds_byte_for_byte() {
     assert_eq!(v["drift"].as_array().map(Vec::len), Some(0), "{v}");
     assert!(v["objects_checked"].as_u64().unwrap() > 30);
 
-    // The same members, compressed differently: every file checks out against manifest.json,
-    // only the rebuild sees that image.tar.zst is not the bytes the build makes.
-    let tar = ctx
+    // The same record, written differently (compact JSON): it still checks out against its id,
+    // only the rebuild sees that manifest.json is not the bytes the build makes.
+    let record = ctx
         .path()
         .join("out/images")
         .join(current_id(&ctx, "worker0"))
-        .join("image.tar.zst");
-    let plain = zstd::stream::decode_all(std::fs::File::open(&tar).unwrap()).unwrap();
-    let other = zstd::stream::encode_all(plain.as_slice(), 19).unwrap();
-    std::fs::set_permissions(&tar, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
-    std::fs::write(&tar, other).unwrap();
+        .join("manifest.json");
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&record).unwrap()).unwrap();
+    std::fs::set_permissions(&record, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    std::fs::write(&record, serde_json::to_vec(&v).unwrap()).unwrap();
     ctx.run(&["verify"]).ok();
     ctx.run(&["verify", "--rebuild"])
         .fails()
         .stderr_has(&format!(
-            "FAIL worker0: rebuilding image {} gives a different image.tar.zst",
+            "FAIL worker0: rebuilding image {} gives a different manifest.json",
             current_id(&ctx, "worker0")
         ));
 }
@@ -392,12 +403,21 @@ fn verify_reports_every_failure() {
         .find(|(p, _)| std::fs::metadata(p).unwrap().len() > 1000)
         .unwrap();
     flip(&obj, 500);
-    // A flipped byte in an image file (inside the compressed tar).
-    let img = ctx
-        .path()
-        .join("out/images")
-        .join(current_id(&ctx, "worker2"))
-        .join("image.tar.zst");
+    // A flipped byte in worker2's config layer.
+    let img = std::fs::canonicalize(
+        ctx.path()
+            .join("out/images")
+            .join(current_id(&ctx, "worker2"))
+            .join("nodeforge-config.raw"),
+    )
+    .unwrap();
+    let layer = img
+        .parent()
+        .unwrap()
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
     let len = std::fs::metadata(&img).unwrap().len() as usize;
     flip(&img, len / 2);
     // An edited lockfile.
@@ -410,7 +430,7 @@ fn verify_reports_every_failure() {
     let r = ctx.run(&["verify"]).fails();
     let rel = obj.strip_prefix(ctx.path()).unwrap().display().to_string();
     r.stderr_has(&format!("FAIL store object {rel} is corrupt"))
-        .stderr_has(&format!("FAIL image {}", current_id(&ctx, "worker2")))
+        .stderr_has(&format!("FAIL layer {layer}: "))
         .stderr_has("FAIL ")
         .stderr_has("the lockfile was edited by hand");
     // Reading instead of mapping finds the same damage.
