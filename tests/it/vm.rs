@@ -1,8 +1,10 @@
-//! The proof that a VM can use an image: boot a Debian cloud kernel under QEMU (software
-//! emulation) with a busybox initramfs this test builds, open `image.erofs` through dm-verity with
-//! the root hash `manifest.json` pins, mount it, stack it as the lower layer of an overlay over a
-//! small usr-merged root, and have the VM print the sha256 of every file it sees. A flipped byte
-//! must make the read fail inside the VM.
+//! The proof that a VM can use a layered image: boot a Debian cloud kernel under QEMU (software
+//! emulation) with a busybox initramfs this test builds, attach each layer's EROFS file and hash
+//! tree as read-only virtio disks found by serial, open both through dm-verity with the root hashes
+//! the image record pins, mount them as read-only overlays on `/usr` and `/opt` (payload) and `/etc`
+//! (config) over a small usr-merged root whose `/var` stays its own, and have the VM print the
+//! sha256 of every file it sees. A flipped byte in either layer must make that read fail.
+//! (The real systemd node, with the shipped guest integration, is `systemd_vm.rs`.)
 //!
 //! Needs Debian's qemu-system-x86, linux-image-cloud-amd64, busybox-static and dmsetup (.ci/run
 //! installs them).
@@ -103,26 +105,37 @@ mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
 for m in $(cat /modules.order); do insmod /modules/$m.ko || echo "NF-ERROR insmod $m"; done
-for i in $(seq 1 100); do [ -b /dev/vdb ] && break; sleep 0.1; done
-for kv in $(cat /proc/cmdline); do
-  case "$kv" in nf.root=*) root=${kv#nf.root=};; nf.salt=*) salt=${kv#nf.salt=};; nf.blocks=*) blocks=${kv#nf.blocks=};; esac
-done
-DM_DISABLE_UDEV=1 dmsetup create nfimage --readonly --table "0 $((blocks * 8)) verity 1 /dev/vda /dev/vdb 4096 4096 $blocks 1 sha256 $root $salt" || echo "NF-ERROR dmsetup"
-dev=/dev/mapper/nfimage
-[ -b $dev ] || dev=/dev/dm-0
-mkdir -p /mnt/image /base/usr/bin /base/usr/sbin /base/usr/lib /base/etc /base/var /ov /merged
-mount -t erofs -o ro $dev /mnt/image || echo "NF-ERROR mount erofs"
+# The disks by their virtio serial, as the guest integration finds them.
+disk() { for d in /sys/block/vd*; do [ "$(cat $d/serial 2>/dev/null)" = "$1" ] && { echo /dev/${d##*/}; return; }; done; }
+for i in $(seq 1 100); do [ -n "$(disk nf-config-verity)" ] && break; sleep 0.1; done
+# A small usr-merged root: what the VM's own disk would hold.
+mkdir -p /base/usr/bin /base/usr/sbin /base/usr/lib /base/opt /base/etc /base/var /merged /l
 ln -s usr/bin /base/bin; ln -s usr/sbin /base/sbin; ln -s usr/lib /base/lib
 echo base > /base/etc/hostname
-mount -t tmpfs tmpfs /ov
-mkdir -p /ov/upper /ov/work
-mount -t overlay overlay -o lowerdir=/mnt/image:/base,upperdir=/ov/upper,workdir=/ov/work /merged || echo "NF-ERROR mount overlay"
+for role in payload config; do
+  spec=$(for kv in $(cat /proc/cmdline); do case "$kv" in nf.$role=*) echo ${kv#*=};; esac; done)
+  root=${spec%%,*}; rest=${spec#*,}; salt=${rest%%,*}; blocks=${rest#*,}
+  DM_DISABLE_UDEV=1 dmsetup create nf-$role --readonly --table "0 $((blocks * 8)) verity 1 $(disk nf-$role) $(disk nf-$role-verity) 4096 4096 $blocks 1 sha256 $root $salt" || echo "NF-ERROR dmsetup $role"
+  mkdir -p /l/$role
+  mount -t erofs -o ro /dev/mapper/nf-$role /l/$role || echo "NF-ERROR mount $role"
+done
+# Read-only overlays: /usr and /opt from the payload, /etc from the config layer, each over the
+# root's own; /var stays the root's.
+cp -a /base/. /merged/
+for d in usr opt; do
+  [ -d /l/payload/$d ] && { mount -t overlay overlay -o ro,lowerdir=/l/payload/$d:/base/$d /merged/$d || echo "NF-ERROR overlay $d"; }
+done
+mount -t overlay overlay -o ro,lowerdir=/l/config/etc:/base/etc /merged/etc || echo "NF-ERROR overlay etc"
 echo NF-BEGIN
 [ -L /merged/bin ] && [ "$(readlink /merged/bin)" = usr/bin ] && echo NF-USRMERGE
-cd /mnt/image
-find . -type f | sort | while read -r f; do
-  p=${f#.}
-  if h=$(sha256sum "/merged$p" 2>/dev/null); then echo "NF-FILE ${h%% *} $p"; else echo "NF-EIO $p"; fi
+[ "$(cat /merged/etc/hostname)" = base ] && echo NF-HOSTETC
+[ -e /merged/var/lib/kubelet ] || echo NF-OWNVAR
+for role in payload config; do
+  cd /l/$role
+  find . -type f | sort | while read -r f; do
+    p=${f#.}
+    if h=$(sha256sum "/merged$p" 2>/dev/null); then echo "NF-FILE ${h%% *} $p"; else echo "NF-EIO $p"; fi
+  done
 done
 echo NF-END
 poweroff -f
@@ -249,24 +262,73 @@ struct Boot {
     files: BTreeMap<String, String>,
     eio: Vec<String>,
     usrmerge: bool,
+    host_etc: bool,
+    own_var: bool,
     console: String,
 }
 
-fn boot(erofs: &Path, verity: &Path, root: &str, salt: &str, blocks: u64, scratch: &Path) -> Boot {
+/// A layer to attach: its EROFS file, its hash tree, and the verity parameters its record pins.
+struct Layer {
+    role: &'static str,
+    raw: PathBuf,
+    verity: PathBuf,
+    root: String,
+    salt: String,
+    blocks: u64,
+}
+
+fn boot(layers: &[Layer], scratch: &Path) -> Boot {
     let (kernel, _) = kernel();
     let initrd = initramfs(scratch);
-    let mut child = Command::new("qemu-system-x86_64")
-        .args(["-machine", "q35", "-accel", "tcg", "-m", "256", "-smp", "1", "-display", "none", "-monitor", "none", "-serial", "stdio", "-no-reboot", "-nodefaults"])
-        .arg("-kernel")
-        .arg(&kernel)
-        .arg("-initrd")
-        .arg(&initrd)
+    let mut cmdline = "console=ttyS0 quiet panic=-1 rdinit=/init".to_string();
+    let mut cmd = Command::new("qemu-system-x86_64");
+    cmd.args([
+        "-machine",
+        "q35",
+        "-accel",
+        "tcg",
+        "-m",
+        "256",
+        "-smp",
+        "1",
+        "-display",
+        "none",
+        "-monitor",
+        "none",
+        "-serial",
+        "stdio",
+        "-no-reboot",
+        "-nodefaults",
+    ])
+    .arg("-kernel")
+    .arg(&kernel)
+    .arg("-initrd")
+    .arg(&initrd);
+    for (i, l) in layers.iter().enumerate() {
+        cmdline.push_str(&format!(
+            " nf.{}={},{},{}",
+            l.role, l.root, l.salt, l.blocks
+        ));
+        for (j, (file, serial)) in [
+            (&l.raw, format!("nf-{}", l.role)),
+            (&l.verity, format!("nf-{}-verity", l.role)),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            // QEMU 7.2+ takes a serial on the device, not on -drive.
+            cmd.arg("-drive")
+                .arg(format!(
+                    "file={},format=raw,if=none,readonly=on,id=d{i}{j}",
+                    file.display()
+                ))
+                .arg("-device")
+                .arg(format!("virtio-blk-pci,drive=d{i}{j},serial={serial}"));
+        }
+    }
+    let mut child = cmd
         .arg("-append")
-        .arg(format!("console=ttyS0 quiet panic=-1 rdinit=/init nf.root={root} nf.salt={salt} nf.blocks={blocks}"))
-        .arg("-drive")
-        .arg(format!("file={},format=raw,if=virtio,readonly=on", erofs.display()))
-        .arg("-drive")
-        .arg(format!("file={},format=raw,if=virtio,readonly=on", verity.display()))
+        .arg(cmdline)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -303,6 +365,8 @@ fn boot(erofs: &Path, verity: &Path, root: &str, salt: &str, blocks: u64, scratc
         files: BTreeMap::new(),
         eio: Vec::new(),
         usrmerge: false,
+        host_etc: false,
+        own_var: false,
         console: console.clone(),
     };
     for line in console.lines() {
@@ -314,6 +378,10 @@ fn boot(erofs: &Path, verity: &Path, root: &str, salt: &str, blocks: u64, scratc
             b.eio.push(p.to_string());
         } else if line == "NF-USRMERGE" {
             b.usrmerge = true;
+        } else if line == "NF-HOSTETC" {
+            b.host_etc = true;
+        } else if line == "NF-OWNVAR" {
+            b.own_var = true;
         }
     }
     b
@@ -329,27 +397,46 @@ fn built() -> (TestContext, PathBuf, serde_json::Value) {
     (ctx, dir, m)
 }
 
-fn verity_args(m: &serde_json::Value) -> (String, String, u64) {
-    let v = &m["verity"];
-    (
-        v["root_hash"].as_str().unwrap().to_string(),
-        v["salt"].as_str().unwrap().to_string(),
-        v["data_blocks"].as_u64().unwrap(),
+/// The image's two layers as its record pins them.
+fn layers(dir: &Path, m: &serde_json::Value) -> Vec<Layer> {
+    m["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            let role = if l["role"] == "payload" {
+                "payload"
+            } else {
+                "config"
+            };
+            let v = &l["verity"];
+            Layer {
+                role,
+                raw: dir.join(format!("nodeforge-{role}.raw")),
+                verity: dir.join(format!("nodeforge-{role}.verity")),
+                root: v["root_hash"].as_str().unwrap().to_string(),
+                salt: v["salt"].as_str().unwrap().to_string(),
+                blocks: v["data_blocks"].as_u64().unwrap(),
+            }
+        })
+        .collect()
+}
+
+fn object(ctx: &TestContext, b3: &str) -> Vec<u8> {
+    std::fs::read(
+        ctx.store()
+            .join("blake3")
+            .join(&b3[..2])
+            .join(&b3[2..4])
+            .join(&b3[4..]),
     )
+    .unwrap()
 }
 
 #[test]
-fn vm_sees_exactly_the_image_through_verity_and_overlay() {
+fn vm_sees_exactly_the_layers_through_verity_and_overlays() {
     let (ctx, dir, m) = built();
-    let (root, salt, blocks) = verity_args(&m);
-    let b = boot(
-        &dir.join("image.erofs"),
-        &dir.join("image.verity"),
-        &root,
-        &salt,
-        blocks,
-        ctx.path(),
-    );
+    let b = boot(&layers(&dir, &m), ctx.path());
     assert!(
         b.eio.is_empty(),
         "read errors in the VM: {:?}\n{}",
@@ -358,9 +445,14 @@ fn vm_sees_exactly_the_image_through_verity_and_overlay() {
     );
     assert!(
         b.usrmerge,
-        "the overlay must keep the host's usr-merged /bin symlink"
+        "the overlays must keep the root's usr-merged /bin symlink"
     );
-    // Every regular file of manifest.json, with the sha256 of its content in the store.
+    assert!(
+        b.host_etc,
+        "the root's own /etc files show through the config layer"
+    );
+    assert!(b.own_var, "/var is the root's own, nothing of an image");
+    // Every regular file of the image, with the sha256 of its content in the store.
     let mut want = BTreeMap::new();
     for e in m["entries"]
         .as_array()
@@ -368,66 +460,58 @@ fn vm_sees_exactly_the_image_through_verity_and_overlay() {
         .iter()
         .filter(|e| e["kind"] == "file")
     {
-        let b3 = e["blake3"].as_str().unwrap();
-        let obj = ctx
-            .store()
-            .join("blake3")
-            .join(&b3[..2])
-            .join(&b3[2..4])
-            .join(&b3[4..]);
         want.insert(
             e["path"].as_str().unwrap().to_string(),
-            crate::sha256_hex(&std::fs::read(obj).unwrap()),
+            crate::sha256_hex(&object(&ctx, e["blake3"].as_str().unwrap())),
         );
     }
-    assert_eq!(b.files, want, "what the VM sees differs from manifest.json");
+    assert_eq!(
+        b.files, want,
+        "what the VM sees differs from the image record"
+    );
 }
 
-#[test]
-fn vm_read_fails_after_a_flipped_byte() {
-    let (ctx, dir, m) = built();
-    let (root, salt, blocks) = verity_args(&m);
-    // Flip one byte inside kubelet's data in a copy of the image; keep the verity tree.
-    let kubelet = m["entries"]
+/// A copy of `layer`'s EROFS file with one byte flipped inside the data of `path`.
+fn flipped(ctx: &TestContext, m: &serde_json::Value, layer: &Layer, path: &str) -> PathBuf {
+    let e = m["entries"]
         .as_array()
         .unwrap()
         .iter()
-        .find(|e| e["path"] == "/usr/local/bin/kubelet")
+        .find(|e| e["path"] == path)
         .unwrap();
-    let b3 = kubelet["blake3"].as_str().unwrap();
-    let content = std::fs::read(
-        ctx.store()
-            .join("blake3")
-            .join(&b3[..2])
-            .join(&b3[2..4])
-            .join(&b3[4..]),
-    )
-    .unwrap();
-    let mut img = std::fs::read(dir.join("image.erofs")).unwrap();
+    let content = object(ctx, e["blake3"].as_str().unwrap());
+    let mut img = std::fs::read(&layer.raw).unwrap();
+    let probe = &content[..content.len().min(64)];
     let at = img
-        .windows(64)
-        .position(|w| w == &content[..64])
-        .expect("kubelet's data in the image");
+        .windows(probe.len())
+        .position(|w| w == probe)
+        .unwrap_or_else(|| panic!("{path}'s data in the layer"));
     img[at + content.len() / 2] ^= 0x01;
-    let copy = ctx.path().join("flipped.erofs");
+    let copy = ctx.path().join(format!("flipped-{}.raw", layer.role));
     std::fs::write(&copy, &img).unwrap();
-    let b = boot(
-        &copy,
-        &dir.join("image.verity"),
-        &root,
-        &salt,
-        blocks,
-        ctx.path(),
-    );
-    assert_eq!(
-        b.eio,
-        vec!["/usr/local/bin/kubelet".to_string()],
-        "{}",
-        b.console
-    );
-    assert!(!b.files.contains_key("/usr/local/bin/kubelet"));
-    assert!(
-        b.files.contains_key("/usr/local/bin/runc"),
-        "other files still read"
-    );
+    copy
+}
+
+#[test]
+fn vm_read_fails_after_a_flipped_byte_in_either_layer() {
+    let (ctx, dir, m) = built();
+    for (role, path, other) in [
+        ("payload", "/usr/local/bin/kubelet", "/usr/local/bin/runc"),
+        (
+            "config",
+            "/etc/containerd/config.toml",
+            "/etc/systemd/system/kubelet.service",
+        ),
+    ] {
+        let mut ls = layers(&dir, &m);
+        let l = ls.iter_mut().find(|l| l.role == role).unwrap();
+        l.raw = flipped(&ctx, &m, l, path);
+        let b = boot(&ls, ctx.path());
+        assert_eq!(b.eio, vec![path.to_string()], "{role}: {}", b.console);
+        assert!(!b.files.contains_key(path));
+        assert!(
+            b.files.contains_key(other),
+            "{role}: other files still read"
+        );
+    }
 }
