@@ -485,3 +485,103 @@ fn verify_on_an_empty_out_says_it_checked_only_the_lockfile() {
     let r = ctx.run(&["verify"]).ok();
     assert!(!r.stderr.contains("holds no store objects"), "{}", r.stderr);
 }
+
+/// The payload layer directory of an image (through the image's links).
+fn payload_of(ctx: &TestContext, id: &str) -> PathBuf {
+    std::fs::canonicalize(
+        ctx.path()
+            .join("out/images")
+            .join(id)
+            .join("nodeforge-payload.raw"),
+    )
+    .unwrap()
+    .parent()
+    .unwrap()
+    .to_path_buf()
+}
+
+#[test]
+fn gc_keeps_a_shared_payload_while_any_kept_generation_uses_it() {
+    let (ctx, ids) = three_generations();
+    // Generations 1 and 2 share the runc 1.1.13 payload; generation 3 has runc 1.1.14's.
+    let (old, new) = (payload_of(&ctx, &ids[1]), payload_of(&ctx, &ids[2]));
+    assert_eq!(payload_of(&ctx, &ids[0]), old);
+    assert_ne!(old, new);
+    ctx.run(&["rollback", "worker1"]).ok(); // worker1 on generation 2: the old payload is live
+    let v = ctx
+        .run(&["gc", "--keep-generations", "1", "--json"])
+        .ok()
+        .json();
+    assert!(old.is_dir() && new.is_dir(), "{v}");
+    assert!(
+        v["removed_layers"].as_array().unwrap().len() >= 6,
+        "old config layers go: {v}"
+    );
+    // Once no kept generation uses it, it goes.
+    ctx.run(&["rollback", "worker1", "--to", &ids[2]]).ok();
+    let v = ctx
+        .run(&["gc", "--keep-generations", "1", "--json"])
+        .ok()
+        .json();
+    assert!(!old.exists(), "{v}");
+    assert!(new.is_dir());
+    let old_id = old.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(v["removed_layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|l| l == old_id.as_str()));
+    ctx.run(&["verify", "--rebuild"]).ok();
+}
+
+#[test]
+fn a_whole_root_generation_from_before_layers_is_listed_and_refused_with_the_reason() {
+    let ctx = TestContext::new();
+    ctx.net(&["lock"]).ok();
+    ctx.net(&["build", "--node", "worker1"]).ok();
+    let layered = current_id(&ctx, "worker1");
+    // A generation as nodeforge recorded it before layers: format 1, one whole-root entry list
+    // with the kubelet config under /var, and its id the hash of that list.
+    let entries = vec![
+        nodeforge::image::Entry::dir("/var"),
+        nodeforge::image::Entry::dir("/var/lib"),
+        nodeforge::image::Entry::dir("/var/lib/kubelet"),
+        nodeforge::image::Entry::file(
+            "/var/lib/kubelet/kubelet-config.yaml",
+            0o644,
+            4,
+            nodeforge::hash::Blake3::of(b"old\n"),
+        ),
+    ];
+    let id = nodeforge::image::image_id(&entries).to_hex();
+    let old = nodeforge::image::ImageManifest {
+        format: 1,
+        id: id.clone(),
+        node: "worker1".into(),
+        arch: "amd64".into(),
+        layers: Vec::new(),
+        entries,
+        provenance: Default::default(),
+        verity: None,
+    };
+    let out = ctx.path().join("out");
+    nodeforge::generations::record(&out, "worker1", &id, "lock", &old.to_json()).unwrap();
+    nodeforge::generations::switch(&out, "worker1", 1).unwrap();
+    ctx.run(&["list", "--node", "worker1"])
+        .ok()
+        .stdout_has("(whole-root, format 1: cannot be switched to)");
+    ctx.run(&["rollback", "worker1", "--to", &id[..12]])
+        .fails()
+        .stderr_has(&format!("image {id} of node `worker1` is a whole-root image (format 1, from before layered images): its config lived under /var, which layers cannot hold"))
+        .stderr_has("hint: roll back to a generation built with layers");
+    assert_eq!(current_id(&ctx, "worker1"), layered, "nothing switched");
+    // show and diff still read it; gc and verify keep working around it.
+    ctx.run(&["show", "worker1@2"])
+        .ok()
+        .stdout_has("whole-root format 1");
+    ctx.run(&["diff", "worker1@2", "worker1@1"])
+        .ok()
+        .stdout_has("removed /var/lib/kubelet/kubelet-config.yaml");
+    ctx.run(&["gc"]).ok();
+    ctx.run(&["verify"]).ok();
+}
