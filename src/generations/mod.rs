@@ -132,6 +132,20 @@ pub fn record(
     lock_id: &str,
     manifest_json: &[u8],
 ) -> Result<(u32, bool), GenerationError> {
+    record_from(out, node, image_id, lock_id, manifest_json, None)
+}
+
+/// [`record`], with the generation's `manifest.json` hard-linked from `same_bytes` (the image's
+/// own record, holding exactly `manifest_json`) where the filesystem allows: a thousand nodes
+/// keep one copy of each record, and the generation's survives gc of the image all the same.
+pub fn record_from(
+    out: &Path,
+    node: &str,
+    image_id: &str,
+    lock_id: &str,
+    manifest_json: &[u8],
+    same_bytes: Option<&Path>,
+) -> Result<(u32, bool), GenerationError> {
     let gens = list(out, node)?;
     if let Some(cur) = current(out, node) {
         if gens
@@ -166,8 +180,15 @@ pub fn record(
         };
         let mut json = serde_json::to_vec_pretty(&g).unwrap_or_default();
         json.push(b'\n');
-        fsutil::write_atomic(&tmp.path().join("generation.json"), &json, 0o644)?;
-        fsutil::write_atomic(&tmp.path().join("manifest.json"), manifest_json, 0o644)?;
+        fsutil::write_new(&tmp.path().join("generation.json"), &json, 0o644)?;
+        let record = tmp.path().join("manifest.json");
+        let linked = same_bytes.is_some_and(|src| {
+            std::fs::read(src).is_ok_and(|b| b == manifest_json)
+                && std::fs::hard_link(src, &record).is_ok()
+        });
+        if !linked {
+            fsutil::write_new(&record, manifest_json, 0o444)?;
+        }
         let link = tmp.path().join("image");
         std::os::unix::fs::symlink(Path::new("../../../../images").join(image_id), &link)
             .at("cannot create a symlink at", &link)?;
@@ -176,6 +197,7 @@ pub fn record(
             std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755))
                 .at("cannot set the mode of", tmp.path())?;
         }
+        fsutil::sync_dir(tmp.path())?;
         let tmp_path = tmp.keep();
         let target = dir.join(number.to_string());
         match std::fs::rename(&tmp_path, &target) {

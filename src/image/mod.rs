@@ -525,8 +525,11 @@ pub fn layer_entries(entries: &[Entry], role: Role) -> Vec<Entry> {
 
 impl ImageManifest {
     /// The canonical `manifest.json` bytes (pretty, stable key order, trailing newline).
+    /// The canonical `manifest.json` bytes: compact (a node costs this once per image and
+    /// generation; `nodeforge show --json` prints it for people), stable key order, trailing
+    /// newline.
     pub fn to_json(&self) -> Vec<u8> {
-        let mut v = serde_json::to_vec_pretty(self).unwrap_or_default();
+        let mut v = serde_json::to_vec(self).unwrap_or_default();
         v.push(b'\n');
         v
     }

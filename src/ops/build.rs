@@ -338,12 +338,13 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, Error> {
     for ((n, m), w) in nodes.iter().zip(&images).zip(written) {
         let (dir, full, new) = w?;
         // The record as written, with each layer's root hash: what the generation keeps.
-        let (generation, recorded) = generations::record(
+        let (generation, recorded) = generations::record_from(
             &opts.out,
             n.name.as_str(),
             &m.id,
             &checked.lock_id,
             &full.to_json(),
+            Some(&dir.join(layout::IMAGE_RECORD)),
         )?;
         let layers = full
             .layers

@@ -151,7 +151,38 @@ pub fn gc(opts: &GcOptions) -> Result<GcReport, Error> {
         }
     }
 
-    // 3. Sweep.
+    // 3. Sweep: images and layers first, then what they are made of, so that a gc killed
+    // midway never leaves a layer whose store objects are gone.
+    for e in std::fs::read_dir(layout.images())
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if live_images.contains(&name) {
+            r.kept_images += 1;
+        } else {
+            remove(&e.path(), &mut r)?;
+            if !name.starts_with('.') {
+                r.removed_images.push(name);
+            }
+        }
+    }
+    for e in std::fs::read_dir(layout.layers())
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if live_layers.contains(&name) {
+            r.kept_layers += 1;
+        } else {
+            remove(&e.path(), &mut r)?;
+            if !name.starts_with('.') {
+                r.removed_layers.push(name);
+            }
+        }
+    }
     for (addr, path) in store.objects() {
         if addr.is_some_and(|a| live.contains(&a)) {
             r.kept_objects += 1;
@@ -193,36 +224,6 @@ pub fn gc(opts: &GcOptions) -> Result<GcReport, Error> {
                     remove(&path, &mut r)?;
                     r.removed_other += 1;
                 }
-            }
-        }
-    }
-    for e in std::fs::read_dir(layout.images())
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
-        let name = e.file_name().to_string_lossy().into_owned();
-        if live_images.contains(&name) {
-            r.kept_images += 1;
-        } else {
-            remove(&e.path(), &mut r)?;
-            if !name.starts_with('.') {
-                r.removed_images.push(name);
-            }
-        }
-    }
-    for e in std::fs::read_dir(layout.layers())
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
-        let name = e.file_name().to_string_lossy().into_owned();
-        if live_layers.contains(&name) {
-            r.kept_layers += 1;
-        } else {
-            remove(&e.path(), &mut r)?;
-            if !name.starts_with('.') {
-                r.removed_layers.push(name);
             }
         }
     }
