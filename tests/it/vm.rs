@@ -387,18 +387,33 @@ fn boot(layers: &[Layer], scratch: &Path) -> Boot {
     b
 }
 
-fn built() -> (TestContext, PathBuf, serde_json::Value) {
+fn built() -> (TestContext, serde_json::Value) {
     let ctx = TestContext::new();
     ctx.net(&["lock"]).ok();
     ctx.net(&["build", "--node", "worker1"]).ok();
     let dir = std::fs::canonicalize(ctx.path().join("out/nodes/worker1/current")).unwrap();
     let m: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
-    (ctx, dir, m)
+    (ctx, m)
 }
 
-/// The image's two layers as its record pins them.
-fn layers(dir: &Path, m: &serde_json::Value) -> Vec<Layer> {
+/// The image's two layers: the disks `show --boot` says to attach, with the verity parameters
+/// the image record pins (the busybox initramfs opens them with dmsetup, which needs the salt and
+/// size; veritysetup reads those from the hash tree's superblock).
+fn layers(ctx: &TestContext, m: &serde_json::Value) -> Vec<Layer> {
+    let plan = ctx
+        .run(&["show", "worker1", "--boot", "--json"])
+        .ok()
+        .json();
+    let disk = |serial: String| -> PathBuf {
+        let d = plan["disks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["serial"] == serial.as_str())
+            .unwrap_or_else(|| panic!("no disk {serial} in {plan}"));
+        PathBuf::from(d["path"].as_str().unwrap())
+    };
     m["layers"]
         .as_array()
         .unwrap()
@@ -410,11 +425,16 @@ fn layers(dir: &Path, m: &serde_json::Value) -> Vec<Layer> {
                 "config"
             };
             let v = &l["verity"];
+            let root = v["root_hash"].as_str().unwrap().to_string();
+            assert!(plan["kernel_cmdline"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("nodeforge.{role}={root}")));
             Layer {
                 role,
-                raw: dir.join(format!("nodeforge-{role}.raw")),
-                verity: dir.join(format!("nodeforge-{role}.verity")),
-                root: v["root_hash"].as_str().unwrap().to_string(),
+                raw: disk(format!("nf-{role}")),
+                verity: disk(format!("nf-{role}-verity")),
+                root,
                 salt: v["salt"].as_str().unwrap().to_string(),
                 blocks: v["data_blocks"].as_u64().unwrap(),
             }
@@ -435,8 +455,8 @@ fn object(ctx: &TestContext, b3: &str) -> Vec<u8> {
 
 #[test]
 fn vm_sees_exactly_the_layers_through_verity_and_overlays() {
-    let (ctx, dir, m) = built();
-    let b = boot(&layers(&dir, &m), ctx.path());
+    let (ctx, m) = built();
+    let b = boot(&layers(&ctx, &m), ctx.path());
     assert!(
         b.eio.is_empty(),
         "read errors in the VM: {:?}\n{}",
@@ -494,7 +514,7 @@ fn flipped(ctx: &TestContext, m: &serde_json::Value, layer: &Layer, path: &str) 
 
 #[test]
 fn vm_read_fails_after_a_flipped_byte_in_either_layer() {
-    let (ctx, dir, m) = built();
+    let (ctx, m) = built();
     for (role, path, other) in [
         ("payload", "/usr/local/bin/kubelet", "/usr/local/bin/runc"),
         (
@@ -503,7 +523,7 @@ fn vm_read_fails_after_a_flipped_byte_in_either_layer() {
             "/etc/systemd/system/kubelet.service",
         ),
     ] {
-        let mut ls = layers(&dir, &m);
+        let mut ls = layers(&ctx, &m);
         let l = ls.iter_mut().find(|l| l.role == role).unwrap();
         l.raw = flipped(&ctx, &m, l, path);
         let b = boot(&ls, ctx.path());
