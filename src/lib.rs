@@ -2,15 +2,25 @@
 //!
 //! Data flows one way: manifest → lock → store → (render → image → generations).
 //!
-//! | module       | owns                                                             |
-//! |--------------|------------------------------------------------------------------|
-//! | `manifest`   | `manifests/*.toml`: schema, validation, component defaults (data) |
-//! | `lock`       | `lockfiles/*.lock`: model, canonical writer/reader, staleness     |
-//! | `checksum`   | upstream's published checksum files, all three shapes             |
-//! | `fetch`      | HTTP and `file://` downloads, mirrors, retries, progress          |
-//! | `store`      | `out/store/`: content-addressed objects, the sha256 index, locks  |
-//! | `ops`        | orchestration of the commands; the only module combining others  |
-//! | `cli`        | clap, human and `--json` output, exit codes                      |
+//! | module        | owns                                                                      |
+//! |---------------|---------------------------------------------------------------------------|
+//! | `manifest`    | `manifests/*.toml`: schema, validation, component defaults (data)          |
+//! | `lock`        | `lockfiles/*.lock`: model, canonical writer/reader, staleness              |
+//! | `checksum`    | upstream's published checksum files, all three shapes                      |
+//! | `source`      | where an artifact may come from: upstream and mirrors, in order            |
+//! | `fetch`       | HTTP and `file://` downloads, mirrors, retries, progress                   |
+//! | `store`       | `out/store/`: content-addressed objects, the sha256 index, locks           |
+//! | `extract`     | what an artifact installs, streamed out of its archive once into the store |
+//! | `secrets`     | finding private keys in bytes and streams, in any framing                  |
+//! | `render`      | templates + node variables → validated file bytes and enable links         |
+//! | `image`       | entries, layers and their roles, ids, records; EROFS, dm-verity, tar writers |
+//! | `layout`      | `out/`'s tree: the only code that knows where layers, images, nodes live   |
+//! | `generations` | per-node history, the `current` pointer, rollback targets                  |
+//! | `hash`        | typed digests (sha256, blake3), strict parsing                             |
+//! | `fsutil`      | atomic writes, temp directories committed whole, directory fsyncs          |
+//! | `standin`     | stand-in artifacts in upstream's shapes, for the demo and tests            |
+//! | `ops`         | orchestration of the commands; the only module combining others           |
+//! | `cli`         | clap, human and `--json` output, exit codes                                |
 
 pub mod checksum;
 pub mod cli;
