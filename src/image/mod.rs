@@ -204,7 +204,7 @@ pub enum Provenance {
     Template {
         template: String,
     },
-    /// A `systemctl enable` symlink derived from a unit's [Install] section.
+    /// A `systemctl enable` symlink derived from a unit's `[Install]` section.
     Enable {
         unit: String,
     },
