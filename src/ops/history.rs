@@ -127,6 +127,11 @@ pub fn rollback(out: &Path, nodes: &[String], to: Option<&str>) -> Result<Vec<Ro
     Ok(done)
 }
 
+/// Switch every node that has generations to its previous one (all targets found first).
+pub fn rollback_all(out: &Path) -> Result<Vec<Rollback>, Error> {
+    rollback(out, &generations::nodes(out), None)
+}
+
 /// Resolve `node`, `node@N` or an image id (prefix) to an image's entry list.
 pub fn resolve_image(out: &Path, reference: &str) -> Result<ImageManifest, Error> {
     if let Some((node, gen)) = reference.split_once('@') {

@@ -4,6 +4,7 @@
 
 mod boot;
 mod build;
+mod components;
 mod error;
 mod fetch;
 mod flatten;
@@ -18,11 +19,14 @@ use std::path::{Path, PathBuf};
 
 pub use boot::{boot_plan, BootDisk, BootPlan};
 pub use build::{build, BuildOptions, BuildReport, LayerBuild, NodeBuild, NodeStatus};
+pub use components::{components, demo_mirror};
 pub use error::Error;
 pub use fetch::{fetch, ArtifactStatus, FetchOptions, FetchReport, FetchedArtifact};
 pub use flatten::{flatten, FlattenReport};
 pub use gc::{gc, GcOptions, GcReport};
-pub use history::{diff, list, resolve_image, rollback, DiffReport, NodeHistory, Rollback};
+pub use history::{
+    diff, list, resolve_image, rollback, rollback_all, DiffReport, NodeHistory, Rollback,
+};
 pub use lock::{check_lock, lock, EntryStatus, LockCheck, LockOptions, LockReport, LockedEntry};
 pub use materialize::{find_image, FlatFormat};
 pub use mirror::{export_mirror, ExportReport};

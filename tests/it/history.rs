@@ -217,7 +217,9 @@ fn an_edited_generation_record_is_refused_not_rebuilt() {
         .path()
         .join("out/nodes/worker1/generations/1/manifest.json");
     let text = std::fs::read_to_string(&record).unwrap();
-    std::fs::write(&record, text.replacen("\"mode\": 493", "\"mode\": 2541", 1)).unwrap();
+    let edited = text.replacen("\"mode\":493", "\"mode\":2541", 1);
+    assert_ne!(edited, text);
+    std::fs::write(&record, edited).unwrap();
     ctx.run(&["rollback", "worker1", "--to", &ids[0]])
         .fails()
         .stderr_has("the record is damaged or was edited");

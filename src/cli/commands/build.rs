@@ -1,0 +1,77 @@
+//! `nodeforge build`: one immutable, layered image per node.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use clap::Args;
+
+use super::super::{human_bytes, print_json, short, NetArgs};
+use crate::cli::Ctx;
+use crate::ops::{self, Error};
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// Build only this node (repeatable).
+    #[arg(long, value_name = "NAME")]
+    node: Vec<String>,
+    #[command(flatten)]
+    net: NetArgs,
+}
+
+pub fn exec(ctx: &Ctx, args: BuildArgs) -> Result<ExitCode, Error> {
+    let json = ctx.json;
+    let BuildArgs { node, net } = args;
+    let opts = ops::BuildOptions {
+        manifest: ctx.manifest.clone(),
+        lockfile: ctx.lockfile.clone(),
+        out: ctx.out.clone(),
+        nodes: node,
+        fetch: net.config()?,
+        jobs: net.jobs,
+        progress: !json && std::io::stderr().is_terminal(),
+    };
+    let r = ops::build(&opts)?;
+    if json {
+        print_json(&r);
+        return Ok(ExitCode::SUCCESS);
+    }
+    for n in &r.nodes {
+        let status = serde_json::to_value(n.status)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        let layers: Vec<String> = n
+            .layers
+            .iter()
+            .map(|l| {
+                format!(
+                    "{} {} ({}{})",
+                    l.role,
+                    short(&l.id),
+                    human_bytes(l.bytes),
+                    if l.written { ", new" } else { "" }
+                )
+            })
+            .collect();
+        say!(
+            "{status:>10} {:<10} {} {} entries: {}",
+            n.node,
+            n.image_id,
+            n.entries,
+            layers.join(", ")
+        );
+    }
+    if r.all_unchanged() {
+        say!(
+            "nothing to do: all {} node images are up to date ({:.2}s)",
+            r.nodes.len(),
+            r.elapsed_ms as f64 / 1000.0
+        );
+    } else {
+        say!(
+            "built {} node images in {:.2}s; out/nodes/<node>/current points at each",
+            r.nodes.len(),
+            r.elapsed_ms as f64 / 1000.0
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,69 @@
+//! `nodeforge fetch`: download every locked artifact the store lacks, verified against the lockfile.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use clap::Args;
+
+use super::super::{human_bytes, print_json, NetArgs};
+use crate::cli::Ctx;
+use crate::ops::{self, ArtifactStatus, Error};
+#[derive(Debug, Args)]
+pub struct FetchArgs {
+    #[command(flatten)]
+    net: NetArgs,
+}
+
+pub fn exec(ctx: &Ctx, args: FetchArgs) -> Result<ExitCode, Error> {
+    let json = ctx.json;
+    let FetchArgs { net } = args;
+    let opts = ops::FetchOptions {
+        manifest: ctx.manifest.clone(),
+        lockfile: ctx.lockfile.clone(),
+        out: ctx.out.clone(),
+        fetch: net.config()?,
+        jobs: net.jobs,
+        progress: !json && std::io::stderr().is_terminal(),
+    };
+    let r = ops::fetch(&opts)?;
+    let failures = r.failures();
+    for f in &failures {
+        eprintln!("error: {}", f.error.as_deref().unwrap_or("failed"));
+    }
+    if json {
+        print_json(&r);
+    } else {
+        for a in r
+            .artifacts
+            .iter()
+            .filter(|a| a.status == ArtifactStatus::Fetched)
+        {
+            say!(
+                "{:>10} {} {} ({}) {} from {}",
+                "fetched",
+                a.component,
+                a.version,
+                a.arch,
+                human_bytes(a.size.unwrap_or(0)),
+                a.source.as_deref().unwrap_or("?")
+            );
+        }
+        say!(
+            "{} fetched ({}), {} already in the store, {} failed, in {:.2}s",
+            r.count(ArtifactStatus::Fetched),
+            human_bytes(r.fetched_bytes),
+            r.count(ArtifactStatus::Present),
+            failures.len(),
+            // Milliseconds to seconds, for display only.
+            r.elapsed_ms as f64 / 1000.0
+        );
+    }
+    if !failures.is_empty() && opts.fetch.offline {
+        eprintln!("hint: offline: fetch these where the network is reachable, or pass --mirror file://DIR holding them");
+    }
+    Ok(if failures.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

@@ -1,0 +1,48 @@
+//! `nodeforge list`: each node's generations, the current one marked.
+
+use std::process::ExitCode;
+
+use clap::Args;
+
+use super::super::{print_json, short};
+use crate::cli::Ctx;
+use crate::ops::{self, Error};
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Only this node.
+    #[arg(long, value_name = "NAME")]
+    node: Option<String>,
+}
+
+pub fn exec(ctx: &Ctx, args: ListArgs) -> Result<ExitCode, Error> {
+    let json = ctx.json;
+    let ListArgs { node } = args;
+    let h = ops::list(&ctx.out, node.as_deref())?;
+    if json {
+        print_json(&h);
+        return Ok(ExitCode::SUCCESS);
+    }
+    for n in &h {
+        say!("{}", n.node);
+        for g in &n.generations {
+            let mark = if Some(g.number) == n.current {
+                "*"
+            } else {
+                " "
+            };
+            say!(
+                "  {mark} {:>3}  {}  lock {}  {}{}",
+                g.number,
+                g.image_id,
+                short(g.lock_id.trim_start_matches("blake3:")),
+                g.built_at,
+                if n.whole_root.contains(&g.number) {
+                    "  (whole-root, format 1: cannot be switched to)"
+                } else {
+                    ""
+                }
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

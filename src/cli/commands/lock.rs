@@ -1,0 +1,105 @@
+//! `nodeforge lock`: pin every artifact of the manifest to its URL and upstream's published
+//! sha256; `--check` changes nothing and uses no network.
+
+use std::process::ExitCode;
+
+use clap::Args;
+
+use super::super::{print_json, short, NetArgs};
+use crate::cli::Ctx;
+use crate::ops::{self, EntryStatus, Error};
+
+#[derive(Debug, Args)]
+pub struct LockArgs {
+    /// Change nothing and use no network: fail if the lockfile is missing, edited or stale.
+    #[arg(long)]
+    check: bool,
+    /// Re-resolve this component even if its entry is unchanged (repeatable).
+    #[arg(long, value_name = "COMPONENT")]
+    update: Vec<String>,
+    /// Record artifacts whose published sha256 cannot be read as `unresolved` instead of failing.
+    #[arg(long)]
+    allow_unresolved: bool,
+    #[command(flatten)]
+    net: NetArgs,
+}
+
+pub fn exec(ctx: &Ctx, args: LockArgs) -> Result<ExitCode, Error> {
+    let json = ctx.json;
+    if args.check {
+        return check(ctx);
+    }
+    let LockArgs {
+        update,
+        allow_unresolved,
+        net,
+        ..
+    } = args;
+    let opts = ops::LockOptions {
+        manifest: ctx.manifest.clone(),
+        lockfile: ctx.lockfile.clone(),
+        update,
+        allow_unresolved,
+        fetch: net.config()?,
+        jobs: net.jobs,
+    };
+    let r = ops::lock(&opts)?;
+    for w in &r.warnings {
+        eprintln!("warning: {w}");
+    }
+    if json {
+        print_json(&r);
+        return Ok(ExitCode::SUCCESS);
+    }
+    for e in &r.entries {
+        let what = format!("{} {} ({})", e.component, e.version, e.arch);
+        let sha = e.sha256.as_deref().map(short).unwrap_or("-");
+        match (e.status, &e.previous_version) {
+            (EntryStatus::Updated, Some(prev)) => {
+                say!(
+                    "{:>10} {} {prev} → {} ({}) {sha}",
+                    "updated",
+                    e.component,
+                    e.version,
+                    e.arch
+                );
+            }
+            (status, _) => {
+                let s = serde_json::to_value(status)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default();
+                say!("{s:>10} {what} {sha}");
+            }
+        }
+    }
+    if r.written {
+        say!("wrote {} (lock-id {})", r.lockfile.display(), r.lock_id);
+    } else {
+        say!(
+            "{} is up to date (lock-id {})",
+            r.lockfile.display(),
+            r.lock_id
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn check(ctx: &Ctx) -> Result<ExitCode, Error> {
+    let json = ctx.json;
+    let c = ops::check_lock(&ctx.manifest, &ctx.lockfile)?;
+    if json {
+        print_json(&c);
+    } else {
+        say!(
+            "{} is fresh: {} artifacts, lock-id {}",
+            c.lockfile.display(),
+            c.artifacts,
+            c.lock_id
+        );
+    }
+    for u in &c.unresolved {
+        eprintln!("warning: {u} is unresolved: `nodeforge fetch` will refuse it until `nodeforge lock --update` resolves it");
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,16 @@
+//! One file per command: its clap arguments, an `exec` that turns them into one `ops` call, and
+//! its human output (`--json` prints the report instead).
+
+pub mod build;
+pub mod components;
+pub mod demo_mirror;
+pub mod diff;
+pub mod fetch;
+pub mod flatten;
+pub mod gc;
+pub mod list;
+pub mod lock;
+pub mod mirror;
+pub mod rollback;
+pub mod show;
+pub mod verify;

@@ -1,0 +1,132 @@
+//! `nodeforge show`: an image's layers and entries with where each came from (a bill of
+//! materials); `--boot`: what a VM host attaches to boot it.
+
+use std::process::ExitCode;
+
+use clap::Args;
+
+use super::super::{print_json, short};
+use crate::cli::Ctx;
+use crate::ops::{self, Error};
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// An image id (an unambiguous prefix is enough), a node (its current image) or NODE@GEN.
+    id: String,
+    /// Print what a VM host attaches instead: each layer's disk, its root hash, the kernel
+    /// command line and a QEMU command line.
+    #[arg(long)]
+    boot: bool,
+}
+
+pub fn exec(ctx: &Ctx, args: ShowArgs) -> Result<ExitCode, Error> {
+    let json = ctx.json;
+    let ShowArgs { id, boot } = args;
+    if boot {
+        return show_boot(ctx, &id);
+    }
+    let m = ops::resolve_image(&ctx.out, &id)?;
+    if json {
+        print_json(&m);
+        return Ok(ExitCode::SUCCESS);
+    }
+    say!(
+        "image {} (node {}, {}{})",
+        m.id,
+        m.node,
+        m.arch,
+        if m.layers.is_empty() {
+            ", whole-root format 1"
+        } else {
+            ""
+        }
+    );
+    for l in &m.layers {
+        say!(
+            "{} layer {} {}: verity root hash {}",
+            l.role,
+            l.name,
+            l.id,
+            l.verity
+                .as_ref()
+                .map_or("(not written)", |v| v.root_hash.as_str())
+        );
+    }
+    if let Some(v) = &m.verity {
+        say!(
+            "verity root hash {} (salt {}, {} data blocks)",
+            v.root_hash,
+            v.salt,
+            v.data_blocks
+        );
+    }
+    for e in &m.entries {
+        let from = match m.provenance.get(&e.path) {
+            Some(crate::image::Provenance::Artifact {
+                component,
+                version,
+                url,
+                sha256,
+                member,
+                ..
+            }) => format!(
+                "{component} {version}{} <- {url} (sha256 {})",
+                member
+                    .as_deref()
+                    .map(|m| format!(" [{m}]"))
+                    .unwrap_or_default(),
+                short(sha256)
+            ),
+            Some(crate::image::Provenance::Template { template }) => {
+                format!("template {template}")
+            }
+            Some(crate::image::Provenance::Enable { unit }) => {
+                format!("systemctl enable {unit}")
+            }
+            Some(crate::image::Provenance::Release { role }) => {
+                format!("{role} layer's extension-release")
+            }
+            Some(crate::image::Provenance::Directory) | None => String::new(),
+        };
+        let what = match e.kind {
+            crate::image::Kind::Dir => format!("{}/", e.path),
+            crate::image::Kind::Symlink => {
+                format!("{} -> {}", e.path, e.target.as_deref().unwrap_or(""))
+            }
+            crate::image::Kind::File => e.path.clone(),
+        };
+        let hash = e.blake3.map(|b| b.to_hex()).unwrap_or_default();
+        say!(
+            "{:04o} {:>10} {:<12} {what}  {from}",
+            e.mode,
+            e.size,
+            short(&hash)
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn show_boot(ctx: &Ctx, id: &str) -> Result<ExitCode, Error> {
+    let json = ctx.json;
+    let b = ops::boot_plan(&ctx.out, id)?;
+    if json {
+        print_json(&b);
+        return Ok(ExitCode::SUCCESS);
+    }
+    say!("image {} (node {})", b.image_id, b.node);
+    say!("attach read-only (virtio serial, file):");
+    for d in &b.disks {
+        say!("  {:<20} {}", d.serial, d.path.display());
+    }
+    say!("kernel command line:\n  {}", b.kernel_cmdline);
+    say!(
+        "QEMU (7.2+; VM_DISK is the VM's own disk, with /var; boot it with the kernel command line above):\n  {}",
+        b.qemu
+            .first()
+            .into_iter()
+            .cloned()
+            .chain(b.qemu.get(1..).unwrap_or_default().chunks(2).map(|c| c.join(" ")))
+            .collect::<Vec<_>>()
+            .join(" \\\n    ")
+    );
+    Ok(ExitCode::SUCCESS)
+}

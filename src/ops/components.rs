@@ -1,0 +1,19 @@
+//! `nodeforge components` and `nodeforge demo-mirror`: what the manifest implies, and stand-in
+//! artifacts in upstream's shapes for demos and tests.
+
+use std::path::Path;
+
+use super::Error;
+use crate::manifest::{ArtifactSpec, Manifest};
+use crate::standin::{self, StandinReport};
+
+/// Every (component, version, arch) of the manifest with its URLs.
+pub fn components(manifest: &Path) -> Result<Vec<ArtifactSpec>, Error> {
+    Ok(Manifest::load(manifest)?.artifacts())
+}
+
+/// Write stand-in artifacts of `size` bytes per executable, with checksum files, as a mirror.
+pub fn demo_mirror(manifest: &Path, dir: &Path, size: usize) -> Result<StandinReport, Error> {
+    let m = Manifest::load(manifest)?;
+    Ok(standin::write_mirror(&m, dir, size)?)
+}
