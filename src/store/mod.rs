@@ -17,7 +17,7 @@ use std::fs::{self, File};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
-use crate::fsutil::{self, FsError, IoContext};
+use crate::fsutil::{self, AtomicFile, FsError, IoContext};
 use crate::hash::{Blake3, Sha256};
 
 pub mod digests;
@@ -290,36 +290,20 @@ impl Store {
     }
 
     /// A new temporary file in the store's own tmp/ directory.
-    pub fn temp_file(&self) -> Result<tempfile::NamedTempFile, FsError> {
-        let dir = self.root.join("tmp");
-        tempfile::Builder::new()
-            .prefix(".nodeforge-tmp-")
-            .tempfile_in(&dir)
-            .at("cannot create a temporary file in", &dir)
+    pub fn temp_file(&self) -> Result<AtomicFile, FsError> {
+        AtomicFile::new_in(&self.root.join("tmp"))
     }
 
     /// Move a fully written and hashed temp file into the store under its address.
-    pub fn commit(
-        &self,
-        tmp: tempfile::NamedTempFile,
-        blake3: &Blake3,
-        size: u64,
-    ) -> Result<Object, FsError> {
+    pub fn commit(&self, tmp: AtomicFile, blake3: &Blake3, size: u64) -> Result<Object, FsError> {
         let path = self.object_path(blake3);
         let dir = path
             .parent()
             .map(Path::to_path_buf)
             .unwrap_or_else(|| self.root.clone());
         fsutil::create_dir_all(&dir)?;
-        fsutil::set_mode(tmp.as_file(), 0o444).at("cannot set the mode of", tmp.path())?;
-        tmp.as_file().sync_all().at("cannot sync", tmp.path())?;
-        match tmp.persist_noclobber(&path) {
-            Ok(_) => {}
-            // Someone stored the same content first: same address, same bytes.
-            Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(FsError::new("cannot move an object into", &path, e.error)),
-        }
-        fsutil::sync_dir(&dir)?;
+        // Someone stored the same content first: same address, same bytes.
+        tmp.commit_new(&path, 0o444)?;
         Ok(Object {
             blake3: *blake3,
             size,
