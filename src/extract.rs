@@ -35,6 +35,13 @@ pub struct ExtractRecord {
 pub enum ExtractError {
     #[error("{artifact}: cannot read the archive: {message}")]
     Archive { artifact: String, message: String },
+    #[error("{artifact}: cannot read the archive: member `{member}`: {source}")]
+    Member {
+        artifact: String,
+        member: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("{artifact}: no executable member matches `{pattern}`")]
     NoMatch { artifact: String, pattern: String },
     #[error("{artifact}: members `{first}` and `{second}` both install to {target}")]
@@ -230,7 +237,11 @@ fn extract_archive(
                     artifact: label.to_string(),
                     member: Some(member.clone()),
                 },
-                StoreError::Read(m) => archive_err(format!("member `{member}`: {m}")),
+                StoreError::Read(source) => ExtractError::Member {
+                    artifact: label.to_string(),
+                    member: member.clone(),
+                    source,
+                },
                 source => ExtractError::Store {
                     artifact: label.to_string(),
                     source,

@@ -18,7 +18,9 @@ pub use error::Error;
 pub use fetch::{fetch, ArtifactStatus, FetchOptions, FetchReport, FetchedArtifact};
 pub use gc::{gc, GcOptions, GcReport};
 pub use history::{diff, list, resolve_image, rollback, DiffReport, NodeHistory, Rollback};
-pub use lock::{check_lock, lock, EntryStatus, LockCheck, LockOptions, LockReport, LockedEntry};
+pub use lock::{
+    check_lock, lock, EntryStatus, LockCheck, LockOptions, LockReport, LockedEntry, ResolveError,
+};
 pub use mirror::{export_mirror, ExportReport};
 pub use verify::{verify, VerifyOptions, VerifyReport};
 

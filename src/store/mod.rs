@@ -51,7 +51,7 @@ pub enum StoreError {
     #[error(transparent)]
     Fs(#[from] FsError),
     #[error("reading the data failed: {0}")]
-    Read(String),
+    Read(#[source] std::io::Error),
     #[error("the data is larger than the {limit} bytes allowed")]
     TooLarge { limit: u64 },
     #[error("{0}")]
@@ -261,19 +261,14 @@ impl Store {
         let mut tmp = self.temp_file()?;
         let mut hasher = blake3::Hasher::new();
         let mut buf = vec![0u8; 1 << 20];
-        let size = crate::fsutil::read_chunks(
-            r,
-            &mut buf,
-            |e| StoreError::Read(e.to_string()),
-            |chunk, size| {
-                if size > limit {
-                    return Err(StoreError::TooLarge { limit });
-                }
-                hasher.update(chunk);
-                tmp.write_all(chunk).at("cannot write", tmp.path())?;
-                Ok(())
-            },
-        )?;
+        let size = crate::fsutil::read_chunks(r, &mut buf, StoreError::Read, |chunk, size| {
+            if size > limit {
+                return Err(StoreError::TooLarge { limit });
+            }
+            hasher.update(chunk);
+            tmp.write_all(chunk).at("cannot write", tmp.path())?;
+            Ok(())
+        })?;
         tmp.as_file().sync_data().at("cannot sync", tmp.path())?;
         check(tmp.path()).map_err(StoreError::Refused)?;
         let b = Blake3::from_bytes(*hasher.finalize().as_bytes());
