@@ -35,6 +35,13 @@ pub struct ExtractRecord {
 pub enum ExtractError {
     #[error("{artifact}: cannot read the archive: {message}")]
     Archive { artifact: String, message: String },
+    #[error("{artifact}: cannot read the archive: member `{member}`: {source}")]
+    Member {
+        artifact: String,
+        member: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("{artifact}: no executable member matches `{pattern}`")]
     NoMatch { artifact: String, pattern: String },
     #[error("{artifact}: members `{first}` and `{second}` both install to {target}")]
@@ -82,13 +89,17 @@ pub fn installed(
     key.update(object.blake3.as_bytes());
     key.update(serde_json::to_string(rules).unwrap_or_default().as_bytes());
     let key = Blake3::from_bytes(*key.finalize().as_bytes());
+    // A record in another shape (the bare list written before `ExtractRecord`) counts as absent:
+    // extracted again, and rewritten as an `ExtractRecord`.
     if let Some(bytes) = store.read_record("extract", &key) {
-        if let Ok(list) = serde_json::from_slice::<Vec<Installed>>(&bytes) {
-            if list
-                .iter()
-                .all(|i| store.object(&i.blake3).is_some_and(|o| o.size == i.size))
+        if let Ok(rec) = serde_json::from_slice::<ExtractRecord>(&bytes) {
+            if rec.artifact == object.blake3
+                && rec
+                    .files
+                    .iter()
+                    .all(|i| store.object(&i.blake3).is_some_and(|o| o.size == i.size))
             {
-                return Ok(list);
+                return Ok(rec.files);
             }
         }
     }
@@ -111,14 +122,18 @@ pub fn installed(
         artifact: label.to_string(),
         source: StoreError::Fs(source),
     };
+    let rec = ExtractRecord {
+        artifact: object.blake3,
+        files: list,
+    };
     store
         .write_record(
             "extract",
             &key,
-            &serde_json::to_vec_pretty(&list).unwrap_or_default(),
+            &serde_json::to_vec_pretty(&rec).unwrap_or_default(),
         )
         .map_err(store_err)?;
-    Ok(list)
+    Ok(rec.files)
 }
 
 /// The check every extracted file passes before it becomes a store object.
@@ -222,7 +237,11 @@ fn extract_archive(
                     artifact: label.to_string(),
                     member: Some(member.clone()),
                 },
-                StoreError::Read(m) => archive_err(format!("member `{member}`: {m}")),
+                StoreError::Read(source) => ExtractError::Member {
+                    artifact: label.to_string(),
+                    member: member.clone(),
+                    source,
+                },
                 source => ExtractError::Store {
                     artifact: label.to_string(),
                     source,

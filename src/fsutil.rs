@@ -1,5 +1,6 @@
-//! The one place that writes files: atomic replacement (temp file in the same directory, fsync,
-//! rename, fsync of the directory), so a reader or a crash never sees half a file.
+//! The one place that writes files: atomic replacement (`AtomicFile`: temp file in the same
+//! directory, fsync, rename, fsync of the directory), so a reader or a crash never sees half a
+//! file.
 
 use std::fs;
 use std::io::{self, Read, Write};
@@ -76,20 +77,97 @@ pub fn sync_dir(dir: &Path) -> Result<(), FsError> {
         .at("cannot sync directory", dir)
 }
 
+/// The prefix of every temporary name nodeforge creates; `clean_temp_files` removes them.
+pub const TEMP_PREFIX: &str = ".nodeforge-tmp-";
+
+/// A file being written that appears under its name only when complete (like cacache's `Put`):
+/// a temporary file in a directory on the same file system, written, then `commit`ted, which
+/// sets its mode, fsyncs it, renames it into place and fsyncs the directory. Dropped without a
+/// commit (an error on the way), the temporary file is removed.
+#[derive(Debug)]
+pub struct AtomicFile {
+    tmp: tempfile::NamedTempFile,
+}
+
+impl AtomicFile {
+    /// A new temporary file in `dir` (created with its parents if missing): the destination's
+    /// own directory, or a scratch directory on the same file system (the store's `tmp/`).
+    pub fn new_in(dir: &Path) -> Result<Self, FsError> {
+        create_dir_all(dir)?;
+        #[allow(clippy::disallowed_methods)] // the one place temporary files are made
+        let tmp = tempfile::Builder::new()
+            .prefix(TEMP_PREFIX)
+            .tempfile_in(dir)
+            .at("cannot create a temporary file in", dir)?;
+        Ok(Self { tmp })
+    }
+
+    /// Where the temporary file is while it is written.
+    pub fn path(&self) -> &Path {
+        self.tmp.path()
+    }
+
+    pub fn as_file(&self) -> &fs::File {
+        self.tmp.as_file()
+    }
+
+    pub fn as_file_mut(&mut self) -> &mut fs::File {
+        self.tmp.as_file_mut()
+    }
+
+    /// Set the mode and fsync: what both commits do before the rename.
+    fn finish(&self, mode: u32) -> Result<(), FsError> {
+        set_mode(self.as_file(), mode).at("cannot set the mode of", self.path())?;
+        self.as_file().sync_all().at("cannot sync", self.path())
+    }
+
+    /// Give the file `mode`, fsync it, rename it onto `path` (replacing what is there) and fsync
+    /// `path`'s directory.
+    pub fn commit(self, path: &Path, mode: u32) -> Result<(), FsError> {
+        self.finish(mode)?;
+        #[allow(clippy::disallowed_methods)] // the one place files are renamed into place
+        self.tmp
+            .persist(path)
+            .map_err(|e| FsError::new("cannot rename a temporary file onto", path, e.error))?;
+        sync_dir(parent_of(path))
+    }
+
+    /// Like `commit`, but never replaces anything: when `path` exists the file is dropped and
+    /// `Ok(false)` returned (content-addressed targets: same name, same bytes).
+    pub fn commit_new(self, path: &Path, mode: u32) -> Result<bool, FsError> {
+        self.finish(mode)?;
+        #[allow(clippy::disallowed_methods)] // the one place files are renamed into place
+        let created = match self.tmp.persist_noclobber(path) {
+            Ok(_) => true,
+            Err(e) if e.error.kind() == io::ErrorKind::AlreadyExists => false,
+            Err(e) => {
+                return Err(FsError::new(
+                    "cannot move a temporary file to",
+                    path,
+                    e.error,
+                ))
+            }
+        };
+        sync_dir(parent_of(path))?;
+        Ok(created)
+    }
+}
+
+impl Write for AtomicFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.tmp.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.tmp.flush()
+    }
+}
+
 /// Write `contents` to `path` atomically with the given mode. The parent directory is created.
 pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<(), FsError> {
-    let dir = parent_of(path);
-    create_dir_all(dir)?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".nodeforge-tmp-")
-        .tempfile_in(dir)
-        .at("cannot create a temporary file in", dir)?;
+    let mut tmp = AtomicFile::new_in(parent_of(path))?;
     tmp.write_all(contents).at("cannot write", tmp.path())?;
-    set_mode(tmp.as_file(), mode).at("cannot set the mode of", tmp.path())?;
-    tmp.as_file().sync_all().at("cannot sync", tmp.path())?;
-    tmp.persist(path)
-        .map_err(|e| FsError::new("cannot rename a temporary file onto", path, e.error))?;
-    sync_dir(dir)
+    tmp.commit(path, mode)
 }
 
 /// Set a file's permission bits exactly (not filtered through the umask).
@@ -105,9 +183,11 @@ pub fn clean_temp_files(dir: &Path) {
         return;
     };
     for entry in entries.flatten() {
-        if entry.file_name().to_str().is_some_and(|n| {
-            n.starts_with(".nodeforge-tmp-") || n.starts_with(".nodeforge-verify-")
-        }) {
+        if entry
+            .file_name()
+            .to_str()
+            .is_some_and(|n| n.starts_with(TEMP_PREFIX) || n.starts_with(".nodeforge-verify-"))
+        {
             let path = entry.path();
             if entry.file_type().is_ok_and(|t| t.is_dir()) {
                 let _ = fs::remove_dir_all(&path);
@@ -208,5 +288,32 @@ mod tests {
             .map(|e| e.file_name())
             .collect();
         assert_eq!(names.len(), 1, "no temp file left behind: {names:?}");
+    }
+
+    #[test]
+    fn atomic_file_dropped_uncommitted_leaves_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut f = AtomicFile::new_in(dir.path()).expect("new");
+        f.write_all(b"half").expect("write");
+        assert!(f.path().exists());
+        drop(f);
+        assert_eq!(fs::read_dir(dir.path()).expect("readdir").count(), 0);
+    }
+
+    #[test]
+    fn atomic_file_commit_new_never_replaces() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("object");
+        let mut f = AtomicFile::new_in(dir.path()).expect("new");
+        f.write_all(b"first").expect("write");
+        assert!(f.commit_new(&p, 0o444).expect("commit"));
+        let mut f = AtomicFile::new_in(dir.path()).expect("new");
+        f.write_all(b"second").expect("write");
+        assert!(!f.commit_new(&p, 0o444).expect("commit"));
+        assert_eq!(fs::read(&p).expect("read"), b"first");
+        let mode = fs::metadata(&p).expect("meta").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o444);
+        assert_eq!(fs::read_dir(dir.path()).expect("readdir").count(), 1);
     }
 }

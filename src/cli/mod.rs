@@ -159,7 +159,8 @@ pub fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             report_error(&e, ctx.json);
-            ExitCode::FAILURE
+            // 1 for a problem with the inputs, 101 for a bug in nodeforge (as cargo).
+            ExitCode::from(e.exit_code())
         }
     }
 }

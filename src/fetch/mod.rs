@@ -44,7 +44,7 @@ impl Default for FetchConfig {
 }
 
 /// Why one source did not give the file.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum AttemptError {
     #[error("not found (HTTP {0})")]
     NotFound(u16),
@@ -52,6 +52,17 @@ pub enum AttemptError {
     NoFile,
     #[error("HTTP status {0}")]
     Status(u16),
+    /// The request failed before a status (connect, TLS, redirects, timeout).
+    #[error("{}", describe(.0))]
+    Request(#[source] reqwest::Error),
+    /// Reading the response body failed.
+    #[error("reading the body: {0}")]
+    Body(#[source] std::io::Error),
+    /// Reading a `file://` source failed.
+    #[error("{0}")]
+    File(#[source] std::io::Error),
+    /// The transfer went wrong without an underlying error (stalled, resumed at the wrong
+    /// offset, timed out).
     #[error("{0}")]
     Transport(String),
     #[error("the body ended after {got} of {expected} bytes")]
@@ -69,14 +80,18 @@ pub enum AttemptError {
     #[error("the response is larger than the {limit} bytes allowed")]
     TooLarge { limit: u64 },
     #[error("cannot write the download: {0}")]
-    Local(String),
+    Local(#[source] std::io::Error),
 }
 
 impl AttemptError {
     /// Worth trying the same source again after a pause.
     fn is_transient(&self) -> bool {
         match self {
-            AttemptError::Transport(_) | AttemptError::Truncated { .. } => true,
+            AttemptError::Request(_)
+            | AttemptError::Body(_)
+            | AttemptError::File(_)
+            | AttemptError::Transport(_)
+            | AttemptError::Truncated { .. } => true,
             AttemptError::Status(s) => *s >= 500 || *s == 429 || *s == 408,
             _ => false,
         }
@@ -84,7 +99,7 @@ impl AttemptError {
 }
 
 /// Every source of a URL failed.
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub struct FetchError {
     pub url: String,
     pub offline: bool,
@@ -164,9 +179,7 @@ struct FileSink<'a> {
 
 impl Sink for FileSink<'_> {
     fn write(&mut self, data: &[u8]) -> Result<(), AttemptError> {
-        self.file
-            .write_all(data)
-            .map_err(|e| AttemptError::Local(e.to_string()))?;
+        self.file.write_all(data).map_err(AttemptError::Local)?;
         self.hasher.update(data);
         self.progress.inc(data.len() as u64);
         Ok(())
@@ -175,7 +188,7 @@ impl Sink for FileSink<'_> {
         self.file
             .set_len(0)
             .and_then(|()| self.file.seek(SeekFrom::Start(0)).map(|_| ()))
-            .map_err(|e| AttemptError::Local(e.to_string()))?;
+            .map_err(AttemptError::Local)?;
         self.hasher = DualHasher::new();
         self.progress.set_position(0);
         Ok(())
@@ -210,7 +223,7 @@ pub struct Fetcher {
 /// The client could not be set up (TLS roots, for instance).
 #[derive(Debug, thiserror::Error)]
 #[error("cannot set up the HTTP client: {0}")]
-pub struct ClientError(String);
+pub struct ClientError(#[source] reqwest::Error);
 
 impl Fetcher {
     pub fn new(cfg: FetchConfig) -> Result<Self, ClientError> {
@@ -221,7 +234,7 @@ impl Fetcher {
             .timeout(cfg.read_timeout)
             .redirect(reqwest::redirect::Policy::limited(10))
             .build()
-            .map_err(|e| ClientError(e.to_string()))?;
+            .map_err(ClientError)?;
         Ok(Self { cfg, client })
     }
 
@@ -314,9 +327,7 @@ impl Fetcher {
                     });
                 }
             }
-            s.file
-                .flush()
-                .map_err(|e| AttemptError::Local(e.to_string()))?;
+            s.file.flush().map_err(AttemptError::Local)?;
             result = Some((sha256, blake3, size));
             Ok(())
         })?;
@@ -401,9 +412,7 @@ impl Fetcher {
         } else if offset > 0 {
             sink.restart()?;
         }
-        let mut resp = req
-            .send()
-            .map_err(|e| AttemptError::Transport(describe(&e)))?;
+        let mut resp = req.send().map_err(AttemptError::Request)?;
         let status = resp.status().as_u16();
         match status {
             200 => {
@@ -485,7 +494,7 @@ impl Fetcher {
                         Some(expected) if got < expected => {
                             AttemptError::Truncated { got, expected }
                         }
-                        _ => AttemptError::Transport(format!("reading the body: {e}")),
+                        _ => AttemptError::Body(e),
                     });
                 }
             };
@@ -531,7 +540,7 @@ fn file_transfer<S: Sink>(
     let mut f = match File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(AttemptError::NoFile),
-        Err(e) => return Err(AttemptError::Transport(e.to_string())),
+        Err(e) => return Err(AttemptError::File(e)),
     };
     if f.metadata().is_ok_and(|m| m.is_dir()) {
         return Err(AttemptError::NoFile);
@@ -539,9 +548,7 @@ fn file_transfer<S: Sink>(
     sink.restart()?;
     let mut buf = vec![0u8; 1 << 20];
     loop {
-        let n = f
-            .read(&mut buf)
-            .map_err(|e| AttemptError::Transport(e.to_string()))?;
+        let n = f.read(&mut buf).map_err(AttemptError::File)?;
         if n == 0 {
             return Ok(());
         }

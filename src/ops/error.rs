@@ -1,7 +1,9 @@
-//! The errors a command ends with: one sentence each, with a hint saying what to do next.
+//! The errors a command ends with: one sentence each, with a hint saying what to do next, the
+//! causes kept as `source()`s, and the exit code (`Error::exit_code`: 1, or 101 for a bug).
 
 use std::path::PathBuf;
 
+use super::lock::ResolveError;
 use crate::extract::ExtractError;
 use crate::fetch::ClientError;
 use crate::fsutil::FsError;
@@ -28,8 +30,11 @@ pub enum Error {
     },
     #[error("`{name}` is not a component of this manifest (components: {})", known.join(", "))]
     UnknownComponent { name: String, known: Vec<String> },
-    #[error("could not resolve {}: {}", failures.iter().map(|(l, _)| l.as_str()).collect::<Vec<_>>().join(", "), failures.iter().map(|(_, e)| e.as_str()).collect::<Vec<_>>().join("; "))]
-    Resolve { failures: Vec<(String, String)> },
+    #[error("could not resolve {}: {}", failures.iter().map(|(l, _)| l.as_str()).collect::<Vec<_>>().join(", "), failures.iter().map(|(_, e)| e.to_string()).collect::<Vec<_>>().join("; "))]
+    Resolve {
+        /// Each artifact's label and why it failed.
+        failures: Vec<(String, ResolveError)>,
+    },
     #[error("{} of the locked artifacts are not in the store: {}", missing.len(), missing.iter().map(|(l, _)| l.as_str()).collect::<Vec<_>>().join(", "))]
     NotInStore { missing: Vec<(String, String)> },
     #[error("cannot build: {}", .0.iter().map(|(l, e)| if e.is_empty() { l.clone() } else { e.clone() }).collect::<Vec<_>>().join("; "))]
@@ -48,14 +53,23 @@ pub enum Error {
     MissingObjects { image: String, missing: Vec<String> },
     #[error("image {image} of node `{node}` is a whole-root image (format 1, from before layered images): its config lived under /var, which layers cannot hold, so it cannot be switched to or written again")]
     FlatImage { image: String, node: String },
-    /// A broken invariant of nodeforge itself, not of the user's input.
-    #[error("internal error: {0}")]
-    Internal(String),
     #[error("{0}")]
     Usage(String),
+    /// An internal invariant failed: a bug in nodeforge, not a problem with its inputs.
+    #[error("internal error: {0} (a bug in nodeforge)")]
+    Internal(String),
 }
 
 impl Error {
+    /// The process's exit code for this error: 101 for an internal error (as cargo), 1 for
+    /// everything else (clap exits 2 for a command-line mistake before any command runs).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Internal(_) => 101,
+            _ => 1,
+        }
+    }
+
     /// What to do about it, when there is something to say.
     pub fn hints(&self) -> Vec<String> {
         match self {

@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use super::{parallel_map, Error};
-use crate::checksum;
-use crate::fetch::{FetchConfig, Fetcher};
+use crate::checksum::{self, ChecksumError};
+use crate::fetch::{FetchConfig, FetchError, Fetcher, Source};
 use crate::fsutil;
 use crate::lock::{inputs_hash, staleness, LockEntry, LockError, Lockfile, Resolution};
 use crate::manifest::{ArtifactSpec, Manifest};
@@ -109,17 +109,37 @@ pub fn check_lock(
     })
 }
 
+/// Why an artifact's published sha256 could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ResolveError {
+    #[error(transparent)]
+    Fetch(#[from] FetchError),
+    #[error("{from}: the checksum file is not text")]
+    NotText {
+        from: Source,
+        #[source]
+        source: std::string::FromUtf8Error,
+    },
+    #[error("{from}: {source}")]
+    Checksum {
+        from: Source,
+        #[source]
+        source: ChecksumError,
+    },
+}
+
 /// Resolve one artifact: fetch its checksum file and select its line; ask for its size.
 fn resolve(
     fetcher: &Fetcher,
     spec: &ArtifactSpec,
-) -> Result<(crate::hash::Sha256, Option<u64>), String> {
-    let (body, source) = fetcher
-        .get_small(&spec.checksum_url, CHECKSUM_LIMIT)
-        .map_err(|e| e.to_string())?;
-    let text =
-        String::from_utf8(body).map_err(|_| format!("{source}: the checksum file is not text"))?;
-    let sha = checksum::select(&text, &spec.checksum_name).map_err(|e| format!("{source}: {e}"))?;
+) -> Result<(crate::hash::Sha256, Option<u64>), ResolveError> {
+    let (body, from) = fetcher.get_small(&spec.checksum_url, CHECKSUM_LIMIT)?;
+    let text = match String::from_utf8(body) {
+        Ok(t) => t,
+        Err(source) => return Err(ResolveError::NotText { from, source }),
+    };
+    let sha = checksum::select(&text, &spec.checksum_name)
+        .map_err(|source| ResolveError::Checksum { from, source })?;
     Ok((sha, fetcher.size_of(&spec.url)))
 }
 
@@ -210,7 +230,7 @@ pub fn lock(opts: &LockOptions) -> Result<LockReport, Error> {
                         ),
                     },
                     EntryStatus::Unresolved,
-                    Some(e),
+                    Some(e.to_string()),
                 )
             }
             Err(e) => {

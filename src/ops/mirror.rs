@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::{check_lock, Error};
 use crate::fetch::mirror_path;
-use crate::fsutil::{self, FsError, IoContext};
+use crate::fsutil::{self, AtomicFile, FsError, IoContext};
 use crate::manifest::url_file_name;
 use crate::store::Store;
 
@@ -23,17 +23,9 @@ pub struct ExportReport {
 
 /// Copy `from` to `to` atomically (temp file beside the target, then rename).
 fn copy_atomic(from: &Path, to: &Path) -> Result<u64, FsError> {
-    let dir = to.parent().unwrap_or(Path::new("."));
-    fsutil::create_dir_all(dir)?;
-    let tmp = tempfile::Builder::new()
-        .prefix(".nodeforge-tmp-")
-        .tempfile_in(dir)
-        .at("cannot create a temporary file in", dir)?;
+    let tmp = AtomicFile::new_in(to.parent().unwrap_or(Path::new(".")))?;
     let n = std::fs::copy(from, tmp.path()).at("cannot copy into", tmp.path())?;
-    fsutil::set_mode(tmp.as_file(), 0o644).at("cannot set the mode of", tmp.path())?;
-    tmp.as_file().sync_all().at("cannot sync", tmp.path())?;
-    tmp.persist(to)
-        .map_err(|e| FsError::new("cannot rename a temporary file onto", to, e.error))?;
+    tmp.commit(to, 0o644)?;
     Ok(n)
 }
 

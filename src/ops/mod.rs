@@ -27,7 +27,9 @@ pub use gc::{gc, GcOptions, GcReport};
 pub use history::{
     diff, list, resolve_image, rollback, rollback_all, DiffReport, NodeHistory, Rollback,
 };
-pub use lock::{check_lock, lock, EntryStatus, LockCheck, LockOptions, LockReport, LockedEntry};
+pub use lock::{
+    check_lock, lock, EntryStatus, LockCheck, LockOptions, LockReport, LockedEntry, ResolveError,
+};
 pub use materialize::{find_image, FlatFormat};
 pub use mirror::{export_mirror, ExportReport};
 pub use verify::{verify, VerifyOptions, VerifyReport};
@@ -47,34 +49,25 @@ pub fn default_lockfile(manifest: &Path) -> PathBuf {
     }
 }
 
-/// Run `f` over `items` on at most `jobs` threads; results come back in the items' order.
+/// Run `f` over `items` on at most `jobs` threads (a rayon pool of that many); results come
+/// back in the items' order. With one job (or one item) `f` runs on the calling thread, so the
+/// rayon work it starts itself (blake3 hashing a large file) still spreads over every core.
 pub(crate) fn parallel_map<T: Sync, R: Send>(
     items: &[T],
     jobs: usize,
     f: impl Fn(&T) -> R + Sync,
 ) -> Vec<R> {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::Mutex;
-    let next = AtomicUsize::new(0);
-    let results: Mutex<Vec<Option<R>>> = Mutex::new((0..items.len()).map(|_| None).collect());
-    std::thread::scope(|scope| {
-        for _ in 0..jobs.clamp(1, items.len().max(1)) {
-            scope.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::SeqCst);
-                let Some(item) = items.get(i) else { break };
-                let r = f(item);
-                if let Ok(mut guard) = results.lock() {
-                    guard[i] = Some(r);
-                }
-            });
-        }
-    });
-    results
-        .into_inner()
-        .unwrap_or_default()
-        .into_iter()
-        .flatten()
-        .collect()
+    use rayon::prelude::*;
+    let jobs = jobs.clamp(1, items.len().max(1));
+    if jobs == 1 {
+        return items.iter().map(f).collect();
+    }
+    match rayon::ThreadPoolBuilder::new().num_threads(jobs).build() {
+        // One item per task: items are few and uneven (downloads, node images).
+        Ok(pool) => pool.install(|| items.par_iter().with_max_len(1).map(&f).collect()),
+        // No thread could be started: the same work, one item after another.
+        Err(_) => items.iter().map(f).collect(),
+    }
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ use std::fs::{self, File};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
-use crate::fsutil::{self, FsError, IoContext};
+use crate::fsutil::{self, AtomicFile, FsError, IoContext};
 use crate::hash::{Blake3, Sha256};
 
 pub mod digests;
@@ -52,7 +52,7 @@ pub enum StoreError {
     #[error(transparent)]
     Fs(#[from] FsError),
     #[error("reading the data failed: {0}")]
-    Read(String),
+    Read(#[source] std::io::Error),
     #[error("the data is larger than the {limit} bytes allowed")]
     TooLarge { limit: u64 },
     #[error("{0}")]
@@ -262,19 +262,14 @@ impl Store {
         let mut tmp = self.temp_file()?;
         let mut hasher = blake3::Hasher::new();
         let mut buf = vec![0u8; 1 << 20];
-        let size = crate::fsutil::read_chunks(
-            r,
-            &mut buf,
-            |e| StoreError::Read(e.to_string()),
-            |chunk, size| {
-                if size > limit {
-                    return Err(StoreError::TooLarge { limit });
-                }
-                hasher.update(chunk);
-                tmp.write_all(chunk).at("cannot write", tmp.path())?;
-                Ok(())
-            },
-        )?;
+        let size = crate::fsutil::read_chunks(r, &mut buf, StoreError::Read, |chunk, size| {
+            if size > limit {
+                return Err(StoreError::TooLarge { limit });
+            }
+            hasher.update(chunk);
+            tmp.write_all(chunk).at("cannot write", tmp.path())?;
+            Ok(())
+        })?;
         tmp.as_file().sync_data().at("cannot sync", tmp.path())?;
         check(tmp.path()).map_err(StoreError::Refused)?;
         let b = Blake3::from_bytes(*hasher.finalize().as_bytes());
@@ -291,36 +286,20 @@ impl Store {
     }
 
     /// A new temporary file in the store's own tmp/ directory.
-    pub fn temp_file(&self) -> Result<tempfile::NamedTempFile, FsError> {
-        let dir = self.root.join("tmp");
-        tempfile::Builder::new()
-            .prefix(".nodeforge-tmp-")
-            .tempfile_in(&dir)
-            .at("cannot create a temporary file in", &dir)
+    pub fn temp_file(&self) -> Result<AtomicFile, FsError> {
+        AtomicFile::new_in(&self.root.join("tmp"))
     }
 
     /// Move a fully written and hashed temp file into the store under its address.
-    pub fn commit(
-        &self,
-        tmp: tempfile::NamedTempFile,
-        blake3: &Blake3,
-        size: u64,
-    ) -> Result<Object, FsError> {
+    pub fn commit(&self, tmp: AtomicFile, blake3: &Blake3, size: u64) -> Result<Object, FsError> {
         let path = self.object_path(blake3);
         let dir = path
             .parent()
             .map(Path::to_path_buf)
             .unwrap_or_else(|| self.root.clone());
         fsutil::create_dir_all(&dir)?;
-        fsutil::set_mode(tmp.as_file(), 0o444).at("cannot set the mode of", tmp.path())?;
-        tmp.as_file().sync_all().at("cannot sync", tmp.path())?;
-        match tmp.persist_noclobber(&path) {
-            Ok(_) => {}
-            // Someone stored the same content first: same address, same bytes.
-            Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(FsError::new("cannot move an object into", &path, e.error)),
-        }
-        fsutil::sync_dir(&dir)?;
+        // Someone stored the same content first: same address, same bytes.
+        tmp.commit_new(&path, 0o444)?;
         Ok(Object {
             blake3: *blake3,
             size,

@@ -8,6 +8,7 @@ mod corpus;
 mod crash;
 mod erofs;
 mod fetch;
+mod gc;
 mod hardening;
 mod history;
 mod lock;

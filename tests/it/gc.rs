@@ -1,0 +1,76 @@
+//! `nodeforge gc` and the store's extraction records (`out/store/extract/<key>`): what gc reads
+//! there is what build writes, so a gc keeps them and a build after it extracts nothing again.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use nodeforge::extract::ExtractRecord;
+
+use crate::TestContext;
+
+/// Every extraction record: file name → bytes.
+fn records(ctx: &TestContext) -> BTreeMap<String, Vec<u8>> {
+    let dir: PathBuf = ctx.store().join("extract");
+    std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read(e.path()).unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn gc_keeps_the_extraction_records_build_writes() {
+    let ctx = TestContext::new();
+    ctx.net(&["lock"]).ok();
+    ctx.net(&["build"]).ok();
+    let before = records(&ctx);
+    assert!(!before.is_empty(), "build records what it extracts");
+    let objects = ctx.store_objects();
+
+    let v = ctx.run(&["gc", "--json"]).ok().json();
+    assert_eq!(v["removed_other"], 0, "{v}");
+    assert_eq!(v["removed_objects"], 0, "{v}");
+    assert_eq!(records(&ctx), before, "gc keeps every extraction record");
+    assert_eq!(ctx.store_objects(), objects);
+    // What gc reads there.
+    for (name, bytes) in &before {
+        let rec: ExtractRecord = serde_json::from_slice(bytes)
+            .unwrap_or_else(|e| panic!("extract/{name} is not an ExtractRecord: {e}"));
+        assert!(!rec.files.is_empty(), "extract/{name} lists no files");
+    }
+
+    // Nothing to extract again: the records are neither removed nor rewritten.
+    ctx.run(&["build", "--offline"]).ok();
+    assert_eq!(records(&ctx), before);
+}
+
+#[test]
+fn a_record_in_the_old_bare_list_shape_is_extracted_again() {
+    let ctx = TestContext::new();
+    ctx.net(&["lock"]).ok();
+    ctx.net(&["build"]).ok();
+    let before = records(&ctx);
+    let dir = ctx.store().join("extract");
+    // What earlier versions wrote: the list of files alone.
+    for (name, bytes) in &before {
+        let rec: ExtractRecord = serde_json::from_slice(bytes).unwrap();
+        std::fs::write(
+            dir.join(name),
+            serde_json::to_vec_pretty(&rec.files).unwrap(),
+        )
+        .unwrap();
+    }
+    // A config change: every node is rendered and built again, reading the records.
+    crate::set_verbosity(&ctx, 4);
+    ctx.run(&["build", "--offline"]).ok();
+    assert_eq!(
+        records(&ctx),
+        before,
+        "old records are rewritten as ExtractRecord"
+    );
+}
