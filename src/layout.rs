@@ -65,6 +65,64 @@ impl OutDir {
     }
 }
 
+impl OutDir {
+    /// The node directories under `nodes/`, sorted.
+    pub fn node_names(&self) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(self.nodes())
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.path().is_dir())
+            .filter_map(|e| e.file_name().to_str().map(str::to_string))
+            .filter(|n| !n.starts_with('.'))
+            .collect();
+        v.sort();
+        v
+    }
+
+    pub fn node(&self, node: &str) -> PathBuf {
+        self.nodes().join(node)
+    }
+
+    pub fn generations(&self, node: &str) -> PathBuf {
+        self.node(node).join("generations")
+    }
+
+    pub fn generation(&self, node: &str, number: u32) -> PathBuf {
+        self.generations(node).join(number.to_string())
+    }
+
+    pub fn current(&self, node: &str) -> PathBuf {
+        self.node(node).join("current")
+    }
+
+    /// Remove the temp files and directories that killed runs left anywhere in the tree (the
+    /// store's own tmp/ is the store's). Call only while no other process uses the output
+    /// directory (the store's lock held alone).
+    pub fn clean_temps(&self) {
+        let mut dirs = vec![
+            self.root.clone(),
+            self.images(),
+            self.layers(),
+            self.legacy_cache().join("tar-prefix"),
+        ];
+        for node in self.node_names() {
+            dirs.push(self.node(&node));
+            dirs.push(self.generations(&node));
+            for g in std::fs::read_dir(self.generations(&node))
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                dirs.push(g.path());
+            }
+        }
+        for d in dirs {
+            crate::fsutil::clean_temp_files(&d);
+        }
+    }
+}
+
 /// The files of a layer named `name`, in its directory.
 pub fn layer_files(name: &str) -> [String; 3] {
     [

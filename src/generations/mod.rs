@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::fsutil::{self, FsError, IoContext};
+use crate::layout::OutDir;
 
 /// One generation of a node.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,25 +51,16 @@ pub enum GenerationError {
 }
 
 fn node_dir(out: &Path, node: &str) -> PathBuf {
-    out.join("nodes").join(node)
+    OutDir::new(out).node(node)
 }
 
 fn gens_dir(out: &Path, node: &str) -> PathBuf {
-    node_dir(out, node).join("generations")
+    OutDir::new(out).generations(node)
 }
 
 /// Nodes that have a directory under `out/nodes/`, sorted.
 pub fn nodes(out: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(out.join("nodes"))
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|e| e.path().is_dir())
-        .filter_map(|e| e.file_name().to_str().map(str::to_string))
-        .filter(|n| !n.starts_with('.'))
-        .collect();
-    v.sort();
-    v
+    OutDir::new(out).node_names()
 }
 
 /// Every generation of a node, oldest first.

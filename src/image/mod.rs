@@ -18,6 +18,7 @@
 //! list, so the same content gives the same ids on any machine. Format 1 (one whole-root image)
 //! records are still read, to list them and to say why they cannot be rolled back to.
 
+pub mod digests;
 pub mod erofs;
 pub mod tar;
 pub mod verity;

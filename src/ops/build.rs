@@ -283,7 +283,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, Error> {
     let checked = check_lock(&opts.manifest, &opts.lockfile)?;
     let manifest = &checked.manifest;
     let nodes = select_nodes(manifest, &opts.nodes)?;
-    let store = Store::open(&opts.out.join("store"))?;
+    let store = super::open_store(&OutDir::new(&opts.out))?;
 
     // Every artifact the selected nodes need must be locked, resolved and in the store.
     let arches: BTreeSet<&Arch> = nodes.iter().map(|n| &n.arch).collect();

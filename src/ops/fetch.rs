@@ -218,7 +218,7 @@ impl Bars {
 
 pub fn fetch(opts: &FetchOptions) -> Result<FetchReport, Error> {
     let checked = check_lock(&opts.manifest, &opts.lockfile)?;
-    let store = Store::open(&opts.out.join("store"))?;
+    let store = super::open_store(&crate::layout::OutDir::new(&opts.out))?;
     fetch_checked(&checked, &store, opts)
 }
 

@@ -10,7 +10,6 @@ use super::history::resolve_image;
 use super::materialize::{write_flat, FlatFormat};
 use super::Error;
 use crate::layout::OutDir;
-use crate::store::Store;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct FlattenReport {
@@ -32,7 +31,7 @@ pub fn flatten(
     dest: &Path,
 ) -> Result<FlattenReport, Error> {
     let m = resolve_image(out, reference)?;
-    let store = Store::open(&OutDir::new(out).store())?;
+    let store = super::open_store(&OutDir::new(out))?;
     let info = write_flat(&store, &m, format, dest)?;
     let verity = info.as_ref().map(|_| {
         let mut v = dest.as_os_str().to_owned();

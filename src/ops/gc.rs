@@ -14,7 +14,6 @@ use crate::generations;
 use crate::hash::Blake3;
 use crate::layout::OutDir;
 use crate::lock::Lockfile;
-use crate::store::Store;
 
 #[derive(Debug, Clone)]
 pub struct GcOptions {
@@ -61,7 +60,7 @@ fn size_of_tree(p: &Path) -> u64 {
 pub fn gc(opts: &GcOptions) -> Result<GcReport, Error> {
     let out = &opts.out;
     let layout = OutDir::new(out);
-    let store = Store::open_exclusive(&layout.store())?;
+    let store = super::open_store_exclusive(&layout)?;
     let mut r = GcReport {
         dry_run: opts.dry_run,
         ..GcReport::default()

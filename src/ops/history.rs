@@ -11,7 +11,6 @@ use super::Error;
 use crate::generations::{self, Generation};
 use crate::image::{ImageManifest, Kind, Provenance, FLAT_FORMAT};
 use crate::layout::OutDir;
-use crate::store::Store;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct NodeHistory {
@@ -106,7 +105,7 @@ pub fn rollback(out: &Path, nodes: &[String], to: Option<&str>) -> Result<Vec<Ro
         plan.push((node.clone(), generations::current(out, node), target));
     }
     let layout = OutDir::new(out);
-    let store = Store::open(&layout.store())?;
+    let store = super::open_store(&layout)?;
     let mut rebuilt = Vec::new();
     for (node, _, target) in &plan {
         let m = generation_manifest(out, node, target.number)?;
@@ -225,7 +224,7 @@ fn versions(m: &ImageManifest) -> BTreeMap<String, BTreeSet<String>> {
 pub fn diff(out: &Path, a_ref: &str, b_ref: &str) -> Result<DiffReport, Error> {
     let a = resolve_image(out, a_ref)?;
     let b = resolve_image(out, b_ref)?;
-    let store = Store::open(&OutDir::new(out).store())?;
+    let store = super::open_store(&OutDir::new(out))?;
     let amap: BTreeMap<&str, &crate::image::Entry> =
         a.entries.iter().map(|e| (e.path.as_str(), e)).collect();
     let bmap: BTreeMap<&str, &crate::image::Entry> =

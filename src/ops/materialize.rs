@@ -267,7 +267,9 @@ fn level0(
             )));
         }
         level.extend(own(at, f.block)?);
-        level.extend(store.block_digests(&f.blake3, f.size, salt)?);
+        level.extend(image::digests::block_digests(
+            store, &f.blake3, f.size, salt,
+        )?);
         at = f.block + f.size.div_ceil(BLOCK);
     }
     if at > layout.size / BLOCK {

@@ -11,7 +11,6 @@ use super::{check_lock, Error};
 use crate::fetch::mirror_path;
 use crate::fsutil::{self, AtomicFile, FsError, IoContext};
 use crate::manifest::url_file_name;
-use crate::store::Store;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ExportReport {
@@ -36,7 +35,7 @@ pub fn export_mirror(
     dir: &Path,
 ) -> Result<ExportReport, Error> {
     let checked = check_lock(manifest, lockfile)?;
-    let store = Store::open(&out.join("store"))?;
+    let store = super::open_store(&crate::layout::OutDir::new(out))?;
     let mut missing = Vec::new();
     let mut files = Vec::new();
     let mut bytes = 0;

@@ -34,6 +34,21 @@ pub use materialize::{find_image, FlatFormat};
 pub use mirror::{export_mirror, ExportReport};
 pub use verify::{verify, VerifyOptions, VerifyReport};
 
+/// Open the store of an output directory, cleaning what killed runs left in the whole tree when
+/// no other process is using it.
+pub(crate) fn open_store(
+    out: &crate::layout::OutDir,
+) -> Result<crate::store::Store, crate::fsutil::FsError> {
+    crate::store::Store::open_with(&out.store(), &|| out.clean_temps())
+}
+
+/// Open the store alone (gc): waits for every other process, then cleans as [`open_store`].
+pub(crate) fn open_store_exclusive(
+    out: &crate::layout::OutDir,
+) -> Result<crate::store::Store, crate::fsutil::FsError> {
+    crate::store::Store::open_exclusive(&out.store(), &|| out.clean_temps())
+}
+
 /// Where a manifest's lockfile lives by default: `lockfiles/<stem>.lock` beside the manifest's
 /// `manifests/` directory, else `<stem>.lock` next to the manifest.
 pub fn default_lockfile(manifest: &Path) -> PathBuf {

@@ -385,7 +385,7 @@ pub fn verify(opts: &VerifyOptions) -> Result<VerifyReport, Error> {
     };
 
     // 2. Every store object, re-hashed in parallel.
-    let store = Store::open(&OutDir::new(&opts.out).store())?;
+    let store = super::open_store(&OutDir::new(&opts.out))?;
     let phase = Instant::now();
     let objects = store.objects();
     let total: u64 = objects

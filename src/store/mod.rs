@@ -7,7 +7,7 @@
 //! store/locks/<sha256>.lock              one writer per artifact across processes
 //! store/.lock                            held shared by every process; exclusive only to clean tmp/
 //! store/extract/<blake3>                 what an artifact's extraction gave (record)
-//! store/verity-<salt>/<blake3>           an object's dm-verity block digests (record, see digests)
+//! store/<kind>/<blake3>                  records other modules keep per object (the images' verity digests)
 //! ```
 //!
 //! An object is written to `tmp/`, fsynced, then linked into place without replacing anything
@@ -19,32 +19,6 @@ use std::path::{Path, PathBuf};
 
 use crate::fsutil::{self, AtomicFile, FsError, IoContext};
 use crate::hash::{Blake3, Sha256};
-
-pub mod digests;
-
-/// Temp files and directories that killed runs left next to the store, in the output directory
-/// it belongs to (images, caches, generations, node pointers).
-fn clean_output_temps(out: &Path) {
-    fsutil::clean_temp_files(out);
-    fsutil::clean_temp_files(&out.join("images"));
-    fsutil::clean_temp_files(&out.join("layers"));
-    fsutil::clean_temp_files(&out.join("cache").join("tar-prefix"));
-    for node in fs::read_dir(out.join("nodes"))
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
-        fsutil::clean_temp_files(&node.path());
-        fsutil::clean_temp_files(&node.path().join("generations"));
-        for g in fs::read_dir(node.path().join("generations"))
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            fsutil::clean_temp_files(&g.path());
-        }
-    }
-}
 
 /// Putting a stream into the store failed.
 #[derive(Debug, thiserror::Error)]
@@ -79,10 +53,17 @@ impl Store {
     /// Open (creating if needed) the store at `root`. Leftover temporary files of killed runs are
     /// removed when no other process is using the store.
     pub fn open(root: &Path) -> Result<Self, FsError> {
+        Self::open_with(root, &|| {})
+    }
+
+    /// [`Store::open`], also running `when_alone` (the owner of the output directory cleaning
+    /// its own temp files) if no other process is using the store.
+    pub fn open_with(root: &Path, when_alone: &dyn Fn()) -> Result<Self, FsError> {
         let (guard, lock_path) = Self::lock_file(root)?;
         if guard.try_lock().is_ok() {
             // Alone: whatever temp files exist were left by killed runs.
             Self::clean(root);
+            when_alone();
             let _ = guard.unlock();
         }
         guard
@@ -96,10 +77,11 @@ impl Store {
 
     /// Open the store for exclusive use (garbage collection): waits until no other process
     /// (fetch, build) has it open.
-    pub fn open_exclusive(root: &Path) -> Result<Self, FsError> {
+    pub fn open_exclusive(root: &Path, when_alone: &dyn Fn()) -> Result<Self, FsError> {
         let (guard, lock_path) = Self::lock_file(root)?;
         guard.lock().at("cannot lock the store", &lock_path)?;
         Self::clean(root);
+        when_alone();
         Ok(Self {
             root: root.to_path_buf(),
             _guard: guard,
@@ -121,13 +103,9 @@ impl Store {
         Ok((guard, lock_path))
     }
 
-    /// Remove what killed runs left: the store's tmp/ and the output directory's temp files.
-    /// Only while holding the store alone.
+    /// Remove what killed runs left in the store's tmp/. Only while holding the store alone.
     fn clean(root: &Path) {
         fsutil::clean_temp_files(&root.join("tmp"));
-        if let Some(out) = root.parent() {
-            clean_output_temps(out);
-        }
     }
 
     /// Every file under `blake3/`, with the address its path names (None when the path is not

@@ -6,13 +6,16 @@
 //! A record is the digests (32 bytes per 4096-byte block, the last block zero-padded) followed
 //! by the blake3 of those bytes, so a torn or damaged record is recomputed, never trusted.
 //! `verify` recomputes every image's tree from its bytes, independently of this cache.
+//!
+//! This lives with the images, not the store: the store keeps opaque records for whoever asks
+//! and knows nothing of dm-verity.
 
 use std::fs::File;
 
-use super::Store;
+use super::verity;
 use crate::fsutil::{FsError, IoContext};
 use crate::hash::Blake3;
-use crate::image::verity;
+use crate::store::Store;
 
 /// The record kind for a salt: records made with another salt are never mixed in.
 pub fn kind(salt: &[u8]) -> String {
@@ -36,33 +39,31 @@ fn decode(bytes: &[u8], blocks: usize) -> Option<Vec<[u8; 32]>> {
     )
 }
 
-impl Store {
-    /// The verity block digests of the object `b` (`size` bytes) under `salt`: from its record,
-    /// or computed from the object and recorded.
-    pub fn block_digests(
-        &self,
-        b: &Blake3,
-        size: u64,
-        salt: &[u8],
-    ) -> Result<Vec<[u8; 32]>, FsError> {
-        let kind = kind(salt);
-        let blocks = usize::try_from(size.div_ceil(verity::BLOCK as u64)).unwrap_or(usize::MAX);
-        if let Some(d) = self
-            .read_record(&kind, b)
-            .and_then(|bytes| decode(&bytes, blocks))
-        {
-            return Ok(d);
-        }
-        let path = self.object_path(b);
-        let digests =
-            verity::block_digests(&mut File::open(&path).at("cannot open", &path)?, size, salt)
-                .at("cannot read", &path)?;
-        let mut record: Vec<u8> = digests.iter().flatten().copied().collect();
-        let check = Blake3::of(&record);
-        record.extend_from_slice(check.as_bytes());
-        self.write_record(&kind, b, &record)?;
-        Ok(digests)
+/// The verity block digests of the store object `b` (`size` bytes) under `salt`: from its
+/// record, or computed from the object and recorded.
+pub fn block_digests(
+    store: &Store,
+    b: &Blake3,
+    size: u64,
+    salt: &[u8],
+) -> Result<Vec<[u8; 32]>, FsError> {
+    let kind = kind(salt);
+    let blocks = usize::try_from(size.div_ceil(verity::BLOCK as u64)).unwrap_or(usize::MAX);
+    if let Some(d) = store
+        .read_record(&kind, b)
+        .and_then(|bytes| decode(&bytes, blocks))
+    {
+        return Ok(d);
     }
+    let path = store.object_path(b);
+    let digests =
+        verity::block_digests(&mut File::open(&path).at("cannot open", &path)?, size, salt)
+            .at("cannot read", &path)?;
+    let mut record: Vec<u8> = digests.iter().flatten().copied().collect();
+    let check = Blake3::of(&record);
+    record.extend_from_slice(check.as_bytes());
+    store.write_record(&kind, b, &record)?;
+    Ok(digests)
 }
 
 #[cfg(test)]
@@ -80,7 +81,7 @@ mod tests {
             verity::block_digests(&mut data.as_slice(), data.len() as u64, &salt).expect("d");
         assert_eq!(want.len(), 5);
         assert_eq!(
-            store.block_digests(&o.blake3, o.size, &salt).expect("d"),
+            block_digests(&store, &o.blake3, o.size, &salt).expect("d"),
             want
         );
         let rec = dir
@@ -96,14 +97,14 @@ mod tests {
         bytes[3] ^= 1;
         std::fs::write(&rec, &bytes).expect("write");
         assert_eq!(
-            store.block_digests(&o.blake3, o.size, &salt).expect("d"),
+            block_digests(&store, &o.blake3, o.size, &salt).expect("d"),
             want
         );
         assert_ne!(std::fs::read(&rec).expect("read"), bytes);
         // A truncated record too.
         std::fs::write(&rec, &bytes[..40]).expect("write");
         assert_eq!(
-            store.block_digests(&o.blake3, o.size, &salt).expect("d"),
+            block_digests(&store, &o.blake3, o.size, &salt).expect("d"),
             want
         );
     }
