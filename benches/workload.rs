@@ -1,6 +1,6 @@
 //! `make bench`: a realistic workload made locally and every figure measured side by side in one
 //! run, against the standard tools doing the same work. Prints a Markdown report (for
-//! BENCHMARKS.md). Needs curl, GNU tar, zstd, mkfs.erofs, veritysetup, b3sum, sha256sum, python3.
+//! BENCHMARKS.md). Needs curl, mkfs.erofs, fsck.erofs, veritysetup, b3sum, sha256sum, python3.
 //!
 //! Stand-ins: upstream's artifact sizes (shared/upstream.md), made of real ELF bytes from this
 //! machine's /usr/lib and /usr/bin, so they compress like Go binaries do; served over HTTP from
@@ -8,7 +8,10 @@
 //!
 //! Environment: NODEFORGE_BENCH_DIR (default target/bench), NODEFORGE_BENCH_GROWTH (default
 //! "6,100,1000"), NODEFORGE_BENCH_GROWTH_SCALE (binaries are divided by this in the growth runs,
-//! default 100, so 1000 node images fit on a disk).
+//! default 100; with layers the binaries are shared, so 1 fits too), NODEFORGE_BENCH_OLD_BIN (an
+//! older nodeforge, e.g. a release build of the previous commit, run on the same workload in the
+//! same run beside this one; its project files are taken from NODEFORGE_BENCH_OLD_REPO, default the
+//! directory above its `target/`).
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -39,9 +42,13 @@ fn sh(script: &str) -> Duration {
 }
 
 fn nf(dir: &Path, args: &[&str]) -> (Duration, String) {
+    nf_bin(BIN, dir, args)
+}
+
+fn nf_bin(bin: &str, dir: &Path, args: &[&str]) -> (Duration, String) {
     settle();
     let t = Instant::now();
-    let out = Command::new(BIN)
+    let out = Command::new(bin)
         .args(args)
         .current_dir(dir)
         .output()
@@ -49,18 +56,39 @@ fn nf(dir: &Path, args: &[&str]) -> (Duration, String) {
     let el = t.elapsed();
     assert!(
         out.status.success(),
-        "nodeforge {args:?}: {}",
+        "{bin} {args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     (el, String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// Apparent bytes of the files under `p` (what they hold).
 fn du(p: &Path) -> u64 {
+    du_with(p, "-sb")
+}
+
+/// Bytes of disk the files under `p` take (allocated blocks).
+fn du_disk(p: &Path) -> u64 {
+    du_with(p, "-sB1")
+}
+
+/// Bytes of disk the files under all of `paths` take, each file once (hard links included).
+fn du_disk_all(paths: &[PathBuf]) -> u64 {
     let out = Command::new("du")
-        .args(["-sb"])
-        .arg(p)
+        .arg("-scB1")
+        .args(paths)
         .output()
         .expect("du");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .last()
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+fn du_with(p: &Path, flag: &str) -> u64 {
+    let out = Command::new("du").arg(flag).arg(p).output().expect("du");
     String::from_utf8_lossy(&out.stdout)
         .split_whitespace()
         .next()
@@ -300,13 +328,92 @@ fn serve(dir: &Path) -> Server {
 }
 
 fn project(dir: &Path, manifest: &str) {
+    project_from(dir, manifest, Path::new(REPO));
+}
+
+/// A project directory with `manifest` and the templates of the checkout at `repo`.
+fn project_from(dir: &Path, manifest: &str, repo: &Path) {
     let _ = std::fs::remove_dir_all(dir);
     std::fs::create_dir_all(dir.join("manifests")).expect("mkdir");
     std::fs::write(dir.join("manifests/kubenet.toml"), manifest).expect("manifest");
     sh(&format!(
-        "cp -r {REPO}/manifests/kubenet {}/manifests/",
+        "cp -r {}/manifests/kubenet {}/manifests/",
+        repo.display(),
         dir.display()
     ));
+}
+
+/// Back to a store of fetched artifacts only: no outputs (layers, images, nodes; the old
+/// layout's tar-prefix cache), no extraction records, no cached verity digests, no extracted
+/// objects. Works on the old and the new store layout alike.
+fn cold_store(proj: &Path) {
+    sh(&format!(
+        "cd {} && rm -rf out/layers out/images out/nodes out/cache out/store/extract out/store/verity-*",
+        proj.display()
+    ));
+    // Keep only the artifacts in the store: remove every object that is not an artifact.
+    let keep: Vec<String> = std::fs::read_dir(proj.join("out/store/sha256"))
+        .expect("index")
+        .flatten()
+        .map(|e| {
+            std::fs::read_to_string(e.path())
+                .expect("idx")
+                .split(' ')
+                .next()
+                .expect("b3")
+                .to_string()
+        })
+        .collect();
+    for e in walk(&proj.join("out/store/blake3")) {
+        let name: String = e
+            .components()
+            .rev()
+            .take(3)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .collect();
+        if !keep.contains(&name) {
+            std::fs::remove_file(&e).expect("rm");
+        }
+    }
+}
+
+/// The outputs a build writes, removed (a warm build then writes them all again).
+fn no_outputs(proj: &Path) {
+    sh(&format!(
+        "rm -rf {0}/out/layers {0}/out/images {0}/out/nodes",
+        proj.display()
+    ));
+}
+
+/// One layer of a node, from `build --json`.
+struct Layer {
+    node: String,
+    role: String,
+    dir: PathBuf,
+    raw: PathBuf,
+    image_dir: PathBuf,
+}
+
+/// Every node's layers in a `build --json` report (paths made absolute against `proj`).
+fn layers_of(proj: &Path, json: &str) -> Vec<Layer> {
+    let v: serde_json::Value = serde_json::from_str(json).expect("build --json");
+    let mut out = Vec::new();
+    for n in v["nodes"].as_array().expect("nodes") {
+        for l in n["layers"].as_array().expect("layers") {
+            let raw = proj.join(l["raw"].as_str().expect("raw"));
+            out.push(Layer {
+                node: n["node"].as_str().expect("node").to_string(),
+                role: l["role"].as_str().expect("role").to_string(),
+                dir: raw.parent().expect("layer dir").to_path_buf(),
+                raw,
+                image_dir: proj.join(n["image_dir"].as_str().expect("image_dir")),
+            });
+        }
+    }
+    out
 }
 
 fn growth_manifest(nodes: usize) -> String {
@@ -359,11 +466,10 @@ fn secs(d: Duration) -> String {
 }
 
 /// Every outside tool the comparisons need, with the Debian package that has it.
-const TOOLS: [(&str, &str); 9] = [
+const TOOLS: [(&str, &str); 8] = [
     ("curl", "curl"),
-    ("tar", "tar"),
-    ("zstd", "zstd"),
     ("mkfs.erofs", "erofs-utils"),
+    ("fsck.erofs", "erofs-utils"),
     ("veritysetup", "cryptsetup-bin"),
     ("b3sum", "b3sum"),
     ("sha256sum", "coreutils"),
@@ -394,9 +500,30 @@ fn main() {
     let root = std::env::var_os("NODEFORGE_BENCH_DIR")
         .map_or_else(|| Path::new(REPO).join("target/bench"), PathBuf::from);
     std::fs::create_dir_all(&root).expect("bench dir");
-    let mut rows: Vec<(String, String, String, String)> = Vec::new();
-    let mut row = |what: &str, ours: String, theirs: String, note: String| {
-        rows.push((what.into(), ours, theirs, note))
+    // The older nodeforge run beside this one, on the same workload, in its own project directory
+    // (its own store and outputs; the templates of its own checkout).
+    let old_bin: Option<String> = std::env::var("NODEFORGE_BENCH_OLD_BIN")
+        .ok()
+        .filter(|s| !s.is_empty());
+    let old_repo: Option<PathBuf> = old_bin.as_ref().map(|b| {
+        std::env::var_os("NODEFORGE_BENCH_OLD_REPO").map_or_else(
+            || {
+                Path::new(b)
+                    .ancestors()
+                    .find(|a| a.join("manifests/kubenet.toml").is_file())
+                    .expect("NODEFORGE_BENCH_OLD_REPO: no checkout with manifests/ above the old binary")
+                    .to_path_buf()
+            },
+            PathBuf::from,
+        )
+    });
+    let old_name = old_repo.as_ref().map_or_else(
+        || "-".to_string(),
+        |r| first_line(&format!("git -C {} rev-parse --short HEAD", r.display())),
+    );
+    let mut rows: Vec<(String, String, String, String, String)> = Vec::new();
+    let mut row = |what: &str, ours: String, old: String, theirs: String, note: String| {
+        rows.push((what.into(), ours, old, theirs, note))
     };
 
     // ---- The workload.
@@ -465,6 +592,7 @@ fn main() {
     row(
         "fetch 6 artifacts",
         mbps(artifact_bytes, fetch),
+        "-".into(),
         format!(
             "curl one by one: {}; curl then sha256sum: {}",
             mbps(artifact_bytes, curl),
@@ -480,145 +608,229 @@ fn main() {
         "fetch again (no-op)",
         secs(refetch),
         "-".into(),
+        "-".into(),
         "every artifact already in the store".into(),
     );
 
-    // ---- build, cold store (artifacts only) and warm store (extracted, prefix cached)
-    sh(&format!("cd {} && rm -rf out/images out/nodes out/cache out/store/extract && find out/store/blake3 -type f | wc -l >/dev/null", proj.display()));
-    // Keep only the artifacts in the store: remove every object that is not an artifact.
-    let keep: Vec<String> = std::fs::read_dir(proj.join("out/store/sha256"))
-        .expect("index")
-        .flatten()
-        .map(|e| {
-            std::fs::read_to_string(e.path())
-                .expect("idx")
-                .split(' ')
-                .next()
-                .expect("b3")
-                .to_string()
-        })
-        .collect();
-    for e in walk(&proj.join("out/store/blake3")) {
-        let name: String = e
-            .components()
-            .rev()
-            .take(3)
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
-            .map(|c| c.as_os_str().to_string_lossy().into_owned())
-            .collect();
-        if !keep.contains(&name) {
-            std::fs::remove_file(&e).expect("rm");
-        }
+    // ---- build: cold store (artifacts only) and warm store (extracted, verity digests cached).
+    // The older nodeforge, if given, gets its own project (lock and fetch not timed) and runs each
+    // step right after this one, so that both see the same moment of this shared machine.
+    let old_proj = root.join("project-old");
+    let old_run = |args: &[&str]| -> Option<Duration> {
+        let bin = old_bin.as_ref()?;
+        let a: Vec<&str> = args.iter().copied().chain(net.iter().copied()).collect();
+        Some(nf_bin(bin, &old_proj, &a).0)
+    };
+    if let Some(r) = &old_repo {
+        project_from(
+            &old_proj,
+            &std::fs::read_to_string(r.join("manifests/kubenet.toml")).expect("old manifest"),
+            r,
+        );
+        old_run(&["lock"]);
+        old_run(&["fetch"]);
+        cold_store(&old_proj);
     }
+    cold_store(&proj);
     let (cold, _) = run(with(&["build"]));
-    let out_bytes: u64 = ["images"]
-        .iter()
-        .map(|d| du(&proj.join("out").join(d)))
-        .sum();
-    sh(&format!(
-        "rm -rf {0}/out/images {0}/out/nodes",
-        proj.display()
-    ));
+    let old_cold = old_run(&["build"]);
+    let out_bytes = du(&proj.join("out/layers")) + du(&proj.join("out/images"));
+    no_outputs(&proj);
     settle();
     let disk_before = disk_used(&proj);
-    let (warm, _) = run(with(&["build"]));
+    let (warm, warm_json) = run(with(&["build", "--json"]));
     settle();
     let warm_disk = disk_used(&proj).saturating_sub(disk_before);
-    // The same work by hand: stage each node's tree, then tar|zstd, mkfs.erofs and veritysetup.
+    let (mut old_warm, mut old_out_bytes, mut old_warm_disk) = (None, 0, 0);
+    if old_bin.is_some() {
+        old_out_bytes = du(&old_proj.join("out/images"));
+        no_outputs(&old_proj);
+        settle();
+        let before = disk_used(&old_proj);
+        old_warm = old_run(&["build"]);
+        settle();
+        old_warm_disk = disk_used(&old_proj).saturating_sub(before);
+    }
+    // The same work by hand, per layer: stage its tree from our .raw (fsck.erofs --extract), then
+    // mkfs.erofs and veritysetup format. The shared payload once, then each node's /etc.
+    let layers = layers_of(&proj, &warm_json);
     let stage = root.join("stage");
     let _ = std::fs::remove_dir_all(&stage);
-    let mut hand = Duration::ZERO;
-    let mut staging = Duration::ZERO;
-    let nodes = [
-        "control0", "control1", "control2", "worker0", "worker1", "worker2",
-    ];
-    for node in nodes {
-        let img = std::fs::canonicalize(proj.join("out/nodes").join(node).join("current"))
-            .expect("current");
+    let (mut hand, mut hand_payload, mut staging) =
+        (Duration::ZERO, Duration::ZERO, Duration::ZERO);
+    let mut seen = std::collections::BTreeSet::new();
+    let (mut n_payload, mut n_config) = (0, 0);
+    for l in &layers {
+        if !seen.insert(l.dir.clone()) {
+            continue;
+        }
+        let o = if l.role == "payload" {
+            n_payload += 1;
+            stage.join(format!("payload-{n_payload}"))
+        } else {
+            n_config += 1;
+            stage.join(format!("{}-{}", l.node, l.role))
+        };
+        let x = o.join("tree");
         let t = Instant::now();
-        let x = stage.join(node).join("tree");
         sh(&format!(
-            "mkdir -p {0} && fsck.erofs --extract={0} {1}/image.erofs >/dev/null",
+            "mkdir -p {0} && fsck.erofs --extract={0} {1} >/dev/null",
             x.display(),
-            img.display()
+            l.raw.display()
         ));
         staging += t.elapsed();
-        let o = stage.join(node);
-        hand += sh(&format!(
-            "tar --sort=name --owner=0 --group=0 --numeric-owner --mtime=@0 --format=gnu -C {0} -cf - . | zstd -3 -T0 -q -f -o {1}/hand.tar.zst && mkfs.erofs -T0 --all-root -U 00000000-0000-4000-8000-000000000000 -x-1 {1}/hand.erofs {0} >/dev/null 2>&1 && veritysetup format --salt=00 --uuid=00000000-0000-4000-8000-000000000000 {1}/hand.erofs {1}/hand.verity >/dev/null && sync",
+        let d = sh(&format!(
+            "mkfs.erofs -T0 --all-root -U 00000000-0000-4000-8000-000000000000 -x-1 {1}/hand.raw {0} >/dev/null 2>&1 && veritysetup format --salt=00 --uuid=00000000-0000-4000-8000-000000000000 {1}/hand.raw {1}/hand.verity >/dev/null && sync",
             x.display(),
             o.display()
         ));
+        hand += d;
+        if l.role == "payload" {
+            hand_payload += d;
+        }
     }
+    let hand_what = format!(
+        "mkfs.erofs + veritysetup, {n_payload} payload + {n_config} config layers: {}",
+        secs(hand)
+    );
     let _ = std::fs::remove_dir_all(root.join("copy"));
     let copy = sh(&format!(
-        "mkdir -p {0}/copy && cp -r {1}/out/images {0}/copy/ && sync",
+        "mkdir -p {0}/copy && cp -r {1}/out/layers {1}/out/images {0}/copy/ && sync",
         root.display(),
         proj.display()
     ));
+    let vs_old = |new: Duration, old: Option<Duration>| {
+        old.map_or_else(
+            || "-".to_string(),
+            |o| {
+                format!(
+                    "{} (new: {:.0}%)",
+                    secs(o),
+                    new.as_secs_f64() / o.as_secs_f64() * 100.0
+                )
+            },
+        )
+    };
     row(
         "build 6 nodes, cold store",
         secs(cold),
-        format!("tar|zstd + mkfs.erofs + veritysetup: {}", secs(hand)),
+        vs_old(cold, old_cold),
+        hand_what.clone(),
         format!(
-            "writing the {} MB of outputs durably (cp, sync): {}",
+            "writing the {} MB of outputs durably (cp, sync): {}{}",
             out_bytes / 1_000_000,
-            secs(copy)
+            secs(copy),
+            if old_bin.is_some() {
+                format!("; today's code writes {} MB", old_out_bytes / 1_000_000)
+            } else {
+                String::new()
+            }
         ),
     );
     row(
         "build 6 nodes, warm store",
         secs(warm),
-        format!("tar|zstd + mkfs.erofs + veritysetup: {}", secs(hand)),
+        vs_old(warm, old_warm),
+        hand_what,
         format!(
-            "target ≤ {} (aim {}); staging the trees by hand took another {}; the {} MB of images took {} MB of disk (df)",
+            "target ≤ {} (aim {}); the payload by hand alone: {}; staging the trees by hand took another {}; the {} MB of layers and records took {} MB of disk (df){}",
             secs(hand),
             secs(hand / 2),
+            secs(hand_payload),
             secs(staging),
             out_bytes / 1_000_000,
-            warm_disk / 1_000_000
+            warm_disk / 1_000_000,
+            if old_bin.is_some() {
+                format!("; today's code: {} MB of images, {} MB of disk", old_out_bytes / 1_000_000, old_warm_disk / 1_000_000)
+            } else {
+                String::new()
+            }
         ),
     );
 
     // ---- incremental and no-op
-    let manifest = proj.join("manifests/kubenet.toml");
-    let text = std::fs::read_to_string(&manifest).expect("manifest");
-    std::fs::write(
-        &manifest,
-        text.replace(
+    let edit = |manifest: &Path| {
+        let text = std::fs::read_to_string(manifest).expect("manifest");
+        let changed = text.replace(
             "name = \"worker1\"\nvmid = 5\nrole = \"worker\"\n",
             "name = \"worker1\"\nvmid = 5\nrole = \"worker\"\nvars = { kubelet_verbosity = 4 }\n",
-        ),
-    )
-    .expect("edit");
-    let (inc, _) = run(with(&["build"]));
+        );
+        assert_ne!(text, changed, "worker1 not found in {}", manifest.display());
+        std::fs::write(manifest, changed).expect("edit");
+    };
+    edit(&proj.join("manifests/kubenet.toml"));
+    let (inc, inc_json) = run(with(&["build", "--json"]));
+    let old_inc = if old_bin.is_some() {
+        edit(&old_proj.join("manifests/kubenet.toml"));
+        old_run(&["build"])
+    } else {
+        None
+    };
     let (noop, _) = run(with(&["build"]));
-    // The physical floor of that change: writing the one new image's bytes.
-    let changed = std::fs::canonicalize(proj.join("out/nodes/worker1/current")).expect("current");
-    let changed_bytes = du(&changed);
+    let old_noop = old_run(&["build"]);
+    // The physical floor of that change: writing what it adds (the new config layer and image
+    // record) durably.
+    let new_dirs: Vec<PathBuf> = {
+        let v: serde_json::Value = serde_json::from_str(&inc_json).expect("json");
+        let mut d = Vec::new();
+        for n in v["nodes"].as_array().expect("nodes") {
+            if n["status"] == "built" {
+                d.push(proj.join(n["image_dir"].as_str().expect("image_dir")));
+            }
+            for l in n["layers"].as_array().expect("layers") {
+                if l["written"] == true {
+                    d.push(
+                        proj.join(l["raw"].as_str().expect("raw"))
+                            .parent()
+                            .expect("dir")
+                            .to_path_buf(),
+                    );
+                }
+            }
+        }
+        d
+    };
+    let changed_bytes: u64 = new_dirs.iter().map(|d| du(d)).sum();
     let _ = std::fs::remove_dir_all(root.join("copy1"));
     let copy_one = sh(&format!(
         "mkdir -p {0}/copy1 && cp -r {1} {0}/copy1/ && sync",
         root.display(),
-        changed.display()
+        new_dirs
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(" ")
     ));
     #[allow(clippy::cast_precision_loss)]
     let pct = inc.as_secs_f64() / warm.as_secs_f64() * 100.0;
     row(
         "one worker's config changed",
         secs(inc),
+        vs_old(inc, old_inc),
         format!(
-            "writing its {} MB image durably (cp, sync): {}",
-            changed_bytes / 1_000_000,
+            "writing its new layer and image record ({} KB, {} dirs) durably (cp, sync): {}",
+            changed_bytes / 1000,
+            new_dirs.len(),
             secs(copy_one)
         ),
-        format!("{pct:.1}% of the warm build (target < 2%)"),
+        format!(
+            "{pct:.1}% of the warm build (target ≤ 2%){}",
+            match (old_inc, old_warm) {
+                (Some(i), Some(w)) => format!(
+                    "; today's code: {:.1}% of its warm build",
+                    i.as_secs_f64() / w.as_secs_f64() * 100.0
+                ),
+                _ => String::new(),
+            }
+        ),
     );
     row(
         "no-op build",
         format!("{:.0} ms", noop.as_secs_f64() * 1000.0),
+        old_noop.map_or_else(
+            || "-".into(),
+            |d| format!("{:.0} ms", d.as_secs_f64() * 1000.0),
+        ),
         "-".into(),
         "target < 100 ms".into(),
     );
@@ -633,29 +845,31 @@ fn main() {
         .map(|p| p.display().to_string())
         .collect::<Vec<_>>()
         .join(" ");
-    // The images, checked by hand as verify checks them: every file of the tar decompressed and
-    // hashed, and image.erofs against its verity tree and pinned root hash; images in parallel.
-    let image_dirs = walk_dirs(&proj.join("out/images"));
-    let image_bytes: u64 = image_dirs
+    // The layers, checked by hand: each EROFS file against its verity tree and root hash
+    // (`veritysetup verify`), layers in parallel. (verify also makes each EROFS file again from
+    // the store and compares, which this does not.)
+    let layer_dirs = walk_dirs(&proj.join("out/layers"));
+    let layer_bytes: u64 = layer_dirs
         .iter()
-        .flat_map(|d| ["image.tar.zst", "image.erofs", "image.verity"].map(|f| d.join(f)))
+        .flat_map(|d| walk(d))
+        .filter(|f| f.extension().is_some_and(|e| e == "raw" || e == "verity"))
         .filter_map(|f| std::fs::metadata(f).ok())
         .map(|m| m.len())
         .sum();
-    let check_script = root.join("check-image.sh");
+    let check_script = root.join("check-layer.sh");
     std::fs::write(
         &check_script,
         r#"set -euo pipefail
-d=$1
-zstd -dcq "$d/image.tar.zst" | b3sum >/dev/null
-root=$(sed -n 's/.*"root_hash": *"\([0-9a-f]\{64\}\)".*/\1/p' "$d/manifest.json")
-veritysetup verify "$d/image.erofs" "$d/image.verity" "$root"
+for raw in "$1"/*.raw; do
+  b=${raw%.raw}
+  veritysetup verify "$raw" "$b.verity" "$(cat "$b.roothash")"
+done
 "#,
     )
     .expect("script");
-    let hand_images = format!(
+    let hand_layers = format!(
         "printf '%s\\n' {} | xargs -P $(nproc) -n 1 bash {}",
-        image_dirs
+        layer_dirs
             .iter()
             .map(|p| p.display().to_string())
             .collect::<Vec<_>>()
@@ -668,11 +882,12 @@ veritysetup verify "$d/image.erofs" "$d/image.verity" "$root"
     for _ in 0..RUNS {
         let (_, vjson) = run(vec!["verify".into(), "--json".into()]);
         v = serde_json::from_str(&vjson).expect("json");
+        assert_eq!(v["ok"], true, "verify failed: {vjson}");
         ours_ms.push(v["objects_ms"].as_u64().unwrap_or(1).max(1));
         ours_img_ms.push(v["images_ms"].as_u64().unwrap_or(1).max(1));
         b3_runs.push(sh(&format!("b3sum {list} >/dev/null")));
         sha_runs.push(sh(&format!("sha256sum {list} >/dev/null")));
-        hand_img_runs.push(sh(&hand_images));
+        hand_img_runs.push(sh(&hand_layers));
     }
     ours_ms.sort_unstable();
     b3_runs.sort_unstable();
@@ -689,20 +904,22 @@ veritysetup verify "$d/image.erofs" "$d/image.verity" "$root"
         obj_bytes as f64 / 1e9 / b3.as_secs_f64(),
         obj_bytes as f64 / 1e9 / sha.as_secs_f64(),
     );
-    row("verify: re-hash the store", format!("{ours:.2} GB/s"), format!("b3sum {b3r:.2} GB/s, sha256sum {shar:.2} GB/s"), format!("{} MB in {} objects, median of {RUNS} runs; {:.0}% of b3sum (target ≥ 80%); whole verify incl. {} images: {} ms", obj_bytes / 1_000_000, objs.len(), ours / b3r * 100.0, v["images_checked"], v["elapsed_ms"]));
+    row("verify: re-hash the store", format!("{ours:.2} GB/s"), "-".into(), format!("b3sum {b3r:.2} GB/s, sha256sum {shar:.2} GB/s"), format!("{} MB in {} objects, median of {RUNS} runs; {:.0}% of b3sum (target ≥ 80%); whole verify incl. {} images and {} layers: {} ms", obj_bytes / 1_000_000, objs.len(), ours / b3r * 100.0, v["images_checked"], v["layers_checked"], v["elapsed_ms"]));
     #[allow(clippy::cast_precision_loss)]
     let (img_ours, img_hand) = (
-        image_bytes as f64 / 1e9 / (ours_img_ms[RUNS / 2] as f64 / 1000.0),
-        image_bytes as f64 / 1e9 / hand_img_runs[RUNS / 2].as_secs_f64(),
+        layer_bytes as f64 / 1e9 / (ours_img_ms[RUNS / 2] as f64 / 1000.0),
+        layer_bytes as f64 / 1e9 / hand_img_runs[RUNS / 2].as_secs_f64(),
     );
     row(
-        "verify: re-check the images",
+        "verify: re-check the layers",
         format!("{img_ours:.2} GB/s"),
-        format!("zstd -dc | b3sum + veritysetup verify, in parallel: {img_hand:.2} GB/s"),
+        "-".into(),
+        format!("veritysetup verify of each layer, in parallel: {img_hand:.2} GB/s"),
         format!(
-            "{} MB in {} images (tar.zst + erofs + verity), median of {RUNS} runs",
-            image_bytes / 1_000_000,
-            image_dirs.len()
+            "{} MB in {} layers (raw + verity), each once, and {} image records; median of {RUNS} runs; verify also makes each EROFS file again from the store and compares",
+            layer_bytes / 1_000_000,
+            layer_dirs.len(),
+            v["images_checked"]
         ),
     );
     drop(server);
@@ -720,7 +937,7 @@ veritysetup verify "$d/image.erofs" "$d/image.verity" "$root"
     make_mirror(&gmirror, scale);
     let gserver = serve(&gmirror);
     let gurl = format!("http://127.0.0.1:{}", gserver.1);
-    let mut growth: BTreeMap<usize, (Duration, u64, u64, u64, u64)> = BTreeMap::new();
+    let mut growth: BTreeMap<usize, Growth> = BTreeMap::new();
     for n in &counts {
         let gp = root.join(format!("growth-{n}"));
         project(&gp, &growth_manifest(*n));
@@ -737,51 +954,149 @@ veritysetup verify "$d/image.erofs" "$d/image.verity" "$root"
         settle();
         let disk = disk_used(&gp).saturating_sub(disk_before);
         let store_after = du(&gp.join("out/store"));
-        let images = du(&gp.join("out/images"));
-        growth.insert(*n, (t, store_before, store_after, images, disk));
-        let _ = std::fs::remove_dir_all(gp.join("out/images"));
+        // Again from a warm store: what the outputs alone cost, in time and disk.
+        no_outputs(&gp);
+        settle();
+        let disk_before = disk_used(&gp);
+        let a: Vec<&str> = ["build", "--json"]
+            .iter()
+            .chain(gnet.iter())
+            .copied()
+            .collect();
+        let (tw, wjson) = nf(&gp, &a);
+        settle();
+        let wdisk = disk_used(&gp).saturating_sub(disk_before);
+        let ls = layers_of(&gp, &wjson);
+        let payload = ls.iter().find(|l| l.role == "payload").expect("payload");
+        let sample = ls
+            .iter()
+            .rev()
+            .find(|l| l.role == "config")
+            .expect("config");
+        let configs = ls.iter().filter(|l| l.role == "config").count() as u64;
+        let payload_bytes = du(&payload.dir);
+        let config_bytes =
+            du(&gp.join("out/layers")).saturating_sub(payload_bytes) / configs.max(1);
+        // One node's own files, in one du so that its manifest.json (a hard link in the image
+        // directory and the generation) counts once: config layer, image dir, node dir.
+        let breakdown = Command::new("du")
+            .arg("-sB1")
+            .arg(&sample.dir)
+            .arg(&sample.image_dir)
+            .arg(gp.join("out/nodes").join(&sample.node))
+            .output()
+            .expect("du");
+        let sample_disk: Vec<u64> = String::from_utf8_lossy(&breakdown.stdout)
+            .lines()
+            .filter_map(|l| l.split_whitespace().next().and_then(|x| x.parse().ok()))
+            .collect();
+        growth.insert(
+            *n,
+            Growth {
+                cold: t,
+                store_before,
+                store_after,
+                disk,
+                warm: tw,
+                warm_disk: wdisk,
+                outputs_disk: du_disk_all(&[
+                    gp.join("out/layers"),
+                    gp.join("out/images"),
+                    gp.join("out/nodes"),
+                ]),
+                outputs: du(&gp.join("out/layers"))
+                    + du(&gp.join("out/images"))
+                    + du(&gp.join("out/nodes")),
+                payload_bytes,
+                payload_disk: du_disk(&payload.dir),
+                config_bytes,
+                sample: sample.node.clone(),
+                sample_disk,
+            },
+        );
+        no_outputs(&gp);
     }
     drop(gserver);
 
     // ---- report
-    println!("| measurement | nodeforge | standard tools, same run | notes |");
-    println!("|---|---|---|---|");
-    // A `|` inside a cell (`tar|zstd`) would end the cell: escaped.
+    println!(
+        "| measurement | nodeforge | today's code ({old_name}), same run | standard tools, same run | notes |"
+    );
+    println!("|---|---|---|---|---|");
+    // A `|` inside a cell would end the cell: escaped.
     let cell = |s: &str| s.replace('|', "\\|");
-    for (a, b, c, d) in &rows {
-        println!("| {} | {} | {} | {} |", cell(a), cell(b), cell(c), cell(d));
+    for (a, b, o, c, d) in &rows {
+        println!(
+            "| {} | {} | {} | {} | {} |",
+            cell(a),
+            cell(b),
+            cell(o),
+            cell(c),
+            cell(d)
+        );
+    }
+    if old_bin.is_none() {
+        println!("\n(today's code not run: set NODEFORGE_BENCH_OLD_BIN to its binary to fill that column.)");
     }
     println!(
-        "\nGrowth (binaries divided by {scale}, so {} node images fit on this disk):\n",
-        counts.last().copied().unwrap_or(0)
+        "\nGrowth (binaries divided by {scale}; each count built once after fetch, extraction included, then its outputs removed and built again from the warm store):\n"
     );
-    println!("| nodes | build (after fetch, extraction included) | store after build | store growth in the build | image bytes per node | disk space the build took (df) |");
-    println!("|---|---|---|---|---|---|");
-    for (n, (t, before, after, images, disk)) in &growth {
+    println!("| nodes | build after fetch | store growth in it | disk it took (df) | build again, warm store | disk the outputs took (df) | outputs: their blocks (du -B1), their bytes (du -sb) | payload layer | config layer (mean) |");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for (n, g) in &growth {
         println!(
-            "| {n} | {} | {} MB | {} KB | {} KB | {} MB |",
-            secs(*t),
-            after / 1_000_000,
-            after.saturating_sub(*before) / 1000,
-            images / (*n as u64) / 1000,
-            disk / 1_000_000
+            "| {n} | {} | {} KB | {} MB | {} | {} MB | {} MB, {} MB | {} MB | {} KB |",
+            secs(g.cold),
+            g.store_after.saturating_sub(g.store_before) / 1000,
+            g.disk / 1_000_000,
+            secs(g.warm),
+            g.warm_disk / 1_000_000,
+            g.outputs_disk / 1_000_000,
+            g.outputs / 1_000_000,
+            g.payload_bytes / 1_000_000,
+            g.config_bytes / 1000
         );
     }
     let keys: Vec<&usize> = growth.keys().collect();
     if keys.len() >= 2 {
         let (a, b) = (keys[keys.len() - 2], keys[keys.len() - 1]);
-        let (ta, _, sa, ia, da) = growth[a];
-        let (tb, _, sb, ib, db) = growth[b];
+        let (ga, gb) = (&growth[a], &growth[b]);
         let per = (b - a) as u64;
         #[allow(clippy::cast_precision_loss)]
-        let ms = (tb.as_secs_f64() - ta.as_secs_f64()) * 1000.0 / per as f64;
+        let ms =
+            |x: Duration, y: Duration| (y.as_secs_f64() - x.as_secs_f64()) * 1000.0 / per as f64;
         println!(
-            "\nPer additional node ({a} → {b}): {ms:.1} ms of build time, {} bytes of new store data, {} KB of image files taking {} KB of disk (at full size: see the 6-node run: {} MB per node).",
-            sb.saturating_sub(sa) / per,
-            ib.saturating_sub(ia) / per / 1000,
-            db.saturating_sub(da) / per / 1000,
-            out_bytes / 6 / 1_000_000
+            "\nPer additional node ({a} → {b}): {:.1} ms of warm build time (target < 5 ms; {:.1} ms in the builds after fetch), {} bytes of new store data, {} KB of disk (df; target < 256 KB), {} KB of blocks (du -B1), {} KB of files.",
+            ms(ga.warm, gb.warm),
+            ms(ga.cold, gb.cold),
+            gb.store_after.saturating_sub(ga.store_after) / per,
+            gb.warm_disk.saturating_sub(ga.warm_disk) / per / 1000,
+            gb.outputs_disk.saturating_sub(ga.outputs_disk) / per / 1000,
+            gb.outputs.saturating_sub(ga.outputs) / per / 1000
         );
+    }
+    if let Some((n, g)) = growth.iter().next_back() {
+        let budget = (g.payload_bytes + *n as u64 * g.config_bytes) * 11 / 10;
+        println!(
+            "\n{n} nodes: the outputs took {} MB of disk (df; {} MB of blocks by du -B1) against payload + {n} × config layer + 10% = ({} MB + {n} × {} KB) × 1.1 = {} MB: {}.",
+            g.warm_disk / 1_000_000,
+            g.outputs_disk / 1_000_000,
+            g.payload_bytes / 1_000_000,
+            g.config_bytes / 1000,
+            budget / 1_000_000,
+            if g.warm_disk <= budget { "met" } else { "missed" }
+        );
+        if let [c, i, nd] = g.sample_disk[..] {
+            println!(
+                "One node's own disk ({}, du -sB1): config layer {} KB, image directory {} KB, node directory with its generation {} KB, {} KB in all; the payload layer, shared: {} MB.",
+                g.sample,
+                c / 1000,
+                i / 1000,
+                nd / 1000,
+                (c + i + nd) / 1000,
+                g.payload_disk / 1_000_000
+            );
+        }
     }
     println!(
         "\nworkload: {} MB of stand-in artifacts ({} MB served)",
@@ -789,17 +1104,43 @@ veritysetup verify "$d/image.erofs" "$d/image.verity" "$root"
         artifact_bytes / 1_000_000
     );
     println!(
-        "machine: {}, {} CPUs, {} of memory, Linux {}; bench directory on {} ({}); {}; {}; {}",
+        "machine: {}, {} CPUs, {} of memory, Linux {}; load average at the end {}; bench directory on {} ({}); {}; {}; {}",
         first_line("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"),
         first_line("nproc"),
         first_line("free -h | awk '/Mem:/ {print $2}'"),
         first_line("uname -r"),
+        first_line("cut -d' ' -f1-3 /proc/loadavg"),
         first_line(&format!("stat -f -c %T {}", root.display())),
         first_line(&format!("df --output=source {} | tail -1", root.display())),
         first_line("b3sum --version"),
-        first_line("echo zstd $(zstd -V | grep -o 'v[0-9.]*')"),
+        first_line("veritysetup --version"),
         first_line("echo erofs-utils $(dpkg-query -W -f '${Version}' erofs-utils 2>/dev/null)"),
     );
+    if let Some(b) = &old_bin {
+        println!(
+            "today's code: {b} ({old_name}), project files from {}",
+            old_repo
+                .as_ref()
+                .map_or_else(String::new, |r| r.display().to_string())
+        );
+    }
+}
+
+/// One growth run.
+struct Growth {
+    cold: Duration,
+    store_before: u64,
+    store_after: u64,
+    disk: u64,
+    warm: Duration,
+    warm_disk: u64,
+    outputs: u64,
+    outputs_disk: u64,
+    payload_bytes: u64,
+    payload_disk: u64,
+    config_bytes: u64,
+    sample: String,
+    sample_disk: Vec<u64>,
 }
 
 /// The directories right under `dir` whose names do not start with a dot, sorted.
