@@ -71,6 +71,15 @@ fn is_archive(url: &str) -> bool {
     f.ends_with(".tar.gz") || f.ends_with(".tgz")
 }
 
+/// The key of an artifact's extraction record: the artifact and the rules applied to it.
+fn record_key(object: &Object, rules: &[InstallRule]) -> Blake3 {
+    let mut key = blake3::Hasher::new();
+    key.update(b"nodeforge extract v1\n");
+    key.update(object.blake3.as_bytes());
+    key.update(serde_json::to_string(rules).unwrap_or_default().as_bytes());
+    Blake3::from_bytes(*key.finalize().as_bytes())
+}
+
 /// The files `rules` take from the artifact stored as `object`, extracted once and remembered.
 pub fn installed(
     store: &Store,
@@ -84,11 +93,7 @@ pub fn installed(
             artifact: label.to_string(),
         });
     }
-    let mut key = blake3::Hasher::new();
-    key.update(b"nodeforge extract v1\n");
-    key.update(object.blake3.as_bytes());
-    key.update(serde_json::to_string(rules).unwrap_or_default().as_bytes());
-    let key = Blake3::from_bytes(*key.finalize().as_bytes());
+    let key = record_key(object, rules);
     // A record in another shape (the bare list written before `ExtractRecord`) counts as absent:
     // extracted again, and rewritten as an `ExtractRecord`.
     if let Some(bytes) = store.read_record("extract", &key) {
@@ -103,21 +108,7 @@ pub fn installed(
             }
         }
     }
-    let list = if is_archive(url) {
-        extract_archive(store, label, object, rules)?
-    } else {
-        refuse_keys(label, None, object)?;
-        let name = url_file_name(url);
-        rules
-            .iter()
-            .map(|r| Installed {
-                target: r.target(name),
-                member: None,
-                blake3: object.blake3,
-                size: object.size,
-            })
-            .collect()
-    };
+    let list = extract_now(store, label, url, object, rules)?;
     let store_err = |source: crate::fsutil::FsError| ExtractError::Store {
         artifact: label.to_string(),
         source: StoreError::Fs(source),
@@ -134,6 +125,84 @@ pub fn installed(
         )
         .map_err(store_err)?;
     Ok(rec.files)
+}
+
+/// Extract the artifact again, ignoring its record, and compare: `None` when the record says
+/// what the artifact gives (or there is no record), else what differs. For `verify --rebuild`:
+/// a record naming another object for a file would put the wrong binary into every image.
+pub fn check_record(
+    store: &Store,
+    label: &str,
+    url: &str,
+    object: &Object,
+    rules: &[InstallRule],
+) -> Result<Option<String>, ExtractError> {
+    let key = record_key(object, rules);
+    let Some(bytes) = store.read_record("extract", &key) else {
+        return Ok(None);
+    };
+    let Ok(rec) = serde_json::from_slice::<ExtractRecord>(&bytes) else {
+        return Ok(Some(format!(
+            "store/extract/{key}: the extraction record of {label} is not readable"
+        )));
+    };
+    let fresh = extract_now(store, label, url, object, rules)?;
+    if rec.artifact != object.blake3 {
+        return Ok(Some(format!(
+            "store/extract/{key}: the extraction record of {label} names artifact object {}, not {}",
+            rec.artifact, object.blake3
+        )));
+    }
+    for f in &fresh {
+        match rec.files.iter().find(|r| r.target == f.target) {
+            Some(r) if r == f => {}
+            Some(r) => {
+                return Ok(Some(format!(
+                    "store/extract/{key}: the extraction record of {label} says {} is object {} ({} bytes); the artifact gives {} ({} bytes)",
+                    f.target, r.blake3, r.size, f.blake3, f.size
+                )))
+            }
+            None => {
+                return Ok(Some(format!(
+                    "store/extract/{key}: the extraction record of {label} lacks {}",
+                    f.target
+                )))
+            }
+        }
+    }
+    if rec.files.len() != fresh.len() {
+        return Ok(Some(format!(
+            "store/extract/{key}: the extraction record of {label} lists {} files; the artifact gives {}",
+            rec.files.len(),
+            fresh.len()
+        )));
+    }
+    Ok(None)
+}
+
+/// Take the files now, from the artifact's bytes.
+fn extract_now(
+    store: &Store,
+    label: &str,
+    url: &str,
+    object: &Object,
+    rules: &[InstallRule],
+) -> Result<Vec<Installed>, ExtractError> {
+    if is_archive(url) {
+        extract_archive(store, label, object, rules)
+    } else {
+        refuse_keys(label, None, object)?;
+        let name = url_file_name(url);
+        Ok(rules
+            .iter()
+            .map(|r| Installed {
+                target: r.target(name),
+                member: None,
+                blake3: object.blake3,
+                size: object.size,
+            })
+            .collect())
+    }
 }
 
 /// The check every extracted file passes before it becomes a store object.

@@ -262,6 +262,21 @@ pub fn commit_dir(
     Ok(true)
 }
 
+/// Remove a directory in one visible step: renamed out of sight (a temp name the next run
+/// cleans), then deleted, so nobody ever sees half of it under its real name.
+pub fn remove_dir_aside(dir: &Path) -> Result<(), FsError> {
+    let gone = dir.with_file_name(format!(
+        ".nodeforge-tmp-gone-{}-{}",
+        std::process::id(),
+        dir.file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default()
+    ));
+    fs::rename(dir, &gone).at("cannot move aside", dir)?;
+    let _ = fs::remove_dir_all(&gone);
+    Ok(())
+}
+
 /// Rename a finished file to `dest` (same filesystem) and fsync the directory.
 pub fn rename_into(from: &Path, dest: &Path) -> Result<(), FsError> {
     fs::rename(from, dest).at("cannot move into place", dest)?;

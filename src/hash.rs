@@ -152,6 +152,27 @@ impl Blake3 {
 }
 
 /// Both digests of a stream, computed in one pass while the bytes go elsewhere.
+impl Sha256 {
+    /// The sha256 of a file's contents, and its size.
+    pub fn of_file(path: &Path) -> std::io::Result<(Self, u64)> {
+        let mut f = std::fs::File::open(path)?;
+        let mut h = sha2::Sha256::new();
+        let mut buf = vec![0u8; 1 << 20];
+        let mut size = 0u64;
+        loop {
+            let n = match f.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            h.update(&buf[..n]);
+            size += n as u64;
+        }
+        Ok((Sha256(h.finalize().into()), size))
+    }
+}
+
 #[derive(Default)]
 pub struct DualHasher {
     sha256: sha2::Sha256,

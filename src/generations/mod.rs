@@ -105,7 +105,10 @@ pub fn current(out: &Path, node: &str) -> Option<u32> {
         parts.next(),
         parts.next().as_deref(),
     ) {
-        (Some("generations"), Some(n), Some("image")) => n.parse().ok(),
+        // Exactly `generations/<n>/image`: nothing before, after or in between.
+        (Some("generations"), Some(n), Some("image")) => {
+            n.parse().ok().filter(|n| target == current_target(*n))
+        }
         _ => None,
     }
 }
@@ -140,9 +143,12 @@ pub fn record_from(
 ) -> Result<(u32, bool), GenerationError> {
     let gens = list(out, node)?;
     if let Some(cur) = current(out, node) {
+        // Unchanged only if the whole chain says so: `current` → this generation, whose record
+        // names this image, whose `image` link points at it, whose record is this one.
         if gens
             .iter()
             .any(|g| g.number == cur && g.image_id == image_id)
+            && chain_intact(out, node, cur, image_id, manifest_json)
         {
             return Ok((cur, false));
         }
@@ -182,7 +188,7 @@ pub fn record_from(
             fsutil::write_new(&record, manifest_json, 0o444)?;
         }
         let link = tmp.path().join("image");
-        std::os::unix::fs::symlink(Path::new("../../../../images").join(image_id), &link)
+        std::os::unix::fs::symlink(image_link_target(image_id), &link)
             .at("cannot create a symlink at", &link)?;
         {
             use std::os::unix::fs::PermissionsExt;
@@ -207,6 +213,26 @@ pub fn record_from(
     Ok((number, true))
 }
 
+/// Where a generation's `image` link must point for image `image_id`.
+pub fn image_link_target(image_id: &str) -> PathBuf {
+    Path::new("../../../../images").join(image_id)
+}
+
+/// Where `current` must point for generation `number`.
+pub fn current_target(number: u32) -> PathBuf {
+    Path::new("generations")
+        .join(number.to_string())
+        .join("image")
+}
+
+/// Whether generation `number` of `node` is image `image_id` through and through: its `image`
+/// link points at that image and its record holds `manifest_json`.
+fn chain_intact(out: &Path, node: &str, number: u32, image_id: &str, manifest_json: &[u8]) -> bool {
+    let dir = generation_dir(out, node, number);
+    std::fs::read_link(dir.join("image")).is_ok_and(|t| t == image_link_target(image_id))
+        && std::fs::read(dir.join("manifest.json")).is_ok_and(|b| b == manifest_json)
+}
+
 /// Point `current` at generation `number`: one atomic rename.
 pub fn switch(out: &Path, node: &str, number: u32) -> Result<(), GenerationError> {
     let dir = node_dir(out, node);
@@ -220,9 +246,7 @@ pub fn switch(out: &Path, node: &str, number: u32) -> Result<(), GenerationError
         });
     }
     let current = dir.join("current");
-    let target = Path::new("generations")
-        .join(number.to_string())
-        .join("image");
+    let target = current_target(number);
     if std::fs::read_link(&current).is_ok_and(|t| t == target) {
         return Ok(());
     }

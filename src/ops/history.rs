@@ -109,6 +109,15 @@ pub fn rollback(out: &Path, nodes: &[String], to: Option<&str>) -> Result<Vec<Ro
     let mut rebuilt = Vec::new();
     for (node, _, target) in &plan {
         let m = generation_manifest(out, node, target.number)?;
+        // Switch only to layers that are what their entries make: a damaged or planted layer
+        // directory is set aside and the layer written again from the store (and must then be
+        // what the generation's record pins).
+        for l in &m.layers {
+            let dir = layout.layer(&l.id);
+            if dir.exists() && !super::materialize::check_layer(&store, &dir, false).is_empty() {
+                crate::fsutil::remove_dir_aside(&dir)?;
+            }
+        }
         let (_, _, new) = materialize(&layout, &store, &m)?;
         rebuilt.push(new);
     }

@@ -97,7 +97,9 @@ pub(crate) fn read_layer_record(dir: &Path) -> Result<LayerRecord, Error> {
 }
 
 /// Make sure `out/layers/<id>/` holds the layer of `role` of `m`; returns its record and
-/// whether it was written now.
+/// whether it was written now. When `m` pins the layer's verity parameters (a generation's
+/// record), a layer directory that does not match them is not used: the layer is written again
+/// from the store, and if that does not give what the record pins, the record was edited.
 pub(crate) fn ensure_layer(
     out: &OutDir,
     store: &Store,
@@ -107,9 +109,15 @@ pub(crate) fn ensure_layer(
     let entries = image::layer_entries(&m.entries, role);
     let id = image::layer_id(&entries);
     let dir = out.layer(&id.to_hex());
-    if layer_complete(&dir, role.name()) {
+    let pinned = m.layer(role).and_then(|l| l.verity.clone());
+    let usable = |d: &Path, want: Option<&VerityInfo>| {
+        layer_complete(d, role.name())
+            && read_layer_record(d).is_ok_and(|r| want.is_none_or(|p| *p == r.verity))
+    };
+    if usable(&dir, pinned.as_ref()) {
         return Ok((read_layer_record(&dir)?, false));
     }
+    check_objects(store, m)?;
     let layers = out.layers();
     fsutil::create_dir_all(&layers)?;
     let tmp = fsutil::temp_dir_in(&layers)?;
@@ -121,6 +129,12 @@ pub(crate) fn ensure_layer(
         &tmp.path().join(&raw),
         &tmp.path().join(&verity),
     )?;
+    if let Some(p) = pinned.as_ref().filter(|p| **p != info) {
+        return Err(Error::Usage(format!(
+            "image {}: its record pins root hash {} for its {role} layer, but the layer's entries make {}: the record is damaged or was edited",
+            m.id, p.root_hash, info.root_hash
+        )));
+    }
     fsutil::write_new(
         &tmp.path().join(&roothash),
         format!("{}\n", info.root_hash).as_bytes(),
@@ -136,13 +150,14 @@ pub(crate) fn ensure_layer(
         verity: info,
     };
     fsutil::write_new(&tmp.path().join(LAYER_RECORD), &rec.to_json(), 0o444)?;
-    let written = fsutil::commit_dir(tmp, &dir, |d| layer_complete(d, role.name()))?;
+    let written = fsutil::commit_dir(tmp, &dir, |d| usable(d, Some(&rec.verity)))?;
     Ok((rec, written))
 }
 
 /// Make sure `out/images/<id>/` exists with its record and links, and every layer it names is
 /// written. Returns the image directory, the record as written (with each layer's verity
-/// parameters: what a generation keeps) and whether anything was written now.
+/// parameters: what a generation keeps) and whether anything was written now. An image directory
+/// whose record is not exactly this one (edited, or pinning other root hashes) is replaced.
 pub(crate) fn materialize(
     out: &OutDir,
     store: &Store,
@@ -154,20 +169,20 @@ pub(crate) fn materialize(
             node: m.node.clone(),
         });
     }
-    let dir = out.image(&m.id);
-    if image_complete(&dir, m) {
-        let written = read_image_manifest(&dir.join(IMAGE_RECORD))?;
-        if written.id == m.id && written.layers.iter().all(|l| l.verity.is_some()) {
-            return Ok((dir, written, false));
-        }
-    }
-    check_objects(store, m)?;
     let mut full = m.clone();
     let mut new = false;
     for layer in &mut full.layers {
         let (rec, written) = ensure_layer(out, store, m, layer.role)?;
         new |= written;
         layer.verity = Some(rec.verity);
+    }
+    let dir = out.image(&m.id);
+    let matches = |d: &Path| {
+        image_complete(d, &full)
+            && read_image_manifest(&d.join(IMAGE_RECORD)).is_ok_and(|w| w == full)
+    };
+    if matches(&dir) {
+        return Ok((dir, full, new));
     }
     let images = out.images();
     fsutil::create_dir_all(&images)?;
@@ -180,8 +195,103 @@ pub(crate) fn materialize(
             std::os::unix::fs::symlink(&target, &link).at("cannot create a symlink at", &link)?;
         }
     }
-    let written = fsutil::commit_dir(tmp, &dir, |d| image_complete(d, &full))?;
+    let written = fsutil::commit_dir(tmp, &dir, matches)?;
     Ok((dir, full, new || written))
+}
+
+/// The dm-verity tree of `data` with the parameters `v` records; its root hash.
+fn verity_of(data: &Path, v: &VerityInfo, id: &str) -> std::io::Result<(String, Vec<u8>)> {
+    let size = std::fs::metadata(data)?.len();
+    let params = image::verity::VerityParams {
+        salt: hex::decode(&v.salt).map_err(std::io::Error::other)?,
+        uuid: Blake3::parse(id)
+            .map(|id| image::verity::params_for(&id).uuid)
+            .map_err(std::io::Error::other)?,
+    };
+    let mut tree = Vec::new();
+    let mut r = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(data)?);
+    let root = image::verity::write_verity(&mut r, size, &params, &mut tree)?;
+    Ok((root.to_hex(), tree))
+}
+
+/// A `Write` that only hashes.
+struct HashWriter(blake3::Hasher);
+
+impl std::io::Write for HashWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Check a layer directory: its record against its id; its EROFS file against the one its entries
+/// make from the store; its hash tree and root hash against that file.
+pub(crate) fn check_layer(store: &Store, dir: &Path, mmap: bool) -> Vec<String> {
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let rec: LayerRecord = match read_layer_record(dir) {
+        Ok(r) => r,
+        Err(e) => return vec![format!("layer {name}: {e}")],
+    };
+    let mut fails = Vec::new();
+    let [raw, verity, roothash] = layout::layer_files(&rec.name);
+    let raw = dir.join(raw);
+    // The EROFS file is exactly what the entries make from the store.
+    let expected = Blake3::parse(&rec.id)
+        .map_err(|e| e.to_string())
+        .and_then(|id| {
+            let mut w = HashWriter(blake3::Hasher::new());
+            image::erofs::write_erofs(&mut w, &rec.entries, image::erofs_uuid(&id), &mut |b| {
+                std::fs::File::open(store.object_path(b))
+            })
+            .map_err(|e| e.to_string())?;
+            Ok(Blake3::from_bytes(*w.0.finalize().as_bytes()))
+        });
+    let actual = if mmap {
+        Blake3::of_file_mapped(&raw)
+    } else {
+        Blake3::of_file(&raw)
+    };
+    match (expected, actual) {
+        (Ok(e), Ok((a, _))) if e == a => {}
+        (Ok(_), Ok(_)) => fails.push(format!(
+            "layer {name}: {} is not the EROFS file its entries make from the store",
+            raw.display()
+        )),
+        (Err(e), _) => fails.push(format!(
+            "layer {name}: cannot make its EROFS file again: {e}"
+        )),
+        (_, Err(e)) => fails.push(format!("layer {name}: cannot read {}: {e}", raw.display())),
+    }
+    match verity_of(&raw, &rec.verity, &rec.id) {
+        Ok((root, tree)) => {
+            if root != rec.verity.root_hash {
+                fails.push(format!(
+                    "layer {name}: its EROFS file hashes to verity root {root}, its record pins {}",
+                    rec.verity.root_hash
+                ));
+            }
+            if std::fs::read(dir.join(&verity)).ok().as_ref() != Some(&tree) {
+                fails.push(format!(
+                    "layer {name}: {verity} is not the hash tree of its EROFS file"
+                ));
+            }
+            let file = std::fs::read_to_string(dir.join(&roothash)).unwrap_or_default();
+            if file.trim_end() != root {
+                fails.push(format!(
+                    "layer {name}: {roothash} says {:?}, the EROFS file's root hash is {root}",
+                    file.trim_end()
+                ));
+            }
+        }
+        Err(e) => fails.push(format!("layer {name}: cannot hash {}: {e}", raw.display())),
+    }
+    fails
 }
 
 /// Write `entries` as an EROFS file and its dm-verity tree, file data copied from the store;

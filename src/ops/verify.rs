@@ -12,13 +12,12 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
 use super::history::generation_manifest;
-use super::materialize::{materialize, read_image_manifest, read_layer_record};
+use super::materialize::{check_layer, materialize, read_image_manifest, read_layer_record};
 use super::{check_lock, parallel_map, Error};
 use crate::generations;
 use crate::hash::Blake3;
-use crate::image::{self, ImageManifest, Kind, LayerRecord, VerityInfo, FLAT_FORMAT};
+use crate::image::{self, ImageManifest, Kind, FLAT_FORMAT};
 use crate::layout::{self, OutDir, IMAGE_RECORD};
-use crate::store::Store;
 
 #[derive(Debug, Clone)]
 pub struct VerifyOptions {
@@ -43,6 +42,11 @@ pub struct VerifyReport {
     pub images_checked: usize,
     /// Layers checked, each once however many images share it.
     pub layers_checked: usize,
+    /// Nodes whose chain from `current` to their image was checked.
+    pub nodes_checked: usize,
+    /// Nodes of the manifest with no current image in `out/` (not a failure: said so that CI
+    /// can tell a node was never built).
+    pub unbuilt: Vec<String>,
     pub images_rebuilt: usize,
     /// Of those, the images whose entry list the manifest, lockfile and templates render to now
     /// (the others are the nodes in `drift`, or nodes the manifest no longer lists).
@@ -142,99 +146,108 @@ fn check_image(out: &OutDir, dir: &Path) -> Vec<String> {
     fails
 }
 
-/// The dm-verity tree of `data` with the parameters `v` records; its root hash.
-fn verity_of(data: &Path, v: &VerityInfo, id: &str) -> std::io::Result<(String, Vec<u8>)> {
-    let size = std::fs::metadata(data)?.len();
-    let params = image::verity::VerityParams {
-        salt: hex::decode(&v.salt).map_err(std::io::Error::other)?,
-        uuid: Blake3::parse(id)
-            .map(|id| image::verity::params_for(&id).uuid)
-            .map_err(std::io::Error::other)?,
-    };
-    let mut tree = Vec::new();
-    let mut r = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(data)?);
-    let root = image::verity::write_verity(&mut r, size, &params, &mut tree)?;
-    Ok((root.to_hex(), tree))
-}
-
-/// A `Write` that only hashes.
-struct HashWriter(blake3::Hasher);
-
-impl std::io::Write for HashWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.update(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Check a layer directory: its record against its id; its EROFS file against the one its entries
-/// make from the store; its hash tree and root hash against that file.
-fn check_layer(store: &Store, dir: &Path, mmap: bool) -> Vec<String> {
-    let name = dir
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let rec: LayerRecord = match read_layer_record(dir) {
-        Ok(r) => r,
-        Err(e) => return vec![format!("layer {name}: {e}")],
-    };
+/// Check every node's chain: `current` points at one of its generations the way the layout says,
+/// each generation's `image` link points at the image its record names, and the image directory's
+/// record pins the same layers and root hashes as the generation's (which `build` wrote and
+/// nothing else may change). Returns the failures and the nodes that have a current image.
+fn check_nodes(out: &OutDir) -> (Vec<String>, Vec<String>) {
     let mut fails = Vec::new();
-    let [raw, verity, roothash] = layout::layer_files(&rec.name);
-    let raw = dir.join(raw);
-    // The EROFS file is exactly what the entries make from the store.
-    let expected = Blake3::parse(&rec.id)
-        .map_err(|e| e.to_string())
-        .and_then(|id| {
-            let mut w = HashWriter(blake3::Hasher::new());
-            image::erofs::write_erofs(&mut w, &rec.entries, image::erofs_uuid(&id), &mut |b| {
-                std::fs::File::open(store.object_path(b))
-            })
-            .map_err(|e| e.to_string())?;
-            Ok(Blake3::from_bytes(*w.0.finalize().as_bytes()))
-        });
-    let actual = if mmap {
-        Blake3::of_file_mapped(&raw)
-    } else {
-        Blake3::of_file(&raw)
-    };
-    match (expected, actual) {
-        (Ok(e), Ok((a, _))) if e == a => {}
-        (Ok(_), Ok(_)) => fails.push(format!(
-            "layer {name}: {} is not the EROFS file its entries make from the store",
-            raw.display()
-        )),
-        (Err(e), _) => fails.push(format!(
-            "layer {name}: cannot make its EROFS file again: {e}"
-        )),
-        (_, Err(e)) => fails.push(format!("layer {name}: cannot read {}: {e}", raw.display())),
-    }
-    match verity_of(&raw, &rec.verity, &rec.id) {
-        Ok((root, tree)) => {
-            if root != rec.verity.root_hash {
-                fails.push(format!(
-                    "layer {name}: its EROFS file hashes to verity root {root}, its record pins {}",
-                    rec.verity.root_hash
-                ));
+    let mut built = Vec::new();
+    for node in out.node_names() {
+        let rel = |p: &Path| {
+            p.strip_prefix(out.root())
+                .unwrap_or(p)
+                .display()
+                .to_string()
+        };
+        let gens = match generations::list(out.root(), &node) {
+            Ok(g) => g,
+            Err(e) => {
+                fails.push(format!("{node}: {e}"));
+                continue;
             }
-            if std::fs::read(dir.join(&verity)).ok().as_ref() != Some(&tree) {
-                fails.push(format!(
-                    "layer {name}: {verity} is not the hash tree of its EROFS file"
-                ));
+        };
+        let current = out.current(&node);
+        match std::fs::symlink_metadata(&current) {
+            // A first build killed between recording and switching: not built yet.
+            Err(_) => {}
+            Ok(m) if !m.file_type().is_symlink() => fails.push(format!(
+                "{}: not a symlink: it must point at generations/<n>/image",
+                rel(&current)
+            )),
+            Ok(_) => match generations::current(out.root(), &node) {
+                Some(n) if gens.iter().any(|g| g.number == n) => built.push(node.clone()),
+                _ => fails.push(format!(
+                    "{}: points to {}, not to generations/<n>/image of one of the node's generations ({})",
+                    rel(&current),
+                    std::fs::read_link(&current).map(|t| t.display().to_string()).unwrap_or_default(),
+                    gens.iter().map(|g| g.number.to_string()).collect::<Vec<_>>().join(", ")
+                )),
+            },
+        }
+        for g in &gens {
+            let dir = out.generation(&node, g.number);
+            let link = dir.join("image");
+            let want = generations::image_link_target(&g.image_id);
+            match std::fs::read_link(&link) {
+                Ok(t) if t == want => {}
+                Ok(t) => fails.push(format!(
+                    "{}: points to {}, but the generation is image {} ({} expected)",
+                    rel(&link),
+                    t.display(),
+                    g.image_id,
+                    want.display()
+                )),
+                Err(e) => fails.push(format!("{}: {e}", rel(&link))),
             }
-            let file = std::fs::read_to_string(dir.join(&roothash)).unwrap_or_default();
-            if file.trim_end() != root {
-                fails.push(format!(
-                    "layer {name}: {roothash} says {:?}, the EROFS file's root hash is {root}",
-                    file.trim_end()
-                ));
+            let gen_record = match generation_manifest(out.root(), &node, g.number) {
+                Ok(m) => m,
+                Err(e) => {
+                    fails.push(format!("{node}@{}: {e}", g.number));
+                    continue;
+                }
+            };
+            let image_record = out.image(&g.image_id).join(IMAGE_RECORD);
+            if !image_record.exists() {
+                continue; // collected by gc: rebuilt from the generation's record on rollback
+            }
+            match read_image_manifest(&image_record) {
+                Ok(m) if m.layers == gen_record.layers && m.id == gen_record.id => {}
+                Ok(m) => {
+                    for (a, b) in gen_record.layers.iter().zip(&m.layers) {
+                        if a != b {
+                            let root = |l: &image::LayerRef| {
+                                l.verity
+                                    .as_ref()
+                                    .map(|v| v.root_hash.clone())
+                                    .unwrap_or_default()
+                            };
+                            fails.push(format!(
+                                "{}: pins {} layer {} with root hash {}, but {node}@{}'s record pins {} with {}",
+                                rel(&image_record),
+                                b.role,
+                                b.id,
+                                root(b),
+                                g.number,
+                                a.id,
+                                root(a)
+                            ));
+                        }
+                    }
+                    if m.layers.len() != gen_record.layers.len() || m.id != gen_record.id {
+                        fails.push(format!(
+                            "{}: is not the record {node}@{} holds for image {}",
+                            rel(&image_record),
+                            g.number,
+                            g.image_id
+                        ));
+                    }
+                }
+                Err(e) => fails.push(e.to_string()),
             }
         }
-        Err(e) => fails.push(format!("layer {name}: cannot hash {}: {e}", raw.display())),
     }
-    fails
+    (fails, built)
 }
 
 /// Check a whole-root (format 1) image directory: its id, and every member of its tar against
@@ -420,11 +433,27 @@ pub fn verify(opts: &VerifyOptions) -> Result<VerifyReport, Error> {
         r.object_bytes += size;
         r.failures.extend(fail);
     }
-    for (sha, b, size, _) in store.index_entries() {
-        if store.object(&b).is_none_or(|o| o.size != size) {
-            r.failures.push(format!("the store index says artifact sha256 {sha} is object {b} ({size} bytes), which is missing"));
+    // Every index entry against the object it names: the object must be there and be the
+    // artifact the sha256 says (an entry re-pointed at another object would feed builds, `show`
+    // and `mirror export` the wrong bytes under upstream's name).
+    let index = store.index_entries();
+    let index_fails = parallel_map(&index, opts.jobs, |(sha, b, size, path)| {
+        let Some(o) = store.object(b).filter(|o| o.size == *size) else {
+            return Some(format!("the store index says artifact sha256 {sha} is object {b} ({size} bytes), which is missing"));
+        };
+        match crate::hash::Sha256::of_file(&o.path) {
+            Ok((actual, _)) if actual == *sha => None,
+            Ok((actual, _)) => Some(format!(
+                "{}: says artifact sha256 {sha} is object {b}, whose sha256 is {actual}",
+                path.display()
+            )),
+            Err(e) => Some(format!(
+                "cannot read store object {}: {e}",
+                o.path.display()
+            )),
         }
-    }
+    });
+    r.failures.extend(index_fails.into_iter().flatten());
 
     r.objects_ms = u64::try_from(phase.elapsed().as_millis()).unwrap_or(u64::MAX);
 
@@ -457,6 +486,20 @@ pub fn verify(opts: &VerifyOptions) -> Result<VerifyReport, Error> {
         r.failures.extend(fails);
     }
 
+    // Every node's chain from `current` to its image, and the manifest's nodes that have none.
+    let (node_fails, built) = check_nodes(&out);
+    r.failures.extend(node_fails);
+    r.nodes_checked = built.len();
+    if let Some(c) = &checked {
+        if !built.is_empty() {
+            for n in c.manifest.nodes.keys() {
+                if !built.iter().any(|b| b == n.as_str()) {
+                    r.unbuilt.push(n.to_string());
+                }
+            }
+        }
+    }
+
     r.images_ms = u64::try_from(phase.elapsed().as_millis()).unwrap_or(u64::MAX);
 
     // 4. --rebuild: every current image written again elsewhere and compared byte for byte.
@@ -467,6 +510,33 @@ pub fn verify(opts: &VerifyOptions) -> Result<VerifyReport, Error> {
             .map_err(|e| {
                 crate::fsutil::FsError::new("cannot create a scratch directory in", &opts.out, e)
             })?;
+        // Every extraction record against the artifact extracted again.
+        if let Some(c) = &checked {
+            let mut jobs = Vec::new();
+            for comp in c
+                .manifest
+                .components
+                .values()
+                .filter(|c| !c.install.is_empty())
+            {
+                for arch in &c.manifest.architectures {
+                    if let Some(e) = c.lock.entry(&comp.name, arch) {
+                        if let Some(o) = e.sha256().and_then(|s| store.lookup_sha256(&s)) {
+                            jobs.push((e.label(), e.url.clone(), o, comp.install.clone()));
+                        }
+                    }
+                }
+            }
+            for res in parallel_map(&jobs, opts.jobs, |(label, url, o, rules)| {
+                crate::extract::check_record(&store, label, url, o, rules)
+            }) {
+                match res {
+                    Ok(None) => {}
+                    Ok(Some(msg)) => r.failures.push(msg),
+                    Err(e) => r.failures.push(e.to_string()),
+                }
+            }
+        }
         // What the manifest, lockfile and templates build now (the lockfile's failure, if any,
         // is reported above).
         let planned = match &checked {

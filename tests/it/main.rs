@@ -11,6 +11,7 @@ mod fetch;
 mod gc;
 mod hardening;
 mod history;
+mod integrity;
 mod lock;
 mod manifest_errors;
 mod server;

@@ -46,6 +46,13 @@ pub fn exec(ctx: &Ctx, args: VerifyArgs) -> Result<ExitCode, Error> {
     for d in &r.drift {
         eprintln!("note: {d}");
     }
+    for n in &r.unbuilt {
+        eprintln!(
+            "note: node `{n}` of {} has no image in {}: run `nodeforge build`",
+            ctx.manifest.display(),
+            ctx.out.display()
+        );
+    }
     if r.objects_checked == 0 && r.images_checked == 0 {
         eprintln!(
             "note: {} holds no store objects and no images: only the lockfile was checked (run `nodeforge build` first)",

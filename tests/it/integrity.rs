@@ -1,0 +1,289 @@
+//! The trust model, as tests: the inputs are trusted, everything under `out/` is derived and is
+//! re-checked where it is used or by `verify`. Each test plants what an attacker (or an unlucky
+//! disk) could, and checks that `verify` names it, and that `build`/`rollback` do not use it.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use crate::TestContext;
+
+fn built() -> TestContext {
+    let ctx = TestContext::new();
+    ctx.net(&["lock"]).ok();
+    ctx.net(&["build"]).ok();
+    ctx
+}
+
+fn current_id(ctx: &TestContext, node: &str) -> String {
+    let p = std::fs::canonicalize(ctx.path().join("out/nodes").join(node).join("current")).unwrap();
+    p.file_name().unwrap().to_string_lossy().into_owned()
+}
+
+fn relink(link: &Path, target: &str) {
+    std::fs::remove_file(link).unwrap();
+    std::os::unix::fs::symlink(target, link).unwrap();
+}
+
+fn writable(p: &Path) {
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o644)).unwrap();
+}
+
+#[test]
+fn a_generation_link_re_pointed_to_another_nodes_image_fails_verify_and_is_not_unchanged() {
+    let ctx = built();
+    let (w0, w1) = (current_id(&ctx, "worker0"), current_id(&ctx, "worker1"));
+    let link = ctx.path().join("out/nodes/worker1/generations/1/image");
+    relink(&link, &format!("../../../../images/{w0}"));
+    for args in [&["verify"][..], &["verify", "--rebuild"][..]] {
+        ctx.run(args).fails().stderr_has(&format!(
+            "FAIL nodes/worker1/generations/1/image: points to ../../../../images/{w0}, but the generation is image {w1} (../../../../images/{w1} expected)"
+        ));
+    }
+    // build does not call that unchanged: it records the node's real image again.
+    let v = ctx.net(&["build", "--json"]).ok().json();
+    let n = v["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["node"] == "worker1")
+        .unwrap()
+        .clone();
+    assert_ne!(n["status"], "unchanged", "{n}");
+    assert_eq!(current_id(&ctx, "worker1"), w1);
+}
+
+#[test]
+fn current_must_point_at_one_of_the_nodes_generations() {
+    let ctx = built();
+    let current = ctx.path().join("out/nodes/worker1/current");
+    for (target, what) in [
+        (
+            "/",
+            "points to /, not to generations/<n>/image of one of the node's generations (1)",
+        ),
+        (
+            "../worker0/current",
+            "points to ../worker0/current, not to generations/<n>/image",
+        ),
+        (
+            "generations/1/image/../../../worker0/generations/1/image",
+            "points to generations/1/image/../../../worker0/generations/1/image, not to",
+        ),
+        (
+            "generations/7/image",
+            "points to generations/7/image, not to",
+        ),
+    ] {
+        relink(&current, target);
+        ctx.run(&["verify"])
+            .fails()
+            .stderr_has(&format!("FAIL nodes/worker1/current: {what}"));
+    }
+    // Replaced by a directory: not skipped.
+    std::fs::remove_file(&current).unwrap();
+    std::fs::create_dir(&current).unwrap();
+    ctx.run(&["verify", "--rebuild"]).fails().stderr_has(
+        "FAIL nodes/worker1/current: not a symlink: it must point at generations/<n>/image",
+    );
+}
+
+#[test]
+fn a_node_of_the_manifest_never_built_is_reported() {
+    let ctx = TestContext::new();
+    ctx.net(&["lock"]).ok();
+    ctx.net(&["build", "--node", "worker1"]).ok();
+    let r = ctx.run(&["verify", "--rebuild"]).ok();
+    for n in ["control0", "control1", "control2", "worker0", "worker2"] {
+        assert!(
+            r.stderr.contains(&format!("note: node `{n}` of ")),
+            "{n}: {}",
+            r.stderr
+        );
+    }
+    assert!(!r.stderr.contains("node `worker1`"), "{}", r.stderr);
+    let v = ctx.run(&["verify", "--json"]).ok().json();
+    assert_eq!(v["unbuilt"].as_array().unwrap().len(), 5);
+    assert_eq!(v["nodes_checked"], 1);
+}
+
+/// The config layer directory of a node's current image.
+fn config_layer(ctx: &TestContext, node: &str) -> PathBuf {
+    std::fs::canonicalize(
+        ctx.path()
+            .join("out/nodes")
+            .join(node)
+            .join("current/nodeforge-config.raw"),
+    )
+    .unwrap()
+    .parent()
+    .unwrap()
+    .to_path_buf()
+}
+
+#[test]
+fn a_planted_layer_with_its_own_tree_and_edited_records_fails_verify_and_rollback_restores_the_pinned_one(
+) {
+    let ctx = built();
+    let gen1 = current_id(&ctx, "worker1");
+    crate::set_verbosity(&ctx, 3);
+    ctx.net(&["build"]).ok();
+    let gen2 = current_id(&ctx, "worker1");
+    let layer = {
+        let image = ctx.path().join("out/images").join(&gen1);
+        std::fs::canonicalize(image.join("nodeforge-config.raw"))
+            .unwrap()
+            .parent()
+            .unwrap()
+            .to_path_buf()
+    };
+    let raw = layer.join("nodeforge-config.raw");
+    let original = std::fs::read(&raw).unwrap();
+    let old_root = std::fs::read_to_string(layer.join("nodeforge-config.roothash"))
+        .unwrap()
+        .trim_end()
+        .to_string();
+    // Plant: the containerd config changed inside the EROFS file, a hash tree made for it by
+    // veritysetup with the same salt and uuid, and every record under out/ edited to pin it.
+    let rec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layer.join("layer.json")).unwrap()).unwrap();
+    let mut planted = original.clone();
+    let at = planted
+        .windows(10)
+        .position(|w| w == b"SystemdCgr")
+        .expect("containerd's config in the layer");
+    planted[at..at + 10].copy_from_slice(b"systemdCgr");
+    for f in [
+        "nodeforge-config.raw",
+        "nodeforge-config.verity",
+        "nodeforge-config.roothash",
+        "layer.json",
+    ] {
+        writable(&layer.join(f));
+    }
+    std::fs::write(&raw, &planted).unwrap();
+    let out = std::process::Command::new("veritysetup")
+        .args(["format", "--salt", rec["verity"]["salt"].as_str().unwrap()])
+        .args(["--uuid", rec["verity"]["uuid"].as_str().unwrap()])
+        .arg(&raw)
+        .arg(layer.join("nodeforge-config.verity"))
+        .output()
+        .expect("veritysetup (cryptsetup-bin)");
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let new_root = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Root hash:"))
+        .unwrap()
+        .trim()
+        .to_string();
+    assert_ne!(new_root, old_root);
+    std::fs::write(
+        layer.join("nodeforge-config.roothash"),
+        format!("{new_root}\n"),
+    )
+    .unwrap();
+    // Each record replaced by an edited copy (a new file renamed over it).
+    let edit = |p: &Path| {
+        let t = std::fs::read_to_string(p).unwrap();
+        let tmp = p.with_extension("edited");
+        std::fs::write(&tmp, t.replace(&old_root, &new_root)).unwrap();
+        std::fs::rename(&tmp, p).unwrap();
+    };
+    edit(&layer.join("layer.json"));
+    edit(
+        &ctx.path()
+            .join("out/images")
+            .join(&gen1)
+            .join("manifest.json"),
+    );
+    let r = ctx.run(&["verify"]).fails();
+    r.stderr_has("is not the EROFS file its entries make from the store")
+        .stderr_has(&format!(
+            "pins config layer {} with root hash {new_root}, but worker1@1's record pins",
+            rec["id"].as_str().unwrap()
+        ));
+    // Rollback follows the generation's record: the planted layer is not used, the layer is
+    // written again from the store and is the original, byte for byte.
+    ctx.run(&["rollback", "worker1", "--to", &gen1]).ok();
+    assert_eq!(current_id(&ctx, "worker1"), gen1);
+    assert!(
+        std::fs::read(&raw).unwrap() == original,
+        "the pinned layer is back"
+    );
+    ctx.run(&["verify", "--rebuild"]).ok();
+    // With the generation's own record edited to pin the planted layer too, rollback refuses:
+    // the layer its entries make is not the one the record pins.
+    ctx.run(&["rollback", "worker1", "--to", &gen2]).ok();
+    writable(&raw);
+    std::fs::write(&raw, &planted).unwrap();
+    edit(
+        &ctx.path()
+            .join("out/nodes/worker1/generations/1/manifest.json"),
+    );
+    ctx.run(&["rollback", "worker1", "--to", &gen1])
+        .fails()
+        .stderr_has(&format!("image {gen1}: its record pins root hash {new_root} for its config layer, but the layer's entries make {old_root}: the record is damaged or was edited"));
+    assert_ne!(current_id(&ctx, "worker1"), gen1, "nothing switched");
+}
+
+#[test]
+fn an_index_entry_pointing_at_another_object_fails_verify() {
+    let ctx = built();
+    let index = ctx.store().join("sha256");
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(&index)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    entries.sort();
+    let (a, b) = (&entries[0], &entries[1]);
+    let other = std::fs::read_to_string(b).unwrap();
+    writable(a);
+    std::fs::write(a, &other).unwrap();
+    let sha = a.file_name().unwrap().to_string_lossy().into_owned();
+    let obj = other.split_whitespace().next().unwrap();
+    ctx.run(&["verify"]).fails().stderr_has(&format!(
+        "/sha256/{sha}: says artifact sha256 {sha} is object {obj}, whose sha256 is"
+    ));
+}
+
+#[test]
+fn an_extraction_record_naming_another_object_fails_verify_rebuild() {
+    let ctx = built();
+    let dir = ctx.store().join("extract");
+    let kubelet_b3 = {
+        let m: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(ctx.path().join("out/nodes/worker1/current/manifest.json")).unwrap(),
+        )
+        .unwrap();
+        m["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["path"] == "/usr/local/bin/kubelet")
+            .unwrap()
+            .clone()
+    };
+    // containerd's record: /usr/bin/containerd is now kubelet's object.
+    let mut planted = false;
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let p = e.unwrap().path();
+        let mut rec: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+        for f in rec["files"].as_array_mut().unwrap() {
+            if f["target"] == "/usr/bin/containerd" {
+                f["blake3"] = kubelet_b3["blake3"].clone();
+                f["size"] = kubelet_b3["size"].clone();
+                planted = true;
+            }
+        }
+        writable(&p);
+        std::fs::write(&p, serde_json::to_vec(&rec).unwrap()).unwrap();
+    }
+    assert!(planted);
+    ctx.run(&["verify", "--rebuild"])
+        .fails()
+        .stderr_has(&format!(
+        "the extraction record of containerd 1.7.20 (amd64) says /usr/bin/containerd is object {}",
+        kubelet_b3["blake3"].as_str().unwrap()
+    ));
+}
