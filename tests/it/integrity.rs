@@ -106,20 +106,6 @@ fn a_node_of_the_manifest_never_built_is_reported() {
     assert_eq!(v["nodes_checked"], 1);
 }
 
-/// The config layer directory of a node's current image.
-fn config_layer(ctx: &TestContext, node: &str) -> PathBuf {
-    std::fs::canonicalize(
-        ctx.path()
-            .join("out/nodes")
-            .join(node)
-            .join("current/nodeforge-config.raw"),
-    )
-    .unwrap()
-    .parent()
-    .unwrap()
-    .to_path_buf()
-}
-
 #[test]
 fn a_planted_layer_with_its_own_tree_and_edited_records_fails_verify_and_rollback_restores_the_pinned_one(
 ) {
