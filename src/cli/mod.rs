@@ -50,6 +50,10 @@ struct Cli {
     /// Print the report (or the error) as JSON on stdout instead of text.
     #[arg(long, global = true)]
     json: bool,
+    /// Take templates from a tree outside the manifest's directory (`[image] templates` through
+    /// a symlink); refused otherwise, so that nobody else's files go into an image.
+    #[arg(long, global = true)]
+    allow_outside_templates: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -96,6 +100,7 @@ pub struct Ctx {
     pub out: PathBuf,
     /// `--json`: reports as JSON on stdout.
     pub json: bool,
+    pub allow_outside_templates: bool,
 }
 
 #[derive(Debug, Args)]
@@ -154,6 +159,7 @@ pub fn main() -> ExitCode {
         manifest: cli.manifest,
         out: cli.out,
         json: cli.json,
+        allow_outside_templates: cli.allow_outside_templates,
     };
     match run(&ctx, cli.command) {
         Ok(code) => code,

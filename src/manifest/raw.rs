@@ -613,8 +613,14 @@ pub(super) fn validate(
         Some(t) => {
             let p = std::path::Path::new(t.get_ref());
             if t.get_ref().is_empty()
-                || p.components()
-                    .any(|c| matches!(c, std::path::Component::ParentDir))
+                || p.components().any(|c| {
+                    matches!(
+                        c,
+                        std::path::Component::ParentDir
+                            | std::path::Component::RootDir
+                            | std::path::Component::Prefix(_)
+                    )
+                })
             {
                 return Err(ctx.err(
                     t.span(),

@@ -33,6 +33,8 @@ pub struct BuildOptions {
     pub fetch: FetchConfig,
     pub jobs: usize,
     pub progress: bool,
+    /// Take templates from a tree outside the manifest's directory (refused unless asked for).
+    pub allow_outside_templates: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -249,10 +251,11 @@ pub(crate) fn render_images(
     checked: &super::LockCheck,
     nodes: &[&Node],
     jobs: usize,
+    allow_outside_templates: bool,
 ) -> Result<Vec<ImageManifest>, Error> {
     let manifest = &checked.manifest;
     let arches: BTreeSet<&Arch> = nodes.iter().map(|n| &n.arch).collect();
-    let templates = TemplateSet::load(&manifest.templates)?;
+    let templates = TemplateSet::load(&templates_root(manifest, allow_outside_templates)?)?;
     let mut bins: BTreeMap<&Arch, BinarySet> = BTreeMap::new();
     for arch in arches {
         bins.insert(arch, binaries_for(store, checked, arch, jobs)?);
@@ -263,14 +266,44 @@ pub(crate) fn render_images(
     images.into_iter().collect()
 }
 
+/// The template tree of `manifest`, which must lie inside the manifest's directory once symlinks
+/// are resolved (a tree from another user's directory would go into images), unless the command
+/// line allows otherwise.
+fn templates_root(manifest: &Manifest, allow_outside: bool) -> Result<PathBuf, Error> {
+    let root = &manifest.templates;
+    if allow_outside {
+        return Ok(root.clone());
+    }
+    let base = manifest
+        .path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let (Ok(real_root), Ok(real_base)) = (std::fs::canonicalize(root), std::fs::canonicalize(base))
+    else {
+        // Missing: TemplateSet::load names the path.
+        return Ok(root.clone());
+    };
+    if real_root.starts_with(&real_base) {
+        Ok(root.clone())
+    } else {
+        Err(Error::TemplatesOutside {
+            templates: root.clone(),
+            resolved: real_root,
+            manifest_dir: real_base,
+        })
+    }
+}
+
 /// `render_images` for every node of the manifest, by node name.
 pub(crate) fn render_all(
     store: &Store,
     checked: &super::LockCheck,
     jobs: usize,
+    allow_outside_templates: bool,
 ) -> Result<BTreeMap<String, ImageManifest>, Error> {
     let nodes = select_nodes(&checked.manifest, &[])?;
-    let images = render_images(store, checked, &nodes, jobs)?;
+    let images = render_images(store, checked, &nodes, jobs, allow_outside_templates)?;
     Ok(nodes
         .iter()
         .map(|n| n.name.to_string())
@@ -311,7 +344,13 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, Error> {
         return Err(Error::Fetch(failures));
     }
 
-    let images = render_images(&store, &checked, &nodes, opts.jobs)?;
+    let images = render_images(
+        &store,
+        &checked,
+        &nodes,
+        opts.jobs,
+        opts.allow_outside_templates,
+    )?;
 
     // Shared layers first (each payload once, whoever needs it), then every node's own.
     let out = OutDir::new(&opts.out);

@@ -53,6 +53,12 @@ pub enum Error {
     MissingObjects { image: String, missing: Vec<String> },
     #[error("image {image} of node `{node}` is a whole-root image (format 1, from before layered images): its config lived under /var, which layers cannot hold, so it cannot be switched to or written again")]
     FlatImage { image: String, node: String },
+    #[error("the template tree {} is {}, outside the manifest's directory {}", templates.display(), resolved.display(), manifest_dir.display())]
+    TemplatesOutside {
+        templates: PathBuf,
+        resolved: PathBuf,
+        manifest_dir: PathBuf,
+    },
     #[error("{0}")]
     Usage(String),
     /// An internal invariant failed: a bug in nodeforge, not a problem with its inputs.
@@ -84,6 +90,9 @@ impl Error {
             Error::NotInStore { .. } => vec!["run `nodeforge fetch` first".into()],
             Error::FlatImage { .. } => vec![
                 "roll back to a generation built with layers (`nodeforge list` shows each generation's format), or check out the inputs of that image and `nodeforge build` it again".into(),
+            ],
+            Error::TemplatesOutside { .. } => vec![
+                "move the templates below the manifest's directory, or pass --allow-outside-templates if that tree is yours".into(),
             ],
             Error::Internal(_) => vec!["this is a bug in nodeforge: please report it with the command that caused it".into()],
             Error::MissingObjects { .. } => vec![

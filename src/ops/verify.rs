@@ -30,6 +30,8 @@ pub struct VerifyOptions {
     /// another process during the run would end it with SIGBUS). `false` reads them instead.
     pub mmap: bool,
     pub progress: bool,
+    /// Take templates from a tree outside the manifest's directory (refused unless asked for).
+    pub allow_outside_templates: bool,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -540,12 +542,13 @@ pub fn verify(opts: &VerifyOptions) -> Result<VerifyReport, Error> {
         // What the manifest, lockfile and templates build now (the lockfile's failure, if any,
         // is reported above).
         let planned = match &checked {
-            Some(c) => super::build::render_all(&store, c, opts.jobs).unwrap_or_else(|e| {
-                r.failures.push(format!(
-                    "cannot render the images from the manifest, lockfile and templates: {e}"
-                ));
-                BTreeMap::new()
-            }),
+            Some(c) => super::build::render_all(&store, c, opts.jobs, opts.allow_outside_templates)
+                .unwrap_or_else(|e| {
+                    r.failures.push(format!(
+                        "cannot render the images from the manifest, lockfile and templates: {e}"
+                    ));
+                    BTreeMap::new()
+                }),
             None => BTreeMap::new(),
         };
         for node in generations::nodes(&opts.out) {

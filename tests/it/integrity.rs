@@ -273,3 +273,39 @@ fn an_extraction_record_naming_another_object_fails_verify_rebuild() {
         kubelet_b3["blake3"].as_str().unwrap()
     ));
 }
+
+#[test]
+fn templates_must_lie_inside_the_manifests_directory() {
+    let ctx = TestContext::new();
+    ctx.net(&["lock"]).ok();
+    // An absolute path is refused by the manifest itself.
+    let t = std::fs::read_to_string(ctx.manifest()).unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    crate::copy_tree(
+        &ctx.path().join("manifests/kubenet"),
+        &elsewhere.path().join("tree"),
+    );
+    let abs = elsewhere.path().join("tree");
+    ctx.set_manifest(&format!(
+        "{t}\n[image]\ntemplates = \"{}\"\n",
+        abs.display()
+    ));
+    ctx.net(&["build"])
+        .fails()
+        .stderr_has("must be a directory below the manifest's own");
+    // A relative path that a symlink takes elsewhere is refused after resolving it.
+    std::os::unix::fs::symlink(&abs, ctx.path().join("manifests/elsewhere")).unwrap();
+    ctx.set_manifest(&format!("{t}\n[image]\ntemplates = \"elsewhere\"\n"));
+    ctx.net(&["build"])
+        .fails()
+        .stderr_has(&format!(
+            "error: the template tree manifests/elsewhere is {}, outside the manifest's directory",
+            std::fs::canonicalize(&abs).unwrap().display()
+        ))
+        .stderr_has("hint: move the templates below the manifest's directory, or pass --allow-outside-templates");
+    assert!(!ctx.path().join("out/images").exists());
+    // Said explicitly on the command line, it is taken.
+    ctx.net(&["build", "--allow-outside-templates"]).ok();
+    ctx.run(&["verify", "--rebuild", "--allow-outside-templates"])
+        .ok();
+}

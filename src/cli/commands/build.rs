@@ -28,6 +28,7 @@ pub fn exec(ctx: &Ctx, args: BuildArgs) -> Result<ExitCode, Error> {
         fetch: net.config()?,
         jobs: net.jobs,
         progress: !json && std::io::stderr().is_terminal(),
+        allow_outside_templates: ctx.allow_outside_templates,
     };
     let r = ops::build(&opts)?;
     if json {

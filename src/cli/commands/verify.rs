@@ -39,6 +39,7 @@ pub fn exec(ctx: &Ctx, args: VerifyArgs) -> Result<ExitCode, Error> {
         }),
         mmap: !no_mmap,
         progress: !json && std::io::stderr().is_terminal(),
+        allow_outside_templates: ctx.allow_outside_templates,
     })?;
     for f in &r.failures {
         eprintln!("FAIL {f}");
