@@ -96,6 +96,12 @@ impl OutDir {
         self.node(node).join("current")
     }
 
+    /// The name of the cluster whose nodes `nodes/` holds (node names are only unique within a
+    /// cluster, so one output directory serves one cluster).
+    pub fn cluster_marker(&self) -> PathBuf {
+        self.nodes().join(".cluster")
+    }
+
     /// Remove the temp files and directories that killed runs left anywhere in the tree (the
     /// store's own tmp/ is the store's). Call only while no other process uses the output
     /// directory (the store's lock held alone).

@@ -295,6 +295,26 @@ fn templates_root(manifest: &Manifest, allow_outside: bool) -> Result<PathBuf, E
     }
 }
 
+/// One output directory holds the nodes of one cluster: two clusters with a `worker1` each would
+/// switch each other's `current`. The first build records the cluster's name; a build of another
+/// cluster into the same directory is refused.
+fn claim_for_cluster(out: &OutDir, manifest: &Manifest) -> Result<(), Error> {
+    let marker = out.cluster_marker();
+    match std::fs::read_to_string(&marker) {
+        Ok(name) if name.trim_end() == manifest.name => Ok(()),
+        Ok(name) => Err(Error::OtherCluster {
+            out: out.root().to_path_buf(),
+            theirs: name.trim_end().to_string(),
+            ours: manifest.name.clone(),
+        }),
+        Err(_) => Ok(crate::fsutil::write_atomic(
+            &marker,
+            format!("{}\n", manifest.name).as_bytes(),
+            0o644,
+        )?),
+    }
+}
+
 /// `render_images` for every node of the manifest, by node name.
 pub(crate) fn render_all(
     store: &Store,
@@ -354,6 +374,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, Error> {
 
     // Shared layers first (each payload once, whoever needs it), then every node's own.
     let out = OutDir::new(&opts.out);
+    claim_for_cluster(&out, manifest)?;
     let mut shared = BTreeSet::new();
     let mut first = Vec::new();
     for m in &images {

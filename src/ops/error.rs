@@ -59,6 +59,12 @@ pub enum Error {
         resolved: PathBuf,
         manifest_dir: PathBuf,
     },
+    #[error("{} holds the nodes of cluster `{theirs}`, not of `{ours}`: node names of two clusters would collide", out.display())]
+    OtherCluster {
+        out: PathBuf,
+        theirs: String,
+        ours: String,
+    },
     #[error("{0}")]
     Usage(String),
     /// An internal invariant failed: a bug in nodeforge, not a problem with its inputs.
@@ -94,6 +100,9 @@ impl Error {
             Error::TemplatesOutside { .. } => vec![
                 "move the templates below the manifest's directory, or pass --allow-outside-templates if that tree is yours".into(),
             ],
+            Error::OtherCluster { ours, .. } => vec![format!(
+                "give cluster `{ours}` its own output directory with --out"
+            )],
             Error::Internal(_) => vec!["this is a bug in nodeforge: please report it with the command that caused it".into()],
             Error::MissingObjects { .. } => vec![
                 "run `nodeforge fetch` (with the lockfile this image was built from) and `nodeforge build`, then try again".into(),

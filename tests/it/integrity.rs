@@ -309,3 +309,17 @@ fn templates_must_lie_inside_the_manifests_directory() {
     ctx.run(&["verify", "--rebuild", "--allow-outside-templates"])
         .ok();
 }
+
+#[test]
+fn two_clusters_never_share_an_output_directory() {
+    let ctx = built();
+    let w1 = current_id(&ctx, "worker1");
+    ctx.edit_manifest("name = \"kubenet\"", "name = \"othernet\"");
+    ctx.net(&["lock"]).ok();
+    ctx.net(&["build"])
+        .fails()
+        .stderr_has("error: out holds the nodes of cluster `kubenet`, not of `othernet`: node names of two clusters would collide")
+        .stderr_has("hint: give cluster `othernet` its own output directory with --out");
+    assert_eq!(current_id(&ctx, "worker1"), w1, "nothing switched");
+    ctx.net(&["build", "--out", "out-othernet"]).ok();
+}
