@@ -71,6 +71,36 @@ pub fn contains_private_key(bytes: &[u8]) -> bool {
     crate::secrets::find_private_key(bytes).is_some()
 }
 
+/// A `vars` value with a line break, NUL or other control character would inject lines (a
+/// directive into a unit, a key into a YAML file) wherever a template renders it: refused,
+/// naming the key and the node.
+fn check_vars(manifest: &Manifest, node: &Node) -> Result<(), RenderError> {
+    fn bad(v: &toml::Value) -> bool {
+        match v {
+            toml::Value::String(s) => s.chars().any(|c| c.is_control() && c != '\t'),
+            toml::Value::Array(a) => a.iter().any(bad),
+            toml::Value::Table(t) => t
+                .iter()
+                .any(|(k, v)| bad(v) || k.chars().any(char::is_control)),
+            _ => false,
+        }
+    }
+    for (scope, vars) in [("[vars]", &manifest.vars), ("the node's vars", &node.vars)] {
+        for (key, value) in vars.iter() {
+            if bad(value) {
+                return Err(RenderError::Refused {
+                    path: manifest.path.clone(),
+                    message: format!(
+                        "node `{}`: {scope} `{key}` holds a line break or another control character, which would inject lines into the files it is rendered into",
+                        node.name
+                    ),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The template tree of a manifest, loaded once.
 #[derive(Debug, Clone)]
 pub struct TemplateSet {
@@ -181,6 +211,7 @@ impl TemplateSet {
         manifest: &Manifest,
         node: &Node,
     ) -> Result<Vec<Rendered>, RenderError> {
+        check_vars(manifest, node)?;
         let env = self.env()?;
         let ctx = context(manifest, node);
         let mut out = Vec::new();

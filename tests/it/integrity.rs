@@ -323,3 +323,30 @@ fn two_clusters_never_share_an_output_directory() {
     assert_eq!(current_id(&ctx, "worker1"), w1, "nothing switched");
     ctx.net(&["build", "--out", "out-othernet"]).ok();
 }
+
+#[test]
+fn vars_that_would_inject_lines_are_refused() {
+    let ctx = TestContext::new();
+    ctx.net(&["lock"]).ok();
+    ctx.edit_manifest(
+        "name = \"worker1\"\nvmid = 5\nrole = \"worker\"\n",
+        "name = \"worker1\"\nvmid = 5\nrole = \"worker\"\nvars = { kubelet_verbosity = \"2\\nExecStartPre=/bin/sh -c evil\" }\n",
+    );
+    ctx.net(&["build"]).fails().stderr_has(
+        "kubenet.toml: node `worker1`: the node's vars `kubelet_verbosity` holds a line break or another control character",
+    );
+    assert!(!ctx.path().join("out/images").exists());
+}
+
+#[test]
+fn demo_mirror_never_writes_over_files() {
+    let ctx = TestContext::new();
+    let dir = ctx.path().join("mirror");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(dir.join("precious"), "mine").unwrap();
+    ctx.run(&["demo-mirror", "mirror"])
+        .fails()
+        .stderr_has("error: mirror is not empty: demo-mirror writes stand-ins only into an empty or new directory");
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
+    ctx.run(&["demo-mirror", "fresh"]).ok();
+}
