@@ -502,9 +502,16 @@ fn main() {
     std::fs::create_dir_all(&root).expect("bench dir");
     // The older nodeforge run beside this one, on the same workload, in its own project directory
     // (its own store and outputs; the templates of its own checkout).
+    // Made absolute: it runs in its project directory.
     let old_bin: Option<String> = std::env::var("NODEFORGE_BENCH_OLD_BIN")
         .ok()
-        .filter(|s| !s.is_empty());
+        .filter(|s| !s.is_empty())
+        .map(|b| {
+            std::fs::canonicalize(&b)
+                .unwrap_or_else(|e| panic!("NODEFORGE_BENCH_OLD_BIN={b}: {e}"))
+                .display()
+                .to_string()
+        });
     let old_repo: Option<PathBuf> = old_bin.as_ref().map(|b| {
         std::env::var_os("NODEFORGE_BENCH_OLD_REPO").map_or_else(
             || {
@@ -1078,13 +1085,14 @@ done
     if let Some((n, g)) = growth.iter().next_back() {
         let budget = (g.payload_bytes + *n as u64 * g.config_bytes) * 11 / 10;
         println!(
-            "\n{n} nodes: the outputs took {} MB of disk (df; {} MB of blocks by du -B1) against payload + {n} × config layer + 10% = ({} MB + {n} × {} KB) × 1.1 = {} MB: {}.",
+            "\n{n} nodes: the outputs took {} MB of disk by df ({}) and {} MB of blocks by du -B1 ({}), against payload + {n} × config layer + 10% = ({} MB + {n} × {} KB) × 1.1 = {} MB. (df is the physical figure, shared extents counted once, but it also moves with anything else writing to that filesystem meanwhile; du counts every file's blocks, a payload reflinked from the store too.)",
             g.warm_disk / 1_000_000,
+            if g.warm_disk <= budget { "met" } else { "missed" },
             g.outputs_disk / 1_000_000,
+            if g.outputs_disk <= budget { "met" } else { "missed" },
             g.payload_bytes / 1_000_000,
             g.config_bytes / 1000,
-            budget / 1_000_000,
-            if g.warm_disk <= budget { "met" } else { "missed" }
+            budget / 1_000_000
         );
         if let [c, i, nd] = g.sample_disk[..] {
             println!(
