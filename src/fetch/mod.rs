@@ -6,6 +6,7 @@ mod mirror;
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::time::{Duration, Instant};
 
 use indicatif::ProgressBar;
@@ -537,13 +538,26 @@ fn file_transfer<S: Sink>(
     sink: &mut S,
     expect: &Expect,
 ) -> Result<(), AttemptError> {
-    let mut f = match File::open(path) {
+    // Opened without blocking, and only a regular file is read: a FIFO (or a device) in a mirror
+    // directory would otherwise wait forever for a writer, with no timeout to end it.
+    let mut f = match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+    {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(AttemptError::NoFile),
         Err(e) => return Err(AttemptError::File(e)),
     };
-    if f.metadata().is_ok_and(|m| m.is_dir()) {
-        return Err(AttemptError::NoFile);
+    match f.metadata() {
+        Ok(m) if m.is_dir() => return Err(AttemptError::NoFile),
+        Ok(m) if !m.is_file() => {
+            return Err(AttemptError::File(std::io::Error::other(
+                "not a regular file (a FIFO, socket or device): refused",
+            )))
+        }
+        Ok(_) => {}
+        Err(e) => return Err(AttemptError::File(e)),
     }
     sink.restart()?;
     let mut buf = vec![0u8; 1 << 20];

@@ -350,3 +350,39 @@ fn demo_mirror_never_writes_over_files() {
     assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
     ctx.run(&["demo-mirror", "fresh"]).ok();
 }
+
+#[test]
+fn a_fifo_in_a_file_mirror_is_refused_not_waited_on() {
+    let ctx = TestContext::new();
+    // The stand-in mirror as a file:// directory, with runc replaced by a FIFO.
+    let mirror = ctx.server.root().to_path_buf();
+    let runc = ctx.served(&crate::url_of(&ctx, "runc"));
+    std::fs::remove_file(&runc).unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(&runc)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let url = format!("file://{}", mirror.display());
+    ctx.run(&["lock", "--offline", "--mirrors-only", "--mirror", &url])
+        .ok();
+    let started = std::time::Instant::now();
+    ctx.run(&["fetch", "--offline", "--mirror", &url])
+        .fails()
+        .stderr_has("not a regular file (a FIFO, socket or device): refused");
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+    // A checksum file that is a FIFO: lock fails too, in bounded time.
+    let sums = ctx.served(&crate::checksum_url_of(&ctx, "kubelet"));
+    std::fs::remove_file(&sums).unwrap();
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&sums)
+        .status()
+        .unwrap()
+        .success());
+    std::fs::remove_file(ctx.lockfile()).unwrap();
+    let started = std::time::Instant::now();
+    ctx.run(&["lock", "--offline", "--mirrors-only", "--mirror", &url])
+        .fails()
+        .stderr_has("not a regular file");
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+}
