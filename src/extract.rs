@@ -13,6 +13,19 @@ use crate::store::{Object, Store, StoreError};
 /// No single binary of ours comes close; a member declaring more is refused.
 const MEMBER_LIMIT: u64 = 2 << 30;
 
+/// What one artifact may install in all, unless `NODEFORGE_MAX_INSTALL_BYTES` says otherwise:
+/// a small archive of many large members (a gzip bomb) must not fill the disk. Upstream's
+/// largest (containerd, ~150 MB unpacked) is far below it.
+pub const DEFAULT_INSTALL_LIMIT: u64 = 4 << 30;
+
+/// The total install limit per artifact: `NODEFORGE_MAX_INSTALL_BYTES`, else the default.
+pub fn install_limit() -> u64 {
+    std::env::var("NODEFORGE_MAX_INSTALL_BYTES")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(DEFAULT_INSTALL_LIMIT)
+}
+
 /// One file a node takes from an artifact.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Installed {
@@ -61,6 +74,12 @@ pub enum ExtractError {
     PrivateKey {
         artifact: String,
         member: Option<String>,
+    },
+    #[error("{artifact}: what it installs exceeds {limit} bytes in all at member `{member}` (set NODEFORGE_MAX_INSTALL_BYTES to allow more)")]
+    TooLarge {
+        artifact: String,
+        member: String,
+        limit: u64,
     },
     #[error("{artifact}: has no install rules, so a node takes nothing from it")]
     NothingToInstall { artifact: String },
@@ -244,6 +263,8 @@ fn extract_archive(
         file,
     )));
     let mut out: Vec<Installed> = Vec::new();
+    let limit = install_limit();
+    let mut total: u64 = 0;
     for entry in ar.entries().map_err(|e| archive_err(e.to_string()))? {
         let mut entry = entry.map_err(|e| archive_err(e.to_string()))?;
         // Names that are not UTF-8, absolute, or climb with `..` never match a rule: ignored.
@@ -285,6 +306,14 @@ fn extract_archive(
                 "member `{member}` declares {} bytes, more than the {MEMBER_LIMIT} allowed",
                 entry.size()
             )));
+        }
+        total = total.saturating_add(entry.size());
+        if total > limit {
+            return Err(ExtractError::TooLarge {
+                artifact: label.to_string(),
+                member,
+                limit,
+            });
         }
         let target = rule.target(&member);
         if let Some(prev) = out.iter().find(|i| i.target == target) {

@@ -269,3 +269,30 @@ fn network_faults_end_in_bounded_time_with_a_clear_error_and_nothing_stored() {
     ctx.server.clear_faults();
     ctx.net(&["fetch"]).ok().stdout_has("1 fetched");
 }
+
+#[test]
+fn what_an_archive_installs_in_all_is_limited() {
+    let ctx = TestContext::new();
+    ctx.net(&["lock"]).ok();
+    // Two members of 600 kB each, compressed to almost nothing: within the default limit,
+    // refused with a lower one (as a gzip bomb is with the default).
+    let big = vec![0u8; 600_000];
+    let archive = gz(&raw_tar(&[
+        member("bin/containerd", &big),
+        member("bin/ctr", &big),
+        member("bin/containerd-shim-runc-v2", b"#!/bin/sh\n"),
+    ]));
+    assert!(archive.len() < 10_000);
+    build_with_containerd(&ctx, &archive).ok();
+    let mirror = ctx.server.url();
+    // The extraction was recorded by that build; a fresh store extracts again.
+    std::fs::remove_dir_all(ctx.path().join("out")).unwrap();
+    crate::run_env(
+        ctx.path(),
+        &["build", "--mirrors-only", "--mirror", &mirror],
+        &[("NODEFORGE_MAX_INSTALL_BYTES", "1000000")],
+        None,
+    )
+    .fails()
+    .stderr_has("what it installs exceeds 1000000 bytes in all at member `bin/ctr` (set NODEFORGE_MAX_INSTALL_BYTES to allow more)");
+}
