@@ -21,11 +21,43 @@ pub struct ExportReport {
 }
 
 /// Copy `from` to `to` atomically (temp file beside the target, then rename).
-fn copy_atomic(from: &Path, to: &Path) -> Result<u64, FsError> {
+/// Copy a store object to `to` atomically; the copy must have the sha256 the lockfile pins
+/// (an index entry re-pointed at another object must not put other bytes under upstream's name).
+fn copy_atomic(from: &Path, to: &Path, sha: &crate::hash::Sha256) -> Result<u64, Error> {
     let tmp = AtomicFile::new_in(to.parent().unwrap_or(Path::new(".")))?;
     let n = std::fs::copy(from, tmp.path()).at("cannot copy into", tmp.path())?;
+    let (actual, _) = crate::hash::Sha256::of_file(tmp.path()).at("cannot read", tmp.path())?;
+    if actual != *sha {
+        return Err(Error::Usage(format!(
+            "the store gives {} for artifact sha256 {sha}, but its sha256 is {actual}: run `nodeforge verify`",
+            from.display()
+        )));
+    }
     tmp.commit(to, 0o644)?;
     Ok(n)
+}
+
+/// Hold the export directory alone, and remove what a killed export left in it.
+fn lock_export_dir(dir: &Path) -> Result<std::fs::File, FsError> {
+    fsutil::create_dir_all(dir)?;
+    let path = dir.join(".nodeforge-export.lock");
+    let f = std::fs::File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .at("cannot open", &path)?;
+    f.lock().at("cannot lock", &path)?;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        fsutil::clean_temp_files(&d);
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                stack.push(e.path());
+            }
+        }
+    }
+    Ok(f)
 }
 
 pub fn export_mirror(
@@ -36,6 +68,7 @@ pub fn export_mirror(
 ) -> Result<ExportReport, Error> {
     let checked = check_lock(manifest, lockfile)?;
     let store = super::open_store(&crate::layout::OutDir::new(out))?;
+    let _alone = lock_export_dir(dir)?;
     let mut missing = Vec::new();
     let mut files = Vec::new();
     let mut bytes = 0;
@@ -53,7 +86,7 @@ pub fn export_mirror(
             missing.push((e.label(), e.url.clone()));
             continue;
         };
-        bytes += copy_atomic(&obj.path, &dir.join(&rel))?;
+        bytes += copy_atomic(&obj.path, &dir.join(&rel), &sha)?;
         files.push(rel);
         sums.entry(sum_rel)
             .or_default()

@@ -386,3 +386,33 @@ fn a_fifo_in_a_file_mirror_is_refused_not_waited_on() {
         .stderr_has("not a regular file");
     assert!(started.elapsed() < std::time::Duration::from_secs(20));
 }
+
+#[test]
+fn mirror_export_writes_only_upstreams_bytes_and_cleans_what_a_killed_export_left() {
+    let ctx = built();
+    let usb = ctx.path().join("usb");
+    // What a killed export leaves: a temp file deep in the export directory.
+    let deep = usb.join("dl.k8s.io/release");
+    std::fs::create_dir_all(&deep).unwrap();
+    std::fs::write(deep.join(".nodeforge-tmp-AbC123"), vec![0u8; 4096]).unwrap();
+    ctx.run(&["mirror", "export", "usb"]).ok();
+    assert!(!deep.join(".nodeforge-tmp-AbC123").exists());
+    // An index entry re-pointed at another object: export refuses to write it under upstream's name.
+    let index = ctx.store().join("sha256");
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(&index)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    entries.sort();
+    let other = std::fs::read_to_string(&entries[1]).unwrap();
+    writable(&entries[0]);
+    std::fs::write(&entries[0], &other).unwrap();
+    let sha = entries[0]
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    ctx.run(&["mirror", "export", "usb2"])
+        .fails()
+        .stderr_has(&format!("for artifact sha256 {sha}, but its sha256 is"));
+}
