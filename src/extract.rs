@@ -6,7 +6,7 @@ use std::io::Read;
 
 use serde::{Deserialize, Serialize};
 
-use crate::hash::Blake3;
+use crate::hash::{Blake3, Sha256};
 use crate::manifest::{url_file_name, InstallRule};
 use crate::store::{Object, Store, StoreError};
 
@@ -81,6 +81,13 @@ pub enum ExtractError {
         member: String,
         limit: u64,
     },
+    #[error("{artifact}: the store's index names object {object}, whose sha256 is {actual}, not the locked {want}: run `nodeforge verify`")]
+    NotTheArtifact {
+        artifact: String,
+        object: Blake3,
+        want: Sha256,
+        actual: Sha256,
+    },
     #[error("{artifact}: has no install rules, so a node takes nothing from it")]
     NothingToInstall { artifact: String },
 }
@@ -105,6 +112,7 @@ pub fn installed(
     label: &str,
     url: &str,
     object: &Object,
+    sha256: &Sha256,
     rules: &[InstallRule],
 ) -> Result<Vec<Installed>, ExtractError> {
     if rules.is_empty() {
@@ -127,7 +135,7 @@ pub fn installed(
             }
         }
     }
-    let list = extract_now(store, label, url, object, rules)?;
+    let list = extract_now(store, label, url, object, sha256, rules)?;
     let store_err = |source: crate::fsutil::FsError| ExtractError::Store {
         artifact: label.to_string(),
         source: StoreError::Fs(source),
@@ -154,6 +162,7 @@ pub fn check_record(
     label: &str,
     url: &str,
     object: &Object,
+    sha256: &Sha256,
     rules: &[InstallRule],
 ) -> Result<Option<String>, ExtractError> {
     let key = record_key(object, rules);
@@ -165,7 +174,7 @@ pub fn check_record(
             "store/extract/{key}: the extraction record of {label} is not readable"
         )));
     };
-    let fresh = extract_now(store, label, url, object, rules)?;
+    let fresh = extract_now(store, label, url, object, sha256, rules)?;
     if rec.artifact != object.blake3 {
         return Ok(Some(format!(
             "store/extract/{key}: the extraction record of {label} names artifact object {}, not {}",
@@ -199,17 +208,32 @@ pub fn check_record(
     Ok(None)
 }
 
-/// Take the files now, from the artifact's bytes.
+/// Take the files now, from the artifact's bytes, which must have the sha256 the lockfile pins
+/// (the store's sha256 index is derived data: an entry pointing at another object must not put
+/// its files into images).
 fn extract_now(
     store: &Store,
     label: &str,
     url: &str,
     object: &Object,
+    sha256: &Sha256,
     rules: &[InstallRule],
 ) -> Result<Vec<Installed>, ExtractError> {
     if is_archive(url) {
-        extract_archive(store, label, object, rules)
+        extract_archive(store, label, object, sha256, rules)
     } else {
+        let (actual, _) = Sha256::of_file(&object.path).map_err(|e| ExtractError::Archive {
+            artifact: label.to_string(),
+            message: format!("cannot read {}: {e}", object.path.display()),
+        })?;
+        if actual != *sha256 {
+            return Err(ExtractError::NotTheArtifact {
+                artifact: label.to_string(),
+                object: object.blake3,
+                want: *sha256,
+                actual,
+            });
+        }
         refuse_keys(label, None, object)?;
         let name = url_file_name(url);
         Ok(rules
@@ -229,6 +253,20 @@ fn no_keys(path: &std::path::Path) -> Result<(), String> {
     match crate::secrets::find_private_key_in_file(path).map_err(|e| e.to_string())? {
         Some(at) => Err(format!("a private key at byte {at}")),
         None => Ok(()),
+    }
+}
+
+/// A reader that hashes what passes through it.
+struct HashingReader<R> {
+    inner: R,
+    hasher: sha2::Sha256,
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        sha2::Digest::update(&mut self.hasher, &buf[..n]);
+        Ok(n)
     }
 }
 
@@ -252,6 +290,7 @@ fn extract_archive(
     store: &Store,
     label: &str,
     object: &Object,
+    sha256: &Sha256,
     rules: &[InstallRule],
 ) -> Result<Vec<Installed>, ExtractError> {
     let archive_err = |message: String| ExtractError::Archive {
@@ -259,8 +298,13 @@ fn extract_archive(
         message,
     };
     let file = std::fs::File::open(&object.path).map_err(|e| archive_err(e.to_string()))?;
+    // The archive's sha256, computed in the same pass as the extraction.
+    let hashing = HashingReader {
+        inner: file,
+        hasher: <sha2::Sha256 as sha2::Digest>::new(),
+    };
     let mut ar = tar::Archive::new(flate2::read::MultiGzDecoder::new(std::io::BufReader::new(
-        file,
+        hashing,
     )));
     let mut out: Vec<Installed> = Vec::new();
     let limit = install_limit();
@@ -350,6 +394,18 @@ fn extract_archive(
             member: Some(member.trim_start_matches("./").to_string()),
             blake3: obj.blake3,
             size: obj.size,
+        });
+    }
+    // What follows the archive's end (padding) counts too.
+    let mut rest = ar.into_inner().into_inner();
+    std::io::copy(&mut rest, &mut std::io::sink()).map_err(|e| archive_err(e.to_string()))?;
+    let actual = Sha256::from_bytes(sha2::Digest::finalize(rest.into_inner().hasher).into());
+    if actual != *sha256 {
+        return Err(ExtractError::NotTheArtifact {
+            artifact: label.to_string(),
+            object: object.blake3,
+            want: *sha256,
+            actual,
         });
     }
     for r in rules {

@@ -165,7 +165,7 @@ fn binaries_for(
                 missing: vec![(entry.label(), entry.url.clone())],
             })?;
             let files: Vec<Installed> =
-                extract::installed(store, &entry.label(), &entry.url, &object, &c.install)?;
+                extract::installed(store, &entry.label(), &entry.url, &object, &sha, &c.install)?;
             Ok(files
                 .into_iter()
                 .map(|f| {

@@ -523,14 +523,16 @@ pub fn verify(opts: &VerifyOptions) -> Result<VerifyReport, Error> {
             {
                 for arch in &c.manifest.architectures {
                     if let Some(e) = c.lock.entry(&comp.name, arch) {
-                        if let Some(o) = e.sha256().and_then(|s| store.lookup_sha256(&s)) {
-                            jobs.push((e.label(), e.url.clone(), o, comp.install.clone()));
+                        if let Some(sha) = e.sha256() {
+                            if let Some(o) = store.lookup_sha256(&sha) {
+                                jobs.push((e.label(), e.url.clone(), o, sha, comp.install.clone()));
+                            }
                         }
                     }
                 }
             }
-            for res in parallel_map(&jobs, opts.jobs, |(label, url, o, rules)| {
-                crate::extract::check_record(&store, label, url, o, rules)
+            for res in parallel_map(&jobs, opts.jobs, |(label, url, o, sha, rules)| {
+                crate::extract::check_record(&store, label, url, o, sha, rules)
             }) {
                 match res {
                     Ok(None) => {}

@@ -416,3 +416,50 @@ fn mirror_export_writes_only_upstreams_bytes_and_cleans_what_a_killed_export_lef
         .fails()
         .stderr_has(&format!("for artifact sha256 {sha}, but its sha256 is"));
 }
+
+#[test]
+fn build_never_extracts_from_an_index_entry_that_names_another_object() {
+    let ctx = built();
+    let index = ctx.store().join("sha256");
+    // runc (a bare binary) and containerd (an archive): re-pointed at kubelet's and the CNI
+    // plugins' objects, with the extraction records gone.
+    let lock = ctx.lock_text();
+    let sha_of = |component: &str| -> String {
+        let at = lock.find(&format!("component = \"{component}\"")).unwrap();
+        let rest = &lock[at..];
+        let s = rest.find("sha256 = \"").unwrap() + 10;
+        rest[s..s + 64].to_string()
+    };
+    for (victim, donor, msg) in [
+        (
+            "runc",
+            "kubelet",
+            "runc 1.1.13 (amd64): the store's index names object",
+        ),
+        (
+            "containerd",
+            "cni-plugins",
+            "containerd 1.7.20 (amd64): the store's index names object",
+        ),
+    ] {
+        std::fs::remove_dir_all(ctx.store().join("extract")).unwrap();
+        let (v, d) = (index.join(sha_of(victim)), index.join(sha_of(donor)));
+        let saved = std::fs::read(&v).unwrap();
+        writable(&v);
+        std::fs::write(&v, std::fs::read(&d).unwrap()).unwrap();
+        ctx.set_manifest(
+            &std::fs::read_to_string(ctx.manifest())
+                .unwrap()
+                .replace("kubelet_verbosity", "kubelet_verbosity"),
+        );
+        crate::set_verbosity(&ctx, 7);
+        ctx.net(&["build"])
+            .fails()
+            .stderr_has(msg)
+            .stderr_has(&format!(
+                "not the locked {}: run `nodeforge verify`",
+                sha_of(victim)
+            ));
+        std::fs::write(&v, saved).unwrap();
+    }
+}
