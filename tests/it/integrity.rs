@@ -447,11 +447,6 @@ fn build_never_extracts_from_an_index_entry_that_names_another_object() {
         let saved = std::fs::read(&v).unwrap();
         writable(&v);
         std::fs::write(&v, std::fs::read(&d).unwrap()).unwrap();
-        ctx.set_manifest(
-            &std::fs::read_to_string(ctx.manifest())
-                .unwrap()
-                .replace("kubelet_verbosity", "kubelet_verbosity"),
-        );
         crate::set_verbosity(&ctx, 7);
         ctx.net(&["build"])
             .fails()
