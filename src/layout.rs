@@ -8,7 +8,7 @@
 //! out/layers/<layer-id>/<NAME>.verity         its dm-verity hash tree
 //! out/layers/<layer-id>/<NAME>.roothash       its root hash, hex (systemd's sidecar form)
 //! out/images/<image-id>/manifest.json         a node image: its layers and every entry's provenance
-//! out/images/<image-id>/<NAME>.{raw,verity,roothash} -> ../../layers/<layer-id>/…
+//! out/images/<image-id>/<NAME>.{raw,verity,roothash}   hard links to its layers' files (no blocks of their own)
 //! out/nodes/<node>/generations/<n>/           generation.json, manifest.json, image -> ../../../../images/<id>
 //! out/nodes/<node>/current                    -> generations/<n>/image   (switched atomically)
 //! ```

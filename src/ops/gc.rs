@@ -2,7 +2,7 @@
 //! `--keep-generations N` of each node, and always the current one) and every lockfile under
 //! `lockfiles/`. The store is held exclusively, so a concurrent build waits (and gc waits for it).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -41,19 +41,30 @@ pub struct GcReport {
     pub kept_objects: usize,
 }
 
-fn size_of_tree(p: &Path) -> u64 {
+/// The bytes that removing `p` frees. Image directories hold hard links to their layers' files,
+/// so a file counts once, when its last link goes: `links` counts, per inode, the links this gc
+/// removes (a dry run removes none, so it compares that count with the link count).
+fn size_of_tree(p: &Path, links: &mut HashMap<(u64, u64), u64>) -> u64 {
+    use std::os::unix::fs::MetadataExt;
     let Ok(meta) = std::fs::symlink_metadata(p) else {
         return 0;
     };
     if meta.is_dir() {
-        std::fs::read_dir(p)
+        let entries: Vec<_> = std::fs::read_dir(p)
             .into_iter()
             .flatten()
             .flatten()
-            .map(|e| size_of_tree(&e.path()))
-            .sum()
+            .map(|e| e.path())
+            .collect();
+        entries.iter().map(|e| size_of_tree(e, links)).sum()
     } else {
-        meta.len()
+        let seen = links.entry((meta.dev(), meta.ino())).or_insert(0);
+        *seen += 1;
+        if *seen >= meta.nlink() {
+            meta.len()
+        } else {
+            0
+        }
     }
 }
 
@@ -65,8 +76,14 @@ pub fn gc(opts: &GcOptions) -> Result<GcReport, Error> {
         dry_run: opts.dry_run,
         ..GcReport::default()
     };
-    let remove = |path: &Path, r: &mut GcReport| -> Result<u64, Error> {
-        let bytes = size_of_tree(path);
+    let mut links = HashMap::new();
+    let mut remove = |path: &Path, r: &mut GcReport| -> Result<u64, Error> {
+        // A real run removes links as it goes, so each file is seen with its remaining count.
+        let bytes = if opts.dry_run {
+            size_of_tree(path, &mut links)
+        } else {
+            size_of_tree(path, &mut HashMap::new())
+        };
         if !opts.dry_run {
             let res = if path.is_dir() && !path.is_symlink() {
                 // Renamed out of sight first (one atomic step), then deleted: a gc killed midway

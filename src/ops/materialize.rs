@@ -60,15 +60,25 @@ pub(crate) fn layer_complete(dir: &Path, name: &str) -> bool {
             .all(|f| dir.join(f).is_file())
 }
 
-/// Whether an image directory is complete: its record, and a link to each file of each layer,
-/// each of which resolves.
-pub(crate) fn image_complete(dir: &Path, m: &ImageManifest) -> bool {
+/// Whether an image directory is complete: its record, and each file of each layer, which is
+/// the layer's own file (a hard link: no blocks of its own, unlike a symlink whose 64-hex target
+/// does not fit in an inode), as `out/layers/<id>/` holds it now.
+pub(crate) fn image_complete(out: &OutDir, dir: &Path, m: &ImageManifest) -> bool {
     dir.join(IMAGE_RECORD).is_file()
         && m.layers.iter().all(|l| {
             layout::layer_files(&l.name)
                 .iter()
-                .all(|f| dir.join(f).is_file())
+                .all(|f| same_inode(&dir.join(f), &out.layer(&l.id).join(f)))
         })
+}
+
+/// Whether two paths name the same file (device and inode).
+pub(crate) fn same_inode(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::symlink_metadata(a), std::fs::symlink_metadata(b)) {
+        (Ok(x), Ok(y)) => x.is_file() && x.dev() == y.dev() && x.ino() == y.ino(),
+        _ => false,
+    }
 }
 
 /// Read a layer's record and check it against its id and directory.
@@ -178,7 +188,7 @@ pub(crate) fn materialize(
     }
     let dir = out.image(&m.id);
     let matches = |d: &Path| {
-        image_complete(d, &full)
+        image_complete(out, d, &full)
             && read_image_manifest(&d.join(IMAGE_RECORD)).is_ok_and(|w| w == full)
     };
     if matches(&dir) {
@@ -190,9 +200,9 @@ pub(crate) fn materialize(
     fsutil::write_new(&tmp.path().join(IMAGE_RECORD), &full.to_json(), 0o444)?;
     for layer in &full.layers {
         for f in layout::layer_files(&layer.name) {
-            let target = Path::new("../../layers").join(&layer.id).join(&f);
+            let target = out.layer(&layer.id).join(&f);
             let link = tmp.path().join(&f);
-            std::os::unix::fs::symlink(&target, &link).at("cannot create a symlink at", &link)?;
+            std::fs::hard_link(&target, &link).at("cannot link", &link)?;
         }
     }
     let written = fsutil::commit_dir(tmp, &dir, matches)?;

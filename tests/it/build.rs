@@ -476,13 +476,9 @@ fn build_refuses_an_unresolved_lock_entry() {
     ctx.net(&["build"]).fails().stderr_has("kube-proxy 1.31.0 (amd64) has no published sha256 in the lockfile: run `nodeforge lock --update kube-proxy`");
 }
 
-/// The files of a node's layer of `role`, by following its image's links.
+/// The directory of a node's layer of `role`, from its image's record.
 fn layer_dir(ctx: &TestContext, node: &str, role: &str) -> PathBuf {
-    std::fs::canonicalize(image_dir(ctx, node).join(format!("nodeforge-{role}.raw")))
-        .unwrap()
-        .parent()
-        .unwrap()
-        .to_path_buf()
+    crate::layer_of(&image_dir(ctx, node), role)
 }
 
 #[test]

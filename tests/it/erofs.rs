@@ -28,13 +28,10 @@ fn layers(ctx: &TestContext, node: &str) -> Vec<(String, PathBuf, serde_json::Va
     ["payload", "config"]
         .iter()
         .map(|role| {
-            let raw =
-                std::fs::canonicalize(image_dir(ctx, node).join(format!("nodeforge-{role}.raw")))
-                    .unwrap();
-            let rec = serde_json::from_slice(
-                &std::fs::read(raw.parent().unwrap().join("layer.json")).unwrap(),
-            )
-            .unwrap();
+            let dir = crate::layer_of(&image_dir(ctx, node), role);
+            let raw = dir.join(format!("nodeforge-{role}.raw"));
+            let rec =
+                serde_json::from_slice(&std::fs::read(dir.join("layer.json")).unwrap()).unwrap();
             (format!("{node}/{role}"), raw, rec)
         })
         .collect()
@@ -187,7 +184,7 @@ fn veritysetup_accepts_the_recorded_root_hash_and_rejects_a_flipped_byte() {
     let dir = image_dir(&ctx, "worker1");
     let root = std::fs::read_to_string(dir.join("nodeforge-payload.roothash")).unwrap();
     let copy = ctx.path().join("flipped.raw");
-    let img = std::fs::canonicalize(dir.join("nodeforge-payload.raw")).unwrap();
+    let img = crate::layer_of(&dir, "payload").join("nodeforge-payload.raw");
     let mut bytes = std::fs::read(&img).unwrap();
     let at = bytes.len() - 5000;
     bytes[at] ^= 0x40;

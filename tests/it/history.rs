@@ -168,11 +168,7 @@ fn rolling_back_to_a_collected_image_rebuilds_it_from_the_store() {
     let dir = ctx.path().join("out/images").join(&ids[0]);
     // What gc collects of an image: its directory and its own config layer.
     let collect = || {
-        let layer = std::fs::canonicalize(dir.join("nodeforge-config.raw"))
-            .unwrap()
-            .parent()
-            .unwrap()
-            .to_path_buf();
+        let layer = crate::layer_of(&dir, "config");
         std::fs::remove_dir_all(&layer).unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
     };
@@ -406,16 +402,14 @@ fn verify_reports_every_failure() {
         .unwrap();
     flip(&obj, 500);
     // A flipped byte in worker2's config layer.
-    let img = std::fs::canonicalize(
-        ctx.path()
+    let layer_dir = crate::layer_of(
+        &ctx.path()
             .join("out/images")
-            .join(current_id(&ctx, "worker2"))
-            .join("nodeforge-config.raw"),
-    )
-    .unwrap();
-    let layer = img
-        .parent()
-        .unwrap()
+            .join(current_id(&ctx, "worker2")),
+        "config",
+    );
+    let img = layer_dir.join("nodeforge-config.raw");
+    let layer = layer_dir
         .file_name()
         .unwrap()
         .to_string_lossy()
@@ -488,18 +482,9 @@ fn verify_on_an_empty_out_says_it_checked_only_the_lockfile() {
     assert!(!r.stderr.contains("holds no store objects"), "{}", r.stderr);
 }
 
-/// The payload layer directory of an image (through the image's links).
+/// The payload layer directory of an image (from its record).
 fn payload_of(ctx: &TestContext, id: &str) -> PathBuf {
-    std::fs::canonicalize(
-        ctx.path()
-            .join("out/images")
-            .join(id)
-            .join("nodeforge-payload.raw"),
-    )
-    .unwrap()
-    .parent()
-    .unwrap()
-    .to_path_buf()
+    crate::layer_of(&ctx.path().join("out/images").join(id), "payload")
 }
 
 #[test]

@@ -116,11 +116,7 @@ fn a_planted_layer_with_its_own_tree_and_edited_records_fails_verify_and_rollbac
     let gen2 = current_id(&ctx, "worker1");
     let layer = {
         let image = ctx.path().join("out/images").join(&gen1);
-        std::fs::canonicalize(image.join("nodeforge-config.raw"))
-            .unwrap()
-            .parent()
-            .unwrap()
-            .to_path_buf()
+        crate::layer_of(&image, "config")
     };
     let raw = layer.join("nodeforge-config.raw");
     let original = std::fs::read(&raw).unwrap();

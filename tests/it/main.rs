@@ -276,3 +276,26 @@ pub fn checksum_url_of(ctx: &TestContext, component: &str) -> String {
 pub fn sha256_hex(data: &[u8]) -> String {
     nodeforge::hash::Sha256::of(data).to_hex()
 }
+
+/// The directory under `out/layers/` of the `role` layer ("payload" or "config") of the image
+/// in `image_dir`, from the image's record (its files there are hard links to the layer's).
+pub fn layer_of(image_dir: &Path, role: &str) -> PathBuf {
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(image_dir.join("manifest.json")).unwrap()).unwrap();
+    let id = m["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["role"] == role)
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    image_dir
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("layers")
+        .join(id)
+}
