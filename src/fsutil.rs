@@ -207,8 +207,10 @@ pub fn temp_dir_in(dir: &Path) -> Result<tempfile::TempDir, FsError> {
         .at("cannot create a temporary directory in", dir)
 }
 
-/// Write a new file (inside a temporary directory, which is renamed into place whole): create,
-/// write, set the mode, fsync.
+/// Write a new file inside a temporary directory that [`commit_dir`] (or [`sync_fs`] before a
+/// rename) makes durable as a whole: create, write, set the mode. No fsync of its own: one
+/// `syncfs` for the directory replaces one fsync per file (a node's layer, image and generation
+/// were 13 fsyncs one after another).
 pub fn write_new(path: &Path, contents: &[u8], mode: u32) -> Result<(), FsError> {
     let mut f = fs::File::options()
         .write(true)
@@ -216,8 +218,16 @@ pub fn write_new(path: &Path, contents: &[u8], mode: u32) -> Result<(), FsError>
         .open(path)
         .at("cannot create", path)?;
     f.write_all(contents).at("cannot write", path)?;
-    set_mode(&f, mode).at("cannot set the mode of", path)?;
-    f.sync_all().at("cannot sync", path)
+    set_mode(&f, mode).at("cannot set the mode of", path)
+}
+
+/// Flush everything written to the filesystem holding `path` (data and metadata): what was
+/// written into a temporary directory is on disk before the rename that publishes it.
+pub fn sync_fs(path: &Path) -> Result<(), FsError> {
+    let dir = fs::File::open(path).at("cannot open", path)?;
+    rustix::fs::syncfs(&dir)
+        .map_err(io::Error::from)
+        .at("cannot sync the filesystem of", path)
 }
 
 /// Move a filled temporary directory to `dest` in one rename, unless `complete(dest)` says an
@@ -234,7 +244,8 @@ pub fn commit_dir(
         fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o755))
             .at("cannot set the mode of", tmp.path())?;
     }
-    sync_dir(tmp.path())?;
+    // Every file of the directory and its entries, durable before the rename publishes them.
+    sync_fs(tmp.path())?;
     if complete(dest) {
         return Ok(false);
     }

@@ -195,7 +195,7 @@ pub fn record_from(
             std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755))
                 .at("cannot set the mode of", tmp.path())?;
         }
-        fsutil::sync_dir(tmp.path())?;
+        fsutil::sync_fs(tmp.path())?;
         let tmp_path = tmp.keep();
         let target = dir.join(number.to_string());
         match std::fs::rename(&tmp_path, &target) {

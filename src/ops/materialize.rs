@@ -333,7 +333,7 @@ pub(crate) fn write_erofs_verity(
     fsutil::set_mode(&erofs, 0o444).at("cannot set the mode of", erofs_path)?;
     let params = image::verity::params_for(id);
     let level0 = level0(store, &erofs, erofs_path, &layout, &params.salt)?;
-    erofs.sync_all().at("cannot sync", erofs_path)?;
+    // Made durable with its directory (fsutil::commit_dir), or by the caller.
     drop(erofs);
     let root = {
         let f = File::create(verity_path).at("cannot create", verity_path)?;
@@ -343,7 +343,6 @@ pub(crate) fn write_erofs_verity(
         w.flush().at("cannot write", verity_path)?;
         drop(w);
         fsutil::set_mode(&f, 0o444).at("cannot set the mode of", verity_path)?;
-        f.sync_all().at("cannot sync", verity_path)?;
         root
     };
     Ok(VerityInfo {
@@ -465,6 +464,7 @@ pub(crate) fn write_flat(
             let id = Blake3::parse(&m.id).map_err(|e| Error::Internal(format!("image id: {e}")))?;
             let info =
                 write_erofs_verity(store, &m.entries, &id, &staged, &tmp.path().join("verity"))?;
+            fsutil::sync_fs(tmp.path())?;
             let mut v = dest.as_os_str().to_owned();
             v.push(".verity");
             fsutil::rename_into(&tmp.path().join("verity"), Path::new(&v))?;
