@@ -15,13 +15,14 @@ build:
 	$(BIN) lock --check
 	$(BIN) build
 
-## Format check, clippy with warnings as errors, every test.
+## Format check, clippy and rustdoc with warnings as errors, every test.
 test: lint
 	$(CARGO) test --locked
 
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps --locked
 
 ## The whole pipeline with no network: stand-in artifacts in upstream's layout as a file:// mirror,
 ## a lock made from their checksum files, a verified fetch into the store (twice: the second is a

@@ -1,6 +1,6 @@
 //! The one place that writes files: atomic replacement (`AtomicFile`: temp file in the same
 //! directory, fsync, rename, fsync of the directory), so a reader or a crash never sees half a
-//! file.
+//! file. `clippy.toml` disallows renames and temporary files anywhere else.
 
 use std::fs;
 use std::io::{self, Read, Write};

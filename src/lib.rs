@@ -39,3 +39,5 @@ pub mod secrets;
 pub mod source;
 pub mod standin;
 pub mod store;
+#[cfg(test)]
+mod test_tools;

@@ -187,6 +187,9 @@ mod tests {
     /// Ours against veritysetup's, byte for byte (the test needs cryptsetup-bin).
     #[test]
     fn identical_to_veritysetup_and_verifiable() {
+        if !crate::test_tools::requires("veritysetup", "cryptsetup-bin") {
+            return;
+        }
         let dir = tempfile::tempdir().expect("tmp");
         for (blocks, salt) in [
             (1usize, "00ff"),

@@ -297,9 +297,48 @@ pub(super) fn validate(
 ) -> Result<Manifest, ManifestError> {
     let ctx = Ctx { src };
     let dctx = Ctx { src: defaults_src };
+    let (name, domain, architectures) = cluster(&ctx, raw.cluster)?;
+    let network = network(&ctx, &raw.network)?;
+    let versions = versions(&ctx, &raw.versions)?;
+    let components = components(
+        &ctx,
+        &dctx,
+        &versions,
+        &architectures,
+        raw_defaults,
+        raw.components,
+    )?;
+    let nodes = nodes(
+        &NodeContext {
+            ctx: &ctx,
+            raw_network: &raw.network,
+            vars: &raw.vars,
+            network: &network,
+            architectures: &architectures,
+        },
+        &raw.nodes,
+    )?;
+    let templates = templates(&ctx, &raw.image)?;
+    Ok(Manifest {
+        path: src.path.clone(),
+        templates,
+        vars: raw.vars,
+        name,
+        architectures,
+        domain,
+        network,
+        versions,
+        components,
+        nodes,
+    })
+}
 
-    // [cluster]
-    let name = raw.cluster.name;
+/// `[cluster]`: the name, the domain and the architectures (each listed once).
+fn cluster(
+    ctx: &Ctx<'_>,
+    cluster: RawCluster,
+) -> Result<(String, String, Vec<Arch>), ManifestError> {
+    let name = cluster.name;
     NodeName::new(name.get_ref()).map_err(|_| {
         ctx.err(
             name.span(),
@@ -310,9 +349,9 @@ pub(super) fn validate(
             ),
         )
     })?;
-    let domain = raw.cluster.domain;
+    let domain = cluster.domain;
     check_domain(domain.get_ref()).map_err(|e| ctx.err(domain.span(), "cluster.domain", e))?;
-    let arch_list = raw.cluster.architectures;
+    let arch_list = cluster.architectures;
     if arch_list.get_ref().is_empty() {
         return Err(ctx.err(
             arch_list.span(),
@@ -333,9 +372,11 @@ pub(super) fn validate(
         }
         architectures.push(arch);
     }
+    Ok((name.into_inner(), domain.into_inner(), architectures))
+}
 
-    // [network]
-    let n = raw.network;
+/// `[network]`: the pod and service ranges (apart) and the cluster DNS (in the service range).
+fn network(ctx: &Ctx<'_>, n: &RawNetwork) -> Result<Network, ManifestError> {
     let pod_cidr = parse_cidr(n.pod_cidr.get_ref())
         .map_err(|e| ctx.err(n.pod_cidr.span(), "network.pod-cidr", e))?;
     let service_cidr = parse_cidr(n.service_cidr.get_ref())
@@ -361,34 +402,54 @@ pub(super) fn validate(
             format!("{cluster_dns} is outside the service range {service_cidr}"),
         ));
     }
+    Ok(Network {
+        pod_cidr,
+        service_cidr,
+        cluster_dns,
+    })
+}
 
-    // [versions]
+/// `[versions]`: keys named like components, values `MAJOR.MINOR.PATCH`.
+fn versions(
+    ctx: &Ctx<'_>,
+    raw: &Spanned<BTreeMap<Spanned<String>, Spanned<String>>>,
+) -> Result<BTreeMap<String, String>, ManifestError> {
     let mut versions = BTreeMap::new();
-    for (k, v) in raw.versions.get_ref() {
+    for (k, v) in raw.get_ref() {
         let key = format!("versions.{}", k.get_ref());
         ComponentName::new(k.get_ref())
             .map_err(|e| ctx.err(k.span(), &key, e.replace("component name", "version key")))?;
         check_version(v.get_ref()).map_err(|e| ctx.err(v.span(), &key, e))?;
         versions.insert(k.get_ref().clone(), v.get_ref().clone());
     }
+    Ok(versions)
+}
 
-    // components: built-in table merged with [components.*]
-    let overrides_spans: BTreeMap<String, Range<usize>> = raw
-        .components
+/// Components: the built-in table merged with `[components.*]`, each pinned by a `[versions]`
+/// key, with install rules that parse and URLs that render for every architecture.
+fn components(
+    ctx: &Ctx<'_>,
+    dctx: &Ctx<'_>,
+    versions: &BTreeMap<String, String>,
+    architectures: &[Arch],
+    raw_defaults: BTreeMap<Spanned<String>, Spanned<RawComponent>>,
+    overrides: BTreeMap<Spanned<String>, Spanned<RawComponent>>,
+) -> Result<BTreeMap<ComponentName, Component>, ManifestError> {
+    let overrides_spans: BTreeMap<String, Range<usize>> = overrides
         .iter()
         .map(|(k, v)| (k.get_ref().clone(), v.span()))
         .collect();
-    let merged = merge_components(&ctx, &dctx, raw_defaults, raw.components)?;
+    let merged = merge_components(ctx, dctx, raw_defaults, overrides)?;
     let mut components = BTreeMap::new();
     for (cname, (c, overridden)) in merged {
         // Messages point into the manifest when it set the value, else into the built-in table.
         let (vctx, fallback) = if overridden {
             (
-                &ctx,
+                ctx,
                 overrides_spans.get(cname.as_str()).cloned().unwrap_or(0..0),
             )
         } else {
-            (&dctx, 0..0)
+            (dctx, 0..0)
         };
         let span_of =
             |f: &Option<Spanned<String>>| f.as_ref().map_or(fallback.clone(), |s| s.span());
@@ -401,12 +462,13 @@ pub(super) fn validate(
         let Some(version) = versions.get(version_key.get_ref()) else {
             let vc = if c.version.as_ref().is_some_and(|v| {
                 overridden
-                    && src
+                    && ctx
+                        .src
                         .text
                         .get(v.span())
                         .is_some_and(|t| t.contains(v.get_ref()))
             }) {
-                &ctx
+                ctx
             } else {
                 vctx
             };
@@ -437,7 +499,7 @@ pub(super) fn validate(
                     .map_err(|e| vctx.err(rules.span(), key_of("install"), e))?,
             },
         };
-        for arch in &architectures {
+        for arch in architectures {
             render_artifact(&comp, arch).map_err(|(field, e)| {
                 let f = match field {
                     "url" => &c.url,
@@ -449,167 +511,263 @@ pub(super) fn validate(
         }
         components.insert(cname, comp);
     }
+    Ok(components)
+}
 
-    // [[nodes]]
-    if raw.nodes.get_ref().is_empty() {
-        return Err(ctx.err(raw.nodes.span(), "nodes", "the manifest declares no nodes"));
+/// What the nodes checked so far hold, so that the next one cannot take it again.
+#[derive(Default)]
+struct Taken {
+    /// vmid → the node and the line of its `vmid`.
+    by_vmid: BTreeMap<u32, (NodeName, usize)>,
+    by_ip: BTreeMap<Ipv4Addr, NodeName>,
+    /// node name → the line it is declared on.
+    names_line: BTreeMap<NodeName, usize>,
+}
+
+/// What every node is checked against: the cluster's ranges and architectures, and the
+/// `[network]` templates and `[vars]` a node falls back on.
+struct NodeContext<'a> {
+    ctx: &'a Ctx<'a>,
+    raw_network: &'a RawNetwork,
+    vars: &'a BTreeMap<String, toml::Value>,
+    network: &'a Network,
+    architectures: &'a [Arch],
+}
+
+/// `[[nodes]]`: at least one; names, vmids, addresses unique; pod ranges inside the cluster's
+/// pod range and apart.
+fn nodes(
+    nc: &NodeContext<'_>,
+    raw_nodes: &Spanned<Vec<Spanned<RawNode>>>,
+) -> Result<BTreeMap<NodeName, Node>, ManifestError> {
+    if raw_nodes.get_ref().is_empty() {
+        return Err(nc
+            .ctx
+            .err(raw_nodes.span(), "nodes", "the manifest declares no nodes"));
     }
     let mut nodes: BTreeMap<NodeName, Node> = BTreeMap::new();
-    let mut by_vmid: BTreeMap<u32, (NodeName, usize)> = BTreeMap::new();
-    let mut by_ip: BTreeMap<Ipv4Addr, NodeName> = BTreeMap::new();
-    let mut names_line: BTreeMap<NodeName, usize> = BTreeMap::new();
-    for rn in raw.nodes.get_ref() {
-        let rn = rn.get_ref();
-        let name = NodeName::new(rn.name.get_ref())
-            .map_err(|e| ctx.err(rn.name.span(), "nodes.name", e))?;
-        if let Some(line) = names_line.get(&name) {
-            return Err(ctx.err(
-                rn.name.span(),
-                "nodes.name",
-                format!("duplicate node name `{name}` (first declared on line {line})"),
-            ));
-        }
-        names_line.insert(name.clone(), src.location(rn.name.span()).line);
-        let vmid = *rn.vmid.get_ref();
-        if let Some((other, line)) = by_vmid.get(&vmid) {
-            return Err(ctx.err(
-                rn.vmid.span(),
-                "nodes.vmid",
-                format!("vmid {vmid} of `{name}` is already used by `{other}` (line {line})"),
-            ));
-        }
-        by_vmid.insert(vmid, (name.clone(), src.location(rn.vmid.span()).line));
-        let role = *rn.role.get_ref();
-        let arch = match &rn.arch {
-            Some(a) => {
-                let arch =
-                    Arch::new(a.get_ref()).map_err(|e| ctx.err(a.span(), "nodes.arch", e))?;
-                if !architectures.contains(&arch) {
-                    return Err(ctx.err(
-                        a.span(),
-                        "nodes.arch",
-                        format!("`{arch}` is not listed in cluster.architectures"),
-                    ));
-                }
-                arch
-            }
-            None => architectures[0].clone(),
-        };
-        let vars =
-            minijinja::context! { name => name.as_str(), vmid => vmid, role => role.as_str() };
-        let mut node_vars = raw.vars.clone();
-        node_vars.extend(rn.vars.clone());
-        let node_value = |own: &Option<Spanned<String>>,
-                          tpl: &Option<Spanned<String>>,
-                          own_key: &str,
-                          tpl_key: &str| {
-            match (own, tpl) {
-                (Some(v), _) => Ok((v.get_ref().clone(), v.span(), own_key.to_string(), false)),
-                (None, Some(t)) => render_str(t.get_ref(), vars.clone())
-                    .map(|s| (s, t.span(), tpl_key.to_string(), true))
-                    .map_err(|e| ctx.err(t.span(), tpl_key, format!("for node `{name}`: {e}"))),
-                (None, None) => Err(ctx.err(
-                    rn.name.span(),
-                    own_key,
-                    format!(
-                        "node `{name}` has no `{}` and the manifest sets no `{tpl_key}`",
-                        own_key.trim_start_matches("nodes.")
-                    ),
-                )),
-            }
-        };
-        let for_node = |rendered: bool, msg: String| {
-            if rendered {
-                format!("for node `{name}`: {msg}")
-            } else {
-                msg
-            }
-        };
+    let mut taken = Taken::default();
+    for rn in raw_nodes.get_ref() {
+        let node = node(nc, rn.get_ref(), &nodes, &mut taken)?;
+        nodes.insert(node.name.clone(), node);
+    }
+    Ok(nodes)
+}
 
-        let (ip_s, ip_span, ip_key, ip_rendered) =
-            node_value(&rn.ip, &n.node_ip, "nodes.ip", "network.node-ip")?;
-        let ip: Ipv4Addr = ip_s.parse().map_err(|_| {
-            ctx.err(
-                ip_span.clone(),
-                &ip_key,
-                for_node(ip_rendered, format!("`{ip_s}` is not an IPv4 address")),
-            )
-        })?;
-        if let Some(other) = by_ip.get(&ip) {
-            return Err(ctx.err(
-                ip_span,
-                &ip_key,
-                for_node(
-                    ip_rendered,
-                    format!("address {ip} is already used by `{other}`"),
-                ),
-            ));
-        }
-        for (range, what) in [(&pod_cidr, "pod range"), (&service_cidr, "service range")] {
-            if range.contains(&ip) {
+/// One `[[nodes]]` entry; its address and pod range are its own or rendered from `[network]`.
+fn node(
+    nc: &NodeContext<'_>,
+    rn: &RawNode,
+    nodes: &BTreeMap<NodeName, Node>,
+    taken: &mut Taken,
+) -> Result<Node, ManifestError> {
+    let NodeContext {
+        ctx, architectures, ..
+    } = nc;
+    let name =
+        NodeName::new(rn.name.get_ref()).map_err(|e| ctx.err(rn.name.span(), "nodes.name", e))?;
+    if let Some(line) = taken.names_line.get(&name) {
+        return Err(ctx.err(
+            rn.name.span(),
+            "nodes.name",
+            format!("duplicate node name `{name}` (first declared on line {line})"),
+        ));
+    }
+    taken
+        .names_line
+        .insert(name.clone(), ctx.src.location(rn.name.span()).line);
+    let vmid = *rn.vmid.get_ref();
+    if let Some((other, line)) = taken.by_vmid.get(&vmid) {
+        return Err(ctx.err(
+            rn.vmid.span(),
+            "nodes.vmid",
+            format!("vmid {vmid} of `{name}` is already used by `{other}` (line {line})"),
+        ));
+    }
+    taken
+        .by_vmid
+        .insert(vmid, (name.clone(), ctx.src.location(rn.vmid.span()).line));
+    let role = *rn.role.get_ref();
+    let arch = match &rn.arch {
+        Some(a) => {
+            let arch = Arch::new(a.get_ref()).map_err(|e| ctx.err(a.span(), "nodes.arch", e))?;
+            if !architectures.contains(&arch) {
                 return Err(ctx.err(
-                    ip_span.clone(),
-                    &ip_key,
-                    for_node(
-                        ip_rendered,
-                        format!("address {ip} lies inside the {what} {range}"),
-                    ),
+                    a.span(),
+                    "nodes.arch",
+                    format!("`{arch}` is not listed in cluster.architectures"),
                 ));
             }
+            arch
         }
-        by_ip.insert(ip, name.clone());
+        None => architectures[0].clone(),
+    };
+    let mut node_vars = nc.vars.clone();
+    node_vars.extend(rn.vars.clone());
+    let fields = NodeFields {
+        ctx,
+        rn,
+        name: &name,
+        vars: minijinja::context! { name => name.as_str(), vmid => vmid, role => role.as_str() },
+    };
+    let ip = node_ip(nc, &fields, taken)?;
+    taken.by_ip.insert(ip, name.clone());
+    let node_cidr = node_pod_cidr(nc, &fields, nodes)?;
+    Ok(Node {
+        name,
+        vmid,
+        role,
+        arch,
+        ip,
+        pod_cidr: node_cidr,
+        vars: node_vars,
+    })
+}
 
-        let (c_s, c_span, c_key, c_rendered) = node_value(
-            &rn.pod_cidr,
-            &n.node_pod_cidr,
-            "nodes.pod-cidr",
-            "network.node-pod-cidr",
-        )?;
-        let node_cidr = parse_cidr(&c_s)
-            .map_err(|e| ctx.err(c_span.clone(), &c_key, for_node(c_rendered, e)))?;
-        if !pod_cidr.contains(&node_cidr) {
-            return Err(ctx.err(
-                c_span,
-                &c_key,
-                for_node(
-                    c_rendered,
-                    format!("{node_cidr} is not inside the pod range {pod_cidr}"),
+/// A node's own value of a field, or the `[network]` template rendered for it.
+struct NodeFields<'a> {
+    ctx: &'a Ctx<'a>,
+    rn: &'a RawNode,
+    name: &'a NodeName,
+    /// What `[network]` templates see: `name`, `vmid`, `role`.
+    vars: minijinja::Value,
+}
+
+impl NodeFields<'_> {
+    /// The value, where it is, the key to name in errors, and whether it was rendered.
+    fn value(
+        &self,
+        own: &Option<Spanned<String>>,
+        tpl: &Option<Spanned<String>>,
+        own_key: &str,
+        tpl_key: &str,
+    ) -> Result<(String, Range<usize>, String, bool), ManifestError> {
+        let (ctx, name) = (self.ctx, self.name);
+        match (own, tpl) {
+            (Some(v), _) => Ok((v.get_ref().clone(), v.span(), own_key.to_string(), false)),
+            (None, Some(t)) => render_str(t.get_ref(), self.vars.clone())
+                .map(|s| (s, t.span(), tpl_key.to_string(), true))
+                .map_err(|e| ctx.err(t.span(), tpl_key, format!("for node `{name}`: {e}"))),
+            (None, None) => Err(ctx.err(
+                self.rn.name.span(),
+                own_key,
+                format!(
+                    "node `{name}` has no `{}` and the manifest sets no `{tpl_key}`",
+                    own_key.trim_start_matches("nodes.")
                 ),
-            ));
+            )),
         }
-        if let Some(other) = nodes.values().find(|o| overlaps(&o.pod_cidr, &node_cidr)) {
-            return Err(ctx.err(
-                c_span,
-                &c_key,
-                for_node(
-                    c_rendered,
-                    format!(
-                        "{node_cidr} overlaps {} of `{}`",
-                        other.pod_cidr, other.name
-                    ),
-                ),
-            ));
-        }
-        nodes.insert(
-            name.clone(),
-            Node {
-                name,
-                vmid,
-                role,
-                arch,
-                ip,
-                pod_cidr: node_cidr,
-                vars: node_vars,
-            },
-        );
     }
 
+    /// A message about a rendered value names the node (the template's line is shared).
+    fn for_node(&self, rendered: bool, msg: String) -> String {
+        if rendered {
+            format!("for node `{}`: {msg}", self.name)
+        } else {
+            msg
+        }
+    }
+}
+
+/// A node's address: an IPv4 address no other node has, outside the pod and service ranges.
+fn node_ip(
+    nc: &NodeContext<'_>,
+    f: &NodeFields<'_>,
+    taken: &Taken,
+) -> Result<Ipv4Addr, ManifestError> {
+    let ctx = nc.ctx;
+    let (ip_s, ip_span, ip_key, ip_rendered) = f.value(
+        &f.rn.ip,
+        &nc.raw_network.node_ip,
+        "nodes.ip",
+        "network.node-ip",
+    )?;
+    let ip: Ipv4Addr = ip_s.parse().map_err(|_| {
+        ctx.err(
+            ip_span.clone(),
+            &ip_key,
+            f.for_node(ip_rendered, format!("`{ip_s}` is not an IPv4 address")),
+        )
+    })?;
+    if let Some(other) = taken.by_ip.get(&ip) {
+        return Err(ctx.err(
+            ip_span,
+            &ip_key,
+            f.for_node(
+                ip_rendered,
+                format!("address {ip} is already used by `{other}`"),
+            ),
+        ));
+    }
+    for (range, what) in [
+        (&nc.network.pod_cidr, "pod range"),
+        (&nc.network.service_cidr, "service range"),
+    ] {
+        if range.contains(&ip) {
+            return Err(ctx.err(
+                ip_span.clone(),
+                &ip_key,
+                f.for_node(
+                    ip_rendered,
+                    format!("address {ip} lies inside the {what} {range}"),
+                ),
+            ));
+        }
+    }
+    Ok(ip)
+}
+
+/// A node's pod range: inside the cluster's pod range, apart from every other node's.
+fn node_pod_cidr(
+    nc: &NodeContext<'_>,
+    f: &NodeFields<'_>,
+    nodes: &BTreeMap<NodeName, Node>,
+) -> Result<Ipv4Net, ManifestError> {
+    let (ctx, pod_cidr) = (nc.ctx, &nc.network.pod_cidr);
+    let (c_s, c_span, c_key, c_rendered) = f.value(
+        &f.rn.pod_cidr,
+        &nc.raw_network.node_pod_cidr,
+        "nodes.pod-cidr",
+        "network.node-pod-cidr",
+    )?;
+    let node_cidr =
+        parse_cidr(&c_s).map_err(|e| ctx.err(c_span.clone(), &c_key, f.for_node(c_rendered, e)))?;
+    if !pod_cidr.contains(&node_cidr) {
+        return Err(ctx.err(
+            c_span,
+            &c_key,
+            f.for_node(
+                c_rendered,
+                format!("{node_cidr} is not inside the pod range {pod_cidr}"),
+            ),
+        ));
+    }
+    if let Some(other) = nodes.values().find(|o| overlaps(&o.pod_cidr, &node_cidr)) {
+        return Err(ctx.err(
+            c_span,
+            &c_key,
+            f.for_node(
+                c_rendered,
+                format!(
+                    "{node_cidr} overlaps {} of `{}`",
+                    other.pod_cidr, other.name
+                ),
+            ),
+        ));
+    }
+    Ok(node_cidr)
+}
+
+/// `[image]`: the template tree, a directory below the manifest's (default: the manifest's
+/// name without `.toml`).
+fn templates(ctx: &Ctx<'_>, image: &RawImage) -> Result<std::path::PathBuf, ManifestError> {
+    let src = ctx.src;
     let dir = src
         .path
         .parent()
         .map(std::path::Path::to_path_buf)
         .unwrap_or_default();
-    let templates = match &raw.image.templates {
+    Ok(match &image.templates {
         Some(t) => {
             let p = std::path::Path::new(t.get_ref());
             if t.get_ref().is_empty()
@@ -634,21 +792,5 @@ pub(super) fn validate(
             dir.join(p)
         }
         None => dir.join(src.path.file_stem().unwrap_or_default()),
-    };
-    Ok(Manifest {
-        path: src.path.clone(),
-        templates,
-        vars: raw.vars,
-        name: name.into_inner(),
-        architectures,
-        domain: domain.into_inner(),
-        network: Network {
-            pod_cidr,
-            service_cidr,
-            cluster_dns,
-        },
-        versions,
-        components,
-        nodes,
     })
 }

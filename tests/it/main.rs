@@ -273,6 +273,22 @@ pub fn checksum_url_of(ctx: &TestContext, component: &str) -> String {
         .unwrap()
 }
 
+/// Whether `tool` (from the Debian package `package`) is on `PATH`, for tests that run it. When it
+/// is missing the test is skipped with a note on stderr, except under `CI=true`, where it fails:
+/// CI installs every tool (`.ci/run`) and must run every test.
+pub fn requires(tool: &str, package: &str) -> bool {
+    let found = std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join(tool).is_file()));
+    if !found {
+        assert!(
+            std::env::var("CI").map_or(true, |v| v != "true"),
+            "{tool} is not installed (Debian package {package}), and under CI=true every test runs"
+        );
+        eprintln!("skipped: this test needs {tool} (Debian package {package})");
+    }
+    found
+}
+
 pub fn sha256_hex(data: &[u8]) -> String {
     nodeforge::hash::Sha256::of(data).to_hex()
 }
