@@ -234,6 +234,7 @@ pub fn sync_fs(path: &Path) -> Result<(), FsError> {
 /// equal one is already there (content-addressed: another process put the same bytes in place,
 /// which may already be in use; it is kept). A `dest` that exists but is not complete (an older
 /// layout) is moved aside and removed first. Returns whether `dest` was put in place now.
+#[allow(clippy::disallowed_methods)] // fsutil is where renames live
 pub fn commit_dir(
     tmp: tempfile::TempDir,
     dest: &Path,
@@ -275,6 +276,7 @@ pub fn commit_dir(
 
 /// Remove a directory in one visible step: renamed out of sight (a temp name the next run
 /// cleans), then deleted, so nobody ever sees half of it under its real name.
+#[allow(clippy::disallowed_methods)] // fsutil is where renames live
 pub fn remove_dir_aside(dir: &Path) -> Result<(), FsError> {
     let gone = dir.with_file_name(format!(
         ".nodeforge-tmp-gone-{}-{}",
@@ -288,7 +290,50 @@ pub fn remove_dir_aside(dir: &Path) -> Result<(), FsError> {
     Ok(())
 }
 
+/// Publish a filled temporary directory at `dest` unless something is there already (a
+/// concurrent process took that name): `Ok(false)` then, and the temporary directory is removed.
+/// The directory's contents are flushed (syncfs) before the rename, the parent after it.
+#[allow(clippy::disallowed_methods)] // fsutil is where renames live
+pub fn publish_dir_new(tmp: tempfile::TempDir, dest: &Path) -> Result<bool, FsError> {
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o755))
+            .at("cannot set the mode of", tmp.path())?;
+    }
+    sync_fs(tmp.path())?;
+    if fs::symlink_metadata(dest).is_ok() {
+        return Ok(false);
+    }
+    let tmp_path = tmp.keep();
+    match fs::rename(&tmp_path, dest) {
+        Ok(()) => {}
+        Err(_) if fs::symlink_metadata(dest).is_ok() => {
+            let _ = fs::remove_dir_all(&tmp_path);
+            return Ok(false);
+        }
+        Err(e) => {
+            let _ = fs::remove_dir_all(&tmp_path);
+            return Err(FsError::new("cannot move into place", dest, e));
+        }
+    }
+    sync_dir(parent_of(dest))?;
+    Ok(true)
+}
+
+/// Point the symlink `link` at `target` in one atomic step (a new link under a temp name, renamed
+/// over the old one), so that a reader sees the old or the new target, never none.
+#[allow(clippy::disallowed_methods)] // fsutil is where renames live
+pub fn replace_symlink(link: &Path, target: &Path) -> Result<(), FsError> {
+    let dir = parent_of(link);
+    let tmp = dir.join(format!("{TEMP_PREFIX}link-{}", std::process::id()));
+    let _ = fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(target, &tmp).at("cannot create a symlink at", &tmp)?;
+    fs::rename(&tmp, link).at("cannot switch", link)?;
+    sync_dir(dir)
+}
+
 /// Rename a finished file to `dest` (same filesystem) and fsync the directory.
+#[allow(clippy::disallowed_methods)] // fsutil is where renames live
 pub fn rename_into(from: &Path, dest: &Path) -> Result<(), FsError> {
     fs::rename(from, dest).at("cannot move into place", dest)?;
     sync_dir(parent_of(dest))

@@ -105,7 +105,7 @@ pub struct Ctx {
 
 #[derive(Debug, Args)]
 pub struct NetArgs {
-    /// Try URL/<host>/<path> before upstream (repeatable; http(s):// or file://DIR). Also NODEFORGE_MIRROR.
+    /// Try `URL/<host>/<path>` before upstream (repeatable; http(s):// or file://DIR). Also NODEFORGE_MIRROR.
     #[arg(long, value_name = "URL")]
     mirror: Vec<String>,
     /// Never use the network: only the store and file:// mirrors.

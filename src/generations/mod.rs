@@ -190,25 +190,13 @@ pub fn record_from(
         let link = tmp.path().join("image");
         std::os::unix::fs::symlink(image_link_target(image_id), &link)
             .at("cannot create a symlink at", &link)?;
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755))
-                .at("cannot set the mode of", tmp.path())?;
-        }
-        fsutil::sync_fs(tmp.path())?;
-        let tmp_path = tmp.keep();
         let target = dir.join(number.to_string());
-        match std::fs::rename(&tmp_path, &target) {
-            Ok(()) => break,
-            // A concurrent build took this number: take the next one.
-            Err(_) if target.exists() => {
-                let _ = std::fs::remove_dir_all(&tmp_path);
-                number = number.checked_add(1).ok_or_else(full)?;
-            }
-            Err(e) => return Err(FsError::new("cannot record generation", &target, e).into()),
+        if fsutil::publish_dir_new(tmp, &target)? {
+            break;
         }
+        // A concurrent build took this number: take the next one.
+        number = number.checked_add(1).ok_or_else(full)?;
     }
-    fsutil::sync_dir(&dir)?;
     switch(out, node, number)?;
     Ok((number, true))
 }
@@ -250,11 +238,7 @@ pub fn switch(out: &Path, node: &str, number: u32) -> Result<(), GenerationError
     if std::fs::read_link(&current).is_ok_and(|t| t == target) {
         return Ok(());
     }
-    let tmp = dir.join(format!(".nodeforge-tmp-current-{}", std::process::id()));
-    let _ = std::fs::remove_file(&tmp);
-    std::os::unix::fs::symlink(&target, &tmp).at("cannot create a symlink at", &tmp)?;
-    std::fs::rename(&tmp, &current).at("cannot switch", &current)?;
-    fsutil::sync_dir(&dir)?;
+    fsutil::replace_symlink(&current, &target)?;
     Ok(())
 }
 

@@ -85,22 +85,15 @@ pub fn gc(opts: &GcOptions) -> Result<GcReport, Error> {
             size_of_tree(path, &mut HashMap::new())
         };
         if !opts.dry_run {
-            let res = if path.is_dir() && !path.is_symlink() {
+            if path.is_dir() && !path.is_symlink() {
                 // Renamed out of sight first (one atomic step), then deleted: a gc killed midway
                 // leaves a temp directory that the next run removes, never a half-deleted
                 // generation or image under its real name.
-                let gone = path.with_file_name(format!(
-                    ".nodeforge-tmp-gone-{}-{}",
-                    std::process::id(),
-                    path.file_name()
-                        .map(|n| n.to_string_lossy())
-                        .unwrap_or_default()
-                ));
-                std::fs::rename(path, &gone).and_then(|()| std::fs::remove_dir_all(&gone))
+                crate::fsutil::remove_dir_aside(path)?;
             } else {
                 std::fs::remove_file(path)
-            };
-            res.map_err(|e| crate::fsutil::FsError::new("cannot remove", path, e))?;
+                    .map_err(|e| crate::fsutil::FsError::new("cannot remove", path, e))?;
+            }
         }
         r.freed_bytes += bytes;
         Ok(bytes)

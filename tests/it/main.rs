@@ -1,7 +1,13 @@
 //! Integration tests: the real `nodeforge` binary against fixture artifacts served from 127.0.0.1.
 //! No test reaches the internet: every run passes `--mirrors-only` or `--offline`, or uses a
 //! manifest whose URLs point at the loopback server.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::new_without_default)]
+// Tests plant files the way an attacker or a crash would: renames included.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::new_without_default,
+    clippy::disallowed_methods
+)]
 
 mod build;
 mod corpus;
