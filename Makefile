@@ -41,7 +41,7 @@ demo:
 	$(BIN) mirror export $(DEMO)/usb $(DEMO_FLAGS)
 
 ## Benchmarks: a realistic workload made locally, every figure side by side with the standard
-## tools in one run (needs curl, zstd, erofs-utils, cryptsetup-bin, b3sum). Results: BENCHMARKS.md.
+## tools in one run (needs curl, erofs-utils (mkfs.erofs, fsck.erofs), cryptsetup-bin, b3sum). Results: BENCHMARKS.md.
 bench:
 	$(CARGO) bench --locked --bench workload
 
