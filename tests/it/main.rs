@@ -13,6 +13,7 @@ mod history;
 mod lock;
 mod manifest_errors;
 mod server;
+mod systemd_vm;
 mod vm;
 
 use std::path::{Path, PathBuf};
