@@ -117,6 +117,7 @@ fn upstream_version(deb: &Path) -> String {
 
 fn extract_deb(deb: &Path, dir: &Path) -> PathBuf {
     let d = dir.join(deb.file_stem().unwrap());
+    std::fs::create_dir_all(&d).unwrap();
     run(Command::new("dpkg-deb").arg("-x").arg(deb).arg(&d));
     d
 }
@@ -279,7 +280,7 @@ const CHECK: &str = r#"#!/bin/sh
 exec >/dev/ttyS0 2>&1
 mode=$(sed -n 's/.*nftest\.mode=\([a-z0-9]*\).*/\1/p' /proc/cmdline)
 say() { echo "NFT $*"; }
-say BEGIN "$mode"
+say BEGIN "$mode" "$(cut -d' ' -f1 /proc/uptime)"
 i=0
 until [ -S /run/containerd/containerd.sock ] && ctr version >/dev/null 2>&1; do
   i=$((i + 1)); [ $i -gt 120 ] && break; sleep 0.5
@@ -293,7 +294,7 @@ say images "$(ctr -n nft images ls -q 2>/dev/null | tr '\n' ' ')"
 for f in /usr/local/bin/kubelet /usr/local/bin/runc /usr/bin/containerd /opt/cni/bin/bridge; do
   if cat "$f" >/dev/null 2>&1; then say read-ok "$f"; else say eio "$f"; fi
 done
-if [ "$mode" = flip ]; then say END; systemctl poweroff; exit 0; fi
+if [ "$mode" = flip ]; then say END "$(cut -d' ' -f1 /proc/uptime)"; systemctl poweroff; exit 0; fi
 
 (cd /run/nodeforge/config/etc && find . -type f | sort) | while read -r p; do
   p=/etc/${p#./}
@@ -328,7 +329,7 @@ if [ "$mode" = first ]; then
   rm -f /etc/cni/net.d/99-loopback.conf
   sync
 fi
-say END
+say END "$(cut -d' ' -f1 /proc/uptime)"
 systemctl poweroff
 "#;
 
@@ -468,6 +469,14 @@ fn report(console: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The check script ran to its end; prints the VM's uptime at its start and end.
+#[track_caller]
+fn ended(r: &[(String, String)], console: &str) {
+    let begin = one(r, "BEGIN", console);
+    let end = one(r, "END", console);
+    eprintln!("systemd_vm: checks ran from uptime {begin} to {end} s");
+}
+
 #[track_caller]
 fn one(r: &[(String, String)], key: &str, console: &str) -> String {
     let v: Vec<&String> = r.iter().filter(|(k, _)| k == key).map(|(_, v)| v).collect();
@@ -544,6 +553,25 @@ fn systemd_vm_runs_the_node_keeps_var_and_rolls_back() {
 
     // Two generations through the normal commands: 1 (kubelet --v=2), then 2 (--v=7).
     let ctx = TestContext::with_manifest(&manifest);
+    // The seed's containerd.service has `ExecStartPre=/sbin/modprobe overlay` without upstream's
+    // leading `-`: on this root (no /lib/modules) the pre-step fails and containerd never starts.
+    // Until the template is fixed (issue 11's branch), the test fixes its own copy so that every
+    // other check runs, and fails at the end naming the template.
+    let unit = ctx
+        .path()
+        .join("manifests/kubenet/etc/systemd/system/containerd.service");
+    let unit_text = std::fs::read_to_string(&unit).unwrap();
+    let seed_modprobe_bug = unit_text.contains("ExecStartPre=/sbin/modprobe");
+    if seed_modprobe_bug {
+        std::fs::write(
+            &unit,
+            unit_text.replace(
+                "ExecStartPre=/sbin/modprobe",
+                "ExecStartPre=-/sbin/modprobe",
+            ),
+        )
+        .unwrap();
+    }
     let mirror_url = format!("file://{}", mirror.display());
     ctx.run(&[
         "lock",
@@ -597,7 +625,7 @@ fn systemd_vm_runs_the_node_keeps_var_and_rolls_back() {
         "nftest.mode=first nftest.tool=veritysetup",
     );
     let r = report(&c);
-    has(&r, "END", "", &c);
+    ended(&r, &c);
     has(&r, "containerd", "active", &c);
     has(&r, "hostname", "nf-base", &c);
     has(&r, "state", "none", &c);
@@ -669,7 +697,7 @@ fn systemd_vm_runs_the_node_keeps_var_and_rolls_back() {
         "nftest.mode=second nftest.tool=dmsetup",
     );
     let r = report(&c);
-    has(&r, "END", "", &c);
+    ended(&r, &c);
     has(&r, "containerd", "active", &c);
     assert_etc(&etc_seen(&r), &want1, &c);
     has(&r, "state", "written-by-generation-2", &c);
@@ -697,7 +725,7 @@ fn systemd_vm_runs_the_node_keeps_var_and_rolls_back() {
         "nftest.mode=flip nftest.tool=dmsetup",
     );
     let r = report(&c);
-    has(&r, "END", "", &c);
+    ended(&r, &c);
     has(&r, "eio", "/usr/local/bin/runc", &c);
     has(&r, "read-ok", "/usr/local/bin/kubelet", &c);
     has(&r, "read-ok", "/usr/bin/containerd", &c);
@@ -722,6 +750,18 @@ fn systemd_vm_runs_the_node_keeps_var_and_rolls_back() {
     );
     assert!(!c.contains("NFT BEGIN"), "systemd ran:\n{c}");
     let t_end = t0.elapsed();
+    timings(&[t_rootfs, t_prep, t_boot1, t_boot2, t_boot3, t_end]);
+    assert!(
+        !seed_modprobe_bug,
+        "every VM check passed with the test's fixed copy, but manifests/kubenet/etc/systemd/system/\
+         containerd.service still has `ExecStartPre=/sbin/modprobe overlay`: on a root without \
+         /lib/modules/$(uname -r) the pre-step fails and containerd never starts; upstream's unit \
+         has `ExecStartPre=-/sbin/modprobe overlay`"
+    );
+}
+
+fn timings(t: &[Duration; 6]) {
+    let [t_rootfs, t_prep, t_boot1, t_boot2, t_boot3, t_end] = *t;
     eprintln!(
         "systemd_vm: rootfs {:.1}s, prepare {:.1}s, boot 1 {:.1}s, boot 2 {:.1}s, boot 3 {:.1}s, boot 4 {:.1}s, total {:.1}s",
         t_rootfs.as_secs_f64(),
