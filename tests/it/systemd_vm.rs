@@ -383,13 +383,29 @@ fn layers(image_dir: &Path, scratch: &Path) -> Layers {
 
 struct Vm {
     kernel: PathBuf,
+    /// scripts/vm-initramfs: busybox, /init = scripts/vm-init.
     initrd: PathBuf,
+    /// Debian's mkinitramfs with the shipped initramfs-tools hook and local-bottom script.
+    initrd_tools: PathBuf,
     root: PathBuf,
+}
+
+/// Which initramfs a boot uses.
+#[derive(Clone, Copy, PartialEq)]
+enum Initramfs {
+    Busybox,
+    Tools,
 }
 
 impl Vm {
     /// Boot until the VM powers off; its console.
-    fn boot(&self, layers: &Layers, payload: &Path, payload_hash: &str, extra: &str) -> String {
+    fn boot(
+        &self,
+        initramfs: Initramfs,
+        layers: &Layers,
+        (payload, payload_hash, config_hash): (&Path, &str, &str),
+        extra: &str,
+    ) -> String {
         let mut cmd = Command::new("qemu-system-x86_64");
         cmd.args([
             "-machine", "q35", "-accel", "tcg", "-cpu", "qemu64", "-m", "1024",
@@ -400,13 +416,20 @@ impl Vm {
         .args(["-no-reboot", "-nodefaults", "-kernel"])
         .arg(&self.kernel)
         .arg("-initrd")
-        .arg(&self.initrd)
+        .arg(match initramfs {
+            Initramfs::Busybox => &self.initrd,
+            Initramfs::Tools => &self.initrd_tools,
+        })
         .arg("-append")
         .arg(format!(
             "console=ttyS0 quiet loglevel=3 panic=-1 systemd.show_status=0 \
                  systemd.mask=serial-getty@ttyS0.service systemd.mask=getty@tty1.service \
-                 nodeforge.payload={payload_hash} nodeforge.config={} {extra}",
-            layers.config
+                 nodeforge.payload={payload_hash} nodeforge.config={config_hash} {}{extra}",
+            if initramfs == Initramfs::Tools {
+                "root=/dev/disk/by-id/virtio-nf-root "
+            } else {
+                ""
+            }
         ))
         .arg("-drive")
         .arg(format!(
@@ -620,25 +643,37 @@ fn systemd_vm_runs_the_node_keeps_var_and_rolls_back() {
     oci_archive(s, &extra.join("oci.tar"));
     let initrd = s.join("initrd.cpio");
     run(script("vm-initramfs").arg(&initrd).arg(&extra));
+    let kver = run(Command::new("sh").args(["-c", "ls /lib/modules | sort -V | tail -1"]));
+    let kver = kver.trim();
+    let initrd_tools = initramfs_tools(s, kver, &extra);
     let root = s.join("root.qcow2");
     run(Command::new("qemu-img")
         .args(["create", "-q", "-f", "qcow2", "-F", "raw", "-b"])
         .arg(&base)
         .arg(&root));
-    let kver = run(Command::new("sh").args(["-c", "ls /lib/modules | sort -V | tail -1"]));
     let vm = Vm {
-        kernel: PathBuf::from(format!("/boot/vmlinuz-{}", kver.trim())),
+        kernel: PathBuf::from(format!("/boot/vmlinuz-{kver}")),
         initrd,
+        initrd_tools,
         root,
     };
-    let t_prep = t0.elapsed();
+    let mut t = vec![("rootfs", t_rootfs), ("prepare", t0.elapsed() - t_rootfs)];
+    let mut lap = Instant::now();
+    let mut time = |what: &'static str, t: &mut Vec<(&'static str, Duration)>| {
+        t.push((what, lap.elapsed()));
+        lap = Instant::now();
+    };
 
-    // 1. Generation 2, veritysetup.
+    // 1. Generation 2: busybox initramfs, veritysetup.
     let l2 = layers(&gen2, &s.join("layers2"));
     let c = vm.boot(
+        Initramfs::Busybox,
         &l2,
-        &l2.dir.join("nodeforge-payload.raw"),
-        &l2.payload,
+        (
+            &l2.dir.join("nodeforge-payload.raw"),
+            &l2.payload,
+            &l2.config,
+        ),
         "nftest.mode=first nftest.tool=veritysetup",
     );
     let r = report(&c);
@@ -701,17 +736,22 @@ fn systemd_vm_runs_the_node_keeps_var_and_rolls_back() {
     );
     let machine_id = one(&r, "machine-id", &c);
     assert_eq!(machine_id.len(), 32, "{c}");
-    let t_boot1 = t0.elapsed();
+    time("boot 1 (gen 2)", &mut t);
 
-    // 2. Roll back to generation 1, dmsetup.
+    // 2. `nodeforge rollback`, generation 1: Debian's initramfs-tools with the shipped hook and
+    //    local-bottom script (veritysetup), root mounted read-only by initramfs-tools.
     ctx.run(&["rollback", "worker1"]).ok();
     assert_eq!(current(&ctx), gen1);
     let l1 = layers(&gen1, &s.join("layers1"));
     let c = vm.boot(
+        Initramfs::Tools,
         &l1,
-        &l1.dir.join("nodeforge-payload.raw"),
-        &l1.payload,
-        "nftest.mode=second nftest.tool=dmsetup",
+        (
+            &l1.dir.join("nodeforge-payload.raw"),
+            &l1.payload,
+            &l1.config,
+        ),
+        "nftest.mode=second",
     );
     let r = report(&c);
     ended(&r, &c);
@@ -724,10 +764,10 @@ fn systemd_vm_runs_the_node_keeps_var_and_rolls_back() {
     for u in ["kubelet", "kube-proxy"] {
         has(&r, "enabled", &format!("{u} enabled"), &c);
     }
-    let t_boot2 = t0.elapsed();
+    time("boot 2 (rollback, initramfs-tools)", &mut t);
 
     // 3. A flipped byte inside runc's data: reading runc through the mounted layers fails in the
-    //    VM, other files read (checked right after the integration ran, before systemd).
+    //    VM, other files read (checked right after the integration ran, before systemd; dmsetup).
     let mut img = std::fs::read(l1.dir.join("nodeforge-payload.raw")).unwrap();
     let at = img
         .windows(64)
@@ -737,9 +777,9 @@ fn systemd_vm_runs_the_node_keeps_var_and_rolls_back() {
     let flipped = s.join("flipped-payload.raw");
     std::fs::write(&flipped, &img).unwrap();
     let c = vm.boot(
+        Initramfs::Busybox,
         &l1,
-        &flipped,
-        &l1.payload,
+        (&flipped, &l1.payload, &l1.config),
         "nftest.mode=flip nftest.tool=dmsetup",
     );
     let r = report(&c);
@@ -747,27 +787,55 @@ fn systemd_vm_runs_the_node_keeps_var_and_rolls_back() {
     has(&r, "read-ok", "/usr/local/bin/kubelet", &c);
     has(&r, "read-ok", "/usr/bin/containerd", &c);
     has(&r, "read-ok", "/opt/cni/bin/bridge", &c);
-    let t_boot3 = t0.elapsed();
+    time("boot 3 (flipped byte)", &mut t);
 
-    // 4. A wrong root hash: the boot stops with the integration's message, before systemd.
-    let mut wrong = l1.payload.clone().into_bytes();
-    wrong[63] = if wrong[63] == b'0' { b'1' } else { b'0' };
-    let wrong = String::from_utf8(wrong).unwrap();
+    // 4. A wrong root hash stops the boot with the integration's message, before systemd: the
+    //    payload's under initramfs-tools (veritysetup, then panic), the config's under busybox
+    //    (dmsetup).
+    let wrong = |h: &str| {
+        let mut w = h.to_string().into_bytes();
+        w[63] = if w[63] == b'0' { b'1' } else { b'0' };
+        String::from_utf8(w).unwrap()
+    };
+    let (wp, wc) = (wrong(&l1.payload), wrong(&l1.config));
     let c = vm.boot(
+        Initramfs::Tools,
         &l1,
-        &l1.dir.join("nodeforge-payload.raw"),
-        &wrong,
-        "nftest.mode=wrong nftest.tool=veritysetup",
+        (&l1.dir.join("nodeforge-payload.raw"), &wp, &l1.config),
+        "nftest.mode=wrong",
     );
     assert!(
         c.contains(&format!(
-            "nodeforge: payload layer does not match root hash {wrong}"
+            "nodeforge: payload layer does not match root hash {wp}"
+        )) && c.contains("nodeforge: the node's layers did not verify or mount"),
+        "a wrong root hash must stop the boot with the integration's message:\n{c}"
+    );
+    assert!(!c.contains("NFT BEGIN"), "systemd ran:\n{c}");
+    let c = vm.boot(
+        Initramfs::Busybox,
+        &l1,
+        (&l1.dir.join("nodeforge-payload.raw"), &l1.payload, &wc),
+        "nftest.mode=wrong nftest.tool=dmsetup",
+    );
+    assert!(
+        c.contains(&format!(
+            "nodeforge: config layer does not match root hash {wc}"
         )) && c.contains("NF-BOOT-STOPPED"),
         "a wrong root hash must stop the boot with the integration's message:\n{c}"
     );
     assert!(!c.contains("NFT BEGIN"), "systemd ran:\n{c}");
-    let t_end = t0.elapsed();
-    timings(&[t_rootfs, t_prep, t_boot1, t_boot2, t_boot3, t_end]);
+    time("boots 4+5 (wrong root hashes)", &mut t);
+
+    let total: Duration = t.iter().map(|(_, d)| *d).sum();
+    let parts: Vec<String> = t
+        .iter()
+        .map(|(w, d)| format!("{w} {:.1}s", d.as_secs_f64()))
+        .collect();
+    eprintln!(
+        "systemd_vm: {}, total {:.1}s",
+        parts.join(", "),
+        total.as_secs_f64()
+    );
     assert!(
         !seed_modprobe_bug,
         "every VM check passed with the test's fixed copy, but manifests/kubenet/etc/systemd/system/\
@@ -777,16 +845,58 @@ fn systemd_vm_runs_the_node_keeps_var_and_rolls_back() {
     );
 }
 
-fn timings(t: &[Duration; 6]) {
-    let [t_rootfs, t_prep, t_boot1, t_boot2, t_boot3, t_end] = *t;
-    eprintln!(
-        "systemd_vm: rootfs {:.1}s, prepare {:.1}s, boot 1 {:.1}s, boot 2 {:.1}s, boot 3 {:.1}s, boot 4 {:.1}s, total {:.1}s",
-        t_rootfs.as_secs_f64(),
-        (t_prep - t_rootfs).as_secs_f64(),
-        (t_boot1 - t_prep).as_secs_f64(),
-        (t_boot2 - t_boot1).as_secs_f64(),
-        (t_boot3 - t_boot2).as_secs_f64(),
-        (t_end - t_boot3).as_secs_f64(),
-        t_end.as_secs_f64()
-    );
+/// Debian's initramfs-tools (mkinitramfs -d, a private config dir) with THE SHIPPED
+/// contrib/initramfs-tools hook and local-bottom script (byte for byte), plus a test hook and
+/// local-bottom script that put the checks into /run like scripts/vm-init does.
+fn initramfs_tools(scratch: &Path, kver: &str, extra: &Path) -> PathBuf {
+    let conf = scratch.join("initramfs-tools");
+    let contrib = Path::new(REPO).join("contrib");
+    std::fs::create_dir_all(conf.join("hooks")).unwrap();
+    std::fs::create_dir_all(conf.join("scripts/local-bottom")).unwrap();
+    std::fs::create_dir_all(conf.join("conf.d")).unwrap();
+    std::fs::write(
+        conf.join("initramfs.conf"),
+        "MODULES=list\nBUSYBOX=y\nCOMPRESS=lz4\nRUNSIZE=10%\nFSTYPE=ext4\n",
+    )
+    .unwrap();
+    std::fs::write(conf.join("modules"), "virtio_pci\nvirtio_blk\n").unwrap();
+    for f in ["hooks/nodeforge", "scripts/local-bottom/nodeforge"] {
+        std::fs::copy(contrib.join("initramfs-tools").join(f), conf.join(f)).unwrap();
+    }
+    std::fs::write(conf.join("hooks/nftest"), TEST_HOOK).unwrap();
+    std::fs::write(conf.join("scripts/local-bottom/nftest"), TEST_LOCAL_BOTTOM).unwrap();
+    for f in ["hooks/nftest", "scripts/local-bottom/nftest"] {
+        run(Command::new("chmod").arg("0755").arg(conf.join(f)));
+    }
+    let out = scratch.join("initrd-tools.img");
+    run(Command::new("mkinitramfs")
+        .arg("-d")
+        .arg(&conf)
+        .arg("-o")
+        .arg(&out)
+        .arg(kver)
+        .env(
+            "NODEFORGE_MOUNT_LAYERS",
+            contrib.join("nodeforge-mount-layers"),
+        )
+        .env("NFTEST_DIR", extra));
+    out
 }
+
+const TEST_HOOK: &str = r#"#!/bin/sh
+case "$1" in prereqs) echo ""; exit 0 ;; esac
+. /usr/share/initramfs-tools/hook-functions
+mkdir -p "$DESTDIR/nf-test"
+cp -a "$NFTEST_DIR/." "$DESTDIR/nf-test/"
+"#;
+
+const TEST_LOCAL_BOTTOM: &str = r#"#!/bin/sh
+PREREQ="nodeforge"
+case "$1" in prereqs) echo "$PREREQ"; exit 0 ;; esac
+mkdir -p /run/nf-test /run/systemd/system/multi-user.target.wants
+cp -a /nf-test/. /run/nf-test/
+for u in /nf-test/*.service; do
+  cp "$u" /run/systemd/system/
+  ln -s "../${u##*/}" "/run/systemd/system/multi-user.target.wants/${u##*/}"
+done
+"#;
