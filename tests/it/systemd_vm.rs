@@ -325,9 +325,11 @@ say() { echo "NFT $*"; }
 up() { cut -d' ' -f1 /proc/uptime; }
 say BEGIN "$mode" "$(up)"
 if [ "$mode" = first ]; then
+  echo "$(up)" >/run/nf-test/verify.start
   systemd-analyze verify --man=no /etc/systemd/system/containerd.service /etc/systemd/system/kubelet.service \
     /etc/systemd/system/kube-proxy.service >/run/nf-test/verify.out 2>&1
   echo $? >/run/nf-test/verify.rc
+  echo "$(up)" >/run/nf-test/verify.end
 fi &
 verify=$!
 i=0
@@ -341,9 +343,6 @@ say hostname "$(cat /etc/hostname)"
 for l in bin sbin lib; do say link "$l" "$(readlink /$l)"; done
 say state "$(cat /var/lib/nf-state/marker 2>/dev/null || echo none)"
 say images "$(ctr -n nft images ls -q 2>/dev/null | tr '\n' ' ')"
-for f in /usr/local/bin/kubelet /usr/local/bin/runc /usr/bin/containerd /opt/cni/bin/bridge; do
-  if cat "$f" >/dev/null 2>&1; then say read-ok "$f"; else say eio "$f"; fi
-done
 (cd /run/nodeforge/config/etc && find . -type f | sort) | while read -r p; do
   p=/etc/${p#./}
   say etc "$(sha256sum "$p" | cut -d' ' -f1)" "$p"
@@ -372,8 +371,8 @@ if [ "$mode" = first ]; then
   say t-cni "$(up)"
   wait $verify
   say verify-rc "$(cat /run/nf-test/verify.rc)"
+  say t-verify "$(cat /run/nf-test/verify.start)" "$(cat /run/nf-test/verify.end)"
   sed 's/^/NFT verify-out /' /run/nf-test/verify.out
-  systemd-analyze blame 2>/dev/null | head -8 | sed 's/^ */NFT blame /'
   # What a node's own boot writes: state under /var/lib, /etc/hostname (cloud-init would), and
   # edits of files the config layer owns (gone at the next boot).
   mkdir -p /var/lib/nf-state && echo written-by-generation-2 >/var/lib/nf-state/marker
