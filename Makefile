@@ -6,7 +6,7 @@ BIN   := target/release/nodeforge
 DEMO  := out/demo
 DEMO_FLAGS := --lockfile $(DEMO)/kubenet.lock --out $(DEMO)
 
-.PHONY: build test demo bench lint clean
+.PHONY: build test demo bench lint clean vm
 
 ## Release binary, then the default cluster's node images: lock check, verified fetch into
 ## out/store, one image per node in out/images/<id>/, out/nodes/<node>/current pointing at each.
@@ -39,6 +39,13 @@ demo:
 	$(BIN) build $(DEMO_FLAGS) --offline
 	$(BIN) show $(DEMO_FLAGS) worker1 | head -20
 	$(BIN) mirror export $(DEMO)/usb $(DEMO_FLAGS)
+
+## Boot NODE's current image in QEMU (Debian 12 systemd root from scripts/vm-rootfs, cached;
+## the shipped contrib/nodeforge-mount-layers in a busybox initramfs) and leave its serial console
+## on this terminal: root, no password; Ctrl-A X quits. OUT=dir for another output directory.
+NODE ?= worker1
+vm:
+	OUT=$(or $(OUT),out) scripts/vm-boot $(NODE)
 
 ## Benchmarks: a realistic workload made locally, every figure side by side with the standard
 ## tools in one run (needs curl, erofs-utils (mkfs.erofs, fsck.erofs), cryptsetup-bin, b3sum). Results: BENCHMARKS.md.

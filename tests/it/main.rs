@@ -21,6 +21,7 @@ mod integrity;
 mod lock;
 mod manifest_errors;
 mod server;
+mod systemd_vm;
 mod vm;
 
 use std::path::{Path, PathBuf};

@@ -1,0 +1,982 @@
+//! A node that really runs: a Debian 12 root filesystem with systemd (mmdebstrap, cached), booted
+//! under QEMU (TCG) with the host's Debian cloud kernel and a busybox initramfs that runs THE
+//! SHIPPED `contrib/nodeforge-mount-layers` (scripts/vm-initramfs), from node images nodeforge
+//! builds out of REAL binaries: Debian bookworm's containerd, runc and containernetworking-plugins
+//! repacked into upstream's archive names and layouts as a `file://` mirror (busybox-static
+//! stands in for kubelet, kube-proxy and crictl), locked and built through the normal commands.
+//!
+//! One test, boots one after another on one qcow2 overlay of the cached base (so /var persists):
+//!  1. generation 2 (busybox initramfs, veritysetup): containerd.service active from the image's
+//!     unit and config, `ctr run` of a local OCI image through the image's runc, the image's CNI
+//!     bridge config and plugins give a network namespace an address in the node's pod range,
+//!     `systemd-analyze verify` of the image's units clean, kubelet/kube-proxy enabled with their
+//!     ExecStart the image's binaries, /bin /sbin /lib the base's links, /etc the config layer's
+//!     files; then the VM writes state under /var/lib, /etc/hostname, edits and deletes files the
+//!     config layer owns, and powers off;
+//!  2. `nodeforge rollback`, generation 1, through Debian's mkinitramfs with the shipped
+//!     initramfs-tools hook and local-bottom script: every file the config layer owns is
+//!     generation 1's, the state, hostname, machine-id and containerd's images are still there;
+//!  3. one flipped byte in the payload (busybox, dmsetup): reading runc fails, the rest reads;
+//!  4. a wrong payload root hash (initramfs-tools: panic) and a wrong config root hash (busybox,
+//!     dmsetup): the boot stops with the integration's `nodeforge:` message, before systemd.
+//!
+//! Needs root, qemu-system-x86, qemu-utils, linux-image-cloud-amd64, busybox-static, dmsetup,
+//! cryptsetup-bin, erofs-utils, mmdebstrap, e2fsprogs, zstd, initramfs-tools, lz4 (.ci/run
+//! installs them). The first run
+//! fills `$NODEFORGE_VM_CACHE` (default target/nodeforge-vm-cache) from the Debian archive: the
+//! root filesystem and the three .deb packages; later runs need no network.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::{sha256_hex, TestContext, REPO};
+
+fn cache_dir() -> PathBuf {
+    let d = std::env::var_os("NODEFORGE_VM_CACHE").map_or_else(
+        || Path::new(REPO).join("target/nodeforge-vm-cache"),
+        PathBuf::from,
+    );
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Run a command; its stdout, or a panic with everything it said.
+#[track_caller]
+fn run(cmd: &mut Command) -> String {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn script(name: &str) -> Command {
+    Command::new(Path::new(REPO).join("scripts").join(name))
+}
+
+/// A Debian package from the cache, downloaded once with `apt-get download` (bounded in time).
+fn deb(pkg: &str) -> PathBuf {
+    let dir = cache_dir().join("debs");
+    std::fs::create_dir_all(&dir).unwrap();
+    let find = || {
+        std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| {
+                let n = p.file_name().unwrap().to_string_lossy().into_owned();
+                n.starts_with(&format!("{pkg}_")) && n.ends_with("_amd64.deb")
+            })
+    };
+    if let Some(p) = find() {
+        return p;
+    }
+    let tmp = tempfile::tempdir_in(&dir).unwrap();
+    let out = Command::new("timeout")
+        .args([
+            "300",
+            "apt-get",
+            "download",
+            "-q",
+            "-o",
+            "Acquire::Retries=2",
+        ])
+        .args(["-o", "Acquire::http::Timeout=30", pkg])
+        .current_dir(tmp.path())
+        .stdin(Stdio::null())
+        .output()
+        .expect("timeout/apt-get");
+    assert!(
+        out.status.success(),
+        "could not download the Debian package {pkg} with `apt-get download` ({}); the Debian \
+         archive must be reachable once to fill {}:\n{}",
+        out.status,
+        dir.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for e in std::fs::read_dir(tmp.path()).unwrap() {
+        let p = e.unwrap().path();
+        std::fs::rename(&p, dir.join(p.file_name().unwrap())).unwrap();
+    }
+    find().unwrap_or_else(|| panic!("apt-get download {pkg} left no {pkg}_*_amd64.deb"))
+}
+
+/// Upstream's version of a Debian package file: `containerd_1.6.20~ds1-1+deb12u3_amd64.deb` → 1.6.20.
+fn upstream_version(deb: &Path) -> String {
+    let name = deb.file_name().unwrap().to_string_lossy().into_owned();
+    let v = name.split('_').nth(1).unwrap();
+    let v = v.rsplit("%3a").next().unwrap();
+    v.split(['~', '+', '-']).next().unwrap().to_string()
+}
+
+fn extract_deb(deb: &Path, dir: &Path) -> PathBuf {
+    let d = dir.join(deb.file_stem().unwrap());
+    std::fs::create_dir_all(&d).unwrap();
+    run(Command::new("dpkg-deb").arg("-x").arg(deb).arg(&d));
+    d
+}
+
+fn targz(out: &Path, dir: &Path, members: &[&str]) -> Vec<u8> {
+    run(Command::new("tar")
+        .args([
+            "--owner=0",
+            "--group=0",
+            "--numeric-owner",
+            "--mtime=@0",
+            "-czf",
+        ])
+        .arg(out)
+        .arg("-C")
+        .arg(dir)
+        .args(members));
+    std::fs::read(out).unwrap()
+}
+
+/// What the test knows about the real binaries it put in the mirror.
+struct Real {
+    busybox: Vec<u8>,
+    runc: Vec<u8>,
+    containerd: Vec<u8>,
+}
+
+/// `real_mirror`, cached next to the .deb files it is made from (keyed by their names, the
+/// busybox binary and the default manifest): repacking costs seconds each run otherwise.
+fn cached_mirror() -> (String, PathBuf, Real) {
+    let debs = ["containerd", "runc", "containernetworking-plugins"].map(deb);
+    let busybox = std::fs::read("/bin/busybox").expect("/bin/busybox (busybox-static)");
+    let manifest = std::fs::read(Path::new(REPO).join("manifests/kubenet.toml")).unwrap();
+    let key = sha256_hex(
+        format!(
+            "repack 1 {debs:?} {} {}",
+            sha256_hex(&busybox),
+            sha256_hex(&manifest)
+        )
+        .as_bytes(),
+    );
+    let cache = cache_dir();
+    let dir = cache.join(format!("mirror-{}", &key[..16]));
+    if !dir.join("manifest.toml").exists() {
+        let tmp = tempfile::tempdir_in(&cache).unwrap();
+        let (manifest, _, real) = real_mirror(tmp.path());
+        for work in ["debs", "busybox", "packed"] {
+            std::fs::remove_dir_all(tmp.path().join(work)).unwrap();
+        }
+        std::fs::write(tmp.path().join("real-runc"), &real.runc).unwrap();
+        std::fs::write(tmp.path().join("real-containerd"), &real.containerd).unwrap();
+        std::fs::write(tmp.path().join("manifest.toml"), manifest).unwrap();
+        // Another run may have won the race: its copy is as good.
+        let _ = std::fs::rename(tmp.keep(), &dir);
+    }
+    (
+        std::fs::read_to_string(dir.join("manifest.toml")).unwrap(),
+        dir.join("mirror"),
+        Real {
+            busybox,
+            runc: std::fs::read(dir.join("real-runc")).unwrap(),
+            containerd: std::fs::read(dir.join("real-containerd")).unwrap(),
+        },
+    )
+}
+
+/// The default manifest with Debian's versions, and a `file://` mirror of real binaries in
+/// upstream's names and layouts, with checksum files.
+fn real_mirror(scratch: &Path) -> (String, PathBuf, Real) {
+    let containerd = deb("containerd");
+    let runc = deb("runc");
+    let cni = deb("containernetworking-plugins");
+    let text = std::fs::read_to_string(Path::new(REPO).join("manifests/kubenet.toml")).unwrap();
+    let mut manifest = String::new();
+    for line in text.lines() {
+        let line = match line.split_once(" = ").map(|(k, _)| k) {
+            Some("containerd") => format!("containerd = \"{}\"", upstream_version(&containerd)),
+            Some("runc") => format!("runc = \"{}\"", upstream_version(&runc)),
+            Some("cni-plugins") => format!("cni-plugins = \"{}\"", upstream_version(&cni)),
+            _ => line.to_string(),
+        };
+        manifest.push_str(&line);
+        manifest.push('\n');
+    }
+    let x = scratch.join("debs");
+    let containerd_dir = extract_deb(&containerd, &x);
+    let runc_dir = extract_deb(&runc, &x);
+    let cni_dir = extract_deb(&cni, &x);
+    let bb_dir = scratch.join("busybox");
+    std::fs::create_dir_all(&bb_dir).unwrap();
+    let busybox = std::fs::read("/bin/busybox").expect("/bin/busybox (busybox-static)");
+    std::fs::write(bb_dir.join("crictl"), &busybox).unwrap();
+    run(Command::new("chmod").arg("0755").arg(bb_dir.join("crictl")));
+    let real = Real {
+        busybox: busybox.clone(),
+        runc: std::fs::read(runc_dir.join("usr/sbin/runc")).unwrap(),
+        containerd: std::fs::read(containerd_dir.join("usr/bin/containerd")).unwrap(),
+    };
+
+    let mf = scratch.join("mirror-manifest.toml");
+    std::fs::write(&mf, &manifest).unwrap();
+    let m = nodeforge::manifest::Manifest::load(&mf).unwrap();
+    let mirror = scratch.join("mirror");
+    let packed = scratch.join("packed");
+    std::fs::create_dir_all(&packed).unwrap();
+    for a in m.artifacts() {
+        let name = a.url.rsplit('/').next().unwrap().to_string();
+        let tmp = packed.join(&name);
+        let bytes = match a.component.as_str() {
+            "kubelet" | "kube-proxy" => busybox.clone(),
+            "crictl" => targz(&tmp, &bb_dir, &["crictl"]),
+            "runc" => real.runc.clone(),
+            "containerd" => targz(&tmp, &containerd_dir.join("usr"), &["bin"]),
+            "cni-plugins" => targz(&tmp, &cni_dir.join("usr/lib/cni"), &["."]),
+            other => panic!("no real binary for component {other}"),
+        };
+        let at = mirror.join(nodeforge::fetch::mirror_path(&a.url).unwrap());
+        std::fs::create_dir_all(at.parent().unwrap()).unwrap();
+        std::fs::write(&at, &bytes).unwrap();
+        let sums = mirror.join(nodeforge::fetch::mirror_path(&a.checksum_url).unwrap());
+        std::fs::create_dir_all(sums.parent().unwrap()).unwrap();
+        std::fs::write(
+            &sums,
+            format!("{}  {}\n", sha256_hex(&bytes), a.checksum_name),
+        )
+        .unwrap();
+    }
+    (manifest, mirror, real)
+}
+
+/// A one-layer OCI image archive holding busybox-static, for `ctr image import`.
+fn oci_archive(scratch: &Path, out: &Path) {
+    let stage = scratch.join("oci-rootfs");
+    std::fs::create_dir_all(stage.join("bin")).unwrap();
+    std::fs::copy("/bin/busybox", stage.join("bin/busybox")).unwrap();
+    let layer_path = scratch.join("layer.tar");
+    run(Command::new("tar")
+        .args([
+            "--owner=0",
+            "--group=0",
+            "--numeric-owner",
+            "--mtime=@0",
+            "-cf",
+        ])
+        .arg(&layer_path)
+        .arg("-C")
+        .arg(&stage)
+        .arg("bin"));
+    let layer = std::fs::read(&layer_path).unwrap();
+    let oci = scratch.join("oci");
+    let blobs = oci.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).unwrap();
+    let put = |data: &[u8]| {
+        let h = sha256_hex(data);
+        std::fs::write(blobs.join(&h), data).unwrap();
+        (format!("sha256:{h}"), data.len())
+    };
+    let (layer_digest, layer_size) = put(&layer);
+    let config = serde_json::json!({
+        "architecture": "amd64",
+        "os": "linux",
+        "config": { "Cmd": ["/bin/busybox", "sh"] },
+        "rootfs": { "type": "layers", "diff_ids": [layer_digest] },
+    });
+    let (config_digest, config_size) = put(&serde_json::to_vec(&config).unwrap());
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": { "mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config_size },
+        "layers": [{ "mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer_digest, "size": layer_size }],
+    });
+    let (manifest_digest, manifest_size) = put(&serde_json::to_vec(&manifest).unwrap());
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "manifests": [{
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": manifest_digest,
+            "size": manifest_size,
+            "platform": { "architecture": "amd64", "os": "linux" },
+            "annotations": {
+                "io.containerd.image.name": "localhost/nf-busybox:1",
+                "org.opencontainers.image.ref.name": "1",
+            },
+        }],
+    });
+    std::fs::write(oci.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
+    std::fs::write(oci.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    run(Command::new("tar")
+        .args(["--owner=0", "--group=0", "--numeric-owner", "-cf"])
+        .arg(out)
+        .arg("-C")
+        .arg(&oci)
+        .args(["oci-layout", "index.json", "blobs"]));
+}
+
+/// What runs in the VM once systemd is up (nf-check.service): every line it prints for the host
+/// starts with `NFT `. `nftest.mode=` on the kernel command line picks what it does.
+const CHECK: &str = r#"#!/bin/sh
+exec >/dev/ttyS0 2>&1
+mode=$(sed -n 's/.*nftest\.mode=\([a-z0-9]*\).*/\1/p' /proc/cmdline)
+say() { echo "NFT $*"; }
+up() { cut -d' ' -f1 /proc/uptime; }
+say BEGIN "$mode" "$(up)"
+if [ "$mode" = first ]; then
+  echo "$(up)" >/run/nf-test/verify.start
+  systemd-analyze verify --man=no /etc/systemd/system/containerd.service /etc/systemd/system/kubelet.service \
+    /etc/systemd/system/kube-proxy.service >/run/nf-test/verify.out 2>&1
+  echo $? >/run/nf-test/verify.rc
+  echo "$(up)" >/run/nf-test/verify.end
+fi &
+verify=$!
+i=0
+until [ -S /run/containerd/containerd.sock ] && ctr version >/dev/null 2>&1; do
+  i=$((i + 1)); [ $i -gt 120 ] && break; sleep 0.5
+done
+say containerd "$(systemctl is-active containerd.service)"
+say t-containerd "$(up)"
+say machine-id "$(cat /etc/machine-id)"
+say hostname "$(cat /etc/hostname)"
+for l in bin sbin lib; do say link "$l" "$(readlink /$l)"; done
+say state "$(cat /var/lib/nf-state/marker 2>/dev/null || echo none)"
+say images "$(ctr -n nft images ls -q 2>/dev/null | tr '\n' ' ')"
+(cd /run/nodeforge/config/etc && find . -type f | sort) | while read -r p; do
+  p=/etc/${p#./}
+  say etc "$(sha256sum "$p" | cut -d' ' -f1)" "$p"
+done
+for u in containerd kubelet kube-proxy; do
+  say enabled "$u" "$(systemctl is-enabled "$u.service")"
+  say fragment "$u" "$(systemctl show -p FragmentPath --value "$u.service")"
+  x=$(systemctl show -p ExecStart --value "$u.service" | sed -n 's/.*path=\([^ ;]*\).*/\1/p')
+  say exec "$u" "$x" "$(sha256sum "$x" | cut -d' ' -f1)"
+done
+say t-static "$(up)"
+
+if [ "$mode" = first ]; then
+  ctr -n nft images import /run/nf-test/oci.tar >/dev/null 2>&1; say import-rc $?
+  say t-import "$(up)"
+  out=$(ctr -n nft run --rm --runc-binary /usr/local/bin/runc localhost/nf-busybox:1 nf-c1 /bin/busybox echo NF-HELLO-FROM-A-CONTAINER 2>&1)
+  say ctr-rc $?
+  echo "$out" | sed 's/^/NFT ctr-out /'
+  say t-run "$(up)"
+  ip netns add nft
+  out=$(CNI_COMMAND=ADD CNI_CONTAINERID=nft CNI_NETNS=/var/run/netns/nft CNI_IFNAME=eth0 \
+    CNI_PATH=/opt/cni/bin /opt/cni/bin/bridge </etc/cni/net.d/10-bridge.conf 2>&1)
+  say cni-rc $?
+  echo "$out" | tr -d '\n' | sed 's/^/NFT cni-out /'; echo
+  say cni-addr "$(ip -n nft -4 -o addr show dev eth0 | awk '{print $4}')"
+  say t-cni "$(up)"
+  wait $verify
+  say verify-rc "$(cat /run/nf-test/verify.rc)"
+  say t-verify "$(cat /run/nf-test/verify.start)" "$(cat /run/nf-test/verify.end)"
+  sed 's/^/NFT verify-out /' /run/nf-test/verify.out
+  # What a node's own boot writes: state under /var/lib, /etc/hostname (cloud-init would), and
+  # edits of files the config layer owns (gone at the next boot).
+  mkdir -p /var/lib/nf-state && echo written-by-generation-2 >/var/lib/nf-state/marker
+  echo nf-worker1 >/etc/hostname
+  echo '# a local edit' >>/etc/containerd/config.toml
+  rm -f /etc/cni/net.d/99-loopback.conf
+fi
+say END "$(up)"
+sync
+systemctl poweroff --force
+"#;
+
+const CHECK_UNIT: &str = "[Unit]
+Description=nodeforge VM test checks
+After=containerd.service
+
+[Service]
+Type=simple
+ExecStart=/bin/sh /run/nf-test/check
+";
+
+/// A node image's two layers, as the VM gets them.
+struct Layers {
+    dir: PathBuf,
+    payload: String,
+    config: String,
+}
+
+/// The layers of an image directory: the layered build's `nodeforge-*` files when it has them,
+/// else packed from its image.tar.zst by scripts/vm-layers (until the layered build lands).
+fn layers(image_dir: &Path, scratch: &Path) -> Layers {
+    let dir = PathBuf::from(
+        run(script("vm-layers").arg(image_dir).arg(scratch))
+            .trim()
+            .to_string(),
+    );
+    let hash = |l: &str| {
+        std::fs::read_to_string(dir.join(format!("nodeforge-{l}.roothash")))
+            .unwrap()
+            .trim()
+            .to_string()
+    };
+    Layers {
+        payload: hash("payload"),
+        config: hash("config"),
+        dir,
+    }
+}
+
+struct Vm {
+    kernel: PathBuf,
+    /// scripts/vm-initramfs: busybox, /init = scripts/vm-init.
+    initrd: PathBuf,
+    /// Debian's mkinitramfs with the shipped initramfs-tools hook and local-bottom script.
+    initrd_tools: PathBuf,
+    root: PathBuf,
+}
+
+/// Which initramfs a boot uses.
+#[derive(Clone, Copy, PartialEq)]
+enum Initramfs {
+    Busybox,
+    Tools,
+}
+
+impl Vm {
+    /// Boot until the VM powers off; its console.
+    fn boot(
+        &self,
+        initramfs: Initramfs,
+        layers: &Layers,
+        (payload, payload_hash, config_hash): (&Path, &str, &str),
+        extra: &str,
+    ) -> String {
+        let mut cmd = Command::new("qemu-system-x86_64");
+        cmd.args([
+            "-machine", "q35", "-accel", "tcg", "-cpu", "qemu64", "-m", "1024",
+        ])
+        .args([
+            "-smp", "2", "-display", "none", "-monitor", "none", "-serial", "stdio",
+        ])
+        .args(["-no-reboot", "-nodefaults", "-kernel"])
+        .arg(&self.kernel)
+        .arg("-initrd")
+        .arg(match initramfs {
+            Initramfs::Busybox => &self.initrd,
+            Initramfs::Tools => &self.initrd_tools,
+        })
+        .arg("-append")
+        .arg(format!(
+            "console=ttyS0 quiet loglevel=3 panic=-1 systemd.show_status=0 \
+                 systemd.mask=serial-getty@ttyS0.service systemd.mask=getty@tty1.service \
+                 nodeforge.payload={payload_hash} nodeforge.config={config_hash} {}{extra}",
+            if initramfs == Initramfs::Tools {
+                "root=/dev/disk/by-id/virtio-nf-root "
+            } else {
+                ""
+            }
+        ))
+        .arg("-drive")
+        .arg(format!(
+            "file={},format=qcow2,if=none,id=nf-root",
+            self.root.display()
+        ))
+        .args(["-device", "virtio-blk-pci,drive=nf-root,serial=nf-root"]);
+        let files = [
+            ("nf-payload", payload.to_path_buf()),
+            (
+                "nf-payload-verity",
+                layers.dir.join("nodeforge-payload.verity"),
+            ),
+            ("nf-config", layers.dir.join("nodeforge-config.raw")),
+            (
+                "nf-config-verity",
+                layers.dir.join("nodeforge-config.verity"),
+            ),
+        ];
+        for (serial, file) in files {
+            cmd.arg("-drive")
+                .arg(format!(
+                    "file={},format=raw,if=none,readonly=on,id={serial}",
+                    file.display()
+                ))
+                .arg("-device")
+                .arg(format!("virtio-blk-pci,drive={serial},serial={serial}"));
+        }
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("qemu-system-x86_64 (install qemu-system-x86)");
+        let mut stdout = child.stdout.take().unwrap();
+        let reader = std::thread::spawn(move || {
+            let mut s = Vec::new();
+            let _ = stdout.read_to_end(&mut s);
+            s
+        });
+        let started = Instant::now();
+        let mut timed_out = false;
+        while child.try_wait().unwrap().is_none() {
+            if started.elapsed() > Duration::from_secs(240) {
+                let _ = child.kill();
+                let _ = child.wait();
+                timed_out = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let console = String::from_utf8_lossy(&reader.join().unwrap()).replace('\r', "");
+        // NODEFORGE_VM_LOG=DIR keeps every boot's console.
+        if let Some(dir) = std::env::var_os("NODEFORGE_VM_LOG") {
+            let mode = extra.split_whitespace().next().unwrap_or("boot");
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(Path::new(&dir).join(format!("{mode}.log")), &console).unwrap();
+        }
+        eprintln!(
+            "systemd_vm: boot ({extra}) took {:.1}s",
+            started.elapsed().as_secs_f64()
+        );
+        assert!(!timed_out, "the VM did not power off in 240 s:\n{console}");
+        console
+    }
+}
+
+/// The `NFT key rest` lines of a console.
+fn report(console: &str) -> Vec<(String, String)> {
+    console
+        .lines()
+        .filter_map(|l| l.find("NFT ").map(|at| &l[at + 4..]))
+        .map(|l| {
+            let (k, v) = l.split_once(' ').unwrap_or((l, ""));
+            (k.to_string(), v.trim().to_string())
+        })
+        .collect()
+}
+
+/// The check script ran to its end; prints the VM's uptime at its start and end.
+#[track_caller]
+fn ended(r: &[(String, String)], console: &str) {
+    let begin = one(r, "BEGIN", console);
+    let end = one(r, "END", console);
+    eprintln!("systemd_vm: checks ran from uptime {begin} to {end} s");
+}
+
+#[track_caller]
+fn one(r: &[(String, String)], key: &str, console: &str) -> String {
+    let v: Vec<&String> = r.iter().filter(|(k, _)| k == key).map(|(_, v)| v).collect();
+    assert_eq!(v.len(), 1, "expected one NFT {key} line:\n{console}");
+    v[0].clone()
+}
+
+#[track_caller]
+fn has(r: &[(String, String)], key: &str, value: &str, console: &str) {
+    assert!(
+        r.iter().any(|(k, v)| k == key && v == value),
+        "expected `NFT {key} {value}`:\n{console}"
+    );
+}
+
+/// The files of the config layer as the VM sees them in /etc: path → sha256.
+fn etc_seen(r: &[(String, String)]) -> BTreeMap<String, String> {
+    r.iter()
+        .filter(|(k, _)| k == "etc")
+        .map(|(_, v)| {
+            let (h, p) = v.split_once(' ').unwrap();
+            (p.to_string(), h.to_string())
+        })
+        .collect()
+}
+
+/// The /etc files of an image (manifest.json, contents from the store): path → sha256.
+fn etc_expected(ctx: &TestContext, image_dir: &Path) -> BTreeMap<String, String> {
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(image_dir.join("manifest.json")).unwrap()).unwrap();
+    let mut out = BTreeMap::new();
+    for e in m["entries"].as_array().unwrap() {
+        let path = e["path"].as_str().unwrap();
+        if e["kind"] != "file" || !path.starts_with("/etc/") {
+            continue;
+        }
+        let b3 = e["blake3"].as_str().unwrap();
+        let obj = ctx
+            .store()
+            .join("blake3")
+            .join(&b3[..2])
+            .join(&b3[2..4])
+            .join(&b3[4..]);
+        out.insert(path.to_string(), sha256_hex(&std::fs::read(obj).unwrap()));
+    }
+    out
+}
+
+#[track_caller]
+fn assert_etc(seen: &BTreeMap<String, String>, want: &BTreeMap<String, String>, console: &str) {
+    // The extension-release file is the layer's own (manifest.json may or may not list it).
+    let strip = |m: &BTreeMap<String, String>| -> BTreeMap<String, String> {
+        m.iter()
+            .filter(|(p, _)| !p.starts_with("/etc/extension-release.d/"))
+            .map(|(p, h)| (p.clone(), h.clone()))
+            .collect()
+    };
+    assert_eq!(
+        strip(seen),
+        strip(want),
+        "the config layer's files in the VM's /etc differ from the image:\n{console}"
+    );
+}
+
+fn current(ctx: &TestContext) -> PathBuf {
+    std::fs::canonicalize(ctx.path().join("out/nodes/worker1/current")).unwrap()
+}
+
+#[test]
+fn systemd_vm_runs_the_node_keeps_var_and_rolls_back() {
+    let mut t: Vec<(&'static str, Duration)> = Vec::new();
+    let mut lap = Instant::now();
+    let mut time = |what: &'static str, t: &mut Vec<(&'static str, Duration)>| {
+        t.push((what, lap.elapsed()));
+        lap = Instant::now();
+    };
+    let base = PathBuf::from(run(&mut script("vm-rootfs")).trim());
+    time("rootfs", &mut t);
+    let scratch = tempfile::tempdir().unwrap();
+    let s = scratch.path();
+    let (manifest, mirror, real) = cached_mirror();
+    time("mirror", &mut t);
+
+    // Two generations through the normal commands: 1 (kubelet --v=2), then 2 (--v=7).
+    let ctx = TestContext::with_manifest(&manifest);
+    // The seed's containerd.service has `ExecStartPre=/sbin/modprobe overlay` without upstream's
+    // leading `-`: on this root (no /lib/modules) the pre-step fails and containerd never starts.
+    // Until the template is fixed (issue 11's branch), the test fixes its own copy so that every
+    // other check runs, and fails at the end naming the template.
+    let unit = ctx
+        .path()
+        .join("manifests/kubenet/etc/systemd/system/containerd.service");
+    let unit_text = std::fs::read_to_string(&unit).unwrap();
+    let seed_modprobe_bug = unit_text.contains("ExecStartPre=/sbin/modprobe");
+    if seed_modprobe_bug {
+        std::fs::write(
+            &unit,
+            unit_text.replace(
+                "ExecStartPre=/sbin/modprobe",
+                "ExecStartPre=-/sbin/modprobe",
+            ),
+        )
+        .unwrap();
+    }
+    let mirror_url = format!("file://{}", mirror.display());
+    ctx.run(&[
+        "lock",
+        "--offline",
+        "--mirrors-only",
+        "--mirror",
+        &mirror_url,
+    ])
+    .ok();
+    ctx.run(&["fetch", "--offline", "--mirror", &mirror_url])
+        .ok();
+    ctx.run(&["build", "--offline", "--node", "worker1"]).ok();
+    let gen1 = current(&ctx);
+    crate::set_verbosity(&ctx, 7);
+    ctx.run(&["build", "--offline", "--node", "worker1"]).ok();
+    let gen2 = current(&ctx);
+    assert_ne!(gen1, gen2);
+    let want1 = etc_expected(&ctx, &gen1);
+    let want2 = etc_expected(&ctx, &gen2);
+    assert_ne!(
+        want1, want2,
+        "generations 1 and 2 differ in kubelet.service"
+    );
+    time("nodeforge lock, fetch, build x2", &mut t);
+
+    let extra = s.join("nf-test");
+    std::fs::create_dir_all(&extra).unwrap();
+    std::fs::write(extra.join("check"), CHECK).unwrap();
+    std::fs::write(extra.join("nf-check.service"), CHECK_UNIT).unwrap();
+    oci_archive(s, &extra.join("oci.tar"));
+    let initrd = s.join("initrd.cpio");
+    run(script("vm-initramfs").arg(&initrd).arg(&extra));
+    let kver = run(Command::new("sh").args(["-c", "ls /lib/modules | sort -V | tail -1"]));
+    let kver = kver.trim();
+    let initrd_tools = initramfs_tools(s, kver, &extra);
+    let root = s.join("root.qcow2");
+    run(Command::new("qemu-img")
+        .args(["create", "-q", "-f", "qcow2", "-F", "raw", "-b"])
+        .arg(&base)
+        .arg(&root));
+    let vm = Vm {
+        kernel: PathBuf::from(format!("/boot/vmlinuz-{kver}")),
+        initrd,
+        initrd_tools,
+        root,
+    };
+    time("initramfs x2, OCI image, qcow2", &mut t);
+
+    // 1. Generation 2: busybox initramfs, veritysetup.
+    let l2 = layers(&gen2, &s.join("layers2"));
+    let c = vm.boot(
+        Initramfs::Busybox,
+        &l2,
+        (
+            &l2.dir.join("nodeforge-payload.raw"),
+            &l2.payload,
+            &l2.config,
+        ),
+        "nftest.mode=first nftest.tool=veritysetup",
+    );
+    let r = report(&c);
+    ended(&r, &c);
+    has(&r, "containerd", "active", &c);
+    has(&r, "hostname", "nf-base", &c);
+    has(&r, "state", "none", &c);
+    for (l, t) in [("bin", "usr/bin"), ("sbin", "usr/sbin"), ("lib", "usr/lib")] {
+        has(&r, "link", &format!("{l} {t}"), &c);
+    }
+    assert_etc(&etc_seen(&r), &want2, &c);
+    let bb = sha256_hex(&real.busybox);
+    for u in ["containerd", "kubelet", "kube-proxy"] {
+        has(&r, "enabled", &format!("{u} enabled"), &c);
+        has(
+            &r,
+            "fragment",
+            &format!("{u} /etc/systemd/system/{u}.service"),
+            &c,
+        );
+    }
+    has(
+        &r,
+        "exec",
+        &format!("kubelet /usr/local/bin/kubelet {bb}"),
+        &c,
+    );
+    has(
+        &r,
+        "exec",
+        &format!("kube-proxy /usr/local/bin/kube-proxy {bb}"),
+        &c,
+    );
+    has(
+        &r,
+        "exec",
+        &format!(
+            "containerd /usr/bin/containerd {}",
+            sha256_hex(&real.containerd)
+        ),
+        &c,
+    );
+    has(&r, "verify-rc", "0", &c);
+    assert!(
+        !r.iter().any(|(k, _)| k == "verify-out"),
+        "systemd-analyze verify of the image's units is not clean:\n{c}"
+    );
+    has(&r, "import-rc", "0", &c);
+    has(&r, "ctr-rc", "0", &c);
+    has(&r, "ctr-out", "NF-HELLO-FROM-A-CONTAINER", &c);
+    has(&r, "cni-rc", "0", &c);
+    let addr = one(&r, "cni-addr", &c);
+    let addr: ipnet::Ipv4Net = addr
+        .parse()
+        .unwrap_or_else(|e| panic!("cni-addr {addr:?}: {e}\n{c}"));
+    let pod: ipnet::Ipv4Net = "10.5.0.0/16".parse().unwrap();
+    assert!(
+        pod.contains(&addr.addr()),
+        "{addr} is outside worker1's pod range {pod}:\n{c}"
+    );
+    let machine_id = one(&r, "machine-id", &c);
+    assert_eq!(machine_id.len(), 32, "{c}");
+    time("boot 1 (gen 2)", &mut t);
+
+    // 2. `nodeforge rollback`, generation 1: Debian's initramfs-tools with the shipped hook and
+    //    local-bottom script (veritysetup), root mounted read-only by initramfs-tools.
+    ctx.run(&["rollback", "worker1"]).ok();
+    assert_eq!(current(&ctx), gen1);
+    let l1 = layers(&gen1, &s.join("layers1"));
+    let c = vm.boot(
+        Initramfs::Tools,
+        &l1,
+        (
+            &l1.dir.join("nodeforge-payload.raw"),
+            &l1.payload,
+            &l1.config,
+        ),
+        "nftest.mode=second",
+    );
+    let r = report(&c);
+    ended(&r, &c);
+    has(&r, "containerd", "active", &c);
+    assert_etc(&etc_seen(&r), &want1, &c);
+    has(&r, "state", "written-by-generation-2", &c);
+    has(&r, "hostname", "nf-worker1", &c);
+    has(&r, "machine-id", &machine_id, &c);
+    has(&r, "images", "localhost/nf-busybox:1", &c);
+    for u in ["kubelet", "kube-proxy"] {
+        has(&r, "enabled", &format!("{u} enabled"), &c);
+    }
+    time("boot 2 (rollback, initramfs-tools)", &mut t);
+
+    // 3. A flipped byte inside runc's data: reading runc through the mounted layers fails in the
+    //    VM, other files read (checked right after the integration ran, before systemd; dmsetup).
+    let img = std::fs::read(l1.dir.join("nodeforge-payload.raw")).unwrap();
+    let at = memchr::memmem::find(&img, &real.runc[4096..4096 + 64])
+        .expect("runc's data in the payload layer")
+        + real.runc.len() / 2;
+    let flipped = s.join("flipped-payload.raw");
+    std::fs::copy(l1.dir.join("nodeforge-payload.raw"), &flipped).unwrap();
+    {
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&flipped)
+            .unwrap();
+        f.write_all_at(&[img[at] ^ 0x01], at as u64).unwrap();
+    }
+    let c = vm.boot(
+        Initramfs::Busybox,
+        &l1,
+        (&flipped, &l1.payload, &l1.config),
+        "nftest.mode=flip nftest.tool=dmsetup",
+    );
+    let r = report(&c);
+    has(&r, "eio", "/usr/local/bin/runc", &c);
+    has(&r, "read-ok", "/usr/local/bin/kubelet", &c);
+    has(&r, "read-ok", "/usr/bin/containerd", &c);
+    has(&r, "read-ok", "/opt/cni/bin/bridge", &c);
+    time("boot 3 (flipped byte)", &mut t);
+
+    // 4. A wrong root hash stops the boot with the integration's message, before systemd: the
+    //    payload's under initramfs-tools (veritysetup, then panic), the config's under busybox
+    //    (dmsetup).
+    let wrong = |h: &str| {
+        let mut w = h.to_string().into_bytes();
+        w[63] = if w[63] == b'0' { b'1' } else { b'0' };
+        String::from_utf8(w).unwrap()
+    };
+    let (wp, wc) = (wrong(&l1.payload), wrong(&l1.config));
+    let c = vm.boot(
+        Initramfs::Tools,
+        &l1,
+        (&l1.dir.join("nodeforge-payload.raw"), &wp, &l1.config),
+        "nftest.mode=wrong",
+    );
+    assert!(
+        c.contains(&format!(
+            "nodeforge: payload layer does not match root hash {wp}"
+        )) && c.contains("nodeforge: the node's layers did not verify or mount"),
+        "a wrong root hash must stop the boot with the integration's message:\n{c}"
+    );
+    assert!(!c.contains("NFT BEGIN"), "systemd ran:\n{c}");
+    let c = vm.boot(
+        Initramfs::Busybox,
+        &l1,
+        (&l1.dir.join("nodeforge-payload.raw"), &l1.payload, &wc),
+        "nftest.mode=wrong nftest.tool=dmsetup",
+    );
+    assert!(
+        c.contains(&format!(
+            "nodeforge: config layer does not match root hash {wc}"
+        )) && c.contains("NF-BOOT-STOPPED"),
+        "a wrong root hash must stop the boot with the integration's message:\n{c}"
+    );
+    assert!(!c.contains("NFT BEGIN"), "systemd ran:\n{c}");
+    time("boots 4+5 (wrong root hashes)", &mut t);
+
+    let total: Duration = t.iter().map(|(_, d)| *d).sum();
+    let parts: Vec<String> = t
+        .iter()
+        .map(|(w, d)| format!("{w} {:.1}s", d.as_secs_f64()))
+        .collect();
+    eprintln!(
+        "systemd_vm: {}, total {:.1}s",
+        parts.join(", "),
+        total.as_secs_f64()
+    );
+    assert!(
+        !seed_modprobe_bug,
+        "every VM check passed with the test's fixed copy, but manifests/kubenet/etc/systemd/system/\
+         containerd.service still has `ExecStartPre=/sbin/modprobe overlay`: on a root without \
+         /lib/modules/$(uname -r) the pre-step fails and containerd never starts; upstream's unit \
+         has `ExecStartPre=-/sbin/modprobe overlay`"
+    );
+}
+
+/// Debian's initramfs-tools (mkinitramfs -d, a private config dir) with THE SHIPPED
+/// contrib/initramfs-tools hook and local-bottom script (byte for byte), plus a test hook and
+/// local-bottom script that put the checks into /run like scripts/vm-init does.
+fn initramfs_tools(scratch: &Path, kver: &str, extra: &Path) -> PathBuf {
+    let conf = scratch.join("initramfs-tools");
+    let contrib = Path::new(REPO).join("contrib");
+    std::fs::create_dir_all(conf.join("hooks")).unwrap();
+    std::fs::create_dir_all(conf.join("scripts/local-bottom")).unwrap();
+    std::fs::create_dir_all(conf.join("conf.d")).unwrap();
+    std::fs::write(
+        conf.join("initramfs.conf"),
+        "MODULES=list\nBUSYBOX=y\nCOMPRESS=lz4\nRUNSIZE=10%\nFSTYPE=ext4\n",
+    )
+    .unwrap();
+    std::fs::write(conf.join("modules"), "virtio_pci\nvirtio_blk\n").unwrap();
+    for f in ["hooks/nodeforge", "scripts/local-bottom/nodeforge"] {
+        std::fs::copy(contrib.join("initramfs-tools").join(f), conf.join(f)).unwrap();
+    }
+    std::fs::write(conf.join("hooks/nftest"), TEST_HOOK).unwrap();
+    std::fs::write(conf.join("scripts/local-bottom/nftest"), TEST_LOCAL_BOTTOM).unwrap();
+    for f in ["hooks/nftest", "scripts/local-bottom/nftest"] {
+        run(Command::new("chmod").arg("0755").arg(conf.join(f)));
+    }
+    let out = scratch.join("initrd-tools.img");
+    run(Command::new("mkinitramfs")
+        .arg("-d")
+        .arg(&conf)
+        .arg("-o")
+        .arg(&out)
+        .arg(kver)
+        .env(
+            "NODEFORGE_MOUNT_LAYERS",
+            contrib.join("nodeforge-mount-layers"),
+        )
+        .env("NFTEST_DIR", extra));
+    out
+}
+
+const TEST_HOOK: &str = r#"#!/bin/sh
+case "$1" in prereqs) echo ""; exit 0 ;; esac
+. /usr/share/initramfs-tools/hook-functions
+mkdir -p "$DESTDIR/nf-test"
+cp -a "$NFTEST_DIR/." "$DESTDIR/nf-test/"
+"#;
+
+const TEST_LOCAL_BOTTOM: &str = r#"#!/bin/sh
+PREREQ="nodeforge"
+case "$1" in prereqs) echo "$PREREQ"; exit 0 ;; esac
+mkdir -p /run/nf-test /run/systemd/system/multi-user.target.wants
+cp -a /nf-test/. /run/nf-test/
+for u in /nf-test/*.service; do
+  cp "$u" /run/systemd/system/
+  ln -s "../${u##*/}" "/run/systemd/system/multi-user.target.wants/${u##*/}"
+done
+"#;
+
+/// The shipped guest scripts are POSIX sh: they parse under dash and busybox sh, and the logic
+/// script refuses to run without a root (its message starts with `nodeforge:`).
+#[test]
+fn contrib_scripts_parse_under_dash_and_busybox() {
+    let contrib = Path::new(REPO).join("contrib");
+    let scripts = [
+        contrib.join("nodeforge-mount-layers"),
+        contrib.join("initramfs-tools/hooks/nodeforge"),
+        contrib.join("initramfs-tools/scripts/local-bottom/nodeforge"),
+    ];
+    for sh in [&["dash"][..], &["busybox", "sh"][..]] {
+        for s in &scripts {
+            run(Command::new(sh[0]).args(&sh[1..]).arg("-n").arg(s));
+        }
+        let out = Command::new(sh[0])
+            .args(&sh[1..])
+            .arg(&scripts[0])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{sh:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).starts_with("nodeforge: usage:"),
+            "{sh:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
