@@ -401,18 +401,21 @@ struct Layers {
     config: String,
 }
 
-/// The layers of an image directory: the layered build's `nodeforge-*` files when it has them,
-/// else packed from its image.tar.zst by scripts/vm-layers (until the layered build lands).
-fn layers(image_dir: &Path, scratch: &Path) -> Layers {
-    let dir = PathBuf::from(
-        run(script("vm-layers").arg(image_dir).arg(scratch))
-            .trim()
-            .to_string(),
-    );
+/// The layers of an image directory: its `nodeforge-*` files, with the root hashes its record
+/// pins (what a VM host puts on the kernel command line; `nodeforge show NODE --boot` prints them).
+fn layers(image_dir: &Path, _scratch: &Path) -> Layers {
+    let dir = image_dir.to_path_buf();
+    let record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
     let hash = |l: &str| {
-        std::fs::read_to_string(dir.join(format!("nodeforge-{l}.roothash")))
+        record["layers"]
+            .as_array()
             .unwrap()
-            .trim()
+            .iter()
+            .find(|x| x["role"] == l)
+            .unwrap()["verity"]["root_hash"]
+            .as_str()
+            .unwrap()
             .to_string()
     };
     Layers {
