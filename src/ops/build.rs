@@ -391,12 +391,11 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, Error> {
             payload_written.extend(m.layer(Role::Payload).map(|l| l.id.clone()));
         }
     }
-    let written = parallel_map(&images, opts.jobs.clamp(1, 2), |m| {
-        materialize(&out, &store, m)
-    });
-    let mut report = Vec::new();
-    for ((n, m), w) in nodes.iter().zip(&images).zip(written) {
-        let (dir, full, new) = w?;
+    // Each node's layer, image and generation, several nodes at a time: the work is mostly
+    // waiting for the disk (a syncfs per published directory), which overlaps well.
+    let pairs: Vec<(&&Node, &ImageManifest)> = nodes.iter().zip(&images).collect();
+    let written = parallel_map(&pairs, opts.jobs.max(2), |(n, m)| {
+        let (dir, full, new) = materialize(&out, &store, m)?;
         // The record as written, with each layer's root hash: what the generation keeps.
         let (generation, recorded) = generations::record_from(
             &opts.out,
@@ -406,6 +405,11 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, Error> {
             &full.to_json(),
             Some(&dir.join(layout::IMAGE_RECORD)),
         )?;
+        Ok::<_, Error>((dir, full, new, generation, recorded))
+    });
+    let mut report = Vec::new();
+    for ((n, m), w) in nodes.iter().zip(&images).zip(written) {
+        let (dir, full, new, generation, recorded) = w?;
         let layers = full
             .layers
             .iter()
