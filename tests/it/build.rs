@@ -815,3 +815,23 @@ fn names_and_link_targets_over_100_bytes_are_written_to_tar() {
     )));
     assert!(listing.contains(&deep));
 }
+
+#[test]
+fn template_error_lines_are_exact_beyond_65535() {
+    let ctx = TestContext::new();
+    ctx.net(&["lock"]).ok();
+    let t = ctx
+        .path()
+        .join("manifests/kubenet/etc/kubernetes/long.conf");
+    let filler = "# filler\n".repeat(69_999);
+    // A render error (an undefined value) on line 70000.
+    std::fs::write(&t, format!("{filler}x = {{{{ no_such_value }}}}\n")).unwrap();
+    ctx.net(&["build"])
+        .fails()
+        .stderr_has("long.conf:70000: for node `control0`: undefined value");
+    // A syntax error on line 70000.
+    std::fs::write(&t, format!("{filler}{{% if %}}\n")).unwrap();
+    ctx.net(&["build"])
+        .fails()
+        .stderr_has("long.conf:70000: for node `(any)`: syntax error");
+}
