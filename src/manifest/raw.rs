@@ -215,6 +215,24 @@ fn overlaps(a: &Ipv4Net, b: &Ipv4Net) -> bool {
     a.contains(&b.network()) || b.contains(&a.network())
 }
 
+/// Among disjoint ranges keyed by first address, the first by name of those overlapping `net`
+/// (as a scan of the nodes in name order would report it).
+fn first_overlap<'a>(
+    by_start: &'a BTreeMap<u32, (u32, NodeName)>,
+    net: &Ipv4Net,
+) -> Option<&'a NodeName> {
+    let (first, last) = (u32::from(net.network()), u32::from(net.broadcast()));
+    let before = by_start
+        .range(..first)
+        .next_back()
+        .filter(|(_, (end, _))| *end >= first);
+    before
+        .into_iter()
+        .chain(by_start.range(first..=last))
+        .map(|(_, (_, name))| name)
+        .min()
+}
+
 fn check_domain(s: &str) -> Result<(), String> {
     let ok = !s.is_empty()
         && s.len() <= 253
@@ -458,6 +476,9 @@ pub(super) fn validate(
     let mut by_vmid: BTreeMap<u32, (NodeName, usize)> = BTreeMap::new();
     let mut by_ip: BTreeMap<Ipv4Addr, NodeName> = BTreeMap::new();
     let mut names_line: BTreeMap<NodeName, usize> = BTreeMap::new();
+    // Node pod ranges by first address: (last address, node). They are disjoint, so the one
+    // overlapping a new range is found in O(log n), not by comparing with every node.
+    let mut by_cidr: BTreeMap<u32, (u32, NodeName)> = BTreeMap::new();
     for rn in raw.nodes.get_ref() {
         let rn = rn.get_ref();
         let name = NodeName::new(rn.name.get_ref())
@@ -577,7 +598,7 @@ pub(super) fn validate(
                 ),
             ));
         }
-        if let Some(other) = nodes.values().find(|o| overlaps(&o.pod_cidr, &node_cidr)) {
+        if let Some(other) = first_overlap(&by_cidr, &node_cidr).and_then(|n| nodes.get(n)) {
             return Err(ctx.err(
                 c_span,
                 &c_key,
@@ -590,6 +611,10 @@ pub(super) fn validate(
                 ),
             ));
         }
+        by_cidr.insert(
+            u32::from(node_cidr.network()),
+            (u32::from(node_cidr.broadcast()), name.clone()),
+        );
         nodes.insert(
             name.clone(),
             Node {
