@@ -1,6 +1,6 @@
 //! The deterministic tar writer of `image.tar.zst`: GNU headers built here (explicit mode,
 //! uid/gid 0, mtime 0, no user or group names, no sparse files), entries in the order given
-//! (canonical: parents first), long names as GNU `L` records. The end-of-archive blocks are written
+//! (canonical: parents first), long names and symlink targets as GNU `L` and `K` records. The end-of-archive blocks are written
 //! separately, so a shared prefix of entries can be compressed once and followed by per-node
 //! frames: concatenated zstd frames decode to the concatenation of their contents.
 
@@ -42,6 +42,16 @@ fn write_header(w: &mut impl Write, mut h: tar::Header) -> io::Result<()> {
     w.write_all(h.as_bytes())
 }
 
+/// A GNU long-name (`L`) or long-link (`K`) record: the bytes, NUL-terminated, that replace the
+/// next header's 100-byte name or link name.
+fn long_record(w: &mut impl Write, kind: tar::EntryType, bytes: &[u8]) -> io::Result<()> {
+    let len = bytes.len() as u64 + 1;
+    write_header(w, header(kind, b"././@LongLink", len, 0o644)?)?;
+    w.write_all(bytes)?;
+    w.write_all(&[0])?;
+    pad(w, len)
+}
+
 /// Write one entry; `data` must yield exactly `entry.size` bytes for a file.
 pub fn write_entry(
     w: &mut impl Write,
@@ -54,16 +64,7 @@ pub fn write_entry(
         _ => rel.to_string(),
     };
     if name.len() > 100 {
-        // GNU long name: an `L` record holding the name, NUL-terminated.
-        let bytes = name.as_bytes();
-        let len = bytes.len() as u64 + 1;
-        write_header(
-            w,
-            header(tar::EntryType::GNULongName, b"././@LongLink", len, 0o644)?,
-        )?;
-        w.write_all(bytes)?;
-        w.write_all(&[0])?;
-        pad(w, len)?;
+        long_record(w, tar::EntryType::GNULongName, name.as_bytes())?;
     }
     match entry.kind {
         Kind::Dir => write_header(
@@ -73,13 +74,13 @@ pub fn write_entry(
         Kind::Symlink => {
             let target = entry.target.as_deref().unwrap_or("");
             if target.len() > 100 {
-                return Err(io::Error::other(format!(
-                    "symlink target of {} is longer than 100 bytes",
-                    entry.path
-                )));
+                long_record(w, tar::EntryType::GNULongLink, target.as_bytes())?;
             }
             let mut h = header(tar::EntryType::Symlink, name.as_bytes(), 0, entry.mode)?;
-            h.set_link_name(target)?;
+            // Over 100 bytes, the `K` record above holds the target; the header keeps a prefix.
+            let n = target.len().min(100);
+            h.as_old_mut().linkname = [0; 100];
+            h.as_old_mut().linkname[..n].copy_from_slice(&target.as_bytes()[..n]);
             write_header(w, h)
         }
         Kind::File => {
@@ -136,6 +137,7 @@ mod tests {
             Entry::file("/etc/a.conf", 0o644, 3, Blake3::of(b"abc")),
             Entry::symlink("/etc/link", "/etc/a.conf"),
             Entry::file(&long, 0o755, 2, Blake3::of(b"hi")),
+            Entry::symlink("/etc/long-link", &long),
         ];
         let mut buf = Vec::new();
         for e in &entries {
@@ -169,5 +171,20 @@ mod tests {
         assert_eq!(got[0], ("etc/".to_string(), 0o755, 0, 0));
         assert_eq!(got[1], ("etc/a.conf".to_string(), 0o644, 0, 0));
         assert_eq!(got[3].0, long.trim_start_matches('/'));
+        let mut ar = ::tar::Archive::new(buf.as_slice());
+        let link = ar
+            .entries()
+            .expect("entries")
+            .nth(4)
+            .expect("link")
+            .expect("entry");
+        assert_eq!(
+            link.link_name()
+                .expect("link name")
+                .expect("some")
+                .display()
+                .to_string(),
+            long
+        );
     }
 }

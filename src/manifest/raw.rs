@@ -215,6 +215,24 @@ fn overlaps(a: &Ipv4Net, b: &Ipv4Net) -> bool {
     a.contains(&b.network()) || b.contains(&a.network())
 }
 
+/// Among disjoint ranges keyed by first address, the first by name of those overlapping `net`
+/// (as a scan of the nodes in name order would report it).
+fn first_overlap<'a>(
+    by_start: &'a BTreeMap<u32, (u32, NodeName)>,
+    net: &Ipv4Net,
+) -> Option<&'a NodeName> {
+    let (first, last) = (u32::from(net.network()), u32::from(net.broadcast()));
+    let before = by_start
+        .range(..first)
+        .next_back()
+        .filter(|(_, (end, _))| *end >= first);
+    before
+        .into_iter()
+        .chain(by_start.range(first..=last))
+        .map(|(_, (_, name))| name)
+        .min()
+}
+
 fn check_domain(s: &str) -> Result<(), String> {
     let ok = !s.is_empty()
         && s.len() <= 253
@@ -522,6 +540,9 @@ struct Taken {
     by_ip: BTreeMap<Ipv4Addr, NodeName>,
     /// node name → the line it is declared on.
     names_line: BTreeMap<NodeName, usize>,
+    /// Node pod ranges by first address: (last address, node). They are disjoint, so the one
+    /// overlapping a new range is found in O(log n), not by comparing with every node.
+    by_cidr: BTreeMap<u32, (u32, NodeName)>,
 }
 
 /// What every node is checked against: the cluster's ranges and architectures, and the
@@ -612,7 +633,11 @@ fn node(
     };
     let ip = node_ip(nc, &fields, taken)?;
     taken.by_ip.insert(ip, name.clone());
-    let node_cidr = node_pod_cidr(nc, &fields, nodes)?;
+    let node_cidr = node_pod_cidr(nc, &fields, nodes, taken)?;
+    taken.by_cidr.insert(
+        u32::from(node_cidr.network()),
+        (u32::from(node_cidr.broadcast()), name.clone()),
+    );
     Ok(Node {
         name,
         vmid,
@@ -722,6 +747,7 @@ fn node_pod_cidr(
     nc: &NodeContext<'_>,
     f: &NodeFields<'_>,
     nodes: &BTreeMap<NodeName, Node>,
+    taken: &Taken,
 ) -> Result<Ipv4Net, ManifestError> {
     let (ctx, pod_cidr) = (nc.ctx, &nc.network.pod_cidr);
     let (c_s, c_span, c_key, c_rendered) = f.value(
@@ -742,7 +768,7 @@ fn node_pod_cidr(
             ),
         ));
     }
-    if let Some(other) = nodes.values().find(|o| overlaps(&o.pod_cidr, &node_cidr)) {
+    if let Some(other) = first_overlap(&taken.by_cidr, &node_cidr).and_then(|n| nodes.get(n)) {
         return Err(ctx.err(
             c_span,
             &c_key,

@@ -197,7 +197,7 @@ impl TemplateSet {
             env.add_template_owned(t.rel.clone(), t.source.clone())
                 .map_err(|e| RenderError::Invalid {
                     path: self.root.join(&t.rel),
-                    line: e.line(),
+                    line: error_line(&e, &t.source),
                     node: "(any)".into(),
                     message: describe(&e),
                 })?;
@@ -223,12 +223,19 @@ impl TemplateSet {
                 node: node.name.to_string(),
                 message,
             };
+            let line = |e: &minijinja::Error| {
+                let source = e
+                    .name()
+                    .and_then(|name| self.templates.iter().find(|o| o.rel == name))
+                    .map_or(t.source.as_str(), |o| o.source.as_str());
+                error_line(e, source)
+            };
             let tmpl = env
                 .get_template(&t.rel)
-                .map_err(|e| invalid(e.line(), describe(&e)))?;
+                .map_err(|e| invalid(line(&e), describe(&e)))?;
             let text = tmpl
                 .render(&ctx)
-                .map_err(|e| invalid(e.line(), describe(&e)))?;
+                .map_err(|e| invalid(line(&e), describe(&e)))?;
             let target = format!("/{}", t.rel);
             validate::check(&target, &text).map_err(|(line, msg)| invalid(line, msg))?;
             if contains_private_key(text.as_bytes()) {
@@ -274,6 +281,17 @@ fn context(manifest: &Manifest, node: &Node) -> minijinja::Value {
         },
         versions => versions,
         vars => minijinja::Value::from_serialize(&node.vars),
+    }
+}
+
+/// The line of a template error, exact in a template of any length: minijinja counts lines in a
+/// `u16` (stopping at 65535), so the line is counted from the error's byte offset when it has one.
+fn error_line(e: &minijinja::Error, source: &str) -> Option<usize> {
+    match e.range() {
+        Some(r) if r.start <= source.len() => {
+            Some(1 + memchr::memchr_iter(b'\n', &source.as_bytes()[..r.start]).count())
+        }
+        _ => e.line(),
     }
 }
 

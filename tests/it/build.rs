@@ -761,3 +761,73 @@ fn an_arm64_node_gets_arm64_binaries_from_the_same_manifest() {
     assert_eq!(roles.len(), 2, "{roles:?}");
     ctx.run(&["verify", "--rebuild"]).ok();
 }
+
+#[test]
+fn names_and_link_targets_over_100_bytes_are_written_to_tar() {
+    let ctx = TestContext::new();
+    ctx.net(&["lock"]).ok();
+    let tree = ctx.path().join("manifests/kubenet");
+    let unit = format!("nodeforge-{}.service", "long-unit-name-".repeat(6));
+    let deep = format!("etc/{}/settings.conf", "a-rather-deep-directory".repeat(5));
+    assert!(format!("etc/systemd/system/{unit}").len() > 100 && deep.len() > 100);
+    std::fs::write(
+        tree.join("etc/systemd/system").join(&unit),
+        "[Unit]\nDescription=long\n\n[Service]\nExecStart=/bin/true\n\n[Install]\nWantedBy=multi-user.target\n",
+    )
+    .unwrap();
+    let deep_path = tree.join(&deep);
+    std::fs::create_dir_all(deep_path.parent().unwrap()).unwrap();
+    std::fs::write(&deep_path, "x = 1\n").unwrap();
+    ctx.net(&["build"]).ok();
+    let m = members(&ctx, "worker1");
+    assert_eq!(m[&format!("etc/systemd/system/{unit}")].5, b"[Unit]\nDescription=long\n\n[Service]\nExecStart=/bin/true\n\n[Install]\nWantedBy=multi-user.target\n");
+    let link = &m[&format!("etc/systemd/system/multi-user.target.wants/{unit}")];
+    assert_eq!(link.4, 'l');
+    assert_eq!(
+        String::from_utf8_lossy(&link.5),
+        format!("/etc/systemd/system/{unit}")
+    );
+    assert_eq!(m[&deep].5, b"x = 1\n");
+    // GNU tar reads the same names.
+    let flat = ctx.path().join("flat.tar.zst");
+    ctx.run(&["flatten", "worker1", "-o", flat.to_str().unwrap()])
+        .ok();
+    let mut plain = Vec::new();
+    std::io::Read::read_to_end(
+        &mut zstd::stream::read::Decoder::new(std::fs::File::open(&flat).unwrap()).unwrap(),
+        &mut plain,
+    )
+    .unwrap();
+    let plain_path = ctx.path().join("flat.tar");
+    std::fs::write(&plain_path, plain).unwrap();
+    let out = std::process::Command::new("tar")
+        .args(["-tvf", plain_path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{listing}");
+    assert!(listing.contains(&format!(
+        "etc/systemd/system/multi-user.target.wants/{unit} -> /etc/systemd/system/{unit}"
+    )));
+    assert!(listing.contains(&deep));
+}
+
+#[test]
+fn template_error_lines_are_exact_beyond_65535() {
+    let ctx = TestContext::new();
+    ctx.net(&["lock"]).ok();
+    let t = ctx
+        .path()
+        .join("manifests/kubenet/etc/kubernetes/long.conf");
+    let filler = "# filler\n".repeat(69_999);
+    // A render error (an undefined value) on line 70000.
+    std::fs::write(&t, format!("{filler}x = {{{{ no_such_value }}}}\n")).unwrap();
+    ctx.net(&["build"])
+        .fails()
+        .stderr_has("long.conf:70000: for node `control0`: undefined value");
+    // A syntax error on line 70000.
+    std::fs::write(&t, format!("{filler}{{% if %}}\n")).unwrap();
+    ctx.net(&["build"])
+        .fails()
+        .stderr_has("long.conf:70000: for node `(any)`: syntax error");
+}

@@ -296,3 +296,249 @@ fn what_an_archive_installs_in_all_is_limited() {
     .fails()
     .stderr_has("what it installs exceeds 1000000 bytes in all at member `bin/ctr` (set NODEFORGE_MAX_INSTALL_BYTES to allow more)");
 }
+
+/// Real keys, generated once per run with `openssl` and `ssh-keygen`: (kind, PEM, DER or the
+/// OpenSSH binary).
+fn real_keys() -> &'static [(&'static str, String, Vec<u8>)] {
+    static KEYS: std::sync::OnceLock<Vec<(&'static str, String, Vec<u8>)>> =
+        std::sync::OnceLock::new();
+    KEYS.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let p = |name: &str| dir.path().join(name).display().to_string();
+        let run = |cmd: &str, args: &[&str]| -> Vec<u8> {
+            let out = std::process::Command::new(cmd).args(args).output().unwrap();
+            assert!(out.status.success(), "{cmd} {args:?}: {out:?}");
+            out.stdout
+        };
+        let pem = |name: &str| std::fs::read_to_string(p(name)).unwrap();
+        run(
+            "openssl",
+            &["genrsa", "-traditional", "-out", &p("rsa"), "2048"],
+        );
+        run(
+            "openssl",
+            &["genpkey", "-algorithm", "rsa", "-out", &p("p8")],
+        );
+        run(
+            "openssl",
+            &[
+                "ecparam",
+                "-name",
+                "prime256v1",
+                "-genkey",
+                "-noout",
+                "-out",
+                &p("ec"),
+            ],
+        );
+        run(
+            "openssl",
+            &[
+                "pkcs8",
+                "-topk8",
+                "-in",
+                &p("ec"),
+                "-v2",
+                "aes256",
+                "-passout",
+                "pass:x",
+                "-out",
+                &p("p8enc"),
+            ],
+        );
+        run(
+            "openssl",
+            &["dsaparam", "-genkey", "-noout", "-out", &p("dsa8"), "1024"],
+        );
+        run(
+            "openssl",
+            &["pkey", "-traditional", "-in", &p("dsa8"), "-out", &p("dsa")],
+        );
+        run(
+            "ssh-keygen",
+            &["-q", "-t", "ed25519", "-N", "", "-f", &p("ssh")],
+        );
+        let der = |name: &str| run("openssl", &["pkey", "-in", &p(name), "-outform", "DER"]);
+        let ssh = pem("ssh");
+        let ssh_body: String = ssh.lines().filter(|l| !l.starts_with("-----")).collect();
+        let ssh_bin = run_stdin("openssl", &["base64", "-d", "-A"], ssh_body.as_bytes());
+        vec![
+            (
+                "RSA PKCS#1",
+                pem("rsa"),
+                run(
+                    "openssl",
+                    &["rsa", "-traditional", "-in", &p("rsa"), "-outform", "DER"],
+                ),
+            ),
+            ("PKCS#8", pem("p8"), der("p8")),
+            (
+                "encrypted PKCS#8",
+                pem("p8enc"),
+                run(
+                    "openssl",
+                    &[
+                        "pkcs8",
+                        "-topk8",
+                        "-in",
+                        &p("ec"),
+                        "-v2",
+                        "aes256",
+                        "-passout",
+                        "pass:x",
+                        "-outform",
+                        "DER",
+                    ],
+                ),
+            ),
+            (
+                "EC",
+                pem("ec"),
+                run("openssl", &["ec", "-in", &p("ec"), "-outform", "DER"]),
+            ),
+            (
+                "DSA",
+                pem("dsa"),
+                run("openssl", &["dsa", "-in", &p("dsa"), "-outform", "DER"]),
+            ),
+            ("OpenSSH", ssh, ssh_bin),
+        ]
+    })
+}
+
+fn run_stdin(cmd: &str, args: &[&str], input: &[u8]) -> Vec<u8> {
+    let mut child = std::process::Command::new(cmd)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{cmd} {args:?}");
+    out.stdout
+}
+
+fn b64(data: &[u8]) -> String {
+    String::from_utf8(run_stdin("openssl", &["base64", "-A"], data)).unwrap()
+}
+
+/// A PEM with its body re-wrapped at `width` characters a line.
+fn rewrap(pem: &str, width: usize) -> String {
+    let lines: Vec<&str> = pem.lines().collect();
+    let body: String = lines[1..lines.len() - 1].concat();
+    let wrapped: Vec<&str> = body
+        .as_bytes()
+        .chunks(width)
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect();
+    format!(
+        "{}\n{}\n{}\n",
+        lines[0],
+        wrapped.join("\n"),
+        lines[lines.len() - 1]
+    )
+}
+
+/// For each real key, a template holding it as `encode` makes it is refused by `build`, naming
+/// the template; nothing is written to `out/images`.
+fn refused_in_every_template(encode: impl Fn(&str, &[u8]) -> String) {
+    let ctx = TestContext::new();
+    ctx.net(&["lock"]).ok();
+    let rel = "etc/kubernetes/extra-config.yaml";
+    let path = ctx.path().join("manifests/kubenet").join(rel);
+    for (kind, pem, bin) in real_keys() {
+        let text = encode(pem, bin);
+        std::fs::write(&path, &text).unwrap();
+        let r = ctx.net(&["build"]);
+        assert_eq!(r.code, 1, "{kind} not refused in:\n{text}\n{}", r.stderr);
+        r.stderr_has(&format!("{rel}: this file contains a private key"));
+    }
+    assert!(
+        std::fs::read_dir(ctx.path().join("out/images")).map_or(true, |mut d| d.next().is_none())
+    );
+}
+
+#[test]
+fn a_key_in_a_yaml_block_scalar_is_refused() {
+    refused_in_every_template(|pem, _| {
+        let indented: String = pem.lines().map(|l| format!("    {l}\n")).collect();
+        format!("tls:\n  key: |\n{indented}")
+    });
+}
+
+#[test]
+fn a_key_in_a_json_string_is_refused() {
+    refused_in_every_template(|pem, _| format!("{{\"key\": \"{}\"}}\n", pem.replace('\n', "\\n")));
+}
+
+#[test]
+fn a_base64_pem_key_is_refused() {
+    refused_in_every_template(|pem, _| {
+        format!(
+            "users:\n- user:\n    client-key-data: {}\n",
+            b64(pem.as_bytes())
+        )
+    });
+}
+
+#[test]
+fn a_base64_der_key_is_refused() {
+    refused_in_every_template(|_, der| {
+        format!("users:\n- user:\n    client-key-data: {}\n", b64(der))
+    });
+}
+
+#[test]
+fn a_key_rewrapped_at_short_lines_is_refused() {
+    refused_in_every_template(|pem, _| rewrap(pem, 40));
+    refused_in_every_template(|pem, _| rewrap(pem, 16));
+    refused_in_every_template(|pem, _| rewrap(pem, 8));
+}
+
+#[test]
+fn certificates_public_keys_and_marker_words_are_not_refused() {
+    let ctx = TestContext::new();
+    ctx.net(&["lock"]).ok();
+    let dir = tempfile::tempdir().unwrap();
+    let k = dir.path().join("k").display().to_string();
+    let run = |args: &[&str]| run_stdin("openssl", args, b"");
+    run(&["genrsa", "-out", &k, "2048"]);
+    let cert = String::from_utf8(run(&[
+        "req", "-x509", "-new", "-key", &k, "-subj", "/CN=test", "-days", "1",
+    ]))
+    .unwrap();
+    let cert_der = run(&[
+        "req", "-x509", "-new", "-key", &k, "-subj", "/CN=test", "-days", "1", "-outform", "DER",
+    ]);
+    let public = String::from_utf8(run(&["pkey", "-in", &k, "-pubout"])).unwrap();
+    let ssh_pub = {
+        let p = dir.path().join("id").display().to_string();
+        run_stdin(
+            "ssh-keygen",
+            &["-q", "-t", "ed25519", "-N", "", "-f", &p],
+            b"",
+        );
+        std::fs::read_to_string(format!("{p}.pub")).unwrap()
+    };
+    std::fs::write(
+        ctx.path()
+            .join("manifests/kubenet/etc/kubernetes/extra-config.yaml"),
+        format!(
+            "ca: |\n{}certificate-authority-data: {}\nca-der: {}\npub: |\n{}ssh: {ssh_pub}",
+            cert.lines().map(|l| format!("  {l}\n")).collect::<String>(),
+            b64(cert.as_bytes()),
+            b64(&cert_der),
+            public
+                .lines()
+                .map(|l| format!("  {l}\n"))
+                .collect::<String>(),
+        ),
+    )
+    .unwrap();
+    ctx.net(&["build"]).ok();
+    // A binary holding the marker text, as Go's crypto/x509 does, is installed.
+    let mut go = b"\x7fELF\x02\x01\x01\x00-----BEGIN RSA PRIVATE KEY-----\x00\x00".to_vec();
+    go.extend_from_slice(b"-----BEGIN EC PRIVATE KEY-----\n%s: %v\x00crypto/x509: no key\n");
+    build_with_containerd(&ctx, &gz(&raw_tar(&[member("bin/containerd", &go)]))).ok();
+}

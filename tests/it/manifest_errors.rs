@@ -178,3 +178,76 @@ fn errors_show_the_source_line_with_a_caret() {
         r.stderr
     );
 }
+
+#[test]
+fn a_node_range_holding_others_names_the_first_by_name() {
+    // 10.0.0.0/13 holds the ranges of control0..worker1 (10.1-10.5.0.0/16).
+    bad(
+        "vmid = 6\n",
+        "vmid = 6\npod-cidr = \"10.0.0.0/13\"\n",
+        &["kubenet.toml:58:12: `nodes.pod-cidr`: 10.0.0.0/13 overlaps 10.1.0.0/16 of `control0`"],
+    );
+    // A range inside an earlier node's.
+    bad(
+        "vmid = 6\n",
+        "vmid = 6\npod-cidr = \"10.3.7.0/24\"\n",
+        &["kubenet.toml:58:12: `nodes.pod-cidr`: 10.3.7.0/24 overlaps 10.3.0.0/16 of `control2`"],
+    );
+}
+
+/// A manifest of `n` nodes with /24 pod ranges, `extra` appended to the last node.
+fn many_nodes(n: u32, extra: &str) -> String {
+    let text =
+        std::fs::read_to_string(std::path::Path::new(crate::REPO).join("manifests/kubenet.toml"))
+            .unwrap();
+    let mut out = text[..text.find("[[nodes]]").unwrap()]
+        .replace("pod-cidr = \"10.0.0.0/12\"", "pod-cidr = \"10.0.0.0/8\"")
+        .replace(
+            "service-cidr = \"10.32.0.0/16\"",
+            "service-cidr = \"172.16.0.0/16\"",
+        )
+        .replace(
+            "cluster-dns = \"10.32.0.10\"",
+            "cluster-dns = \"172.16.0.10\"",
+        )
+        .replace(
+            "10.{{ vmid }}.0.0/16",
+            "10.{{ vmid // 256 }}.{{ vmid % 256 }}.0/24",
+        )
+        .replace(
+            "192.168.1.{{ 10 + vmid }}",
+            "192.168.{{ vmid // 200 }}.{{ 10 + vmid % 200 }}",
+        );
+    for i in 1..=n {
+        out.push_str(&format!(
+            "[[nodes]]\nname = \"n{i:05}\"\nvmid = {i}\nrole = \"worker\"\n\n"
+        ));
+    }
+    out.push_str(extra);
+    out
+}
+
+#[test]
+fn overlaps_and_duplicates_are_found_among_thousands_of_nodes() {
+    let ctx = TestContext::with_manifest(&many_nodes(3000, ""));
+    let r = ctx.run(&["lock", "--check"]).fails();
+    assert!(
+        !r.stderr.contains("kubenet.toml:"),
+        "the manifest is valid:\n{}",
+        r.stderr
+    );
+    ctx.set_manifest(&many_nodes(
+        3000,
+        "[[nodes]]\nname = \"late\"\nvmid = 5000\nrole = \"worker\"\npod-cidr = \"10.4.0.0/22\"\n",
+    ));
+    ctx.run(&["lock", "--check"])
+        .fails()
+        .stderr_has("`nodes.pod-cidr`: 10.4.0.0/22 overlaps 10.4.0.0/24 of `n01024`");
+    ctx.set_manifest(&many_nodes(
+        3000,
+        "[[nodes]]\nname = \"late\"\nvmid = 2999\nrole = \"worker\"\n",
+    ));
+    ctx.run(&["lock", "--check"])
+        .fails()
+        .stderr_has("`nodes.vmid`: vmid 2999 of `late` is already used by `n02999` (line 15022)");
+}
