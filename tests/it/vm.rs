@@ -387,6 +387,17 @@ fn boot(layers: &[Layer], scratch: &Path) -> Boot {
     b
 }
 
+/// Whether this machine can run the VM tests (under CI=true a missing tool is a failure).
+fn can_boot() -> bool {
+    [
+        ("qemu-system-x86_64", "qemu-system-x86"),
+        ("dmsetup", "dmsetup"),
+        ("busybox", "busybox-static"),
+    ]
+    .iter()
+    .all(|(tool, package)| crate::requires(tool, package))
+}
+
 fn built() -> (TestContext, serde_json::Value) {
     let ctx = TestContext::new();
     ctx.net(&["lock"]).ok();
@@ -455,6 +466,9 @@ fn object(ctx: &TestContext, b3: &str) -> Vec<u8> {
 
 #[test]
 fn vm_sees_exactly_the_layers_through_verity_and_overlays() {
+    if !can_boot() {
+        return;
+    }
     let (ctx, m) = built();
     let b = boot(&layers(&ctx, &m), ctx.path());
     assert!(
@@ -514,6 +528,9 @@ fn flipped(ctx: &TestContext, m: &serde_json::Value, layer: &Layer, path: &str) 
 
 #[test]
 fn vm_read_fails_after_a_flipped_byte_in_either_layer() {
+    if !can_boot() {
+        return;
+    }
     let (ctx, m) = built();
     for (role, path, other) in [
         ("payload", "/usr/local/bin/kubelet", "/usr/local/bin/runc"),
