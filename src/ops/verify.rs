@@ -13,11 +13,12 @@ use serde::Serialize;
 
 use super::history::generation_manifest;
 use super::materialize::{check_layer, materialize, read_image_manifest, read_layer_record};
-use super::{check_lock, parallel_map, Error};
+use super::{check_lock, parallel_map, Error, LockCheck};
 use crate::generations;
 use crate::hash::Blake3;
 use crate::image::{self, ImageManifest, Kind, FLAT_FORMAT};
 use crate::layout::{self, OutDir, IMAGE_RECORD};
+use crate::store::Store;
 
 #[derive(Debug, Clone)]
 pub struct VerifyOptions {
@@ -393,10 +394,35 @@ pub fn verify(opts: &VerifyOptions) -> Result<VerifyReport, Error> {
             None
         }
     };
+    let out = OutDir::new(&opts.out);
+    let store = super::open_store(&out)?;
 
-    // 2. Every store object, re-hashed in parallel.
-    let store = super::open_store(&OutDir::new(&opts.out))?;
+    // 2. Every store object and index entry.
     let phase = Instant::now();
+    check_store(&store, opts, &mut r);
+    r.objects_ms = u64::try_from(phase.elapsed().as_millis()).unwrap_or(u64::MAX);
+
+    // 3. Every image, layer and node chain.
+    let phase = Instant::now();
+    check_outputs(&store, &out, checked.as_ref(), opts, &mut r);
+    r.images_ms = u64::try_from(phase.elapsed().as_millis()).unwrap_or(u64::MAX);
+
+    // 4. --rebuild: the caches against the artifacts, every current image written again
+    // elsewhere and compared byte for byte.
+    if opts.rebuild {
+        if let Some(c) = &checked {
+            check_extraction(&store, c, opts.jobs, &mut r);
+        }
+        rebuild_and_compare(&store, &out, checked.as_ref(), opts, &mut r)?;
+    }
+    r.ok = r.failures.is_empty();
+    r.elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    Ok(r)
+}
+
+/// Every store object re-hashed against its address (in parallel), every sha256 index entry
+/// against the object it names.
+fn check_store(store: &Store, opts: &VerifyOptions, r: &mut VerifyReport) {
     let objects = store.objects();
     let total: u64 = objects
         .iter()
@@ -451,12 +477,17 @@ pub fn verify(opts: &VerifyOptions) -> Result<VerifyReport, Error> {
         }
     });
     r.failures.extend(index_fails.into_iter().flatten());
+}
 
-    r.objects_ms = u64::try_from(phase.elapsed().as_millis()).unwrap_or(u64::MAX);
-
-    // 3. Every image against its record, every layer (once) against its entries.
-    let phase = Instant::now();
-    let out = OutDir::new(&opts.out);
+/// Every image against its record, every layer (once) against its entries, every node's chain
+/// from `current` to its image, and the manifest's nodes that have none.
+fn check_outputs(
+    store: &Store,
+    out: &OutDir,
+    checked: Option<&LockCheck>,
+    opts: &VerifyOptions,
+    r: &mut VerifyReport,
+) {
     let list_dir = |dir: PathBuf| -> Vec<PathBuf> {
         let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
             .into_iter()
@@ -472,22 +503,22 @@ pub fn verify(opts: &VerifyOptions) -> Result<VerifyReport, Error> {
         v
     };
     let dirs = list_dir(out.images());
-    for fails in parallel_map(&dirs, opts.jobs, |d| check_image(&out, d)) {
+    for fails in parallel_map(&dirs, opts.jobs, |d| check_image(out, d)) {
         r.images_checked += 1;
         r.failures.extend(fails);
     }
     // One layer at a time: hashing spreads each large file over every core itself.
     let layers = list_dir(out.layers());
-    for fails in parallel_map(&layers, 1, |d| check_layer(&store, d, opts.mmap)) {
+    for fails in parallel_map(&layers, 1, |d| check_layer(store, d, opts.mmap)) {
         r.layers_checked += 1;
         r.failures.extend(fails);
     }
 
     // Every node's chain from `current` to its image, and the manifest's nodes that have none.
-    let (node_fails, built) = check_nodes(&out);
+    let (node_fails, built) = check_nodes(out);
     r.failures.extend(node_fails);
     r.nodes_checked = built.len();
-    if let Some(c) = &checked {
+    if let Some(c) = checked {
         if !built.is_empty() {
             for n in c.manifest.nodes.keys() {
                 if !built.iter().any(|b| b == n.as_str()) {
@@ -496,116 +527,121 @@ pub fn verify(opts: &VerifyOptions) -> Result<VerifyReport, Error> {
             }
         }
     }
+}
 
-    r.images_ms = u64::try_from(phase.elapsed().as_millis()).unwrap_or(u64::MAX);
-
-    // 4. --rebuild: every current image written again elsewhere and compared byte for byte.
-    if opts.rebuild {
-        let scratch = tempfile::Builder::new()
-            .prefix(".nodeforge-verify-")
-            .tempdir_in(&opts.out)
-            .map_err(|e| {
-                crate::fsutil::FsError::new("cannot create a scratch directory in", &opts.out, e)
-            })?;
-        // Every extraction record against the artifact extracted again.
-        if let Some(c) = &checked {
-            let mut jobs = Vec::new();
-            for comp in c
-                .manifest
-                .components
-                .values()
-                .filter(|c| !c.install.is_empty())
-            {
-                for arch in &c.manifest.architectures {
-                    if let Some(e) = c.lock.entry(&comp.name, arch) {
-                        if let Some(sha) = e.sha256() {
-                            if let Some(o) = store.lookup_sha256(&sha) {
-                                jobs.push((e.label(), e.url.clone(), o, sha, comp.install.clone()));
-                            }
-                        }
+/// Every extraction record against the artifact extracted again.
+fn check_extraction(store: &Store, c: &LockCheck, jobs: usize, r: &mut VerifyReport) {
+    let mut work = Vec::new();
+    for comp in c
+        .manifest
+        .components
+        .values()
+        .filter(|c| !c.install.is_empty())
+    {
+        for arch in &c.manifest.architectures {
+            if let Some(e) = c.lock.entry(&comp.name, arch) {
+                if let Some(sha) = e.sha256() {
+                    if let Some(o) = store.lookup_sha256(&sha) {
+                        work.push((e.label(), e.url.clone(), o, sha, comp.install.clone()));
                     }
                 }
-            }
-            for res in parallel_map(&jobs, opts.jobs, |(label, url, o, sha, rules)| {
-                crate::extract::check_record(&store, label, url, o, sha, rules)
-            }) {
-                match res {
-                    Ok(None) => {}
-                    Ok(Some(msg)) => r.failures.push(msg),
-                    Err(e) => r.failures.push(e.to_string()),
-                }
-            }
-        }
-        // What the manifest, lockfile and templates build now (the lockfile's failure, if any,
-        // is reported above).
-        let planned = match &checked {
-            Some(c) => super::build::render_all(&store, c, opts.jobs, opts.allow_outside_templates)
-                .unwrap_or_else(|e| {
-                    r.failures.push(format!(
-                        "cannot render the images from the manifest, lockfile and templates: {e}"
-                    ));
-                    BTreeMap::new()
-                }),
-            None => BTreeMap::new(),
-        };
-        for node in generations::nodes(&opts.out) {
-            let Some(cur) = generations::current(&opts.out, &node) else {
-                continue;
-            };
-            let m = match generation_manifest(&opts.out, &node, cur) {
-                Ok(m) => m,
-                Err(e) => {
-                    r.failures.push(format!("{node}: {e}"));
-                    continue;
-                }
-            };
-            // The same id is the same entry list (the id is its hash), so the rebuild below
-            // is a rebuild of what the inputs make now.
-            match planned.get(&node) {
-                Some(p) if p.id == m.id => r.images_from_inputs += 1,
-                Some(p) => r.drift.push(format!(
-                    "{node}: its current image {} is not what the manifest, lockfile and templates build now ({}): rolled back, or built from other inputs",
-                    m.id, p.id
-                )),
-                None => {}
-            }
-            let scratch_out = OutDir::new(scratch.path());
-            match materialize(&scratch_out, &store, &m) {
-                Ok((_, rebuilt, _)) => {
-                    r.images_rebuilt += 1;
-                    let mut pairs = vec![(
-                        IMAGE_RECORD.to_string(),
-                        out.image(&m.id).join(IMAGE_RECORD),
-                        scratch_out.image(&m.id).join(IMAGE_RECORD),
-                    )];
-                    for l in &rebuilt.layers {
-                        for f in layout::layer_files(&l.name)
-                            .into_iter()
-                            .chain([layout::LAYER_RECORD.to_string()])
-                        {
-                            pairs.push((
-                                format!("{} layer's {f}", l.role),
-                                out.layer(&l.id).join(&f),
-                                scratch_out.layer(&l.id).join(&f),
-                            ));
-                        }
-                    }
-                    for (what, a, b) in pairs {
-                        if !same_file(&a, &b) {
-                            r.failures.push(format!(
-                                "{node}: rebuilding image {} gives a different {what}",
-                                m.id
-                            ));
-                        }
-                    }
-                }
-                Err(e) => r
-                    .failures
-                    .push(format!("{node}: cannot rebuild image {}: {e}", m.id)),
             }
         }
     }
-    r.ok = r.failures.is_empty();
-    r.elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-    Ok(r)
+    for res in parallel_map(&work, jobs, |(label, url, o, sha, rules)| {
+        crate::extract::check_record(store, label, url, o, sha, rules)
+    }) {
+        match res {
+            Ok(None) => {}
+            Ok(Some(msg)) => r.failures.push(msg),
+            Err(e) => r.failures.push(e.to_string()),
+        }
+    }
+}
+
+/// Every node's current image written again from its record into a scratch directory and
+/// compared file by file; nodes whose image is not what the inputs build now are named in
+/// `drift`.
+fn rebuild_and_compare(
+    store: &Store,
+    out: &OutDir,
+    checked: Option<&LockCheck>,
+    opts: &VerifyOptions,
+    r: &mut VerifyReport,
+) -> Result<(), Error> {
+    let scratch = tempfile::Builder::new()
+        .prefix(".nodeforge-verify-")
+        .tempdir_in(&opts.out)
+        .map_err(|e| {
+            crate::fsutil::FsError::new("cannot create a scratch directory in", &opts.out, e)
+        })?;
+    // What the manifest, lockfile and templates build now (the lockfile's failure, if any,
+    // is reported above).
+    let planned = match checked {
+        Some(c) => super::build::render_all(store, c, opts.jobs, opts.allow_outside_templates)
+            .unwrap_or_else(|e| {
+                r.failures.push(format!(
+                    "cannot render the images from the manifest, lockfile and templates: {e}"
+                ));
+                BTreeMap::new()
+            }),
+        None => BTreeMap::new(),
+    };
+    for node in generations::nodes(&opts.out) {
+        let Some(cur) = generations::current(&opts.out, &node) else {
+            continue;
+        };
+        let m = match generation_manifest(&opts.out, &node, cur) {
+            Ok(m) => m,
+            Err(e) => {
+                r.failures.push(format!("{node}: {e}"));
+                continue;
+            }
+        };
+        // The same id is the same entry list (the id is its hash), so the rebuild below
+        // is a rebuild of what the inputs make now.
+        match planned.get(&node) {
+            Some(p) if p.id == m.id => r.images_from_inputs += 1,
+            Some(p) => r.drift.push(format!(
+                "{node}: its current image {} is not what the manifest, lockfile and templates build now ({}): rolled back, or built from other inputs",
+                m.id, p.id
+            )),
+            None => {}
+        }
+        let scratch_out = OutDir::new(scratch.path());
+        match materialize(&scratch_out, store, &m) {
+            Ok((_, rebuilt, _)) => {
+                r.images_rebuilt += 1;
+                let mut pairs = vec![(
+                    IMAGE_RECORD.to_string(),
+                    out.image(&m.id).join(IMAGE_RECORD),
+                    scratch_out.image(&m.id).join(IMAGE_RECORD),
+                )];
+                for l in &rebuilt.layers {
+                    for f in layout::layer_files(&l.name)
+                        .into_iter()
+                        .chain([layout::LAYER_RECORD.to_string()])
+                    {
+                        pairs.push((
+                            format!("{} layer's {f}", l.role),
+                            out.layer(&l.id).join(&f),
+                            scratch_out.layer(&l.id).join(&f),
+                        ));
+                    }
+                }
+                for (what, a, b) in pairs {
+                    if !same_file(&a, &b) {
+                        r.failures.push(format!(
+                            "{node}: rebuilding image {} gives a different {what}",
+                            m.id
+                        ));
+                    }
+                }
+            }
+            Err(e) => r
+                .failures
+                .push(format!("{node}: cannot rebuild image {}: {e}", m.id)),
+        }
+    }
+    Ok(())
 }
