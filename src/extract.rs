@@ -226,14 +226,7 @@ fn extract_now(
             artifact: label.to_string(),
             message: format!("cannot read {}: {e}", object.path.display()),
         })?;
-        if actual != *sha256 {
-            return Err(ExtractError::NotTheArtifact {
-                artifact: label.to_string(),
-                object: object.blake3,
-                want: *sha256,
-                actual,
-            });
-        }
+        same_artifact(label, object, sha256, actual)?;
         refuse_keys(label, None, object)?;
         let name = url_file_name(url);
         Ok(rules
@@ -254,6 +247,24 @@ fn no_keys(path: &std::path::Path) -> Result<(), String> {
         Some(at) => Err(format!("a private key at byte {at}")),
         None => Ok(()),
     }
+}
+
+/// The object the index named must be the locked artifact.
+fn same_artifact(
+    label: &str,
+    object: &Object,
+    want: &Sha256,
+    actual: Sha256,
+) -> Result<(), ExtractError> {
+    if actual == *want {
+        return Ok(());
+    }
+    Err(ExtractError::NotTheArtifact {
+        artifact: label.to_string(),
+        object: object.blake3,
+        want: *want,
+        actual,
+    })
 }
 
 /// A reader that hashes what passes through it.
@@ -400,14 +411,7 @@ fn extract_archive(
     let mut rest = ar.into_inner().into_inner();
     std::io::copy(&mut rest, &mut std::io::sink()).map_err(|e| archive_err(e.to_string()))?;
     let actual = Sha256::from_bytes(sha2::Digest::finalize(rest.into_inner().hasher).into());
-    if actual != *sha256 {
-        return Err(ExtractError::NotTheArtifact {
-            artifact: label.to_string(),
-            object: object.blake3,
-            want: *sha256,
-            actual,
-        });
-    }
+    same_artifact(label, object, sha256, actual)?;
     for r in rules {
         if let Some(pattern) = &r.from {
             if !out

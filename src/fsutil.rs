@@ -240,13 +240,8 @@ pub fn commit_dir(
     dest: &Path,
     complete: impl Fn(&Path) -> bool,
 ) -> Result<bool, FsError> {
-    {
-        use std::os::unix::fs::PermissionsExt;
-        fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o755))
-            .at("cannot set the mode of", tmp.path())?;
-    }
     // Every file of the directory and its entries, durable before the rename publishes them.
-    sync_fs(tmp.path())?;
+    seal_dir(&tmp)?;
     if complete(dest) {
         return Ok(false);
     }
@@ -259,19 +254,7 @@ pub fn commit_dir(
         fs::rename(dest, &old).at("cannot move aside", dest)?;
         let _ = fs::remove_dir_all(&old);
     }
-    match fs::rename(&tmp_path, dest) {
-        Ok(()) => {}
-        Err(_) if complete(dest) => {
-            let _ = fs::remove_dir_all(&tmp_path);
-            return Ok(false);
-        }
-        Err(e) => {
-            let _ = fs::remove_dir_all(&tmp_path);
-            return Err(FsError::new("cannot move into place", dest, e));
-        }
-    }
-    sync_dir(parent_of(dest))?;
-    Ok(true)
+    rename_dir_into(&tmp_path, dest, complete)
 }
 
 /// Remove a directory in one visible step: renamed out of sight (a temp name the next run
@@ -295,29 +278,57 @@ pub fn remove_dir_aside(dir: &Path) -> Result<(), FsError> {
 /// The directory's contents are flushed (syncfs) before the rename, the parent after it.
 #[allow(clippy::disallowed_methods)] // fsutil is where renames live
 pub fn publish_dir_new(tmp: tempfile::TempDir, dest: &Path) -> Result<bool, FsError> {
+    seal_dir(&tmp)?;
+    let taken = |d: &Path| fs::symlink_metadata(d).is_ok();
+    if taken(dest) {
+        return Ok(false);
+    }
+    rename_dir_into(&tmp.keep(), dest, taken)
+}
+
+/// A filled temporary directory made ready to publish: mode 0755, and everything in it durable.
+fn seal_dir(tmp: &tempfile::TempDir) -> Result<(), FsError> {
     {
         use std::os::unix::fs::PermissionsExt;
         fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o755))
             .at("cannot set the mode of", tmp.path())?;
     }
-    sync_fs(tmp.path())?;
-    if fs::symlink_metadata(dest).is_ok() {
-        return Ok(false);
-    }
-    let tmp_path = tmp.keep();
-    match fs::rename(&tmp_path, dest) {
+    sync_fs(tmp.path())
+}
+
+/// Rename `tmp_path` to `dest` and fsync the parent; a rename that fails because another
+/// process got there first (`lost_race(dest)`) removes ours and returns `Ok(false)`.
+#[allow(clippy::disallowed_methods)] // fsutil is where renames live
+fn rename_dir_into(
+    tmp_path: &Path,
+    dest: &Path,
+    lost_race: impl Fn(&Path) -> bool,
+) -> Result<bool, FsError> {
+    match fs::rename(tmp_path, dest) {
         Ok(()) => {}
-        Err(_) if fs::symlink_metadata(dest).is_ok() => {
-            let _ = fs::remove_dir_all(&tmp_path);
+        Err(_) if lost_race(dest) => {
+            let _ = fs::remove_dir_all(tmp_path);
             return Ok(false);
         }
         Err(e) => {
-            let _ = fs::remove_dir_all(&tmp_path);
+            let _ = fs::remove_dir_all(tmp_path);
             return Err(FsError::new("cannot move into place", dest, e));
         }
     }
     sync_dir(parent_of(dest))?;
     Ok(true)
+}
+
+/// Open (creating) a lock file and hold it exclusively until the returned file is dropped.
+pub fn lock_exclusive(path: &Path) -> Result<fs::File, FsError> {
+    let f = fs::File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .at("cannot open", path)?;
+    f.lock().at("cannot lock", path)?;
+    Ok(f)
 }
 
 /// Point the symlink `link` at `target` in one atomic step (a new link under a temp name, renamed

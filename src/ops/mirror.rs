@@ -40,14 +40,7 @@ fn copy_atomic(from: &Path, to: &Path, sha: &crate::hash::Sha256) -> Result<u64,
 /// Hold the export directory alone, and remove what a killed export left in it.
 fn lock_export_dir(dir: &Path) -> Result<std::fs::File, FsError> {
     fsutil::create_dir_all(dir)?;
-    let path = dir.join(".nodeforge-export.lock");
-    let f = std::fs::File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .at("cannot open", &path)?;
-    f.lock().at("cannot lock", &path)?;
+    let f = fsutil::lock_exclusive(&dir.join(".nodeforge-export.lock"))?;
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
         fsutil::clean_temp_files(&d);

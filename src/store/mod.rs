@@ -296,15 +296,7 @@ impl Store {
 
     /// Take the per-artifact lock so that concurrent processes download an artifact once.
     pub fn lock_artifact(&self, s: &Sha256) -> Result<File, FsError> {
-        let path = self.root.join("locks").join(format!("{}.lock", s.to_hex()));
-        let f = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .at("cannot open", &path)?;
-        f.lock().at("cannot lock", &path)?;
-        Ok(f)
+        fsutil::lock_exclusive(&self.root.join("locks").join(format!("{}.lock", s.to_hex())))
     }
 }
 
