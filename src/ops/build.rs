@@ -107,15 +107,15 @@ fn select_nodes<'m>(manifest: &'m Manifest, names: &[String]) -> Result<Vec<&'m 
             Some(node) if !out.iter().any(|o: &&Node| o.name == node.name) => out.push(node),
             Some(_) => {}
             None => {
-                return Err(Error::Usage(format!(
-                    "`{n}` is not a node of this manifest (nodes: {})",
-                    manifest
-                        .nodes
-                        .keys()
-                        .map(ToString::to_string)
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )))
+                let known = super::nodes::KnownNodes {
+                    source: manifest.path.file_name().map_or_else(
+                        || manifest.path.display().to_string(),
+                        |f| f.to_string_lossy().into_owned(),
+                    ),
+                    manifest: manifest.nodes.keys().map(ToString::to_string).collect(),
+                    built: Vec::new(),
+                };
+                return Err(known.unknown(n));
             }
         }
     }

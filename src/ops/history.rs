@@ -7,6 +7,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use super::materialize::{materialize, read_image_manifest};
+use super::nodes::{check_node, KnownNodes};
 use super::Error;
 use crate::generations::{self, Generation};
 use crate::image::{ImageManifest, Kind, Provenance, FLAT_FORMAT};
@@ -37,9 +38,10 @@ fn recorded_format(out: &Path, node: &str, number: u32) -> Option<u32> {
 }
 
 /// Every node's generations (or one node's), oldest first, with the current one.
-pub fn list(out: &Path, node: Option<&str>) -> Result<Vec<NodeHistory>, Error> {
+pub fn list(manifest: &Path, out: &Path, node: Option<&str>) -> Result<Vec<NodeHistory>, Error> {
     let nodes = match node {
         Some(n) => {
+            check_node(manifest, out, n)?;
             if !generations::nodes(out).iter().any(|x| x == n) {
                 return Err(generations::GenerationError::NoGenerations {
                     node: n.to_string(),
@@ -98,9 +100,16 @@ pub struct Rollback {
 
 /// Switch nodes to an earlier generation (or the one holding image `to`). All targets are found
 /// and their images made present before any node is switched.
-pub fn rollback(out: &Path, nodes: &[String], to: Option<&str>) -> Result<Vec<Rollback>, Error> {
+pub fn rollback(
+    manifest: &Path,
+    out: &Path,
+    nodes: &[String],
+    to: Option<&str>,
+) -> Result<Vec<Rollback>, Error> {
+    let known = KnownNodes::read(manifest, out);
     let mut plan = Vec::new();
     for node in nodes {
+        known.check(node)?;
         let target = generations::target(out, node, to)?;
         plan.push((node.clone(), generations::current(out, node), target));
     }
@@ -136,13 +145,15 @@ pub fn rollback(out: &Path, nodes: &[String], to: Option<&str>) -> Result<Vec<Ro
 }
 
 /// Switch every node that has generations to its previous one (all targets found first).
-pub fn rollback_all(out: &Path) -> Result<Vec<Rollback>, Error> {
-    rollback(out, &generations::nodes(out), None)
+pub fn rollback_all(manifest: &Path, out: &Path) -> Result<Vec<Rollback>, Error> {
+    rollback(manifest, out, &generations::nodes(out), None)
 }
 
 /// Resolve `node`, `node@N` or an image id (prefix) to an image's entry list.
-pub fn resolve_image(out: &Path, reference: &str) -> Result<ImageManifest, Error> {
+pub fn resolve_image(manifest: &Path, out: &Path, reference: &str) -> Result<ImageManifest, Error> {
+    let known = KnownNodes::read(manifest, out);
     if let Some((node, gen)) = reference.split_once('@') {
+        known.check(node)?;
         let n: u32 = gen.parse().map_err(|_| {
             Error::Usage(format!(
                 "`{reference}`: expected NODE@GENERATION, like worker1@2"
@@ -150,7 +161,7 @@ pub fn resolve_image(out: &Path, reference: &str) -> Result<ImageManifest, Error
         })?;
         return generation_manifest(out, node, n);
     }
-    if generations::nodes(out).iter().any(|n| n == reference) {
+    if known.contains(reference) {
         let cur = generations::current(out, reference).ok_or_else(|| {
             generations::GenerationError::NoGenerations {
                 node: reference.to_string(),
@@ -169,7 +180,13 @@ pub fn resolve_image(out: &Path, reference: &str) -> Result<ImageManifest, Error
                     }
                 }
             }
-            Err(e)
+            // Not an image id but close to a node's name: a mistyped node name.
+            let hex = reference.chars().all(|c| c.is_ascii_hexdigit());
+            if !hex && super::nodes::suggest(reference, &known.all()).is_some() {
+                Err(known.unknown(reference))
+            } else {
+                Err(e)
+            }
         }
     }
 }
@@ -230,9 +247,9 @@ fn versions(m: &ImageManifest) -> BTreeMap<String, BTreeSet<String>> {
 
 /// Files added, removed and changed between two images, with unified diffs of rendered text
 /// files, and the component versions that moved.
-pub fn diff(out: &Path, a_ref: &str, b_ref: &str) -> Result<DiffReport, Error> {
-    let a = resolve_image(out, a_ref)?;
-    let b = resolve_image(out, b_ref)?;
+pub fn diff(manifest: &Path, out: &Path, a_ref: &str, b_ref: &str) -> Result<DiffReport, Error> {
+    let a = resolve_image(manifest, out, a_ref)?;
+    let b = resolve_image(manifest, out, b_ref)?;
     let store = super::open_store(&OutDir::new(out))?;
     let amap: BTreeMap<&str, &crate::image::Entry> =
         a.entries.iter().map(|e| (e.path.as_str(), e)).collect();

@@ -13,6 +13,7 @@ mod history;
 mod lock;
 mod materialize;
 mod mirror;
+mod nodes;
 mod verify;
 
 use std::path::{Path, PathBuf};
@@ -32,6 +33,7 @@ pub use lock::{
 };
 pub use materialize::{find_image, FlatFormat};
 pub use mirror::{export_mirror, ExportReport};
+pub use nodes::suggest;
 pub use verify::{verify, VerifyOptions, VerifyReport};
 
 /// Open the store of an output directory, cleaning what killed runs left in the whole tree when

@@ -34,7 +34,7 @@ pub fn exec(ctx: &Ctx, args: FlattenArgs) -> Result<ExitCode, Error> {
         }
         None => ops::FlatFormat::TarZst,
     };
-    let r = ops::flatten(&ctx.out, &id, format, &output)?;
+    let r = ops::flatten(&ctx.manifest, &ctx.out, &id, format, &output)?;
     if json {
         print_json(&r);
         return Ok(ExitCode::SUCCESS);

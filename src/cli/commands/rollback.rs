@@ -28,7 +28,7 @@ pub fn exec(ctx: &Ctx, args: RollbackArgs) -> Result<ExitCode, Error> {
     } else {
         node.into_iter().collect()
     };
-    let r = ops::rollback(&ctx.out, &nodes, to.as_deref())?;
+    let r = ops::rollback(&ctx.manifest, &ctx.out, &nodes, to.as_deref())?;
     if json {
         print_json(&r);
         return Ok(ExitCode::SUCCESS);

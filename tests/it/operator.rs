@@ -1,0 +1,49 @@
+//! The operator's experience: what a mistyped name, a missing generation, a rollback with
+//! nothing to do, a subdirectory or a typo in `[vars]` say.
+
+use crate::TestContext;
+
+const NODES: &str =
+    "hint: nodes of kubenet.toml: control0, control1, control2, worker0, worker1, worker2";
+
+/// A mistyped node name gets the same sentence, with a suggestion, from every command that
+/// takes a node.
+#[test]
+fn a_mistyped_node_name_suggests_the_node() {
+    let ctx = TestContext::new();
+    ctx.net(&["lock"]).ok();
+    ctx.net(&["build"]).ok();
+    let msg = "error: `workr1` is not a node of kubenet.toml; did you mean worker1?\n";
+    let tmp = ctx.path().join("flat.tar.zst");
+    let tmp = tmp.to_str().unwrap();
+    for args in [
+        vec!["build", "--node", "workr1"],
+        vec!["list", "--node", "workr1"],
+        vec!["rollback", "workr1"],
+        vec!["show", "workr1"],
+        vec!["show", "workr1@1"],
+        vec!["show", "workr1", "--boot"],
+        vec!["diff", "worker1", "workr1"],
+        vec!["diff", "workr1@1", "worker1"],
+        vec!["flatten", "workr1", "-o", tmp],
+    ] {
+        let r = if args[0] == "build" {
+            ctx.net(&args)
+        } else {
+            ctx.run(&args)
+        };
+        let r = r.fails();
+        assert_eq!(r.stderr, format!("{msg}{NODES}\n"), "{args:?}");
+    }
+    // Nothing close: no suggestion, the list of nodes.
+    let r = ctx.run(&["list", "--node", "db9"]).fails();
+    assert_eq!(
+        r.stderr,
+        format!("error: `db9` is not a node of kubenet.toml\n{NODES}\n")
+    );
+    // A node of the manifest that was never built still says to build it.
+    std::fs::remove_dir_all(ctx.path().join("out/nodes/worker2")).unwrap();
+    ctx.run(&["rollback", "worker2"])
+        .fails()
+        .stderr_has("node `worker2` has no generations yet: run `nodeforge build` first");
+}
