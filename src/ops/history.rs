@@ -72,11 +72,24 @@ pub fn list(manifest: &Path, out: &Path, node: Option<&str>) -> Result<Vec<NodeH
 
 /// The recorded entry list of a generation (kept with it, so it survives gc of the image).
 pub fn generation_manifest(out: &Path, node: &str, number: u32) -> Result<ImageManifest, Error> {
+    let gens = generations::list(out, node)?;
+    if gens.is_empty() {
+        return Err(generations::GenerationError::NoGenerations {
+            node: node.to_string(),
+        }
+        .into());
+    }
+    let Some(g) = gens.iter().find(|g| g.number == number) else {
+        return Err(generations::GenerationError::NoSuchGeneration {
+            node: node.to_string(),
+            number,
+            existing: gens.iter().map(|g| g.number).collect(),
+        }
+        .into());
+    };
     let path = generations::generation_dir(out, node, number).join("manifest.json");
     let m = read_image_manifest(&path)?;
-    let g = generations::list(out, node)?
-        .into_iter()
-        .find(|g| g.number == number);
+    let g = Some(g);
     if let Some(g) = g.filter(|g| g.image_id != m.id) {
         return Err(Error::Usage(format!(
             "{}: the generation records image {}, its manifest.json is image {}: the record is damaged or was edited",

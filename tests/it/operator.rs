@@ -47,3 +47,24 @@ fn a_mistyped_node_name_suggests_the_node() {
         .fails()
         .stderr_has("node `worker2` has no generations yet: run `nodeforge build` first");
 }
+
+/// `diff`/`show` of a generation that does not exist say which ones do.
+#[test]
+fn a_missing_generation_lists_the_ones_there_are() {
+    let ctx = TestContext::new();
+    ctx.net(&["lock"]).ok();
+    ctx.net(&["build"]).ok();
+    crate::set_verbosity(&ctx, 3);
+    ctx.net(&["build"]).ok();
+    let msg = "error: node `worker1` has no generation 9: worker1 has generations 1, 2\n";
+    for args in [
+        vec!["show", "worker1@9"],
+        vec!["show", "worker1@9", "--boot"],
+        vec!["diff", "worker1@1", "worker1@9"],
+    ] {
+        let r = ctx.run(&args).fails();
+        assert_eq!(r.stderr, msg, "{args:?}");
+        assert!(!r.stderr.contains("os error"), "{}", r.stderr);
+    }
+    ctx.run(&["diff", "worker1@1", "worker1@2"]).ok();
+}
