@@ -59,6 +59,8 @@ pub struct NodeBuild {
     /// The layers, bottom to top: what a VM attaches.
     pub layers: Vec<LayerBuild>,
     pub entries: usize,
+    /// The node had been rolled back to this generation, and this build moved it forward.
+    pub rolled_back_to: Option<u32>,
 }
 
 /// One layer of a built image.
@@ -393,6 +395,19 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, Error> {
     }
     // Each node's layer, image and generation, several nodes at a time: the work is mostly
     // waiting for the disk (a syncfs per published directory), which overlaps well.
+    // Nodes rolled back to an older generation than their newest: named when a build moves
+    // them forward again.
+    let rolled_back: Vec<Option<u32>> = nodes
+        .iter()
+        .map(|n| {
+            let cur = generations::current(&opts.out, n.name.as_str())?;
+            let newest = generations::list(&opts.out, n.name.as_str())
+                .ok()?
+                .last()?
+                .number;
+            (cur < newest).then_some(cur)
+        })
+        .collect();
     let pairs: Vec<(&&Node, &ImageManifest)> = nodes.iter().zip(&images).collect();
     let written = parallel_map(&pairs, opts.jobs.max(2), |(n, m)| {
         let (dir, full, new) = materialize(&out, &store, m)?;
@@ -408,7 +423,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, Error> {
         Ok::<_, Error>((dir, full, new, generation, recorded))
     });
     let mut report = Vec::new();
-    for ((n, m), w) in nodes.iter().zip(&images).zip(written) {
+    for (((n, m), w), rolled_back) in nodes.iter().zip(&images).zip(written).zip(rolled_back) {
         let (dir, full, new, generation, recorded) = w?;
         let layers = full
             .layers
@@ -448,6 +463,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, Error> {
             image_dir: dir,
             layers,
             entries: m.entries.len(),
+            rolled_back_to: rolled_back.filter(|&r| r != generation),
         });
     }
     Ok(BuildReport {

@@ -73,6 +73,8 @@ pub enum Error {
         suggestion: Option<String>,
         known: Vec<String>,
     },
+    #[error("no node can be rolled back: {}", if reasons.is_empty() { "no node has generations yet".to_string() } else { reasons.join("; ") })]
+    NothingToRollBack { reasons: Vec<String> },
     #[error("{0}")]
     Usage(String),
     /// An internal invariant failed: a bug in nodeforge, not a problem with its inputs.
@@ -115,6 +117,9 @@ impl Error {
                 known, source_name, ..
             } if !known.is_empty() => {
                 vec![format!("nodes of {source_name}: {}", known.join(", "))]
+            }
+            Error::NothingToRollBack { reasons } if reasons.is_empty() => {
+                vec!["run `nodeforge build` first".into()]
             }
             Error::UnknownNode { .. } => vec!["run `nodeforge build` first".into()],
             Error::Internal(_) => vec!["this is a bug in nodeforge: please report it with the command that caused it".into()],

@@ -109,6 +109,23 @@ pub struct Rollback {
     pub image_id: String,
     /// The image's files had been collected and were written again from the store.
     pub rebuilt: bool,
+    /// The node was on that image already: nothing was switched.
+    pub already: bool,
+}
+
+/// A node `rollback --all` left where it is, and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct Skipped {
+    pub node: String,
+    pub current: Option<u32>,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RollbackAll {
+    pub rolled_back: Vec<Rollback>,
+    /// Nodes with no generation to go back to.
+    pub skipped: Vec<Skipped>,
 }
 
 /// Switch nodes to an earlier generation (or the one holding image `to`). All targets are found
@@ -123,8 +140,19 @@ pub fn rollback(
     let mut plan = Vec::new();
     for node in nodes {
         known.check(node)?;
-        let target = generations::target(out, node, to)?;
-        plan.push((node.clone(), generations::current(out, node), target));
+        let mut target = generations::target(out, node, to)?;
+        let current = generations::current(out, node);
+        // `--to` the image the node is on: its current generation, not a newer one with it.
+        if let Some(cur) = current {
+            let gens = generations::list(out, node)?;
+            if let Some(g) = gens
+                .into_iter()
+                .find(|g| g.number == cur && g.image_id == target.image_id)
+            {
+                target = g;
+            }
+        }
+        plan.push((node.clone(), current, target));
     }
     let layout = OutDir::new(out);
     let store = super::open_store(&layout)?;
@@ -145,21 +173,50 @@ pub fn rollback(
     }
     let mut done = Vec::new();
     for ((node, from, target), rebuilt) in plan.into_iter().zip(rebuilt) {
-        generations::switch(out, &node, target.number)?;
+        let already = from == Some(target.number);
+        if !already {
+            generations::switch(out, &node, target.number)?;
+        }
         done.push(Rollback {
             node,
             from,
             to: target.number,
             image_id: target.image_id,
             rebuilt,
+            already,
         });
     }
     Ok(done)
 }
 
-/// Switch every node that has generations to its previous one (all targets found first).
-pub fn rollback_all(manifest: &Path, out: &Path) -> Result<Vec<Rollback>, Error> {
-    rollback(manifest, out, &generations::nodes(out), None)
+/// Switch every node that has a previous generation to it (all targets found first); the nodes
+/// that have none are named, and stay where they are. An error only when no node can go back.
+pub fn rollback_all(manifest: &Path, out: &Path) -> Result<RollbackAll, Error> {
+    let mut nodes = Vec::new();
+    let mut skipped = Vec::new();
+    for node in generations::nodes(out) {
+        match generations::target(out, &node, None) {
+            Ok(_) => nodes.push(node),
+            Err(
+                e @ (generations::GenerationError::NoPrevious { .. }
+                | generations::GenerationError::NoGenerations { .. }),
+            ) => skipped.push(Skipped {
+                current: generations::current(out, &node),
+                reason: e.to_string(),
+                node,
+            }),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if nodes.is_empty() {
+        return Err(Error::NothingToRollBack {
+            reasons: skipped.into_iter().map(|s| s.reason).collect(),
+        });
+    }
+    Ok(RollbackAll {
+        rolled_back: rollback(manifest, out, &nodes, None)?,
+        skipped,
+    })
 }
 
 /// Resolve `node`, `node@N` or an image id (prefix) to an image's entry list.

@@ -27,6 +27,7 @@ pub use flatten::{flatten, FlattenReport};
 pub use gc::{gc, GcOptions, GcReport};
 pub use history::{
     diff, list, resolve_image, rollback, rollback_all, DiffReport, NodeHistory, Rollback,
+    RollbackAll, Skipped,
 };
 pub use lock::{
     check_lock, lock, EntryStatus, LockCheck, LockOptions, LockReport, LockedEntry, ResolveError,

@@ -68,3 +68,52 @@ fn a_missing_generation_lists_the_ones_there_are() {
     }
     ctx.run(&["diff", "worker1@1", "worker1@2"]).ok();
 }
+
+fn current_image(ctx: &TestContext, node: &str) -> String {
+    let p = std::fs::canonicalize(ctx.path().join("out/nodes").join(node).join("current")).unwrap();
+    p.file_name().unwrap().to_string_lossy().into_owned()
+}
+
+/// `rollback --all` with nothing to go back to, `rollback --to` the current image, and a build
+/// after a rollback say what they do.
+#[test]
+fn rollbacks_say_what_they_did_and_did_not_do() {
+    let ctx = TestContext::new();
+    ctx.net(&["lock"]).ok();
+    ctx.net(&["build"]).ok();
+    let nodes = [
+        "control0", "control1", "control2", "worker0", "worker1", "worker2",
+    ];
+    let r = ctx.run(&["rollback", "--all"]).fails();
+    assert_eq!(
+        r.stderr,
+        format!(
+            "error: no node can be rolled back: {}\n",
+            nodes
+                .iter()
+                .map(|n| format!("node `{n}` has no generation before 1"))
+                .collect::<Vec<_>>()
+                .join("; ")
+        )
+    );
+    crate::set_verbosity(&ctx, 3);
+    ctx.net(&["build"]).ok();
+    let id = current_image(&ctx, "worker1");
+    // To the image it is on: says so, switches nothing.
+    let r = ctx.run(&["rollback", "worker1", "--to", &id[..10]]).ok();
+    assert_eq!(
+        r.stdout,
+        format!("worker1 is already on generation 2 (image {id}): nothing to switch\n")
+    );
+    assert_eq!(current_image(&ctx, "worker1"), id);
+    // A build after a rollback moves the node forward again, and says so.
+    ctx.run(&["rollback", "worker1"]).ok();
+    let r = ctx.net(&["build"]).ok();
+    assert_eq!(
+        r.stderr,
+        "note: worker1: was rolled back to generation 1; this build makes generation 3 current\n"
+    );
+    assert_eq!(current_image(&ctx, "worker1"), id);
+    // The next one has nothing to say.
+    assert_eq!(ctx.net(&["build"]).ok().stderr, "");
+}

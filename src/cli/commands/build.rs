@@ -61,6 +61,14 @@ pub fn exec(ctx: &Ctx, args: BuildArgs) -> Result<ExitCode, Error> {
             layers.join(", ")
         );
     }
+    for n in &r.nodes {
+        if let Some(g) = n.rolled_back_to {
+            eprintln!(
+                "note: {}: was rolled back to generation {g}; this build makes generation {} current",
+                n.node, n.generation
+            );
+        }
+    }
     if r.all_unchanged() {
         say!(
             "nothing to do: all {} node images are up to date ({:.2}s)",
