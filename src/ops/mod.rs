@@ -45,6 +45,15 @@ pub(crate) fn open_store(
     crate::store::Store::open_with(&out.store(), &|| out.clean_temps())
 }
 
+/// Open the store to read it only (verify, `gc --dry-run`), creating nothing: a missing store
+/// reads as empty.
+pub(crate) fn open_store_read_only(
+    out: &crate::layout::OutDir,
+    exclusive: bool,
+) -> Result<crate::store::Store, crate::fsutil::FsError> {
+    crate::store::Store::open_read_only(&out.store(), exclusive, &|| out.clean_temps())
+}
+
 /// Open the store alone (gc): waits for every other process, then cleans as [`open_store`].
 pub(crate) fn open_store_exclusive(
     out: &crate::layout::OutDir,

@@ -117,3 +117,51 @@ fn rollbacks_say_what_they_did_and_did_not_do() {
     // The next one has nothing to say.
     assert_eq!(ctx.net(&["build"]).ok().stderr, "");
 }
+
+/// Every directory under `root`, sorted.
+fn dirs(root: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut todo = vec![root.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            if e.file_type().unwrap().is_dir() {
+                out.push(e.path());
+                todo.push(e.path());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// `verify` and `gc --dry-run` read: on an empty or mistyped --out they create nothing (as
+/// root, permissions cannot show it; the directories they would make can).
+#[test]
+fn read_only_commands_create_no_directories() {
+    let ctx = TestContext::new();
+    ctx.net(&["lock"]).ok();
+    let before = dirs(ctx.path());
+    for out in ["out", "no/such/out"] {
+        let r = ctx.run(&["--out", out, "verify"]).ok();
+        assert!(
+            r.stderr.contains("holds no store objects and no images"),
+            "{}",
+            r.stderr
+        );
+        ctx.run(&["--out", out, "verify", "--rebuild"]).ok();
+        let v = ctx
+            .run(&["--out", out, "gc", "--dry-run", "--json"])
+            .ok()
+            .json();
+        assert_eq!(v["removed_objects"], 0, "{v}");
+        ctx.run(&["--out", out, "gc", "--dry-run"]).ok();
+        assert_eq!(dirs(ctx.path()), before, "--out {out}");
+    }
+    // On a built tree they create nothing either.
+    ctx.net(&["build"]).ok();
+    let before = dirs(ctx.path());
+    ctx.run(&["verify"]).ok();
+    ctx.run(&["gc", "--dry-run", "--keep-generations", "1"])
+        .ok();
+    assert_eq!(dirs(ctx.path()), before);
+}
