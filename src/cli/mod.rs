@@ -33,20 +33,16 @@ use commands::{
     about = "Reproducible, content-addressed node images for self-hosted Kubernetes"
 )]
 struct Cli {
-    /// The cluster manifest.
-    #[arg(
-        long,
-        global = true,
-        env = "NODEFORGE_MANIFEST",
-        default_value = "manifests/kubenet.toml"
-    )]
-    manifest: PathBuf,
-    /// The lockfile [default: lockfiles/<manifest name>.lock]
-    #[arg(long, global = true, env = "NODEFORGE_LOCKFILE")]
+    /// The cluster manifest [default: manifests/kubenet.toml of the project, found from here
+    /// upwards as cargo finds Cargo.toml]
+    #[arg(long, global = true, env = "NODEFORGE_MANIFEST", value_name = "PATH")]
+    manifest: Option<PathBuf>,
+    /// The lockfile [default: lockfiles/<manifest name>.lock beside the manifest's directory]
+    #[arg(long, global = true, env = "NODEFORGE_LOCKFILE", value_name = "PATH")]
     lockfile: Option<PathBuf>,
-    /// Output directory: the store and the images live here.
-    #[arg(long, global = true, env = "NODEFORGE_OUT", default_value = "out")]
-    out: PathBuf,
+    /// Output directory: the store and the images live here [default: out, in the project]
+    #[arg(long, global = true, env = "NODEFORGE_OUT", value_name = "DIR")]
+    out: Option<PathBuf>,
     /// Print the report (or the error) as JSON on stdout instead of text.
     #[arg(long, global = true)]
     json: bool,
@@ -154,20 +150,68 @@ impl NetArgs {
 /// Parse the process's arguments, run the command, and turn the outcome into an exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    let (root, not_found) = match &cli.manifest {
+        Some(_) => (PathBuf::new(), None),
+        None => project_root(),
+    };
+    let manifest = cli.manifest.unwrap_or_else(|| root.join(DEFAULT_MANIFEST));
     let ctx = Ctx {
-        lockfile: lockfile_for(cli.lockfile.as_deref(), &cli.manifest),
-        manifest: cli.manifest,
-        out: cli.out,
+        lockfile: lockfile_for(cli.lockfile.as_deref(), &manifest),
+        manifest,
+        out: cli.out.unwrap_or_else(|| root.join("out")),
         json: cli.json,
         allow_outside_templates: cli.allow_outside_templates,
     };
-    match run(&ctx, cli.command) {
+    let outcome = match not_found {
+        Some(start) if cli.command.needs_manifest() => Err(Error::NoProject {
+            start,
+            manifest: PathBuf::from(DEFAULT_MANIFEST),
+        }),
+        _ => run(&ctx, cli.command),
+    };
+    match outcome {
         Ok(code) => code,
         Err(e) => {
             report_error(&e, ctx.json);
             // 1 for a problem with the inputs, 101 for a bug in nodeforge (as cargo).
             ExitCode::from(e.exit_code())
         }
+    }
+}
+
+/// The manifest when `--manifest` is not given, relative to the project's root.
+const DEFAULT_MANIFEST: &str = "manifests/kubenet.toml";
+
+/// The project's root, as a relative path (`""`, `..`, `../..`) from the current directory: the
+/// nearest directory, from here upwards, holding [`DEFAULT_MANIFEST`]. When there is none:
+/// `""` (paths stay relative to here) and the directory the search started from.
+fn project_root() -> (PathBuf, Option<PathBuf>) {
+    let Ok(cwd) = std::env::current_dir() else {
+        return (PathBuf::new(), None);
+    };
+    let mut up = PathBuf::new();
+    for dir in cwd.ancestors() {
+        if dir.join(DEFAULT_MANIFEST).is_file() {
+            return (up, None);
+        }
+        up.push("..");
+    }
+    (PathBuf::new(), Some(cwd))
+}
+
+impl Command {
+    /// Commands that cannot do anything without the manifest (the others work on `out` alone).
+    fn needs_manifest(&self) -> bool {
+        matches!(
+            self,
+            Command::Lock(_)
+                | Command::Fetch(_)
+                | Command::Build(_)
+                | Command::Verify(_)
+                | Command::Components(_)
+                | Command::Mirror(_)
+                | Command::DemoMirror(_)
+        )
     }
 }
 

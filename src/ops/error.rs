@@ -75,6 +75,8 @@ pub enum Error {
     },
     #[error("no node can be rolled back: {}", if reasons.is_empty() { "no node has generations yet".to_string() } else { reasons.join("; ") })]
     NothingToRollBack { reasons: Vec<String> },
+    #[error("no {} in {} or any directory above it: not inside a nodeforge project", manifest.display(), start.display())]
+    NoProject { start: PathBuf, manifest: PathBuf },
     #[error("{0}")]
     Usage(String),
     /// An internal invariant failed: a bug in nodeforge, not a problem with its inputs.
@@ -121,6 +123,9 @@ impl Error {
             Error::NothingToRollBack { reasons } if reasons.is_empty() => {
                 vec!["run `nodeforge build` first".into()]
             }
+            Error::NoProject { .. } => vec![
+                "run nodeforge in the project's directory (the one holding manifests/) or below it, or pass --manifest PATH".into(),
+            ],
             Error::UnknownNode { .. } => vec!["run `nodeforge build` first".into()],
             Error::Internal(_) => vec!["this is a bug in nodeforge: please report it with the command that caused it".into()],
             Error::MissingObjects { .. } => vec![

@@ -165,3 +165,51 @@ fn read_only_commands_create_no_directories() {
         .ok();
     assert_eq!(dirs(ctx.path()), before);
 }
+
+/// From a subdirectory, the project is found upwards (like cargo): the manifest, lockfile and
+/// `out` are the project's, and nothing is said about it; outside any project, a clear error.
+#[test]
+fn a_subdirectory_finds_the_project_root() {
+    let ctx = TestContext::new();
+    let sub = ctx.path().join("docs/notes");
+    std::fs::create_dir_all(&sub).unwrap();
+    let mirror = ctx.server.url();
+    let net = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["--mirrors-only", "--mirror", &mirror, "--retries", "1"]);
+        crate::run_in(&sub, &all)
+    };
+    let r = net(&["lock"]).ok();
+    assert!(!r.stderr.contains("project"), "{}", r.stderr);
+    assert!(ctx.lockfile().is_file());
+    net(&["build"]).ok();
+    assert!(ctx.path().join("out/nodes/worker1/current").exists());
+    assert_eq!(
+        std::fs::read_dir(&sub).unwrap().count(),
+        0,
+        "nothing is made in the subdirectory"
+    );
+    crate::run_in(&sub, &["list", "--node", "worker1"])
+        .ok()
+        .stdout_has("worker1\n  *   1  ");
+    crate::run_in(&sub, &["verify"]).ok();
+    // An explicit --out is relative to where the command runs.
+    crate::run_in(&sub, &["--out", "here", "verify"]).ok();
+    assert!(!sub.join("here").exists());
+
+    // Outside any project: says so, creates nothing.
+    let elsewhere = tempfile::tempdir().unwrap();
+    for args in [vec!["build"], vec!["lock", "--check"], vec!["verify"]] {
+        let r = crate::run_in(elsewhere.path(), &args).fails();
+        assert_eq!(
+            r.stderr,
+            format!(
+                "error: no manifests/kubenet.toml in {} or any directory above it: not inside a nodeforge project\n\
+                 hint: run nodeforge in the project's directory (the one holding manifests/) or below it, or pass --manifest PATH\n",
+                elsewhere.path().display()
+            ),
+            "{args:?}"
+        );
+    }
+    assert_eq!(std::fs::read_dir(elsewhere.path()).unwrap().count(), 0);
+}
