@@ -86,6 +86,8 @@ pub struct BuildReport {
     pub nodes: Vec<NodeBuild>,
     pub fetched: usize,
     pub elapsed_ms: u64,
+    /// Things that do not stop a build but are likely mistakes (a `vars` key no template reads).
+    pub warnings: Vec<String>,
 }
 
 impl BuildReport {
@@ -254,10 +256,11 @@ pub(crate) fn render_images(
     nodes: &[&Node],
     jobs: usize,
     allow_outside_templates: bool,
-) -> Result<Vec<ImageManifest>, Error> {
+) -> Result<(Vec<ImageManifest>, Vec<String>), Error> {
     let manifest = &checked.manifest;
     let arches: BTreeSet<&Arch> = nodes.iter().map(|n| &n.arch).collect();
     let templates = TemplateSet::load(&templates_root(manifest, allow_outside_templates)?)?;
+    let warnings = unread_vars_warnings(&templates, manifest, nodes);
     let mut bins: BTreeMap<&Arch, BinarySet> = BTreeMap::new();
     for arch in arches {
         bins.insert(arch, binaries_for(store, checked, arch, jobs)?);
@@ -265,7 +268,37 @@ pub(crate) fn render_images(
     let images = parallel_map(nodes, jobs.max(2), |n| {
         node_image(store, &templates, manifest, n, &bins[&n.arch])
     });
-    images.into_iter().collect()
+    Ok((images.into_iter().collect::<Result<_, _>>()?, warnings))
+}
+
+/// A warning for each `vars` key no template reads (a typo falls back to the default
+/// silently), with the key that was likely meant.
+fn unread_vars_warnings(
+    templates: &TemplateSet,
+    manifest: &Manifest,
+    nodes: &[&Node],
+) -> Vec<String> {
+    let file = manifest.path.file_name().map_or_else(
+        || manifest.path.display().to_string(),
+        |f| f.to_string_lossy().into_owned(),
+    );
+    templates
+        .unread_vars(manifest, nodes)
+        .into_iter()
+        .map(|u| {
+            let whose = match &u.node {
+                Some(n) => format!("{n}: vars key"),
+                None => format!("{file}: [vars] key"),
+            };
+            format!(
+                "{whose} `{}` is read by no template{}",
+                u.key,
+                super::nodes::suggest(&u.key, &u.read)
+                    .map(|s| format!("; did you mean {s}?"))
+                    .unwrap_or_default()
+            )
+        })
+        .collect()
 }
 
 /// The template tree of `manifest`, which must lie inside the manifest's directory once symlinks
@@ -325,7 +358,7 @@ pub(crate) fn render_all(
     allow_outside_templates: bool,
 ) -> Result<BTreeMap<String, ImageManifest>, Error> {
     let nodes = select_nodes(&checked.manifest, &[])?;
-    let images = render_images(store, checked, &nodes, jobs, allow_outside_templates)?;
+    let (images, _) = render_images(store, checked, &nodes, jobs, allow_outside_templates)?;
     Ok(nodes
         .iter()
         .map(|n| n.name.to_string())
@@ -366,7 +399,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, Error> {
         return Err(Error::Fetch(failures));
     }
 
-    let images = render_images(
+    let (images, warnings) = render_images(
         &store,
         &checked,
         &nodes,
@@ -471,5 +504,6 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, Error> {
         nodes: report,
         fetched: fetched.count(super::ArtifactStatus::Fetched),
         elapsed_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        warnings,
     })
 }

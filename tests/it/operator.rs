@@ -213,3 +213,28 @@ fn a_subdirectory_finds_the_project_root() {
     }
     assert_eq!(std::fs::read_dir(elsewhere.path()).unwrap().count(), 0);
 }
+
+/// A `vars` key no template reads is a warning naming the node (or `[vars]`) and the key, with
+/// the key that was likely meant; the build goes on.
+#[test]
+fn an_unread_vars_key_is_a_warning() {
+    let ctx = TestContext::new();
+    ctx.net(&["lock"]).ok();
+    let t = std::fs::read_to_string(ctx.manifest()).unwrap();
+    ctx.set_manifest(&format!("{t}\n[vars]\nkubelet_verbosty = 5\n"));
+    ctx.edit_manifest(
+        "name = \"worker1\"\n",
+        "name = \"worker1\"\nvars = { kubelet_verbosty = 4, kubelet_verbosity = 3 }\n",
+    );
+    let r = ctx.net(&["build"]).ok();
+    assert_eq!(
+        r.stderr,
+        "warning: kubenet.toml: [vars] key `kubelet_verbosty` is read by no template; did you mean kubelet_verbosity?\n\
+         warning: worker1: vars key `kubelet_verbosty` is read by no template; did you mean kubelet_verbosity?\n"
+    );
+    // Spelled right: nothing to say.
+    crate::set_verbosity(&ctx, 5);
+    ctx.edit_manifest("kubelet_verbosty = 4, ", "");
+    let r = ctx.net(&["build"]).ok();
+    assert_eq!(r.stderr, "");
+}

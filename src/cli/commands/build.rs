@@ -31,6 +31,9 @@ pub fn exec(ctx: &Ctx, args: BuildArgs) -> Result<ExitCode, Error> {
         allow_outside_templates: ctx.allow_outside_templates,
     };
     let r = ops::build(&opts)?;
+    for w in &r.warnings {
+        eprintln!("warning: {w}");
+    }
     if json {
         print_json(&r);
         return Ok(ExitCode::SUCCESS);
