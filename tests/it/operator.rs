@@ -238,3 +238,74 @@ fn an_unread_vars_key_is_a_warning() {
     let r = ctx.net(&["build"]).ok();
     assert_eq!(r.stderr, "");
 }
+
+/// The names of a `--help`'s subcommands (without `help`).
+fn subcommands(help: &str) -> Vec<String> {
+    help.split("\nCommands:\n")
+        .nth(1)
+        .map(|s| {
+            s.lines()
+                .take_while(|l| l.starts_with("  "))
+                .filter_map(|l| l.split_whitespace().next())
+                .filter(|c| *c != "help")
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Every option and argument of every command's `--help` says what it is for; the main
+/// commands show examples.
+#[test]
+fn every_help_option_has_a_description_and_main_commands_have_examples() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut todo: Vec<Vec<String>> = vec![vec![]];
+    let mut seen = 0;
+    while let Some(cmd) = todo.pop() {
+        let mut args: Vec<&str> = cmd.iter().map(String::as_str).collect();
+        args.push("--help");
+        let help = crate::run_in(dir.path(), &args).ok().stdout;
+        seen += 1;
+        for sub in subcommands(&help) {
+            let mut c = cmd.clone();
+            c.push(sub);
+            todo.push(c);
+        }
+        let mut section = "";
+        for line in help.lines() {
+            if !line.starts_with(' ') {
+                section = line;
+                continue;
+            }
+            if section != "Options:" && section != "Arguments:" {
+                continue;
+            }
+            let spec = line.trim_start();
+            let described = spec
+                .split_once("  ")
+                .is_some_and(|(_, d)| !d.trim().is_empty());
+            assert!(
+                described,
+                "`nodeforge {}`: {spec:?} has no description",
+                cmd.join(" ")
+            );
+        }
+        let main = ["build", "lock", "fetch", "rollback", "verify", "show"];
+        if cmd.len() == 1 && main.contains(&cmd[0].as_str()) {
+            let examples = help
+                .split("\nExamples:\n")
+                .nth(1)
+                .unwrap_or_else(|| panic!("`nodeforge {}` has no examples:\n{help}", cmd[0]));
+            assert!(
+                examples.lines().all(|l| l.starts_with("  nodeforge ")),
+                "{examples}"
+            );
+            assert!(
+                examples.contains(&format!(" {} ", cmd[0]))
+                    || examples.contains(&format!(" {}\n", cmd[0])),
+                "{examples}"
+            );
+        }
+    }
+    assert!(seen >= 15, "{seen} help pages");
+}
