@@ -33,20 +33,16 @@ use commands::{
     about = "Reproducible, content-addressed node images for self-hosted Kubernetes"
 )]
 struct Cli {
-    /// The cluster manifest.
-    #[arg(
-        long,
-        global = true,
-        env = "NODEFORGE_MANIFEST",
-        default_value = "manifests/kubenet.toml"
-    )]
-    manifest: PathBuf,
-    /// The lockfile [default: lockfiles/<manifest name>.lock]
-    #[arg(long, global = true, env = "NODEFORGE_LOCKFILE")]
+    /// The cluster manifest [default: manifests/kubenet.toml of the project, found from here
+    /// upwards as cargo finds Cargo.toml]
+    #[arg(long, global = true, env = "NODEFORGE_MANIFEST", value_name = "PATH")]
+    manifest: Option<PathBuf>,
+    /// The lockfile [default: lockfiles/<manifest name>.lock beside the manifest's directory]
+    #[arg(long, global = true, env = "NODEFORGE_LOCKFILE", value_name = "PATH")]
     lockfile: Option<PathBuf>,
-    /// Output directory: the store and the images live here.
-    #[arg(long, global = true, env = "NODEFORGE_OUT", default_value = "out")]
-    out: PathBuf,
+    /// Output directory: the store and the images live here [default: out, in the project]
+    #[arg(long, global = true, env = "NODEFORGE_OUT", value_name = "DIR")]
+    out: Option<PathBuf>,
     /// Print the report (or the error) as JSON on stdout instead of text.
     #[arg(long, global = true)]
     json: bool,
@@ -61,13 +57,17 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Pin every artifact of the manifest to its URL and upstream's published sha256.
+    #[command(after_help = LOCK_EXAMPLES)]
     Lock(lock::LockArgs),
     /// Download every locked artifact the store lacks, verified against the lockfile.
+    #[command(after_help = FETCH_EXAMPLES)]
     Fetch(fetch::FetchArgs),
     /// Build one immutable, layered image per node (fetching what the store lacks): a shared
     /// payload layer for /usr and /opt, and the node's config layer for /etc.
+    #[command(after_help = BUILD_EXAMPLES)]
     Build(build::BuildArgs),
     /// Show an image's layers and entries and where each came from (a bill of materials).
+    #[command(after_help = SHOW_EXAMPLES)]
     Show(show::ShowArgs),
     /// Write a whole node image as one file: a .tar.zst, or one EROFS file with its dm-verity
     /// tree beside it (FILE.verity), for installers, containers and setups without layers.
@@ -75,6 +75,7 @@ enum Command {
     /// Show each node's generations, the current one marked.
     List(list::ListArgs),
     /// Switch a node (or --all) to its previous generation, or --to any image it ever had.
+    #[command(after_help = ROLLBACK_EXAMPLES)]
     Rollback(rollback::RollbackArgs),
     /// Compare two images: files added, removed, changed (with diffs), versions moved.
     /// Each side is an image id (prefix), NODE (its current image) or NODE@GENERATION.
@@ -83,6 +84,7 @@ enum Command {
     Gc(gc::GcArgs),
     /// For CI: re-check the lockfile, every store object, every image and layer; --rebuild
     /// compares rebuilds.
+    #[command(after_help = VERIFY_EXAMPLES)]
     Verify(verify::VerifyArgs),
     /// Mirrors for air-gapped sites.
     Mirror(mirror::MirrorArgs),
@@ -91,6 +93,48 @@ enum Command {
     /// Write stand-in artifacts (same names and shapes as upstream's) as a mirror, for demos and tests.
     DemoMirror(demo_mirror::DemoMirrorArgs),
 }
+
+/// `--help` examples of the main commands.
+const LOCK_EXAMPLES: &str = "\
+Examples:
+  nodeforge lock                            resolve what changed in the manifest, keep the rest
+  nodeforge lock --update containerd        re-resolve one component
+  nodeforge lock --check                    CI: fail if the lockfile is missing, edited or stale
+  nodeforge lock --offline --mirrors-only --mirror file://lockfiles/upstream-checksums --allow-unresolved";
+
+const FETCH_EXAMPLES: &str = "\
+Examples:
+  nodeforge fetch                           download what the store lacks
+  nodeforge fetch --mirror https://mirror.example/nodeforge -j 8
+  nodeforge fetch --offline --mirror file:///srv/mirror   air-gapped: a mirror export, no network";
+
+const BUILD_EXAMPLES: &str = "\
+Examples:
+  nodeforge build                           every node of manifests/kubenet.toml, into out/
+  nodeforge build --node worker1 --node worker2
+  nodeforge build --offline                 only what the store already holds
+  nodeforge --manifest manifests/lab.toml --out out-lab build";
+
+const SHOW_EXAMPLES: &str = "\
+Examples:
+  nodeforge show worker1                    worker1's current image: layers, entries, provenance
+  nodeforge show worker1@2                  its generation 2
+  nodeforge show 3fa9c2                     an image by id prefix
+  nodeforge show worker1 --boot             the disks, kernel command line and QEMU command to boot it
+  nodeforge --json show worker1 | jq '.entries[].path'";
+
+const ROLLBACK_EXAMPLES: &str = "\
+Examples:
+  nodeforge rollback worker1                worker1 back to its previous generation
+  nodeforge rollback worker1 --to 3fa9c2    to any image it had (`nodeforge list` shows them)
+  nodeforge rollback --all                  every node that has a previous generation
+  nodeforge build                           later: forward again to what the inputs build";
+
+const VERIFY_EXAMPLES: &str = "\
+Examples:
+  nodeforge verify                          lockfile, store objects, images and layers
+  nodeforge verify --rebuild                also rebuild every current image and compare byte for byte
+  nodeforge --json verify > verify.json     for CI";
 
 /// What every command gets besides its own arguments.
 #[derive(Debug, Clone)]
@@ -121,10 +165,10 @@ pub struct NetArgs {
     #[arg(long, default_value_t = 10, value_name = "SECS")]
     connect_timeout: u64,
     /// Retries per source on transient errors (5xx, resets, truncated bodies).
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 3, value_name = "N")]
     retries: u32,
     /// Parallel downloads.
-    #[arg(long, short, default_value_t = 4)]
+    #[arg(long, short, default_value_t = 4, value_name = "N")]
     jobs: usize,
 }
 
@@ -154,20 +198,68 @@ impl NetArgs {
 /// Parse the process's arguments, run the command, and turn the outcome into an exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    let (root, not_found) = match &cli.manifest {
+        Some(_) => (PathBuf::new(), None),
+        None => project_root(),
+    };
+    let manifest = cli.manifest.unwrap_or_else(|| root.join(DEFAULT_MANIFEST));
     let ctx = Ctx {
-        lockfile: lockfile_for(cli.lockfile.as_deref(), &cli.manifest),
-        manifest: cli.manifest,
-        out: cli.out,
+        lockfile: lockfile_for(cli.lockfile.as_deref(), &manifest),
+        manifest,
+        out: cli.out.unwrap_or_else(|| root.join("out")),
         json: cli.json,
         allow_outside_templates: cli.allow_outside_templates,
     };
-    match run(&ctx, cli.command) {
+    let outcome = match not_found {
+        Some(start) if cli.command.needs_manifest() => Err(Error::NoProject {
+            start,
+            manifest: PathBuf::from(DEFAULT_MANIFEST),
+        }),
+        _ => run(&ctx, cli.command),
+    };
+    match outcome {
         Ok(code) => code,
         Err(e) => {
             report_error(&e, ctx.json);
             // 1 for a problem with the inputs, 101 for a bug in nodeforge (as cargo).
             ExitCode::from(e.exit_code())
         }
+    }
+}
+
+/// The manifest when `--manifest` is not given, relative to the project's root.
+const DEFAULT_MANIFEST: &str = "manifests/kubenet.toml";
+
+/// The project's root, as a relative path (`""`, `..`, `../..`) from the current directory: the
+/// nearest directory, from here upwards, holding [`DEFAULT_MANIFEST`]. When there is none:
+/// `""` (paths stay relative to here) and the directory the search started from.
+fn project_root() -> (PathBuf, Option<PathBuf>) {
+    let Ok(cwd) = std::env::current_dir() else {
+        return (PathBuf::new(), None);
+    };
+    let mut up = PathBuf::new();
+    for dir in cwd.ancestors() {
+        if dir.join(DEFAULT_MANIFEST).is_file() {
+            return (up, None);
+        }
+        up.push("..");
+    }
+    (PathBuf::new(), Some(cwd))
+}
+
+impl Command {
+    /// Commands that cannot do anything without the manifest (the others work on `out` alone).
+    fn needs_manifest(&self) -> bool {
+        matches!(
+            self,
+            Command::Lock(_)
+                | Command::Fetch(_)
+                | Command::Build(_)
+                | Command::Verify(_)
+                | Command::Components(_)
+                | Command::Mirror(_)
+                | Command::DemoMirror(_)
+        )
     }
 }
 
@@ -231,4 +323,32 @@ pub(crate) fn human_bytes(n: u64) -> String {
 
 fn lockfile_for(cli_lockfile: Option<&Path>, manifest: &Path) -> PathBuf {
     cli_lockfile.map_or_else(|| ops::default_lockfile(manifest), Path::to_path_buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every example of `--help` is a command line nodeforge accepts.
+    #[test]
+    fn examples_parse() {
+        for examples in [
+            LOCK_EXAMPLES,
+            FETCH_EXAMPLES,
+            BUILD_EXAMPLES,
+            SHOW_EXAMPLES,
+            ROLLBACK_EXAMPLES,
+            VERIFY_EXAMPLES,
+        ] {
+            for line in examples.lines().skip(1) {
+                let command = line.trim_start().split("  ").next().unwrap_or_default();
+                let command = command.split(['|', '>']).next().unwrap_or_default();
+                let args: Vec<&str> = command.split_whitespace().collect();
+                assert!(
+                    Cli::try_parse_from(&args).is_ok(),
+                    "example does not parse: {line}"
+                );
+            }
+        }
+    }
 }

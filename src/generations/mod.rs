@@ -46,8 +46,17 @@ pub enum GenerationError {
         prefix: String,
         candidates: Vec<String>,
     },
-    #[error("node `{node}` has no generation {number}")]
-    NoSuchGeneration { node: String, number: u32 },
+    #[error("node `{node}` has no generation {number}: {node} has {}", match existing.as_slice() {
+        [] => "none".to_string(),
+        [one] => format!("generation {one}"),
+        many => format!("generations {}", many.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")),
+    })]
+    NoSuchGeneration {
+        node: String,
+        number: u32,
+        /// The generations it has.
+        existing: Vec<u32>,
+    },
 }
 
 fn node_dir(out: &Path, node: &str) -> PathBuf {
@@ -231,6 +240,7 @@ pub fn switch(out: &Path, node: &str, number: u32) -> Result<(), GenerationError
         return Err(GenerationError::NoSuchGeneration {
             node: node.to_string(),
             number,
+            existing: list(out, node)?.iter().map(|g| g.number).collect(),
         });
     }
     let current = dir.join("current");

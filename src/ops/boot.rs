@@ -45,8 +45,8 @@ pub fn serial(role: Role, hash: bool) -> String {
 
 /// The boot plan of `reference` (NODE, NODE@GEN or an image id). A plain node name gives paths
 /// through `out/nodes/<node>/current`, so the same VM definition follows builds and rollbacks.
-pub fn boot_plan(out: &Path, reference: &str) -> Result<BootPlan, Error> {
-    let m = resolve_image(out, reference)?;
+pub fn boot_plan(manifest: &Path, out: &Path, reference: &str) -> Result<BootPlan, Error> {
+    let m = resolve_image(manifest, out, reference)?;
     if m.layers.is_empty() {
         return Err(Error::FlatImage {
             image: m.id.clone(),

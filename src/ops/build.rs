@@ -59,6 +59,8 @@ pub struct NodeBuild {
     /// The layers, bottom to top: what a VM attaches.
     pub layers: Vec<LayerBuild>,
     pub entries: usize,
+    /// The node had been rolled back to this generation, and this build moved it forward.
+    pub rolled_back_to: Option<u32>,
 }
 
 /// One layer of a built image.
@@ -84,6 +86,8 @@ pub struct BuildReport {
     pub nodes: Vec<NodeBuild>,
     pub fetched: usize,
     pub elapsed_ms: u64,
+    /// Things that do not stop a build but are likely mistakes (a `vars` key no template reads).
+    pub warnings: Vec<String>,
 }
 
 impl BuildReport {
@@ -107,15 +111,15 @@ fn select_nodes<'m>(manifest: &'m Manifest, names: &[String]) -> Result<Vec<&'m 
             Some(node) if !out.iter().any(|o: &&Node| o.name == node.name) => out.push(node),
             Some(_) => {}
             None => {
-                return Err(Error::Usage(format!(
-                    "`{n}` is not a node of this manifest (nodes: {})",
-                    manifest
-                        .nodes
-                        .keys()
-                        .map(ToString::to_string)
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )))
+                let known = super::nodes::KnownNodes {
+                    source: manifest.path.file_name().map_or_else(
+                        || manifest.path.display().to_string(),
+                        |f| f.to_string_lossy().into_owned(),
+                    ),
+                    manifest: manifest.nodes.keys().map(ToString::to_string).collect(),
+                    built: Vec::new(),
+                };
+                return Err(known.unknown(n));
             }
         }
     }
@@ -252,10 +256,11 @@ pub(crate) fn render_images(
     nodes: &[&Node],
     jobs: usize,
     allow_outside_templates: bool,
-) -> Result<Vec<ImageManifest>, Error> {
+) -> Result<(Vec<ImageManifest>, Vec<String>), Error> {
     let manifest = &checked.manifest;
     let arches: BTreeSet<&Arch> = nodes.iter().map(|n| &n.arch).collect();
     let templates = TemplateSet::load(&templates_root(manifest, allow_outside_templates)?)?;
+    let warnings = unread_vars_warnings(&templates, manifest, nodes);
     let mut bins: BTreeMap<&Arch, BinarySet> = BTreeMap::new();
     for arch in arches {
         bins.insert(arch, binaries_for(store, checked, arch, jobs)?);
@@ -263,7 +268,37 @@ pub(crate) fn render_images(
     let images = parallel_map(nodes, jobs.max(2), |n| {
         node_image(store, &templates, manifest, n, &bins[&n.arch])
     });
-    images.into_iter().collect()
+    Ok((images.into_iter().collect::<Result<_, _>>()?, warnings))
+}
+
+/// A warning for each `vars` key no template reads (a typo falls back to the default
+/// silently), with the key that was likely meant.
+fn unread_vars_warnings(
+    templates: &TemplateSet,
+    manifest: &Manifest,
+    nodes: &[&Node],
+) -> Vec<String> {
+    let file = manifest.path.file_name().map_or_else(
+        || manifest.path.display().to_string(),
+        |f| f.to_string_lossy().into_owned(),
+    );
+    templates
+        .unread_vars(manifest, nodes)
+        .into_iter()
+        .map(|u| {
+            let whose = match &u.node {
+                Some(n) => format!("{n}: vars key"),
+                None => format!("{file}: [vars] key"),
+            };
+            format!(
+                "{whose} `{}` is read by no template{}",
+                u.key,
+                super::nodes::suggest(&u.key, &u.read)
+                    .map(|s| format!("; did you mean {s}?"))
+                    .unwrap_or_default()
+            )
+        })
+        .collect()
 }
 
 /// The template tree of `manifest`, which must lie inside the manifest's directory once symlinks
@@ -323,7 +358,7 @@ pub(crate) fn render_all(
     allow_outside_templates: bool,
 ) -> Result<BTreeMap<String, ImageManifest>, Error> {
     let nodes = select_nodes(&checked.manifest, &[])?;
-    let images = render_images(store, checked, &nodes, jobs, allow_outside_templates)?;
+    let (images, _) = render_images(store, checked, &nodes, jobs, allow_outside_templates)?;
     Ok(nodes
         .iter()
         .map(|n| n.name.to_string())
@@ -364,7 +399,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, Error> {
         return Err(Error::Fetch(failures));
     }
 
-    let images = render_images(
+    let (images, warnings) = render_images(
         &store,
         &checked,
         &nodes,
@@ -393,6 +428,19 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, Error> {
     }
     // Each node's layer, image and generation, several nodes at a time: the work is mostly
     // waiting for the disk (a syncfs per published directory), which overlaps well.
+    // Nodes rolled back to an older generation than their newest: named when a build moves
+    // them forward again.
+    let rolled_back: Vec<Option<u32>> = nodes
+        .iter()
+        .map(|n| {
+            let cur = generations::current(&opts.out, n.name.as_str())?;
+            let newest = generations::list(&opts.out, n.name.as_str())
+                .ok()?
+                .last()?
+                .number;
+            (cur < newest).then_some(cur)
+        })
+        .collect();
     let pairs: Vec<(&&Node, &ImageManifest)> = nodes.iter().zip(&images).collect();
     let written = parallel_map(&pairs, opts.jobs.max(2), |(n, m)| {
         let (dir, full, new) = materialize(&out, &store, m)?;
@@ -408,7 +456,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, Error> {
         Ok::<_, Error>((dir, full, new, generation, recorded))
     });
     let mut report = Vec::new();
-    for ((n, m), w) in nodes.iter().zip(&images).zip(written) {
+    for (((n, m), w), rolled_back) in nodes.iter().zip(&images).zip(written).zip(rolled_back) {
         let (dir, full, new, generation, recorded) = w?;
         let layers = full
             .layers
@@ -448,6 +496,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, Error> {
             image_dir: dir,
             layers,
             entries: m.entries.len(),
+            rolled_back_to: rolled_back.filter(|&r| r != generation),
         });
     }
     Ok(BuildReport {
@@ -455,5 +504,6 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, Error> {
         nodes: report,
         fetched: fetched.count(super::ArtifactStatus::Fetched),
         elapsed_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        warnings,
     })
 }

@@ -65,6 +65,18 @@ pub enum Error {
         theirs: String,
         ours: String,
     },
+    #[error("`{node}` is not a node of {source_name}{}", suggestion.as_ref().map(|s| format!("; did you mean {s}?")).unwrap_or_default())]
+    UnknownNode {
+        node: String,
+        /// The manifest's file name (or the output directory when the manifest does not load).
+        source_name: String,
+        suggestion: Option<String>,
+        known: Vec<String>,
+    },
+    #[error("no node can be rolled back: {}", if reasons.is_empty() { "no node has generations yet".to_string() } else { reasons.join("; ") })]
+    NothingToRollBack { reasons: Vec<String> },
+    #[error("no {} in {} or any directory above it: not inside a nodeforge project", manifest.display(), start.display())]
+    NoProject { start: PathBuf, manifest: PathBuf },
     #[error("{0}")]
     Usage(String),
     /// An internal invariant failed: a bug in nodeforge, not a problem with its inputs.
@@ -103,6 +115,18 @@ impl Error {
             Error::OtherCluster { ours, .. } => vec![format!(
                 "give cluster `{ours}` its own output directory with --out"
             )],
+            Error::UnknownNode {
+                known, source_name, ..
+            } if !known.is_empty() => {
+                vec![format!("nodes of {source_name}: {}", known.join(", "))]
+            }
+            Error::NothingToRollBack { reasons } if reasons.is_empty() => {
+                vec!["run `nodeforge build` first".into()]
+            }
+            Error::NoProject { .. } => vec![
+                "run nodeforge in the project's directory (the one holding manifests/) or below it, or pass --manifest PATH".into(),
+            ],
+            Error::UnknownNode { .. } => vec!["run `nodeforge build` first".into()],
             Error::Internal(_) => vec!["this is a bug in nodeforge: please report it with the command that caused it".into()],
             Error::MissingObjects { .. } => vec![
                 "run `nodeforge fetch` (with the lockfile this image was built from) and `nodeforge build`, then try again".into(),

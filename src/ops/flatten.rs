@@ -25,12 +25,13 @@ pub struct FlattenReport {
 
 /// Write the image `reference` (NODE, NODE@GEN or an image id) to `dest` as one file.
 pub fn flatten(
+    manifest: &Path,
     out: &Path,
     reference: &str,
     format: FlatFormat,
     dest: &Path,
 ) -> Result<FlattenReport, Error> {
-    let m = resolve_image(out, reference)?;
+    let m = resolve_image(manifest, out, reference)?;
     let store = super::open_store(&OutDir::new(out))?;
     let info = write_flat(&store, &m, format, dest)?;
     let verity = info.as_ref().map(|_| {

@@ -71,7 +71,11 @@ fn size_of_tree(p: &Path, links: &mut HashMap<(u64, u64), u64>) -> u64 {
 pub fn gc(opts: &GcOptions) -> Result<GcReport, Error> {
     let out = &opts.out;
     let layout = OutDir::new(out);
-    let store = super::open_store_exclusive(&layout)?;
+    let store = if opts.dry_run {
+        super::open_store_read_only(&layout, true)?
+    } else {
+        super::open_store_exclusive(&layout)?
+    };
     let mut r = GcReport {
         dry_run: opts.dry_run,
         ..GcReport::default()

@@ -7,6 +7,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use super::materialize::{materialize, read_image_manifest};
+use super::nodes::{check_node, KnownNodes};
 use super::Error;
 use crate::generations::{self, Generation};
 use crate::image::{ImageManifest, Kind, Provenance, FLAT_FORMAT};
@@ -37,9 +38,10 @@ fn recorded_format(out: &Path, node: &str, number: u32) -> Option<u32> {
 }
 
 /// Every node's generations (or one node's), oldest first, with the current one.
-pub fn list(out: &Path, node: Option<&str>) -> Result<Vec<NodeHistory>, Error> {
+pub fn list(manifest: &Path, out: &Path, node: Option<&str>) -> Result<Vec<NodeHistory>, Error> {
     let nodes = match node {
         Some(n) => {
+            check_node(manifest, out, n)?;
             if !generations::nodes(out).iter().any(|x| x == n) {
                 return Err(generations::GenerationError::NoGenerations {
                     node: n.to_string(),
@@ -70,11 +72,24 @@ pub fn list(out: &Path, node: Option<&str>) -> Result<Vec<NodeHistory>, Error> {
 
 /// The recorded entry list of a generation (kept with it, so it survives gc of the image).
 pub fn generation_manifest(out: &Path, node: &str, number: u32) -> Result<ImageManifest, Error> {
+    let gens = generations::list(out, node)?;
+    if gens.is_empty() {
+        return Err(generations::GenerationError::NoGenerations {
+            node: node.to_string(),
+        }
+        .into());
+    }
+    let Some(g) = gens.iter().find(|g| g.number == number) else {
+        return Err(generations::GenerationError::NoSuchGeneration {
+            node: node.to_string(),
+            number,
+            existing: gens.iter().map(|g| g.number).collect(),
+        }
+        .into());
+    };
     let path = generations::generation_dir(out, node, number).join("manifest.json");
     let m = read_image_manifest(&path)?;
-    let g = generations::list(out, node)?
-        .into_iter()
-        .find(|g| g.number == number);
+    let g = Some(g);
     if let Some(g) = g.filter(|g| g.image_id != m.id) {
         return Err(Error::Usage(format!(
             "{}: the generation records image {}, its manifest.json is image {}: the record is damaged or was edited",
@@ -94,15 +109,50 @@ pub struct Rollback {
     pub image_id: String,
     /// The image's files had been collected and were written again from the store.
     pub rebuilt: bool,
+    /// The node was on that image already: nothing was switched.
+    pub already: bool,
+}
+
+/// A node `rollback --all` left where it is, and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct Skipped {
+    pub node: String,
+    pub current: Option<u32>,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RollbackAll {
+    pub rolled_back: Vec<Rollback>,
+    /// Nodes with no generation to go back to.
+    pub skipped: Vec<Skipped>,
 }
 
 /// Switch nodes to an earlier generation (or the one holding image `to`). All targets are found
 /// and their images made present before any node is switched.
-pub fn rollback(out: &Path, nodes: &[String], to: Option<&str>) -> Result<Vec<Rollback>, Error> {
+pub fn rollback(
+    manifest: &Path,
+    out: &Path,
+    nodes: &[String],
+    to: Option<&str>,
+) -> Result<Vec<Rollback>, Error> {
+    let known = KnownNodes::read(manifest, out);
     let mut plan = Vec::new();
     for node in nodes {
-        let target = generations::target(out, node, to)?;
-        plan.push((node.clone(), generations::current(out, node), target));
+        known.check(node)?;
+        let mut target = generations::target(out, node, to)?;
+        let current = generations::current(out, node);
+        // `--to` the image the node is on: its current generation, not a newer one with it.
+        if let Some(cur) = current {
+            let gens = generations::list(out, node)?;
+            if let Some(g) = gens
+                .into_iter()
+                .find(|g| g.number == cur && g.image_id == target.image_id)
+            {
+                target = g;
+            }
+        }
+        plan.push((node.clone(), current, target));
     }
     let layout = OutDir::new(out);
     let store = super::open_store(&layout)?;
@@ -123,26 +173,57 @@ pub fn rollback(out: &Path, nodes: &[String], to: Option<&str>) -> Result<Vec<Ro
     }
     let mut done = Vec::new();
     for ((node, from, target), rebuilt) in plan.into_iter().zip(rebuilt) {
-        generations::switch(out, &node, target.number)?;
+        let already = from == Some(target.number);
+        if !already {
+            generations::switch(out, &node, target.number)?;
+        }
         done.push(Rollback {
             node,
             from,
             to: target.number,
             image_id: target.image_id,
             rebuilt,
+            already,
         });
     }
     Ok(done)
 }
 
-/// Switch every node that has generations to its previous one (all targets found first).
-pub fn rollback_all(out: &Path) -> Result<Vec<Rollback>, Error> {
-    rollback(out, &generations::nodes(out), None)
+/// Switch every node that has a previous generation to it (all targets found first); the nodes
+/// that have none are named, and stay where they are. An error only when no node can go back.
+pub fn rollback_all(manifest: &Path, out: &Path) -> Result<RollbackAll, Error> {
+    let mut nodes = Vec::new();
+    let mut skipped = Vec::new();
+    for node in generations::nodes(out) {
+        match generations::target(out, &node, None) {
+            Ok(_) => nodes.push(node),
+            Err(
+                e @ (generations::GenerationError::NoPrevious { .. }
+                | generations::GenerationError::NoGenerations { .. }),
+            ) => skipped.push(Skipped {
+                current: generations::current(out, &node),
+                reason: e.to_string(),
+                node,
+            }),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if nodes.is_empty() {
+        return Err(Error::NothingToRollBack {
+            reasons: skipped.into_iter().map(|s| s.reason).collect(),
+        });
+    }
+    Ok(RollbackAll {
+        rolled_back: rollback(manifest, out, &nodes, None)?,
+        skipped,
+    })
 }
 
 /// Resolve `node`, `node@N` or an image id (prefix) to an image's entry list.
-pub fn resolve_image(out: &Path, reference: &str) -> Result<ImageManifest, Error> {
+pub fn resolve_image(manifest: &Path, out: &Path, reference: &str) -> Result<ImageManifest, Error> {
+    let known = KnownNodes::read(manifest, out);
     if let Some((node, gen)) = reference.split_once('@') {
+        known.check(node)?;
         let n: u32 = gen.parse().map_err(|_| {
             Error::Usage(format!(
                 "`{reference}`: expected NODE@GENERATION, like worker1@2"
@@ -150,7 +231,7 @@ pub fn resolve_image(out: &Path, reference: &str) -> Result<ImageManifest, Error
         })?;
         return generation_manifest(out, node, n);
     }
-    if generations::nodes(out).iter().any(|n| n == reference) {
+    if known.contains(reference) {
         let cur = generations::current(out, reference).ok_or_else(|| {
             generations::GenerationError::NoGenerations {
                 node: reference.to_string(),
@@ -169,7 +250,13 @@ pub fn resolve_image(out: &Path, reference: &str) -> Result<ImageManifest, Error
                     }
                 }
             }
-            Err(e)
+            // Not an image id but close to a node's name: a mistyped node name.
+            let hex = reference.chars().all(|c| c.is_ascii_hexdigit());
+            if !hex && super::nodes::suggest(reference, &known.all()).is_some() {
+                Err(known.unknown(reference))
+            } else {
+                Err(e)
+            }
         }
     }
 }
@@ -230,9 +317,9 @@ fn versions(m: &ImageManifest) -> BTreeMap<String, BTreeSet<String>> {
 
 /// Files added, removed and changed between two images, with unified diffs of rendered text
 /// files, and the component versions that moved.
-pub fn diff(out: &Path, a_ref: &str, b_ref: &str) -> Result<DiffReport, Error> {
-    let a = resolve_image(out, a_ref)?;
-    let b = resolve_image(out, b_ref)?;
+pub fn diff(manifest: &Path, out: &Path, a_ref: &str, b_ref: &str) -> Result<DiffReport, Error> {
+    let a = resolve_image(manifest, out, a_ref)?;
+    let b = resolve_image(manifest, out, b_ref)?;
     let store = super::open_store(&OutDir::new(out))?;
     let amap: BTreeMap<&str, &crate::image::Entry> =
         a.entries.iter().map(|e| (e.path.as_str(), e)).collect();

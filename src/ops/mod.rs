@@ -13,6 +13,7 @@ mod history;
 mod lock;
 mod materialize;
 mod mirror;
+mod nodes;
 mod verify;
 
 use std::path::{Path, PathBuf};
@@ -26,12 +27,14 @@ pub use flatten::{flatten, FlattenReport};
 pub use gc::{gc, GcOptions, GcReport};
 pub use history::{
     diff, list, resolve_image, rollback, rollback_all, DiffReport, NodeHistory, Rollback,
+    RollbackAll, Skipped,
 };
 pub use lock::{
     check_lock, lock, EntryStatus, LockCheck, LockOptions, LockReport, LockedEntry, ResolveError,
 };
 pub use materialize::{find_image, FlatFormat};
 pub use mirror::{export_mirror, ExportReport};
+pub use nodes::suggest;
 pub use verify::{verify, VerifyOptions, VerifyReport};
 
 /// Open the store of an output directory, cleaning what killed runs left in the whole tree when
@@ -40,6 +43,15 @@ pub(crate) fn open_store(
     out: &crate::layout::OutDir,
 ) -> Result<crate::store::Store, crate::fsutil::FsError> {
     crate::store::Store::open_with(&out.store(), &|| out.clean_temps())
+}
+
+/// Open the store to read it only (verify, `gc --dry-run`), creating nothing: a missing store
+/// reads as empty.
+pub(crate) fn open_store_read_only(
+    out: &crate::layout::OutDir,
+    exclusive: bool,
+) -> Result<crate::store::Store, crate::fsutil::FsError> {
+    crate::store::Store::open_read_only(&out.store(), exclusive, &|| out.clean_temps())
 }
 
 /// Open the store alone (gc): waits for every other process, then cleans as [`open_store`].

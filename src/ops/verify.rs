@@ -395,7 +395,7 @@ pub fn verify(opts: &VerifyOptions) -> Result<VerifyReport, Error> {
         }
     };
     let out = OutDir::new(&opts.out);
-    let store = super::open_store(&out)?;
+    let store = super::open_store_read_only(&out, false)?;
 
     // 2. Every store object and index entry.
     let phase = Instant::now();
@@ -569,6 +569,10 @@ fn rebuild_and_compare(
     opts: &VerifyOptions,
     r: &mut VerifyReport,
 ) -> Result<(), Error> {
+    if generations::nodes(&opts.out).is_empty() {
+        // Nothing to rebuild, and no scratch directory to make in an `out` that may not exist.
+        return Ok(());
+    }
     let scratch = tempfile::Builder::new()
         .prefix(".nodeforge-verify-")
         .tempdir_in(&opts.out)

@@ -5,7 +5,7 @@
 
 mod validate;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -101,6 +101,81 @@ fn check_vars(manifest: &Manifest, node: &Node) -> Result<(), RenderError> {
     Ok(())
 }
 
+/// A `vars` key no template reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnreadVar {
+    /// The node that sets it, or None for the manifest's `[vars]`.
+    pub node: Option<String>,
+    pub key: String,
+    /// The keys the templates do read.
+    pub read: Vec<String>,
+}
+
+/// The expression and statement regions of a template: what is inside `{{ }}` and `{% %}`.
+fn code_regions(source: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut rest = source;
+    loop {
+        let open = match (rest.find("{{"), rest.find("{%")) {
+            (Some(a), Some(b)) => a.min(b),
+            (Some(a), None) | (None, Some(a)) => a,
+            (None, None) => break,
+        };
+        let close = if rest[open..].starts_with("{{") {
+            "}}"
+        } else {
+            "%}"
+        };
+        let body = &rest[open + 2..];
+        match body.find(close) {
+            Some(end) => {
+                out.push(&body[..end]);
+                rest = &body[end + 2..];
+            }
+            None => {
+                out.push(body);
+                break;
+            }
+        }
+    }
+    out
+}
+
+/// Add the keys `code` reads from `vars` to `keys`; None when it uses `vars` otherwise.
+fn vars_in(code: &str, keys: &mut BTreeSet<String>) -> Option<()> {
+    let ident = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    let mut from = 0;
+    while let Some(at) = code[from..].find("vars").map(|i| i + from) {
+        from = at + 4;
+        let before = code[..at].chars().next_back();
+        let after = &code[at + 4..];
+        if before.is_some_and(|c| ident(c) || c == '.') || after.starts_with(ident) {
+            continue; // part of another name (`myvars`, `x.vars`, `vars2`)
+        }
+        let after = after.trim_start();
+        if let Some(rest) = after.strip_prefix('.') {
+            let key: String = rest
+                .trim_start()
+                .chars()
+                .take_while(|c| ident(*c))
+                .collect();
+            if key.is_empty() {
+                return None;
+            }
+            keys.insert(key);
+        } else if let Some(rest) = after.strip_prefix('[') {
+            let rest = rest.trim_start();
+            let quote = rest.chars().next().filter(|q| *q == '"' || *q == '\'')?;
+            let lit = &rest[1..];
+            let end = lit.find(quote)?;
+            keys.insert(lit[..end].to_string());
+        } else {
+            return None;
+        }
+    }
+    Some(())
+}
+
 /// The template tree of a manifest, loaded once.
 #[derive(Debug, Clone)]
 pub struct TemplateSet {
@@ -181,6 +256,49 @@ impl TemplateSet {
             root: root.to_path_buf(),
             templates,
         })
+    }
+
+    /// The `vars` keys the templates read (`vars.key`, `vars["key"]`, `vars['key']` inside
+    /// `{{ }}` and `{% %}`), or None when some template uses `vars` in another way (a loop over
+    /// it, a computed key): then any key may be read.
+    pub fn vars_read(&self) -> Option<BTreeSet<String>> {
+        let mut keys = BTreeSet::new();
+        for t in &self.templates {
+            for code in code_regions(&t.source) {
+                vars_in(code, &mut keys)?;
+            }
+        }
+        Some(keys)
+    }
+
+    /// The `vars` keys each node has that no template reads: typos that silently fall back to a
+    /// default. Keys of the manifest's `[vars]` a node inherits come once, with node None.
+    pub fn unread_vars(&self, manifest: &Manifest, nodes: &[&Node]) -> Vec<UnreadVar> {
+        let Some(read) = self.vars_read() else {
+            return Vec::new();
+        };
+        let mut out: Vec<UnreadVar> = manifest
+            .vars
+            .keys()
+            .filter(|k| !read.contains(*k))
+            .map(|k| UnreadVar {
+                node: None,
+                key: k.clone(),
+                read: read.iter().cloned().collect(),
+            })
+            .collect();
+        for n in nodes {
+            for (k, v) in &n.vars {
+                if !read.contains(k) && manifest.vars.get(k) != Some(v) {
+                    out.push(UnreadVar {
+                        node: Some(n.name.to_string()),
+                        key: k.clone(),
+                        read: read.iter().cloned().collect(),
+                    });
+                }
+            }
+        }
+        out
     }
 
     fn env(&self) -> Result<minijinja::Environment<'static>, RenderError> {
@@ -345,4 +463,28 @@ pub fn enable_links(files: &[Rendered]) -> Vec<(String, String)> {
     links.sort();
     links.dedup();
     links
+}
+
+#[cfg(test)]
+mod vars_tests {
+    use super::*;
+
+    fn read(src: &str) -> Option<Vec<String>> {
+        let mut keys = BTreeSet::new();
+        for c in code_regions(src) {
+            vars_in(c, &mut keys)?;
+        }
+        Some(keys.into_iter().collect())
+    }
+
+    #[test]
+    fn vars_read_by_templates() {
+        assert_eq!(
+            read("--v={{ vars.kubelet_verbosity | default(2) }} vars here {% if vars[\"a-b\"] %}x{% endif %}{{ myvars.c }}"),
+            Some(vec!["a-b".to_string(), "kubelet_verbosity".to_string()])
+        );
+        assert_eq!(read("{% for k in vars %}{{ k }}{% endfor %}"), None);
+        assert_eq!(read("{{ vars[name] }}"), None);
+        assert_eq!(read("no code, vars in text"), Some(vec![]));
+    }
 }

@@ -46,7 +46,8 @@ pub struct Object {
 pub struct Store {
     root: PathBuf,
     // Held (shared) for the life of the Store so that no other process cleans tmp/ under us.
-    _guard: File,
+    // None only for a store opened read-only that has no lock file (or does not exist).
+    _guard: Option<File>,
 }
 
 impl Store {
@@ -71,7 +72,7 @@ impl Store {
             .at("cannot lock the store", &lock_path)?;
         Ok(Self {
             root: root.to_path_buf(),
-            _guard: guard,
+            _guard: Some(guard),
         })
     }
 
@@ -84,7 +85,51 @@ impl Store {
         when_alone();
         Ok(Self {
             root: root.to_path_buf(),
-            _guard: guard,
+            _guard: Some(guard),
+        })
+    }
+
+    /// Open the store for reading only (verify, `gc --dry-run`): creates nothing. A store that
+    /// does not exist reads as empty; one that exists is locked (shared, or exclusive with
+    /// `exclusive`) through its lock file when it has one, and cleaned as [`Store::open_with`]
+    /// when no other process uses it. Whoever opens it so must not write to it.
+    pub fn open_read_only(
+        root: &Path,
+        exclusive: bool,
+        when_alone: &dyn Fn(),
+    ) -> Result<Self, FsError> {
+        let lock_path = root.join(".lock");
+        let guard = match File::open(&lock_path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if root.is_dir() {
+                    Self::clean(root);
+                    when_alone();
+                }
+                return Ok(Self {
+                    root: root.to_path_buf(),
+                    _guard: None,
+                });
+            }
+            Err(e) => return Err(FsError::new("cannot open the store lock", &lock_path, e)),
+        };
+        if exclusive {
+            guard.lock().at("cannot lock the store", &lock_path)?;
+            Self::clean(root);
+            when_alone();
+        } else {
+            if guard.try_lock().is_ok() {
+                Self::clean(root);
+                when_alone();
+                let _ = guard.unlock();
+            }
+            guard
+                .lock_shared()
+                .at("cannot lock the store", &lock_path)?;
+        }
+        Ok(Self {
+            root: root.to_path_buf(),
+            _guard: Some(guard),
         })
     }
 

@@ -327,7 +327,7 @@ fn an_unchanged_build_does_nothing_and_says_so() {
         .as_str()
         .unwrap()
         .ends_with("manifest.json"));
-    ctx.net(&["build", "--node", "worker7"]).fails().stderr_has("`worker7` is not a node of this manifest (nodes: control0, control1, control2, worker0, worker1, worker2)");
+    ctx.net(&["build", "--node", "worker7"]).fails().stderr_has("`worker7` is not a node of kubenet.toml; did you mean worker0?\nhint: nodes of kubenet.toml: control0, control1, control2, worker0, worker1, worker2");
 }
 
 #[test]

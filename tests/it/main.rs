@@ -20,6 +20,7 @@ mod history;
 mod integrity;
 mod lock;
 mod manifest_errors;
+mod operator;
 mod server;
 mod systemd_vm;
 mod vm;

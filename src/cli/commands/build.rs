@@ -31,6 +31,9 @@ pub fn exec(ctx: &Ctx, args: BuildArgs) -> Result<ExitCode, Error> {
         allow_outside_templates: ctx.allow_outside_templates,
     };
     let r = ops::build(&opts)?;
+    for w in &r.warnings {
+        eprintln!("warning: {w}");
+    }
     if json {
         print_json(&r);
         return Ok(ExitCode::SUCCESS);
@@ -60,6 +63,14 @@ pub fn exec(ctx: &Ctx, args: BuildArgs) -> Result<ExitCode, Error> {
             n.entries,
             layers.join(", ")
         );
+    }
+    for n in &r.nodes {
+        if let Some(g) = n.rolled_back_to {
+            eprintln!(
+                "note: {}: was rolled back to generation {g}; this build makes generation {} current",
+                n.node, n.generation
+            );
+        }
     }
     if r.all_unchanged() {
         say!(

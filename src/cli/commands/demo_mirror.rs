@@ -13,7 +13,7 @@ pub struct DemoMirrorArgs {
     /// The mirror directory to write.
     dir: PathBuf,
     /// Size in bytes of each stand-in executable.
-    #[arg(long, default_value_t = 65536)]
+    #[arg(long, default_value_t = 65536, value_name = "BYTES")]
     size: usize,
 }
 

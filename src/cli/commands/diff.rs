@@ -18,7 +18,7 @@ pub struct DiffArgs {
 pub fn exec(ctx: &Ctx, args: DiffArgs) -> Result<ExitCode, Error> {
     let json = ctx.json;
     let DiffArgs { a, b } = args;
-    let d = ops::diff(&ctx.out, &a, &b)?;
+    let d = ops::diff(&ctx.manifest, &ctx.out, &a, &b)?;
     if json {
         print_json(&d);
         return Ok(ExitCode::SUCCESS);

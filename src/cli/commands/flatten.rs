@@ -12,8 +12,8 @@ use crate::ops::{self, Error};
 pub struct FlattenArgs {
     /// An image id (prefix), a node (its current image) or NODE@GEN.
     id: String,
-    /// Where to write it.
-    #[arg(long, short)]
+    /// Where to write it (FILE.tar.zst, or FILE.erofs with its hash tree in FILE.erofs.verity).
+    #[arg(long, short, value_name = "FILE")]
     output: PathBuf,
     /// tar.zst or erofs [default: from the output's name, else tar.zst].
     #[arg(long, value_parser = ["tar.zst", "erofs"])]
@@ -34,7 +34,7 @@ pub fn exec(ctx: &Ctx, args: FlattenArgs) -> Result<ExitCode, Error> {
         }
         None => ops::FlatFormat::TarZst,
     };
-    let r = ops::flatten(&ctx.out, &id, format, &output)?;
+    let r = ops::flatten(&ctx.manifest, &ctx.out, &id, format, &output)?;
     if json {
         print_json(&r);
         return Ok(ExitCode::SUCCESS);

@@ -17,7 +17,7 @@ pub struct ListArgs {
 pub fn exec(ctx: &Ctx, args: ListArgs) -> Result<ExitCode, Error> {
     let json = ctx.json;
     let ListArgs { node } = args;
-    let h = ops::list(&ctx.out, node.as_deref())?;
+    let h = ops::list(&ctx.manifest, &ctx.out, node.as_deref())?;
     if json {
         print_json(&h);
         return Ok(ExitCode::SUCCESS);

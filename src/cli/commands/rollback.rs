@@ -15,7 +15,7 @@ pub struct RollbackArgs {
     /// An image id, or an unambiguous prefix of one, that the node had.
     #[arg(long, value_name = "ID")]
     to: Option<String>,
-    /// Roll every node back to its previous generation.
+    /// Roll every node back to its previous generation (nodes with none are named and left).
     #[arg(long, conflicts_with = "to")]
     all: bool,
 }
@@ -23,17 +23,43 @@ pub struct RollbackArgs {
 pub fn exec(ctx: &Ctx, args: RollbackArgs) -> Result<ExitCode, Error> {
     let json = ctx.json;
     let RollbackArgs { node, to, all } = args;
-    let nodes = if all {
-        crate::generations::nodes(&ctx.out)
-    } else {
-        node.into_iter().collect()
-    };
-    let r = ops::rollback(&ctx.out, &nodes, to.as_deref())?;
+    if all {
+        let r = ops::rollback_all(&ctx.manifest, &ctx.out)?;
+        if json {
+            print_json(&r);
+            return Ok(ExitCode::SUCCESS);
+        }
+        print(&r.rolled_back);
+        for s in &r.skipped {
+            eprintln!("note: {} was not rolled back: {}", s.node, s.reason);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let r = ops::rollback(
+        &ctx.manifest,
+        &ctx.out,
+        &node.into_iter().collect::<Vec<_>>(),
+        to.as_deref(),
+    )?;
     if json {
         print_json(&r);
         return Ok(ExitCode::SUCCESS);
     }
-    for x in &r {
+    print(&r);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print(r: &[ops::Rollback]) {
+    for x in r {
+        if x.already {
+            say!(
+                "{} is already on generation {} (image {}): nothing to switch",
+                x.node,
+                x.to,
+                x.image_id
+            );
+            continue;
+        }
         let from = x.from.map_or_else(|| "-".to_string(), |f| f.to_string());
         say!(
             "{}: generation {from} → {} (image {}){}",
@@ -47,5 +73,4 @@ pub fn exec(ctx: &Ctx, args: RollbackArgs) -> Result<ExitCode, Error> {
             }
         );
     }
-    Ok(ExitCode::SUCCESS)
 }

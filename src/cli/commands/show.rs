@@ -24,7 +24,7 @@ pub fn exec(ctx: &Ctx, args: ShowArgs) -> Result<ExitCode, Error> {
     if boot {
         return show_boot(ctx, &id);
     }
-    let m = ops::resolve_image(&ctx.out, &id)?;
+    let m = ops::resolve_image(&ctx.manifest, &ctx.out, &id)?;
     if json {
         print_json(&m);
         return Ok(ExitCode::SUCCESS);
@@ -107,7 +107,7 @@ pub fn exec(ctx: &Ctx, args: ShowArgs) -> Result<ExitCode, Error> {
 
 fn show_boot(ctx: &Ctx, id: &str) -> Result<ExitCode, Error> {
     let json = ctx.json;
-    let b = ops::boot_plan(&ctx.out, id)?;
+    let b = ops::boot_plan(&ctx.manifest, &ctx.out, id)?;
     if json {
         print_json(&b);
         return Ok(ExitCode::SUCCESS);

@@ -14,7 +14,7 @@ pub struct VerifyArgs {
     #[arg(long)]
     rebuild: bool,
     /// Parallel hashing threads [default: the number of CPUs].
-    #[arg(long, short)]
+    #[arg(long, short, value_name = "N")]
     jobs: Option<usize>,
     /// Read store objects instead of memory-mapping them (slower; for stores that another
     /// process may truncate during the run, where a mapping would end verify with SIGBUS).
