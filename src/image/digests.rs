@@ -17,6 +17,9 @@ use crate::fsutil::{FsError, IoContext};
 use crate::hash::Blake3;
 use crate::store::Store;
 
+/// Objects up to this size are hashed each time instead of having their digests recorded.
+pub const RECORD_FROM: u64 = 64 * 1024;
+
 /// The record kind for a salt: records made with another salt are never mixed in.
 pub fn kind(salt: &[u8]) -> String {
     let h = hex::encode(Blake3::of(salt).as_bytes());
@@ -47,6 +50,13 @@ pub fn block_digests(
     size: u64,
     salt: &[u8],
 ) -> Result<Vec<[u8; 32]>, FsError> {
+    let path = store.object_path(b);
+    // A small file (a rendered config: one or a few blocks) is hashed faster than its record is
+    // read, and each record costs a durable write: only large objects are recorded.
+    if size <= RECORD_FROM {
+        return verity::block_digests(&mut File::open(&path).at("cannot open", &path)?, size, salt)
+            .at("cannot read", &path);
+    }
     let kind = kind(salt);
     let blocks = usize::try_from(size.div_ceil(verity::BLOCK as u64)).unwrap_or(usize::MAX);
     if let Some(d) = store
@@ -55,7 +65,6 @@ pub fn block_digests(
     {
         return Ok(d);
     }
-    let path = store.object_path(b);
     let digests =
         verity::block_digests(&mut File::open(&path).at("cannot open", &path)?, size, salt)
             .at("cannot read", &path)?;
@@ -74,12 +83,12 @@ mod tests {
     fn digests_are_recorded_and_a_damaged_record_is_recomputed() {
         let dir = tempfile::tempdir().expect("tmp");
         let store = Store::open(&dir.path().join("store")).expect("store");
-        let data: Vec<u8> = (0..20_000u32).map(|i| (i % 251) as u8).collect();
+        let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
         let o = store.put_bytes(&data).expect("put");
         let salt = verity::salt();
         let want =
             verity::block_digests(&mut data.as_slice(), data.len() as u64, &salt).expect("d");
-        assert_eq!(want.len(), 5);
+        assert_eq!(want.len(), 49);
         assert_eq!(
             block_digests(&store, &o.blake3, o.size, &salt).expect("d"),
             want
@@ -89,7 +98,7 @@ mod tests {
             .join("store")
             .join(kind(&salt))
             .join(o.blake3.to_hex());
-        assert_eq!(std::fs::metadata(&rec).expect("record").len(), 5 * 32 + 32);
+        assert_eq!(std::fs::metadata(&rec).expect("record").len(), 49 * 32 + 32);
         // A record for another salt is another kind.
         assert_ne!(kind(&salt), kind(b"other"));
         // Damage the record: it is not trusted, the digests are recomputed and rewritten.
@@ -107,5 +116,26 @@ mod tests {
             block_digests(&store, &o.blake3, o.size, &salt).expect("d"),
             want
         );
+    }
+
+    #[test]
+    fn small_objects_are_hashed_without_a_record() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let store = Store::open(&dir.path().join("store")).expect("store");
+        let data = b"kind: KubeletConfiguration\n".repeat(100);
+        let o = store.put_bytes(&data).expect("put");
+        let salt = verity::salt();
+        let want =
+            verity::block_digests(&mut data.as_slice(), data.len() as u64, &salt).expect("d");
+        assert_eq!(
+            block_digests(&store, &o.blake3, o.size, &salt).expect("d"),
+            want
+        );
+        assert!(!dir
+            .path()
+            .join("store")
+            .join(kind(&salt))
+            .join(o.blake3.to_hex())
+            .exists());
     }
 }
