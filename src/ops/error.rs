@@ -41,6 +41,15 @@ pub enum Error {
     Fetch(Vec<(String, String)>),
     #[error("{label} has no published sha256 in the lockfile: run `nodeforge lock --update {component}` where upstream is reachable")]
     Unresolved { label: String, component: String },
+    /// `lock --check`: the lockfile is intact and fresh, but entries have no published sha256.
+    #[error("{}: {} unresolved (no published sha256): {}", lockfile.display(), if labels.len() == 1 { "1 entry is".to_string() } else { format!("{} entries are", labels.len()) }, labels.join(", "))]
+    UnresolvedEntries {
+        lockfile: PathBuf,
+        /// `component version (arch)` of each unresolved entry.
+        labels: Vec<String>,
+        /// Their components, each once, sorted.
+        components: Vec<String>,
+    },
     #[error(transparent)]
     Render(#[from] RenderError),
     #[error(transparent)]
@@ -94,6 +103,10 @@ impl Error {
                 "check the network or pass --mirror; or record them as unresolved with --allow-unresolved".into(),
             ],
             Error::NotInStore { .. } => vec!["run `nodeforge fetch` first".into()],
+            Error::UnresolvedEntries { components, .. } => vec![format!(
+                "run `nodeforge lock {}` where upstream is reachable, then commit the lockfile",
+                components.iter().map(|c| format!("--update {c}")).collect::<Vec<_>>().join(" ")
+            )],
             Error::FlatImage { .. } => vec![
                 "roll back to a generation built with layers (`nodeforge list` shows each generation's format), or check out the inputs of that image and `nodeforge build` it again".into(),
             ],

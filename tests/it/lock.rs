@@ -111,8 +111,35 @@ fn committed_lockfile_is_what_the_tool_makes_from_upstreams_published_checksums(
             &format!("{REPO}/lockfiles/kubenet.lock"),
         ],
     )
-    .ok()
-    .stderr_has("kube-proxy 1.31.0 (amd64) is unresolved");
+    .fails()
+    .stderr_has(&format!(
+        "error: {REPO}/lockfiles/kubenet.lock: 1 entry is unresolved (no published sha256): kube-proxy 1.31.0 (amd64)\n\
+         hint: run `nodeforge lock --update kube-proxy` where upstream is reachable, then commit the lockfile\n"
+    ));
+}
+
+#[test]
+fn lock_check_fails_on_unresolved_entries_and_names_them() {
+    let ctx = TestContext::new();
+    for c in ["kube-proxy", "runc"] {
+        std::fs::remove_file(ctx.served(&checksum_url_of(&ctx, c))).unwrap();
+    }
+    ctx.net(&["lock", "--allow-unresolved"]).ok();
+    let r = ctx.run(&["lock", "--check"]).fails();
+    assert_eq!(
+        r.stderr,
+        "error: lockfiles/kubenet.lock: 2 entries are unresolved (no published sha256): kube-proxy 1.31.0 (amd64), runc 1.1.13 (amd64)\n\
+         hint: run `nodeforge lock --update kube-proxy --update runc` where upstream is reachable, then commit the lockfile\n"
+    );
+    assert!(!r.stdout.contains("is fresh"), "{}", r.stdout);
+    // Resolved, the check passes again.
+    let m = nodeforge::manifest::Manifest::load(&ctx.manifest()).unwrap();
+    nodeforge::standin::write_mirror(&m, ctx.server.root(), 8192).unwrap();
+    ctx.net(&["lock", "--update", "kube-proxy", "--update", "runc"])
+        .ok();
+    ctx.run(&["lock", "--check"])
+        .ok()
+        .stdout_has("is fresh: 6 artifacts");
 }
 
 #[test]
