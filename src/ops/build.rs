@@ -12,8 +12,9 @@ use std::time::Instant;
 use serde::Serialize;
 
 use super::fetch::fetch_checked;
+use super::lock::{complete_lock, LockCompletion};
 use super::materialize::{check_objects, ensure_layer, materialize};
-use super::{check_lock, parallel_map, Error, FetchOptions};
+use super::{parallel_map, Error, FetchOptions};
 use crate::extract::{self, Installed};
 use crate::fetch::FetchConfig;
 use crate::generations;
@@ -35,6 +36,8 @@ pub struct BuildOptions {
     pub progress: bool,
     /// Take templates from a tree outside the manifest's directory (refused unless asked for).
     pub allow_outside_templates: bool,
+    /// `--locked`: refuse to complete the lockfile (resolve missing or unresolved entries).
+    pub locked: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -84,6 +87,8 @@ pub struct BuildReport {
     pub nodes: Vec<NodeBuild>,
     pub fetched: usize,
     pub elapsed_ms: u64,
+    /// Entries resolved and written to the lockfile before building.
+    pub lock: LockCompletion,
 }
 
 impl BuildReport {
@@ -333,7 +338,13 @@ pub(crate) fn render_all(
 
 pub fn build(opts: &BuildOptions) -> Result<BuildReport, Error> {
     let started = Instant::now();
-    let checked = check_lock(&opts.manifest, &opts.lockfile)?;
+    let (checked, completion) = complete_lock(
+        &opts.manifest,
+        &opts.lockfile,
+        &opts.fetch,
+        opts.jobs,
+        opts.locked,
+    )?;
     let manifest = &checked.manifest;
     let nodes = select_nodes(manifest, &opts.nodes)?;
     let store = super::open_store(&OutDir::new(&opts.out))?;
@@ -347,6 +358,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, Error> {
         fetch: opts.fetch.clone(),
         jobs: opts.jobs,
         progress: opts.progress,
+        locked: opts.locked,
     };
     let fetched = fetch_checked(&checked, &store, &fetch_opts)?;
     let failures: Vec<_> = fetched
@@ -455,5 +467,6 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, Error> {
         nodes: report,
         fetched: fetched.count(super::ArtifactStatus::Fetched),
         elapsed_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        lock: completion,
     })
 }

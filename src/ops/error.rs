@@ -50,6 +50,15 @@ pub enum Error {
         /// Their components, each once, sorted.
         components: Vec<String>,
     },
+    /// `--locked`: the lockfile would have to change.
+    #[error("--locked: {} would have to change: {}", lockfile.display(), needs.join(", "))]
+    Locked {
+        lockfile: PathBuf,
+        /// What the lockfile lacks, one phrase per entry.
+        needs: Vec<String>,
+        /// Their components, each once, sorted.
+        components: Vec<String>,
+    },
     #[error(transparent)]
     Render(#[from] RenderError),
     #[error(transparent)]
@@ -103,6 +112,10 @@ impl Error {
                 "check the network or pass --mirror; or record them as unresolved with --allow-unresolved".into(),
             ],
             Error::NotInStore { .. } => vec!["run `nodeforge fetch` first".into()],
+            Error::Locked { components, .. } => vec![format!(
+                "run `nodeforge lock {}` (or this command without --locked) where upstream is reachable, then commit the lockfile",
+                components.iter().map(|c| format!("--update {c}")).collect::<Vec<_>>().join(" ")
+            )],
             Error::UnresolvedEntries { components, .. } => vec![format!(
                 "run `nodeforge lock {}` where upstream is reachable, then commit the lockfile",
                 components.iter().map(|c| format!("--update {c}")).collect::<Vec<_>>().join(" ")

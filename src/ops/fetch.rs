@@ -7,7 +7,8 @@ use std::time::Instant;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
-use super::{check_lock, parallel_map, Error, LockCheck};
+use super::lock::{complete_lock, LockCompletion};
+use super::{parallel_map, Error, LockCheck};
 use crate::fetch::{Expect, FetchConfig, Fetcher};
 use crate::lock::LockEntry;
 use crate::store::Store;
@@ -25,6 +26,8 @@ pub struct FetchOptions {
     pub jobs: usize,
     /// Draw progress bars (only ever on a terminal).
     pub progress: bool,
+    /// `--locked`: refuse to complete the lockfile (resolve missing or unresolved entries).
+    pub locked: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -60,6 +63,8 @@ pub struct FetchReport {
     pub artifacts: Vec<FetchedArtifact>,
     pub fetched_bytes: u64,
     pub elapsed_ms: u64,
+    /// Entries resolved and written to the lockfile before fetching.
+    pub lock: LockCompletion,
 }
 
 impl FetchReport {
@@ -217,9 +222,17 @@ impl Bars {
 }
 
 pub fn fetch(opts: &FetchOptions) -> Result<FetchReport, Error> {
-    let checked = check_lock(&opts.manifest, &opts.lockfile)?;
+    let (checked, completion) = complete_lock(
+        &opts.manifest,
+        &opts.lockfile,
+        &opts.fetch,
+        opts.jobs,
+        opts.locked,
+    )?;
     let store = super::open_store(&crate::layout::OutDir::new(&opts.out))?;
-    fetch_checked(&checked, &store, opts)
+    let mut report = fetch_checked(&checked, &store, opts)?;
+    report.lock = completion;
+    Ok(report)
 }
 
 /// Fetch the entries of an already checked lock into an open store.
@@ -245,5 +258,6 @@ pub(crate) fn fetch_checked(
         artifacts,
         fetched_bytes,
         elapsed_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        lock: LockCompletion::default(),
     })
 }

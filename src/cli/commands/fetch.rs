@@ -10,13 +10,17 @@ use crate::cli::Ctx;
 use crate::ops::{self, ArtifactStatus, Error};
 #[derive(Debug, Args)]
 pub struct FetchArgs {
+    /// Refuse to change the lockfile: fail instead of resolving entries that are missing or
+    /// `unresolved` (for CI).
+    #[arg(long)]
+    locked: bool,
     #[command(flatten)]
     net: NetArgs,
 }
 
 pub fn exec(ctx: &Ctx, args: FetchArgs) -> Result<ExitCode, Error> {
     let json = ctx.json;
-    let FetchArgs { net } = args;
+    let FetchArgs { locked, net } = args;
     let opts = ops::FetchOptions {
         manifest: ctx.manifest.clone(),
         lockfile: ctx.lockfile.clone(),
@@ -24,8 +28,12 @@ pub fn exec(ctx: &Ctx, args: FetchArgs) -> Result<ExitCode, Error> {
         fetch: net.config()?,
         jobs: net.jobs,
         progress: !json && std::io::stderr().is_terminal(),
+        locked,
     };
     let r = ops::fetch(&opts)?;
+    if let Some(m) = r.lock.message() {
+        eprintln!("{m}");
+    }
     let failures = r.failures();
     for f in &failures {
         eprintln!("error: {}", f.error.as_deref().unwrap_or("failed"));
