@@ -85,6 +85,21 @@ pub enum AttemptError {
 }
 
 impl AttemptError {
+    /// The host could not be reached at all: a DNS failure or a refused or timed-out connection.
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, AttemptError::Request(e) if e.is_connect())
+    }
+
+    /// The source sent other bytes than expected (hash or size).
+    pub fn is_mismatch(&self) -> bool {
+        matches!(
+            self,
+            AttemptError::Mismatch { .. }
+                | AttemptError::SizeMismatch { .. }
+                | AttemptError::Announced { .. }
+        )
+    }
+
     /// Worth trying the same source again after a pause.
     fn is_transient(&self) -> bool {
         match self {

@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use super::fetch::fetch_checked;
+use super::fetch::{fetch_checked, ArtifactFailure, FailureCause};
 use super::lock::{complete_lock, LockCompletion};
 use super::materialize::{check_objects, ensure_layer, materialize};
 use super::{parallel_map, Error, FetchOptions};
@@ -167,7 +167,13 @@ fn binaries_for(
                 component: c.name.to_string(),
             })?;
             let object = store.lookup_sha256(&sha).ok_or_else(|| Error::NotInStore {
-                missing: vec![(entry.label(), entry.url.clone())],
+                missing: vec![ArtifactFailure {
+                    label: entry.label(),
+                    component: entry.component.to_string(),
+                    url: entry.url.clone(),
+                    cause: FailureCause::NotInStore,
+                    message: format!("{} is not in the store", entry.label()),
+                }],
             })?;
             let files: Vec<Installed> =
                 extract::installed(store, &entry.label(), &entry.url, &object, &sha, &c.install)?;
@@ -361,19 +367,14 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, Error> {
         locked: opts.locked,
     };
     let fetched = fetch_checked(&checked, &store, &fetch_opts)?;
-    let failures: Vec<_> = fetched
-        .failures()
-        .into_iter()
-        .filter(|f| arches.iter().any(|a| a.as_str() == f.arch))
-        .map(|f| {
-            (
-                format!("{} {} ({})", f.component, f.version, f.arch),
-                f.error.clone().unwrap_or_default(),
-            )
-        })
-        .collect();
+    let failures = super::fetch::failure_list(
+        fetched
+            .failures()
+            .into_iter()
+            .filter(|f| arches.iter().any(|a| a.as_str() == f.arch)),
+    );
     if !failures.is_empty() {
-        return Err(Error::Fetch(failures));
+        return Err(Error::Fetch { failures });
     }
 
     let images = render_images(

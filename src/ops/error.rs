@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use super::fetch::ArtifactFailure;
 use super::lock::ResolveError;
 use crate::extract::ExtractError;
 use crate::fetch::ClientError;
@@ -12,6 +13,13 @@ use crate::image::ImageError;
 use crate::lock::{Change, LockError};
 use crate::manifest::ManifestError;
 use crate::render::RenderError;
+
+/// One line of an error report and what to do about it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Problem {
+    pub message: String,
+    pub hints: Vec<String>,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -35,10 +43,13 @@ pub enum Error {
         /// Each artifact's label and why it failed.
         failures: Vec<(String, ResolveError)>,
     },
-    #[error("{} of the locked artifacts are not in the store: {}", missing.len(), missing.iter().map(|(l, _)| l.as_str()).collect::<Vec<_>>().join(", "))]
-    NotInStore { missing: Vec<(String, String)> },
-    #[error("cannot build: {}", .0.iter().map(|(l, e)| if e.is_empty() { l.clone() } else { e.clone() }).collect::<Vec<_>>().join("; "))]
-    Fetch(Vec<(String, String)>),
+    #[error("{} of the locked artifacts are not in the store: {}", missing.len(), missing.iter().map(|f| f.label.as_str()).collect::<Vec<_>>().join(", "))]
+    NotInStore { missing: Vec<ArtifactFailure> },
+    #[error("cannot build: {} could not be fetched: {}", if failures.len() == 1 { "1 artifact".to_string() } else { format!("{} artifacts", failures.len()) }, failures.iter().map(|f| f.label.as_str()).collect::<Vec<_>>().join(", "))]
+    Fetch {
+        /// The most actionable first.
+        failures: Vec<ArtifactFailure>,
+    },
     #[error("{label} has no published sha256 in the lockfile: run `nodeforge lock --update {component}` where upstream is reachable")]
     Unresolved { label: String, component: String },
     /// `lock --check`: the lockfile is intact and fresh, but entries have no published sha256.
@@ -135,6 +146,22 @@ impl Error {
             ],
             _ => Vec::new(),
         }
+    }
+
+    /// The error as the lines to print: each problem (one per artifact for a list) with its
+    /// hints, the most actionable first.
+    pub fn problems(&self) -> Vec<Problem> {
+        let list = match self {
+            Error::Fetch { failures } => failures,
+            Error::NotInStore { missing } => missing,
+            _ => {
+                return vec![Problem {
+                    message: self.to_string(),
+                    hints: self.hints(),
+                }]
+            }
+        };
+        list.iter().map(ArtifactFailure::problem).collect()
     }
 
     /// A source line with a caret, for errors that point into a file.

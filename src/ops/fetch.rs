@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::lock::{complete_lock, LockCompletion};
 use super::{parallel_map, Error, LockCheck};
-use crate::fetch::{Expect, FetchConfig, Fetcher};
+use crate::fetch::{Expect, FetchConfig, FetchError, Fetcher};
 use crate::lock::LockEntry;
 use crate::store::Store;
 
@@ -41,6 +41,69 @@ pub enum ArtifactStatus {
     Unresolved,
 }
 
+/// Why an artifact could not be had, from the most actionable to the least: failures are
+/// reported in this order, each with its hint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FailureCause {
+    /// Writing it on this machine failed.
+    Local,
+    /// The lockfile has no sha256 for it.
+    Unresolved,
+    /// No source could be reached (DNS, connection).
+    Unreachable,
+    /// Offline, and no `file://` mirror holds it.
+    Offline,
+    /// A source sent other bytes than the lockfile pins.
+    Mismatch,
+    /// Every source answered "not there".
+    NotFound,
+    /// Not in the store (for a command that does not fetch).
+    NotInStore,
+    Other,
+}
+
+/// One artifact that could not be had: a sentence naming it, and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct ArtifactFailure {
+    /// `containerd 1.7.20 (amd64)`.
+    pub label: String,
+    pub component: String,
+    pub url: String,
+    pub cause: FailureCause,
+    /// The whole sentence, starting with the label.
+    pub message: String,
+}
+
+impl ArtifactFailure {
+    /// Its line in an error report, with its hint.
+    pub fn problem(&self) -> super::Problem {
+        super::Problem {
+            message: self.message.clone(),
+            hints: self.hint().into_iter().collect(),
+        }
+    }
+
+    /// What to do about it.
+    pub fn hint(&self) -> Option<String> {
+        Some(match self.cause {
+            FailureCause::Unresolved => format!(
+                "run `nodeforge lock --update {}` where upstream is reachable, then commit the lockfile",
+                self.component
+            ),
+            FailureCause::Unreachable => "upstream cannot be reached from here (DNS or connection failure): pass --mirror URL for a mirror you can reach, or --offline --mirror file://DIR for a copy on disk (`nodeforge mirror export` makes one); `make demo` runs the whole pipeline offline against stand-in artifacts".to_string(),
+            FailureCause::Offline => "offline: fetch these where the network is reachable, or pass --mirror file://DIR holding them".to_string(),
+            FailureCause::Mismatch => format!(
+                "nothing was stored: a mirror or proxy served other bytes, or upstream replaced the file (then `nodeforge lock --update {}` and review the new sha256)",
+                self.component
+            ),
+            FailureCause::NotFound => "check the component's version and URL in the manifest (`nodeforge components` lists every URL) and the mirrors given".to_string(),
+            FailureCause::NotInStore => "run `nodeforge fetch` first".to_string(),
+            FailureCause::Local | FailureCause::Other => return None,
+        })
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct FetchedArtifact {
     pub component: String,
@@ -54,6 +117,8 @@ pub struct FetchedArtifact {
     /// Where it came from (a mirror or upstream), when it was fetched.
     pub source: Option<String>,
     pub error: Option<String>,
+    /// Why it failed, when it did.
+    pub cause: Option<FailureCause>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -80,9 +145,38 @@ impl FetchReport {
             .collect()
     }
 
+    /// The failures as a typed list, the most actionable first.
+    pub fn failure_list(&self) -> Vec<ArtifactFailure> {
+        failure_list(self.failures())
+    }
+
     pub fn count(&self, status: ArtifactStatus) -> usize {
         self.artifacts.iter().filter(|a| a.status == status).count()
     }
+}
+
+/// Failed artifacts as a typed list, the most actionable first (then by label).
+pub(crate) fn failure_list<'a>(
+    failed: impl IntoIterator<Item = &'a FetchedArtifact>,
+) -> Vec<ArtifactFailure> {
+    let mut list: Vec<ArtifactFailure> = failed
+        .into_iter()
+        .map(|a| {
+            let label = format!("{} {} ({})", a.component, a.version, a.arch);
+            ArtifactFailure {
+                message: a
+                    .error
+                    .clone()
+                    .unwrap_or_else(|| format!("{label}: failed")),
+                label,
+                component: a.component.clone(),
+                url: a.url.clone(),
+                cause: a.cause.unwrap_or(FailureCause::Other),
+            }
+        })
+        .collect();
+    list.sort_by(|a, b| (a.cause, &a.label).cmp(&(b.cause, &b.label)));
+    list
 }
 
 fn report_of(e: &LockEntry, status: ArtifactStatus) -> FetchedArtifact {
@@ -97,6 +191,25 @@ fn report_of(e: &LockEntry, status: ArtifactStatus) -> FetchedArtifact {
         status,
         source: None,
         error: None,
+        cause: None,
+    }
+}
+
+/// What a failed download was, for its hint.
+fn cause_of(e: &FetchError) -> FailureCause {
+    let attempts = || e.attempts.iter().map(|(_, a)| a);
+    if attempts().any(|a| matches!(a, crate::fetch::AttemptError::Local(_))) {
+        FailureCause::Local
+    } else if attempts().any(crate::fetch::AttemptError::is_mismatch) {
+        FailureCause::Mismatch
+    } else if e.attempts.is_empty() && e.offline {
+        FailureCause::Offline
+    } else if attempts().any(crate::fetch::AttemptError::is_unreachable) {
+        FailureCause::Unreachable
+    } else if e.is_not_found() {
+        FailureCause::NotFound
+    } else {
+        FailureCause::Other
     }
 }
 
@@ -106,10 +219,10 @@ fn fetch_one(store: &Store, fetcher: &Fetcher, entry: &LockEntry, bars: &Bars) -
     let Some(sha256) = entry.sha256() else {
         let mut r = report_of(entry, ArtifactStatus::Unresolved);
         r.error = Some(format!(
-            "{} has no published sha256 in the lockfile: run `nodeforge lock --update {}` where upstream is reachable",
-            entry.label(),
-            entry.component
+            "{} has no published sha256 in the lockfile",
+            entry.label()
         ));
+        r.cause = Some(FailureCause::Unresolved);
         return r;
     };
     let present = |o: crate::store::Object| {
@@ -121,11 +234,13 @@ fn fetch_one(store: &Store, fetcher: &Fetcher, entry: &LockEntry, bars: &Bars) -
     if let Some(o) = store.lookup_sha256(&sha256) {
         return present(o);
     }
-    let fail = |msg: String| {
+    let fail_as = |cause: FailureCause, msg: String| {
         let mut r = report_of(entry, ArtifactStatus::Failed);
         r.error = Some(msg);
+        r.cause = Some(cause);
         r
     };
+    let fail = |msg: String| fail_as(FailureCause::Local, format!("{}: {msg}", entry.label()));
     let _guard = match store.lock_artifact(&sha256) {
         Ok(g) => g,
         Err(e) => return fail(e.to_string()),
@@ -147,18 +262,21 @@ fn fetch_one(store: &Store, fetcher: &Fetcher, entry: &LockEntry, bars: &Bars) -
     bars.finish(&bar);
     let got = match result {
         Ok(d) => d,
-        Err(e) => return fail(format!("{}: {e}", entry.label())),
+        Err(e) => return fail_as(cause_of(&e), format!("{}: {e}", entry.label())),
     };
     // The shared store never holds a private key, whatever a server sends.
     if matches!(
         crate::secrets::find_private_key_in_file(tmp.path()),
         Ok(Some(_))
     ) {
-        return fail(format!(
-            "{}: {} holds a private key; refused, nothing stored",
-            entry.label(),
-            got.source
-        ));
+        return fail_as(
+            FailureCause::Other,
+            format!(
+                "{}: {} holds a private key; refused, nothing stored",
+                entry.label(),
+                got.source
+            ),
+        );
     }
     let stored = store
         .commit(tmp, &got.blake3, got.size)

@@ -308,6 +308,50 @@ fn export_refuses_when_the_store_lacks_artifacts() {
     let usb = ctx.path().join("usb");
     ctx.run(&["mirror", "export", usb.to_str().unwrap()])
         .fails()
-        .stderr_has("6 of the locked artifacts are not in the store")
-        .stderr_has("hint: run `nodeforge fetch` first");
+        .stderr_has("error: cni-plugins 1.5.1 (amd64) is not in the store\nhint: run `nodeforge fetch` first\nerror: containerd 1.7.20 (amd64) is not in the store\nerror: crictl");
+}
+
+#[test]
+fn an_unreachable_source_gives_one_error_line_per_artifact_the_actionable_first() {
+    let ctx = TestContext::new();
+    std::fs::remove_file(ctx.served(&crate::checksum_url_of(&ctx, "kube-proxy"))).unwrap();
+    ctx.net(&["lock", "--allow-unresolved"]).ok();
+    // A port nobody listens on: connection refused, as with a host whose name does not resolve.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dead = format!("http://127.0.0.1:{port}");
+    for cmd in ["build", "fetch"] {
+        let r = ctx
+            .run(&[cmd, "--mirrors-only", "--mirror", &dead, "--retries", "0"])
+            .fails();
+        let lines: Vec<&str> = r.stderr.lines().collect();
+        assert_eq!(
+            lines.len(),
+            8,
+            "{cmd}: one line per artifact, each hint once:\n{}",
+            r.stderr
+        );
+        assert_eq!(
+            lines[0],
+            "error: kube-proxy 1.31.0 (amd64) has no published sha256 in the lockfile"
+        );
+        assert_eq!(lines[1], "hint: run `nodeforge lock --update kube-proxy` where upstream is reachable, then commit the lockfile");
+        assert!(
+            lines[2].starts_with(&format!("error: cni-plugins 1.5.1 (amd64): {dead}/")),
+            "{}",
+            lines[2]
+        );
+        assert!(lines[2].contains(": cannot connect"), "{}", lines[2]);
+        assert_eq!(lines[3], "hint: upstream cannot be reached from here (DNS or connection failure): pass --mirror URL for a mirror you can reach, or --offline --mirror file://DIR for a copy on disk (`nodeforge mirror export` makes one); `make demo` runs the whole pipeline offline against stand-in artifacts");
+        for (line, c) in lines[4..]
+            .iter()
+            .zip(["containerd", "crictl", "kubelet", "runc"])
+        {
+            assert!(line.starts_with(&format!("error: {c} ")), "{line}");
+            assert!(line.len() < 400, "one artifact per line: {line}");
+        }
+    }
 }

@@ -323,7 +323,7 @@ fn missing_checksum_fails_lock_unless_recorded_as_unresolved() {
         .lock_text()
         .contains("unresolved = \"no published sha256"));
     let r = ctx.net(&["fetch"]).fails();
-    let r = r.stderr_has("kube-proxy 1.31.0 (amd64) has no published sha256 in the lockfile: run `nodeforge lock --update kube-proxy`");
+    let r = r.stderr_has("error: kube-proxy 1.31.0 (amd64) has no published sha256 in the lockfile\nhint: run `nodeforge lock --update kube-proxy` where upstream is reachable, then commit the lockfile\n");
     assert!(r.stdout.contains("5 fetched"), "{}", r.stdout);
     // Once upstream publishes it, --update resolves it.
     let m = nodeforge::manifest::Manifest::load(&ctx.manifest()).unwrap();

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use super::super::{human_bytes, print_json, NetArgs};
+use super::super::{human_bytes, print_json, print_problems, NetArgs};
 use crate::cli::Ctx;
 use crate::ops::{self, ArtifactStatus, Error};
 #[derive(Debug, Args)]
@@ -34,10 +34,9 @@ pub fn exec(ctx: &Ctx, args: FetchArgs) -> Result<ExitCode, Error> {
     if let Some(m) = r.lock.message() {
         eprintln!("{m}");
     }
-    let failures = r.failures();
-    for f in &failures {
-        eprintln!("error: {}", f.error.as_deref().unwrap_or("failed"));
-    }
+    let failures = r.failure_list();
+    let problems: Vec<ops::Problem> = failures.iter().map(ops::ArtifactFailure::problem).collect();
+    print_problems(&problems, None);
     if json {
         print_json(&r);
     } else {
@@ -65,9 +64,6 @@ pub fn exec(ctx: &Ctx, args: FetchArgs) -> Result<ExitCode, Error> {
             // Milliseconds to seconds, for display only.
             r.elapsed_ms as f64 / 1000.0
         );
-    }
-    if !failures.is_empty() && opts.fetch.offline {
-        eprintln!("hint: offline: fetch these where the network is reachable, or pass --mirror file://DIR holding them");
     }
     Ok(if failures.is_empty() {
         ExitCode::SUCCESS
