@@ -89,6 +89,8 @@ pub struct BuildReport {
     pub elapsed_ms: u64,
     /// Entries resolved and written to the lockfile before building.
     pub lock: LockCompletion,
+    /// What fetching warned about (a mirror serving other bytes than the lockfile pins).
+    pub warnings: Vec<String>,
 }
 
 impl BuildReport {
@@ -367,6 +369,11 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, Error> {
         locked: opts.locked,
     };
     let fetched = fetch_checked(&checked, &store, &fetch_opts)?;
+    let warnings: Vec<String> = fetched
+        .artifacts
+        .iter()
+        .flat_map(|a| a.warnings.iter().cloned())
+        .collect();
     let failures = super::fetch::failure_list(
         fetched
             .failures()
@@ -469,5 +476,6 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, Error> {
         fetched: fetched.count(super::ArtifactStatus::Fetched),
         elapsed_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
         lock: completion,
+        warnings,
     })
 }

@@ -119,6 +119,9 @@ pub struct FetchedArtifact {
     pub error: Option<String>,
     /// Why it failed, when it did.
     pub cause: Option<FailureCause>,
+    /// Sources (mirrors) that served other bytes than the lockfile pins, even when another
+    /// source then gave the right ones.
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -192,6 +195,7 @@ fn report_of(e: &LockEntry, status: ArtifactStatus) -> FetchedArtifact {
         source: None,
         error: None,
         cause: None,
+        warnings: Vec::new(),
     }
 }
 
@@ -287,6 +291,20 @@ fn fetch_one(store: &Store, fetcher: &Fetcher, entry: &LockEntry, bars: &Bars) -
             r.blake3 = Some(o.blake3.to_hex());
             r.size = Some(o.size);
             r.source = Some(got.source.to_string());
+            r.warnings = got
+                .mismatches
+                .iter()
+                .map(|m| {
+                    format!(
+                        "{}: {} served other bytes than the lockfile pins ({}: {}); fetched from {} instead",
+                        entry.label(),
+                        m.mirror.as_ref().map_or_else(|| "a source".to_string(), |mi| format!("mirror {mi}")),
+                        m.source,
+                        m.what,
+                        got.source
+                    )
+                })
+                .collect();
             r
         }
         Err(e) => fail(e.to_string()),

@@ -355,3 +355,46 @@ fn an_unreachable_source_gives_one_error_line_per_artifact_the_actionable_first(
         }
     }
 }
+
+#[test]
+fn a_mirror_serving_other_bytes_is_named_even_when_another_source_succeeds() {
+    let ctx = locked();
+    let url = url_of(&ctx, "containerd");
+    let real = std::fs::read(ctx.served(&url)).unwrap();
+    let mut evil = real.clone();
+    evil[10] ^= 1;
+    // A second server over the same files, serving a tampered containerd.
+    let bad = Server::start(ctx.server.root().clone());
+    bad.fault(&ctx.served_path(&url), Fault::Body(evil.clone()));
+    let (b, good) = (bad.url(), ctx.server.url());
+    for cmd in ["fetch", "build"] {
+        let r = ctx
+            .run(&[
+                cmd,
+                "--mirrors-only",
+                "--retries",
+                "0",
+                "--mirror",
+                &b,
+                "--mirror",
+                &good,
+            ])
+            .ok();
+        let path = ctx.served_path(&url);
+        let expected = format!(
+            "warning: containerd 1.7.20 (amd64): mirror {b} served other bytes than the lockfile pins ({b}{path}: sha256 mismatch: expected {}, got {} ({} bytes)); fetched from {good}{path} instead\n",
+            sha256_hex(&real),
+            sha256_hex(&evil),
+            evil.len()
+        );
+        if cmd == "fetch" {
+            assert_eq!(r.stderr, expected);
+            // Stored: the right bytes.
+            let b3 = blake3::hash(&real).to_hex().to_string();
+            assert!(ctx.store_objects().iter().any(|(_, n)| *n == b3));
+            std::fs::remove_dir_all(ctx.store()).unwrap();
+        } else {
+            r.stderr_has(&expected);
+        }
+    }
+}

@@ -39,6 +39,9 @@ pub fn exec(ctx: &Ctx, args: BuildArgs) -> Result<ExitCode, Error> {
     if let Some(m) = r.lock.message() {
         eprintln!("{m}");
     }
+    for w in &r.warnings {
+        eprintln!("warning: {w}");
+    }
     if json {
         print_json(&r);
         return Ok(ExitCode::SUCCESS);

@@ -34,6 +34,9 @@ pub fn exec(ctx: &Ctx, args: FetchArgs) -> Result<ExitCode, Error> {
     if let Some(m) = r.lock.message() {
         eprintln!("{m}");
     }
+    for w in r.artifacts.iter().flat_map(|a| &a.warnings) {
+        eprintln!("warning: {w}");
+    }
     let failures = r.failure_list();
     let problems: Vec<ops::Problem> = failures.iter().map(ops::ArtifactFailure::problem).collect();
     print_problems(&problems, None);
