@@ -140,6 +140,11 @@ impl NetArgs {
                     .map_err(|e| Error::Usage(format!("NODEFORGE_MIRROR: {e}")))?,
             );
         }
+        if self.offline {
+            for m in mirrors.iter().filter(|m| matches!(m, Mirror::Http(_))) {
+                eprintln!("note: --offline: mirror {m} is skipped (offline, only file:// mirrors are read)");
+            }
+        }
         Ok(FetchConfig {
             mirrors,
             offline: self.offline,

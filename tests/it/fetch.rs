@@ -398,3 +398,29 @@ fn a_mirror_serving_other_bytes_is_named_even_when_another_source_succeeds() {
         }
     }
 }
+
+#[test]
+fn offline_notes_skipped_http_mirrors_and_a_bare_path_suggests_file_url() {
+    let ctx = locked();
+    let url = ctx.server.url();
+    ctx.server.clear_log();
+    let r = ctx.run(&["fetch", "--offline", "--mirror", &url]).fails();
+    assert!(
+        r.stderr.starts_with(&format!(
+            "note: --offline: mirror {url} is skipped (offline, only file:// mirrors are read)\n"
+        )),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        ctx.server.requests().is_empty(),
+        "the http mirror was skipped"
+    );
+    let usb = ctx.path().join("usb");
+    let usb = usb.to_str().unwrap();
+    let r = ctx.run(&["fetch", "--offline", "--mirror", usb]).fails();
+    assert_eq!(
+        r.stderr,
+        format!("error: mirror `{usb}` is not an http(s):// URL or a file:// directory: for a directory, write `file://{usb}`\n")
+    );
+}
