@@ -46,6 +46,8 @@ pub enum ArtifactStatus {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum FailureCause {
+    /// The device holding the store is full.
+    NoSpace,
     /// Writing it on this machine failed.
     Local,
     /// The lockfile has no sha256 for it.
@@ -99,6 +101,7 @@ impl ArtifactFailure {
             ),
             FailureCause::NotFound => "check the component's version and URL in the manifest (`nodeforge components` lists every URL) and the mirrors given".to_string(),
             FailureCause::NotInStore => "run `nodeforge fetch` first".to_string(),
+            FailureCause::NoSpace => "free space on that device, or pass --out DIR on a file system with room (the store holds every artifact once)".to_string(),
             FailureCause::Local | FailureCause::Other => return None,
         })
     }
@@ -245,6 +248,11 @@ fn fetch_one(store: &Store, fetcher: &Fetcher, entry: &LockEntry, bars: &Bars) -
         r
     };
     let fail = |msg: String| fail_as(FailureCause::Local, format!("{}: {msg}", entry.label()));
+    let full = |e: &FetchError| {
+        e.attempts.iter().any(|(_, a)| {
+            matches!(a, crate::fetch::AttemptError::Local(io) if io.raw_os_error() == Some(libc::ENOSPC))
+        })
+    };
     let _guard = match store.lock_artifact(&sha256) {
         Ok(g) => g,
         Err(e) => return fail(e.to_string()),
@@ -266,6 +274,16 @@ fn fetch_one(store: &Store, fetcher: &Fetcher, entry: &LockEntry, bars: &Bars) -
     bars.finish(&bar);
     let got = match result {
         Ok(d) => d,
+        Err(e) if full(&e) => {
+            return fail_as(
+                FailureCause::NoSpace,
+                format!(
+                    "{}: no space left on the device holding {} (ENOSPC) while downloading it",
+                    entry.label(),
+                    store.root().display()
+                ),
+            )
+        }
         Err(e) => return fail_as(cause_of(&e), format!("{}: {e}", entry.label())),
     };
     // The shared store never holds a private key, whatever a server sends.

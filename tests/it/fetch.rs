@@ -424,3 +424,78 @@ fn offline_notes_skipped_http_mirrors_and_a_bare_path_suggests_file_url() {
         format!("error: mirror `{usb}` is not an http(s):// URL or a file:// directory: for a directory, write `file://{usb}`\n")
     );
 }
+
+/// A tmpfs of `size` mounted at `dir` for a test, unmounted when dropped.
+struct SmallFs(std::path::PathBuf);
+
+impl SmallFs {
+    fn mount(dir: &std::path::Path, size: &str) -> Option<SmallFs> {
+        std::fs::create_dir_all(dir).unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then(|| SmallFs(dir.to_path_buf()))
+    }
+}
+
+impl Drop for SmallFs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_device_is_named_as_such() {
+    let ctx = locked();
+    let Some(_fs) = SmallFs::mount(&ctx.path().join("small"), "16k") else {
+        eprintln!("skipped: cannot mount a tmpfs here (needs root)");
+        return;
+    };
+    let r = ctx
+        .net(&["fetch", "--out", "small/out", "--jobs", "1"])
+        .fails();
+    let errors: Vec<&str> = r
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("error: "))
+        .collect();
+    assert!(!errors.is_empty(), "{}", r.stderr);
+    for e in &errors {
+        assert!(
+            e.contains("no space left on the device holding small/out/store")
+                && e.contains("(ENOSPC)"),
+            "{e}"
+        );
+    }
+    let r = r.stderr_has(": no space left on the device holding small/out/store (ENOSPC) while downloading it\nhint: free space on that device, or pass --out DIR on a file system with room (the store holds every artifact once)\n");
+    assert!(
+        !r.stderr.contains("--mirror"),
+        "no misleading hint: {}",
+        r.stderr
+    );
+}
+
+#[test]
+fn a_link_across_file_systems_is_named_as_such() {
+    let ctx = locked();
+    ctx.net(&["fetch"]).ok();
+    // Images hard-link their layers' files: out/images on another file system cannot.
+    let Some(_fs) = SmallFs::mount(&ctx.path().join("out/images"), "64m") else {
+        eprintln!("skipped: cannot mount a tmpfs here (needs root)");
+        return;
+    };
+    let r = ctx
+        .run(&["build", "--offline", "--node", "worker1"])
+        .fails();
+    assert!(r.stderr.starts_with("error: cannot link "), "{}", r.stderr);
+    assert_eq!(
+        r.stderr.lines().count(),
+        1,
+        "no misleading hint: {}",
+        r.stderr
+    );
+    r.stderr_has("is on another file system than its source (EXDEV): a hard link or rename cannot cross file systems; keep the output directory on one file system");
+}
