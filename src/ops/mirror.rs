@@ -19,6 +19,8 @@ pub struct ExportReport {
     /// Files written (relative to dir), artifacts and checksum files.
     pub files: Vec<String>,
     pub bytes: u64,
+    /// The lockfile's copy, at the directory's root (`<name>.lock`).
+    pub lockfile: PathBuf,
 }
 
 /// Copy `from` to `to` atomically (temp file beside the target, then rename).
@@ -114,10 +116,20 @@ pub fn export_mirror(
         missing.sort_by(|a, b| (a.cause, &a.label).cmp(&(b.cause, &b.label)));
         return Err(Error::NotInStore { missing });
     }
+    // The lockfile goes along: the site checks and fetches against exactly this lock.
+    let name = lockfile.file_name().map_or_else(
+        || "cluster.lock".into(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    let text = std::fs::read(lockfile).at("cannot read", lockfile)?;
+    fsutil::write_atomic(&dir.join(&name), &text, 0o644)?;
+    bytes += text.len() as u64;
+    files.push(name.clone());
     files.sort();
     Ok(ExportReport {
         dir: dir.to_path_buf(),
         files,
         bytes,
+        lockfile: dir.join(name),
     })
 }

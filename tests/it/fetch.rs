@@ -274,9 +274,15 @@ fn mirror_export_feeds_an_air_gapped_site() {
     ctx.net(&["fetch"]).ok();
     let usb = ctx.path().join("usb");
     let usb_s = usb.to_str().unwrap();
-    ctx.run(&["mirror", "export", usb_s])
-        .ok()
-        .stdout_has("exported 12 files");
+    let r = ctx.run(&["mirror", "export", usb_s]).ok();
+    assert!(r.stdout.starts_with("exported 13 files ("), "{}", r.stdout);
+    r.stdout_has(&format!(
+        " to {usb_s}, the lockfile included as {usb_s}/kubenet.lock\nuse it with: nodeforge fetch --offline --mirror file://{usb_s} --lockfile {usb_s}/kubenet.lock\n"
+    ));
+    assert_eq!(
+        std::fs::read_to_string(usb.join("kubenet.lock")).unwrap(),
+        ctx.lock_text()
+    );
     // The air-gapped site: a fresh project with the same manifest, no network at all.
     let site = TestContext::new();
     let mirror = format!("file://{usb_s}");
@@ -286,6 +292,8 @@ fn mirror_export_feeds_an_air_gapped_site() {
         ctx.lock_text(),
         "the same lock, from the stick"
     );
+    let shipped = format!("{usb_s}/kubenet.lock");
+    site.run(&["lock", "--check", "--lockfile", &shipped]).ok();
     site.run(&["fetch", "--offline", "--mirror", &mirror])
         .ok()
         .stdout_has("6 fetched");
