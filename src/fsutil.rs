@@ -6,9 +6,10 @@ use std::fs;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
-/// An I/O error together with the path it concerns.
+/// An I/O error together with the path it concerns. A full device (ENOSPC) and a link or
+/// rename across file systems (EXDEV) are said as such, naming where.
 #[derive(Debug, thiserror::Error)]
-#[error("{action} {}: {source}", path.display())]
+#[error("{action} {}: {}", path.display(), io_reason(source, path))]
 pub struct FsError {
     pub action: &'static str,
     pub path: PathBuf,
@@ -23,6 +24,22 @@ impl FsError {
             path: path.to_path_buf(),
             source,
         }
+    }
+}
+
+/// Why an I/O operation on `path` failed, in words: ENOSPC names the device's place, EXDEV the
+/// two file systems, anything else is the system's message.
+pub fn io_reason(e: &io::Error, path: &Path) -> String {
+    match e.raw_os_error() {
+        Some(libc::ENOSPC) => format!(
+            "no space left on the device holding {} (ENOSPC)",
+            parent_of(path).display()
+        ),
+        Some(libc::EXDEV) => format!(
+            "{} is on another file system than its source (EXDEV): a hard link or rename cannot cross file systems; keep the output directory on one file system",
+            parent_of(path).display()
+        ),
+        _ => e.to_string(),
     }
 }
 

@@ -184,6 +184,11 @@ impl NetArgs {
                     .map_err(|e| Error::Usage(format!("NODEFORGE_MIRROR: {e}")))?,
             );
         }
+        if self.offline {
+            for m in mirrors.iter().filter(|m| matches!(m, Mirror::Http(_))) {
+                eprintln!("note: --offline: mirror {m} is skipped (offline, only file:// mirrors are read)");
+            }
+        }
         Ok(FetchConfig {
             mirrors,
             offline: self.offline,
@@ -283,15 +288,33 @@ fn run(ctx: &Ctx, command: Command) -> Result<ExitCode, Error> {
 }
 
 fn report_error(e: &Error, json: bool) {
-    eprintln!("error: {e}");
-    if let Some(snippet) = e.snippet() {
-        eprintln!("{snippet}");
-    }
-    for h in e.hints() {
-        eprintln!("hint: {h}");
-    }
+    let problems = e.problems();
+    print_problems(&problems, e.snippet().as_deref());
     if json {
-        print_json(&serde_json::json!({ "error": e.to_string(), "hints": e.hints() }));
+        let hints: Vec<&String> = problems.iter().flat_map(|p| &p.hints).collect();
+        print_json(
+            &serde_json::json!({ "error": e.to_string(), "hints": hints, "errors": problems }),
+        );
+    }
+}
+
+/// One `error:` line per problem, the caret snippet after the first, each followed by its
+/// `hint:` lines (a hint already given is not repeated).
+pub(crate) fn print_problems(problems: &[ops::Problem], snippet: Option<&str>) {
+    let mut given: Vec<&str> = Vec::new();
+    for (i, p) in problems.iter().enumerate() {
+        eprintln!("error: {}", p.message);
+        if i == 0 {
+            if let Some(snippet) = snippet {
+                eprintln!("{snippet}");
+            }
+        }
+        for h in &p.hints {
+            if !given.contains(&h.as_str()) {
+                eprintln!("hint: {h}");
+                given.push(h);
+            }
+        }
     }
 }
 

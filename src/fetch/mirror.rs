@@ -26,6 +26,9 @@ impl Mirror {
             Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => {
                 Ok(Mirror::Http(s.trim_end_matches('/').to_string()))
             }
+            _ if !s.contains("://") && !s.is_empty() => Err(format!(
+                "mirror `{s}` is not an http(s):// URL or a file:// directory: for a directory, write `file://{s}`"
+            )),
             _ => Err(format!(
                 "mirror `{s}` is not an http(s):// URL or a file:// directory"
             )),

@@ -85,6 +85,21 @@ pub enum AttemptError {
 }
 
 impl AttemptError {
+    /// The host could not be reached at all: a DNS failure or a refused or timed-out connection.
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, AttemptError::Request(e) if e.is_connect())
+    }
+
+    /// The source sent other bytes than expected (hash or size).
+    pub fn is_mismatch(&self) -> bool {
+        matches!(
+            self,
+            AttemptError::Mismatch { .. }
+                | AttemptError::SizeMismatch { .. }
+                | AttemptError::Announced { .. }
+        )
+    }
+
     /// Worth trying the same source again after a pause.
     fn is_transient(&self) -> bool {
         match self {
@@ -153,6 +168,19 @@ pub struct Downloaded {
     pub blake3: Blake3,
     pub size: u64,
     pub source: Source,
+    /// Sources tried before `source` that sent other bytes than expected (a mirror serving a
+    /// different file): worth a warning even though the download succeeded.
+    pub mismatches: Vec<Mismatched>,
+}
+
+/// A source that sent other bytes than expected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mismatched {
+    pub source: Source,
+    /// The mirror the source belongs to, when it is one.
+    pub mirror: Option<Mirror>,
+    /// What was wrong (hashes or sizes).
+    pub what: String,
 }
 
 /// What the caller expects of a download.
@@ -260,7 +288,7 @@ impl Fetcher {
             limit,
         };
         let mut sink = MemSink(Vec::new());
-        let source = self.fetch_into(url, &mut sink, &expect, |_| Ok(()))?;
+        let (source, _) = self.fetch_into(url, &mut sink, &expect, |_| Ok(()))?;
         Ok((sink.0, source))
     }
 
@@ -308,51 +336,76 @@ impl Fetcher {
             progress,
         };
         let mut result = None;
-        let source = self.fetch_into(url, &mut sink, expect, |s: &mut FileSink<'_>| {
-            let hasher = std::mem::take(&mut s.hasher);
-            let (sha256, blake3, size) = hasher.finish();
-            if let Some(want) = expect.size {
-                if want != size {
-                    return Err(AttemptError::SizeMismatch {
-                        expected: want,
-                        got: size,
-                    });
+        let (source, failed) =
+            self.fetch_into(url, &mut sink, expect, |s: &mut FileSink<'_>| {
+                let hasher = std::mem::take(&mut s.hasher);
+                let (sha256, blake3, size) = hasher.finish();
+                if let Some(want) = expect.size {
+                    if want != size {
+                        return Err(AttemptError::SizeMismatch {
+                            expected: want,
+                            got: size,
+                        });
+                    }
                 }
-            }
-            if let Some(want) = expect.sha256 {
-                if want != sha256 {
-                    return Err(AttemptError::Mismatch {
-                        expected: want,
-                        actual: sha256,
-                        size,
-                    });
+                if let Some(want) = expect.sha256 {
+                    if want != sha256 {
+                        return Err(AttemptError::Mismatch {
+                            expected: want,
+                            actual: sha256,
+                            size,
+                        });
+                    }
                 }
-            }
-            s.file.flush().map_err(AttemptError::Local)?;
-            result = Some((sha256, blake3, size));
-            Ok(())
-        })?;
+                s.file.flush().map_err(AttemptError::Local)?;
+                result = Some((sha256, blake3, size));
+                Ok(())
+            })?;
         let (sha256, blake3, size) = result.ok_or_else(|| FetchError {
             url: url.to_string(),
             offline: self.cfg.offline,
             attempts: Vec::new(),
         })?;
+        let mismatches = failed
+            .into_iter()
+            .filter(|(_, e)| e.is_mismatch())
+            .map(|(source, e)| Mismatched {
+                mirror: self.mirror_of(&source),
+                source,
+                what: e.to_string(),
+            })
+            .collect();
         Ok(Downloaded {
             sha256,
             blake3,
             size,
             source,
+            mismatches,
         })
     }
 
-    /// Try every source in order, each with retries; `finish` checks a complete body.
+    /// The configured mirror a source is on, if any.
+    fn mirror_of(&self, source: &Source) -> Option<Mirror> {
+        self.cfg
+            .mirrors
+            .iter()
+            .find(|m| match (m, source) {
+                (Mirror::Http(base), Source::Http(u)) => u.starts_with(&format!("{base}/")),
+                (Mirror::Dir(dir), Source::File(p)) => p.starts_with(dir),
+                _ => false,
+            })
+            .cloned()
+    }
+
+    /// Try every source in order, each with retries; `finish` checks a complete body. On
+    /// success, the source that gave it and what the sources tried before it said.
     fn fetch_into<S: Sink>(
         &self,
         url: &str,
         sink: &mut S,
         expect: &Expect,
         mut finish: impl FnMut(&mut S) -> Result<(), AttemptError>,
-    ) -> Result<Source, FetchError> {
+    ) -> Result<(Source, Vec<(Source, AttemptError)>), FetchError> {
         let mut attempts = Vec::new();
         for source in self.sources(url) {
             // A new source starts from byte 0 (a failed check may have left bytes behind).
@@ -377,7 +430,7 @@ impl Fetcher {
                 }
             };
             match outcome {
-                Ok(()) => return Ok(source),
+                Ok(()) => return Ok((source, attempts)),
                 Err(e) => {
                     let local = matches!(e, AttemptError::Local(_));
                     attempts.push((source, e));

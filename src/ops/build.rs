@@ -11,9 +11,10 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use super::fetch::fetch_checked;
+use super::fetch::{fetch_checked, ArtifactFailure, FailureCause};
+use super::lock::{complete_lock, LockCompletion};
 use super::materialize::{check_objects, ensure_layer, materialize};
-use super::{check_lock, parallel_map, Error, FetchOptions};
+use super::{parallel_map, Error, FetchOptions};
 use crate::extract::{self, Installed};
 use crate::fetch::FetchConfig;
 use crate::generations;
@@ -35,6 +36,8 @@ pub struct BuildOptions {
     pub progress: bool,
     /// Take templates from a tree outside the manifest's directory (refused unless asked for).
     pub allow_outside_templates: bool,
+    /// `--locked`: refuse to complete the lockfile (resolve missing or unresolved entries).
+    pub locked: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -86,7 +89,10 @@ pub struct BuildReport {
     pub nodes: Vec<NodeBuild>,
     pub fetched: usize,
     pub elapsed_ms: u64,
-    /// Things that do not stop a build but are likely mistakes (a `vars` key no template reads).
+    /// Entries resolved and written to the lockfile before building.
+    pub lock: LockCompletion,
+    /// Things that do not stop a build but are likely mistakes: a `vars` key no template reads,
+    /// a mirror serving other bytes than the lockfile pins.
     pub warnings: Vec<String>,
 }
 
@@ -166,7 +172,13 @@ fn binaries_for(
                 component: c.name.to_string(),
             })?;
             let object = store.lookup_sha256(&sha).ok_or_else(|| Error::NotInStore {
-                missing: vec![(entry.label(), entry.url.clone())],
+                missing: vec![ArtifactFailure {
+                    label: entry.label(),
+                    component: entry.component.to_string(),
+                    url: entry.url.clone(),
+                    cause: FailureCause::NotInStore,
+                    message: format!("{} is not in the store", entry.label()),
+                }],
             })?;
             let files: Vec<Installed> =
                 extract::installed(store, &entry.label(), &entry.url, &object, &sha, &c.install)?;
@@ -368,7 +380,13 @@ pub(crate) fn render_all(
 
 pub fn build(opts: &BuildOptions) -> Result<BuildReport, Error> {
     let started = Instant::now();
-    let checked = check_lock(&opts.manifest, &opts.lockfile)?;
+    let (checked, completion) = complete_lock(
+        &opts.manifest,
+        &opts.lockfile,
+        &opts.fetch,
+        opts.jobs,
+        opts.locked,
+    )?;
     let manifest = &checked.manifest;
     let nodes = select_nodes(manifest, &opts.nodes)?;
     let store = super::open_store(&OutDir::new(&opts.out))?;
@@ -382,30 +400,33 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, Error> {
         fetch: opts.fetch.clone(),
         jobs: opts.jobs,
         progress: opts.progress,
+        locked: opts.locked,
     };
     let fetched = fetch_checked(&checked, &store, &fetch_opts)?;
-    let failures: Vec<_> = fetched
-        .failures()
-        .into_iter()
-        .filter(|f| arches.iter().any(|a| a.as_str() == f.arch))
-        .map(|f| {
-            (
-                format!("{} {} ({})", f.component, f.version, f.arch),
-                f.error.clone().unwrap_or_default(),
-            )
-        })
+    let fetch_warnings: Vec<String> = fetched
+        .artifacts
+        .iter()
+        .flat_map(|a| a.warnings.iter().cloned())
         .collect();
+    let failures = super::fetch::failure_list(
+        fetched
+            .failures()
+            .into_iter()
+            .filter(|f| arches.iter().any(|a| a.as_str() == f.arch)),
+    );
     if !failures.is_empty() {
-        return Err(Error::Fetch(failures));
+        return Err(Error::Fetch { failures });
     }
 
-    let (images, warnings) = render_images(
+    let (images, render_warnings) = render_images(
         &store,
         &checked,
         &nodes,
         opts.jobs,
         opts.allow_outside_templates,
     )?;
+    let mut warnings = fetch_warnings;
+    warnings.extend(render_warnings);
 
     // Shared layers first (each payload once, whoever needs it), then every node's own.
     let out = OutDir::new(&opts.out);
@@ -504,6 +525,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, Error> {
         nodes: report,
         fetched: fetched.count(super::ArtifactStatus::Fetched),
         elapsed_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        lock: completion,
         warnings,
     })
 }

@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use super::fetch::ArtifactFailure;
 use super::lock::ResolveError;
 use crate::extract::ExtractError;
 use crate::fetch::ClientError;
@@ -12,6 +13,13 @@ use crate::image::ImageError;
 use crate::lock::{Change, LockError};
 use crate::manifest::ManifestError;
 use crate::render::RenderError;
+
+/// One line of an error report and what to do about it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Problem {
+    pub message: String,
+    pub hints: Vec<String>,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -35,12 +43,33 @@ pub enum Error {
         /// Each artifact's label and why it failed.
         failures: Vec<(String, ResolveError)>,
     },
-    #[error("{} of the locked artifacts are not in the store: {}", missing.len(), missing.iter().map(|(l, _)| l.as_str()).collect::<Vec<_>>().join(", "))]
-    NotInStore { missing: Vec<(String, String)> },
-    #[error("cannot build: {}", .0.iter().map(|(l, e)| if e.is_empty() { l.clone() } else { e.clone() }).collect::<Vec<_>>().join("; "))]
-    Fetch(Vec<(String, String)>),
+    #[error("{} of the locked artifacts are not in the store: {}", missing.len(), missing.iter().map(|f| f.label.as_str()).collect::<Vec<_>>().join(", "))]
+    NotInStore { missing: Vec<ArtifactFailure> },
+    #[error("cannot build: {} could not be fetched: {}", if failures.len() == 1 { "1 artifact".to_string() } else { format!("{} artifacts", failures.len()) }, failures.iter().map(|f| f.label.as_str()).collect::<Vec<_>>().join(", "))]
+    Fetch {
+        /// The most actionable first.
+        failures: Vec<ArtifactFailure>,
+    },
     #[error("{label} has no published sha256 in the lockfile: run `nodeforge lock --update {component}` where upstream is reachable")]
     Unresolved { label: String, component: String },
+    /// `lock --check`: the lockfile is intact and fresh, but entries have no published sha256.
+    #[error("{}: {} unresolved (no published sha256): {}", lockfile.display(), if labels.len() == 1 { "1 entry is".to_string() } else { format!("{} entries are", labels.len()) }, labels.join(", "))]
+    UnresolvedEntries {
+        lockfile: PathBuf,
+        /// `component version (arch)` of each unresolved entry.
+        labels: Vec<String>,
+        /// Their components, each once, sorted.
+        components: Vec<String>,
+    },
+    /// `--locked`: the lockfile would have to change.
+    #[error("--locked: {} would have to change: {}", lockfile.display(), needs.join(", "))]
+    Locked {
+        lockfile: PathBuf,
+        /// What the lockfile lacks, one phrase per entry.
+        needs: Vec<String>,
+        /// Their components, each once, sorted.
+        components: Vec<String>,
+    },
     #[error(transparent)]
     Render(#[from] RenderError),
     #[error(transparent)]
@@ -106,6 +135,14 @@ impl Error {
                 "check the network or pass --mirror; or record them as unresolved with --allow-unresolved".into(),
             ],
             Error::NotInStore { .. } => vec!["run `nodeforge fetch` first".into()],
+            Error::Locked { components, .. } => vec![format!(
+                "run `nodeforge lock {}` (or this command without --locked) where upstream is reachable, then commit the lockfile",
+                components.iter().map(|c| format!("--update {c}")).collect::<Vec<_>>().join(" ")
+            )],
+            Error::UnresolvedEntries { components, .. } => vec![format!(
+                "run `nodeforge lock {}` where upstream is reachable, then commit the lockfile",
+                components.iter().map(|c| format!("--update {c}")).collect::<Vec<_>>().join(" ")
+            )],
             Error::FlatImage { .. } => vec![
                 "roll back to a generation built with layers (`nodeforge list` shows each generation's format), or check out the inputs of that image and `nodeforge build` it again".into(),
             ],
@@ -133,6 +170,22 @@ impl Error {
             ],
             _ => Vec::new(),
         }
+    }
+
+    /// The error as the lines to print: each problem (one per artifact for a list) with its
+    /// hints, the most actionable first.
+    pub fn problems(&self) -> Vec<Problem> {
+        let list = match self {
+            Error::Fetch { failures } => failures,
+            Error::NotInStore { missing } => missing,
+            _ => {
+                return vec![Problem {
+                    message: self.to_string(),
+                    hints: self.hints(),
+                }]
+            }
+        };
+        list.iter().map(ArtifactFailure::problem).collect()
     }
 
     /// A source line with a caret, for errors that point into a file.

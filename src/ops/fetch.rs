@@ -7,8 +7,9 @@ use std::time::Instant;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
-use super::{check_lock, parallel_map, Error, LockCheck};
-use crate::fetch::{Expect, FetchConfig, Fetcher};
+use super::lock::{complete_lock, LockCompletion};
+use super::{parallel_map, Error, LockCheck};
+use crate::fetch::{Expect, FetchConfig, FetchError, Fetcher};
 use crate::lock::LockEntry;
 use crate::store::Store;
 
@@ -25,6 +26,8 @@ pub struct FetchOptions {
     pub jobs: usize,
     /// Draw progress bars (only ever on a terminal).
     pub progress: bool,
+    /// `--locked`: refuse to complete the lockfile (resolve missing or unresolved entries).
+    pub locked: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -36,6 +39,72 @@ pub enum ArtifactStatus {
     Failed,
     /// The lockfile has no sha256 for it: refused.
     Unresolved,
+}
+
+/// Why an artifact could not be had, from the most actionable to the least: failures are
+/// reported in this order, each with its hint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FailureCause {
+    /// The device holding the store is full.
+    NoSpace,
+    /// Writing it on this machine failed.
+    Local,
+    /// The lockfile has no sha256 for it.
+    Unresolved,
+    /// No source could be reached (DNS, connection).
+    Unreachable,
+    /// Offline, and no `file://` mirror holds it.
+    Offline,
+    /// A source sent other bytes than the lockfile pins.
+    Mismatch,
+    /// Every source answered "not there".
+    NotFound,
+    /// Not in the store (for a command that does not fetch).
+    NotInStore,
+    Other,
+}
+
+/// One artifact that could not be had: a sentence naming it, and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct ArtifactFailure {
+    /// `containerd 1.7.20 (amd64)`.
+    pub label: String,
+    pub component: String,
+    pub url: String,
+    pub cause: FailureCause,
+    /// The whole sentence, starting with the label.
+    pub message: String,
+}
+
+impl ArtifactFailure {
+    /// Its line in an error report, with its hint.
+    pub fn problem(&self) -> super::Problem {
+        super::Problem {
+            message: self.message.clone(),
+            hints: self.hint().into_iter().collect(),
+        }
+    }
+
+    /// What to do about it.
+    pub fn hint(&self) -> Option<String> {
+        Some(match self.cause {
+            FailureCause::Unresolved => format!(
+                "run `nodeforge lock --update {}` where upstream is reachable, then commit the lockfile",
+                self.component
+            ),
+            FailureCause::Unreachable => "upstream cannot be reached from here (DNS or connection failure): pass --mirror URL for a mirror you can reach, or --offline --mirror file://DIR for a copy on disk (`nodeforge mirror export` makes one); `make demo` runs the whole pipeline offline against stand-in artifacts".to_string(),
+            FailureCause::Offline => "offline: fetch these where the network is reachable, or pass --mirror file://DIR holding them".to_string(),
+            FailureCause::Mismatch => format!(
+                "nothing was stored: a mirror or proxy served other bytes, or upstream replaced the file (then `nodeforge lock --update {}` and review the new sha256)",
+                self.component
+            ),
+            FailureCause::NotFound => "check the component's version and URL in the manifest (`nodeforge components` lists every URL) and the mirrors given".to_string(),
+            FailureCause::NotInStore => "run `nodeforge fetch` first".to_string(),
+            FailureCause::NoSpace => "free space on that device, or pass --out DIR on a file system with room (the store holds every artifact once)".to_string(),
+            FailureCause::Local | FailureCause::Other => return None,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -51,6 +120,11 @@ pub struct FetchedArtifact {
     /// Where it came from (a mirror or upstream), when it was fetched.
     pub source: Option<String>,
     pub error: Option<String>,
+    /// Why it failed, when it did.
+    pub cause: Option<FailureCause>,
+    /// Sources (mirrors) that served other bytes than the lockfile pins, even when another
+    /// source then gave the right ones.
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -60,6 +134,8 @@ pub struct FetchReport {
     pub artifacts: Vec<FetchedArtifact>,
     pub fetched_bytes: u64,
     pub elapsed_ms: u64,
+    /// Entries resolved and written to the lockfile before fetching.
+    pub lock: LockCompletion,
 }
 
 impl FetchReport {
@@ -75,9 +151,38 @@ impl FetchReport {
             .collect()
     }
 
+    /// The failures as a typed list, the most actionable first.
+    pub fn failure_list(&self) -> Vec<ArtifactFailure> {
+        failure_list(self.failures())
+    }
+
     pub fn count(&self, status: ArtifactStatus) -> usize {
         self.artifacts.iter().filter(|a| a.status == status).count()
     }
+}
+
+/// Failed artifacts as a typed list, the most actionable first (then by label).
+pub(crate) fn failure_list<'a>(
+    failed: impl IntoIterator<Item = &'a FetchedArtifact>,
+) -> Vec<ArtifactFailure> {
+    let mut list: Vec<ArtifactFailure> = failed
+        .into_iter()
+        .map(|a| {
+            let label = format!("{} {} ({})", a.component, a.version, a.arch);
+            ArtifactFailure {
+                message: a
+                    .error
+                    .clone()
+                    .unwrap_or_else(|| format!("{label}: failed")),
+                label,
+                component: a.component.clone(),
+                url: a.url.clone(),
+                cause: a.cause.unwrap_or(FailureCause::Other),
+            }
+        })
+        .collect();
+    list.sort_by(|a, b| (a.cause, &a.label).cmp(&(b.cause, &b.label)));
+    list
 }
 
 fn report_of(e: &LockEntry, status: ArtifactStatus) -> FetchedArtifact {
@@ -92,6 +197,26 @@ fn report_of(e: &LockEntry, status: ArtifactStatus) -> FetchedArtifact {
         status,
         source: None,
         error: None,
+        cause: None,
+        warnings: Vec::new(),
+    }
+}
+
+/// What a failed download was, for its hint.
+fn cause_of(e: &FetchError) -> FailureCause {
+    let attempts = || e.attempts.iter().map(|(_, a)| a);
+    if attempts().any(|a| matches!(a, crate::fetch::AttemptError::Local(_))) {
+        FailureCause::Local
+    } else if attempts().any(crate::fetch::AttemptError::is_mismatch) {
+        FailureCause::Mismatch
+    } else if e.attempts.is_empty() && e.offline {
+        FailureCause::Offline
+    } else if attempts().any(crate::fetch::AttemptError::is_unreachable) {
+        FailureCause::Unreachable
+    } else if e.is_not_found() {
+        FailureCause::NotFound
+    } else {
+        FailureCause::Other
     }
 }
 
@@ -101,10 +226,10 @@ fn fetch_one(store: &Store, fetcher: &Fetcher, entry: &LockEntry, bars: &Bars) -
     let Some(sha256) = entry.sha256() else {
         let mut r = report_of(entry, ArtifactStatus::Unresolved);
         r.error = Some(format!(
-            "{} has no published sha256 in the lockfile: run `nodeforge lock --update {}` where upstream is reachable",
-            entry.label(),
-            entry.component
+            "{} has no published sha256 in the lockfile",
+            entry.label()
         ));
+        r.cause = Some(FailureCause::Unresolved);
         return r;
     };
     let present = |o: crate::store::Object| {
@@ -116,10 +241,17 @@ fn fetch_one(store: &Store, fetcher: &Fetcher, entry: &LockEntry, bars: &Bars) -
     if let Some(o) = store.lookup_sha256(&sha256) {
         return present(o);
     }
-    let fail = |msg: String| {
+    let fail_as = |cause: FailureCause, msg: String| {
         let mut r = report_of(entry, ArtifactStatus::Failed);
         r.error = Some(msg);
+        r.cause = Some(cause);
         r
+    };
+    let fail = |msg: String| fail_as(FailureCause::Local, format!("{}: {msg}", entry.label()));
+    let full = |e: &FetchError| {
+        e.attempts.iter().any(|(_, a)| {
+            matches!(a, crate::fetch::AttemptError::Local(io) if io.raw_os_error() == Some(libc::ENOSPC))
+        })
     };
     let _guard = match store.lock_artifact(&sha256) {
         Ok(g) => g,
@@ -142,18 +274,31 @@ fn fetch_one(store: &Store, fetcher: &Fetcher, entry: &LockEntry, bars: &Bars) -
     bars.finish(&bar);
     let got = match result {
         Ok(d) => d,
-        Err(e) => return fail(format!("{}: {e}", entry.label())),
+        Err(e) if full(&e) => {
+            return fail_as(
+                FailureCause::NoSpace,
+                format!(
+                    "{}: no space left on the device holding {} (ENOSPC) while downloading it",
+                    entry.label(),
+                    store.root().display()
+                ),
+            )
+        }
+        Err(e) => return fail_as(cause_of(&e), format!("{}: {e}", entry.label())),
     };
     // The shared store never holds a private key, whatever a server sends.
     if matches!(
         crate::secrets::find_private_key_in_file(tmp.path()),
         Ok(Some(_))
     ) {
-        return fail(format!(
-            "{}: {} holds a private key; refused, nothing stored",
-            entry.label(),
-            got.source
-        ));
+        return fail_as(
+            FailureCause::Other,
+            format!(
+                "{}: {} holds a private key; refused, nothing stored",
+                entry.label(),
+                got.source
+            ),
+        );
     }
     let stored = store
         .commit(tmp, &got.blake3, got.size)
@@ -164,6 +309,20 @@ fn fetch_one(store: &Store, fetcher: &Fetcher, entry: &LockEntry, bars: &Bars) -
             r.blake3 = Some(o.blake3.to_hex());
             r.size = Some(o.size);
             r.source = Some(got.source.to_string());
+            r.warnings = got
+                .mismatches
+                .iter()
+                .map(|m| {
+                    format!(
+                        "{}: {} served other bytes than the lockfile pins ({}: {}); fetched from {} instead",
+                        entry.label(),
+                        m.mirror.as_ref().map_or_else(|| "a source".to_string(), |mi| format!("mirror {mi}")),
+                        m.source,
+                        m.what,
+                        got.source
+                    )
+                })
+                .collect();
             r
         }
         Err(e) => fail(e.to_string()),
@@ -217,9 +376,17 @@ impl Bars {
 }
 
 pub fn fetch(opts: &FetchOptions) -> Result<FetchReport, Error> {
-    let checked = check_lock(&opts.manifest, &opts.lockfile)?;
+    let (checked, completion) = complete_lock(
+        &opts.manifest,
+        &opts.lockfile,
+        &opts.fetch,
+        opts.jobs,
+        opts.locked,
+    )?;
     let store = super::open_store(&crate::layout::OutDir::new(&opts.out))?;
-    fetch_checked(&checked, &store, opts)
+    let mut report = fetch_checked(&checked, &store, opts)?;
+    report.lock = completion;
+    Ok(report)
 }
 
 /// Fetch the entries of an already checked lock into an open store.
@@ -245,5 +412,6 @@ pub(crate) fn fetch_checked(
         artifacts,
         fetched_bytes,
         elapsed_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        lock: LockCompletion::default(),
     })
 }

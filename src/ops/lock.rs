@@ -296,3 +296,120 @@ pub fn lock(opts: &LockOptions) -> Result<LockReport, Error> {
         warnings,
     })
 }
+
+/// What [`complete_lock`] did to the lockfile before a fetch or build.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct LockCompletion {
+    /// `component version (arch)` of each entry resolved and written (missing or unresolved before).
+    pub resolved: Vec<String>,
+    /// The lockfile, when it was written.
+    pub written: Option<PathBuf>,
+}
+
+impl LockCompletion {
+    /// `resolved kube-proxy 1.31.0 (amd64) and wrote lockfiles/kubenet.lock`, when anything was.
+    pub fn message(&self) -> Option<String> {
+        let written = self.written.as_ref()?;
+        Some(format!(
+            "resolved {} and wrote {}",
+            self.resolved.join(", "),
+            written.display()
+        ))
+    }
+}
+
+/// The lock check `fetch` and `build` start with, completing the lockfile first: entries the
+/// manifest adds (the lock is otherwise fresh) and entries recorded `unresolved` are resolved
+/// from upstream or a mirror and written, pinned entries are never touched. An unresolved entry
+/// that still cannot be resolved stays as it is (fetching it then fails with its hint); a missing
+/// one that cannot be resolved fails. `locked` (`--locked`) refuses any change instead.
+pub(crate) fn complete_lock(
+    manifest: &std::path::Path,
+    lockfile: &std::path::Path,
+    fetch: &FetchConfig,
+    jobs: usize,
+    locked: bool,
+) -> Result<(LockCheck, LockCompletion), Error> {
+    let m = Manifest::load(manifest)?;
+    let lock = Lockfile::load(lockfile)?;
+    let specs = m.artifacts();
+    let changes = staleness(&lock, &specs);
+    // Only additions can be completed; any other change is the user's to make with `lock`.
+    let only_added = changes
+        .iter()
+        .all(|c| matches!(c, crate::lock::Change::Added { .. }));
+    if !only_added {
+        return Err(Error::Stale {
+            lockfile: lockfile.to_path_buf(),
+            changes,
+        });
+    }
+    let todo: Vec<&ArtifactSpec> = specs
+        .iter()
+        .filter(|s| {
+            lock.entry(&s.component, &s.arch)
+                .is_none_or(|e| e.sha256().is_none())
+        })
+        .collect();
+    if todo.is_empty() {
+        return Ok((check_lock(manifest, lockfile)?, LockCompletion::default()));
+    }
+    let label = |s: &ArtifactSpec| format!("{} {} ({})", s.component, s.version, s.arch);
+    if locked {
+        return Err(Error::Locked {
+            lockfile: lockfile.to_path_buf(),
+            needs: todo
+                .iter()
+                .map(|s| match lock.entry(&s.component, &s.arch) {
+                    Some(_) => format!("{} is unresolved", label(s)),
+                    None => format!("{} is not locked yet", label(s)),
+                })
+                .collect(),
+            components: todo
+                .iter()
+                .map(|s| s.component.to_string())
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect(),
+        });
+    }
+    let fetcher = Fetcher::new(fetch.clone())?;
+    let results = parallel_map(&todo, jobs, |s| resolve(&fetcher, s));
+    let mut entries = lock.artifacts.clone();
+    let mut completion = LockCompletion::default();
+    let mut failures = Vec::new();
+    for (spec, result) in todo.iter().zip(results) {
+        let existing = entries
+            .iter()
+            .position(|e| e.component == spec.component && e.arch == spec.arch);
+        match (result, existing) {
+            (Ok((sha256, size)), at) => {
+                let entry = LockEntry {
+                    component: spec.component.clone(),
+                    version: spec.version.clone(),
+                    arch: spec.arch.clone(),
+                    url: spec.url.clone(),
+                    checksum_url: spec.checksum_url.clone(),
+                    resolution: Resolution::Resolved { sha256, size },
+                };
+                match at {
+                    Some(i) => entries[i] = entry,
+                    None => entries.push(entry),
+                }
+                completion.resolved.push(label(spec));
+            }
+            // Still unresolved: kept as it is; fetching it says what to do.
+            (Err(_), Some(_)) => {}
+            (Err(e), None) => failures.push((label(spec), e)),
+        }
+    }
+    if !failures.is_empty() {
+        return Err(Error::Resolve { failures });
+    }
+    if !completion.resolved.is_empty() || !changes.is_empty() {
+        let new = Lockfile::new(inputs_hash(&specs), entries);
+        fsutil::write_atomic(lockfile, new.to_text().as_bytes(), 0o644)?;
+        completion.written = Some(lockfile.to_path_buf());
+    }
+    Ok((check_lock(manifest, lockfile)?, completion))
+}

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use super::fetch::{ArtifactFailure, FailureCause};
 use super::{check_lock, Error};
 use crate::fetch::mirror_path;
 use crate::fsutil::{self, AtomicFile, FsError, IoContext};
@@ -18,6 +19,8 @@ pub struct ExportReport {
     /// Files written (relative to dir), artifacts and checksum files.
     pub files: Vec<String>,
     pub bytes: u64,
+    /// The lockfile's copy, at the directory's root (`<name>.lock`).
+    pub lockfile: PathBuf,
 }
 
 /// Copy `from` to `to` atomically (temp file beside the target, then rename).
@@ -68,15 +71,25 @@ pub fn export_mirror(
     // checksum-url → lines "<sha256>  <file name>", so multi-asset checksum files stay whole.
     let mut sums: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for e in &checked.lock.artifacts {
+        let failure = |cause, what: &str| ArtifactFailure {
+            label: e.label(),
+            component: e.component.to_string(),
+            url: e.url.clone(),
+            cause,
+            message: format!("{} {what}", e.label()),
+        };
         let Some(sha) = e.sha256() else {
-            missing.push((e.label(), "unresolved in the lockfile".to_string()));
+            missing.push(failure(
+                FailureCause::Unresolved,
+                "has no published sha256 in the lockfile",
+            ));
             continue;
         };
         let (Some(rel), Some(sum_rel)) = (mirror_path(&e.url), mirror_path(&e.checksum_url)) else {
             continue; // file:// URLs have no place on a mirror
         };
         let Some(obj) = store.lookup_sha256(&sha) else {
-            missing.push((e.label(), e.url.clone()));
+            missing.push(failure(FailureCause::NotInStore, "is not in the store"));
             continue;
         };
         bytes += copy_atomic(&obj.path, &dir.join(&rel), &sha)?;
@@ -93,12 +106,23 @@ pub fn export_mirror(
         files.push(rel);
     }
     if !missing.is_empty() {
+        missing.sort_by(|a, b| (a.cause, &a.label).cmp(&(b.cause, &b.label)));
         return Err(Error::NotInStore { missing });
     }
+    // The lockfile goes along: the site checks and fetches against exactly this lock.
+    let name = lockfile.file_name().map_or_else(
+        || "cluster.lock".into(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    let text = std::fs::read(lockfile).at("cannot read", lockfile)?;
+    fsutil::write_atomic(&dir.join(&name), &text, 0o644)?;
+    bytes += text.len() as u64;
+    files.push(name.clone());
     files.sort();
     Ok(ExportReport {
         dir: dir.to_path_buf(),
         files,
         bytes,
+        lockfile: dir.join(name),
     })
 }

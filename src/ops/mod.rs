@@ -21,8 +21,11 @@ use std::path::{Path, PathBuf};
 pub use boot::{boot_plan, BootDisk, BootPlan};
 pub use build::{build, BuildOptions, BuildReport, LayerBuild, NodeBuild, NodeStatus};
 pub use components::{components, demo_mirror};
-pub use error::Error;
-pub use fetch::{fetch, ArtifactStatus, FetchOptions, FetchReport, FetchedArtifact};
+pub use error::{Error, Problem};
+pub use fetch::{
+    fetch, ArtifactFailure, ArtifactStatus, FailureCause, FetchOptions, FetchReport,
+    FetchedArtifact,
+};
 pub use flatten::{flatten, FlattenReport};
 pub use gc::{gc, GcOptions, GcReport};
 pub use history::{

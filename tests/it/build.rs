@@ -473,7 +473,12 @@ fn build_refuses_an_unresolved_lock_entry() {
     let ctx = TestContext::new();
     std::fs::remove_file(ctx.served(&crate::checksum_url_of(&ctx, "kube-proxy"))).unwrap();
     ctx.net(&["lock", "--allow-unresolved"]).ok();
-    ctx.net(&["build"]).fails().stderr_has("kube-proxy 1.31.0 (amd64) has no published sha256 in the lockfile: run `nodeforge lock --update kube-proxy`");
+    let r = ctx.net(&["build"]).fails();
+    assert_eq!(
+        r.stderr,
+        "error: kube-proxy 1.31.0 (amd64) has no published sha256 in the lockfile\n\
+         hint: run `nodeforge lock --update kube-proxy` where upstream is reachable, then commit the lockfile\n"
+    );
 }
 
 /// The directory of a node's layer of `role`, from its image's record.

@@ -274,9 +274,15 @@ fn mirror_export_feeds_an_air_gapped_site() {
     ctx.net(&["fetch"]).ok();
     let usb = ctx.path().join("usb");
     let usb_s = usb.to_str().unwrap();
-    ctx.run(&["mirror", "export", usb_s])
-        .ok()
-        .stdout_has("exported 12 files");
+    let r = ctx.run(&["mirror", "export", usb_s]).ok();
+    assert!(r.stdout.starts_with("exported 13 files ("), "{}", r.stdout);
+    r.stdout_has(&format!(
+        " to {usb_s}, the lockfile included as {usb_s}/kubenet.lock\nuse it with: nodeforge fetch --offline --mirror file://{usb_s} --lockfile {usb_s}/kubenet.lock\n"
+    ));
+    assert_eq!(
+        std::fs::read_to_string(usb.join("kubenet.lock")).unwrap(),
+        ctx.lock_text()
+    );
     // The air-gapped site: a fresh project with the same manifest, no network at all.
     let site = TestContext::new();
     let mirror = format!("file://{usb_s}");
@@ -286,6 +292,8 @@ fn mirror_export_feeds_an_air_gapped_site() {
         ctx.lock_text(),
         "the same lock, from the stick"
     );
+    let shipped = format!("{usb_s}/kubenet.lock");
+    site.run(&["lock", "--check", "--lockfile", &shipped]).ok();
     site.run(&["fetch", "--offline", "--mirror", &mirror])
         .ok()
         .stdout_has("6 fetched");
@@ -308,6 +316,194 @@ fn export_refuses_when_the_store_lacks_artifacts() {
     let usb = ctx.path().join("usb");
     ctx.run(&["mirror", "export", usb.to_str().unwrap()])
         .fails()
-        .stderr_has("6 of the locked artifacts are not in the store")
-        .stderr_has("hint: run `nodeforge fetch` first");
+        .stderr_has("error: cni-plugins 1.5.1 (amd64) is not in the store\nhint: run `nodeforge fetch` first\nerror: containerd 1.7.20 (amd64) is not in the store\nerror: crictl");
+}
+
+#[test]
+fn an_unreachable_source_gives_one_error_line_per_artifact_the_actionable_first() {
+    let ctx = TestContext::new();
+    std::fs::remove_file(ctx.served(&crate::checksum_url_of(&ctx, "kube-proxy"))).unwrap();
+    ctx.net(&["lock", "--allow-unresolved"]).ok();
+    // A port nobody listens on: connection refused, as with a host whose name does not resolve.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dead = format!("http://127.0.0.1:{port}");
+    for cmd in ["build", "fetch"] {
+        let r = ctx
+            .run(&[cmd, "--mirrors-only", "--mirror", &dead, "--retries", "0"])
+            .fails();
+        let lines: Vec<&str> = r.stderr.lines().collect();
+        assert_eq!(
+            lines.len(),
+            8,
+            "{cmd}: one line per artifact, each hint once:\n{}",
+            r.stderr
+        );
+        assert_eq!(
+            lines[0],
+            "error: kube-proxy 1.31.0 (amd64) has no published sha256 in the lockfile"
+        );
+        assert_eq!(lines[1], "hint: run `nodeforge lock --update kube-proxy` where upstream is reachable, then commit the lockfile");
+        assert!(
+            lines[2].starts_with(&format!("error: cni-plugins 1.5.1 (amd64): {dead}/")),
+            "{}",
+            lines[2]
+        );
+        assert!(lines[2].contains(": cannot connect"), "{}", lines[2]);
+        assert_eq!(lines[3], "hint: upstream cannot be reached from here (DNS or connection failure): pass --mirror URL for a mirror you can reach, or --offline --mirror file://DIR for a copy on disk (`nodeforge mirror export` makes one); `make demo` runs the whole pipeline offline against stand-in artifacts");
+        for (line, c) in lines[4..]
+            .iter()
+            .zip(["containerd", "crictl", "kubelet", "runc"])
+        {
+            assert!(line.starts_with(&format!("error: {c} ")), "{line}");
+            assert!(line.len() < 400, "one artifact per line: {line}");
+        }
+    }
+}
+
+#[test]
+fn a_mirror_serving_other_bytes_is_named_even_when_another_source_succeeds() {
+    let ctx = locked();
+    let url = url_of(&ctx, "containerd");
+    let real = std::fs::read(ctx.served(&url)).unwrap();
+    let mut evil = real.clone();
+    evil[10] ^= 1;
+    // A second server over the same files, serving a tampered containerd.
+    let bad = Server::start(ctx.server.root().clone());
+    bad.fault(&ctx.served_path(&url), Fault::Body(evil.clone()));
+    let (b, good) = (bad.url(), ctx.server.url());
+    for cmd in ["fetch", "build"] {
+        let r = ctx
+            .run(&[
+                cmd,
+                "--mirrors-only",
+                "--retries",
+                "0",
+                "--mirror",
+                &b,
+                "--mirror",
+                &good,
+            ])
+            .ok();
+        let path = ctx.served_path(&url);
+        let expected = format!(
+            "warning: containerd 1.7.20 (amd64): mirror {b} served other bytes than the lockfile pins ({b}{path}: sha256 mismatch: expected {}, got {} ({} bytes)); fetched from {good}{path} instead\n",
+            sha256_hex(&real),
+            sha256_hex(&evil),
+            evil.len()
+        );
+        if cmd == "fetch" {
+            assert_eq!(r.stderr, expected);
+            // Stored: the right bytes.
+            let b3 = blake3::hash(&real).to_hex().to_string();
+            assert!(ctx.store_objects().iter().any(|(_, n)| *n == b3));
+            std::fs::remove_dir_all(ctx.store()).unwrap();
+        } else {
+            r.stderr_has(&expected);
+        }
+    }
+}
+
+#[test]
+fn offline_notes_skipped_http_mirrors_and_a_bare_path_suggests_file_url() {
+    let ctx = locked();
+    let url = ctx.server.url();
+    ctx.server.clear_log();
+    let r = ctx.run(&["fetch", "--offline", "--mirror", &url]).fails();
+    assert!(
+        r.stderr.starts_with(&format!(
+            "note: --offline: mirror {url} is skipped (offline, only file:// mirrors are read)\n"
+        )),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        ctx.server.requests().is_empty(),
+        "the http mirror was skipped"
+    );
+    let usb = ctx.path().join("usb");
+    let usb = usb.to_str().unwrap();
+    let r = ctx.run(&["fetch", "--offline", "--mirror", usb]).fails();
+    assert_eq!(
+        r.stderr,
+        format!("error: mirror `{usb}` is not an http(s):// URL or a file:// directory: for a directory, write `file://{usb}`\n")
+    );
+}
+
+/// A tmpfs of `size` mounted at `dir` for a test, unmounted when dropped.
+struct SmallFs(std::path::PathBuf);
+
+impl SmallFs {
+    fn mount(dir: &std::path::Path, size: &str) -> Option<SmallFs> {
+        std::fs::create_dir_all(dir).unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then(|| SmallFs(dir.to_path_buf()))
+    }
+}
+
+impl Drop for SmallFs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_device_is_named_as_such() {
+    let ctx = locked();
+    let Some(_fs) = SmallFs::mount(&ctx.path().join("small"), "16k") else {
+        eprintln!("skipped: cannot mount a tmpfs here (needs root)");
+        return;
+    };
+    let r = ctx
+        .net(&["fetch", "--out", "small/out", "--jobs", "1"])
+        .fails();
+    let errors: Vec<&str> = r
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("error: "))
+        .collect();
+    assert!(!errors.is_empty(), "{}", r.stderr);
+    for e in &errors {
+        assert!(
+            e.contains("no space left on the device holding small/out/store")
+                && e.contains("(ENOSPC)"),
+            "{e}"
+        );
+    }
+    let r = r.stderr_has(": no space left on the device holding small/out/store (ENOSPC) while downloading it\nhint: free space on that device, or pass --out DIR on a file system with room (the store holds every artifact once)\n");
+    assert!(
+        !r.stderr.contains("--mirror"),
+        "no misleading hint: {}",
+        r.stderr
+    );
+}
+
+#[test]
+fn a_link_across_file_systems_is_named_as_such() {
+    let ctx = locked();
+    ctx.net(&["fetch"]).ok();
+    // Images hard-link their layers' files: out/images on another file system cannot.
+    let Some(_fs) = SmallFs::mount(&ctx.path().join("out/images"), "64m") else {
+        eprintln!("skipped: cannot mount a tmpfs here (needs root)");
+        return;
+    };
+    let r = ctx
+        .run(&["build", "--offline", "--node", "worker1"])
+        .fails();
+    assert!(r.stderr.starts_with("error: cannot link "), "{}", r.stderr);
+    assert_eq!(
+        r.stderr.lines().count(),
+        1,
+        "no misleading hint: {}",
+        r.stderr
+    );
+    r.stderr_has("is on another file system than its source (EXDEV): a hard link or rename cannot cross file systems; keep the output directory on one file system");
 }

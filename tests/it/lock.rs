@@ -111,8 +111,35 @@ fn committed_lockfile_is_what_the_tool_makes_from_upstreams_published_checksums(
             &format!("{REPO}/lockfiles/kubenet.lock"),
         ],
     )
-    .ok()
-    .stderr_has("kube-proxy 1.31.0 (amd64) is unresolved");
+    .fails()
+    .stderr_has(&format!(
+        "error: {REPO}/lockfiles/kubenet.lock: 1 entry is unresolved (no published sha256): kube-proxy 1.31.0 (amd64)\n\
+         hint: run `nodeforge lock --update kube-proxy` where upstream is reachable, then commit the lockfile\n"
+    ));
+}
+
+#[test]
+fn lock_check_fails_on_unresolved_entries_and_names_them() {
+    let ctx = TestContext::new();
+    for c in ["kube-proxy", "runc"] {
+        std::fs::remove_file(ctx.served(&checksum_url_of(&ctx, c))).unwrap();
+    }
+    ctx.net(&["lock", "--allow-unresolved"]).ok();
+    let r = ctx.run(&["lock", "--check"]).fails();
+    assert_eq!(
+        r.stderr,
+        "error: lockfiles/kubenet.lock: 2 entries are unresolved (no published sha256): kube-proxy 1.31.0 (amd64), runc 1.1.13 (amd64)\n\
+         hint: run `nodeforge lock --update kube-proxy --update runc` where upstream is reachable, then commit the lockfile\n"
+    );
+    assert!(!r.stdout.contains("is fresh"), "{}", r.stdout);
+    // Resolved, the check passes again.
+    let m = nodeforge::manifest::Manifest::load(&ctx.manifest()).unwrap();
+    nodeforge::standin::write_mirror(&m, ctx.server.root(), 8192).unwrap();
+    ctx.net(&["lock", "--update", "kube-proxy", "--update", "runc"])
+        .ok();
+    ctx.run(&["lock", "--check"])
+        .ok()
+        .stdout_has("is fresh: 6 artifacts");
 }
 
 #[test]
@@ -296,7 +323,7 @@ fn missing_checksum_fails_lock_unless_recorded_as_unresolved() {
         .lock_text()
         .contains("unresolved = \"no published sha256"));
     let r = ctx.net(&["fetch"]).fails();
-    let r = r.stderr_has("kube-proxy 1.31.0 (amd64) has no published sha256 in the lockfile: run `nodeforge lock --update kube-proxy`");
+    let r = r.stderr_has("error: kube-proxy 1.31.0 (amd64) has no published sha256 in the lockfile\nhint: run `nodeforge lock --update kube-proxy` where upstream is reachable, then commit the lockfile\n");
     assert!(r.stdout.contains("5 fetched"), "{}", r.stdout);
     // Once upstream publishes it, --update resolves it.
     let m = nodeforge::manifest::Manifest::load(&ctx.manifest()).unwrap();
@@ -319,4 +346,67 @@ fn a_checksum_file_that_does_not_list_the_artifact_is_an_error() {
     ctx.net(&["lock"])
         .fails()
         .stderr_has("line 1 of the checksum file is not `<sha256>  <file name>`");
+}
+
+#[test]
+fn fetch_and_build_complete_the_lockfile_unless_locked() {
+    let ctx = TestContext::new();
+    let sums = ctx.served(&checksum_url_of(&ctx, "kube-proxy"));
+    let published = std::fs::read(&sums).unwrap();
+    std::fs::remove_file(&sums).unwrap();
+    ctx.net(&["lock", "--allow-unresolved"]).ok();
+    let before = ctx.lock_text();
+    // Upstream publishes it now.
+    std::fs::write(&sums, &published).unwrap();
+    let r = ctx.net(&["build", "--locked"]).fails();
+    assert_eq!(
+        r.stderr,
+        "error: --locked: lockfiles/kubenet.lock would have to change: kube-proxy 1.31.0 (amd64) is unresolved\n\
+         hint: run `nodeforge lock --update kube-proxy` (or this command without --locked) where upstream is reachable, then commit the lockfile\n"
+    );
+    ctx.net(&["fetch", "--locked"])
+        .fails()
+        .stderr_has("error: --locked: lockfiles/kubenet.lock would have to change");
+    assert_eq!(ctx.lock_text(), before, "--locked changes nothing");
+    assert!(ctx.store_objects().is_empty(), "--locked fetches nothing");
+    // Without --locked, fetch resolves the entry, writes it, and says so; pinned entries stay.
+    let r = ctx.net(&["fetch"]).ok();
+    assert!(
+        r.stderr
+            .contains("resolved kube-proxy 1.31.0 (amd64) and wrote lockfiles/kubenet.lock\n"),
+        "{}",
+        r.stderr
+    );
+    r.stdout_has("6 fetched");
+    let after = ctx.lock_text();
+    assert!(after.contains(&format!(
+        "sha256 = \"{}\"",
+        String::from_utf8(published).unwrap().trim()
+    )));
+    let pinned = |t: &str| -> Vec<String> {
+        t.split("[[artifact]]")
+            .filter(|a| !a.contains("kube-proxy") && a.contains("sha256 = "))
+            .map(str::to_string)
+            .collect()
+    };
+    assert_eq!(pinned(&after), pinned(&before), "pinned entries untouched");
+    ctx.run(&["lock", "--check"]).ok();
+    ctx.net(&["build", "--locked"]).ok();
+    // A new architecture: build resolves its entries (never the pinned ones) and writes them.
+    ctx.edit_manifest(
+        "architectures = [\"amd64\"]",
+        "architectures = [\"amd64\", \"arm64\"]",
+    );
+    let m = nodeforge::manifest::Manifest::load(&ctx.manifest()).unwrap();
+    nodeforge::standin::write_mirror(&m, ctx.server.root(), 8192).unwrap();
+    ctx.net(&["build", "--locked"])
+        .fails()
+        .stderr_has("kubelet 1.31.0 (arm64) is not locked yet");
+    let r = ctx.net(&["build"]).ok();
+    r.stderr_has("resolved cni-plugins 1.5.1 (arm64), containerd 1.7.20 (arm64), crictl 1.31.1 (arm64), kube-proxy 1.31.0 (arm64), kubelet 1.31.0 (arm64), runc 1.1.13 (arm64) and wrote lockfiles/kubenet.lock");
+    let now = ctx.lock_text();
+    for entry in after.split("[[artifact]]").skip(1) {
+        assert!(now.contains(entry.trim()), "pinned entry changed: {entry}");
+    }
+    ctx.run(&["lock", "--check"]).ok();
 }

@@ -13,13 +13,17 @@ pub struct BuildArgs {
     /// Build only this node (repeatable).
     #[arg(long, value_name = "NAME")]
     node: Vec<String>,
+    /// Refuse to change the lockfile: fail instead of resolving entries that are missing or
+    /// `unresolved` (for CI).
+    #[arg(long)]
+    locked: bool,
     #[command(flatten)]
     net: NetArgs,
 }
 
 pub fn exec(ctx: &Ctx, args: BuildArgs) -> Result<ExitCode, Error> {
     let json = ctx.json;
-    let BuildArgs { node, net } = args;
+    let BuildArgs { node, locked, net } = args;
     let opts = ops::BuildOptions {
         manifest: ctx.manifest.clone(),
         lockfile: ctx.lockfile.clone(),
@@ -28,9 +32,13 @@ pub fn exec(ctx: &Ctx, args: BuildArgs) -> Result<ExitCode, Error> {
         fetch: net.config()?,
         jobs: net.jobs,
         progress: !json && std::io::stderr().is_terminal(),
+        locked,
         allow_outside_templates: ctx.allow_outside_templates,
     };
     let r = ops::build(&opts)?;
+    if let Some(m) = r.lock.message() {
+        eprintln!("{m}");
+    }
     for w in &r.warnings {
         eprintln!("warning: {w}");
     }

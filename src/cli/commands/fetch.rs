@@ -5,18 +5,22 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use super::super::{human_bytes, print_json, NetArgs};
+use super::super::{human_bytes, print_json, print_problems, NetArgs};
 use crate::cli::Ctx;
 use crate::ops::{self, ArtifactStatus, Error};
 #[derive(Debug, Args)]
 pub struct FetchArgs {
+    /// Refuse to change the lockfile: fail instead of resolving entries that are missing or
+    /// `unresolved` (for CI).
+    #[arg(long)]
+    locked: bool,
     #[command(flatten)]
     net: NetArgs,
 }
 
 pub fn exec(ctx: &Ctx, args: FetchArgs) -> Result<ExitCode, Error> {
     let json = ctx.json;
-    let FetchArgs { net } = args;
+    let FetchArgs { locked, net } = args;
     let opts = ops::FetchOptions {
         manifest: ctx.manifest.clone(),
         lockfile: ctx.lockfile.clone(),
@@ -24,12 +28,18 @@ pub fn exec(ctx: &Ctx, args: FetchArgs) -> Result<ExitCode, Error> {
         fetch: net.config()?,
         jobs: net.jobs,
         progress: !json && std::io::stderr().is_terminal(),
+        locked,
     };
     let r = ops::fetch(&opts)?;
-    let failures = r.failures();
-    for f in &failures {
-        eprintln!("error: {}", f.error.as_deref().unwrap_or("failed"));
+    if let Some(m) = r.lock.message() {
+        eprintln!("{m}");
     }
+    for w in r.artifacts.iter().flat_map(|a| &a.warnings) {
+        eprintln!("warning: {w}");
+    }
+    let failures = r.failure_list();
+    let problems: Vec<ops::Problem> = failures.iter().map(ops::ArtifactFailure::problem).collect();
+    print_problems(&problems, None);
     if json {
         print_json(&r);
     } else {
@@ -57,9 +67,6 @@ pub fn exec(ctx: &Ctx, args: FetchArgs) -> Result<ExitCode, Error> {
             // Milliseconds to seconds, for display only.
             r.elapsed_ms as f64 / 1000.0
         );
-    }
-    if !failures.is_empty() && opts.fetch.offline {
-        eprintln!("hint: offline: fetch these where the network is reachable, or pass --mirror file://DIR holding them");
     }
     Ok(if failures.is_empty() {
         ExitCode::SUCCESS

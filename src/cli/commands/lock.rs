@@ -11,7 +11,8 @@ use crate::ops::{self, EntryStatus, Error};
 
 #[derive(Debug, Args)]
 pub struct LockArgs {
-    /// Change nothing and use no network: fail if the lockfile is missing, edited or stale.
+    /// Change nothing and use no network: fail if the lockfile is missing, edited, stale or has
+    /// unresolved entries.
     #[arg(long)]
     check: bool,
     /// Re-resolve this component even if its entry is unchanged (repeatable).
@@ -88,6 +89,23 @@ pub fn exec(ctx: &Ctx, args: LockArgs) -> Result<ExitCode, Error> {
 fn check(ctx: &Ctx) -> Result<ExitCode, Error> {
     let json = ctx.json;
     let c = ops::check_lock(&ctx.manifest, &ctx.lockfile)?;
+    // Intact and fresh is not enough: an unresolved entry cannot be fetched or built.
+    if !c.unresolved.is_empty() {
+        let mut components: Vec<String> = c
+            .lock
+            .artifacts
+            .iter()
+            .filter(|e| e.sha256().is_none())
+            .map(|e| e.component.to_string())
+            .collect();
+        components.sort();
+        components.dedup();
+        return Err(Error::UnresolvedEntries {
+            lockfile: c.lockfile,
+            labels: c.unresolved,
+            components,
+        });
+    }
     if json {
         print_json(&c);
     } else {
@@ -97,9 +115,6 @@ fn check(ctx: &Ctx) -> Result<ExitCode, Error> {
             c.artifacts,
             c.lock_id
         );
-    }
-    for u in &c.unresolved {
-        eprintln!("warning: {u} is unresolved: `nodeforge fetch` will refuse it until `nodeforge lock --update` resolves it");
     }
     Ok(ExitCode::SUCCESS)
 }

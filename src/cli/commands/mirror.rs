@@ -16,7 +16,8 @@ pub struct MirrorArgs {
 
 #[derive(Debug, Subcommand)]
 enum MirrorCommand {
-    /// Copy the store's locked artifacts (and checksum files) to DIR in mirror layout.
+    /// Copy the store's locked artifacts (and checksum files) to DIR in mirror layout, and the
+    /// lockfile to DIR/<name>.lock.
     Export {
         /// The mirror directory to write.
         dir: PathBuf,
@@ -33,14 +34,16 @@ pub fn exec(ctx: &Ctx, args: MirrorArgs) -> Result<ExitCode, Error> {
         print_json(&r);
     } else {
         say!(
-            "exported {} files ({}) to {}",
+            "exported {} files ({}) to {}, the lockfile included as {}",
             r.files.len(),
             human_bytes(r.bytes),
-            r.dir.display()
+            r.dir.display(),
+            r.lockfile.display()
         );
         say!(
-            "use it with: nodeforge fetch --offline --mirror file://{}",
-            r.dir.display()
+            "use it with: nodeforge fetch --offline --mirror file://{} --lockfile {}",
+            r.dir.display(),
+            r.lockfile.display()
         );
     }
     Ok(ExitCode::SUCCESS)
