@@ -367,6 +367,24 @@ pub fn rename_into(from: &Path, dest: &Path) -> Result<(), FsError> {
     sync_dir(parent_of(dest))
 }
 
+/// Move a finished file (not made by [`AtomicFile`]: a download kept under a stable name across
+/// runs) to `dest` without replacing anything: give it `mode`, fsync it, link it into place and
+/// remove its old name. `Ok(false)` when `dest` existed (content-addressed: same bytes); the file
+/// is removed either way.
+pub fn commit_path_new(from: &Path, dest: &Path, mode: u32) -> Result<bool, FsError> {
+    let f = fs::File::open(from).at("cannot open", from)?;
+    set_mode(&f, mode).at("cannot set the mode of", from)?;
+    f.sync_all().at("cannot sync", from)?;
+    let created = match fs::hard_link(from, dest) {
+        Ok(()) => true,
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => false,
+        Err(e) => return Err(FsError::new("cannot move a finished download to", dest, e)),
+    };
+    fs::remove_file(from).at("cannot remove", from)?;
+    sync_dir(parent_of(dest))?;
+    Ok(created)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

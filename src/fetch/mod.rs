@@ -7,6 +7,7 @@ mod mirror;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use indicatif::ProgressBar;
@@ -121,6 +122,8 @@ pub struct FetchError {
     pub offline: bool,
     /// What each source said, in the order they were tried.
     pub attempts: Vec<(Source, AttemptError)>,
+    /// Bytes an earlier run had downloaded, resumed by the first source (0: none).
+    pub resumed: u64,
 }
 
 impl FetchError {
@@ -143,7 +146,10 @@ impl std::fmt::Display for FetchError {
                 self.url
             ),
             [] => write!(f, "{}: no source to read it from", self.url),
-            [(s, e)] => write!(f, "{s}: {e}"),
+            [(s, e)] => {
+                write!(f, "{s}: {e}")?;
+                self.resumed_note(f)
+            }
             many => {
                 write!(f, "{}: every source failed: ", self.url)?;
                 for (i, (s, e)) in many.iter().enumerate() {
@@ -155,9 +161,24 @@ impl std::fmt::Display for FetchError {
                 if self.offline {
                     f.write_str(" (offline: network sources were not tried)")?;
                 }
-                Ok(())
+                self.resumed_note(f)
             }
         }
+    }
+}
+
+impl FetchError {
+    /// Say that the bytes an earlier run left were resumed, and are discarded, when the result
+    /// was other bytes than expected: perhaps they were the wrong ones.
+    fn resumed_note(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.resumed > 0 && self.attempts.iter().any(|(_, e)| e.is_mismatch()) {
+            write!(
+                f,
+                " (the download resumed {} bytes left by an earlier run; they are discarded, the next run starts from byte 0)",
+                self.resumed
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -171,6 +192,8 @@ pub struct Downloaded {
     /// Sources tried before `source` that sent other bytes than expected (a mirror serving a
     /// different file): worth a warning even though the download succeeded.
     pub mismatches: Vec<Mismatched>,
+    /// Bytes an earlier run had downloaded that this one continued from (0: none).
+    pub resumed_from: u64,
 }
 
 /// A source that sent other bytes than expected.
@@ -198,12 +221,21 @@ trait Sink {
     /// Forget everything written (the source restarted from byte 0).
     fn restart(&mut self) -> Result<(), AttemptError>;
     fn len(&self) -> u64;
+    /// The validator (ETag or Last-Modified) of the bytes already held, when an earlier run
+    /// recorded one.
+    fn validator(&self) -> Option<String> {
+        None
+    }
+    /// The server's validator for the bytes being written (None: it gave none).
+    fn record_validator(&mut self, _v: Option<&str>) {}
 }
 
 struct FileSink<'a> {
     file: &'a mut File,
     hasher: DualHasher,
     progress: &'a ProgressBar,
+    /// Where the validator is kept for a later run, when the file outlives this one.
+    validator_file: Option<&'a Path>,
 }
 
 impl Sink for FileSink<'_> {
@@ -224,6 +256,21 @@ impl Sink for FileSink<'_> {
     }
     fn len(&self) -> u64 {
         self.hasher.len()
+    }
+    fn validator(&self) -> Option<String> {
+        let text = std::fs::read_to_string(self.validator_file?).ok()?;
+        let v = text.trim();
+        (!v.is_empty()).then(|| v.to_string())
+    }
+    fn record_validator(&mut self, v: Option<&str>) {
+        // Only a help for a later resume: without it, that run resumes unvalidated (the
+        // lockfile's sha256 still decides).
+        if let Some(path) = self.validator_file {
+            let _ = match v {
+                Some(v) => std::fs::write(path, v),
+                None => std::fs::remove_file(path),
+            };
+        }
     }
 }
 
@@ -330,11 +377,47 @@ impl Fetcher {
         expect: &Expect,
         progress: &ProgressBar,
     ) -> Result<Downloaded, FetchError> {
-        let mut sink = FileSink {
+        let sink = FileSink {
             file,
             hasher: DualHasher::new(),
             progress,
+            validator_file: None,
         };
+        self.download_into(url, sink, expect)
+    }
+
+    /// Download `url` into `file`, continuing after the bytes it holds (left by an earlier run
+    /// that was killed): they are read again to rebuild the hashes, and the first source is asked
+    /// for the rest (`Range`, with `If-Range` when `validator_file` holds the validator the
+    /// server gave then). A server that sends the whole file instead is fine (the bytes are
+    /// replaced); a result that does not match `expect` is an error that says a resume took
+    /// place. The server's validator is kept in `validator_file` for the next run.
+    pub fn download_resuming(
+        &self,
+        url: &str,
+        file: &mut File,
+        validator_file: &Path,
+        expect: &Expect,
+        progress: &ProgressBar,
+    ) -> Result<Downloaded, FetchError> {
+        let hasher = rehash(file).unwrap_or_default();
+        progress.set_position(hasher.len());
+        let sink = FileSink {
+            file,
+            hasher,
+            progress,
+            validator_file: Some(validator_file),
+        };
+        self.download_into(url, sink, expect)
+    }
+
+    fn download_into(
+        &self,
+        url: &str,
+        mut sink: FileSink<'_>,
+        expect: &Expect,
+    ) -> Result<Downloaded, FetchError> {
+        let resumed_from = sink.len();
         let mut result = None;
         let (source, failed) =
             self.fetch_into(url, &mut sink, expect, |s: &mut FileSink<'_>| {
@@ -365,6 +448,7 @@ impl Fetcher {
             url: url.to_string(),
             offline: self.cfg.offline,
             attempts: Vec::new(),
+            resumed: 0,
         })?;
         let mismatches = failed
             .into_iter()
@@ -381,6 +465,7 @@ impl Fetcher {
             size,
             source,
             mismatches,
+            resumed_from,
         })
     }
 
@@ -407,17 +492,27 @@ impl Fetcher {
         mut finish: impl FnMut(&mut S) -> Result<(), AttemptError>,
     ) -> Result<(Source, Vec<(Source, AttemptError)>), FetchError> {
         let mut attempts = Vec::new();
-        for source in self.sources(url) {
+        // Bytes an earlier run left: the first source is asked for the rest.
+        let resumed = sink.len();
+        for (i, source) in self.sources(url).into_iter().enumerate() {
+            let carried = i == 0 && resumed > 0;
             // A new source starts from byte 0 (a failed check may have left bytes behind).
-            if let Err(e) = sink.restart() {
-                attempts.push((source, e));
-                break;
+            if !carried {
+                if let Err(e) = sink.restart() {
+                    attempts.push((source, e));
+                    break;
+                }
             }
-            let mut validator: Option<String> = None;
+            let mut validator: Option<String> = if carried { sink.validator() } else { None };
+            // Resume the earlier run's bytes even without a validator: the expected sha256
+            // decides whether they were the right ones.
+            let mut trust = carried;
             let mut tries = 0u32;
             let outcome = loop {
                 let r = match &source {
-                    Source::Http(u) => self.http_transfer(u, sink, expect, &mut validator),
+                    Source::Http(u) => {
+                        self.http_transfer(u, sink, expect, &mut validator, &mut trust)
+                    }
                     Source::File(p) => file_transfer(p, sink, expect),
                 };
                 match r {
@@ -444,6 +539,7 @@ impl Fetcher {
             url: url.to_string(),
             offline: self.cfg.offline,
             attempts,
+            resumed,
         })
     }
 
@@ -455,18 +551,21 @@ impl Fetcher {
         sink: &mut S,
         expect: &Expect,
         validator: &mut Option<String>,
+        trust: &mut bool,
     ) -> Result<(), AttemptError> {
         let offset = sink.len();
         let mut req = self.client.get(url);
-        let resuming = offset > 0 && validator.is_some();
+        let resuming = offset > 0 && (validator.is_some() || *trust);
         if resuming {
-            req = req
-                .header(header::RANGE, format!("bytes={offset}-"))
-                .header(header::IF_RANGE, validator.clone().unwrap_or_default());
+            req = req.header(header::RANGE, format!("bytes={offset}-"));
+            if let Some(v) = validator.as_deref() {
+                req = req.header(header::IF_RANGE, v);
+            }
         } else if offset > 0 {
             sink.restart()?;
         }
         let mut resp = req.send().map_err(AttemptError::Request)?;
+        *trust = false;
         let status = resp.status().as_u16();
         match status {
             200 => {
@@ -490,6 +589,15 @@ impl Fetcher {
                     ));
                 }
             }
+            // Nothing after the bytes held (a complete file kept by a run killed before it was
+            // stored, or other bytes): start again from byte 0.
+            416 if resuming => {
+                sink.restart()?;
+                *validator = None;
+                return Err(AttemptError::Transport(format!(
+                    "the server refused to resume at byte {offset} (HTTP 416)"
+                )));
+            }
             404 | 410 => return Err(AttemptError::NotFound(status)),
             s => return Err(AttemptError::Status(s)),
         }
@@ -500,6 +608,7 @@ impl Fetcher {
             .or_else(|| headers.get(header::LAST_MODIFIED))
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
+        sink.record_validator(validator.as_deref());
         let declared = resp.content_length().map(|n| n.saturating_add(sink.len()));
         if let Some(total) = declared {
             match check_limit(total, expect) {
@@ -565,6 +674,22 @@ impl Fetcher {
             }
         }
         Ok(())
+    }
+}
+
+/// Read a file from its start, hashing it: the state of a download an earlier run left. The
+/// file's cursor ends at its end, where the download continues.
+fn rehash(file: &mut File) -> std::io::Result<DualHasher> {
+    file.seek(SeekFrom::Start(0))?;
+    let mut hasher = DualHasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        match file.read(&mut buf) {
+            Ok(0) => return Ok(hasher),
+            Ok(n) => hasher.update(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
     }
 }
 

@@ -125,6 +125,8 @@ pub struct FetchedArtifact {
     /// Sources (mirrors) that served other bytes than the lockfile pins, even when another
     /// source then gave the right ones.
     pub warnings: Vec<String>,
+    /// Bytes an earlier, interrupted run had downloaded that this one continued from.
+    pub resumed_from: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -199,6 +201,7 @@ fn report_of(e: &LockEntry, status: ArtifactStatus) -> FetchedArtifact {
         error: None,
         cause: None,
         warnings: Vec::new(),
+        resumed_from: 0,
     }
 }
 
@@ -260,18 +263,26 @@ fn fetch_one(store: &Store, fetcher: &Fetcher, entry: &LockEntry, bars: &Bars) -
     if let Some(o) = store.lookup_sha256(&sha256) {
         return present(o);
     }
-    let mut tmp = match store.temp_file() {
-        Ok(t) => t,
+    // Kept under a stable name until stored: a run killed midway leaves it for the next one to
+    // resume. Whatever fails here discards it.
+    let mut partial = match store.open_partial(&sha256) {
+        Ok(f) => f,
         Err(e) => return fail(e.to_string()),
     };
+    let (partial_path, validator_path) = store.partial_paths(&sha256);
     let bar = bars.start(entry);
     let expect = Expect {
         sha256: Some(sha256),
         size: entry.size(),
         limit: ARTIFACT_LIMIT,
     };
-    let result = fetcher.download(&entry.url, tmp.as_file_mut(), &expect, &bar);
+    let result =
+        fetcher.download_resuming(&entry.url, &mut partial, &validator_path, &expect, &bar);
+    drop(partial);
     bars.finish(&bar);
+    if result.is_err() {
+        store.discard_partial(&sha256);
+    }
     let got = match result {
         Ok(d) => d,
         Err(e) if full(&e) => {
@@ -288,9 +299,10 @@ fn fetch_one(store: &Store, fetcher: &Fetcher, entry: &LockEntry, bars: &Bars) -
     };
     // The shared store never holds a private key, whatever a server sends.
     if matches!(
-        crate::secrets::find_private_key_in_file(tmp.path()),
+        crate::secrets::find_private_key_in_file(&partial_path),
         Ok(Some(_))
     ) {
+        store.discard_partial(&sha256);
         return fail_as(
             FailureCause::Other,
             format!(
@@ -301,7 +313,7 @@ fn fetch_one(store: &Store, fetcher: &Fetcher, entry: &LockEntry, bars: &Bars) -
         );
     }
     let stored = store
-        .commit(tmp, &got.blake3, got.size)
+        .commit_partial(&sha256, &got.blake3, got.size)
         .and_then(|o| store.index_sha256(&sha256, &o).map(|()| o));
     match stored {
         Ok(o) => {
@@ -309,6 +321,7 @@ fn fetch_one(store: &Store, fetcher: &Fetcher, entry: &LockEntry, bars: &Bars) -
             r.blake3 = Some(o.blake3.to_hex());
             r.size = Some(o.size);
             r.source = Some(got.source.to_string());
+            r.resumed_from = got.resumed_from;
             r.warnings = got
                 .mismatches
                 .iter()
@@ -325,7 +338,10 @@ fn fetch_one(store: &Store, fetcher: &Fetcher, entry: &LockEntry, bars: &Bars) -
                 .collect();
             r
         }
-        Err(e) => fail(e.to_string()),
+        Err(e) => {
+            store.discard_partial(&sha256);
+            fail(e.to_string())
+        }
     }
 }
 

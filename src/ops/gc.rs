@@ -240,6 +240,14 @@ pub fn gc(opts: &GcOptions) -> Result<GcReport, Error> {
             }
         }
     }
+    // Downloads interrupted by a killed fetch, of artifacts no lockfile pins any more (those
+    // still locked stay, for the next fetch to resume).
+    for (sha, path) in store.partials() {
+        if !locked.contains(&sha) {
+            remove(&path, &mut r)?;
+            r.removed_other += 1;
+        }
+    }
     // The whole-root images' shared tar prefixes: nothing writes or reads them any more.
     let legacy = layout.legacy_cache().join("tar-prefix");
     if legacy.exists() {

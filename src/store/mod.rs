@@ -4,6 +4,8 @@
 //! store/blake3/ab/cd/<rest of the hex>   an object, read-only
 //! store/sha256/<hex>                     index: upstream sha256 → "<blake3> <size>"
 //! store/tmp/                             downloads in progress (same filesystem: rename is atomic)
+//! store/tmp/partial-<sha256>             an artifact's download, kept across runs to resume it
+//! store/tmp/partial-<sha256>.validator   the server's ETag/Last-Modified for that download
 //! store/locks/<sha256>.lock              one writer per artifact across processes
 //! store/.lock                            held shared by every process; exclusive only to clean tmp/
 //! store/extract/<blake3>                 what an artifact's extraction gave (record)
@@ -19,6 +21,9 @@ use std::path::{Path, PathBuf};
 
 use crate::fsutil::{self, AtomicFile, FsError, IoContext};
 use crate::hash::{Blake3, Sha256};
+
+/// The name prefix of partial downloads in tmp/ (not [`fsutil::TEMP_PREFIX`]: kept across runs).
+pub const PARTIAL_PREFIX: &str = "partial-";
 
 /// Putting a stream into the store failed.
 #[derive(Debug, thiserror::Error)]
@@ -337,6 +342,75 @@ impl Store {
             format!("{} {}\n", o.blake3, o.size).as_bytes(),
             0o644,
         )
+    }
+
+    /// Where the download of the artifact with upstream sha256 `s` is kept until complete, and
+    /// the file holding its server's validator: stable names, so that a run killed midway is
+    /// resumed by the next one. Not temp files (the cleaner keeps them); only ever touched under
+    /// [`Store::lock_artifact`].
+    pub fn partial_paths(&self, s: &Sha256) -> (PathBuf, PathBuf) {
+        let tmp = self.root.join("tmp");
+        let name = format!("{PARTIAL_PREFIX}{}", s.to_hex());
+        (tmp.join(&name), tmp.join(format!("{name}.validator")))
+    }
+
+    /// Every partial download in tmp/: (the artifact's sha256, its paths).
+    pub fn partials(&self) -> Vec<(Sha256, PathBuf)> {
+        let mut out: Vec<(Sha256, PathBuf)> = fs::read_dir(self.root.join("tmp"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name();
+                let rest = name.to_str()?.strip_prefix(PARTIAL_PREFIX)?;
+                let hex = rest.strip_suffix(".validator").unwrap_or(rest);
+                Some((Sha256::parse(hex).ok()?, e.path()))
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Open (creating it if needed) the partial download of artifact `s`, for reading and
+    /// appending: what an earlier run wrote is kept.
+    pub fn open_partial(&self, s: &Sha256) -> Result<File, FsError> {
+        let (path, _) = self.partial_paths(s);
+        fsutil::create_dir_all(&self.root.join("tmp"))?;
+        File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .at("cannot open the partial download", &path)
+    }
+
+    /// Forget the partial download of artifact `s` (it was wrong, or it is stored).
+    pub fn discard_partial(&self, s: &Sha256) {
+        let (path, validator) = self.partial_paths(s);
+        let _ = fs::remove_file(path);
+        let _ = fs::remove_file(validator);
+    }
+
+    /// Move the complete, verified partial download of artifact `s` into the store.
+    pub fn commit_partial(
+        &self,
+        s: &Sha256,
+        blake3: &Blake3,
+        size: u64,
+    ) -> Result<Object, FsError> {
+        let (path, validator) = self.partial_paths(s);
+        let dest = self.object_path(blake3);
+        if let Some(dir) = dest.parent() {
+            fsutil::create_dir_all(dir)?;
+        }
+        fsutil::commit_path_new(&path, &dest, 0o444)?;
+        let _ = fs::remove_file(validator);
+        Ok(Object {
+            blake3: *blake3,
+            size,
+            path: dest,
+        })
     }
 
     /// Take the per-artifact lock so that concurrent processes download an artifact once.

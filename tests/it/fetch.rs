@@ -507,3 +507,127 @@ fn a_link_across_file_systems_is_named_as_such() {
     );
     r.stderr_has("is on another file system than its source (EXDEV): a hard link or rename cannot cross file systems; keep the output directory on one file system");
 }
+
+/// The partial download of an artifact in the store's tmp/ (kept across runs).
+fn partial_of(ctx: &TestContext, url: &str) -> std::path::PathBuf {
+    let sha = sha256_hex(&std::fs::read(ctx.served(url)).unwrap());
+    ctx.store().join("tmp").join(format!("partial-{sha}"))
+}
+
+#[test]
+fn a_killed_fetch_is_resumed_from_its_partial_file_by_the_next_run() {
+    let ctx = locked();
+    let url = url_of(&ctx, "kubelet");
+    let path = ctx.served_path(&url);
+    let real = std::fs::read(ctx.served(&url)).unwrap();
+    // The server sends 3000 bytes, then hangs: the fetch is killed midway.
+    ctx.server.fault(&path, crate::server::Fault::Hang(3000));
+    let mirror = ctx.server.url();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_nodeforge"))
+        .args([
+            "fetch",
+            "--mirrors-only",
+            "--mirror",
+            &mirror,
+            "--retries",
+            "1",
+        ])
+        .current_dir(ctx.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let partial = partial_of(&ctx, &url);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while std::fs::metadata(&partial).map_or(0, |m| m.len()) < 3000 {
+        assert!(std::time::Instant::now() < deadline, "no partial download");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert_eq!(std::fs::read(&partial).unwrap(), real[..3000]);
+
+    // The next run (which cleans the store's temp files first) asks only for the rest, with
+    // the validator the server gave.
+    ctx.server.clear_faults();
+    ctx.server.clear_log();
+    let v = ctx.net(&["fetch", "--json"]).ok().json();
+    let kubelet = v["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["component"] == "kubelet")
+        .unwrap();
+    assert_eq!(kubelet["status"], "fetched", "{v}");
+    assert_eq!(kubelet["resumed_from"], 3000, "{v}");
+    let asked: Vec<(Option<String>, Option<String>)> = ctx
+        .server
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == path)
+        .map(|r| (r.range, r.if_range))
+        .collect();
+    assert_eq!(
+        asked,
+        vec![(
+            Some("bytes=3000-".to_string()),
+            Some(crate::server::etag_of(&real))
+        )]
+    );
+    let b3 = blake3::hash(&real).to_hex().to_string();
+    let (obj, _) = ctx
+        .store_objects()
+        .into_iter()
+        .find(|(_, n)| *n == b3)
+        .expect("kubelet stored");
+    assert_eq!(std::fs::read(obj).unwrap(), real);
+    assert_eq!(ctx.store_objects().len(), 6);
+    assert!(ctx.store_tmp_is_empty());
+}
+
+#[test]
+fn a_wrong_partial_file_is_discarded_and_the_error_says_so() {
+    let ctx = locked();
+    let url = url_of(&ctx, "kubelet");
+    let path = ctx.served_path(&url);
+    ctx.net(&["fetch", "--jobs", "1"]).ok();
+    // Leftovers of earlier runs: a partial of kubelet that holds other bytes, and one of an
+    // artifact no lockfile pins.
+    let kubelet = std::fs::read(ctx.served(&url)).unwrap();
+    let o = ctx
+        .store_objects()
+        .into_iter()
+        .find(|(_, n)| *n == blake3::hash(&kubelet).to_hex().to_string())
+        .unwrap();
+    let mut perms = std::fs::metadata(&o.0).unwrap().permissions();
+    #[allow(clippy::permissions_set_readonly_false)]
+    perms.set_readonly(false);
+    std::fs::set_permissions(&o.0, perms).unwrap();
+    std::fs::remove_file(&o.0).unwrap();
+    let partial = partial_of(&ctx, &url);
+    std::fs::write(&partial, vec![b'x'; 1000]).unwrap();
+    let orphan = ctx
+        .store()
+        .join("tmp")
+        .join(format!("partial-{}", "ab".repeat(32)));
+    std::fs::write(&orphan, b"half").unwrap();
+    ctx.server.clear_log();
+    ctx.net(&["fetch"]).fails().stderr_has(
+        "sha256 mismatch",
+    ).stderr_has("(the download resumed 1000 bytes left by an earlier run; they are discarded, the next run starts from byte 0)");
+    assert_eq!(
+        ctx.server
+            .requests()
+            .iter()
+            .filter(|r| r.path == path)
+            .map(|r| r.range.clone())
+            .collect::<Vec<_>>(),
+        vec![Some("bytes=1000-".to_string())]
+    );
+    assert!(!partial.exists(), "the wrong partial is discarded");
+    assert!(orphan.exists(), "fetch leaves other partials alone");
+    ctx.net(&["fetch"]).ok().stdout_has("1 fetched");
+    // gc removes the partial download of an artifact no lockfile pins.
+    ctx.run(&["gc"]).ok();
+    assert!(!orphan.exists());
+}

@@ -27,6 +27,9 @@ pub enum Fault {
     Reset,
     /// Declare this Content-Length whatever the body is, and send the whole body.
     Length(usize),
+    /// Send the headers (with the file's ETag) and this many bytes of the body, then hang
+    /// (until the client goes away, or for a minute).
+    Hang(usize),
 }
 
 #[derive(Default)]
@@ -41,6 +44,7 @@ pub struct Request {
     pub method: String,
     pub path: String,
     pub range: Option<String>,
+    pub if_range: Option<String>,
 }
 
 pub struct Server {
@@ -97,7 +101,7 @@ impl Server {
     }
 }
 
-fn etag_of(body: &[u8]) -> String {
+pub fn etag_of(body: &[u8]) -> String {
     format!(
         "\"{}-{}\"",
         body.len(),
@@ -138,6 +142,7 @@ fn handle(
             method: method.clone(),
             path: path.clone(),
             range: range.clone(),
+            if_range: if_range.clone(),
         });
         let f = st.faults.get(&path).cloned();
         match f {
@@ -197,6 +202,21 @@ fn handle(
                 out.flush()?;
                 thread::sleep(std::time::Duration::from_millis(ms));
             }
+            Ok(())
+        }
+        Some(Fault::Hang(n)) => {
+            let body = read().unwrap_or_default();
+            out.write_all(
+                format!(
+                    "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: {}\r\nETag: {}\r\n\r\n",
+                    body.len(),
+                    etag_of(&body)
+                )
+                .as_bytes(),
+            )?;
+            out.write_all(&body[..n.min(body.len())])?;
+            out.flush()?;
+            thread::sleep(std::time::Duration::from_secs(60));
             Ok(())
         }
         Some(Fault::Reset) => {
