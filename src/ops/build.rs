@@ -13,8 +13,9 @@ use serde::Serialize;
 
 use super::fetch::{fetch_checked, ArtifactFailure, FailureCause};
 use super::lock::{complete_lock, LockCompletion};
-use super::materialize::{check_objects, ensure_layer, materialize};
+use super::materialize::{check_objects, ensure_layer_with, materialize};
 use super::{parallel_map, Error, FetchOptions};
+use super::{progress_bar, Progress};
 use crate::extract::{self, Installed};
 use crate::fetch::FetchConfig;
 use crate::generations;
@@ -443,7 +444,16 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, Error> {
     let mut payload_written = BTreeSet::new();
     for m in first {
         check_objects(&store, m)?;
-        if ensure_layer(&out, &store, m, Role::Payload)?.1 {
+        let bytes = crate::image::layer_entries(&m.entries, Role::Payload)
+            .iter()
+            .filter(|e| e.kind == crate::image::Kind::File)
+            .map(|e| e.size)
+            .sum();
+        let bar = progress_bar(opts.progress, Progress::Bytes, bytes, "payload");
+        bar.set_message(m.arch.to_string());
+        let ensured = ensure_layer_with(&out, &store, m, Role::Payload, &bar);
+        bar.finish_and_clear();
+        if ensured?.1 {
             payload_written.extend(m.layer(Role::Payload).map(|l| l.id.clone()));
         }
     }
@@ -463,19 +473,27 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, Error> {
         })
         .collect();
     let pairs: Vec<(&&Node, &ImageManifest)> = nodes.iter().zip(&images).collect();
+    let bar = progress_bar(opts.progress, Progress::Count, pairs.len() as u64, "images");
+    bar.set_message("nodes");
     let written = parallel_map(&pairs, opts.jobs.max(2), |(n, m)| {
-        let (dir, full, new) = materialize(&out, &store, m)?;
-        // The record as written, with each layer's root hash: what the generation keeps.
-        let (generation, recorded) = generations::record_from(
-            &opts.out,
-            n.name.as_str(),
-            &m.id,
-            &checked.lock_id,
-            &full.to_json(),
-            Some(&dir.join(layout::IMAGE_RECORD)),
-        )?;
-        Ok::<_, Error>((dir, full, new, generation, recorded))
+        let one = || {
+            let (dir, full, new) = materialize(&out, &store, m)?;
+            // The record as written, with each layer's root hash: what the generation keeps.
+            let (generation, recorded) = generations::record_from(
+                &opts.out,
+                n.name.as_str(),
+                &m.id,
+                &checked.lock_id,
+                &full.to_json(),
+                Some(&dir.join(layout::IMAGE_RECORD)),
+            )?;
+            Ok::<_, Error>((dir, full, new, generation, recorded))
+        };
+        let r = one();
+        bar.inc(1);
+        r
     });
+    bar.finish_and_clear();
     let mut report = Vec::new();
     for (((n, m), w), rolled_back) in nodes.iter().zip(&images).zip(written).zip(rolled_back) {
         let (dir, full, new, generation, recorded) = w?;

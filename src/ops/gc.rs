@@ -23,6 +23,8 @@ pub struct GcOptions {
     /// Keep this many newest generations per node (the current one always); None keeps all.
     pub keep_generations: Option<u32>,
     pub dry_run: bool,
+    /// Draw a spinner (only ever on a terminal).
+    pub progress: bool,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -80,6 +82,9 @@ pub fn gc(opts: &GcOptions) -> Result<GcReport, Error> {
         dry_run: opts.dry_run,
         ..GcReport::default()
     };
+    // Counts what has been looked at (generations, images, layers, objects).
+    let bar = super::progress_bar(opts.progress, super::Progress::Spinner, 0, "gc");
+    bar.set_message("examined");
     let mut links = HashMap::new();
     let mut remove = |path: &Path, r: &mut GcReport| -> Result<u64, Error> {
         // A real run removes links as it goes, so each file is seen with its remaining count.
@@ -112,6 +117,7 @@ pub fn gc(opts: &GcOptions) -> Result<GcReport, Error> {
             .keep_generations
             .map_or(0, |n| gens.len().saturating_sub(n as usize));
         for (i, g) in gens.iter().enumerate() {
+            bar.inc(1);
             if i >= keep_from || Some(g.number) == current {
                 live_manifests.push(generation_manifest(out, &node, g.number)?);
                 r.kept_generations += 1;
@@ -171,6 +177,7 @@ pub fn gc(opts: &GcOptions) -> Result<GcReport, Error> {
         .flatten()
         .flatten()
     {
+        bar.inc(1);
         let name = e.file_name().to_string_lossy().into_owned();
         if live_images.contains(&name) {
             r.kept_images += 1;
@@ -186,6 +193,7 @@ pub fn gc(opts: &GcOptions) -> Result<GcReport, Error> {
         .flatten()
         .flatten()
     {
+        bar.inc(1);
         let name = e.file_name().to_string_lossy().into_owned();
         if live_layers.contains(&name) {
             r.kept_layers += 1;
@@ -197,6 +205,7 @@ pub fn gc(opts: &GcOptions) -> Result<GcReport, Error> {
         }
     }
     for (addr, path) in store.objects() {
+        bar.inc(1);
         if addr.is_some_and(|a| live.contains(&a)) {
             r.kept_objects += 1;
         } else {
@@ -254,5 +263,6 @@ pub fn gc(opts: &GcOptions) -> Result<GcReport, Error> {
         remove(&legacy, &mut r)?;
         r.removed_other += 1;
     }
+    bar.finish_and_clear();
     Ok(r)
 }

@@ -116,6 +116,17 @@ pub(crate) fn ensure_layer(
     m: &ImageManifest,
     role: Role,
 ) -> Result<(LayerRecord, bool), Error> {
+    ensure_layer_with(out, store, m, role, &indicatif::ProgressBar::hidden())
+}
+
+/// [`ensure_layer`], advancing `bar` by each file's bytes as they are written.
+pub(crate) fn ensure_layer_with(
+    out: &OutDir,
+    store: &Store,
+    m: &ImageManifest,
+    role: Role,
+    bar: &indicatif::ProgressBar,
+) -> Result<(LayerRecord, bool), Error> {
     let entries = image::layer_entries(&m.entries, role);
     let id = image::layer_id(&entries);
     let dir = out.layer(&id.to_hex());
@@ -138,6 +149,7 @@ pub(crate) fn ensure_layer(
         &id,
         &tmp.path().join(&raw),
         &tmp.path().join(&verity),
+        bar,
     )?;
     if let Some(p) = pinned.as_ref().filter(|p| **p != info) {
         return Err(Error::Usage(format!(
@@ -312,6 +324,7 @@ pub(crate) fn write_erofs_verity(
     id: &Blake3,
     erofs_path: &Path,
     verity_path: &Path,
+    bar: &indicatif::ProgressBar,
 ) -> Result<VerityInfo, Error> {
     // Read back for its own blocks' verity digests.
     let erofs = File::options()
@@ -324,7 +337,12 @@ pub(crate) fn write_erofs_verity(
         // File to file: the binaries are copied by the kernel, not through this process.
         let mut w = BufWriter::with_capacity(1 << 20, &erofs);
         let layout = image::erofs::write_erofs(&mut w, entries, image::erofs_uuid(id), &mut |b| {
-            File::open(store.object_path(b))
+            let f = File::open(store.object_path(b))?;
+            // Opened to be copied whole: counted as written.
+            if let Ok(m) = f.metadata() {
+                bar.inc(m.len());
+            }
+            Ok(f)
         })
         .at("cannot write", erofs_path)?;
         w.flush().at("cannot write", erofs_path)?;
@@ -462,8 +480,14 @@ pub(crate) fn write_flat(
         }
         FlatFormat::Erofs => {
             let id = Blake3::parse(&m.id).map_err(|e| Error::Internal(format!("image id: {e}")))?;
-            let info =
-                write_erofs_verity(store, &m.entries, &id, &staged, &tmp.path().join("verity"))?;
+            let info = write_erofs_verity(
+                store,
+                &m.entries,
+                &id,
+                &staged,
+                &tmp.path().join("verity"),
+                &indicatif::ProgressBar::hidden(),
+            )?;
             fsutil::sync_fs(tmp.path())?;
             let mut v = dest.as_os_str().to_owned();
             v.push(".verity");

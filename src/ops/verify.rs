@@ -503,13 +503,31 @@ fn check_outputs(
         v
     };
     let dirs = list_dir(out.images());
-    for fails in parallel_map(&dirs, opts.jobs, |d| check_image(out, d)) {
+    let layers = list_dir(out.layers());
+    let bar = super::progress_bar(
+        opts.progress,
+        super::Progress::Count,
+        (dirs.len() + layers.len()) as u64,
+        "verify",
+    );
+    bar.set_message("images and layers");
+    let checked_images = parallel_map(&dirs, opts.jobs, |d| {
+        let fails = check_image(out, d);
+        bar.inc(1);
+        fails
+    });
+    for fails in checked_images {
         r.images_checked += 1;
         r.failures.extend(fails);
     }
     // One layer at a time: hashing spreads each large file over every core itself.
-    let layers = list_dir(out.layers());
-    for fails in parallel_map(&layers, 1, |d| check_layer(store, d, opts.mmap)) {
+    let checked_layers = parallel_map(&layers, 1, |d| {
+        let fails = check_layer(store, d, opts.mmap);
+        bar.inc(1);
+        fails
+    });
+    bar.finish_and_clear();
+    for fails in checked_layers {
         r.layers_checked += 1;
         r.failures.extend(fails);
     }

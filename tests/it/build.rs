@@ -10,7 +10,9 @@ use crate::{run_env, TestContext, REPO};
 fn built() -> TestContext {
     let ctx = TestContext::new();
     ctx.net(&["lock"]).ok();
-    ctx.net(&["build"]).ok();
+    let r = ctx.net(&["build"]).ok();
+    // stderr is not a terminal here: no progress is drawn (nor anything else).
+    assert_eq!(r.stderr, "", "build wrote to stderr");
     ctx
 }
 
