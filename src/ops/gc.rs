@@ -2,7 +2,7 @@
 //! `--keep-generations N` of each node, and always the current one) and every lockfile under
 //! `lockfiles/`. The store is held exclusively, so a concurrent build waits (and gc waits for it).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -41,6 +41,42 @@ pub struct GcReport {
     pub kept_images: usize,
     pub kept_layers: usize,
     pub kept_objects: usize,
+    /// Why each kept thing is kept.
+    pub kept_reasons: KeptReasons,
+}
+
+/// Why gc keeps what it keeps.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct KeptReasons {
+    /// Each kept generation (`node@N`), oldest first per node, and why.
+    pub generations: Vec<KeptGeneration>,
+    /// Each kept image, with the kept generations that use it.
+    pub images: Vec<KeptBy>,
+    /// Each kept layer, with the kept generations that use it.
+    pub layers: Vec<KeptBy>,
+    /// Kept store objects counted by reason (the first that applies, in this order: used by a
+    /// kept image, a locked artifact in a lockfile, installed by a locked artifact).
+    pub objects: Vec<KeptCount>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct KeptGeneration {
+    pub generation: String,
+    /// `current`, `among the newest N`, or `kept: no --keep-generations`.
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct KeptBy {
+    pub id: String,
+    /// The kept generations (`node@N`) that use it.
+    pub used_by: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct KeptCount {
+    pub reason: String,
+    pub count: usize,
 }
 
 /// The bytes that removing `p` frees. Image directories hold hard links to their layers' files,
@@ -119,7 +155,17 @@ pub fn gc(opts: &GcOptions) -> Result<GcReport, Error> {
         for (i, g) in gens.iter().enumerate() {
             bar.inc(1);
             if i >= keep_from || Some(g.number) == current {
-                live_manifests.push(generation_manifest(out, &node, g.number)?);
+                let name = format!("{node}@{}", g.number);
+                let reason = match opts.keep_generations {
+                    _ if Some(g.number) == current => "current".to_string(),
+                    Some(n) => format!("among the newest {n}"),
+                    None => "kept: no --keep-generations".to_string(),
+                };
+                r.kept_reasons.generations.push(KeptGeneration {
+                    generation: name.clone(),
+                    reason,
+                });
+                live_manifests.push((name, generation_manifest(out, &node, g.number)?));
                 r.kept_generations += 1;
             } else {
                 remove(&generations::generation_dir(out, &node, g.number), &mut r)?;
@@ -129,33 +175,51 @@ pub fn gc(opts: &GcOptions) -> Result<GcReport, Error> {
     }
 
     // 2. Live objects: every file of a kept image, every locked artifact and what it installs.
-    let mut live: BTreeSet<Blake3> = BTreeSet::new();
-    let mut live_images = BTreeSet::new();
-    let mut live_layers = BTreeSet::new();
-    for m in &live_manifests {
-        live.extend(m.entries.iter().filter_map(|e| e.blake3));
-        live_images.insert(m.id.clone());
-        live_layers.extend(m.layers.iter().map(|l| l.id.clone()));
+    // Each live object with why (the first reason found).
+    let mut live: BTreeMap<Blake3, String> = BTreeMap::new();
+    let mut live_images: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut live_layers: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (name, m) in &live_manifests {
+        for b in m.entries.iter().filter_map(|e| e.blake3) {
+            live.entry(b)
+                .or_insert_with(|| "used by a kept image".to_string());
+        }
+        live_images
+            .entry(m.id.clone())
+            .or_default()
+            .push(name.clone());
+        for l in &m.layers {
+            live_layers
+                .entry(l.id.clone())
+                .or_default()
+                .push(name.clone());
+        }
     }
     let index = store.index_entries();
-    let mut locked = BTreeSet::new();
-    for e in std::fs::read_dir(&opts.lockfiles)
+    // Each locked artifact, with the first lockfile (by name) that pins it.
+    let mut locked = BTreeMap::new();
+    let mut lockfiles: Vec<PathBuf> = std::fs::read_dir(&opts.lockfiles)
         .into_iter()
         .flatten()
         .flatten()
-    {
-        if e.path().extension().is_some_and(|x| x == "lock") {
-            let lock = Lockfile::load(&e.path())?;
-            locked.extend(
-                lock.artifacts
-                    .iter()
-                    .filter_map(crate::lock::LockEntry::sha256),
-            );
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "lock"))
+        .collect();
+    lockfiles.sort();
+    for path in &lockfiles {
+        let lock = Lockfile::load(path)?;
+        for sha in lock
+            .artifacts
+            .iter()
+            .filter_map(crate::lock::LockEntry::sha256)
+        {
+            locked.entry(sha).or_insert_with(|| path.clone());
         }
     }
     for (sha, b, _, _) in &index {
-        if locked.contains(sha) {
-            live.insert(*b);
+        if let Some(path) = locked.get(sha) {
+            live.entry(*b)
+                .or_insert_with(|| format!("locked artifact in {}", path.display()));
         }
     }
     let records = store.records("extract");
@@ -164,8 +228,11 @@ pub fn gc(opts: &GcOptions) -> Result<GcReport, Error> {
             .ok()
             .and_then(|b| serde_json::from_slice::<ExtractRecord>(&b).ok())
         {
-            if live.contains(&rec.artifact) {
-                live.extend(rec.files.iter().map(|f| f.blake3));
+            if live.contains_key(&rec.artifact) {
+                for f in &rec.files {
+                    live.entry(f.blake3)
+                        .or_insert_with(|| "installed by a locked artifact".to_string());
+                }
             }
         }
     }
@@ -179,8 +246,12 @@ pub fn gc(opts: &GcOptions) -> Result<GcReport, Error> {
     {
         bar.inc(1);
         let name = e.file_name().to_string_lossy().into_owned();
-        if live_images.contains(&name) {
+        if let Some(users) = live_images.get(&name) {
             r.kept_images += 1;
+            r.kept_reasons.images.push(KeptBy {
+                id: name,
+                used_by: users.clone(),
+            });
         } else {
             remove(&e.path(), &mut r)?;
             if !name.starts_with('.') {
@@ -195,8 +266,12 @@ pub fn gc(opts: &GcOptions) -> Result<GcReport, Error> {
     {
         bar.inc(1);
         let name = e.file_name().to_string_lossy().into_owned();
-        if live_layers.contains(&name) {
+        if let Some(users) = live_layers.get(&name) {
             r.kept_layers += 1;
+            r.kept_reasons.layers.push(KeptBy {
+                id: name,
+                used_by: users.clone(),
+            });
         } else {
             remove(&e.path(), &mut r)?;
             if !name.starts_with('.') {
@@ -204,17 +279,39 @@ pub fn gc(opts: &GcOptions) -> Result<GcReport, Error> {
             }
         }
     }
+    r.kept_reasons.images.sort_by(|a, b| a.id.cmp(&b.id));
+    r.kept_reasons.layers.sort_by(|a, b| a.id.cmp(&b.id));
+    let mut object_reasons: Vec<KeptCount> = Vec::new();
     for (addr, path) in store.objects() {
         bar.inc(1);
-        if addr.is_some_and(|a| live.contains(&a)) {
+        if let Some(reason) = addr.and_then(|a| live.get(&a)) {
             r.kept_objects += 1;
+            match object_reasons.iter_mut().find(|k| k.reason == *reason) {
+                Some(k) => k.count += 1,
+                None => object_reasons.push(KeptCount {
+                    reason: reason.clone(),
+                    count: 1,
+                }),
+            }
         } else {
             remove(&path, &mut r)?;
             r.removed_objects += 1;
         }
     }
+    // In the order the reasons are listed (images, lockfiles by name, installed).
+    let rank = |k: &KeptCount| {
+        if k.reason.starts_with("used by") {
+            0
+        } else if k.reason.starts_with("locked") {
+            1
+        } else {
+            2
+        }
+    };
+    object_reasons.sort_by(|a, b| (rank(a), &a.reason).cmp(&(rank(b), &b.reason)));
+    r.kept_reasons.objects = object_reasons;
     for (sha, b, _, path) in &index {
-        if !live.contains(b) {
+        if !live.contains_key(b) {
             remove(path, &mut r)?;
             let lock = store.root().join("locks").join(format!("{sha}.lock"));
             if lock.exists() {
@@ -227,7 +324,7 @@ pub fn gc(opts: &GcOptions) -> Result<GcReport, Error> {
         let keep = std::fs::read(path)
             .ok()
             .and_then(|b| serde_json::from_slice::<ExtractRecord>(&b).ok())
-            .is_some_and(|rec| live.contains(&rec.artifact));
+            .is_some_and(|rec| live.contains_key(&rec.artifact));
         if !keep {
             remove(path, &mut r)?;
             r.removed_other += 1;
@@ -242,7 +339,7 @@ pub fn gc(opts: &GcOptions) -> Result<GcReport, Error> {
         if e.file_name().to_string_lossy().starts_with("verity-") {
             let kind = e.file_name().to_string_lossy().into_owned();
             for (key, path) in store.records(&kind) {
-                if !live.contains(&key) {
+                if !live.contains_key(&key) {
                     remove(&path, &mut r)?;
                     r.removed_other += 1;
                 }
@@ -252,7 +349,7 @@ pub fn gc(opts: &GcOptions) -> Result<GcReport, Error> {
     // Downloads interrupted by a killed fetch, of artifacts no lockfile pins any more (those
     // still locked stay, for the next fetch to resume).
     for (sha, path) in store.partials() {
-        if !locked.contains(&sha) {
+        if !locked.contains_key(&sha) {
             remove(&path, &mut r)?;
             r.removed_other += 1;
         }

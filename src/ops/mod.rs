@@ -27,7 +27,7 @@ pub use fetch::{
     FetchedArtifact,
 };
 pub use flatten::{flatten, FlattenReport};
-pub use gc::{gc, GcOptions, GcReport};
+pub use gc::{gc, GcOptions, GcReport, KeptBy, KeptCount, KeptGeneration, KeptReasons};
 pub use history::{
     diff, list, resolve_image, rollback, rollback_all, DiffReport, NodeHistory, Rollback,
     RollbackAll, Skipped,

@@ -74,3 +74,51 @@ fn a_record_in_the_old_bare_list_shape_is_extracted_again() {
         "old records are rewritten as ExtractRecord"
     );
 }
+
+/// `gc --dry-run` says what it would remove and why each kept thing stays.
+#[test]
+fn gc_dry_run_says_why_each_kept_thing_is_kept() {
+    let ctx = TestContext::new();
+    ctx.net(&["lock"]).ok();
+    ctx.net(&["build", "--node", "worker1"]).ok();
+    crate::set_verbosity(&ctx, 3);
+    ctx.net(&["build", "--node", "worker1"]).ok();
+    let v = ctx
+        .run(&["gc", "--dry-run", "--keep-generations", "1", "--json"])
+        .ok()
+        .json();
+    let id = |k: &str, i: usize| v[k][i].as_str().unwrap().to_string();
+    let kept = |k: &str, i: usize| v["kept_reasons"][k][i]["id"].as_str().unwrap().to_string();
+    let (old_image, old_layer) = (id("removed_images", 0), id("removed_layers", 0));
+    let (image, layer0, layer1) = (kept("images", 0), kept("layers", 0), kept("layers", 1));
+    assert!(layer0 < layer1, "kept layers are listed by id");
+    let r = ctx
+        .run(&["gc", "--dry-run", "--keep-generations", "1"])
+        .ok();
+    assert_eq!(
+        r.stdout,
+        format!(
+            "would remove generation worker1@1
+would remove image {old_image}
+would remove layer {old_layer}
+keep generation worker1@2: current
+keep image {image}: used by worker1@2
+keep layer {layer0}: used by worker1@2
+keep layer {layer1}: used by worker1@2
+keep 38 store objects: used by a kept image
+keep 3 store objects: locked artifact in lockfiles/kubenet.lock
+would free 1 generations, 1 images, 1 layers, 1 store objects, 0 other files: 136.9 KiB; kept 1 generations, 1 images, 2 layers, 41 objects
+"
+        )
+    );
+    // Without --keep-generations every generation stays, and says so; a rolled-back node's
+    // newer generation is kept among the newest.
+    ctx.run(&["rollback", "worker1"]).ok();
+    let r = ctx.run(&["gc", "--dry-run"]).ok();
+    r.stdout_has("keep generation worker1@1: current\nkeep generation worker1@2: kept: no --keep-generations\n");
+    ctx.run(&["gc", "--dry-run", "--keep-generations", "1"])
+        .ok()
+        .stdout_has(
+            "keep generation worker1@1: current\nkeep generation worker1@2: among the newest 1\n",
+        );
+}

@@ -58,6 +58,27 @@ pub fn exec(ctx: &Ctx, args: GcArgs) -> Result<ExitCode, Error> {
             if dry_run { "would remove" } else { "removed" }
         );
     }
+    if dry_run {
+        // Why each kept thing stays.
+        let k = &r.kept_reasons;
+        for g in &k.generations {
+            say!("keep generation {}: {}", g.generation, g.reason);
+        }
+        for i in &k.images {
+            say!("keep image {}: used by {}", i.id, i.used_by.join(", "));
+        }
+        for l in &k.layers {
+            say!("keep layer {}: used by {}", l.id, l.used_by.join(", "));
+        }
+        for o in &k.objects {
+            say!(
+                "keep {} store object{}: {}",
+                o.count,
+                if o.count == 1 { "" } else { "s" },
+                o.reason
+            );
+        }
+    }
     say!(
         "{} {} generations, {} images, {} layers, {} store objects, {} other files: {}; kept {} generations, {} images, {} layers, {} objects",
         if dry_run { "would free" } else { "freed" },
