@@ -43,7 +43,7 @@ pub fn exec(ctx: &Ctx, args: BuildArgs) -> Result<ExitCode, Error> {
         eprintln!("warning: {w}");
     }
     if json {
-        print_json(&r);
+        print_json("build-report", &r);
         return Ok(ExitCode::SUCCESS);
     }
     for n in &r.nodes {

@@ -41,7 +41,7 @@ pub fn exec(ctx: &Ctx, args: FetchArgs) -> Result<ExitCode, Error> {
     let problems: Vec<ops::Problem> = failures.iter().map(ops::ArtifactFailure::problem).collect();
     print_problems(&problems, None);
     if json {
-        print_json(&r);
+        print_json("fetch-report", &r);
     } else {
         for a in r
             .artifacts

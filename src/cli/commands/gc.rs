@@ -35,7 +35,7 @@ pub fn exec(ctx: &Ctx, args: GcArgs) -> Result<ExitCode, Error> {
         dry_run,
     })?;
     if json {
-        print_json(&r);
+        print_json("gc-report", &r);
         return Ok(ExitCode::SUCCESS);
     }
     for g in &r.removed_generations {
