@@ -293,6 +293,7 @@ fn report_error(e: &Error, json: bool) {
     if json {
         let hints: Vec<&String> = problems.iter().flat_map(|p| &p.hints).collect();
         print_json(
+            "error",
             &serde_json::json!({ "error": e.to_string(), "hints": hints, "errors": problems }),
         );
     }
@@ -318,12 +319,50 @@ pub(crate) fn print_problems(problems: &[ops::Problem], snippet: Option<&str>) {
     }
 }
 
+/// The version of the `--json` envelope (docs/json.md): bumped when a key is removed or changes
+/// meaning, not when one is added.
+pub(crate) const JSON_VERSION: u32 = 1;
+
+/// Print `value` as the `--json` envelope: one object `{"kind": "<kind>", "version": 1, ...}`
+/// whose other keys are `value`'s fields. A value that is not an object (a list) must be wrapped
+/// by the caller in a named field first (see [`json_field`]).
 #[allow(clippy::print_stdout)]
-pub(crate) fn print_json<T: Serialize>(value: &T) {
-    match serde_json::to_string_pretty(value) {
+pub(crate) fn print_json<T: Serialize>(kind: &str, value: &T) {
+    let fields = match serde_json::to_value(value) {
+        Ok(serde_json::Value::Object(m)) => m,
+        Ok(other) => {
+            // A bug in a command, not an input problem: still one object on stdout.
+            let mut m = serde_json::Map::new();
+            m.insert("value".to_string(), other);
+            m
+        }
+        Err(e) => {
+            eprintln!("error: cannot encode the report as JSON: {e}");
+            return;
+        }
+    };
+    let mut envelope = serde_json::Map::new();
+    envelope.insert("kind".to_string(), kind.into());
+    envelope.insert("version".to_string(), JSON_VERSION.into());
+    for (k, v) in fields {
+        if k != "kind" && k != "version" {
+            envelope.insert(k, v);
+        }
+    }
+    match serde_json::to_string_pretty(&serde_json::Value::Object(envelope)) {
         Ok(s) => say!("{s}"),
         Err(e) => eprintln!("error: cannot encode the report as JSON: {e}"),
     }
+}
+
+/// A list report as an object: `{"<name>": [...]}`, for [`print_json`].
+pub(crate) fn json_field<T: Serialize>(name: &str, value: &T) -> serde_json::Value {
+    let mut m = serde_json::Map::new();
+    m.insert(
+        name.to_string(),
+        serde_json::to_value(value).unwrap_or(serde_json::Value::Null),
+    );
+    serde_json::Value::Object(m)
 }
 
 pub(crate) fn short(hex: &str) -> &str {

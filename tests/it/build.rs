@@ -702,7 +702,7 @@ fn the_mirror_can_come_from_the_environment() {
         None,
     )
     .ok()
-    .stdout_has("6 fetched");
+    .stdout_has("fetched 6 artifacts (");
     crate::run_env(
         ctx.path(),
         &["fetch", "--mirrors-only"],

@@ -37,7 +37,7 @@ fn fetch_stores_every_artifact_by_blake3_and_a_second_fetch_is_a_no_op() {
     let r = ctx
         .net(&["fetch"])
         .ok()
-        .stdout_has("0 fetched (0 B), 6 already in the store, 0 failed");
+        .stdout_has("fetched 0 artifacts (0 B), 6 already in the store, 0 failed");
     assert!(
         ctx.server.requests().is_empty(),
         "second fetch asked the server: {:?}\n{}",
@@ -102,7 +102,7 @@ fn a_truncated_download_is_retried_with_range_and_otherwise_refused() {
     // Truncated once: the retry resumes at byte 1000 and the result is verified whole.
     ctx.server.fault(&path, Fault::TruncateOnce(1000));
     ctx.server.clear_log();
-    ctx.net(&["fetch"]).ok().stdout_has("1 fetched");
+    ctx.net(&["fetch"]).ok().stdout_has("fetched 1 artifact (");
     let ranges: Vec<Option<String>> = ctx
         .server
         .requests()
@@ -149,7 +149,7 @@ fn a_5xx_is_retried_and_redirects_are_followed() {
         &path,
         Fault::Redirect(format!("{}/objects.example/runc-blob", ctx.server.url())),
     );
-    ctx.net(&["fetch"]).ok().stdout_has("1 fetched");
+    ctx.net(&["fetch"]).ok().stdout_has("fetched 1 artifact (");
 }
 
 #[test]
@@ -296,7 +296,7 @@ fn mirror_export_feeds_an_air_gapped_site() {
     site.run(&["lock", "--check", "--lockfile", &shipped]).ok();
     site.run(&["fetch", "--offline", "--mirror", &mirror])
         .ok()
-        .stdout_has("6 fetched");
+        .stdout_has("fetched 6 artifacts (");
     assert_eq!(
         site.store_objects()
             .iter()

@@ -267,7 +267,7 @@ fn network_faults_end_in_bounded_time_with_a_clear_error_and_nothing_stored() {
             .stderr_has("kubelet 1.31.0 (amd64)");
     }
     ctx.server.clear_faults();
-    ctx.net(&["fetch"]).ok().stdout_has("1 fetched");
+    ctx.net(&["fetch"]).ok().stdout_has("fetched 1 artifact (");
 }
 
 #[test]

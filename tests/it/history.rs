@@ -70,8 +70,8 @@ fn rollback_after_two_upgrades() {
         .run(&["list", "--node", "worker1", "--json"])
         .ok()
         .json();
-    assert_eq!(v[0]["current"], 3);
-    let listed: Vec<&str> = v[0]["generations"]
+    assert_eq!(v["nodes"][0]["current"], 3);
+    let listed: Vec<&str> = v["nodes"][0]["generations"]
         .as_array()
         .unwrap()
         .iter()

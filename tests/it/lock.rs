@@ -324,14 +324,14 @@ fn missing_checksum_fails_lock_unless_recorded_as_unresolved() {
         .contains("unresolved = \"no published sha256"));
     let r = ctx.net(&["fetch"]).fails();
     let r = r.stderr_has("error: kube-proxy 1.31.0 (amd64) has no published sha256 in the lockfile\nhint: run `nodeforge lock --update kube-proxy` where upstream is reachable, then commit the lockfile\n");
-    assert!(r.stdout.contains("5 fetched"), "{}", r.stdout);
+    assert!(r.stdout.contains("fetched 5 artifacts ("), "{}", r.stdout);
     // Once upstream publishes it, --update resolves it.
     let m = nodeforge::manifest::Manifest::load(&ctx.manifest()).unwrap();
     nodeforge::standin::write_mirror(&m, ctx.server.root(), 8192).unwrap();
     ctx.net(&["lock", "--update", "kube-proxy"])
         .ok()
         .stdout_has("updated kube-proxy 1.31.0 (amd64)");
-    ctx.net(&["fetch"]).ok().stdout_has("1 fetched");
+    ctx.net(&["fetch"]).ok().stdout_has("fetched 1 artifact (");
 }
 
 #[test]
@@ -377,7 +377,7 @@ fn fetch_and_build_complete_the_lockfile_unless_locked() {
         "{}",
         r.stderr
     );
-    r.stdout_has("6 fetched");
+    r.stdout_has("fetched 6 artifacts (");
     let after = ctx.lock_text();
     assert!(after.contains(&format!(
         "sha256 = \"{}\"",

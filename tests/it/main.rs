@@ -18,6 +18,7 @@ mod gc;
 mod hardening;
 mod history;
 mod integrity;
+mod json;
 mod lock;
 mod manifest_errors;
 mod operator;

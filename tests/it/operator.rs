@@ -309,3 +309,49 @@ fn every_help_option_has_a_description_and_main_commands_have_examples() {
     }
     assert!(seen >= 15, "{seen} help pages");
 }
+
+/// The last lines of fetch and build count what happened, and name the real `--out`.
+#[test]
+fn summaries_count_truthfully() {
+    let ctx = TestContext::new();
+    ctx.net(&["lock"]).ok();
+    let last = |r: &crate::Run| r.stdout.lines().last().unwrap_or_default().to_string();
+    let r = ctx.net(&["fetch"]).ok();
+    assert!(
+        last(&r).starts_with("fetched 6 artifacts (")
+            && last(&r).contains("), 0 already in the store, 0 failed, in "),
+        "{}",
+        r.stdout
+    );
+    let r = ctx.net(&["fetch"]).ok();
+    assert!(
+        last(&r).starts_with("fetched 0 artifacts (0 B), 6 already in the store, 0 failed, in "),
+        "{}",
+        r.stdout
+    );
+    let built = |r: &crate::Run, counts: &str, out: &str| {
+        let line = last(r);
+        assert!(
+            line.starts_with(&format!("built {counts} node images in "))
+                && line.ends_with(&format!("s; {out}/nodes/<node>/current points at each")),
+            "{}",
+            r.stdout
+        );
+    };
+    built(&ctx.net(&["build"]).ok(), "6, reused 0, unchanged 0", "out");
+    crate::set_verbosity(&ctx, 3);
+    built(&ctx.net(&["build"]).ok(), "6, reused 0, unchanged 0", "out");
+    // Back to generation 1 and forward again: worker1's image exists, the others did not move.
+    ctx.run(&["rollback", "worker1"]).ok();
+    built(&ctx.net(&["build"]).ok(), "0, reused 1, unchanged 5", "out");
+    // The real --out, not `out`.
+    built(
+        &ctx.net(&["--out", "elsewhere", "build", "--node", "worker0"])
+            .ok(),
+        "1, reused 0, unchanged 0",
+        "elsewhere",
+    );
+    ctx.net(&["build"])
+        .ok()
+        .stdout_has("nothing to do: all 6 node images are up to date");
+}

@@ -43,7 +43,7 @@ pub fn exec(ctx: &Ctx, args: BuildArgs) -> Result<ExitCode, Error> {
         eprintln!("warning: {w}");
     }
     if json {
-        print_json(&r);
+        print_json("build-report", &r);
         return Ok(ExitCode::SUCCESS);
     }
     for n in &r.nodes {
@@ -87,10 +87,14 @@ pub fn exec(ctx: &Ctx, args: BuildArgs) -> Result<ExitCode, Error> {
             r.elapsed_ms as f64 / 1000.0
         );
     } else {
+        let count = |status| r.nodes.iter().filter(|n| n.status == status).count();
         say!(
-            "built {} node images in {:.2}s; out/nodes/<node>/current points at each",
-            r.nodes.len(),
-            r.elapsed_ms as f64 / 1000.0
+            "built {}, reused {}, unchanged {} node images in {:.2}s; {}/<node>/current points at each",
+            count(ops::NodeStatus::Built),
+            count(ops::NodeStatus::Reused),
+            count(ops::NodeStatus::Unchanged),
+            r.elapsed_ms as f64 / 1000.0,
+            ctx.out.join("nodes").display()
         );
     }
     Ok(ExitCode::SUCCESS)

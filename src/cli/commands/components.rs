@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use super::super::print_json;
+use super::super::{json_field, print_json};
 use crate::cli::Ctx;
 use crate::ops::{self, Error};
 #[derive(Debug, Args)]
@@ -15,7 +15,7 @@ pub fn exec(ctx: &Ctx, args: ComponentsArgs) -> Result<ExitCode, Error> {
     let ComponentsArgs {} = args;
     let specs = ops::components(&ctx.manifest)?;
     if json {
-        print_json(&specs);
+        print_json("components-report", &json_field("components", &specs));
     } else {
         for s in &specs {
             say!(

@@ -22,7 +22,7 @@ pub fn exec(ctx: &Ctx, args: DemoMirrorArgs) -> Result<ExitCode, Error> {
     let DemoMirrorArgs { dir, size } = args;
     let r = ops::demo_mirror(&ctx.manifest, &dir, size)?;
     if json {
-        print_json(&r);
+        print_json("demo-mirror-report", &r);
     } else {
         say!(
             "wrote {} stand-in artifacts and {} checksum files to {}",

@@ -20,7 +20,7 @@ pub fn exec(ctx: &Ctx, args: DiffArgs) -> Result<ExitCode, Error> {
     let DiffArgs { a, b } = args;
     let d = ops::diff(&ctx.manifest, &ctx.out, &a, &b)?;
     if json {
-        print_json(&d);
+        print_json("diff-report", &d);
         return Ok(ExitCode::SUCCESS);
     }
     say!("--- {}\n+++ {}", d.a, d.b);

@@ -41,7 +41,7 @@ pub fn exec(ctx: &Ctx, args: FetchArgs) -> Result<ExitCode, Error> {
     let problems: Vec<ops::Problem> = failures.iter().map(ops::ArtifactFailure::problem).collect();
     print_problems(&problems, None);
     if json {
-        print_json(&r);
+        print_json("fetch-report", &r);
     } else {
         for a in r
             .artifacts
@@ -59,8 +59,8 @@ pub fn exec(ctx: &Ctx, args: FetchArgs) -> Result<ExitCode, Error> {
             );
         }
         say!(
-            "{} fetched ({}), {} already in the store, {} failed, in {:.2}s",
-            r.count(ArtifactStatus::Fetched),
+            "fetched {} ({}), {} already in the store, {} failed, in {:.2}s",
+            artifacts(r.count(ArtifactStatus::Fetched)),
             human_bytes(r.fetched_bytes),
             r.count(ArtifactStatus::Present),
             failures.len(),
@@ -73,4 +73,13 @@ pub fn exec(ctx: &Ctx, args: FetchArgs) -> Result<ExitCode, Error> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// `1 artifact`, `6 artifacts`.
+fn artifacts(n: usize) -> String {
+    if n == 1 {
+        "1 artifact".to_string()
+    } else {
+        format!("{n} artifacts")
+    }
 }

@@ -36,7 +36,7 @@ pub fn exec(ctx: &Ctx, args: FlattenArgs) -> Result<ExitCode, Error> {
     };
     let r = ops::flatten(&ctx.manifest, &ctx.out, &id, format, &output)?;
     if json {
-        print_json(&r);
+        print_json("flatten-report", &r);
         return Ok(ExitCode::SUCCESS);
     }
     say!(

@@ -37,7 +37,7 @@ pub fn exec(ctx: &Ctx, args: GcArgs) -> Result<ExitCode, Error> {
         progress: !json && std::io::stderr().is_terminal(),
     })?;
     if json {
-        print_json(&r);
+        print_json("gc-report", &r);
         return Ok(ExitCode::SUCCESS);
     }
     for g in &r.removed_generations {

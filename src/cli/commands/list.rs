@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use super::super::{print_json, short};
+use super::super::{json_field, print_json, short};
 use crate::cli::Ctx;
 use crate::ops::{self, Error};
 #[derive(Debug, Args)]
@@ -19,7 +19,7 @@ pub fn exec(ctx: &Ctx, args: ListArgs) -> Result<ExitCode, Error> {
     let ListArgs { node } = args;
     let h = ops::list(&ctx.manifest, &ctx.out, node.as_deref())?;
     if json {
-        print_json(&h);
+        print_json("list-report", &json_field("nodes", &h));
         return Ok(ExitCode::SUCCESS);
     }
     for n in &h {

@@ -49,7 +49,7 @@ pub fn exec(ctx: &Ctx, args: LockArgs) -> Result<ExitCode, Error> {
         eprintln!("warning: {w}");
     }
     if json {
-        print_json(&r);
+        print_json("lock-report", &r);
         return Ok(ExitCode::SUCCESS);
     }
     for e in &r.entries {
@@ -107,7 +107,7 @@ fn check(ctx: &Ctx) -> Result<ExitCode, Error> {
         });
     }
     if json {
-        print_json(&c);
+        print_json("lock-check-report", &c);
     } else {
         say!(
             "{} is fresh: {} artifacts, lock-id {}",

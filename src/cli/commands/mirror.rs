@@ -31,7 +31,7 @@ pub fn exec(ctx: &Ctx, args: MirrorArgs) -> Result<ExitCode, Error> {
     } = args;
     let r = ops::export_mirror(&ctx.manifest, &ctx.lockfile, &ctx.out, &dir)?;
     if json {
-        print_json(&r);
+        print_json("mirror-export-report", &r);
     } else {
         say!(
             "exported {} files ({}) to {}, the lockfile included as {}",

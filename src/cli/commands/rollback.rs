@@ -26,7 +26,7 @@ pub fn exec(ctx: &Ctx, args: RollbackArgs) -> Result<ExitCode, Error> {
     if all {
         let r = ops::rollback_all(&ctx.manifest, &ctx.out)?;
         if json {
-            print_json(&r);
+            print_json("rollback-report", &r);
             return Ok(ExitCode::SUCCESS);
         }
         print(&r.rolled_back);
@@ -42,7 +42,11 @@ pub fn exec(ctx: &Ctx, args: RollbackArgs) -> Result<ExitCode, Error> {
         to.as_deref(),
     )?;
     if json {
-        print_json(&r);
+        // One shape with `--all`'s: a single node is never skipped.
+        print_json(
+            "rollback-report",
+            &serde_json::json!({ "rolled_back": r, "skipped": [] }),
+        );
         return Ok(ExitCode::SUCCESS);
     }
     print(&r);

@@ -26,7 +26,7 @@ pub fn exec(ctx: &Ctx, args: ShowArgs) -> Result<ExitCode, Error> {
     }
     let m = ops::resolve_image(&ctx.manifest, &ctx.out, &id)?;
     if json {
-        print_json(&m);
+        print_json("show-report", &m);
         return Ok(ExitCode::SUCCESS);
     }
     say!(
@@ -109,7 +109,7 @@ fn show_boot(ctx: &Ctx, id: &str) -> Result<ExitCode, Error> {
     let json = ctx.json;
     let b = ops::boot_plan(&ctx.manifest, &ctx.out, id)?;
     if json {
-        print_json(&b);
+        print_json("show-boot-report", &b);
         return Ok(ExitCode::SUCCESS);
     }
     say!("image {} (node {})", b.image_id, b.node);

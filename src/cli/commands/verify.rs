@@ -61,7 +61,7 @@ pub fn exec(ctx: &Ctx, args: VerifyArgs) -> Result<ExitCode, Error> {
         );
     }
     if json {
-        print_json(&r);
+        print_json("verify-report", &r);
     } else {
         #[allow(clippy::cast_precision_loss)]
         let gbps = if r.elapsed_ms > 0 {

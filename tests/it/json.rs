@@ -1,0 +1,109 @@
+//! `--json`: every command prints one envelope `{"kind", "version", ...}` whose keys are exactly
+//! those docs/json.md lists for its kind, so that the document and the code cannot drift.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use crate::{Run, TestContext, REPO};
+
+/// The ```keys block of docs/json.md: kind → its top-level keys besides `kind` and `version`.
+fn documented_keys() -> BTreeMap<String, BTreeSet<String>> {
+    let doc = std::fs::read_to_string(Path::new(REPO).join("docs/json.md")).unwrap();
+    let block = doc
+        .split("```keys\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("docs/json.md has a ```keys block");
+    let mut kinds = BTreeMap::new();
+    for line in block.lines().filter(|l| !l.trim().is_empty()) {
+        let (kind, keys) = line.split_once(':').expect("`kind: key, key` lines");
+        let keys: BTreeSet<String> = keys.split(',').map(|k| k.trim().to_string()).collect();
+        assert!(
+            kinds.insert(kind.trim().to_string(), keys).is_none(),
+            "{kind} twice"
+        );
+    }
+    kinds
+}
+
+#[track_caller]
+fn check(
+    docs: &BTreeMap<String, BTreeSet<String>>,
+    r: &Run,
+    kind: &str,
+    seen: &mut BTreeSet<String>,
+) {
+    let v = r.json();
+    let obj = v
+        .as_object()
+        .unwrap_or_else(|| panic!("not an object: {v}"));
+    assert_eq!(v["kind"], kind, "{v}");
+    assert_eq!(v["version"], 1, "{v}");
+    let keys: BTreeSet<String> = obj
+        .keys()
+        .filter(|k| *k != "kind" && *k != "version")
+        .cloned()
+        .collect();
+    let documented = docs
+        .get(kind)
+        .unwrap_or_else(|| panic!("docs/json.md does not list {kind}"));
+    assert_eq!(&keys, documented, "{kind}: keys differ from docs/json.md");
+    seen.insert(kind.to_string());
+}
+
+#[test]
+fn every_command_prints_the_documented_envelope() {
+    let docs = documented_keys();
+    let mut seen = BTreeSet::new();
+    let ctx = TestContext::new();
+    let p = |name: &str| ctx.path().join(name).to_str().unwrap().to_string();
+    let (demo, flat, export) = (p("demo"), p("flat.tar.zst"), p("export"));
+
+    let r = ctx.run(&["demo-mirror", &demo, "--json"]).ok();
+    check(&docs, &r, "demo-mirror-report", &mut seen);
+    let r = ctx.net(&["lock", "--json"]).ok();
+    check(&docs, &r, "lock-report", &mut seen);
+    let r = ctx.run(&["lock", "--check", "--json"]).ok();
+    check(&docs, &r, "lock-check-report", &mut seen);
+    let r = ctx.net(&["fetch", "--json"]).ok();
+    check(&docs, &r, "fetch-report", &mut seen);
+    let r = ctx.net(&["build", "--json"]).ok();
+    check(&docs, &r, "build-report", &mut seen);
+    crate::set_verbosity(&ctx, 3);
+    ctx.net(&["build"]).ok();
+
+    let runs: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["show", "worker1"], "show-report"),
+        (vec!["show", "worker1", "--boot"], "show-boot-report"),
+        (vec!["flatten", "worker1", "-o", &flat], "flatten-report"),
+        (vec!["list"], "list-report"),
+        (vec!["diff", "worker0", "worker1"], "diff-report"),
+        (vec!["gc", "--dry-run"], "gc-report"),
+        (vec!["verify"], "verify-report"),
+        (vec!["mirror", "export", &export], "mirror-export-report"),
+        (vec!["components"], "components-report"),
+        (vec!["rollback", "worker1"], "rollback-report"),
+        (vec!["rollback", "--all"], "rollback-report"),
+    ];
+    for (args, kind) in runs {
+        let mut all = args.clone();
+        all.push("--json");
+        let r = ctx.run(&all).ok();
+        check(&docs, &r, kind, &mut seen);
+    }
+
+    // A failing command: the error as JSON on stdout with --json, nothing on stdout without.
+    let r = ctx.run(&["show", "nosuch", "--json"]).fails();
+    check(&docs, &r, "error", &mut seen);
+    assert_eq!(r.json()["error"], "no image `nosuch` in out/images");
+    let r = ctx.run(&["show", "nosuch"]).fails();
+    assert_eq!(r.stdout, "");
+    // Lists are wrapped, never printed bare.
+    assert!(ctx.run(&["list", "--json"]).ok().json()["nodes"].is_array());
+
+    let documented: BTreeSet<String> = docs.keys().cloned().collect();
+    assert_eq!(
+        seen, documented,
+        "docs/json.md lists a kind no command printed"
+    );
+}
