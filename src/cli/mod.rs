@@ -35,20 +35,38 @@ use commands::{
 struct Cli {
     /// The cluster manifest [default: manifests/kubenet.toml of the project, found from here
     /// upwards as cargo finds Cargo.toml]
-    #[arg(long, global = true, env = "NODEFORGE_MANIFEST", value_name = "PATH")]
+    #[arg(
+        help_heading = "Common options",
+        long,
+        global = true,
+        env = "NODEFORGE_MANIFEST",
+        value_name = "PATH"
+    )]
     manifest: Option<PathBuf>,
     /// The lockfile [default: lockfiles/<manifest name>.lock beside the manifest's directory]
-    #[arg(long, global = true, env = "NODEFORGE_LOCKFILE", value_name = "PATH")]
+    #[arg(
+        help_heading = "Common options",
+        long,
+        global = true,
+        env = "NODEFORGE_LOCKFILE",
+        value_name = "PATH"
+    )]
     lockfile: Option<PathBuf>,
     /// Output directory: the store and the images live here [default: out, in the project]
-    #[arg(long, global = true, env = "NODEFORGE_OUT", value_name = "DIR")]
+    #[arg(
+        help_heading = "Common options",
+        long,
+        global = true,
+        env = "NODEFORGE_OUT",
+        value_name = "DIR"
+    )]
     out: Option<PathBuf>,
     /// Print the report (or the error) as JSON on stdout instead of text.
-    #[arg(long, global = true)]
+    #[arg(help_heading = "Common options", long, global = true)]
     json: bool,
     /// Take templates from a tree outside the manifest's directory (`[image] templates` through
     /// a symlink); refused otherwise, so that nobody else's files go into an image.
-    #[arg(long, global = true)]
+    #[arg(help_heading = "Common options", long, global = true)]
     allow_outside_templates: bool,
     #[command(subcommand)]
     command: Command,
@@ -148,6 +166,7 @@ pub struct Ctx {
 }
 
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Network options")]
 pub struct NetArgs {
     /// Try `URL/<host>/<path>` before upstream (repeatable; http(s):// or file://DIR). Also NODEFORGE_MIRROR.
     #[arg(long, value_name = "URL")]
@@ -167,7 +186,7 @@ pub struct NetArgs {
     /// Retries per source on transient errors (5xx, resets, truncated bodies).
     #[arg(long, default_value_t = 3, value_name = "N")]
     retries: u32,
-    /// Parallel downloads.
+    /// Parallel downloads (and, in build, nodes written at a time).
     #[arg(long, short, default_value_t = 4, value_name = "N")]
     jobs: usize,
 }

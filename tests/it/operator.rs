@@ -277,8 +277,16 @@ fn every_help_option_has_a_description_and_main_commands_have_examples() {
                 section = line;
                 continue;
             }
-            if section != "Options:" && section != "Arguments:" {
+            if !section.ends_with("options:") && section != "Options:" && section != "Arguments:" {
                 continue;
+            }
+            // Common options are grouped apart from a command's own.
+            if section == "Options:" && !cmd.is_empty() {
+                assert!(
+                    !line.contains("--manifest") && !line.contains("--json"),
+                    "`nodeforge {}`: {line:?} belongs under Common options",
+                    cmd.join(" ")
+                );
             }
             let spec = line.trim_start();
             let described = spec
@@ -289,6 +297,12 @@ fn every_help_option_has_a_description_and_main_commands_have_examples() {
                 "`nodeforge {}`: {spec:?} has no description",
                 cmd.join(" ")
             );
+        }
+        if cmd.len() == 1 {
+            assert!(help.contains("\nCommon options:\n"), "{help}");
+        }
+        if cmd.len() == 1 && ["build", "fetch", "lock"].contains(&cmd[0].as_str()) {
+            assert!(help.contains("\nNetwork options:\n"), "{help}");
         }
         let main = ["build", "lock", "fetch", "rollback", "verify", "show"];
         if cmd.len() == 1 && main.contains(&cmd[0].as_str()) {
