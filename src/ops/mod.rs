@@ -42,10 +42,23 @@ pub use verify::{verify, VerifyOptions, VerifyReport};
 
 /// Open the store of an output directory, cleaning what killed runs left in the whole tree when
 /// no other process is using it.
+/// On a read-only `out/` (a mounted copy, a CI cache) the store is opened to read only: what
+/// needs no writing (a no-op build, `diff`, `show`) still works, and a write that is needed fails
+/// then, naming its file.
 pub(crate) fn open_store(
     out: &crate::layout::OutDir,
 ) -> Result<crate::store::Store, crate::fsutil::FsError> {
-    crate::store::Store::open_with(&out.store(), &|| out.clean_temps())
+    match crate::store::Store::open_with(&out.store(), &|| out.clean_temps()) {
+        Err(e)
+            if matches!(
+                e.source.kind(),
+                std::io::ErrorKind::ReadOnlyFilesystem | std::io::ErrorKind::PermissionDenied
+            ) && out.store().is_dir() =>
+        {
+            open_store_read_only(out, false)
+        }
+        other => other,
+    }
 }
 
 /// Open the store to read it only (verify, `gc --dry-run`), creating nothing: a missing store

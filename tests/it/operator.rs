@@ -369,3 +369,46 @@ fn summaries_count_truthfully() {
         .ok()
         .stdout_has("nothing to do: all 6 node images are up to date");
 }
+
+/// On a read-only `out/` (a bind mount with `ro`), everything that needs no writing works: verify,
+/// list, show, show --boot, diff, gc --dry-run, flatten elsewhere, and a build with nothing to do.
+#[test]
+fn a_read_only_out_serves_every_command_that_writes_nothing() {
+    let ctx = TestContext::new();
+    ctx.net(&["lock"]).ok();
+    ctx.net(&["build"]).ok();
+    let ro = ctx.path().join("ro");
+    std::fs::create_dir(&ro).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["--bind", "-o", "ro"])
+        .arg(ctx.path().join("out"))
+        .arg(&ro)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!("skipped: a read-only bind mount needs root");
+        return;
+    }
+    let flat = ctx.path().join("w1.tar.zst");
+    let runs: Vec<Vec<&str>> = vec![
+        vec!["verify"],
+        vec!["list"],
+        vec!["show", "worker1"],
+        vec!["show", "worker1", "--boot"],
+        vec!["diff", "worker0", "worker1"],
+        vec!["gc", "--dry-run"],
+        vec!["flatten", "worker1", "-o", flat.to_str().unwrap()],
+        vec!["build", "--offline"],
+    ];
+    let mut failed = Vec::new();
+    for args in &runs {
+        let mut all = vec!["--out", "ro"];
+        all.extend(args.iter().copied());
+        let r = ctx.run(&all);
+        if r.code != 0 {
+            failed.push(format!("{args:?}: {}", r.stderr));
+        }
+    }
+    let _ = std::process::Command::new("umount").arg(&ro).status();
+    assert!(failed.is_empty(), "{failed:#?}");
+}
