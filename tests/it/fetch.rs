@@ -626,7 +626,7 @@ fn a_wrong_partial_file_is_discarded_and_the_error_says_so() {
     );
     assert!(!partial.exists(), "the wrong partial is discarded");
     assert!(orphan.exists(), "fetch leaves other partials alone");
-    ctx.net(&["fetch"]).ok().stdout_has("1 fetched");
+    ctx.net(&["fetch"]).ok().stdout_has("fetched 1 artifact (");
     // gc removes the partial download of an artifact no lockfile pins.
     ctx.run(&["gc"]).ok();
     assert!(!orphan.exists());
