@@ -178,6 +178,16 @@ impl Error {
         let list = match self {
             Error::Fetch { failures } => failures,
             Error::NotInStore { missing } => missing,
+            // One line per artifact lock could not resolve, each with the hint.
+            Error::Resolve { failures } => {
+                return failures
+                    .iter()
+                    .map(|(label, e)| Problem {
+                        message: format!("could not resolve {label}: {e}"),
+                        hints: self.hints(),
+                    })
+                    .collect()
+            }
             _ => {
                 return vec![Problem {
                     message: self.to_string(),

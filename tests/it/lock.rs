@@ -410,3 +410,36 @@ fn fetch_and_build_complete_the_lockfile_unless_locked() {
     }
     ctx.run(&["lock", "--check"]).ok();
 }
+
+#[test]
+fn each_artifact_lock_cannot_resolve_is_its_own_error_line() {
+    let ctx = TestContext::new();
+    for c in ["kube-proxy", "kubelet"] {
+        std::fs::remove_file(ctx.served(&checksum_url_of(&ctx, c))).unwrap();
+    }
+    let r = ctx.net(&["lock"]).fails();
+    let errors: Vec<&str> = r
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("error: "))
+        .collect();
+    assert_eq!(errors.len(), 2, "{}", r.stderr);
+    assert!(
+        errors[0].starts_with("error: could not resolve kube"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        errors[1].starts_with("error: could not resolve kube"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(
+        r.stderr
+            .matches("hint: check the network or pass --mirror")
+            .count(),
+        1,
+        "{}",
+        r.stderr
+    );
+}
