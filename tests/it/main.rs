@@ -324,3 +324,39 @@ pub fn layer_of(image_dir: &Path, role: &str) -> PathBuf {
         .join("layers")
         .join(id)
 }
+
+/// Run a VM (QEMU with its console on stdout, spawned from `cmd`) until it powers off; killed
+/// after `limit`. Returns its console (carriage returns removed), how long it ran, and whether
+/// it had to be killed.
+pub fn run_vm(
+    cmd: &mut Command,
+    limit: std::time::Duration,
+) -> (String, std::time::Duration, bool) {
+    use std::io::Read;
+    use std::process::Stdio;
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("qemu-system-x86_64 (install qemu-system-x86)");
+    let mut stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut s = Vec::new();
+        let _ = stdout.read_to_end(&mut s);
+        s
+    });
+    let started = std::time::Instant::now();
+    let mut killed = false;
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            killed = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let console = String::from_utf8_lossy(&reader.join().unwrap()).replace('\r', "");
+    (console, started.elapsed(), killed)
+}

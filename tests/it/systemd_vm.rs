@@ -27,7 +27,6 @@
 //! root filesystem and the three .deb packages; later runs need no network.
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -403,7 +402,7 @@ struct Layers {
 
 /// The layers of an image directory: its `nodeforge-*` files, with the root hashes its record
 /// pins (what a VM host puts on the kernel command line; `nodeforge show NODE --boot` prints them).
-fn layers(image_dir: &Path, _scratch: &Path) -> Layers {
+fn layers(image_dir: &Path) -> Layers {
     let dir = image_dir.to_path_buf();
     let record: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
@@ -502,41 +501,15 @@ impl Vm {
                 .arg("-device")
                 .arg(format!("virtio-blk-pci,drive={serial},serial={serial}"));
         }
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("qemu-system-x86_64 (install qemu-system-x86)");
-        let mut stdout = child.stdout.take().unwrap();
-        let reader = std::thread::spawn(move || {
-            let mut s = Vec::new();
-            let _ = stdout.read_to_end(&mut s);
-            s
-        });
-        let started = Instant::now();
-        let mut timed_out = false;
-        while child.try_wait().unwrap().is_none() {
-            if started.elapsed() > Duration::from_secs(240) {
-                let _ = child.kill();
-                let _ = child.wait();
-                timed_out = true;
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let console = String::from_utf8_lossy(&reader.join().unwrap()).replace('\r', "");
+        let (console, took, killed) = crate::run_vm(&mut cmd, Duration::from_secs(240));
         // NODEFORGE_VM_LOG=DIR keeps every boot's console.
         if let Some(dir) = std::env::var_os("NODEFORGE_VM_LOG") {
             let mode = extra.split_whitespace().next().unwrap_or("boot");
             std::fs::create_dir_all(&dir).unwrap();
             std::fs::write(Path::new(&dir).join(format!("{mode}.log")), &console).unwrap();
         }
-        eprintln!(
-            "systemd_vm: boot ({extra}) took {:.1}s",
-            started.elapsed().as_secs_f64()
-        );
-        assert!(!timed_out, "the VM did not power off in 240 s:\n{console}");
+        eprintln!("systemd_vm: boot ({extra}) took {:.1}s", took.as_secs_f64());
+        assert!(!killed, "the VM did not power off in 240 s:\n{console}");
         console
     }
 }
@@ -732,7 +705,7 @@ fn systemd_vm_runs_the_node_keeps_var_and_rolls_back() {
     time("initramfs x2, OCI image, qcow2", &mut t);
 
     // 1. Generation 2: busybox initramfs, veritysetup.
-    let l2 = layers(&gen2, &s.join("layers2"));
+    let l2 = layers(&gen2);
     let c = vm.boot(
         Initramfs::Busybox,
         &l2,
@@ -809,7 +782,7 @@ fn systemd_vm_runs_the_node_keeps_var_and_rolls_back() {
     //    local-bottom script (veritysetup), root mounted read-only by initramfs-tools.
     ctx.run(&["rollback", "worker1"]).ok();
     assert_eq!(current(&ctx), gen1);
-    let l1 = layers(&gen1, &s.join("layers1"));
+    let l1 = layers(&gen1);
     let c = vm.boot(
         Initramfs::Tools,
         &l1,

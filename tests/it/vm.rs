@@ -10,10 +10,9 @@
 //! installs them).
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use crate::TestContext;
 
@@ -326,33 +325,10 @@ fn boot(layers: &[Layer], scratch: &Path) -> Boot {
                 .arg(format!("virtio-blk-pci,drive=d{i}{j},serial={serial}"));
         }
     }
-    let mut child = cmd
-        .arg("-append")
-        .arg(cmdline)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("qemu-system-x86_64 (install qemu-system-x86)");
-    let mut stdout = child.stdout.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut s = Vec::new();
-        let _ = stdout.read_to_end(&mut s);
-        s
-    });
-    let started = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        assert!(
-            started.elapsed() < Duration::from_secs(180),
-            "the VM did not power off in 180 s"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let console = String::from_utf8_lossy(&reader.join().unwrap()).into_owned();
-    eprintln!(
-        "VM boot and check took {:.1}s",
-        started.elapsed().as_secs_f64()
-    );
+    cmd.arg("-append").arg(cmdline);
+    let (console, took, killed) = crate::run_vm(&mut cmd, Duration::from_secs(180));
+    eprintln!("VM boot and check took {:.1}s", took.as_secs_f64());
+    assert!(!killed, "the VM did not power off in 180 s:\n{console}");
     assert!(
         !console.contains("NF-ERROR"),
         "the VM reported an error:\n{console}"
