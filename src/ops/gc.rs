@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::history::generation_manifest;
+use super::history::recorded_manifest;
 use super::Error;
 use crate::extract::ExtractRecord;
 use crate::generations;
@@ -165,7 +165,7 @@ pub fn gc(opts: &GcOptions) -> Result<GcReport, Error> {
                     generation: name.clone(),
                     reason,
                 });
-                live_manifests.push((name, generation_manifest(out, &node, g.number)?));
+                live_manifests.push((name, recorded_manifest(out, &node, g)?));
                 r.kept_generations += 1;
             } else {
                 remove(&generations::generation_dir(out, &node, g.number), &mut r)?;

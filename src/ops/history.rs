@@ -87,10 +87,19 @@ pub fn generation_manifest(out: &Path, node: &str, number: u32) -> Result<ImageM
         }
         .into());
     };
-    let path = generations::generation_dir(out, node, number).join("manifest.json");
+    recorded_manifest(out, node, g)
+}
+
+/// The image record kept with generation `g` (from a list the caller already read), checked
+/// against its id and against the image id the generation records.
+pub(crate) fn recorded_manifest(
+    out: &Path,
+    node: &str,
+    g: &Generation,
+) -> Result<ImageManifest, Error> {
+    let path = generations::generation_dir(out, node, g.number).join("manifest.json");
     let m = read_image_manifest(&path)?;
-    let g = Some(g);
-    if let Some(g) = g.filter(|g| g.image_id != m.id) {
+    if g.image_id != m.id {
         return Err(Error::Usage(format!(
             "{}: the generation records image {}, its manifest.json is image {}: the record is damaged or was edited",
             path.display(),
@@ -246,7 +255,7 @@ pub fn resolve_image(manifest: &Path, out: &Path, reference: &str) -> Result<Ima
             for node in generations::nodes(out) {
                 for g in generations::list(out, &node)? {
                     if !reference.is_empty() && g.image_id.starts_with(reference) {
-                        return generation_manifest(out, &node, g.number);
+                        return recorded_manifest(out, &node, &g);
                     }
                 }
             }

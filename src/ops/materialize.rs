@@ -131,12 +131,17 @@ pub(crate) fn ensure_layer_with(
     let id = image::layer_id(&entries);
     let dir = out.layer(&id.to_hex());
     let pinned = m.layer(role).and_then(|l| l.verity.clone());
+    // The layer's record when its directory is complete and holds what `want` pins (if anything).
     let usable = |d: &Path, want: Option<&VerityInfo>| {
-        layer_complete(d, role.name())
-            && read_layer_record(d).is_ok_and(|r| want.is_none_or(|p| *p == r.verity))
+        if !layer_complete(d, role.name()) {
+            return None;
+        }
+        read_layer_record(d)
+            .ok()
+            .filter(|r| want.is_none_or(|p| *p == r.verity))
     };
-    if usable(&dir, pinned.as_ref()) {
-        return Ok((read_layer_record(&dir)?, false));
+    if let Some(rec) = usable(&dir, pinned.as_ref()) {
+        return Ok((rec, false));
     }
     check_objects(store, m)?;
     let layers = out.layers();
@@ -172,7 +177,7 @@ pub(crate) fn ensure_layer_with(
         verity: info,
     };
     fsutil::write_new(&tmp.path().join(LAYER_RECORD), &rec.to_json(), 0o444)?;
-    let written = fsutil::commit_dir(tmp, &dir, |d| usable(d, Some(&rec.verity)))?;
+    let written = fsutil::commit_dir(tmp, &dir, |d| usable(d, Some(&rec.verity)).is_some())?;
     Ok((rec, written))
 }
 

@@ -11,7 +11,7 @@ use std::time::Instant;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
-use super::history::generation_manifest;
+use super::history::{generation_manifest, recorded_manifest};
 use super::materialize::{check_layer, materialize, read_image_manifest, read_layer_record};
 use super::{check_lock, parallel_map, Error, LockCheck};
 use crate::generations;
@@ -198,7 +198,7 @@ fn check_nodes(out: &OutDir) -> (Vec<String>, Vec<String>) {
                 )),
                 Err(e) => fails.push(format!("{}: {e}", rel(&link))),
             }
-            let gen_record = match generation_manifest(out.root(), &node, g.number) {
+            let gen_record = match recorded_manifest(out.root(), &node, g) {
                 Ok(m) => m,
                 Err(e) => {
                     fails.push(format!("{node}@{}: {e}", g.number));
