@@ -39,6 +39,8 @@ pub struct BuildOptions {
     pub allow_outside_templates: bool,
     /// `--locked`: refuse to complete the lockfile (resolve missing or unresolved entries).
     pub locked: bool,
+    /// Build a manifest that breaks the version skew policy (warned about instead).
+    pub allow_skew: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -183,19 +185,32 @@ fn binaries_for(
         &components,
         jobs,
         |c| -> Result<Vec<(Entry, Provenance)>, Error> {
-            let entry = checked
-                .lock
-                .entry(&c.name, &c.version, arch)
-                .ok_or_else(|| {
-                    Error::Usage(format!(
-                        "{} {} ({arch}) is not in the lockfile",
-                        c.name, c.version
-                    ))
-                })?;
-            let sha = entry.sha256().ok_or_else(|| Error::Unresolved {
-                label: entry.label(),
-                component: c.name.to_string(),
-            })?;
+            let missing = |message: String| Error::NotInStore {
+                missing: vec![ArtifactFailure {
+                    label: format!("{} {} ({arch})", c.name, c.version),
+                    component: c.name.to_string(),
+                    url: String::new(),
+                    cause: FailureCause::NotInStore,
+                    message,
+                }],
+            };
+            let Some(entry) = checked.lock.entry(&c.name, &c.version, arch) else {
+                let message = format!("{} {} ({arch}) is not in the lockfile", c.name, c.version);
+                return Err(match writes {
+                    // plan: named among what a build would have to lock first.
+                    Writes::Nothing => missing(format!("{message}: lock it")),
+                    Writes::Store => Error::Usage(message),
+                });
+            };
+            let Some(sha) = entry.sha256() else {
+                return Err(match writes {
+                    Writes::Nothing => missing(format!("{} is unresolved: lock it", entry.label())),
+                    Writes::Store => Error::Unresolved {
+                        label: entry.label(),
+                        component: c.name.to_string(),
+                    },
+                });
+            };
             let object = store.lookup_sha256(&sha).ok_or_else(|| Error::NotInStore {
                 missing: vec![ArtifactFailure {
                     label: entry.label(),
@@ -234,12 +249,24 @@ fn binaries_for(
     );
     let mut list = EntryList::new();
     let mut entries = Vec::new();
+    // plan names every artifact it lacks, not only the first.
+    let mut lacking = Vec::new();
     for r in results {
-        for (e, p) in r? {
+        let r = match r {
+            Err(Error::NotInStore { missing }) if writes == Writes::Nothing => {
+                lacking.extend(missing);
+                continue;
+            }
+            r => r?,
+        };
+        for (e, p) in r {
             list.add(e.clone(), p.clone())
                 .map_err(|e| Error::Image(Box::new(e)))?;
             entries.push((e, p));
         }
+    }
+    if !lacking.is_empty() {
+        return Err(Error::NotInStore { missing: lacking });
     }
     Ok(BinarySet { entries })
 }
@@ -450,6 +477,12 @@ pub(crate) fn render_all(
 
 pub fn build(opts: &BuildOptions) -> Result<BuildReport, Error> {
     let started = Instant::now();
+    // The skew policy first, against the lockfile as it is (before it is completed).
+    let skew_warnings = super::plan::check_skew(
+        &Manifest::load(&opts.manifest)?,
+        crate::lock::Lockfile::load(&opts.lockfile).ok().as_ref(),
+        opts.allow_skew,
+    )?;
     let (checked, completion) = complete_lock(
         &opts.manifest,
         &opts.lockfile,
@@ -495,7 +528,8 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, Error> {
         opts.jobs,
         opts.allow_outside_templates,
     )?;
-    let mut warnings = fetch_warnings;
+    let mut warnings = skew_warnings;
+    warnings.extend(fetch_warnings);
     warnings.extend(render_warnings);
 
     // Shared layers first (each payload once, whoever needs it), then every node's own.

@@ -26,6 +26,8 @@ pub struct LockOptions {
     pub allow_unresolved: bool,
     pub fetch: FetchConfig,
     pub jobs: usize,
+    /// Lock a manifest that breaks the version skew policy (warned about instead).
+    pub allow_skew: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -166,6 +168,12 @@ pub fn lock(opts: &LockOptions) -> Result<LockReport, Error> {
         }
         Err(e) => return Err(e.into()),
     };
+    // The skew policy, the control plane's step measured from the version last locked.
+    warnings.extend(super::plan::check_skew(
+        &manifest,
+        existing.as_ref(),
+        opts.allow_skew,
+    )?);
 
     // Which specs need resolving, and which entries stay as they are.
     let mut kept = Vec::new();
