@@ -333,7 +333,9 @@ fn hash_stream(r: &mut dyn Read, store: &Store) -> Result<Object, StoreError> {
     let mut buf = vec![0u8; 1 << 20];
     let size = crate::fsutil::read_chunks(r, &mut buf, StoreError::Read, |chunk, size| {
         if size > MEMBER_LIMIT {
-            return Err(StoreError::TooLarge { limit: MEMBER_LIMIT });
+            return Err(StoreError::TooLarge {
+                limit: MEMBER_LIMIT,
+            });
         }
         hasher.update(chunk);
         Ok(())
@@ -453,22 +455,21 @@ fn extract_archive(
             ),
             Sink::HashOnly => hash_stream(&mut entry, store),
         };
-        let obj = stored
-            .map_err(|source| match source {
-                StoreError::Refused(_) => ExtractError::PrivateKey {
-                    artifact: label.to_string(),
-                    member: Some(member.clone()),
-                },
-                StoreError::Read(source) => ExtractError::Member {
-                    artifact: label.to_string(),
-                    member: member.clone(),
-                    source,
-                },
-                source => ExtractError::Store {
-                    artifact: label.to_string(),
-                    source,
-                },
-            })?;
+        let obj = stored.map_err(|source| match source {
+            StoreError::Refused(_) => ExtractError::PrivateKey {
+                artifact: label.to_string(),
+                member: Some(member.clone()),
+            },
+            StoreError::Read(source) => ExtractError::Member {
+                artifact: label.to_string(),
+                member: member.clone(),
+                source,
+            },
+            source => ExtractError::Store {
+                artifact: label.to_string(),
+                source,
+            },
+        })?;
         out.push(Installed {
             target,
             member: Some(member.trim_start_matches("./").to_string()),

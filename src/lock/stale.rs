@@ -90,7 +90,11 @@ impl fmt::Display for Change {
 /// `kube_apiserver` version when it sets one); empty when the lock is fresh. Entries are keyed
 /// by (component, version, arch): a group running another version adds an entry; a version that
 /// replaces the only one of its (component, arch) is reported as moved.
-pub fn staleness(lock: &Lockfile, specs: &[ArtifactSpec], kube_apiserver: Option<&str>) -> Vec<Change> {
+pub fn staleness(
+    lock: &Lockfile,
+    specs: &[ArtifactSpec],
+    kube_apiserver: Option<&str>,
+) -> Vec<Change> {
     let mut changes = Vec::new();
     let wanted = |e: &crate::lock::LockEntry| {
         specs

@@ -250,7 +250,8 @@ impl Manifest {
     /// architecture, each (component, version, arch) once, sorted.
     pub fn artifacts(&self) -> Vec<ArtifactSpec> {
         let mut out = BTreeSet::new();
-        let sets = std::iter::once(&self.components).chain(self.groups.values().map(|g| &g.components));
+        let sets =
+            std::iter::once(&self.components).chain(self.groups.values().map(|g| &g.components));
         for components in sets {
             for c in components.values() {
                 for arch in &self.architectures {

@@ -358,7 +358,14 @@ pub(super) fn validate(
         &raw.nodes,
     )?;
     let templates = templates(&ctx, &raw.image)?;
-    let (groups, nodes) = groups(&ctx, &raw.groups, &versions, &components, &architectures, nodes)?;
+    let (groups, nodes) = groups(
+        &ctx,
+        &raw.groups,
+        &versions,
+        &components,
+        &architectures,
+        nodes,
+    )?;
     let kube_apiserver = match &raw.control_plane {
         Some(cp) => {
             check_version(cp.kube_apiserver.get_ref()).map_err(|e| {
@@ -398,9 +405,8 @@ fn groups(
     let mut groups = BTreeMap::new();
     for (gname, g) in raw {
         let key = format!("groups.{}", gname.get_ref());
-        NodeName::new(gname.get_ref()).map_err(|e| {
-            ctx.err(gname.span(), &key, e.replace("node name", "group name"))
-        })?;
+        NodeName::new(gname.get_ref())
+            .map_err(|e| ctx.err(gname.span(), &key, e.replace("node name", "group name")))?;
         let g = g.get_ref();
         if g.nodes.get_ref().is_empty() {
             return Err(ctx.err(

@@ -222,9 +222,7 @@ fn binaries_for(
             })?;
             let (label, url) = (entry.label(), &entry.url);
             let files: Vec<Installed> = match writes {
-                Writes::Store => {
-                    extract::installed(store, &label, url, &object, &sha, &c.install)?
-                }
+                Writes::Store => extract::installed(store, &label, url, &object, &sha, &c.install)?,
                 Writes::Nothing => {
                     extract::installed_read_only(store, &label, url, &object, &sha, &c.install)?
                 }
@@ -287,7 +285,11 @@ fn node_image(
         list.add(e.clone(), p.clone()).map_err(image_err)?;
     }
     for role in ROLES {
-        let (size, blake3) = put(store, role.release_file(node.arch.as_str()).as_bytes(), writes)?;
+        let (size, blake3) = put(
+            store,
+            role.release_file(node.arch.as_str()).as_bytes(),
+            writes,
+        )?;
         list.add(
             Entry::file(&role.release_path(), 0o644, size, blake3),
             Provenance::Release { role },

@@ -225,11 +225,19 @@ pub fn rollback_group(manifest: &Path, out: &Path, group: &str) -> Result<Rollba
             }
         )));
     };
-    rollback_among(manifest, out, g.nodes.iter().map(ToString::to_string).collect())
+    rollback_among(
+        manifest,
+        out,
+        g.nodes.iter().map(ToString::to_string).collect(),
+    )
 }
 
 /// Roll back each of `candidates` that has a previous generation; name the others.
-fn rollback_among(manifest: &Path, out: &Path, candidates: Vec<String>) -> Result<RollbackAll, Error> {
+fn rollback_among(
+    manifest: &Path,
+    out: &Path,
+    candidates: Vec<String>,
+) -> Result<RollbackAll, Error> {
     let mut nodes = Vec::new();
     let mut skipped = Vec::new();
     for node in candidates {

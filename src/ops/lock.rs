@@ -439,8 +439,8 @@ pub(crate) fn complete_lock(
         return Err(Error::Resolve { failures });
     }
     if !completion.resolved.is_empty() || !changes.is_empty() {
-        let new =
-            Lockfile::new(inputs_hash(&specs), entries).with_kube_apiserver(m.kube_apiserver.clone());
+        let new = Lockfile::new(inputs_hash(&specs), entries)
+            .with_kube_apiserver(m.kube_apiserver.clone());
         fsutil::write_atomic(lockfile, new.to_text().as_bytes(), 0o644)?;
         completion.written = Some(lockfile.to_path_buf());
     }

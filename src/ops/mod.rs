@@ -30,8 +30,8 @@ pub use fetch::{
 pub use flatten::{flatten, FlattenReport};
 pub use gc::{gc, GcOptions, GcReport, KeptBy, KeptCount, KeptGeneration, KeptReasons};
 pub use history::{
-    diff, list, resolve_image, rollback, rollback_all, rollback_group, DiffReport, NodeHistory, Rollback,
-    RollbackAll, Skipped,
+    diff, list, resolve_image, rollback, rollback_all, rollback_group, DiffReport, NodeHistory,
+    Rollback, RollbackAll, Skipped,
 };
 pub use lock::{
     check_lock, lock, EntryStatus, LockCheck, LockOptions, LockReport, LockedEntry, ResolveError,

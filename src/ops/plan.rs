@@ -110,9 +110,7 @@ pub struct PlanReport {
 fn current_lock(opts: &PlanOptions, manifest: &Manifest) -> Result<(Lockfile, Vec<String>), Error> {
     let lock = match Lockfile::load(&opts.lockfile) {
         Ok(l) => l,
-        Err(LockError::Missing { .. }) => {
-            Lockfile::new(crate::lock::inputs_hash(&[]), Vec::new())
-        }
+        Err(LockError::Missing { .. }) => Lockfile::new(crate::lock::inputs_hash(&[]), Vec::new()),
         Err(e) => return Err(e.into()),
     };
     let stale = crate::lock::staleness(
@@ -223,11 +221,13 @@ pub fn plan(opts: &PlanOptions) -> Result<PlanReport, Error> {
     }
     // The control plane's own move, recorded in the lockfile by the last lock.
     let recorded = checked.lock.kube_apiserver.clone();
-    let api_move = (manifest.kube_apiserver.is_some() && recorded != manifest.kube_apiserver)
-        .then(|| VersionMove {
-            component: "kube-apiserver".into(),
-            from: recorded,
-            to: manifest.kube_apiserver.clone(),
+    let api_move =
+        (manifest.kube_apiserver.is_some() && recorded != manifest.kube_apiserver).then(|| {
+            VersionMove {
+                component: "kube-apiserver".into(),
+                from: recorded,
+                to: manifest.kube_apiserver.clone(),
+            }
         });
     if api_move.is_some() {
         steps.entry((StepKind::ControlPlane, None)).or_default();

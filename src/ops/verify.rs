@@ -554,7 +554,10 @@ fn check_extraction(store: &Store, c: &LockCheck, jobs: usize, r: &mut VerifyRep
     let sets = std::iter::once(&c.manifest.components)
         .chain(c.manifest.groups.values().map(|g| &g.components));
     let mut seen = std::collections::BTreeSet::new();
-    for comp in sets.flat_map(|s| s.values()).filter(|c| !c.install.is_empty()) {
+    for comp in sets
+        .flat_map(|s| s.values())
+        .filter(|c| !c.install.is_empty())
+    {
         for arch in &c.manifest.architectures {
             if !seen.insert((comp.name.clone(), comp.version.clone(), arch.clone())) {
                 continue;

@@ -31,7 +31,7 @@ pub fn exec(ctx: &Ctx, args: PlanArgs) -> Result<ExitCode, Error> {
         eprintln!("warning: {w}");
     }
     if ctx.json {
-        print_json("plan", &r);
+        print_json("plan-report", &r);
         return Ok(ExitCode::SUCCESS);
     }
     let id = |i: &Option<String>| i.as_deref().map_or("-", short).to_string();
