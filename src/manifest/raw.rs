@@ -391,6 +391,9 @@ pub(super) fn validate(
     })
 }
 
+/// The groups by name, and the nodes with their group set.
+type GroupsAndNodes = (BTreeMap<String, Group>, BTreeMap<NodeName, Node>);
+
 /// `[groups.*]`: each names nodes of the manifest (each node in at most one group) and
 /// overrides `[versions]` keys the cluster sets; its components are the cluster's with those
 /// versions, their URLs rendered for every architecture.
@@ -401,7 +404,7 @@ fn groups(
     components: &BTreeMap<ComponentName, Component>,
     architectures: &[Arch],
     mut nodes: BTreeMap<NodeName, Node>,
-) -> Result<(BTreeMap<String, Group>, BTreeMap<NodeName, Node>), ManifestError> {
+) -> Result<GroupsAndNodes, ManifestError> {
     let mut groups = BTreeMap::new();
     for (gname, g) in raw {
         let key = format!("groups.{}", gname.get_ref());

@@ -342,6 +342,9 @@ pub(crate) fn render_images(
     Ok((images.into_iter().collect::<Result<_, _>>()?, warnings))
 }
 
+/// One node's entry list, or why it cannot be made.
+pub(crate) type NodeImage = Result<ImageManifest, Error>;
+
 /// [`render_images`], one result per node: with [`Writes::Nothing`] (plan) a node whose
 /// artifacts the store lacks gets `Error::NotInStore` naming them while the others render.
 pub(crate) fn render_each(
@@ -351,15 +354,17 @@ pub(crate) fn render_each(
     jobs: usize,
     allow_outside_templates: bool,
     writes: Writes,
-) -> Result<(Vec<Result<ImageManifest, Error>>, Vec<String>), Error> {
+) -> Result<(Vec<NodeImage>, Vec<String>), Error> {
     let manifest = &checked.manifest;
     let templates = TemplateSet::load(&templates_root(manifest, allow_outside_templates)?)?;
     let warnings = unread_vars_warnings(&templates, manifest, nodes);
     // One binary set per (architecture, group): nodes outside groups share the cluster's.
     let keys: BTreeSet<(&Arch, Option<&String>)> =
         nodes.iter().map(|n| (&n.arch, n.group.as_ref())).collect();
-    let mut bins: BTreeMap<(&Arch, Option<&String>), Result<BinarySet, Vec<ArtifactFailure>>> =
-        BTreeMap::new();
+    // plan: a set whose artifacts the store lacks names them for each of its nodes.
+    type Bins<'a> =
+        BTreeMap<(&'a Arch, Option<&'a String>), Result<BinarySet, Vec<ArtifactFailure>>>;
+    let mut bins: Bins = BTreeMap::new();
     for (arch, group) in keys {
         let set = group
             .and_then(|g| manifest.groups.get(g))
