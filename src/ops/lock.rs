@@ -65,6 +65,10 @@ pub struct LockReport {
     pub written: bool,
     pub entries: Vec<LockedEntry>,
     pub warnings: Vec<String>,
+    /// The control plane's kube-apiserver version the lock records (`[control-plane]`), and the
+    /// one it recorded before, when that differs.
+    pub kube_apiserver: Option<String>,
+    pub previous_kube_apiserver: Option<String>,
 }
 
 /// The result of `lock --check` (and of the check `fetch` and `build` start with).
@@ -319,6 +323,11 @@ pub fn lock(opts: &LockOptions) -> Result<LockReport, Error> {
         written,
         entries: report,
         warnings,
+        previous_kube_apiserver: existing
+            .as_ref()
+            .and_then(|l| l.kube_apiserver.clone())
+            .filter(|prev| Some(prev) != manifest.kube_apiserver.as_ref()),
+        kube_apiserver: manifest.kube_apiserver,
     })
 }
 

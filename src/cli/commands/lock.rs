@@ -79,6 +79,12 @@ pub fn exec(ctx: &Ctx, args: LockArgs) -> Result<ExitCode, Error> {
             }
         }
     }
+    if let Some(prev) = &r.previous_kube_apiserver {
+        say!(
+            "     moved kube-apiserver {prev} → {} (control plane)",
+            r.kube_apiserver.as_deref().unwrap_or("(not set)")
+        );
+    }
     if r.written {
         say!("wrote {} (lock-id {})", r.lockfile.display(), r.lock_id);
     } else {
