@@ -387,3 +387,32 @@ fn group_mistakes_point_at_the_manifest() {
         .fails()
         .stderr_has("kubenet.toml:30:18: `control-plane.kube-apiserver`: `1.31` is not a version");
 }
+
+#[test]
+fn the_control_plane_moves_one_minor_and_the_lock_records_it() {
+    let ctx = context_with("");
+    let t = std::fs::read_to_string(ctx.manifest()).unwrap();
+    ctx.set_manifest(&t.replace("kube-apiserver = \"1.31.0\"", "kube-apiserver = \"1.32.0\""));
+    ctx.run(&["lock", "--check"])
+        .fails()
+        .stderr_has("lockfile is stale: kube-apiserver 1.31.0 → 1.32.0 (control plane)");
+    // `--locked` refuses to record it; `lock` records it and says so.
+    ctx.net(&["build", "--locked"])
+        .fails()
+        .stderr_has("kube-apiserver 1.31.0 → 1.32.0 (control plane) is not recorded");
+    let r = ctx.net(&["lock", "--json"]).ok().json();
+    assert_eq!(r["kube_apiserver"], "1.32.0");
+    assert_eq!(r["previous_kube_apiserver"], "1.31.0");
+    assert!(ctx.lock_text().contains("\nkube-apiserver = \"1.32.0\"\n"));
+    ctx.run(&["lock", "--check"]).ok();
+    // The next minor is measured from 1.32.0: 1.33.0 is one step, 1.34.0 two.
+    let t = std::fs::read_to_string(ctx.manifest()).unwrap();
+    ctx.set_manifest(&t.replace("kube-apiserver = \"1.32.0\"", "kube-apiserver = \"1.34.0\""));
+    ctx.net(&["lock"])
+        .fails()
+        .stderr_has("moves from 1.32.0 to 1.34.0, 2 minor versions at once");
+    ctx.set_manifest(&t.replace("kube-apiserver = \"1.32.0\"", "kube-apiserver = \"1.33.0\""));
+    ctx.net(&["lock"])
+        .ok()
+        .stdout_has("     moved kube-apiserver 1.32.0 → 1.33.0 (control plane)\n");
+}
