@@ -106,8 +106,11 @@ pub struct PlanReport {
     pub warnings: Vec<String>,
 }
 
-/// The lockfile as it is (missing: an empty one), and whether it is fresh.
-fn current_lock(opts: &PlanOptions, manifest: &Manifest) -> Result<(Lockfile, Vec<String>), Error> {
+/// The lockfile as it is (missing: an empty one), and how it differs from the manifest.
+fn current_lock(
+    opts: &PlanOptions,
+    manifest: &Manifest,
+) -> Result<(Lockfile, Vec<crate::lock::Change>), Error> {
     let lock = match Lockfile::load(&opts.lockfile) {
         Ok(l) => l,
         Err(LockError::Missing { .. }) => Lockfile::new(crate::lock::inputs_hash(&[]), Vec::new()),
@@ -117,10 +120,7 @@ fn current_lock(opts: &PlanOptions, manifest: &Manifest) -> Result<(Lockfile, Ve
         &lock,
         &manifest.artifacts(),
         manifest.kube_apiserver.as_deref(),
-    )
-    .iter()
-    .map(ToString::to_string)
-    .collect();
+    );
     Ok((lock, stale))
 }
 
@@ -129,9 +129,25 @@ pub fn plan(opts: &PlanOptions) -> Result<PlanReport, Error> {
     let (lock, stale) = current_lock(opts, &manifest)?;
     let mut warnings = check_skew(&manifest, Some(&lock), opts.allow_skew)?;
     if !stale.is_empty() {
+        // A build completes additions itself; anything else is `lock`'s to write.
+        let build_completes = stale.iter().all(|c| {
+            matches!(
+                c,
+                crate::lock::Change::Added { .. } | crate::lock::Change::ControlPlane { .. }
+            )
+        });
         warnings.push(format!(
-            "the lockfile is not up to date ({}): `nodeforge build` completes it (or run `nodeforge lock`)",
-            stale.join("; ")
+            "the lockfile is not up to date ({}): {}",
+            stale
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; "),
+            if build_completes {
+                "`nodeforge build` completes it (or run `nodeforge lock`)"
+            } else {
+                "run `nodeforge lock` before building"
+            }
         ));
     }
     let out = OutDir::new(&opts.out);

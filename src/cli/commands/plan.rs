@@ -91,7 +91,7 @@ pub fn exec(ctx: &Ctx, args: PlanArgs) -> Result<ExitCode, Error> {
         say!("needs: {n}");
     }
     if !r.needs.is_empty() {
-        say!("(`nodeforge build` locks and fetches what is needed; `-` marks an image the plan cannot compute until then)");
+        say!("(`-`: an image the plan cannot compute until `nodeforge lock` and `nodeforge fetch`, or a build, get what it needs)");
     }
     if r.steps.is_empty() {
         say!("nothing to do: every node image is up to date");
