@@ -204,7 +204,11 @@ fn binaries_for(
             };
             let Some(sha) = entry.sha256() else {
                 return Err(match writes {
-                    Writes::Nothing => missing(format!("{} is unresolved: lock it", entry.label())),
+                    Writes::Nothing => missing(format!(
+                        "{} is unresolved: `nodeforge lock --update {}`",
+                        entry.label(),
+                        c.name
+                    )),
                     Writes::Store => Error::Unresolved {
                         label: entry.label(),
                         component: c.name.to_string(),
