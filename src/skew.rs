@@ -234,4 +234,52 @@ mod tests {
         assert_eq!(allowed_older((1, 25)), 3);
         assert_eq!(allowed_older((1, 24)), 2);
     }
+
+    fn manifest(from: &str, to: &str) -> Manifest {
+        let text = std::fs::read_to_string("manifests/kubenet.toml")
+            .expect("default manifest")
+            .replace(from, to);
+        Manifest::parse(&crate::source::SourceFile::new(
+            std::path::Path::new("m.toml"),
+            text,
+        ))
+        .expect("valid")
+    }
+
+    fn rules(v: &[Violation]) -> Vec<&'static str> {
+        v.iter().map(|v| v.rule.as_str()).collect()
+    }
+
+    #[test]
+    fn the_seed_cluster_keeps_the_policy() {
+        let m = manifest("", "");
+        assert!(check(&m, Some("1.31.0")).is_empty());
+        // A patch ahead of the control plane is the same minor: allowed.
+        let m = manifest("kubernetes = \"1.31.0\"", "kubernetes = \"1.31.5\"");
+        assert!(check(&m, Some("1.31.0")).is_empty());
+    }
+
+    #[test]
+    fn kubelets_before_1_25_may_be_two_minors_older_only() {
+        let m = manifest("kubernetes = \"1.31.0\"", "kubernetes = \"1.22.0\"");
+        let m = Manifest {
+            kube_apiserver: Some("1.25.0".into()),
+            ..m
+        };
+        assert_eq!(
+            rules(&check(&m, None)),
+            ["kubelet-too-old", "kube-proxy-too-old"]
+        );
+        let m = Manifest {
+            kube_apiserver: Some("1.24.0".into()),
+            ..m
+        };
+        assert!(check(&m, None).is_empty());
+        // One minor up from what was locked is a step; two are a jump.
+        assert!(check(&m, Some("1.23.0")).is_empty());
+        assert_eq!(
+            rules(&check(&m, Some("1.22.0"))),
+            ["control-plane-one-minor"]
+        );
+    }
 }

@@ -84,8 +84,11 @@ pub fn exec(ctx: &Ctx, args: PlanArgs) -> Result<ExitCode, Error> {
             say!("  then: nodeforge build {}", nodes.join(" "));
         }
     }
-    if !r.unchanged.is_empty() {
-        say!("unchanged: {}", r.unchanged.join(", "));
+    // A long list helps nobody on a terminal; `--json` has every name.
+    match r.unchanged.len() {
+        0 => {}
+        n if n <= 12 => say!("unchanged: {}", r.unchanged.join(", ")),
+        n => say!("unchanged: {n} nodes (`--json` lists them)"),
     }
     for n in &r.needs {
         say!("needs: {n}");
