@@ -14,6 +14,7 @@ mod lock;
 mod materialize;
 mod mirror;
 mod nodes;
+mod plan;
 mod verify;
 
 use std::path::{Path, PathBuf};
@@ -29,8 +30,8 @@ pub use fetch::{
 pub use flatten::{flatten, FlattenReport};
 pub use gc::{gc, GcOptions, GcReport, KeptBy, KeptCount, KeptGeneration, KeptReasons};
 pub use history::{
-    diff, list, resolve_image, rollback, rollback_all, DiffReport, NodeHistory, Rollback,
-    RollbackAll, Skipped,
+    diff, list, resolve_image, rollback, rollback_all, rollback_group, DiffReport, NodeHistory,
+    Rollback, RollbackAll, Skipped,
 };
 pub use lock::{
     check_lock, lock, EntryStatus, LockCheck, LockOptions, LockReport, LockedEntry, ResolveError,
@@ -38,6 +39,7 @@ pub use lock::{
 pub use materialize::{find_image, FlatFormat};
 pub use mirror::{export_mirror, ExportReport};
 pub use nodes::suggest;
+pub use plan::{plan, NodeChange, PlanOptions, PlanReport, PlanStep, StepKind, VersionMove};
 pub use verify::{verify, VerifyOptions, VerifyReport};
 
 /// Open the store of an output directory, cleaning what killed runs left in the whole tree when

@@ -22,6 +22,7 @@ mod json;
 mod lock;
 mod manifest_errors;
 mod operator;
+mod rollout;
 mod server;
 mod systemd_vm;
 mod vm;
