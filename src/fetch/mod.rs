@@ -757,7 +757,7 @@ fn backoff(url: &str, attempt: u32) -> Duration {
 }
 
 /// reqwest's error with its causes, in one line.
-fn describe(e: &reqwest::Error) -> String {
+pub(crate) fn describe(e: &reqwest::Error) -> String {
     let mut msg = if e.is_timeout() {
         "timed out".to_string()
     } else if e.is_redirect() {

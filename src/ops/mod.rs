@@ -15,6 +15,9 @@ mod materialize;
 mod mirror;
 mod nodes;
 mod verify;
+// OCI registries.
+mod pull;
+mod push;
 
 use std::path::{Path, PathBuf};
 
@@ -39,6 +42,9 @@ pub use materialize::{find_image, FlatFormat};
 pub use mirror::{export_mirror, ExportReport};
 pub use nodes::suggest;
 pub use verify::{verify, VerifyOptions, VerifyReport};
+// OCI registries.
+pub use pull::{pull, PullOptions, PullReport};
+pub use push::{push, BlobReport, BlobStatus, NodePush, PushOptions, PushReport};
 
 /// Open the store of an output directory, cleaning what killed runs left in the whole tree when
 /// no other process is using it.

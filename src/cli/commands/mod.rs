@@ -14,3 +14,6 @@ pub mod mirror;
 pub mod rollback;
 pub mod show;
 pub mod verify;
+// OCI registries.
+pub mod pull;
+pub mod push;
