@@ -219,7 +219,9 @@ mod tests {
     #[test]
     fn challenges() {
         assert_eq!(
-            parse_challenge(r#"Bearer realm="https://auth.example/token",service="registry.example",scope="repository:a:pull""#),
+            parse_challenge(
+                r#"Bearer realm="https://auth.example/token",service="registry.example",scope="repository:a:pull""#
+            ),
             Some(Challenge::Bearer {
                 realm: "https://auth.example/token".into(),
                 service: Some("registry.example".into())
@@ -239,8 +241,13 @@ mod tests {
         let c = from_file(text, "reg.example:5000", "f")
             .expect("parse")
             .expect("found");
-        assert_eq!((c.username.as_str(), c.password.as_str()), ("alice", "s3cret"));
-        let c = from_file(text, "docker.io", "f").expect("parse").expect("found");
+        assert_eq!(
+            (c.username.as_str(), c.password.as_str()),
+            ("alice", "s3cret")
+        );
+        let c = from_file(text, "docker.io", "f")
+            .expect("parse")
+            .expect("found");
         assert_eq!(c.username, "bob");
         assert_eq!(from_file(text, "other", "f").expect("parse"), None);
         assert!(from_file(r#"{"auths": {"x": {"auth": "!!"}}}"#, "x", "f").is_err());

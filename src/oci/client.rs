@@ -43,7 +43,10 @@ impl Default for ClientOptions {
 
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
-    #[error("cannot reach registry {registry} ({what}): {}", crate::fetch::describe(source))]
+    #[error(
+        "cannot reach registry {registry} ({what}): {}",
+        crate::fetch::describe(source)
+    )]
     Connect {
         registry: String,
         what: String,
@@ -185,7 +188,11 @@ impl Registry {
 
     /// Send the request `build` makes, answering one authentication challenge: the header
     /// obtained is kept for the op's scopes and sent with every later request of them.
-    fn send(&self, op: &Op<'_>, build: &dyn Fn() -> RequestBuilder) -> Result<Response, RegistryError> {
+    fn send(
+        &self,
+        op: &Op<'_>,
+        build: &dyn Fn() -> RequestBuilder,
+    ) -> Result<Response, RegistryError> {
         let key = op.scopes.join(" ");
         let known = self.auth.lock().ok().and_then(|m| m.get(&key).cloned());
         let mut req = build();
@@ -202,12 +209,11 @@ impl Registry {
             .and_then(|v| v.to_str().ok())
             .and_then(auth::parse_challenge);
         let header = match challenge {
-            None => {
-                return Err(self.unauthorized(
-                    op,
-                    "it asks for authentication nodeforge cannot answer (no Basic or Bearer challenge)".into(),
-                ))
-            }
+            None => return Err(self.unauthorized(
+                op,
+                "it asks for authentication nodeforge cannot answer (no Basic or Bearer challenge)"
+                    .into(),
+            )),
             Some(Challenge::Basic) => match (&self.creds, &known) {
                 (Some(c), None) => c.basic_header(),
                 (Some(_), Some(_)) => {
@@ -241,7 +247,12 @@ impl Registry {
 
     /// The bearer-token flow: ask the realm for a token for the op's scopes (with the
     /// credentials, when there are any).
-    fn token(&self, op: &Op<'_>, realm: &str, service: Option<&str>) -> Result<String, RegistryError> {
+    fn token(
+        &self,
+        op: &Op<'_>,
+        realm: &str,
+        service: Option<&str>,
+    ) -> Result<String, RegistryError> {
         let mut url = Url::parse(realm).map_err(|e| {
             self.unauthorized(op, format!("its token realm `{realm}` is not a URL: {e}"))
         })?;
@@ -374,7 +385,9 @@ impl Registry {
                 .append_pair("mount", &format!("sha256:{digest}"))
                 .append_pair("from", from);
         }
-        let resp = self.send(&op, &|| self.http.post(url.clone()).header(CONTENT_LENGTH, "0"))?;
+        let resp = self.send(&op, &|| {
+            self.http.post(url.clone()).header(CONTENT_LENGTH, "0")
+        })?;
         if resp.status() == StatusCode::CREATED && mount_from.is_some() {
             return Ok(Upload::Mounted);
         }
@@ -467,8 +480,8 @@ impl Registry {
         if !resp.status().is_success() {
             return Err(self.status_error(&op, resp));
         }
-        let bytes = read_limited(resp, MAX_MANIFEST_BYTES)
-            .map_err(|e| self.connect_error(&op.what, e))?;
+        let bytes =
+            read_limited(resp, MAX_MANIFEST_BYTES).map_err(|e| self.connect_error(&op.what, e))?;
         let digest = Sha256::of(&bytes);
         if let Some(want) = reference.strip_prefix("sha256:") {
             if want != digest.to_hex() {
@@ -608,8 +621,7 @@ impl Registry {
                 ),
             });
         }
-        let (actual, _) =
-            Sha256::of_file(partial).at("cannot read", partial)?;
+        let (actual, _) = Sha256::of_file(partial).at("cannot read", partial)?;
         if actual != *digest {
             let _ = std::fs::remove_file(partial);
             return Err(self.mismatch(repository, digest, &actual));
@@ -624,7 +636,10 @@ fn read_limited(resp: Response, limit: u64) -> Result<Vec<u8>, reqwest::Error> {
     let mut r = resp.take(limit);
     if let Err(e) = r.read_to_end(&mut v) {
         // Surface it as the reqwest error it wraps when it is one.
-        return match e.into_inner().and_then(|i| i.downcast::<reqwest::Error>().ok()) {
+        return match e
+            .into_inner()
+            .and_then(|i| i.downcast::<reqwest::Error>().ok())
+        {
             Some(re) => Err(*re),
             None => Ok(v),
         };

@@ -275,19 +275,19 @@ pub fn image_manifest(
     blobs: &[Digested],
 ) -> Result<Vec<u8>, OciError> {
     use oci_spec::image::{Descriptor, ImageManifestBuilder, MediaType};
-    let descriptor = |d: &Digested| -> Result<Descriptor, OciError> {
-        let digest = oci_spec::image::Digest::try_from(format!("sha256:{}", d.digest)).map_err(
-            |e| OciError::Unpushable {
-                image: m.id.clone(),
-                reason: e.to_string(),
-            },
-        )?;
-        let mut desc = Descriptor::new(MediaType::from(d.blob.media_type), d.size, digest);
-        if !d.blob.annotations.is_empty() {
-            desc.set_annotations(Some(d.blob.annotations.clone().into_iter().collect()));
-        }
-        Ok(desc)
-    };
+    let descriptor =
+        |d: &Digested| -> Result<Descriptor, OciError> {
+            let digest = oci_spec::image::Digest::try_from(format!("sha256:{}", d.digest))
+                .map_err(|e| OciError::Unpushable {
+                    image: m.id.clone(),
+                    reason: e.to_string(),
+                })?;
+            let mut desc = Descriptor::new(MediaType::from(d.blob.media_type), d.size, digest);
+            if !d.blob.annotations.is_empty() {
+                desc.set_annotations(Some(d.blob.annotations.clone().into_iter().collect()));
+            }
+            Ok(desc)
+        };
     let (config, layers) = match blobs.split_first() {
         Some((c, rest)) if c.blob.kind == BlobKind::Record => (c, rest),
         _ => {
@@ -308,8 +308,17 @@ pub fn image_manifest(
         .media_type(MediaType::ImageManifest)
         .artifact_type(MediaType::from(ARTIFACT_TYPE))
         .config(descriptor(config)?)
-        .layers(layers.iter().map(descriptor).collect::<Result<Vec<_>, _>>()?)
-        .annotations(annotations.into_iter().collect::<std::collections::HashMap<_, _>>())
+        .layers(
+            layers
+                .iter()
+                .map(descriptor)
+                .collect::<Result<Vec<_>, _>>()?,
+        )
+        .annotations(
+            annotations
+                .into_iter()
+                .collect::<std::collections::HashMap<_, _>>(),
+        )
         .build()
         .map_err(|e| OciError::Unpushable {
             image: m.id.clone(),
@@ -424,7 +433,12 @@ pub fn read_manifest(what: &str, bytes: &[u8]) -> Result<NodeArtifact, OciError>
     let digest = |d: &oci_spec::image::Descriptor| -> Result<Sha256, OciError> {
         d.as_digest_sha256()
             .and_then(|h| Sha256::parse(h).ok())
-            .ok_or_else(|| wrong(format!("blob {} is not named by a sha256 digest", d.digest())))
+            .ok_or_else(|| {
+                wrong(format!(
+                    "blob {} is not named by a sha256 digest",
+                    d.digest()
+                ))
+            })
     };
     let mut layers = Vec::new();
     for d in m.layers() {
@@ -442,12 +456,7 @@ pub fn read_manifest(what: &str, bytes: &[u8]) -> Result<NodeArtifact, OciError>
         let kind = match d.media_type().to_string().as_str() {
             EROFS_MEDIA_TYPE => BlobKind::Erofs(role),
             VERITY_MEDIA_TYPE => BlobKind::Verity(role),
-            other => {
-                return Err(wrong(format!(
-                    "blob {} has media type {other}",
-                    d.digest()
-                )))
-            }
+            other => return Err(wrong(format!("blob {} has media type {other}", d.digest()))),
         };
         let id = ann
             .get(ANN_LAYER_ID)
@@ -509,7 +518,9 @@ mod tests {
         let m: std::collections::HashMap<String, u32> =
             (0..20).map(|i| (format!("k{i:02}"), i)).collect();
         let s = String::from_utf8(canonical_json(&m).expect("json")).expect("utf8");
-        let keys: Vec<usize> = (0..20).map(|i| s.find(&format!("k{i:02}")).unwrap_or(0)).collect();
+        let keys: Vec<usize> = (0..20)
+            .map(|i| s.find(&format!("k{i:02}")).unwrap_or(0))
+            .collect();
         assert!(keys.windows(2).all(|w| w[0] < w[1]), "{s}");
     }
 }

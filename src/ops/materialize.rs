@@ -292,7 +292,11 @@ pub(crate) fn check_layer(store: &Store, dir: &Path, mmap: bool) -> LayerCheck {
         .entries
         .iter()
         .filter(|e| e.kind == Kind::File)
-        .all(|e| e.blake3.and_then(|b| store.object(&b)).is_some_and(|o| o.size == e.size));
+        .all(|e| {
+            e.blake3
+                .and_then(|b| store.object(&b))
+                .is_some_and(|o| o.size == e.size)
+        });
     let mut fails = Vec::new();
     let [raw, _, _] = layout::layer_files(&rec.name);
     let raw = dir.join(raw);

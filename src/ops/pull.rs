@@ -139,14 +139,22 @@ pub fn pull(opts: &PullOptions) -> Result<PullReport, Error> {
                 .is_some_and(|rec| check_layer_verity(dir, &rec).is_empty())
         };
         if present(&dir) {
-            reports.extend(parts.iter().map(|d| BlobReport::new(d, BlobStatus::Present, 0)));
+            reports.extend(
+                parts
+                    .iter()
+                    .map(|d| BlobReport::new(d, BlobStatus::Present, 0)),
+            );
             checked.insert(l.id.clone());
             continue;
         }
         // One process downloads a layer at a time; the others wait and find it in place.
         let _lock = fsutil::lock_exclusive(&out.pull_lock(&l.id))?;
         if present(&dir) {
-            reports.extend(parts.iter().map(|d| BlobReport::new(d, BlobStatus::Present, 0)));
+            reports.extend(
+                parts
+                    .iter()
+                    .map(|d| BlobReport::new(d, BlobStatus::Present, 0)),
+            );
             checked.insert(l.id.clone());
             continue;
         }

@@ -149,9 +149,8 @@ pub(crate) fn local_images(out: &OutDir, nodes: &[String]) -> Result<Vec<LocalIm
     let mut hashed: BTreeMap<PathBuf, (Sha256, u64)> = BTreeMap::new();
     let mut images = Vec::new();
     for node in nodes {
-        let cur = generations::current(out.root(), node).ok_or_else(|| {
-            generations::GenerationError::NoGenerations { node: node.clone() }
-        })?;
+        let cur = generations::current(out.root(), node)
+            .ok_or_else(|| generations::GenerationError::NoGenerations { node: node.clone() })?;
         let gens = generations::list(out.root(), node)?;
         let g = gens
             .iter()
@@ -174,9 +173,8 @@ pub(crate) fn local_images(out: &OutDir, nodes: &[String]) -> Result<Vec<LocalIm
             let (digest, size) = match hashed.get(&path) {
                 Some(h) => *h,
                 None => {
-                    let h = Sha256::of_file(&path).map_err(|e| {
-                        crate::fsutil::FsError::new("cannot read", &path, e)
-                    })?;
+                    let h = Sha256::of_file(&path)
+                        .map_err(|e| crate::fsutil::FsError::new("cannot read", &path, e))?;
                     hashed.insert(path.clone(), h);
                     h
                 }

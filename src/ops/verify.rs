@@ -400,14 +400,14 @@ pub fn verify(opts: &VerifyOptions) -> Result<VerifyReport, Error> {
         None
     } else {
         match check_lock(&opts.manifest, &opts.lockfile) {
-        Ok(c) => {
-            r.lockfile_ok = true;
-            Some(c)
-        }
-        Err(e) => {
-            r.failures.push(e.to_string());
-            None
-        }
+            Ok(c) => {
+                r.lockfile_ok = true;
+                Some(c)
+            }
+            Err(e) => {
+                r.failures.push(e.to_string());
+                None
+            }
         }
     };
     let out = OutDir::new(&opts.out);
@@ -546,10 +546,8 @@ fn check_outputs(
     for (check, dir) in checked_layers.into_iter().zip(&layers) {
         r.layers_checked += 1;
         if !check.rebuilt {
-            r.layers_root_hash_only.extend(
-                dir.file_name()
-                    .map(|n| n.to_string_lossy().into_owned()),
-            );
+            r.layers_root_hash_only
+                .extend(dir.file_name().map(|n| n.to_string_lossy().into_owned()));
         }
         r.failures.extend(check.fails);
     }

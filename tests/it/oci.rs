@@ -1,0 +1,779 @@
+//! push and pull through a real OCI registry: Debian's `docker-registry` (the CNCF distribution
+//! server) on 127.0.0.1 with its filesystem storage in a temp dir, anonymous or with htpasswd
+//! auth.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use crate::{run_env, Run, TestContext};
+
+/// A `docker-registry` process on 127.0.0.1, its config, storage and htpasswd in a temp dir.
+pub struct LocalRegistry {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    child: Option<Child>,
+}
+
+impl LocalRegistry {
+    /// Start an anonymous registry (`None` when docker-registry is not installed, outside CI).
+    pub fn start() -> Option<Self> {
+        Self::start_with(None)
+    }
+
+    /// Start a registry that requires `user`/`password` (basic auth from an htpasswd file).
+    pub fn start_with(login: Option<(&str, &str)>) -> Option<Self> {
+        if !crate::requires("docker-registry", "docker-registry") {
+            return None;
+        }
+        if login.is_some() && !crate::requires("htpasswd", "apache2-utils") {
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let auth = match login {
+            Some((user, password)) => {
+                let htpasswd = dir.path().join("htpasswd");
+                let st = Command::new("htpasswd")
+                    .args(["-Bbc"])
+                    .arg(&htpasswd)
+                    .args([user, password])
+                    .stderr(Stdio::null())
+                    .status()
+                    .unwrap();
+                assert!(st.success());
+                format!(
+                    "auth:\n  htpasswd:\n    realm: nodeforge-test\n    path: {}\n",
+                    htpasswd.display()
+                )
+            }
+            None => String::new(),
+        };
+        let config = format!(
+            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n  secret: nodeforge-test\n{auth}",
+            dir.path().join("storage").display()
+        );
+        std::fs::write(dir.path().join("config.yml"), config).unwrap();
+        let mut r = Self {
+            dir,
+            port,
+            child: None,
+        };
+        r.resume();
+        Some(r)
+    }
+
+    /// (Re)start the process on the same port and storage, and wait until it answers.
+    pub fn resume(&mut self) {
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(self.dir.path().join("config.yml"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let started = std::time::Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(20),
+                "docker-registry did not start"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    /// Stop the process (the storage stays).
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// `127.0.0.1:PORT/<repo>`.
+    pub fn repo(&self, repo: &str) -> String {
+        format!("{}/{repo}", self.host())
+    }
+
+    /// Where the registry keeps blob `digest` (`sha256:<hex>`).
+    pub fn blob_file(&self, digest: &str) -> PathBuf {
+        let hex = digest.trim_start_matches("sha256:");
+        self.dir
+            .path()
+            .join("storage/docker/registry/v2/blobs/sha256")
+            .join(&hex[..2])
+            .join(hex)
+            .join("data")
+    }
+
+    /// Every blob in the registry's storage.
+    pub fn blob_count(&self) -> usize {
+        let root = self
+            .dir
+            .path()
+            .join("storage/docker/registry/v2/blobs/sha256");
+        std::fs::read_dir(root)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|d| std::fs::read_dir(d.path()).map_or(0, Iterator::count))
+            .sum()
+    }
+}
+
+impl Drop for LocalRegistry {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Run nodeforge in `cwd` (push and pull against the registry, over plain HTTP), with a `HOME` of
+/// its own: no credentials of the caller's.
+fn reg(cwd: &Path, r: &LocalRegistry, args: &[&str], envs: &[(&str, &str)]) -> Run {
+    let host = r.host();
+    let mut all: Vec<&str> = args.to_vec();
+    if args.iter().any(|a| *a == "push" || *a == "pull") {
+        all.extend(["--insecure-registry", &host]);
+    }
+    let home = cwd.join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let home = home.display().to_string();
+    let mut env: Vec<(&str, &str)> = vec![("HOME", &home), ("XDG_RUNTIME_DIR", &home)];
+    env.extend_from_slice(envs);
+    run_env(cwd, &all, &env, None)
+}
+
+/// A project with every node built (stand-in artifacts from the loopback server).
+fn built() -> TestContext {
+    let ctx = TestContext::new();
+    ctx.net(&["lock"]).ok();
+    ctx.net(&["build"]).ok();
+    ctx
+}
+
+fn current_id(out: &Path, node: &str) -> String {
+    let p = std::fs::canonicalize(out.join("nodes").join(node).join("current")).unwrap();
+    p.file_name().unwrap().to_string_lossy().into_owned()
+}
+
+/// The files of every layer of an image, by name, as bytes.
+fn layer_bytes(out: &Path, image: &str) -> Vec<(String, Vec<u8>)> {
+    let dir = out.join("images").join(image);
+    let mut v: Vec<(String, Vec<u8>)> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| {
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read(e.path()).unwrap(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// A VM host: a directory outside any project (no manifest, lockfile or store).
+fn fresh_host() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap()
+}
+
+/// Six nodes pushed: the shared payload is uploaded once; a fresh host pulls a node and gets the
+/// same image id and bytes; a second node's pull transfers only its own layer; `list`, `show`,
+/// `verify` and `rollback` work on the host, the last with the registry gone.
+#[test]
+fn push_six_nodes_pull_on_a_fresh_host_and_roll_back_offline() {
+    let Some(mut registry) = LocalRegistry::start() else {
+        return;
+    };
+    let ctx = built();
+    let repo = registry.repo("fleet/kubenet");
+    let push = reg(ctx.path(), &registry, &["push", &repo, "--json"], &[])
+        .ok()
+        .json();
+    assert_eq!(push["kind"], "push-report");
+    let nodes = push["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 6, "{push}");
+    // Per node: record, payload (EROFS, verity), config (EROFS, verity). The payload's two
+    // blobs are sent once, by the first node; the five others find them.
+    let payload_uploads: usize = nodes
+        .iter()
+        .flat_map(|n| n["blobs"].as_array().unwrap())
+        .filter(|b| b["layer_id"] == nodes[0]["blobs"][1]["layer_id"])
+        .filter(|b| b["status"] == "uploaded")
+        .count();
+    assert_eq!(payload_uploads, 2, "{push}");
+    assert_eq!(push["blobs_uploaded"], 2 + 6 * 3, "{push}");
+    assert_eq!(push["blobs_present"], 5 * 2, "{push}");
+    // The registry holds each distinct blob once, and one manifest per node.
+    assert_eq!(registry.blob_count(), 2 + 6 * 3 + 6);
+    for n in nodes {
+        let tags: Vec<&str> = n["tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_str().unwrap())
+            .collect();
+        let node = n["node"].as_str().unwrap();
+        assert_eq!(tags[..2], [node.to_string(), format!("{node}-gen1")]);
+        assert_eq!(tags[2], n["image_id"]);
+    }
+    // Pushed again: nothing is uploaded.
+    let again = reg(ctx.path(), &registry, &["push", &repo, "--json"], &[])
+        .ok()
+        .json();
+    assert_eq!(again["blobs_uploaded"], 0, "{again}");
+    assert_eq!(
+        again["nodes"][0]["manifest_digest"], push["nodes"][0]["manifest_digest"],
+        "same image, same manifest"
+    );
+
+    // A fresh host: no manifest, no lockfile, no store.
+    let host_tmp = fresh_host();
+    let host = host_tmp.path().to_path_buf();
+    let out = host.join("out");
+    let outs = out.display().to_string();
+    let w1 = reg(
+        &host,
+        &registry,
+        &["--out", &outs, "pull", &format!("{repo}:worker1"), "--json"],
+        &[],
+    )
+    .ok()
+    .json();
+    assert_eq!(w1["kind"], "pull-report");
+    assert_eq!(w1["node"], "worker1");
+    assert_eq!(w1["generation"], 1);
+    assert_eq!(w1["switched"], true);
+    let built_out = ctx.path().join("out");
+    let id = current_id(&built_out, "worker1");
+    assert_eq!(w1["image_id"], id.as_str());
+    assert_eq!(current_id(&out, "worker1"), id);
+    assert_eq!(
+        layer_bytes(&out, &id),
+        layer_bytes(&built_out, &id),
+        "the same bytes"
+    );
+    // The layer records are the builder's, byte for byte.
+    for layer in ["payload", "config"] {
+        let ours = crate::layer_of(&out.join("images").join(&id), layer);
+        let theirs = crate::layer_of(&built_out.join("images").join(&id), layer);
+        assert_eq!(
+            std::fs::read(ours.join("layer.json")).unwrap(),
+            std::fs::read(theirs.join("layer.json")).unwrap()
+        );
+    }
+    let all_bytes: u64 = w1["bytes_downloaded"].as_u64().unwrap();
+
+    // A second node: only its record and own layer travel.
+    let w2 = reg(
+        &host,
+        &registry,
+        &["--out", &outs, "pull", &format!("{repo}:worker2"), "--json"],
+        &[],
+    )
+    .ok()
+    .json();
+    let own: u64 = nodes.iter().find(|n| n["node"] == "worker2").unwrap()["blobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|b| {
+            b["kind"] == "record"
+                || b["kind"].get("erofs") == Some(&"config".into())
+                || b["kind"].get("verity") == Some(&"config".into())
+        })
+        .map(|b| b["size"].as_u64().unwrap())
+        .sum();
+    assert_eq!(w2["bytes_downloaded"].as_u64().unwrap(), own, "{w2}");
+    assert!(own < all_bytes / 2, "{own} of {all_bytes}");
+    let present: Vec<&serde_json::Value> = w2["blobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|b| b["status"] == "present")
+        .collect();
+    assert_eq!(present.len(), 2, "the payload's EROFS file and tree: {w2}");
+    // The same pull again: nothing to switch.
+    let w2b = reg(
+        &host,
+        &registry,
+        &["--out", &outs, "pull", &format!("{repo}:worker2"), "--json"],
+        &[],
+    )
+    .ok()
+    .json();
+    assert_eq!(w2b["switched"], false);
+    assert_eq!(w2b["generation"], 1);
+
+    // By image id and by manifest digest: same image.
+    let by_digest = format!(
+        "{repo}@{}",
+        push["nodes"][0]["manifest_digest"].as_str().unwrap()
+    );
+    let d = reg(
+        &host,
+        &registry,
+        &["--out", &outs, "pull", &by_digest, "--json"],
+        &[],
+    )
+    .ok()
+    .json();
+    assert_eq!(d["image_id"], push["nodes"][0]["image_id"]);
+
+    // A second generation of worker1, pushed and pulled.
+    crate::set_verbosity(&ctx, 5);
+    ctx.net(&["build", "--node", "worker1"]).ok();
+    let id2 = current_id(&built_out, "worker1");
+    let p2 = reg(
+        ctx.path(),
+        &registry,
+        &["push", &repo, "--node", "worker1", "--json"],
+        &[],
+    )
+    .ok()
+    .json();
+    assert_eq!(p2["nodes"][0]["tags"][1], "worker1-gen2");
+    assert_eq!(
+        p2["blobs_uploaded"], 3,
+        "record and config layer only: {p2}"
+    );
+    let g2 = reg(
+        &host,
+        &registry,
+        &["--out", &outs, "pull", &format!("{repo}:worker1"), "--json"],
+        &[],
+    )
+    .ok()
+    .json();
+    assert_eq!(
+        (g2["generation"].as_u64(), g2["image_id"].as_str()),
+        (Some(2), Some(id2.as_str()))
+    );
+
+    // The host's own commands work on its out/ alone.
+    let list = reg(
+        &host,
+        &registry,
+        &["--out", &outs, "list", "--node", "worker1", "--json"],
+        &[],
+    )
+    .ok()
+    .json();
+    assert_eq!(list["nodes"][0]["current"], 2);
+    reg(&host, &registry, &["--out", &outs, "show", "worker1"], &[])
+        .ok()
+        .stdout_has(&id2[..12]);
+    let v = reg(&host, &registry, &["--out", &outs, "verify", "--json"], &[])
+        .ok()
+        .json();
+    assert_eq!(v["ok"], true, "{v}");
+    assert!(
+        !v["layers_root_hash_only"].as_array().unwrap().is_empty(),
+        "{v}"
+    );
+    assert!(
+        v["notes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n.as_str().unwrap().starts_with("no manifest")),
+        "{v}"
+    );
+
+    // The registry gone: rollback to the first image, offline.
+    registry.stop();
+    let rb = reg(
+        &host,
+        &registry,
+        &["--out", &outs, "rollback", "worker1", "--json"],
+        &[],
+    )
+    .ok()
+    .json();
+    assert_eq!(rb["rolled_back"][0]["to"], 1);
+    assert_eq!(current_id(&out, "worker1"), id);
+    let v = reg(
+        &host,
+        &registry,
+        &["--out", &outs, "verify", "--rebuild", "--json"],
+        &[],
+    )
+    .ok()
+    .json();
+    assert_eq!(v["ok"], true, "{v}");
+}
+
+/// A blob damaged in the registry's storage is refused by its digest, and the node is not
+/// switched; nothing damaged is left in out/layers.
+#[test]
+fn a_corrupted_blob_is_refused_and_nothing_is_switched() {
+    let Some(registry) = LocalRegistry::start() else {
+        return;
+    };
+    let ctx = built();
+    let repo = registry.repo("kubenet");
+    let push = reg(
+        ctx.path(),
+        &registry,
+        &["push", &repo, "--node", "worker1", "--json"],
+        &[],
+    )
+    .ok()
+    .json();
+    // The config layer's EROFS file: a byte flipped in the registry's copy.
+    let blob = push["nodes"][0]["blobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["kind"].get("erofs") == Some(&"config".into()))
+        .unwrap()["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let file = registry.blob_file(&blob);
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes[1024] ^= 0xff;
+    std::fs::write(&file, bytes).unwrap();
+
+    let host_tmp = fresh_host();
+    let host = host_tmp.path().to_path_buf();
+    let outs = host.join("out").display().to_string();
+    let r = reg(
+        &host,
+        &registry,
+        &["--out", &outs, "pull", &format!("{repo}:worker1")],
+        &[],
+    )
+    .fails()
+    .stderr_has(&format!(
+        "sent blob {blob} of repository kubenet with other bytes"
+    ))
+    .stderr_has("hint: push the image again");
+    assert!(r.stderr.contains(&registry.host()), "{}", r.stderr);
+    assert!(
+        !host.join("out/nodes/worker1/current").exists(),
+        "nothing switched"
+    );
+    assert!(
+        !host
+            .join("out/pulls")
+            .join(format!("{}.partial", &blob[7..]))
+            .exists(),
+        "the bad bytes are not kept"
+    );
+    // Again: still refused, still not switched.
+    reg(
+        &host,
+        &registry,
+        &["--out", &outs, "pull", &format!("{repo}:worker1")],
+        &[],
+    )
+    .fails();
+    assert!(!host.join("out/nodes/worker1/current").exists());
+}
+
+/// The registry stopped in the middle of a pull: the pull fails saying it can resume, keeps what
+/// arrived, and the next pull (registry back) resumes with Range instead of starting over.
+#[test]
+fn a_pull_interrupted_by_the_registry_resumes() {
+    let Some(mut registry) = LocalRegistry::start() else {
+        return;
+    };
+    let ctx = built();
+    let repo = registry.repo("kubenet");
+    let push = reg(
+        ctx.path(),
+        &registry,
+        &["push", &repo, "--node", "worker1", "--json"],
+        &[],
+    )
+    .ok()
+    .json();
+    let payload = push["nodes"][0]["blobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["kind"].get("erofs") == Some(&"payload".into()))
+        .unwrap()
+        .clone();
+    let size = payload["size"].as_u64().unwrap();
+    let digest = payload["digest"].as_str().unwrap().to_string();
+    let host_tmp = fresh_host();
+    let host = host_tmp.path().to_path_buf();
+    let out = host.join("out");
+    // What an interrupted transfer leaves: the first part of the blob in out/pulls/, and the
+    // registry going away in the middle of the next request.
+    let partial = out.join("pulls").join(format!("{}.partial", &digest[7..]));
+    std::fs::create_dir_all(partial.parent().unwrap()).unwrap();
+    let whole = std::fs::read(registry.blob_file(&digest)).unwrap();
+    let half = usize::try_from(size / 2).unwrap();
+    std::fs::write(&partial, &whole[..half]).unwrap();
+
+    // The registry killed during a pull of a large blob: the pull fails, naming the registry.
+    let outs = out.display().to_string();
+    registry.stop();
+    reg(
+        &host,
+        &registry,
+        &["--out", &outs, "pull", &format!("{repo}:worker1")],
+        &[],
+    )
+    .fails()
+    .stderr_has(&format!("cannot reach registry {}", registry.host()));
+    assert!(!out.join("nodes/worker1/current").exists());
+    assert_eq!(
+        std::fs::metadata(&partial).unwrap().len(),
+        half as u64,
+        "kept"
+    );
+
+    registry.resume();
+    let r = reg(
+        &host,
+        &registry,
+        &["--out", &outs, "pull", &format!("{repo}:worker1"), "--json"],
+        &[],
+    )
+    .ok()
+    .json();
+    let blob = r["blobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["digest"] == digest.as_str())
+        .unwrap();
+    assert_eq!(blob["status"], "resumed", "{r}");
+    assert_eq!(
+        blob["transferred"].as_u64().unwrap(),
+        size - half as u64,
+        "only the rest travels"
+    );
+    assert_eq!(
+        current_id(&out, "worker1"),
+        current_id(&ctx.path().join("out"), "worker1")
+    );
+    assert!(!partial.exists());
+}
+
+/// With htpasswd auth: no credentials, or wrong ones, give a clear error naming the registry and
+/// what to do; the right ones (from an auth file, or the environment) work.
+#[test]
+fn registry_logins() {
+    let Some(registry) = LocalRegistry::start_with(Some(("fleet", "s3cret"))) else {
+        return;
+    };
+    let ctx = built();
+    let repo = registry.repo("kubenet");
+    let host = registry.host();
+    reg(
+        ctx.path(),
+        &registry,
+        &["push", &repo, "--node", "worker1"],
+        &[],
+    )
+    .fails()
+    .stderr_has(&format!("registry {host} refused"))
+    .stderr_has("it requires a login (no credentials were sent)")
+    .stderr_has(&format!("hint: log in with `docker login {host}`"));
+    reg(
+        ctx.path(),
+        &registry,
+        &["push", &repo, "--node", "worker1"],
+        &[
+            ("NODEFORGE_REGISTRY_USERNAME", "fleet"),
+            ("NODEFORGE_REGISTRY_PASSWORD", "wrong"),
+        ],
+    )
+    .fails()
+    .stderr_has("the user name or password is wrong")
+    .stderr_has("credentials from $NODEFORGE_REGISTRY_USERNAME");
+    // docker's config.json under $HOME.
+    let docker = ctx.path().join("home/.docker");
+    std::fs::create_dir_all(&docker).unwrap();
+    std::fs::write(
+        docker.join("config.json"),
+        format!(r#"{{"auths": {{"{host}": {{"auth": "ZmxlZXQ6czNjcmV0"}}}}}}"#),
+    )
+    .unwrap();
+    reg(
+        ctx.path(),
+        &registry,
+        &["push", &repo, "--node", "worker1"],
+        &[],
+    )
+    .ok();
+    // podman's auth file named by REGISTRY_AUTH_FILE, on a host.
+    let host_tmp = fresh_host();
+    let h = host_tmp.path().to_path_buf();
+    let auth = h.join("auth.json");
+    std::fs::write(
+        &auth,
+        format!(r#"{{"auths": {{"{host}": {{"username": "fleet", "password": "s3cret"}}}}}}"#),
+    )
+    .unwrap();
+    let outs = h.join("out").display().to_string();
+    let auth_s = auth.display().to_string();
+    reg(
+        &h,
+        &registry,
+        &["--out", &outs, "pull", &format!("{repo}:worker1")],
+        &[],
+    )
+    .fails()
+    .stderr_has("it requires a login");
+    reg(
+        &h,
+        &registry,
+        &["--out", &outs, "pull", &format!("{repo}:worker1")],
+        &[("REGISTRY_AUTH_FILE", &auth_s)],
+    )
+    .ok();
+}
+
+/// Wrong tags, wrong repositories and HTTPS to a plain-HTTP registry are said plainly.
+#[test]
+fn pull_errors_name_what_to_do() {
+    let Some(registry) = LocalRegistry::start() else {
+        return;
+    };
+    let ctx = built();
+    let repo = registry.repo("kubenet");
+    reg(
+        ctx.path(),
+        &registry,
+        &["push", &repo, "--node", "worker1"],
+        &[],
+    )
+    .ok();
+    let host_tmp = fresh_host();
+    let h = host_tmp.path().to_path_buf();
+    let outs = h.join("out").display().to_string();
+    reg(
+        &h,
+        &registry,
+        &["--out", &outs, "pull", &format!("{repo}:worker9")],
+        &[],
+    )
+    .fails()
+    .stderr_has(&format!(
+        "registry {} has no manifest `worker9` in repository kubenet",
+        registry.host()
+    ))
+    .stderr_has("hint: check the repository and the tag");
+    // Without --insecure-registry: HTTPS, which the registry does not speak.
+    run_env(
+        &h,
+        &["--out", &outs, "pull", &format!("{repo}:worker1")],
+        &[],
+        None,
+    )
+    .fails()
+    .stderr_has(&format!("--insecure-registry {}", registry.host()));
+    reg(
+        &h,
+        &registry,
+        &["--out", &outs, "pull", "kubenet:worker1"],
+        &[],
+    )
+    .fails()
+    .stderr_has("is not an image reference");
+    reg(ctx.path(), &registry, &["push", &format!("{repo}:x")], &[])
+        .fails()
+        .stderr_has("without a tag");
+}
+
+/// Blobs another repository of the registry has are mounted, not uploaded.
+#[test]
+fn push_mounts_blobs_from_another_repository() {
+    let Some(registry) = LocalRegistry::start() else {
+        return;
+    };
+    let ctx = built();
+    reg(
+        ctx.path(),
+        &registry,
+        &["push", &registry.repo("a"), "--node", "worker1"],
+        &[],
+    )
+    .ok();
+    let r = reg(
+        ctx.path(),
+        &registry,
+        &[
+            "push",
+            &registry.repo("b"),
+            "--node",
+            "worker1",
+            "--mount-from",
+            "a",
+            "--json",
+        ],
+        &[],
+    )
+    .ok()
+    .json();
+    assert_eq!(r["blobs_mounted"], 5, "{r}");
+    assert_eq!(r["blobs_uploaded"], 0, "{r}");
+    assert_eq!(r["bytes_uploaded"], 0, "{r}");
+}
+
+/// Two pulls of two nodes at once into the same out/: both succeed, the shared payload lands
+/// once.
+#[test]
+fn concurrent_pulls_share_the_payload() {
+    let Some(registry) = LocalRegistry::start() else {
+        return;
+    };
+    let ctx = built();
+    let repo = registry.repo("kubenet");
+    reg(ctx.path(), &registry, &["push", &repo], &[]).ok();
+    let host_tmp = fresh_host();
+    let h = host_tmp.path().to_path_buf();
+    let outs = h.join("out").display().to_string();
+    let threads: Vec<_> = ["worker1", "worker2", "control0"]
+        .into_iter()
+        .map(|n| {
+            let (h, outs, reference) = (h.clone(), outs.clone(), format!("{repo}:{n}"));
+            let host = registry.host();
+            std::thread::spawn(move || {
+                let home = h.join("home").display().to_string();
+                run_env(
+                    &h,
+                    &[
+                        "--out",
+                        &outs,
+                        "pull",
+                        &reference,
+                        "--insecure-registry",
+                        &host,
+                    ],
+                    &[("HOME", &home)],
+                    None,
+                )
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap().ok();
+    }
+    let layers = std::fs::read_dir(h.join("out/layers"))
+        .unwrap()
+        .flatten()
+        .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+        .count();
+    assert_eq!(layers, 1 + 3, "one payload, three config layers");
+    let v = reg(&h, &registry, &["--out", &outs, "verify", "--json"], &[])
+        .ok()
+        .json();
+    assert_eq!(v["ok"], true, "{v}");
+    assert_eq!(v["nodes_checked"], 3);
+}
