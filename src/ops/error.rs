@@ -110,7 +110,7 @@ pub enum Error {
     #[error(transparent)]
     Oci(#[from] crate::oci::OciError),
     #[error(transparent)]
-    Registry(#[from] crate::oci::client::RegistryError),
+    Registry(Box<crate::oci::client::RegistryError>),
     #[error("{reference}: layer {layer} is not what the image record pins, nothing was switched: {}", fails.join("; "))]
     PulledLayer {
         reference: String,
@@ -253,5 +253,11 @@ fn registry_hints(e: &crate::oci::client::RegistryError) -> Vec<String> {
         ],
         R::Status { status: 0, .. } => vec!["run the same command again: it resumes where it stopped".into()],
         _ => Vec::new(),
+    }
+}
+
+impl From<crate::oci::client::RegistryError> for Error {
+    fn from(e: crate::oci::client::RegistryError) -> Self {
+        Error::Registry(Box::new(e))
     }
 }
