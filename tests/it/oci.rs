@@ -481,8 +481,63 @@ fn a_corrupted_blob_is_refused_and_nothing_is_switched() {
     assert!(!host.join("out/nodes/worker1/current").exists());
 }
 
-/// The registry stopped in the middle of a pull: the pull fails saying it can resume, keeps what
-/// arrived, and the next pull (registry back) resumes with Range instead of starting over.
+/// A TCP proxy in front of the registry that passes `budget` bytes of responses in all, then
+/// cuts every connection: the registry going away in the middle of a transfer, at a byte the test
+/// chooses.
+struct CuttingProxy {
+    port: u16,
+}
+
+impl CuttingProxy {
+    fn start(to: u16, budget: u64) -> Self {
+        use std::io::{Read, Write};
+        use std::sync::atomic::{AtomicU64, Ordering};
+        use std::sync::Arc;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let left = Arc::new(AtomicU64::new(budget));
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { return };
+                let Ok(server) = std::net::TcpStream::connect(("127.0.0.1", to)) else {
+                    return;
+                };
+                let (mut c_in, mut s_out) =
+                    (client.try_clone().unwrap(), server.try_clone().unwrap());
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut c_in, &mut s_out);
+                });
+                let left = left.clone();
+                std::thread::spawn(move || {
+                    let (mut server, mut client) = (server, client);
+                    let mut buf = [0u8; 4096];
+                    loop {
+                        let n = match server.read(&mut buf) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        let allowed = left
+                            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |l| {
+                                Some(l.saturating_sub(n as u64))
+                            })
+                            .unwrap();
+                        let pass = usize::try_from(allowed.min(n as u64)).unwrap();
+                        if client.write_all(&buf[..pass]).is_err() || pass < n {
+                            break;
+                        }
+                    }
+                    let _ = client.shutdown(std::net::Shutdown::Both);
+                    let _ = server.shutdown(std::net::Shutdown::Both);
+                });
+            }
+        });
+        Self { port }
+    }
+}
+
+/// The registry gone in the middle of a blob: the pull fails saying it can resume, keeps what
+/// arrived in out/pulls/ and switches nothing; with the registry restarted, the next pull
+/// resumes with Range instead of starting over.
 #[test]
 fn a_pull_interrupted_by_the_registry_resumes() {
     let Some(mut registry) = LocalRegistry::start() else {
@@ -498,44 +553,48 @@ fn a_pull_interrupted_by_the_registry_resumes() {
     )
     .ok()
     .json();
-    let payload = push["nodes"][0]["blobs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|b| b["kind"].get("erofs") == Some(&"payload".into()))
-        .unwrap()
-        .clone();
+    let blobs = push["nodes"][0]["blobs"].as_array().unwrap().clone();
+    let blob = |kind: serde_json::Value| blobs.iter().find(|b| b["kind"] == kind).unwrap().clone();
+    let record = blob("record".into());
+    let payload = blob(serde_json::json!({"erofs": "payload"}));
     let size = payload["size"].as_u64().unwrap();
     let digest = payload["digest"].as_str().unwrap().to_string();
+    // Responses up to the middle of the payload's EROFS file (the first layer blob): the
+    // manifest and record with their headers (under 4 KiB of headers in all), then half of it.
+    let budget = 4096 + 2048 + record["size"].as_u64().unwrap() + size / 2;
+    let proxy = CuttingProxy::start(registry.port, budget);
+    let via = format!("127.0.0.1:{}", proxy.port);
     let host_tmp = fresh_host();
     let host = host_tmp.path().to_path_buf();
     let out = host.join("out");
-    // What an interrupted transfer leaves: the first part of the blob in out/pulls/, and the
-    // registry going away in the middle of the next request.
-    let partial = out.join("pulls").join(format!("{}.partial", &digest[7..]));
-    std::fs::create_dir_all(partial.parent().unwrap()).unwrap();
-    let whole = std::fs::read(registry.blob_file(&digest)).unwrap();
-    let half = usize::try_from(size / 2).unwrap();
-    std::fs::write(&partial, &whole[..half]).unwrap();
-
-    // The registry killed during a pull of a large blob: the pull fails, naming the registry.
     let outs = out.display().to_string();
-    registry.stop();
-    reg(
+    let home = host.join("home").display().to_string();
+    let r = run_env(
         &host,
-        &registry,
-        &["--out", &outs, "pull", &format!("{repo}:worker1")],
-        &[],
+        &[
+            "--out",
+            &outs,
+            "pull",
+            &format!("{via}/kubenet:worker1"),
+            "--insecure-registry",
+            &via,
+        ],
+        &[("HOME", &home)],
+        None,
     )
     .fails()
-    .stderr_has(&format!("cannot reach registry {}", registry.host()));
-    assert!(!out.join("nodes/worker1/current").exists());
-    assert_eq!(
-        std::fs::metadata(&partial).unwrap().len(),
-        half as u64,
-        "kept"
+    .stderr_has("run the pull again to resume");
+    assert!(r.stderr.contains(&format!("blob {digest}")), "{}", r.stderr);
+    assert!(
+        !out.join("nodes/worker1/current").exists(),
+        "nothing switched"
     );
+    let partial = out.join("pulls").join(format!("{}.partial", &digest[7..]));
+    let kept = std::fs::metadata(&partial).unwrap().len();
+    assert!(kept > 0 && kept < size, "kept {kept} of {size}");
 
+    // The registry restarted: the pull resumes where it broke off.
+    registry.stop();
     registry.resume();
     let r = reg(
         &host,
@@ -545,16 +604,16 @@ fn a_pull_interrupted_by_the_registry_resumes() {
     )
     .ok()
     .json();
-    let blob = r["blobs"]
+    let b = r["blobs"]
         .as_array()
         .unwrap()
         .iter()
         .find(|b| b["digest"] == digest.as_str())
         .unwrap();
-    assert_eq!(blob["status"], "resumed", "{r}");
+    assert_eq!(b["status"], "resumed", "{r}");
     assert_eq!(
-        blob["transferred"].as_u64().unwrap(),
-        size - half as u64,
+        b["transferred"].as_u64().unwrap(),
+        size - kept,
         "only the rest travels"
     );
     assert_eq!(
