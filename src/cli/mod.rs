@@ -25,7 +25,7 @@ use commands::{
     build, components, demo_mirror, diff, fetch, flatten, gc, list, lock, mirror, rollback, show,
     verify,
 };
-use commands::{pull, push};
+use commands::{export, import, pull, push};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -118,6 +118,11 @@ enum Command {
     /// Pull a node image from an OCI registry, verify it and make it the node's current generation.
     #[command(after_help = PULL_EXAMPLES)]
     Pull(pull::PullArgs),
+    /// Write each node's current image as an OCI image layout (--oci-layout DIR), for sites
+    /// without a registry.
+    Export(export::ExportArgs),
+    /// Import node images from an OCI image layout, verified as `pull` verifies them.
+    Import(import::ImportArgs),
 }
 
 const PUSH_EXAMPLES: &str = "\
@@ -333,6 +338,8 @@ fn run(ctx: &Ctx, command: Command) -> Result<ExitCode, Error> {
         Command::DemoMirror(a) => demo_mirror::exec(ctx, a),
         Command::Push(a) => push::exec(ctx, a),
         Command::Pull(a) => pull::exec(ctx, a),
+        Command::Export(a) => export::exec(ctx, a),
+        Command::Import(a) => import::exec(ctx, a),
     }
 }
 

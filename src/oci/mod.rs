@@ -15,6 +15,7 @@
 
 pub mod auth;
 pub mod client;
+pub mod oci_layout;
 
 use std::collections::BTreeMap;
 

@@ -15,7 +15,9 @@ mod materialize;
 mod mirror;
 mod nodes;
 mod verify;
-// OCI registries.
+// OCI registries and layouts.
+mod export;
+mod import;
 mod pull;
 mod push;
 
@@ -42,7 +44,9 @@ pub use materialize::{find_image, FlatFormat};
 pub use mirror::{export_mirror, ExportReport};
 pub use nodes::suggest;
 pub use verify::{verify, VerifyOptions, VerifyReport};
-// OCI registries.
+// OCI registries and layouts.
+pub use export::{export, ExportOptions, LayoutExportReport};
+pub use import::{import, ImportOptions, ImportReport};
 pub use pull::{pull, PullOptions, PullReport};
 pub use push::{push, BlobReport, BlobStatus, NodePush, PushOptions, PushReport};
 

@@ -18,7 +18,7 @@ use crate::fsutil;
 use crate::generations;
 use crate::image::{self, ImageManifest, LayerRecord, LayerRef, LAYER_FORMAT};
 use crate::layout::{self, OutDir, IMAGE_RECORD, LAYER_RECORD};
-use crate::oci::client::{ClientOptions, Registry};
+use crate::oci::client::{ClientOptions, Registry, Transfer};
 use crate::oci::{self, Digested, NodeArtifact, OciError, Reference};
 
 #[derive(Debug, Clone)]
@@ -53,7 +53,7 @@ pub struct PullReport {
 
 /// The image record from a manifest's config: checked against its id, the id the manifest
 /// says, the tag when the tag is an image id, and a node name that is safe as a path.
-fn read_record(
+pub(crate) fn read_record(
     what: &str,
     bytes: &[u8],
     art: &NodeArtifact,
@@ -102,6 +102,37 @@ fn layer_record(m: &ImageManifest, l: &LayerRef) -> Result<LayerRecord, Error> {
     })
 }
 
+/// Where the blobs of an image come from: a registry (pull) or an OCI layout (import).
+pub(crate) trait BlobSource {
+    /// Put blob `d` into `partial` (resuming what it holds, where the source can), checked
+    /// against its digest; what moved.
+    fn fetch(
+        &self,
+        d: &Digested,
+        partial: &std::path::Path,
+        bar: &indicatif::ProgressBar,
+    ) -> Result<Transfer, Error>;
+}
+
+/// A registry's repository as a blob source.
+struct FromRegistry<'a> {
+    registry: &'a Registry,
+    repository: &'a str,
+}
+
+impl BlobSource for FromRegistry<'_> {
+    fn fetch(
+        &self,
+        d: &Digested,
+        partial: &std::path::Path,
+        bar: &indicatif::ProgressBar,
+    ) -> Result<Transfer, Error> {
+        Ok(self
+            .registry
+            .download_blob(self.repository, &d.digest, d.size, partial, bar)?)
+    }
+}
+
 pub fn pull(opts: &PullOptions) -> Result<PullReport, Error> {
     let r = Reference::parse(&opts.reference)?;
     let registry = Registry::new(&r.registry, &opts.client)?;
@@ -111,11 +142,54 @@ pub fn pull(opts: &PullOptions) -> Result<PullReport, Error> {
     let art = oci::read_manifest(&what, &manifest)?;
     let record = registry.get_blob(repo, &art.config.0, oci::MAX_CONFIG_BYTES)?;
     let m = read_record(&what, &record, &art, r.tag.as_deref())?;
-    let blobs = art.blobs_of(&what, &m)?;
+    let source = FromRegistry {
+        registry: &registry,
+        repository: repo,
+    };
+    let done = install(
+        &OutDir::new(&opts.out),
+        &what,
+        &art,
+        &m,
+        &source,
+        opts.progress,
+    )?;
+    Ok(PullReport {
+        registry: r.registry.clone(),
+        repository: r.repository.clone(),
+        reference: r.reference(),
+        manifest_digest: format!("sha256:{manifest_digest}"),
+        node: m.node.clone(),
+        image_id: m.id.clone(),
+        generation: done.generation,
+        switched: done.switched,
+        bytes_downloaded: done.blobs.iter().map(|b| b.transferred).sum(),
+        blobs: done.blobs,
+        manifest_bytes: manifest.len() as u64,
+    })
+}
 
-    let out = OutDir::new(&opts.out);
+/// What [`install`] did.
+pub(crate) struct Installed {
+    pub blobs: Vec<BlobReport>,
+    pub generation: u32,
+    pub switched: bool,
+}
+
+/// Put image `m` (its record already checked, read from `art`'s config) into `out`: each layer
+/// the host lacks fetched from `source` and checked before it is put in place, then
+/// [`verify_pulled`], then a generation recorded and `current` switched.
+pub(crate) fn install(
+    out: &OutDir,
+    what: &str,
+    art: &NodeArtifact,
+    m: &ImageManifest,
+    source: &dyn BlobSource,
+    progress: bool,
+) -> Result<Installed, Error> {
+    let blobs = art.blobs_of(what, m)?;
     // Held (shared) to the end: gc waits for the pull, concurrent pulls and builds do not.
-    let store = super::open_store(&out)?;
+    let store = super::open_store(out)?;
     fsutil::create_dir_all(&out.pulls())?;
     fsutil::create_dir_all(&out.layers())?;
     let mut reports = Vec::new();
@@ -161,13 +235,13 @@ pub fn pull(opts: &PullOptions) -> Result<PullReport, Error> {
         if dir.exists() {
             fsutil::remove_dir_aside(&dir)?;
         }
-        let rec = layer_record(&m, l)?;
+        let rec = layer_record(m, l)?;
         let tmp = fsutil::temp_dir_in(&out.layers())?;
         for d in &parts {
             let partial = out.pull_partial(&d.digest.to_hex());
-            let bar = progress_bar(opts.progress, Progress::Bytes, d.size, "pull");
+            let bar = progress_bar(progress, Progress::Bytes, d.size, "pull");
             bar.set_message(format!("{} {}", m.node, d.blob.file_name));
-            let t = registry.download_blob(repo, &d.digest, d.size, &partial, &bar);
+            let t = source.fetch(d, &partial, &bar);
             bar.finish_and_clear();
             let t = t?;
             fsutil::rename_into(&partial, &tmp.path().join(&d.blob.file_name))?;
@@ -189,7 +263,7 @@ pub fn pull(opts: &PullOptions) -> Result<PullReport, Error> {
         let fails = check_layer_verity(tmp.path(), &rec);
         if !fails.is_empty() {
             return Err(Error::PulledLayer {
-                reference: what,
+                reference: what.to_string(),
                 layer: l.id.clone(),
                 fails,
             });
@@ -200,9 +274,9 @@ pub fn pull(opts: &PullOptions) -> Result<PullReport, Error> {
         checked.insert(l.id.clone());
     }
 
-    verify_pulled(&out, &what, &m, &checked)?;
+    verify_pulled(out, what, m, &checked)?;
 
-    let (dir, full, _) = materialize(&out, &store, &m)?;
+    let (dir, full, _) = materialize(out, &store, m)?;
     let lock_id = art.lock_id().unwrap_or("unknown").to_string();
     let (generation, switched) = generations::record_from(
         out.root(),
@@ -212,18 +286,10 @@ pub fn pull(opts: &PullOptions) -> Result<PullReport, Error> {
         &full.to_json(),
         Some(&dir.join(IMAGE_RECORD)),
     )?;
-    Ok(PullReport {
-        registry: r.registry.clone(),
-        repository: r.repository.clone(),
-        reference: r.reference(),
-        manifest_digest: format!("sha256:{manifest_digest}"),
-        node: m.node.clone(),
-        image_id: m.id.clone(),
+    Ok(Installed {
+        blobs: reports,
         generation,
         switched,
-        bytes_downloaded: reports.iter().map(|b| b.transferred).sum(),
-        blobs: reports,
-        manifest_bytes: manifest.len() as u64,
     })
 }
 

@@ -92,6 +92,22 @@ fn every_command_prints_the_documented_envelope() {
         check(&docs, &r, kind, &mut seen);
     }
 
+    // export and import, through an OCI image layout.
+    let layout = p("layout");
+    let r = ctx
+        .run(&[
+            "export",
+            "--oci-layout",
+            &layout,
+            "--node",
+            "worker1",
+            "--json",
+        ])
+        .ok();
+    check(&docs, &r, "export-report", &mut seen);
+    let r = ctx.run(&["import", &layout, "--json"]).ok();
+    check(&docs, &r, "import-report", &mut seen);
+
     // push and pull, against a local registry (skipped with the registry's test outside CI).
     match crate::oci::LocalRegistry::start() {
         Some(reg) => {

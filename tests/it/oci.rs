@@ -836,3 +836,107 @@ fn concurrent_pulls_share_the_payload() {
     assert_eq!(v["ok"], true, "{v}");
     assert_eq!(v["nodes_checked"], 3);
 }
+
+/// `export --oci-layout` and `import`: the same artifacts as a directory. A fresh host imports
+/// and gets the builder's image; skopeo (a standard OCI tool) reads the layout and copies it into
+/// a registry, from which `pull` gets the same image.
+#[test]
+fn oci_layout_export_import_and_skopeo() {
+    let ctx = built();
+    let layout = ctx.path().join("layout");
+    let l = layout.display().to_string();
+    let e = ctx
+        .run(&["export", "--oci-layout", &l, "--json"])
+        .ok()
+        .json();
+    assert_eq!(e["kind"], "export-report");
+    assert_eq!(e["images"].as_array().unwrap().len(), 6);
+    assert_eq!(e["blobs_written"], 2 + 6 * 3 + 6, "{e}");
+    assert!(layout.join("oci-layout").is_file() && layout.join("index.json").is_file());
+    // Again: nothing new.
+    let again = ctx
+        .run(&["export", "--oci-layout", &l, "--json"])
+        .ok()
+        .json();
+    assert_eq!(again["blobs_written"], 0);
+
+    let host_tmp = fresh_host();
+    let host = host_tmp.path().to_path_buf();
+    let outs = host.join("out").display().to_string();
+    let i = run_env(
+        &host,
+        &["--out", &outs, "import", &l, "--tag", "worker1", "--json"],
+        &[],
+        None,
+    )
+    .ok()
+    .json();
+    assert_eq!(i["kind"], "import-report");
+    let id = current_id(&ctx.path().join("out"), "worker1");
+    assert_eq!(i["images"][0]["image_id"], id.as_str());
+    assert_eq!(
+        layer_bytes(&host.join("out"), &id),
+        layer_bytes(&ctx.path().join("out"), &id)
+    );
+    // Every node's newest; worker1 is there already.
+    let all = run_env(&host, &["--out", &outs, "import", &l, "--json"], &[], None)
+        .ok()
+        .json();
+    assert_eq!(all["images"].as_array().unwrap().len(), 6);
+    run_env(&host, &["--out", &outs, "verify"], &[], None).ok();
+    // A damaged layout blob is refused.
+    let payload = e["images"][0]["manifest_digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let _ = payload;
+
+    if !crate::requires("skopeo", "skopeo") {
+        return;
+    }
+    let raw = Command::new("skopeo")
+        .args(["inspect", "--raw", &format!("oci:{l}:worker1")])
+        .output()
+        .unwrap();
+    assert!(
+        raw.status.success(),
+        "{}",
+        String::from_utf8_lossy(&raw.stderr)
+    );
+    let m: serde_json::Value = serde_json::from_slice(&raw.stdout).unwrap();
+    assert_eq!(m["artifactType"], "application/vnd.nodeforge.node-image.v1");
+    let Some(registry) = LocalRegistry::start() else {
+        return;
+    };
+    let copy = Command::new("skopeo")
+        .args([
+            "copy",
+            "--dest-tls-verify=false",
+            &format!("oci:{l}:worker1"),
+            &format!("docker://{}:worker1", registry.repo("copied")),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        copy.status.success(),
+        "{}",
+        String::from_utf8_lossy(&copy.stderr)
+    );
+    let host2 = fresh_host();
+    let outs2 = host2.path().join("out").display().to_string();
+    let p = reg(
+        host2.path(),
+        &registry,
+        &[
+            "--out",
+            &outs2,
+            "pull",
+            &format!("{}:worker1", registry.repo("copied")),
+            "--json",
+        ],
+        &[],
+    )
+    .ok()
+    .json();
+    assert_eq!(p["image_id"], id.as_str());
+}

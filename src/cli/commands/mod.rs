@@ -14,6 +14,8 @@ pub mod mirror;
 pub mod rollback;
 pub mod show;
 pub mod verify;
-// OCI registries.
+// OCI registries and layouts.
+pub mod export;
+pub mod import;
 pub mod pull;
 pub mod push;
