@@ -194,7 +194,8 @@ pub struct Ctx {
 #[derive(Debug, Args)]
 #[command(next_help_heading = "Network options")]
 pub struct NetArgs {
-    /// Try `URL/<host>/<path>` before upstream (repeatable; http(s):// or file://DIR). Also NODEFORGE_MIRROR.
+    /// Try `URL/<host>/<path>` before upstream (repeatable; http(s):// or file://DIR; or an OCI
+    /// registry's oci://REGISTRY/REPOSITORY filled by `mirror push`). Also NODEFORGE_MIRROR.
     #[arg(long, value_name = "URL")]
     mirror: Vec<String>,
     /// Never use the network: only the store and file:// mirrors.
@@ -230,7 +231,10 @@ impl NetArgs {
             );
         }
         if self.offline {
-            for m in mirrors.iter().filter(|m| matches!(m, Mirror::Http(_))) {
+            for m in mirrors
+                .iter()
+                .filter(|m| matches!(m, Mirror::Http(_) | Mirror::Oci { .. }))
+            {
                 eprintln!("note: --offline: mirror {m} is skipped (offline, only file:// mirrors are read)");
             }
         }

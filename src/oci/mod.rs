@@ -31,6 +31,11 @@ pub const CONFIG_MEDIA_TYPE: &str = "application/vnd.nodeforge.image.v2+json";
 pub const EROFS_MEDIA_TYPE: &str = "application/vnd.nodeforge.layer.erofs";
 /// A layer's dm-verity hash tree.
 pub const VERITY_MEDIA_TYPE: &str = "application/vnd.nodeforge.layer.verity";
+/// An artifact mirror (`nodeforge mirror push`): its manifest, config (the lockfile) and
+/// artifacts.
+pub const MIRROR_ARTIFACT_TYPE: &str = "application/vnd.nodeforge.mirror.v1";
+pub const LOCKFILE_MEDIA_TYPE: &str = "application/vnd.nodeforge.lockfile.v1+toml";
+pub const ARTIFACT_MEDIA_TYPE: &str = "application/octet-stream";
 /// The manifest itself.
 pub const MANIFEST_MEDIA_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
 
@@ -267,47 +272,36 @@ pub fn image_blobs(m: &ImageManifest) -> Result<Vec<ImageBlob>, OciError> {
     Ok(blobs)
 }
 
-/// The OCI image manifest of image `m` built with lockfile `lock_id`, from its blobs (as
-/// [`image_blobs`] lists them, digested), as canonical JSON bytes: keys sorted, so the same image
-/// always has the same manifest digest.
-pub fn image_manifest(
-    m: &ImageManifest,
-    lock_id: &str,
-    blobs: &[Digested],
-) -> Result<Vec<u8>, OciError> {
+/// One descriptor of a manifest being written: media type, digest, size, annotations.
+pub struct Part<'a> {
+    pub media_type: &'a str,
+    pub digest: Sha256,
+    pub size: u64,
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// An OCI image manifest (image-spec 1.1) of `artifact_type` as canonical JSON bytes: keys
+/// sorted, so the same contents always have the same digest.
+pub fn manifest_bytes(
+    artifact_type: &str,
+    config: &Part<'_>,
+    layers: &[Part<'_>],
+    annotations: BTreeMap<String, String>,
+) -> Result<Vec<u8>, String> {
     use oci_spec::image::{Descriptor, ImageManifestBuilder, MediaType};
-    let descriptor =
-        |d: &Digested| -> Result<Descriptor, OciError> {
-            let digest = oci_spec::image::Digest::try_from(format!("sha256:{}", d.digest))
-                .map_err(|e| OciError::Unpushable {
-                    image: m.id.clone(),
-                    reason: e.to_string(),
-                })?;
-            let mut desc = Descriptor::new(MediaType::from(d.blob.media_type), d.size, digest);
-            if !d.blob.annotations.is_empty() {
-                desc.set_annotations(Some(d.blob.annotations.clone().into_iter().collect()));
-            }
-            Ok(desc)
-        };
-    let (config, layers) = match blobs.split_first() {
-        Some((c, rest)) if c.blob.kind == BlobKind::Record => (c, rest),
-        _ => {
-            return Err(OciError::Unpushable {
-                image: m.id.clone(),
-                reason: "its blob list does not start with its record".to_string(),
-            })
+    let descriptor = |p: &Part<'_>| -> Result<Descriptor, String> {
+        let digest = oci_spec::image::Digest::try_from(format!("sha256:{}", p.digest))
+            .map_err(|e| e.to_string())?;
+        let mut desc = Descriptor::new(MediaType::from(p.media_type), p.size, digest);
+        if !p.annotations.is_empty() {
+            desc.set_annotations(Some(p.annotations.clone().into_iter().collect()));
         }
+        Ok(desc)
     };
-    let annotations = BTreeMap::from([
-        (ANN_IMAGE_ID.to_string(), m.id.clone()),
-        (ANN_NODE.to_string(), m.node.clone()),
-        (ANN_ARCH.to_string(), m.arch.clone()),
-        (ANN_LOCK_ID.to_string(), lock_id.to_string()),
-    ]);
     let manifest = ImageManifestBuilder::default()
         .schema_version(2u32)
         .media_type(MediaType::ImageManifest)
-        .artifact_type(MediaType::from(ARTIFACT_TYPE))
+        .artifact_type(MediaType::from(artifact_type))
         .config(descriptor(config)?)
         .layers(
             layers
@@ -321,14 +315,49 @@ pub fn image_manifest(
                 .collect::<std::collections::HashMap<_, _>>(),
         )
         .build()
-        .map_err(|e| OciError::Unpushable {
-            image: m.id.clone(),
-            reason: e.to_string(),
-        })?;
-    canonical_json(&manifest).map_err(|e| OciError::Unpushable {
+        .map_err(|e| e.to_string())?;
+    canonical_json(&manifest).map_err(|e| e.to_string())
+}
+
+/// The OCI image manifest of image `m` built with lockfile `lock_id`, from its blobs (as
+/// [`image_blobs`] lists them, digested), as canonical JSON bytes: keys sorted, so the same image
+/// always has the same manifest digest.
+pub fn image_manifest(
+    m: &ImageManifest,
+    lock_id: &str,
+    blobs: &[Digested],
+) -> Result<Vec<u8>, OciError> {
+    let unpushable = |reason: String| OciError::Unpushable {
         image: m.id.clone(),
-        reason: e.to_string(),
-    })
+        reason,
+    };
+    let part = |d: &Digested| Part {
+        media_type: d.blob.media_type,
+        digest: d.digest,
+        size: d.size,
+        annotations: d.blob.annotations.clone(),
+    };
+    let (config, layers) = match blobs.split_first() {
+        Some((c, rest)) if c.blob.kind == BlobKind::Record => (c, rest),
+        _ => {
+            return Err(unpushable(
+                "its blob list does not start with its record".into(),
+            ))
+        }
+    };
+    let annotations = BTreeMap::from([
+        (ANN_IMAGE_ID.to_string(), m.id.clone()),
+        (ANN_NODE.to_string(), m.node.clone()),
+        (ANN_ARCH.to_string(), m.arch.clone()),
+        (ANN_LOCK_ID.to_string(), lock_id.to_string()),
+    ]);
+    manifest_bytes(
+        ARTIFACT_TYPE,
+        &part(config),
+        &layers.iter().map(part).collect::<Vec<_>>(),
+        annotations,
+    )
+    .map_err(unpushable)
 }
 
 /// `value` as JSON with every object's keys sorted (oci-spec keeps annotations in hash maps,

@@ -18,6 +18,7 @@ mod verify;
 // OCI registries and layouts.
 mod export;
 mod import;
+mod mirror_push;
 mod pull;
 mod push;
 
@@ -47,6 +48,7 @@ pub use verify::{verify, VerifyOptions, VerifyReport};
 // OCI registries and layouts.
 pub use export::{export, ExportOptions, LayoutExportReport};
 pub use import::{import, ImportOptions, ImportReport};
+pub use mirror_push::{mirror_push, MirrorPushOptions, MirrorPushReport};
 pub use pull::{pull, PullOptions, PullReport};
 pub use push::{push, BlobReport, BlobStatus, NodePush, PushOptions, PushReport};
 

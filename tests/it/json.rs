@@ -135,10 +135,15 @@ fn every_command_prints_the_documented_envelope() {
                 ])
                 .ok();
             check(&docs, &r, "pull-report", &mut seen);
+            let r = ctx
+                .run(&["mirror", "push", &format!("oci+http://{repo}"), "--json"])
+                .ok();
+            check(&docs, &r, "mirror-push-report", &mut seen);
         }
         None => {
             seen.insert("push-report".to_string());
             seen.insert("pull-report".to_string());
+            seen.insert("mirror-push-report".to_string());
         }
     }
 

@@ -940,3 +940,74 @@ fn oci_layout_export_import_and_skopeo() {
     .json();
     assert_eq!(p["image_id"], id.as_str());
 }
+
+/// `mirror push oci://…` puts the store's locked artifacts in a registry; a second builder with
+/// an empty store fetches every artifact from it (each checked against the lockfile's sha256)
+/// and builds the same images; an artifact damaged in the registry is refused.
+#[test]
+fn an_oci_mirror_feeds_fetch_and_build() {
+    let Some(registry) = LocalRegistry::start() else {
+        return;
+    };
+    let ctx = built();
+    let target = format!("oci+http://{}/artifacts", registry.host());
+    let r = ctx.run(&["mirror", "push", &target, "--json"]).ok().json();
+    assert_eq!(r["kind"], "mirror-push-report");
+    let n = r["artifacts"].as_u64().unwrap();
+    assert!(n > 0, "{r}");
+    assert_eq!(
+        r["blobs_uploaded"].as_u64().unwrap(),
+        n + 1,
+        "artifacts and the lockfile: {r}"
+    );
+    let again = ctx.run(&["mirror", "push", &target, "--json"]).ok().json();
+    assert_eq!(again["blobs_uploaded"], 0);
+    assert_eq!(again["manifest_digest"], r["manifest_digest"]);
+
+    // A second builder: the same manifest and lockfile, an empty store, the registry only.
+    let b = TestContext::new();
+    std::fs::create_dir_all(b.lockfile().parent().unwrap()).unwrap();
+    std::fs::copy(ctx.lockfile(), b.lockfile()).unwrap();
+    let f = b
+        .run(&["fetch", "--mirrors-only", "--mirror", &target, "--json"])
+        .ok()
+        .json();
+    let prefix = format!("http://{}/v2/artifacts/blobs/sha256:", registry.host());
+    let arts = f["artifacts"].as_array().unwrap();
+    assert!(!arts.is_empty());
+    for a in arts {
+        assert_eq!(a["status"], "fetched", "{a}");
+        assert!(a["source"].as_str().unwrap().starts_with(&prefix), "{a}");
+    }
+    b.run(&["build", "--offline"]).ok();
+    assert_eq!(
+        current_id(&b.path().join("out"), "worker1"),
+        current_id(&ctx.path().join("out"), "worker1")
+    );
+
+    // A damaged artifact in the registry: refused by the lockfile's sha256.
+    let c = TestContext::new();
+    std::fs::create_dir_all(c.lockfile().parent().unwrap()).unwrap();
+    std::fs::copy(ctx.lockfile(), c.lockfile()).unwrap();
+    let victim = arts[0]["sha256"].as_str().unwrap();
+    let file = registry.blob_file(victim);
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes[10] ^= 1;
+    std::fs::write(&file, bytes).unwrap();
+    let r = c.run(&[
+        "fetch",
+        "--mirrors-only",
+        "--mirror",
+        &target,
+        "--retries",
+        "0",
+    ]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains(&format!(
+            "{prefix}{victim}: sha256 mismatch: expected {victim}"
+        )),
+        "{}",
+        r.stderr
+    );
+}
