@@ -212,7 +212,7 @@ mod tests {
         assert_eq!(oci.to_string(), "oci+http://127.0.0.1:5000/fleet/artifacts");
         let sha = Sha256::of(b"x");
         assert_eq!(
-            sources(url, Some(&sha), &[oci.clone()], false, true),
+            sources(url, Some(&sha), std::slice::from_ref(&oci), false, true),
             vec![Source::Http(format!(
                 "http://127.0.0.1:5000/v2/fleet/artifacts/blobs/sha256:{sha}"
             ))]
