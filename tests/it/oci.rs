@@ -29,11 +29,6 @@ impl LocalRegistry {
             return None;
         }
         let dir = tempfile::tempdir().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
         let auth = match login {
             Some((user, password)) => {
                 let htpasswd = dir.path().join("htpasswd");
@@ -52,6 +47,16 @@ impl LocalRegistry {
             }
             None => String::new(),
         };
+        Some(Self::start_in(dir, &auth))
+    }
+
+    /// Start a registry with the `auth:` section `auth` of its config, in `dir`.
+    pub fn start_in(dir: tempfile::TempDir, auth: &str) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let config = format!(
             "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n  secret: nodeforge-test\n{auth}",
             dir.path().join("storage").display()
@@ -63,7 +68,7 @@ impl LocalRegistry {
             child: None,
         };
         r.resume();
-        Some(r)
+        r
     }
 
     /// (Re)start the process on the same port and storage, and wait until it answers.
@@ -1009,5 +1014,174 @@ fn an_oci_mirror_feeds_fetch_and_build() {
         )),
         "{}",
         r.stderr
+    );
+}
+
+/// The distribution spec's bearer-token flow against a registry configured for token auth: the
+/// registry's challenge names a token service (a loopback server here, handing out a JWT signed
+/// with a key the registry trusts, only for the right user and password); push and pull get a
+/// token with their credentials and use it; wrong credentials are refused by the token service.
+#[test]
+fn bearer_token_flow() {
+    use base64::Engine as _;
+    if !crate::requires("docker-registry", "docker-registry")
+        || !crate::requires("openssl", "openssl")
+    {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (key, cert) = (dir.path().join("key.pem"), dir.path().join("cert.pem"));
+    let st = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=nodeforge-test-token",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let der = Command::new("openssl")
+        .args(["x509", "-outform", "DER", "-in"])
+        .arg(&cert)
+        .output()
+        .unwrap()
+        .stdout;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let url = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let header = serde_json::json!({"alg": "RS256", "typ": "JWT", "x5c": [b64.encode(&der)]});
+    let claims = serde_json::json!({
+        "iss": "nodeforge-test-issuer", "sub": "fleet", "aud": "nodeforge-test",
+        "exp": now + 3600, "nbf": now - 60, "iat": now - 60, "jti": "nodeforge-test",
+        "access": [{"type": "repository", "name": "kubenet", "actions": ["pull", "push"]}],
+    });
+    let input = format!(
+        "{}.{}",
+        url.encode(header.to_string()),
+        url.encode(claims.to_string())
+    );
+    std::fs::write(dir.path().join("input"), &input).unwrap();
+    let sig = Command::new("openssl")
+        .args(["dgst", "-sha256", "-sign"])
+        .arg(&key)
+        .arg(dir.path().join("input"))
+        .output()
+        .unwrap()
+        .stdout;
+    let token = format!("{input}.{}", url.encode(sig));
+
+    // The token service: a token for fleet:s3cret, 401 for anyone else.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let token_port = listener.local_addr().unwrap().port();
+    let want = format!("Basic {}", b64.encode("fleet:s3cret"));
+    let asked = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let asked_by_server = asked.clone();
+    std::thread::spawn(move || {
+        use std::io::{BufRead, Write};
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            let mut reader = std::io::BufReader::new(conn.try_clone().unwrap());
+            let mut request = String::new();
+            let mut auth = String::new();
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 0) {
+                if request.is_empty() {
+                    request = line.trim().to_string();
+                }
+                if let Some(v) = line
+                    .strip_prefix("authorization: ")
+                    .or_else(|| line.strip_prefix("Authorization: "))
+                {
+                    auth = v.trim().to_string();
+                }
+                if line == "\r\n" {
+                    break;
+                }
+                line.clear();
+            }
+            asked_by_server.lock().unwrap().push(request);
+            let (status, body) = if auth == want {
+                ("200 OK", format!("{{\"token\": \"{token}\"}}"))
+            } else {
+                ("401 Unauthorized", "{}".to_string())
+            };
+            let _ = write!(
+                conn,
+                "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    let auth = format!(
+        "auth:\n  token:\n    realm: http://127.0.0.1:{token_port}/token\n    service: nodeforge-test\n    issuer: nodeforge-test-issuer\n    rootcertbundle: {}\n",
+        cert.display()
+    );
+    let registry = LocalRegistry::start_in(dir, &auth);
+    let ctx = built();
+    let repo = registry.repo("kubenet");
+    let login = [
+        ("NODEFORGE_REGISTRY_USERNAME", "fleet"),
+        ("NODEFORGE_REGISTRY_PASSWORD", "s3cret"),
+    ];
+    reg(
+        ctx.path(),
+        &registry,
+        &["push", &repo, "--node", "worker1"],
+        &[],
+    )
+    .fails()
+    .stderr_has("its token service requires a login")
+    .stderr_has("hint: log in with");
+    reg(
+        ctx.path(),
+        &registry,
+        &["push", &repo, "--node", "worker1"],
+        &[
+            ("NODEFORGE_REGISTRY_USERNAME", "fleet"),
+            ("NODEFORGE_REGISTRY_PASSWORD", "nope"),
+        ],
+    )
+    .fails()
+    .stderr_has("its token service refused the user name or password");
+    reg(
+        ctx.path(),
+        &registry,
+        &["push", &repo, "--node", "worker1"],
+        &login,
+    )
+    .ok();
+    let requests = asked.lock().unwrap().clone();
+    assert!(
+        requests.iter().any(|r| r.contains("service=nodeforge-test")
+            && r.contains("scope=repository%3Akubenet%3Apull%2Cpush")),
+        "{requests:?}"
+    );
+    let host_tmp = fresh_host();
+    let outs = host_tmp.path().join("out").display().to_string();
+    let r = reg(
+        host_tmp.path(),
+        &registry,
+        &["--out", &outs, "pull", &format!("{repo}:worker1"), "--json"],
+        &login,
+    )
+    .ok()
+    .json();
+    assert_eq!(
+        r["image_id"],
+        current_id(&ctx.path().join("out"), "worker1").as_str()
     );
 }
