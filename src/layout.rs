@@ -12,7 +12,7 @@
 //! out/nodes/<node>/generations/<n>/           generation.json, manifest.json, image -> ../../../../images/<id>
 //! out/nodes/<node>/current                    -> generations/<n>/image   (switched atomically)
 //! out/pulls/<sha256>.partial                  a blob `pull` is downloading (kept to resume)
-//! out/pulls/<sha256>.lock                     held while one process downloads that blob
+//! out/pulls/<layer-id>.lock                   held while one process downloads that layer
 //! ```
 //!
 //! Directories are written whole in a temp directory beside their final place and renamed in, so
@@ -71,9 +71,9 @@ impl OutDir {
         self.pulls().join(format!("{hex}.partial"))
     }
 
-    /// The lock held while one process downloads the blob with sha256 `hex`.
-    pub fn pull_lock(&self, hex: &str) -> PathBuf {
-        self.pulls().join(format!("{hex}.lock"))
+    /// The lock held while one process downloads the layer with id `id`.
+    pub fn pull_lock(&self, id: &str) -> PathBuf {
+        self.pulls().join(format!("{id}.lock"))
     }
 
     /// Caches of older layouts (the whole-root images' tar prefixes), removed by gc.

@@ -87,6 +87,18 @@ pub enum RegistryError {
         code: Option<String>,
         detail: String,
     },
+    #[error("registry {registry}: the transfer of blob sha256:{digest} (repository {repository}) broke off after {have} of {size} bytes ({detail}); run the pull again to resume")]
+    Interrupted {
+        registry: String,
+        repository: String,
+        digest: String,
+        /// Bytes kept in the partial file.
+        have: u64,
+        size: u64,
+        detail: String,
+    },
+    #[error("`{0}` is not a registry address (HOST or HOST:PORT)")]
+    BadAddress(String),
     #[error("{0}")]
     Credentials(String),
     #[error(transparent)]
@@ -109,6 +121,7 @@ pub struct Registry {
     tls: bool,
     http: Client,
     creds: Option<Credentials>,
+    read_timeout: Duration,
     /// The `Authorization` header per scope set, once obtained.
     auth: Mutex<BTreeMap<String, String>>,
 }
@@ -136,9 +149,8 @@ impl Registry {
         let bare = host.rsplit_once(':').map_or(host, |(h, _)| h);
         let tls = !opts.insecure.iter().any(|i| i == host || i == bare);
         let scheme = if tls { "https" } else { "http" };
-        let base = Url::parse(&format!("{scheme}://{host}/")).map_err(|e| {
-            RegistryError::Credentials(format!("`{host}` is not a registry address: {e}"))
-        })?;
+        let base = Url::parse(&format!("{scheme}://{host}/"))
+            .map_err(|_| RegistryError::BadAddress(host.to_string()))?;
         let http = Client::builder()
             .user_agent(concat!("nodeforge/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(opts.connect_timeout)
@@ -157,6 +169,7 @@ impl Registry {
             tls,
             http,
             creds: auth::credentials_for(host).map_err(RegistryError::Credentials)?,
+            read_timeout: opts.read_timeout,
             auth: Mutex::new(BTreeMap::new()),
         })
     }
@@ -419,6 +432,9 @@ impl Registry {
             };
             self.http
                 .put(put.clone())
+                // The blocking client bounds the whole request, body included, by its timeout:
+                // a large blob gets time for its bytes at 100 kB/s, besides the usual wait.
+                .timeout(self.read_timeout + Duration::from_secs(size / 100_000))
                 .header(CONTENT_TYPE, "application/octet-stream")
                 .body(reqwest::blocking::Body::sized(
                     Counting {
@@ -586,16 +602,13 @@ impl Registry {
                     Err(e) => {
                         // Keep what arrived for the next attempt.
                         let _ = file.sync_data();
-                        return Err(RegistryError::Status {
+                        return Err(RegistryError::Interrupted {
                             registry: self.host.clone(),
                             repository: repository.to_string(),
-                            what: op.what.clone(),
-                            status: 0,
-                            code: None,
-                            detail: format!(
-                                "the transfer broke off after {} of {size} bytes ({e}); run the pull again to resume",
-                                have + transfer.received
-                            ),
+                            digest: digest.to_hex(),
+                            have: have + transfer.received,
+                            size,
+                            detail: e.to_string(),
                         });
                     }
                 };
@@ -610,15 +623,17 @@ impl Registry {
             if total > size {
                 let _ = std::fs::remove_file(partial);
             }
-            return Err(RegistryError::Status {
+            return Err(RegistryError::Interrupted {
                 registry: self.host.clone(),
                 repository: repository.to_string(),
-                what: op.what.clone(),
-                status: 0,
-                code: None,
-                detail: format!(
-                    "it sent {total} bytes of a blob its manifest says has {size}; run the pull again to resume"
-                ),
+                digest: digest.to_hex(),
+                have: total.min(size),
+                size,
+                detail: if total > size {
+                    "it sent more bytes than the manifest says the blob has".to_string()
+                } else {
+                    "the response ended early".to_string()
+                },
             });
         }
         let (actual, _) = Sha256::of_file(partial).at("cannot read", partial)?;

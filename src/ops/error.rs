@@ -251,7 +251,9 @@ fn registry_hints(e: &crate::oci::client::RegistryError) -> Vec<String> {
         R::Status { code: Some(c), .. } if c == "MANIFEST_INVALID" || c == "UNSUPPORTED" => vec![
             "the registry refused nodeforge's artifact media types: use a registry that stores OCI artifacts (OCI image-spec 1.1; distribution 2.8+, zot, Harbor 2.8+)".into(),
         ],
-        R::Status { status: 0, .. } => vec!["run the same command again: it resumes where it stopped".into()],
+        R::Interrupted { .. } => vec![
+            "run the same pull again: it resumes where it stopped (what arrived is kept in out/pulls/)".into(),
+        ],
         _ => Vec::new(),
     }
 }
