@@ -33,13 +33,13 @@ pub fn exec(ctx: &Ctx, args: PullArgs) -> Result<ExitCode, Error> {
     }
     let count = |s: BlobStatus| r.blobs.iter().filter(|b| b.status == s).count();
     say!(
-        "{}: image {} from {}/{}@{} ({} blobs downloaded, {} resumed, {} present; {} received), verified",
+        "{}: image {} from {}/{}@{} ({} downloaded, {} resumed, {} present; {} received), verified",
         r.node,
         short(&r.image_id),
         r.registry,
         r.repository,
         short(r.manifest_digest.trim_start_matches("sha256:")),
-        count(BlobStatus::Downloaded),
+        blobs(count(BlobStatus::Downloaded)),
         count(BlobStatus::Resumed),
         count(BlobStatus::Present),
         human_bytes(r.bytes_downloaded)
@@ -55,4 +55,13 @@ pub fn exec(ctx: &Ctx, args: PullArgs) -> Result<ExitCode, Error> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `1 blob`, `3 blobs`.
+pub(crate) fn blobs(n: usize) -> String {
+    if n == 1 {
+        "1 blob".to_string()
+    } else {
+        format!("{n} blobs")
+    }
 }

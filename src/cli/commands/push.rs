@@ -70,7 +70,7 @@ pub fn exec(ctx: &Ctx, args: PushArgs) -> Result<ExitCode, Error> {
     for n in &r.nodes {
         let count = |s: BlobStatus| n.blobs.iter().filter(|b| b.status == s).count();
         say!(
-            "{}: image {} (generation {}) → {}  tags {}  ({} blobs sent, {} present, {} mounted; {})",
+            "{}: image {} (generation {}) → {}  tags {}  ({} sent, {} present, {} mounted; {})",
             n.node,
             short(&n.image_id),
             n.generation,
@@ -80,18 +80,18 @@ pub fn exec(ctx: &Ctx, args: PushArgs) -> Result<ExitCode, Error> {
                 .map(|t| if t.len() == 64 { short(t) } else { t.as_str() })
                 .collect::<Vec<_>>()
                 .join(", "),
-            count(BlobStatus::Uploaded),
+            super::pull::blobs(count(BlobStatus::Uploaded)),
             count(BlobStatus::Present),
             count(BlobStatus::Mounted),
             human_bytes(n.bytes_sent)
         );
     }
     say!(
-        "pushed {} images to {}/{}: {} blobs uploaded ({}), {} already there, {} mounted",
+        "pushed {} images to {}/{}: {} uploaded ({}), {} already there, {} mounted",
         r.nodes.len(),
         r.registry,
         r.repository,
-        r.blobs_uploaded,
+        super::pull::blobs(r.blobs_uploaded),
         human_bytes(r.bytes_uploaded),
         r.blobs_present,
         r.blobs_mounted
