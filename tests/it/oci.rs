@@ -1185,3 +1185,89 @@ fn bearer_token_flow() {
         current_id(&ctx.path().join("out"), "worker1").as_str()
     );
 }
+
+/// A manifest whose blobs are all intact, but whose config layer is another node's (a registry
+/// or a person re-pointing a tag): every digest checks out, the layer does not hash to the root
+/// hash the image record pins, so the pull is refused and nothing is switched.
+#[test]
+fn a_layer_that_is_not_the_records_is_refused() {
+    let Some(registry) = LocalRegistry::start() else {
+        return;
+    };
+    let ctx = built();
+    let repo = registry.repo("kubenet");
+    let push = reg(
+        ctx.path(),
+        &registry,
+        &[
+            "push", &repo, "--node", "worker1", "--node", "worker2", "--json",
+        ],
+        &[],
+    )
+    .ok()
+    .json();
+    let config_erofs = |node: usize| {
+        push["nodes"][node]["blobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["kind"].get("erofs") == Some(&"config".into()))
+            .unwrap()
+            .clone()
+    };
+    let (ours, theirs) = (config_erofs(0), config_erofs(1));
+    let base = format!("http://{}/v2/kubenet/manifests", registry.host());
+    let client = reqwest::blocking::Client::new();
+    let mut m: serde_json::Value = serde_json::from_slice(
+        &client
+            .get(format!("{base}/worker1"))
+            .header("Accept", "application/vnd.oci.image.manifest.v1+json")
+            .send()
+            .unwrap()
+            .bytes()
+            .unwrap(),
+    )
+    .unwrap();
+    for l in m["layers"].as_array_mut().unwrap() {
+        if l["digest"] == ours["digest"] {
+            l["digest"] = theirs["digest"].clone();
+            l["size"] = theirs["size"].clone();
+        }
+    }
+    let put = client
+        .put(format!("{base}/swapped"))
+        .header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+        .body(serde_json::to_vec(&m).unwrap())
+        .send()
+        .unwrap();
+    assert!(put.status().is_success(), "{:?}", put.text());
+
+    let host_tmp = fresh_host();
+    let out = host_tmp.path().join("out");
+    let outs = out.display().to_string();
+    reg(
+        host_tmp.path(),
+        &registry,
+        &["--out", &outs, "pull", &format!("{repo}:swapped")],
+        &[],
+    )
+    .fails()
+    .stderr_has(&format!(
+        "layer {} is not what the image record pins, nothing was switched",
+        ours["layer_id"].as_str().unwrap()
+    ))
+    .stderr_has("hint: the registry's copy of the image is damaged or was replaced");
+    assert!(!out.join("nodes/worker1/current").exists());
+    assert!(!out
+        .join("layers")
+        .join(ours["layer_id"].as_str().unwrap())
+        .exists());
+    // The real tag still pulls.
+    reg(
+        host_tmp.path(),
+        &registry,
+        &["--out", &outs, "pull", &format!("{repo}:worker1")],
+        &[],
+    )
+    .ok();
+}
