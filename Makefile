@@ -37,6 +37,7 @@ demo:
 	$(BIN) fetch $(DEMO_FLAGS) --offline
 	$(BIN) build $(DEMO_FLAGS) --offline
 	$(BIN) build $(DEMO_FLAGS) --offline
+	$(BIN) plan $(DEMO_FLAGS)
 	$(BIN) show $(DEMO_FLAGS) worker1 | head -20
 	$(BIN) mirror export $(DEMO)/usb $(DEMO_FLAGS)
 

@@ -154,6 +154,39 @@ pub fn installed(
     Ok(rec.files)
 }
 
+/// What [`installed`] would give, writing nothing (for `plan`): the extraction record when the
+/// store has one, else the members hashed as they stream by, without storing them.
+pub fn installed_read_only(
+    store: &Store,
+    label: &str,
+    url: &str,
+    object: &Object,
+    sha256: &Sha256,
+    rules: &[InstallRule],
+) -> Result<Vec<Installed>, ExtractError> {
+    if rules.is_empty() {
+        return Err(ExtractError::NothingToInstall {
+            artifact: label.to_string(),
+        });
+    }
+    let key = record_key(object, rules);
+    if let Some(bytes) = store.read_record("extract", &key) {
+        if let Ok(rec) = serde_json::from_slice::<ExtractRecord>(&bytes) {
+            if rec.artifact == object.blake3 {
+                return Ok(rec.files);
+            }
+        }
+    }
+    extract_with(store, label, url, object, sha256, rules, Sink::HashOnly)
+}
+
+/// Where extracted members go: into the store, or only through a hasher.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sink {
+    Store,
+    HashOnly,
+}
+
 /// Extract the artifact again, ignoring its record, and compare: `None` when the record says
 /// what the artifact gives (or there is no record), else what differs. For `verify --rebuild`:
 /// a record naming another object for a file would put the wrong binary into every image.
@@ -219,8 +252,20 @@ fn extract_now(
     sha256: &Sha256,
     rules: &[InstallRule],
 ) -> Result<Vec<Installed>, ExtractError> {
+    extract_with(store, label, url, object, sha256, rules, Sink::Store)
+}
+
+fn extract_with(
+    store: &Store,
+    label: &str,
+    url: &str,
+    object: &Object,
+    sha256: &Sha256,
+    rules: &[InstallRule],
+    sink: Sink,
+) -> Result<Vec<Installed>, ExtractError> {
     if is_archive(url) {
-        extract_archive(store, label, object, sha256, rules)
+        extract_archive(store, label, object, sha256, rules, sink)
     } else {
         let (actual, _) = Sha256::of_file(&object.path).map_err(|e| ExtractError::Archive {
             artifact: label.to_string(),
@@ -281,6 +326,28 @@ impl<R: Read> Read for HashingReader<R> {
     }
 }
 
+/// A member's address and size, computed as it streams by: nothing is written (the returned
+/// object's path is where the store would keep it).
+fn hash_stream(r: &mut dyn Read, store: &Store) -> Result<Object, StoreError> {
+    let mut hasher = blake3::Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let size = crate::fsutil::read_chunks(r, &mut buf, StoreError::Read, |chunk, size| {
+        if size > MEMBER_LIMIT {
+            return Err(StoreError::TooLarge {
+                limit: MEMBER_LIMIT,
+            });
+        }
+        hasher.update(chunk);
+        Ok(())
+    })?;
+    let blake3 = Blake3::from_bytes(*hasher.finalize().as_bytes());
+    Ok(Object {
+        blake3,
+        size,
+        path: store.object_path(&blake3),
+    })
+}
+
 /// Refuse an installed file whose content holds a private key.
 fn refuse_keys(label: &str, member: Option<&str>, obj: &Object) -> Result<(), ExtractError> {
     let found =
@@ -303,6 +370,7 @@ fn extract_archive(
     object: &Object,
     sha256: &Sha256,
     rules: &[InstallRule],
+    sink: Sink,
 ) -> Result<Vec<Installed>, ExtractError> {
     let archive_err = |message: String| ExtractError::Archive {
         artifact: label.to_string(),
@@ -379,27 +447,29 @@ fn extract_archive(
                 target,
             });
         }
-        let obj = store
-            .put_stream_checked(
+        let stored = match sink {
+            Sink::Store => store.put_stream_checked(
                 &mut (&mut entry as &mut dyn Read),
                 MEMBER_LIMIT,
                 &mut no_keys,
-            )
-            .map_err(|source| match source {
-                StoreError::Refused(_) => ExtractError::PrivateKey {
-                    artifact: label.to_string(),
-                    member: Some(member.clone()),
-                },
-                StoreError::Read(source) => ExtractError::Member {
-                    artifact: label.to_string(),
-                    member: member.clone(),
-                    source,
-                },
-                source => ExtractError::Store {
-                    artifact: label.to_string(),
-                    source,
-                },
-            })?;
+            ),
+            Sink::HashOnly => hash_stream(&mut entry, store),
+        };
+        let obj = stored.map_err(|source| match source {
+            StoreError::Refused(_) => ExtractError::PrivateKey {
+                artifact: label.to_string(),
+                member: Some(member.clone()),
+            },
+            StoreError::Read(source) => ExtractError::Member {
+                artifact: label.to_string(),
+                member: member.clone(),
+                source,
+            },
+            source => ExtractError::Store {
+                artifact: label.to_string(),
+                source,
+            },
+        })?;
         out.push(Installed {
             target,
             member: Some(member.trim_start_matches("./").to_string()),

@@ -19,6 +19,7 @@
 //! | `generations` | per-node history, the `current` pointer, rollback targets                  |
 //! | `hash`        | typed digests (sha256, blake3), strict parsing                             |
 //! | `fsutil`      | atomic writes, temp directories committed whole, directory fsyncs          |
+//! | `skew`        | the Kubernetes version skew policy, checked on a manifest's node versions  |
 //! | `standin`     | stand-in artifacts in upstream's shapes, for the demo and tests            |
 //! | `ops`         | orchestration of the commands; the only module combining others           |
 //! | `cli`         | clap, human and `--json` output, exit codes                                |
@@ -38,6 +39,7 @@ pub mod oci;
 pub mod ops;
 pub mod render;
 pub mod secrets;
+pub mod skew;
 pub mod source;
 pub mod standin;
 pub mod store;

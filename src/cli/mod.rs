@@ -22,8 +22,8 @@ macro_rules! say {
 mod commands;
 use crate::ops::{self, Error};
 use commands::{
-    build, components, demo_mirror, diff, fetch, flatten, gc, list, lock, mirror, rollback, show,
-    verify,
+    build, components, demo_mirror, diff, fetch, flatten, gc, list, lock, mirror, plan, rollback,
+    show, verify,
 };
 use commands::{export, import, pull, push};
 
@@ -78,6 +78,9 @@ enum Command {
     /// Pin every artifact of the manifest to its URL and upstream's published sha256.
     #[command(after_help = LOCK_EXAMPLES)]
     Lock(lock::LockArgs),
+    /// What a build would change, node by node (image ids, versions), in rollout order: the
+    /// control plane first, then canary groups, groups, workers. Writes nothing.
+    Plan(plan::PlanArgs),
     /// Download every locked artifact the store lacks, verified against the lockfile.
     #[command(after_help = FETCH_EXAMPLES)]
     Fetch(fetch::FetchArgs),
@@ -172,6 +175,7 @@ Examples:
   nodeforge rollback worker1                worker1 back to its previous generation
   nodeforge rollback worker1 --to 3fa9c2    to any image it had (`nodeforge list` shows them)
   nodeforge rollback --all                  every node that has a previous generation
+  nodeforge rollback --group canary         every node of group `canary` of the manifest
   nodeforge build                           later: forward again to what the inputs build";
 
 const VERIFY_EXAMPLES: &str = "\
@@ -316,6 +320,7 @@ impl Command {
             Command::Lock(_)
                 | Command::Fetch(_)
                 | Command::Build(_)
+                | Command::Plan(_)
                 | Command::Verify(_)
                 | Command::Components(_)
                 | Command::Mirror(_)
@@ -329,6 +334,7 @@ fn run(ctx: &Ctx, command: Command) -> Result<ExitCode, Error> {
     match command {
         Command::Lock(a) => lock::exec(ctx, a),
         Command::Fetch(a) => fetch::exec(ctx, a),
+        Command::Plan(a) => plan::exec(ctx, a),
         Command::Build(a) => build::exec(ctx, a),
         Command::Show(a) => show::exec(ctx, a),
         Command::Flatten(a) => flatten::exec(ctx, a),

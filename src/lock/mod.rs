@@ -72,11 +72,15 @@ impl LockEntry {
     }
 }
 
-/// A lockfile in memory. Entries are kept sorted by (component, arch).
+/// A lockfile in memory. Entries are kept sorted by (component, arch, version): one per
+/// (component, version, arch) in use, so node groups running other versions add entries.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lockfile {
     /// The blake3 of the artifact inputs ([`inputs_hash`]) it was made from.
     pub manifest_hash: Blake3,
+    /// The control plane's kube-apiserver version the lock was made with (`[control-plane]` of
+    /// the manifest); absent from lockfiles of manifests without one (their lock-id unchanged).
+    pub kube_apiserver: Option<String>,
     pub artifacts: Vec<LockEntry>,
 }
 
@@ -130,11 +134,21 @@ fn quote(s: &str) -> String {
 
 impl Lockfile {
     pub fn new(manifest_hash: Blake3, mut artifacts: Vec<LockEntry>) -> Self {
-        artifacts.sort_by(|a, b| (&a.component, &a.arch).cmp(&(&b.component, &b.arch)));
+        artifacts.sort_by(|a, b| {
+            (&a.component, &a.arch, &a.version).cmp(&(&b.component, &b.arch, &b.version))
+        });
         Self {
             manifest_hash,
+            kube_apiserver: None,
             artifacts,
         }
+    }
+
+    /// The lock with the control plane's version recorded (or none).
+    #[must_use]
+    pub fn with_kube_apiserver(mut self, version: Option<String>) -> Self {
+        self.kube_apiserver = version;
+        self
     }
 
     /// The canonical content: everything but comments and the lock-id itself.
@@ -146,6 +160,9 @@ impl Lockfile {
             "manifest-hash = {}",
             quote(&format!("blake3:{}", self.manifest_hash))
         );
+        if let Some(v) = &self.kube_apiserver {
+            let _ = writeln!(out, "kube-apiserver = {}", quote(v));
+        }
         for a in &self.artifacts {
             out.push_str("\n[[artifact]]\n");
             let _ = writeln!(out, "component = {}", quote(a.component.as_str()));
@@ -186,10 +203,21 @@ impl Lockfile {
         )
     }
 
-    pub fn entry(&self, component: &ComponentName, arch: &Arch) -> Option<&LockEntry> {
+    /// The entry of `component` at `version` for `arch`.
+    pub fn entry(
+        &self,
+        component: &ComponentName,
+        version: &str,
+        arch: &Arch,
+    ) -> Option<&LockEntry> {
         self.artifacts
             .iter()
-            .find(|e| &e.component == component && &e.arch == arch)
+            .find(|e| &e.component == component && e.version == version && &e.arch == arch)
+    }
+
+    /// The entry `spec` is locked as (same component, version, arch), if any.
+    pub fn entry_for(&self, spec: &ArtifactSpec) -> Option<&LockEntry> {
+        self.entry(&spec.component, &spec.version, &spec.arch)
     }
 
     /// Read and check a lockfile: format version, syntax, lock-id.
@@ -262,10 +290,10 @@ impl Lockfile {
             let component =
                 ComponentName::new(e.component.get_ref()).map_err(|m| syntax(span.clone(), m))?;
             let arch = Arch::new(&e.arch).map_err(|m| syntax(span.clone(), m))?;
-            if !seen.insert((component.clone(), arch.clone())) {
+            if !seen.insert((component.clone(), e.version.clone(), arch.clone())) {
                 return Err(syntax(
                     span,
-                    format!("{component} ({arch}) is listed twice"),
+                    format!("{component} {} ({arch}) is listed twice", e.version),
                 ));
             }
             let resolution = match (e.sha256, e.unresolved) {
@@ -290,7 +318,12 @@ impl Lockfile {
                 resolution,
             });
         }
-        let lock = Lockfile::new(manifest_hash, artifacts);
+        if let Some(v) = &raw.kube_apiserver {
+            crate::manifest::check_version(v.get_ref())
+                .map_err(|m| syntax(v.span(), format!("`kube-apiserver`: {m}")))?;
+        }
+        let lock = Lockfile::new(manifest_hash, artifacts)
+            .with_kube_apiserver(raw.kube_apiserver.map(toml::Spanned::into_inner));
         let actual = lock.lock_id();
         if actual != lock_id {
             return Err(LockError::Edited {
@@ -310,6 +343,7 @@ struct RawLock {
     version: u32,
     lock_id: toml::Spanned<String>,
     manifest_hash: toml::Spanned<String>,
+    kube_apiserver: Option<toml::Spanned<String>>,
     #[serde(default)]
     artifact: Vec<RawEntry>,
 }

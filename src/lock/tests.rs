@@ -87,3 +87,47 @@ fn an_entry_is_resolved_or_unresolved_never_both() {
     let r = Lockfile::parse(&SourceFile::new(Path::new("x.lock"), text));
     assert!(matches!(r, Err(LockError::Syntax { .. })), "{r:?}");
 }
+
+#[test]
+fn several_versions_of_a_component_and_the_control_plane_round_trip() {
+    let mut newer = entry(
+        "runc",
+        "amd64",
+        Resolution::Resolved {
+            sha256: Sha256::of(b"y"),
+            size: None,
+        },
+    );
+    newer.version = "1.1.0".into();
+    let mut lock = sample();
+    lock.artifacts.push(newer);
+    let lock = Lockfile::new(lock.manifest_hash, lock.artifacts)
+        .with_kube_apiserver(Some("1.31.0".into()));
+    let text = lock.to_text();
+    assert!(text.contains("\nkube-apiserver = \"1.31.0\"\n"), "{text}");
+    let back = Lockfile::parse(&SourceFile::new(Path::new("x.lock"), text)).expect("parse");
+    assert_eq!(back, lock);
+    let runc = ComponentName::new("runc").expect("name");
+    let amd64 = Arch::new("amd64").expect("arch");
+    assert!(back.entry(&runc, "1.0.0", &amd64).is_some());
+    assert!(back.entry(&runc, "1.1.0", &amd64).is_some());
+    assert!(back.entry(&runc, "1.2.0", &amd64).is_none());
+}
+
+#[test]
+fn a_lockfile_without_a_control_plane_keeps_its_lock_id() {
+    // Written before `kube-apiserver` existed: read as it is, its lock-id unchanged.
+    let lock = sample();
+    let text = lock.to_text();
+    assert!(!text.contains("kube-apiserver"));
+    let back = Lockfile::parse(&SourceFile::new(Path::new("x.lock"), text)).expect("parse");
+    assert_eq!(back.kube_apiserver, None);
+    assert_eq!(back.lock_id(), lock.lock_id());
+    // Recording one changes the lock-id (and `lock --check` calls the lock stale).
+    assert_ne!(
+        lock.clone()
+            .with_kube_apiserver(Some("1.31.0".into()))
+            .lock_id(),
+        lock.lock_id()
+    );
+}

@@ -14,7 +14,7 @@ use serde::Serialize;
 use toml::Spanned;
 
 pub use names::{Arch, ComponentName, NodeName};
-pub use raw::url_file_name;
+pub use raw::{check_version, url_file_name};
 
 use crate::source::{self, Location, SourceFile};
 
@@ -178,6 +178,22 @@ pub struct Node {
     pub pod_cidr: Ipv4Net,
     /// Template variables: the manifest's `[vars]` overridden by the node's own `vars`.
     pub vars: BTreeMap<String, toml::Value>,
+    /// The `[groups.*]` it belongs to, if any.
+    pub group: Option<String>,
+}
+
+/// A node group (`[groups.<name>]`): nodes that run their own versions on top of the cluster's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Group {
+    pub name: String,
+    /// Its nodes, in the order the manifest lists them.
+    pub nodes: Vec<NodeName>,
+    /// The `[versions]` keys it overrides, and their values.
+    pub versions: BTreeMap<String, String>,
+    /// Rolled out first among the workers (`plan` orders it so).
+    pub canary: bool,
+    /// The cluster's components with the group's versions.
+    pub components: BTreeMap<ComponentName, Component>,
 }
 
 /// Cluster-wide network ranges.
@@ -205,6 +221,10 @@ pub struct Manifest {
     pub templates: PathBuf,
     /// Template variables for every node (`[vars]`).
     pub vars: BTreeMap<String, toml::Value>,
+    /// `[groups.*]`, by name.
+    pub groups: BTreeMap<String, Group>,
+    /// `[control-plane] kube-apiserver`, when the manifest sets it.
+    pub kube_apiserver: Option<String>,
 }
 
 impl Manifest {
@@ -226,19 +246,48 @@ impl Manifest {
         raw::validate(src, &defaults, raw, raw_defaults)
     }
 
-    /// Every artifact the cluster needs, sorted by component then architecture.
+    /// Every artifact the cluster needs: the cluster's components and every group's, for every
+    /// architecture, each (component, version, arch) once, sorted.
     pub fn artifacts(&self) -> Vec<ArtifactSpec> {
-        let mut out = Vec::new();
-        for c in self.components.values() {
-            for arch in &self.architectures {
-                // Templates were rendered for every architecture during validation.
-                if let Ok(spec) = raw::render_artifact(c, arch) {
-                    out.push(spec);
+        let mut out = BTreeSet::new();
+        let sets =
+            std::iter::once(&self.components).chain(self.groups.values().map(|g| &g.components));
+        for components in sets {
+            for c in components.values() {
+                for arch in &self.architectures {
+                    // Templates were rendered for every architecture during validation.
+                    if let Ok(spec) = raw::render_artifact(c, arch) {
+                        out.insert(spec);
+                    }
                 }
             }
         }
-        out.sort();
-        out
+        out.into_iter().collect()
+    }
+
+    /// The components a node runs: its group's versions, else the cluster's.
+    pub fn components_of(&self, node: &Node) -> &BTreeMap<ComponentName, Component> {
+        node.group
+            .as_ref()
+            .and_then(|g| self.groups.get(g))
+            .map_or(&self.components, |g| &g.components)
+    }
+
+    /// The `[versions]` a node's templates see: the cluster's, overridden by its group's.
+    pub fn versions_of(&self, node: &Node) -> BTreeMap<String, String> {
+        let mut v = self.versions.clone();
+        if let Some(g) = node.group.as_ref().and_then(|g| self.groups.get(g)) {
+            v.extend(g.versions.clone());
+        }
+        v
+    }
+
+    /// The control plane's kube-apiserver version: `[control-plane] kube-apiserver`, else the
+    /// cluster's `versions.kubernetes` (the seed's control plane runs the cluster's Kubernetes).
+    pub fn kube_apiserver(&self) -> Option<&str> {
+        self.kube_apiserver
+            .as_deref()
+            .or_else(|| self.versions.get("kubernetes").map(String::as_str))
     }
 
     /// The manifest's stem (`kubenet` for `manifests/kubenet.toml`).

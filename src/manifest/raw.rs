@@ -10,8 +10,8 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::{
-    Arch, ArtifactSpec, Component, ComponentName, InstallRule, Manifest, ManifestError, Network,
-    Node, NodeName, Role,
+    Arch, ArtifactSpec, Component, ComponentName, Group, InstallRule, Manifest, ManifestError,
+    Network, Node, NodeName, Role,
 };
 use crate::source::SourceFile;
 
@@ -28,6 +28,27 @@ pub struct RawManifest {
     #[serde(default)]
     vars: BTreeMap<String, toml::Value>,
     nodes: Spanned<Vec<Spanned<RawNode>>>,
+    #[serde(default)]
+    groups: BTreeMap<Spanned<String>, Spanned<RawGroup>>,
+    control_plane: Option<RawControlPlane>,
+}
+
+/// `[groups.<name>]`: nodes that run their own versions on top of the cluster's.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawGroup {
+    nodes: Spanned<Vec<Spanned<String>>>,
+    #[serde(default)]
+    versions: BTreeMap<Spanned<String>, Spanned<String>>,
+    #[serde(default)]
+    canary: bool,
+}
+
+/// `[control-plane]`: what the control plane runs that nodeforge does not build.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawControlPlane {
+    kube_apiserver: Spanned<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -337,6 +358,23 @@ pub(super) fn validate(
         &raw.nodes,
     )?;
     let templates = templates(&ctx, &raw.image)?;
+    let (groups, nodes) = groups(
+        &ctx,
+        &raw.groups,
+        &versions,
+        &components,
+        &architectures,
+        nodes,
+    )?;
+    let kube_apiserver = match &raw.control_plane {
+        Some(cp) => {
+            check_version(cp.kube_apiserver.get_ref()).map_err(|e| {
+                ctx.err(cp.kube_apiserver.span(), "control-plane.kube-apiserver", e)
+            })?;
+            Some(cp.kube_apiserver.get_ref().clone())
+        }
+        None => None,
+    };
     Ok(Manifest {
         path: src.path.clone(),
         templates,
@@ -348,7 +386,113 @@ pub(super) fn validate(
         versions,
         components,
         nodes,
+        groups,
+        kube_apiserver,
     })
+}
+
+/// The groups by name, and the nodes with their group set.
+type GroupsAndNodes = (BTreeMap<String, Group>, BTreeMap<NodeName, Node>);
+
+/// `[groups.*]`: each names nodes of the manifest (each node in at most one group) and
+/// overrides `[versions]` keys the cluster sets; its components are the cluster's with those
+/// versions, their URLs rendered for every architecture.
+fn groups(
+    ctx: &Ctx<'_>,
+    raw: &BTreeMap<Spanned<String>, Spanned<RawGroup>>,
+    versions: &BTreeMap<String, String>,
+    components: &BTreeMap<ComponentName, Component>,
+    architectures: &[Arch],
+    mut nodes: BTreeMap<NodeName, Node>,
+) -> Result<GroupsAndNodes, ManifestError> {
+    let mut groups = BTreeMap::new();
+    for (gname, g) in raw {
+        let key = format!("groups.{}", gname.get_ref());
+        NodeName::new(gname.get_ref())
+            .map_err(|e| ctx.err(gname.span(), &key, e.replace("node name", "group name")))?;
+        let g = g.get_ref();
+        if g.nodes.get_ref().is_empty() {
+            return Err(ctx.err(
+                g.nodes.span(),
+                format!("{key}.nodes"),
+                format!("group `{}` lists no nodes", gname.get_ref()),
+            ));
+        }
+        let mut members = Vec::new();
+        for n in g.nodes.get_ref() {
+            let nkey = format!("{key}.nodes");
+            let node = NodeName::new(n.get_ref())
+                .ok()
+                .and_then(|name| nodes.get_mut(&name))
+                .ok_or_else(|| {
+                    ctx.err(
+                        n.span(),
+                        &nkey,
+                        format!(
+                            "group `{}` names `{}`, which is not a node of the manifest",
+                            gname.get_ref(),
+                            n.get_ref()
+                        ),
+                    )
+                })?;
+            if let Some(other) = &node.group {
+                let msg = if other == gname.get_ref() {
+                    format!("`{}` is listed twice in group `{other}`", node.name)
+                } else {
+                    format!(
+                        "`{}` is already in group `{other}`: a node belongs to at most one group",
+                        node.name
+                    )
+                };
+                return Err(ctx.err(n.span(), &nkey, msg));
+            }
+            node.group = Some(gname.get_ref().clone());
+            members.push(node.name.clone());
+        }
+        let mut overrides = BTreeMap::new();
+        for (k, v) in &g.versions {
+            let vkey = format!("{key}.versions.{}", k.get_ref());
+            if !versions.contains_key(k.get_ref()) {
+                return Err(ctx.err(
+                    k.span(),
+                    &vkey,
+                    format!(
+                        "`{}` is not a key of [versions] (keys: {}): a group overrides the cluster's versions",
+                        k.get_ref(),
+                        versions.keys().cloned().collect::<Vec<_>>().join(", ")
+                    ),
+                ));
+            }
+            check_version(v.get_ref()).map_err(|e| ctx.err(v.span(), &vkey, e))?;
+            overrides.insert(k.get_ref().clone(), (v.get_ref().clone(), v.span()));
+        }
+        let mut comps = components.clone();
+        for c in comps.values_mut() {
+            if let Some((v, span)) = overrides.get(&c.version_key) {
+                c.version = v.clone();
+                for arch in architectures {
+                    render_artifact(c, arch).map_err(|(field, e)| {
+                        ctx.err(
+                            span.clone(),
+                            format!("{key}.versions.{}", c.version_key),
+                            format!("component `{}` {field} for {arch}: {e}", c.name),
+                        )
+                    })?;
+                }
+            }
+        }
+        groups.insert(
+            gname.get_ref().clone(),
+            Group {
+                name: gname.get_ref().clone(),
+                nodes: members,
+                versions: overrides.into_iter().map(|(k, (v, _))| (k, v)).collect(),
+                canary: g.canary,
+                components: comps,
+            },
+        );
+    }
+    Ok((groups, nodes))
 }
 
 /// `[cluster]`: the name, the domain and the architectures (each listed once).
@@ -646,6 +790,7 @@ fn node(
         ip,
         pod_cidr: node_cidr,
         vars: node_vars,
+        group: None,
     })
 }
 

@@ -116,3 +116,41 @@ fn no_input_panics() {
         assert!(load(text).is_err(), "{text:?} accepted");
     }
 }
+
+#[test]
+fn a_group_overrides_versions_for_its_nodes_only() {
+    let text = format!(
+        "{}\n[groups.canary]\ncanary = true\nnodes = [\"worker0\"]\nversions = {{ kubernetes = \"1.31.1\", containerd = \"1.7.21\" }}\n",
+        default_text()
+    );
+    let m = load(&text).expect("valid");
+    let node = |n: &str| &m.nodes[&NodeName::new(n).expect("name")];
+    let kubelet = ComponentName::new("kubelet").expect("name");
+    assert_eq!(m.components_of(node("worker0"))[&kubelet].version, "1.31.1");
+    assert_eq!(m.components_of(node("worker1"))[&kubelet].version, "1.31.0");
+    assert_eq!(m.versions_of(node("worker0"))["containerd"], "1.7.21");
+    assert_eq!(m.versions_of(node("worker0"))["runc"], "1.1.13");
+    assert_eq!(node("worker0").group.as_deref(), Some("canary"));
+    assert_eq!(node("worker1").group, None);
+    // Every version in use is an artifact, once.
+    let labels: Vec<String> = m
+        .artifacts()
+        .iter()
+        .map(|a| format!("{} {}", a.component, a.version))
+        .collect();
+    assert_eq!(
+        labels,
+        [
+            "cni-plugins 1.5.1",
+            "containerd 1.7.20",
+            "containerd 1.7.21",
+            "crictl 1.31.1",
+            "kube-proxy 1.31.0",
+            "kube-proxy 1.31.1",
+            "kubelet 1.31.0",
+            "kubelet 1.31.1",
+            "runc 1.1.13"
+        ]
+    );
+    assert_eq!(m.kube_apiserver(), Some("1.31.0"));
+}

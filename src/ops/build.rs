@@ -39,6 +39,8 @@ pub struct BuildOptions {
     pub allow_outside_templates: bool,
     /// `--locked`: refuse to complete the lockfile (resolve missing or unresolved entries).
     pub locked: bool,
+    /// Build a manifest that breaks the version skew policy (warned about instead).
+    pub allow_skew: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -103,9 +105,29 @@ impl BuildReport {
     }
 }
 
-/// The binaries of one architecture: entries with provenance, shared by every node of that arch.
+/// The binaries of one architecture and version set: entries with provenance, shared by every
+/// node of that arch and group (nodes outside groups share the cluster's).
 struct BinarySet {
     entries: Vec<(Entry, Provenance)>,
+}
+
+/// Whether rendering images may write to the store (build), or writes nothing (plan: files are
+/// hashed, not stored; extraction records are read, or members hashed as they stream by).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Writes {
+    Store,
+    Nothing,
+}
+
+/// The address and size of `bytes`, stored when `writes` allows.
+fn put(store: &Store, bytes: &[u8], writes: Writes) -> Result<(u64, crate::hash::Blake3), Error> {
+    match writes {
+        Writes::Store => {
+            let o = store.put_bytes(bytes)?;
+            Ok((o.size, o.blake3))
+        }
+        Writes::Nothing => Ok((bytes.len() as u64, crate::hash::Blake3::of(bytes))),
+    }
 }
 
 fn select_nodes<'m>(manifest: &'m Manifest, names: &[String]) -> Result<Vec<&'m Node>, Error> {
@@ -133,19 +155,17 @@ fn select_nodes<'m>(manifest: &'m Manifest, names: &[String]) -> Result<Vec<&'m 
     Ok(out)
 }
 
-/// Extract (once) what every component installs for `arch`.
+/// Extract (once) what every component of `set` (the cluster's or a group's) installs for `arch`.
 fn binaries_for(
     store: &Store,
     checked: &super::LockCheck,
+    set: &BTreeMap<crate::manifest::ComponentName, crate::manifest::Component>,
     arch: &Arch,
     jobs: usize,
+    writes: Writes,
 ) -> Result<BinarySet, Error> {
     let manifest = &checked.manifest;
-    let components: Vec<_> = manifest
-        .components
-        .values()
-        .filter(|c| !c.install.is_empty())
-        .collect();
+    let components: Vec<_> = set.values().filter(|c| !c.install.is_empty()).collect();
     // What artifacts install goes to the payload layer, which holds only /usr and /opt.
     for c in &components {
         for rule in &c.install {
@@ -165,13 +185,36 @@ fn binaries_for(
         &components,
         jobs,
         |c| -> Result<Vec<(Entry, Provenance)>, Error> {
-            let entry = checked.lock.entry(&c.name, arch).ok_or_else(|| {
-                Error::Usage(format!("{} ({arch}) is not in the lockfile", c.name))
-            })?;
-            let sha = entry.sha256().ok_or_else(|| Error::Unresolved {
-                label: entry.label(),
-                component: c.name.to_string(),
-            })?;
+            let missing = |message: String| Error::NotInStore {
+                missing: vec![ArtifactFailure {
+                    label: format!("{} {} ({arch})", c.name, c.version),
+                    component: c.name.to_string(),
+                    url: String::new(),
+                    cause: FailureCause::NotInStore,
+                    message,
+                }],
+            };
+            let Some(entry) = checked.lock.entry(&c.name, &c.version, arch) else {
+                let message = format!("{} {} ({arch}) is not in the lockfile", c.name, c.version);
+                return Err(match writes {
+                    // plan: named among what a build would have to lock first.
+                    Writes::Nothing => missing(format!("{message}: lock it")),
+                    Writes::Store => Error::Usage(message),
+                });
+            };
+            let Some(sha) = entry.sha256() else {
+                return Err(match writes {
+                    Writes::Nothing => missing(format!(
+                        "{} is unresolved: `nodeforge lock --update {}`",
+                        entry.label(),
+                        c.name
+                    )),
+                    Writes::Store => Error::Unresolved {
+                        label: entry.label(),
+                        component: c.name.to_string(),
+                    },
+                });
+            };
             let object = store.lookup_sha256(&sha).ok_or_else(|| Error::NotInStore {
                 missing: vec![ArtifactFailure {
                     label: entry.label(),
@@ -181,8 +224,13 @@ fn binaries_for(
                     message: format!("{} is not in the store", entry.label()),
                 }],
             })?;
-            let files: Vec<Installed> =
-                extract::installed(store, &entry.label(), &entry.url, &object, &sha, &c.install)?;
+            let (label, url) = (entry.label(), &entry.url);
+            let files: Vec<Installed> = match writes {
+                Writes::Store => extract::installed(store, &label, url, &object, &sha, &c.install)?,
+                Writes::Nothing => {
+                    extract::installed_read_only(store, &label, url, &object, &sha, &c.install)?
+                }
+            };
             Ok(files
                 .into_iter()
                 .map(|f| {
@@ -203,12 +251,24 @@ fn binaries_for(
     );
     let mut list = EntryList::new();
     let mut entries = Vec::new();
+    // plan names every artifact it lacks, not only the first.
+    let mut lacking = Vec::new();
     for r in results {
-        for (e, p) in r? {
+        let r = match r {
+            Err(Error::NotInStore { missing }) if writes == Writes::Nothing => {
+                lacking.extend(missing);
+                continue;
+            }
+            r => r?,
+        };
+        for (e, p) in r {
             list.add(e.clone(), p.clone())
                 .map_err(|e| Error::Image(Box::new(e)))?;
             entries.push((e, p));
         }
+    }
+    if !lacking.is_empty() {
+        return Err(Error::NotInStore { missing: lacking });
     }
     Ok(BinarySet { entries })
 }
@@ -221,6 +281,7 @@ fn node_image(
     manifest: &Manifest,
     node: &Node,
     bins: &BinarySet,
+    writes: Writes,
 ) -> Result<ImageManifest, Error> {
     let image_err = |e| Error::Image(Box::new(e));
     let mut list = EntryList::new();
@@ -228,18 +289,22 @@ fn node_image(
         list.add(e.clone(), p.clone()).map_err(image_err)?;
     }
     for role in ROLES {
-        let obj = store.put_bytes(role.release_file(node.arch.as_str()).as_bytes())?;
+        let (size, blake3) = put(
+            store,
+            role.release_file(node.arch.as_str()).as_bytes(),
+            writes,
+        )?;
         list.add(
-            Entry::file(&role.release_path(), 0o644, obj.size, obj.blake3),
+            Entry::file(&role.release_path(), 0o644, size, blake3),
             Provenance::Release { role },
         )
         .map_err(image_err)?;
     }
     let rendered = templates.render_node(manifest, node)?;
     for r in &rendered {
-        let obj = store.put_bytes(&r.bytes)?;
+        let (size, blake3) = put(store, &r.bytes, writes)?;
         list.add(
-            Entry::file(&r.path, r.mode, obj.size, obj.blake3),
+            Entry::file(&r.path, r.mode, size, blake3),
             Provenance::Template {
                 template: r.template.clone(),
             },
@@ -270,18 +335,60 @@ pub(crate) fn render_images(
     jobs: usize,
     allow_outside_templates: bool,
 ) -> Result<(Vec<ImageManifest>, Vec<String>), Error> {
+    let (images, warnings) = render_each(
+        store,
+        checked,
+        nodes,
+        jobs,
+        allow_outside_templates,
+        Writes::Store,
+    )?;
+    Ok((images.into_iter().collect::<Result<_, _>>()?, warnings))
+}
+
+/// One node's entry list, or why it cannot be made.
+pub(crate) type NodeImage = Result<ImageManifest, Error>;
+
+/// [`render_images`], one result per node: with [`Writes::Nothing`] (plan) a node whose
+/// artifacts the store lacks gets `Error::NotInStore` naming them while the others render.
+pub(crate) fn render_each(
+    store: &Store,
+    checked: &super::LockCheck,
+    nodes: &[&Node],
+    jobs: usize,
+    allow_outside_templates: bool,
+    writes: Writes,
+) -> Result<(Vec<NodeImage>, Vec<String>), Error> {
     let manifest = &checked.manifest;
-    let arches: BTreeSet<&Arch> = nodes.iter().map(|n| &n.arch).collect();
     let templates = TemplateSet::load(&templates_root(manifest, allow_outside_templates)?)?;
     let warnings = unread_vars_warnings(&templates, manifest, nodes);
-    let mut bins: BTreeMap<&Arch, BinarySet> = BTreeMap::new();
-    for arch in arches {
-        bins.insert(arch, binaries_for(store, checked, arch, jobs)?);
+    // One binary set per (architecture, group): nodes outside groups share the cluster's.
+    let keys: BTreeSet<(&Arch, Option<&String>)> =
+        nodes.iter().map(|n| (&n.arch, n.group.as_ref())).collect();
+    // plan: a set whose artifacts the store lacks names them for each of its nodes.
+    type Bins<'a> =
+        BTreeMap<(&'a Arch, Option<&'a String>), Result<BinarySet, Vec<ArtifactFailure>>>;
+    let mut bins: Bins = BTreeMap::new();
+    for (arch, group) in keys {
+        let set = group
+            .and_then(|g| manifest.groups.get(g))
+            .map_or(&manifest.components, |g| &g.components);
+        let b = match binaries_for(store, checked, set, arch, jobs, writes) {
+            Ok(b) => Ok(b),
+            Err(Error::NotInStore { missing }) if writes == Writes::Nothing => Err(missing),
+            Err(e) => return Err(e),
+        };
+        bins.insert((arch, group), b);
     }
     let images = parallel_map(nodes, jobs.max(2), |n| {
-        node_image(store, &templates, manifest, n, &bins[&n.arch])
+        match &bins[&(&n.arch, n.group.as_ref())] {
+            Ok(b) => node_image(store, &templates, manifest, n, b, writes),
+            Err(missing) => Err(Error::NotInStore {
+                missing: missing.clone(),
+            }),
+        }
     });
-    Ok((images.into_iter().collect::<Result<_, _>>()?, warnings))
+    Ok((images, warnings))
 }
 
 /// A warning for each `vars` key no template reads (a typo falls back to the default
@@ -381,6 +488,12 @@ pub(crate) fn render_all(
 
 pub fn build(opts: &BuildOptions) -> Result<BuildReport, Error> {
     let started = Instant::now();
+    // The skew policy first, against the lockfile as it is (before it is completed).
+    let skew_warnings = super::plan::check_skew(
+        &Manifest::load(&opts.manifest)?,
+        crate::lock::Lockfile::load(&opts.lockfile).ok().as_ref(),
+        opts.allow_skew,
+    )?;
     let (checked, completion) = complete_lock(
         &opts.manifest,
         &opts.lockfile,
@@ -426,7 +539,8 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, Error> {
         opts.jobs,
         opts.allow_outside_templates,
     )?;
-    let mut warnings = fetch_warnings;
+    let mut warnings = skew_warnings;
+    warnings.extend(fetch_warnings);
     warnings.extend(render_warnings);
 
     // Shared layers first (each payload once, whoever needs it), then every node's own.

@@ -117,6 +117,11 @@ pub enum Error {
         layer: String,
         fails: Vec<String>,
     },
+    /// The manifest breaks the Kubernetes version skew policy (`--allow-skew` overrides).
+    #[error("{}", violations.iter().map(|v| v.message.as_str()).collect::<Vec<_>>().join("; "))]
+    Skew {
+        violations: Vec<crate::skew::Violation>,
+    },
     #[error("{0}")]
     Usage(String),
     /// An internal invariant failed: a bug in nodeforge, not a problem with its inputs.
@@ -196,6 +201,19 @@ impl Error {
         let list = match self {
             Error::Fetch { failures } => failures,
             Error::NotInStore { missing } => missing,
+            // One line per broken rule, each with what to do.
+            Error::Skew { violations } => {
+                return violations
+                    .iter()
+                    .map(|v| Problem {
+                        message: format!("version skew: {}", v.message),
+                        hints: vec![
+                            v.hint.clone(),
+                            "or pass --allow-skew to go ahead anyway (the skew is then printed as a warning)".into(),
+                        ],
+                    })
+                    .collect()
+            }
             // One line per artifact lock could not resolve, each with the hint.
             Error::Resolve { failures } => {
                 return failures

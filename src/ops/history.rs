@@ -205,9 +205,46 @@ pub fn rollback(
 /// Switch every node that has a previous generation to it (all targets found first); the nodes
 /// that have none are named, and stay where they are. An error only when no node can go back.
 pub fn rollback_all(manifest: &Path, out: &Path) -> Result<RollbackAll, Error> {
+    rollback_among(manifest, out, generations::nodes(out))
+}
+
+/// `rollback --group G`: [`rollback_all`] restricted to the nodes of group `G` of the manifest.
+pub fn rollback_group(manifest: &Path, out: &Path, group: &str) -> Result<RollbackAll, Error> {
+    let m = crate::manifest::Manifest::load(manifest)?;
+    let Some(g) = m.groups.get(group) else {
+        let known: Vec<String> = m.groups.keys().cloned().collect();
+        return Err(Error::Usage(format!(
+            "`{group}` is not a group of {}{}",
+            manifest.display(),
+            if known.is_empty() {
+                " (it declares none)".to_string()
+            } else {
+                format!(
+                    " (groups: {}){}",
+                    known.join(", "),
+                    super::nodes::suggest(group, &known)
+                        .map(|s| format!("; did you mean {s}?"))
+                        .unwrap_or_default()
+                )
+            }
+        )));
+    };
+    rollback_among(
+        manifest,
+        out,
+        g.nodes.iter().map(ToString::to_string).collect(),
+    )
+}
+
+/// Roll back each of `candidates` that has a previous generation; name the others.
+fn rollback_among(
+    manifest: &Path,
+    out: &Path,
+    candidates: Vec<String>,
+) -> Result<RollbackAll, Error> {
     let mut nodes = Vec::new();
     let mut skipped = Vec::new();
-    for node in generations::nodes(out) {
+    for node in candidates {
         match generations::target(out, &node, None) {
             Ok(_) => nodes.push(node),
             Err(
@@ -313,7 +350,7 @@ fn describe(e: &crate::image::Entry) -> String {
     }
 }
 
-fn versions(m: &ImageManifest) -> BTreeMap<String, BTreeSet<String>> {
+pub(crate) fn versions(m: &ImageManifest) -> BTreeMap<String, BTreeSet<String>> {
     let mut v: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for p in m.provenance.values() {
         if let Provenance::Artifact {

@@ -26,6 +26,8 @@ pub struct LockOptions {
     pub allow_unresolved: bool,
     pub fetch: FetchConfig,
     pub jobs: usize,
+    /// Lock a manifest that breaks the version skew policy (warned about instead).
+    pub allow_skew: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -63,6 +65,10 @@ pub struct LockReport {
     pub written: bool,
     pub entries: Vec<LockedEntry>,
     pub warnings: Vec<String>,
+    /// The control plane's kube-apiserver version the lock records (`[control-plane]`), and the
+    /// one it recorded before, when that differs.
+    pub kube_apiserver: Option<String>,
+    pub previous_kube_apiserver: Option<String>,
 }
 
 /// The result of `lock --check` (and of the check `fetch` and `build` start with).
@@ -87,7 +93,7 @@ pub fn check_lock(
     let manifest = Manifest::load(manifest)?;
     let lock = Lockfile::load(lockfile)?;
     let specs = manifest.artifacts();
-    let changes = staleness(&lock, &specs);
+    let changes = staleness(&lock, &specs, manifest.kube_apiserver.as_deref());
     if !changes.is_empty() {
         return Err(Error::Stale {
             lockfile: lockfile.to_path_buf(),
@@ -166,19 +172,39 @@ pub fn lock(opts: &LockOptions) -> Result<LockReport, Error> {
         }
         Err(e) => return Err(e.into()),
     };
+    // The skew policy, the control plane's step measured from the version last locked.
+    warnings.extend(super::plan::check_skew(
+        &manifest,
+        existing.as_ref(),
+        opts.allow_skew,
+    )?);
 
     // Which specs need resolving, and which entries stay as they are.
     let mut kept = Vec::new();
     let mut todo = Vec::new();
     for spec in &specs {
-        let old = existing
-            .as_ref()
-            .and_then(|l| l.entry(&spec.component, &spec.arch));
-        match old {
+        let exact = existing.as_ref().and_then(|l| l.entry_for(spec));
+        match exact {
             Some(e) if e.matches(spec) && !update.contains(spec.component.as_str()) => {
                 kept.push(e.clone())
             }
-            _ => todo.push((spec.clone(), old.cloned())),
+            Some(e) => todo.push((spec.clone(), Some(e.clone()))),
+            // A new version: the entry it replaces is the one of its (component, arch) that no
+            // spec wants any more (none when a group adds a version beside the cluster's).
+            None => {
+                let replaced = existing.as_ref().and_then(|l| {
+                    l.artifacts.iter().find(|e| {
+                        e.component == spec.component
+                            && e.arch == spec.arch
+                            && !specs.iter().any(|s| {
+                                s.component == e.component
+                                    && s.arch == e.arch
+                                    && s.version == e.version
+                            })
+                    })
+                });
+                todo.push((spec.clone(), replaced.cloned()));
+            }
         }
     }
 
@@ -279,9 +305,12 @@ pub fn lock(opts: &LockOptions) -> Result<LockReport, Error> {
             ));
         }
     }
-    report.sort_by(|a, b| (&a.component, &a.arch).cmp(&(&b.component, &b.arch)));
+    report.sort_by(|a, b| {
+        (&a.component, &a.arch, &a.version).cmp(&(&b.component, &b.arch, &b.version))
+    });
 
-    let lockfile = Lockfile::new(inputs_hash(&specs), entries);
+    let lockfile = Lockfile::new(inputs_hash(&specs), entries)
+        .with_kube_apiserver(manifest.kube_apiserver.clone());
     let text = lockfile.to_text();
     let current = std::fs::read(&opts.lockfile).ok();
     let written = current.as_deref() != Some(text.as_bytes());
@@ -294,6 +323,11 @@ pub fn lock(opts: &LockOptions) -> Result<LockReport, Error> {
         written,
         entries: report,
         warnings,
+        previous_kube_apiserver: existing
+            .as_ref()
+            .and_then(|l| l.kube_apiserver.clone())
+            .filter(|prev| Some(prev) != manifest.kube_apiserver.as_ref()),
+        kube_apiserver: manifest.kube_apiserver,
     })
 }
 
@@ -333,11 +367,15 @@ pub(crate) fn complete_lock(
     let m = Manifest::load(manifest)?;
     let lock = Lockfile::load(lockfile)?;
     let specs = m.artifacts();
-    let changes = staleness(&lock, &specs);
-    // Only additions can be completed; any other change is the user's to make with `lock`.
-    let only_added = changes
-        .iter()
-        .all(|c| matches!(c, crate::lock::Change::Added { .. }));
+    let changes = staleness(&lock, &specs, m.kube_apiserver.as_deref());
+    // Only additions (and the control plane's version, which pins nothing) can be completed;
+    // any other change is the user's to make with `lock`.
+    let only_added = changes.iter().all(|c| {
+        matches!(
+            c,
+            crate::lock::Change::Added { .. } | crate::lock::Change::ControlPlane { .. }
+        )
+    });
     if !only_added {
         return Err(Error::Stale {
             lockfile: lockfile.to_path_buf(),
@@ -346,12 +384,14 @@ pub(crate) fn complete_lock(
     }
     let todo: Vec<&ArtifactSpec> = specs
         .iter()
-        .filter(|s| {
-            lock.entry(&s.component, &s.arch)
-                .is_none_or(|e| e.sha256().is_none())
-        })
+        .filter(|s| lock.entry_for(s).is_none_or(|e| e.sha256().is_none()))
         .collect();
-    if todo.is_empty() {
+    let control_plane: Vec<String> = changes
+        .iter()
+        .filter(|c| matches!(c, crate::lock::Change::ControlPlane { .. }))
+        .map(|c| format!("{c} is not recorded"))
+        .collect();
+    if todo.is_empty() && control_plane.is_empty() {
         return Ok((check_lock(manifest, lockfile)?, LockCompletion::default()));
     }
     let label = |s: &ArtifactSpec| format!("{} {} ({})", s.component, s.version, s.arch);
@@ -360,10 +400,11 @@ pub(crate) fn complete_lock(
             lockfile: lockfile.to_path_buf(),
             needs: todo
                 .iter()
-                .map(|s| match lock.entry(&s.component, &s.arch) {
+                .map(|s| match lock.entry_for(s) {
                     Some(_) => format!("{} is unresolved", label(s)),
                     None => format!("{} is not locked yet", label(s)),
                 })
+                .chain(control_plane)
                 .collect(),
             components: todo
                 .iter()
@@ -379,9 +420,9 @@ pub(crate) fn complete_lock(
     let mut completion = LockCompletion::default();
     let mut failures = Vec::new();
     for (spec, result) in todo.iter().zip(results) {
-        let existing = entries
-            .iter()
-            .position(|e| e.component == spec.component && e.arch == spec.arch);
+        let existing = entries.iter().position(|e| {
+            e.component == spec.component && e.version == spec.version && e.arch == spec.arch
+        });
         match (result, existing) {
             (Ok((sha256, size)), at) => {
                 let entry = LockEntry {
@@ -407,7 +448,8 @@ pub(crate) fn complete_lock(
         return Err(Error::Resolve { failures });
     }
     if !completion.resolved.is_empty() || !changes.is_empty() {
-        let new = Lockfile::new(inputs_hash(&specs), entries);
+        let new = Lockfile::new(inputs_hash(&specs), entries)
+            .with_kube_apiserver(m.kube_apiserver.clone());
         fsutil::write_atomic(lockfile, new.to_text().as_bytes(), 0o644)?;
         completion.written = Some(lockfile.to_path_buf());
     }

@@ -14,6 +14,7 @@ mod lock;
 mod materialize;
 mod mirror;
 mod nodes;
+mod plan;
 mod verify;
 // OCI registries and layouts.
 mod export;
@@ -35,8 +36,8 @@ pub use fetch::{
 pub use flatten::{flatten, FlattenReport};
 pub use gc::{gc, GcOptions, GcReport, KeptBy, KeptCount, KeptGeneration, KeptReasons};
 pub use history::{
-    diff, list, resolve_image, rollback, rollback_all, DiffReport, NodeHistory, Rollback,
-    RollbackAll, Skipped,
+    diff, list, resolve_image, rollback, rollback_all, rollback_group, DiffReport, NodeHistory,
+    Rollback, RollbackAll, Skipped,
 };
 pub use lock::{
     check_lock, lock, EntryStatus, LockCheck, LockOptions, LockReport, LockedEntry, ResolveError,
@@ -44,6 +45,7 @@ pub use lock::{
 pub use materialize::{find_image, FlatFormat};
 pub use mirror::{export_mirror, ExportReport};
 pub use nodes::suggest;
+pub use plan::{plan, NodeChange, PlanOptions, PlanReport, PlanStep, StepKind, VersionMove};
 pub use verify::{verify, VerifyOptions, VerifyReport};
 // OCI registries and layouts.
 pub use export::{export, ExportOptions, LayoutExportReport};

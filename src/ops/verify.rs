@@ -570,14 +570,19 @@ fn check_outputs(
 /// Every extraction record against the artifact extracted again.
 fn check_extraction(store: &Store, c: &LockCheck, jobs: usize, r: &mut VerifyReport) {
     let mut work = Vec::new();
-    for comp in c
-        .manifest
-        .components
-        .values()
+    // The cluster's components and every group's: each (component, version, arch) once.
+    let sets = std::iter::once(&c.manifest.components)
+        .chain(c.manifest.groups.values().map(|g| &g.components));
+    let mut seen = std::collections::BTreeSet::new();
+    for comp in sets
+        .flat_map(|s| s.values())
         .filter(|c| !c.install.is_empty())
     {
         for arch in &c.manifest.architectures {
-            if let Some(e) = c.lock.entry(&comp.name, arch) {
+            if !seen.insert((comp.name.clone(), comp.version.clone(), arch.clone())) {
+                continue;
+            }
+            if let Some(e) = c.lock.entry(&comp.name, &comp.version, arch) {
                 if let Some(sha) = e.sha256() {
                     if let Some(o) = store.lookup_sha256(&sha) {
                         work.push((e.label(), e.url.clone(), o, sha, comp.install.clone()));

@@ -376,11 +376,8 @@ impl TemplateSet {
 
 /// The variables a template sees.
 fn context(manifest: &Manifest, node: &Node) -> minijinja::Value {
-    let versions: BTreeMap<&str, &str> = manifest
-        .versions
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
+    // The node's group overrides the cluster's versions.
+    let versions: BTreeMap<String, String> = manifest.versions_of(node);
     minijinja::context! {
         node => minijinja::context! {
             name => node.name.as_str(),

@@ -82,6 +82,7 @@ fn every_command_prints_the_documented_envelope() {
         (vec!["verify"], "verify-report"),
         (vec!["mirror", "export", &export], "mirror-export-report"),
         (vec!["components"], "components-report"),
+        (vec!["plan"], "plan-report"),
         (vec!["rollback", "worker1"], "rollback-report"),
         (vec!["rollback", "--all"], "rollback-report"),
     ];

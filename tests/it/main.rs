@@ -23,6 +23,7 @@ mod lock;
 mod manifest_errors;
 mod oci;
 mod operator;
+mod rollout;
 mod server;
 mod systemd_vm;
 mod vm;

@@ -38,12 +38,12 @@ fn missing_field() {
 
 #[test]
 fn duplicate_node_name() {
-    bad("name = \"worker1\"", "name = \"worker0\"", &["kubenet.toml:51:8: `nodes.name`: duplicate node name `worker0` (first declared on line 46)"]);
+    bad("name = \"worker1\"", "name = \"worker0\"", &["kubenet.toml:57:8: `nodes.name`: duplicate node name `worker0` (first declared on line 52)"]);
 }
 
 #[test]
 fn duplicate_vmid() {
-    bad("vmid = 6", "vmid = 5", &["kubenet.toml:57:8: `nodes.vmid`: vmid 5 of `worker2` is already used by `worker1` (line 52)"]);
+    bad("vmid = 6", "vmid = 5", &["kubenet.toml:63:8: `nodes.vmid`: vmid 5 of `worker2` is already used by `worker1` (line 58)"]);
 }
 
 #[test]
@@ -51,7 +51,7 @@ fn overlapping_node_cidrs() {
     bad(
         "vmid = 6\n",
         "vmid = 6\npod-cidr = \"10.5.128.0/17\"\n",
-        &["kubenet.toml:58:12: `nodes.pod-cidr`: 10.5.128.0/17 overlaps 10.5.0.0/16 of `worker1`"],
+        &["kubenet.toml:64:12: `nodes.pod-cidr`: 10.5.128.0/17 overlaps 10.5.0.0/16 of `worker1`"],
     );
 }
 
@@ -95,12 +95,12 @@ fn wrong_types_and_huge_values() {
     bad(
         "vmid = 1\n",
         "vmid = \"one\"\n",
-        &["kubenet.toml:32:8: `nodes.vmid`: wrong type: string \"one\", expected a whole number"],
+        &["kubenet.toml:38:8: `nodes.vmid`: wrong type: string \"one\", expected a whole number"],
     );
     bad(
         "vmid = 1\n",
         "vmid = 99999999999999\n",
-        &["kubenet.toml:32:8: `nodes.vmid`"],
+        &["kubenet.toml:38:8: `nodes.vmid`"],
     );
     bad(
         "role = \"control\"\n",
@@ -173,7 +173,7 @@ fn errors_show_the_source_line_with_a_caret() {
     ctx.edit_manifest("vmid = 6", "vmid = 5");
     let r = ctx.run(&["lock", "--check"]).fails();
     assert!(
-        r.stderr.contains("57 | vmid = 5\n   |        ^"),
+        r.stderr.contains("63 | vmid = 5\n   |        ^"),
         "{}",
         r.stderr
     );
@@ -185,13 +185,13 @@ fn a_node_range_holding_others_names_the_first_by_name() {
     bad(
         "vmid = 6\n",
         "vmid = 6\npod-cidr = \"10.0.0.0/13\"\n",
-        &["kubenet.toml:58:12: `nodes.pod-cidr`: 10.0.0.0/13 overlaps 10.1.0.0/16 of `control0`"],
+        &["kubenet.toml:64:12: `nodes.pod-cidr`: 10.0.0.0/13 overlaps 10.1.0.0/16 of `control0`"],
     );
     // A range inside an earlier node's.
     bad(
         "vmid = 6\n",
         "vmid = 6\npod-cidr = \"10.3.7.0/24\"\n",
-        &["kubenet.toml:58:12: `nodes.pod-cidr`: 10.3.7.0/24 overlaps 10.3.0.0/16 of `control2`"],
+        &["kubenet.toml:64:12: `nodes.pod-cidr`: 10.3.7.0/24 overlaps 10.3.0.0/16 of `control2`"],
     );
 }
 
@@ -249,5 +249,5 @@ fn overlaps_and_duplicates_are_found_among_thousands_of_nodes() {
     ));
     ctx.run(&["lock", "--check"])
         .fails()
-        .stderr_has("`nodes.vmid`: vmid 2999 of `late` is already used by `n02999` (line 15022)");
+        .stderr_has("`nodes.vmid`: vmid 2999 of `late` is already used by `n02999` (line 15028)");
 }

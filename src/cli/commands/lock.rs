@@ -21,6 +21,9 @@ pub struct LockArgs {
     /// Record artifacts whose published sha256 cannot be read as `unresolved` instead of failing.
     #[arg(long)]
     allow_unresolved: bool,
+    /// Lock even if the manifest breaks the Kubernetes version skew policy (printed as warnings).
+    #[arg(long)]
+    allow_skew: bool,
     #[command(flatten)]
     net: NetArgs,
 }
@@ -33,6 +36,7 @@ pub fn exec(ctx: &Ctx, args: LockArgs) -> Result<ExitCode, Error> {
     let LockArgs {
         update,
         allow_unresolved,
+        allow_skew,
         net,
         ..
     } = args;
@@ -43,6 +47,7 @@ pub fn exec(ctx: &Ctx, args: LockArgs) -> Result<ExitCode, Error> {
         allow_unresolved,
         fetch: net.config()?,
         jobs: net.jobs,
+        allow_skew,
     };
     let r = ops::lock(&opts)?;
     for w in &r.warnings {
@@ -73,6 +78,12 @@ pub fn exec(ctx: &Ctx, args: LockArgs) -> Result<ExitCode, Error> {
                 say!("{s:>10} {what} {sha}");
             }
         }
+    }
+    if let Some(prev) = &r.previous_kube_apiserver {
+        say!(
+            "     moved kube-apiserver {prev} → {} (control plane)",
+            r.kube_apiserver.as_deref().unwrap_or("(not set)")
+        );
     }
     if r.written {
         say!("wrote {} (lock-id {})", r.lockfile.display(), r.lock_id);

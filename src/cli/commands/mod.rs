@@ -11,6 +11,7 @@ pub mod gc;
 pub mod list;
 pub mod lock;
 pub mod mirror;
+pub mod plan;
 pub mod rollback;
 pub mod show;
 pub mod verify;

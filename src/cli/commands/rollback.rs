@@ -10,7 +10,7 @@ use crate::ops::{self, Error};
 #[derive(Debug, Args)]
 pub struct RollbackArgs {
     /// The node to roll back.
-    #[arg(required_unless_present = "all", conflicts_with = "all")]
+    #[arg(required_unless_present_any = ["all", "group"], conflicts_with_all = ["all", "group"])]
     node: Option<String>,
     /// An image id, or an unambiguous prefix of one, that the node had.
     #[arg(long, value_name = "ID")]
@@ -18,13 +18,25 @@ pub struct RollbackArgs {
     /// Roll every node back to its previous generation (nodes with none are named and left).
     #[arg(long, conflicts_with = "to")]
     all: bool,
+    /// Roll every node of this manifest group back to its previous generation (as --all,
+    /// restricted to the group).
+    #[arg(long, value_name = "GROUP", conflicts_with_all = ["to", "all"])]
+    group: Option<String>,
 }
 
 pub fn exec(ctx: &Ctx, args: RollbackArgs) -> Result<ExitCode, Error> {
     let json = ctx.json;
-    let RollbackArgs { node, to, all } = args;
-    if all {
-        let r = ops::rollback_all(&ctx.manifest, &ctx.out)?;
+    let RollbackArgs {
+        node,
+        to,
+        all,
+        group,
+    } = args;
+    if all || group.is_some() {
+        let r = match &group {
+            Some(g) => ops::rollback_group(&ctx.manifest, &ctx.out, g)?,
+            None => ops::rollback_all(&ctx.manifest, &ctx.out)?,
+        };
         if json {
             print_json("rollback-report", &r);
             return Ok(ExitCode::SUCCESS);
