@@ -11,6 +11,8 @@
 //! out/images/<image-id>/<NAME>.{raw,verity,roothash}   hard links to its layers' files (no blocks of their own)
 //! out/nodes/<node>/generations/<n>/           generation.json, manifest.json, image -> ../../../../images/<id>
 //! out/nodes/<node>/current                    -> generations/<n>/image   (switched atomically)
+//! out/pulls/<sha256>.partial                  a blob `pull` is downloading (kept to resume)
+//! out/pulls/<layer-id>.lock                   held while one process downloads that layer
 //! ```
 //!
 //! Directories are written whole in a temp directory beside their final place and renamed in, so
@@ -57,6 +59,21 @@ impl OutDir {
 
     pub fn nodes(&self) -> PathBuf {
         self.root.join("nodes")
+    }
+
+    /// Blobs `pull` is downloading from a registry, kept across runs to resume.
+    pub fn pulls(&self) -> PathBuf {
+        self.root.join("pulls")
+    }
+
+    /// The partial download of the blob with sha256 `hex`.
+    pub fn pull_partial(&self, hex: &str) -> PathBuf {
+        self.pulls().join(format!("{hex}.partial"))
+    }
+
+    /// The lock held while one process downloads the layer with id `id`.
+    pub fn pull_lock(&self, id: &str) -> PathBuf {
+        self.pulls().join(format!("{id}.lock"))
     }
 
     /// Caches of older layouts (the whole-root images' tar prefixes), removed by gc.

@@ -15,6 +15,7 @@
 //! | `render`      | templates + node variables → validated file bytes and enable links         |
 //! | `image`       | entries, layers and their roles, ids, records; EROFS, dm-verity, tar writers |
 //! | `layout`      | `out/`'s tree: the only code that knows where layers, images, nodes live   |
+//! | `oci`         | node images as OCI artifacts; registry client, auth, references           |
 //! | `generations` | per-node history, the `current` pointer, rollback targets                  |
 //! | `hash`        | typed digests (sha256, blake3), strict parsing                             |
 //! | `fsutil`      | atomic writes, temp directories committed whole, directory fsyncs          |
@@ -34,6 +35,7 @@ pub mod image;
 pub mod layout;
 pub mod lock;
 pub mod manifest;
+pub mod oci;
 pub mod ops;
 pub mod render;
 pub mod secrets;

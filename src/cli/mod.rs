@@ -25,6 +25,7 @@ use commands::{
     build, components, demo_mirror, diff, fetch, flatten, gc, list, lock, mirror, plan, rollback,
     show, verify,
 };
+use commands::{export, import, pull, push};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -113,7 +114,32 @@ enum Command {
     Components(components::ComponentsArgs),
     /// Write stand-in artifacts (same names and shapes as upstream's) as a mirror, for demos and tests.
     DemoMirror(demo_mirror::DemoMirrorArgs),
+    // OCI registries.
+    /// Push each node's current image to an OCI registry (blobs it has are not sent again).
+    #[command(after_help = PUSH_EXAMPLES)]
+    Push(push::PushArgs),
+    /// Pull a node image from an OCI registry, verify it and make it the node's current generation.
+    #[command(after_help = PULL_EXAMPLES)]
+    Pull(pull::PullArgs),
+    /// Write each node's current image as an OCI image layout (--oci-layout DIR), for sites
+    /// without a registry.
+    Export(export::ExportArgs),
+    /// Import node images from an OCI image layout, verified as `pull` verifies them.
+    Import(import::ImportArgs),
 }
+
+const PUSH_EXAMPLES: &str = "\
+Examples:
+  nodeforge push registry.example/fleet/kubenet                 every node's current image
+  nodeforge push registry.example/fleet/kubenet --node worker1
+  nodeforge push 127.0.0.1:5000/kubenet --insecure-registry 127.0.0.1:5000";
+
+const PULL_EXAMPLES: &str = "\
+Examples:
+  nodeforge --out /var/lib/nodeforge pull registry.example/fleet/kubenet:worker1
+  nodeforge pull registry.example/fleet/kubenet:worker1-gen3    a generation
+  nodeforge pull registry.example/fleet/kubenet@sha256:4f0c…    exactly one manifest
+  nodeforge rollback worker1                                    later, offline";
 
 /// `--help` examples of the main commands.
 const LOCK_EXAMPLES: &str = "\
@@ -172,7 +198,8 @@ pub struct Ctx {
 #[derive(Debug, Args)]
 #[command(next_help_heading = "Network options")]
 pub struct NetArgs {
-    /// Try `URL/<host>/<path>` before upstream (repeatable; http(s):// or file://DIR). Also NODEFORGE_MIRROR.
+    /// Try `URL/<host>/<path>` before upstream (repeatable; http(s):// or file://DIR; or an OCI
+    /// registry's oci://REGISTRY/REPOSITORY filled by `mirror push`). Also NODEFORGE_MIRROR.
     #[arg(long, value_name = "URL")]
     mirror: Vec<String>,
     /// Never use the network: only the store and file:// mirrors.
@@ -208,7 +235,10 @@ impl NetArgs {
             );
         }
         if self.offline {
-            for m in mirrors.iter().filter(|m| matches!(m, Mirror::Http(_))) {
+            for m in mirrors
+                .iter()
+                .filter(|m| matches!(m, Mirror::Http(_) | Mirror::Oci { .. }))
+            {
                 eprintln!("note: --offline: mirror {m} is skipped (offline, only file:// mirrors are read)");
             }
         }
@@ -231,6 +261,7 @@ pub fn main() -> ExitCode {
         None => project_root(),
     };
     let manifest = cli.manifest.unwrap_or_else(|| root.join(DEFAULT_MANIFEST));
+    let out_given = cli.out.is_some();
     let ctx = Ctx {
         lockfile: lockfile_for(cli.lockfile.as_deref(), &manifest),
         manifest,
@@ -239,10 +270,16 @@ pub fn main() -> ExitCode {
         allow_outside_templates: cli.allow_outside_templates,
     };
     let outcome = match not_found {
-        Some(start) if cli.command.needs_manifest() => Err(Error::NoProject {
-            start,
-            manifest: PathBuf::from(DEFAULT_MANIFEST),
-        }),
+        // A host that pulls its images has no project: `verify --out DIR` checks what it holds.
+        Some(start)
+            if cli.command.needs_manifest()
+                && !(matches!(cli.command, Command::Verify(_)) && out_given) =>
+        {
+            Err(Error::NoProject {
+                start,
+                manifest: PathBuf::from(DEFAULT_MANIFEST),
+            })
+        }
         _ => run(&ctx, cli.command),
     };
     match outcome {
@@ -309,6 +346,10 @@ fn run(ctx: &Ctx, command: Command) -> Result<ExitCode, Error> {
         Command::Mirror(a) => mirror::exec(ctx, a),
         Command::Components(a) => components::exec(ctx, a),
         Command::DemoMirror(a) => demo_mirror::exec(ctx, a),
+        Command::Push(a) => push::exec(ctx, a),
+        Command::Pull(a) => pull::exec(ctx, a),
+        Command::Export(a) => export::exec(ctx, a),
+        Command::Import(a) => import::exec(ctx, a),
     }
 }
 
@@ -426,6 +467,8 @@ mod tests {
             SHOW_EXAMPLES,
             ROLLBACK_EXAMPLES,
             VERIFY_EXAMPLES,
+            PUSH_EXAMPLES,
+            PULL_EXAMPLES,
         ] {
             for line in examples.lines().skip(1) {
                 let command = line.trim_start().split("  ").next().unwrap_or_default();

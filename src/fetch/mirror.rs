@@ -1,21 +1,48 @@
 //! Mirrors and the sources an upstream URL can be read from, in order: every mirror
 //! (`URL/<host>/<path>` for `https://<host>/<path>`), then upstream itself. `file://` mirrors are
-//! directories with the same layout; offline, only they (and `file://` URLs) are used.
+//! directories with the same layout; offline, only they (and `file://` URLs) are used. An
+//! `oci://REGISTRY/REPOSITORY` mirror (filled by `nodeforge mirror push`) serves each artifact as
+//! the blob its locked sha256 names.
 
 use std::fmt;
 use std::path::PathBuf;
+
+use crate::hash::Sha256;
 
 /// A place that holds copies of upstream files under `<host>/<path>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Mirror {
     Http(String),
     Dir(PathBuf),
+    /// A repository of an OCI registry that `nodeforge mirror push` filled: each artifact is the
+    /// blob named by its sha256, read anonymously (`base`: `https://host[:port]`, or `http://`
+    /// for `oci+http://`).
+    Oci {
+        base: String,
+        repository: String,
+    },
 }
 
 impl Mirror {
-    /// Parse `https://host/prefix`, `http://…` or `file:///dir` (`file://dir` is relative).
+    /// Parse `https://host/prefix`, `http://…`, `file:///dir` (`file://dir` is relative), or
+    /// `oci://registry/repository` (`oci+http://…` for a registry that speaks plain HTTP).
     pub fn parse(s: &str) -> Result<Self, String> {
         let s = s.trim();
+        for (prefix, scheme) in [("oci://", "https"), ("oci+http://", "http")] {
+            if let Some(rest) = s.strip_prefix(prefix) {
+                let r =
+                    crate::oci::Reference::parse(rest).map_err(|e| format!("mirror `{s}`: {e}"))?;
+                if r.tag.is_some() || r.digest.is_some() {
+                    return Err(format!(
+                        "mirror `{s}` names a tag or digest: an OCI mirror is a repository, oci://REGISTRY/REPOSITORY"
+                    ));
+                }
+                return Ok(Mirror::Oci {
+                    base: format!("{scheme}://{}", r.registry),
+                    repository: r.repository,
+                });
+            }
+        }
         if let Some(path) = s.strip_prefix("file://") {
             if path.is_empty() {
                 return Err(format!("mirror `{s}` names no directory"));
@@ -49,7 +76,22 @@ impl fmt::Display for Mirror {
         match self {
             Mirror::Http(u) => f.write_str(u),
             Mirror::Dir(p) => write!(f, "file://{}", p.display()),
+            Mirror::Oci { base, repository } => match base.strip_prefix("https://") {
+                Some(host) => write!(f, "oci://{host}/{repository}"),
+                None => write!(
+                    f,
+                    "oci+http://{}/{repository}",
+                    base.trim_start_matches("http://")
+                ),
+            },
         }
+    }
+}
+
+impl Mirror {
+    /// Where an OCI mirror serves the artifact with `sha256`: its blob.
+    pub fn oci_blob_url(base: &str, repository: &str, sha256: &Sha256) -> String {
+        format!("{base}/v2/{repository}/blobs/sha256:{sha256}")
     }
 }
 
@@ -95,14 +137,26 @@ pub fn mirror_path(url: &str) -> Option<String> {
     Some(format!("{host}/{path}"))
 }
 
-/// The sources of `url`, mirrors first, then upstream. Offline, network sources are left out.
-pub fn sources(url: &str, mirrors: &[Mirror], offline: bool, mirrors_only: bool) -> Vec<Source> {
+/// The sources of `url` (whose bytes have `sha256`, when known), mirrors first, then upstream.
+/// An OCI mirror serves only what its sha256 names. Offline, network sources are left out.
+pub fn sources(
+    url: &str,
+    sha256: Option<&Sha256>,
+    mirrors: &[Mirror],
+    offline: bool,
+    mirrors_only: bool,
+) -> Vec<Source> {
     let mut out = Vec::new();
     if let Some(rel) = mirror_path(url) {
         for m in mirrors {
             match m {
                 Mirror::Http(base) => out.push(Source::Http(format!("{base}/{rel}"))),
                 Mirror::Dir(dir) => out.push(Source::File(dir.join(&rel))),
+                Mirror::Oci { base, repository } => {
+                    if let Some(sha) = sha256 {
+                        out.push(Source::Http(Mirror::oci_blob_url(base, repository, sha)));
+                    }
+                }
             }
         }
     }
@@ -134,7 +188,7 @@ mod tests {
             Mirror::parse("http://127.0.0.1:8080/m/").expect("http"),
             Mirror::parse("file:///srv/mirror").expect("dir"),
         ];
-        let s = sources(url, &mirrors, false, false);
+        let s = sources(url, None, &mirrors, false, false);
         assert_eq!(
             s,
             vec![
@@ -148,8 +202,29 @@ mod tests {
                 Source::Http(url.into()),
             ]
         );
-        assert_eq!(sources(url, &mirrors, true, false), vec![s[1].clone()]);
-        assert_eq!(sources(url, &mirrors, false, true).len(), 2);
+        assert_eq!(
+            sources(url, None, &mirrors, true, false),
+            vec![s[1].clone()]
+        );
+        assert_eq!(sources(url, None, &mirrors, false, true).len(), 2);
+        // An OCI mirror: the blob the artifact's sha256 names, first; nothing without a sha256.
+        let oci = Mirror::parse("oci+http://127.0.0.1:5000/fleet/artifacts").expect("oci");
+        assert_eq!(oci.to_string(), "oci+http://127.0.0.1:5000/fleet/artifacts");
+        let sha = Sha256::of(b"x");
+        assert_eq!(
+            sources(url, Some(&sha), std::slice::from_ref(&oci), false, true),
+            vec![Source::Http(format!(
+                "http://127.0.0.1:5000/v2/fleet/artifacts/blobs/sha256:{sha}"
+            ))]
+        );
+        assert!(sources(url, None, &[oci], false, true).is_empty());
+        assert!(Mirror::parse("oci://reg.example/a:tag").is_err());
+        assert_eq!(
+            Mirror::parse("oci://reg.example/a")
+                .expect("oci")
+                .to_string(),
+            "oci://reg.example/a"
+        );
         assert!(Mirror::parse("ftp://x").is_err());
         assert_eq!(
             mirror_path("http://127.0.0.1:9/a/b").as_deref(),

@@ -318,9 +318,10 @@ impl Fetcher {
         &self.cfg
     }
 
-    pub fn sources(&self, url: &str) -> Vec<Source> {
+    pub fn sources(&self, url: &str, sha256: Option<&Sha256>) -> Vec<Source> {
         sources(
             url,
+            sha256,
             &self.cfg.mirrors,
             self.cfg.offline,
             self.cfg.mirrors_only,
@@ -341,7 +342,7 @@ impl Fetcher {
 
     /// The size of the file at `url`, when a source tells it (HEAD, or the file's metadata).
     pub fn size_of(&self, url: &str) -> Option<u64> {
-        for source in self.sources(url) {
+        for source in self.sources(url, None) {
             match &source {
                 Source::File(p) => {
                     if let Ok(m) = std::fs::metadata(p) {
@@ -477,6 +478,9 @@ impl Fetcher {
             .find(|m| match (m, source) {
                 (Mirror::Http(base), Source::Http(u)) => u.starts_with(&format!("{base}/")),
                 (Mirror::Dir(dir), Source::File(p)) => p.starts_with(dir),
+                (Mirror::Oci { base, repository }, Source::Http(u)) => {
+                    u.starts_with(&format!("{base}/v2/{repository}/blobs/"))
+                }
                 _ => false,
             })
             .cloned()
@@ -494,7 +498,11 @@ impl Fetcher {
         let mut attempts = Vec::new();
         // Bytes an earlier run left: the first source is asked for the rest.
         let resumed = sink.len();
-        for (i, source) in self.sources(url).into_iter().enumerate() {
+        for (i, source) in self
+            .sources(url, expect.sha256.as_ref())
+            .into_iter()
+            .enumerate()
+        {
             let carried = i == 0 && resumed > 0;
             // A new source starts from byte 0 (a failed check may have left bytes behind).
             if !carried {
@@ -757,7 +765,7 @@ fn backoff(url: &str, attempt: u32) -> Duration {
 }
 
 /// reqwest's error with its causes, in one line.
-fn describe(e: &reqwest::Error) -> String {
+pub(crate) fn describe(e: &reqwest::Error) -> String {
     let mut msg = if e.is_timeout() {
         "timed out".to_string()
     } else if e.is_redirect() {

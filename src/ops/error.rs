@@ -106,6 +106,17 @@ pub enum Error {
     NothingToRollBack { reasons: Vec<String> },
     #[error("no {} in {} or any directory above it: not inside a nodeforge project", manifest.display(), start.display())]
     NoProject { start: PathBuf, manifest: PathBuf },
+    // OCI registries (push, pull).
+    #[error(transparent)]
+    Oci(#[from] crate::oci::OciError),
+    #[error(transparent)]
+    Registry(Box<crate::oci::client::RegistryError>),
+    #[error("{reference}: layer {layer} is not what the image record pins, nothing was switched: {}", fails.join("; "))]
+    PulledLayer {
+        reference: String,
+        layer: String,
+        fails: Vec<String>,
+    },
     /// The manifest breaks the Kubernetes version skew policy (`--allow-skew` overrides).
     #[error("{}", violations.iter().map(|v| v.message.as_str()).collect::<Vec<_>>().join("; "))]
     Skew {
@@ -173,6 +184,13 @@ impl Error {
             Error::MissingObjects { .. } => vec![
                 "run `nodeforge fetch` (with the lockfile this image was built from) and `nodeforge build`, then try again".into(),
             ],
+            Error::Registry(e) => registry_hints(e),
+            Error::Oci(crate::oci::OciError::NotNodeImage { .. }) => vec![
+                "pull a tag `nodeforge push` made (the node's name, <node>-gen<N> or the image id)".into(),
+            ],
+            Error::PulledLayer { .. } => vec![
+                "the registry's copy of the image is damaged or was replaced: push the image again from the builder, then pull".into(),
+            ],
             _ => Vec::new(),
         }
     }
@@ -223,5 +241,43 @@ impl Error {
             Error::Lock(e) => e.snippet(),
             _ => None,
         }
+    }
+}
+
+/// What to do about a registry's answer.
+fn registry_hints(e: &crate::oci::client::RegistryError) -> Vec<String> {
+    use crate::oci::client::RegistryError as R;
+    match e {
+        R::Connect { registry, tls: true, .. } => vec![format!(
+            "check that {registry} is up and reachable; a registry that speaks plain HTTP needs --insecure-registry {registry}"
+        )],
+        R::Connect { registry, .. } => vec![format!("check that {registry} is up and reachable")],
+        R::Unauthorized { registry, with: None, .. } => vec![format!(
+            "log in with `docker login {registry}` or `podman login {registry}`, or set {} and {}",
+            crate::oci::auth::ENV_USERNAME,
+            crate::oci::auth::ENV_PASSWORD
+        )],
+        R::Unauthorized { registry, .. } => vec![format!(
+            "check the user name and password (log in again with `docker login {registry}`) and that the account may use this repository"
+        )],
+        R::ManifestUnknown { .. } => vec![
+            "check the repository and the tag: nodeforge push tags each node's image with the node's name, <node>-gen<N> and the image id".into(),
+        ],
+        R::DigestMismatch { .. } => vec![
+            "push the image again from the builder; nothing was switched".into(),
+        ],
+        R::Status { code: Some(c), .. } if c == "MANIFEST_INVALID" || c == "UNSUPPORTED" => vec![
+            "the registry refused nodeforge's artifact media types: use a registry that stores OCI artifacts (OCI image-spec 1.1; distribution 2.8+, zot, Harbor 2.8+)".into(),
+        ],
+        R::Interrupted { .. } => vec![
+            "run the same pull again: it resumes where it stopped (what arrived is kept in out/pulls/)".into(),
+        ],
+        _ => Vec::new(),
+    }
+}
+
+impl From<crate::oci::client::RegistryError> for Error {
+    fn from(e: crate::oci::client::RegistryError) -> Self {
+        Error::Registry(Box::new(e))
     }
 }

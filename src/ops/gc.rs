@@ -354,6 +354,15 @@ pub fn gc(opts: &GcOptions) -> Result<GcReport, Error> {
             r.removed_other += 1;
         }
     }
+    // Blobs of interrupted pulls (gc holds out/ alone: no pull is running to resume them).
+    for e in std::fs::read_dir(layout.pulls())
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        remove(&e.path(), &mut r)?;
+        r.removed_other += 1;
+    }
     // The whole-root images' shared tar prefixes: nothing writes or reads them any more.
     let legacy = layout.legacy_cache().join("tar-prefix");
     if legacy.exists() {

@@ -173,7 +173,11 @@ pub fn rollback(
         // what the generation's record pins).
         for l in &m.layers {
             let dir = layout.layer(&l.id);
-            if dir.exists() && !super::materialize::check_layer(&store, &dir, false).is_empty() {
+            if dir.exists()
+                && !super::materialize::check_layer(&store, &dir, false)
+                    .fails
+                    .is_empty()
+            {
                 crate::fsutil::remove_dir_aside(&dir)?;
             }
         }

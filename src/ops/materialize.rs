@@ -106,6 +106,21 @@ pub(crate) fn read_layer_record(dir: &Path) -> Result<LayerRecord, Error> {
     Ok(rec)
 }
 
+/// The record of the layer in `dir` (of extension name `name`) when the directory is complete
+/// and its record pins `pinned` (if given); `None` otherwise.
+pub(crate) fn usable_layer(
+    dir: &Path,
+    name: &str,
+    pinned: Option<&VerityInfo>,
+) -> Option<LayerRecord> {
+    if !layer_complete(dir, name) {
+        return None;
+    }
+    read_layer_record(dir)
+        .ok()
+        .filter(|r| pinned.is_none_or(|p| *p == r.verity))
+}
+
 /// Make sure `out/layers/<id>/` holds the layer of `role` of `m`; returns its record and
 /// whether it was written now. When `m` pins the layer's verity parameters (a generation's
 /// record), a layer directory that does not match them is not used: the layer is written again
@@ -131,15 +146,7 @@ pub(crate) fn ensure_layer_with(
     let id = image::layer_id(&entries);
     let dir = out.layer(&id.to_hex());
     let pinned = m.layer(role).and_then(|l| l.verity.clone());
-    // The layer's record when its directory is complete and holds what `want` pins (if anything).
-    let usable = |d: &Path, want: Option<&VerityInfo>| {
-        if !layer_complete(d, role.name()) {
-            return None;
-        }
-        read_layer_record(d)
-            .ok()
-            .filter(|r| want.is_none_or(|p| *p == r.verity))
-    };
+    let usable = |d: &Path, want: Option<&VerityInfo>| usable_layer(d, role.name(), want);
     if let Some(rec) = usable(&dir, pinned.as_ref()) {
         return Ok((rec, false));
     }
@@ -254,47 +261,89 @@ impl std::io::Write for HashWriter {
     }
 }
 
+/// What checking a layer directory found.
+#[derive(Debug, Default)]
+pub(crate) struct LayerCheck {
+    pub fails: Vec<String>,
+    /// The EROFS file was compared with what its entries make from the store. `false` when the
+    /// store lacks some of its files (a host that pulled the layer from a registry): then it was
+    /// checked against the root hash its record pins, and its tree and root hash file, only.
+    pub rebuilt: bool,
+}
+
 /// Check a layer directory: its record against its id; its EROFS file against the one its entries
-/// make from the store; its hash tree and root hash against that file.
-pub(crate) fn check_layer(store: &Store, dir: &Path, mmap: bool) -> Vec<String> {
+/// make from the store (when the store holds every file of it); its hash tree and root hash
+/// against that file.
+pub(crate) fn check_layer(store: &Store, dir: &Path, mmap: bool) -> LayerCheck {
     let name = dir
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let rec: LayerRecord = match read_layer_record(dir) {
         Ok(r) => r,
-        Err(e) => return vec![format!("layer {name}: {e}")],
+        Err(e) => {
+            return LayerCheck {
+                fails: vec![format!("layer {name}: {e}")],
+                rebuilt: false,
+            }
+        }
     };
+    let in_store = rec
+        .entries
+        .iter()
+        .filter(|e| e.kind == Kind::File)
+        .all(|e| {
+            e.blake3
+                .and_then(|b| store.object(&b))
+                .is_some_and(|o| o.size == e.size)
+        });
+    let mut fails = Vec::new();
+    let [raw, _, _] = layout::layer_files(&rec.name);
+    let raw = dir.join(raw);
+    if in_store {
+        // The EROFS file is exactly what the entries make from the store.
+        let expected = Blake3::parse(&rec.id)
+            .map_err(|e| e.to_string())
+            .and_then(|id| {
+                let mut w = HashWriter(blake3::Hasher::new());
+                image::erofs::write_erofs(&mut w, &rec.entries, image::erofs_uuid(&id), &mut |b| {
+                    std::fs::File::open(store.object_path(b))
+                })
+                .map_err(|e| e.to_string())?;
+                Ok(Blake3::from_bytes(*w.0.finalize().as_bytes()))
+            });
+        let actual = if mmap {
+            Blake3::of_file_mapped(&raw)
+        } else {
+            Blake3::of_file(&raw)
+        };
+        match (expected, actual) {
+            (Ok(e), Ok((a, _))) if e == a => {}
+            (Ok(_), Ok(_)) => fails.push(format!(
+                "layer {name}: {} is not the EROFS file its entries make from the store",
+                raw.display()
+            )),
+            (Err(e), _) => fails.push(format!(
+                "layer {name}: cannot make its EROFS file again: {e}"
+            )),
+            (_, Err(e)) => fails.push(format!("layer {name}: cannot read {}: {e}", raw.display())),
+        }
+    }
+    fails.extend(check_layer_verity(dir, &rec));
+    LayerCheck {
+        fails,
+        rebuilt: in_store,
+    }
+}
+
+/// Check a layer directory's EROFS file against the root hash `rec` pins, and its hash tree and
+/// root hash file against that file: what a layer is checked by where its entries' files are not
+/// in the store (a pulled layer, before and after it is put in place).
+pub(crate) fn check_layer_verity(dir: &Path, rec: &LayerRecord) -> Vec<String> {
+    let name = &rec.id;
     let mut fails = Vec::new();
     let [raw, verity, roothash] = layout::layer_files(&rec.name);
     let raw = dir.join(raw);
-    // The EROFS file is exactly what the entries make from the store.
-    let expected = Blake3::parse(&rec.id)
-        .map_err(|e| e.to_string())
-        .and_then(|id| {
-            let mut w = HashWriter(blake3::Hasher::new());
-            image::erofs::write_erofs(&mut w, &rec.entries, image::erofs_uuid(&id), &mut |b| {
-                std::fs::File::open(store.object_path(b))
-            })
-            .map_err(|e| e.to_string())?;
-            Ok(Blake3::from_bytes(*w.0.finalize().as_bytes()))
-        });
-    let actual = if mmap {
-        Blake3::of_file_mapped(&raw)
-    } else {
-        Blake3::of_file(&raw)
-    };
-    match (expected, actual) {
-        (Ok(e), Ok((a, _))) if e == a => {}
-        (Ok(_), Ok(_)) => fails.push(format!(
-            "layer {name}: {} is not the EROFS file its entries make from the store",
-            raw.display()
-        )),
-        (Err(e), _) => fails.push(format!(
-            "layer {name}: cannot make its EROFS file again: {e}"
-        )),
-        (_, Err(e)) => fails.push(format!("layer {name}: cannot read {}: {e}", raw.display())),
-    }
     match verity_of(&raw, &rec.verity, &rec.id) {
         Ok((root, tree)) => {
             if root != rec.verity.root_hash {

@@ -16,6 +16,12 @@ mod mirror;
 mod nodes;
 mod plan;
 mod verify;
+// OCI registries and layouts.
+mod export;
+mod import;
+mod mirror_push;
+mod pull;
+mod push;
 
 use std::path::{Path, PathBuf};
 
@@ -41,6 +47,12 @@ pub use mirror::{export_mirror, ExportReport};
 pub use nodes::suggest;
 pub use plan::{plan, NodeChange, PlanOptions, PlanReport, PlanStep, StepKind, VersionMove};
 pub use verify::{verify, VerifyOptions, VerifyReport};
+// OCI registries and layouts.
+pub use export::{export, ExportOptions, LayoutExportReport};
+pub use import::{import, ImportOptions, ImportReport};
+pub use mirror_push::{mirror_push, MirrorPushOptions, MirrorPushReport};
+pub use pull::{pull, PullOptions, PullReport};
+pub use push::{push, BlobReport, BlobStatus, NodePush, PushOptions, PushReport};
 
 /// Open the store of an output directory, cleaning what killed runs left in the whole tree when
 /// no other process is using it.

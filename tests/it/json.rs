@@ -93,6 +93,61 @@ fn every_command_prints_the_documented_envelope() {
         check(&docs, &r, kind, &mut seen);
     }
 
+    // export and import, through an OCI image layout.
+    let layout = p("layout");
+    let r = ctx
+        .run(&[
+            "export",
+            "--oci-layout",
+            &layout,
+            "--node",
+            "worker1",
+            "--json",
+        ])
+        .ok();
+    check(&docs, &r, "export-report", &mut seen);
+    let r = ctx.run(&["import", &layout, "--json"]).ok();
+    check(&docs, &r, "import-report", &mut seen);
+
+    // push and pull, against a local registry (skipped with the registry's test outside CI).
+    match crate::oci::LocalRegistry::start() {
+        Some(reg) => {
+            let repo = reg.repo("kubenet");
+            let host = reg.host();
+            let r = ctx
+                .run(&[
+                    "push",
+                    &repo,
+                    "--node",
+                    "worker1",
+                    "--insecure-registry",
+                    &host,
+                    "--json",
+                ])
+                .ok();
+            check(&docs, &r, "push-report", &mut seen);
+            let r = ctx
+                .run(&[
+                    "pull",
+                    &format!("{repo}:worker1"),
+                    "--insecure-registry",
+                    &host,
+                    "--json",
+                ])
+                .ok();
+            check(&docs, &r, "pull-report", &mut seen);
+            let r = ctx
+                .run(&["mirror", "push", &format!("oci+http://{repo}"), "--json"])
+                .ok();
+            check(&docs, &r, "mirror-push-report", &mut seen);
+        }
+        None => {
+            seen.insert("push-report".to_string());
+            seen.insert("pull-report".to_string());
+            seen.insert("mirror-push-report".to_string());
+        }
+    }
+
     // A failing command: the error as JSON on stdout with --json, nothing on stdout without.
     let r = ctx.run(&["show", "nosuch", "--json"]).fails();
     check(&docs, &r, "error", &mut seen);

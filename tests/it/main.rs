@@ -21,6 +21,7 @@ mod integrity;
 mod json;
 mod lock;
 mod manifest_errors;
+mod oci;
 mod operator;
 mod rollout;
 mod server;

@@ -22,13 +22,48 @@ enum MirrorCommand {
         /// The mirror directory to write.
         dir: PathBuf,
     },
+    /// Push the store's locked artifacts to an OCI registry repository (oci://REGISTRY/REPOSITORY,
+    /// oci+http:// for plain HTTP), for builders that fetch with --mirror oci://….
+    Push {
+        /// oci://REGISTRY/REPOSITORY.
+        target: String,
+        #[command(flatten)]
+        registry: super::push::RegistryArgs,
+    },
 }
 
 pub fn exec(ctx: &Ctx, args: MirrorArgs) -> Result<ExitCode, Error> {
     let json = ctx.json;
-    let MirrorArgs {
-        command: MirrorCommand::Export { dir },
-    } = args;
+    let dir = match args.command {
+        MirrorCommand::Export { dir } => dir,
+        MirrorCommand::Push { target, registry } => {
+            use std::io::IsTerminal;
+            let r = ops::mirror_push(&ops::MirrorPushOptions {
+                manifest: ctx.manifest.clone(),
+                lockfile: ctx.lockfile.clone(),
+                out: ctx.out.clone(),
+                target: target.clone(),
+                client: registry.options(),
+                progress: !json && std::io::stderr().is_terminal(),
+            })?;
+            if json {
+                print_json("mirror-push-report", &r);
+            } else {
+                say!(
+                    "pushed {} artifacts to {}/{} ({} uploaded, {}; {} there already), tagged {}",
+                    r.artifacts,
+                    r.registry,
+                    r.repository,
+                    r.blobs_uploaded,
+                    human_bytes(r.bytes_uploaded),
+                    r.blobs_present,
+                    r.tags.join(", ")
+                );
+                say!("use it with: nodeforge fetch --mirror {target}");
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+    };
     let r = ops::export_mirror(&ctx.manifest, &ctx.lockfile, &ctx.out, &dir)?;
     if json {
         print_json("mirror-export-report", &r);

@@ -15,3 +15,8 @@ pub mod plan;
 pub mod rollback;
 pub mod show;
 pub mod verify;
+// OCI registries and layouts.
+pub mod export;
+pub mod import;
+pub mod pull;
+pub mod push;

@@ -1,0 +1,677 @@
+//! A client of the OCI distribution spec on the blocking `reqwest` the rest of nodeforge uses:
+//! manifests by tag or digest, blobs checked (HEAD), mounted from another repository, uploaded
+//! (POST then PUT, streamed from the file) and downloaded with resume (`Range`) into a file the
+//! caller names, every download verified against its digest. Authentication answers the
+//! registry's challenge (`auth`) and keeps the answer per scope for the rest of the run.
+//!
+//! TLS uses the system's roots (reqwest with rustls and the platform verifier); plain HTTP only
+//! for registries the caller names as insecure.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use reqwest::blocking::{Client, RequestBuilder, Response};
+use reqwest::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, LOCATION, WWW_AUTHENTICATE};
+use reqwest::{StatusCode, Url};
+
+use super::auth::{self, Challenge, Credentials};
+use super::{MANIFEST_MEDIA_TYPE, MAX_MANIFEST_BYTES};
+use crate::hash::Sha256;
+
+/// How to reach registries.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// Registries (`host[:port]`, or a host for all its ports) spoken to over plain HTTP.
+    pub insecure: Vec<String>,
+    pub connect_timeout: Duration,
+    /// The longest wait for the next bytes of a response.
+    pub read_timeout: Duration,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        Self {
+            insecure: Vec::new(),
+            connect_timeout: Duration::from_secs(10),
+            read_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error(
+        "cannot reach registry {registry} ({what}): {}",
+        crate::fetch::describe(source)
+    )]
+    Connect {
+        registry: String,
+        what: String,
+        /// Spoken to over HTTPS (a plain-HTTP registry needs --insecure-registry).
+        tls: bool,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("registry {registry} refused {what} in repository {repository}: {detail}{}", with.as_ref().map(|s| format!(" (credentials from {s})")).unwrap_or_else(|| " (no credentials were sent)".to_string()))]
+    Unauthorized {
+        registry: String,
+        repository: String,
+        what: String,
+        detail: String,
+        /// Where the credentials sent came from, if any were.
+        with: Option<String>,
+    },
+    #[error("registry {registry} has no manifest `{reference}` in repository {repository}")]
+    ManifestUnknown {
+        registry: String,
+        repository: String,
+        reference: String,
+    },
+    #[error("registry {registry} sent blob sha256:{digest} of repository {repository} with other bytes: they hash to sha256:{actual}; the registry's copy is damaged")]
+    DigestMismatch {
+        registry: String,
+        repository: String,
+        digest: String,
+        actual: String,
+    },
+    #[error("registry {registry} answered {status} to {what} in repository {repository}{}", if detail.is_empty() { String::new() } else { format!(": {detail}") })]
+    Status {
+        registry: String,
+        repository: String,
+        what: String,
+        status: u16,
+        /// The distribution spec's error code (`MANIFEST_INVALID`, `DENIED` …), if sent.
+        code: Option<String>,
+        detail: String,
+    },
+    #[error("registry {registry}: the transfer of blob sha256:{digest} (repository {repository}) broke off after {have} of {size} bytes ({detail}); run the pull again to resume")]
+    Interrupted {
+        registry: String,
+        repository: String,
+        digest: String,
+        /// Bytes kept in the partial file.
+        have: u64,
+        size: u64,
+        detail: String,
+    },
+    #[error("`{0}` is not a registry address (HOST or HOST:PORT)")]
+    BadAddress(String),
+    #[error("{0}")]
+    Credentials(String),
+    #[error(transparent)]
+    Fs(#[from] crate::fsutil::FsError),
+}
+
+/// What to call a transfer in a message, and its repository.
+struct Op<'a> {
+    repository: &'a str,
+    what: String,
+    /// The token scopes it needs (`repository:<name>:pull` …).
+    scopes: Vec<String>,
+}
+
+/// One registry, with what it answered to authentication so far.
+pub struct Registry {
+    /// `host[:port]`.
+    pub host: String,
+    base: Url,
+    tls: bool,
+    http: Client,
+    creds: Option<Credentials>,
+    read_timeout: Duration,
+    /// The `Authorization` header per scope set, once obtained.
+    auth: Mutex<BTreeMap<String, String>>,
+}
+
+/// How a blob got into a repository.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Upload {
+    /// The registry mounted it from another repository: no bytes sent.
+    Mounted,
+    /// An upload session to PUT the bytes to.
+    Session,
+}
+
+/// What a download moved.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Transfer {
+    /// Bytes received now.
+    pub received: u64,
+    /// Bytes already in the partial file that were kept (a resumed download).
+    pub resumed_from: u64,
+}
+
+impl Registry {
+    pub fn new(host: &str, opts: &ClientOptions) -> Result<Self, RegistryError> {
+        let bare = host.rsplit_once(':').map_or(host, |(h, _)| h);
+        let tls = !opts.insecure.iter().any(|i| i == host || i == bare);
+        let scheme = if tls { "https" } else { "http" };
+        let base = Url::parse(&format!("{scheme}://{host}/"))
+            .map_err(|_| RegistryError::BadAddress(host.to_string()))?;
+        let http = Client::builder()
+            .user_agent(concat!("nodeforge/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(opts.connect_timeout)
+            .timeout(opts.read_timeout)
+            .redirect(reqwest::redirect::Policy::limited(10))
+            .build()
+            .map_err(|e| RegistryError::Connect {
+                registry: host.to_string(),
+                what: "starting the HTTP client".into(),
+                tls,
+                source: e,
+            })?;
+        Ok(Self {
+            host: host.to_string(),
+            base,
+            tls,
+            http,
+            creds: auth::credentials_for(host).map_err(RegistryError::Credentials)?,
+            read_timeout: opts.read_timeout,
+            auth: Mutex::new(BTreeMap::new()),
+        })
+    }
+
+    fn url(&self, path: &str) -> Url {
+        let mut u = self.base.clone();
+        u.set_path(path);
+        u
+    }
+
+    fn connect_error(&self, what: &str, e: reqwest::Error) -> RegistryError {
+        RegistryError::Connect {
+            registry: self.host.clone(),
+            what: what.to_string(),
+            tls: self.tls,
+            source: e,
+        }
+    }
+
+    fn unauthorized(&self, op: &Op<'_>, detail: String) -> RegistryError {
+        RegistryError::Unauthorized {
+            registry: self.host.clone(),
+            repository: op.repository.to_string(),
+            what: op.what.clone(),
+            detail,
+            with: self.creds.as_ref().map(|c| c.source.clone()),
+        }
+    }
+
+    /// Send the request `build` makes, answering one authentication challenge: the header
+    /// obtained is kept for the op's scopes and sent with every later request of them.
+    fn send(
+        &self,
+        op: &Op<'_>,
+        build: &dyn Fn() -> RequestBuilder,
+    ) -> Result<Response, RegistryError> {
+        let key = op.scopes.join(" ");
+        let known = self.auth.lock().ok().and_then(|m| m.get(&key).cloned());
+        let mut req = build();
+        if let Some(h) = &known {
+            req = req.header(AUTHORIZATION, h);
+        }
+        let resp = req.send().map_err(|e| self.connect_error(&op.what, e))?;
+        if resp.status() != StatusCode::UNAUTHORIZED {
+            return Ok(resp);
+        }
+        let challenge = resp
+            .headers()
+            .get(WWW_AUTHENTICATE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(auth::parse_challenge);
+        let header = match challenge {
+            None => return Err(self.unauthorized(
+                op,
+                "it asks for authentication nodeforge cannot answer (no Basic or Bearer challenge)"
+                    .into(),
+            )),
+            Some(Challenge::Basic) => match (&self.creds, &known) {
+                (Some(c), None) => c.basic_header(),
+                (Some(_), Some(_)) => {
+                    return Err(self.unauthorized(op, "the user name or password is wrong".into()))
+                }
+                (None, _) => {
+                    return Err(self.unauthorized(op, "it requires a login".into()));
+                }
+            },
+            Some(Challenge::Bearer { realm, service }) => {
+                format!("Bearer {}", self.token(op, &realm, service.as_deref())?)
+            }
+        };
+        if let Ok(mut m) = self.auth.lock() {
+            m.insert(key, header.clone());
+        }
+        let resp = build()
+            .header(AUTHORIZATION, &header)
+            .send()
+            .map_err(|e| self.connect_error(&op.what, e))?;
+        if resp.status() == StatusCode::UNAUTHORIZED {
+            let detail = if self.creds.is_some() {
+                "the user name or password is wrong, or has no access"
+            } else {
+                "it requires a login"
+            };
+            return Err(self.unauthorized(op, detail.into()));
+        }
+        Ok(resp)
+    }
+
+    /// The bearer-token flow: ask the realm for a token for the op's scopes (with the
+    /// credentials, when there are any).
+    fn token(
+        &self,
+        op: &Op<'_>,
+        realm: &str,
+        service: Option<&str>,
+    ) -> Result<String, RegistryError> {
+        let mut url = Url::parse(realm).map_err(|e| {
+            self.unauthorized(op, format!("its token realm `{realm}` is not a URL: {e}"))
+        })?;
+        {
+            let mut q = url.query_pairs_mut();
+            if let Some(s) = service {
+                q.append_pair("service", s);
+            }
+            for s in &op.scopes {
+                q.append_pair("scope", s);
+            }
+        }
+        let mut req = self.http.get(url);
+        if let Some(c) = &self.creds {
+            req = req.header(AUTHORIZATION, c.basic_header());
+        }
+        let resp = req
+            .send()
+            .map_err(|e| self.connect_error("asking its token service for a token", e))?;
+        if !resp.status().is_success() {
+            let detail = match resp.status() {
+                StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN if self.creds.is_some() => {
+                    "its token service refused the user name or password".to_string()
+                }
+                StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                    "its token service requires a login".to_string()
+                }
+                s => format!("its token service answered {s}"),
+            };
+            return Err(self.unauthorized(op, detail));
+        }
+        let body = read_limited(resp, 1 << 20)
+            .map_err(|e| self.unauthorized(op, format!("cannot read its token: {e}")))?;
+        serde_json::from_slice::<auth::TokenResponse>(&body)
+            .ok()
+            .and_then(auth::TokenResponse::into_token)
+            .ok_or_else(|| self.unauthorized(op, "its token service sent no token".into()))
+    }
+
+    /// The error for an unexpected answer, with the registry's own error code and message.
+    fn status_error(&self, op: &Op<'_>, resp: Response) -> RegistryError {
+        #[derive(serde::Deserialize)]
+        struct Errors {
+            errors: Vec<ErrorItem>,
+        }
+        #[derive(serde::Deserialize)]
+        struct ErrorItem {
+            code: Option<String>,
+            message: Option<String>,
+        }
+        let status = resp.status().as_u16();
+        let body = read_limited(resp, 64 << 10).unwrap_or_default();
+        let parsed = serde_json::from_slice::<Errors>(&body).ok();
+        let first = parsed.as_ref().and_then(|e| e.errors.first());
+        let code = first.and_then(|e| e.code.clone());
+        let detail = match first {
+            Some(e) => format!(
+                "{}{}",
+                e.code.as_deref().unwrap_or(""),
+                e.message
+                    .as_deref()
+                    .map(|m| format!(" ({m})"))
+                    .unwrap_or_default()
+            ),
+            None => String::from_utf8_lossy(&body)
+                .chars()
+                .take(200)
+                .collect::<String>()
+                .trim()
+                .to_string(),
+        };
+        if status == 403 {
+            return self.unauthorized(op, format!("access denied: {detail}"));
+        }
+        RegistryError::Status {
+            registry: self.host.clone(),
+            repository: op.repository.to_string(),
+            what: op.what.clone(),
+            status,
+            code,
+            detail,
+        }
+    }
+
+    fn pull_op(repository: &str, what: String) -> Op<'_> {
+        Op {
+            repository,
+            what,
+            scopes: vec![format!("repository:{repository}:pull")],
+        }
+    }
+
+    fn push_op(repository: &str, what: String) -> Op<'_> {
+        Op {
+            repository,
+            what,
+            scopes: vec![format!("repository:{repository}:pull,push")],
+        }
+    }
+
+    /// Whether the repository has blob `digest` (HEAD).
+    pub fn has_blob(&self, repository: &str, digest: &Sha256) -> Result<bool, RegistryError> {
+        let op = Self::push_op(repository, format!("checking blob sha256:{digest}"));
+        let url = self.url(&format!("/v2/{repository}/blobs/sha256:{digest}"));
+        let resp = self.send(&op, &|| self.http.head(url.clone()))?;
+        match resp.status() {
+            s if s.is_success() => Ok(true),
+            StatusCode::NOT_FOUND => Ok(false),
+            _ => Err(self.status_error(&op, resp)),
+        }
+    }
+
+    /// Put blob `digest` (`size` bytes, in the file at `path`) into the repository: mounted from
+    /// `mount_from` when given and the registry can, else uploaded (POST, then one streamed PUT).
+    /// `bar` counts the bytes as they go.
+    pub fn put_blob(
+        &self,
+        repository: &str,
+        digest: &Sha256,
+        path: &Path,
+        size: u64,
+        mount_from: Option<&str>,
+        bar: &indicatif::ProgressBar,
+    ) -> Result<Upload, RegistryError> {
+        let mut op = Self::push_op(repository, format!("uploading blob sha256:{digest}"));
+        let mut url = self.url(&format!("/v2/{repository}/blobs/uploads/"));
+        if let Some(from) = mount_from {
+            op.scopes.push(format!("repository:{from}:pull"));
+            url.query_pairs_mut()
+                .append_pair("mount", &format!("sha256:{digest}"))
+                .append_pair("from", from);
+        }
+        let resp = self.send(&op, &|| {
+            self.http.post(url.clone()).header(CONTENT_LENGTH, "0")
+        })?;
+        if resp.status() == StatusCode::CREATED && mount_from.is_some() {
+            return Ok(Upload::Mounted);
+        }
+        if resp.status() != StatusCode::ACCEPTED {
+            return Err(self.status_error(&op, resp));
+        }
+        let location = resp
+            .headers()
+            .get(LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|l| self.base.join(l).ok())
+            .ok_or_else(|| RegistryError::Status {
+                registry: self.host.clone(),
+                repository: repository.to_string(),
+                what: op.what.clone(),
+                status: 202,
+                code: None,
+                detail: "it started an upload without saying where (no Location header)".into(),
+            })?;
+        let mut put = location;
+        put.query_pairs_mut()
+            .append_pair("digest", &format!("sha256:{digest}"));
+        let resp = self.send(&op, &|| {
+            // Opened for each attempt (a retry after a challenge sends it again); a file that
+            // vanished meanwhile sends nothing, which the registry refuses by its digest.
+            let inner: Box<dyn Read + Send> = match std::fs::File::open(path) {
+                Ok(f) => Box::new(f),
+                Err(_) => Box::new(std::io::empty()),
+            };
+            self.http
+                .put(put.clone())
+                // The blocking client bounds the whole request, body included, by its timeout:
+                // a large blob gets time for its bytes at 100 kB/s, besides the usual wait.
+                .timeout(self.read_timeout + Duration::from_secs(size / 100_000))
+                .header(CONTENT_TYPE, "application/octet-stream")
+                .body(reqwest::blocking::Body::sized(
+                    Counting {
+                        inner,
+                        bar: bar.clone(),
+                    },
+                    size,
+                ))
+        })?;
+        if resp.status() != StatusCode::CREATED {
+            return Err(self.status_error(&op, resp));
+        }
+        Ok(Upload::Session)
+    }
+
+    /// Store `bytes` as the manifest `reference` (a tag) of the repository.
+    pub fn put_manifest(
+        &self,
+        repository: &str,
+        reference: &str,
+        bytes: &[u8],
+    ) -> Result<(), RegistryError> {
+        let op = Self::push_op(repository, format!("storing manifest `{reference}`"));
+        let url = self.url(&format!("/v2/{repository}/manifests/{reference}"));
+        let resp = self.send(&op, &|| {
+            self.http
+                .put(url.clone())
+                .header(CONTENT_TYPE, MANIFEST_MEDIA_TYPE)
+                .body(bytes.to_vec())
+        })?;
+        if resp.status() != StatusCode::CREATED {
+            return Err(self.status_error(&op, resp));
+        }
+        Ok(())
+    }
+
+    /// The manifest `reference` (tag or `sha256:…`) of the repository and its digest (of the
+    /// bytes received; a reference by digest must match it).
+    pub fn get_manifest(
+        &self,
+        repository: &str,
+        reference: &str,
+    ) -> Result<(Vec<u8>, Sha256), RegistryError> {
+        let op = Self::pull_op(repository, format!("fetching manifest `{reference}`"));
+        let url = self.url(&format!("/v2/{repository}/manifests/{reference}"));
+        let resp = self.send(&op, &|| {
+            self.http.get(url.clone()).header(
+                reqwest::header::ACCEPT,
+                format!("{MANIFEST_MEDIA_TYPE}, application/vnd.oci.image.index.v1+json;q=0.5"),
+            )
+        })?;
+        if resp.status() == StatusCode::NOT_FOUND {
+            return Err(RegistryError::ManifestUnknown {
+                registry: self.host.clone(),
+                repository: repository.to_string(),
+                reference: reference.to_string(),
+            });
+        }
+        if !resp.status().is_success() {
+            return Err(self.status_error(&op, resp));
+        }
+        let bytes =
+            read_limited(resp, MAX_MANIFEST_BYTES).map_err(|e| self.connect_error(&op.what, e))?;
+        let digest = Sha256::of(&bytes);
+        if let Some(want) = reference.strip_prefix("sha256:") {
+            if want != digest.to_hex() {
+                return Err(RegistryError::DigestMismatch {
+                    registry: self.host.clone(),
+                    repository: repository.to_string(),
+                    digest: want.to_string(),
+                    actual: digest.to_hex(),
+                });
+            }
+        }
+        Ok((bytes, digest))
+    }
+
+    /// A small blob (the image record), whole, checked against its digest.
+    pub fn get_blob(
+        &self,
+        repository: &str,
+        digest: &Sha256,
+        limit: u64,
+    ) -> Result<Vec<u8>, RegistryError> {
+        let op = Self::pull_op(repository, format!("downloading blob sha256:{digest}"));
+        let url = self.url(&format!("/v2/{repository}/blobs/sha256:{digest}"));
+        let resp = self.send(&op, &|| self.http.get(url.clone()))?;
+        if !resp.status().is_success() {
+            return Err(self.status_error(&op, resp));
+        }
+        let bytes = read_limited(resp, limit).map_err(|e| self.connect_error(&op.what, e))?;
+        let actual = Sha256::of(&bytes);
+        if actual != *digest {
+            return Err(self.mismatch(repository, digest, &actual));
+        }
+        Ok(bytes)
+    }
+
+    fn mismatch(&self, repository: &str, digest: &Sha256, actual: &Sha256) -> RegistryError {
+        RegistryError::DigestMismatch {
+            registry: self.host.clone(),
+            repository: repository.to_string(),
+            digest: digest.to_hex(),
+            actual: actual.to_hex(),
+        }
+    }
+
+    /// Download blob `digest` of `size` bytes into `partial`, resuming from what it holds
+    /// (`Range`); when complete, the file is checked against the digest (and removed if it does
+    /// not match). `bar` counts the bytes as they come.
+    pub fn download_blob(
+        &self,
+        repository: &str,
+        digest: &Sha256,
+        size: u64,
+        partial: &Path,
+        bar: &indicatif::ProgressBar,
+    ) -> Result<Transfer, RegistryError> {
+        use crate::fsutil::IoContext;
+        let op = Self::pull_op(repository, format!("downloading blob sha256:{digest}"));
+        let mut file = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .read(true)
+            .open(partial)
+            .at("cannot open", partial)?;
+        let mut have = file.metadata().at("cannot stat", partial)?.len();
+        if have > size {
+            file.set_len(0).at("cannot truncate", partial)?;
+            have = 0;
+        }
+        let mut transfer = Transfer {
+            received: 0,
+            resumed_from: have,
+        };
+        if have < size {
+            let url = self.url(&format!("/v2/{repository}/blobs/sha256:{digest}"));
+            let resp = self.send(&op, &|| {
+                let r = self.http.get(url.clone());
+                if have > 0 {
+                    r.header(reqwest::header::RANGE, format!("bytes={have}-"))
+                } else {
+                    r
+                }
+            })?;
+            match resp.status() {
+                StatusCode::PARTIAL_CONTENT if have > 0 => {}
+                StatusCode::OK => {
+                    // The whole blob: start over.
+                    if have > 0 {
+                        file.set_len(0).at("cannot truncate", partial)?;
+                        transfer.resumed_from = 0;
+                        have = 0;
+                    }
+                }
+                _ => return Err(self.status_error(&op, resp)),
+            }
+            bar.inc(have);
+            let mut body = resp.take(size - have + 1);
+            let mut buf = vec![0u8; 1 << 20];
+            loop {
+                let n = match body.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => n,
+                    Err(e) => {
+                        // Keep what arrived for the next attempt.
+                        let _ = file.sync_data();
+                        return Err(RegistryError::Interrupted {
+                            registry: self.host.clone(),
+                            repository: repository.to_string(),
+                            digest: digest.to_hex(),
+                            have: have + transfer.received,
+                            size,
+                            detail: e.to_string(),
+                        });
+                    }
+                };
+                file.write_all(&buf[..n]).at("cannot write", partial)?;
+                transfer.received += n as u64;
+                bar.inc(n as u64);
+            }
+            file.sync_data().at("cannot sync", partial)?;
+        }
+        let total = file.metadata().at("cannot stat", partial)?.len();
+        if total != size {
+            if total > size {
+                let _ = std::fs::remove_file(partial);
+            }
+            return Err(RegistryError::Interrupted {
+                registry: self.host.clone(),
+                repository: repository.to_string(),
+                digest: digest.to_hex(),
+                have: total.min(size),
+                size,
+                detail: if total > size {
+                    "it sent more bytes than the manifest says the blob has".to_string()
+                } else {
+                    "the response ended early".to_string()
+                },
+            });
+        }
+        let (actual, _) = Sha256::of_file(partial).at("cannot read", partial)?;
+        if actual != *digest {
+            let _ = std::fs::remove_file(partial);
+            return Err(self.mismatch(repository, digest, &actual));
+        }
+        Ok(transfer)
+    }
+}
+
+/// Read a response body, at most `limit` bytes.
+fn read_limited(resp: Response, limit: u64) -> Result<Vec<u8>, reqwest::Error> {
+    let mut v = Vec::new();
+    let mut r = resp.take(limit);
+    if let Err(e) = r.read_to_end(&mut v) {
+        // Surface it as the reqwest error it wraps when it is one.
+        return match e
+            .into_inner()
+            .and_then(|i| i.downcast::<reqwest::Error>().ok())
+        {
+            Some(re) => Err(*re),
+            None => Ok(v),
+        };
+    }
+    Ok(v)
+}
+
+/// A file read into an upload, counting the bytes sent on a progress bar.
+struct Counting {
+    inner: Box<dyn Read + Send>,
+    bar: indicatif::ProgressBar,
+}
+
+impl Read for Counting {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.bar.inc(n as u64);
+        Ok(n)
+    }
+}

@@ -1,0 +1,1273 @@
+//! push and pull through a real OCI registry: Debian's `docker-registry` (the CNCF distribution
+//! server) on 127.0.0.1 with its filesystem storage in a temp dir, anonymous or with htpasswd
+//! auth.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use crate::{run_env, Run, TestContext};
+
+/// A `docker-registry` process on 127.0.0.1, its config, storage and htpasswd in a temp dir.
+pub struct LocalRegistry {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    child: Option<Child>,
+}
+
+impl LocalRegistry {
+    /// Start an anonymous registry (`None` when docker-registry is not installed, outside CI).
+    pub fn start() -> Option<Self> {
+        Self::start_with(None)
+    }
+
+    /// Start a registry that requires `user`/`password` (basic auth from an htpasswd file).
+    pub fn start_with(login: Option<(&str, &str)>) -> Option<Self> {
+        if !crate::requires("docker-registry", "docker-registry") {
+            return None;
+        }
+        if login.is_some() && !crate::requires("htpasswd", "apache2-utils") {
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let auth = match login {
+            Some((user, password)) => {
+                let htpasswd = dir.path().join("htpasswd");
+                let st = Command::new("htpasswd")
+                    .args(["-Bbc"])
+                    .arg(&htpasswd)
+                    .args([user, password])
+                    .stderr(Stdio::null())
+                    .status()
+                    .unwrap();
+                assert!(st.success());
+                format!(
+                    "auth:\n  htpasswd:\n    realm: nodeforge-test\n    path: {}\n",
+                    htpasswd.display()
+                )
+            }
+            None => String::new(),
+        };
+        Some(Self::start_in(dir, &auth))
+    }
+
+    /// Start a registry with the `auth:` section `auth` of its config, in `dir`.
+    pub fn start_in(dir: tempfile::TempDir, auth: &str) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let config = format!(
+            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n  secret: nodeforge-test\n{auth}",
+            dir.path().join("storage").display()
+        );
+        std::fs::write(dir.path().join("config.yml"), config).unwrap();
+        let mut r = Self {
+            dir,
+            port,
+            child: None,
+        };
+        r.resume();
+        r
+    }
+
+    /// (Re)start the process on the same port and storage, and wait until it answers.
+    pub fn resume(&mut self) {
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(self.dir.path().join("config.yml"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let started = std::time::Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(20),
+                "docker-registry did not start"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    /// Stop the process (the storage stays).
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// `127.0.0.1:PORT/<repo>`.
+    pub fn repo(&self, repo: &str) -> String {
+        format!("{}/{repo}", self.host())
+    }
+
+    /// Where the registry keeps blob `digest` (`sha256:<hex>`).
+    pub fn blob_file(&self, digest: &str) -> PathBuf {
+        let hex = digest.trim_start_matches("sha256:");
+        self.dir
+            .path()
+            .join("storage/docker/registry/v2/blobs/sha256")
+            .join(&hex[..2])
+            .join(hex)
+            .join("data")
+    }
+
+    /// Every blob in the registry's storage.
+    pub fn blob_count(&self) -> usize {
+        let root = self
+            .dir
+            .path()
+            .join("storage/docker/registry/v2/blobs/sha256");
+        std::fs::read_dir(root)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|d| std::fs::read_dir(d.path()).map_or(0, Iterator::count))
+            .sum()
+    }
+}
+
+impl Drop for LocalRegistry {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Run nodeforge in `cwd` (push and pull against the registry, over plain HTTP), with a `HOME` of
+/// its own: no credentials of the caller's.
+fn reg(cwd: &Path, r: &LocalRegistry, args: &[&str], envs: &[(&str, &str)]) -> Run {
+    let host = r.host();
+    let mut all: Vec<&str> = args.to_vec();
+    if args.iter().any(|a| *a == "push" || *a == "pull") {
+        all.extend(["--insecure-registry", &host]);
+    }
+    let home = cwd.join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let home = home.display().to_string();
+    let mut env: Vec<(&str, &str)> = vec![("HOME", &home), ("XDG_RUNTIME_DIR", &home)];
+    env.extend_from_slice(envs);
+    run_env(cwd, &all, &env, None)
+}
+
+/// A project with every node built (stand-in artifacts from the loopback server).
+fn built() -> TestContext {
+    let ctx = TestContext::new();
+    ctx.net(&["lock"]).ok();
+    ctx.net(&["build"]).ok();
+    ctx
+}
+
+fn current_id(out: &Path, node: &str) -> String {
+    let p = std::fs::canonicalize(out.join("nodes").join(node).join("current")).unwrap();
+    p.file_name().unwrap().to_string_lossy().into_owned()
+}
+
+/// The files of every layer of an image, by name, as bytes.
+fn layer_bytes(out: &Path, image: &str) -> Vec<(String, Vec<u8>)> {
+    let dir = out.join("images").join(image);
+    let mut v: Vec<(String, Vec<u8>)> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| {
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read(e.path()).unwrap(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// A VM host: a directory outside any project (no manifest, lockfile or store).
+fn fresh_host() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap()
+}
+
+/// Six nodes pushed: the shared payload is uploaded once; a fresh host pulls a node and gets the
+/// same image id and bytes; a second node's pull transfers only its own layer; `list`, `show`,
+/// `verify` and `rollback` work on the host, the last with the registry gone.
+#[test]
+fn push_six_nodes_pull_on_a_fresh_host_and_roll_back_offline() {
+    let Some(mut registry) = LocalRegistry::start() else {
+        return;
+    };
+    let ctx = built();
+    let repo = registry.repo("fleet/kubenet");
+    let push = reg(ctx.path(), &registry, &["push", &repo, "--json"], &[])
+        .ok()
+        .json();
+    assert_eq!(push["kind"], "push-report");
+    let nodes = push["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 6, "{push}");
+    // Per node: record, payload (EROFS, verity), config (EROFS, verity). The payload's two
+    // blobs are sent once, by the first node; the five others find them.
+    let payload_uploads: usize = nodes
+        .iter()
+        .flat_map(|n| n["blobs"].as_array().unwrap())
+        .filter(|b| b["layer_id"] == nodes[0]["blobs"][1]["layer_id"])
+        .filter(|b| b["status"] == "uploaded")
+        .count();
+    assert_eq!(payload_uploads, 2, "{push}");
+    assert_eq!(push["blobs_uploaded"], 2 + 6 * 3, "{push}");
+    assert_eq!(push["blobs_present"], 5 * 2, "{push}");
+    // The registry holds each distinct blob once, and one manifest per node.
+    assert_eq!(registry.blob_count(), 2 + 6 * 3 + 6);
+    for n in nodes {
+        let tags: Vec<&str> = n["tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_str().unwrap())
+            .collect();
+        let node = n["node"].as_str().unwrap();
+        assert_eq!(tags[..2], [node.to_string(), format!("{node}-gen1")]);
+        assert_eq!(tags[2], n["image_id"]);
+    }
+    // Pushed again: nothing is uploaded.
+    let again = reg(ctx.path(), &registry, &["push", &repo, "--json"], &[])
+        .ok()
+        .json();
+    assert_eq!(again["blobs_uploaded"], 0, "{again}");
+    assert_eq!(
+        again["nodes"][0]["manifest_digest"], push["nodes"][0]["manifest_digest"],
+        "same image, same manifest"
+    );
+
+    // A fresh host: no manifest, no lockfile, no store.
+    let host_tmp = fresh_host();
+    let host = host_tmp.path().to_path_buf();
+    let out = host.join("out");
+    let outs = out.display().to_string();
+    let w1 = reg(
+        &host,
+        &registry,
+        &["--out", &outs, "pull", &format!("{repo}:worker1"), "--json"],
+        &[],
+    )
+    .ok()
+    .json();
+    assert_eq!(w1["kind"], "pull-report");
+    assert_eq!(w1["node"], "worker1");
+    assert_eq!(w1["generation"], 1);
+    assert_eq!(w1["switched"], true);
+    let built_out = ctx.path().join("out");
+    let id = current_id(&built_out, "worker1");
+    assert_eq!(w1["image_id"], id.as_str());
+    assert_eq!(current_id(&out, "worker1"), id);
+    assert_eq!(
+        layer_bytes(&out, &id),
+        layer_bytes(&built_out, &id),
+        "the same bytes"
+    );
+    // The layer records are the builder's, byte for byte.
+    for layer in ["payload", "config"] {
+        let ours = crate::layer_of(&out.join("images").join(&id), layer);
+        let theirs = crate::layer_of(&built_out.join("images").join(&id), layer);
+        assert_eq!(
+            std::fs::read(ours.join("layer.json")).unwrap(),
+            std::fs::read(theirs.join("layer.json")).unwrap()
+        );
+    }
+    let all_bytes: u64 = w1["bytes_downloaded"].as_u64().unwrap();
+
+    // A second node: only its record and own layer travel.
+    let w2 = reg(
+        &host,
+        &registry,
+        &["--out", &outs, "pull", &format!("{repo}:worker2"), "--json"],
+        &[],
+    )
+    .ok()
+    .json();
+    let own: u64 = nodes.iter().find(|n| n["node"] == "worker2").unwrap()["blobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|b| {
+            b["kind"] == "record"
+                || b["kind"].get("erofs") == Some(&"config".into())
+                || b["kind"].get("verity") == Some(&"config".into())
+        })
+        .map(|b| b["size"].as_u64().unwrap())
+        .sum();
+    assert_eq!(w2["bytes_downloaded"].as_u64().unwrap(), own, "{w2}");
+    assert!(own < all_bytes / 2, "{own} of {all_bytes}");
+    let present: Vec<&serde_json::Value> = w2["blobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|b| b["status"] == "present")
+        .collect();
+    assert_eq!(present.len(), 2, "the payload's EROFS file and tree: {w2}");
+    // The same pull again: nothing to switch.
+    let w2b = reg(
+        &host,
+        &registry,
+        &["--out", &outs, "pull", &format!("{repo}:worker2"), "--json"],
+        &[],
+    )
+    .ok()
+    .json();
+    assert_eq!(w2b["switched"], false);
+    assert_eq!(w2b["generation"], 1);
+
+    // By image id and by manifest digest: same image.
+    let by_digest = format!(
+        "{repo}@{}",
+        push["nodes"][0]["manifest_digest"].as_str().unwrap()
+    );
+    let d = reg(
+        &host,
+        &registry,
+        &["--out", &outs, "pull", &by_digest, "--json"],
+        &[],
+    )
+    .ok()
+    .json();
+    assert_eq!(d["image_id"], push["nodes"][0]["image_id"]);
+
+    // A second generation of worker1, pushed and pulled.
+    crate::set_verbosity(&ctx, 5);
+    ctx.net(&["build", "--node", "worker1"]).ok();
+    let id2 = current_id(&built_out, "worker1");
+    let p2 = reg(
+        ctx.path(),
+        &registry,
+        &["push", &repo, "--node", "worker1", "--json"],
+        &[],
+    )
+    .ok()
+    .json();
+    assert_eq!(p2["nodes"][0]["tags"][1], "worker1-gen2");
+    assert_eq!(
+        p2["blobs_uploaded"], 3,
+        "record and config layer only: {p2}"
+    );
+    let g2 = reg(
+        &host,
+        &registry,
+        &["--out", &outs, "pull", &format!("{repo}:worker1"), "--json"],
+        &[],
+    )
+    .ok()
+    .json();
+    assert_eq!(
+        (g2["generation"].as_u64(), g2["image_id"].as_str()),
+        (Some(2), Some(id2.as_str()))
+    );
+
+    // The host's own commands work on its out/ alone.
+    let list = reg(
+        &host,
+        &registry,
+        &["--out", &outs, "list", "--node", "worker1", "--json"],
+        &[],
+    )
+    .ok()
+    .json();
+    assert_eq!(list["nodes"][0]["current"], 2);
+    reg(&host, &registry, &["--out", &outs, "show", "worker1"], &[])
+        .ok()
+        .stdout_has(&id2[..12]);
+    let v = reg(&host, &registry, &["--out", &outs, "verify", "--json"], &[])
+        .ok()
+        .json();
+    assert_eq!(v["ok"], true, "{v}");
+    assert!(
+        !v["layers_root_hash_only"].as_array().unwrap().is_empty(),
+        "{v}"
+    );
+    assert!(
+        v["notes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n.as_str().unwrap().starts_with("no manifest")),
+        "{v}"
+    );
+
+    // The registry gone: rollback to the first image, offline.
+    registry.stop();
+    let rb = reg(
+        &host,
+        &registry,
+        &["--out", &outs, "rollback", "worker1", "--json"],
+        &[],
+    )
+    .ok()
+    .json();
+    assert_eq!(rb["rolled_back"][0]["to"], 1);
+    assert_eq!(current_id(&out, "worker1"), id);
+    let v = reg(
+        &host,
+        &registry,
+        &["--out", &outs, "verify", "--rebuild", "--json"],
+        &[],
+    )
+    .ok()
+    .json();
+    assert_eq!(v["ok"], true, "{v}");
+}
+
+/// A blob damaged in the registry's storage is refused by its digest, and the node is not
+/// switched; nothing damaged is left in out/layers.
+#[test]
+fn a_corrupted_blob_is_refused_and_nothing_is_switched() {
+    let Some(registry) = LocalRegistry::start() else {
+        return;
+    };
+    let ctx = built();
+    let repo = registry.repo("kubenet");
+    let push = reg(
+        ctx.path(),
+        &registry,
+        &["push", &repo, "--node", "worker1", "--json"],
+        &[],
+    )
+    .ok()
+    .json();
+    // The config layer's EROFS file: a byte flipped in the registry's copy.
+    let blob = push["nodes"][0]["blobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["kind"].get("erofs") == Some(&"config".into()))
+        .unwrap()["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let file = registry.blob_file(&blob);
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes[1024] ^= 0xff;
+    std::fs::write(&file, bytes).unwrap();
+
+    let host_tmp = fresh_host();
+    let host = host_tmp.path().to_path_buf();
+    let outs = host.join("out").display().to_string();
+    let r = reg(
+        &host,
+        &registry,
+        &["--out", &outs, "pull", &format!("{repo}:worker1")],
+        &[],
+    )
+    .fails()
+    .stderr_has(&format!(
+        "sent blob {blob} of repository kubenet with other bytes"
+    ))
+    .stderr_has("hint: push the image again");
+    assert!(r.stderr.contains(&registry.host()), "{}", r.stderr);
+    assert!(
+        !host.join("out/nodes/worker1/current").exists(),
+        "nothing switched"
+    );
+    assert!(
+        !host
+            .join("out/pulls")
+            .join(format!("{}.partial", &blob[7..]))
+            .exists(),
+        "the bad bytes are not kept"
+    );
+    // Again: still refused, still not switched.
+    reg(
+        &host,
+        &registry,
+        &["--out", &outs, "pull", &format!("{repo}:worker1")],
+        &[],
+    )
+    .fails();
+    assert!(!host.join("out/nodes/worker1/current").exists());
+}
+
+/// A TCP proxy in front of the registry that passes `budget` bytes of responses in all, then
+/// cuts every connection: the registry going away in the middle of a transfer, at a byte the test
+/// chooses.
+struct CuttingProxy {
+    port: u16,
+}
+
+impl CuttingProxy {
+    fn start(to: u16, budget: u64) -> Self {
+        use std::io::{Read, Write};
+        use std::sync::atomic::{AtomicU64, Ordering};
+        use std::sync::Arc;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let left = Arc::new(AtomicU64::new(budget));
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { return };
+                let Ok(server) = std::net::TcpStream::connect(("127.0.0.1", to)) else {
+                    return;
+                };
+                let (mut c_in, mut s_out) =
+                    (client.try_clone().unwrap(), server.try_clone().unwrap());
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut c_in, &mut s_out);
+                });
+                let left = left.clone();
+                std::thread::spawn(move || {
+                    let (mut server, mut client) = (server, client);
+                    let mut buf = [0u8; 4096];
+                    loop {
+                        let n = match server.read(&mut buf) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        let allowed = left
+                            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |l| {
+                                Some(l.saturating_sub(n as u64))
+                            })
+                            .unwrap();
+                        let pass = usize::try_from(allowed.min(n as u64)).unwrap();
+                        if client.write_all(&buf[..pass]).is_err() || pass < n {
+                            break;
+                        }
+                    }
+                    let _ = client.shutdown(std::net::Shutdown::Both);
+                    let _ = server.shutdown(std::net::Shutdown::Both);
+                });
+            }
+        });
+        Self { port }
+    }
+}
+
+/// The registry gone in the middle of a blob: the pull fails saying it can resume, keeps what
+/// arrived in out/pulls/ and switches nothing; with the registry restarted, the next pull
+/// resumes with Range instead of starting over.
+#[test]
+fn a_pull_interrupted_by_the_registry_resumes() {
+    let Some(mut registry) = LocalRegistry::start() else {
+        return;
+    };
+    let ctx = built();
+    let repo = registry.repo("kubenet");
+    let push = reg(
+        ctx.path(),
+        &registry,
+        &["push", &repo, "--node", "worker1", "--json"],
+        &[],
+    )
+    .ok()
+    .json();
+    let blobs = push["nodes"][0]["blobs"].as_array().unwrap().clone();
+    let blob = |kind: serde_json::Value| blobs.iter().find(|b| b["kind"] == kind).unwrap().clone();
+    let record = blob("record".into());
+    let payload = blob(serde_json::json!({"erofs": "payload"}));
+    let size = payload["size"].as_u64().unwrap();
+    let digest = payload["digest"].as_str().unwrap().to_string();
+    // Responses up to the middle of the payload's EROFS file (the first layer blob): the
+    // manifest and record with their headers (under 4 KiB of headers in all), then half of it.
+    let budget = 4096 + 2048 + record["size"].as_u64().unwrap() + size / 2;
+    let proxy = CuttingProxy::start(registry.port, budget);
+    let via = format!("127.0.0.1:{}", proxy.port);
+    let host_tmp = fresh_host();
+    let host = host_tmp.path().to_path_buf();
+    let out = host.join("out");
+    let outs = out.display().to_string();
+    let home = host.join("home").display().to_string();
+    let r = run_env(
+        &host,
+        &[
+            "--out",
+            &outs,
+            "pull",
+            &format!("{via}/kubenet:worker1"),
+            "--insecure-registry",
+            &via,
+        ],
+        &[("HOME", &home)],
+        None,
+    )
+    .fails()
+    .stderr_has("run the pull again to resume");
+    assert!(r.stderr.contains(&format!("blob {digest}")), "{}", r.stderr);
+    assert!(
+        !out.join("nodes/worker1/current").exists(),
+        "nothing switched"
+    );
+    let partial = out.join("pulls").join(format!("{}.partial", &digest[7..]));
+    let kept = std::fs::metadata(&partial).unwrap().len();
+    assert!(kept > 0 && kept < size, "kept {kept} of {size}");
+
+    // The registry restarted: the pull resumes where it broke off.
+    registry.stop();
+    registry.resume();
+    let r = reg(
+        &host,
+        &registry,
+        &["--out", &outs, "pull", &format!("{repo}:worker1"), "--json"],
+        &[],
+    )
+    .ok()
+    .json();
+    let b = r["blobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["digest"] == digest.as_str())
+        .unwrap();
+    assert_eq!(b["status"], "resumed", "{r}");
+    assert_eq!(
+        b["transferred"].as_u64().unwrap(),
+        size - kept,
+        "only the rest travels"
+    );
+    assert_eq!(
+        current_id(&out, "worker1"),
+        current_id(&ctx.path().join("out"), "worker1")
+    );
+    assert!(!partial.exists());
+}
+
+/// With htpasswd auth: no credentials, or wrong ones, give a clear error naming the registry and
+/// what to do; the right ones (from an auth file, or the environment) work.
+#[test]
+fn registry_logins() {
+    let Some(registry) = LocalRegistry::start_with(Some(("fleet", "s3cret"))) else {
+        return;
+    };
+    let ctx = built();
+    let repo = registry.repo("kubenet");
+    let host = registry.host();
+    reg(
+        ctx.path(),
+        &registry,
+        &["push", &repo, "--node", "worker1"],
+        &[],
+    )
+    .fails()
+    .stderr_has(&format!("registry {host} refused"))
+    .stderr_has("it requires a login (no credentials were sent)")
+    .stderr_has(&format!("hint: log in with `docker login {host}`"));
+    reg(
+        ctx.path(),
+        &registry,
+        &["push", &repo, "--node", "worker1"],
+        &[
+            ("NODEFORGE_REGISTRY_USERNAME", "fleet"),
+            ("NODEFORGE_REGISTRY_PASSWORD", "wrong"),
+        ],
+    )
+    .fails()
+    .stderr_has("the user name or password is wrong")
+    .stderr_has("credentials from $NODEFORGE_REGISTRY_USERNAME");
+    // docker's config.json under $HOME.
+    let docker = ctx.path().join("home/.docker");
+    std::fs::create_dir_all(&docker).unwrap();
+    std::fs::write(
+        docker.join("config.json"),
+        format!(r#"{{"auths": {{"{host}": {{"auth": "ZmxlZXQ6czNjcmV0"}}}}}}"#),
+    )
+    .unwrap();
+    reg(
+        ctx.path(),
+        &registry,
+        &["push", &repo, "--node", "worker1"],
+        &[],
+    )
+    .ok();
+    // podman's auth file named by REGISTRY_AUTH_FILE, on a host.
+    let host_tmp = fresh_host();
+    let h = host_tmp.path().to_path_buf();
+    let auth = h.join("auth.json");
+    std::fs::write(
+        &auth,
+        format!(r#"{{"auths": {{"{host}": {{"username": "fleet", "password": "s3cret"}}}}}}"#),
+    )
+    .unwrap();
+    let outs = h.join("out").display().to_string();
+    let auth_s = auth.display().to_string();
+    reg(
+        &h,
+        &registry,
+        &["--out", &outs, "pull", &format!("{repo}:worker1")],
+        &[],
+    )
+    .fails()
+    .stderr_has("it requires a login");
+    reg(
+        &h,
+        &registry,
+        &["--out", &outs, "pull", &format!("{repo}:worker1")],
+        &[("REGISTRY_AUTH_FILE", &auth_s)],
+    )
+    .ok();
+}
+
+/// Wrong tags, wrong repositories and HTTPS to a plain-HTTP registry are said plainly.
+#[test]
+fn pull_errors_name_what_to_do() {
+    let Some(registry) = LocalRegistry::start() else {
+        return;
+    };
+    let ctx = built();
+    let repo = registry.repo("kubenet");
+    reg(
+        ctx.path(),
+        &registry,
+        &["push", &repo, "--node", "worker1"],
+        &[],
+    )
+    .ok();
+    let host_tmp = fresh_host();
+    let h = host_tmp.path().to_path_buf();
+    let outs = h.join("out").display().to_string();
+    reg(
+        &h,
+        &registry,
+        &["--out", &outs, "pull", &format!("{repo}:worker9")],
+        &[],
+    )
+    .fails()
+    .stderr_has(&format!(
+        "registry {} has no manifest `worker9` in repository kubenet",
+        registry.host()
+    ))
+    .stderr_has("hint: check the repository and the tag");
+    // Without --insecure-registry: HTTPS, which the registry does not speak.
+    run_env(
+        &h,
+        &["--out", &outs, "pull", &format!("{repo}:worker1")],
+        &[],
+        None,
+    )
+    .fails()
+    .stderr_has(&format!("--insecure-registry {}", registry.host()));
+    reg(
+        &h,
+        &registry,
+        &["--out", &outs, "pull", "kubenet:worker1"],
+        &[],
+    )
+    .fails()
+    .stderr_has("is not an image reference");
+    reg(ctx.path(), &registry, &["push", &format!("{repo}:x")], &[])
+        .fails()
+        .stderr_has("without a tag");
+}
+
+/// Blobs another repository of the registry has are mounted, not uploaded.
+#[test]
+fn push_mounts_blobs_from_another_repository() {
+    let Some(registry) = LocalRegistry::start() else {
+        return;
+    };
+    let ctx = built();
+    reg(
+        ctx.path(),
+        &registry,
+        &["push", &registry.repo("a"), "--node", "worker1"],
+        &[],
+    )
+    .ok();
+    let r = reg(
+        ctx.path(),
+        &registry,
+        &[
+            "push",
+            &registry.repo("b"),
+            "--node",
+            "worker1",
+            "--mount-from",
+            "a",
+            "--json",
+        ],
+        &[],
+    )
+    .ok()
+    .json();
+    assert_eq!(r["blobs_mounted"], 5, "{r}");
+    assert_eq!(r["blobs_uploaded"], 0, "{r}");
+    assert_eq!(r["bytes_uploaded"], 0, "{r}");
+}
+
+/// Two pulls of two nodes at once into the same out/: both succeed, the shared payload lands
+/// once.
+#[test]
+fn concurrent_pulls_share_the_payload() {
+    let Some(registry) = LocalRegistry::start() else {
+        return;
+    };
+    let ctx = built();
+    let repo = registry.repo("kubenet");
+    reg(ctx.path(), &registry, &["push", &repo], &[]).ok();
+    let host_tmp = fresh_host();
+    let h = host_tmp.path().to_path_buf();
+    let outs = h.join("out").display().to_string();
+    let threads: Vec<_> = ["worker1", "worker2", "control0"]
+        .into_iter()
+        .map(|n| {
+            let (h, outs, reference) = (h.clone(), outs.clone(), format!("{repo}:{n}"));
+            let host = registry.host();
+            std::thread::spawn(move || {
+                let home = h.join("home").display().to_string();
+                run_env(
+                    &h,
+                    &[
+                        "--out",
+                        &outs,
+                        "pull",
+                        &reference,
+                        "--insecure-registry",
+                        &host,
+                    ],
+                    &[("HOME", &home)],
+                    None,
+                )
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap().ok();
+    }
+    let layers = std::fs::read_dir(h.join("out/layers"))
+        .unwrap()
+        .flatten()
+        .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+        .count();
+    assert_eq!(layers, 1 + 3, "one payload, three config layers");
+    let v = reg(&h, &registry, &["--out", &outs, "verify", "--json"], &[])
+        .ok()
+        .json();
+    assert_eq!(v["ok"], true, "{v}");
+    assert_eq!(v["nodes_checked"], 3);
+}
+
+/// `export --oci-layout` and `import`: the same artifacts as a directory. A fresh host imports
+/// and gets the builder's image; skopeo (a standard OCI tool) reads the layout and copies it into
+/// a registry, from which `pull` gets the same image.
+#[test]
+fn oci_layout_export_import_and_skopeo() {
+    let ctx = built();
+    let layout = ctx.path().join("layout");
+    let l = layout.display().to_string();
+    let e = ctx
+        .run(&["export", "--oci-layout", &l, "--json"])
+        .ok()
+        .json();
+    assert_eq!(e["kind"], "export-report");
+    assert_eq!(e["images"].as_array().unwrap().len(), 6);
+    assert_eq!(e["blobs_written"], 2 + 6 * 3 + 6, "{e}");
+    assert!(layout.join("oci-layout").is_file() && layout.join("index.json").is_file());
+    // Again: nothing new.
+    let again = ctx
+        .run(&["export", "--oci-layout", &l, "--json"])
+        .ok()
+        .json();
+    assert_eq!(again["blobs_written"], 0);
+
+    let host_tmp = fresh_host();
+    let host = host_tmp.path().to_path_buf();
+    let outs = host.join("out").display().to_string();
+    let i = run_env(
+        &host,
+        &["--out", &outs, "import", &l, "--tag", "worker1", "--json"],
+        &[],
+        None,
+    )
+    .ok()
+    .json();
+    assert_eq!(i["kind"], "import-report");
+    let id = current_id(&ctx.path().join("out"), "worker1");
+    assert_eq!(i["images"][0]["image_id"], id.as_str());
+    assert_eq!(
+        layer_bytes(&host.join("out"), &id),
+        layer_bytes(&ctx.path().join("out"), &id)
+    );
+    // Every node's newest; worker1 is there already.
+    let all = run_env(&host, &["--out", &outs, "import", &l, "--json"], &[], None)
+        .ok()
+        .json();
+    assert_eq!(all["images"].as_array().unwrap().len(), 6);
+    run_env(&host, &["--out", &outs, "verify"], &[], None).ok();
+    // A damaged layout blob is refused.
+    let payload = e["images"][0]["manifest_digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let _ = payload;
+
+    if !crate::requires("skopeo", "skopeo") {
+        return;
+    }
+    let raw = Command::new("skopeo")
+        .args(["inspect", "--raw", &format!("oci:{l}:worker1")])
+        .output()
+        .unwrap();
+    assert!(
+        raw.status.success(),
+        "{}",
+        String::from_utf8_lossy(&raw.stderr)
+    );
+    let m: serde_json::Value = serde_json::from_slice(&raw.stdout).unwrap();
+    assert_eq!(m["artifactType"], "application/vnd.nodeforge.node-image.v1");
+    let Some(registry) = LocalRegistry::start() else {
+        return;
+    };
+    let copy = Command::new("skopeo")
+        .args([
+            "copy",
+            "--dest-tls-verify=false",
+            &format!("oci:{l}:worker1"),
+            &format!("docker://{}:worker1", registry.repo("copied")),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        copy.status.success(),
+        "{}",
+        String::from_utf8_lossy(&copy.stderr)
+    );
+    let host2 = fresh_host();
+    let outs2 = host2.path().join("out").display().to_string();
+    let p = reg(
+        host2.path(),
+        &registry,
+        &[
+            "--out",
+            &outs2,
+            "pull",
+            &format!("{}:worker1", registry.repo("copied")),
+            "--json",
+        ],
+        &[],
+    )
+    .ok()
+    .json();
+    assert_eq!(p["image_id"], id.as_str());
+}
+
+/// `mirror push oci://…` puts the store's locked artifacts in a registry; a second builder with
+/// an empty store fetches every artifact from it (each checked against the lockfile's sha256)
+/// and builds the same images; an artifact damaged in the registry is refused.
+#[test]
+fn an_oci_mirror_feeds_fetch_and_build() {
+    let Some(registry) = LocalRegistry::start() else {
+        return;
+    };
+    let ctx = built();
+    let target = format!("oci+http://{}/artifacts", registry.host());
+    let r = ctx.run(&["mirror", "push", &target, "--json"]).ok().json();
+    assert_eq!(r["kind"], "mirror-push-report");
+    let n = r["artifacts"].as_u64().unwrap();
+    assert!(n > 0, "{r}");
+    assert_eq!(
+        r["blobs_uploaded"].as_u64().unwrap(),
+        n + 1,
+        "artifacts and the lockfile: {r}"
+    );
+    let again = ctx.run(&["mirror", "push", &target, "--json"]).ok().json();
+    assert_eq!(again["blobs_uploaded"], 0);
+    assert_eq!(again["manifest_digest"], r["manifest_digest"]);
+
+    // A second builder: the same manifest and lockfile, an empty store, the registry only.
+    let b = TestContext::new();
+    std::fs::create_dir_all(b.lockfile().parent().unwrap()).unwrap();
+    std::fs::copy(ctx.lockfile(), b.lockfile()).unwrap();
+    let f = b
+        .run(&["fetch", "--mirrors-only", "--mirror", &target, "--json"])
+        .ok()
+        .json();
+    let prefix = format!("http://{}/v2/artifacts/blobs/sha256:", registry.host());
+    let arts = f["artifacts"].as_array().unwrap();
+    assert!(!arts.is_empty());
+    for a in arts {
+        assert_eq!(a["status"], "fetched", "{a}");
+        assert!(a["source"].as_str().unwrap().starts_with(&prefix), "{a}");
+    }
+    b.run(&["build", "--offline"]).ok();
+    assert_eq!(
+        current_id(&b.path().join("out"), "worker1"),
+        current_id(&ctx.path().join("out"), "worker1")
+    );
+
+    // A damaged artifact in the registry: refused by the lockfile's sha256.
+    let c = TestContext::new();
+    std::fs::create_dir_all(c.lockfile().parent().unwrap()).unwrap();
+    std::fs::copy(ctx.lockfile(), c.lockfile()).unwrap();
+    let victim = arts[0]["sha256"].as_str().unwrap();
+    let file = registry.blob_file(victim);
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes[10] ^= 1;
+    std::fs::write(&file, bytes).unwrap();
+    let r = c.run(&[
+        "fetch",
+        "--mirrors-only",
+        "--mirror",
+        &target,
+        "--retries",
+        "0",
+    ]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains(&format!(
+            "{prefix}{victim}: sha256 mismatch: expected {victim}"
+        )),
+        "{}",
+        r.stderr
+    );
+}
+
+/// The distribution spec's bearer-token flow against a registry configured for token auth: the
+/// registry's challenge names a token service (a loopback server here, handing out a JWT signed
+/// with a key the registry trusts, only for the right user and password); push and pull get a
+/// token with their credentials and use it; wrong credentials are refused by the token service.
+#[test]
+fn bearer_token_flow() {
+    use base64::Engine as _;
+    if !crate::requires("docker-registry", "docker-registry")
+        || !crate::requires("openssl", "openssl")
+    {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (key, cert) = (dir.path().join("key.pem"), dir.path().join("cert.pem"));
+    let st = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=nodeforge-test-token",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let der = Command::new("openssl")
+        .args(["x509", "-outform", "DER", "-in"])
+        .arg(&cert)
+        .output()
+        .unwrap()
+        .stdout;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let url = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let header = serde_json::json!({"alg": "RS256", "typ": "JWT", "x5c": [b64.encode(&der)]});
+    let claims = serde_json::json!({
+        "iss": "nodeforge-test-issuer", "sub": "fleet", "aud": "nodeforge-test",
+        "exp": now + 3600, "nbf": now - 60, "iat": now - 60, "jti": "nodeforge-test",
+        "access": [{"type": "repository", "name": "kubenet", "actions": ["pull", "push"]}],
+    });
+    let input = format!(
+        "{}.{}",
+        url.encode(header.to_string()),
+        url.encode(claims.to_string())
+    );
+    std::fs::write(dir.path().join("input"), &input).unwrap();
+    let sig = Command::new("openssl")
+        .args(["dgst", "-sha256", "-sign"])
+        .arg(&key)
+        .arg(dir.path().join("input"))
+        .output()
+        .unwrap()
+        .stdout;
+    let token = format!("{input}.{}", url.encode(sig));
+
+    // The token service: a token for fleet:s3cret, 401 for anyone else.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let token_port = listener.local_addr().unwrap().port();
+    let want = format!("Basic {}", b64.encode("fleet:s3cret"));
+    let asked = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let asked_by_server = asked.clone();
+    std::thread::spawn(move || {
+        use std::io::{BufRead, Write};
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            let mut reader = std::io::BufReader::new(conn.try_clone().unwrap());
+            let mut request = String::new();
+            let mut auth = String::new();
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 0) {
+                if request.is_empty() {
+                    request = line.trim().to_string();
+                }
+                if let Some(v) = line
+                    .strip_prefix("authorization: ")
+                    .or_else(|| line.strip_prefix("Authorization: "))
+                {
+                    auth = v.trim().to_string();
+                }
+                if line == "\r\n" {
+                    break;
+                }
+                line.clear();
+            }
+            asked_by_server.lock().unwrap().push(request);
+            let (status, body) = if auth == want {
+                ("200 OK", format!("{{\"token\": \"{token}\"}}"))
+            } else {
+                ("401 Unauthorized", "{}".to_string())
+            };
+            let _ = write!(
+                conn,
+                "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    let auth = format!(
+        "auth:\n  token:\n    realm: http://127.0.0.1:{token_port}/token\n    service: nodeforge-test\n    issuer: nodeforge-test-issuer\n    rootcertbundle: {}\n",
+        cert.display()
+    );
+    let registry = LocalRegistry::start_in(dir, &auth);
+    let ctx = built();
+    let repo = registry.repo("kubenet");
+    let login = [
+        ("NODEFORGE_REGISTRY_USERNAME", "fleet"),
+        ("NODEFORGE_REGISTRY_PASSWORD", "s3cret"),
+    ];
+    reg(
+        ctx.path(),
+        &registry,
+        &["push", &repo, "--node", "worker1"],
+        &[],
+    )
+    .fails()
+    .stderr_has("its token service requires a login")
+    .stderr_has("hint: log in with");
+    reg(
+        ctx.path(),
+        &registry,
+        &["push", &repo, "--node", "worker1"],
+        &[
+            ("NODEFORGE_REGISTRY_USERNAME", "fleet"),
+            ("NODEFORGE_REGISTRY_PASSWORD", "nope"),
+        ],
+    )
+    .fails()
+    .stderr_has("its token service refused the user name or password");
+    reg(
+        ctx.path(),
+        &registry,
+        &["push", &repo, "--node", "worker1"],
+        &login,
+    )
+    .ok();
+    let requests = asked.lock().unwrap().clone();
+    assert!(
+        requests.iter().any(|r| r.contains("service=nodeforge-test")
+            && r.contains("scope=repository%3Akubenet%3Apull%2Cpush")),
+        "{requests:?}"
+    );
+    let host_tmp = fresh_host();
+    let outs = host_tmp.path().join("out").display().to_string();
+    let r = reg(
+        host_tmp.path(),
+        &registry,
+        &["--out", &outs, "pull", &format!("{repo}:worker1"), "--json"],
+        &login,
+    )
+    .ok()
+    .json();
+    assert_eq!(
+        r["image_id"],
+        current_id(&ctx.path().join("out"), "worker1").as_str()
+    );
+}
+
+/// A manifest whose blobs are all intact, but whose config layer is another node's (a registry
+/// or a person re-pointing a tag): every digest checks out, the layer does not hash to the root
+/// hash the image record pins, so the pull is refused and nothing is switched.
+#[test]
+fn a_layer_that_is_not_the_records_is_refused() {
+    let Some(registry) = LocalRegistry::start() else {
+        return;
+    };
+    let ctx = built();
+    let repo = registry.repo("kubenet");
+    let push = reg(
+        ctx.path(),
+        &registry,
+        &[
+            "push", &repo, "--node", "worker1", "--node", "worker2", "--json",
+        ],
+        &[],
+    )
+    .ok()
+    .json();
+    let config_erofs = |node: usize| {
+        push["nodes"][node]["blobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["kind"].get("erofs") == Some(&"config".into()))
+            .unwrap()
+            .clone()
+    };
+    let (ours, theirs) = (config_erofs(0), config_erofs(1));
+    let base = format!("http://{}/v2/kubenet/manifests", registry.host());
+    let client = reqwest::blocking::Client::new();
+    let mut m: serde_json::Value = serde_json::from_slice(
+        &client
+            .get(format!("{base}/worker1"))
+            .header("Accept", "application/vnd.oci.image.manifest.v1+json")
+            .send()
+            .unwrap()
+            .bytes()
+            .unwrap(),
+    )
+    .unwrap();
+    for l in m["layers"].as_array_mut().unwrap() {
+        if l["digest"] == ours["digest"] {
+            l["digest"] = theirs["digest"].clone();
+            l["size"] = theirs["size"].clone();
+        }
+    }
+    let put = client
+        .put(format!("{base}/swapped"))
+        .header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+        .body(serde_json::to_vec(&m).unwrap())
+        .send()
+        .unwrap();
+    assert!(put.status().is_success(), "{:?}", put.text());
+
+    let host_tmp = fresh_host();
+    let out = host_tmp.path().join("out");
+    let outs = out.display().to_string();
+    reg(
+        host_tmp.path(),
+        &registry,
+        &["--out", &outs, "pull", &format!("{repo}:swapped")],
+        &[],
+    )
+    .fails()
+    .stderr_has(&format!(
+        "layer {} is not what the image record pins, nothing was switched",
+        ours["layer_id"].as_str().unwrap()
+    ))
+    .stderr_has("hint: the registry's copy of the image is damaged or was replaced");
+    assert!(!out.join("nodes/worker1/current").exists());
+    assert!(!out
+        .join("layers")
+        .join(ours["layer_id"].as_str().unwrap())
+        .exists());
+    // The real tag still pulls.
+    reg(
+        host_tmp.path(),
+        &registry,
+        &["--out", &outs, "pull", &format!("{repo}:worker1")],
+        &[],
+    )
+    .ok();
+}
