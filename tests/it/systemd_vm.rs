@@ -951,6 +951,9 @@ done
 /// script refuses to run without a root (its message starts with `nodeforge:`).
 #[test]
 fn contrib_scripts_parse_under_dash_and_busybox() {
+    if !crate::requires("busybox", "busybox-static") {
+        return;
+    }
     let contrib = Path::new(REPO).join("contrib");
     let scripts = [
         contrib.join("nodeforge-mount-layers"),
