@@ -35,9 +35,11 @@ pub mod lock;
 pub mod manifest;
 pub mod ops;
 pub mod render;
+pub mod sbom;
 pub mod secrets;
 pub mod source;
 pub mod standin;
 pub mod store;
 #[cfg(test)]
 mod test_tools;
+pub mod trust;

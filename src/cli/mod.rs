@@ -25,6 +25,7 @@ use commands::{
     build, components, demo_mirror, diff, fetch, flatten, gc, list, lock, mirror, rollback, show,
     verify,
 };
+use commands::{key, sbom, sign};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -110,7 +111,23 @@ enum Command {
     Components(components::ComponentsArgs),
     /// Write stand-in artifacts (same names and shapes as upstream's) as a mirror, for demos and tests.
     DemoMirror(demo_mirror::DemoMirrorArgs),
+    // Supply chain (issue 15).
+    /// Signing keys: `key generate PATH` writes a new Ed25519 key pair.
+    Key(key::KeyArgs),
+    /// Sign images (every node's current one by default) with an Ed25519 key: a DSSE envelope
+    /// over an in-toto statement of the image id, its layers' root hashes and its SBOM.
+    #[command(after_help = SIGN_EXAMPLES)]
+    Sign(sign::SignArgs),
+    /// Print an image's SBOM: SPDX 2.3 or CycloneDX 1.5 JSON.
+    Sbom(sbom::SbomArgs),
 }
+
+const SIGN_EXAMPLES: &str = "\
+Examples:
+  nodeforge key generate ~/.config/nodeforge/signing.key
+  nodeforge sign --key ~/.config/nodeforge/signing.key          every node's current image
+  nodeforge build --sign ~/.config/nodeforge/signing.key        build and sign
+  nodeforge verify --key ~/.config/nodeforge/signing.key.pub    CI: every image must be signed";
 
 /// `--help` examples of the main commands.
 const LOCK_EXAMPLES: &str = "\
@@ -303,6 +320,9 @@ fn run(ctx: &Ctx, command: Command) -> Result<ExitCode, Error> {
         Command::Mirror(a) => mirror::exec(ctx, a),
         Command::Components(a) => components::exec(ctx, a),
         Command::DemoMirror(a) => demo_mirror::exec(ctx, a),
+        Command::Key(a) => key::exec(ctx, a),
+        Command::Sign(a) => sign::exec(ctx, a),
+        Command::Sbom(a) => sbom::exec(ctx, a),
     }
 }
 

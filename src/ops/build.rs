@@ -39,6 +39,8 @@ pub struct BuildOptions {
     pub allow_outside_templates: bool,
     /// `--locked`: refuse to complete the lockfile (resolve missing or unresolved entries).
     pub locked: bool,
+    /// `--sign KEY`: sign every node's image with this private key (PKCS#8 PEM).
+    pub sign: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -65,6 +67,10 @@ pub struct NodeBuild {
     pub entries: usize,
     /// The node had been rolled back to this generation, and this build moved it forward.
     pub rolled_back_to: Option<u32>,
+    /// The image's SBOM (SPDX 2.3 JSON), beside it in `out/attestations/<id>/`.
+    pub sbom: PathBuf,
+    /// `--sign`: the image's signature by that key.
+    pub signature: Option<PathBuf>,
 }
 
 /// One layer of a built image.
@@ -381,6 +387,11 @@ pub(crate) fn render_all(
 
 pub fn build(opts: &BuildOptions) -> Result<BuildReport, Error> {
     let started = Instant::now();
+    // The signing key is read first: a bad key fails before anything is built.
+    let sign_key = match &opts.sign {
+        Some(p) => Some(crate::trust::PrivateKey::read(p)?),
+        None => None,
+    };
     let (checked, completion) = complete_lock(
         &opts.manifest,
         &opts.lockfile,
@@ -475,9 +486,14 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, Error> {
     let pairs: Vec<(&&Node, &ImageManifest)> = nodes.iter().zip(&images).collect();
     let bar = progress_bar(opts.progress, Progress::Count, pairs.len() as u64, "images");
     bar.set_message("nodes");
+    let digests = super::attest::DigestCache::default();
     let written = parallel_map(&pairs, opts.jobs.max(2), |(n, m)| {
         let one = || {
             let (dir, full, new) = materialize(&out, &store, m)?;
+            super::attest::ensure_sbom(&out, &store, &full, new, &digests)?;
+            if let Some(key) = &sign_key {
+                super::attest::sign_image(&out, &store, &full, key, &digests)?;
+            }
             // The record as written, with each layer's root hash: what the generation keeps.
             let (generation, recorded) = generations::record_from(
                 &opts.out,
@@ -536,6 +552,10 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, Error> {
             layers,
             entries: m.entries.len(),
             rolled_back_to: rolled_back.filter(|&r| r != generation),
+            sbom: out.sbom(&m.id),
+            signature: sign_key
+                .as_ref()
+                .map(|k| out.image_signature(&m.id, k.public().keyid())),
         });
     }
     Ok(BuildReport {

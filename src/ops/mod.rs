@@ -15,6 +15,11 @@ mod materialize;
 mod mirror;
 mod nodes;
 mod verify;
+// Supply chain (issue 15): attestations beside images, keys, signing, SBOMs.
+mod attest;
+mod key;
+mod sbom;
+mod sign;
 
 use std::path::{Path, PathBuf};
 
@@ -39,6 +44,11 @@ pub use materialize::{find_image, FlatFormat};
 pub use mirror::{export_mirror, ExportReport};
 pub use nodes::suggest;
 pub use verify::{verify, VerifyOptions, VerifyReport};
+// Supply chain (issue 15). `image_signatures` and `attestation_files` are what push/pull need.
+pub use attest::{attestation_files, image_signatures, SignatureStatus};
+pub use key::{key_generate, KeyGenOptions, KeyReport};
+pub use sbom::{sbom, SbomOptions};
+pub use sign::{sign, SignOptions, SignReport, SignedImage};
 
 /// Open the store of an output directory, cleaning what killed runs left in the whole tree when
 /// no other process is using it.

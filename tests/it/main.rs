@@ -24,6 +24,7 @@ mod manifest_errors;
 mod operator;
 mod server;
 mod systemd_vm;
+mod trust;
 mod vm;
 
 use std::path::{Path, PathBuf};

@@ -17,13 +17,21 @@ pub struct BuildArgs {
     /// `unresolved` (for CI).
     #[arg(long)]
     locked: bool,
+    /// Sign every node's image with this private key (see `nodeforge sign`).
+    #[arg(long, value_name = "KEY")]
+    sign: Option<std::path::PathBuf>,
     #[command(flatten)]
     net: NetArgs,
 }
 
 pub fn exec(ctx: &Ctx, args: BuildArgs) -> Result<ExitCode, Error> {
     let json = ctx.json;
-    let BuildArgs { node, locked, net } = args;
+    let BuildArgs {
+        node,
+        locked,
+        sign,
+        net,
+    } = args;
     let opts = ops::BuildOptions {
         manifest: ctx.manifest.clone(),
         lockfile: ctx.lockfile.clone(),
@@ -34,6 +42,7 @@ pub fn exec(ctx: &Ctx, args: BuildArgs) -> Result<ExitCode, Error> {
         progress: !json && std::io::stderr().is_terminal(),
         locked,
         allow_outside_templates: ctx.allow_outside_templates,
+        sign,
     };
     let r = ops::build(&opts)?;
     if let Some(m) = r.lock.message() {

@@ -14,3 +14,7 @@ pub mod mirror;
 pub mod rollback;
 pub mod show;
 pub mod verify;
+// Supply chain (issue 15).
+pub mod key;
+pub mod sbom;
+pub mod sign;

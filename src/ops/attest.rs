@@ -1,0 +1,217 @@
+//! What vouches for an image, on disk: the SBOM written beside it, its signatures, and the
+//! check of those signatures against trusted keys. Shared by build, sign, sbom, verify, show,
+//! rollback and gc; the two public functions are what a copy of an image (push/pull) needs.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use sha2::Digest as _;
+
+use super::Error;
+use crate::fsutil::{self, IoContext};
+use crate::hash::Blake3;
+use crate::image::{ImageManifest, Kind};
+use crate::layout::{OutDir, SBOM_FILE};
+use crate::sbom::{self, FileDigests};
+use crate::store::Store;
+use crate::trust::{self, PrivateKey, PublicKey, SignatureCheck, SignedFile, TrustedKeys};
+
+/// File digests already computed in this run, by content address.
+pub(crate) type DigestCache = std::sync::Mutex<BTreeMap<Blake3, FileDigests>>;
+
+/// The version nodeforge records in what it writes.
+pub(crate) const TOOL_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Whether an image is signed, and by whom.
+#[derive(Debug, Clone, Serialize)]
+pub struct SignatureStatus {
+    pub image_id: String,
+    /// Trusted keys (ids) with a valid signature on exactly this image; empty: not trusted.
+    pub signed_by: Vec<String>,
+    /// Every signature file found beside the image, as checked.
+    pub signatures: Vec<SignatureCheck>,
+}
+
+impl SignatureStatus {
+    pub fn trusted(&self) -> bool {
+        !self.signed_by.is_empty()
+    }
+
+    /// Why the image is not trusted, in one phrase.
+    pub fn why_not(&self) -> String {
+        if self.signatures.is_empty() {
+            return "it is not signed".into();
+        }
+        let each: Vec<String> = self
+            .signatures
+            .iter()
+            .map(|s| {
+                let name = s
+                    .file
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                match &s.mismatch {
+                    Some(m) => format!("{name}: {m}"),
+                    None => format!(
+                        "{name}: signed by key {}, not a trusted key",
+                        s.keyids.join(", ")
+                    ),
+                }
+            })
+            .collect();
+        format!("no valid signature by a trusted key ({})", each.join("; "))
+    }
+}
+
+/// Whether image `m` (its record as the caller trusts it: a generation's, or the image
+/// directory's) is validly signed by one of `keys`, and by which. Every signature file in the
+/// image's attestation directory is checked; an empty `keys` trusts nobody.
+pub fn image_signatures(out: &Path, m: &ImageManifest, keys: &TrustedKeys) -> SignatureStatus {
+    let layout = OutDir::new(out);
+    let envelopes: Vec<(PathBuf, Vec<u8>)> = layout
+        .image_signatures(&m.id)
+        .into_iter()
+        .filter_map(|p| std::fs::read(&p).ok().map(|b| (p, b)))
+        .collect();
+    let sbom = crate::hash::Sha256::of_file(&layout.sbom(&m.id))
+        .ok()
+        .map(|(s, _)| s.to_hex());
+    let signatures = trust::check_signatures(m, &envelopes, sbom.as_deref(), &keys.keys);
+    let mut signed_by: Vec<String> = signatures
+        .iter()
+        .filter(|s| s.mismatch.is_none())
+        .flat_map(|s| s.trusted_by.iter().cloned())
+        .collect();
+    signed_by.sort();
+    signed_by.dedup();
+    SignatureStatus {
+        image_id: m.id.clone(),
+        signed_by,
+        signatures,
+    }
+}
+
+/// Every file that vouches for image `id` (signatures, SBOM, provenance), sorted: what a copy
+/// of the image carries with it.
+pub fn attestation_files(out: &Path, id: &str) -> Vec<PathBuf> {
+    OutDir::new(out).attestation_files(id)
+}
+
+/// The sha1 and sha256 of every file of `m`, from the store.
+/// `cache` keeps them across the images of one run (a payload layer is shared by many nodes).
+pub(crate) fn file_digests(
+    store: &Store,
+    m: &ImageManifest,
+    cache: &DigestCache,
+) -> Result<BTreeMap<Blake3, FileDigests>, Error> {
+    let mut out = BTreeMap::new();
+    for b in m
+        .entries
+        .iter()
+        .filter(|e| e.kind == Kind::File)
+        .filter_map(|e| e.blake3)
+    {
+        if out.contains_key(&b) {
+            continue;
+        }
+        if let Some(d) = cache.lock().ok().and_then(|c| c.get(&b).cloned()) {
+            out.insert(b, d);
+            continue;
+        }
+        let path = store.object_path(&b);
+        let mut f = std::fs::File::open(&path).at("cannot open store object", &path)?;
+        let (mut s1, mut s256) = (sha1::Sha1::new(), sha2::Sha256::new());
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = f.read(&mut buf).at("cannot read", &path)?;
+            if n == 0 {
+                break;
+            }
+            s1.update(&buf[..n]);
+            s256.update(&buf[..n]);
+        }
+        let d = FileDigests {
+            sha1: hex::encode(s1.finalize()),
+            sha256: hex::encode(s256.finalize()),
+        };
+        if let Ok(mut c) = cache.lock() {
+            c.insert(b, d.clone());
+        }
+        out.insert(b, d);
+    }
+    Ok(out)
+}
+
+/// The SBOM of `m` in `format` with creation time `created`.
+pub(crate) fn render_sbom(
+    store: &Store,
+    m: &ImageManifest,
+    format: sbom::Format,
+    created: &str,
+    cache: &DigestCache,
+) -> Result<Vec<u8>, Error> {
+    super::materialize::check_objects(store, m)?;
+    let digests = file_digests(store, m, cache)?;
+    sbom::render(m, &digests, format, created, TOOL_VERSION)
+        .map_err(|e| Error::Internal(format!("the SBOM of image {}: {e}", m.id)))
+}
+
+/// Make sure `out/attestations/<id>/sbom.spdx.json` holds the image's SBOM (SPDX, created at the
+/// epoch: a function of the image alone); returns its name and sha256. `rewrite`: check an
+/// existing file against a fresh one (before signing it) instead of taking it as it is.
+pub(crate) fn ensure_sbom(
+    out: &OutDir,
+    store: &Store,
+    m: &ImageManifest,
+    rewrite: bool,
+    cache: &DigestCache,
+) -> Result<SignedFile, Error> {
+    let path = out.sbom(&m.id);
+    if !rewrite {
+        if let Ok((sha, _)) = crate::hash::Sha256::of_file(&path) {
+            return Ok(SignedFile {
+                name: SBOM_FILE.into(),
+                sha256: sha.to_hex(),
+            });
+        }
+    }
+    let bytes = render_sbom(store, m, sbom::Format::SpdxJson, sbom::EPOCH, cache)?;
+    if std::fs::read(&path).ok().as_ref() != Some(&bytes) {
+        fsutil::write_atomic(&path, &bytes, 0o644)?;
+    }
+    Ok(SignedFile {
+        name: SBOM_FILE.into(),
+        sha256: crate::hash::Sha256::of(&bytes).to_hex(),
+    })
+}
+
+/// Sign image `m` (a record with its layers' root hashes) with `key`: its SBOM made sure of,
+/// the statement signed, the envelope written to `attestations/<id>/image.<keyid>.dsse.json`
+/// (replacing that key's earlier signature). Returns the signature file.
+pub(crate) fn sign_image(
+    out: &OutDir,
+    store: &Store,
+    m: &ImageManifest,
+    key: &PrivateKey,
+    cache: &DigestCache,
+) -> Result<PathBuf, Error> {
+    let sbom = ensure_sbom(out, store, m, true, cache)?;
+    let statement = trust::image_statement(m, Some(sbom)).map_err(Error::Usage)?;
+    let env = trust::Envelope::sign(trust::dsse::IN_TOTO, &trust::to_payload(&statement), key);
+    let path = out.image_signature(&m.id, key.public().keyid());
+    fsutil::write_atomic(&path, &env.to_json(), 0o644)?;
+    Ok(path)
+}
+
+/// The error for an image that must be signed and is not.
+pub(crate) fn untrusted(what: &str, status: &SignatureStatus, keys: &[PublicKey]) -> Error {
+    Error::Untrusted {
+        what: what.to_string(),
+        image: status.image_id.clone(),
+        reason: status.why_not(),
+        keys: keys.iter().map(|k| k.keyid().to_string()).collect(),
+    }
+}
