@@ -138,12 +138,14 @@ pub struct RollbackAll {
 }
 
 /// Switch nodes to an earlier generation (or the one holding image `to`). All targets are found
-/// and their images made present before any node is switched.
+/// and their images made present before any node is switched. With trusted `keys`, every
+/// target must carry a valid signature by one of them, checked before anything is written.
 pub fn rollback(
     manifest: &Path,
     out: &Path,
     nodes: &[String],
     to: Option<&str>,
+    keys: &crate::trust::TrustedKeys,
 ) -> Result<Vec<Rollback>, Error> {
     let known = KnownNodes::read(manifest, out);
     let mut plan = Vec::new();
@@ -162,6 +164,19 @@ pub fn rollback(
             }
         }
         plan.push((node.clone(), current, target));
+    }
+    if !keys.is_empty() {
+        for (node, _, target) in &plan {
+            let m = generation_manifest(out, node, target.number)?;
+            let status = super::image_signatures(out, &m, keys);
+            if !status.trusted() {
+                return Err(super::attest::untrusted(
+                    &format!("rollback of {node} to generation {}", target.number),
+                    &status,
+                    &keys.keys,
+                ));
+            }
+        }
     }
     let layout = OutDir::new(out);
     let store = super::open_store(&layout)?;
@@ -200,7 +215,11 @@ pub fn rollback(
 
 /// Switch every node that has a previous generation to it (all targets found first); the nodes
 /// that have none are named, and stay where they are. An error only when no node can go back.
-pub fn rollback_all(manifest: &Path, out: &Path) -> Result<RollbackAll, Error> {
+pub fn rollback_all(
+    manifest: &Path,
+    out: &Path,
+    keys: &crate::trust::TrustedKeys,
+) -> Result<RollbackAll, Error> {
     let mut nodes = Vec::new();
     let mut skipped = Vec::new();
     for node in generations::nodes(out) {
@@ -223,9 +242,29 @@ pub fn rollback_all(manifest: &Path, out: &Path) -> Result<RollbackAll, Error> {
         });
     }
     Ok(RollbackAll {
-        rolled_back: rollback(manifest, out, &nodes, None)?,
+        rolled_back: rollback(manifest, out, &nodes, None, keys)?,
         skipped,
     })
+}
+
+/// `nodeforge show`: an image's record and who signed it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ShowReport {
+    #[serde(flatten)]
+    pub image: ImageManifest,
+    /// Its signatures; `signed_by` names the trusted keys (`--key`) that validly signed it.
+    pub signatures: super::SignatureStatus,
+}
+
+pub fn show(
+    manifest: &Path,
+    out: &Path,
+    reference: &str,
+    keys: &crate::trust::TrustedKeys,
+) -> Result<ShowReport, Error> {
+    let image = resolve_image(manifest, out, reference)?;
+    let signatures = super::image_signatures(out, &image, keys);
+    Ok(ShowReport { image, signatures })
 }
 
 /// Resolve `node`, `node@N` or an image id (prefix) to an image's entry list.

@@ -34,8 +34,8 @@ pub use fetch::{
 pub use flatten::{flatten, FlattenReport};
 pub use gc::{gc, GcOptions, GcReport, KeptBy, KeptCount, KeptGeneration, KeptReasons};
 pub use history::{
-    diff, list, resolve_image, rollback, rollback_all, DiffReport, NodeHistory, Rollback,
-    RollbackAll, Skipped,
+    diff, list, resolve_image, rollback, rollback_all, show, DiffReport, NodeHistory, Rollback,
+    RollbackAll, ShowReport, Skipped,
 };
 pub use lock::{
     check_lock, lock, EntryStatus, LockCheck, LockOptions, LockReport, LockedEntry, ResolveError,
@@ -43,7 +43,7 @@ pub use lock::{
 pub use materialize::{find_image, FlatFormat};
 pub use mirror::{export_mirror, ExportReport};
 pub use nodes::suggest;
-pub use verify::{verify, VerifyOptions, VerifyReport};
+pub use verify::{verify, ImageTrust, VerifyOptions, VerifyReport};
 // Supply chain (issue 15). `image_signatures` and `attestation_files` are what push/pull need.
 pub use attest::{attestation_files, image_signatures, SignatureStatus};
 pub use key::{key_generate, KeyGenOptions, KeyReport};

@@ -73,11 +73,15 @@ impl PrivateKey {
         Ok(Self { key })
     }
 
-    /// The PKCS#8 PEM text (zeroed when dropped).
+    /// The PKCS#8 PEM text (zeroed when dropped): version 1, the seed alone, as `openssl
+    /// genpkey` writes it (OpenSSL 3.0 cannot read version 2, which carries the public key too).
     pub fn to_pem(&self) -> Result<zeroize::Zeroizing<String>, KeyError> {
-        self.key
-            .to_pkcs8_pem(LineEnding::LF)
-            .map_err(|e| KeyError::Encode(e.to_string()))
+        ed25519_dalek::pkcs8::KeypairBytes {
+            secret_key: self.key.to_bytes(),
+            public_key: None,
+        }
+        .to_pkcs8_pem(LineEnding::LF)
+        .map_err(|e| KeyError::Encode(e.to_string()))
     }
 
     pub fn public(&self) -> PublicKey {

@@ -180,3 +180,240 @@ fn the_sboms_validate_with_the_formats_own_tools_and_are_deterministic() {
         );
     }
 }
+
+fn mode(p: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+}
+
+#[test]
+fn key_generate_writes_standard_pem_with_a_private_mode_and_refuses_unsafe_places() {
+    let ctx = built();
+    let (private, public) = key(&ctx, "signing.key");
+    assert_eq!(mode(Path::new(&private)), 0o600);
+    assert_eq!(mode(Path::new(&public)), 0o644);
+    let text = std::fs::read_to_string(&private).unwrap();
+    assert!(text.starts_with("-----BEGIN PRIVATE KEY-----\n"), "{text}");
+    // Never overwritten.
+    ctx.run(&["key", "generate", &private])
+        .fails()
+        .stderr_has("exists already");
+    assert_eq!(std::fs::read_to_string(&private).unwrap(), text);
+    // Not inside out/ (images, attestations) nor the template tree, even through `..`.
+    for place in [
+        "out/signing.key",
+        "out/images/k",
+        "manifests/kubenet/etc/k",
+        "keys/../out/k",
+    ] {
+        ctx.run(&["key", "generate", &ctx.path().join(place).to_string_lossy()])
+            .fails()
+            .stderr_has("a private key must not be written inside");
+        assert!(!ctx.path().join(place).exists(), "{place}");
+    }
+    // openssl reads both, and the key id is the sha256 of the public key's DER SPKI.
+    if crate::requires("openssl", "openssl") {
+        let der = std::process::Command::new("openssl")
+            .args(["pkey", "-in", &private, "-pubout", "-outform", "DER"])
+            .output()
+            .unwrap();
+        assert!(
+            der.status.success(),
+            "{}",
+            String::from_utf8_lossy(&der.stderr)
+        );
+        let der_pub = std::process::Command::new("openssl")
+            .args(["pkey", "-pubin", "-in", &public, "-outform", "DER"])
+            .output()
+            .unwrap();
+        assert_eq!(der.stdout, der_pub.stdout, "KEY.pub is KEY's public key");
+        let r = ctx
+            .run(&["key", "generate", &format!("{private}2"), "--json"])
+            .ok();
+        let v = r.json();
+        let der2 = std::process::Command::new("openssl")
+            .args([
+                "pkey",
+                "-pubin",
+                "-in",
+                v["public_key"].as_str().unwrap(),
+                "-outform",
+                "DER",
+            ])
+            .output()
+            .unwrap();
+        assert!(der2.status.success());
+        assert_eq!(v["keyid"], crate::sha256_hex(&der2.stdout).as_str());
+        assert_ne!(der.stdout, der2.stdout);
+    }
+}
+
+fn signatures_of(ctx: &TestContext, id: &str) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(ctx.path().join("out/attestations").join(id))
+        .map(|d| d.map(|e| e.unwrap().path()).collect())
+        .unwrap_or_default();
+    v.retain(|p| p.to_string_lossy().ends_with(".dsse.json"));
+    v.sort();
+    v
+}
+
+#[test]
+fn verify_with_a_key_refuses_unsigned_and_untrusted_images_and_accepts_rotation() {
+    let ctx = built();
+    let (a, a_pub) = key(&ctx, "a.key");
+    let (b, b_pub) = key(&ctx, "b.key");
+    let id = current_id(&ctx, "worker1");
+    // Built without --sign: every image is refused.
+    ctx.run(&["verify", "--key", &a_pub])
+        .fails()
+        .stderr_has(&format!(
+            "FAIL image {id} (worker1@1): not signed by a trusted key: it is not signed"
+        ));
+    ctx.run(&["verify"]).ok();
+    // Signed with a: trusted; the envelope is DSSE over an in-toto statement naming the image.
+    let r = ctx.run(&["sign", "--key", &a, "--json"]).ok().json();
+    let keyid_a = r["keyid"].as_str().unwrap().to_string();
+    assert_eq!(r["signed"].as_array().unwrap().len(), 6);
+    let v = ctx.run(&["verify", "--key", &a_pub, "--json"]).ok().json();
+    let w1 = v["signatures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["image_id"] == id.as_str())
+        .unwrap();
+    assert_eq!(w1["signed_by"], serde_json::json!([keyid_a]));
+    assert_eq!(w1["used_by"], serde_json::json!(["worker1@1"]));
+    let sig = &signatures_of(&ctx, &id)[0];
+    assert!(sig.ends_with(format!("image.{keyid_a}.dsse.json")));
+    let env: serde_json::Value = serde_json::from_slice(&std::fs::read(sig).unwrap()).unwrap();
+    assert_eq!(env["payloadType"], "application/vnd.in-toto+json");
+    let statement: serde_json::Value =
+        serde_json::from_slice(&base64_decode(env["payload"].as_str().unwrap())).unwrap();
+    assert_eq!(statement["_type"], "https://in-toto.io/Statement/v1");
+    assert_eq!(statement["predicate"]["image"], id.as_str());
+    let sbom_sha = crate::sha256_hex(
+        &std::fs::read(
+            ctx.path()
+                .join("out/attestations")
+                .join(&id)
+                .join("sbom.spdx.json"),
+        )
+        .unwrap(),
+    );
+    assert!(statement["subject"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|s| s["name"] == "sbom.spdx.json" && s["digest"]["sha256"] == sbom_sha.as_str()));
+    // openssl checks the signature over DSSE's PAE with the public key alone.
+    if crate::requires("openssl", "openssl") {
+        let payload = base64_decode(env["payload"].as_str().unwrap());
+        let mut pae =
+            format!("DSSEv1 28 application/vnd.in-toto+json {} ", payload.len()).into_bytes();
+        pae.extend_from_slice(&payload);
+        let dir = ctx.path();
+        std::fs::write(dir.join("pae"), &pae).unwrap();
+        std::fs::write(
+            dir.join("sig"),
+            base64_decode(env["signatures"][0]["sig"].as_str().unwrap()),
+        )
+        .unwrap();
+        let out = std::process::Command::new("openssl")
+            .args(["pkeyutl", "-verify", "-pubin", "-inkey", &a_pub, "-rawin"])
+            .arg("-in")
+            .arg(dir.join("pae"))
+            .arg("-sigfile")
+            .arg(dir.join("sig"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+    // The SBOM it signs, edited: refused.
+    let sbom = ctx
+        .path()
+        .join("out/attestations")
+        .join(&id)
+        .join("sbom.spdx.json");
+    let original = std::fs::read(&sbom).unwrap();
+    std::fs::write(
+        &sbom,
+        String::from_utf8(original.clone())
+            .unwrap()
+            .replace("containerd", "c0ntainerd"),
+    )
+    .unwrap();
+    ctx.run(&["verify", "--key", &a_pub])
+        .fails()
+        .stderr_has(&format!(
+            "it signs SBOM sha256 {sbom_sha}, sbom.spdx.json hashes to"
+        ));
+    std::fs::write(&sbom, &original).unwrap();
+    // Re-signed by an untrusted key (a's signature removed): refused, the signer named.
+    let keyid_b = ctx
+        .run(&["sign", "worker1", "--key", &b, "--json"])
+        .ok()
+        .json()["keyid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    std::fs::remove_file(sig).unwrap();
+    ctx.run(&["verify", "--key", &a_pub])
+        .fails()
+        .stderr_has(&format!(
+            "image.{keyid_b}.dsse.json: signed by key {keyid_b}, not a trusted key"
+        ));
+    // Rotation: a and b trusted together (a trusted-keys file, or both --key), and the other
+    // nodes are still signed by a only.
+    let bundle = ctx.path().join("trusted.pem");
+    std::fs::write(
+        &bundle,
+        format!(
+            "# old key\n{}# new key\n{}",
+            std::fs::read_to_string(&a_pub).unwrap(),
+            std::fs::read_to_string(&b_pub).unwrap()
+        ),
+    )
+    .unwrap();
+    ctx.run(&["verify", "--trusted-keys", &bundle.to_string_lossy()])
+        .ok();
+    ctx.run(&["verify", "--key", &a_pub, "--key", &b_pub]).ok();
+    crate::run_env(
+        ctx.path(),
+        &["verify"],
+        &[("NODEFORGE_TRUSTED_KEYS", &bundle.to_string_lossy())],
+        None,
+    )
+    .ok();
+    ctx.run(&["verify", "--key", &b_pub]).fails();
+    // show names the signer.
+    let s = ctx
+        .run(&["show", "worker1", "--key", &b_pub, "--json"])
+        .ok()
+        .json();
+    assert_eq!(s["signatures"]["signed_by"], serde_json::json!([keyid_b]));
+    ctx.run(&["show", "worker1"])
+        .ok()
+        .stdout_has(&format!("signed by key {keyid_b}"));
+}
+
+fn base64_decode(s: &str) -> Vec<u8> {
+    // The test's own decoder (standard alphabet, padded), independent of nodeforge's.
+    let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = Vec::new();
+    let (mut acc, mut bits) = (0u32, 0);
+    for c in s.bytes().filter(|&c| c != b'=') {
+        let v = alphabet.iter().position(|&a| a == c).unwrap() as u32;
+        acc = (acc << 6) | v;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    out
+}

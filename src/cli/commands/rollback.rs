@@ -18,13 +18,22 @@ pub struct RollbackArgs {
     /// Roll every node back to its previous generation (nodes with none are named and left).
     #[arg(long, conflicts_with = "to")]
     all: bool,
+    /// With trusted keys, a target no trusted key validly signed is refused (nothing switched).
+    #[command(flatten)]
+    trust: super::sign::TrustArgs,
 }
 
 pub fn exec(ctx: &Ctx, args: RollbackArgs) -> Result<ExitCode, Error> {
     let json = ctx.json;
-    let RollbackArgs { node, to, all } = args;
+    let RollbackArgs {
+        node,
+        to,
+        all,
+        trust,
+    } = args;
+    let keys = trust.load()?;
     if all {
-        let r = ops::rollback_all(&ctx.manifest, &ctx.out)?;
+        let r = ops::rollback_all(&ctx.manifest, &ctx.out, &keys)?;
         if json {
             print_json("rollback-report", &r);
             return Ok(ExitCode::SUCCESS);
@@ -40,6 +49,7 @@ pub fn exec(ctx: &Ctx, args: RollbackArgs) -> Result<ExitCode, Error> {
         &ctx.out,
         &node.into_iter().collect::<Vec<_>>(),
         to.as_deref(),
+        &keys,
     )?;
     if json {
         // One shape with `--all`'s: a single node is never skipped.

@@ -20,6 +20,8 @@ pub struct VerifyArgs {
     /// process may truncate during the run, where a mapping would end verify with SIGBUS).
     #[arg(long)]
     no_mmap: bool,
+    #[command(flatten)]
+    trust: super::sign::TrustArgs,
 }
 
 pub fn exec(ctx: &Ctx, args: VerifyArgs) -> Result<ExitCode, Error> {
@@ -28,6 +30,7 @@ pub fn exec(ctx: &Ctx, args: VerifyArgs) -> Result<ExitCode, Error> {
         rebuild,
         jobs,
         no_mmap,
+        trust,
     } = args;
     let r = ops::verify(&ops::VerifyOptions {
         manifest: ctx.manifest.clone(),
@@ -40,6 +43,7 @@ pub fn exec(ctx: &Ctx, args: VerifyArgs) -> Result<ExitCode, Error> {
         mmap: !no_mmap,
         progress: !json && std::io::stderr().is_terminal(),
         allow_outside_templates: ctx.allow_outside_templates,
+        trusted: trust.load()?,
     })?;
     for f in &r.failures {
         eprintln!("FAIL {f}");
