@@ -417,3 +417,135 @@ fn base64_decode(s: &str) -> Vec<u8> {
     }
     out
 }
+
+#[test]
+fn a_planted_rollback_target_is_refused_with_keys_before_anything_switches() {
+    let ctx = TestContext::new();
+    ctx.net(&["lock"]).ok();
+    let (a, a_pub) = key(&ctx, "a.key");
+    ctx.net(&["build", "--sign", &a]).ok();
+    let good = current_id(&ctx, "worker1");
+    ctx.run(&["verify", "--key", &a_pub]).ok();
+    // The attacker (write access to out/ and the templates, no key) builds an image of their own:
+    // a consistent record, EROFS file and hash tree, made by nodeforge itself, so that `verify`
+    // without keys passes; then puts the node back on the good image, leaving theirs as the
+    // rollback target, with the good image's signature copied beside theirs.
+    let tpl = ctx
+        .path()
+        .join("manifests/kubenet/etc/containerd/config.toml");
+    let t = std::fs::read_to_string(&tpl).unwrap();
+    std::fs::write(
+        &tpl,
+        t.replacen("SystemdCgroup = true", "SystemdCgroup = false", 1),
+    )
+    .unwrap();
+    ctx.net(&["build", "--node", "worker1"]).ok();
+    let planted = current_id(&ctx, "worker1");
+    assert_ne!(planted, good);
+    std::fs::write(&tpl, &t).unwrap();
+    ctx.run(&["rollback", "worker1", "--to", &good]).ok();
+    let keyid = ctx.run(&["--json", "show", &good]).ok().json()["signatures"]["signatures"][0]
+        ["keyids"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let sig = format!("image.{keyid}.dsse.json");
+    let att = ctx.path().join("out/attestations");
+    std::fs::copy(att.join(&good).join(&sig), att.join(&planted).join(&sig)).unwrap();
+    ctx.run(&["verify"]).ok();
+    ctx.run(&["verify", "--key", &a_pub]).fails().stderr_has(&format!(
+        "FAIL image {planted} (worker1@2): not signed by a trusted key: no valid signature by a trusted key ({sig}: it signs image {good}, not {planted})"
+    ));
+    // The operator's rollback with keys configured refuses it; nothing is switched.
+    let env = [("NODEFORGE_TRUSTED_KEYS", a_pub.as_str())];
+    let r = crate::run_env(
+        ctx.path(),
+        &["rollback", "worker1", "--to", &planted],
+        &env,
+        None,
+    )
+    .fails();
+    r.stderr_has(&format!(
+        "rollback of worker1 to generation 2: image {planted} is not trusted"
+    ))
+    .stderr_has("hint: sign it with one of the trusted keys");
+    assert_eq!(current_id(&ctx, "worker1"), good);
+
+    // The form: the good generation's record edited to pin another root hash for its
+    // config layer (as a rebuilt EROFS file and hash tree would make), in the generation and in
+    // the image directory: the signature binds the root hashes, so the rollback is refused
+    // before any layer is written.
+    ctx.run(&["rollback", "worker1", "--to", &planted]).ok(); // without keys: allowed
+    let gen_record = ctx
+        .path()
+        .join("out/nodes/worker1/generations/1/manifest.json");
+    let text = std::fs::read_to_string(&gen_record).unwrap();
+    let m: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let old_root = m["layers"][1]["verity"]["root_hash"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let new_root = "ab".repeat(32);
+    for p in [
+        gen_record.clone(),
+        ctx.path()
+            .join("out/images")
+            .join(&good)
+            .join("manifest.json"),
+    ] {
+        let t = std::fs::read_to_string(&p).unwrap();
+        let tmp = p.with_extension("edited");
+        std::fs::write(&tmp, t.replace(&old_root, &new_root)).unwrap();
+        std::fs::rename(&tmp, &p).unwrap();
+    }
+    let layers_before = std::fs::read_dir(ctx.path().join("out/layers"))
+        .unwrap()
+        .count();
+    crate::run_env(
+        ctx.path(),
+        &["rollback", "worker1", "--to", &good],
+        &env,
+        None,
+    )
+    .fails()
+    .stderr_has(&format!("it signs root hashes payload "))
+    .stderr_has(&format!(
+        "config {old_root}, the image's record pins payload "
+    ))
+    .stderr_has(&format!("config {new_root}"));
+    assert_eq!(current_id(&ctx, "worker1"), planted, "nothing switched");
+    assert_eq!(
+        std::fs::read_dir(ctx.path().join("out/layers"))
+            .unwrap()
+            .count(),
+        layers_before,
+        "nothing written"
+    );
+}
+
+#[test]
+fn signatures_survive_gc_with_their_images_and_go_with_removed_ones() {
+    let ctx = TestContext::new();
+    ctx.net(&["lock"]).ok();
+    let (a, a_pub) = key(&ctx, "a.key");
+    ctx.net(&["build", "--sign", &a]).ok();
+    let first = current_id(&ctx, "worker1");
+    crate::set_verbosity(&ctx, 3);
+    ctx.net(&["build", "--sign", &a]).ok();
+    let second = current_id(&ctx, "worker1");
+    let att = ctx.path().join("out/attestations");
+    assert!(att.join(&first).is_dir());
+    let r = ctx
+        .run(&["gc", "--keep-generations", "1", "--json"])
+        .ok()
+        .json();
+    assert!(r["removed_attestations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|x| x == first.as_str()));
+    assert!(!att.join(&first).exists());
+    assert_eq!(signatures_of(&ctx, &second).len(), 1);
+    assert!(att.join(&second).join("sbom.spdx.json").is_file());
+    ctx.run(&["verify", "--key", &a_pub]).ok();
+}
