@@ -508,7 +508,7 @@ fn a_planted_rollback_target_is_refused_with_keys_before_anything_switches() {
         None,
     )
     .fails()
-    .stderr_has(&format!("it signs root hashes payload "))
+    .stderr_has("it signs root hashes payload ")
     .stderr_has(&format!(
         "config {old_root}, the image's record pins payload "
     ))
