@@ -25,7 +25,7 @@ use commands::{
     build, components, demo_mirror, diff, fetch, flatten, gc, list, lock, mirror, rollback, show,
     verify,
 };
-use commands::{key, sbom, sign};
+use commands::{key, provenance, sbom, sign};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -120,6 +120,8 @@ enum Command {
     Sign(sign::SignArgs),
     /// Print an image's SBOM: SPDX 2.3 or CycloneDX 1.5 JSON.
     Sbom(sbom::SbomArgs),
+    /// Print an image's SLSA Provenance v1 (an in-toto statement; `sign` writes it signed).
+    Provenance(provenance::ProvenanceArgs),
 }
 
 const SIGN_EXAMPLES: &str = "\
@@ -323,6 +325,7 @@ fn run(ctx: &Ctx, command: Command) -> Result<ExitCode, Error> {
         Command::Key(a) => key::exec(ctx, a),
         Command::Sign(a) => sign::exec(ctx, a),
         Command::Sbom(a) => sbom::exec(ctx, a),
+        Command::Provenance(a) => provenance::exec(ctx, a),
     }
 }
 

@@ -190,18 +190,97 @@ pub(crate) fn ensure_sbom(
 
 /// Sign image `m` (a record with its layers' root hashes) with `key`: its SBOM made sure of,
 /// the statement signed, the envelope written to `attestations/<id>/image.<keyid>.dsse.json`
-/// (replacing that key's earlier signature). Returns the signature file.
+/// (replacing that key's earlier signature), and its provenance signed beside it. Returns the
+/// signature file and the provenance file.
 pub(crate) fn sign_image(
     out: &OutDir,
     store: &Store,
     m: &ImageManifest,
     key: &PrivateKey,
     cache: &DigestCache,
-) -> Result<PathBuf, Error> {
+    from: BuiltFrom<'_>,
+) -> Result<(PathBuf, PathBuf), Error> {
+    let provenance = sign_provenance(out, store, m, key, from)?;
     let sbom = ensure_sbom(out, store, m, true, cache)?;
     let statement = trust::image_statement(m, Some(sbom)).map_err(Error::Usage)?;
     let env = trust::Envelope::sign(trust::dsse::IN_TOTO, &trust::to_payload(&statement), key);
     let path = out.image_signature(&m.id, key.public().keyid());
+    fsutil::write_atomic(&path, &env.to_json(), 0o644)?;
+    Ok((path, provenance))
+}
+
+/// Which lockfile an image was built from, for its provenance.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BuiltFrom<'a> {
+    /// The lock-id (`blake3:…`) when the caller knows it (build); else that of the newest
+    /// generation holding the image.
+    pub lock_id: Option<&'a str>,
+    /// The lockfile at hand: its manifest hash is recorded when its lock-id is the image's.
+    pub lockfile: Option<&'a Path>,
+}
+
+/// The provenance statement of image `m`: its files' sha256 (from its directory, written if
+/// missing), the lock-id it was built from, and the manifest hash when the lockfile at hand is
+/// that lock.
+pub(crate) fn provenance_statement(
+    out: &OutDir,
+    store: &Store,
+    m: &ImageManifest,
+    from: BuiltFrom<'_>,
+) -> Result<trust::Statement<serde_json::Value>, Error> {
+    let (dir, _, _) = super::materialize::materialize(out, store, m)?;
+    let mut files = BTreeMap::new();
+    let mut names = vec![crate::layout::IMAGE_RECORD.to_string()];
+    for l in &m.layers {
+        names.extend(crate::layout::layer_files(&l.name));
+    }
+    for name in names {
+        let p = dir.join(&name);
+        let (sha, _) = crate::hash::Sha256::of_file(&p).at("cannot read", &p)?;
+        files.insert(name, sha.to_hex());
+    }
+    let lock_id = match from.lock_id {
+        Some(l) => Some(l.to_string()),
+        None => crate::generations::nodes(out.root())
+            .into_iter()
+            .filter_map(|n| crate::generations::list(out.root(), &n).ok())
+            .flatten()
+            .filter(|g| g.image_id == m.id)
+            .max_by_key(|g| g.built_at_unix)
+            .map(|g| g.lock_id),
+    };
+    let manifest_hash = from
+        .lockfile
+        .and_then(|p| crate::lock::Lockfile::load(p).ok())
+        .filter(|l| {
+            lock_id
+                .as_deref()
+                .is_some_and(|id| id.trim_start_matches("blake3:") == l.lock_id().to_hex())
+        })
+        .map(|l| format!("blake3:{}", l.manifest_hash));
+    Ok(trust::provenance::statement(
+        m,
+        &trust::provenance::BuildInputs {
+            files,
+            lock_id,
+            manifest_hash,
+            tool_version: TOOL_VERSION.into(),
+        },
+    ))
+}
+
+/// Sign the provenance of image `m` with `key`, into
+/// `attestations/<id>/provenance.<keyid>.dsse.json`.
+pub(crate) fn sign_provenance(
+    out: &OutDir,
+    store: &Store,
+    m: &ImageManifest,
+    key: &PrivateKey,
+    from: BuiltFrom<'_>,
+) -> Result<PathBuf, Error> {
+    let statement = provenance_statement(out, store, m, from)?;
+    let env = trust::Envelope::sign(trust::dsse::IN_TOTO, &trust::to_payload(&statement), key);
+    let path = out.provenance(&m.id, key.public().keyid());
     fsutil::write_atomic(&path, &env.to_json(), 0o644)?;
     Ok(path)
 }

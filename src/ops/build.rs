@@ -491,9 +491,6 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, Error> {
         let one = || {
             let (dir, full, new) = materialize(&out, &store, m)?;
             super::attest::ensure_sbom(&out, &store, &full, new, &digests)?;
-            if let Some(key) = &sign_key {
-                super::attest::sign_image(&out, &store, &full, key, &digests)?;
-            }
             // The record as written, with each layer's root hash: what the generation keeps.
             let (generation, recorded) = generations::record_from(
                 &opts.out,
@@ -503,6 +500,14 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, Error> {
                 &full.to_json(),
                 Some(&dir.join(layout::IMAGE_RECORD)),
             )?;
+            // Signed once recorded: the image is complete, with its SBOM.
+            if let Some(key) = &sign_key {
+                let from = super::attest::BuiltFrom {
+                    lock_id: Some(&checked.lock_id),
+                    lockfile: Some(&opts.lockfile),
+                };
+                super::attest::sign_image(&out, &store, &full, key, &digests, from)?;
+            }
             Ok::<_, Error>((dir, full, new, generation, recorded))
         };
         let r = one();

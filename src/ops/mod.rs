@@ -18,6 +18,7 @@ mod verify;
 // Supply chain (issue 15): attestations beside images, keys, signing, SBOMs.
 mod attest;
 mod key;
+mod provenance;
 mod sbom;
 mod sign;
 
@@ -47,6 +48,7 @@ pub use verify::{verify, ImageTrust, VerifyOptions, VerifyReport};
 // Supply chain (issue 15). `image_signatures` and `attestation_files` are what push/pull need.
 pub use attest::{attestation_files, image_signatures, SignatureStatus};
 pub use key::{key_generate, KeyGenOptions, KeyReport};
+pub use provenance::provenance;
 pub use sbom::{sbom, SbomOptions};
 pub use sign::{sign, SignOptions, SignReport, SignedImage};
 

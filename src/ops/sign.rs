@@ -18,6 +18,8 @@ pub struct SignOptions {
     /// Images: NODE, NODE@GEN or an image id (prefix). Empty: every node's current image.
     pub images: Vec<String>,
     pub key: PathBuf,
+    /// The lockfile, for the manifest hash in the provenance (when the image was built from it).
+    pub lockfile: PathBuf,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -32,6 +34,8 @@ pub struct SignedImage {
     pub node: String,
     pub signature: PathBuf,
     pub sbom: PathBuf,
+    /// Its SLSA provenance, signed by the same key.
+    pub provenance: PathBuf,
 }
 
 pub fn sign(opts: &SignOptions) -> Result<SignReport, Error> {
@@ -61,7 +65,7 @@ pub fn sign(opts: &SignOptions) -> Result<SignReport, Error> {
             images.push(m);
         }
     }
-    sign_images(&opts.out, &images, &key)
+    sign_images(&opts.out, &images, &key, &opts.lockfile)
 }
 
 /// Sign each of `images` (records with their root hashes) with `key`.
@@ -69,6 +73,7 @@ pub(crate) fn sign_images(
     out: &Path,
     images: &[crate::image::ImageManifest],
     key: &PrivateKey,
+    lockfile: &Path,
 ) -> Result<SignReport, Error> {
     let layout = OutDir::new(out);
     let store = super::open_store(&layout)?;
@@ -81,11 +86,22 @@ pub(crate) fn sign_images(
                 node: m.node.clone(),
             });
         }
-        let signature = attest::sign_image(&layout, &store, m, key, &cache)?;
+        let (signature, provenance) = attest::sign_image(
+            &layout,
+            &store,
+            m,
+            key,
+            &cache,
+            attest::BuiltFrom {
+                lock_id: None,
+                lockfile: Some(lockfile),
+            },
+        )?;
         signed.push(SignedImage {
             image_id: m.id.clone(),
             node: m.node.clone(),
             signature,
+            provenance,
             sbom: layout.sbom(&m.id),
         });
     }

@@ -9,6 +9,7 @@
 
 pub mod dsse;
 pub mod keys;
+pub mod provenance;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -16,5 +16,6 @@ pub mod show;
 pub mod verify;
 // Supply chain (issue 15).
 pub mod key;
+pub mod provenance;
 pub mod sbom;
 pub mod sign;

@@ -27,6 +27,7 @@ pub fn exec(ctx: &Ctx, args: SignArgs) -> Result<ExitCode, Error> {
         out: ctx.out.clone(),
         images: args.images,
         key: args.key,
+        lockfile: ctx.lockfile.clone(),
     })?;
     if ctx.json {
         print_json("sign-report", &r);
