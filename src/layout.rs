@@ -161,6 +161,7 @@ pub const IMAGE_RECORD: &str = "manifest.json";
 /// out/attestations/<image-id>/sbom.spdx.json                 the SBOM (SPDX 2.3 JSON), derived from the image
 /// out/attestations/<image-id>/image.<keyid>.dsse.json        an image signature (DSSE over an in-toto Statement)
 /// out/attestations/<image-id>/provenance.<keyid>.dsse.json   signed SLSA provenance
+/// out/attestations/<image-id>/<NAME>.roothash.p7s            systemd's signed root hash of layer NAME
 /// ```
 impl OutDir {
     pub fn attestations(&self) -> PathBuf {
@@ -183,6 +184,13 @@ impl OutDir {
     pub fn provenance(&self, image: &str, keyid: &str) -> PathBuf {
         self.attestation_dir(image)
             .join(format!("provenance.{keyid}.dsse.json"))
+    }
+
+    /// systemd's PKCS#7 signature of the root hash of the image's layer `name`, to be put beside
+    /// `<name>.raw`.
+    pub fn roothash_signature(&self, image: &str, name: &str) -> PathBuf {
+        self.attestation_dir(image)
+            .join(format!("{name}.roothash.p7s"))
     }
 
     /// The image signature files of an image, sorted.

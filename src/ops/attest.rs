@@ -285,6 +285,28 @@ pub(crate) fn sign_provenance(
     Ok(path)
 }
 
+/// Write systemd's signed root hash of each layer of `m` (`<NAME>.roothash.p7s`) with `signer`.
+pub(crate) fn sign_roothashes(
+    out: &OutDir,
+    m: &ImageManifest,
+    signer: &trust::pkcs7::X509Signer,
+) -> Result<Vec<PathBuf>, Error> {
+    let mut written = Vec::new();
+    for l in &m.layers {
+        let root = l.verity.as_ref().ok_or_else(|| {
+            Error::Usage(format!(
+                "image {}: its record pins no root hash for its {} layer",
+                m.id, l.role
+            ))
+        })?;
+        let der = signer.sign_root_hash(&root.root_hash)?;
+        let path = out.roothash_signature(&m.id, &l.name);
+        fsutil::write_atomic(&path, &der, 0o644)?;
+        written.push(path);
+    }
+    Ok(written)
+}
+
 /// The error for an image that must be signed and is not.
 pub(crate) fn untrusted(what: &str, status: &SignatureStatus, keys: &[PublicKey]) -> Error {
     Error::Untrusted {

@@ -41,6 +41,8 @@ pub struct BuildOptions {
     pub locked: bool,
     /// `--sign KEY`: sign every node's image with this private key (PKCS#8 PEM).
     pub sign: Option<PathBuf>,
+    /// `--x509-cert/--x509-key`: also write each layer's systemd `<NAME>.roothash.p7s`.
+    pub x509: Option<(PathBuf, PathBuf)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -388,10 +390,9 @@ pub(crate) fn render_all(
 pub fn build(opts: &BuildOptions) -> Result<BuildReport, Error> {
     let started = Instant::now();
     // The signing key is read first: a bad key fails before anything is built.
-    let sign_key = match &opts.sign {
-        Some(p) => Some(crate::trust::PrivateKey::read(p)?),
-        None => None,
-    };
+    let signers = super::sign::Signers::load(opts.sign.as_deref(), opts.x509.as_ref())?;
+    let sign_key = signers.as_ref().and_then(|s| s.key.as_ref());
+    let x509 = signers.as_ref().and_then(|s| s.x509.as_ref());
     let (checked, completion) = complete_lock(
         &opts.manifest,
         &opts.lockfile,
@@ -501,12 +502,15 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, Error> {
                 Some(&dir.join(layout::IMAGE_RECORD)),
             )?;
             // Signed once recorded: the image is complete, with its SBOM.
-            if let Some(key) = &sign_key {
+            if let Some(key) = sign_key {
                 let from = super::attest::BuiltFrom {
                     lock_id: Some(&checked.lock_id),
                     lockfile: Some(&opts.lockfile),
                 };
                 super::attest::sign_image(&out, &store, &full, key, &digests, from)?;
+            }
+            if let Some(x) = x509 {
+                super::attest::sign_roothashes(&out, &full, x)?;
             }
             Ok::<_, Error>((dir, full, new, generation, recorded))
         };
@@ -558,9 +562,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, Error> {
             entries: m.entries.len(),
             rolled_back_to: rolled_back.filter(|&r| r != generation),
             sbom: out.sbom(&m.id),
-            signature: sign_key
-                .as_ref()
-                .map(|k| out.image_signature(&m.id, k.public().keyid())),
+            signature: sign_key.map(|k| out.image_signature(&m.id, k.public().keyid())),
         });
     }
     Ok(BuildReport {

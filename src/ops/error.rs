@@ -108,6 +108,8 @@ pub enum Error {
     NoProject { start: PathBuf, manifest: PathBuf },
     #[error(transparent)]
     Key(#[from] crate::trust::KeyError),
+    #[error(transparent)]
+    X509(#[from] crate::trust::pkcs7::X509Error),
     #[error("{what}: image {image} is not trusted: {reason}")]
     Untrusted {
         what: String,

@@ -17,14 +17,18 @@ pub struct SignOptions {
     pub out: PathBuf,
     /// Images: NODE, NODE@GEN or an image id (prefix). Empty: every node's current image.
     pub images: Vec<String>,
-    pub key: PathBuf,
+    /// The Ed25519 key for DSSE signatures and provenance.
+    pub key: Option<PathBuf>,
+    /// An X.509 certificate and its key (PEM) for systemd's `<NAME>.roothash.p7s`.
+    pub x509: Option<(PathBuf, PathBuf)>,
     /// The lockfile, for the manifest hash in the provenance (when the image was built from it).
     pub lockfile: PathBuf,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct SignReport {
-    pub keyid: String,
+    /// The Ed25519 key's id (null with only `--x509-cert`).
+    pub keyid: Option<String>,
     pub signed: Vec<SignedImage>,
 }
 
@@ -32,14 +36,41 @@ pub struct SignReport {
 pub struct SignedImage {
     pub image_id: String,
     pub node: String,
-    pub signature: PathBuf,
+    /// The DSSE image signature (null with only `--x509-cert`).
+    pub signature: Option<PathBuf>,
     pub sbom: PathBuf,
     /// Its SLSA provenance, signed by the same key.
-    pub provenance: PathBuf,
+    pub provenance: Option<PathBuf>,
+    /// systemd's `<NAME>.roothash.p7s` per layer (with `--x509-cert`).
+    pub roothash_signatures: Vec<PathBuf>,
+}
+
+/// What signs: an Ed25519 key, an X.509 certificate and key, or both.
+pub(crate) struct Signers {
+    pub key: Option<PrivateKey>,
+    pub x509: Option<crate::trust::pkcs7::X509Signer>,
+}
+
+impl Signers {
+    pub(crate) fn load(
+        key: Option<&Path>,
+        x509: Option<&(PathBuf, PathBuf)>,
+    ) -> Result<Option<Self>, Error> {
+        let key = key.map(PrivateKey::read).transpose()?;
+        let x509 = x509
+            .map(|(c, k)| crate::trust::pkcs7::X509Signer::load(c, k))
+            .transpose()?;
+        Ok((key.is_some() || x509.is_some()).then_some(Self { key, x509 }))
+    }
 }
 
 pub fn sign(opts: &SignOptions) -> Result<SignReport, Error> {
-    let key = PrivateKey::read(&opts.key)?;
+    let Some(signers) = Signers::load(opts.key.as_deref(), opts.x509.as_ref())? else {
+        return Err(Error::Usage(
+            "nothing to sign with: pass --key KEY (Ed25519), and/or --x509-cert CERT --x509-key KEY"
+                .into(),
+        ));
+    };
     let refs: Vec<String> = if opts.images.is_empty() {
         generations::nodes(&opts.out)
             .into_iter()
@@ -65,14 +96,14 @@ pub fn sign(opts: &SignOptions) -> Result<SignReport, Error> {
             images.push(m);
         }
     }
-    sign_images(&opts.out, &images, &key, &opts.lockfile)
+    sign_images(&opts.out, &images, &signers, &opts.lockfile)
 }
 
 /// Sign each of `images` (records with their root hashes) with `key`.
 pub(crate) fn sign_images(
     out: &Path,
     images: &[crate::image::ImageManifest],
-    key: &PrivateKey,
+    signers: &Signers,
     lockfile: &Path,
 ) -> Result<SignReport, Error> {
     let layout = OutDir::new(out);
@@ -86,27 +117,42 @@ pub(crate) fn sign_images(
                 node: m.node.clone(),
             });
         }
-        let (signature, provenance) = attest::sign_image(
-            &layout,
-            &store,
-            m,
-            key,
-            &cache,
-            attest::BuiltFrom {
-                lock_id: None,
-                lockfile: Some(lockfile),
-            },
-        )?;
+        let signed_one = signers
+            .key
+            .as_ref()
+            .map(|key| {
+                attest::sign_image(
+                    &layout,
+                    &store,
+                    m,
+                    key,
+                    &cache,
+                    attest::BuiltFrom {
+                        lock_id: None,
+                        lockfile: Some(lockfile),
+                    },
+                )
+            })
+            .transpose()?;
+        let roothash_signatures = match &signers.x509 {
+            Some(x) => attest::sign_roothashes(&layout, m, x)?,
+            None => Vec::new(),
+        };
+        if signed_one.is_none() {
+            attest::ensure_sbom(&layout, &store, m, false, &cache)?;
+        }
+        let (signature, provenance) = signed_one.unzip();
         signed.push(SignedImage {
             image_id: m.id.clone(),
             node: m.node.clone(),
             signature,
             provenance,
             sbom: layout.sbom(&m.id),
+            roothash_signatures,
         });
     }
     Ok(SignReport {
-        keyid: key.public().keyid().to_string(),
+        keyid: signers.key.as_ref().map(|k| k.public().keyid().to_string()),
         signed,
     })
 }

@@ -9,6 +9,7 @@
 
 pub mod dsse;
 pub mod keys;
+pub mod pkcs7;
 pub mod provenance;
 
 use std::collections::BTreeMap;

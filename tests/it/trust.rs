@@ -651,3 +651,132 @@ fn the_provenance_is_slsa_v1_signed_beside_the_image_and_validates() {
         eprintln!("skipped: the in-toto-attestation check needs target/pytools (.ci/run)");
     }
 }
+
+/// `openssl cms -verify` of a detached DER signature over `content` against `cert` (as trust
+/// anchor and signer certificate).
+fn cms_verifies(dir: &Path, p7s: &Path, content: &[u8], cert: &Path) -> bool {
+    let file = dir.join("roothash-content");
+    std::fs::write(&file, content).unwrap();
+    let out = std::process::Command::new("openssl")
+        .args([
+            "cms", "-verify", "-binary", "-inform", "DER", "-purpose", "any",
+        ])
+        .arg("-in")
+        .arg(p7s)
+        .arg("-content")
+        .arg(&file)
+        .arg("-certfile")
+        .arg(cert)
+        .arg("-CAfile")
+        .arg(cert)
+        .args(["-out", "/dev/null"])
+        .output()
+        .unwrap();
+    out.status.success()
+}
+
+#[test]
+fn roothash_p7s_is_a_detached_pkcs7_signature_of_the_hex_root_hash_that_openssl_verifies() {
+    if !crate::requires("openssl", "openssl") {
+        return;
+    }
+    let ctx = built();
+    let dir = ctx.path().join("x509");
+    std::fs::create_dir_all(&dir).unwrap();
+    let id = current_id(&ctx, "worker1");
+    let m: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(
+            ctx.path()
+                .join("out/images")
+                .join(&id)
+                .join("manifest.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    // An RSA certificate (what the kernel keyring and /etc/verity.d hold most often) and an
+    // ECDSA P-256 one, each with its key as openssl writes it.
+    for (name, newkey) in [("rsa", "rsa:2048"), ("ec", "ec")] {
+        let (cert, key) = (
+            dir.join(format!("{name}.crt")),
+            dir.join(format!("{name}.key")),
+        );
+        let mut cmd = std::process::Command::new("openssl");
+        cmd.args([
+            "req",
+            "-x509",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=nodeforge test",
+        ])
+        .args(["-newkey", newkey]);
+        if name == "ec" {
+            cmd.args(["-pkeyopt", "ec_paramgen_curve:P-256"]);
+        }
+        let out = cmd
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let r = ctx
+            .run(&[
+                "sign",
+                "worker1",
+                "--x509-cert",
+                &cert.to_string_lossy(),
+                "--x509-key",
+                &key.to_string_lossy(),
+                "--json",
+            ])
+            .ok()
+            .json();
+        let sigs = r["signed"][0]["roothash_signatures"]
+            .as_array()
+            .unwrap()
+            .clone();
+        assert_eq!(sigs.len(), 2);
+        for layer in m["layers"].as_array().unwrap() {
+            let layer_name = layer["name"].as_str().unwrap();
+            let root = layer["verity"]["root_hash"].as_str().unwrap();
+            let p7s = ctx
+                .path()
+                .join("out/attestations")
+                .join(&id)
+                .join(format!("{layer_name}.roothash.p7s"));
+            assert!(sigs.iter().any(|s| p7s.ends_with(s.as_str().unwrap())));
+            assert!(
+                cms_verifies(&dir, &p7s, root.as_bytes(), &cert),
+                "{name} {layer_name}"
+            );
+            // Exactly the hex string: not with a newline, not another root hash.
+            assert!(!cms_verifies(
+                &dir,
+                &p7s,
+                format!("{root}\n").as_bytes(),
+                &cert
+            ));
+            assert!(!cms_verifies(&dir, &p7s, "00".repeat(32).as_bytes(), &cert));
+        }
+    }
+    // A key that is not the certificate's is refused, naming both.
+    let r = ctx
+        .run(&[
+            "sign",
+            "worker1",
+            "--x509-cert",
+            &dir.join("rsa.crt").to_string_lossy(),
+            "--x509-key",
+            &dir.join("ec.key").to_string_lossy(),
+        ])
+        .fails();
+    r.stderr_has("ec.key is not the key of certificate");
+}

@@ -21,6 +21,8 @@ pub struct BuildArgs {
     #[arg(long, value_name = "KEY")]
     sign: Option<std::path::PathBuf>,
     #[command(flatten)]
+    x509: super::sign::X509Args,
+    #[command(flatten)]
     net: NetArgs,
 }
 
@@ -30,6 +32,7 @@ pub fn exec(ctx: &Ctx, args: BuildArgs) -> Result<ExitCode, Error> {
         node,
         locked,
         sign,
+        x509,
         net,
     } = args;
     let opts = ops::BuildOptions {
@@ -43,6 +46,7 @@ pub fn exec(ctx: &Ctx, args: BuildArgs) -> Result<ExitCode, Error> {
         locked,
         allow_outside_templates: ctx.allow_outside_templates,
         sign,
+        x509: x509.pair(),
     };
     let r = ops::build(&opts)?;
     if let Some(m) = r.lock.message() {

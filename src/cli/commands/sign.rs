@@ -17,8 +17,29 @@ pub struct SignArgs {
     /// [default: every node's current image].
     images: Vec<String>,
     /// The private key (PKCS#8 PEM, from `nodeforge key generate`).
-    #[arg(long, value_name = "KEY")]
-    key: PathBuf,
+    #[arg(long, value_name = "KEY", required_unless_present = "x509_cert")]
+    key: Option<PathBuf>,
+    #[command(flatten)]
+    x509: X509Args,
+}
+
+/// systemd's form: `<NAME>.roothash.p7s` beside each layer.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "systemd signed root hashes")]
+pub struct X509Args {
+    /// Also write each layer's `<NAME>.roothash.p7s` (a detached PKCS#7 signature of its root
+    /// hash, which systemd-sysext and systemd-dissect verify) signed with this certificate (PEM)…
+    #[arg(long, value_name = "CERT", requires = "x509_key")]
+    x509_cert: Option<PathBuf>,
+    /// …and its private key (PEM: RSA or ECDSA P-256, PKCS#8, PKCS#1 or SEC1, unencrypted).
+    #[arg(long, value_name = "KEY", requires = "x509_cert")]
+    x509_key: Option<PathBuf>,
+}
+
+impl X509Args {
+    pub fn pair(self) -> Option<(PathBuf, PathBuf)> {
+        self.x509_cert.zip(self.x509_key)
+    }
 }
 
 pub fn exec(ctx: &Ctx, args: SignArgs) -> Result<ExitCode, Error> {
@@ -27,6 +48,7 @@ pub fn exec(ctx: &Ctx, args: SignArgs) -> Result<ExitCode, Error> {
         out: ctx.out.clone(),
         images: args.images,
         key: args.key,
+        x509: args.x509.pair(),
         lockfile: ctx.lockfile.clone(),
     })?;
     if ctx.json {
@@ -39,13 +61,23 @@ pub fn exec(ctx: &Ctx, args: SignArgs) -> Result<ExitCode, Error> {
 
 pub(crate) fn print(r: &ops::SignReport) {
     for s in &r.signed {
-        say!(
-            "signed image {} ({}) with key {}: {}",
-            s.image_id,
-            s.node,
-            super::super::short(&r.keyid),
-            s.signature.display()
-        );
+        if let (Some(keyid), Some(sig)) = (&r.keyid, &s.signature) {
+            say!(
+                "signed image {} ({}) with key {}: {}",
+                s.image_id,
+                s.node,
+                super::super::short(keyid),
+                sig.display()
+            );
+        }
+        for p in &s.roothash_signatures {
+            say!(
+                "signed a root hash of image {} ({}) for systemd: {}",
+                s.image_id,
+                s.node,
+                p.display()
+            );
+        }
     }
 }
 
