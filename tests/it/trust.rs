@@ -252,7 +252,10 @@ fn signatures_of(ctx: &TestContext, id: &str) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(ctx.path().join("out/attestations").join(id))
         .map(|d| d.map(|e| e.unwrap().path()).collect())
         .unwrap_or_default();
-    v.retain(|p| p.to_string_lossy().ends_with(".dsse.json"));
+    v.retain(|p| {
+        let name = p.file_name().unwrap().to_string_lossy();
+        name.starts_with("image.") && name.ends_with(".dsse.json")
+    });
     v.sort();
     v
 }
@@ -547,6 +550,11 @@ fn signatures_survive_gc_with_their_images_and_go_with_removed_ones() {
     assert!(!att.join(&first).exists());
     assert_eq!(signatures_of(&ctx, &second).len(), 1);
     assert!(att.join(&second).join("sbom.spdx.json").is_file());
+    assert_eq!(
+        std::fs::read_dir(att.join(&second)).unwrap().count(),
+        3,
+        "the image signature, the provenance and the SBOM"
+    );
     ctx.run(&["verify", "--key", &a_pub]).ok();
 }
 
