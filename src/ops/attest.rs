@@ -18,8 +18,13 @@ use crate::sbom::{self, FileDigests};
 use crate::store::Store;
 use crate::trust::{self, PrivateKey, PublicKey, SignatureCheck, SignedFile, TrustedKeys};
 
-/// File digests already computed in this run, by content address.
-pub(crate) type DigestCache = std::sync::Mutex<BTreeMap<Blake3, FileDigests>>;
+/// Digests already computed in this run: image files by content address, layer files (shared
+/// by many images: one payload for every node) by path.
+#[derive(Debug, Default)]
+pub(crate) struct DigestCache {
+    files: std::sync::Mutex<BTreeMap<Blake3, FileDigests>>,
+    layer_files: std::sync::Mutex<BTreeMap<PathBuf, String>>,
+}
 
 /// The version nodeforge records in what it writes.
 pub(crate) const TOOL_VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -117,7 +122,7 @@ pub(crate) fn file_digests(
         if out.contains_key(&b) {
             continue;
         }
-        if let Some(d) = cache.lock().ok().and_then(|c| c.get(&b).cloned()) {
+        if let Some(d) = cache.files.lock().ok().and_then(|c| c.get(&b).cloned()) {
             out.insert(b, d);
             continue;
         }
@@ -137,7 +142,7 @@ pub(crate) fn file_digests(
             sha1: hex::encode(s1.finalize()),
             sha256: hex::encode(s256.finalize()),
         };
-        if let Ok(mut c) = cache.lock() {
+        if let Ok(mut c) = cache.files.lock() {
             c.insert(b, d.clone());
         }
         out.insert(b, d);
@@ -200,7 +205,7 @@ pub(crate) fn sign_image(
     cache: &DigestCache,
     from: BuiltFrom<'_>,
 ) -> Result<(PathBuf, PathBuf), Error> {
-    let provenance = sign_provenance(out, store, m, key, from)?;
+    let provenance = sign_provenance(out, store, m, key, from, cache)?;
     let sbom = ensure_sbom(out, store, m, true, cache)?;
     let statement = trust::image_statement(m, Some(sbom)).map_err(Error::Usage)?;
     let env = trust::Envelope::sign(trust::dsse::IN_TOTO, &trust::to_payload(&statement), key);
@@ -227,17 +232,40 @@ pub(crate) fn provenance_statement(
     store: &Store,
     m: &ImageManifest,
     from: BuiltFrom<'_>,
+    cache: &DigestCache,
 ) -> Result<trust::Statement<serde_json::Value>, Error> {
     let (dir, _, _) = super::materialize::materialize(out, store, m)?;
     let mut files = BTreeMap::new();
-    let mut names = vec![crate::layout::IMAGE_RECORD.to_string()];
+    // The record, and each layer's files (hard links to `layers/<id>/`, hashed once a run).
+    let mut paths = vec![(
+        crate::layout::IMAGE_RECORD.to_string(),
+        dir.join(crate::layout::IMAGE_RECORD),
+    )];
     for l in &m.layers {
-        names.extend(crate::layout::layer_files(&l.name));
+        for f in crate::layout::layer_files(&l.name) {
+            paths.push((f.clone(), out.layer(&l.id).join(f)));
+        }
     }
-    for name in names {
-        let p = dir.join(&name);
-        let (sha, _) = crate::hash::Sha256::of_file(&p).at("cannot read", &p)?;
-        files.insert(name, sha.to_hex());
+    for (name, p) in paths {
+        let known = cache
+            .layer_files
+            .lock()
+            .ok()
+            .and_then(|c| c.get(&p).cloned());
+        let sha = match known {
+            Some(s) => s,
+            None => {
+                let (sha, _) = crate::hash::Sha256::of_file(&p).at("cannot read", &p)?;
+                let sha = sha.to_hex();
+                if name != crate::layout::IMAGE_RECORD {
+                    if let Ok(mut c) = cache.layer_files.lock() {
+                        c.insert(p.clone(), sha.clone());
+                    }
+                }
+                sha
+            }
+        };
+        files.insert(name, sha);
     }
     let lock_id = match from.lock_id {
         Some(l) => Some(l.to_string()),
@@ -277,8 +305,9 @@ pub(crate) fn sign_provenance(
     m: &ImageManifest,
     key: &PrivateKey,
     from: BuiltFrom<'_>,
+    cache: &DigestCache,
 ) -> Result<PathBuf, Error> {
-    let statement = provenance_statement(out, store, m, from)?;
+    let statement = provenance_statement(out, store, m, from, cache)?;
     let env = trust::Envelope::sign(trust::dsse::IN_TOTO, &trust::to_payload(&statement), key);
     let path = out.provenance(&m.id, key.public().keyid());
     fsutil::write_atomic(&path, &env.to_json(), 0o644)?;

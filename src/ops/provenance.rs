@@ -22,6 +22,7 @@ pub fn provenance(
             lock_id: None,
             lockfile: Some(lockfile),
         },
+        &attest::DigestCache::default(),
     )?;
     let mut v = serde_json::to_vec_pretty(&s)
         .map_err(|e| Error::Internal(format!("the provenance of image {}: {e}", m.id)))?;
