@@ -24,6 +24,35 @@ use crate::trust::{self, PrivateKey, PublicKey, SignatureCheck, SignedFile, Trus
 pub(crate) struct DigestCache {
     files: std::sync::Mutex<BTreeMap<Blake3, FileDigests>>,
     layer_files: std::sync::Mutex<BTreeMap<PathBuf, String>>,
+    /// Layers (ids) found to be what their entries make from the store.
+    checked_layers: std::sync::Mutex<std::collections::BTreeSet<String>>,
+}
+
+/// Refuse to vouch for a layer that is not what its entries make from the store (a planted
+/// EROFS file with its own hash tree and edited records would otherwise be signed as it is).
+fn check_layers(
+    out: &OutDir,
+    store: &Store,
+    m: &ImageManifest,
+    cache: &DigestCache,
+) -> Result<(), Error> {
+    for l in &m.layers {
+        if cache.checked_layers.lock().is_ok_and(|c| c.contains(&l.id)) {
+            continue;
+        }
+        let fails = super::materialize::check_layer(store, &out.layer(&l.id), false);
+        if !fails.is_empty() {
+            return Err(Error::Usage(format!(
+                "refusing to sign image {}: {}: run `nodeforge verify`, and rebuild it (`nodeforge rollback` or `build`) from the store",
+                m.id,
+                fails.join("; ")
+            )));
+        }
+        if let Ok(mut c) = cache.checked_layers.lock() {
+            c.insert(l.id.clone());
+        }
+    }
+    Ok(())
 }
 
 /// The version nodeforge records in what it writes.
@@ -205,6 +234,8 @@ pub(crate) fn sign_image(
     cache: &DigestCache,
     from: BuiltFrom<'_>,
 ) -> Result<(PathBuf, PathBuf), Error> {
+    super::materialize::materialize(out, store, m)?;
+    check_layers(out, store, m, cache)?;
     let provenance = sign_provenance(out, store, m, key, from, cache)?;
     let sbom = ensure_sbom(out, store, m, true, cache)?;
     let statement = trust::image_statement(m, Some(sbom)).map_err(Error::Usage)?;
@@ -317,9 +348,13 @@ pub(crate) fn sign_provenance(
 /// Write systemd's signed root hash of each layer of `m` (`<NAME>.roothash.p7s`) with `signer`.
 pub(crate) fn sign_roothashes(
     out: &OutDir,
+    store: &Store,
     m: &ImageManifest,
     signer: &trust::pkcs7::X509Signer,
+    cache: &DigestCache,
 ) -> Result<Vec<PathBuf>, Error> {
+    super::materialize::materialize(out, store, m)?;
+    check_layers(out, store, m, cache)?;
     let mut written = Vec::new();
     for l in &m.layers {
         let root = l.verity.as_ref().ok_or_else(|| {

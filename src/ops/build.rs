@@ -510,7 +510,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, Error> {
                 super::attest::sign_image(&out, &store, &full, key, &digests, from)?;
             }
             if let Some(x) = x509 {
-                super::attest::sign_roothashes(&out, &full, x)?;
+                super::attest::sign_roothashes(&out, &store, &full, x, &digests)?;
             }
             Ok::<_, Error>((dir, full, new, generation, recorded))
         };

@@ -135,7 +135,7 @@ pub(crate) fn sign_images(
             })
             .transpose()?;
         let roothash_signatures = match &signers.x509 {
-            Some(x) => attest::sign_roothashes(&layout, m, x)?,
+            Some(x) => attest::sign_roothashes(&layout, &store, m, x, &cache)?,
             None => Vec::new(),
         };
         if signed_one.is_none() {
