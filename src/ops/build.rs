@@ -491,7 +491,21 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, Error> {
     let written = parallel_map(&pairs, opts.jobs.max(2), |(n, m)| {
         let one = || {
             let (dir, full, new) = materialize(&out, &store, m)?;
-            super::attest::ensure_sbom(&out, &store, &full, new, &digests)?;
+            // The SBOM beside the image. A read-only out/ (a no-op build of a mounted copy made
+            // before SBOMs existed) goes without one, said in a warning.
+            let sbom = match super::attest::ensure_sbom(&out, &store, &full, new, &digests) {
+                Err(Error::Fs(e))
+                    if matches!(
+                        e.source.kind(),
+                        std::io::ErrorKind::ReadOnlyFilesystem
+                            | std::io::ErrorKind::PermissionDenied
+                    ) && sign_key.is_none()
+                        && x509.is_none() =>
+                {
+                    Some(format!("image {}: no SBOM written: {e}", m.id))
+                }
+                other => other.map(|_| None)?,
+            };
             // The record as written, with each layer's root hash: what the generation keeps.
             let (generation, recorded) = generations::record_from(
                 &opts.out,
@@ -512,7 +526,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, Error> {
             if let Some(x) = x509 {
                 super::attest::sign_roothashes(&out, &store, &full, x, &digests)?;
             }
-            Ok::<_, Error>((dir, full, new, generation, recorded))
+            Ok::<_, Error>((dir, full, new, generation, recorded, sbom))
         };
         let r = one();
         bar.inc(1);
@@ -521,7 +535,8 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, Error> {
     bar.finish_and_clear();
     let mut report = Vec::new();
     for (((n, m), w), rolled_back) in nodes.iter().zip(&images).zip(written).zip(rolled_back) {
-        let (dir, full, new, generation, recorded) = w?;
+        let (dir, full, new, generation, recorded, sbom_warning) = w?;
+        warnings.extend(sbom_warning);
         let layers = full
             .layers
             .iter()
