@@ -319,3 +319,36 @@ impl TrustedKeys {
         self.keys.is_empty()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_trusted_keys_file_holds_any_number_of_pem_blocks() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let (a, b) = (
+            PrivateKey::generate().expect("key"),
+            PrivateKey::generate().expect("key"),
+        );
+        let bundle = dir.path().join("trusted.pem");
+        let text = format!(
+            "# a\n{}\n# b\n{}",
+            a.public().to_pem().expect("pem"),
+            b.public().to_pem().expect("pem")
+        );
+        std::fs::write(&bundle, &text).expect("write");
+        let keys = TrustedKeys::load(&[], std::slice::from_ref(&bundle)).expect("load");
+        assert_eq!(keys.keys.len(), 2);
+        assert!(keys.keys.contains(&a.public()) && keys.keys.contains(&b.public()));
+        std::fs::write(&bundle, "no keys here\n").expect("write");
+        let e = TrustedKeys::load(&[], std::slice::from_ref(&bundle)).expect_err("empty");
+        assert!(
+            e.to_string().contains("holds no BEGIN PUBLIC KEY block"),
+            "{e}"
+        );
+        std::fs::write(&bundle, &text[..text.len() - 30]).expect("write");
+        let e = TrustedKeys::load(&[], std::slice::from_ref(&bundle)).expect_err("cut");
+        assert!(e.to_string().contains("public key 2"), "{e}");
+    }
+}

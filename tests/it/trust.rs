@@ -277,6 +277,9 @@ fn verify_with_a_key_refuses_unsigned_and_untrusted_images_and_accepts_rotation(
     let r = ctx.run(&["sign", "--key", &a, "--json"]).ok().json();
     let keyid_a = r["keyid"].as_str().unwrap().to_string();
     assert_eq!(r["signed"].as_array().unwrap().len(), 6);
+    ctx.run(&["verify", "--key", &a_pub])
+        .ok()
+        .stdout_has(", 6 of 6 images a node is on or can roll back to signed by a trusted key");
     let v = ctx.run(&["verify", "--key", &a_pub, "--json"]).ok().json();
     let w1 = v["signatures"]
         .as_array()
