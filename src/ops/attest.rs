@@ -128,6 +128,23 @@ pub fn image_signatures(out: &Path, m: &ImageManifest, keys: &TrustedKeys) -> Si
     }
 }
 
+/// [`image_signatures`] of the image with id `id` (its record in `out/images/<id>/`, else a
+/// generation's): for a copy of an image (pull) to check before it is used.
+pub fn image_trust(out: &Path, id: &str, keys: &TrustedKeys) -> Result<SignatureStatus, Error> {
+    let m = match super::find_image(out, id) {
+        Ok(m) if m.id == id => m,
+        _ => crate::generations::nodes(out)
+            .into_iter()
+            .find_map(|n| {
+                let gens = crate::generations::list(out, &n).ok()?;
+                let g = gens.iter().find(|g| g.image_id == id)?;
+                super::history::recorded_manifest(out, &n, g).ok()
+            })
+            .ok_or_else(|| Error::Usage(format!("no image {id} in {}", out.display())))?,
+    };
+    Ok(image_signatures(out, &m, keys))
+}
+
 /// Every file that vouches for image `id` (signatures, SBOM, provenance), sorted: what a copy
 /// of the image carries with it.
 pub fn attestation_files(out: &Path, id: &str) -> Vec<PathBuf> {

@@ -46,7 +46,7 @@ pub use mirror::{export_mirror, ExportReport};
 pub use nodes::suggest;
 pub use verify::{verify, ImageTrust, VerifyOptions, VerifyReport};
 // Supply chain (issue 15). `image_signatures` and `attestation_files` are what push/pull need.
-pub use attest::{attestation_files, image_signatures, SignatureStatus};
+pub use attest::{attestation_files, image_signatures, image_trust, SignatureStatus};
 pub use key::{key_generate, KeyGenOptions, KeyReport};
 pub use provenance::provenance;
 pub use sbom::{sbom, SbomOptions};

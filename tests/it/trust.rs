@@ -559,6 +559,18 @@ fn signatures_survive_gc_with_their_images_and_go_with_removed_ones() {
         "the image signature, the provenance and the SBOM"
     );
     ctx.run(&["verify", "--key", &a_pub]).ok();
+    // The library calls push/pull use: the files that go with an image, and who signed it.
+    let out = ctx.path().join("out");
+    let files = nodeforge::ops::attestation_files(&out, &second);
+    assert_eq!(files.len(), 3, "{files:?}");
+    let keys = nodeforge::trust::TrustedKeys::load(&[PathBuf::from(&a_pub)], &[]).unwrap();
+    let status = nodeforge::ops::image_trust(&out, &second, &keys).unwrap();
+    assert!(status.trusted());
+    assert_eq!(status.signed_by, vec![keys.keys[0].keyid().to_string()]);
+    let nobody = nodeforge::trust::TrustedKeys::default();
+    assert!(!nodeforge::ops::image_trust(&out, &second, &nobody)
+        .unwrap()
+        .trusted());
 }
 
 /// Checks an in-toto Statement v1 with a SLSA Provenance v1 predicate with the in-toto
