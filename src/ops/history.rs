@@ -254,6 +254,9 @@ pub struct ShowReport {
     pub image: ImageManifest,
     /// Its signatures; `signed_by` names the trusted keys (`--key`) that validly signed it.
     pub signatures: super::SignatureStatus,
+    /// Every file beside it in `out/attestations/<id>/`: signatures, SBOM, provenance, systemd's
+    /// `<NAME>.roothash.p7s`.
+    pub attestations: Vec<std::path::PathBuf>,
 }
 
 pub fn show(
@@ -264,7 +267,12 @@ pub fn show(
 ) -> Result<ShowReport, Error> {
     let image = resolve_image(manifest, out, reference)?;
     let signatures = super::image_signatures(out, &image, keys);
-    Ok(ShowReport { image, signatures })
+    let attestations = super::attestation_files(out, &image.id);
+    Ok(ShowReport {
+        image,
+        signatures,
+        attestations,
+    })
 }
 
 /// Resolve `node`, `node@N` or an image id (prefix) to an image's entry list.

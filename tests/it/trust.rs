@@ -790,6 +790,10 @@ fn roothash_p7s_is_a_detached_pkcs7_signature_of_the_hex_root_hash_that_openssl_
             assert!(!cms_verifies(&dir, &p7s, "00".repeat(32).as_bytes(), &cert));
         }
     }
+    ctx.run(&["show", "worker1"])
+        .ok()
+        .stdout_has("systemd signed root hash: ")
+        .stdout_has("nodeforge-payload.roothash.p7s");
     // A key that is not the certificate's is refused, naming both.
     let r = ctx
         .run(&[

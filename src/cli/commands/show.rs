@@ -72,6 +72,13 @@ pub fn exec(ctx: &Ctx, args: ShowArgs) -> Result<ExitCode, Error> {
     if r.signatures.signatures.is_empty() && !m.layers.is_empty() {
         say!("not signed");
     }
+    for p in r
+        .attestations
+        .iter()
+        .filter(|p| p.to_string_lossy().ends_with(".roothash.p7s"))
+    {
+        say!("systemd signed root hash: {}", p.display());
+    }
     if let Some(v) = &m.verity {
         say!(
             "verity root hash {} (salt {}, {} data blocks)",
