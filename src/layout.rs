@@ -13,6 +13,7 @@
 //! out/nodes/<node>/current                    -> generations/<n>/image   (switched atomically)
 //! out/pulls/<sha256>.partial                  a blob `pull` is downloading (kept to resume)
 //! out/pulls/<layer-id>.lock                   held while one process downloads that layer
+//! out/attestations/<image-id>/                SBOM, signatures, provenance of an image (see `attestations`)
 //! ```
 //!
 //! Directories are written whole in a temp directory beside their final place and renamed in, so
@@ -140,6 +141,14 @@ impl OutDir {
                 dirs.push(g.path());
             }
         }
+        dirs.push(self.attestations());
+        for a in std::fs::read_dir(self.attestations())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            dirs.push(a.path());
+        }
         for d in dirs {
             crate::fsutil::clean_temp_files(&d);
         }
@@ -160,3 +169,74 @@ pub const LAYER_RECORD: &str = "layer.json";
 
 /// The record in an image directory.
 pub const IMAGE_RECORD: &str = "manifest.json";
+
+/// What vouches for images (issue 15). `images/<id>/` is content-addressed and written whole
+/// once, so signatures (several per image: one per key, for rotation), the SBOM and provenance
+/// live beside it:
+///
+/// ```text
+/// out/attestations/<image-id>/sbom.spdx.json                 the SBOM (SPDX 2.3 JSON), derived from the image
+/// out/attestations/<image-id>/image.<keyid>.dsse.json        an image signature (DSSE over an in-toto Statement)
+/// out/attestations/<image-id>/provenance.<keyid>.dsse.json   signed SLSA provenance
+/// out/attestations/<image-id>/<NAME>.roothash.p7s            systemd's signed root hash of layer NAME
+/// ```
+impl OutDir {
+    pub fn attestations(&self) -> PathBuf {
+        self.root.join("attestations")
+    }
+
+    pub fn attestation_dir(&self, image: &str) -> PathBuf {
+        self.attestations().join(image)
+    }
+
+    pub fn sbom(&self, image: &str) -> PathBuf {
+        self.attestation_dir(image).join(SBOM_FILE)
+    }
+
+    pub fn image_signature(&self, image: &str, keyid: &str) -> PathBuf {
+        self.attestation_dir(image)
+            .join(format!("image.{keyid}.dsse.json"))
+    }
+
+    pub fn provenance(&self, image: &str, keyid: &str) -> PathBuf {
+        self.attestation_dir(image)
+            .join(format!("provenance.{keyid}.dsse.json"))
+    }
+
+    /// systemd's PKCS#7 signature of the root hash of the image's layer `name`, to be put beside
+    /// `<name>.raw`.
+    pub fn roothash_signature(&self, image: &str, name: &str) -> PathBuf {
+        self.attestation_dir(image)
+            .join(format!("{name}.roothash.p7s"))
+    }
+
+    /// The image signature files of an image, sorted.
+    pub fn image_signatures(&self, image: &str) -> Vec<PathBuf> {
+        self.attestation_files(image)
+            .into_iter()
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("image.") && n.ends_with(".dsse.json"))
+            })
+            .collect()
+    }
+
+    /// Every attestation file of an image (signatures, SBOM, provenance), sorted: what a copy of
+    /// the image (push, export) carries with it.
+    pub fn attestation_files(&self, image: &str) -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(self.attestation_dir(image))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+            .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+            .map(|e| e.path())
+            .collect();
+        v.sort();
+        v
+    }
+}
+
+/// The SBOM's name in an image's attestation directory.
+pub const SBOM_FILE: &str = "sbom.spdx.json";

@@ -14,6 +14,8 @@
 //! | `secrets`     | finding private keys in bytes and streams, in any framing                  |
 //! | `render`      | templates + node variables → validated file bytes and enable links         |
 //! | `image`       | entries, layers and their roles, ids, records; EROFS, dm-verity, tar writers |
+//! | `trust`       | Ed25519 keys, DSSE envelopes, in-toto statements, SLSA provenance        |
+//! | `sbom`        | SPDX 2.3 and CycloneDX 1.5 SBOMs of an image                              |
 //! | `layout`      | `out/`'s tree: the only code that knows where layers, images, nodes live   |
 //! | `oci`         | node images as OCI artifacts; registry client, auth, references           |
 //! | `generations` | per-node history, the `current` pointer, rollback targets                  |
@@ -38,6 +40,7 @@ pub mod manifest;
 pub mod oci;
 pub mod ops;
 pub mod render;
+pub mod sbom;
 pub mod secrets;
 pub mod skew;
 pub mod source;
@@ -45,3 +48,4 @@ pub mod standin;
 pub mod store;
 #[cfg(test)]
 mod test_tools;
+pub mod trust;

@@ -26,6 +26,7 @@ use commands::{
     show, verify,
 };
 use commands::{export, import, pull, push};
+use commands::{key, provenance, sbom, sign};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -126,6 +127,17 @@ enum Command {
     Export(export::ExportArgs),
     /// Import node images from an OCI image layout, verified as `pull` verifies them.
     Import(import::ImportArgs),
+    // Supply chain (issue 15).
+    /// Signing keys: `key generate PATH` writes a new Ed25519 key pair.
+    Key(key::KeyArgs),
+    /// Sign images (every node's current one by default) with an Ed25519 key: a DSSE envelope
+    /// over an in-toto statement of the image id, its layers' root hashes and its SBOM.
+    #[command(after_help = SIGN_EXAMPLES)]
+    Sign(sign::SignArgs),
+    /// Print an image's SBOM: SPDX 2.3 or CycloneDX 1.5 JSON.
+    Sbom(sbom::SbomArgs),
+    /// Print an image's SLSA Provenance v1 (an in-toto statement; `sign` writes it signed).
+    Provenance(provenance::ProvenanceArgs),
 }
 
 const PUSH_EXAMPLES: &str = "\
@@ -140,6 +152,13 @@ Examples:
   nodeforge pull registry.example/fleet/kubenet:worker1-gen3    a generation
   nodeforge pull registry.example/fleet/kubenet@sha256:4f0c…    exactly one manifest
   nodeforge rollback worker1                                    later, offline";
+
+const SIGN_EXAMPLES: &str = "\
+Examples:
+  nodeforge key generate ~/.config/nodeforge/signing.key
+  nodeforge sign --key ~/.config/nodeforge/signing.key          every node's current image
+  nodeforge build --sign ~/.config/nodeforge/signing.key        build and sign
+  nodeforge verify --key ~/.config/nodeforge/signing.key.pub    CI: every image must be signed";
 
 /// `--help` examples of the main commands.
 const LOCK_EXAMPLES: &str = "\
@@ -350,6 +369,10 @@ fn run(ctx: &Ctx, command: Command) -> Result<ExitCode, Error> {
         Command::Pull(a) => pull::exec(ctx, a),
         Command::Export(a) => export::exec(ctx, a),
         Command::Import(a) => import::exec(ctx, a),
+        Command::Key(a) => key::exec(ctx, a),
+        Command::Sign(a) => sign::exec(ctx, a),
+        Command::Sbom(a) => sbom::exec(ctx, a),
+        Command::Provenance(a) => provenance::exec(ctx, a),
     }
 }
 

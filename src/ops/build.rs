@@ -41,6 +41,10 @@ pub struct BuildOptions {
     pub locked: bool,
     /// Build a manifest that breaks the version skew policy (warned about instead).
     pub allow_skew: bool,
+    /// `--sign KEY`: sign every node's image with this private key (PKCS#8 PEM).
+    pub sign: Option<PathBuf>,
+    /// `--x509-cert/--x509-key`: also write each layer's systemd `<NAME>.roothash.p7s`.
+    pub x509: Option<(PathBuf, PathBuf)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -67,6 +71,10 @@ pub struct NodeBuild {
     pub entries: usize,
     /// The node had been rolled back to this generation, and this build moved it forward.
     pub rolled_back_to: Option<u32>,
+    /// The image's SBOM (SPDX 2.3 JSON), beside it in `out/attestations/<id>/`.
+    pub sbom: PathBuf,
+    /// `--sign`: the image's signature by that key.
+    pub signature: Option<PathBuf>,
 }
 
 /// One layer of a built image.
@@ -494,6 +502,10 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, Error> {
         crate::lock::Lockfile::load(&opts.lockfile).ok().as_ref(),
         opts.allow_skew,
     )?;
+    // The signing key is read first: a bad key fails before anything is built.
+    let signers = super::sign::Signers::load(opts.sign.as_deref(), opts.x509.as_ref())?;
+    let sign_key = signers.as_ref().and_then(|s| s.key.as_ref());
+    let x509 = signers.as_ref().and_then(|s| s.x509.as_ref());
     let (checked, completion) = complete_lock(
         &opts.manifest,
         &opts.lockfile,
@@ -589,9 +601,25 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, Error> {
     let pairs: Vec<(&&Node, &ImageManifest)> = nodes.iter().zip(&images).collect();
     let bar = progress_bar(opts.progress, Progress::Count, pairs.len() as u64, "images");
     bar.set_message("nodes");
+    let digests = super::attest::DigestCache::default();
     let written = parallel_map(&pairs, opts.jobs.max(2), |(n, m)| {
         let one = || {
             let (dir, full, new) = materialize(&out, &store, m)?;
+            // The SBOM beside the image. A read-only out/ (a no-op build of a mounted copy made
+            // before SBOMs existed) goes without one, said in a warning.
+            let sbom = match super::attest::ensure_sbom(&out, &store, &full, new, &digests) {
+                Err(Error::Fs(e))
+                    if matches!(
+                        e.source.kind(),
+                        std::io::ErrorKind::ReadOnlyFilesystem
+                            | std::io::ErrorKind::PermissionDenied
+                    ) && sign_key.is_none()
+                        && x509.is_none() =>
+                {
+                    Some(format!("image {}: no SBOM written: {e}", m.id))
+                }
+                other => other.map(|_| None)?,
+            };
             // The record as written, with each layer's root hash: what the generation keeps.
             let (generation, recorded) = generations::record_from(
                 &opts.out,
@@ -601,7 +629,18 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, Error> {
                 &full.to_json(),
                 Some(&dir.join(layout::IMAGE_RECORD)),
             )?;
-            Ok::<_, Error>((dir, full, new, generation, recorded))
+            // Signed once recorded: the image is complete, with its SBOM.
+            if let Some(key) = sign_key {
+                let from = super::attest::BuiltFrom {
+                    lock_id: Some(&checked.lock_id),
+                    lockfile: Some(&opts.lockfile),
+                };
+                super::attest::sign_image(&out, &store, &full, key, &digests, from)?;
+            }
+            if let Some(x) = x509 {
+                super::attest::sign_roothashes(&out, &store, &full, x, &digests)?;
+            }
+            Ok::<_, Error>((dir, full, new, generation, recorded, sbom))
         };
         let r = one();
         bar.inc(1);
@@ -610,7 +649,8 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, Error> {
     bar.finish_and_clear();
     let mut report = Vec::new();
     for (((n, m), w), rolled_back) in nodes.iter().zip(&images).zip(written).zip(rolled_back) {
-        let (dir, full, new, generation, recorded) = w?;
+        let (dir, full, new, generation, recorded, sbom_warning) = w?;
+        warnings.extend(sbom_warning);
         let layers = full
             .layers
             .iter()
@@ -650,6 +690,8 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, Error> {
             layers,
             entries: m.entries.len(),
             rolled_back_to: rolled_back.filter(|&r| r != generation),
+            sbom: out.sbom(&m.id),
+            signature: sign_key.map(|k| out.image_signature(&m.id, k.public().keyid())),
         });
     }
     Ok(BuildReport {

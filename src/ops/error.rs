@@ -122,6 +122,19 @@ pub enum Error {
     Skew {
         violations: Vec<crate::skew::Violation>,
     },
+    // Supply chain (signatures).
+    #[error(transparent)]
+    Key(#[from] crate::trust::KeyError),
+    #[error(transparent)]
+    X509(#[from] crate::trust::pkcs7::X509Error),
+    #[error("{what}: image {image} is not trusted: {reason}")]
+    Untrusted {
+        what: String,
+        image: String,
+        reason: String,
+        /// Ids of the trusted keys.
+        keys: Vec<String>,
+    },
     #[error("{0}")]
     Usage(String),
     /// An internal invariant failed: a bug in nodeforge, not a problem with its inputs.
@@ -180,6 +193,10 @@ impl Error {
                 "run nodeforge in the project's directory (the one holding manifests/) or below it, or pass --manifest PATH".into(),
             ],
             Error::UnknownNode { .. } => vec!["run `nodeforge build` first".into()],
+            Error::Untrusted { keys, .. } => vec![format!(
+                "sign it with one of the trusted keys ({}) after checking it: `nodeforge sign IMAGE --key KEY`; `nodeforge show IMAGE` lists its signatures",
+                keys.iter().map(|k| k.get(..16).unwrap_or(k)).collect::<Vec<_>>().join(", ")
+            )],
             Error::Internal(_) => vec!["this is a bug in nodeforge: please report it with the command that caused it".into()],
             Error::MissingObjects { .. } => vec![
                 "run `nodeforge fetch` (with the lockfile this image was built from) and `nodeforge build`, then try again".into(),

@@ -32,6 +32,8 @@ pub struct GcReport {
     pub dry_run: bool,
     pub removed_generations: Vec<String>,
     pub removed_images: Vec<String>,
+    /// Attestation directories (SBOM, signatures) of images no kept generation uses.
+    pub removed_attestations: Vec<String>,
     /// Layers no kept image uses (a payload stays while any kept generation uses it).
     pub removed_layers: Vec<String>,
     pub removed_objects: usize,
@@ -259,6 +261,20 @@ pub fn gc(opts: &GcOptions) -> Result<GcReport, Error> {
             }
         }
     }
+    // What vouches for an image goes with it, and stays with it.
+    for e in std::fs::read_dir(layout.attestations())
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !live_images.contains_key(&name) {
+            remove(&e.path(), &mut r)?;
+            if !name.starts_with('.') {
+                r.removed_attestations.push(name);
+            }
+        }
+    }
     for e in std::fs::read_dir(layout.layers())
         .into_iter()
         .flatten()
@@ -279,6 +295,7 @@ pub fn gc(opts: &GcOptions) -> Result<GcReport, Error> {
             }
         }
     }
+    r.removed_attestations.sort();
     r.kept_reasons.images.sort_by(|a, b| a.id.cmp(&b.id));
     r.kept_reasons.layers.sort_by(|a, b| a.id.cmp(&b.id));
     let mut object_reasons: Vec<KeptCount> = Vec::new();

@@ -138,12 +138,14 @@ pub struct RollbackAll {
 }
 
 /// Switch nodes to an earlier generation (or the one holding image `to`). All targets are found
-/// and their images made present before any node is switched.
+/// and their images made present before any node is switched. With trusted `keys`, every
+/// target must carry a valid signature by one of them, checked before anything is written.
 pub fn rollback(
     manifest: &Path,
     out: &Path,
     nodes: &[String],
     to: Option<&str>,
+    keys: &crate::trust::TrustedKeys,
 ) -> Result<Vec<Rollback>, Error> {
     let known = KnownNodes::read(manifest, out);
     let mut plan = Vec::new();
@@ -162,6 +164,19 @@ pub fn rollback(
             }
         }
         plan.push((node.clone(), current, target));
+    }
+    if !keys.is_empty() {
+        for (node, _, target) in &plan {
+            let m = generation_manifest(out, node, target.number)?;
+            let status = super::image_signatures(out, &m, keys);
+            if !status.trusted() {
+                return Err(super::attest::untrusted(
+                    &format!("rollback of {node} to generation {}", target.number),
+                    &status,
+                    &keys.keys,
+                ));
+            }
+        }
     }
     let layout = OutDir::new(out);
     let store = super::open_store(&layout)?;
@@ -204,12 +219,21 @@ pub fn rollback(
 
 /// Switch every node that has a previous generation to it (all targets found first); the nodes
 /// that have none are named, and stay where they are. An error only when no node can go back.
-pub fn rollback_all(manifest: &Path, out: &Path) -> Result<RollbackAll, Error> {
-    rollback_among(manifest, out, generations::nodes(out))
+pub fn rollback_all(
+    manifest: &Path,
+    out: &Path,
+    keys: &crate::trust::TrustedKeys,
+) -> Result<RollbackAll, Error> {
+    rollback_among(manifest, out, generations::nodes(out), keys)
 }
 
 /// `rollback --group G`: [`rollback_all`] restricted to the nodes of group `G` of the manifest.
-pub fn rollback_group(manifest: &Path, out: &Path, group: &str) -> Result<RollbackAll, Error> {
+pub fn rollback_group(
+    manifest: &Path,
+    out: &Path,
+    group: &str,
+    keys: &crate::trust::TrustedKeys,
+) -> Result<RollbackAll, Error> {
     let m = crate::manifest::Manifest::load(manifest)?;
     let Some(g) = m.groups.get(group) else {
         let known: Vec<String> = m.groups.keys().cloned().collect();
@@ -233,6 +257,7 @@ pub fn rollback_group(manifest: &Path, out: &Path, group: &str) -> Result<Rollba
         manifest,
         out,
         g.nodes.iter().map(ToString::to_string).collect(),
+        keys,
     )
 }
 
@@ -241,6 +266,7 @@ fn rollback_among(
     manifest: &Path,
     out: &Path,
     candidates: Vec<String>,
+    keys: &crate::trust::TrustedKeys,
 ) -> Result<RollbackAll, Error> {
     let mut nodes = Vec::new();
     let mut skipped = Vec::new();
@@ -264,8 +290,36 @@ fn rollback_among(
         });
     }
     Ok(RollbackAll {
-        rolled_back: rollback(manifest, out, &nodes, None)?,
+        rolled_back: rollback(manifest, out, &nodes, None, keys)?,
         skipped,
+    })
+}
+
+/// `nodeforge show`: an image's record and who signed it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ShowReport {
+    #[serde(flatten)]
+    pub image: ImageManifest,
+    /// Its signatures; `signed_by` names the trusted keys (`--key`) that validly signed it.
+    pub signatures: super::SignatureStatus,
+    /// Every file beside it in `out/attestations/<id>/`: signatures, SBOM, provenance, systemd's
+    /// `<NAME>.roothash.p7s`.
+    pub attestations: Vec<std::path::PathBuf>,
+}
+
+pub fn show(
+    manifest: &Path,
+    out: &Path,
+    reference: &str,
+    keys: &crate::trust::TrustedKeys,
+) -> Result<ShowReport, Error> {
+    let image = resolve_image(manifest, out, reference)?;
+    let signatures = super::image_signatures(out, &image, keys);
+    let attestations = super::attestation_files(out, &image.id);
+    Ok(ShowReport {
+        image,
+        signatures,
+        attestations,
     })
 }
 

@@ -22,6 +22,12 @@ mod import;
 mod mirror_push;
 mod pull;
 mod push;
+// Supply chain (issue 15): attestations beside images, keys, signing, SBOMs.
+mod attest;
+mod key;
+mod provenance;
+mod sbom;
+mod sign;
 
 use std::path::{Path, PathBuf};
 
@@ -36,8 +42,8 @@ pub use fetch::{
 pub use flatten::{flatten, FlattenReport};
 pub use gc::{gc, GcOptions, GcReport, KeptBy, KeptCount, KeptGeneration, KeptReasons};
 pub use history::{
-    diff, list, resolve_image, rollback, rollback_all, rollback_group, DiffReport, NodeHistory,
-    Rollback, RollbackAll, Skipped,
+    diff, list, resolve_image, rollback, rollback_all, rollback_group, show, DiffReport,
+    NodeHistory, Rollback, RollbackAll, ShowReport, Skipped,
 };
 pub use lock::{
     check_lock, lock, EntryStatus, LockCheck, LockOptions, LockReport, LockedEntry, ResolveError,
@@ -46,13 +52,19 @@ pub use materialize::{find_image, FlatFormat};
 pub use mirror::{export_mirror, ExportReport};
 pub use nodes::suggest;
 pub use plan::{plan, NodeChange, PlanOptions, PlanReport, PlanStep, StepKind, VersionMove};
-pub use verify::{verify, VerifyOptions, VerifyReport};
 // OCI registries and layouts.
 pub use export::{export, ExportOptions, LayoutExportReport};
 pub use import::{import, ImportOptions, ImportReport};
 pub use mirror_push::{mirror_push, MirrorPushOptions, MirrorPushReport};
 pub use pull::{pull, PullOptions, PullReport};
 pub use push::{push, BlobReport, BlobStatus, NodePush, PushOptions, PushReport};
+pub use verify::{verify, ImageTrust, VerifyOptions, VerifyReport};
+// Supply chain (issue 15). `image_signatures` and `attestation_files` are what push/pull need.
+pub use attest::{attestation_files, image_signatures, image_trust, SignatureStatus};
+pub use key::{key_generate, KeyGenOptions, KeyReport};
+pub use provenance::provenance;
+pub use sbom::{sbom, SbomOptions};
+pub use sign::{sign, SignOptions, SignReport, SignedImage};
 
 /// Open the store of an output directory, cleaning what killed runs left in the whole tree when
 /// no other process is using it.

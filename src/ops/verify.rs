@@ -33,6 +33,9 @@ pub struct VerifyOptions {
     pub progress: bool,
     /// Take templates from a tree outside the manifest's directory (refused unless asked for).
     pub allow_outside_templates: bool,
+    /// `--key`/`--trusted-keys`: when any, every image a node is on or can be rolled back to
+    /// must carry a valid signature by one of them.
+    pub trusted: crate::trust::TrustedKeys,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -68,6 +71,19 @@ pub struct VerifyReport {
     pub objects_ms: u64,
     pub images_ms: u64,
     pub elapsed_ms: u64,
+    /// Who signed what: each image of a generation (current or a rollback target), its
+    /// signatures, and the trusted keys that validly signed it (`signed_by`; always empty when
+    /// no key is given).
+    pub signatures: Vec<ImageTrust>,
+}
+
+/// An image that nodes are on or can be rolled back to, and who vouches for it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ImageTrust {
+    /// The generations holding it (`node@N`).
+    pub used_by: Vec<String>,
+    #[serde(flatten)]
+    pub status: super::SignatureStatus,
 }
 
 /// Re-hash one object against its address.
@@ -423,7 +439,10 @@ pub fn verify(opts: &VerifyOptions) -> Result<VerifyReport, Error> {
     check_outputs(&store, &out, checked.as_ref(), opts, &mut r);
     r.images_ms = u64::try_from(phase.elapsed().as_millis()).unwrap_or(u64::MAX);
 
-    // 4. --rebuild: the caches against the artifacts, every current image written again
+    // 4. Signatures: every image a node is on or can roll back to, against the trusted keys.
+    check_signatures(&out, &opts.trusted, &mut r);
+
+    // 5. --rebuild: the caches against the artifacts, every current image written again
     // elsewhere and compared byte for byte.
     if opts.rebuild {
         if let Some(c) = &checked {
@@ -434,6 +453,43 @@ pub fn verify(opts: &VerifyOptions) -> Result<VerifyReport, Error> {
     r.ok = r.failures.is_empty();
     r.elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     Ok(r)
+}
+
+/// Each layered image of every generation (its record as the generation keeps it: what a
+/// rollback switches to), with its signatures; with trusted keys, one failure per image that no
+/// trusted key validly signed.
+fn check_signatures(out: &OutDir, keys: &crate::trust::TrustedKeys, r: &mut VerifyReport) {
+    let mut images: BTreeMap<String, (ImageManifest, Vec<String>)> = BTreeMap::new();
+    for node in out.node_names() {
+        let Ok(gens) = generations::list(out.root(), &node) else {
+            continue; // reported by check_nodes
+        };
+        for g in &gens {
+            let Ok(m) = recorded_manifest(out.root(), &node, g) else {
+                continue; // reported by check_nodes
+            };
+            if m.layers.is_empty() {
+                continue; // whole-root: never switched to
+            }
+            images
+                .entry(m.id.clone())
+                .or_insert_with(|| (m, Vec::new()))
+                .1
+                .push(format!("{node}@{}", g.number));
+        }
+    }
+    for (_, (m, used_by)) in images {
+        let status = super::image_signatures(out.root(), &m, keys);
+        if !keys.is_empty() && !status.trusted() {
+            r.failures.push(format!(
+                "image {} ({}): not signed by a trusted key: {}",
+                m.id,
+                used_by.join(", "),
+                status.why_not()
+            ));
+        }
+        r.signatures.push(ImageTrust { used_by, status });
+    }
 }
 
 /// Every store object re-hashed against its address (in parallel), every sha256 index entry

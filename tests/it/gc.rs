@@ -101,13 +101,14 @@ fn gc_dry_run_says_why_each_kept_thing_is_kept() {
             "would remove generation worker1@1
 would remove image {old_image}
 would remove layer {old_layer}
+would remove the SBOM and signatures of image {old_image}
 keep generation worker1@2: current
 keep image {image}: used by worker1@2
 keep layer {layer0}: used by worker1@2
 keep layer {layer1}: used by worker1@2
 keep 38 store objects: used by a kept image
 keep 3 store objects: locked artifact in lockfiles/kubenet.lock
-would free 1 generations, 1 images, 1 layers, 1 store objects, 0 other files: 136.9 KiB; kept 1 generations, 1 images, 2 layers, 41 objects
+would free 1 generations, 1 images, 1 layers, 1 store objects, 0 other files: 174.2 KiB; kept 1 generations, 1 images, 2 layers, 41 objects
 "
         )
     );

@@ -72,7 +72,11 @@ fn every_command_prints_the_documented_envelope() {
     crate::set_verbosity(&ctx, 3);
     ctx.net(&["build"]).ok();
 
+    let (key, sbom) = (p("signing.key"), p("sbom.json"));
     let runs: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["key", "generate", &key], "key-report"),
+        (vec!["sign", "worker1", "--key", &key], "sign-report"),
+        (vec!["sbom", "worker1", "-o", &sbom], "sbom-report"),
         (vec!["show", "worker1"], "show-report"),
         (vec!["show", "worker1", "--boot"], "show-boot-report"),
         (vec!["flatten", "worker1", "-o", &flat], "flatten-report"),

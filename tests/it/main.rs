@@ -26,6 +26,7 @@ mod operator;
 mod rollout;
 mod server;
 mod systemd_vm;
+mod trust;
 mod vm;
 
 use std::path::{Path, PathBuf};
@@ -139,6 +140,8 @@ pub fn run_env(cwd: &Path, args: &[&str], envs: &[(&str, &str)], umask: Option<&
         .env_remove("NODEFORGE_LOCKFILE")
         .env_remove("NODEFORGE_OUT")
         .env_remove("NODEFORGE_OFFLINE")
+        .env_remove("NODEFORGE_TRUSTED_KEYS")
+        .env_remove("SOURCE_DATE_EPOCH")
         .envs(envs.iter().copied())
         .output()
         .expect("run nodeforge");

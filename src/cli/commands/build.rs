@@ -20,6 +20,11 @@ pub struct BuildArgs {
     /// Build even if the manifest breaks the Kubernetes version skew policy (printed as warnings).
     #[arg(long)]
     allow_skew: bool,
+    /// Sign every node's image with this private key (see `nodeforge sign`).
+    #[arg(long, value_name = "KEY")]
+    sign: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    x509: super::sign::X509Args,
     #[command(flatten)]
     net: NetArgs,
 }
@@ -30,6 +35,8 @@ pub fn exec(ctx: &Ctx, args: BuildArgs) -> Result<ExitCode, Error> {
         node,
         locked,
         allow_skew,
+        sign,
+        x509,
         net,
     } = args;
     let opts = ops::BuildOptions {
@@ -43,6 +50,8 @@ pub fn exec(ctx: &Ctx, args: BuildArgs) -> Result<ExitCode, Error> {
         locked,
         allow_outside_templates: ctx.allow_outside_templates,
         allow_skew,
+        sign,
+        x509: x509.pair(),
     };
     let r = ops::build(&opts)?;
     if let Some(m) = r.lock.message() {

@@ -58,6 +58,12 @@ pub fn exec(ctx: &Ctx, args: GcArgs) -> Result<ExitCode, Error> {
             if dry_run { "would remove" } else { "removed" }
         );
     }
+    for a in &r.removed_attestations {
+        say!(
+            "{} the SBOM and signatures of image {a}",
+            if dry_run { "would remove" } else { "removed" }
+        );
+    }
     if dry_run {
         // Why each kept thing stays.
         let k = &r.kept_reasons;

@@ -20,3 +20,8 @@ pub mod export;
 pub mod import;
 pub mod pull;
 pub mod push;
+// Supply chain (issue 15).
+pub mod key;
+pub mod provenance;
+pub mod sbom;
+pub mod sign;

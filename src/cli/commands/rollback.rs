@@ -7,6 +7,7 @@ use clap::Args;
 use super::super::print_json;
 use crate::cli::Ctx;
 use crate::ops::{self, Error};
+
 #[derive(Debug, Args)]
 pub struct RollbackArgs {
     /// The node to roll back.
@@ -22,6 +23,9 @@ pub struct RollbackArgs {
     /// restricted to the group).
     #[arg(long, value_name = "GROUP", conflicts_with_all = ["to", "all"])]
     group: Option<String>,
+    /// With trusted keys, a target no trusted key validly signed is refused (nothing switched).
+    #[command(flatten)]
+    trust: super::sign::TrustArgs,
 }
 
 pub fn exec(ctx: &Ctx, args: RollbackArgs) -> Result<ExitCode, Error> {
@@ -31,11 +35,13 @@ pub fn exec(ctx: &Ctx, args: RollbackArgs) -> Result<ExitCode, Error> {
         to,
         all,
         group,
+        trust,
     } = args;
+    let keys = trust.load()?;
     if all || group.is_some() {
         let r = match &group {
-            Some(g) => ops::rollback_group(&ctx.manifest, &ctx.out, g)?,
-            None => ops::rollback_all(&ctx.manifest, &ctx.out)?,
+            Some(g) => ops::rollback_group(&ctx.manifest, &ctx.out, g, &keys)?,
+            None => ops::rollback_all(&ctx.manifest, &ctx.out, &keys)?,
         };
         if json {
             print_json("rollback-report", &r);
@@ -52,6 +58,7 @@ pub fn exec(ctx: &Ctx, args: RollbackArgs) -> Result<ExitCode, Error> {
         &ctx.out,
         &node.into_iter().collect::<Vec<_>>(),
         to.as_deref(),
+        &keys,
     )?;
     if json {
         // One shape with `--all`'s: a single node is never skipped.

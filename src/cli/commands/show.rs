@@ -16,19 +16,23 @@ pub struct ShowArgs {
     /// command line and a QEMU command line.
     #[arg(long)]
     boot: bool,
+    /// With trusted keys, say which of them validly signed the image.
+    #[command(flatten)]
+    trust: super::sign::TrustArgs,
 }
 
 pub fn exec(ctx: &Ctx, args: ShowArgs) -> Result<ExitCode, Error> {
     let json = ctx.json;
-    let ShowArgs { id, boot } = args;
+    let ShowArgs { id, boot, trust } = args;
     if boot {
         return show_boot(ctx, &id);
     }
-    let m = ops::resolve_image(&ctx.manifest, &ctx.out, &id)?;
+    let r = ops::show(&ctx.manifest, &ctx.out, &id, &trust.load()?)?;
     if json {
-        print_json("show-report", &m);
+        print_json("show-report", &r);
         return Ok(ExitCode::SUCCESS);
     }
+    let m = &r.image;
     say!(
         "image {} (node {}, {}{})",
         m.id,
@@ -50,6 +54,30 @@ pub fn exec(ctx: &Ctx, args: ShowArgs) -> Result<ExitCode, Error> {
                 .as_ref()
                 .map_or("(not written)", |v| v.root_hash.as_str())
         );
+    }
+    for sig in &r.signatures.signatures {
+        let valid = if !sig.trusted_by.is_empty() && sig.mismatch.is_none() {
+            "valid, trusted".to_string()
+        } else if let Some(why) = &sig.mismatch {
+            format!("does not vouch for this image: {why}")
+        } else {
+            "not checked against a trusted key (pass --key)".to_string()
+        };
+        say!(
+            "signed by key {} ({valid}): {}",
+            sig.keyids.join(", "),
+            sig.file.display()
+        );
+    }
+    if r.signatures.signatures.is_empty() && !m.layers.is_empty() {
+        say!("not signed");
+    }
+    for p in r
+        .attestations
+        .iter()
+        .filter(|p| p.to_string_lossy().ends_with(".roothash.p7s"))
+    {
+        say!("systemd signed root hash: {}", p.display());
     }
     if let Some(v) = &m.verity {
         say!(

@@ -20,6 +20,8 @@ pub struct VerifyArgs {
     /// process may truncate during the run, where a mapping would end verify with SIGBUS).
     #[arg(long)]
     no_mmap: bool,
+    #[command(flatten)]
+    trust: super::sign::TrustArgs,
 }
 
 pub fn exec(ctx: &Ctx, args: VerifyArgs) -> Result<ExitCode, Error> {
@@ -28,7 +30,10 @@ pub fn exec(ctx: &Ctx, args: VerifyArgs) -> Result<ExitCode, Error> {
         rebuild,
         jobs,
         no_mmap,
+        trust,
     } = args;
+    let trusted = trust.load()?;
+    let keyed = !trusted.is_empty();
     let r = ops::verify(&ops::VerifyOptions {
         manifest: ctx.manifest.clone(),
         lockfile: ctx.lockfile.clone(),
@@ -40,6 +45,7 @@ pub fn exec(ctx: &Ctx, args: VerifyArgs) -> Result<ExitCode, Error> {
         mmap: !no_mmap,
         progress: !json && std::io::stderr().is_terminal(),
         allow_outside_templates: ctx.allow_outside_templates,
+        trusted,
     })?;
     for f in &r.failures {
         eprintln!("FAIL {f}");
@@ -86,7 +92,7 @@ pub fn exec(ctx: &Ctx, args: VerifyArgs) -> Result<ExitCode, Error> {
             human_bytes(r.object_bytes),
             r.images_checked,
             r.layers_checked,
-            if rebuild { format!(", {} rebuilt and compared ({} rendered again from the inputs)", r.images_rebuilt, r.images_from_inputs) } else { String::new() },
+            if rebuild { format!(", {} rebuilt and compared ({} rendered again from the inputs)", r.images_rebuilt, r.images_from_inputs) } else { String::new() } + &if keyed { format!(", {} of {} images a node is on or can roll back to signed by a trusted key", r.signatures.iter().filter(|s| s.status.trusted()).count(), r.signatures.len()) } else { String::new() },
             r.elapsed_ms as f64 / 1000.0
         );
     }

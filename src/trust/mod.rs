@@ -1,0 +1,354 @@
+//! What vouches for an image: Ed25519 keys (`keys`), DSSE envelopes (`dsse`), and the in-toto
+//! Statement an image signature carries, checked against an image record. Pure: bytes in,
+//! verdicts out; `ops` reads and writes the files (`layout::OutDir::attestations`).
+//!
+//! An image signature is a DSSE envelope (payload type `application/vnd.in-toto+json`) over an
+//! in-toto Statement v1 whose subjects are what identifies the image: its id (blake3 of its
+//! layers), each layer's dm-verity root hash, and the sha256 of its SBOM. The predicate
+//! (`IMAGE_PREDICATE`) repeats them with their roles, so that a verifier needs nothing else.
+
+pub mod dsse;
+pub mod keys;
+pub mod pkcs7;
+pub mod provenance;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+pub use dsse::Envelope;
+pub use keys::{KeyError, PrivateKey, PublicKey};
+
+use crate::image::ImageManifest;
+
+/// in-toto Statement v1.
+pub const STATEMENT_TYPE: &str = "https://in-toto.io/Statement/v1";
+
+/// The predicate of an image signature.
+pub const IMAGE_PREDICATE: &str = "https://nodeforge.dev/attestation/image/v1";
+
+/// An in-toto Statement v1 with predicate `P`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Statement<P> {
+    #[serde(rename = "_type")]
+    pub statement_type: String,
+    pub subject: Vec<Subject>,
+    #[serde(rename = "predicateType")]
+    pub predicate_type: String,
+    pub predicate: P,
+}
+
+/// A subject: a name and its digests (in-toto's DigestSet).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Subject {
+    pub name: String,
+    pub digest: BTreeMap<String, String>,
+}
+
+impl Subject {
+    pub fn new(name: &str, alg: &str, value: &str) -> Self {
+        Self {
+            name: name.to_string(),
+            digest: BTreeMap::from([(alg.to_string(), value.to_string())]),
+        }
+    }
+}
+
+/// What an image signature vouches for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImagePredicate {
+    pub image: String,
+    pub node: String,
+    pub arch: String,
+    pub layers: Vec<SignedLayer>,
+    /// The SBOM beside the image (`sbom.spdx.json`) and its sha256.
+    pub sbom: Option<SignedFile>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedLayer {
+    pub role: String,
+    pub name: String,
+    pub id: String,
+    pub root_hash: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedFile {
+    pub name: String,
+    pub sha256: String,
+}
+
+/// The statement an image signature signs, from the image's record (with its layers' verity
+/// parameters) and its SBOM's name and sha256.
+pub fn image_statement(
+    m: &ImageManifest,
+    sbom: Option<SignedFile>,
+) -> Result<Statement<ImagePredicate>, String> {
+    let mut layers = Vec::new();
+    for l in &m.layers {
+        let v = l.verity.as_ref().ok_or_else(|| {
+            format!(
+                "image {}: its record pins no root hash for its {} layer",
+                m.id, l.role
+            )
+        })?;
+        layers.push(SignedLayer {
+            role: l.role.to_string(),
+            name: l.name.clone(),
+            id: l.id.clone(),
+            root_hash: v.root_hash.clone(),
+        });
+    }
+    let mut subject = vec![Subject::new(&format!("image/{}", m.id), "blake3", &m.id)];
+    for l in &layers {
+        subject.push(Subject::new(
+            &format!("{}.raw", l.name),
+            "dm-verity-sha256",
+            &l.root_hash,
+        ));
+    }
+    if let Some(s) = &sbom {
+        subject.push(Subject::new(&s.name, "sha256", &s.sha256));
+    }
+    Ok(Statement {
+        statement_type: STATEMENT_TYPE.into(),
+        subject,
+        predicate_type: IMAGE_PREDICATE.into(),
+        predicate: ImagePredicate {
+            image: m.id.clone(),
+            node: m.node.clone(),
+            arch: m.arch.clone(),
+            layers,
+            sbom,
+        },
+    })
+}
+
+/// Canonical JSON of a statement (compact, fields in declaration order, maps sorted).
+pub fn to_payload<T: Serialize>(s: &T) -> Vec<u8> {
+    serde_json::to_vec(s).unwrap_or_default()
+}
+
+/// One signature file of an image, as checked.
+#[derive(Debug, Clone, Serialize)]
+pub struct SignatureCheck {
+    pub file: PathBuf,
+    /// Key ids the envelope names.
+    pub keyids: Vec<String>,
+    /// The trusted keys with a valid signature in it (empty: untrusted or invalid).
+    pub trusted_by: Vec<String>,
+    /// Why its statement does not vouch for this image, if it does not.
+    pub mismatch: Option<String>,
+}
+
+/// Check the signature envelopes of image `m` (each a file's bytes) against trusted `keys`:
+/// a signature counts when a trusted key made it and its statement names exactly this image's
+/// id and layer root hashes, and (when it names one) the SBOM's current sha256.
+pub fn check_signatures(
+    m: &ImageManifest,
+    envelopes: &[(PathBuf, Vec<u8>)],
+    sbom_sha256: Option<&str>,
+    keys: &[PublicKey],
+) -> Vec<SignatureCheck> {
+    envelopes
+        .iter()
+        .map(|(file, bytes)| check_one(m, file, bytes, sbom_sha256, keys))
+        .collect()
+}
+
+fn check_one(
+    m: &ImageManifest,
+    file: &Path,
+    bytes: &[u8],
+    sbom_sha256: Option<&str>,
+    keys: &[PublicKey],
+) -> SignatureCheck {
+    let mut c = SignatureCheck {
+        file: file.to_path_buf(),
+        keyids: Vec::new(),
+        trusted_by: Vec::new(),
+        mismatch: None,
+    };
+    let env: Envelope = match serde_json::from_slice(bytes) {
+        Ok(e) => e,
+        Err(e) => {
+            c.mismatch = Some(format!("not a DSSE envelope: {e}"));
+            return c;
+        }
+    };
+    c.keyids = env.signatures.iter().map(|s| s.keyid.clone()).collect();
+    if env.payload_type != dsse::IN_TOTO {
+        c.mismatch = Some(format!(
+            "payload type {:?} is not an in-toto statement",
+            env.payload_type
+        ));
+        return c;
+    }
+    let signed_by: Vec<String> = env
+        .signed_by(keys)
+        .into_iter()
+        .map(|k| k.keyid().to_string())
+        .collect();
+    let statement: Statement<ImagePredicate> = match env
+        .payload_bytes()
+        .ok_or_else(|| "its payload is not base64".to_string())
+        .and_then(|p| serde_json::from_slice(&p).map_err(|e| e.to_string()))
+    {
+        Ok(s) => s,
+        Err(e) => {
+            c.mismatch = Some(format!("not an image statement: {e}"));
+            return c;
+        }
+    };
+    c.mismatch = statement_mismatch(m, &statement, sbom_sha256);
+    c.trusted_by = signed_by;
+    c
+}
+
+/// How a signed statement differs from image `m`, if it does.
+fn statement_mismatch(
+    m: &ImageManifest,
+    s: &Statement<ImagePredicate>,
+    sbom_sha256: Option<&str>,
+) -> Option<String> {
+    if s.statement_type != STATEMENT_TYPE || s.predicate_type != IMAGE_PREDICATE {
+        return Some(format!(
+            "its statement is {} with predicate {}, not an image signature",
+            s.statement_type, s.predicate_type
+        ));
+    }
+    let p = &s.predicate;
+    if p.image != m.id {
+        return Some(format!("it signs image {}, not {}", p.image, m.id));
+    }
+    let want = match image_statement(m, p.sbom.clone()) {
+        Ok(w) => w,
+        Err(e) => return Some(e),
+    };
+    if want.predicate.layers != p.layers {
+        let pinned = |ls: &[SignedLayer]| {
+            ls.iter()
+                .map(|l| format!("{} {}", l.role, l.root_hash))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        return Some(format!(
+            "it signs root hashes {}, the image's record pins {}",
+            pinned(&p.layers),
+            pinned(&want.predicate.layers)
+        ));
+    }
+    if want.subject != s.subject {
+        return Some("its subjects are not the ones its predicate names".into());
+    }
+    if let Some(sbom) = &p.sbom {
+        match sbom_sha256 {
+            Some(actual) if actual == sbom.sha256 => {}
+            Some(actual) => {
+                return Some(format!(
+                    "it signs SBOM sha256 {}, {} hashes to {actual}",
+                    sbom.sha256, sbom.name
+                ))
+            }
+            None => return Some(format!("the SBOM it signs ({}) is missing", sbom.name)),
+        }
+    }
+    None
+}
+
+/// The keys a verifier trusts: public keys given one by one (`--key`) and trusted-keys files,
+/// each holding any number of `BEGIN PUBLIC KEY` PEM blocks (text outside them is ignored, so
+/// comments may name whose each key is).
+#[derive(Debug, Clone, Default)]
+pub struct TrustedKeys {
+    pub keys: Vec<PublicKey>,
+}
+
+impl TrustedKeys {
+    pub fn load(key_files: &[PathBuf], bundles: &[PathBuf]) -> Result<Self, KeyError> {
+        let mut keys = Vec::new();
+        for p in key_files {
+            keys.push(PublicKey::read(p)?);
+        }
+        for p in bundles {
+            let text = std::fs::read_to_string(p).map_err(|source| KeyError::Read {
+                path: p.clone(),
+                source,
+            })?;
+            const BEGIN: &str = "-----BEGIN PUBLIC KEY-----";
+            const END: &str = "-----END PUBLIC KEY-----";
+            let mut rest = text.as_str();
+            let mut n = 0;
+            while let Some(at) = rest.find(BEGIN) {
+                let block = &rest[at..];
+                let end =
+                    block
+                        .find(END)
+                        .map(|e| e + END.len())
+                        .ok_or_else(|| KeyError::Parse {
+                            path: p.clone(),
+                            what: "trusted-keys file",
+                            reason: format!("public key {} has no {END} line", n + 1),
+                        })?;
+                keys.push(PublicKey::from_pem(&block[..end]).map_err(|reason| {
+                    KeyError::Parse {
+                        path: p.clone(),
+                        what: "trusted-keys file",
+                        reason: format!("public key {}: {reason}", n + 1),
+                    }
+                })?);
+                n += 1;
+                rest = &block[end..];
+            }
+            if n == 0 {
+                return Err(KeyError::Parse {
+                    path: p.clone(),
+                    what: "trusted-keys file",
+                    reason: "it holds no BEGIN PUBLIC KEY block".into(),
+                });
+            }
+        }
+        keys.sort_by(|a, b| a.keyid().cmp(b.keyid()));
+        keys.dedup();
+        Ok(Self { keys })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_trusted_keys_file_holds_any_number_of_pem_blocks() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let (a, b) = (
+            PrivateKey::generate().expect("key"),
+            PrivateKey::generate().expect("key"),
+        );
+        let bundle = dir.path().join("trusted.pem");
+        let text = format!(
+            "# a\n{}\n# b\n{}",
+            a.public().to_pem().expect("pem"),
+            b.public().to_pem().expect("pem")
+        );
+        std::fs::write(&bundle, &text).expect("write");
+        let keys = TrustedKeys::load(&[], std::slice::from_ref(&bundle)).expect("load");
+        assert_eq!(keys.keys.len(), 2);
+        assert!(keys.keys.contains(&a.public()) && keys.keys.contains(&b.public()));
+        std::fs::write(&bundle, "no keys here\n").expect("write");
+        let e = TrustedKeys::load(&[], std::slice::from_ref(&bundle)).expect_err("empty");
+        assert!(
+            e.to_string().contains("holds no BEGIN PUBLIC KEY block"),
+            "{e}"
+        );
+        std::fs::write(&bundle, &text[..text.len() - 30]).expect("write");
+        let e = TrustedKeys::load(&[], std::slice::from_ref(&bundle)).expect_err("cut");
+        assert!(e.to_string().contains("public key 2"), "{e}");
+    }
+}
