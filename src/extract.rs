@@ -92,6 +92,18 @@ pub enum ExtractError {
     NothingToInstall { artifact: String },
 }
 
+/// One locked artifact as extraction sees it: the object the store holds for it, the sha256 the
+/// lockfile pins (checked again as its bytes are read), and its component's install rules.
+#[derive(Debug, Clone, Copy)]
+pub struct Artifact<'a> {
+    /// How errors name it (`kubelet 1.31.0 (amd64)`).
+    pub label: &'a str,
+    pub url: &'a str,
+    pub object: &'a Object,
+    pub sha256: &'a Sha256,
+    pub rules: &'a [InstallRule],
+}
+
 fn is_archive(url: &str) -> bool {
     let f = url_file_name(url);
     f.ends_with(".tar.gz") || f.ends_with(".tgz")
@@ -106,43 +118,39 @@ fn record_key(object: &Object, rules: &[InstallRule]) -> Blake3 {
     Blake3::from_bytes(*key.finalize().as_bytes())
 }
 
-/// The files `rules` take from the artifact stored as `object`, extracted once and remembered.
-pub fn installed(
+/// The artifact's extraction record, when the store has one for it in the current shape (a bare
+/// list written before `ExtractRecord` counts as absent: extracted again, and rewritten); an
+/// artifact without install rules is an error.
+fn recorded(
     store: &Store,
-    label: &str,
-    url: &str,
-    object: &Object,
-    sha256: &Sha256,
-    rules: &[InstallRule],
-) -> Result<Vec<Installed>, ExtractError> {
-    if rules.is_empty() {
+    a: &Artifact<'_>,
+) -> Result<(Blake3, Option<ExtractRecord>), ExtractError> {
+    if a.rules.is_empty() {
         return Err(ExtractError::NothingToInstall {
-            artifact: label.to_string(),
+            artifact: a.label.to_string(),
         });
     }
-    let key = record_key(object, rules);
-    // A record in another shape (the bare list written before `ExtractRecord`) counts as absent:
-    // extracted again, and rewritten as an `ExtractRecord`.
-    if let Some(bytes) = store.read_record("extract", &key) {
-        if let Ok(rec) = serde_json::from_slice::<ExtractRecord>(&bytes) {
-            if rec.artifact == object.blake3
-                && rec
-                    .files
-                    .iter()
-                    .all(|i| store.object(&i.blake3).is_some_and(|o| o.size == i.size))
-            {
-                return Ok(rec.files);
-            }
-        }
+    let key = record_key(a.object, a.rules);
+    let rec = store
+        .read_record("extract", &key)
+        .and_then(|bytes| serde_json::from_slice::<ExtractRecord>(&bytes).ok())
+        .filter(|rec| rec.artifact == a.object.blake3);
+    Ok((key, rec))
+}
+
+/// The files `rules` take from the artifact stored as `object`, extracted once and remembered.
+pub fn installed(store: &Store, a: &Artifact<'_>) -> Result<Vec<Installed>, ExtractError> {
+    let (key, rec) = recorded(store, a)?;
+    if let Some(rec) = rec.filter(|rec| {
+        rec.files
+            .iter()
+            .all(|i| store.object(&i.blake3).is_some_and(|o| o.size == i.size))
+    }) {
+        return Ok(rec.files);
     }
-    let list = extract_now(store, label, url, object, sha256, rules)?;
-    let store_err = |source: crate::fsutil::FsError| ExtractError::Store {
-        artifact: label.to_string(),
-        source: StoreError::Fs(source),
-    };
     let rec = ExtractRecord {
-        artifact: object.blake3,
-        files: list,
+        artifact: a.object.blake3,
+        files: extract_with(store, a, Sink::Store)?,
     };
     store
         .write_record(
@@ -150,7 +158,10 @@ pub fn installed(
             &key,
             &serde_json::to_vec_pretty(&rec).unwrap_or_default(),
         )
-        .map_err(store_err)?;
+        .map_err(|source| ExtractError::Store {
+            artifact: a.label.to_string(),
+            source: StoreError::Fs(source),
+        })?;
     Ok(rec.files)
 }
 
@@ -158,26 +169,12 @@ pub fn installed(
 /// store has one, else the members hashed as they stream by, without storing them.
 pub fn installed_read_only(
     store: &Store,
-    label: &str,
-    url: &str,
-    object: &Object,
-    sha256: &Sha256,
-    rules: &[InstallRule],
+    a: &Artifact<'_>,
 ) -> Result<Vec<Installed>, ExtractError> {
-    if rules.is_empty() {
-        return Err(ExtractError::NothingToInstall {
-            artifact: label.to_string(),
-        });
+    match recorded(store, a)? {
+        (_, Some(rec)) => Ok(rec.files),
+        (_, None) => extract_with(store, a, Sink::HashOnly),
     }
-    let key = record_key(object, rules);
-    if let Some(bytes) = store.read_record("extract", &key) {
-        if let Ok(rec) = serde_json::from_slice::<ExtractRecord>(&bytes) {
-            if rec.artifact == object.blake3 {
-                return Ok(rec.files);
-            }
-        }
-    }
-    extract_with(store, label, url, object, sha256, rules, Sink::HashOnly)
 }
 
 /// Where extracted members go: into the store, or only through a hasher.
@@ -190,14 +187,13 @@ enum Sink {
 /// Extract the artifact again, ignoring its record, and compare: `None` when the record says
 /// what the artifact gives (or there is no record), else what differs. For `verify --rebuild`:
 /// a record naming another object for a file would put the wrong binary into every image.
-pub fn check_record(
-    store: &Store,
-    label: &str,
-    url: &str,
-    object: &Object,
-    sha256: &Sha256,
-    rules: &[InstallRule],
-) -> Result<Option<String>, ExtractError> {
+pub fn check_record(store: &Store, a: &Artifact<'_>) -> Result<Option<String>, ExtractError> {
+    let Artifact {
+        label,
+        object,
+        rules,
+        ..
+    } = *a;
     let key = record_key(object, rules);
     let Some(bytes) = store.read_record("extract", &key) else {
         return Ok(None);
@@ -207,7 +203,7 @@ pub fn check_record(
             "store/extract/{key}: the extraction record of {label} is not readable"
         )));
     };
-    let fresh = extract_now(store, label, url, object, sha256, rules)?;
+    let fresh = extract_with(store, a, Sink::Store)?;
     if rec.artifact != object.blake3 {
         return Ok(Some(format!(
             "store/extract/{key}: the extraction record of {label} names artifact object {}, not {}",
@@ -244,28 +240,20 @@ pub fn check_record(
 /// Take the files now, from the artifact's bytes, which must have the sha256 the lockfile pins
 /// (the store's sha256 index is derived data: an entry pointing at another object must not put
 /// its files into images).
-fn extract_now(
-    store: &Store,
-    label: &str,
-    url: &str,
-    object: &Object,
-    sha256: &Sha256,
-    rules: &[InstallRule],
-) -> Result<Vec<Installed>, ExtractError> {
-    extract_with(store, label, url, object, sha256, rules, Sink::Store)
-}
-
 fn extract_with(
     store: &Store,
-    label: &str,
-    url: &str,
-    object: &Object,
-    sha256: &Sha256,
-    rules: &[InstallRule],
+    a: &Artifact<'_>,
     sink: Sink,
 ) -> Result<Vec<Installed>, ExtractError> {
+    let Artifact {
+        label,
+        url,
+        object,
+        sha256,
+        rules,
+    } = *a;
     if is_archive(url) {
-        extract_archive(store, label, object, sha256, rules, sink)
+        extract_archive(store, a, sink)
     } else {
         let (actual, _) = Sha256::of_file(&object.path).map_err(|e| ExtractError::Archive {
             artifact: label.to_string(),
@@ -366,12 +354,16 @@ fn refuse_keys(label: &str, member: Option<&str>, obj: &Object) -> Result<(), Ex
 
 fn extract_archive(
     store: &Store,
-    label: &str,
-    object: &Object,
-    sha256: &Sha256,
-    rules: &[InstallRule],
+    a: &Artifact<'_>,
     sink: Sink,
 ) -> Result<Vec<Installed>, ExtractError> {
+    let Artifact {
+        label,
+        object,
+        sha256,
+        rules,
+        ..
+    } = *a;
     let archive_err = |message: String| ExtractError::Archive {
         artifact: label.to_string(),
         message,

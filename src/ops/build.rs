@@ -232,12 +232,17 @@ fn binaries_for(
                     message: format!("{} is not in the store", entry.label()),
                 }],
             })?;
-            let (label, url) = (entry.label(), &entry.url);
+            let label = entry.label();
+            let artifact = extract::Artifact {
+                label: &label,
+                url: &entry.url,
+                object: &object,
+                sha256: &sha,
+                rules: &c.install,
+            };
             let files: Vec<Installed> = match writes {
-                Writes::Store => extract::installed(store, &label, url, &object, &sha, &c.install)?,
-                Writes::Nothing => {
-                    extract::installed_read_only(store, &label, url, &object, &sha, &c.install)?
-                }
+                Writes::Store => extract::installed(store, &artifact)?,
+                Writes::Nothing => extract::installed_read_only(store, &artifact)?,
             };
             Ok(files
                 .into_iter()

@@ -648,7 +648,16 @@ fn check_extraction(store: &Store, c: &LockCheck, jobs: usize, r: &mut VerifyRep
         }
     }
     for res in parallel_map(&work, jobs, |(label, url, o, sha, rules)| {
-        crate::extract::check_record(store, label, url, o, sha, rules)
+        crate::extract::check_record(
+            store,
+            &crate::extract::Artifact {
+                label,
+                url,
+                object: o,
+                sha256: sha,
+                rules,
+            },
+        )
     }) {
         match res {
             Ok(None) => {}
