@@ -16,6 +16,7 @@
 pub mod auth;
 pub mod client;
 pub mod oci_layout;
+pub mod referrers;
 
 use std::collections::BTreeMap;
 
