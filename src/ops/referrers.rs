@@ -278,6 +278,12 @@ pub(crate) fn fetch(
     Ok(fetched)
 }
 
+/// Attestation files to write: where, and their bytes.
+pub(crate) type ToInstall = Vec<(PathBuf, Vec<u8>)>;
+
+/// Reads a blob of a layout, whole (at most so many bytes), checked against its digest.
+pub(crate) type ReadBlob<'a> = dyn Fn(&Sha256, u64) -> Result<Vec<u8>, Error> + 'a;
+
 /// What became of a pulled attestation file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -326,7 +332,7 @@ pub(crate) fn check(
     m: &ImageManifest,
     fetched: &Fetched,
     keys: &TrustedKeys,
-) -> Result<(PulledAttestations, Vec<(PathBuf, Vec<u8>)>), Error> {
+) -> Result<(PulledAttestations, ToInstall), Error> {
     let mut files = Vec::new();
     let mut install = Vec::new();
     // What the attestation directory will hold: the host's files win.
@@ -405,7 +411,7 @@ pub(crate) fn check(
 
 /// Write the checked attestation files beside their image, each atomically; a file that
 /// appeared meanwhile is left as it is.
-pub(crate) fn install(files: &[(PathBuf, Vec<u8>)]) -> Result<(), Error> {
+pub(crate) fn install(files: &ToInstall) -> Result<(), Error> {
     for (path, bytes) in files {
         if path.exists() {
             continue;
@@ -423,7 +429,7 @@ pub(crate) fn install(files: &[(PathBuf, Vec<u8>)]) -> Result<(), Error> {
 pub(crate) struct LayoutSource<'a> {
     pub index: &'a [IndexEntry],
     /// A blob of the layout, whole, checked against its digest.
-    pub read: &'a dyn Fn(&Sha256, u64) -> Result<Vec<u8>, Error>,
+    pub read: &'a ReadBlob<'a>,
 }
 
 impl ManifestSource for LayoutSource<'_> {
