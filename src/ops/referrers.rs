@@ -394,7 +394,12 @@ pub(crate) fn check(
             signed_by,
             signatures: checks,
         };
-        return Err(super::attest::untrusted(what, &status, &keys.keys));
+        return Err(Error::UntrustedCopy {
+            what: what.to_string(),
+            image: m.id.clone(),
+            reason: status.why_not(),
+            keys: keys.keys.iter().map(|k| k.keyid().to_string()).collect(),
+        });
     }
     Ok((
         PulledAttestations {

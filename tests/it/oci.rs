@@ -1359,7 +1359,7 @@ fn signatures_travel_with_pushed_images_and_pull_with_keys_refuses_untrusted_one
     };
     let ctx = built();
     let (a, a_pub, keyid_a) = signing_key(&ctx, "a.key");
-    let (_b, b_pub, _) = signing_key(&ctx, "b.key");
+    let (_b, b_pub, keyid_b) = signing_key(&ctx, "b.key");
     ctx.run(&["sign", "worker1", "--key", &a]).ok();
     let built_out = ctx.path().join("out");
     let id = current_id(&built_out, "worker1");
@@ -1509,7 +1509,11 @@ fn signatures_travel_with_pushed_images_and_pull_with_keys_refuses_untrusted_one
     )
     .fails()
     .stderr_has(&format!("{repo}:worker1: image {id} is not trusted"))
-    .stderr_has(&format!("signed by key {keyid_a}, not a trusted key"));
+    .stderr_has(&format!("signed by key {keyid_a}, not a trusted key"))
+    .stderr_has(&format!(
+        "(trusted keys: {keyid_b}); nothing was put in place"
+    ))
+    .stderr_has("hint: sign the image where it was built");
     assert!(nothing_installed(&other_out, "worker1"), "{}", r.stderr);
 
     // An unsigned image (worker2: its SBOM only), with keys from NODEFORGE_TRUSTED_KEYS.
