@@ -184,6 +184,9 @@ pub(crate) fn export(
     )))
 }
 
+/// The most attestation manifests of one image a pull reads (the newest).
+const MAX_REFERRERS: usize = 64;
+
 /// An image's attestation files as fetched from a registry or layout, each checked against its
 /// digest.
 #[derive(Debug, Default)]
@@ -259,6 +262,8 @@ pub(crate) fn fetch(
     let mut digests = source.referrers(subject)?;
     digests.reverse();
     digests.dedup();
+    // The newest ones: a registry listing thousands would otherwise have each fetched.
+    digests.truncate(MAX_REFERRERS);
     for d in digests {
         let bytes = source.manifest(&d)?;
         let a = referrers::read_attestations(what, &bytes)?;
