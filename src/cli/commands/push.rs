@@ -87,9 +87,13 @@ pub fn exec(ctx: &Ctx, args: PushArgs) -> Result<ExitCode, Error> {
         );
         if let Some(a) = &n.attestations {
             say!(
-                "{}: {} attestation files → referrer {} ({}; {} blobs sent)",
+                "{}: {} → referrer {} ({}; {} sent)",
                 n.node,
-                a.files.len(),
+                if a.files.len() == 1 {
+                    "1 attestation file".to_string()
+                } else {
+                    format!("{} attestation files", a.files.len())
+                },
                 short(a.manifest_digest.trim_start_matches("sha256:")),
                 match (a.referrers, &a.referrers_tag_updated) {
                     (ops::ReferrersVia::Api, _) => "the registry's referrers API".to_string(),
@@ -98,7 +102,7 @@ pub fn exec(ctx: &Ctx, args: PushArgs) -> Result<ExitCode, Error> {
                     (ops::ReferrersVia::Tag, None) =>
                         "listed in its referrers tag already".to_string(),
                 },
-                a.blobs_uploaded
+                super::pull::blobs(a.blobs_uploaded)
             );
         }
     }
