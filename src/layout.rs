@@ -210,6 +210,12 @@ impl OutDir {
             .join(format!("{name}.roothash.p7s"))
     }
 
+    /// The attestation file `name` of an image, when `name` is one nodeforge writes (a name
+    /// from a registry or layout is used as a path only through this).
+    pub fn attestation_file(&self, image: &str, name: &str) -> Option<PathBuf> {
+        crate::oci::referrers::media_type_of(name).map(|_| self.attestation_dir(image).join(name))
+    }
+
     /// The image signature files of an image, sorted.
     pub fn image_signatures(&self, image: &str) -> Vec<PathBuf> {
         self.attestation_files(image)

@@ -645,6 +645,116 @@ impl Registry {
     }
 }
 
+/// What the registry said to a manifest with a `subject` (OCI 1.1 referrers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubjectSupport {
+    /// It answered with an `OCI-Subject` header: its referrers API lists the manifest.
+    Native,
+    /// No `OCI-Subject`: the client keeps the referrers tag (the spec's fallback).
+    Fallback,
+}
+
+impl Registry {
+    /// Store `bytes` (a manifest of `media_type`) as `reference` (a tag or `sha256:…`) and say
+    /// whether the registry tracks its `subject` itself.
+    pub fn put_manifest_as(
+        &self,
+        repository: &str,
+        reference: &str,
+        media_type: &str,
+        bytes: &[u8],
+    ) -> Result<SubjectSupport, RegistryError> {
+        let op = Self::push_op(repository, format!("storing manifest `{reference}`"));
+        let url = self.url(&format!("/v2/{repository}/manifests/{reference}"));
+        let resp = self.send(&op, &|| {
+            self.http
+                .put(url.clone())
+                .header(CONTENT_TYPE, media_type)
+                .body(bytes.to_vec())
+        })?;
+        if resp.status() != StatusCode::CREATED {
+            return Err(self.status_error(&op, resp));
+        }
+        Ok(if resp.headers().contains_key("OCI-Subject") {
+            SubjectSupport::Native
+        } else {
+            SubjectSupport::Fallback
+        })
+    }
+
+    /// The referrers API's list for manifest `digest` (an image index), or `None` when the
+    /// registry has no referrers API (it answers 404: the spec's signal to use the referrers
+    /// tag instead).
+    pub fn referrers(
+        &self,
+        repository: &str,
+        digest: &Sha256,
+    ) -> Result<Option<Vec<u8>>, RegistryError> {
+        let op = Self::pull_op(
+            repository,
+            format!("listing the referrers of sha256:{digest}"),
+        );
+        let url = self.url(&format!("/v2/{repository}/referrers/sha256:{digest}"));
+        let resp = self.send(&op, &|| {
+            self.http.get(url.clone()).header(
+                reqwest::header::ACCEPT,
+                "application/vnd.oci.image.index.v1+json",
+            )
+        })?;
+        if resp.status() == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !resp.status().is_success() {
+            return Err(self.status_error(&op, resp));
+        }
+        read_limited(resp, MAX_MANIFEST_BYTES)
+            .map(Some)
+            .map_err(|e| self.connect_error(&op.what, e))
+    }
+
+    /// Put the small blob `bytes` (a few bytes to megabytes: an attestation file) into the
+    /// repository unless it has it; whether its bytes were sent.
+    pub fn put_blob_bytes(&self, repository: &str, bytes: &[u8]) -> Result<bool, RegistryError> {
+        let digest = Sha256::of(bytes);
+        if self.has_blob(repository, &digest)? {
+            return Ok(false);
+        }
+        let op = Self::push_op(repository, format!("uploading blob sha256:{digest}"));
+        let url = self.url(&format!("/v2/{repository}/blobs/uploads/"));
+        let resp = self.send(&op, &|| {
+            self.http.post(url.clone()).header(CONTENT_LENGTH, "0")
+        })?;
+        if resp.status() != StatusCode::ACCEPTED {
+            return Err(self.status_error(&op, resp));
+        }
+        let mut put = resp
+            .headers()
+            .get(LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|l| self.base.join(l).ok())
+            .ok_or_else(|| RegistryError::Status {
+                registry: self.host.clone(),
+                repository: repository.to_string(),
+                what: op.what.clone(),
+                status: 202,
+                code: None,
+                detail: "it started an upload without saying where (no Location header)".into(),
+            })?;
+        put.query_pairs_mut()
+            .append_pair("digest", &format!("sha256:{digest}"));
+        let resp = self.send(&op, &|| {
+            self.http
+                .put(put.clone())
+                .header(CONTENT_TYPE, "application/octet-stream")
+                .body(bytes.to_vec())
+        })?;
+        if resp.status() != StatusCode::CREATED {
+            return Err(self.status_error(&op, resp));
+        }
+        Ok(true)
+    }
+}
+
 /// Read a response body, at most `limit` bytes.
 fn read_limited(resp: Response, limit: u64) -> Result<Vec<u8>, reqwest::Error> {
     let mut v = Vec::new();

@@ -11,11 +11,14 @@
 //! ```
 //!
 //! [`image_blobs`] is the one list of the blobs an image consists of: push, pull, export and
-//! import all go through it, so a file added to an image (a signature, an SBOM) is added there.
+//! import all go through it. What vouches for an image (signatures, SBOM, provenance) is not
+//! part of it (an image's manifest never changes when a key signs it): it travels as a referrer
+//! of the image's manifest ([`referrers`]).
 
 pub mod auth;
 pub mod client;
 pub mod oci_layout;
+pub mod referrers;
 
 use std::collections::BTreeMap;
 

@@ -22,6 +22,9 @@ pub struct IndexEntry {
     /// The node and image id it says it holds (nodeforge's entries say so).
     pub node: Option<String>,
     pub image_id: Option<String>,
+    /// Its `artifactType`: a node image's, or its attestations' (a referrer of a node image,
+    /// listed without a tag).
+    pub artifact_type: Option<String>,
 }
 
 /// An OCI image layout directory.
@@ -81,6 +84,7 @@ impl LayoutDir {
                     size: d.size(),
                     node: ann.get(ANN_NODE).cloned(),
                     image_id: ann.get(ANN_IMAGE_ID).cloned(),
+                    artifact_type: d.artifact_type().as_ref().map(ToString::to_string),
                 })
             })
             .collect()
@@ -98,9 +102,13 @@ impl LayoutDir {
             let digest = oci_spec::image::Digest::try_from(format!("sha256:{}", e.digest))
                 .map_err(|err| unwritable(err.to_string()))?;
             let mut d = Descriptor::new(MediaType::ImageManifest, e.size, digest);
-            d.set_artifact_type(Some(MediaType::from(ARTIFACT_TYPE)));
+            d.set_artifact_type(Some(MediaType::from(
+                e.artifact_type.as_deref().unwrap_or(ARTIFACT_TYPE),
+            )));
             let mut ann = std::collections::HashMap::new();
-            ann.insert(REF_NAME.to_string(), e.tag.clone());
+            if !e.tag.is_empty() {
+                ann.insert(REF_NAME.to_string(), e.tag.clone());
+            }
             if let Some(n) = &e.node {
                 ann.insert(ANN_NODE.to_string(), n.clone());
             }

@@ -1,6 +1,6 @@
 //! What vouches for an image, on disk: the SBOM written beside it, its signatures, and the
 //! check of those signatures against trusted keys. Shared by build, sign, sbom, verify, show,
-//! rollback and gc; the two public functions are what a copy of an image (push/pull) needs.
+//! rollback and gc (a copy of an image carries the same files: `referrers.rs`).
 
 use std::collections::BTreeMap;
 use std::io::Read;

@@ -135,6 +135,15 @@ pub enum Error {
         /// Ids of the trusted keys.
         keys: Vec<String>,
     },
+    #[error("{what}: image {image} is not trusted: {reason} (trusted keys: {}); nothing was put in place", keys.join(", "))]
+    UntrustedCopy {
+        /// The reference (registry, repository, tag) or layout it came from.
+        what: String,
+        image: String,
+        reason: String,
+        /// Ids of the trusted keys.
+        keys: Vec<String>,
+    },
     #[error("{0}")]
     Usage(String),
     /// An internal invariant failed: a bug in nodeforge, not a problem with its inputs.
@@ -197,6 +206,9 @@ impl Error {
                 "sign it with one of the trusted keys ({}) after checking it: `nodeforge sign IMAGE --key KEY`; `nodeforge show IMAGE` lists its signatures",
                 keys.iter().map(|k| k.get(..16).unwrap_or(k)).collect::<Vec<_>>().join(", ")
             )],
+            Error::UntrustedCopy { .. } => vec![
+                "sign the image where it was built (`nodeforge sign NODE --key KEY`) and push (or export) it again, or trust the key that signed it (`--key PUB`, `--trusted-keys FILE`)".into(),
+            ],
             Error::Internal(_) => vec!["this is a bug in nodeforge: please report it with the command that caused it".into()],
             Error::MissingObjects { .. } => vec![
                 "run `nodeforge fetch` (with the lockfile this image was built from) and `nodeforge build`, then try again".into(),

@@ -29,6 +29,9 @@ pub struct LayoutExportedImage {
     pub generation: u32,
     pub manifest_digest: String,
     pub tags: Vec<String>,
+    /// `sha256:<hex>` of the manifest of its attestation files (listed in `index.json` without
+    /// a tag, a referrer of the image's manifest); none when it has none.
+    pub attestations_digest: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -56,7 +59,8 @@ fn put_blob(from: &std::path::Path, dest: &std::path::Path) -> Result<bool, Erro
 
 pub fn export(opts: &ExportOptions) -> Result<LayoutExportReport, Error> {
     let nodes = nodes_with_images(&opts.manifest, &opts.out, &opts.nodes)?;
-    let images = local_images(&OutDir::new(&opts.out), &nodes)?;
+    let out = OutDir::new(&opts.out);
+    let images = local_images(&out, &nodes)?;
     let layout = LayoutDir::new(&opts.dir);
     fsutil::create_dir_all(&layout.blobs())?;
     let mut index = layout.read_index()?;
@@ -91,14 +95,35 @@ pub fn export(opts: &ExportOptions) -> Result<LayoutExportReport, Error> {
                 size: manifest.len() as u64,
                 node: Some(image.node.clone()),
                 image_id: Some(image.record.id.clone()),
+                artifact_type: Some(oci::ARTIFACT_TYPE.to_string()),
             });
         }
+        let files = super::referrers::local(&out, &image.record.id)?;
+        let attestations = match super::referrers::export(
+            &layout,
+            &image.record.id,
+            &digest,
+            manifest.len() as u64,
+            &files,
+        )? {
+            Some((entry, written, bytes)) => {
+                report.blobs_written += written;
+                report.bytes_written += bytes;
+                let d = format!("sha256:{}", entry.digest);
+                if !index.iter().any(|e| e.digest == entry.digest) {
+                    index.push(entry);
+                }
+                Some(d)
+            }
+            None => None,
+        };
         report.images.push(LayoutExportedImage {
             node: image.node,
             image_id: image.record.id.clone(),
             generation: image.generation,
             manifest_digest: format!("sha256:{digest}"),
             tags,
+            attestations_digest: attestations,
         });
     }
     layout.write_index(&index)?;

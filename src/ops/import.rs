@@ -23,6 +23,8 @@ pub struct ImportOptions {
     pub dir: PathBuf,
     /// Tags to import (none: each node's `<node>` tag, its newest image in the layout).
     pub tags: Vec<String>,
+    /// Trusted keys: with any, each image must be signed by one of them.
+    pub keys: crate::trust::TrustedKeys,
     pub progress: bool,
 }
 
@@ -35,6 +37,9 @@ pub struct ImportedImage {
     pub generation: u32,
     pub switched: bool,
     pub blobs: Vec<BlobReport>,
+    /// Its attestation files (listed in `index.json` as referrers of its manifest), checked
+    /// and installed.
+    pub attestations: super::referrers::PulledAttestations,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -148,7 +153,25 @@ pub fn import(opts: &ImportOptions) -> Result<ImportReport, Error> {
         let art = oci::read_manifest(&what, &manifest)?;
         let record = read_blob(&layout, &art.config.0, oci::MAX_CONFIG_BYTES)?;
         let m = read_record(&what, &record, &art, Some(&e.tag))?;
-        let done = install(&out, &what, &art, &m, &FromLayout(&layout), opts.progress)?;
+        let read = |d: &Sha256, limit: u64| read_blob(&layout, d, limit);
+        let attestations = super::referrers::fetch(
+            &super::referrers::LayoutSource {
+                index: &index,
+                read: &read,
+            },
+            &what,
+            &m,
+            &e.digest,
+        )?;
+        let done = install(
+            &out,
+            &what,
+            &art,
+            &m,
+            &FromLayout(&layout),
+            (&attestations, &opts.keys),
+            opts.progress,
+        )?;
         report.bytes_copied += done
             .blobs
             .iter()
@@ -163,6 +186,7 @@ pub fn import(opts: &ImportOptions) -> Result<ImportReport, Error> {
             generation: done.generation,
             switched: done.switched,
             blobs: done.blobs,
+            attestations: done.attestations,
         });
     }
     Ok(report)

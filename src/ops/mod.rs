@@ -22,6 +22,7 @@ mod import;
 mod mirror_push;
 mod pull;
 mod push;
+mod referrers;
 // Supply chain (issue 15): attestations beside images, keys, signing, SBOMs.
 mod attest;
 mod key;
@@ -58,6 +59,7 @@ pub use import::{import, ImportOptions, ImportReport};
 pub use mirror_push::{mirror_push, MirrorPushOptions, MirrorPushReport};
 pub use pull::{pull, PullOptions, PullReport};
 pub use push::{push, BlobReport, BlobStatus, NodePush, PushOptions, PushReport};
+pub use referrers::{AttestationPush, FileStatus, PulledAttestations, PulledFile, ReferrersVia};
 pub use verify::{verify, ImageTrust, VerifyOptions, VerifyReport};
 // Supply chain (issue 15). `image_signatures` and `attestation_files` are what push/pull need.
 pub use attest::{attestation_files, image_signatures, image_trust, SignatureStatus};

@@ -13,6 +13,7 @@ use serde::Serialize;
 
 use super::materialize::{check_layer_verity, materialize, read_layer_record, usable_layer};
 use super::push::{BlobReport, BlobStatus};
+use super::referrers::{self, Fetched, PulledAttestations, RegistrySource};
 use super::{progress_bar, Error, Progress};
 use crate::fsutil;
 use crate::generations;
@@ -20,6 +21,7 @@ use crate::image::{self, ImageManifest, LayerRecord, LayerRef, LAYER_FORMAT};
 use crate::layout::{self, OutDir, IMAGE_RECORD, LAYER_RECORD};
 use crate::oci::client::{ClientOptions, Registry, Transfer};
 use crate::oci::{self, Digested, NodeArtifact, OciError, Reference};
+use crate::trust::TrustedKeys;
 
 #[derive(Debug, Clone)]
 pub struct PullOptions {
@@ -27,6 +29,8 @@ pub struct PullOptions {
     /// `REGISTRY/REPOSITORY:TAG` or `REGISTRY/REPOSITORY@sha256:…`.
     pub reference: String,
     pub client: ClientOptions,
+    /// Trusted keys: with any, the image must be signed by one of them.
+    pub keys: TrustedKeys,
     pub progress: bool,
 }
 
@@ -49,6 +53,8 @@ pub struct PullReport {
     pub bytes_downloaded: u64,
     /// The manifest's size.
     pub manifest_bytes: u64,
+    /// Its attestation files (referrers of its manifest), checked and installed.
+    pub attestations: PulledAttestations,
 }
 
 /// The image record from a manifest's config: checked against its id, the id the manifest
@@ -142,6 +148,15 @@ pub fn pull(opts: &PullOptions) -> Result<PullReport, Error> {
     let art = oci::read_manifest(&what, &manifest)?;
     let record = registry.get_blob(repo, &art.config.0, oci::MAX_CONFIG_BYTES)?;
     let m = read_record(&what, &record, &art, r.tag.as_deref())?;
+    let attestations = referrers::fetch(
+        &RegistrySource {
+            registry: &registry,
+            repository: repo,
+        },
+        &what,
+        &m,
+        &manifest_digest,
+    )?;
     let source = FromRegistry {
         registry: &registry,
         repository: repo,
@@ -152,6 +167,7 @@ pub fn pull(opts: &PullOptions) -> Result<PullReport, Error> {
         &art,
         &m,
         &source,
+        (&attestations, &opts.keys),
         opts.progress,
     )?;
     Ok(PullReport {
@@ -166,28 +182,35 @@ pub fn pull(opts: &PullOptions) -> Result<PullReport, Error> {
         bytes_downloaded: done.blobs.iter().map(|b| b.transferred).sum(),
         blobs: done.blobs,
         manifest_bytes: manifest.len() as u64,
+        attestations: done.attestations,
     })
 }
 
 /// What [`install`] did.
 pub(crate) struct Installed {
     pub blobs: Vec<BlobReport>,
+    pub attestations: PulledAttestations,
     pub generation: u32,
     pub switched: bool,
 }
 
-/// Put image `m` (its record already checked, read from `art`'s config) into `out`: each layer
-/// the host lacks fetched from `source` and checked before it is put in place, then
-/// [`verify_pulled`], then a generation recorded and `current` switched.
+/// Put image `m` (its record already checked, read from `art`'s config) into `out`: its
+/// signatures checked against the trusted keys (`trust`: its fetched attestation files and the
+/// keys) before anything else, each layer the host lacks fetched from `source` and checked
+/// before it is put in place, then [`verify_pulled`], then its attestation files installed, a
+/// generation recorded and `current` switched.
 pub(crate) fn install(
     out: &OutDir,
     what: &str,
     art: &NodeArtifact,
     m: &ImageManifest,
     source: &dyn BlobSource,
+    trust: (&Fetched, &TrustedKeys),
     progress: bool,
 ) -> Result<Installed, Error> {
     let blobs = art.blobs_of(what, m)?;
+    // First: an image the trusted keys did not sign gets no layer and no generation.
+    let (attestations, attestation_files) = referrers::check(out, what, m, trust.0, trust.1)?;
     // Held (shared) to the end: gc waits for the pull, concurrent pulls and builds do not.
     let store = super::open_store(out)?;
     fsutil::create_dir_all(&out.pulls())?;
@@ -276,6 +299,7 @@ pub(crate) fn install(
 
     verify_pulled(out, what, m, &checked)?;
 
+    referrers::install(&attestation_files)?;
     let (dir, full, _) = materialize(out, &store, m)?;
     let lock_id = art.lock_id().unwrap_or("unknown").to_string();
     let (generation, switched) = generations::record_from(
@@ -288,6 +312,7 @@ pub(crate) fn install(
     )?;
     Ok(Installed {
         blobs: reports,
+        attestations,
         generation,
         switched,
     })
@@ -296,8 +321,9 @@ pub(crate) fn install(
 /// The one check between fetching an image and switching to it: every layer of `m` is in
 /// `out/layers/`, its record is the one `m` implies and pins the root hash `m` pins, and its
 /// EROFS file, hash tree and root hash file agree with that root hash (the layers in `checked`
-/// were, by this pull, as it found or put them in place). Further checks of a pulled image (a
-/// signature over its manifest, an SBOM) belong here.
+/// were, by this pull, as it found or put them in place). Its signature was checked before any
+/// layer was fetched (`referrers::check`, called first by [`install`]): the signed statement
+/// names the image id and these root hashes, so together nothing unsigned is switched to.
 fn verify_pulled(
     out: &OutDir,
     what: &str,

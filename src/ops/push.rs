@@ -91,6 +91,9 @@ pub struct NodePush {
     pub blobs: Vec<BlobReport>,
     /// Bytes sent for this node: its blobs' and its manifest (once per tag).
     pub bytes_sent: u64,
+    /// Its attestation files (signatures, SBOM, provenance), pushed as a referrer of the
+    /// manifest; none when the image has none.
+    pub attestations: Option<super::referrers::AttestationPush>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -276,6 +279,15 @@ pub fn push(opts: &PushOptions) -> Result<PushReport, Error> {
             bytes_sent += manifest.len() as u64;
         }
         let digest = Sha256::of(&manifest);
+        let files = super::referrers::local(&out, &image.record.id)?;
+        let attestations = super::referrers::push(
+            &registry,
+            repo,
+            &image.record.id,
+            &digest,
+            manifest.len() as u64,
+            &files,
+        )?;
         report.nodes.push(NodePush {
             node: image.node,
             image_id: image.record.id.clone(),
@@ -285,6 +297,7 @@ pub fn push(opts: &PushOptions) -> Result<PushReport, Error> {
             tags,
             blobs,
             bytes_sent,
+            attestations,
         });
     }
     Ok(report)

@@ -51,6 +51,18 @@ fn check(
     seen.insert(kind.to_string());
 }
 
+/// The keys of a JSON object, sorted.
+fn keys_of(v: &serde_json::Value) -> Vec<String> {
+    let mut k: Vec<String> = v
+        .as_object()
+        .unwrap_or_else(|| panic!("not an object: {v}"))
+        .keys()
+        .cloned()
+        .collect();
+    k.sort();
+    k
+}
+
 #[test]
 fn every_command_prints_the_documented_envelope() {
     let docs = documented_keys();
@@ -130,6 +142,19 @@ fn every_command_prints_the_documented_envelope() {
                 ])
                 .ok();
             check(&docs, &r, "push-report", &mut seen);
+            let att = &r.json()["nodes"][0]["attestations"];
+            assert_eq!(
+                keys_of(att),
+                [
+                    "blobs_uploaded",
+                    "bytes_uploaded",
+                    "files",
+                    "manifest_digest",
+                    "referrers",
+                    "referrers_tag_updated"
+                ],
+                "push-report's attestations: keys differ from docs/json.md"
+            );
             let r = ctx
                 .run(&[
                     "pull",
@@ -140,6 +165,23 @@ fn every_command_prints_the_documented_envelope() {
                 ])
                 .ok();
             check(&docs, &r, "pull-report", &mut seen);
+            let att = &r.json()["attestations"];
+            assert_eq!(
+                keys_of(att),
+                [
+                    "conflicts",
+                    "files",
+                    "manifests",
+                    "signature_keys",
+                    "signed_by",
+                    "trust_checked"
+                ],
+                "pull-report's attestations: keys differ from docs/json.md"
+            );
+            assert_eq!(
+                keys_of(&att["files"][0]),
+                ["digest", "name", "size", "status"]
+            );
             let r = ctx
                 .run(&["mirror", "push", &format!("oci+http://{repo}"), "--json"])
                 .ok();

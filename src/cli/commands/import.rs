@@ -17,6 +17,8 @@ pub struct ImportArgs {
     /// Only the image with this tag (repeatable) [default: each node's newest, tagged `<node>`].
     #[arg(long, value_name = "TAG")]
     tag: Vec<String>,
+    #[command(flatten)]
+    trust: super::sign::TrustArgs,
 }
 
 pub fn exec(ctx: &Ctx, args: ImportArgs) -> Result<ExitCode, Error> {
@@ -25,6 +27,7 @@ pub fn exec(ctx: &Ctx, args: ImportArgs) -> Result<ExitCode, Error> {
         out: ctx.out.clone(),
         dir: args.dir,
         tags: args.tag,
+        keys: args.trust.load()?,
         progress: !ctx.json && std::io::stderr().is_terminal(),
     })?;
     if ctx.json {
@@ -32,6 +35,7 @@ pub fn exec(ctx: &Ctx, args: ImportArgs) -> Result<ExitCode, Error> {
         return Ok(ExitCode::SUCCESS);
     }
     for i in &r.images {
+        super::pull::trust_lines(&i.node, &i.attestations);
         say!(
             "{}: image {} (tag {}) verified, {}",
             i.node,

@@ -17,6 +17,8 @@ pub struct PullArgs {
     reference: String,
     #[command(flatten)]
     registry: RegistryArgs,
+    #[command(flatten)]
+    trust: super::sign::TrustArgs,
 }
 
 pub fn exec(ctx: &Ctx, args: PullArgs) -> Result<ExitCode, Error> {
@@ -25,6 +27,7 @@ pub fn exec(ctx: &Ctx, args: PullArgs) -> Result<ExitCode, Error> {
         out: ctx.out.clone(),
         reference: args.reference,
         client: args.registry.options(),
+        keys: args.trust.load()?,
         progress: !ctx.json && std::io::stderr().is_terminal(),
     })?;
     if ctx.json {
@@ -44,6 +47,7 @@ pub fn exec(ctx: &Ctx, args: PullArgs) -> Result<ExitCode, Error> {
         count(BlobStatus::Present),
         human_bytes(r.bytes_downloaded)
     );
+    trust_lines(&r.node, &r.attestations);
     if r.switched {
         say!("{}: generation {} is current", r.node, r.generation);
     } else {
@@ -55,6 +59,37 @@ pub fn exec(ctx: &Ctx, args: PullArgs) -> Result<ExitCode, Error> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What a pull or import says of an image's signatures and attestation files.
+pub(crate) fn trust_lines(node: &str, a: &ops::PulledAttestations) {
+    let keys = |k: &[String]| {
+        k.iter()
+            .map(|k| k.get(..16).unwrap_or(k))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if a.trust_checked {
+        say!("{node}: signed by trusted key {}", keys(&a.signed_by));
+    } else if a.signature_keys.is_empty() {
+        eprintln!("note: {node}: the image came unsigned (no signature among its referrers); pass --key or --trusted-keys to require one");
+    } else {
+        eprintln!(
+            "note: {node}: the image came signed by key {} (not checked: pass --key or --trusted-keys to require it)",
+            keys(&a.signature_keys)
+        );
+    }
+    for f in &a.files {
+        if f.status == ops::FileStatus::KeptLocal {
+            eprintln!(
+                "warning: {node}: kept this host's {} (the pulled one has other bytes, {})",
+                f.name, f.digest
+            );
+        }
+    }
+    for c in &a.conflicts {
+        eprintln!("warning: {node}: two attestation manifests hold other bytes for {c}: the newest one's was taken");
+    }
 }
 
 /// `1 blob`, `3 blobs`.

@@ -85,6 +85,26 @@ pub fn exec(ctx: &Ctx, args: PushArgs) -> Result<ExitCode, Error> {
             count(BlobStatus::Mounted),
             human_bytes(n.bytes_sent)
         );
+        if let Some(a) = &n.attestations {
+            say!(
+                "{}: {} → referrer {} ({}; {} sent)",
+                n.node,
+                if a.files.len() == 1 {
+                    "1 attestation file".to_string()
+                } else {
+                    format!("{} attestation files", a.files.len())
+                },
+                short(a.manifest_digest.trim_start_matches("sha256:")),
+                match (a.referrers, &a.referrers_tag_updated) {
+                    (ops::ReferrersVia::Api, _) => "the registry's referrers API".to_string(),
+                    (ops::ReferrersVia::Tag, Some(t)) =>
+                        format!("referrers tag {} updated", short(t)),
+                    (ops::ReferrersVia::Tag, None) =>
+                        "listed in its referrers tag already".to_string(),
+                },
+                super::pull::blobs(a.blobs_uploaded)
+            );
+        }
     }
     say!(
         "pushed {} images to {}/{}: {} uploaded ({}), {} already there, {} mounted",

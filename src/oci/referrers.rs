@@ -1,0 +1,397 @@
+//! What vouches for a node image (its SBOM, signatures, provenance, systemd's signed root
+//! hashes) as an OCI 1.1 *referrer* of the image's manifest, and the referrers list it is found
+//! by: the registry's referrers API, or, where a registry lacks it (distribution 2.8), the
+//! distribution spec's referrers tag schema (`sha256-<hex>`, an image index of the referrers).
+//!
+//! ```text
+//! manifest  application/vnd.oci.image.manifest.v1+json, artifactType ATTESTATIONS_ARTIFACT_TYPE
+//!   config  the empty descriptor (application/vnd.oci.empty.v1+json, `{}`)
+//!   layers  one per attestation file, sorted by name, with its media type and
+//!           org.opencontainers.image.title = the file's name
+//!   subject the image manifest's descriptor
+//! ```
+//!
+//! The manifest lists every attestation file the pushing host has for the image, so a push
+//! after a new signature (another key, a rotation) makes a new manifest that carries the old
+//! signatures too. Older manifests of ours stay listed (the referrers API lists every manifest
+//! whose subject is the image; the fallback index keeps them as well), and a pull merges them all
+//! by file name. Pure: bytes in, bytes out; `ops` moves them.
+
+use std::collections::BTreeMap;
+
+use serde_json::{json, Value};
+
+use super::{canonical_json, OciError, ANN_IMAGE_ID, ANN_TITLE, MANIFEST_MEDIA_TYPE};
+use crate::hash::Sha256;
+
+/// The `artifactType` of the manifest that carries an image's attestation files.
+pub const ATTESTATIONS_ARTIFACT_TYPE: &str = "application/vnd.nodeforge.attestations.v1";
+/// An OCI image index (the referrers list).
+pub const INDEX_MEDIA_TYPE: &str = "application/vnd.oci.image.index.v1+json";
+/// image-spec 1.1's empty descriptor: the config of an artifact that has none.
+pub const EMPTY_MEDIA_TYPE: &str = "application/vnd.oci.empty.v1+json";
+pub const EMPTY_CONFIG: &[u8] = b"{}";
+/// Media types of the attestation files.
+pub const DSSE_MEDIA_TYPE: &str = "application/vnd.dsse.envelope.v1+json";
+pub const SPDX_MEDIA_TYPE: &str = "application/spdx+json";
+pub const PKCS7_MEDIA_TYPE: &str = "application/pkcs7-signature";
+/// The largest attestation file a registry or layout may hand us (an SBOM lists every file of
+/// an image: megabytes at most).
+pub const MAX_ATTESTATION_BYTES: u64 = 64 << 20;
+/// The most attestation files one manifest may list.
+const MAX_FILES: usize = 1024;
+
+/// The media type of attestation file `name`, or `None` when nodeforge does not write files of
+/// that name (`layout::OutDir`'s attestation directory: `sbom.spdx.json`,
+/// `image.<keyid>.dsse.json`, `provenance.<keyid>.dsse.json`, `<NAME>.roothash.p7s`). A name
+/// from a registry is used as a file name only when this accepts it.
+pub fn media_type_of(name: &str) -> Option<&'static str> {
+    let plain = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 128
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'))
+    };
+    if name == crate::layout::SBOM_FILE {
+        return Some(SPDX_MEDIA_TYPE);
+    }
+    if let Some(keyid) = name
+        .strip_prefix("image.")
+        .or_else(|| name.strip_prefix("provenance."))
+        .and_then(|r| r.strip_suffix(".dsse.json"))
+    {
+        return plain(keyid).then_some(DSSE_MEDIA_TYPE);
+    }
+    name.strip_suffix(".roothash.p7s")
+        .filter(|n| plain(n))
+        .map(|_| PKCS7_MEDIA_TYPE)
+}
+
+/// One attestation file: its name, digest and size.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttestationFile {
+    pub name: String,
+    pub digest: Sha256,
+    pub size: u64,
+}
+
+/// A descriptor as JSON.
+fn descriptor(media_type: &str, digest: &Sha256, size: u64) -> Value {
+    json!({"mediaType": media_type, "digest": format!("sha256:{digest}"), "size": size})
+}
+
+/// The attestation manifest of image `image_id` whose manifest is `subject` (`subject_size`
+/// bytes), listing `files` (sorted here by name), as canonical JSON: the same files always make
+/// the same manifest digest.
+pub fn attestation_manifest(
+    image_id: &str,
+    subject: &Sha256,
+    subject_size: u64,
+    files: &[AttestationFile],
+) -> Result<Vec<u8>, OciError> {
+    let unpushable = |reason: String| OciError::Unpushable {
+        image: image_id.to_string(),
+        reason,
+    };
+    let mut sorted: Vec<&AttestationFile> = files.iter().collect();
+    sorted.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut layers = Vec::new();
+    for f in sorted {
+        let media_type = media_type_of(&f.name).ok_or_else(|| {
+            unpushable(format!(
+                "its attestation directory holds `{}`, which is not a file nodeforge writes",
+                f.name
+            ))
+        })?;
+        let mut d = descriptor(media_type, &f.digest, f.size);
+        d["annotations"] = json!({ ANN_TITLE: f.name });
+        layers.push(d);
+    }
+    let m = json!({
+        "schemaVersion": 2,
+        "mediaType": MANIFEST_MEDIA_TYPE,
+        "artifactType": ATTESTATIONS_ARTIFACT_TYPE,
+        "config": descriptor(EMPTY_MEDIA_TYPE, &Sha256::of(EMPTY_CONFIG), EMPTY_CONFIG.len() as u64),
+        "layers": layers,
+        "subject": descriptor(MANIFEST_MEDIA_TYPE, subject, subject_size),
+        "annotations": { ANN_IMAGE_ID: image_id },
+    });
+    canonical_json(&m).map_err(|e| unpushable(e.to_string()))
+}
+
+/// An attestation manifest as read from a registry or layout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attestations {
+    /// The image manifest it refers to.
+    pub subject: Sha256,
+    pub image_id: Option<String>,
+    pub files: Vec<AttestationFile>,
+}
+
+/// Read `bytes` as an attestation manifest (`what` names it in errors). Every file must have a
+/// name nodeforge writes ([`media_type_of`]) and the media type of that name.
+pub fn read_attestations(what: &str, bytes: &[u8]) -> Result<Attestations, OciError> {
+    let wrong = |reason: String| OciError::NotNodeImage {
+        what: what.to_string(),
+        reason: format!("its attestation manifest {reason}"),
+    };
+    let v: Value = serde_json::from_slice(bytes).map_err(|e| wrong(format!("is not JSON: {e}")))?;
+    if v["artifactType"] != ATTESTATIONS_ARTIFACT_TYPE {
+        return Err(wrong(format!(
+            "has artifactType {}, not {ATTESTATIONS_ARTIFACT_TYPE}",
+            v["artifactType"]
+        )));
+    }
+    let digest_of = |d: &Value| -> Result<Sha256, OciError> {
+        d["digest"]
+            .as_str()
+            .and_then(|s| s.strip_prefix("sha256:"))
+            .and_then(|h| Sha256::parse(h).ok())
+            .ok_or_else(|| wrong(format!("names {} by no sha256 digest", d["digest"])))
+    };
+    let subject = digest_of(&v["subject"])?;
+    let layers = v["layers"]
+        .as_array()
+        .ok_or_else(|| wrong("has no layers".into()))?;
+    if layers.len() > MAX_FILES {
+        return Err(wrong(format!("lists {} files", layers.len())));
+    }
+    let mut files: Vec<AttestationFile> = Vec::new();
+    for l in layers {
+        let name = l["annotations"][ANN_TITLE]
+            .as_str()
+            .ok_or_else(|| wrong(format!("lists blob {} without a file name", l["digest"])))?;
+        let want = media_type_of(name)
+            .ok_or_else(|| wrong(format!("lists `{name}`, not a file nodeforge writes")))?;
+        if l["mediaType"] != want {
+            return Err(wrong(format!(
+                "lists `{name}` as {}, not {want}",
+                l["mediaType"]
+            )));
+        }
+        let size = l["size"]
+            .as_u64()
+            .filter(|s| *s <= MAX_ATTESTATION_BYTES)
+            .ok_or_else(|| wrong(format!("lists `{name}` with size {}", l["size"])))?;
+        if files.iter().any(|f| f.name == name) {
+            return Err(wrong(format!("lists `{name}` twice")));
+        }
+        files.push(AttestationFile {
+            name: name.to_string(),
+            digest: digest_of(l)?,
+            size,
+        });
+    }
+    Ok(Attestations {
+        subject,
+        image_id: v["annotations"][ANN_IMAGE_ID].as_str().map(str::to_string),
+        files,
+    })
+}
+
+/// The referrers tag of manifest `digest` (the distribution spec's referrers tag schema).
+pub fn referrers_tag(digest: &Sha256) -> String {
+    format!("sha256-{digest}")
+}
+
+/// One entry of a referrers list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Referrer {
+    pub digest: Sha256,
+    pub size: u64,
+    pub artifact_type: Option<String>,
+}
+
+/// The referrers an image index lists (the referrers API's answer or the referrers tag's
+/// index); entries not named by a sha256 digest are passed over.
+pub fn read_referrers(what: &str, bytes: &[u8]) -> Result<Vec<Referrer>, OciError> {
+    let v: Value = serde_json::from_slice(bytes).map_err(|e| OciError::NotNodeImage {
+        what: what.to_string(),
+        reason: format!("its referrers list is not JSON: {e}"),
+    })?;
+    Ok(v["manifests"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|d| {
+            Some(Referrer {
+                digest: d["digest"]
+                    .as_str()?
+                    .strip_prefix("sha256:")
+                    .and_then(|h| Sha256::parse(h).ok())?,
+                size: d["size"].as_u64()?,
+                artifact_type: d["artifactType"].as_str().map(str::to_string),
+            })
+        })
+        .collect())
+}
+
+/// The referrers index `old` (the referrers tag's bytes; `None`: there is none yet, or it is
+/// not an image index) with the attestation manifest `digest` (`size` bytes, annotated with the
+/// image id) added: every other entry, ours and other tools', kept as it was. `None` when it
+/// lists that manifest already (nothing to push).
+pub fn add_referrer(
+    old: Option<&[u8]>,
+    image_id: &str,
+    digest: &Sha256,
+    size: u64,
+) -> Result<Option<Vec<u8>>, OciError> {
+    let mut index: Value = old
+        .and_then(|b| serde_json::from_slice::<Value>(b).ok())
+        .filter(|v| v["manifests"].is_array())
+        .unwrap_or_else(
+            || json!({"schemaVersion": 2, "mediaType": INDEX_MEDIA_TYPE, "manifests": []}),
+        );
+    let name = format!("sha256:{digest}");
+    let entries = index["manifests"]
+        .as_array_mut()
+        .ok_or_else(|| OciError::Unpushable {
+            image: image_id.to_string(),
+            reason: "its referrers index has no manifests list".into(),
+        })?;
+    if entries.iter().any(|d| d["digest"] == name.as_str()) {
+        return Ok(None);
+    }
+    let mut d = descriptor(MANIFEST_MEDIA_TYPE, digest, size);
+    d["artifactType"] = ATTESTATIONS_ARTIFACT_TYPE.into();
+    d["annotations"] = json!({ ANN_IMAGE_ID: image_id });
+    entries.push(d);
+    canonical_json(&index)
+        .map(Some)
+        .map_err(|e| OciError::Unpushable {
+            image: image_id.to_string(),
+            reason: e.to_string(),
+        })
+}
+
+/// Merge attestation manifests' files by name, in the order given: a name with other bytes in
+/// a later manifest keeps the first's (callers give the newest first), and the names passed
+/// over are returned beside the merged files.
+pub fn merge(lists: &[Attestations]) -> (Vec<AttestationFile>, Vec<String>) {
+    let mut files: BTreeMap<String, AttestationFile> = BTreeMap::new();
+    let mut conflicts = Vec::new();
+    for l in lists {
+        for f in &l.files {
+            match files.get(&f.name) {
+                Some(have) if have.digest != f.digest => conflicts.push(f.name.clone()),
+                Some(_) => {}
+                None => {
+                    files.insert(f.name.clone(), f.clone());
+                }
+            }
+        }
+    }
+    conflicts.sort();
+    conflicts.dedup();
+    (files.into_values().collect(), conflicts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(name: &str, bytes: &[u8]) -> AttestationFile {
+        AttestationFile {
+            name: name.into(),
+            digest: Sha256::of(bytes),
+            size: bytes.len() as u64,
+        }
+    }
+
+    #[test]
+    fn names_nodeforge_writes_and_no_others() {
+        assert_eq!(media_type_of("sbom.spdx.json"), Some(SPDX_MEDIA_TYPE));
+        assert_eq!(media_type_of("image.ab12.dsse.json"), Some(DSSE_MEDIA_TYPE));
+        assert_eq!(
+            media_type_of("provenance.ab12.dsse.json"),
+            Some(DSSE_MEDIA_TYPE)
+        );
+        assert_eq!(
+            media_type_of("payload.roothash.p7s"),
+            Some(PKCS7_MEDIA_TYPE)
+        );
+        for bad in [
+            "../x.roothash.p7s",
+            "image..dsse.json",
+            "image.a/b.dsse.json",
+            ".roothash.p7s",
+            "notes.txt",
+            "image.x.y.dsse.json",
+        ] {
+            assert_eq!(media_type_of(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_manifest_reads_back_and_is_deterministic() {
+        let subject = Sha256::of(b"image manifest");
+        let files = [
+            file("sbom.spdx.json", b"{}"),
+            file("image.k1.dsse.json", b"a"),
+        ];
+        let a = attestation_manifest("id1", &subject, 10, &files).expect("manifest");
+        let rev: Vec<_> = files.iter().rev().cloned().collect();
+        assert_eq!(
+            a,
+            attestation_manifest("id1", &subject, 10, &rev).expect("manifest")
+        );
+        let back = read_attestations("t", &a).expect("read");
+        assert_eq!(back.subject, subject);
+        assert_eq!(back.image_id.as_deref(), Some("id1"));
+        assert_eq!(back.files[0].name, "image.k1.dsse.json");
+        assert!(attestation_manifest("id1", &subject, 10, &[file("x.txt", b"")]).is_err());
+    }
+
+    #[test]
+    fn the_referrers_index_keeps_other_entries_and_adds_once() {
+        let other = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa","size":7,"artifactType":"application/vnd.dev.cosign.artifact.sig.v1+json","annotations":{"x":"y"}}]}"#;
+        let ours = Sha256::of(b"ours");
+        let new = add_referrer(Some(other), "id1", &ours, 5)
+            .expect("add")
+            .expect("changed");
+        let list = read_referrers("t", &new).expect("read");
+        assert_eq!(list.len(), 2);
+        assert_eq!(list[1].digest, ours);
+        assert!(String::from_utf8_lossy(&new).contains(r#""annotations":{"x":"y"}"#));
+        assert_eq!(
+            add_referrer(Some(&new), "id1", &ours, 5).expect("add"),
+            None
+        );
+        let fresh = add_referrer(None, "id1", &ours, 5)
+            .expect("add")
+            .expect("changed");
+        assert_eq!(read_referrers("t", &fresh).expect("read").len(), 1);
+    }
+
+    #[test]
+    fn merging_keeps_the_first_of_conflicting_names() {
+        let s = Sha256::of(b"s");
+        let a = Attestations {
+            subject: s,
+            image_id: None,
+            files: vec![
+                file("image.k1.dsse.json", b"a"),
+                file("sbom.spdx.json", b"s"),
+            ],
+        };
+        let b = Attestations {
+            subject: s,
+            image_id: None,
+            files: vec![
+                file("image.k2.dsse.json", b"b"),
+                file("sbom.spdx.json", b"t"),
+            ],
+        };
+        let (files, conflicts) = merge(&[a, b]);
+        assert_eq!(files.len(), 3);
+        assert_eq!(conflicts, ["sbom.spdx.json"]);
+        assert_eq!(
+            files
+                .iter()
+                .find(|f| f.name == "sbom.spdx.json")
+                .map(|f| f.digest),
+            Some(Sha256::of(b"s"))
+        );
+    }
+}
