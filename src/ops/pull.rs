@@ -235,18 +235,13 @@ pub(crate) fn install(
             usable_layer(dir, &l.name, l.verity.as_ref())
                 .is_some_and(|rec| check_layer_verity(dir, &rec).is_empty())
         };
-        if present(&dir) {
-            reports.extend(
-                parts
-                    .iter()
-                    .map(|d| BlobReport::new(d, BlobStatus::Present, 0)),
-            );
-            checked.insert(l.id.clone());
-            continue;
-        }
         // One process downloads a layer at a time; the others wait and find it in place.
-        let _lock = fsutil::lock_exclusive(&out.pull_lock(&l.id))?;
-        if present(&dir) {
+        let lock = if present(&dir) {
+            None
+        } else {
+            Some(fsutil::lock_exclusive(&out.pull_lock(&l.id))?)
+        };
+        if lock.is_none() || present(&dir) {
             reports.extend(
                 parts
                     .iter()
