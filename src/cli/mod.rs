@@ -227,6 +227,10 @@ pub struct NetArgs {
     /// Use only the mirrors, never the upstream URLs.
     #[arg(long)]
     mirrors_only: bool,
+    /// Speak plain HTTP to this registry of an oci:// mirror (HOST or HOST:PORT; repeatable),
+    /// as push and pull do.
+    #[arg(long, value_name = "HOST")]
+    insecure_registry: Vec<String>,
     /// Seconds to wait for the next bytes of a response.
     #[arg(long, default_value_t = 30, value_name = "SECS")]
     timeout: u64,
@@ -253,6 +257,10 @@ impl NetArgs {
                     .map_err(|e| Error::Usage(format!("NODEFORGE_MIRROR: {e}")))?,
             );
         }
+        let mirrors: Vec<Mirror> = mirrors
+            .into_iter()
+            .map(|m| m.with_insecure(&self.insecure_registry))
+            .collect();
         if self.offline {
             for m in mirrors
                 .iter()

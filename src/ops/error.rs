@@ -262,7 +262,7 @@ impl Error {
 }
 
 /// What to do about a registry's answer.
-fn registry_hints(e: &crate::oci::client::RegistryError) -> Vec<String> {
+pub(crate) fn registry_hints(e: &crate::oci::client::RegistryError) -> Vec<String> {
     use crate::oci::client::RegistryError as R;
     match e {
         R::Connect { registry, tls: true, .. } => vec![format!(
@@ -276,6 +276,14 @@ fn registry_hints(e: &crate::oci::client::RegistryError) -> Vec<String> {
         )],
         R::Unauthorized { registry, .. } => vec![format!(
             "check the user name and password (log in again with `docker login {registry}`) and that the account may use this repository"
+        )],
+        R::BlobUnknown { registry, repository, tls, .. } => vec![format!(
+            "the mirror lacks this artifact: fill it with `nodeforge mirror push oci://{registry}/{repository}{}` where the store has the lockfile's artifacts (after `nodeforge fetch`), or check that --mirror names the repository `mirror push` filled",
+            if *tls { String::new() } else { format!(" --insecure-registry {registry}") }
+        )],
+        R::Credentials(crate::oci::auth::CredentialsError::Helper { helper, registry, key, file, .. }) => vec![format!(
+            "install docker-credential-{helper} in $PATH or repair it (try `echo {} | docker-credential-{helper} get`), or remove `{key}` from {file}",
+            crate::oci::auth::server_address(registry)
         )],
         R::ManifestUnknown { .. } => vec![
             "check the repository and the tag: nodeforge push tags each node's image with the node's name, <node>-gen<N> and the image id".into(),
