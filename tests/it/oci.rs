@@ -1110,10 +1110,16 @@ fn bearer_token_flow() {
             let mut reader = std::io::BufReader::new(conn.try_clone().unwrap());
             let mut request = String::new();
             let mut auth = String::new();
+            let mut length = 0usize;
             let mut line = String::new();
             while reader.read_line(&mut line).is_ok_and(|n| n > 0) {
                 if request.is_empty() {
                     request = line.trim().to_string();
+                }
+                if let Some((k, v)) = line.split_once(':') {
+                    if k.eq_ignore_ascii_case("content-length") {
+                        length = v.trim().parse().unwrap_or(0);
+                    }
                 }
                 if let Some(v) = line
                     .strip_prefix("authorization: ")
@@ -1126,8 +1132,20 @@ fn bearer_token_flow() {
                 }
                 line.clear();
             }
-            asked_by_server.lock().unwrap().push(request);
-            let (status, body) = if auth == want {
+            // OAuth2's refresh-token grant: a form in the body of a POST.
+            let mut form = vec![0u8; length];
+            let _ = std::io::Read::read_exact(&mut reader, &mut form);
+            let form = String::from_utf8_lossy(&form).into_owned();
+            let refresh = request.starts_with("POST ")
+                && form.split('&').any(|p| p == "grant_type=refresh_token")
+                && form.split('&').any(|p| p == "refresh_token=idtok-fleet");
+            asked_by_server
+                .lock()
+                .unwrap()
+                .push(format!("{request} {form}"));
+            let (status, body) = if refresh {
+                ("200 OK", format!("{{\"access_token\": \"{token}\"}}"))
+            } else if auth == want {
                 ("200 OK", format!("{{\"token\": \"{token}\"}}"))
             } else {
                 ("401 Unauthorized", "{}".to_string())
@@ -1196,6 +1214,42 @@ fn bearer_token_flow() {
     assert_eq!(
         r["image_id"],
         current_id(&ctx.path().join("out"), "worker1").as_str()
+    );
+
+    // An identity token from a credential helper (user `<token>`): traded at the token service
+    // with OAuth2's refresh-token grant, then used as any token.
+    let host_tmp = fresh_host();
+    let h = host_tmp.path();
+    let bin = h.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    credential_helper(&bin, "nfidt", &registry.host(), "<token>", "idtok-fleet");
+    std::fs::write(
+        h.join("config.json"),
+        format!(r#"{{"credHelpers": {{"{}": "nfidt"}}}}"#, registry.host()),
+    )
+    .unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let config_dir = h.display().to_string();
+    let outs = h.join("out").display().to_string();
+    let r = reg(
+        h,
+        &registry,
+        &["--out", &outs, "pull", &format!("{repo}:worker1"), "--json"],
+        &[("PATH", &path), ("DOCKER_CONFIG", &config_dir)],
+    )
+    .ok()
+    .json();
+    assert_eq!(
+        r["image_id"],
+        current_id(&ctx.path().join("out"), "worker1").as_str()
+    );
+    let requests = asked.lock().unwrap().clone();
+    assert!(
+        requests.iter().any(|r| r.starts_with("POST /token")
+            && r.contains("grant_type=refresh_token")
+            && r.contains("scope=repository%3Akubenet%3Apull")
+            && r.contains("service=nodeforge-test")),
+        "{requests:?}"
     );
 }
 
