@@ -363,6 +363,111 @@ pub fn credentials_for(registry: &str) -> Result<Option<Credentials>, Credential
     }
     Ok(None)
 }
+/// The file `nodeforge login` writes and `logout` edits: `$REGISTRY_AUTH_FILE` when set (as
+/// podman's and skopeo's `login` do), else docker's `config.json`.
+pub fn login_file() -> PathBuf {
+    match std::env::var_os("REGISTRY_AUTH_FILE") {
+        Some(p) => PathBuf::from(p),
+        None => docker_config(),
+    }
+}
+
+/// An auth file's text as a JSON object (an empty or missing file is an empty one).
+fn file_object(
+    text: &str,
+    source: &str,
+) -> Result<serde_json::Map<String, serde_json::Value>, CredentialsError> {
+    if text.trim().is_empty() {
+        return Ok(serde_json::Map::new());
+    }
+    match serde_json::from_str::<serde_json::Value>(text) {
+        Ok(serde_json::Value::Object(m)) => Ok(m),
+        Ok(_) => Err(CredentialsError::File(format!(
+            "{source}: not an auth file: not a JSON object"
+        ))),
+        Err(e) => Err(CredentialsError::File(format!(
+            "{source}: not an auth file: {e}"
+        ))),
+    }
+}
+
+fn file_bytes(m: serde_json::Map<String, serde_json::Value>) -> Vec<u8> {
+    let mut v = serde_json::to_vec_pretty(&serde_json::Value::Object(m)).unwrap_or_default();
+    v.push(b'\n');
+    v
+}
+
+/// The auth file `text` (from `source`) with the login `username`/`password` for `registry` as
+/// its `auths` entry (under the key docker writes, replacing any other key naming the
+/// registry), everything else kept. A file that sends the registry to a credential helper is
+/// refused: the entry would never be read.
+pub fn with_login(
+    text: &str,
+    source: &str,
+    registry: &str,
+    username: &str,
+    password: &str,
+) -> Result<Vec<u8>, CredentialsError> {
+    let parsed: AuthFile = if text.trim().is_empty() {
+        AuthFile::default()
+    } else {
+        serde_json::from_str(text)
+            .map_err(|e| CredentialsError::File(format!("{source}: not an auth file: {e}")))?
+    };
+    let helper = match lookup(&parsed.cred_helpers, registry) {
+        Some((k, h)) => Some((format!("credHelpers.{k}"), h.clone())),
+        None => parsed
+            .creds_store
+            .filter(|s| !s.is_empty())
+            .map(|s| ("credsStore".to_string(), s)),
+    };
+    if let Some((key, helper)) = helper {
+        return Err(CredentialsError::File(format!(
+            "{source} keeps the login for {registry} in credential helper docker-credential-{helper} (`{key}`): log in with `docker login {registry}`, which stores it there"
+        )));
+    }
+    let mut m = file_object(text, source)?;
+    let auths = m
+        .entry("auths")
+        .or_insert_with(|| serde_json::Value::Object(serde_json::Map::new()));
+    let serde_json::Value::Object(auths) = auths else {
+        return Err(CredentialsError::File(format!(
+            "{source}: `auths` is not an object"
+        )));
+    };
+    let key = server_address(registry);
+    auths.retain(|k, _| !names(k, registry));
+    let raw = format!("{username}:{password}");
+    auths.insert(
+        key,
+        serde_json::json!({ "auth": base64::engine::general_purpose::STANDARD.encode(raw) }),
+    );
+    Ok(file_bytes(m))
+}
+
+/// The auth file `text` without any `auths` entry for `registry`, and whether it had one.
+pub fn without_login(
+    text: &str,
+    source: &str,
+    registry: &str,
+) -> Result<(Vec<u8>, bool), CredentialsError> {
+    let mut m = file_object(text, source)?;
+    let mut removed = false;
+    if let Some(serde_json::Value::Object(auths)) = m.get_mut("auths") {
+        let before = auths.len();
+        auths.retain(|k, _| !names(k, registry));
+        removed = auths.len() != before;
+    }
+    Ok((file_bytes(m), removed))
+}
+
+/// Whether an `auths` key names `registry`.
+fn names(key: &str, registry: &str) -> bool {
+    key == registry
+        || key_host(key) == registry
+        || (is_docker_hub(registry) && key_host(key) == "index.docker.io")
+}
+
 /// A registry's challenge, as far as nodeforge answers it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Challenge {
@@ -520,5 +625,34 @@ mod tests {
         assert!(run_helper("../x", "r").is_err());
         let e = run_helper("nodeforge-no-such-helper", "r").expect_err("missing");
         assert!(e.contains("not installed"), "{e}");
+    }
+
+    #[test]
+    fn login_entries_are_written_and_removed() {
+        let text = r#"{"auths": {"https://reg.example/v1/": {"auth": "b2xkOng="}, "b.example": {}}, "psFormat": "x"}"#;
+        let out = with_login(text, "f", "reg.example", "alice", "pw").expect("login");
+        let v: serde_json::Value = serde_json::from_slice(&out).expect("json");
+        assert_eq!(v["psFormat"], "x", "other keys kept");
+        assert_eq!(v["auths"]["reg.example"]["auth"], "YWxpY2U6cHc=");
+        assert!(v["auths"].get("https://reg.example/v1/").is_none());
+        assert!(v["auths"].get("b.example").is_some());
+        let c = from_file(
+            std::str::from_utf8(&out).expect("utf8"),
+            "reg.example",
+            "f",
+            &none,
+        )
+        .expect("parse")
+        .expect("found");
+        assert_eq!((c.username.as_str(), c.password.as_str()), ("alice", "pw"));
+        let (out, removed) =
+            without_login(std::str::from_utf8(&out).expect("utf8"), "f", "reg.example")
+                .expect("logout");
+        assert!(removed);
+        let v: serde_json::Value = serde_json::from_slice(&out).expect("json");
+        assert!(v["auths"].get("reg.example").is_none());
+        assert!(!without_login("", "f", "reg.example").expect("empty").1);
+        assert!(with_login(r#"{"credsStore": "desktop"}"#, "f", "reg.example", "a", "b").is_err());
+        assert!(with_login("[]", "f", "reg.example", "a", "b").is_err());
     }
 }

@@ -90,7 +90,7 @@ pub enum RegistryError {
         #[source]
         source: reqwest::Error,
     },
-    #[error("registry {registry} refused {what} in repository {repository}: {detail}{}", with.as_ref().map(|s| format!(" (credentials from {s})")).unwrap_or_else(|| " (no credentials were sent)".to_string()))]
+    #[error("registry {registry} refused {what}{}: {detail}{}", if repository.is_empty() { String::new() } else { format!(" in repository {repository}") }, with.as_ref().map(|s| format!(" (credentials from {s})")).unwrap_or_else(|| " (no credentials were sent)".to_string()))]
     Unauthorized {
         registry: String,
         repository: String,
@@ -190,7 +190,18 @@ pub struct Transfer {
 }
 
 impl Registry {
+    /// The registry at `host`, with the credentials found for it (`auth`).
     pub fn new(host: &str, opts: &ClientOptions) -> Result<Self, RegistryError> {
+        let creds = auth::credentials_for(host)?;
+        Self::with_credentials(host, opts, creds)
+    }
+
+    /// The registry at `host`, with the credentials given (none: anonymous).
+    pub fn with_credentials(
+        host: &str,
+        opts: &ClientOptions,
+        creds: Option<Credentials>,
+    ) -> Result<Self, RegistryError> {
         let bare = host.rsplit_once(':').map_or(host, |(h, _)| h);
         let tls = !opts.insecure.iter().any(|i| i == host || i == bare);
         let scheme = if tls { "https" } else { "http" };
@@ -213,7 +224,7 @@ impl Registry {
             base,
             tls,
             http,
-            creds: auth::credentials_for(host)?,
+            creds,
             read_timeout: opts.read_timeout,
             retries: opts.retries,
             notes: opts.notes.clone(),
@@ -423,6 +434,23 @@ impl Registry {
             code,
             detail,
         }
+    }
+
+    /// Check the credentials as `docker login` does: `GET /v2/`, answering the registry's
+    /// challenge (basic, or a token from its token service). True when the registry asked for
+    /// them and took them; false when it asks for no login at all.
+    pub fn check_login(&self) -> Result<bool, RegistryError> {
+        let op = Op {
+            repository: "",
+            what: "the login".to_string(),
+            scopes: Vec::new(),
+        };
+        let url = self.url("/v2/");
+        let resp = self.send(&op, &|| self.http.get(url.clone()))?;
+        if !resp.status().is_success() {
+            return Err(self.status_error(&op, resp));
+        }
+        Ok(self.auth.lock().map(|m| !m.is_empty()).unwrap_or(false))
     }
 
     fn pull_op(repository: &str, what: String) -> Op<'_> {

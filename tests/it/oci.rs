@@ -1696,3 +1696,111 @@ fn a_pull_cut_midway_retries_and_completes() {
         .join(format!("{}.partial", &digest[7..]))
         .exists());
 }
+
+/// `nodeforge login` with the password on stdin: wrong credentials are refused by the registry
+/// and nothing is written; right ones go into `$REGISTRY_AUTH_FILE` (mode 0600, other entries
+/// kept) where pull finds them; `logout` removes them again. A file that keeps logins in a
+/// credential helper is not written.
+#[test]
+fn login_and_logout() {
+    use std::io::Write;
+    use std::os::unix::fs::PermissionsExt;
+    let Some(registry) = LocalRegistry::start_with(Some(("fleet", "s3cret"))) else {
+        return;
+    };
+    let host = registry.host();
+    let tmp = fresh_host();
+    let h = tmp.path();
+    let auth = h.join("containers/auth.json");
+    let auth_s = auth.display().to_string();
+    let login = |password: &str| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_nodeforge"))
+            .current_dir(h)
+            .args(["login", &host, "--username", "fleet", "--password-stdin"])
+            .args(["--insecure-registry", &host, "--json"])
+            .env("HOME", h)
+            .env("REGISTRY_AUTH_FILE", &auth)
+            .env_remove("NODEFORGE_REGISTRY_USERNAME")
+            .env_remove("NODEFORGE_REGISTRY_PASSWORD")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+        let out = child.wait_with_output().unwrap();
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    };
+    let outs = h.join("out").display().to_string();
+    let pull = || {
+        reg(
+            h,
+            &registry,
+            &["--out", &outs, "pull", &format!("{host}/kubenet:nosuch")],
+            &[("REGISTRY_AUTH_FILE", &auth_s)],
+        )
+    };
+    login("wrong").fails().stderr_has(&format!(
+        "registry {host} refused the login: the user name or password is wrong"
+    ));
+    assert!(!auth.exists(), "nothing written for a refused login");
+    pull().fails().stderr_has("it requires a login");
+
+    std::fs::create_dir_all(auth.parent().unwrap()).unwrap();
+    std::fs::write(&auth, r#"{"auths": {"other.example": {"auth": "eDp5"}}}"#).unwrap();
+    let r = login("s3cret").ok().json();
+    assert_eq!(r["kind"], "login-report");
+    assert_eq!(r["verified"], true);
+    assert_eq!(r["file"], auth_s.as_str());
+    let mode = std::fs::metadata(&auth).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&auth).unwrap()).unwrap();
+    assert_eq!(v["auths"][&host]["auth"], "ZmxlZXQ6czNjcmV0", "{v}");
+    assert_eq!(v["auths"]["other.example"]["auth"], "eDp5", "kept: {v}");
+    // Authenticated: the registry answers that the tag does not exist.
+    pull()
+        .fails()
+        .stderr_has(&format!("registry {host} has no manifest `nosuch`"));
+
+    let r = reg(
+        h,
+        &registry,
+        &["logout", &host, "--json"],
+        &[("REGISTRY_AUTH_FILE", &auth_s)],
+    )
+    .ok()
+    .json();
+    assert_eq!(r["removed"], true);
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&auth).unwrap()).unwrap();
+    assert!(v["auths"].get(&host).is_none(), "{v}");
+    assert!(v["auths"].get("other.example").is_some(), "{v}");
+    assert_eq!(
+        std::fs::metadata(&auth).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    pull().fails().stderr_has("it requires a login");
+    let r = reg(
+        h,
+        &registry,
+        &["logout", &host, "--json"],
+        &[("REGISTRY_AUTH_FILE", &auth_s)],
+    )
+    .ok()
+    .json();
+    assert_eq!(r["removed"], false);
+
+    // Logins kept by a credential helper: not written where they would never be read.
+    std::fs::write(&auth, r#"{"credsStore": "desktop"}"#).unwrap();
+    login("s3cret")
+        .fails()
+        .stderr_has("keeps the login for")
+        .stderr_has("docker-credential-desktop");
+    assert_eq!(
+        std::fs::read_to_string(&auth).unwrap(),
+        r#"{"credsStore": "desktop"}"#
+    );
+}
