@@ -549,7 +549,7 @@ mod tests {
         let text = r#"{"auths": {"reg.example:5000": {"auth": "YWxpY2U6czNjcmV0"},
             "https://index.docker.io/v1/": {"username": "bob", "password": "pw"},
             "https://other.example/v1/": {"auth": "Y2Fyb2w6eA=="},
-            "http://third.example:5000": {"identitytoken": "tok"},
+            "http://third.example:5000": {"identitytoken": "idt-s3cr3t"},
             "kept.example": {}}}"#;
         let c = from_file(text, "reg.example:5000", "f", &none)
             .expect("parse")
@@ -570,7 +570,7 @@ mod tests {
         let c = from_file(text, "third.example:5000", "f", &none)
             .expect("parse")
             .expect("found");
-        assert!(c.identity_token && c.password == "tok");
+        assert!(c.identity_token && c.password == "idt-s3cr3t");
         assert_eq!(
             from_file(text, "kept.example", "f", &none).expect("parse"),
             None
@@ -581,7 +581,7 @@ mod tests {
             None
         );
         assert!(from_file(r#"{"auths": {"x": {"auth": "!!"}}}"#, "x", "f", &none).is_err());
-        assert!(!format!("{c:?}").contains("tok"), "secret in Debug");
+        assert!(!format!("{c:?}").contains("s3cr3t"), "secret in Debug");
     }
 
     #[test]
