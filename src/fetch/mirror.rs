@@ -123,7 +123,7 @@ pub enum Source {
     Http(String),
     File(PathBuf),
     /// A blob of an OCI mirror's repository, read with the registry's authentication.
-    Registry(RegistryBlob),
+    Registry(Box<RegistryBlob>),
 }
 
 /// The blob of an OCI mirror that holds an artifact.
@@ -196,13 +196,13 @@ pub fn sources(
                             Some(h) => (h, false),
                             None => (base.trim_start_matches("http://"), true),
                         };
-                        out.push(Source::Registry(RegistryBlob {
+                        out.push(Source::Registry(Box::new(RegistryBlob {
                             url: Mirror::oci_blob_url(base, repository, sha),
                             registry: registry.to_string(),
                             repository: repository.clone(),
                             sha256: *sha,
                             plain_http,
-                        }));
+                        })));
                     }
                 }
             }
@@ -261,13 +261,13 @@ mod tests {
         let sha = Sha256::of(b"x");
         assert_eq!(
             sources(url, Some(&sha), std::slice::from_ref(&oci), false, true),
-            vec![Source::Registry(RegistryBlob {
+            vec![Source::Registry(Box::new(RegistryBlob {
                 url: format!("http://127.0.0.1:5000/v2/fleet/artifacts/blobs/sha256:{sha}"),
                 registry: "127.0.0.1:5000".into(),
                 repository: "fleet/artifacts".into(),
                 sha256: sha,
                 plain_http: true,
-            })]
+            }))]
         );
         assert!(sources(url, None, &[oci], false, true).is_empty());
         assert!(Mirror::parse("oci://reg.example/a:tag").is_err());

@@ -191,13 +191,17 @@ fn lookup<'a, T>(map: &'a BTreeMap<String, T>, registry: &str) -> Option<(&'a st
         .map(|(k, v)| (k.as_str(), v))
 }
 
+/// Runs a credential helper (`helper`, `server`): its user name and secret, none, or what went
+/// wrong ([`run_helper`]; a stand-in in unit tests).
+type HelperRunner = dyn Fn(&str, &str) -> Result<Option<(String, String)>, String>;
+
 /// The credentials one auth file gives for `registry`: a helper's, as `credHelpers` or
 /// `credsStore` name one (run by `run`), else its `auths` entry.
 fn from_file(
     text: &str,
     registry: &str,
     source: &str,
-    run: &dyn Fn(&str, &str) -> Result<Option<(String, String)>, String>,
+    run: &HelperRunner,
 ) -> Result<Option<Credentials>, CredentialsError> {
     let file: AuthFile = serde_json::from_str(text)
         .map_err(|e| CredentialsError::File(format!("{source}: not an auth file: {e}")))?;

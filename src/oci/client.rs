@@ -52,7 +52,9 @@ impl Default for ClientOptions {
 /// Where the client says what it does about a transfer that went wrong (a retry): nowhere by
 /// default.
 #[derive(Clone, Default)]
-pub struct Notes(Option<Arc<dyn Fn(&str) + Send + Sync>>);
+pub struct Notes(Option<Arc<NoteFn>>);
+
+type NoteFn = dyn Fn(&str) + Send + Sync;
 
 impl Notes {
     pub fn new(f: impl Fn(&str) + Send + Sync + 'static) -> Self {
