@@ -150,6 +150,9 @@ pub enum RegistryError {
     Fs(#[from] crate::fsutil::FsError),
 }
 
+/// How an error names the upload of a manifest (hints tell it from a blob's).
+pub const STORING_MANIFEST: &str = "storing manifest";
+
 /// What to call a transfer in a message, and its repository.
 struct Op<'a> {
     repository: &'a str,
@@ -562,7 +565,7 @@ impl Registry {
         reference: &str,
         bytes: &[u8],
     ) -> Result<(), RegistryError> {
-        let op = Self::push_op(repository, format!("storing manifest `{reference}`"));
+        let op = Self::push_op(repository, format!("{STORING_MANIFEST} `{reference}`"));
         let url = self.url(&format!("/v2/{repository}/manifests/{reference}"));
         let resp = self.send(&op, &|| {
             self.http

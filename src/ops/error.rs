@@ -291,9 +291,15 @@ pub(crate) fn registry_hints(e: &crate::oci::client::RegistryError) -> Vec<Strin
         R::DigestMismatch { .. } => vec![
             "push the image again from the builder; nothing was switched".into(),
         ],
-        R::Status { code: Some(c), .. } if c == "MANIFEST_INVALID" || c == "UNSUPPORTED" => vec![
-            "the registry refused nodeforge's artifact media types: use a registry that stores OCI artifacts (OCI image-spec 1.1; distribution 2.8+, zot, Harbor 2.8+)".into(),
-        ],
+        R::Status { code: Some(c), what, .. }
+            if (c == "MANIFEST_INVALID" || c == "UNSUPPORTED")
+                && what.starts_with(crate::oci::client::STORING_MANIFEST) =>
+        {
+            vec!["the registry refused nodeforge's artifact media types: use a registry that stores OCI artifacts (OCI image-spec 1.1; distribution 2.8+, zot, Harbor 2.8+)".into()]
+        }
+        R::Status { code: Some(c), registry, .. } if c == "UNSUPPORTED" => vec![format!(
+            "{registry} takes no pushes to this repository (a pull-through cache, or a read-only registry): push to the registry it mirrors, or to one that accepts pushes"
+        )],
         R::Interrupted { .. } => vec![
             "run the same pull again: it resumes where it stopped (what arrived is kept in out/pulls/)".into(),
         ],

@@ -1804,3 +1804,35 @@ fn login_and_logout() {
         r#"{"credsStore": "desktop"}"#
     );
 }
+
+/// A real registry that refuses pushes: distribution as a pull-through cache (`proxy:` in its
+/// config) answers UNSUPPORTED to a blob upload. The error names the registry, repository and
+/// blob, and the hint says that it takes no pushes (not that it refused the media types, which
+/// is the hint for a manifest refused with MANIFEST_INVALID or UNSUPPORTED).
+#[test]
+fn a_registry_that_takes_no_pushes_says_so() {
+    let Some(upstream) = LocalRegistry::start() else {
+        return;
+    };
+    let cache = LocalRegistry::start_in(
+        tempfile::tempdir().unwrap(),
+        &format!("proxy:\n  remoteurl: http://{}\n", upstream.host()),
+    );
+    let ctx = built();
+    let host = cache.host();
+    let r = reg(
+        ctx.path(),
+        &cache,
+        &["push", &cache.repo("kubenet"), "--node", "worker1"],
+        &[],
+    )
+    .fails()
+    .stderr_has(&format!(
+        "registry {host} answered 405 to uploading blob sha256:"
+    ))
+    .stderr_has("in repository kubenet: UNSUPPORTED")
+    .stderr_has(&format!(
+        "hint: {host} takes no pushes to this repository (a pull-through cache"
+    ));
+    assert!(!r.stderr.contains("media types"), "{}", r.stderr);
+}
