@@ -225,6 +225,9 @@ pub struct Downloaded {
     /// Sources tried before `source` that sent other bytes than expected (a mirror serving a
     /// different file): worth a warning even though the download succeeded.
     pub mismatches: Vec<Mismatched>,
+    /// OCI mirrors tried before `source` that refused the artifact or lacked it (no login, a
+    /// wrong repository, a mirror not filled): the fleet's copy was bypassed, worth a warning.
+    pub registry_misses: Vec<Mismatched>,
     /// Bytes an earlier run had downloaded that this one continued from (0: none).
     pub resumed_from: u64,
 }
@@ -494,6 +497,15 @@ impl Fetcher {
             attempts: Vec::new(),
             resumed: 0,
         })?;
+        let registry_misses = failed
+            .iter()
+            .filter(|(_, e)| e.registry_error().is_some())
+            .map(|(source, e)| Mismatched {
+                mirror: self.mirror_of(source),
+                source: source.clone(),
+                what: e.to_string(),
+            })
+            .collect();
         let mismatches = failed
             .into_iter()
             .filter(|(_, e)| e.is_mismatch())
@@ -509,6 +521,7 @@ impl Fetcher {
             size,
             source,
             mismatches,
+            registry_misses,
             resumed_from,
         })
     }

@@ -362,6 +362,15 @@ fn fetch_one(store: &Store, fetcher: &Fetcher, entry: &LockEntry, bars: &Bars) -
                         got.source
                     )
                 })
+                .chain(got.registry_misses.iter().map(|m| {
+                    format!(
+                        "{}: {} could not give it ({}); fetched from {} instead",
+                        entry.label(),
+                        m.mirror.as_ref().map_or_else(|| "a mirror".to_string(), |mi| format!("mirror {mi}")),
+                        m.what,
+                        got.source
+                    )
+                }))
                 .collect();
             r
         }

@@ -1445,6 +1445,34 @@ fn a_protected_oci_mirror_is_read_with_the_registry_login() {
         .stderr_has(&format!(
             "hint: the mirror lacks this artifact: fill it with `nodeforge mirror push oci://{host}/nosuch --insecure-registry {host}`"
         ));
+    // With another mirror after it: the artifacts come from that one, and each says that the
+    // registry's copy was bypassed, and why.
+    let fixture = b.server.url();
+    let r = run_home(
+        b.path(),
+        &bhome,
+        &[
+            "fetch",
+            "--mirrors-only",
+            "--mirror",
+            &target,
+            "--mirror",
+            &fixture,
+            "--insecure-registry",
+            &host,
+            "--out",
+            "out-fallback",
+        ],
+        &[],
+    )
+    .ok();
+    assert!(
+        r.stderr.contains(&format!(
+            "could not give it (registry {host} refused reading the mirrored artifact sha256:{some_sha}"
+        )) && r.stderr.contains(&format!("fetched from {fixture}/")),
+        "{}",
+        r.stderr
+    );
     // Wrong credentials in the environment: said as such.
     fetch(
         &target,
