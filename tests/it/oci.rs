@@ -1216,6 +1216,38 @@ fn bearer_token_flow() {
         current_id(&ctx.path().join("out"), "worker1").as_str()
     );
 
+    // `login` against the token service: a token for the user and password, or a refusal.
+    let auth = host_tmp.path().join("auth.json");
+    let auth_s = auth.display().to_string();
+    let login_env = |password: &'static str| {
+        [
+            ("REGISTRY_AUTH_FILE", auth_s.clone()),
+            ("NODEFORGE_REGISTRY_PASSWORD", password.to_string()),
+        ]
+    };
+    let login_args = [
+        "login",
+        &registry.host(),
+        "--username",
+        "fleet",
+        "--insecure-registry",
+        &registry.host(),
+        "--json",
+    ];
+    let env = login_env("nope");
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    run_env(host_tmp.path(), &login_args, &env, None)
+        .fails()
+        .stderr_has("its token service refused the user name or password");
+    assert!(!auth.exists());
+    let env = login_env("s3cret");
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let r = run_env(host_tmp.path(), &login_args, &env, None)
+        .ok()
+        .json();
+    assert_eq!(r["verified"], true, "{r}");
+    assert!(auth.exists());
+
     // An identity token from a credential helper (user `<token>`): traded at the token service
     // with OAuth2's refresh-token grant, then used as any token.
     let host_tmp = fresh_host();
