@@ -729,8 +729,19 @@ impl Registry {
                         tries,
                     );
                     tries += 1;
+                    let what = match &e {
+                        RegistryError::Interrupted {
+                            registry,
+                            repository,
+                            digest,
+                            have,
+                            size,
+                            detail,
+                        } => format!("registry {registry}: the transfer of blob sha256:{digest} (repository {repository}) broke off after {have} of {size} bytes ({detail})"),
+                        other => other.to_string(),
+                    };
                     let msg = format!(
-                        "{e}; retrying in {:.1}s ({tries} of {}), from byte {have} of {size}",
+                        "{what}; retrying in {:.1}s ({tries} of {}), from byte {have}",
                         wait.as_secs_f64(),
                         self.retries
                     );
