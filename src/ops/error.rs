@@ -270,12 +270,12 @@ pub(crate) fn registry_hints(e: &crate::oci::client::RegistryError) -> Vec<Strin
         )],
         R::Connect { registry, .. } => vec![format!("check that {registry} is up and reachable")],
         R::Unauthorized { registry, with: None, .. } => vec![format!(
-            "log in with `docker login {registry}` or `podman login {registry}`, or set {} and {}",
+            "log in with `docker login {registry}`, `podman login {registry}` or `nodeforge login {registry}`, or set {} and {}",
             crate::oci::auth::ENV_USERNAME,
             crate::oci::auth::ENV_PASSWORD
         )],
         R::Unauthorized { registry, .. } => vec![format!(
-            "check the user name and password (log in again with `docker login {registry}`) and that the account may use this repository"
+            "check the user name and password (log in again with `docker login {registry}` or `nodeforge login {registry}`) and that the account may use this repository"
         )],
         R::BlobUnknown { registry, repository, tls, .. } => vec![format!(
             "the mirror lacks this artifact: fill it with `nodeforge mirror push oci://{registry}/{repository}{}` where the store has the lockfile's artifacts (after `nodeforge fetch`), or check that --mirror names the repository `mirror push` filled",

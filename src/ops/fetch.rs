@@ -108,7 +108,7 @@ impl ArtifactFailure {
                 "nothing was stored: a mirror or proxy served other bytes, or upstream replaced the file (then `nodeforge lock --update {}` and review the new sha256)",
                 self.component
             ),
-            FailureCause::Login => "log in to the mirror's registry as for push and pull (`docker login`, `podman login`, a credential helper, or NODEFORGE_REGISTRY_USERNAME and NODEFORGE_REGISTRY_PASSWORD)".to_string(),
+            FailureCause::Login => "log in to the mirror's registry as for push and pull (`docker login`, `podman login` or `nodeforge login`, a credential helper, or NODEFORGE_REGISTRY_USERNAME and NODEFORGE_REGISTRY_PASSWORD)".to_string(),
             FailureCause::NotFound => "check the component's version and URL in the manifest (`nodeforge components` lists every URL) and the mirrors given".to_string(),
             FailureCause::NotInStore => "run `nodeforge fetch` first".to_string(),
             FailureCause::NoSpace => "free space on that device, or pass --out DIR on a file system with room (the store holds every artifact once)".to_string(),
