@@ -25,7 +25,7 @@ use commands::{
     build, components, demo_mirror, diff, fetch, flatten, gc, list, lock, mirror, plan, rollback,
     show, verify,
 };
-use commands::{export, import, pull, push};
+use commands::{export, import, login, pull, push};
 use commands::{key, provenance, sbom, sign};
 
 #[derive(Debug, Parser)]
@@ -127,6 +127,12 @@ enum Command {
     Export(export::ExportArgs),
     /// Import node images from an OCI image layout, verified as `pull` verifies them.
     Import(import::ImportArgs),
+    /// Check a user name and password against a registry and keep them where push, pull and
+    /// oci:// mirrors find them ($REGISTRY_AUTH_FILE, else docker's config.json).
+    #[command(after_help = LOGIN_EXAMPLES)]
+    Login(login::LoginArgs),
+    /// Remove a registry's login from the file `login` writes.
+    Logout(login::LogoutArgs),
     // Supply chain (issue 15).
     /// Signing keys: `key generate PATH` writes a new Ed25519 key pair.
     Key(key::KeyArgs),
@@ -197,6 +203,11 @@ Examples:
   nodeforge rollback --group canary         every node of group `canary` of the manifest
   nodeforge build                           later: forward again to what the inputs build";
 
+const LOGIN_EXAMPLES: &str = "\
+Examples:
+  nodeforge login registry.example --username fleet --password-stdin < token.txt
+  nodeforge logout registry.example";
+
 const VERIFY_EXAMPLES: &str = "\
 Examples:
   nodeforge verify                          lockfile, store objects, images and layers
@@ -227,6 +238,10 @@ pub struct NetArgs {
     /// Use only the mirrors, never the upstream URLs.
     #[arg(long)]
     mirrors_only: bool,
+    /// Speak plain HTTP to this registry of an oci:// mirror (HOST or HOST:PORT; repeatable),
+    /// as push and pull do.
+    #[arg(long, value_name = "HOST")]
+    insecure_registry: Vec<String>,
     /// Seconds to wait for the next bytes of a response.
     #[arg(long, default_value_t = 30, value_name = "SECS")]
     timeout: u64,
@@ -253,6 +268,10 @@ impl NetArgs {
                     .map_err(|e| Error::Usage(format!("NODEFORGE_MIRROR: {e}")))?,
             );
         }
+        let mirrors: Vec<Mirror> = mirrors
+            .into_iter()
+            .map(|m| m.with_insecure(&self.insecure_registry))
+            .collect();
         if self.offline {
             for m in mirrors
                 .iter()
@@ -369,6 +388,8 @@ fn run(ctx: &Ctx, command: Command) -> Result<ExitCode, Error> {
         Command::Pull(a) => pull::exec(ctx, a),
         Command::Export(a) => export::exec(ctx, a),
         Command::Import(a) => import::exec(ctx, a),
+        Command::Login(a) => login::exec(ctx, a),
+        Command::Logout(a) => login::exec_logout(ctx, a),
         Command::Key(a) => key::exec(ctx, a),
         Command::Sign(a) => sign::exec(ctx, a),
         Command::Sbom(a) => sbom::exec(ctx, a),

@@ -89,6 +89,28 @@ impl fmt::Display for Mirror {
 }
 
 impl Mirror {
+    /// The mirror with plain HTTP for a registry named in `insecure` (`--insecure-registry
+    /// HOST[:PORT]`, or a host for all its ports), as `push` and `pull` treat them.
+    pub fn with_insecure(self, insecure: &[String]) -> Self {
+        match self {
+            Mirror::Oci { base, repository } => {
+                let base = match base.strip_prefix("https://") {
+                    Some(host) => {
+                        let bare = host.rsplit_once(':').map_or(host, |(h, _)| h);
+                        if insecure.iter().any(|i| i == host || i == bare) {
+                            format!("http://{host}")
+                        } else {
+                            base
+                        }
+                    }
+                    None => base,
+                };
+                Mirror::Oci { base, repository }
+            }
+            other => other,
+        }
+    }
+
     /// Where an OCI mirror serves the artifact with `sha256`: its blob.
     pub fn oci_blob_url(base: &str, repository: &str, sha256: &Sha256) -> String {
         format!("{base}/v2/{repository}/blobs/sha256:{sha256}")
@@ -100,11 +122,26 @@ impl Mirror {
 pub enum Source {
     Http(String),
     File(PathBuf),
+    /// A blob of an OCI mirror's repository, read with the registry's authentication.
+    Registry(Box<RegistryBlob>),
+}
+
+/// The blob of an OCI mirror that holds an artifact.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistryBlob {
+    /// The blob's URL (`https://REGISTRY/v2/REPOSITORY/blobs/sha256:…`).
+    pub url: String,
+    /// `host[:port]`.
+    pub registry: String,
+    pub repository: String,
+    pub sha256: Sha256,
+    /// Spoken to over plain HTTP (`oci+http://`, or `--insecure-registry`).
+    pub plain_http: bool,
 }
 
 impl Source {
     pub fn is_network(&self) -> bool {
-        matches!(self, Source::Http(_))
+        matches!(self, Source::Http(_) | Source::Registry(_))
     }
 }
 
@@ -113,6 +150,7 @@ impl fmt::Display for Source {
         match self {
             Source::Http(u) => f.write_str(u),
             Source::File(p) => write!(f, "file://{}", p.display()),
+            Source::Registry(b) => f.write_str(&b.url),
         }
     }
 }
@@ -154,7 +192,17 @@ pub fn sources(
                 Mirror::Dir(dir) => out.push(Source::File(dir.join(&rel))),
                 Mirror::Oci { base, repository } => {
                     if let Some(sha) = sha256 {
-                        out.push(Source::Http(Mirror::oci_blob_url(base, repository, sha)));
+                        let (registry, plain_http) = match base.strip_prefix("https://") {
+                            Some(h) => (h, false),
+                            None => (base.trim_start_matches("http://"), true),
+                        };
+                        out.push(Source::Registry(Box::new(RegistryBlob {
+                            url: Mirror::oci_blob_url(base, repository, sha),
+                            registry: registry.to_string(),
+                            repository: repository.clone(),
+                            sha256: *sha,
+                            plain_http,
+                        })));
                     }
                 }
             }
@@ -213,9 +261,13 @@ mod tests {
         let sha = Sha256::of(b"x");
         assert_eq!(
             sources(url, Some(&sha), std::slice::from_ref(&oci), false, true),
-            vec![Source::Http(format!(
-                "http://127.0.0.1:5000/v2/fleet/artifacts/blobs/sha256:{sha}"
-            ))]
+            vec![Source::Registry(Box::new(RegistryBlob {
+                url: format!("http://127.0.0.1:5000/v2/fleet/artifacts/blobs/sha256:{sha}"),
+                registry: "127.0.0.1:5000".into(),
+                repository: "fleet/artifacts".into(),
+                sha256: sha,
+                plain_http: true,
+            }))]
         );
         assert!(sources(url, None, &[oci], false, true).is_empty());
         assert!(Mirror::parse("oci://reg.example/a:tag").is_err());

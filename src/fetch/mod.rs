@@ -1,19 +1,23 @@
 //! Downloads: HTTP(S) and `file://`, through mirrors, with bounded retries and backoff, resume
 //! with `Range`/`If-Range`, timeouts, redirects, and the bytes streamed to a sink while they are
-//! hashed. Nothing here knows about lockfiles or the store: callers say what to expect.
+//! hashed. Nothing here knows about lockfiles or the store: callers say what to expect. An OCI
+//! mirror's blobs are read with the registry's authentication (`oci::client`: the credentials
+//! and challenge flow `push` and `pull` use), then downloaded here like any other source.
 
 mod mirror;
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use indicatif::ProgressBar;
 use reqwest::header;
 
-pub use mirror::{mirror_path, sources, Mirror, Source};
+pub use mirror::{mirror_path, sources, Mirror, RegistryBlob, Source};
 
 use crate::hash::{Blake3, DualHasher, Sha256};
 
@@ -83,12 +87,37 @@ pub enum AttemptError {
     TooLarge { limit: u64 },
     #[error("cannot write the download: {0}")]
     Local(#[source] std::io::Error),
+    /// An OCI mirror's registry refused the artifact, lacks it, or could not be asked.
+    #[error("{0}")]
+    Registry(Arc<crate::oci::client::RegistryError>),
 }
 
 impl AttemptError {
     /// The host could not be reached at all: a DNS failure or a refused or timed-out connection.
     pub fn is_unreachable(&self) -> bool {
-        matches!(self, AttemptError::Request(e) if e.is_connect())
+        match self {
+            AttemptError::Request(e) => e.is_connect(),
+            AttemptError::Registry(r) => matches!(
+                r.as_ref(),
+                crate::oci::client::RegistryError::Connect { source, .. } if source.is_connect()
+            ),
+            _ => false,
+        }
+    }
+
+    /// An OCI mirror's registry refused access (a login, or an account without access).
+    pub fn is_denied(&self) -> bool {
+        matches!(self, AttemptError::Registry(r)
+            if matches!(r.as_ref(), crate::oci::client::RegistryError::Unauthorized { .. }
+                | crate::oci::client::RegistryError::Credentials(_)))
+    }
+
+    /// The registry's error, for an OCI mirror's attempt.
+    pub fn registry_error(&self) -> Option<&crate::oci::client::RegistryError> {
+        match self {
+            AttemptError::Registry(r) => Some(r),
+            _ => None,
+        }
     }
 
     /// The source sent other bytes than expected (hash or size).
@@ -110,6 +139,7 @@ impl AttemptError {
             | AttemptError::Transport(_)
             | AttemptError::Truncated { .. } => true,
             AttemptError::Status(s) => *s >= 500 || *s == 429 || *s == 408,
+            AttemptError::Registry(r) => r.is_transient(),
             _ => false,
         }
     }
@@ -130,10 +160,13 @@ impl FetchError {
     /// Whether every source answered "not there" (as opposed to a broken download).
     pub fn is_not_found(&self) -> bool {
         !self.attempts.is_empty()
-            && self
-                .attempts
-                .iter()
-                .all(|(_, e)| matches!(e, AttemptError::NotFound(_) | AttemptError::NoFile))
+            && self.attempts.iter().all(|(_, e)| {
+                matches!(e, AttemptError::NotFound(_) | AttemptError::NoFile)
+                    || matches!(
+                        e.registry_error(),
+                        Some(crate::oci::client::RegistryError::BlobUnknown { .. })
+                    )
+            })
     }
 }
 
@@ -192,6 +225,9 @@ pub struct Downloaded {
     /// Sources tried before `source` that sent other bytes than expected (a mirror serving a
     /// different file): worth a warning even though the download succeeded.
     pub mismatches: Vec<Mismatched>,
+    /// OCI mirrors tried before `source` that refused the artifact or lacked it (no login, a
+    /// wrong repository, a mirror not filled): the fleet's copy was bypassed, worth a warning.
+    pub registry_misses: Vec<Mismatched>,
     /// Bytes an earlier run had downloaded that this one continued from (0: none).
     pub resumed_from: u64,
 }
@@ -294,7 +330,12 @@ impl Sink for MemSink {
 pub struct Fetcher {
     cfg: FetchConfig,
     client: reqwest::blocking::Client,
+    /// The registries of OCI mirrors, set up (credentials found) on first use.
+    registries: Mutex<BTreeMap<String, RegistryState>>,
 }
+
+type RegistryState =
+    Result<Arc<crate::oci::client::Registry>, Arc<crate::oci::client::RegistryError>>;
 
 /// The client could not be set up (TLS roots, for instance).
 #[derive(Debug, thiserror::Error)]
@@ -311,7 +352,11 @@ impl Fetcher {
             .redirect(reqwest::redirect::Policy::limited(10))
             .build()
             .map_err(ClientError)?;
-        Ok(Self { cfg, client })
+        Ok(Self {
+            cfg,
+            client,
+            registries: Mutex::new(BTreeMap::new()),
+        })
     }
 
     pub fn config(&self) -> &FetchConfig {
@@ -351,6 +396,7 @@ impl Fetcher {
                         }
                     }
                 }
+                Source::Registry(_) => {}
                 Source::Http(u) => {
                     if let Ok(resp) = self.client.head(u).send() {
                         if resp.status().is_success() {
@@ -451,6 +497,15 @@ impl Fetcher {
             attempts: Vec::new(),
             resumed: 0,
         })?;
+        let registry_misses = failed
+            .iter()
+            .filter(|(_, e)| e.registry_error().is_some())
+            .map(|(source, e)| Mismatched {
+                mirror: self.mirror_of(source),
+                source: source.clone(),
+                what: e.to_string(),
+            })
+            .collect();
         let mismatches = failed
             .into_iter()
             .filter(|(_, e)| e.is_mismatch())
@@ -466,6 +521,7 @@ impl Fetcher {
             size,
             source,
             mismatches,
+            registry_misses,
             resumed_from,
         })
     }
@@ -478,8 +534,8 @@ impl Fetcher {
             .find(|m| match (m, source) {
                 (Mirror::Http(base), Source::Http(u)) => u.starts_with(&format!("{base}/")),
                 (Mirror::Dir(dir), Source::File(p)) => p.starts_with(dir),
-                (Mirror::Oci { base, repository }, Source::Http(u)) => {
-                    u.starts_with(&format!("{base}/v2/{repository}/blobs/"))
+                (Mirror::Oci { base, repository }, Source::Registry(b)) => {
+                    b.url.starts_with(&format!("{base}/v2/{repository}/blobs/"))
                 }
                 _ => false,
             })
@@ -519,7 +575,10 @@ impl Fetcher {
             let outcome = loop {
                 let r = match &source {
                     Source::Http(u) => {
-                        self.http_transfer(u, sink, expect, &mut validator, &mut trust)
+                        self.http_transfer(u, None, sink, expect, &mut validator, &mut trust)
+                    }
+                    Source::Registry(b) => {
+                        self.registry_transfer(b, sink, expect, &mut validator, &mut trust)
                     }
                     Source::File(p) => file_transfer(p, sink, expect),
                 };
@@ -551,11 +610,80 @@ impl Fetcher {
         })
     }
 
-    /// One HTTP request, resuming after the bytes the sink already holds when the server can
-    /// prove (206 at the right offset, same validator) that it is the same file.
+    /// The registry of an OCI mirror's blob, set up once per run (its credentials found as
+    /// `push` and `pull` find them).
+    fn registry(
+        &self,
+        b: &RegistryBlob,
+    ) -> Result<Arc<crate::oci::client::Registry>, AttemptError> {
+        use crate::oci::client::{ClientOptions, Registry};
+        let mut map = self
+            .registries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let state = map.entry(b.registry.clone()).or_insert_with(|| {
+            let opts = ClientOptions {
+                insecure: if b.plain_http {
+                    vec![b.registry.clone()]
+                } else {
+                    Vec::new()
+                },
+                connect_timeout: self.cfg.connect_timeout,
+                read_timeout: self.cfg.read_timeout,
+                ..ClientOptions::default()
+            };
+            Registry::new(&b.registry, &opts)
+                .map(Arc::new)
+                .map_err(Arc::new)
+        });
+        state.clone().map_err(AttemptError::Registry)
+    }
+
+    /// An OCI mirror's blob: the registry is asked (HEAD, answering its challenge with the
+    /// credentials found) whether it has the blob and for the authorization to read it; then
+    /// the download is an HTTP transfer like any other, resumed the same way.
+    fn registry_transfer<S: Sink>(
+        &self,
+        b: &RegistryBlob,
+        sink: &mut S,
+        expect: &Expect,
+        validator: &mut Option<String>,
+        trust: &mut bool,
+    ) -> Result<(), AttemptError> {
+        let registry = self.registry(b)?;
+        let access = registry
+            .blob_access(
+                &b.repository,
+                &b.sha256,
+                &format!("reading the mirrored artifact sha256:{}", b.sha256),
+            )
+            .map_err(|e| AttemptError::Registry(Arc::new(e)))?;
+        let r = self.http_transfer(
+            access.url.as_str(),
+            access.authorization.as_deref(),
+            sink,
+            expect,
+            validator,
+            trust,
+        );
+        if matches!(r, Err(AttemptError::Status(401))) {
+            // The token expired between the HEAD and the GET: a new one on the next try.
+            registry.forget_authorization(&b.repository);
+            return Err(AttemptError::Transport(format!(
+                "registry {} refused the authorization it had just given (an expired token?)",
+                b.registry
+            )));
+        }
+        r
+    }
+
+    /// One HTTP request (with `authorization` as its `Authorization` header, when given),
+    /// resuming after the bytes the sink already holds when the server can prove (206 at the
+    /// right offset, same validator) that it is the same file.
     fn http_transfer<S: Sink>(
         &self,
         url: &str,
+        authorization: Option<&str>,
         sink: &mut S,
         expect: &Expect,
         validator: &mut Option<String>,
@@ -563,6 +691,9 @@ impl Fetcher {
     ) -> Result<(), AttemptError> {
         let offset = sink.len();
         let mut req = self.client.get(url);
+        if let Some(a) = authorization {
+            req = req.header(header::AUTHORIZATION, a);
+        }
         let resuming = offset > 0 && (validator.is_some() || *trust);
         if resuming {
             req = req.header(header::RANGE, format!("bytes={offset}-"));
@@ -758,7 +889,7 @@ fn file_transfer<S: Sink>(
 }
 
 /// Exponential backoff with a jitter derived from the URL (no clock, no RNG: reproducible).
-fn backoff(url: &str, attempt: u32) -> Duration {
+pub(crate) fn backoff(url: &str, attempt: u32) -> Duration {
     let base = 250u64.saturating_mul(1 << attempt.min(4));
     let jitter = u64::from(blake3::hash(format!("{url}#{attempt}").as_bytes()).as_bytes()[0]);
     Duration::from_millis(base.min(4000) + jitter)

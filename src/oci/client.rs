@@ -10,14 +10,14 @@
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use reqwest::blocking::{Client, RequestBuilder, Response};
 use reqwest::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, LOCATION, WWW_AUTHENTICATE};
 use reqwest::{StatusCode, Url};
 
-use super::auth::{self, Challenge, Credentials};
+use super::auth::{self, Challenge, Credentials, CredentialsError};
 use super::{MANIFEST_MEDIA_TYPE, MAX_MANIFEST_BYTES};
 use crate::hash::Sha256;
 
@@ -29,6 +29,12 @@ pub struct ClientOptions {
     pub connect_timeout: Duration,
     /// The longest wait for the next bytes of a response.
     pub read_timeout: Duration,
+    /// Retries of a blob download that broke off (or found the registry unreachable or
+    /// answering 5xx) in this run, each resuming from the bytes received, after the backoff
+    /// `fetch` uses.
+    pub retries: u32,
+    /// Told of each retry, in a sentence (the CLI prints it on stderr).
+    pub notes: Notes,
 }
 
 impl Default for ClientOptions {
@@ -37,7 +43,38 @@ impl Default for ClientOptions {
             insecure: Vec::new(),
             connect_timeout: Duration::from_secs(10),
             read_timeout: Duration::from_secs(60),
+            retries: crate::fetch::FetchConfig::default().retries,
+            notes: Notes::default(),
         }
+    }
+}
+
+/// Where the client says what it does about a transfer that went wrong (a retry): nowhere by
+/// default.
+#[derive(Clone, Default)]
+pub struct Notes(Option<Arc<NoteFn>>);
+
+type NoteFn = dyn Fn(&str) + Send + Sync;
+
+impl Notes {
+    pub fn new(f: impl Fn(&str) + Send + Sync + 'static) -> Self {
+        Self(Some(Arc::new(f)))
+    }
+
+    fn say(&self, message: &str) {
+        if let Some(f) = &self.0 {
+            f(message);
+        }
+    }
+}
+
+impl std::fmt::Debug for Notes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Notes(..)"
+        } else {
+            "Notes(none)"
+        })
     }
 }
 
@@ -55,7 +92,7 @@ pub enum RegistryError {
         #[source]
         source: reqwest::Error,
     },
-    #[error("registry {registry} refused {what} in repository {repository}: {detail}{}", with.as_ref().map(|s| format!(" (credentials from {s})")).unwrap_or_else(|| " (no credentials were sent)".to_string()))]
+    #[error("registry {registry} refused {what}{}: {detail}{}", if repository.is_empty() { String::new() } else { format!(" in repository {repository}") }, with.as_ref().map(|s| format!(" (credentials from {s})")).unwrap_or_else(|| " (no credentials were sent)".to_string()))]
     Unauthorized {
         registry: String,
         repository: String,
@@ -63,6 +100,14 @@ pub enum RegistryError {
         detail: String,
         /// Where the credentials sent came from, if any were.
         with: Option<String>,
+    },
+    #[error("registry {registry} has no blob sha256:{digest} in repository {repository}")]
+    BlobUnknown {
+        registry: String,
+        repository: String,
+        digest: String,
+        /// Spoken to over HTTPS (else a command to fill it needs --insecure-registry).
+        tls: bool,
     },
     #[error("registry {registry} has no manifest `{reference}` in repository {repository}")]
     ManifestUnknown {
@@ -99,11 +144,14 @@ pub enum RegistryError {
     },
     #[error("`{0}` is not a registry address (HOST or HOST:PORT)")]
     BadAddress(String),
-    #[error("{0}")]
-    Credentials(String),
+    #[error(transparent)]
+    Credentials(#[from] CredentialsError),
     #[error(transparent)]
     Fs(#[from] crate::fsutil::FsError),
 }
+
+/// How an error names the upload of a manifest (hints tell it from a blob's).
+pub const STORING_MANIFEST: &str = "storing manifest";
 
 /// What to call a transfer in a message, and its repository.
 struct Op<'a> {
@@ -122,6 +170,8 @@ pub struct Registry {
     http: Client,
     creds: Option<Credentials>,
     read_timeout: Duration,
+    retries: u32,
+    notes: Notes,
     /// The `Authorization` header per scope set, once obtained.
     auth: Mutex<BTreeMap<String, String>>,
 }
@@ -145,7 +195,18 @@ pub struct Transfer {
 }
 
 impl Registry {
+    /// The registry at `host`, with the credentials found for it (`auth`).
     pub fn new(host: &str, opts: &ClientOptions) -> Result<Self, RegistryError> {
+        let creds = auth::credentials_for(host)?;
+        Self::with_credentials(host, opts, creds)
+    }
+
+    /// The registry at `host`, with the credentials given (none: anonymous).
+    pub fn with_credentials(
+        host: &str,
+        opts: &ClientOptions,
+        creds: Option<Credentials>,
+    ) -> Result<Self, RegistryError> {
         let bare = host.rsplit_once(':').map_or(host, |(h, _)| h);
         let tls = !opts.insecure.iter().any(|i| i == host || i == bare);
         let scheme = if tls { "https" } else { "http" };
@@ -168,8 +229,10 @@ impl Registry {
             base,
             tls,
             http,
-            creds: auth::credentials_for(host).map_err(RegistryError::Credentials)?,
+            creds,
             read_timeout: opts.read_timeout,
+            retries: opts.retries,
+            notes: opts.notes.clone(),
             auth: Mutex::new(BTreeMap::new()),
         })
     }
@@ -228,6 +291,12 @@ impl Registry {
                     .into(),
             )),
             Some(Challenge::Basic) => match (&self.creds, &known) {
+                (Some(c), _) if c.identity_token => {
+                    return Err(self.unauthorized(
+                        op,
+                        "it asks for a user name and password (HTTP basic), and the credentials are an identity token, which only the bearer-token flow takes".into(),
+                    ))
+                }
                 (Some(c), None) => c.basic_header(),
                 (Some(_), Some(_)) => {
                     return Err(self.unauthorized(op, "the user name or password is wrong".into()))
@@ -278,10 +347,32 @@ impl Registry {
                 q.append_pair("scope", s);
             }
         }
-        let mut req = self.http.get(url);
-        if let Some(c) = &self.creds {
-            req = req.header(AUTHORIZATION, c.basic_header());
-        }
+        let req = match &self.creds {
+            // An identity token is traded with OAuth2's refresh-token grant (the distribution
+            // spec's token authentication, `POST` to the realm).
+            Some(c) if c.identity_token => {
+                let mut form = url.clone();
+                form.set_query(None);
+                {
+                    let mut q = form.query_pairs_mut();
+                    q.append_pair("grant_type", "refresh_token")
+                        .append_pair("refresh_token", &c.password)
+                        .append_pair("client_id", "nodeforge")
+                        .append_pair("scope", &op.scopes.join(" "));
+                    if let Some(s) = service {
+                        q.append_pair("service", s);
+                    }
+                }
+                let body = form.query().unwrap_or_default().to_string();
+                url.set_query(None);
+                self.http
+                    .post(url)
+                    .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+                    .body(body)
+            }
+            Some(c) => self.http.get(url).header(AUTHORIZATION, c.basic_header()),
+            None => self.http.get(url),
+        };
         let resp = req
             .send()
             .map_err(|e| self.connect_error("asking its token service for a token", e))?;
@@ -348,6 +439,23 @@ impl Registry {
             code,
             detail,
         }
+    }
+
+    /// Check the credentials as `docker login` does: `GET /v2/`, answering the registry's
+    /// challenge (basic, or a token from its token service). True when the registry asked for
+    /// them and took them; false when it asks for no login at all.
+    pub fn check_login(&self) -> Result<bool, RegistryError> {
+        let op = Op {
+            repository: "",
+            what: "the login".to_string(),
+            scopes: Vec::new(),
+        };
+        let url = self.url("/v2/");
+        let resp = self.send(&op, &|| self.http.get(url.clone()))?;
+        if !resp.status().is_success() {
+            return Err(self.status_error(&op, resp));
+        }
+        Ok(self.auth.lock().map(|m| !m.is_empty()).unwrap_or(false))
     }
 
     fn pull_op(repository: &str, what: String) -> Op<'_> {
@@ -457,7 +565,7 @@ impl Registry {
         reference: &str,
         bytes: &[u8],
     ) -> Result<(), RegistryError> {
-        let op = Self::push_op(repository, format!("storing manifest `{reference}`"));
+        let op = Self::push_op(repository, format!("{STORING_MANIFEST} `{reference}`"));
         let url = self.url(&format!("/v2/{repository}/manifests/{reference}"));
         let resp = self.send(&op, &|| {
             self.http
@@ -542,9 +650,52 @@ impl Registry {
         }
     }
 
+    /// What another HTTP client needs to download blob `digest` of the repository: its URL and
+    /// the `Authorization` header the registry wants for it (none for an anonymous registry),
+    /// once a `HEAD` (answering the registry's challenge) found the blob there. `what` names
+    /// the download in messages.
+    pub fn blob_access(
+        &self,
+        repository: &str,
+        digest: &Sha256,
+        what: &str,
+    ) -> Result<BlobAccess, RegistryError> {
+        let op = Self::pull_op(repository, what.to_string());
+        let url = self.url(&format!("/v2/{repository}/blobs/sha256:{digest}"));
+        let resp = self.send(&op, &|| self.http.head(url.clone()))?;
+        match resp.status() {
+            s if s.is_success() => Ok(BlobAccess {
+                url,
+                authorization: self
+                    .auth
+                    .lock()
+                    .ok()
+                    .and_then(|m| m.get(&op.scopes.join(" ")).cloned()),
+            }),
+            StatusCode::NOT_FOUND => Err(RegistryError::BlobUnknown {
+                registry: self.host.clone(),
+                repository: repository.to_string(),
+                digest: digest.to_hex(),
+                tls: self.tls,
+            }),
+            _ => Err(self.status_error(&op, resp)),
+        }
+    }
+
+    /// Forget the authorization obtained for pulling from `repository` (a token that expired):
+    /// the next request answers the registry's challenge again.
+    pub fn forget_authorization(&self, repository: &str) {
+        let op = Self::pull_op(repository, String::new());
+        if let Ok(mut m) = self.auth.lock() {
+            m.remove(&op.scopes.join(" "));
+        }
+    }
+
     /// Download blob `digest` of `size` bytes into `partial`, resuming from what it holds
     /// (`Range`); when complete, the file is checked against the digest (and removed if it does
-    /// not match). `bar` counts the bytes as they come.
+    /// not match). A transfer that breaks off, or a registry unreachable or answering 5xx, is
+    /// tried again up to the client's retries, after `fetch`'s backoff, each time resuming from
+    /// the bytes received, and said through the client's notes. `bar` counts the bytes.
     pub fn download_blob(
         &self,
         repository: &str,
@@ -552,6 +703,79 @@ impl Registry {
         size: u64,
         partial: &Path,
         bar: &indicatif::ProgressBar,
+    ) -> Result<Transfer, RegistryError> {
+        // Bytes an earlier run left, which the first attempt resumes.
+        let initial = std::fs::metadata(partial).map_or(0, |m| m.len()).min(size);
+        let mut resumed_from: Option<u64> = None;
+        let mut received = 0u64;
+        let mut tries = 0u32;
+        loop {
+            let r = self.download_once(repository, digest, size, partial, bar, &mut received);
+            let first = *resumed_from.get_or_insert(match &r {
+                Ok(t) => t.resumed_from,
+                Err(_) => initial,
+            });
+            match r {
+                Ok(_) => {
+                    return Ok(Transfer {
+                        received,
+                        resumed_from: first,
+                    })
+                }
+                Err(e) if e.is_transient() && tries < self.retries => {
+                    let have = std::fs::metadata(partial).map_or(0, |m| m.len()).min(size);
+                    let wait = crate::fetch::backoff(
+                        &format!("{}/{repository}@{digest}", self.host),
+                        tries,
+                    );
+                    tries += 1;
+                    let what = match &e {
+                        RegistryError::Interrupted {
+                            registry,
+                            repository,
+                            digest,
+                            have,
+                            size,
+                            detail,
+                        } => format!("registry {registry}: the transfer of blob sha256:{digest} (repository {repository}) broke off after {have} of {size} bytes ({detail})"),
+                        other => other.to_string(),
+                    };
+                    let msg = format!(
+                        "{what}; retrying in {:.1}s ({tries} of {}), from byte {have}",
+                        wait.as_secs_f64(),
+                        self.retries
+                    );
+                    bar.suspend(|| self.notes.say(&msg));
+                    std::thread::sleep(wait);
+                }
+                Err(e) => {
+                    // Out of retries with bytes kept: say that the next run resumes them.
+                    let have = std::fs::metadata(partial).map_or(0, |m| m.len());
+                    if tries > 0 && e.is_transient() && have > 0 && have < size {
+                        return Err(RegistryError::Interrupted {
+                            registry: self.host.clone(),
+                            repository: repository.to_string(),
+                            digest: digest.to_hex(),
+                            have,
+                            size,
+                            detail: format!("{e}, after {tries} retries"),
+                        });
+                    }
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    /// One attempt of [`Registry::download_blob`]; `received` counts the bytes it wrote.
+    fn download_once(
+        &self,
+        repository: &str,
+        digest: &Sha256,
+        size: u64,
+        partial: &Path,
+        bar: &indicatif::ProgressBar,
+        received: &mut u64,
     ) -> Result<Transfer, RegistryError> {
         use crate::fsutil::IoContext;
         let op = Self::pull_op(repository, format!("downloading blob sha256:{digest}"));
@@ -592,13 +816,14 @@ impl Registry {
                 }
                 _ => return Err(self.status_error(&op, resp)),
             }
-            bar.inc(have);
+            bar.set_position(have);
             let mut body = resp.take(size - have + 1);
             let mut buf = vec![0u8; 1 << 20];
             loop {
                 let n = match body.read(&mut buf) {
                     Ok(0) => break,
                     Ok(n) => n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                     Err(e) => {
                         // Keep what arrived for the next attempt.
                         let _ = file.sync_data();
@@ -614,6 +839,7 @@ impl Registry {
                 };
                 file.write_all(&buf[..n]).at("cannot write", partial)?;
                 transfer.received += n as u64;
+                *received += n as u64;
                 bar.inc(n as u64);
             }
             file.sync_data().at("cannot sync", partial)?;
@@ -752,6 +978,29 @@ impl Registry {
             return Err(self.status_error(&op, resp));
         }
         Ok(true)
+    }
+}
+
+/// How to download a blob with another HTTP client ([`Registry::blob_access`]).
+#[derive(Debug, Clone)]
+pub struct BlobAccess {
+    pub url: Url,
+    /// The `Authorization` header to send, if the registry wants one.
+    pub authorization: Option<String>,
+}
+
+impl RegistryError {
+    /// Worth trying again after a pause: the transfer broke off short of the blob's size, the
+    /// registry could not be reached, or it answered 5xx, 429 or 408.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            RegistryError::Interrupted { have, size, .. } => have < size,
+            RegistryError::Connect { source, .. } => !source.is_builder() && !source.is_redirect(),
+            RegistryError::Status { status, .. } => {
+                *status >= 500 || *status == 429 || *status == 408
+            }
+            _ => false,
+        }
     }
 }
 

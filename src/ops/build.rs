@@ -200,6 +200,7 @@ fn binaries_for(
                     url: String::new(),
                     cause: FailureCause::NotInStore,
                     message,
+                    hint: None,
                 }],
             };
             let Some(entry) = checked.lock.entry(&c.name, &c.version, arch) else {
@@ -230,6 +231,7 @@ fn binaries_for(
                     url: entry.url.clone(),
                     cause: FailureCause::NotInStore,
                     message: format!("{} is not in the store", entry.label()),
+                    hint: None,
                 }],
             })?;
             let label = entry.label();

@@ -274,7 +274,7 @@ impl Error {
 }
 
 /// What to do about a registry's answer.
-fn registry_hints(e: &crate::oci::client::RegistryError) -> Vec<String> {
+pub(crate) fn registry_hints(e: &crate::oci::client::RegistryError) -> Vec<String> {
     use crate::oci::client::RegistryError as R;
     match e {
         R::Connect { registry, tls: true, .. } => vec![format!(
@@ -282,12 +282,20 @@ fn registry_hints(e: &crate::oci::client::RegistryError) -> Vec<String> {
         )],
         R::Connect { registry, .. } => vec![format!("check that {registry} is up and reachable")],
         R::Unauthorized { registry, with: None, .. } => vec![format!(
-            "log in with `docker login {registry}` or `podman login {registry}`, or set {} and {}",
+            "log in with `docker login {registry}`, `podman login {registry}` or `nodeforge login {registry}`, or set {} and {}",
             crate::oci::auth::ENV_USERNAME,
             crate::oci::auth::ENV_PASSWORD
         )],
         R::Unauthorized { registry, .. } => vec![format!(
-            "check the user name and password (log in again with `docker login {registry}`) and that the account may use this repository"
+            "check the user name and password (log in again with `docker login {registry}` or `nodeforge login {registry}`) and that the account may use this repository"
+        )],
+        R::BlobUnknown { registry, repository, tls, .. } => vec![format!(
+            "the mirror lacks this artifact: fill it with `nodeforge mirror push oci://{registry}/{repository}{}` where the store has the lockfile's artifacts (after `nodeforge fetch`), or check that --mirror names the repository `mirror push` filled",
+            if *tls { String::new() } else { format!(" --insecure-registry {registry}") }
+        )],
+        R::Credentials(crate::oci::auth::CredentialsError::Helper { helper, registry, key, file, .. }) => vec![format!(
+            "install docker-credential-{helper} in $PATH or repair it (try `echo {} | docker-credential-{helper} get`), or remove `{key}` from {file}",
+            crate::oci::auth::server_address(registry)
         )],
         R::ManifestUnknown { .. } => vec![
             "check the repository and the tag: nodeforge push tags each node's image with the node's name, <node>-gen<N> and the image id".into(),
@@ -295,9 +303,15 @@ fn registry_hints(e: &crate::oci::client::RegistryError) -> Vec<String> {
         R::DigestMismatch { .. } => vec![
             "push the image again from the builder; nothing was switched".into(),
         ],
-        R::Status { code: Some(c), .. } if c == "MANIFEST_INVALID" || c == "UNSUPPORTED" => vec![
-            "the registry refused nodeforge's artifact media types: use a registry that stores OCI artifacts (OCI image-spec 1.1; distribution 2.8+, zot, Harbor 2.8+)".into(),
-        ],
+        R::Status { code: Some(c), what, .. }
+            if (c == "MANIFEST_INVALID" || c == "UNSUPPORTED")
+                && what.starts_with(crate::oci::client::STORING_MANIFEST) =>
+        {
+            vec!["the registry refused nodeforge's artifact media types: use a registry that stores OCI artifacts (OCI image-spec 1.1; distribution 2.8+, zot, Harbor 2.8+)".into()]
+        }
+        R::Status { code: Some(c), registry, .. } if c == "UNSUPPORTED" => vec![format!(
+            "{registry} takes no pushes to this repository (a pull-through cache, or a read-only registry): push to the registry it mirrors, or to one that accepts pushes"
+        )],
         R::Interrupted { .. } => vec![
             "run the same pull again: it resumes where it stopped (what arrived is kept in out/pulls/)".into(),
         ],

@@ -54,6 +54,9 @@ pub enum FailureCause {
     Unresolved,
     /// No source could be reached (DNS, connection).
     Unreachable,
+    /// An OCI mirror's registry refused access (no login, wrong credentials, no access to the
+    /// repository, or a credential helper that failed).
+    Login,
     /// Offline, and no `file://` mirror holds it.
     Offline,
     /// A source sent other bytes than the lockfile pins.
@@ -75,6 +78,9 @@ pub struct ArtifactFailure {
     pub cause: FailureCause,
     /// The whole sentence, starting with the label.
     pub message: String,
+    /// What to do, when the failure says more than its cause (an OCI mirror's registry).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
 }
 
 impl ArtifactFailure {
@@ -88,6 +94,9 @@ impl ArtifactFailure {
 
     /// What to do about it.
     pub fn hint(&self) -> Option<String> {
+        if let Some(h) = &self.hint {
+            return Some(h.clone());
+        }
         Some(match self.cause {
             FailureCause::Unresolved => format!(
                 "run `nodeforge lock --update {}` where upstream is reachable, then commit the lockfile",
@@ -99,6 +108,7 @@ impl ArtifactFailure {
                 "nothing was stored: a mirror or proxy served other bytes, or upstream replaced the file (then `nodeforge lock --update {}` and review the new sha256)",
                 self.component
             ),
+            FailureCause::Login => "log in to the mirror's registry as for push and pull (`docker login`, `podman login` or `nodeforge login`, a credential helper, or NODEFORGE_REGISTRY_USERNAME and NODEFORGE_REGISTRY_PASSWORD)".to_string(),
             FailureCause::NotFound => "check the component's version and URL in the manifest (`nodeforge components` lists every URL) and the mirrors given".to_string(),
             FailureCause::NotInStore => "run `nodeforge fetch` first".to_string(),
             FailureCause::NoSpace => "free space on that device, or pass --out DIR on a file system with room (the store holds every artifact once)".to_string(),
@@ -122,6 +132,9 @@ pub struct FetchedArtifact {
     pub error: Option<String>,
     /// Why it failed, when it did.
     pub cause: Option<FailureCause>,
+    /// What to do about it, when the failure says more than its cause (an OCI mirror's
+    /// registry refused it or lacks it).
+    pub hint: Option<String>,
     /// Sources (mirrors) that served other bytes than the lockfile pins, even when another
     /// source then gave the right ones.
     pub warnings: Vec<String>,
@@ -180,6 +193,7 @@ pub(crate) fn failure_list<'a>(
                 component: a.component.clone(),
                 url: a.url.clone(),
                 cause: a.cause.unwrap_or(FailureCause::Other),
+                hint: a.hint.clone(),
             }
         })
         .collect();
@@ -200,6 +214,7 @@ fn report_of(e: &LockEntry, status: ArtifactStatus) -> FetchedArtifact {
         source: None,
         error: None,
         cause: None,
+        hint: None,
         warnings: Vec::new(),
         resumed_from: 0,
     }
@@ -214,6 +229,8 @@ fn cause_of(e: &FetchError) -> FailureCause {
         FailureCause::Mismatch
     } else if e.attempts.is_empty() && e.offline {
         FailureCause::Offline
+    } else if attempts().any(crate::fetch::AttemptError::is_denied) {
+        FailureCause::Login
     } else if attempts().any(crate::fetch::AttemptError::is_unreachable) {
         FailureCause::Unreachable
     } else if e.is_not_found() {
@@ -295,7 +312,17 @@ fn fetch_one(store: &Store, fetcher: &Fetcher, entry: &LockEntry, bars: &Bars) -
                 ),
             )
         }
-        Err(e) => return fail_as(cause_of(&e), format!("{}: {e}", entry.label())),
+        Err(e) => {
+            let mut r = fail_as(cause_of(&e), format!("{}: {e}", entry.label()));
+            // An OCI mirror's registry says best what to do (log in, fill the mirror).
+            r.hint = e
+                .attempts
+                .iter()
+                .filter_map(|(_, a)| a.registry_error())
+                .flat_map(super::error::registry_hints)
+                .next();
+            return r;
+        }
     };
     // The shared store never holds a private key, whatever a server sends.
     if matches!(
@@ -335,6 +362,15 @@ fn fetch_one(store: &Store, fetcher: &Fetcher, entry: &LockEntry, bars: &Bars) -
                         got.source
                     )
                 })
+                .chain(got.registry_misses.iter().map(|m| {
+                    format!(
+                        "{}: {} could not give it ({}); fetched from {} instead",
+                        entry.label(),
+                        m.mirror.as_ref().map_or_else(|| "a mirror".to_string(), |mi| format!("mirror {mi}")),
+                        m.what,
+                        got.source
+                    )
+                }))
                 .collect();
             r
         }

@@ -77,6 +77,7 @@ pub fn export_mirror(
             url: e.url.clone(),
             cause,
             message: format!("{} {what}", e.label()),
+            hint: None,
         };
         let Some(sha) = e.sha256() else {
             missing.push(failure(

@@ -79,6 +79,7 @@ pub fn mirror_push(opts: &MirrorPushOptions) -> Result<MirrorPushReport, Error> 
                 url: e.url.clone(),
                 cause: FailureCause::NotInStore,
                 message: format!("{} is not in the store", e.label()),
+                hint: None,
             });
             continue;
         };

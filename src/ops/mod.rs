@@ -19,6 +19,8 @@ mod verify;
 // OCI registries and layouts.
 mod export;
 mod import;
+mod login;
+mod logout;
 mod mirror_push;
 mod pull;
 mod push;
@@ -56,6 +58,8 @@ pub use plan::{plan, NodeChange, PlanOptions, PlanReport, PlanStep, StepKind, Ve
 // OCI registries and layouts.
 pub use export::{export, ExportOptions, LayoutExportReport};
 pub use import::{import, ImportOptions, ImportReport};
+pub use login::{login, LoginOptions, LoginReport};
+pub use logout::{logout, LogoutReport};
 pub use mirror_push::{mirror_push, MirrorPushOptions, MirrorPushReport};
 pub use pull::{pull, PullOptions, PullReport};
 pub use push::{push, BlobReport, BlobStatus, NodePush, PushOptions, PushReport};

@@ -186,8 +186,28 @@ fn every_command_prints_the_documented_envelope() {
                 .run(&["mirror", "push", &format!("oci+http://{repo}"), "--json"])
                 .ok();
             check(&docs, &r, "mirror-push-report", &mut seen);
+            let auth = p("auth.json");
+            let env = [
+                ("REGISTRY_AUTH_FILE", auth.as_str()),
+                ("NODEFORGE_REGISTRY_PASSWORD", "pw"),
+            ];
+            let login = [
+                "login",
+                &host,
+                "--username",
+                "u",
+                "--insecure-registry",
+                &host,
+                "--json",
+            ];
+            let r = crate::run_env(ctx.path(), &login, &env, None).ok();
+            check(&docs, &r, "login-report", &mut seen);
+            let r = crate::run_env(ctx.path(), &["logout", &host, "--json"], &env, None).ok();
+            check(&docs, &r, "logout-report", &mut seen);
         }
         None => {
+            seen.insert("login-report".to_string());
+            seen.insert("logout-report".to_string());
             seen.insert("push-report".to_string());
             seen.insert("pull-report".to_string());
             seen.insert("mirror-push-report".to_string());

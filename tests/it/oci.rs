@@ -522,6 +522,16 @@ struct CuttingProxy {
 
 impl CuttingProxy {
     fn start(to: u16, budget: u64) -> Self {
+        Self::start_with(to, budget, false)
+    }
+
+    /// Cut the one connection that exhausts `budget`, then pass everything: a connection that
+    /// drops once in the middle of a transfer.
+    fn start_once(to: u16, budget: u64) -> Self {
+        Self::start_with(to, budget, true)
+    }
+
+    fn start_with(to: u16, budget: u64, once: bool) -> Self {
         use std::io::{Read, Write};
         use std::sync::atomic::{AtomicU64, Ordering};
         use std::sync::Arc;
@@ -555,6 +565,9 @@ impl CuttingProxy {
                             .unwrap();
                         let pass = usize::try_from(allowed.min(n as u64)).unwrap();
                         if client.write_all(&buf[..pass]).is_err() || pass < n {
+                            if once {
+                                left.store(u64::MAX, Ordering::SeqCst);
+                            }
                             break;
                         }
                     }
@@ -1126,10 +1139,16 @@ fn bearer_token_flow() {
             let mut reader = std::io::BufReader::new(conn.try_clone().unwrap());
             let mut request = String::new();
             let mut auth = String::new();
+            let mut length = 0usize;
             let mut line = String::new();
             while reader.read_line(&mut line).is_ok_and(|n| n > 0) {
                 if request.is_empty() {
                     request = line.trim().to_string();
+                }
+                if let Some((k, v)) = line.split_once(':') {
+                    if k.eq_ignore_ascii_case("content-length") {
+                        length = v.trim().parse().unwrap_or(0);
+                    }
                 }
                 if let Some(v) = line
                     .strip_prefix("authorization: ")
@@ -1142,8 +1161,20 @@ fn bearer_token_flow() {
                 }
                 line.clear();
             }
-            asked_by_server.lock().unwrap().push(request);
-            let (status, body) = if auth == want {
+            // OAuth2's refresh-token grant: a form in the body of a POST.
+            let mut form = vec![0u8; length];
+            let _ = std::io::Read::read_exact(&mut reader, &mut form);
+            let form = String::from_utf8_lossy(&form).into_owned();
+            let refresh = request.starts_with("POST ")
+                && form.split('&').any(|p| p == "grant_type=refresh_token")
+                && form.split('&').any(|p| p == "refresh_token=idtok-fleet");
+            asked_by_server
+                .lock()
+                .unwrap()
+                .push(format!("{request} {form}"));
+            let (status, body) = if refresh {
+                ("200 OK", format!("{{\"access_token\": \"{token}\"}}"))
+            } else if auth == want {
                 ("200 OK", format!("{{\"token\": \"{token}\"}}"))
             } else {
                 ("401 Unauthorized", "{}".to_string())
@@ -1212,6 +1243,74 @@ fn bearer_token_flow() {
     assert_eq!(
         r["image_id"],
         current_id(&ctx.path().join("out"), "worker1").as_str()
+    );
+
+    // `login` against the token service: a token for the user and password, or a refusal.
+    let auth = host_tmp.path().join("auth.json");
+    let auth_s = auth.display().to_string();
+    let login_env = |password: &'static str| {
+        [
+            ("REGISTRY_AUTH_FILE", auth_s.clone()),
+            ("NODEFORGE_REGISTRY_PASSWORD", password.to_string()),
+        ]
+    };
+    let login_args = [
+        "login",
+        &registry.host(),
+        "--username",
+        "fleet",
+        "--insecure-registry",
+        &registry.host(),
+        "--json",
+    ];
+    let env = login_env("nope");
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    run_env(host_tmp.path(), &login_args, &env, None)
+        .fails()
+        .stderr_has("its token service refused the user name or password");
+    assert!(!auth.exists());
+    let env = login_env("s3cret");
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let r = run_env(host_tmp.path(), &login_args, &env, None)
+        .ok()
+        .json();
+    assert_eq!(r["verified"], true, "{r}");
+    assert!(auth.exists());
+
+    // An identity token from a credential helper (user `<token>`): traded at the token service
+    // with OAuth2's refresh-token grant, then used as any token.
+    let host_tmp = fresh_host();
+    let h = host_tmp.path();
+    let bin = h.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    credential_helper(&bin, "nfidt", &registry.host(), "<token>", "idtok-fleet");
+    std::fs::write(
+        h.join("config.json"),
+        format!(r#"{{"credHelpers": {{"{}": "nfidt"}}}}"#, registry.host()),
+    )
+    .unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let config_dir = h.display().to_string();
+    let outs = h.join("out").display().to_string();
+    let r = reg(
+        h,
+        &registry,
+        &["--out", &outs, "pull", &format!("{repo}:worker1"), "--json"],
+        &[("PATH", &path), ("DOCKER_CONFIG", &config_dir)],
+    )
+    .ok()
+    .json();
+    assert_eq!(
+        r["image_id"],
+        current_id(&ctx.path().join("out"), "worker1").as_str()
+    );
+    let requests = asked.lock().unwrap().clone();
+    assert!(
+        requests.iter().any(|r| r.starts_with("POST /token")
+            && r.contains("grant_type=refresh_token")
+            && r.contains("scope=repository%3Akubenet%3Apull")
+            && r.contains("service=nodeforge-test")),
+        "{requests:?}"
     );
 }
 
@@ -1868,4 +1967,531 @@ fn an_oci_layout_carries_signatures_and_import_with_keys_checks_them() {
         "{}",
         String::from_utf8_lossy(&raw.stderr)
     );
+}
+
+/// Run nodeforge in `cwd` with `HOME` (and so `~/.docker/config.json`) in `home` and nothing of
+/// the caller's credentials.
+fn run_home(cwd: &Path, home: &Path, args: &[&str], envs: &[(&str, &str)]) -> Run {
+    std::fs::create_dir_all(home).unwrap();
+    let home = home.display().to_string();
+    let mut env: Vec<(&str, &str)> = vec![("HOME", &home), ("XDG_RUNTIME_DIR", &home)];
+    env.extend_from_slice(envs);
+    run_env(cwd, args, &env, None)
+}
+
+/// A second builder: the same manifest and lockfile as `ctx`, an empty store.
+fn second_builder(ctx: &TestContext) -> TestContext {
+    let b = TestContext::new();
+    std::fs::create_dir_all(b.lockfile().parent().unwrap()).unwrap();
+    std::fs::copy(ctx.lockfile(), b.lockfile()).unwrap();
+    b
+}
+
+/// An OCI mirror behind htpasswd auth is read with the credentials push and pull use: without
+/// any, fetch fails naming the registry, repository, artifact and digest and says to log in; a
+/// repository `mirror push` did not fill says so and gives the command that fills it; with the
+/// login in docker's config.json (and `--insecure-registry` as push and pull take it), every
+/// artifact comes from the mirror and the build matches the first builder's.
+#[test]
+fn a_protected_oci_mirror_is_read_with_the_registry_login() {
+    use base64::Engine as _;
+    let Some(registry) = LocalRegistry::start_with(Some(("fleet", "s3cret"))) else {
+        return;
+    };
+    let host = registry.host();
+    let ctx = built();
+    let login = [
+        ("NODEFORGE_REGISTRY_USERNAME", "fleet"),
+        ("NODEFORGE_REGISTRY_PASSWORD", "s3cret"),
+    ];
+    let home = ctx.path().join("home");
+    let target = format!("oci://{host}/artifacts");
+    run_home(
+        ctx.path(),
+        &home,
+        &["mirror", "push", &target, "--insecure-registry", &host],
+        &[],
+    )
+    .fails()
+    .stderr_has("it requires a login");
+    run_home(
+        ctx.path(),
+        &home,
+        &["mirror", "push", &target, "--insecure-registry", &host],
+        &login,
+    )
+    .ok();
+
+    let b = second_builder(&ctx);
+    let bhome = b.path().join("home");
+    let fetch = |mirror: &str, envs: &[(&str, &str)]| {
+        run_home(
+            b.path(),
+            &bhome,
+            &[
+                "fetch",
+                "--mirrors-only",
+                "--mirror",
+                mirror,
+                "--insecure-registry",
+                &host,
+                "--retries",
+                "0",
+            ],
+            envs,
+        )
+    };
+    // No credentials: refused, said with the registry, repository, artifact and digest.
+    let r = fetch(&target, &[])
+        .fails()
+        .stderr_has(&format!(
+            "registry {host} refused reading the mirrored artifact sha256:"
+        ))
+        .stderr_has("in repository artifacts: it requires a login (no credentials were sent)")
+        .stderr_has(&format!("hint: log in with `docker login {host}`"));
+    let lock = std::fs::read_to_string(b.lockfile()).unwrap();
+    let some_sha = lock
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("sha256 = \""))
+        .map(|l| l.trim_end_matches('"').to_string())
+        .unwrap();
+    assert!(
+        r.stderr
+            .contains(&format!("sha256:{some_sha} in repository artifacts")),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("kubelet "),
+        "names the artifact: {}",
+        r.stderr
+    );
+    // The wrong repository: the mirror lacks the artifacts; the hint fills it.
+    fetch(&format!("oci://{host}/nosuch"), &login)
+        .fails()
+        .stderr_has(&format!(
+            "registry {host} has no blob sha256:{some_sha} in repository nosuch"
+        ))
+        .stderr_has(&format!(
+            "hint: the mirror lacks this artifact: fill it with `nodeforge mirror push oci://{host}/nosuch --insecure-registry {host}`"
+        ));
+    // With another mirror after it: the artifacts come from that one, and each says that the
+    // registry's copy was bypassed, and why.
+    let fixture = b.server.url();
+    let r = run_home(
+        b.path(),
+        &bhome,
+        &[
+            "fetch",
+            "--mirrors-only",
+            "--mirror",
+            &target,
+            "--mirror",
+            &fixture,
+            "--insecure-registry",
+            &host,
+            "--out",
+            "out-fallback",
+        ],
+        &[],
+    )
+    .ok();
+    assert!(
+        r.stderr.contains(&format!(
+            "could not give it (registry {host} refused reading the mirrored artifact sha256:{some_sha}"
+        )) && r.stderr.contains(&format!("fetched from {fixture}/")),
+        "{}",
+        r.stderr
+    );
+    // Wrong credentials in the environment: said as such.
+    fetch(
+        &target,
+        &[
+            ("NODEFORGE_REGISTRY_USERNAME", "fleet"),
+            ("NODEFORGE_REGISTRY_PASSWORD", "wrong"),
+        ],
+    )
+    .fails()
+    .stderr_has("the user name or password is wrong")
+    .stderr_has("credentials from $NODEFORGE_REGISTRY_USERNAME");
+    // docker's config.json, as `docker login` writes it: every artifact from the mirror.
+    std::fs::create_dir_all(bhome.join(".docker")).unwrap();
+    let auth = base64::engine::general_purpose::STANDARD.encode("fleet:s3cret");
+    std::fs::write(
+        bhome.join(".docker/config.json"),
+        format!(r#"{{"auths": {{"{host}": {{"auth": "{auth}"}}}}}}"#),
+    )
+    .unwrap();
+    let r = run_home(
+        b.path(),
+        &bhome,
+        &[
+            "fetch",
+            "--mirrors-only",
+            "--mirror",
+            &target,
+            "--insecure-registry",
+            &host,
+            "--json",
+        ],
+        &[],
+    )
+    .ok()
+    .json();
+    let prefix = format!("http://{host}/v2/artifacts/blobs/sha256:");
+    let arts = r["artifacts"].as_array().unwrap();
+    assert!(!arts.is_empty());
+    for a in arts {
+        assert_eq!(a["status"], "fetched", "{a}");
+        assert!(a["source"].as_str().unwrap().starts_with(&prefix), "{a}");
+    }
+    run_home(b.path(), &bhome, &["build", "--offline"], &[]).ok();
+    assert_eq!(
+        current_id(&b.path().join("out"), "worker1"),
+        current_id(&ctx.path().join("out"), "worker1")
+    );
+}
+
+/// Write an executable `docker-credential-<name>` into `dir`: the docker-credential-helpers
+/// protocol's `get`, reading the server's address on stdin (logged to `dir/asked`), answering
+/// `{"Username", "Secret"}` for `server`, "credentials not found" for any other.
+fn credential_helper(dir: &Path, name: &str, server: &str, username: &str, secret: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join(format!("docker-credential-{name}"));
+    let script = format!(
+        r#"#!/bin/sh
+[ "$1" = get ] || {{ echo "unsupported: $1" >&2; exit 1; }}
+server=$(cat)
+echo "{name} $server" >> "{log}"
+if [ "$server" = "{server}" ]; then
+  printf '{{"ServerURL":"%s","Username":"{username}","Secret":"{secret}"}}\n' "$server"
+else
+  echo "credentials not found in native keychain"
+  exit 1
+fi
+"#,
+        log = dir.join("asked").display()
+    );
+    std::fs::write(&path, script).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// docker's credential helpers, run as docker's CLI runs them: `credsStore` is asked before the
+/// `auths` entries (which hold a wrong password here), `credHelpers` for the registry before
+/// `credsStore`; a helper that is missing or fails stops the pull with its name, the registry
+/// and what to do, never an anonymous attempt.
+#[test]
+fn docker_credential_helpers() {
+    use base64::Engine as _;
+    let Some(registry) = LocalRegistry::start_with(Some(("fleet", "s3cret"))) else {
+        return;
+    };
+    let host = registry.host();
+    let ctx = built();
+    let repo = registry.repo("kubenet");
+    reg(
+        ctx.path(),
+        &registry,
+        &["push", &repo, "--node", "worker1"],
+        &[
+            ("NODEFORGE_REGISTRY_USERNAME", "fleet"),
+            ("NODEFORGE_REGISTRY_PASSWORD", "s3cret"),
+        ],
+    )
+    .ok();
+
+    let host_tmp = fresh_host();
+    let h = host_tmp.path().to_path_buf();
+    let bin = h.join("bin");
+    let docker = h.join("docker");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::create_dir_all(&docker).unwrap();
+    credential_helper(&bin, "nftest", &host, "fleet", "s3cret");
+    let mut fail = std::fs::File::create(bin.join("docker-credential-nffail")).unwrap();
+    std::io::Write::write_all(
+        &mut fail,
+        b"#!/bin/sh\necho 'the keychain is locked' >&2\nexit 3\n",
+    )
+    .unwrap();
+    drop(fail);
+    std::fs::set_permissions(
+        bin.join("docker-credential-nffail"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let docker_s = docker.display().to_string();
+    let outs = h.join("out").display().to_string();
+    let wrong = base64::engine::general_purpose::STANDARD.encode("fleet:wrong");
+    let pull = |config: String| {
+        std::fs::write(docker.join("config.json"), config).unwrap();
+        reg(
+            &h,
+            &registry,
+            &["--out", &outs, "pull", &format!("{repo}:worker1"), "--json"],
+            &[("PATH", &path), ("DOCKER_CONFIG", &docker_s)],
+        )
+    };
+    // credsStore before auths.
+    let r = pull(format!(
+        r#"{{"auths": {{"{host}": {{"auth": "{wrong}"}}}}, "credsStore": "nftest"}}"#
+    ))
+    .ok()
+    .json();
+    assert_eq!(
+        r["image_id"],
+        current_id(&ctx.path().join("out"), "worker1").as_str()
+    );
+    let asked = std::fs::read_to_string(bin.join("asked")).unwrap();
+    assert!(
+        asked.lines().all(|l| l == format!("nftest {host}")),
+        "{asked}"
+    );
+    // credHelpers for this registry before credsStore: a missing helper is an error naming it.
+    pull(format!(
+        r#"{{"credsStore": "nftest", "credHelpers": {{"{host}": "nfmissing"}}}}"#
+    ))
+    .fails()
+    .stderr_has(&format!(
+        "credential helper docker-credential-nfmissing (named by `credHelpers.{host}` in {docker_s}/config.json) for registry {host} is not installed (not found in $PATH)"
+    ))
+    .stderr_has("hint: install docker-credential-nfmissing in $PATH");
+    // A helper that fails: its words, its name.
+    pull(r#"{"credsStore": "nffail"}"#.to_string())
+        .fails()
+        .stderr_has(&format!(
+            "credential helper docker-credential-nffail (named by `credsStore` in {docker_s}/config.json) for registry {host} failed"
+        ))
+        .stderr_has("the keychain is locked");
+    // A helper with nothing for this registry: anonymous, which the registry refuses.
+    pull(
+        r#"{"credHelpers": {"elsewhere.example": "nffail"}, "credsStore": "nftest2"}"#.to_string(),
+    )
+    .fails()
+    .stderr_has("docker-credential-nftest2");
+    credential_helper(&bin, "nftest2", "other.example", "x", "y");
+    pull(r#"{"credsStore": "nftest2"}"#.to_string())
+        .fails()
+        .stderr_has("it requires a login (no credentials were sent)");
+    // credHelpers for the registry wins over a broken credsStore.
+    pull(format!(
+        r#"{{"credsStore": "nffail", "credHelpers": {{"http://{host}/v1/": "nftest"}}}}"#
+    ))
+    .ok();
+}
+
+/// A pull whose connection drops in the middle of a blob retries by itself, resuming from the
+/// bytes received (so the blob's bytes travel once), says so on stderr, and completes.
+#[test]
+fn a_pull_cut_midway_retries_and_completes() {
+    let Some(registry) = LocalRegistry::start() else {
+        return;
+    };
+    let ctx = built();
+    let repo = registry.repo("kubenet");
+    let push = reg(
+        ctx.path(),
+        &registry,
+        &["push", &repo, "--node", "worker1", "--json"],
+        &[],
+    )
+    .ok()
+    .json();
+    let blobs = push["nodes"][0]["blobs"].as_array().unwrap().clone();
+    let blob = |kind: serde_json::Value| blobs.iter().find(|b| b["kind"] == kind).unwrap().clone();
+    let record = blob("record".into());
+    let payload = blob(serde_json::json!({"erofs": "payload"}));
+    let size = payload["size"].as_u64().unwrap();
+    let digest = payload["digest"].as_str().unwrap().to_string();
+    let budget = 4096 + 2048 + record["size"].as_u64().unwrap() + size / 2;
+    let proxy = CuttingProxy::start_once(registry.port, budget);
+    let via = format!("127.0.0.1:{}", proxy.port);
+    let host_tmp = fresh_host();
+    let host = host_tmp.path().to_path_buf();
+    let out = host.join("out");
+    let outs = out.display().to_string();
+    let r = run_home(
+        &host,
+        &host.join("home"),
+        &[
+            "--out",
+            &outs,
+            "pull",
+            &format!("{via}/kubenet:worker1"),
+            "--insecure-registry",
+            &via,
+            "--json",
+        ],
+        &[],
+    )
+    .ok();
+    assert!(
+        r.stderr.contains(&format!(
+            "note: registry {via}: the transfer of blob {digest} (repository kubenet) broke off after"
+        )) && r.stderr.contains("retrying in")
+            && !r.stderr.contains("run the pull again"),
+        "{}",
+        r.stderr
+    );
+    let j = r.json();
+    let b = j["blobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["digest"] == digest.as_str())
+        .unwrap();
+    assert_eq!(b["status"], "downloaded", "{j}");
+    assert_eq!(
+        b["transferred"].as_u64().unwrap(),
+        size,
+        "the bytes before the cut are kept, not downloaded again"
+    );
+    assert_eq!(
+        current_id(&out, "worker1"),
+        current_id(&ctx.path().join("out"), "worker1")
+    );
+    assert!(!out
+        .join("pulls")
+        .join(format!("{}.partial", &digest[7..]))
+        .exists());
+}
+
+/// `nodeforge login` with the password on stdin: wrong credentials are refused by the registry
+/// and nothing is written; right ones go into `$REGISTRY_AUTH_FILE` (mode 0600, other entries
+/// kept) where pull finds them; `logout` removes them again. A file that keeps logins in a
+/// credential helper is not written.
+#[test]
+fn login_and_logout() {
+    use std::io::Write;
+    use std::os::unix::fs::PermissionsExt;
+    let Some(registry) = LocalRegistry::start_with(Some(("fleet", "s3cret"))) else {
+        return;
+    };
+    let host = registry.host();
+    let tmp = fresh_host();
+    let h = tmp.path();
+    let auth = h.join("containers/auth.json");
+    let auth_s = auth.display().to_string();
+    let login = |password: &str| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_nodeforge"))
+            .current_dir(h)
+            .args(["login", &host, "--username", "fleet", "--password-stdin"])
+            .args(["--insecure-registry", &host, "--json"])
+            .env("HOME", h)
+            .env("REGISTRY_AUTH_FILE", &auth)
+            .env_remove("NODEFORGE_REGISTRY_USERNAME")
+            .env_remove("NODEFORGE_REGISTRY_PASSWORD")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+        let out = child.wait_with_output().unwrap();
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    };
+    let outs = h.join("out").display().to_string();
+    let pull = || {
+        reg(
+            h,
+            &registry,
+            &["--out", &outs, "pull", &format!("{host}/kubenet:nosuch")],
+            &[("REGISTRY_AUTH_FILE", &auth_s)],
+        )
+    };
+    login("wrong").fails().stderr_has(&format!(
+        "registry {host} refused the login: the user name or password is wrong"
+    ));
+    assert!(!auth.exists(), "nothing written for a refused login");
+    pull().fails().stderr_has("it requires a login");
+
+    std::fs::create_dir_all(auth.parent().unwrap()).unwrap();
+    std::fs::write(&auth, r#"{"auths": {"other.example": {"auth": "eDp5"}}}"#).unwrap();
+    let r = login("s3cret").ok().json();
+    assert_eq!(r["kind"], "login-report");
+    assert_eq!(r["verified"], true);
+    assert_eq!(r["file"], auth_s.as_str());
+    let mode = std::fs::metadata(&auth).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&auth).unwrap()).unwrap();
+    assert_eq!(v["auths"][&host]["auth"], "ZmxlZXQ6czNjcmV0", "{v}");
+    assert_eq!(v["auths"]["other.example"]["auth"], "eDp5", "kept: {v}");
+    // Authenticated: the registry answers that the tag does not exist.
+    pull()
+        .fails()
+        .stderr_has(&format!("registry {host} has no manifest `nosuch`"));
+
+    let r = reg(
+        h,
+        &registry,
+        &["logout", &host, "--json"],
+        &[("REGISTRY_AUTH_FILE", &auth_s)],
+    )
+    .ok()
+    .json();
+    assert_eq!(r["removed"], true);
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&auth).unwrap()).unwrap();
+    assert!(v["auths"].get(&host).is_none(), "{v}");
+    assert!(v["auths"].get("other.example").is_some(), "{v}");
+    assert_eq!(
+        std::fs::metadata(&auth).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    pull().fails().stderr_has("it requires a login");
+    let r = reg(
+        h,
+        &registry,
+        &["logout", &host, "--json"],
+        &[("REGISTRY_AUTH_FILE", &auth_s)],
+    )
+    .ok()
+    .json();
+    assert_eq!(r["removed"], false);
+
+    // Logins kept by a credential helper: not written where they would never be read.
+    std::fs::write(&auth, r#"{"credsStore": "desktop"}"#).unwrap();
+    login("s3cret")
+        .fails()
+        .stderr_has("keeps the login for")
+        .stderr_has("docker-credential-desktop");
+    assert_eq!(
+        std::fs::read_to_string(&auth).unwrap(),
+        r#"{"credsStore": "desktop"}"#
+    );
+}
+
+/// A real registry that refuses pushes: distribution as a pull-through cache (`proxy:` in its
+/// config) answers UNSUPPORTED to a blob upload. The error names the registry, repository and
+/// blob, and the hint says that it takes no pushes (not that it refused the media types, which
+/// is the hint for a manifest refused with MANIFEST_INVALID or UNSUPPORTED).
+#[test]
+fn a_registry_that_takes_no_pushes_says_so() {
+    let Some(upstream) = LocalRegistry::start() else {
+        return;
+    };
+    let cache = LocalRegistry::start_in(
+        tempfile::tempdir().unwrap(),
+        &format!("proxy:\n  remoteurl: http://{}\n", upstream.host()),
+    );
+    let ctx = built();
+    let host = cache.host();
+    let r = reg(
+        ctx.path(),
+        &cache,
+        &["push", &cache.repo("kubenet"), "--node", "worker1"],
+        &[],
+    )
+    .fails()
+    .stderr_has(&format!(
+        "registry {host} answered 405 to uploading blob sha256:"
+    ))
+    .stderr_has("in repository kubenet: UNSUPPORTED")
+    .stderr_has(&format!(
+        "hint: {host} takes no pushes to this repository (a pull-through cache"
+    ));
+    assert!(!r.stderr.contains("media types"), "{}", r.stderr);
 }

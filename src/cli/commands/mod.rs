@@ -18,6 +18,7 @@ pub mod verify;
 // OCI registries and layouts.
 pub mod export;
 pub mod import;
+pub mod login;
 pub mod pull;
 pub mod push;
 // Supply chain (issue 15).

@@ -7,7 +7,7 @@ use clap::Args;
 
 use super::super::{human_bytes, print_json, short};
 use crate::cli::Ctx;
-use crate::oci::client::ClientOptions;
+use crate::oci::client::{ClientOptions, Notes};
 use crate::ops::{self, BlobStatus, Error};
 
 /// How to reach a registry (push and pull).
@@ -24,6 +24,10 @@ pub struct RegistryArgs {
     /// Seconds to wait for a connection.
     #[arg(long, default_value_t = 10, value_name = "SECS")]
     connect_timeout: u64,
+    /// Retries of a blob download (pull) that broke off (or of an unreachable registry, or a
+    /// 5xx), each resuming from the bytes received.
+    #[arg(long, default_value_t = 3, value_name = "N")]
+    retries: u32,
 }
 
 impl RegistryArgs {
@@ -32,6 +36,8 @@ impl RegistryArgs {
             insecure: self.insecure_registry.clone(),
             connect_timeout: Duration::from_secs(self.connect_timeout.max(1)),
             read_timeout: Duration::from_secs(self.timeout.max(1)),
+            retries: self.retries,
+            notes: Notes::new(|m| eprintln!("note: {m}")),
         }
     }
 }

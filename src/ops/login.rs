@@ -1,0 +1,89 @@
+//! `nodeforge login REGISTRY`: check a user name and password against a registry (`GET /v2/`,
+//! answering its challenge as push and pull do) and keep them as an `auths` entry of
+//! `$REGISTRY_AUTH_FILE` or docker's `config.json` (written atomically, mode 0600), where push,
+//! pull and OCI mirrors find them.
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use super::Error;
+use crate::fsutil;
+use crate::oci::auth::{self, Credentials};
+use crate::oci::client::{ClientOptions, Registry};
+
+#[derive(Debug, Clone)]
+pub struct LoginOptions {
+    /// `host[:port]`.
+    pub registry: String,
+    pub username: String,
+    pub password: String,
+    pub client: ClientOptions,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LoginReport {
+    pub registry: String,
+    pub username: String,
+    /// The auth file written.
+    pub file: PathBuf,
+    /// The registry asked for credentials and took these (false: it asks for no login, so they
+    /// could not be checked).
+    pub verified: bool,
+}
+
+/// A registry address as `login` and `logout` take it: `host[:port]`, a scheme and path
+/// (`https://host/v2/`) tolerated as docker tolerates them.
+pub(crate) fn registry_address(s: &str) -> Result<String, Error> {
+    let host = auth::key_host(s.trim());
+    if host.is_empty()
+        || !host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'))
+    {
+        return Err(Error::Usage(format!(
+            "`{s}` is not a registry address (HOST or HOST:PORT, like registry.example or 127.0.0.1:5000)"
+        )));
+    }
+    Ok(host.to_string())
+}
+
+pub fn login(opts: &LoginOptions) -> Result<LoginReport, Error> {
+    let registry = registry_address(&opts.registry)?;
+    if opts.username.is_empty() || opts.password.is_empty() {
+        return Err(Error::Usage(format!(
+            "login to {registry} needs a user name and a password"
+        )));
+    }
+    let file = auth::login_file();
+    let source = file.display().to_string();
+    let text = match std::fs::read_to_string(&file) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(fsutil::FsError::new("cannot read", &file, e).into()),
+    };
+    // The file is checked before the registry is asked: a login that cannot be kept is not made.
+    let bytes = auth::with_login(&text, &source, &registry, &opts.username, &opts.password)
+        .map_err(crate::oci::client::RegistryError::from)?;
+    let client = Registry::with_credentials(
+        &registry,
+        &opts.client,
+        Some(Credentials {
+            username: opts.username.clone(),
+            password: opts.password.clone(),
+            identity_token: false,
+            source: "the command line".to_string(),
+        }),
+    )?;
+    let verified = client.check_login()?;
+    if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
+        fsutil::create_dir_all(dir)?;
+    }
+    fsutil::write_atomic(&file, &bytes, 0o600)?;
+    Ok(LoginReport {
+        registry,
+        username: opts.username.clone(),
+        file,
+        verified,
+    })
+}
