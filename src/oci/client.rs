@@ -489,7 +489,60 @@ impl Registry {
     /// Put blob `digest` (`size` bytes, in the file at `path`) into the repository: mounted from
     /// `mount_from` when given and the registry can, else uploaded (POST, then one streamed PUT).
     /// `bar` counts the bytes as they go.
+    /// An upload that breaks off, or a registry unreachable or answering 5xx, is started again
+    /// (up to the client's retries, after `fetch`'s backoff), said through the client's notes.
     pub fn put_blob(
+        &self,
+        repository: &str,
+        digest: &Sha256,
+        path: &Path,
+        size: u64,
+        mount_from: Option<&str>,
+        bar: &indicatif::ProgressBar,
+    ) -> Result<Upload, RegistryError> {
+        let start = bar.position();
+        self.retrying(
+            repository,
+            &format!("the upload of blob sha256:{digest}"),
+            bar,
+            || {
+                bar.set_position(start);
+                self.put_blob_once(repository, digest, path, size, mount_from, bar)
+            },
+        )
+    }
+
+    /// Run `attempt` until it succeeds, fails for good, or has been tried again the client's
+    /// `retries` times after a transient failure (each retry said through the notes, after
+    /// `fetch`'s backoff).
+    fn retrying<T>(
+        &self,
+        repository: &str,
+        what: &str,
+        bar: &indicatif::ProgressBar,
+        mut attempt: impl FnMut() -> Result<T, RegistryError>,
+    ) -> Result<T, RegistryError> {
+        let mut tries = 0u32;
+        loop {
+            match attempt() {
+                Err(e) if e.is_transient() && tries < self.retries => {
+                    let wait =
+                        crate::fetch::backoff(&format!("{}/{repository} {what}", self.host), tries);
+                    tries += 1;
+                    let msg = format!(
+                        "{e}; trying {what} again in {:.1}s ({tries} of {})",
+                        wait.as_secs_f64(),
+                        self.retries
+                    );
+                    bar.suspend(|| self.notes.say(&msg));
+                    std::thread::sleep(wait);
+                }
+                r => return r,
+            }
+        }
+    }
+
+    fn put_blob_once(
         &self,
         repository: &str,
         digest: &Sha256,
@@ -558,8 +611,23 @@ impl Registry {
         Ok(Upload::Session)
     }
 
-    /// Store `bytes` as the manifest `reference` (a tag) of the repository.
+    /// Store `bytes` as the manifest `reference` (a tag) of the repository (tried again as
+    /// [`Registry::put_blob`] is).
     pub fn put_manifest(
+        &self,
+        repository: &str,
+        reference: &str,
+        bytes: &[u8],
+    ) -> Result<(), RegistryError> {
+        self.retrying(
+            repository,
+            &format!("storing manifest `{reference}`"),
+            &indicatif::ProgressBar::hidden(),
+            || self.put_manifest_once(repository, reference, bytes),
+        )
+    }
+
+    fn put_manifest_once(
         &self,
         repository: &str,
         reference: &str,

@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use super::fetch::{fetch_checked, ArtifactFailure, FailureCause};
 use super::lock::{complete_lock, LockCompletion};
-use super::materialize::{ensure_layer_with, materialize};
+use super::materialize::{ensure_layer_with, materialize_layers};
 use super::{parallel_map, Error, FetchOptions};
 use super::{progress_bar, Progress};
 use crate::extract::{self, Installed};
@@ -611,7 +611,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, Error> {
     let digests = super::attest::DigestCache::default();
     let written = parallel_map(&pairs, opts.jobs.max(2), |(n, m)| {
         let one = || {
-            let (dir, full, new) = materialize(&out, &store, m)?;
+            let (dir, full, new, layers_written) = materialize_layers(&out, &store, m)?;
             // The SBOM beside the image. A read-only out/ (a no-op build of a mounted copy made
             // before SBOMs existed) goes without one, said in a warning.
             let sbom = match super::attest::ensure_sbom(&out, &store, &full, new, &digests) {
@@ -647,7 +647,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, Error> {
             if let Some(x) = x509 {
                 super::attest::sign_roothashes(&out, &store, &full, x, &digests)?;
             }
-            Ok::<_, Error>((dir, full, new, generation, recorded, sbom))
+            Ok::<_, Error>((dir, full, new, layers_written, generation, recorded, sbom))
         };
         let r = one();
         bar.inc(1);
@@ -656,7 +656,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, Error> {
     bar.finish_and_clear();
     let mut report = Vec::new();
     for (((n, m), w), rolled_back) in nodes.iter().zip(&images).zip(written).zip(rolled_back) {
-        let (dir, full, new, generation, recorded, sbom_warning) = w?;
+        let (dir, full, new, layers_written, generation, recorded, sbom_warning) = w?;
         warnings.extend(sbom_warning);
         let layers = full
             .layers
@@ -670,7 +670,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, Error> {
                     // A shared payload is reported as written by the first node that has it.
                     written: match l.role {
                         Role::Payload => payload_written.remove(&l.id),
-                        Role::Config => new,
+                        Role::Config => layers_written.contains(&Role::Config),
                     },
                     bytes: std::fs::metadata(&raw).map(|m| m.len()).unwrap_or(0),
                     raw,

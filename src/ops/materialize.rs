@@ -197,6 +197,16 @@ pub(crate) fn materialize(
     store: &Store,
     m: &ImageManifest,
 ) -> Result<(PathBuf, ImageManifest, bool), Error> {
+    materialize_layers(out, store, m).map(|(dir, full, new, _)| (dir, full, new))
+}
+
+/// [`materialize`], also saying which of the image's layers this call wrote (the others were
+/// in place already).
+pub(crate) fn materialize_layers(
+    out: &OutDir,
+    store: &Store,
+    m: &ImageManifest,
+) -> Result<(PathBuf, ImageManifest, bool, Vec<Role>), Error> {
     if m.format == FLAT_FORMAT {
         return Err(Error::FlatImage {
             image: m.id.clone(),
@@ -204,19 +214,22 @@ pub(crate) fn materialize(
         });
     }
     let mut full = m.clone();
-    let mut new = false;
+    let mut layers_written = Vec::new();
     for layer in &mut full.layers {
         let (rec, written) = ensure_layer(out, store, m, layer.role)?;
-        new |= written;
+        if written {
+            layers_written.push(layer.role);
+        }
         layer.verity = Some(rec.verity);
     }
+    let new = !layers_written.is_empty();
     let dir = out.image(&m.id);
     let matches = |d: &Path| {
         image_complete(out, d, &full)
             && read_image_manifest(&d.join(IMAGE_RECORD)).is_ok_and(|w| w == full)
     };
     if matches(&dir) {
-        return Ok((dir, full, new));
+        return Ok((dir, full, new, layers_written));
     }
     let images = out.images();
     fsutil::create_dir_all(&images)?;
@@ -230,7 +243,7 @@ pub(crate) fn materialize(
         }
     }
     let written = fsutil::commit_dir(tmp, &dir, matches)?;
-    Ok((dir, full, new || written))
+    Ok((dir, full, new || written, layers_written))
 }
 
 /// The dm-verity tree of `data` with the parameters `v` records; its root hash.

@@ -532,9 +532,53 @@ impl CuttingProxy {
     }
 
     fn start_with(to: u16, budget: u64, once: bool) -> Self {
+        Self::start_dir(to, budget, once, false)
+    }
+
+    /// Cut the one connection whose request bodies exhaust `budget` (what the client sends),
+    /// then pass everything: an upload that breaks off once.
+    fn start_upload_once(to: u16, budget: u64) -> Self {
+        Self::start_dir(to, budget, true, true)
+    }
+
+    fn start_dir(to: u16, budget: u64, once: bool, uploads: bool) -> Self {
         use std::io::{Read, Write};
         use std::sync::atomic::{AtomicU64, Ordering};
         use std::sync::Arc;
+        // Copy `from` to `to`, `left` (when counted) bytes in all; cut both ends when it runs out.
+        fn pump(
+            mut from: std::net::TcpStream,
+            mut to: std::net::TcpStream,
+            left: Option<Arc<AtomicU64>>,
+            once: bool,
+        ) {
+            let mut buf = [0u8; 4096];
+            loop {
+                let n = match from.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
+                let pass = match &left {
+                    None => n,
+                    Some(left) => {
+                        let allowed = left
+                            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |l| {
+                                Some(l.saturating_sub(n as u64))
+                            })
+                            .unwrap();
+                        usize::try_from(allowed.min(n as u64)).unwrap()
+                    }
+                };
+                if to.write_all(&buf[..pass]).is_err() || pass < n {
+                    if let (true, Some(left)) = (once, &left) {
+                        left.store(u64::MAX, Ordering::SeqCst);
+                    }
+                    break;
+                }
+            }
+            let _ = to.shutdown(std::net::Shutdown::Both);
+            let _ = from.shutdown(std::net::Shutdown::Both);
+        }
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let left = Arc::new(AtomicU64::new(budget));
@@ -544,36 +588,14 @@ impl CuttingProxy {
                 let Ok(server) = std::net::TcpStream::connect(("127.0.0.1", to)) else {
                     return;
                 };
-                let (mut c_in, mut s_out) =
-                    (client.try_clone().unwrap(), server.try_clone().unwrap());
-                std::thread::spawn(move || {
-                    let _ = std::io::copy(&mut c_in, &mut s_out);
-                });
-                let left = left.clone();
-                std::thread::spawn(move || {
-                    let (mut server, mut client) = (server, client);
-                    let mut buf = [0u8; 4096];
-                    loop {
-                        let n = match server.read(&mut buf) {
-                            Ok(0) | Err(_) => break,
-                            Ok(n) => n,
-                        };
-                        let allowed = left
-                            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |l| {
-                                Some(l.saturating_sub(n as u64))
-                            })
-                            .unwrap();
-                        let pass = usize::try_from(allowed.min(n as u64)).unwrap();
-                        if client.write_all(&buf[..pass]).is_err() || pass < n {
-                            if once {
-                                left.store(u64::MAX, Ordering::SeqCst);
-                            }
-                            break;
-                        }
-                    }
-                    let _ = client.shutdown(std::net::Shutdown::Both);
-                    let _ = server.shutdown(std::net::Shutdown::Both);
-                });
+                let (c_in, s_out) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                let (up, down) = if uploads {
+                    (Some(left.clone()), None)
+                } else {
+                    (None, Some(left.clone()))
+                };
+                std::thread::spawn(move || pump(c_in, s_out, up, once));
+                std::thread::spawn(move || pump(server, client, down, once));
             }
         });
         Self { port }
@@ -2494,4 +2516,67 @@ fn a_registry_that_takes_no_pushes_says_so() {
         "hint: {host} takes no pushes to this repository (a pull-through cache"
     ));
     assert!(!r.stderr.contains("media types"), "{}", r.stderr);
+}
+
+/// An upload that breaks off is sent again in the same run: a push through a connection cut
+/// once in the middle of the payload's EROFS file completes, says so, and the registry then
+/// serves the image a fresh host pulls with the builder's id.
+#[test]
+fn a_push_cut_midway_retries_and_completes() {
+    let Some(registry) = LocalRegistry::start() else {
+        return;
+    };
+    let ctx = built();
+    let erofs = std::fs::read_dir(ctx.path().join("out/layers"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path().join("nodeforge-payload.raw"))
+        .find(|p| p.exists())
+        .unwrap();
+    let size = std::fs::metadata(&erofs).unwrap().len();
+    // Past the record and the first requests, into the payload's EROFS file.
+    let proxy = CuttingProxy::start_upload_once(registry.port, 16 * 1024 + size / 2);
+    let via = format!("127.0.0.1:{}", proxy.port);
+    let r = run_home(
+        ctx.path(),
+        &ctx.path().join("home"),
+        &[
+            "push",
+            &format!("{via}/kubenet"),
+            "--node",
+            "worker1",
+            "--insecure-registry",
+            &via,
+            "--json",
+        ],
+        &[],
+    )
+    .ok();
+    assert!(
+        r.stderr.contains("note: ") && r.stderr.contains("trying the upload of blob sha256:"),
+        "{}",
+        r.stderr
+    );
+    let host_tmp = fresh_host();
+    let host = host_tmp.path().to_path_buf();
+    let out = host.join("out");
+    let outs = out.display().to_string();
+    let p = reg(
+        &host,
+        &registry,
+        &[
+            "--out",
+            &outs,
+            "pull",
+            &registry.repo("kubenet:worker1"),
+            "--json",
+        ],
+        &[],
+    )
+    .ok()
+    .json();
+    assert_eq!(
+        p["image_id"].as_str().unwrap(),
+        current_id(&ctx.path().join("out"), "worker1")
+    );
 }

@@ -169,6 +169,26 @@ fn nodes_whose_versions_did_not_change_keep_their_image_ids() {
     assert_ne!(payload("worker0"), payload("control0"));
     assert_ne!(payload("worker1"), payload("control0"));
     assert_ne!(payload("worker0"), payload("worker1"));
+    // A node whose versions moved and whose config did not: a new image and payload, its config
+    // layer the one it had (and reported as such, not as written).
+    let layer = |node: &str, i: usize| {
+        r["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["node"] == node)
+            .unwrap()["layers"][i]
+            .clone()
+    };
+    assert_eq!(layer("worker0", 0)["role"], "payload");
+    assert_eq!(layer("worker0", 0)["written"], true);
+    assert_eq!(layer("worker0", 1)["role"], "config");
+    assert_eq!(
+        layer("worker0", 1)["written"],
+        false,
+        "{}",
+        layer("worker0", 1)
+    );
     // And back: the ungrouped manifest builds exactly the images it built before.
     with(&ctx, "");
     ctx.net(&["lock"]).ok();

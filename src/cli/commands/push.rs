@@ -24,8 +24,9 @@ pub struct RegistryArgs {
     /// Seconds to wait for a connection.
     #[arg(long, default_value_t = 10, value_name = "SECS")]
     connect_timeout: u64,
-    /// Retries of a blob download (pull) that broke off (or of an unreachable registry, or a
-    /// 5xx), each resuming from the bytes received.
+    /// Retries of a blob transfer that broke off, or of a request an unreachable or failing
+    /// (5xx) registry did not complete: a download resumes from the bytes received, an upload
+    /// or a manifest is sent again.
     #[arg(long, default_value_t = 3, value_name = "N")]
     retries: u32,
 }
