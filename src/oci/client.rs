@@ -142,6 +142,24 @@ pub enum RegistryError {
         size: u64,
         detail: String,
     },
+    #[error("registry {registry} answered {what} in repository {repository} with more than {limit} bytes, more than any {kind} nodeforge pushes; check that the reference names a nodeforge image")]
+    TooLarge {
+        registry: String,
+        repository: String,
+        what: String,
+        /// What was read (`manifest`, `blob`, `token`).
+        kind: &'static str,
+        limit: u64,
+    },
+    #[error(
+        "registry {registry}: {what} in repository {repository} broke off: {detail}; try again"
+    )]
+    Body {
+        registry: String,
+        repository: String,
+        what: String,
+        detail: String,
+    },
     #[error("`{0}` is not a registry address (HOST or HOST:PORT)")]
     BadAddress(String),
     #[error(transparent)]
@@ -249,6 +267,32 @@ impl Registry {
             what: what.to_string(),
             tls: self.tls,
             source: e,
+        }
+    }
+
+    /// The error for a response body that could not be read whole (`kind` names what it is).
+    fn body_error(
+        &self,
+        op: &Op<'_>,
+        e: BodyError,
+        kind: &'static str,
+        limit: u64,
+    ) -> RegistryError {
+        match e {
+            BodyError::Http(source) => self.connect_error(&op.what, source),
+            BodyError::Io(e) => RegistryError::Body {
+                registry: self.host.clone(),
+                repository: op.repository.to_string(),
+                what: op.what.clone(),
+                detail: e.to_string(),
+            },
+            BodyError::TooLarge => RegistryError::TooLarge {
+                registry: self.host.clone(),
+                repository: op.repository.to_string(),
+                what: op.what.clone(),
+                kind,
+                limit,
+            },
         }
     }
 
@@ -408,7 +452,9 @@ impl Registry {
             message: Option<String>,
         }
         let status = resp.status().as_u16();
-        let body = read_limited(resp, 64 << 10).unwrap_or_default();
+        // The first 64 KiB are enough to say what went wrong.
+        let mut body = Vec::new();
+        let _ = resp.take(64 << 10).read_to_end(&mut body);
         let parsed = serde_json::from_slice::<Errors>(&body).ok();
         let first = parsed.as_ref().and_then(|e| e.errors.first());
         let code = first.and_then(|e| e.code.clone());
@@ -604,8 +650,8 @@ impl Registry {
         if !resp.status().is_success() {
             return Err(self.status_error(&op, resp));
         }
-        let bytes =
-            read_limited(resp, MAX_MANIFEST_BYTES).map_err(|e| self.connect_error(&op.what, e))?;
+        let bytes = read_limited(resp, MAX_MANIFEST_BYTES)
+            .map_err(|e| self.body_error(&op, e, "manifest", MAX_MANIFEST_BYTES))?;
         let digest = Sha256::of(&bytes);
         if let Some(want) = reference.strip_prefix("sha256:") {
             if want != digest.to_hex() {
@@ -633,7 +679,8 @@ impl Registry {
         if !resp.status().is_success() {
             return Err(self.status_error(&op, resp));
         }
-        let bytes = read_limited(resp, limit).map_err(|e| self.connect_error(&op.what, e))?;
+        let bytes =
+            read_limited(resp, limit).map_err(|e| self.body_error(&op, e, "blob", limit))?;
         let actual = Sha256::of(&bytes);
         if actual != *digest {
             return Err(self.mismatch(repository, digest, &actual));
@@ -935,7 +982,7 @@ impl Registry {
         }
         read_limited(resp, MAX_MANIFEST_BYTES)
             .map(Some)
-            .map_err(|e| self.connect_error(&op.what, e))
+            .map_err(|e| self.body_error(&op, e, "referrers list", MAX_MANIFEST_BYTES))
     }
 
     /// Put the small blob `bytes` (a few bytes to megabytes: an attestation file) into the
@@ -1004,19 +1051,43 @@ impl RegistryError {
     }
 }
 
-/// Read a response body, at most `limit` bytes.
-fn read_limited(resp: Response, limit: u64) -> Result<Vec<u8>, reqwest::Error> {
+/// Why a response body could not be read whole.
+#[derive(Debug)]
+enum BodyError {
+    /// The transfer failed.
+    Http(reqwest::Error),
+    Io(std::io::Error),
+    /// It has more than the limit's bytes (the limit is in the error the caller makes).
+    TooLarge,
+}
+
+impl std::fmt::Display for BodyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BodyError::Http(e) => write!(f, "{}", crate::fetch::describe(e)),
+            BodyError::Io(e) => write!(f, "{e}"),
+            BodyError::TooLarge => f.write_str("the answer is larger than nodeforge accepts"),
+        }
+    }
+}
+
+/// Read a response body whole, refusing one of more than `limit` bytes (never cut short and
+/// taken as if complete: a truncated manifest would be judged by the wrong bytes).
+fn read_limited(resp: Response, limit: u64) -> Result<Vec<u8>, BodyError> {
     let mut v = Vec::new();
-    let mut r = resp.take(limit);
+    let mut r = resp.take(limit.saturating_add(1));
     if let Err(e) = r.read_to_end(&mut v) {
         // Surface it as the reqwest error it wraps when it is one.
-        return match e
-            .into_inner()
-            .and_then(|i| i.downcast::<reqwest::Error>().ok())
-        {
-            Some(re) => Err(*re),
-            None => Ok(v),
-        };
+        let (kind, text) = (e.kind(), e.to_string());
+        return Err(
+            match e.into_inner().map(|i| i.downcast::<reqwest::Error>()) {
+                Some(Ok(re)) => BodyError::Http(*re),
+                _ => BodyError::Io(std::io::Error::new(kind, text)),
+            },
+        );
+    }
+    if u64::try_from(v.len()).map_or(true, |n| n > limit) {
+        return Err(BodyError::TooLarge);
     }
     Ok(v)
 }
@@ -1032,5 +1103,62 @@ impl Read for Counting {
         let n = self.inner.read(buf)?;
         self.bar.inc(n as u64);
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A one-request HTTP server on loopback answering 200 with `body`.
+    fn serve_once(body: Vec<u8>) -> String {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr").to_string();
+        std::thread::spawn(move || {
+            if let Ok((mut conn, _)) = listener.accept() {
+                let mut buf = [0u8; 4096];
+                let _ = conn.read(&mut buf);
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: {MANIFEST_MEDIA_TYPE}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = conn.write_all(head.as_bytes());
+                let _ = conn.write_all(&body);
+            }
+        });
+        addr
+    }
+
+    #[test]
+    fn an_oversized_manifest_is_refused_not_cut_short() {
+        let limit = usize::try_from(MAX_MANIFEST_BYTES).expect("fits");
+        let host = serve_once(vec![b' '; limit + 1]);
+        let opts = ClientOptions {
+            insecure: vec![host.clone()],
+            ..ClientOptions::default()
+        };
+        let reg = Registry::with_credentials(&host, &opts, None).expect("client");
+        let err = reg
+            .get_manifest("fleet/k", "worker1")
+            .expect_err("too large");
+        assert!(
+            matches!(err, RegistryError::TooLarge { limit: l, .. } if l == MAX_MANIFEST_BYTES),
+            "{err}"
+        );
+        assert!(err.to_string().contains("more than 4194304 bytes"), "{err}");
+
+        // At the limit exactly, the bytes are taken whole.
+        let host = serve_once(vec![b' '; limit]);
+        let reg = Registry::with_credentials(
+            &host,
+            &ClientOptions {
+                insecure: vec![host.clone()],
+                ..ClientOptions::default()
+            },
+            None,
+        )
+        .expect("client");
+        let (bytes, _) = reg.get_manifest("fleet/k", "worker1").expect("whole");
+        assert_eq!(bytes.len(), limit);
     }
 }
