@@ -931,12 +931,51 @@ fn oci_layout_export_import_and_skopeo() {
         .json();
     assert_eq!(all["images"].as_array().unwrap().len(), 6);
     run_env(&host, &["--out", &outs, "verify"], &[], None).ok();
-    // A damaged layout blob is refused.
-    let payload = e["images"][0]["manifest_digest"]
-        .as_str()
+    // A damaged layout blob is refused: the payload's EROFS file replaced by one that never
+    // ends (a device) is read no further than the size its manifest gives, and nothing is
+    // installed or switched.
+    let damaged = ctx.path().join("damaged");
+    let copied = Command::new("cp")
+        .args(["-a", &l, &damaged.display().to_string()])
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(damaged.join("index.json")).unwrap()).unwrap();
+    let entry = index["manifests"]
+        .as_array()
         .unwrap()
-        .to_string();
-    let _ = payload;
+        .iter()
+        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == "worker1")
+        .unwrap()
+        .clone();
+    let blob = |d: &serde_json::Value| {
+        damaged.join("blobs/sha256").join(
+            d.as_str()
+                .unwrap()
+                .strip_prefix("sha256:")
+                .unwrap()
+                .to_string(),
+        )
+    };
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(blob(&entry["digest"])).unwrap()).unwrap();
+    let erofs = blob(&manifest["layers"][0]["digest"]);
+    std::fs::remove_file(&erofs).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", &erofs).unwrap();
+    let host3 = fresh_host();
+    let outs3 = host3.path().join("out").display().to_string();
+    let d = damaged.display().to_string();
+    run_env(
+        host3.path(),
+        &["--out", &outs3, "import", &d, "--tag", "worker1"],
+        &[],
+        None,
+    )
+    .fails()
+    .stderr_has("has more bytes, the manifest says")
+    .stderr_has("the layout is damaged");
+    assert!(nothing_installed(&host3.path().join("out"), "worker1"));
 
     if !crate::requires("skopeo", "skopeo") {
         return;
@@ -986,6 +1025,40 @@ fn oci_layout_export_import_and_skopeo() {
     .ok()
     .json();
     assert_eq!(p["image_id"], id.as_str());
+}
+
+/// A layout whose `index.json` names a manifest that never ends (a device where the blob
+/// should be) is refused after the manifest's limit, not read until memory runs out.
+#[test]
+fn a_layout_manifest_that_never_ends_is_refused() {
+    let host = fresh_host();
+    let layout = host.path().join("layout");
+    let digest = "a".repeat(64);
+    std::fs::create_dir_all(layout.join("blobs/sha256")).unwrap();
+    std::fs::write(
+        layout.join("oci-layout"),
+        r#"{"imageLayoutVersion":"1.0.0"}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        layout.join("index.json"),
+        format!(
+            r#"{{"schemaVersion":2,"manifests":[{{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:{digest}","size":100,"annotations":{{"org.opencontainers.image.ref.name":"worker1"}}}}]}}"#
+        ),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("/dev/zero", layout.join("blobs/sha256").join(&digest)).unwrap();
+    let outs = host.path().join("out").display().to_string();
+    let l = layout.display().to_string();
+    run_env(
+        host.path(),
+        &["--out", &outs, "import", &l, "--tag", "worker1"],
+        &[],
+        None,
+    )
+    .fails()
+    .stderr_has("is too large for a manifest");
+    assert!(nothing_installed(&host.path().join("out"), "worker1"));
 }
 
 /// `mirror push oci://…` puts the store's locked artifacts in a registry; a second builder with
