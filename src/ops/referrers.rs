@@ -419,17 +419,15 @@ pub(crate) fn check(
     ))
 }
 
-/// Write the checked attestation files beside their image, each atomically; a file that
-/// appeared meanwhile is left as it is.
+/// Write the checked attestation files beside their image, each atomically and never over a
+/// file of that name: one that appeared since the check (another pull, a `sign`) is left as it
+/// is, in one step (no window between looking and renaming in which it could be replaced).
 pub(crate) fn install(files: &ToInstall) -> Result<(), Error> {
     for (path, bytes) in files {
-        if path.exists() {
-            continue;
-        }
-        if let Some(dir) = path.parent() {
-            fsutil::create_dir_all(dir)?;
-        }
-        fsutil::write_atomic(path, bytes, 0o644)?;
+        let dir = path.parent().unwrap_or(std::path::Path::new("."));
+        let mut tmp = fsutil::AtomicFile::new_in(dir)?;
+        std::io::Write::write_all(&mut tmp, bytes).at("cannot write", tmp.path())?;
+        tmp.commit_new(path, 0o644)?;
     }
     Ok(())
 }
