@@ -2568,3 +2568,60 @@ fn a_registry_that_takes_no_pushes_says_so() {
     ));
     assert!(!r.stderr.contains("media types"), "{}", r.stderr);
 }
+
+/// Logins to many registries at once each keep their entry in the auth file: it is read,
+/// changed and written back under a lock, so no login writes the file without another's entry.
+#[test]
+fn concurrent_logins_keep_every_entry() {
+    use std::io::{Read, Write};
+    let host = fresh_host();
+    let auth = host.path().join("auth.json");
+    // Registries that ask for no login: `GET /v2/` answers 200.
+    let addrs: Vec<String> = (0..12)
+        .map(|_| {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = listener.local_addr().unwrap().to_string();
+            std::thread::spawn(move || {
+                for conn in listener.incoming() {
+                    let Ok(mut conn) = conn else { return };
+                    let mut buf = [0u8; 4096];
+                    let _ = conn.read(&mut buf);
+                    let _ = conn.write_all(
+                        b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                    );
+                }
+            });
+            addr
+        })
+        .collect();
+    let children: Vec<_> = addrs
+        .iter()
+        .map(|a| {
+            Command::new(env!("CARGO_BIN_EXE_nodeforge"))
+                .args(["login", a, "--username", "fleet", "--insecure-registry", a])
+                .current_dir(host.path())
+                .env("HOME", host.path())
+                .env("REGISTRY_AUTH_FILE", &auth)
+                .env("NODEFORGE_REGISTRY_PASSWORD", "s3cret")
+                .env_remove("NODEFORGE_REGISTRY_USERNAME")
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let file: serde_json::Value = serde_json::from_slice(&std::fs::read(&auth).unwrap()).unwrap();
+    let mut kept: Vec<String> = file["auths"].as_object().unwrap().keys().cloned().collect();
+    kept.sort();
+    let mut want = addrs.clone();
+    want.sort();
+    assert_eq!(kept, want);
+}
