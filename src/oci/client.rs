@@ -382,6 +382,14 @@ impl Registry {
         let mut url = Url::parse(realm).map_err(|e| {
             self.unauthorized(op, format!("its token realm `{realm}` is not a URL: {e}"))
         })?;
+        // A registry spoken to over HTTPS does not get the password sent in clear text to a
+        // plain-HTTP token service it names.
+        if self.tls && self.creds.is_some() && url.scheme() != "https" {
+            return Err(self.unauthorized(
+                op,
+                format!("its token realm `{realm}` is plain HTTP, and nodeforge does not send the credentials unencrypted; the registry's token service must use HTTPS"),
+            ));
+        }
         {
             let mut q = url.query_pairs_mut();
             if let Some(s) = service {
@@ -1127,6 +1135,25 @@ mod tests {
             }
         });
         addr
+    }
+
+    #[test]
+    fn credentials_never_go_to_a_plain_http_realm_of_an_https_registry() {
+        let creds = Credentials {
+            username: "fleet".into(),
+            password: "s3cret".into(),
+            identity_token: false,
+            source: "test".into(),
+        };
+        // Port 9 of loopback: nothing is asked of it, the realm is refused first.
+        let reg = Registry::with_credentials("127.0.0.1:9", &ClientOptions::default(), Some(creds))
+            .expect("client");
+        let op = Registry::pull_op("fleet/k", "fetching manifest `worker1`".into());
+        let err = reg
+            .token(&op, "http://127.0.0.1:9/token", Some("reg"))
+            .expect_err("refused");
+        assert!(matches!(err, RegistryError::Unauthorized { .. }), "{err}");
+        assert!(err.to_string().contains("is plain HTTP"), "{err}");
     }
 
     #[test]
