@@ -115,7 +115,7 @@ pub fn check(manifest: &Manifest, previous_apiserver: Option<&str>) -> Vec<Viola
                     hint: format!(
                         "set [control-plane] kube-apiserver to a {}.{} release first, lock, build and roll it out, then move on",
                         o.0,
-                        o.1 + 1
+                        o.1.saturating_add(1)
                     ),
                 });
             }
