@@ -251,6 +251,18 @@ mod tests {
     }
 
     #[test]
+    fn an_absurd_locked_version_is_a_violation_not_a_panic() {
+        let m = manifest("", "");
+        let v = check(&m, Some("0.18446744073709551615.0"));
+        assert_eq!(rules(&v), ["control-plane-one-minor"]);
+        assert!(
+            v[0].hint.contains("0.18446744073709551615"),
+            "{}",
+            v[0].hint
+        );
+    }
+
+    #[test]
     fn the_seed_cluster_keeps_the_policy() {
         let m = manifest("", "");
         assert!(check(&m, Some("1.31.0")).is_empty());
