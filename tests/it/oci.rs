@@ -2625,3 +2625,50 @@ fn concurrent_logins_keep_every_entry() {
     want.sort();
     assert_eq!(kept, want);
 }
+
+/// A layout (or registry) whose manifest names a lock id nodeforge never writes (here with a
+/// terminal escape, which `history` would print) is refused before anything is installed.
+#[test]
+fn a_manifest_with_a_forged_lock_id_is_refused() {
+    let ctx = built();
+    let layout = ctx.path().join("layout");
+    let l = layout.display().to_string();
+    ctx.run(&["export", "--oci-layout", &l, "--node", "worker1"])
+        .ok();
+    let index_path = layout.join("index.json");
+    let mut index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&index_path).unwrap()).unwrap();
+    let entry = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .position(|m| m["annotations"]["org.opencontainers.image.ref.name"] == "worker1")
+        .unwrap();
+    let digest = index["manifests"][entry]["digest"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:")
+        .to_string();
+    let mut manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("blobs/sha256").join(&digest)).unwrap())
+            .unwrap();
+    manifest["annotations"]["dev.nodeforge.lock-id"] = "blake3:\u{1b}[2Jgotcha".into();
+    let bytes = serde_json::to_vec(&manifest).unwrap();
+    let forged = crate::sha256_hex(&bytes);
+    std::fs::write(layout.join("blobs/sha256").join(&forged), &bytes).unwrap();
+    index["manifests"][entry]["digest"] = format!("sha256:{forged}").into();
+    index["manifests"][entry]["size"] = bytes.len().into();
+    std::fs::write(&index_path, serde_json::to_vec(&index).unwrap()).unwrap();
+
+    let host = fresh_host();
+    let outs = host.path().join("out").display().to_string();
+    run_env(
+        host.path(),
+        &["--out", &outs, "import", &l, "--tag", "worker1"],
+        &[],
+        None,
+    )
+    .fails()
+    .stderr_has("names lock id `blake3:\\u{1b}[2Jgotcha`, not blake3:<64 hex digits>");
+    assert!(nothing_installed(&host.path().join("out"), "worker1"));
+}
