@@ -872,7 +872,8 @@ impl Registry {
                 _ => return Err(self.status_error(&op, resp)),
             }
             bar.set_position(have);
-            let mut body = resp.take(size - have + 1);
+            // One byte more than is missing tells a blob longer than its manifest says.
+            let mut body = resp.take((size - have).saturating_add(1));
             let mut buf = vec![0u8; 1 << 20];
             loop {
                 let n = match body.read(&mut buf) {
@@ -1154,6 +1155,32 @@ mod tests {
             .expect_err("refused");
         assert!(matches!(err, RegistryError::Unauthorized { .. }), "{err}");
         assert!(err.to_string().contains("is plain HTTP"), "{err}");
+    }
+
+    #[test]
+    fn a_blob_size_at_the_end_of_u64_is_an_error_not_an_overflow() {
+        let host = serve_once(b"abc".to_vec());
+        let opts = ClientOptions {
+            insecure: vec![host.clone()],
+            retries: 0,
+            ..ClientOptions::default()
+        };
+        let reg = Registry::with_credentials(&host, &opts, None).expect("client");
+        let dir = tempfile::tempdir().expect("tmp");
+        let partial = dir.path().join("blob.partial");
+        let err = reg
+            .download_blob(
+                "fleet/k",
+                &Sha256::of(b"abc"),
+                u64::MAX,
+                &partial,
+                &indicatif::ProgressBar::hidden(),
+            )
+            .expect_err("short");
+        assert!(
+            matches!(err, RegistryError::Interrupted { have: 3, .. }),
+            "{err}"
+        );
     }
 
     #[test]
