@@ -950,13 +950,9 @@ fn oci_layout_export_import_and_skopeo() {
         .unwrap()
         .clone();
     let blob = |d: &serde_json::Value| {
-        damaged.join("blobs/sha256").join(
-            d.as_str()
-                .unwrap()
-                .strip_prefix("sha256:")
-                .unwrap()
-                .to_string(),
-        )
+        damaged
+            .join("blobs/sha256")
+            .join(d.as_str().unwrap().strip_prefix("sha256:").unwrap())
     };
     let manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(blob(&entry["digest"])).unwrap()).unwrap();
