@@ -834,12 +834,7 @@ impl Registry {
     ) -> Result<Transfer, RegistryError> {
         use crate::fsutil::IoContext;
         let op = Self::pull_op(repository, format!("downloading blob sha256:{digest}"));
-        let mut file = std::fs::File::options()
-            .create(true)
-            .append(true)
-            .read(true)
-            .open(partial)
-            .at("cannot open", partial)?;
+        let mut file = crate::fsutil::open_partial(partial, false)?;
         let mut have = file.metadata().at("cannot stat", partial)?.len();
         if have > size {
             file.set_len(0).at("cannot truncate", partial)?;

@@ -63,7 +63,7 @@ impl BlobSource for FromLayout<'_> {
     ) -> Result<Transfer, Error> {
         let from = self.0.blob(&d.digest);
         let src = std::fs::File::open(&from).at("cannot read", &from)?;
-        let mut dst = std::fs::File::create(partial).at("cannot create", partial)?;
+        let mut dst = crate::fsutil::open_partial(partial, true)?;
         // Never more than the manifest says, plus one byte to tell a longer file: a blob that
         // is a device or grows as it is read must not fill the disk.
         let n = std::io::copy(&mut src.take(d.size.saturating_add(1)), &mut dst)
