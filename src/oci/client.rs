@@ -442,10 +442,19 @@ impl Registry {
         }
         let body = read_limited(resp, 1 << 20)
             .map_err(|e| self.unauthorized(op, format!("cannot read its token: {e}")))?;
-        serde_json::from_slice::<auth::TokenResponse>(&body)
+        let token = serde_json::from_slice::<auth::TokenResponse>(&body)
             .ok()
             .and_then(auth::TokenResponse::into_token)
-            .ok_or_else(|| self.unauthorized(op, "its token service sent no token".into()))
+            .ok_or_else(|| self.unauthorized(op, "its token service sent no token".into()))?;
+        // Checked here, where it is the token service's fault, not when a request carrying it
+        // fails to be built (which would read as the registry being unreachable).
+        if reqwest::header::HeaderValue::from_str(&format!("Bearer {token}")).is_err() {
+            return Err(self.unauthorized(
+                op,
+                "its token service sent a token that cannot be sent in an HTTP header".into(),
+            ));
+        }
+        Ok(token)
     }
 
     /// The error for an unexpected answer, with the registry's own error code and message.
@@ -1174,6 +1183,25 @@ mod tests {
             .expect_err("short");
         assert!(
             matches!(err, RegistryError::Interrupted { have: 3, .. }),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_token_that_is_no_header_value_is_the_token_services_fault() {
+        let host = serve_once(br#"{"token":"abc\ndef"}"#.to_vec());
+        let opts = ClientOptions {
+            insecure: vec![host.clone()],
+            ..ClientOptions::default()
+        };
+        let reg = Registry::with_credentials(&host, &opts, None).expect("client");
+        let op = Registry::pull_op("fleet/k", "fetching manifest `worker1`".into());
+        let err = reg
+            .token(&op, &format!("http://{host}/token"), None)
+            .expect_err("refused");
+        assert!(
+            err.to_string()
+                .contains("its token service sent a token that cannot be sent in an HTTP header"),
             "{err}"
         );
     }
