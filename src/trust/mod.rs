@@ -203,6 +203,18 @@ fn check_one(
         }
     };
     c.mismatch = statement_mismatch(m, &statement, sbom_sha256);
+    if c.mismatch.is_none() && signed_by.is_empty() {
+        // Said apart from an unknown key: the envelope claims a trusted key that did not sign it.
+        if let Some(k) = keys
+            .iter()
+            .find(|k| c.keyids.iter().any(|id| id == k.keyid()))
+        {
+            c.mismatch = Some(format!(
+                "it names trusted key {}, but no signature in it verifies with that key (forged or damaged)",
+                k.keyid()
+            ));
+        }
+    }
     c.trusted_by = signed_by;
     c
 }
@@ -362,6 +374,29 @@ mod tests {
             provenance: BTreeMap::new(),
             verity: None,
         }
+    }
+
+    #[test]
+    fn an_envelope_claiming_a_trusted_key_it_was_not_signed_with_says_so() {
+        let (made_with, trusted) = (
+            PrivateKey::generate().expect("key"),
+            PrivateKey::generate().expect("key"),
+        );
+        let m = signed_image();
+        let statement = image_statement(&m, None).expect("statement");
+        let mut env = Envelope::sign(dsse::IN_TOTO, &to_payload(&statement), &made_with);
+        env.signatures[0].keyid = trusted.public().keyid().to_string();
+        let envelopes = vec![(PathBuf::from("image.k.dsse.json"), env.to_json())];
+        let c = check_signatures(&m, &envelopes, None, &[trusted.public()]);
+        assert!(c[0].trusted_by.is_empty());
+        let why = c[0].mismatch.as_deref().unwrap_or_default();
+        assert!(
+            why.contains(&format!(
+                "it names trusted key {}, but no signature",
+                trusted.public().keyid()
+            )),
+            "{why}"
+        );
     }
 
     #[test]
