@@ -336,6 +336,21 @@ fn rename_dir_into(
     Ok(true)
 }
 
+/// Open (creating) a download's partial file, never through a symlink (a link planted at its
+/// name must not send a registry's bytes into another file): to append to what it holds (a
+/// resumed download), or emptied (`fresh`).
+pub fn open_partial(path: &Path, fresh: bool) -> Result<fs::File, FsError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut o = fs::File::options();
+    o.create(true).read(true).custom_flags(libc::O_NOFOLLOW);
+    if fresh {
+        o.write(true).truncate(true);
+    } else {
+        o.append(true);
+    }
+    o.open(path).at("cannot open", path)
+}
+
 /// Open (creating) a lock file and hold it exclusively until the returned file is dropped.
 pub fn lock_exclusive(path: &Path) -> Result<fs::File, FsError> {
     let f = fs::File::options()
@@ -388,6 +403,26 @@ pub fn commit_path_new(from: &Path, dest: &Path, mode: u32) -> Result<bool, FsEr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_partial_file_is_never_opened_through_a_symlink() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let target = dir.path().join("elsewhere");
+        fs::write(&target, b"keep").expect("write");
+        let link = dir.path().join("blob.partial");
+        std::os::unix::fs::symlink(&target, &link).expect("symlink");
+        assert!(open_partial(&link, false).is_err());
+        assert!(open_partial(&link, true).is_err());
+        assert_eq!(fs::read(&target).expect("read"), b"keep");
+        let plain = dir.path().join("other.partial");
+        let mut f = open_partial(&plain, false).expect("open");
+        f.write_all(b"ab").expect("write");
+        let mut f = open_partial(&plain, false).expect("open");
+        f.write_all(b"c").expect("write");
+        assert_eq!(fs::read(&plain).expect("read"), b"abc");
+        drop(open_partial(&plain, true).expect("open"));
+        assert_eq!(fs::read(&plain).expect("read"), b"");
+    }
 
     #[test]
     fn write_atomic_replaces_and_sets_mode() {

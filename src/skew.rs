@@ -115,7 +115,7 @@ pub fn check(manifest: &Manifest, previous_apiserver: Option<&str>) -> Vec<Viola
                     hint: format!(
                         "set [control-plane] kube-apiserver to a {}.{} release first, lock, build and roll it out, then move on",
                         o.0,
-                        o.1 + 1
+                        o.1.saturating_add(1)
                     ),
                 });
             }
@@ -248,6 +248,18 @@ mod tests {
 
     fn rules(v: &[Violation]) -> Vec<&'static str> {
         v.iter().map(|v| v.rule.as_str()).collect()
+    }
+
+    #[test]
+    fn an_absurd_locked_version_is_a_violation_not_a_panic() {
+        let m = manifest("", "");
+        let v = check(&m, Some("0.18446744073709551615.0"));
+        assert_eq!(rules(&v), ["control-plane-one-minor"]);
+        assert!(
+            v[0].hint.contains("0.18446744073709551615"),
+            "{}",
+            v[0].hint
+        );
     }
 
     #[test]

@@ -142,6 +142,24 @@ pub enum RegistryError {
         size: u64,
         detail: String,
     },
+    #[error("registry {registry} answered {what} in repository {repository} with more than {limit} bytes, more than any {kind} nodeforge pushes; check that the reference names a nodeforge image")]
+    TooLarge {
+        registry: String,
+        repository: String,
+        what: String,
+        /// What was read (`manifest`, `blob`, `token`).
+        kind: &'static str,
+        limit: u64,
+    },
+    #[error(
+        "registry {registry}: {what} in repository {repository} broke off: {detail}; try again"
+    )]
+    Body {
+        registry: String,
+        repository: String,
+        what: String,
+        detail: String,
+    },
     #[error("`{0}` is not a registry address (HOST or HOST:PORT)")]
     BadAddress(String),
     #[error(transparent)]
@@ -252,6 +270,32 @@ impl Registry {
         }
     }
 
+    /// The error for a response body that could not be read whole (`kind` names what it is).
+    fn body_error(
+        &self,
+        op: &Op<'_>,
+        e: BodyError,
+        kind: &'static str,
+        limit: u64,
+    ) -> RegistryError {
+        match e {
+            BodyError::Http(source) => self.connect_error(&op.what, source),
+            BodyError::Io(e) => RegistryError::Body {
+                registry: self.host.clone(),
+                repository: op.repository.to_string(),
+                what: op.what.clone(),
+                detail: e.to_string(),
+            },
+            BodyError::TooLarge => RegistryError::TooLarge {
+                registry: self.host.clone(),
+                repository: op.repository.to_string(),
+                what: op.what.clone(),
+                kind,
+                limit,
+            },
+        }
+    }
+
     fn unauthorized(&self, op: &Op<'_>, detail: String) -> RegistryError {
         RegistryError::Unauthorized {
             registry: self.host.clone(),
@@ -338,6 +382,14 @@ impl Registry {
         let mut url = Url::parse(realm).map_err(|e| {
             self.unauthorized(op, format!("its token realm `{realm}` is not a URL: {e}"))
         })?;
+        // A registry spoken to over HTTPS does not get the password sent in clear text to a
+        // plain-HTTP token service it names.
+        if self.tls && self.creds.is_some() && url.scheme() != "https" {
+            return Err(self.unauthorized(
+                op,
+                format!("its token realm `{realm}` is plain HTTP, and nodeforge does not send the credentials unencrypted; the registry's token service must use HTTPS"),
+            ));
+        }
         {
             let mut q = url.query_pairs_mut();
             if let Some(s) = service {
@@ -390,10 +442,19 @@ impl Registry {
         }
         let body = read_limited(resp, 1 << 20)
             .map_err(|e| self.unauthorized(op, format!("cannot read its token: {e}")))?;
-        serde_json::from_slice::<auth::TokenResponse>(&body)
+        let token = serde_json::from_slice::<auth::TokenResponse>(&body)
             .ok()
             .and_then(auth::TokenResponse::into_token)
-            .ok_or_else(|| self.unauthorized(op, "its token service sent no token".into()))
+            .ok_or_else(|| self.unauthorized(op, "its token service sent no token".into()))?;
+        // Checked here, where it is the token service's fault, not when a request carrying it
+        // fails to be built (which would read as the registry being unreachable).
+        if reqwest::header::HeaderValue::from_str(&format!("Bearer {token}")).is_err() {
+            return Err(self.unauthorized(
+                op,
+                "its token service sent a token that cannot be sent in an HTTP header".into(),
+            ));
+        }
+        Ok(token)
     }
 
     /// The error for an unexpected answer, with the registry's own error code and message.
@@ -408,7 +469,9 @@ impl Registry {
             message: Option<String>,
         }
         let status = resp.status().as_u16();
-        let body = read_limited(resp, 64 << 10).unwrap_or_default();
+        // The first 64 KiB are enough to say what went wrong.
+        let mut body = Vec::new();
+        let _ = resp.take(64 << 10).read_to_end(&mut body);
         let parsed = serde_json::from_slice::<Errors>(&body).ok();
         let first = parsed.as_ref().and_then(|e| e.errors.first());
         let code = first.and_then(|e| e.code.clone());
@@ -672,8 +735,8 @@ impl Registry {
         if !resp.status().is_success() {
             return Err(self.status_error(&op, resp));
         }
-        let bytes =
-            read_limited(resp, MAX_MANIFEST_BYTES).map_err(|e| self.connect_error(&op.what, e))?;
+        let bytes = read_limited(resp, MAX_MANIFEST_BYTES)
+            .map_err(|e| self.body_error(&op, e, "manifest", MAX_MANIFEST_BYTES))?;
         let digest = Sha256::of(&bytes);
         if let Some(want) = reference.strip_prefix("sha256:") {
             if want != digest.to_hex() {
@@ -701,7 +764,8 @@ impl Registry {
         if !resp.status().is_success() {
             return Err(self.status_error(&op, resp));
         }
-        let bytes = read_limited(resp, limit).map_err(|e| self.connect_error(&op.what, e))?;
+        let bytes =
+            read_limited(resp, limit).map_err(|e| self.body_error(&op, e, "blob", limit))?;
         let actual = Sha256::of(&bytes);
         if actual != *digest {
             return Err(self.mismatch(repository, digest, &actual));
@@ -847,12 +911,7 @@ impl Registry {
     ) -> Result<Transfer, RegistryError> {
         use crate::fsutil::IoContext;
         let op = Self::pull_op(repository, format!("downloading blob sha256:{digest}"));
-        let mut file = std::fs::File::options()
-            .create(true)
-            .append(true)
-            .read(true)
-            .open(partial)
-            .at("cannot open", partial)?;
+        let mut file = crate::fsutil::open_partial(partial, false)?;
         let mut have = file.metadata().at("cannot stat", partial)?.len();
         if have > size {
             file.set_len(0).at("cannot truncate", partial)?;
@@ -885,7 +944,8 @@ impl Registry {
                 _ => return Err(self.status_error(&op, resp)),
             }
             bar.set_position(have);
-            let mut body = resp.take(size - have + 1);
+            // One byte more than is missing tells a blob longer than its manifest says.
+            let mut body = resp.take((size - have).saturating_add(1));
             let mut buf = vec![0u8; 1 << 20];
             loop {
                 let n = match body.read(&mut buf) {
@@ -1003,7 +1063,7 @@ impl Registry {
         }
         read_limited(resp, MAX_MANIFEST_BYTES)
             .map(Some)
-            .map_err(|e| self.connect_error(&op.what, e))
+            .map_err(|e| self.body_error(&op, e, "referrers list", MAX_MANIFEST_BYTES))
     }
 
     /// Put the small blob `bytes` (a few bytes to megabytes: an attestation file) into the
@@ -1072,19 +1132,43 @@ impl RegistryError {
     }
 }
 
-/// Read a response body, at most `limit` bytes.
-fn read_limited(resp: Response, limit: u64) -> Result<Vec<u8>, reqwest::Error> {
+/// Why a response body could not be read whole.
+#[derive(Debug)]
+enum BodyError {
+    /// The transfer failed.
+    Http(reqwest::Error),
+    Io(std::io::Error),
+    /// It has more than the limit's bytes (the limit is in the error the caller makes).
+    TooLarge,
+}
+
+impl std::fmt::Display for BodyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BodyError::Http(e) => write!(f, "{}", crate::fetch::describe(e)),
+            BodyError::Io(e) => write!(f, "{e}"),
+            BodyError::TooLarge => f.write_str("the answer is larger than nodeforge accepts"),
+        }
+    }
+}
+
+/// Read a response body whole, refusing one of more than `limit` bytes (never cut short and
+/// taken as if complete: a truncated manifest would be judged by the wrong bytes).
+fn read_limited(resp: Response, limit: u64) -> Result<Vec<u8>, BodyError> {
     let mut v = Vec::new();
-    let mut r = resp.take(limit);
+    let mut r = resp.take(limit.saturating_add(1));
     if let Err(e) = r.read_to_end(&mut v) {
         // Surface it as the reqwest error it wraps when it is one.
-        return match e
-            .into_inner()
-            .and_then(|i| i.downcast::<reqwest::Error>().ok())
-        {
-            Some(re) => Err(*re),
-            None => Ok(v),
-        };
+        let (kind, text) = (e.kind(), e.to_string());
+        return Err(
+            match e.into_inner().map(|i| i.downcast::<reqwest::Error>()) {
+                Some(Ok(re)) => BodyError::Http(*re),
+                _ => BodyError::Io(std::io::Error::new(kind, text)),
+            },
+        );
+    }
+    if u64::try_from(v.len()).map_or(true, |n| n > limit) {
+        return Err(BodyError::TooLarge);
     }
     Ok(v)
 }
@@ -1100,5 +1184,126 @@ impl Read for Counting {
         let n = self.inner.read(buf)?;
         self.bar.inc(n as u64);
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A one-request HTTP server on loopback answering 200 with `body`.
+    fn serve_once(body: Vec<u8>) -> String {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr").to_string();
+        std::thread::spawn(move || {
+            if let Ok((mut conn, _)) = listener.accept() {
+                let mut buf = [0u8; 4096];
+                let _ = conn.read(&mut buf);
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: {MANIFEST_MEDIA_TYPE}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = conn.write_all(head.as_bytes());
+                let _ = conn.write_all(&body);
+            }
+        });
+        addr
+    }
+
+    #[test]
+    fn credentials_never_go_to_a_plain_http_realm_of_an_https_registry() {
+        let creds = Credentials {
+            username: "fleet".into(),
+            password: "s3cret".into(),
+            identity_token: false,
+            source: "test".into(),
+        };
+        // Port 9 of loopback: nothing is asked of it, the realm is refused first.
+        let reg = Registry::with_credentials("127.0.0.1:9", &ClientOptions::default(), Some(creds))
+            .expect("client");
+        let op = Registry::pull_op("fleet/k", "fetching manifest `worker1`".into());
+        let err = reg
+            .token(&op, "http://127.0.0.1:9/token", Some("reg"))
+            .expect_err("refused");
+        assert!(matches!(err, RegistryError::Unauthorized { .. }), "{err}");
+        assert!(err.to_string().contains("is plain HTTP"), "{err}");
+    }
+
+    #[test]
+    fn a_blob_size_at_the_end_of_u64_is_an_error_not_an_overflow() {
+        let host = serve_once(b"abc".to_vec());
+        let opts = ClientOptions {
+            insecure: vec![host.clone()],
+            retries: 0,
+            ..ClientOptions::default()
+        };
+        let reg = Registry::with_credentials(&host, &opts, None).expect("client");
+        let dir = tempfile::tempdir().expect("tmp");
+        let partial = dir.path().join("blob.partial");
+        let err = reg
+            .download_blob(
+                "fleet/k",
+                &Sha256::of(b"abc"),
+                u64::MAX,
+                &partial,
+                &indicatif::ProgressBar::hidden(),
+            )
+            .expect_err("short");
+        assert!(
+            matches!(err, RegistryError::Interrupted { have: 3, .. }),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_token_that_is_no_header_value_is_the_token_services_fault() {
+        let host = serve_once(br#"{"token":"abc\ndef"}"#.to_vec());
+        let opts = ClientOptions {
+            insecure: vec![host.clone()],
+            ..ClientOptions::default()
+        };
+        let reg = Registry::with_credentials(&host, &opts, None).expect("client");
+        let op = Registry::pull_op("fleet/k", "fetching manifest `worker1`".into());
+        let err = reg
+            .token(&op, &format!("http://{host}/token"), None)
+            .expect_err("refused");
+        assert!(
+            err.to_string()
+                .contains("its token service sent a token that cannot be sent in an HTTP header"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_oversized_manifest_is_refused_not_cut_short() {
+        let limit = usize::try_from(MAX_MANIFEST_BYTES).expect("fits");
+        let host = serve_once(vec![b' '; limit + 1]);
+        let opts = ClientOptions {
+            insecure: vec![host.clone()],
+            ..ClientOptions::default()
+        };
+        let reg = Registry::with_credentials(&host, &opts, None).expect("client");
+        let err = reg
+            .get_manifest("fleet/k", "worker1")
+            .expect_err("too large");
+        assert!(
+            matches!(err, RegistryError::TooLarge { limit: l, .. } if l == MAX_MANIFEST_BYTES),
+            "{err}"
+        );
+        assert!(err.to_string().contains("more than 4194304 bytes"), "{err}");
+
+        // At the limit exactly, the bytes are taken whole.
+        let host = serve_once(vec![b' '; limit]);
+        let reg = Registry::with_credentials(
+            &host,
+            &ClientOptions {
+                insecure: vec![host.clone()],
+                ..ClientOptions::default()
+            },
+            None,
+        )
+        .expect("client");
+        let (bytes, _) = reg.get_manifest("fleet/k", "worker1").expect("whole");
+        assert_eq!(bytes.len(), limit);
     }
 }

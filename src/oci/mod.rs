@@ -205,6 +205,16 @@ pub enum BlobKind {
     Verity(Role),
 }
 
+impl std::fmt::Display for BlobKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BlobKind::Record => f.write_str("image record"),
+            BlobKind::Erofs(role) => write!(f, "{role} EROFS file"),
+            BlobKind::Verity(role) => write!(f, "{role} verity tree"),
+        }
+    }
+}
+
 /// One blob of a node image, before its bytes are hashed: what it is, the file that holds it
 /// (its name in the layer or image directory) and the annotations it carries.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -420,13 +430,13 @@ impl NodeArtifact {
                 kind => {
                     let Some((k, id, d, s)) = layers.next() else {
                         return Err(wrong(format!(
-                            "it lacks the {kind:?} blob of layer {}",
+                            "it lacks the {kind} blob of layer {}",
                             blob.layer_id.unwrap_or_default()
                         )));
                     };
                     if *k != kind || Some(id) != blob.layer_id.as_ref() {
                         return Err(wrong(format!(
-                            "it lists a {k:?} blob of layer {id} where the image record has the {kind:?} blob of layer {}",
+                            "it lists the {k} blob of layer {id} where the image record has the {kind} blob of layer {}",
                             blob.layer_id.unwrap_or_default()
                         )));
                     }
@@ -437,7 +447,7 @@ impl NodeArtifact {
         }
         if let Some((k, id, _, _)) = layers.next() {
             return Err(wrong(format!(
-                "it lists a {k:?} blob of layer {id} the image record does not have"
+                "it lists the {k} blob of layer {id}, which the image record does not have"
             )));
         }
         Ok(out)
@@ -481,8 +491,9 @@ pub fn read_manifest(what: &str, bytes: &[u8]) -> Result<NodeArtifact, OciError>
             Some("config") => Role::Config,
             other => {
                 return Err(wrong(format!(
-                    "blob {} has layer role {other:?}",
-                    d.digest()
+                    "blob {} has layer role `{}` (a node image's layers are `payload` or `config`)",
+                    d.digest(),
+                    other.unwrap_or("(none)")
                 )))
             }
         };
@@ -555,5 +566,33 @@ mod tests {
             .map(|i| s.find(&format!("k{i:02}")).unwrap_or(0))
             .collect();
         assert!(keys.windows(2).all(|w| w[0] < w[1]), "{s}");
+    }
+
+    #[test]
+    fn a_manifest_error_names_what_it_found_in_words() {
+        let d = "b".repeat(64);
+        let manifest = |role: &str| {
+            format!(
+                r#"{{"schemaVersion":2,"mediaType":"{MANIFEST_MEDIA_TYPE}","artifactType":"{ARTIFACT_TYPE}","config":{{"mediaType":"{CONFIG_MEDIA_TYPE}","digest":"sha256:{d}","size":2}},"layers":[{{"mediaType":"{EROFS_MEDIA_TYPE}","digest":"sha256:{d}","size":2,"annotations":{{{role}"{ANN_LAYER_ID}":"x"}}}}]}}"#
+            )
+        };
+        let err = read_manifest(
+            "reg/k:worker1",
+            manifest(r#""dev.nodeforge.layer.role":"bogus","#).as_bytes(),
+        )
+        .expect_err("unknown role")
+        .to_string();
+        assert!(err.contains("layer role `bogus`"), "{err}");
+        let err = read_manifest("reg/k:worker1", manifest("").as_bytes())
+            .expect_err("no role")
+            .to_string();
+        assert!(
+            err.contains("layer role `(none)`") && !err.contains("None"),
+            "{err}"
+        );
+        assert_eq!(
+            BlobKind::Verity(Role::Payload).to_string(),
+            "payload verity tree"
+        );
     }
 }

@@ -12,6 +12,9 @@ use crate::hash::Sha256;
 /// The annotation of an `index.json` entry that names it (its tag).
 pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
 
+/// The largest `index.json` read (a few hundred bytes per tag: tens of thousands of tags).
+pub const MAX_INDEX_BYTES: u64 = 16 << 20;
+
 /// One manifest listed in `index.json`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IndexEntry {
@@ -63,11 +66,22 @@ impl LayoutDir {
             what: path.display().to_string(),
             reason,
         };
-        let bytes = match std::fs::read(&path) {
-            Ok(b) => b,
+        let file = match std::fs::File::open(&path) {
+            Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(bad(format!("cannot read it: {e}"))),
         };
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(
+            &mut std::io::Read::take(file, MAX_INDEX_BYTES + 1),
+            &mut bytes,
+        )
+        .map_err(|e| bad(format!("cannot read it: {e}")))?;
+        if bytes.len() as u64 > MAX_INDEX_BYTES {
+            return Err(bad(format!(
+                "it is larger than {MAX_INDEX_BYTES} bytes, more than any index nodeforge writes"
+            )));
+        }
         let index: oci_spec::image::ImageIndex = serde_json::from_slice(&bytes)
             .map_err(|e| bad(format!("not an OCI image index: {e}")))?;
         index

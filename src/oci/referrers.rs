@@ -38,6 +38,9 @@ pub const PKCS7_MEDIA_TYPE: &str = "application/pkcs7-signature";
 /// The largest attestation file a registry or layout may hand us (an SBOM lists every file of
 /// an image: megabytes at most).
 pub const MAX_ATTESTATION_BYTES: u64 = 64 << 20;
+/// The most bytes of attestation files one image may bring (every file is held in memory until
+/// the trust check has passed): a registry listing more is refused before any is downloaded.
+pub const MAX_ATTESTATION_TOTAL: u64 = 256 << 20;
 /// The most attestation files one manifest may list.
 const MAX_FILES: usize = 1024;
 

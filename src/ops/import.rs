@@ -3,6 +3,7 @@
 //! `pull::install`), with the layout's files instead of a registry's blobs.
 
 use std::collections::BTreeSet;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -61,13 +62,26 @@ impl BlobSource for FromLayout<'_> {
         bar: &indicatif::ProgressBar,
     ) -> Result<Transfer, Error> {
         let from = self.0.blob(&d.digest);
-        let mut src = std::fs::File::open(&from).at("cannot read", &from)?;
-        let mut dst = std::fs::File::create(partial).at("cannot create", partial)?;
-        let n = std::io::copy(&mut src, &mut dst).at("cannot write", partial)?;
+        let src = std::fs::File::open(&from).at("cannot read", &from)?;
+        let mut dst = crate::fsutil::open_partial(partial, true)?;
+        // Never more than the manifest says, plus one byte to tell a longer file: a blob that
+        // is a device or grows as it is read must not fill the disk.
+        let n = std::io::copy(&mut src.take(d.size.saturating_add(1)), &mut dst)
+            .at("cannot write", partial)?;
         dst.sync_data().at("cannot sync", partial)?;
         bar.inc(n);
-        let (actual, size) = Sha256::of_file(partial).at("cannot read", partial)?;
-        if actual != d.digest || size != d.size {
+        if n != d.size {
+            let _ = std::fs::remove_file(partial);
+            return Err(Error::Usage(format!(
+                "{}: blob sha256:{} has {} bytes, the manifest says {}: the layout is damaged; export it again",
+                from.display(),
+                d.digest,
+                if n > d.size { "more".to_string() } else { n.to_string() },
+                d.size
+            )));
+        }
+        let (actual, _) = Sha256::of_file(partial).at("cannot read", partial)?;
+        if actual != d.digest {
             let _ = std::fs::remove_file(partial);
             return Err(layout_damaged(&from, &d.digest, &actual));
         }
@@ -88,14 +102,19 @@ fn layout_damaged(file: &Path, digest: &Sha256, actual: &Sha256) -> Error {
 /// A blob of the layout, whole, checked against its digest (manifests and records).
 fn read_blob(layout: &LayoutDir, digest: &Sha256, limit: u64) -> Result<Vec<u8>, Error> {
     let path = layout.blob(digest);
-    let len = std::fs::metadata(&path).at("cannot read", &path)?.len();
-    if len > limit {
+    let file = std::fs::File::open(&path).at("cannot read", &path)?;
+    // Read through a limit, not by the size the file claims: a device or a growing file has
+    // no size worth trusting.
+    let mut bytes = Vec::new();
+    file.take(limit.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .at("cannot read", &path)?;
+    if u64::try_from(bytes.len()).map_or(true, |n| n > limit) {
         return Err(Error::Usage(format!(
-            "{}: {len} bytes is too large for a manifest or image record",
+            "{}: more than {limit} bytes is too large for a manifest, image record or attestation file: the layout is damaged or not nodeforge's",
             path.display()
         )));
     }
-    let bytes = std::fs::read(&path).at("cannot read", &path)?;
     let actual = Sha256::of(&bytes);
     if actual != *digest {
         return Err(layout_damaged(&path, digest, &actual));

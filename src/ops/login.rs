@@ -3,7 +3,7 @@
 //! `$REGISTRY_AUTH_FILE` or docker's `config.json` (written atomically, mode 0600), where push,
 //! pull and OCI mirrors find them.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
@@ -48,6 +48,23 @@ pub(crate) fn registry_address(s: &str) -> Result<String, Error> {
     Ok(host.to_string())
 }
 
+/// The auth file's text (none yet: empty).
+pub(crate) fn read_auth_file(file: &Path) -> Result<String, Error> {
+    match std::fs::read_to_string(file) {
+        Ok(t) => Ok(t),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
+        Err(e) => Err(fsutil::FsError::new("cannot read", file, e).into()),
+    }
+}
+
+/// Hold `<file>.lock` (beside the auth file) while it is read, changed and written back:
+/// two logins at once would otherwise each write the file without the other's entry.
+pub(crate) fn lock_auth_file(file: &Path) -> Result<std::fs::File, Error> {
+    let mut name = file.as_os_str().to_owned();
+    name.push(".lock");
+    Ok(fsutil::lock_exclusive(Path::new(&name))?)
+}
+
 pub fn login(opts: &LoginOptions) -> Result<LoginReport, Error> {
     let registry = registry_address(&opts.registry)?;
     if opts.username.is_empty() || opts.password.is_empty() {
@@ -57,14 +74,15 @@ pub fn login(opts: &LoginOptions) -> Result<LoginReport, Error> {
     }
     let file = auth::login_file();
     let source = file.display().to_string();
-    let text = match std::fs::read_to_string(&file) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-        Err(e) => return Err(fsutil::FsError::new("cannot read", &file, e).into()),
-    };
     // The file is checked before the registry is asked: a login that cannot be kept is not made.
-    let bytes = auth::with_login(&text, &source, &registry, &opts.username, &opts.password)
-        .map_err(crate::oci::client::RegistryError::from)?;
+    auth::with_login(
+        &read_auth_file(&file)?,
+        &source,
+        &registry,
+        &opts.username,
+        &opts.password,
+    )
+    .map_err(crate::oci::client::RegistryError::from)?;
     let client = Registry::with_credentials(
         &registry,
         &opts.client,
@@ -79,6 +97,17 @@ pub fn login(opts: &LoginOptions) -> Result<LoginReport, Error> {
     if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
         fsutil::create_dir_all(dir)?;
     }
+    // Read again under the lock and changed in place: another login or logout meanwhile (to
+    // another registry) keeps its entry.
+    let _lock = lock_auth_file(&file)?;
+    let bytes = auth::with_login(
+        &read_auth_file(&file)?,
+        &source,
+        &registry,
+        &opts.username,
+        &opts.password,
+    )
+    .map_err(crate::oci::client::RegistryError::from)?;
     fsutil::write_atomic(&file, &bytes, 0o600)?;
     Ok(LoginReport {
         registry,

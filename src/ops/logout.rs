@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use super::login::registry_address;
+use super::login::{lock_auth_file, read_auth_file, registry_address};
 use super::Error;
 use crate::fsutil;
 use crate::oci::auth;
@@ -21,17 +21,15 @@ pub struct LogoutReport {
 pub fn logout(registry: &str) -> Result<LogoutReport, Error> {
     let registry = registry_address(registry)?;
     let file = auth::login_file();
-    let text = match std::fs::read_to_string(&file) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Ok(LogoutReport {
-                registry,
-                file,
-                removed: false,
-            })
-        }
-        Err(e) => return Err(fsutil::FsError::new("cannot read", &file, e).into()),
-    };
+    if !file.exists() {
+        return Ok(LogoutReport {
+            registry,
+            file,
+            removed: false,
+        });
+    }
+    let _lock = lock_auth_file(&file)?;
+    let text = read_auth_file(&file)?;
     let (bytes, removed) = auth::without_login(&text, &file.display().to_string(), &registry)
         .map_err(crate::oci::client::RegistryError::from)?;
     if removed {

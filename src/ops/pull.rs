@@ -87,8 +87,30 @@ pub(crate) fn read_record(
         }
     }
     crate::manifest::NodeName::new(&m.node).map_err(|e| wrong(format!("its node name: {e}")))?;
+    // Recorded in the node's generation and shown by `history`: nothing but what nodeforge
+    // pushes (a lockfile's id, or `unknown` for an image pulled without one).
+    if let Some(id) = art.lock_id().filter(|id| !valid_lock_id(id)) {
+        let shown: String = id.escape_debug().take(80).collect();
+        return Err(wrong(format!(
+            "its manifest names lock id `{shown}`, not blake3:<64 hex digits>"
+        ))
+        .into());
+    }
     Ok(m)
 }
+
+/// A lock id as generations record it: `blake3:<64 lowercase hex>`, or `unknown`.
+fn valid_lock_id(id: &str) -> bool {
+    id == UNKNOWN_LOCK_ID
+        || id.strip_prefix("blake3:").is_some_and(|h| {
+            h.len() == 64
+                && h.bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        })
+}
+
+/// The lock id recorded for an image whose manifest names none.
+const UNKNOWN_LOCK_ID: &str = "unknown";
 
 /// The record `out/layers/<id>/layer.json` holds for layer `l` of image `m`: exactly what
 /// `build` writes, so a pulled layer is the builder's, byte for byte.
@@ -296,7 +318,7 @@ pub(crate) fn install(
 
     referrers::install(&attestation_files)?;
     let (dir, full, _) = materialize(out, &store, m)?;
-    let lock_id = art.lock_id().unwrap_or("unknown").to_string();
+    let lock_id = art.lock_id().unwrap_or(UNKNOWN_LOCK_ID).to_string();
     let (generation, switched) = generations::record_from(
         out.root(),
         &m.node,

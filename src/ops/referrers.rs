@@ -18,7 +18,7 @@ use crate::oci::client::{Registry, RegistryError, SubjectSupport};
 use crate::oci::oci_layout::{IndexEntry, LayoutDir};
 use crate::oci::referrers::{
     self, AttestationFile, Attestations, ATTESTATIONS_ARTIFACT_TYPE, EMPTY_CONFIG,
-    INDEX_MEDIA_TYPE, MAX_ATTESTATION_BYTES,
+    INDEX_MEDIA_TYPE, MAX_ATTESTATION_BYTES, MAX_ATTESTATION_TOTAL,
 };
 use crate::oci::{MANIFEST_MEDIA_TYPE, MAX_MANIFEST_BYTES};
 use crate::trust::{self, TrustedKeys};
@@ -275,6 +275,17 @@ pub(crate) fn fetch(
         lists.push(a);
     }
     let (files, conflicts) = referrers::merge(&lists);
+    let total = files.iter().map(|f| f.size).fold(0, u64::saturating_add);
+    if total > MAX_ATTESTATION_TOTAL {
+        return Err(crate::oci::OciError::NotNodeImage {
+            what: what.to_string(),
+            reason: format!(
+                "its attestation manifests list {} files of {total} bytes in all, more than the {MAX_ATTESTATION_TOTAL} bytes nodeforge takes for one image",
+                files.len()
+            ),
+        }
+        .into());
+    }
     fetched.conflicts = conflicts;
     for f in files {
         let bytes = source.blob(&f.digest, MAX_ATTESTATION_BYTES.min(f.size))?;
@@ -419,17 +430,15 @@ pub(crate) fn check(
     ))
 }
 
-/// Write the checked attestation files beside their image, each atomically; a file that
-/// appeared meanwhile is left as it is.
+/// Write the checked attestation files beside their image, each atomically and never over a
+/// file of that name: one that appeared since the check (another pull, a `sign`) is left as it
+/// is, in one step (no window between looking and renaming in which it could be replaced).
 pub(crate) fn install(files: &ToInstall) -> Result<(), Error> {
     for (path, bytes) in files {
-        if path.exists() {
-            continue;
-        }
-        if let Some(dir) = path.parent() {
-            fsutil::create_dir_all(dir)?;
-        }
-        fsutil::write_atomic(path, bytes, 0o644)?;
+        let dir = path.parent().unwrap_or(std::path::Path::new("."));
+        let mut tmp = fsutil::AtomicFile::new_in(dir)?;
+        std::io::Write::write_all(&mut tmp, bytes).at("cannot write", tmp.path())?;
+        tmp.commit_new(path, 0o644)?;
     }
     Ok(())
 }
@@ -459,5 +468,63 @@ impl ManifestSource for LayoutSource<'_> {
 
     fn blob(&self, digest: &Sha256, limit: u64) -> Result<Vec<u8>, Error> {
         (self.read)(digest, limit)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A registry whose one attestation manifest lists `files` (names and sizes); counts the
+    /// blobs asked for.
+    struct Listing {
+        manifest: Vec<u8>,
+        blobs_asked: std::cell::Cell<usize>,
+    }
+
+    impl ManifestSource for Listing {
+        fn referrers(&self, _subject: &Sha256) -> Result<Vec<Sha256>, Error> {
+            Ok(vec![Sha256::of(&self.manifest)])
+        }
+        fn manifest(&self, _digest: &Sha256) -> Result<Vec<u8>, Error> {
+            Ok(self.manifest.clone())
+        }
+        fn blob(&self, _digest: &Sha256, _limit: u64) -> Result<Vec<u8>, Error> {
+            self.blobs_asked.set(self.blobs_asked.get() + 1);
+            Err(Error::Usage("no blobs here".into()))
+        }
+    }
+
+    #[test]
+    fn attestations_too_large_in_all_are_refused_before_any_is_downloaded() {
+        let m = ImageManifest {
+            format: crate::image::IMAGE_FORMAT,
+            id: "a".repeat(64),
+            node: "worker1".into(),
+            arch: "x86_64".into(),
+            layers: Vec::new(),
+            entries: Vec::new(),
+            provenance: BTreeMap::new(),
+            verity: None,
+        };
+        let subject = Sha256::of(b"image manifest");
+        // Five files, each within the per-file limit, together over the total.
+        let files: Vec<AttestationFile> = (0..5)
+            .map(|i| AttestationFile {
+                name: format!("image.k{i}.dsse.json"),
+                digest: Sha256::of(format!("{i}").as_bytes()),
+                size: MAX_ATTESTATION_BYTES,
+            })
+            .collect();
+        let source = Listing {
+            manifest: referrers::attestation_manifest(&m.id, &subject, 100, &files)
+                .expect("manifest"),
+            blobs_asked: std::cell::Cell::new(0),
+        };
+        let err = fetch(&source, "reg/k:worker1", &m, &subject)
+            .expect_err("too large")
+            .to_string();
+        assert!(err.contains("5 files of 335544320 bytes in all"), "{err}");
+        assert_eq!(source.blobs_asked.get(), 0);
     }
 }

@@ -203,6 +203,18 @@ fn check_one(
         }
     };
     c.mismatch = statement_mismatch(m, &statement, sbom_sha256);
+    if c.mismatch.is_none() && signed_by.is_empty() {
+        // Said apart from an unknown key: the envelope claims a trusted key that did not sign it.
+        if let Some(k) = keys
+            .iter()
+            .find(|k| c.keyids.iter().any(|id| id == k.keyid()))
+        {
+            c.mismatch = Some(format!(
+                "it names trusted key {}, but no signature in it verifies with that key (forged or damaged)",
+                k.keyid()
+            ));
+        }
+    }
     c.trusted_by = signed_by;
     c
 }
@@ -222,6 +234,14 @@ fn statement_mismatch(
     let p = &s.predicate;
     if p.image != m.id {
         return Some(format!("it signs image {}, not {}", p.image, m.id));
+    }
+    // The image id covers the layers, not the record's node and arch: a record that says another
+    // node would install the signed image as that node's.
+    if p.node != m.node || p.arch != m.arch {
+        return Some(format!(
+            "it signs image {} as node {} ({}), the image's record says node {} ({})",
+            p.image, p.node, p.arch, m.node, m.arch
+        ));
     }
     let want = match image_statement(m, p.sbom.clone()) {
         Ok(w) => w,
@@ -323,6 +343,90 @@ impl TrustedKeys {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn signed_image() -> ImageManifest {
+        let verity = |h: &str| crate::image::VerityInfo {
+            root_hash: h.repeat(64),
+            salt: String::new(),
+            uuid: String::new(),
+            hash_algorithm: "sha256".into(),
+            data_block_size: 4096,
+            hash_block_size: 4096,
+            data_blocks: 1,
+            erofs_uuid: String::new(),
+        };
+        let layer = |role: crate::image::Role, id: &str, h: &str| crate::image::LayerRef {
+            role,
+            name: role.name().to_string(),
+            id: id.repeat(64),
+            verity: Some(verity(h)),
+        };
+        ImageManifest {
+            format: crate::image::IMAGE_FORMAT,
+            id: "c".repeat(64),
+            node: "worker1".into(),
+            arch: "x86_64".into(),
+            layers: vec![
+                layer(crate::image::Role::Payload, "a", "1"),
+                layer(crate::image::Role::Config, "b", "2"),
+            ],
+            entries: Vec::new(),
+            provenance: BTreeMap::new(),
+            verity: None,
+        }
+    }
+
+    #[test]
+    fn an_envelope_claiming_a_trusted_key_it_was_not_signed_with_says_so() {
+        let (made_with, trusted) = (
+            PrivateKey::generate().expect("key"),
+            PrivateKey::generate().expect("key"),
+        );
+        let m = signed_image();
+        let statement = image_statement(&m, None).expect("statement");
+        let mut env = Envelope::sign(dsse::IN_TOTO, &to_payload(&statement), &made_with);
+        env.signatures[0].keyid = trusted.public().keyid().to_string();
+        let envelopes = vec![(PathBuf::from("image.k.dsse.json"), env.to_json())];
+        let c = check_signatures(&m, &envelopes, None, &[trusted.public()]);
+        assert!(c[0].trusted_by.is_empty());
+        let why = c[0].mismatch.as_deref().unwrap_or_default();
+        assert!(
+            why.contains(&format!(
+                "it names trusted key {}, but no signature",
+                trusted.public().keyid()
+            )),
+            "{why}"
+        );
+    }
+
+    #[test]
+    fn a_signature_covers_the_records_node_and_arch() {
+        let key = PrivateKey::generate().expect("key");
+        let m = signed_image();
+        let statement = image_statement(&m, None).expect("statement");
+        let env = Envelope::sign(dsse::IN_TOTO, &to_payload(&statement), &key);
+        let envelopes = vec![(PathBuf::from("image.k.dsse.json"), env.to_json())];
+        let keys = vec![key.public()];
+        let ok = check_signatures(&m, &envelopes, None, &keys);
+        assert_eq!(
+            (ok[0].mismatch.as_deref(), ok[0].trusted_by.len()),
+            (None, 1)
+        );
+        // The same layers (so the same id) in a record that says another node, or arch.
+        let mut other = m.clone();
+        other.node = "worker2".into();
+        let c = check_signatures(&other, &envelopes, None, &keys);
+        let why = c[0].mismatch.as_deref().unwrap_or_default();
+        assert!(
+            why.contains("as node worker1 (x86_64), the image's record says node worker2"),
+            "{why}"
+        );
+        let mut other = m;
+        other.arch = "aarch64".into();
+        assert!(check_signatures(&other, &envelopes, None, &keys)[0]
+            .mismatch
+            .is_some());
+    }
 
     #[test]
     fn a_trusted_keys_file_holds_any_number_of_pem_blocks() {

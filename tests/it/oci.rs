@@ -953,12 +953,47 @@ fn oci_layout_export_import_and_skopeo() {
         .json();
     assert_eq!(all["images"].as_array().unwrap().len(), 6);
     run_env(&host, &["--out", &outs, "verify"], &[], None).ok();
-    // A damaged layout blob is refused.
-    let payload = e["images"][0]["manifest_digest"]
-        .as_str()
+    // A damaged layout blob is refused: the payload's EROFS file replaced by one that never
+    // ends (a device) is read no further than the size its manifest gives, and nothing is
+    // installed or switched.
+    let damaged = ctx.path().join("damaged");
+    let copied = Command::new("cp")
+        .args(["-a", &l, &damaged.display().to_string()])
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(damaged.join("index.json")).unwrap()).unwrap();
+    let entry = index["manifests"]
+        .as_array()
         .unwrap()
-        .to_string();
-    let _ = payload;
+        .iter()
+        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == "worker1")
+        .unwrap()
+        .clone();
+    let blob = |d: &serde_json::Value| {
+        damaged
+            .join("blobs/sha256")
+            .join(d.as_str().unwrap().strip_prefix("sha256:").unwrap())
+    };
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(blob(&entry["digest"])).unwrap()).unwrap();
+    let erofs = blob(&manifest["layers"][0]["digest"]);
+    std::fs::remove_file(&erofs).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", &erofs).unwrap();
+    let host3 = fresh_host();
+    let outs3 = host3.path().join("out").display().to_string();
+    let d = damaged.display().to_string();
+    run_env(
+        host3.path(),
+        &["--out", &outs3, "import", &d, "--tag", "worker1"],
+        &[],
+        None,
+    )
+    .fails()
+    .stderr_has("has more bytes, the manifest says")
+    .stderr_has("the layout is damaged");
+    assert!(nothing_installed(&host3.path().join("out"), "worker1"));
 
     if !crate::requires("skopeo", "skopeo") {
         return;
@@ -1008,6 +1043,40 @@ fn oci_layout_export_import_and_skopeo() {
     .ok()
     .json();
     assert_eq!(p["image_id"], id.as_str());
+}
+
+/// A layout whose `index.json` names a manifest that never ends (a device where the blob
+/// should be) is refused after the manifest's limit, not read until memory runs out.
+#[test]
+fn a_layout_manifest_that_never_ends_is_refused() {
+    let host = fresh_host();
+    let layout = host.path().join("layout");
+    let digest = "a".repeat(64);
+    std::fs::create_dir_all(layout.join("blobs/sha256")).unwrap();
+    std::fs::write(
+        layout.join("oci-layout"),
+        r#"{"imageLayoutVersion":"1.0.0"}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        layout.join("index.json"),
+        format!(
+            r#"{{"schemaVersion":2,"manifests":[{{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:{digest}","size":100,"annotations":{{"org.opencontainers.image.ref.name":"worker1"}}}}]}}"#
+        ),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("/dev/zero", layout.join("blobs/sha256").join(&digest)).unwrap();
+    let outs = host.path().join("out").display().to_string();
+    let l = layout.display().to_string();
+    run_env(
+        host.path(),
+        &["--out", &outs, "import", &l, "--tag", "worker1"],
+        &[],
+        None,
+    )
+    .fails()
+    .stderr_has("is too large for a manifest");
+    assert!(nothing_installed(&host.path().join("out"), "worker1"));
 }
 
 /// `mirror push oci://…` puts the store's locked artifacts in a registry; a second builder with
@@ -2579,4 +2648,108 @@ fn a_push_cut_midway_retries_and_completes() {
         p["image_id"].as_str().unwrap(),
         current_id(&ctx.path().join("out"), "worker1")
     );
+}
+
+/// Logins to many registries at once each keep their entry in the auth file: it is read,
+/// changed and written back under a lock, so no login writes the file without another's entry.
+#[test]
+fn concurrent_logins_keep_every_entry() {
+    use std::io::{Read, Write};
+    let host = fresh_host();
+    let auth = host.path().join("auth.json");
+    // Registries that ask for no login: `GET /v2/` answers 200.
+    let addrs: Vec<String> = (0..12)
+        .map(|_| {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = listener.local_addr().unwrap().to_string();
+            std::thread::spawn(move || {
+                for conn in listener.incoming() {
+                    let Ok(mut conn) = conn else { return };
+                    let mut buf = [0u8; 4096];
+                    let _ = conn.read(&mut buf);
+                    let _ = conn.write_all(
+                        b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                    );
+                }
+            });
+            addr
+        })
+        .collect();
+    let children: Vec<_> = addrs
+        .iter()
+        .map(|a| {
+            Command::new(env!("CARGO_BIN_EXE_nodeforge"))
+                .args(["login", a, "--username", "fleet", "--insecure-registry", a])
+                .current_dir(host.path())
+                .env("HOME", host.path())
+                .env("REGISTRY_AUTH_FILE", &auth)
+                .env("NODEFORGE_REGISTRY_PASSWORD", "s3cret")
+                .env_remove("NODEFORGE_REGISTRY_USERNAME")
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let file: serde_json::Value = serde_json::from_slice(&std::fs::read(&auth).unwrap()).unwrap();
+    let mut kept: Vec<String> = file["auths"].as_object().unwrap().keys().cloned().collect();
+    kept.sort();
+    let mut want = addrs.clone();
+    want.sort();
+    assert_eq!(kept, want);
+}
+
+/// A layout (or registry) whose manifest names a lock id nodeforge never writes (here with a
+/// terminal escape, which `history` would print) is refused before anything is installed.
+#[test]
+fn a_manifest_with_a_forged_lock_id_is_refused() {
+    let ctx = built();
+    let layout = ctx.path().join("layout");
+    let l = layout.display().to_string();
+    ctx.run(&["export", "--oci-layout", &l, "--node", "worker1"])
+        .ok();
+    let index_path = layout.join("index.json");
+    let mut index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&index_path).unwrap()).unwrap();
+    let entry = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .position(|m| m["annotations"]["org.opencontainers.image.ref.name"] == "worker1")
+        .unwrap();
+    let digest = index["manifests"][entry]["digest"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:")
+        .to_string();
+    let mut manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("blobs/sha256").join(&digest)).unwrap())
+            .unwrap();
+    manifest["annotations"]["dev.nodeforge.lock-id"] = "blake3:\u{1b}[2Jgotcha".into();
+    let bytes = serde_json::to_vec(&manifest).unwrap();
+    let forged = crate::sha256_hex(&bytes);
+    std::fs::write(layout.join("blobs/sha256").join(&forged), &bytes).unwrap();
+    index["manifests"][entry]["digest"] = format!("sha256:{forged}").into();
+    index["manifests"][entry]["size"] = bytes.len().into();
+    std::fs::write(&index_path, serde_json::to_vec(&index).unwrap()).unwrap();
+
+    let host = fresh_host();
+    let outs = host.path().join("out").display().to_string();
+    run_env(
+        host.path(),
+        &["--out", &outs, "import", &l, "--tag", "worker1"],
+        &[],
+        None,
+    )
+    .fails()
+    .stderr_has("names lock id `blake3:\\u{1b}[2Jgotcha`, not blake3:<64 hex digits>");
+    assert!(nothing_installed(&host.path().join("out"), "worker1"));
 }
