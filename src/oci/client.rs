@@ -563,6 +563,14 @@ impl Registry {
         mount_from: Option<&str>,
         bar: &indicatif::ProgressBar,
     ) -> Result<Upload, RegistryError> {
+        // Opened for each attempt (a retry after a challenge sends it again); a file that
+        // vanished meanwhile sends nothing, which the registry refuses by its digest.
+        let open = || -> Box<dyn Read + Send> {
+            match std::fs::File::open(path) {
+                Ok(f) => Box::new(f),
+                Err(_) => Box::new(std::io::empty()),
+            }
+        };
         let start = bar.position();
         self.retrying(
             repository,
@@ -570,7 +578,7 @@ impl Registry {
             bar,
             || {
                 bar.set_position(start);
-                self.put_blob_once(repository, digest, path, size, mount_from, bar)
+                self.put_blob_once(repository, digest, &open, size, mount_from, bar)
             },
         )
     }
@@ -605,11 +613,13 @@ impl Registry {
         }
     }
 
+    /// One attempt of [`Registry::put_blob`]: the blob's `size` bytes read from what `body`
+    /// opens.
     fn put_blob_once(
         &self,
         repository: &str,
         digest: &Sha256,
-        path: &Path,
+        body: &dyn Fn() -> Box<dyn Read + Send>,
         size: u64,
         mount_from: Option<&str>,
         bar: &indicatif::ProgressBar,
@@ -648,12 +658,7 @@ impl Registry {
         put.query_pairs_mut()
             .append_pair("digest", &format!("sha256:{digest}"));
         let resp = self.send(&op, &|| {
-            // Opened for each attempt (a retry after a challenge sends it again); a file that
-            // vanished meanwhile sends nothing, which the registry refuses by its digest.
-            let inner: Box<dyn Read + Send> = match std::fs::File::open(path) {
-                Ok(f) => Box::new(f),
-                Err(_) => Box::new(std::io::empty()),
-            };
+            let inner = body();
             self.http
                 .put(put.clone())
                 // The blocking client bounds the whole request, body included, by its timeout:
@@ -1011,7 +1016,23 @@ pub enum SubjectSupport {
 impl Registry {
     /// Store `bytes` (a manifest of `media_type`) as `reference` (a tag or `sha256:…`) and say
     /// whether the registry tracks its `subject` itself.
+    /// Tried again as [`Registry::put_blob`] is.
     pub fn put_manifest_as(
+        &self,
+        repository: &str,
+        reference: &str,
+        media_type: &str,
+        bytes: &[u8],
+    ) -> Result<SubjectSupport, RegistryError> {
+        self.retrying(
+            repository,
+            &format!("storing manifest `{reference}`"),
+            &indicatif::ProgressBar::hidden(),
+            || self.put_manifest_as_once(repository, reference, media_type, bytes),
+        )
+    }
+
+    fn put_manifest_as_once(
         &self,
         repository: &str,
         reference: &str,
@@ -1073,38 +1094,16 @@ impl Registry {
         if self.has_blob(repository, &digest)? {
             return Ok(false);
         }
-        let op = Self::push_op(repository, format!("uploading blob sha256:{digest}"));
-        let url = self.url(&format!("/v2/{repository}/blobs/uploads/"));
-        let resp = self.send(&op, &|| {
-            self.http.post(url.clone()).header(CONTENT_LENGTH, "0")
-        })?;
-        if resp.status() != StatusCode::ACCEPTED {
-            return Err(self.status_error(&op, resp));
-        }
-        let mut put = resp
-            .headers()
-            .get(LOCATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|l| self.base.join(l).ok())
-            .ok_or_else(|| RegistryError::Status {
-                registry: self.host.clone(),
-                repository: repository.to_string(),
-                what: op.what.clone(),
-                status: 202,
-                code: None,
-                detail: "it started an upload without saying where (no Location header)".into(),
-            })?;
-        put.query_pairs_mut()
-            .append_pair("digest", &format!("sha256:{digest}"));
-        let resp = self.send(&op, &|| {
-            self.http
-                .put(put.clone())
-                .header(CONTENT_TYPE, "application/octet-stream")
-                .body(bytes.to_vec())
-        })?;
-        if resp.status() != StatusCode::CREATED {
-            return Err(self.status_error(&op, resp));
-        }
+        let owned = bytes.to_vec();
+        let open =
+            move || -> Box<dyn Read + Send> { Box::new(std::io::Cursor::new(owned.clone())) };
+        let bar = indicatif::ProgressBar::hidden();
+        self.retrying(
+            repository,
+            &format!("the upload of blob sha256:{digest}"),
+            &bar,
+            || self.put_blob_once(repository, &digest, &open, bytes.len() as u64, None, &bar),
+        )?;
         Ok(true)
     }
 }
