@@ -679,40 +679,16 @@ impl Registry {
         Ok(Upload::Session)
     }
 
-    /// Store `bytes` as the manifest `reference` (a tag) of the repository (tried again as
-    /// [`Registry::put_blob`] is).
+    /// Store `bytes` as the image manifest `reference` (a tag) of the repository (tried again
+    /// as [`Registry::put_blob`] is).
     pub fn put_manifest(
         &self,
         repository: &str,
         reference: &str,
         bytes: &[u8],
     ) -> Result<(), RegistryError> {
-        self.retrying(
-            repository,
-            &format!("storing manifest `{reference}`"),
-            &indicatif::ProgressBar::hidden(),
-            || self.put_manifest_once(repository, reference, bytes),
-        )
-    }
-
-    fn put_manifest_once(
-        &self,
-        repository: &str,
-        reference: &str,
-        bytes: &[u8],
-    ) -> Result<(), RegistryError> {
-        let op = Self::push_op(repository, format!("{STORING_MANIFEST} `{reference}`"));
-        let url = self.url(&format!("/v2/{repository}/manifests/{reference}"));
-        let resp = self.send(&op, &|| {
-            self.http
-                .put(url.clone())
-                .header(CONTENT_TYPE, MANIFEST_MEDIA_TYPE)
-                .body(bytes.to_vec())
-        })?;
-        if resp.status() != StatusCode::CREATED {
-            return Err(self.status_error(&op, resp));
-        }
-        Ok(())
+        self.put_manifest_as(repository, reference, MANIFEST_MEDIA_TYPE, bytes)
+            .map(|_| ())
     }
 
     /// The manifest `reference` (tag or `sha256:…`) of the repository and its digest (of the
@@ -1026,7 +1002,7 @@ impl Registry {
     ) -> Result<SubjectSupport, RegistryError> {
         self.retrying(
             repository,
-            &format!("storing manifest `{reference}`"),
+            &format!("{STORING_MANIFEST} `{reference}`"),
             &indicatif::ProgressBar::hidden(),
             || self.put_manifest_as_once(repository, reference, media_type, bytes),
         )
@@ -1039,7 +1015,7 @@ impl Registry {
         media_type: &str,
         bytes: &[u8],
     ) -> Result<SubjectSupport, RegistryError> {
-        let op = Self::push_op(repository, format!("storing manifest `{reference}`"));
+        let op = Self::push_op(repository, format!("{STORING_MANIFEST} `{reference}`"));
         let url = self.url(&format!("/v2/{repository}/manifests/{reference}"));
         let resp = self.send(&op, &|| {
             self.http
