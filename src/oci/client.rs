@@ -583,32 +583,48 @@ impl Registry {
         )
     }
 
-    /// Run `attempt` until it succeeds, fails for good, or has been tried again the client's
-    /// `retries` times after a transient failure (each retry said through the notes, after
-    /// `fetch`'s backoff).
+    /// [`Registry::retry_loop`] for a request sent again whole: each retry is said as
+    /// "<error>; trying <what> again in <wait> (<n> of <retries>)".
     fn retrying<T>(
         &self,
         repository: &str,
         what: &str,
         bar: &indicatif::ProgressBar,
-        mut attempt: impl FnMut() -> Result<T, RegistryError>,
+        attempt: impl FnMut() -> Result<T, RegistryError>,
     ) -> Result<T, RegistryError> {
+        let key = format!("{}/{repository} {what}", self.host);
+        self.retry_loop(&key, bar, attempt, |e, wait, tries| {
+            format!(
+                "{e}; trying {what} again in {:.1}s ({tries} of {})",
+                wait.as_secs_f64(),
+                self.retries
+            )
+        })
+        .0
+    }
+
+    /// Run `attempt` until it succeeds, fails for good, or has been tried again the client's
+    /// `retries` times after a transient failure. Before each retry it waits `fetch`'s backoff
+    /// (its jitter seeded by `key`) and says what `note(error, wait, retry number)` makes through
+    /// the client's notes. Also how many retries were made.
+    fn retry_loop<T>(
+        &self,
+        key: &str,
+        bar: &indicatif::ProgressBar,
+        mut attempt: impl FnMut() -> Result<T, RegistryError>,
+        note: impl Fn(&RegistryError, Duration, u32) -> String,
+    ) -> (Result<T, RegistryError>, u32) {
         let mut tries = 0u32;
         loop {
             match attempt() {
                 Err(e) if e.is_transient() && tries < self.retries => {
-                    let wait =
-                        crate::fetch::backoff(&format!("{}/{repository} {what}", self.host), tries);
+                    let wait = crate::fetch::backoff(key, tries);
                     tries += 1;
-                    let msg = format!(
-                        "{e}; trying {what} again in {:.1}s ({tries} of {})",
-                        wait.as_secs_f64(),
-                        self.retries
-                    );
+                    let msg = note(&e, wait, tries);
                     bar.suspend(|| self.notes.say(&msg));
                     std::thread::sleep(wait);
                 }
-                r => return r,
+                r => return (r, tries),
             }
         }
     }
@@ -821,61 +837,56 @@ impl Registry {
         let initial = std::fs::metadata(partial).map_or(0, |m| m.len()).min(size);
         let mut resumed_from: Option<u64> = None;
         let mut received = 0u64;
-        let mut tries = 0u32;
-        loop {
-            let r = self.download_once(repository, digest, size, partial, bar, &mut received);
-            let first = *resumed_from.get_or_insert(match &r {
-                Ok(t) => t.resumed_from,
-                Err(_) => initial,
-            });
-            match r {
-                Ok(_) => {
-                    return Ok(Transfer {
-                        received,
-                        resumed_from: first,
-                    })
+        let (r, tries) = self.retry_loop(
+            &format!("{}/{repository}@{digest}", self.host),
+            bar,
+            || {
+                let r = self.download_once(repository, digest, size, partial, bar, &mut received);
+                resumed_from.get_or_insert(match &r {
+                    Ok(t) => t.resumed_from,
+                    Err(_) => initial,
+                });
+                r
+            },
+            |e, wait, tries| {
+                let have = std::fs::metadata(partial).map_or(0, |m| m.len()).min(size);
+                let what = match e {
+                    RegistryError::Interrupted {
+                        registry,
+                        repository,
+                        digest,
+                        have,
+                        size,
+                        detail,
+                    } => format!("registry {registry}: the transfer of blob sha256:{digest} (repository {repository}) broke off after {have} of {size} bytes ({detail})"),
+                    other => other.to_string(),
+                };
+                format!(
+                    "{what}; retrying in {:.1}s ({tries} of {}), from byte {have}",
+                    wait.as_secs_f64(),
+                    self.retries
+                )
+            },
+        );
+        match r {
+            Ok(_) => Ok(Transfer {
+                received,
+                resumed_from: resumed_from.unwrap_or(initial),
+            }),
+            Err(e) => {
+                // Out of retries with bytes kept: say that the next run resumes them.
+                let have = std::fs::metadata(partial).map_or(0, |m| m.len());
+                if tries > 0 && e.is_transient() && have > 0 && have < size {
+                    return Err(RegistryError::Interrupted {
+                        registry: self.host.clone(),
+                        repository: repository.to_string(),
+                        digest: digest.to_hex(),
+                        have,
+                        size,
+                        detail: format!("{e}, after {tries} retries"),
+                    });
                 }
-                Err(e) if e.is_transient() && tries < self.retries => {
-                    let have = std::fs::metadata(partial).map_or(0, |m| m.len()).min(size);
-                    let wait = crate::fetch::backoff(
-                        &format!("{}/{repository}@{digest}", self.host),
-                        tries,
-                    );
-                    tries += 1;
-                    let what = match &e {
-                        RegistryError::Interrupted {
-                            registry,
-                            repository,
-                            digest,
-                            have,
-                            size,
-                            detail,
-                        } => format!("registry {registry}: the transfer of blob sha256:{digest} (repository {repository}) broke off after {have} of {size} bytes ({detail})"),
-                        other => other.to_string(),
-                    };
-                    let msg = format!(
-                        "{what}; retrying in {:.1}s ({tries} of {}), from byte {have}",
-                        wait.as_secs_f64(),
-                        self.retries
-                    );
-                    bar.suspend(|| self.notes.say(&msg));
-                    std::thread::sleep(wait);
-                }
-                Err(e) => {
-                    // Out of retries with bytes kept: say that the next run resumes them.
-                    let have = std::fs::metadata(partial).map_or(0, |m| m.len());
-                    if tries > 0 && e.is_transient() && have > 0 && have < size {
-                        return Err(RegistryError::Interrupted {
-                            registry: self.host.clone(),
-                            repository: repository.to_string(),
-                            digest: digest.to_hex(),
-                            have,
-                            size,
-                            detail: format!("{e}, after {tries} retries"),
-                        });
-                    }
-                    return Err(e);
-                }
+                Err(e)
             }
         }
     }
