@@ -7,14 +7,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::{requires, TestContext};
-
-fn built() -> TestContext {
-    let ctx = TestContext::new();
-    ctx.net(&["lock"]).ok();
-    ctx.net(&["build"]).ok();
-    ctx
-}
+use crate::{built, requires, TestContext};
 
 fn image_dir(ctx: &TestContext, node: &str) -> PathBuf {
     std::fs::canonicalize(ctx.path().join("out/nodes").join(node).join("current")).unwrap()

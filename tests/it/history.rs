@@ -2,12 +2,7 @@
 
 use std::path::PathBuf;
 
-use crate::{set_verbosity, TestContext};
-
-fn current_id(ctx: &TestContext, node: &str) -> String {
-    let p = std::fs::canonicalize(ctx.path().join("out/nodes").join(node).join("current")).unwrap();
-    p.file_name().unwrap().to_string_lossy().into_owned()
-}
+use crate::{current_id, set_verbosity, TestContext};
 
 /// Three generations: the seed (v=2), a config upgrade (v=3), and runc 1.1.13 → 1.1.14 (v=3).
 fn three_generations() -> (TestContext, Vec<String>) {

@@ -5,19 +5,7 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use crate::TestContext;
-
-fn built() -> TestContext {
-    let ctx = TestContext::new();
-    ctx.net(&["lock"]).ok();
-    ctx.net(&["build"]).ok();
-    ctx
-}
-
-fn current_id(ctx: &TestContext, node: &str) -> String {
-    let p = std::fs::canonicalize(ctx.path().join("out/nodes").join(node).join("current")).unwrap();
-    p.file_name().unwrap().to_string_lossy().into_owned()
-}
+use crate::{built, current_id, TestContext};
 
 fn relink(link: &Path, target: &str) {
     std::fs::remove_file(link).unwrap();

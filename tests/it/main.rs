@@ -259,6 +259,25 @@ impl TestContext {
 }
 
 /// Set `kubelet_verbosity` in the manifest's `[vars]` (a config change of every node).
+/// A project with every node built (stand-in artifacts from the loopback server).
+pub fn built() -> TestContext {
+    let ctx = TestContext::new();
+    ctx.net(&["lock"]).ok();
+    ctx.net(&["build"]).ok();
+    ctx
+}
+
+/// The image id of `node`'s current generation in the output directory `out`.
+pub fn current_id_in(out: &Path, node: &str) -> String {
+    let p = std::fs::canonicalize(out.join("nodes").join(node).join("current")).unwrap();
+    p.file_name().unwrap().to_string_lossy().into_owned()
+}
+
+/// The image id of `node`'s current generation in the project's `out/`.
+pub fn current_id(ctx: &TestContext, node: &str) -> String {
+    current_id_in(&ctx.path().join("out"), node)
+}
+
 pub fn set_verbosity(ctx: &TestContext, v: u32) {
     let t = std::fs::read_to_string(ctx.manifest()).unwrap();
     let t = match t.find("\n[vars]\n") {

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use crate::{run_env, Run, TestContext};
+use crate::{built, run_env, Run, TestContext};
 
 /// A `docker-registry` process on 127.0.0.1, its config, storage and htpasswd in a temp dir.
 pub struct LocalRegistry {
@@ -178,19 +178,6 @@ fn reg(cwd: &Path, r: &LocalRegistry, args: &[&str], envs: &[(&str, &str)]) -> R
     run_env(cwd, &all, &env, None)
 }
 
-/// A project with every node built (stand-in artifacts from the loopback server).
-fn built() -> TestContext {
-    let ctx = TestContext::new();
-    ctx.net(&["lock"]).ok();
-    ctx.net(&["build"]).ok();
-    ctx
-}
-
-fn current_id(out: &Path, node: &str) -> String {
-    let p = std::fs::canonicalize(out.join("nodes").join(node).join("current")).unwrap();
-    p.file_name().unwrap().to_string_lossy().into_owned()
-}
-
 /// The files of every layer of an image, by name, as bytes.
 fn layer_bytes(out: &Path, image: &str) -> Vec<(String, Vec<u8>)> {
     let dir = out.join("images").join(image);
@@ -286,9 +273,9 @@ fn push_six_nodes_pull_on_a_fresh_host_and_roll_back_offline() {
     assert_eq!(w1["generation"], 1);
     assert_eq!(w1["switched"], true);
     let built_out = ctx.path().join("out");
-    let id = current_id(&built_out, "worker1");
+    let id = crate::current_id_in(&built_out, "worker1");
     assert_eq!(w1["image_id"], id.as_str());
-    assert_eq!(current_id(&out, "worker1"), id);
+    assert_eq!(crate::current_id_in(&out, "worker1"), id);
     assert_eq!(
         layer_bytes(&out, &id),
         layer_bytes(&built_out, &id),
@@ -364,7 +351,7 @@ fn push_six_nodes_pull_on_a_fresh_host_and_roll_back_offline() {
     // A second generation of worker1, pushed and pulled.
     crate::set_verbosity(&ctx, 5);
     ctx.net(&["build", "--node", "worker1"]).ok();
-    let id2 = current_id(&built_out, "worker1");
+    let id2 = crate::current_id_in(&built_out, "worker1");
     let p2 = reg(
         ctx.path(),
         &registry,
@@ -432,7 +419,7 @@ fn push_six_nodes_pull_on_a_fresh_host_and_roll_back_offline() {
     .ok()
     .json();
     assert_eq!(rb["rolled_back"][0]["to"], 1);
-    assert_eq!(current_id(&out, "worker1"), id);
+    assert_eq!(crate::current_id_in(&out, "worker1"), id);
     let v = reg(
         &host,
         &registry,
@@ -684,8 +671,8 @@ fn a_pull_interrupted_by_the_registry_resumes() {
         "only the rest travels"
     );
     assert_eq!(
-        current_id(&out, "worker1"),
-        current_id(&ctx.path().join("out"), "worker1")
+        crate::current_id_in(&out, "worker1"),
+        crate::current_id_in(&ctx.path().join("out"), "worker1")
     );
     assert!(!partial.exists());
 }
@@ -941,7 +928,7 @@ fn oci_layout_export_import_and_skopeo() {
     .ok()
     .json();
     assert_eq!(i["kind"], "import-report");
-    let id = current_id(&ctx.path().join("out"), "worker1");
+    let id = crate::current_id_in(&ctx.path().join("out"), "worker1");
     assert_eq!(i["images"][0]["image_id"], id.as_str());
     assert_eq!(
         layer_bytes(&host.join("out"), &id),
@@ -1119,8 +1106,8 @@ fn an_oci_mirror_feeds_fetch_and_build() {
     }
     b.run(&["build", "--offline"]).ok();
     assert_eq!(
-        current_id(&b.path().join("out"), "worker1"),
-        current_id(&ctx.path().join("out"), "worker1")
+        crate::current_id_in(&b.path().join("out"), "worker1"),
+        crate::current_id_in(&ctx.path().join("out"), "worker1")
     );
 
     // A damaged artifact in the registry: refused by the lockfile's sha256.
@@ -1333,7 +1320,7 @@ fn bearer_token_flow() {
     .json();
     assert_eq!(
         r["image_id"],
-        current_id(&ctx.path().join("out"), "worker1").as_str()
+        crate::current_id_in(&ctx.path().join("out"), "worker1").as_str()
     );
 
     // `login` against the token service: a token for the user and password, or a refusal.
@@ -1393,7 +1380,7 @@ fn bearer_token_flow() {
     .json();
     assert_eq!(
         r["image_id"],
-        current_id(&ctx.path().join("out"), "worker1").as_str()
+        crate::current_id_in(&ctx.path().join("out"), "worker1").as_str()
     );
     let requests = asked.lock().unwrap().clone();
     assert!(
@@ -1552,7 +1539,7 @@ fn signatures_travel_with_pushed_images_and_pull_with_keys_refuses_untrusted_one
     let (_b, b_pub, keyid_b) = signing_key(&ctx, "b.key");
     ctx.run(&["sign", "worker1", "--key", &a]).ok();
     let built_out = ctx.path().join("out");
-    let id = current_id(&built_out, "worker1");
+    let id = crate::current_id_in(&built_out, "worker1");
     let repo = registry.repo("kubenet");
     let push = reg(
         ctx.path(),
@@ -1777,7 +1764,7 @@ fn a_rotated_key_adds_its_signature_in_the_registry_and_rollback_checks_on_the_h
     let (a, a_pub, keyid_a) = signing_key(&ctx, "a.key");
     let (b, b_pub, keyid_b) = signing_key(&ctx, "b.key");
     let built_out = ctx.path().join("out");
-    let id = current_id(&built_out, "worker1");
+    let id = crate::current_id_in(&built_out, "worker1");
     let repo = registry.repo("kubenet");
     ctx.run(&["sign", "worker1", "--key", &a]).ok();
     let first = reg(
@@ -1941,7 +1928,11 @@ fn a_rotated_key_adds_its_signature_in_the_registry_and_rollback_checks_on_the_h
     )
     .fails()
     .stderr_has("is not trusted");
-    assert_ne!(current_id(&out, "worker1"), id, "nothing switched");
+    assert_ne!(
+        crate::current_id_in(&out, "worker1"),
+        id,
+        "nothing switched"
+    );
     reg(
         &host,
         &registry,
@@ -1949,7 +1940,7 @@ fn a_rotated_key_adds_its_signature_in_the_registry_and_rollback_checks_on_the_h
         &[],
     )
     .ok();
-    assert_eq!(current_id(&out, "worker1"), id);
+    assert_eq!(crate::current_id_in(&out, "worker1"), id);
     reg(
         &host,
         &registry,
@@ -1968,7 +1959,7 @@ fn an_oci_layout_carries_signatures_and_import_with_keys_checks_them() {
     let (a, a_pub, keyid_a) = signing_key(&ctx, "a.key");
     ctx.run(&["sign", "worker1", "--key", &a]).ok();
     let built_out = ctx.path().join("out");
-    let id = current_id(&built_out, "worker1");
+    let id = crate::current_id_in(&built_out, "worker1");
     let layout = ctx.path().join("layout");
     let l = layout.display().to_string();
     let e = ctx
@@ -2238,8 +2229,8 @@ fn a_protected_oci_mirror_is_read_with_the_registry_login() {
     }
     run_home(b.path(), &bhome, &["build", "--offline"], &[]).ok();
     assert_eq!(
-        current_id(&b.path().join("out"), "worker1"),
-        current_id(&ctx.path().join("out"), "worker1")
+        crate::current_id_in(&b.path().join("out"), "worker1"),
+        crate::current_id_in(&ctx.path().join("out"), "worker1")
     );
 }
 
@@ -2331,7 +2322,7 @@ fn docker_credential_helpers() {
     .json();
     assert_eq!(
         r["image_id"],
-        current_id(&ctx.path().join("out"), "worker1").as_str()
+        crate::current_id_in(&ctx.path().join("out"), "worker1").as_str()
     );
     let asked = std::fs::read_to_string(bin.join("asked")).unwrap();
     assert!(
@@ -2438,8 +2429,8 @@ fn a_pull_cut_midway_retries_and_completes() {
         "the bytes before the cut are kept, not downloaded again"
     );
     assert_eq!(
-        current_id(&out, "worker1"),
-        current_id(&ctx.path().join("out"), "worker1")
+        crate::current_id_in(&out, "worker1"),
+        crate::current_id_in(&ctx.path().join("out"), "worker1")
     );
     assert!(!out
         .join("pulls")
@@ -2646,7 +2637,7 @@ fn a_push_cut_midway_retries_and_completes() {
     .json();
     assert_eq!(
         p["image_id"].as_str().unwrap(),
-        current_id(&ctx.path().join("out"), "worker1")
+        crate::current_id_in(&ctx.path().join("out"), "worker1")
     );
 }
 

@@ -2,19 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::{TestContext, REPO};
-
-fn built() -> TestContext {
-    let ctx = TestContext::new();
-    ctx.net(&["lock"]).ok();
-    ctx.net(&["build"]).ok();
-    ctx
-}
-
-fn current_id(ctx: &TestContext, node: &str) -> String {
-    let p = std::fs::canonicalize(ctx.path().join("out/nodes").join(node).join("current")).unwrap();
-    p.file_name().unwrap().to_string_lossy().into_owned()
-}
+use crate::{built, current_id, TestContext, REPO};
 
 /// A new key pair under the test's `keys/` directory: (private, public).
 fn key(ctx: &TestContext, name: &str) -> (String, String) {
