@@ -122,7 +122,18 @@ pub fn image_signatures(out: &Path, m: &ImageManifest, keys: &TrustedKeys) -> Si
     let sbom = crate::hash::Sha256::of_file(&layout.sbom(&m.id))
         .ok()
         .map(|(s, _)| s.to_hex());
-    let signatures = trust::check_signatures(m, &envelopes, sbom.as_deref(), &keys.keys);
+    signature_status(m, &envelopes, sbom.as_deref(), keys)
+}
+
+/// The signature envelopes `envelopes` (file, bytes) of image `m` checked against `keys`, the
+/// SBOM's sha256 being `sbom`: who signed it, and each file's verdict.
+pub(crate) fn signature_status(
+    m: &ImageManifest,
+    envelopes: &[(PathBuf, Vec<u8>)],
+    sbom: Option<&str>,
+    keys: &TrustedKeys,
+) -> SignatureStatus {
+    let signatures = trust::check_signatures(m, envelopes, sbom, &keys.keys);
     let mut signed_by: Vec<String> = signatures
         .iter()
         .filter(|s| s.mismatch.is_none())
@@ -135,23 +146,6 @@ pub fn image_signatures(out: &Path, m: &ImageManifest, keys: &TrustedKeys) -> Si
         signed_by,
         signatures,
     }
-}
-
-/// [`image_signatures`] of the image with id `id` (its record in `out/images/<id>/`, else a
-/// generation's): for a copy of an image (pull) to check before it is used.
-pub fn image_trust(out: &Path, id: &str, keys: &TrustedKeys) -> Result<SignatureStatus, Error> {
-    let m = match super::find_image(out, id) {
-        Ok(m) if m.id == id => m,
-        _ => crate::generations::nodes(out)
-            .into_iter()
-            .find_map(|n| {
-                let gens = crate::generations::list(out, &n).ok()?;
-                let g = gens.iter().find(|g| g.image_id == id)?;
-                super::history::recorded_manifest(out, &n, g).ok()
-            })
-            .ok_or_else(|| Error::Usage(format!("no image {id} in {}", out.display())))?,
-    };
-    Ok(image_signatures(out, &m, keys))
 }
 
 /// Every file that vouches for image `id` (signatures, SBOM, provenance), sorted: what a copy

@@ -66,7 +66,7 @@ pub use push::{push, BlobReport, BlobStatus, NodePush, PushOptions, PushReport};
 pub use referrers::{AttestationPush, FileStatus, PulledAttestations, PulledFile, ReferrersVia};
 pub use verify::{verify, ImageTrust, VerifyOptions, VerifyReport};
 // Supply chain (issue 15). `image_signatures` and `attestation_files` are what push/pull need.
-pub use attest::{attestation_files, image_signatures, image_trust, SignatureStatus};
+pub use attest::{attestation_files, image_signatures, SignatureStatus};
 pub use key::{key_generate, KeyGenOptions, KeyReport};
 pub use provenance::provenance;
 pub use sbom::{sbom, SbomOptions};

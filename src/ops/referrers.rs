@@ -21,7 +21,7 @@ use crate::oci::referrers::{
     INDEX_MEDIA_TYPE, MAX_ATTESTATION_BYTES, MAX_ATTESTATION_TOTAL,
 };
 use crate::oci::{MANIFEST_MEDIA_TYPE, MAX_MANIFEST_BYTES};
-use crate::trust::{self, TrustedKeys};
+use crate::trust::TrustedKeys;
 
 /// The attestation files of image `id` on this host, with their digests and paths (files of
 /// names nodeforge does not write are left out).
@@ -389,27 +389,16 @@ pub(crate) fn check(
     let sbom = effective
         .get(SBOM_FILE)
         .map(|(_, b)| Sha256::of(b).to_hex());
-    let checks = trust::check_signatures(m, &envelopes, sbom.as_deref(), &keys.keys);
-    let mut signature_keys: Vec<String> = checks
+    let status = super::attest::signature_status(m, &envelopes, sbom.as_deref(), keys);
+    let mut signature_keys: Vec<String> = status
+        .signatures
         .iter()
         .filter(|c| c.mismatch.is_none())
         .flat_map(|c| c.keyids.iter().cloned())
         .collect();
     signature_keys.sort();
     signature_keys.dedup();
-    let mut signed_by: Vec<String> = checks
-        .iter()
-        .filter(|c| c.mismatch.is_none())
-        .flat_map(|c| c.trusted_by.iter().cloned())
-        .collect();
-    signed_by.sort();
-    signed_by.dedup();
-    if !keys.is_empty() && signed_by.is_empty() {
-        let status = super::attest::SignatureStatus {
-            image_id: m.id.clone(),
-            signed_by,
-            signatures: checks,
-        };
+    if !keys.is_empty() && !status.trusted() {
         return Err(Error::UntrustedCopy {
             what: what.to_string(),
             image: m.id.clone(),
@@ -417,6 +406,7 @@ pub(crate) fn check(
             keys: keys.keys.iter().map(|k| k.keyid().to_string()).collect(),
         });
     }
+    let signed_by = status.signed_by;
     Ok((
         PulledAttestations {
             manifests: fetched.manifests.clone(),

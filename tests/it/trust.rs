@@ -552,13 +552,12 @@ fn signatures_survive_gc_with_their_images_and_go_with_removed_ones() {
     let files = nodeforge::ops::attestation_files(&out, &second);
     assert_eq!(files.len(), 3, "{files:?}");
     let keys = nodeforge::trust::TrustedKeys::load(&[PathBuf::from(&a_pub)], &[]).unwrap();
-    let status = nodeforge::ops::image_trust(&out, &second, &keys).unwrap();
+    let image = nodeforge::ops::find_image(&out, &second).unwrap();
+    let status = nodeforge::ops::image_signatures(&out, &image, &keys);
     assert!(status.trusted());
     assert_eq!(status.signed_by, vec![keys.keys[0].keyid().to_string()]);
     let nobody = nodeforge::trust::TrustedKeys::default();
-    assert!(!nodeforge::ops::image_trust(&out, &second, &nobody)
-        .unwrap()
-        .trusted());
+    assert!(!nodeforge::ops::image_signatures(&out, &image, &nobody).trusted());
 }
 
 /// Checks an in-toto Statement v1 with a SLSA Provenance v1 predicate with the in-toto
