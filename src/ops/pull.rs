@@ -142,13 +142,8 @@ pub(crate) trait BlobSource {
     ) -> Result<Transfer, Error>;
 }
 
-/// A registry's repository as a blob source.
-struct FromRegistry<'a> {
-    registry: &'a Registry,
-    repository: &'a str,
-}
-
-impl BlobSource for FromRegistry<'_> {
+/// A registry's repository as a blob source (as it is the source of attestations).
+impl BlobSource for RegistrySource<'_> {
     fn fetch(
         &self,
         d: &Digested,
@@ -170,19 +165,11 @@ pub fn pull(opts: &PullOptions) -> Result<PullReport, Error> {
     let art = oci::read_manifest(&what, &manifest)?;
     let record = registry.get_blob(repo, &art.config.0, oci::MAX_CONFIG_BYTES)?;
     let m = read_record(&what, &record, &art, r.tag.as_deref())?;
-    let attestations = referrers::fetch(
-        &RegistrySource {
-            registry: &registry,
-            repository: repo,
-        },
-        &what,
-        &m,
-        &manifest_digest,
-    )?;
-    let source = FromRegistry {
+    let source = RegistrySource {
         registry: &registry,
         repository: repo,
     };
+    let attestations = referrers::fetch(&source, &what, &m, &manifest_digest)?;
     let done = install(
         &OutDir::new(&opts.out),
         &what,
