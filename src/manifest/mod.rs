@@ -250,9 +250,7 @@ impl Manifest {
     /// architecture, each (component, version, arch) once, sorted.
     pub fn artifacts(&self) -> Vec<ArtifactSpec> {
         let mut out = BTreeSet::new();
-        let sets =
-            std::iter::once(&self.components).chain(self.groups.values().map(|g| &g.components));
-        for components in sets {
+        for components in self.component_sets() {
             for c in components.values() {
                 for arch in &self.architectures {
                     // Templates were rendered for every architecture during validation.
@@ -265,10 +263,22 @@ impl Manifest {
         out.into_iter().collect()
     }
 
+    /// The cluster's components, then every group's (each a full set, its versions applied).
+    pub fn component_sets(&self) -> impl Iterator<Item = &BTreeMap<ComponentName, Component>> {
+        std::iter::once(&self.components).chain(self.groups.values().map(|g| &g.components))
+    }
+
     /// The components a node runs: its group's versions, else the cluster's.
     pub fn components_of(&self, node: &Node) -> &BTreeMap<ComponentName, Component> {
-        node.group
-            .as_ref()
+        self.components_of_group(node.group.as_ref())
+    }
+
+    /// The components of group `group` (none, or a group the manifest lacks: the cluster's).
+    pub fn components_of_group(
+        &self,
+        group: Option<&String>,
+    ) -> &BTreeMap<ComponentName, Component> {
+        group
             .and_then(|g| self.groups.get(g))
             .map_or(&self.components, |g| &g.components)
     }

@@ -385,9 +385,7 @@ pub(crate) fn render_each(
         BTreeMap<(&'a Arch, Option<&'a String>), Result<BinarySet, Vec<ArtifactFailure>>>;
     let mut bins: Bins = BTreeMap::new();
     for (arch, group) in keys {
-        let set = group
-            .and_then(|g| manifest.groups.get(g))
-            .map_or(&manifest.components, |g| &g.components);
+        let set = manifest.components_of_group(group);
         let b = match binaries_for(store, checked, set, arch, jobs, writes) {
             Ok(b) => Ok(b),
             Err(Error::NotInStore { missing }) if writes == Writes::Nothing => Err(missing),

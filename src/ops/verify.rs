@@ -627,10 +627,10 @@ fn check_outputs(
 fn check_extraction(store: &Store, c: &LockCheck, jobs: usize, r: &mut VerifyReport) {
     let mut work = Vec::new();
     // The cluster's components and every group's: each (component, version, arch) once.
-    let sets = std::iter::once(&c.manifest.components)
-        .chain(c.manifest.groups.values().map(|g| &g.components));
     let mut seen = std::collections::BTreeSet::new();
-    for comp in sets
+    for comp in c
+        .manifest
+        .component_sets()
         .flat_map(|s| s.values())
         .filter(|c| !c.install.is_empty())
     {
