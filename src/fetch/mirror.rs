@@ -15,11 +15,12 @@ pub enum Mirror {
     Http(String),
     Dir(PathBuf),
     /// A repository of an OCI registry that `nodeforge mirror push` filled: each artifact is the
-    /// blob named by its sha256, read anonymously (`base`: `https://host[:port]`, or `http://`
-    /// for `oci+http://`).
+    /// blob named by its sha256 (`registry`: `host[:port]`; `plain_http` for `oci+http://` or a
+    /// registry named with `--insecure-registry`).
     Oci {
-        base: String,
+        registry: String,
         repository: String,
+        plain_http: bool,
     },
 }
 
@@ -28,7 +29,7 @@ impl Mirror {
     /// `oci://registry/repository` (`oci+http://…` for a registry that speaks plain HTTP).
     pub fn parse(s: &str) -> Result<Self, String> {
         let s = s.trim();
-        for (prefix, scheme) in [("oci://", "https"), ("oci+http://", "http")] {
+        for (prefix, plain_http) in [("oci://", false), ("oci+http://", true)] {
             if let Some(rest) = s.strip_prefix(prefix) {
                 let r =
                     crate::oci::Reference::parse(rest).map_err(|e| format!("mirror `{s}`: {e}"))?;
@@ -38,8 +39,9 @@ impl Mirror {
                     ));
                 }
                 return Ok(Mirror::Oci {
-                    base: format!("{scheme}://{}", r.registry),
+                    registry: r.registry,
                     repository: r.repository,
+                    plain_http,
                 });
             }
         }
@@ -76,14 +78,14 @@ impl fmt::Display for Mirror {
         match self {
             Mirror::Http(u) => f.write_str(u),
             Mirror::Dir(p) => write!(f, "file://{}", p.display()),
-            Mirror::Oci { base, repository } => match base.strip_prefix("https://") {
-                Some(host) => write!(f, "oci://{host}/{repository}"),
-                None => write!(
-                    f,
-                    "oci+http://{}/{repository}",
-                    base.trim_start_matches("http://")
-                ),
-            },
+            Mirror::Oci {
+                registry,
+                repository,
+                plain_http,
+            } => {
+                let scheme = if *plain_http { "oci+http" } else { "oci" };
+                write!(f, "{scheme}://{registry}/{repository}")
+            }
         }
     }
 }
@@ -93,27 +95,34 @@ impl Mirror {
     /// HOST[:PORT]`, or a host for all its ports), as `push` and `pull` treat them.
     pub fn with_insecure(self, insecure: &[String]) -> Self {
         match self {
-            Mirror::Oci { base, repository } => {
-                let base = match base.strip_prefix("https://") {
-                    Some(host) => {
-                        let bare = host.rsplit_once(':').map_or(host, |(h, _)| h);
-                        if insecure.iter().any(|i| i == host || i == bare) {
-                            format!("http://{host}")
-                        } else {
-                            base
-                        }
-                    }
-                    None => base,
-                };
-                Mirror::Oci { base, repository }
+            Mirror::Oci {
+                registry,
+                repository,
+                plain_http,
+            } => {
+                let bare = registry
+                    .rsplit_once(':')
+                    .map_or(registry.as_str(), |(h, _)| h);
+                let plain_http = plain_http || insecure.iter().any(|i| *i == registry || i == bare);
+                Mirror::Oci {
+                    registry,
+                    repository,
+                    plain_http,
+                }
             }
             other => other,
         }
     }
 
     /// Where an OCI mirror serves the artifact with `sha256`: its blob.
-    pub fn oci_blob_url(base: &str, repository: &str, sha256: &Sha256) -> String {
-        format!("{base}/v2/{repository}/blobs/sha256:{sha256}")
+    pub fn oci_blob_url(
+        registry: &str,
+        plain_http: bool,
+        repository: &str,
+        sha256: &Sha256,
+    ) -> String {
+        let scheme = if plain_http { "http" } else { "https" };
+        format!("{scheme}://{registry}/v2/{repository}/blobs/sha256:{sha256}")
     }
 }
 
@@ -190,18 +199,18 @@ pub fn sources(
             match m {
                 Mirror::Http(base) => out.push(Source::Http(format!("{base}/{rel}"))),
                 Mirror::Dir(dir) => out.push(Source::File(dir.join(&rel))),
-                Mirror::Oci { base, repository } => {
+                Mirror::Oci {
+                    registry,
+                    repository,
+                    plain_http,
+                } => {
                     if let Some(sha) = sha256 {
-                        let (registry, plain_http) = match base.strip_prefix("https://") {
-                            Some(h) => (h, false),
-                            None => (base.trim_start_matches("http://"), true),
-                        };
                         out.push(Source::Registry(Box::new(RegistryBlob {
-                            url: Mirror::oci_blob_url(base, repository, sha),
-                            registry: registry.to_string(),
+                            url: Mirror::oci_blob_url(registry, *plain_http, repository, sha),
+                            registry: registry.clone(),
                             repository: repository.clone(),
                             sha256: *sha,
-                            plain_http,
+                            plain_http: *plain_http,
                         })));
                     }
                 }

@@ -534,8 +534,17 @@ impl Fetcher {
             .find(|m| match (m, source) {
                 (Mirror::Http(base), Source::Http(u)) => u.starts_with(&format!("{base}/")),
                 (Mirror::Dir(dir), Source::File(p)) => p.starts_with(dir),
-                (Mirror::Oci { base, repository }, Source::Registry(b)) => {
-                    b.url.starts_with(&format!("{base}/v2/{repository}/blobs/"))
+                (
+                    Mirror::Oci {
+                        registry,
+                        repository,
+                        plain_http,
+                    },
+                    Source::Registry(b),
+                ) => {
+                    b.registry == *registry
+                        && b.repository == *repository
+                        && b.plain_http == *plain_http
                 }
                 _ => false,
             })

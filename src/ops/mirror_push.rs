@@ -44,18 +44,18 @@ pub struct MirrorPushReport {
 }
 
 pub fn mirror_push(opts: &MirrorPushOptions) -> Result<MirrorPushReport, Error> {
-    let (base, repository) = match Mirror::parse(&opts.target).map_err(Error::Usage)? {
-        Mirror::Oci { base, repository } => (base, repository),
+    let (host, repository, plain) = match Mirror::parse(&opts.target).map_err(Error::Usage)? {
+        Mirror::Oci {
+            registry,
+            repository,
+            plain_http,
+        } => (registry, repository, plain_http),
         _ => {
             return Err(Error::Usage(format!(
                 "`{}` is not an OCI registry repository: write oci://REGISTRY/REPOSITORY (oci+http:// for plain HTTP)",
                 opts.target
             )))
         }
-    };
-    let (host, plain) = match base.strip_prefix("https://") {
-        Some(h) => (h.to_string(), false),
-        None => (base.trim_start_matches("http://").to_string(), true),
     };
     let checked = check_lock(&opts.manifest, &opts.lockfile)?;
     let store = super::open_store(&OutDir::new(&opts.out))?;
