@@ -223,7 +223,7 @@ impl OutDir {
             .filter(|p| {
                 p.file_name()
                     .and_then(|n| n.to_str())
-                    .is_some_and(|n| n.starts_with("image.") && n.ends_with(".dsse.json"))
+                    .is_some_and(is_image_signature)
             })
             .collect()
     }
@@ -242,6 +242,12 @@ impl OutDir {
         v.sort();
         v
     }
+}
+
+/// Whether `name` is an image signature's name in an attestation directory
+/// (`image.<keyid>.dsse.json`).
+pub fn is_image_signature(name: &str) -> bool {
+    name.starts_with("image.") && name.ends_with(".dsse.json")
 }
 
 /// The SBOM's name in an image's attestation directory.

@@ -383,7 +383,7 @@ pub(crate) fn check(
     }
     let envelopes: Vec<(PathBuf, Vec<u8>)> = effective
         .iter()
-        .filter(|(n, _)| n.starts_with("image.") && n.ends_with(".dsse.json"))
+        .filter(|(n, _)| crate::layout::is_image_signature(n))
         .map(|(_, (p, b))| (p.clone(), b.clone()))
         .collect();
     let sbom = effective
