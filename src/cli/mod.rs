@@ -19,7 +19,9 @@ macro_rules! say {
     }};
 }
 // After the macro, so that every command can use it.
+mod args;
 mod commands;
+mod report;
 use crate::ops::{self, Error};
 use commands::{
     build, components, demo_mirror, diff, fetch, flatten, gc, list, lock, mirror, plan, rollback,

@@ -3,10 +3,11 @@
 
 use std::path::PathBuf;
 
-use super::fetch::ArtifactFailure;
-use super::lock::ResolveError;
+use serde::Serialize;
+
+use crate::checksum::ChecksumError;
 use crate::extract::ExtractError;
-use crate::fetch::ClientError;
+use crate::fetch::{ClientError, FetchError, Source};
 use crate::fsutil::FsError;
 use crate::generations::GenerationError;
 use crate::image::ImageError;
@@ -19,6 +20,101 @@ use crate::render::RenderError;
 pub struct Problem {
     pub message: String,
     pub hints: Vec<String>,
+}
+
+/// Why an artifact's published sha256 could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ResolveError {
+    #[error(transparent)]
+    Fetch(#[from] FetchError),
+    #[error("{from}: the checksum file is not text")]
+    NotText {
+        from: Source,
+        #[source]
+        source: std::string::FromUtf8Error,
+    },
+    #[error("{from}: {source}")]
+    Checksum {
+        from: Source,
+        #[source]
+        source: ChecksumError,
+    },
+}
+
+/// Why an artifact could not be had, from the most actionable to the least: failures are
+/// reported in this order, each with its hint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FailureCause {
+    /// The device holding the store is full.
+    NoSpace,
+    /// Writing it on this machine failed.
+    Local,
+    /// The lockfile has no sha256 for it.
+    Unresolved,
+    /// No source could be reached (DNS, connection).
+    Unreachable,
+    /// An OCI mirror's registry refused access (no login, wrong credentials, no access to the
+    /// repository, or a credential helper that failed).
+    Login,
+    /// Offline, and no `file://` mirror holds it.
+    Offline,
+    /// A source sent other bytes than the lockfile pins.
+    Mismatch,
+    /// Every source answered "not there".
+    NotFound,
+    /// Not in the store (for a command that does not fetch).
+    NotInStore,
+    Other,
+}
+
+/// One artifact that could not be had: a sentence naming it, and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct ArtifactFailure {
+    /// `containerd 1.7.20 (amd64)`.
+    pub label: String,
+    pub component: String,
+    pub url: String,
+    pub cause: FailureCause,
+    /// The whole sentence, starting with the label.
+    pub message: String,
+    /// What to do, when the failure says more than its cause (an OCI mirror's registry).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
+}
+
+impl ArtifactFailure {
+    /// Its line in an error report, with its hint.
+    pub fn problem(&self) -> Problem {
+        Problem {
+            message: self.message.clone(),
+            hints: self.hint().into_iter().collect(),
+        }
+    }
+
+    /// What to do about it.
+    pub fn hint(&self) -> Option<String> {
+        if let Some(h) = &self.hint {
+            return Some(h.clone());
+        }
+        Some(match self.cause {
+            FailureCause::Unresolved => format!(
+                "run `nodeforge lock --update {}` where upstream is reachable, then commit the lockfile",
+                self.component
+            ),
+            FailureCause::Unreachable => "upstream cannot be reached from here (DNS or connection failure): pass --mirror URL for a mirror you can reach, or --offline --mirror file://DIR for a copy on disk (`nodeforge mirror export` makes one); `make demo` runs the whole pipeline offline against stand-in artifacts".to_string(),
+            FailureCause::Offline => "offline: fetch these where the network is reachable, or pass --mirror file://DIR holding them".to_string(),
+            FailureCause::Mismatch => format!(
+                "nothing was stored: a mirror or proxy served other bytes, or upstream replaced the file (then `nodeforge lock --update {}` and review the new sha256)",
+                self.component
+            ),
+            FailureCause::Login => "log in to the mirror's registry as for push and pull (`docker login`, `podman login` or `nodeforge login`, a credential helper, or NODEFORGE_REGISTRY_USERNAME and NODEFORGE_REGISTRY_PASSWORD)".to_string(),
+            FailureCause::NotFound => "check the component's version and URL in the manifest (`nodeforge components` lists every URL) and the mirrors given".to_string(),
+            FailureCause::NotInStore => "run `nodeforge fetch` first".to_string(),
+            FailureCause::NoSpace => "free space on that device, or pass --out DIR on a file system with room (the store holds every artifact once)".to_string(),
+            FailureCause::Local | FailureCause::Other => return None,
+        })
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -24,7 +24,7 @@ pub struct BuildArgs {
     #[arg(long, value_name = "KEY")]
     sign: Option<std::path::PathBuf>,
     #[command(flatten)]
-    x509: super::sign::X509Args,
+    x509: crate::cli::args::X509Args,
     #[command(flatten)]
     net: NetArgs,
 }

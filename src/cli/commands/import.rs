@@ -18,7 +18,7 @@ pub struct ImportArgs {
     #[arg(long, value_name = "TAG")]
     tag: Vec<String>,
     #[command(flatten)]
-    trust: super::sign::TrustArgs,
+    trust: crate::cli::args::TrustArgs,
 }
 
 pub fn exec(ctx: &Ctx, args: ImportArgs) -> Result<ExitCode, Error> {
@@ -35,7 +35,7 @@ pub fn exec(ctx: &Ctx, args: ImportArgs) -> Result<ExitCode, Error> {
         return Ok(ExitCode::SUCCESS);
     }
     for i in &r.images {
-        super::pull::trust_lines(&i.node, &i.attestations);
+        crate::cli::report::trust_lines(&i.node, &i.attestations);
         say!(
             "{}: image {} (tag {}) verified, {}",
             i.node,

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::Args;
 
 use super::super::print_json;
-use super::push::RegistryArgs;
+use crate::cli::args::RegistryArgs;
 use crate::cli::Ctx;
 use crate::oci::auth::{ENV_PASSWORD, ENV_USERNAME};
 use crate::ops::{self, Error};

@@ -28,7 +28,7 @@ enum MirrorCommand {
         /// oci://REGISTRY/REPOSITORY.
         target: String,
         #[command(flatten)]
-        registry: super::push::RegistryArgs,
+        registry: crate::cli::args::RegistryArgs,
     },
 }
 

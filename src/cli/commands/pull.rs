@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::Args;
 
 use super::super::{human_bytes, print_json, short};
-use super::push::RegistryArgs;
+use crate::cli::args::RegistryArgs;
 use crate::cli::Ctx;
 use crate::ops::{self, BlobStatus, Error};
 
@@ -18,7 +18,7 @@ pub struct PullArgs {
     #[command(flatten)]
     registry: RegistryArgs,
     #[command(flatten)]
-    trust: super::sign::TrustArgs,
+    trust: crate::cli::args::TrustArgs,
 }
 
 pub fn exec(ctx: &Ctx, args: PullArgs) -> Result<ExitCode, Error> {
@@ -42,12 +42,12 @@ pub fn exec(ctx: &Ctx, args: PullArgs) -> Result<ExitCode, Error> {
         r.registry,
         r.repository,
         short(r.manifest_digest.trim_start_matches("sha256:")),
-        blobs(count(BlobStatus::Downloaded)),
+        crate::cli::report::blobs(count(BlobStatus::Downloaded)),
         count(BlobStatus::Resumed),
         count(BlobStatus::Present),
         human_bytes(r.bytes_downloaded)
     );
-    trust_lines(&r.node, &r.attestations);
+    crate::cli::report::trust_lines(&r.node, &r.attestations);
     if r.switched {
         say!("{}: generation {} is current", r.node, r.generation);
     } else {
@@ -59,44 +59,4 @@ pub fn exec(ctx: &Ctx, args: PullArgs) -> Result<ExitCode, Error> {
         );
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// What a pull or import says of an image's signatures and attestation files.
-pub(crate) fn trust_lines(node: &str, a: &ops::PulledAttestations) {
-    let keys = |k: &[String]| {
-        k.iter()
-            .map(|k| k.get(..16).unwrap_or(k))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    if a.trust_checked {
-        say!("{node}: signed by trusted key {}", keys(&a.signed_by));
-    } else if a.signature_keys.is_empty() {
-        eprintln!("note: {node}: the image came unsigned (no signature among its referrers); pass --key or --trusted-keys to require one");
-    } else {
-        eprintln!(
-            "note: {node}: the image came signed by key {} (not checked: pass --key or --trusted-keys to require it)",
-            keys(&a.signature_keys)
-        );
-    }
-    for f in &a.files {
-        if f.status == ops::FileStatus::KeptLocal {
-            eprintln!(
-                "warning: {node}: kept this host's {} (the pulled one has other bytes, {})",
-                f.name, f.digest
-            );
-        }
-    }
-    for c in &a.conflicts {
-        eprintln!("warning: {node}: two attestation manifests hold other bytes for {c}: the newest one's was taken");
-    }
-}
-
-/// `1 blob`, `3 blobs`.
-pub(crate) fn blobs(n: usize) -> String {
-    if n == 1 {
-        "1 blob".to_string()
-    } else {
-        format!("{n} blobs")
-    }
 }

@@ -1,47 +1,13 @@
 //! `nodeforge push`: each node's current image to an OCI registry.
 
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::Args;
 
 use super::super::{human_bytes, print_json, short};
+use crate::cli::args::RegistryArgs;
 use crate::cli::Ctx;
-use crate::oci::client::{ClientOptions, Notes};
 use crate::ops::{self, BlobStatus, Error};
-
-/// How to reach a registry (push and pull).
-#[derive(Debug, Args)]
-#[command(next_help_heading = "Registry options")]
-pub struct RegistryArgs {
-    /// Speak plain HTTP to this registry (HOST or HOST:PORT; repeatable). Every other registry
-    /// is spoken to over HTTPS, checked against the system's roots.
-    #[arg(long, value_name = "HOST")]
-    insecure_registry: Vec<String>,
-    /// Seconds to wait for the next bytes of a response.
-    #[arg(long, default_value_t = 60, value_name = "SECS")]
-    timeout: u64,
-    /// Seconds to wait for a connection.
-    #[arg(long, default_value_t = 10, value_name = "SECS")]
-    connect_timeout: u64,
-    /// Retries of a blob transfer that broke off, or of a request an unreachable or failing
-    /// (5xx) registry did not complete: a download resumes from the bytes received, an upload
-    /// or a manifest is sent again.
-    #[arg(long, default_value_t = 3, value_name = "N")]
-    retries: u32,
-}
-
-impl RegistryArgs {
-    pub fn options(&self) -> ClientOptions {
-        ClientOptions {
-            insecure: self.insecure_registry.clone(),
-            connect_timeout: Duration::from_secs(self.connect_timeout.max(1)),
-            read_timeout: Duration::from_secs(self.timeout.max(1)),
-            retries: self.retries,
-            notes: Notes::new(|m| eprintln!("note: {m}")),
-        }
-    }
-}
 
 #[derive(Debug, Args)]
 pub struct PushArgs {
@@ -87,7 +53,7 @@ pub fn exec(ctx: &Ctx, args: PushArgs) -> Result<ExitCode, Error> {
                 .map(|t| if t.len() == 64 { short(t) } else { t.as_str() })
                 .collect::<Vec<_>>()
                 .join(", "),
-            super::pull::blobs(count(BlobStatus::Uploaded)),
+            crate::cli::report::blobs(count(BlobStatus::Uploaded)),
             count(BlobStatus::Present),
             count(BlobStatus::Mounted),
             human_bytes(n.bytes_sent)
@@ -109,7 +75,7 @@ pub fn exec(ctx: &Ctx, args: PushArgs) -> Result<ExitCode, Error> {
                     (ops::ReferrersVia::Tag, None) =>
                         "listed in its referrers tag already".to_string(),
                 },
-                super::pull::blobs(a.blobs_uploaded)
+                crate::cli::report::blobs(a.blobs_uploaded)
             );
         }
     }
@@ -118,7 +84,7 @@ pub fn exec(ctx: &Ctx, args: PushArgs) -> Result<ExitCode, Error> {
         r.nodes.len(),
         r.registry,
         r.repository,
-        super::pull::blobs(r.blobs_uploaded),
+        crate::cli::report::blobs(r.blobs_uploaded),
         human_bytes(r.bytes_uploaded),
         r.blobs_present,
         r.blobs_mounted

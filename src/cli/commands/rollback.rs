@@ -25,7 +25,7 @@ pub struct RollbackArgs {
     group: Option<String>,
     /// With trusted keys, a target no trusted key validly signed is refused (nothing switched).
     #[command(flatten)]
-    trust: super::sign::TrustArgs,
+    trust: crate::cli::args::TrustArgs,
 }
 
 pub fn exec(ctx: &Ctx, args: RollbackArgs) -> Result<ExitCode, Error> {

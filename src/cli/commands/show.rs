@@ -18,7 +18,7 @@ pub struct ShowArgs {
     boot: bool,
     /// With trusted keys, say which of them validly signed the image.
     #[command(flatten)]
-    trust: super::sign::TrustArgs,
+    trust: crate::cli::args::TrustArgs,
 }
 
 pub fn exec(ctx: &Ctx, args: ShowArgs) -> Result<ExitCode, Error> {

@@ -21,7 +21,7 @@ pub struct VerifyArgs {
     #[arg(long)]
     no_mmap: bool,
     #[command(flatten)]
-    trust: super::sign::TrustArgs,
+    trust: crate::cli::args::TrustArgs,
 }
 
 pub fn exec(ctx: &Ctx, args: VerifyArgs) -> Result<ExitCode, Error> {

@@ -1,0 +1,44 @@
+//! Lines several commands print alike: what a pull or an import says of an image's
+//! attestations, and blob counts.
+
+use crate::ops;
+
+/// What a pull or import says of an image's signatures and attestation files.
+pub(crate) fn trust_lines(node: &str, a: &ops::PulledAttestations) {
+    let keys = |k: &[String]| {
+        k.iter()
+            .map(|k| k.get(..16).unwrap_or(k))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if a.trust_checked {
+        say!("{node}: signed by trusted key {}", keys(&a.signed_by));
+    } else if a.signature_keys.is_empty() {
+        eprintln!("note: {node}: the image came unsigned (no signature among its referrers); pass --key or --trusted-keys to require one");
+    } else {
+        eprintln!(
+            "note: {node}: the image came signed by key {} (not checked: pass --key or --trusted-keys to require it)",
+            keys(&a.signature_keys)
+        );
+    }
+    for f in &a.files {
+        if f.status == ops::FileStatus::KeptLocal {
+            eprintln!(
+                "warning: {node}: kept this host's {} (the pulled one has other bytes, {})",
+                f.name, f.digest
+            );
+        }
+    }
+    for c in &a.conflicts {
+        eprintln!("warning: {node}: two attestation manifests hold other bytes for {c}: the newest one's was taken");
+    }
+}
+
+/// `1 blob`, `3 blobs`.
+pub(crate) fn blobs(n: usize) -> String {
+    if n == 1 {
+        "1 blob".to_string()
+    } else {
+        format!("{n} blobs")
+    }
+}

@@ -1,0 +1,139 @@
+//! `nodeforge sign [NODE|ID]... --key KEY`: sign images (every node's current one by default)
+//! with an Ed25519 key: a DSSE envelope over an in-toto Statement naming the image id, each
+//! layer's root hash and the SBOM's sha256, beside the image in `out/attestations/<id>/`.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::generations;
+use crate::layout::OutDir;
+use crate::ops::error::Error;
+use crate::ops::steps::attestations::{self as attest, Signers};
+
+#[derive(Debug, Clone)]
+pub struct SignOptions {
+    pub manifest: PathBuf,
+    pub out: PathBuf,
+    /// Images: NODE, NODE@GEN or an image id (prefix). Empty: every node's current image.
+    pub images: Vec<String>,
+    /// The Ed25519 key for DSSE signatures and provenance.
+    pub key: Option<PathBuf>,
+    /// An X.509 certificate and its key (PEM) for systemd's `<NAME>.roothash.p7s`.
+    pub x509: Option<(PathBuf, PathBuf)>,
+    /// The lockfile, for the manifest hash in the provenance (when the image was built from it).
+    pub lockfile: PathBuf,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SignReport {
+    /// The Ed25519 key's id (null with only `--x509-cert`).
+    pub keyid: Option<String>,
+    pub signed: Vec<SignedImage>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SignedImage {
+    pub image_id: String,
+    pub node: String,
+    /// The DSSE image signature (null with only `--x509-cert`).
+    pub signature: Option<PathBuf>,
+    pub sbom: PathBuf,
+    /// Its SLSA provenance, signed by the same key.
+    pub provenance: Option<PathBuf>,
+    /// systemd's `<NAME>.roothash.p7s` per layer (with `--x509-cert`).
+    pub roothash_signatures: Vec<PathBuf>,
+}
+
+pub fn sign(opts: &SignOptions) -> Result<SignReport, Error> {
+    let Some(signers) = Signers::load(opts.key.as_deref(), opts.x509.as_ref())? else {
+        return Err(Error::Usage(
+            "nothing to sign with: pass --key KEY (Ed25519), and/or --x509-cert CERT --x509-key KEY"
+                .into(),
+        ));
+    };
+    let refs: Vec<String> = if opts.images.is_empty() {
+        generations::nodes(&opts.out)
+            .into_iter()
+            .filter(|n| generations::current(&opts.out, n).is_some())
+            .collect()
+    } else {
+        opts.images.clone()
+    };
+    if refs.is_empty() {
+        return Err(Error::Usage(format!(
+            "{} holds no built node to sign: run `nodeforge build` first, or name images",
+            opts.out.display()
+        )));
+    }
+    // Every image found (and its record checked) before anything is signed.
+    let mut images = Vec::new();
+    for r in &refs {
+        let m = crate::ops::steps::resolve_image(&opts.manifest, &opts.out, r)?;
+        if !images
+            .iter()
+            .any(|x: &crate::image::ImageManifest| x.id == m.id)
+        {
+            images.push(m);
+        }
+    }
+    sign_images(&opts.out, &images, &signers, &opts.lockfile)
+}
+
+/// Sign each of `images` (records with their root hashes) with `key`.
+pub(crate) fn sign_images(
+    out: &Path,
+    images: &[crate::image::ImageManifest],
+    signers: &Signers,
+    lockfile: &Path,
+) -> Result<SignReport, Error> {
+    let layout = OutDir::new(out);
+    let store = crate::ops::steps::open_store(&layout)?;
+    let cache = attest::DigestCache::default();
+    let mut signed = Vec::new();
+    for m in images {
+        if m.layers.is_empty() {
+            return Err(Error::FlatImage {
+                image: m.id.clone(),
+                node: m.node.clone(),
+            });
+        }
+        let signed_one = signers
+            .key
+            .as_ref()
+            .map(|key| {
+                attest::sign_image(
+                    &layout,
+                    &store,
+                    m,
+                    key,
+                    &cache,
+                    attest::BuiltFrom {
+                        lock_id: None,
+                        lockfile: Some(lockfile),
+                    },
+                )
+            })
+            .transpose()?;
+        let roothash_signatures = match &signers.x509 {
+            Some(x) => attest::sign_roothashes(&layout, &store, m, x, &cache)?,
+            None => Vec::new(),
+        };
+        if signed_one.is_none() {
+            attest::ensure_sbom(&layout, &store, m, false, &cache)?;
+        }
+        let (signature, provenance) = signed_one.unzip();
+        signed.push(SignedImage {
+            image_id: m.id.clone(),
+            node: m.node.clone(),
+            signature,
+            provenance,
+            sbom: layout.sbom(&m.id),
+            roothash_signatures,
+        });
+    }
+    Ok(SignReport {
+        keyid: signers.key.as_ref().map(|k| k.public().keyid().to_string()),
+        signed,
+    })
+}

@@ -1,0 +1,348 @@
+//! `nodeforge build`: one immutable, layered image per node. The lock is enforced and missing
+//! artifacts fetched; each artifact is extracted once into the store; templates are rendered per
+//! node; the entries are split into a payload layer (`/usr`, `/opt`: one per binary set, written
+//! once and shared by every node that uses it) and a config layer (`/etc`, per node); each layer
+//! is written once into `out/layers/<id>/`, the image record into `out/images/<id>/`, and
+//! `out/nodes/<node>/current` is switched atomically.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use serde::Serialize;
+
+use super::fetch::fetch_checked;
+use super::lock::{complete_lock, LockCompletion};
+use super::FetchOptions;
+use crate::fetch::FetchConfig;
+use crate::generations;
+use crate::image::{ImageManifest, Role};
+use crate::layout::{self, OutDir};
+use crate::manifest::{Arch, Manifest, Node};
+use crate::ops::error::Error;
+use crate::ops::steps::materialize::{ensure_layer_with, materialize_layers};
+use crate::ops::steps::render::{render_images, select_nodes};
+use crate::ops::steps::{parallel_map, progress_bar, Progress};
+
+#[derive(Debug, Clone)]
+pub struct BuildOptions {
+    pub manifest: PathBuf,
+    pub lockfile: PathBuf,
+    pub out: PathBuf,
+    /// Build only these nodes (all when empty).
+    pub nodes: Vec<String>,
+    pub fetch: FetchConfig,
+    pub jobs: usize,
+    pub progress: bool,
+    /// Take templates from a tree outside the manifest's directory (refused unless asked for).
+    pub allow_outside_templates: bool,
+    /// `--locked`: refuse to complete the lockfile (resolve missing or unresolved entries).
+    pub locked: bool,
+    /// Build a manifest that breaks the version skew policy (warned about instead).
+    pub allow_skew: bool,
+    /// `--sign KEY`: sign every node's image with this private key (PKCS#8 PEM).
+    pub sign: Option<PathBuf>,
+    /// `--x509-cert/--x509-key`: also write each layer's systemd `<NAME>.roothash.p7s`.
+    pub x509: Option<(PathBuf, PathBuf)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NodeStatus {
+    /// A new image was written.
+    Built,
+    /// The image already existed (built before, or by another node); `current` now points to it.
+    Reused,
+    /// Nothing changed: `current` already pointed to this image.
+    Unchanged,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeBuild {
+    pub node: String,
+    pub image_id: String,
+    pub generation: u32,
+    pub status: NodeStatus,
+    pub image_dir: PathBuf,
+    pub manifest_json: PathBuf,
+    /// The layers, bottom to top: what a VM attaches.
+    pub layers: Vec<LayerBuild>,
+    pub entries: usize,
+    /// The node had been rolled back to this generation, and this build moved it forward.
+    pub rolled_back_to: Option<u32>,
+    /// The image's SBOM (SPDX 2.3 JSON), beside it in `out/attestations/<id>/`.
+    pub sbom: PathBuf,
+    /// `--sign`: the image's signature by that key.
+    pub signature: Option<PathBuf>,
+}
+
+/// One layer of a built image.
+#[derive(Debug, Clone, Serialize)]
+pub struct LayerBuild {
+    pub role: Role,
+    pub id: String,
+    /// Written by this build (false: it was there already, e.g. the payload another node shares).
+    pub written: bool,
+    /// `<NAME>.raw`: the EROFS file.
+    pub raw: PathBuf,
+    /// `<NAME>.verity`: its dm-verity hash tree.
+    pub verity: PathBuf,
+    /// dm-verity root hash: what an operator pins.
+    pub root_hash: String,
+    /// Size of the EROFS file.
+    pub bytes: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BuildReport {
+    pub lock_id: String,
+    pub nodes: Vec<NodeBuild>,
+    pub fetched: usize,
+    pub elapsed_ms: u64,
+    /// Entries resolved and written to the lockfile before building.
+    pub lock: LockCompletion,
+    /// Things that do not stop a build but are likely mistakes: a `vars` key no template reads,
+    /// a mirror serving other bytes than the lockfile pins.
+    pub warnings: Vec<String>,
+}
+
+impl BuildReport {
+    pub fn all_unchanged(&self) -> bool {
+        self.nodes.iter().all(|n| n.status == NodeStatus::Unchanged)
+    }
+}
+
+/// One output directory holds the nodes of one cluster: two clusters with a `worker1` each would
+/// switch each other's `current`. The first build records the cluster's name; a build of another
+/// cluster into the same directory is refused.
+fn claim_for_cluster(out: &OutDir, manifest: &Manifest) -> Result<(), Error> {
+    let marker = out.cluster_marker();
+    match std::fs::read_to_string(&marker) {
+        Ok(name) if name.trim_end() == manifest.name => Ok(()),
+        Ok(name) => Err(Error::OtherCluster {
+            out: out.root().to_path_buf(),
+            theirs: name.trim_end().to_string(),
+            ours: manifest.name.clone(),
+        }),
+        Err(_) => Ok(crate::fsutil::write_atomic(
+            &marker,
+            format!("{}\n", manifest.name).as_bytes(),
+            0o644,
+        )?),
+    }
+}
+
+pub fn build(opts: &BuildOptions) -> Result<BuildReport, Error> {
+    let started = Instant::now();
+    // The skew policy first, against the lockfile as it is (before it is completed).
+    let skew_warnings = crate::ops::steps::skew::check_skew(
+        &Manifest::load(&opts.manifest)?,
+        crate::lock::Lockfile::load(&opts.lockfile).ok().as_ref(),
+        opts.allow_skew,
+    )?;
+    // The signing key is read first: a bad key fails before anything is built.
+    let signers =
+        crate::ops::steps::attestations::Signers::load(opts.sign.as_deref(), opts.x509.as_ref())?;
+    let sign_key = signers.as_ref().and_then(|s| s.key.as_ref());
+    let x509 = signers.as_ref().and_then(|s| s.x509.as_ref());
+    let (checked, completion) = complete_lock(
+        &opts.manifest,
+        &opts.lockfile,
+        &opts.fetch,
+        opts.jobs,
+        opts.locked,
+    )?;
+    let manifest = &checked.manifest;
+    let nodes = select_nodes(manifest, &opts.nodes)?;
+    let store = crate::ops::steps::open_store(&OutDir::new(&opts.out))?;
+
+    // Every artifact the selected nodes need must be locked, resolved and in the store.
+    let arches: BTreeSet<&Arch> = nodes.iter().map(|n| &n.arch).collect();
+    let fetch_opts = FetchOptions {
+        manifest: opts.manifest.clone(),
+        lockfile: opts.lockfile.clone(),
+        out: opts.out.clone(),
+        fetch: opts.fetch.clone(),
+        jobs: opts.jobs,
+        progress: opts.progress,
+        locked: opts.locked,
+    };
+    let fetched = fetch_checked(&checked, &store, &fetch_opts)?;
+    let fetch_warnings: Vec<String> = fetched
+        .artifacts
+        .iter()
+        .flat_map(|a| a.warnings.iter().cloned())
+        .collect();
+    let failures = super::fetch::failure_list(
+        fetched
+            .failures()
+            .into_iter()
+            .filter(|f| arches.iter().any(|a| a.as_str() == f.arch)),
+    );
+    if !failures.is_empty() {
+        return Err(Error::Fetch { failures });
+    }
+
+    let (images, render_warnings) = render_images(
+        &store,
+        &checked,
+        &nodes,
+        opts.jobs,
+        opts.allow_outside_templates,
+    )?;
+    let mut warnings = skew_warnings;
+    warnings.extend(fetch_warnings);
+    warnings.extend(render_warnings);
+
+    // Shared layers first (each payload once, whoever needs it), then every node's own.
+    let out = OutDir::new(&opts.out);
+    claim_for_cluster(&out, manifest)?;
+    let mut shared = BTreeSet::new();
+    let mut first = Vec::new();
+    for m in &images {
+        if let Some(l) = m.layer(Role::Payload) {
+            if shared.insert(l.id.clone()) {
+                first.push(m);
+            }
+        }
+    }
+    let mut payload_written = BTreeSet::new();
+    for m in first {
+        // (ensure_layer checks the store holds every file when it has the layer to write.)
+        let bytes = crate::image::layer_entries(&m.entries, Role::Payload)
+            .iter()
+            .filter(|e| e.kind == crate::image::Kind::File)
+            .map(|e| e.size)
+            .sum();
+        let bar = progress_bar(opts.progress, Progress::Bytes, bytes, "payload");
+        bar.set_message(m.arch.to_string());
+        let ensured = ensure_layer_with(&out, &store, m, Role::Payload, &bar);
+        bar.finish_and_clear();
+        if ensured?.1 {
+            payload_written.extend(m.layer(Role::Payload).map(|l| l.id.clone()));
+        }
+    }
+    // Each node's layer, image and generation, several nodes at a time: the work is mostly
+    // waiting for the disk (a syncfs per published directory), which overlaps well.
+    // Nodes rolled back to an older generation than their newest: named when a build moves
+    // them forward again.
+    let rolled_back: Vec<Option<u32>> = nodes
+        .iter()
+        .map(|n| {
+            let cur = generations::current(&opts.out, n.name.as_str())?;
+            let newest = generations::list(&opts.out, n.name.as_str())
+                .ok()?
+                .last()?
+                .number;
+            (cur < newest).then_some(cur)
+        })
+        .collect();
+    let pairs: Vec<(&&Node, &ImageManifest)> = nodes.iter().zip(&images).collect();
+    let bar = progress_bar(opts.progress, Progress::Count, pairs.len() as u64, "images");
+    bar.set_message("nodes");
+    let digests = crate::ops::steps::attestations::DigestCache::default();
+    let written = parallel_map(&pairs, opts.jobs.max(2), |(n, m)| {
+        let one = || {
+            let (dir, full, new, layers_written) = materialize_layers(&out, &store, m)?;
+            // The SBOM beside the image. A read-only out/ (a no-op build of a mounted copy made
+            // before SBOMs existed) goes without one, said in a warning.
+            let sbom = match crate::ops::steps::attestations::ensure_sbom(
+                &out, &store, &full, new, &digests,
+            ) {
+                Err(Error::Fs(e))
+                    if matches!(
+                        e.source.kind(),
+                        std::io::ErrorKind::ReadOnlyFilesystem
+                            | std::io::ErrorKind::PermissionDenied
+                    ) && sign_key.is_none()
+                        && x509.is_none() =>
+                {
+                    Some(format!("image {}: no SBOM written: {e}", m.id))
+                }
+                other => other.map(|_| None)?,
+            };
+            // The record as written, with each layer's root hash: what the generation keeps.
+            let (generation, recorded) = generations::record_from(
+                &opts.out,
+                n.name.as_str(),
+                &m.id,
+                &checked.lock_id,
+                &full.to_json(),
+                Some(&dir.join(layout::IMAGE_RECORD)),
+            )?;
+            // Signed once recorded: the image is complete, with its SBOM.
+            if let Some(key) = sign_key {
+                let from = crate::ops::steps::attestations::BuiltFrom {
+                    lock_id: Some(&checked.lock_id),
+                    lockfile: Some(&opts.lockfile),
+                };
+                crate::ops::steps::attestations::sign_image(
+                    &out, &store, &full, key, &digests, from,
+                )?;
+            }
+            if let Some(x) = x509 {
+                crate::ops::steps::attestations::sign_roothashes(&out, &store, &full, x, &digests)?;
+            }
+            Ok::<_, Error>((dir, full, new, layers_written, generation, recorded, sbom))
+        };
+        let r = one();
+        bar.inc(1);
+        r
+    });
+    bar.finish_and_clear();
+    let mut report = Vec::new();
+    for (((n, m), w), rolled_back) in nodes.iter().zip(&images).zip(written).zip(rolled_back) {
+        let (dir, full, new, layers_written, generation, recorded, sbom_warning) = w?;
+        warnings.extend(sbom_warning);
+        let layers = full
+            .layers
+            .iter()
+            .map(|l| {
+                let [raw, verity, _] = layout::layer_files(&l.name);
+                let raw = out.layer(&l.id).join(raw);
+                LayerBuild {
+                    role: l.role,
+                    id: l.id.clone(),
+                    // A shared payload is reported as written by the first node that has it.
+                    written: match l.role {
+                        Role::Payload => payload_written.remove(&l.id),
+                        Role::Config => layers_written.contains(&Role::Config),
+                    },
+                    bytes: std::fs::metadata(&raw).map(|m| m.len()).unwrap_or(0),
+                    raw,
+                    verity: out.layer(&l.id).join(verity),
+                    root_hash: l
+                        .verity
+                        .as_ref()
+                        .map(|v| v.root_hash.clone())
+                        .unwrap_or_default(),
+                }
+            })
+            .collect();
+        report.push(NodeBuild {
+            node: n.name.to_string(),
+            image_id: m.id.clone(),
+            generation,
+            status: match (new, recorded) {
+                (true, _) => NodeStatus::Built,
+                (false, true) => NodeStatus::Reused,
+                (false, false) => NodeStatus::Unchanged,
+            },
+            manifest_json: dir.join(layout::IMAGE_RECORD),
+            image_dir: dir,
+            layers,
+            entries: m.entries.len(),
+            rolled_back_to: rolled_back.filter(|&r| r != generation),
+            sbom: out.sbom(&m.id),
+            signature: sign_key.map(|k| out.image_signature(&m.id, k.public().keyid())),
+        });
+    }
+    Ok(BuildReport {
+        lock_id: checked.lock_id.clone(),
+        nodes: report,
+        fetched: fetched.count(super::ArtifactStatus::Fetched),
+        elapsed_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        lock: completion,
+        warnings,
+    })
+}

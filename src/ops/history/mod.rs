@@ -1,0 +1,13 @@
+//! A node's history: listing, showing, diffing and rolling back generations; gc of what no
+//! generation keeps; verify of what is on disk.
+
+mod gc;
+mod log;
+mod verify;
+
+pub use gc::{gc, GcOptions, GcReport, KeptBy, KeptCount, KeptGeneration, KeptReasons};
+pub use log::{
+    diff, list, rollback, rollback_all, rollback_group, show, DiffReport, NodeHistory, Rollback,
+    RollbackAll, ShowReport, Skipped,
+};
+pub use verify::{verify, ImageTrust, VerifyOptions, VerifyReport};

@@ -1,0 +1,365 @@
+//! `nodeforge pull REF`: a node image from an OCI registry into `out/`, on a host that has no
+//! manifest, lockfile or store of its own. The tag resolves to a manifest digest; the record
+//! (the manifest's config) is checked against its id; each layer the host lacks is downloaded
+//! blob by blob, each blob verified by its digest (kept in `out/pulls/` when interrupted, resumed
+//! with `Range`), and checked against the root hash the record pins before it is put in
+//! `out/layers/`. Then [`verify_pulled`] checks the whole image, and only then is a generation
+//! recorded and `current` switched.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use super::push::{BlobReport, BlobStatus};
+use super::referrers::{self, Fetched, PulledAttestations, RegistrySource};
+use crate::fsutil;
+use crate::generations;
+use crate::image::{self, ImageManifest, LayerRecord, LayerRef, LAYER_FORMAT};
+use crate::layout::{self, OutDir, IMAGE_RECORD, LAYER_RECORD};
+use crate::oci::client::{ClientOptions, Registry, Transfer};
+use crate::oci::{self, Digested, NodeArtifact, OciError, Reference};
+use crate::ops::error::Error;
+use crate::ops::steps::materialize::{
+    check_layer_verity, materialize, read_layer_record, usable_layer,
+};
+use crate::ops::steps::{progress_bar, Progress};
+use crate::trust::TrustedKeys;
+
+#[derive(Debug, Clone)]
+pub struct PullOptions {
+    pub out: PathBuf,
+    /// `REGISTRY/REPOSITORY:TAG` or `REGISTRY/REPOSITORY@sha256:…`.
+    pub reference: String,
+    pub client: ClientOptions,
+    /// Trusted keys: with any, the image must be signed by one of them.
+    pub keys: TrustedKeys,
+    pub progress: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PullReport {
+    pub registry: String,
+    pub repository: String,
+    /// What was asked for (the tag, or the digest).
+    pub reference: String,
+    /// `sha256:<hex>` of the manifest the reference resolved to.
+    pub manifest_digest: String,
+    pub node: String,
+    pub image_id: String,
+    pub generation: u32,
+    /// A generation was recorded and `current` switched to it (false: the node was on this
+    /// image already).
+    pub switched: bool,
+    pub blobs: Vec<BlobReport>,
+    /// Blob bytes received (the manifest not counted).
+    pub bytes_downloaded: u64,
+    /// The manifest's size.
+    pub manifest_bytes: u64,
+    /// Its attestation files (referrers of its manifest), checked and installed.
+    pub attestations: PulledAttestations,
+}
+
+/// The image record from a manifest's config: checked against its id, the id the manifest
+/// says, the tag when the tag is an image id, and a node name that is safe as a path.
+pub(crate) fn read_record(
+    what: &str,
+    bytes: &[u8],
+    art: &NodeArtifact,
+    tag: Option<&str>,
+) -> Result<ImageManifest, Error> {
+    let wrong = |reason: String| OciError::NotNodeImage {
+        what: what.to_string(),
+        reason,
+    };
+    let m: ImageManifest = serde_json::from_slice(bytes)
+        .map_err(|e| wrong(format!("its config is not an image record: {e}")))?;
+    m.check()
+        .map_err(|e| wrong(format!("its image record is not what its id says: {e}")))?;
+    if art.image_id() != Some(m.id.as_str()) {
+        return Err(wrong(format!(
+            "its manifest says image {}, its record is image {}",
+            art.image_id().unwrap_or("(none)"),
+            m.id
+        ))
+        .into());
+    }
+    if let Some(t) = tag.filter(|t| t.len() == 64 && t.bytes().all(|b| b.is_ascii_hexdigit())) {
+        if t != m.id {
+            return Err(wrong(format!("tag {t} holds image {}", m.id)).into());
+        }
+    }
+    crate::manifest::NodeName::new(&m.node).map_err(|e| wrong(format!("its node name: {e}")))?;
+    // Recorded in the node's generation and shown by `history`: nothing but what nodeforge
+    // pushes (a lockfile's id, or `unknown` for an image pulled without one).
+    if let Some(id) = art.lock_id().filter(|id| !valid_lock_id(id)) {
+        let shown: String = id.escape_debug().take(80).collect();
+        return Err(wrong(format!(
+            "its manifest names lock id `{shown}`, not blake3:<64 hex digits>"
+        ))
+        .into());
+    }
+    Ok(m)
+}
+
+/// A lock id as generations record it: `blake3:<64 lowercase hex>`, or `unknown`.
+fn valid_lock_id(id: &str) -> bool {
+    id == UNKNOWN_LOCK_ID
+        || id.strip_prefix("blake3:").is_some_and(|h| {
+            h.len() == 64
+                && h.bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        })
+}
+
+/// The lock id recorded for an image whose manifest names none.
+const UNKNOWN_LOCK_ID: &str = "unknown";
+
+/// The record `out/layers/<id>/layer.json` holds for layer `l` of image `m`: exactly what
+/// `build` writes, so a pulled layer is the builder's, byte for byte.
+fn layer_record(m: &ImageManifest, l: &LayerRef) -> Result<LayerRecord, Error> {
+    let verity = l.verity.clone().ok_or_else(|| OciError::NotNodeImage {
+        what: format!("image {}", m.id),
+        reason: format!("its record pins no root hash for its {} layer", l.role),
+    })?;
+    Ok(LayerRecord {
+        format: LAYER_FORMAT,
+        id: l.id.clone(),
+        role: l.role,
+        name: l.name.clone(),
+        arch: m.arch.clone(),
+        entries: image::layer_entries(&m.entries, l.role),
+        verity,
+    })
+}
+
+/// Where the blobs of an image come from: a registry (pull) or an OCI layout (import).
+pub(crate) trait BlobSource {
+    /// Put blob `d` into `partial` (resuming what it holds, where the source can), checked
+    /// against its digest; what moved.
+    fn fetch(
+        &self,
+        d: &Digested,
+        partial: &std::path::Path,
+        bar: &indicatif::ProgressBar,
+    ) -> Result<Transfer, Error>;
+}
+
+/// A registry's repository as a blob source (as it is the source of attestations).
+impl BlobSource for RegistrySource<'_> {
+    fn fetch(
+        &self,
+        d: &Digested,
+        partial: &std::path::Path,
+        bar: &indicatif::ProgressBar,
+    ) -> Result<Transfer, Error> {
+        Ok(self
+            .registry
+            .download_blob(self.repository, &d.digest, d.size, partial, bar)?)
+    }
+}
+
+pub fn pull(opts: &PullOptions) -> Result<PullReport, Error> {
+    let r = Reference::parse(&opts.reference)?;
+    let registry = Registry::new(&r.registry, &opts.client)?;
+    let repo = r.repository.as_str();
+    let what = format!("{r}");
+    let (manifest, manifest_digest) = registry.get_manifest(repo, &r.reference())?;
+    let art = oci::read_manifest(&what, &manifest)?;
+    let record = registry.get_blob(repo, &art.config.0, oci::MAX_CONFIG_BYTES)?;
+    let m = read_record(&what, &record, &art, r.tag.as_deref())?;
+    let source = RegistrySource {
+        registry: &registry,
+        repository: repo,
+    };
+    let attestations = referrers::fetch(&source, &what, &m, &manifest_digest)?;
+    let done = install(
+        &OutDir::new(&opts.out),
+        &what,
+        &art,
+        &m,
+        &source,
+        (&attestations, &opts.keys),
+        opts.progress,
+    )?;
+    Ok(PullReport {
+        registry: r.registry.clone(),
+        repository: r.repository.clone(),
+        reference: r.reference(),
+        manifest_digest: format!("sha256:{manifest_digest}"),
+        node: m.node.clone(),
+        image_id: m.id.clone(),
+        generation: done.generation,
+        switched: done.switched,
+        bytes_downloaded: done.blobs.iter().map(|b| b.transferred).sum(),
+        blobs: done.blobs,
+        manifest_bytes: manifest.len() as u64,
+        attestations: done.attestations,
+    })
+}
+
+/// What [`install`] did.
+pub(crate) struct Installed {
+    pub blobs: Vec<BlobReport>,
+    pub attestations: PulledAttestations,
+    pub generation: u32,
+    pub switched: bool,
+}
+
+/// Put image `m` (its record already checked, read from `art`'s config) into `out`: its
+/// signatures checked against the trusted keys (`trust`: its fetched attestation files and the
+/// keys) before anything else, each layer the host lacks fetched from `source` and checked
+/// before it is put in place, then [`verify_pulled`], then its attestation files installed, a
+/// generation recorded and `current` switched.
+pub(crate) fn install(
+    out: &OutDir,
+    what: &str,
+    art: &NodeArtifact,
+    m: &ImageManifest,
+    source: &dyn BlobSource,
+    trust: (&Fetched, &TrustedKeys),
+    progress: bool,
+) -> Result<Installed, Error> {
+    let blobs = art.blobs_of(what, m)?;
+    // First: an image the trusted keys did not sign gets no layer and no generation.
+    let (attestations, attestation_files) = referrers::check(out, what, m, trust.0, trust.1)?;
+    // Held (shared) to the end: gc waits for the pull, concurrent pulls and builds do not.
+    let store = crate::ops::steps::open_store(out)?;
+    fsutil::create_dir_all(&out.pulls())?;
+    fsutil::create_dir_all(&out.layers())?;
+    let mut reports = Vec::new();
+    let mut checked = BTreeSet::new();
+    for d in blobs
+        .iter()
+        .filter(|d| d.blob.kind == oci::BlobKind::Record)
+    {
+        reports.push(BlobReport::new(d, BlobStatus::Downloaded, d.size));
+    }
+    for l in &m.layers {
+        let parts: Vec<&Digested> = blobs
+            .iter()
+            .filter(|d| d.blob.layer_id.as_ref() == Some(&l.id))
+            .collect();
+        let dir = out.layer(&l.id);
+        // A layer the host has is not downloaded again, once it is checked against the root
+        // hash; a damaged one is set aside and downloaded.
+        let present = |dir: &std::path::Path| {
+            usable_layer(dir, &l.name, l.verity.as_ref())
+                .is_some_and(|rec| check_layer_verity(dir, &rec).is_empty())
+        };
+        // One process downloads a layer at a time; the others wait and find it in place.
+        let lock = if present(&dir) {
+            None
+        } else {
+            Some(fsutil::lock_exclusive(&out.pull_lock(&l.id))?)
+        };
+        if lock.is_none() || present(&dir) {
+            reports.extend(
+                parts
+                    .iter()
+                    .map(|d| BlobReport::new(d, BlobStatus::Present, 0)),
+            );
+            checked.insert(l.id.clone());
+            continue;
+        }
+        if dir.exists() {
+            fsutil::remove_dir_aside(&dir)?;
+        }
+        let rec = layer_record(m, l)?;
+        let tmp = fsutil::temp_dir_in(&out.layers())?;
+        for d in &parts {
+            let partial = out.pull_partial(&d.digest.to_hex());
+            let bar = progress_bar(progress, Progress::Bytes, d.size, "pull");
+            bar.set_message(format!("{} {}", m.node, d.blob.file_name));
+            let t = source.fetch(d, &partial, &bar);
+            bar.finish_and_clear();
+            let t = t?;
+            fsutil::rename_into(&partial, &tmp.path().join(&d.blob.file_name))?;
+            let status = if t.resumed_from > 0 {
+                BlobStatus::Resumed
+            } else {
+                BlobStatus::Downloaded
+            };
+            reports.push(BlobReport::new(d, status, t.received));
+        }
+        let [_, _, roothash] = layout::layer_files(&l.name);
+        fsutil::write_new(
+            &tmp.path().join(roothash),
+            format!("{}\n", rec.verity.root_hash).as_bytes(),
+            0o444,
+        )?;
+        fsutil::write_new(&tmp.path().join(LAYER_RECORD), &rec.to_json(), 0o444)?;
+        // Before it is put in place: its EROFS file is what the record's root hash pins.
+        let fails = check_layer_verity(tmp.path(), &rec);
+        if !fails.is_empty() {
+            return Err(Error::PulledLayer {
+                reference: what.to_string(),
+                layer: l.id.clone(),
+                fails,
+            });
+        }
+        fsutil::commit_dir(tmp, &dir, |d| {
+            usable_layer(d, &l.name, l.verity.as_ref()).is_some()
+        })?;
+        checked.insert(l.id.clone());
+    }
+
+    verify_pulled(out, what, m, &checked)?;
+
+    referrers::install(&attestation_files)?;
+    let (dir, full, _) = materialize(out, &store, m)?;
+    let lock_id = art.lock_id().unwrap_or(UNKNOWN_LOCK_ID).to_string();
+    let (generation, switched) = generations::record_from(
+        out.root(),
+        &m.node,
+        &m.id,
+        &lock_id,
+        &full.to_json(),
+        Some(&dir.join(IMAGE_RECORD)),
+    )?;
+    Ok(Installed {
+        blobs: reports,
+        attestations,
+        generation,
+        switched,
+    })
+}
+
+/// The one check between fetching an image and switching to it: every layer of `m` is in
+/// `out/layers/`, its record is the one `m` implies and pins the root hash `m` pins, and its
+/// EROFS file, hash tree and root hash file agree with that root hash (the layers in `checked`
+/// were, by this pull, as it found or put them in place). Its signature was checked before any
+/// layer was fetched (`referrers::check`, called first by [`install`]): the signed statement
+/// names the image id and these root hashes, so together nothing unsigned is switched to.
+fn verify_pulled(
+    out: &OutDir,
+    what: &str,
+    m: &ImageManifest,
+    checked: &BTreeSet<String>,
+) -> Result<(), Error> {
+    for l in &m.layers {
+        let dir = out.layer(&l.id);
+        let want = layer_record(m, l)?;
+        let fails = match read_layer_record(&dir) {
+            Ok(rec) if rec != want => vec![format!(
+                "layer {}: its record in {} is not the one image {} implies (root hash {}, the image pins {})",
+                l.id,
+                dir.display(),
+                m.id,
+                rec.verity.root_hash,
+                want.verity.root_hash
+            )],
+            Ok(_) if checked.contains(&l.id) => Vec::new(),
+            Ok(rec) => check_layer_verity(&dir, &rec),
+            Err(e) => vec![e.to_string()],
+        };
+        if !fails.is_empty() {
+            return Err(Error::PulledLayer {
+                reference: what.to_string(),
+                layer: l.id.clone(),
+                fails,
+            });
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,622 @@
+//! Writing images from their records: each layer's EROFS file, dm-verity tree and root hash into
+//! `out/layers/<id>/` (once, whoever needs it), the image directory that names them, and flat
+//! single-file images on request. Everything is written from the store, so an image that gc
+//! collected is written again, byte for byte, from its record.
+
+use std::fs::File;
+use std::io::{BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+use crate::fsutil::{self, IoContext};
+use crate::hash::Blake3;
+use crate::image::{
+    self, Entry, ImageManifest, Kind, LayerRecord, Provenance, Role, VerityInfo, FLAT_FORMAT,
+    LAYER_FORMAT,
+};
+use crate::layout::{self, OutDir, IMAGE_RECORD, LAYER_RECORD};
+use crate::ops::error::Error;
+use crate::store::Store;
+
+/// Every file of the image must be in the store before anything is written.
+pub(crate) fn check_objects(store: &Store, m: &ImageManifest) -> Result<(), Error> {
+    let missing: Vec<String> = m
+        .entries
+        .iter()
+        .filter(|e| e.kind == Kind::File)
+        .filter(|e| {
+            e.blake3
+                .and_then(|b| store.object(&b))
+                .is_none_or(|o| o.size != e.size)
+        })
+        .map(|e| {
+            let from = match m.provenance.get(&e.path) {
+                Some(Provenance::Artifact {
+                    component,
+                    version,
+                    arch,
+                    ..
+                }) => format!(" (from {component} {version} ({arch}))"),
+                Some(Provenance::Template { template }) => format!(" (from template {template})"),
+                _ => String::new(),
+            };
+            format!("{}{from}", e.path)
+        })
+        .collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::MissingObjects {
+            image: m.id.clone(),
+            missing,
+        })
+    }
+}
+
+/// Whether a layer directory holds its record and all its files (it is renamed into place whole).
+pub(crate) fn layer_complete(dir: &Path, name: &str) -> bool {
+    dir.join(LAYER_RECORD).is_file()
+        && layout::layer_files(name)
+            .iter()
+            .all(|f| dir.join(f).is_file())
+}
+
+/// Whether an image directory is complete: its record, and each file of each layer, which is
+/// the layer's own file (a hard link: no blocks of its own, unlike a symlink whose 64-hex target
+/// does not fit in an inode), as `out/layers/<id>/` holds it now.
+pub(crate) fn image_complete(out: &OutDir, dir: &Path, m: &ImageManifest) -> bool {
+    dir.join(IMAGE_RECORD).is_file()
+        && m.layers.iter().all(|l| {
+            layout::layer_files(&l.name)
+                .iter()
+                .all(|f| same_inode(&dir.join(f), &out.layer(&l.id).join(f)))
+        })
+}
+
+/// Whether two paths name the same file (device and inode).
+pub(crate) fn same_inode(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::symlink_metadata(a), std::fs::symlink_metadata(b)) {
+        (Ok(x), Ok(y)) => x.is_file() && x.dev() == y.dev() && x.ino() == y.ino(),
+        _ => false,
+    }
+}
+
+/// Read a layer's record and check it against its id and directory.
+pub(crate) fn read_layer_record(dir: &Path) -> Result<LayerRecord, Error> {
+    let path = dir.join(LAYER_RECORD);
+    let bytes = std::fs::read(&path).at("cannot read", &path)?;
+    let rec: LayerRecord = serde_json::from_slice(&bytes)
+        .map_err(|e| Error::Usage(format!("{}: not a layer record: {e}", path.display())))?;
+    rec.check().map_err(|e| {
+        Error::Usage(format!(
+            "{}: {e}: the record is damaged or was edited",
+            path.display()
+        ))
+    })?;
+    if dir
+        .file_name()
+        .is_none_or(|n| n.to_string_lossy() != rec.id)
+    {
+        return Err(Error::Usage(format!(
+            "{}: the layer in this directory says its id is {}",
+            path.display(),
+            rec.id
+        )));
+    }
+    Ok(rec)
+}
+
+/// The record of the layer in `dir` (of extension name `name`) when the directory is complete
+/// and its record pins `pinned` (if given); `None` otherwise.
+pub(crate) fn usable_layer(
+    dir: &Path,
+    name: &str,
+    pinned: Option<&VerityInfo>,
+) -> Option<LayerRecord> {
+    if !layer_complete(dir, name) {
+        return None;
+    }
+    read_layer_record(dir)
+        .ok()
+        .filter(|r| pinned.is_none_or(|p| *p == r.verity))
+}
+
+/// Make sure `out/layers/<id>/` holds the layer of `role` of `m`; returns its record and
+/// whether it was written now. When `m` pins the layer's verity parameters (a generation's
+/// record), a layer directory that does not match them is not used: the layer is written again
+/// from the store, and if that does not give what the record pins, the record was edited.
+pub(crate) fn ensure_layer(
+    out: &OutDir,
+    store: &Store,
+    m: &ImageManifest,
+    role: Role,
+) -> Result<(LayerRecord, bool), Error> {
+    ensure_layer_with(out, store, m, role, &indicatif::ProgressBar::hidden())
+}
+
+/// [`ensure_layer`], advancing `bar` by each file's bytes as they are written.
+pub(crate) fn ensure_layer_with(
+    out: &OutDir,
+    store: &Store,
+    m: &ImageManifest,
+    role: Role,
+    bar: &indicatif::ProgressBar,
+) -> Result<(LayerRecord, bool), Error> {
+    let entries = image::layer_entries(&m.entries, role);
+    let id = image::layer_id(&entries);
+    let dir = out.layer(&id.to_hex());
+    let pinned = m.layer(role).and_then(|l| l.verity.clone());
+    let usable = |d: &Path, want: Option<&VerityInfo>| usable_layer(d, role.name(), want);
+    if let Some(rec) = usable(&dir, pinned.as_ref()) {
+        return Ok((rec, false));
+    }
+    check_objects(store, m)?;
+    let layers = out.layers();
+    fsutil::create_dir_all(&layers)?;
+    let tmp = fsutil::temp_dir_in(&layers)?;
+    let [raw, verity, roothash] = layout::layer_files(role.name());
+    let info = write_erofs_verity(
+        store,
+        &entries,
+        &id,
+        &tmp.path().join(&raw),
+        &tmp.path().join(&verity),
+        bar,
+    )?;
+    if let Some(p) = pinned.as_ref().filter(|p| **p != info) {
+        return Err(Error::Usage(format!(
+            "image {}: its record pins root hash {} for its {role} layer, but the layer's entries make {}: the record is damaged or was edited",
+            m.id, p.root_hash, info.root_hash
+        )));
+    }
+    fsutil::write_new(
+        &tmp.path().join(&roothash),
+        format!("{}\n", info.root_hash).as_bytes(),
+        0o444,
+    )?;
+    let rec = LayerRecord {
+        format: LAYER_FORMAT,
+        id: id.to_hex(),
+        role,
+        name: role.name().to_string(),
+        arch: m.arch.clone(),
+        entries,
+        verity: info,
+    };
+    fsutil::write_new(&tmp.path().join(LAYER_RECORD), &rec.to_json(), 0o444)?;
+    let written = fsutil::commit_dir(tmp, &dir, |d| usable(d, Some(&rec.verity)).is_some())?;
+    Ok((rec, written))
+}
+
+/// Make sure `out/images/<id>/` exists with its record and links, and every layer it names is
+/// written. Returns the image directory, the record as written (with each layer's verity
+/// parameters: what a generation keeps) and whether anything was written now. An image directory
+/// whose record is not exactly this one (edited, or pinning other root hashes) is replaced.
+pub(crate) fn materialize(
+    out: &OutDir,
+    store: &Store,
+    m: &ImageManifest,
+) -> Result<(PathBuf, ImageManifest, bool), Error> {
+    materialize_layers(out, store, m).map(|(dir, full, new, _)| (dir, full, new))
+}
+
+/// [`materialize`], also saying which of the image's layers this call wrote (the others were
+/// in place already).
+pub(crate) fn materialize_layers(
+    out: &OutDir,
+    store: &Store,
+    m: &ImageManifest,
+) -> Result<(PathBuf, ImageManifest, bool, Vec<Role>), Error> {
+    if m.format == FLAT_FORMAT {
+        return Err(Error::FlatImage {
+            image: m.id.clone(),
+            node: m.node.clone(),
+        });
+    }
+    let mut full = m.clone();
+    let mut layers_written = Vec::new();
+    for layer in &mut full.layers {
+        let (rec, written) = ensure_layer(out, store, m, layer.role)?;
+        if written {
+            layers_written.push(layer.role);
+        }
+        layer.verity = Some(rec.verity);
+    }
+    let new = !layers_written.is_empty();
+    let dir = out.image(&m.id);
+    let matches = |d: &Path| {
+        image_complete(out, d, &full)
+            && read_image_manifest(&d.join(IMAGE_RECORD)).is_ok_and(|w| w == full)
+    };
+    if matches(&dir) {
+        return Ok((dir, full, new, layers_written));
+    }
+    let images = out.images();
+    fsutil::create_dir_all(&images)?;
+    let tmp = fsutil::temp_dir_in(&images)?;
+    fsutil::write_new(&tmp.path().join(IMAGE_RECORD), &full.to_json(), 0o444)?;
+    for layer in &full.layers {
+        for f in layout::layer_files(&layer.name) {
+            let target = out.layer(&layer.id).join(&f);
+            let link = tmp.path().join(&f);
+            std::fs::hard_link(&target, &link).at("cannot link", &link)?;
+        }
+    }
+    let written = fsutil::commit_dir(tmp, &dir, matches)?;
+    Ok((dir, full, new || written, layers_written))
+}
+
+/// The dm-verity tree of `data` with the parameters `v` records; its root hash.
+fn verity_of(data: &Path, v: &VerityInfo, id: &str) -> std::io::Result<(String, Vec<u8>)> {
+    let size = std::fs::metadata(data)?.len();
+    let params = image::verity::VerityParams {
+        salt: hex::decode(&v.salt).map_err(std::io::Error::other)?,
+        uuid: Blake3::parse(id)
+            .map(|id| image::verity::params_for(&id).uuid)
+            .map_err(std::io::Error::other)?,
+    };
+    let mut tree = Vec::new();
+    let mut r = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(data)?);
+    let root = image::verity::write_verity(&mut r, size, &params, &mut tree)?;
+    Ok((root.to_hex(), tree))
+}
+
+/// A `Write` that only hashes.
+struct HashWriter(blake3::Hasher);
+
+impl std::io::Write for HashWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// What checking a layer directory found.
+#[derive(Debug, Default)]
+pub(crate) struct LayerCheck {
+    pub fails: Vec<String>,
+    /// The EROFS file was compared with what its entries make from the store. `false` when the
+    /// store lacks some of its files (a host that pulled the layer from a registry): then it was
+    /// checked against the root hash its record pins, and its tree and root hash file, only.
+    pub rebuilt: bool,
+}
+
+/// Check a layer directory: its record against its id; its EROFS file against the one its entries
+/// make from the store (when the store holds every file of it); its hash tree and root hash
+/// against that file.
+pub(crate) fn check_layer(store: &Store, dir: &Path, mmap: bool) -> LayerCheck {
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let rec: LayerRecord = match read_layer_record(dir) {
+        Ok(r) => r,
+        Err(e) => {
+            return LayerCheck {
+                fails: vec![format!("layer {name}: {e}")],
+                rebuilt: false,
+            }
+        }
+    };
+    let in_store = rec
+        .entries
+        .iter()
+        .filter(|e| e.kind == Kind::File)
+        .all(|e| {
+            e.blake3
+                .and_then(|b| store.object(&b))
+                .is_some_and(|o| o.size == e.size)
+        });
+    let mut fails = Vec::new();
+    let [raw, _, _] = layout::layer_files(&rec.name);
+    let raw = dir.join(raw);
+    if in_store {
+        // The EROFS file is exactly what the entries make from the store.
+        let expected = Blake3::parse(&rec.id)
+            .map_err(|e| e.to_string())
+            .and_then(|id| {
+                let mut w = HashWriter(blake3::Hasher::new());
+                image::erofs::write_erofs(&mut w, &rec.entries, image::erofs_uuid(&id), &mut |b| {
+                    std::fs::File::open(store.object_path(b))
+                })
+                .map_err(|e| e.to_string())?;
+                Ok(Blake3::from_bytes(*w.0.finalize().as_bytes()))
+            });
+        let actual = if mmap {
+            Blake3::of_file_mapped(&raw)
+        } else {
+            Blake3::of_file(&raw)
+        };
+        match (expected, actual) {
+            (Ok(e), Ok((a, _))) if e == a => {}
+            (Ok(_), Ok(_)) => fails.push(format!(
+                "layer {name}: {} is not the EROFS file its entries make from the store",
+                raw.display()
+            )),
+            (Err(e), _) => fails.push(format!(
+                "layer {name}: cannot make its EROFS file again: {e}"
+            )),
+            (_, Err(e)) => fails.push(format!("layer {name}: cannot read {}: {e}", raw.display())),
+        }
+    }
+    fails.extend(check_layer_verity(dir, &rec));
+    LayerCheck {
+        fails,
+        rebuilt: in_store,
+    }
+}
+
+/// Check a layer directory's EROFS file against the root hash `rec` pins, and its hash tree and
+/// root hash file against that file: what a layer is checked by where its entries' files are not
+/// in the store (a pulled layer, before and after it is put in place).
+pub(crate) fn check_layer_verity(dir: &Path, rec: &LayerRecord) -> Vec<String> {
+    let name = &rec.id;
+    let mut fails = Vec::new();
+    let [raw, verity, roothash] = layout::layer_files(&rec.name);
+    let raw = dir.join(raw);
+    match verity_of(&raw, &rec.verity, &rec.id) {
+        Ok((root, tree)) => {
+            if root != rec.verity.root_hash {
+                fails.push(format!(
+                    "layer {name}: its EROFS file hashes to verity root {root}, its record pins {}",
+                    rec.verity.root_hash
+                ));
+            }
+            if std::fs::read(dir.join(&verity)).ok().as_ref() != Some(&tree) {
+                fails.push(format!(
+                    "layer {name}: {verity} is not the hash tree of its EROFS file"
+                ));
+            }
+            let file = std::fs::read_to_string(dir.join(&roothash)).unwrap_or_default();
+            if file.trim_end() != root {
+                fails.push(format!(
+                    "layer {name}: {roothash} says {:?}, the EROFS file's root hash is {root}",
+                    file.trim_end()
+                ));
+            }
+        }
+        Err(e) => fails.push(format!("layer {name}: cannot hash {}: {e}", raw.display())),
+    }
+    fails
+}
+
+/// Write `entries` as an EROFS file and its dm-verity tree, file data copied from the store;
+/// uuids derived from `id`. Returns how to open it.
+pub(crate) fn write_erofs_verity(
+    store: &Store,
+    entries: &[Entry],
+    id: &Blake3,
+    erofs_path: &Path,
+    verity_path: &Path,
+    bar: &indicatif::ProgressBar,
+) -> Result<VerityInfo, Error> {
+    // Read back for its own blocks' verity digests.
+    let erofs = File::options()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(erofs_path)
+        .at("cannot create", erofs_path)?;
+    let layout = {
+        // File to file: the binaries are copied by the kernel, not through this process.
+        let mut w = BufWriter::with_capacity(1 << 20, &erofs);
+        let layout = image::erofs::write_erofs(&mut w, entries, image::erofs_uuid(id), &mut |b| {
+            let f = File::open(store.object_path(b))?;
+            // Opened to be copied whole: counted as written.
+            if let Ok(m) = f.metadata() {
+                bar.inc(m.len());
+            }
+            Ok(f)
+        })
+        .at("cannot write", erofs_path)?;
+        w.flush().at("cannot write", erofs_path)?;
+        layout
+    };
+    fsutil::set_mode(&erofs, 0o444).at("cannot set the mode of", erofs_path)?;
+    let params = image::verity::params_for(id);
+    let level0 = level0(store, &erofs, erofs_path, &layout, &params.salt)?;
+    // Made durable with its directory (fsutil::commit_dir), or by the caller.
+    drop(erofs);
+    let root = {
+        let f = File::create(verity_path).at("cannot create", verity_path)?;
+        let mut w = BufWriter::new(&f);
+        let root =
+            image::verity::write_tree(level0, &params, &mut w).at("cannot write", verity_path)?;
+        w.flush().at("cannot write", verity_path)?;
+        drop(w);
+        fsutil::set_mode(&f, 0o444).at("cannot set the mode of", verity_path)?;
+        root
+    };
+    Ok(VerityInfo {
+        root_hash: root.to_hex(),
+        salt: hex::encode(&params.salt),
+        uuid: image::verity::uuid_string(&params.uuid),
+        hash_algorithm: "sha256".into(),
+        data_block_size: 4096,
+        hash_block_size: 4096,
+        data_blocks: layout.size / 4096,
+        erofs_uuid: image::verity::uuid_string(&image::erofs_uuid(id)),
+    })
+}
+
+/// Level 0 of an EROFS file's dm-verity tree: its own blocks (metadata, directories, configs)
+/// hashed from the file, every file's data blocks from the store's cached digests of that object.
+fn level0(
+    store: &Store,
+    erofs: &File,
+    erofs_path: &Path,
+    layout: &image::erofs::Layout,
+    salt: &[u8],
+) -> Result<Vec<[u8; 32]>, Error> {
+    const BLOCK: u64 = image::verity::BLOCK as u64;
+    let own = |from: u64, to: u64| -> Result<Vec<[u8; 32]>, Error> {
+        use std::io::{Seek, SeekFrom};
+        let mut f = erofs;
+        f.seek(SeekFrom::Start(from * BLOCK))
+            .at("cannot read", erofs_path)?;
+        let len = (to - from) * BLOCK;
+        Ok(image::verity::block_digests(&mut f.take(len), len, salt)
+            .at("cannot read", erofs_path)?)
+    };
+    let mut level = Vec::with_capacity(usize::try_from(layout.size / BLOCK).unwrap_or(0));
+    let mut at = 0;
+    for f in &layout.files {
+        if f.block < at {
+            return Err(Error::Internal(format!(
+                "image layout: file data at block {} overlaps block {at}",
+                f.block
+            )));
+        }
+        level.extend(own(at, f.block)?);
+        level.extend(image::digests::block_digests(
+            store, &f.blake3, f.size, salt,
+        )?);
+        at = f.block + f.size.div_ceil(BLOCK);
+    }
+    if at > layout.size / BLOCK {
+        return Err(Error::Internal(format!(
+            "image layout: file data ends at block {at}, past the image's {} blocks",
+            layout.size / BLOCK
+        )));
+    }
+    level.extend(own(at, layout.size / BLOCK)?);
+    Ok(level)
+}
+
+/// Write `entries` as tar records (no end-of-archive) through `w`, file data from the store.
+fn write_tar_entries(store: &Store, entries: &[Entry], w: &mut impl Write) -> Result<(), Error> {
+    for e in entries {
+        if e.kind == Kind::File {
+            let b = e
+                .blake3
+                .ok_or_else(|| Error::Internal(format!("{} has no content address", e.path)))?;
+            let path = store.object_path(&b);
+            let mut f = File::open(&path).at("cannot open store object", &path)?;
+            image::tar::write_entry(w, e, Some(&mut f as &mut dyn Read))
+                .at("cannot write the tar entry for", Path::new(&e.path))?;
+        } else {
+            image::tar::write_entry(w, e, None)
+                .at("cannot write the tar entry for", Path::new(&e.path))?;
+        }
+    }
+    Ok(())
+}
+
+/// The single-file forms of a whole node image, for bare-metal installers, containers and
+/// setups that cannot stack layers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FlatFormat {
+    /// A deterministic `.tar.zst` of every entry (GNU headers, mtime 0, owners 0).
+    TarZst,
+    /// One EROFS file of every entry, with its dm-verity tree in `<FILE>.verity`.
+    Erofs,
+}
+
+/// Write the whole image `m` (every layer's entries) as one file at `dest`, atomically. For
+/// EROFS, the hash tree goes to `<dest>.verity` and the verity parameters are returned.
+pub(crate) fn write_flat(
+    store: &Store,
+    m: &ImageManifest,
+    format: FlatFormat,
+    dest: &Path,
+) -> Result<Option<VerityInfo>, Error> {
+    check_objects(store, m)?;
+    let dir = match dest.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let tmp = fsutil::temp_dir_in(&dir)?;
+    let staged = tmp.path().join("image");
+    let verity = match format {
+        FlatFormat::TarZst => {
+            let f = File::create(&staged).at("cannot create", &staged)?;
+            let mut enc = image::tar::zstd_encoder(BufWriter::with_capacity(1 << 20, &f))
+                .at("cannot start compressing", &staged)?;
+            write_tar_entries(store, &m.entries, &mut enc)?;
+            image::tar::write_end(&mut enc).at("cannot write", &staged)?;
+            let mut w = enc.finish().at("cannot compress", &staged)?;
+            w.flush().at("cannot write", &staged)?;
+            drop(w);
+            fsutil::set_mode(&f, 0o644).at("cannot set the mode of", &staged)?;
+            f.sync_all().at("cannot sync", &staged)?;
+            None
+        }
+        FlatFormat::Erofs => {
+            let id = Blake3::parse(&m.id).map_err(|e| Error::Internal(format!("image id: {e}")))?;
+            let info = write_erofs_verity(
+                store,
+                &m.entries,
+                &id,
+                &staged,
+                &tmp.path().join("verity"),
+                &indicatif::ProgressBar::hidden(),
+            )?;
+            fsutil::sync_fs(tmp.path())?;
+            let mut v = dest.as_os_str().to_owned();
+            v.push(".verity");
+            fsutil::rename_into(&tmp.path().join("verity"), Path::new(&v))?;
+            Some(info)
+        }
+    };
+    fsutil::rename_into(&staged, dest)?;
+    Ok(verity)
+}
+
+/// Read an image's record and check that it is what its id says: a damaged or edited record must
+/// not be trusted, nor its id used as a path.
+pub(crate) fn read_image_manifest(path: &Path) -> Result<ImageManifest, Error> {
+    let bytes = std::fs::read(path).at("cannot read", path)?;
+    let m: ImageManifest = serde_json::from_slice(&bytes)
+        .map_err(|e| Error::Usage(format!("{}: not an image manifest: {e}", path.display())))?;
+    m.check().map_err(|e| {
+        Error::Usage(format!(
+            "{}: {e}: the record is damaged or was edited",
+            path.display()
+        ))
+    })?;
+    Ok(m)
+}
+
+/// Find an image by id or unambiguous id prefix.
+pub fn find_image(out: &Path, id: &str) -> Result<ImageManifest, Error> {
+    let images = OutDir::new(out).images();
+    let mut found = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(&images) {
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if !name.starts_with('.') && name.starts_with(id) && !id.is_empty() {
+                found.push(name);
+            }
+        }
+    }
+    found.sort();
+    match found.as_slice() {
+        [one] => {
+            let m = read_image_manifest(&images.join(one).join(IMAGE_RECORD))?;
+            if &m.id != one {
+                return Err(Error::Usage(format!(
+                    "{}: the image in directory {one} says its id is {}",
+                    images.join(one).display(),
+                    m.id
+                )));
+            }
+            Ok(m)
+        }
+        [] => Err(Error::Usage(format!(
+            "no image `{id}` in {}",
+            images.display()
+        ))),
+        many => Err(Error::Usage(format!(
+            "`{id}` is ambiguous: it starts {} image ids ({})",
+            many.len(),
+            many.iter()
+                .map(|m| m.get(..16).unwrap_or(m))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
+    }
+}
