@@ -8,6 +8,7 @@
 //! | `lock`        | `lockfiles/*.lock`: model, canonical writer/reader, staleness              |
 //! | `checksum`    | upstream's published checksum files, all three shapes                      |
 //! | `source`      | where an artifact may come from: upstream and mirrors, in order            |
+//! | `http`        | the HTTP client, the one retry loop and its backoff, errors in one line    |
 //! | `fetch`       | HTTP and `file://` downloads, mirrors, retries, progress                   |
 //! | `store`       | `out/store/`: content-addressed objects, the sha256 index, locks           |
 //! | `extract`     | what an artifact installs, streamed out of its archive once into the store |
@@ -33,6 +34,7 @@ pub mod fetch;
 pub mod fsutil;
 pub mod generations;
 pub mod hash;
+pub mod http;
 pub mod image;
 pub mod layout;
 pub mod lock;

@@ -28,7 +28,7 @@ pub struct RegistryArgs {
     /// Retries of a blob transfer that broke off, or of a request an unreachable or failing
     /// (5xx) registry did not complete: a download resumes from the bytes received, an upload
     /// or a manifest is sent again.
-    #[arg(long, default_value_t = 3, value_name = "N")]
+    #[arg(long, default_value_t = crate::http::DEFAULT_RETRIES, value_name = "N")]
     retries: u32,
 }
 

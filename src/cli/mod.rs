@@ -251,7 +251,7 @@ pub struct NetArgs {
     #[arg(long, default_value_t = 10, value_name = "SECS")]
     connect_timeout: u64,
     /// Retries per source on transient errors (5xx, resets, truncated bodies).
-    #[arg(long, default_value_t = 3, value_name = "N")]
+    #[arg(long, default_value_t = crate::http::DEFAULT_RETRIES, value_name = "N")]
     retries: u32,
     /// Parallel downloads (and, in build, nodes written at a time).
     #[arg(long, short, default_value_t = 4, value_name = "N")]

@@ -44,7 +44,7 @@ impl Default for FetchConfig {
             mirrors_only: false,
             connect_timeout: Duration::from_secs(10),
             read_timeout: Duration::from_secs(30),
-            retries: 3,
+            retries: crate::http::DEFAULT_RETRIES,
         }
     }
 }
@@ -59,7 +59,7 @@ pub enum AttemptError {
     #[error("HTTP status {0}")]
     Status(u16),
     /// The request failed before a status (connect, TLS, redirects, timeout).
-    #[error("{}", describe(.0))]
+    #[error("{}", crate::http::describe(.0))]
     Request(#[source] reqwest::Error),
     /// Reading the response body failed.
     #[error("reading the body: {0}")]
@@ -344,14 +344,8 @@ pub struct ClientError(#[source] reqwest::Error);
 
 impl Fetcher {
     pub fn new(cfg: FetchConfig) -> Result<Self, ClientError> {
-        let client = reqwest::blocking::Client::builder()
-            .user_agent(concat!("nodeforge/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(cfg.connect_timeout)
-            // In the blocking client this bounds every single read, not the whole transfer.
-            .timeout(cfg.read_timeout)
-            .redirect(reqwest::redirect::Policy::limited(10))
-            .build()
-            .map_err(ClientError)?;
+        let client =
+            crate::http::client(cfg.connect_timeout, cfg.read_timeout).map_err(ClientError)?;
         Ok(Self {
             cfg,
             client,
@@ -580,9 +574,10 @@ impl Fetcher {
             // Resume the earlier run's bytes even without a validator: the expected sha256
             // decides whether they were the right ones.
             let mut trust = carried;
-            let mut tries = 0u32;
-            let outcome = loop {
-                let r = match &source {
+            let (transferred, _) = crate::http::retry(
+                self.cfg.retries,
+                url,
+                || match &source {
                     Source::Http(u) => {
                         self.http_transfer(u, None, sink, expect, &mut validator, &mut trust)
                     }
@@ -590,16 +585,11 @@ impl Fetcher {
                         self.registry_transfer(b, sink, expect, &mut validator, &mut trust)
                     }
                     Source::File(p) => file_transfer(p, sink, expect),
-                };
-                match r {
-                    Ok(()) => break finish(sink),
-                    Err(e) if e.is_transient() && tries < self.cfg.retries => {
-                        std::thread::sleep(backoff(url, tries));
-                        tries += 1;
-                    }
-                    Err(e) => break Err(e),
-                }
-            };
+                },
+                AttemptError::is_transient,
+                |_, _, _| {},
+            );
+            let outcome = transferred.and_then(|()| finish(sink));
             match outcome {
                 Ok(()) => return Ok((source, attempts)),
                 Err(e) => {
@@ -895,36 +885,4 @@ fn file_transfer<S: Sink>(
         sink.write(&buf[..n])?;
         check_limit(sink.len(), expect)?;
     }
-}
-
-/// Exponential backoff with a jitter derived from the URL (no clock, no RNG: reproducible).
-pub(crate) fn backoff(url: &str, attempt: u32) -> Duration {
-    let base = 250u64.saturating_mul(1 << attempt.min(4));
-    let jitter = u64::from(blake3::hash(format!("{url}#{attempt}").as_bytes()).as_bytes()[0]);
-    Duration::from_millis(base.min(4000) + jitter)
-}
-
-/// reqwest's error with its causes, in one line.
-pub(crate) fn describe(e: &reqwest::Error) -> String {
-    let mut msg = if e.is_timeout() {
-        "timed out".to_string()
-    } else if e.is_redirect() {
-        "too many redirects".to_string()
-    } else if e.is_connect() {
-        "cannot connect".to_string()
-    } else {
-        "request failed".to_string()
-    };
-    let mut src: Option<&dyn std::error::Error> = std::error::Error::source(e);
-    let mut last = String::new();
-    while let Some(s) = src {
-        let t = s.to_string();
-        if t != last {
-            msg.push_str(": ");
-            msg.push_str(&t);
-            last = t;
-        }
-        src = s.source();
-    }
-    msg
 }

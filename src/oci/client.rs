@@ -43,7 +43,7 @@ impl Default for ClientOptions {
             insecure: Vec::new(),
             connect_timeout: Duration::from_secs(10),
             read_timeout: Duration::from_secs(60),
-            retries: crate::fetch::FetchConfig::default().retries,
+            retries: crate::http::DEFAULT_RETRIES,
             notes: Notes::default(),
         }
     }
@@ -82,7 +82,7 @@ impl std::fmt::Debug for Notes {
 pub enum RegistryError {
     #[error(
         "cannot reach registry {registry} ({what}): {}",
-        crate::fetch::describe(source)
+        crate::http::describe(source)
     )]
     Connect {
         registry: String,
@@ -230,18 +230,14 @@ impl Registry {
         let scheme = if tls { "https" } else { "http" };
         let base = Url::parse(&format!("{scheme}://{host}/"))
             .map_err(|_| RegistryError::BadAddress(host.to_string()))?;
-        let http = Client::builder()
-            .user_agent(concat!("nodeforge/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(opts.connect_timeout)
-            .timeout(opts.read_timeout)
-            .redirect(reqwest::redirect::Policy::limited(10))
-            .build()
-            .map_err(|e| RegistryError::Connect {
+        let http = crate::http::client(opts.connect_timeout, opts.read_timeout).map_err(|e| {
+            RegistryError::Connect {
                 registry: host.to_string(),
                 what: "starting the HTTP client".into(),
                 tls,
                 source: e,
-            })?;
+            }
+        })?;
         Ok(Self {
             host: host.to_string(),
             base,
@@ -553,7 +549,7 @@ impl Registry {
     /// `mount_from` when given and the registry can, else uploaded (POST, then one streamed PUT).
     /// `bar` counts the bytes as they go.
     /// An upload that breaks off, or a registry unreachable or answering 5xx, is started again
-    /// (up to the client's retries, after `fetch`'s backoff), said through the client's notes.
+    /// (up to the client's retries, after the backoff of `http::retry`), said through the client's notes.
     pub fn put_blob(
         &self,
         repository: &str,
@@ -604,29 +600,26 @@ impl Registry {
     }
 
     /// Run `attempt` until it succeeds, fails for good, or has been tried again the client's
-    /// `retries` times after a transient failure. Before each retry it waits `fetch`'s backoff
+    /// `retries` times after a transient failure. Before each retry it waits the backoff of `http::retry`
     /// (its jitter seeded by `key`) and says what `note(error, wait, retry number)` makes through
     /// the client's notes. Also how many retries were made.
     fn retry_loop<T>(
         &self,
         key: &str,
         bar: &indicatif::ProgressBar,
-        mut attempt: impl FnMut() -> Result<T, RegistryError>,
+        attempt: impl FnMut() -> Result<T, RegistryError>,
         note: impl Fn(&RegistryError, Duration, u32) -> String,
     ) -> (Result<T, RegistryError>, u32) {
-        let mut tries = 0u32;
-        loop {
-            match attempt() {
-                Err(e) if e.is_transient() && tries < self.retries => {
-                    let wait = crate::fetch::backoff(key, tries);
-                    tries += 1;
-                    let msg = note(&e, wait, tries);
-                    bar.suspend(|| self.notes.say(&msg));
-                    std::thread::sleep(wait);
-                }
-                r => return (r, tries),
-            }
-        }
+        crate::http::retry(
+            self.retries,
+            key,
+            attempt,
+            RegistryError::is_transient,
+            |e, wait, tries| {
+                let msg = note(e, wait, tries);
+                bar.suspend(|| self.notes.say(&msg));
+            },
+        )
     }
 
     /// One attempt of [`Registry::put_blob`]: the blob's `size` bytes read from what `body`
@@ -823,7 +816,7 @@ impl Registry {
     /// Download blob `digest` of `size` bytes into `partial`, resuming from what it holds
     /// (`Range`); when complete, the file is checked against the digest (and removed if it does
     /// not match). A transfer that breaks off, or a registry unreachable or answering 5xx, is
-    /// tried again up to the client's retries, after `fetch`'s backoff, each time resuming from
+    /// tried again up to the client's retries, after the backoff of `http::retry`, each time resuming from
     /// the bytes received, and said through the client's notes. `bar` counts the bytes.
     pub fn download_blob(
         &self,
@@ -1131,7 +1124,7 @@ enum BodyError {
 impl std::fmt::Display for BodyError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            BodyError::Http(e) => write!(f, "{}", crate::fetch::describe(e)),
+            BodyError::Http(e) => write!(f, "{}", crate::http::describe(e)),
             BodyError::Io(e) => write!(f, "{e}"),
             BodyError::TooLarge => f.write_str("the answer is larger than nodeforge accepts"),
         }
