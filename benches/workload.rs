@@ -149,7 +149,7 @@ fn elf_pool(want: usize) -> Vec<u8> {
     ] {
         let mut stack = vec![PathBuf::from(dir)];
         while let Some(d) = stack.pop() {
-            for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            for e in nodeforge::fsutil::entries(&d) {
                 let p = e.path();
                 let Ok(ft) = e.file_type() else { continue };
                 if ft.is_dir() {
@@ -363,7 +363,7 @@ fn cold_store(proj: &Path) {
         proj.display()
     ));
     // Keep only the artifacts in the store: remove every object that is not an artifact.
-    let keep: Vec<String> = std::fs::read_dir(proj.join("out/store/sha256"))
+    let keep: Vec<String> = nodeforge::fsutil::read_dir(proj.join("out/store/sha256"))
         .expect("index")
         .flatten()
         .map(|e| {
@@ -912,7 +912,7 @@ done
     // verify's object phase also checks every sha256 index entry (`out/store/sha256/<sha>`:
     // "<blake3> <size>") against its object with sha256, the artifacts in parallel: the same
     // work by hand is b3sum of every object, then sha256sum of the indexed ones in parallel.
-    let indexed: Vec<PathBuf> = std::fs::read_dir(proj.join("out/store/sha256"))
+    let indexed: Vec<PathBuf> = nodeforge::fsutil::read_dir(proj.join("out/store/sha256"))
         .map(|rd| {
             rd.flatten()
                 .filter_map(|e| std::fs::read_to_string(e.path()).ok())
@@ -1224,10 +1224,7 @@ struct Growth {
 
 /// The directories right under `dir` whose names do not start with a dot, sorted.
 fn walk_dirs(dir: &Path) -> Vec<PathBuf> {
-    let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
+    let mut out: Vec<PathBuf> = nodeforge::fsutil::entries(dir)
         .map(|e| e.path())
         .filter(|p| {
             p.is_dir()
@@ -1244,7 +1241,7 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+        for e in nodeforge::fsutil::entries(&d) {
             let p = e.path();
             if p.is_dir() {
                 stack.push(p);

@@ -132,7 +132,7 @@ fn recorded(
     }
     let key = record_key(a.object, a.rules);
     let rec = store
-        .read_record("extract", &key)
+        .read_record(crate::store::EXTRACT_RECORDS, &key)
         .and_then(|bytes| serde_json::from_slice::<ExtractRecord>(&bytes).ok())
         .filter(|rec| rec.artifact == a.object.blake3);
     Ok((key, rec))
@@ -154,7 +154,7 @@ pub fn installed(store: &Store, a: &Artifact<'_>) -> Result<Vec<Installed>, Extr
     };
     store
         .write_record(
-            "extract",
+            crate::store::EXTRACT_RECORDS,
             &key,
             &serde_json::to_vec_pretty(&rec).unwrap_or_default(),
         )
@@ -195,7 +195,7 @@ pub fn check_record(store: &Store, a: &Artifact<'_>) -> Result<Option<String>, E
         ..
     } = *a;
     let key = record_key(object, rules);
-    let Some(bytes) = store.read_record("extract", &key) else {
+    let Some(bytes) = store.read_record(crate::store::EXTRACT_RECORDS, &key) else {
         return Ok(None);
     };
     let Ok(rec) = serde_json::from_slice::<ExtractRecord>(&bytes) else {

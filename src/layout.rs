@@ -78,6 +78,12 @@ impl OutDir {
     }
 
     /// Caches of older layouts (the whole-root images' tar prefixes), removed by gc.
+    /// The whole-root images' shared tar prefixes, which nothing writes or reads any more
+    /// (gc removes them).
+    pub fn legacy_tar_prefix(&self) -> PathBuf {
+        self.legacy_cache().join("tar-prefix")
+    }
+
     pub fn legacy_cache(&self) -> PathBuf {
         self.root.join("cache")
     }
@@ -86,10 +92,7 @@ impl OutDir {
 impl OutDir {
     /// The node directories under `nodes/`, sorted.
     pub fn node_names(&self) -> Vec<String> {
-        let mut v: Vec<String> = std::fs::read_dir(self.nodes())
-            .into_iter()
-            .flatten()
-            .flatten()
+        let mut v: Vec<String> = crate::fsutil::entries(self.nodes())
             .filter(|e| e.path().is_dir())
             .filter_map(|e| e.file_name().to_str().map(str::to_string))
             .filter(|n| !n.starts_with('.'))
@@ -110,6 +113,11 @@ impl OutDir {
         self.generations(node).join(number.to_string())
     }
 
+    /// The record kept with a generation (the image's entry list, to rebuild it after gc).
+    pub fn generation_record(&self, node: &str, number: u32) -> PathBuf {
+        self.generation(node, number).join(IMAGE_RECORD)
+    }
+
     pub fn current(&self, node: &str) -> PathBuf {
         self.node(node).join("current")
     }
@@ -128,25 +136,17 @@ impl OutDir {
             self.root.clone(),
             self.images(),
             self.layers(),
-            self.legacy_cache().join("tar-prefix"),
+            self.legacy_tar_prefix(),
         ];
         for node in self.node_names() {
             dirs.push(self.node(&node));
             dirs.push(self.generations(&node));
-            for g in std::fs::read_dir(self.generations(&node))
-                .into_iter()
-                .flatten()
-                .flatten()
-            {
+            for g in crate::fsutil::entries(self.generations(&node)) {
                 dirs.push(g.path());
             }
         }
         dirs.push(self.attestations());
-        for a in std::fs::read_dir(self.attestations())
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
+        for a in crate::fsutil::entries(self.attestations()) {
             dirs.push(a.path());
         }
         for d in dirs {
@@ -155,20 +155,9 @@ impl OutDir {
     }
 }
 
-/// The files of a layer named `name`, in its directory.
-pub fn layer_files(name: &str) -> [String; 3] {
-    [
-        format!("{name}.raw"),
-        format!("{name}.verity"),
-        format!("{name}.roothash"),
-    ]
-}
-
-/// The record in a layer directory.
-pub const LAYER_RECORD: &str = "layer.json";
-
-/// The record in an image directory.
-pub const IMAGE_RECORD: &str = "manifest.json";
+// The names of an image's parts inside a layer or image directory are the image format's
+// (`oci` names its blobs by them too); where those directories are is this module's.
+pub use crate::image::{layer_files, IMAGE_RECORD, LAYER_RECORD};
 
 /// What vouches for images (issue 15). `images/<id>/` is content-addressed and written whole
 /// once, so signatures (several per image: one per key, for rotation), the SBOM and provenance
@@ -190,30 +179,32 @@ impl OutDir {
     }
 
     pub fn sbom(&self, image: &str) -> PathBuf {
-        self.attestation_dir(image).join(SBOM_FILE)
+        self.attestation(image, &Attestation::Sbom)
     }
 
     pub fn image_signature(&self, image: &str, keyid: &str) -> PathBuf {
-        self.attestation_dir(image)
-            .join(format!("image.{keyid}.dsse.json"))
+        self.attestation(image, &Attestation::ImageSignature(keyid.to_string()))
     }
 
     pub fn provenance(&self, image: &str, keyid: &str) -> PathBuf {
-        self.attestation_dir(image)
-            .join(format!("provenance.{keyid}.dsse.json"))
+        self.attestation(image, &Attestation::Provenance(keyid.to_string()))
     }
 
     /// systemd's PKCS#7 signature of the root hash of the image's layer `name`, to be put beside
     /// `<name>.raw`.
     pub fn roothash_signature(&self, image: &str, name: &str) -> PathBuf {
-        self.attestation_dir(image)
-            .join(format!("{name}.roothash.p7s"))
+        self.attestation(image, &Attestation::RoothashSignature(name.to_string()))
+    }
+
+    /// Where attestation file `a` of an image lives.
+    pub fn attestation(&self, image: &str, a: &Attestation) -> PathBuf {
+        self.attestation_dir(image).join(a.file_name())
     }
 
     /// The attestation file `name` of an image, when `name` is one nodeforge writes (a name
     /// from a registry or layout is used as a path only through this).
     pub fn attestation_file(&self, image: &str, name: &str) -> Option<PathBuf> {
-        crate::oci::referrers::media_type_of(name).map(|_| self.attestation_dir(image).join(name))
+        Attestation::parse(name).map(|a| self.attestation(image, &a))
     }
 
     /// The image signature files of an image, sorted.
@@ -231,10 +222,7 @@ impl OutDir {
     /// Every attestation file of an image (signatures, SBOM, provenance), sorted: what a copy of
     /// the image (push, export) carries with it.
     pub fn attestation_files(&self, image: &str) -> Vec<PathBuf> {
-        let mut v: Vec<PathBuf> = std::fs::read_dir(self.attestation_dir(image))
-            .into_iter()
-            .flatten()
-            .flatten()
+        let mut v: Vec<PathBuf> = crate::fsutil::entries(self.attestation_dir(image))
             .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
             .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
             .map(|e| e.path())
@@ -245,10 +233,111 @@ impl OutDir {
 }
 
 /// Whether `name` is an image signature's name in an attestation directory
-/// (`image.<keyid>.dsse.json`).
+/// (`image.<keyid>.dsse.json`, any keyid: also one [`Attestation::parse`] would not accept).
 pub fn is_image_signature(name: &str) -> bool {
-    name.starts_with("image.") && name.ends_with(".dsse.json")
+    name.starts_with(IMAGE_SIGNATURE_PREFIX) && name.ends_with(DSSE_SUFFIX)
 }
 
 /// The SBOM's name in an image's attestation directory.
 pub const SBOM_FILE: &str = "sbom.spdx.json";
+const IMAGE_SIGNATURE_PREFIX: &str = "image.";
+const PROVENANCE_PREFIX: &str = "provenance.";
+const DSSE_SUFFIX: &str = ".dsse.json";
+const ROOTHASH_SIGNATURE_SUFFIX: &str = ".roothash.p7s";
+
+/// A file in an image's attestation directory, by what it is: the one place its name is
+/// spelled. `oci` maps these kinds to media types (through `ops`), knowing no names.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Attestation {
+    /// `sbom.spdx.json`: the SBOM (SPDX 2.3 JSON).
+    Sbom,
+    /// `image.<keyid>.dsse.json`: an image signature by key `keyid`.
+    ImageSignature(String),
+    /// `provenance.<keyid>.dsse.json`: SLSA provenance signed by key `keyid`.
+    Provenance(String),
+    /// `<NAME>.roothash.p7s`: systemd's signed root hash of layer `NAME`.
+    RoothashSignature(String),
+}
+
+impl Attestation {
+    /// The attestation `name` is, when nodeforge writes files of that name; `None` for any
+    /// other name (a keyid or layer name must be 1 to 128 ASCII letters, digits, `-` or `_`,
+    /// so no name from a registry can leave the directory).
+    pub fn parse(name: &str) -> Option<Self> {
+        let plain = |s: &str| {
+            !s.is_empty()
+                && s.len() <= 128
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'))
+        };
+        let keyid = |prefix: &str| {
+            name.strip_prefix(prefix)
+                .and_then(|r| r.strip_suffix(DSSE_SUFFIX))
+                .map(str::to_string)
+        };
+        let a = if name == SBOM_FILE {
+            Self::Sbom
+        } else if let Some(k) = keyid(IMAGE_SIGNATURE_PREFIX) {
+            Self::ImageSignature(k)
+        } else if let Some(k) = keyid(PROVENANCE_PREFIX) {
+            Self::Provenance(k)
+        } else {
+            Self::RoothashSignature(name.strip_suffix(ROOTHASH_SIGNATURE_SUFFIX)?.to_string())
+        };
+        match &a {
+            Self::Sbom => Some(a),
+            Self::ImageSignature(s) | Self::Provenance(s) | Self::RoothashSignature(s) => {
+                plain(s).then_some(a)
+            }
+        }
+    }
+
+    /// Its name in the attestation directory.
+    pub fn file_name(&self) -> String {
+        match self {
+            Self::Sbom => SBOM_FILE.to_string(),
+            Self::ImageSignature(k) => format!("{IMAGE_SIGNATURE_PREFIX}{k}{DSSE_SUFFIX}"),
+            Self::Provenance(k) => format!("{PROVENANCE_PREFIX}{k}{DSSE_SUFFIX}"),
+            Self::RoothashSignature(n) => format!("{n}{ROOTHASH_SIGNATURE_SUFFIX}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod attestation_tests {
+    use super::*;
+
+    #[test]
+    fn names_nodeforge_writes_and_no_others() {
+        for (name, a) in [
+            ("sbom.spdx.json", Attestation::Sbom),
+            (
+                "image.ab12.dsse.json",
+                Attestation::ImageSignature("ab12".into()),
+            ),
+            (
+                "provenance.ab12.dsse.json",
+                Attestation::Provenance("ab12".into()),
+            ),
+            (
+                "payload.roothash.p7s",
+                Attestation::RoothashSignature("payload".into()),
+            ),
+        ] {
+            assert_eq!(Attestation::parse(name), Some(a.clone()), "{name}");
+            assert_eq!(a.file_name(), name);
+        }
+        for bad in [
+            "../x.roothash.p7s",
+            "image..dsse.json",
+            "image.a/b.dsse.json",
+            ".roothash.p7s",
+            "notes.txt",
+            "image.x.y.dsse.json",
+        ] {
+            assert_eq!(Attestation::parse(bad), None, "{bad}");
+        }
+        assert!(is_image_signature("image.x.y.dsse.json"));
+        assert!(!is_image_signature("provenance.k.dsse.json"));
+    }
+}

@@ -59,10 +59,6 @@ pub enum GenerationError {
     },
 }
 
-fn node_dir(out: &Path, node: &str) -> PathBuf {
-    OutDir::new(out).node(node)
-}
-
 fn gens_dir(out: &Path, node: &str) -> PathBuf {
     OutDir::new(out).generations(node)
 }
@@ -75,11 +71,7 @@ pub fn nodes(out: &Path) -> Vec<String> {
 /// Every generation of a node, oldest first.
 pub fn list(out: &Path, node: &str) -> Result<Vec<Generation>, GenerationError> {
     let mut gens = Vec::new();
-    for e in std::fs::read_dir(gens_dir(out, node))
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
+    for e in crate::fsutil::entries(gens_dir(out, node)) {
         let name = e.file_name();
         let Some(n) = name.to_str().and_then(|s| s.parse::<u32>().ok()) else {
             continue;
@@ -105,7 +97,7 @@ pub fn list(out: &Path, node: &str) -> Result<Vec<Generation>, GenerationError> 
 
 /// The generation `current` points at, if any.
 pub fn current(out: &Path, node: &str) -> Option<u32> {
-    let target = std::fs::read_link(node_dir(out, node).join("current")).ok()?;
+    let target = std::fs::read_link(OutDir::new(out).current(node)).ok()?;
     let mut parts = target
         .components()
         .map(|c| c.as_os_str().to_string_lossy().into_owned());
@@ -188,7 +180,7 @@ pub fn record_from(
         let mut json = serde_json::to_vec_pretty(&g).unwrap_or_default();
         json.push(b'\n');
         fsutil::write_new(&tmp.path().join("generation.json"), &json, 0o644)?;
-        let record = tmp.path().join("manifest.json");
+        let record = tmp.path().join(crate::image::IMAGE_RECORD);
         let linked = same_bytes.is_some_and(|src| {
             std::fs::read(src).is_ok_and(|b| b == manifest_json)
                 && std::fs::hard_link(src, &record).is_ok()
@@ -227,12 +219,11 @@ pub fn current_target(number: u32) -> PathBuf {
 fn chain_intact(out: &Path, node: &str, number: u32, image_id: &str, manifest_json: &[u8]) -> bool {
     let dir = generation_dir(out, node, number);
     std::fs::read_link(dir.join("image")).is_ok_and(|t| t == image_link_target(image_id))
-        && std::fs::read(dir.join("manifest.json")).is_ok_and(|b| b == manifest_json)
+        && std::fs::read(dir.join(crate::image::IMAGE_RECORD)).is_ok_and(|b| b == manifest_json)
 }
 
 /// Point `current` at generation `number`: one atomic rename.
 pub fn switch(out: &Path, node: &str, number: u32) -> Result<(), GenerationError> {
-    let dir = node_dir(out, node);
     if !generation_dir(out, node, number)
         .join("generation.json")
         .is_file()
@@ -243,7 +234,7 @@ pub fn switch(out: &Path, node: &str, number: u32) -> Result<(), GenerationError
             existing: list(out, node)?.iter().map(|g| g.number).collect(),
         });
     }
-    let current = dir.join("current");
+    let current = OutDir::new(out).current(node);
     let target = current_target(number);
     if std::fs::read_link(&current).is_ok_and(|t| t == target) {
         return Ok(());

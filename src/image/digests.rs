@@ -23,7 +23,14 @@ pub const RECORD_FROM: u64 = 64 * 1024;
 /// The record kind for a salt: records made with another salt are never mixed in.
 pub fn kind(salt: &[u8]) -> String {
     let h = hex::encode(Blake3::of(salt).as_bytes());
-    format!("verity-{}", &h[..16])
+    format!("{KIND_PREFIX}{}", &h[..16])
+}
+
+const KIND_PREFIX: &str = "verity-";
+
+/// Whether `kind` is a record kind [`kind`] makes (for any salt).
+pub fn is_kind(kind: &str) -> bool {
+    kind.starts_with(KIND_PREFIX)
 }
 
 fn decode(bytes: &[u8], blocks: usize) -> Option<Vec<[u8; 32]>> {

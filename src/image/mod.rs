@@ -602,6 +602,21 @@ impl ImageManifest {
     }
 }
 
+/// The files of a layer named `name`, in its directory.
+pub fn layer_files(name: &str) -> [String; 3] {
+    [
+        format!("{name}.raw"),
+        format!("{name}.verity"),
+        format!("{name}.roothash"),
+    ]
+}
+
+/// The record in a layer directory.
+pub const LAYER_RECORD: &str = "layer.json";
+
+/// The record in an image directory.
+pub const IMAGE_RECORD: &str = "manifest.json";
+
 #[cfg(test)]
 mod tests {
     use super::*;

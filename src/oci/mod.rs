@@ -23,8 +23,7 @@ pub mod referrers;
 use std::collections::BTreeMap;
 
 use crate::hash::Sha256;
-use crate::image::{ImageManifest, Role, IMAGE_FORMAT};
-use crate::layout;
+use crate::image::{layer_files, ImageManifest, Role, IMAGE_FORMAT, IMAGE_RECORD};
 
 /// The `artifactType` of a nodeforge node image's manifest.
 pub const ARTIFACT_TYPE: &str = "application/vnd.nodeforge.node-image.v1";
@@ -252,7 +251,7 @@ pub fn image_blobs(m: &ImageManifest) -> Result<Vec<ImageBlob>, OciError> {
     let mut blobs = vec![ImageBlob {
         kind: BlobKind::Record,
         media_type: CONFIG_MEDIA_TYPE,
-        file_name: layout::IMAGE_RECORD.to_string(),
+        file_name: IMAGE_RECORD.to_string(),
         layer_id: None,
         annotations: BTreeMap::new(),
     }];
@@ -261,7 +260,7 @@ pub fn image_blobs(m: &ImageManifest) -> Result<Vec<ImageBlob>, OciError> {
             image: m.id.clone(),
             reason: format!("its record pins no root hash for its {} layer", l.role),
         })?;
-        let [raw, tree, _] = layout::layer_files(&l.name);
+        let [raw, tree, _] = layer_files(&l.name);
         for (kind, media_type, file_name) in [
             (BlobKind::Erofs(l.role), EROFS_MEDIA_TYPE, raw),
             (BlobKind::Verity(l.role), VERITY_MEDIA_TYPE, tree),

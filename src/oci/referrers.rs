@@ -44,31 +44,31 @@ pub const MAX_ATTESTATION_TOTAL: u64 = 256 << 20;
 /// The most attestation files one manifest may list.
 const MAX_FILES: usize = 1024;
 
-/// The media type of attestation file `name`, or `None` when nodeforge does not write files of
-/// that name (`layout::OutDir`'s attestation directory: `sbom.spdx.json`,
-/// `image.<keyid>.dsse.json`, `provenance.<keyid>.dsse.json`, `<NAME>.roothash.p7s`). A name
-/// from a registry is used as a file name only when this accepts it.
-pub fn media_type_of(name: &str) -> Option<&'static str> {
-    let plain = |s: &str| {
-        !s.is_empty()
-            && s.len() <= 128
-            && s.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'))
-    };
-    if name == crate::layout::SBOM_FILE {
-        return Some(SPDX_MEDIA_TYPE);
-    }
-    if let Some(keyid) = name
-        .strip_prefix("image.")
-        .or_else(|| name.strip_prefix("provenance."))
-        .and_then(|r| r.strip_suffix(".dsse.json"))
-    {
-        return plain(keyid).then_some(DSSE_MEDIA_TYPE);
-    }
-    name.strip_suffix(".roothash.p7s")
-        .filter(|n| plain(n))
-        .map(|_| PKCS7_MEDIA_TYPE)
+/// What an attestation file holds, as far as its media type tells. The caller says which kind
+/// each name is (`oci` knows no file names: `layout::Attestation` spells them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttestationKind {
+    /// An SPDX JSON SBOM.
+    Spdx,
+    /// A DSSE envelope (a signature or signed provenance).
+    Dsse,
+    /// A detached PKCS#7 signature (systemd's signed root hash).
+    Pkcs7,
 }
+
+impl AttestationKind {
+    pub fn media_type(self) -> &'static str {
+        match self {
+            Self::Spdx => SPDX_MEDIA_TYPE,
+            Self::Dsse => DSSE_MEDIA_TYPE,
+            Self::Pkcs7 => PKCS7_MEDIA_TYPE,
+        }
+    }
+}
+
+/// Which kind the attestation file of a name is, or `None` when nodeforge writes no file of
+/// that name. A name from a registry is used as a file name only when this accepts it.
+pub type KindOf<'a> = &'a dyn Fn(&str) -> Option<AttestationKind>;
 
 /// One attestation file: its name, digest and size.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,13 +84,14 @@ fn descriptor(media_type: &str, digest: &Sha256, size: u64) -> Value {
 }
 
 /// The attestation manifest of image `image_id` whose manifest is `subject` (`subject_size`
-/// bytes), listing `files` (sorted here by name), as canonical JSON: the same files always make
-/// the same manifest digest.
+/// bytes), listing `files` (sorted here by name; `kind_of` gives each name's kind), as canonical
+/// JSON: the same files always make the same manifest digest.
 pub fn attestation_manifest(
     image_id: &str,
     subject: &Sha256,
     subject_size: u64,
     files: &[AttestationFile],
+    kind_of: KindOf,
 ) -> Result<Vec<u8>, OciError> {
     let unpushable = |reason: String| OciError::Unpushable {
         image: image_id.to_string(),
@@ -100,12 +101,14 @@ pub fn attestation_manifest(
     sorted.sort_by(|a, b| a.name.cmp(&b.name));
     let mut layers = Vec::new();
     for f in sorted {
-        let media_type = media_type_of(&f.name).ok_or_else(|| {
-            unpushable(format!(
-                "its attestation directory holds `{}`, which is not a file nodeforge writes",
-                f.name
-            ))
-        })?;
+        let media_type = kind_of(&f.name)
+            .map(AttestationKind::media_type)
+            .ok_or_else(|| {
+                unpushable(format!(
+                    "its attestation directory holds `{}`, which is not a file nodeforge writes",
+                    f.name
+                ))
+            })?;
         let mut d = descriptor(media_type, &f.digest, f.size);
         d["annotations"] = json!({ ANN_TITLE: f.name });
         layers.push(d);
@@ -132,8 +135,12 @@ pub struct Attestations {
 }
 
 /// Read `bytes` as an attestation manifest (`what` names it in errors). Every file must have a
-/// name nodeforge writes ([`media_type_of`]) and the media type of that name.
-pub fn read_attestations(what: &str, bytes: &[u8]) -> Result<Attestations, OciError> {
+/// name nodeforge writes (`kind_of` says its kind) and the media type of that kind.
+pub fn read_attestations(
+    what: &str,
+    bytes: &[u8],
+    kind_of: KindOf,
+) -> Result<Attestations, OciError> {
     let wrong = |reason: String| OciError::NotNodeImage {
         what: what.to_string(),
         reason: format!("its attestation manifest {reason}"),
@@ -164,7 +171,8 @@ pub fn read_attestations(what: &str, bytes: &[u8]) -> Result<Attestations, OciEr
         let name = l["annotations"][ANN_TITLE]
             .as_str()
             .ok_or_else(|| wrong(format!("lists blob {} without a file name", l["digest"])))?;
-        let want = media_type_of(name)
+        let want = kind_of(name)
+            .map(AttestationKind::media_type)
             .ok_or_else(|| wrong(format!("lists `{name}`, not a file nodeforge writes")))?;
         if l["mediaType"] != want {
             return Err(wrong(format!(
@@ -302,27 +310,13 @@ mod tests {
         }
     }
 
-    #[test]
-    fn names_nodeforge_writes_and_no_others() {
-        assert_eq!(media_type_of("sbom.spdx.json"), Some(SPDX_MEDIA_TYPE));
-        assert_eq!(media_type_of("image.ab12.dsse.json"), Some(DSSE_MEDIA_TYPE));
-        assert_eq!(
-            media_type_of("provenance.ab12.dsse.json"),
-            Some(DSSE_MEDIA_TYPE)
-        );
-        assert_eq!(
-            media_type_of("payload.roothash.p7s"),
-            Some(PKCS7_MEDIA_TYPE)
-        );
-        for bad in [
-            "../x.roothash.p7s",
-            "image..dsse.json",
-            "image.a/b.dsse.json",
-            ".roothash.p7s",
-            "notes.txt",
-            "image.x.y.dsse.json",
-        ] {
-            assert_eq!(media_type_of(bad), None, "{bad}");
+    /// The kinds of the names these tests use (`layout::Attestation` spells the real ones).
+    fn kind(name: &str) -> Option<AttestationKind> {
+        if name.ends_with(".dsse.json") {
+            Some(AttestationKind::Dsse)
+        } else {
+            name.ends_with(".spdx.json")
+                .then_some(AttestationKind::Spdx)
         }
     }
 
@@ -333,17 +327,17 @@ mod tests {
             file("sbom.spdx.json", b"{}"),
             file("image.k1.dsse.json", b"a"),
         ];
-        let a = attestation_manifest("id1", &subject, 10, &files).expect("manifest");
+        let a = attestation_manifest("id1", &subject, 10, &files, &kind).expect("manifest");
         let rev: Vec<_> = files.iter().rev().cloned().collect();
         assert_eq!(
             a,
-            attestation_manifest("id1", &subject, 10, &rev).expect("manifest")
+            attestation_manifest("id1", &subject, 10, &rev, &kind).expect("manifest")
         );
-        let back = read_attestations("t", &a).expect("read");
+        let back = read_attestations("t", &a, &kind).expect("read");
         assert_eq!(back.subject, subject);
         assert_eq!(back.image_id.as_deref(), Some("id1"));
         assert_eq!(back.files[0].name, "image.k1.dsse.json");
-        assert!(attestation_manifest("id1", &subject, 10, &[file("x.txt", b"")]).is_err());
+        assert!(attestation_manifest("id1", &subject, 10, &[file("x.txt", b"")], &kind).is_err());
     }
 
     #[test]

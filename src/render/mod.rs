@@ -198,7 +198,7 @@ impl TemplateSet {
         let mut templates = Vec::new();
         let mut stack = vec![root.to_path_buf()];
         while let Some(dir) = stack.pop() {
-            let entries = std::fs::read_dir(&dir).map_err(|e| io(&dir, e))?;
+            let entries = crate::fsutil::read_dir(&dir).map_err(|e| io(&dir, e))?;
             for entry in entries {
                 let entry = entry.map_err(|e| io(&dir, e))?;
                 let path = entry.path();

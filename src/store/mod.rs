@@ -22,6 +22,9 @@ use std::path::{Path, PathBuf};
 use crate::fsutil::{self, AtomicFile, FsError, IoContext};
 use crate::hash::{Blake3, Sha256};
 
+/// The record kind of what an artifact installs (`extract::installed`).
+pub const EXTRACT_RECORDS: &str = "extract";
+
 /// The name prefix of partial downloads in tmp/ (not [`fsutil::TEMP_PREFIX`]: kept across runs).
 pub const PARTIAL_PREFIX: &str = "partial-";
 
@@ -140,7 +143,7 @@ impl Store {
 
     /// Create the store's directories and open (unlocked) its lock file.
     fn lock_file(root: &Path) -> Result<(File, PathBuf), FsError> {
-        for sub in ["blake3", "sha256", "tmp", "locks", "extract"] {
+        for sub in ["blake3", "sha256", "tmp", "locks", EXTRACT_RECORDS] {
             fsutil::create_dir_all(&root.join(sub))?;
         }
         let lock_path = root.join(".lock");
@@ -163,8 +166,7 @@ impl Store {
     pub fn objects(&self) -> Vec<(Option<Blake3>, PathBuf)> {
         let mut out = Vec::new();
         let list = |p: &Path| -> Vec<fs::DirEntry> {
-            let mut v: Vec<fs::DirEntry> =
-                fs::read_dir(p).into_iter().flatten().flatten().collect();
+            let mut v: Vec<fs::DirEntry> = crate::fsutil::entries(p).collect();
             v.sort_by_key(fs::DirEntry::file_name);
             v
         };
@@ -187,11 +189,7 @@ impl Store {
     /// Every sha256 index entry: (upstream sha256, object address, size).
     pub fn index_entries(&self) -> Vec<(Sha256, Blake3, u64, PathBuf)> {
         let mut out = Vec::new();
-        for e in fs::read_dir(self.root.join("sha256"))
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
+        for e in crate::fsutil::entries(self.root.join("sha256")) {
             let path = e.path();
             let Some(sha) = e.file_name().to_str().and_then(|n| Sha256::parse(n).ok()) else {
                 continue;
@@ -212,10 +210,7 @@ impl Store {
 
     /// Every record of a kind (`extract`), by key, with its path.
     pub fn records(&self, kind: &str) -> Vec<(Blake3, PathBuf)> {
-        let mut out: Vec<(Blake3, PathBuf)> = fs::read_dir(self.root.join(kind))
-            .into_iter()
-            .flatten()
-            .flatten()
+        let mut out: Vec<(Blake3, PathBuf)> = crate::fsutil::entries(self.root.join(kind))
             .filter_map(|e| Some((Blake3::parse(e.file_name().to_str()?).ok()?, e.path())))
             .collect();
         out.sort();
@@ -356,10 +351,7 @@ impl Store {
 
     /// Every partial download in tmp/: (the artifact's sha256, its paths).
     pub fn partials(&self) -> Vec<(Sha256, PathBuf)> {
-        let mut out: Vec<(Sha256, PathBuf)> = fs::read_dir(self.root.join("tmp"))
-            .into_iter()
-            .flatten()
-            .flatten()
+        let mut out: Vec<(Sha256, PathBuf)> = crate::fsutil::entries(self.root.join("tmp"))
             .filter_map(|e| {
                 let name = e.file_name();
                 let rest = name.to_str()?.strip_prefix(PARTIAL_PREFIX)?;
@@ -415,7 +407,12 @@ impl Store {
 
     /// Take the per-artifact lock so that concurrent processes download an artifact once.
     pub fn lock_artifact(&self, s: &Sha256) -> Result<File, FsError> {
-        fsutil::lock_exclusive(&self.root.join("locks").join(format!("{}.lock", s.to_hex())))
+        fsutil::lock_exclusive(&self.artifact_lock_path(s))
+    }
+
+    /// The file [`Store::lock_artifact`] locks.
+    pub fn artifact_lock_path(&self, s: &Sha256) -> PathBuf {
+        self.root.join("locks").join(format!("{}.lock", s.to_hex()))
     }
 }
 
@@ -439,7 +436,9 @@ mod tests {
         let o = store.lookup_sha256(&s).expect("present");
         assert_eq!(fs::read(&o.path).expect("read"), data);
         assert_eq!(
-            fs::read_dir(dir.path().join("tmp")).expect("tmp").count(),
+            fsutil::read_dir(dir.path().join("tmp"))
+                .expect("tmp")
+                .count(),
             0
         );
     }

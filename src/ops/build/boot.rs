@@ -55,7 +55,7 @@ pub fn boot_plan(manifest: &Path, out: &Path, reference: &str) -> Result<BootPla
     }
     let layout = OutDir::new(out);
     let base = if generations::nodes(out).iter().any(|n| n == reference) {
-        layout.nodes().join(reference).join("current")
+        layout.current(reference)
     } else {
         layout.image(&m.id)
     };

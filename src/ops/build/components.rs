@@ -16,7 +16,7 @@ pub fn components(manifest: &Path) -> Result<Vec<ArtifactSpec>, Error> {
 /// `dir` must be empty or absent: stand-ins never overwrite a real mirror's files.
 pub fn demo_mirror(manifest: &Path, dir: &Path, size: usize) -> Result<StandinReport, Error> {
     let m = Manifest::load(manifest)?;
-    if std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_some()) {
+    if crate::fsutil::entries(dir).next().is_some() {
         return Err(Error::Usage(format!(
             "{} is not empty: demo-mirror writes stand-ins only into an empty or new directory, never over a mirror's files",
             dir.display()

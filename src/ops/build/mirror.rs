@@ -47,7 +47,7 @@ fn lock_export_dir(dir: &Path) -> Result<std::fs::File, FsError> {
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
         fsutil::clean_temp_files(&d);
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+        for e in crate::fsutil::entries(&d) {
             if e.file_type().is_ok_and(|t| t.is_dir()) {
                 stack.push(e.path());
             }

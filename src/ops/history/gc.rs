@@ -90,12 +90,7 @@ fn size_of_tree(p: &Path, links: &mut HashMap<(u64, u64), u64>) -> u64 {
         return 0;
     };
     if meta.is_dir() {
-        let entries: Vec<_> = std::fs::read_dir(p)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .map(|e| e.path())
-            .collect();
+        let entries: Vec<_> = crate::fsutil::entries(p).map(|e| e.path()).collect();
         entries.iter().map(|e| size_of_tree(e, links)).sum()
     } else {
         let seen = links.entry((meta.dev(), meta.ino())).or_insert(0);
@@ -205,10 +200,7 @@ pub fn gc(opts: &GcOptions) -> Result<GcReport, Error> {
     let index = store.index_entries();
     // Each locked artifact, with the first lockfile (by name) that pins it.
     let mut locked = BTreeMap::new();
-    let mut lockfiles: Vec<PathBuf> = std::fs::read_dir(&opts.lockfiles)
-        .into_iter()
-        .flatten()
-        .flatten()
+    let mut lockfiles: Vec<PathBuf> = crate::fsutil::entries(&opts.lockfiles)
         .map(|e| e.path())
         .filter(|p| p.extension().is_some_and(|x| x == "lock"))
         .collect();
@@ -229,7 +221,7 @@ pub fn gc(opts: &GcOptions) -> Result<GcReport, Error> {
                 .or_insert_with(|| format!("locked artifact in {}", path.display()));
         }
     }
-    let records = store.records("extract");
+    let records = store.records(crate::store::EXTRACT_RECORDS);
     for (_, path) in &records {
         if let Some(rec) = std::fs::read(path)
             .ok()
@@ -246,11 +238,7 @@ pub fn gc(opts: &GcOptions) -> Result<GcReport, Error> {
 
     // 3. Sweep: images and layers first, then what they are made of, so that a gc killed
     // midway never leaves a layer whose store objects are gone.
-    for e in std::fs::read_dir(layout.images())
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
+    for e in crate::fsutil::entries(layout.images()) {
         bar.inc(1);
         let name = e.file_name().to_string_lossy().into_owned();
         if let Some(users) = live_images.get(&name) {
@@ -267,11 +255,7 @@ pub fn gc(opts: &GcOptions) -> Result<GcReport, Error> {
         }
     }
     // What vouches for an image goes with it, and stays with it.
-    for e in std::fs::read_dir(layout.attestations())
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
+    for e in crate::fsutil::entries(layout.attestations()) {
         let name = e.file_name().to_string_lossy().into_owned();
         if !live_images.contains_key(&name) {
             remove(&e.path(), &mut r)?;
@@ -280,11 +264,7 @@ pub fn gc(opts: &GcOptions) -> Result<GcReport, Error> {
             }
         }
     }
-    for e in std::fs::read_dir(layout.layers())
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
+    for e in crate::fsutil::entries(layout.layers()) {
         bar.inc(1);
         let name = e.file_name().to_string_lossy().into_owned();
         if let Some(users) = live_layers.get(&name) {
@@ -335,7 +315,7 @@ pub fn gc(opts: &GcOptions) -> Result<GcReport, Error> {
     for (sha, b, _, path) in &index {
         if !live.contains_key(b) {
             remove(path, &mut r)?;
-            let lock = store.root().join("locks").join(format!("{sha}.lock"));
+            let lock = store.artifact_lock_path(sha);
             if lock.exists() {
                 remove(&lock, &mut r)?;
             }
@@ -353,12 +333,8 @@ pub fn gc(opts: &GcOptions) -> Result<GcReport, Error> {
         }
     }
     // Cached verity digests of objects that are gone (any salt).
-    for e in std::fs::read_dir(store.root())
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
-        if e.file_name().to_string_lossy().starts_with("verity-") {
+    for e in crate::fsutil::entries(store.root()) {
+        if crate::image::digests::is_kind(&e.file_name().to_string_lossy()) {
             let kind = e.file_name().to_string_lossy().into_owned();
             for (key, path) in store.records(&kind) {
                 if !live.contains_key(&key) {
@@ -377,16 +353,12 @@ pub fn gc(opts: &GcOptions) -> Result<GcReport, Error> {
         }
     }
     // Blobs of interrupted pulls (gc holds out/ alone: no pull is running to resume them).
-    for e in std::fs::read_dir(layout.pulls())
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
+    for e in crate::fsutil::entries(layout.pulls()) {
         remove(&e.path(), &mut r)?;
         r.removed_other += 1;
     }
     // The whole-root images' shared tar prefixes: nothing writes or reads them any more.
-    let legacy = layout.legacy_cache().join("tar-prefix");
+    let legacy = layout.legacy_tar_prefix();
     if legacy.exists() {
         remove(&legacy, &mut r)?;
         r.removed_other += 1;

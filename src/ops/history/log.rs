@@ -31,7 +31,7 @@ fn recorded_format(out: &Path, node: &str, number: u32) -> Option<u32> {
     struct Format {
         format: u32,
     }
-    let path = generations::generation_dir(out, node, number).join("manifest.json");
+    let path = OutDir::new(out).generation_record(node, number);
     let bytes = std::fs::read(path).ok()?;
     serde_json::from_slice::<Format>(&bytes)
         .ok()

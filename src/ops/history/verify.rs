@@ -285,7 +285,7 @@ fn check_flat_image(dir: &Path) -> Vec<String> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let m: ImageManifest = match std::fs::read(dir.join("manifest.json"))
+    let m: ImageManifest = match std::fs::read(dir.join(crate::layout::IMAGE_RECORD))
         .map_err(|e| e.to_string())
         .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
     {
@@ -567,10 +567,7 @@ fn check_outputs(
     r: &mut VerifyReport,
 ) {
     let list_dir = |dir: PathBuf| -> Vec<PathBuf> {
-        let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
-            .into_iter()
-            .flatten()
-            .flatten()
+        let mut v: Vec<PathBuf> = crate::fsutil::entries(dir)
             .map(|e| e.path())
             .filter(|p| {
                 p.file_name()

@@ -12,16 +12,26 @@ use serde::Serialize;
 use crate::fsutil::{self, IoContext};
 use crate::hash::Sha256;
 use crate::image::ImageManifest;
-use crate::layout::{OutDir, SBOM_FILE};
+use crate::layout::{Attestation, OutDir, SBOM_FILE};
 use crate::oci::client::{Registry, RegistryError, SubjectSupport};
 use crate::oci::oci_layout::{IndexEntry, LayoutDir};
 use crate::oci::referrers::{
-    self, AttestationFile, Attestations, ATTESTATIONS_ARTIFACT_TYPE, EMPTY_CONFIG,
+    self, AttestationFile, AttestationKind, Attestations, ATTESTATIONS_ARTIFACT_TYPE, EMPTY_CONFIG,
     INDEX_MEDIA_TYPE, MAX_ATTESTATION_BYTES, MAX_ATTESTATION_TOTAL,
 };
 use crate::oci::{MANIFEST_MEDIA_TYPE, MAX_MANIFEST_BYTES};
 use crate::ops::error::Error;
 use crate::trust::TrustedKeys;
+
+/// The kind of attestation file `name` (its media type's), when nodeforge writes files of
+/// that name: `layout` spells the names, `oci` the media types.
+pub(crate) fn kind_of(name: &str) -> Option<AttestationKind> {
+    Some(match Attestation::parse(name)? {
+        Attestation::Sbom => AttestationKind::Spdx,
+        Attestation::ImageSignature(_) | Attestation::Provenance(_) => AttestationKind::Dsse,
+        Attestation::RoothashSignature(_) => AttestationKind::Pkcs7,
+    })
+}
 
 /// The attestation files of image `id` on this host, with their digests and paths (files of
 /// names nodeforge does not write are left out).
@@ -31,7 +41,7 @@ pub(crate) fn local(out: &OutDir, id: &str) -> Result<Vec<(AttestationFile, Path
         let Some(name) = p.file_name().and_then(|n| n.to_str()).map(str::to_string) else {
             continue;
         };
-        if referrers::media_type_of(&name).is_none() {
+        if kind_of(&name).is_none() {
             continue;
         }
         let (digest, size) = Sha256::of_file(&p).at("cannot read", &p)?;
@@ -105,7 +115,8 @@ pub(crate) fn push(
         }
     }
     let list: Vec<AttestationFile> = files.iter().map(|(f, _)| f.clone()).collect();
-    let manifest = referrers::attestation_manifest(image_id, subject, subject_size, &list)?;
+    let manifest =
+        referrers::attestation_manifest(image_id, subject, subject_size, &list, &kind_of)?;
     let digest = Sha256::of(&manifest);
     report.manifest_digest = format!("sha256:{digest}");
     let support = registry.put_manifest_as(
@@ -167,7 +178,8 @@ pub(crate) fn export(
         put(&f.digest, &data)?;
     }
     let list: Vec<AttestationFile> = files.iter().map(|(f, _)| f.clone()).collect();
-    let manifest = referrers::attestation_manifest(image_id, subject, subject_size, &list)?;
+    let manifest =
+        referrers::attestation_manifest(image_id, subject, subject_size, &list, &kind_of)?;
     let digest = Sha256::of(&manifest);
     put(&digest, &manifest)?;
     Ok(Some((
@@ -266,7 +278,7 @@ pub(crate) fn fetch(
     digests.truncate(MAX_REFERRERS);
     for d in digests {
         let bytes = source.manifest(&d)?;
-        let a = referrers::read_attestations(what, &bytes)?;
+        let a = referrers::read_attestations(what, &bytes, &kind_of)?;
         // A referrer of another manifest, or of another image, vouches for nothing here.
         if a.subject != *subject || a.image_id.as_deref().is_some_and(|i| i != m.id) {
             continue;
@@ -508,7 +520,7 @@ mod tests {
             })
             .collect();
         let source = Listing {
-            manifest: referrers::attestation_manifest(&m.id, &subject, 100, &files)
+            manifest: referrers::attestation_manifest(&m.id, &subject, 100, &files, &kind_of)
                 .expect("manifest"),
             blobs_asked: std::cell::Cell::new(0),
         };

@@ -37,7 +37,7 @@ pub(crate) fn recorded_manifest(
     node: &str,
     g: &Generation,
 ) -> Result<ImageManifest, Error> {
-    let path = generations::generation_dir(out, node, g.number).join("manifest.json");
+    let path = crate::layout::OutDir::new(out).generation_record(node, g.number);
     let m = read_image_manifest(&path)?;
     if g.image_id != m.id {
         return Err(Error::Usage(format!(

@@ -585,12 +585,10 @@ pub(crate) fn read_image_manifest(path: &Path) -> Result<ImageManifest, Error> {
 pub fn find_image(out: &Path, id: &str) -> Result<ImageManifest, Error> {
     let images = OutDir::new(out).images();
     let mut found = Vec::new();
-    if let Ok(rd) = std::fs::read_dir(&images) {
-        for e in rd.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if !name.starts_with('.') && name.starts_with(id) && !id.is_empty() {
-                found.push(name);
-            }
+    for e in crate::fsutil::entries(&images) {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !name.starts_with('.') && name.starts_with(id) && !id.is_empty() {
+            found.push(name);
         }
     }
     found.sort();
