@@ -9,6 +9,7 @@
     clippy::disallowed_methods
 )]
 
+mod architecture;
 mod build;
 mod corpus;
 mod crash;
