@@ -313,12 +313,22 @@ pub fn checksum_url_of(ctx: &TestContext, component: &str) -> String {
 pub fn requires(tool: &str, package: &str) -> bool {
     let found = std::env::var_os("PATH")
         .is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join(tool).is_file()));
+    requires_that(
+        found,
+        &format!("{tool} is not installed (Debian package {package})"),
+        &format!("this test needs {tool} (Debian package {package})"),
+    )
+}
+
+/// [`requires`] for what is not a tool on `PATH`: `found`, else a failure under `CI=true`
+/// ("`missing`, and under CI=true every test runs") or a skip saying "skipped: `needs`".
+pub fn requires_that(found: bool, missing: &str, needs: &str) -> bool {
     if !found {
         assert!(
             std::env::var("CI").map_or(true, |v| v != "true"),
-            "{tool} is not installed (Debian package {package}), and under CI=true every test runs"
+            "{missing}, and under CI=true every test runs"
         );
-        eprintln!("skipped: this test needs {tool} (Debian package {package})");
+        eprintln!("skipped: {needs}");
     }
     found
 }
