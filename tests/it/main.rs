@@ -10,6 +10,7 @@
 )]
 
 mod architecture;
+mod boot_script;
 mod build;
 mod corpus;
 mod crash;
