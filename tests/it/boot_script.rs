@@ -56,7 +56,7 @@ fn text(o: &Output) -> String {
 const PARSE: &str = "parse_cmdline \"$1\"; echo \"payload=$payload_hash config=$config_hash\"";
 
 fn hex(c: char) -> String {
-    std::iter::repeat(c).take(64).collect()
+    c.to_string().repeat(64)
 }
 
 #[test]

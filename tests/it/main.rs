@@ -16,6 +16,7 @@ mod corpus;
 mod crash;
 mod erofs;
 mod fetch;
+mod freshness;
 mod gc;
 mod hardening;
 mod history;
