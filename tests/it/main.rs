@@ -29,6 +29,7 @@ mod operator;
 mod rollout;
 mod server;
 mod systemd_vm;
+mod terminal;
 mod trust;
 mod vm;
 
