@@ -48,6 +48,7 @@ pub mod skew;
 pub mod source;
 pub mod standin;
 pub mod store;
+pub mod term;
 #[cfg(test)]
 mod test_tools;
 pub mod trust;

@@ -78,6 +78,15 @@ pub struct TrustArgs {
     trusted_keys: Option<PathBuf>,
 }
 
+/// Whether a pulled or imported image may be older than the node's current one.
+#[derive(Debug, Args)]
+pub struct FreshnessArgs {
+    /// Switch to the image even if it is older than the node's current one (by this host's
+    /// generations, or by what trusted keys signed). `nodeforge rollback` is the usual way back.
+    #[arg(long)]
+    pub allow_downgrade: bool,
+}
+
 impl TrustArgs {
     pub fn load(&self) -> Result<TrustedKeys, Error> {
         Ok(TrustedKeys::load(&self.keys, self.trusted_keys.as_slice())?)

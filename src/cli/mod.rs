@@ -12,10 +12,13 @@ use crate::fetch::{FetchConfig, Mirror};
 
 /// Print a line of data to stdout. A closed pipe (`nodeforge show … | head`) is not an error
 /// worth a panic: the rest of the output is simply dropped.
+/// A line of human output on stdout, its control characters but newlines and tabs escaped
+/// (`term::escape_lines`): record fields, tags and registry texts cannot drive the terminal.
 macro_rules! say {
     ($($arg:tt)*) => {{
         use std::io::Write as _;
-        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+        let line = format!($($arg)*);
+        let _ = writeln!(std::io::stdout().lock(), "{}", $crate::term::escape_lines(&line));
     }};
 }
 // After the macro, so that every command can use it.
@@ -416,15 +419,15 @@ fn report_error(e: &Error, json: bool) {
 pub(crate) fn print_problems(problems: &[ops::Problem], snippet: Option<&str>) {
     let mut given: Vec<&str> = Vec::new();
     for (i, p) in problems.iter().enumerate() {
-        eprintln!("error: {}", p.message);
+        eprintln!("error: {}", crate::term::escape_lines(&p.message));
         if i == 0 {
             if let Some(snippet) = snippet {
-                eprintln!("{snippet}");
+                eprintln!("{}", crate::term::escape_lines(snippet));
             }
         }
         for h in &p.hints {
             if !given.contains(&h.as_str()) {
-                eprintln!("hint: {h}");
+                eprintln!("hint: {}", crate::term::escape_lines(h));
                 given.push(h);
             }
         }
@@ -462,7 +465,11 @@ pub(crate) fn print_json<T: Serialize>(kind: &str, value: &T) {
         }
     }
     match serde_json::to_string_pretty(&serde_json::Value::Object(envelope)) {
-        Ok(s) => say!("{s}"),
+        // Raw: serde escaped what JSON must, and an escape of ours would not be JSON.
+        Ok(s) => {
+            use std::io::Write as _;
+            let _ = writeln!(std::io::stdout().lock(), "{s}");
+        }
         Err(e) => eprintln!("error: cannot encode the report as JSON: {e}"),
     }
 }

@@ -20,6 +20,7 @@ use reqwest::{StatusCode, Url};
 use super::auth::{self, Challenge, Credentials, CredentialsError};
 use super::{MANIFEST_MEDIA_TYPE, MAX_MANIFEST_BYTES};
 use crate::hash::Sha256;
+use crate::term::escape;
 
 /// How to reach registries.
 #[derive(Debug, Clone)]
@@ -470,22 +471,25 @@ impl Registry {
         let _ = resp.take(64 << 10).read_to_end(&mut body);
         let parsed = serde_json::from_slice::<Errors>(&body).ok();
         let first = parsed.as_ref().and_then(|e| e.errors.first());
-        let code = first.and_then(|e| e.code.clone());
+        // The registry's words, escaped: they end up in a terminal.
+        let code = first.and_then(|e| e.code.as_deref().map(|c| escape(c).into_owned()));
         let detail = match first {
             Some(e) => format!(
                 "{}{}",
-                e.code.as_deref().unwrap_or(""),
+                code.as_deref().unwrap_or(""),
                 e.message
                     .as_deref()
-                    .map(|m| format!(" ({m})"))
+                    .map(|m| format!(" ({})", escape(m)))
                     .unwrap_or_default()
             ),
-            None => String::from_utf8_lossy(&body)
-                .chars()
-                .take(200)
-                .collect::<String>()
-                .trim()
-                .to_string(),
+            None => escape(
+                String::from_utf8_lossy(&body)
+                    .chars()
+                    .take(200)
+                    .collect::<String>()
+                    .trim(),
+            )
+            .into_owned(),
         };
         if status == 403 {
             return self.unauthorized(op, format!("access denied: {detail}"));

@@ -240,6 +240,25 @@ pub enum Error {
         /// Ids of the trusted keys.
         keys: Vec<String>,
     },
+    /// A pulled or imported image is older than the node's current one.
+    #[error("{what}: image {image} is older than node {node}'s current image {current}: {reason}; nothing was put in place")]
+    Downgrade {
+        what: String,
+        node: String,
+        image: String,
+        current: String,
+        reason: String,
+    },
+    /// A tag (or `--node`) names one node, the image's record another.
+    #[error("{what}: {named} names node {expected}, but the image's record is node {node}'s (image {image}); nothing was downloaded beyond the record")]
+    NodeMismatch {
+        what: String,
+        /// "the tag `worker1`" or "--node worker1".
+        named: String,
+        expected: String,
+        node: String,
+        image: String,
+    },
     #[error("{0}")]
     Usage(String),
     /// An internal invariant failed: a bug in nodeforge, not a problem with its inputs.
@@ -302,6 +321,12 @@ impl Error {
                 "sign it with one of the trusted keys ({}) after checking it: `nodeforge sign IMAGE --key KEY`; `nodeforge show IMAGE` lists its signatures",
                 keys.iter().map(|k| k.get(..16).unwrap_or(k)).collect::<Vec<_>>().join(", ")
             )],
+            Error::Downgrade { node, .. } => vec![
+                format!("to go back on purpose, `nodeforge rollback {node}` to a generation this host has, or pass --allow-downgrade; if you did not ask for an older image, the registry (or whoever moved the tag) is serving one"),
+            ],
+            Error::NodeMismatch { node, .. } => vec![
+                format!("pull the tag of the node you mean (`{node}`, `{node}-gen<N>` or the image id), or pass --node {node} if this tag is not a node's name; if the tag should hold its own node's image, the registry's tag was moved"),
+            ],
             Error::UntrustedCopy { .. } => vec![
                 "sign the image where it was built (`nodeforge sign NODE --key KEY`) and push (or export) it again, or trust the key that signed it (`--key PUB`, `--trusted-keys FILE`)".into(),
             ],

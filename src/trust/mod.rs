@@ -64,6 +64,30 @@ pub struct ImagePredicate {
     pub layers: Vec<SignedLayer>,
     /// The SBOM beside the image (`sbom.spdx.json`) and its sha256.
     pub sbom: Option<SignedFile>,
+    /// What orders this image among the node's signed images (absent in signatures made before
+    /// nodeforge wrote it, and for an image the signing host has no generation of).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub freshness: Option<Freshness>,
+}
+
+/// What orders the signed images of one node: the generation of the node the signing host
+/// recorded the image as (its newest, when it is several), the lockfile it was built from and
+/// when that generation was made. Signed with the image, so a registry cannot change it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Freshness {
+    pub generation: u32,
+    pub lock_id: String,
+    /// Seconds since the epoch, the generation's `built_at_unix`.
+    pub built_at_unix: u64,
+}
+
+impl Freshness {
+    /// `self` is older than `other`: made earlier, or in the same second as an earlier
+    /// generation. The time comes first: a builder whose `out/` was started anew counts its
+    /// generations from 1 again, its clock does not go back.
+    pub fn older_than(&self, other: &Freshness) -> bool {
+        (self.built_at_unix, self.generation) < (other.built_at_unix, other.generation)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -81,10 +105,11 @@ pub struct SignedFile {
 }
 
 /// The statement an image signature signs, from the image's record (with its layers' verity
-/// parameters) and its SBOM's name and sha256.
+/// parameters), its SBOM's name and sha256, and what orders it among the node's images.
 pub fn image_statement(
     m: &ImageManifest,
     sbom: Option<SignedFile>,
+    freshness: Option<Freshness>,
 ) -> Result<Statement<ImagePredicate>, String> {
     let mut layers = Vec::new();
     for l in &m.layers {
@@ -122,6 +147,7 @@ pub fn image_statement(
             arch: m.arch.clone(),
             layers,
             sbom,
+            freshness,
         },
     })
 }
@@ -141,6 +167,9 @@ pub struct SignatureCheck {
     pub trusted_by: Vec<String>,
     /// Why its statement does not vouch for this image, if it does not.
     pub mismatch: Option<String>,
+    /// What its statement says orders the image (trust it only with `trusted_by` and no
+    /// `mismatch`).
+    pub freshness: Option<Freshness>,
 }
 
 /// Check the signature envelopes of image `m` (each a file's bytes) against trusted `keys`:
@@ -170,6 +199,7 @@ fn check_one(
         keyids: Vec::new(),
         trusted_by: Vec::new(),
         mismatch: None,
+        freshness: None,
     };
     let env: Envelope = match serde_json::from_slice(bytes) {
         Ok(e) => e,
@@ -203,6 +233,7 @@ fn check_one(
         }
     };
     c.mismatch = statement_mismatch(m, &statement, sbom_sha256);
+    c.freshness = statement.predicate.freshness.clone();
     if c.mismatch.is_none() && signed_by.is_empty() {
         // Said apart from an unknown key: the envelope claims a trusted key that did not sign it.
         if let Some(k) = keys
@@ -243,7 +274,7 @@ fn statement_mismatch(
             p.image, p.node, p.arch, m.node, m.arch
         ));
     }
-    let want = match image_statement(m, p.sbom.clone()) {
+    let want = match image_statement(m, p.sbom.clone(), p.freshness.clone()) {
         Ok(w) => w,
         Err(e) => return Some(e),
     };
@@ -383,7 +414,7 @@ mod tests {
             PrivateKey::generate().expect("key"),
         );
         let m = signed_image();
-        let statement = image_statement(&m, None).expect("statement");
+        let statement = image_statement(&m, None, None).expect("statement");
         let mut env = Envelope::sign(dsse::IN_TOTO, &to_payload(&statement), &made_with);
         env.signatures[0].keyid = trusted.public().keyid().to_string();
         let envelopes = vec![(PathBuf::from("image.k.dsse.json"), env.to_json())];
@@ -400,10 +431,44 @@ mod tests {
     }
 
     #[test]
+    fn freshness_is_signed_and_orders_by_build_time_then_generation() {
+        let f = |generation, built_at_unix| Freshness {
+            generation,
+            lock_id: "blake3:".to_string() + &"0".repeat(64),
+            built_at_unix,
+        };
+        assert!(f(1, 100).older_than(&f(2, 100)));
+        assert!(
+            f(9, 100).older_than(&f(1, 101)),
+            "a builder that started anew"
+        );
+        assert!(!f(2, 100).older_than(&f(2, 100)));
+        assert!(!f(3, 100).older_than(&f(2, 100)));
+        // Carried in the signed payload, and an edited one no longer verifies.
+        let key = PrivateKey::generate().expect("key");
+        let m = signed_image();
+        let statement = image_statement(&m, None, Some(f(2, 100))).expect("statement");
+        let env = Envelope::sign(dsse::IN_TOTO, &to_payload(&statement), &key);
+        let keys = vec![key.public()];
+        let c = check_signatures(&m, &[(PathBuf::from("s"), env.to_json())], None, &keys);
+        assert_eq!(c[0].freshness, Some(f(2, 100)));
+        assert!(c[0].mismatch.is_none() && !c[0].trusted_by.is_empty());
+        let mut edited = statement;
+        edited.predicate.freshness = Some(f(7, 200));
+        let mut forged = env;
+        forged.payload = Envelope::sign(dsse::IN_TOTO, &to_payload(&edited), &key).payload;
+        let c = check_signatures(&m, &[(PathBuf::from("s"), forged.to_json())], None, &keys);
+        assert!(
+            c[0].trusted_by.is_empty(),
+            "an edited freshness still verified"
+        );
+    }
+
+    #[test]
     fn a_signature_covers_the_records_node_and_arch() {
         let key = PrivateKey::generate().expect("key");
         let m = signed_image();
-        let statement = image_statement(&m, None).expect("statement");
+        let statement = image_statement(&m, None, None).expect("statement");
         let env = Envelope::sign(dsse::IN_TOTO, &to_payload(&statement), &key);
         let envelopes = vec![(PathBuf::from("image.k.dsse.json"), env.to_json())];
         let keys = vec![key.public()];

@@ -171,6 +171,7 @@ fn every_command_prints_the_documented_envelope() {
                 [
                     "conflicts",
                     "files",
+                    "freshness",
                     "manifests",
                     "signature_keys",
                     "signed_by",

@@ -10,11 +10,13 @@
 )]
 
 mod architecture;
+mod boot_script;
 mod build;
 mod corpus;
 mod crash;
 mod erofs;
 mod fetch;
+mod freshness;
 mod gc;
 mod hardening;
 mod history;
@@ -27,6 +29,7 @@ mod operator;
 mod rollout;
 mod server;
 mod systemd_vm;
+mod terminal;
 mod trust;
 mod vm;
 

@@ -1454,7 +1454,15 @@ fn a_layer_that_is_not_the_records_is_refused() {
     reg(
         host_tmp.path(),
         &registry,
-        &["--out", &outs, "pull", &format!("{repo}:swapped")],
+        // A tag that is no node's name: --node says which node it must be.
+        &[
+            "--out",
+            &outs,
+            "pull",
+            &format!("{repo}:swapped"),
+            "--node",
+            "worker1",
+        ],
         &[],
     )
     .fails()

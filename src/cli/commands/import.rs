@@ -19,6 +19,8 @@ pub struct ImportArgs {
     tag: Vec<String>,
     #[command(flatten)]
     trust: crate::cli::args::TrustArgs,
+    #[command(flatten)]
+    freshness: crate::cli::args::FreshnessArgs,
 }
 
 pub fn exec(ctx: &Ctx, args: ImportArgs) -> Result<ExitCode, Error> {
@@ -28,6 +30,7 @@ pub fn exec(ctx: &Ctx, args: ImportArgs) -> Result<ExitCode, Error> {
         dir: args.dir,
         tags: args.tag,
         keys: args.trust.load()?,
+        allow_downgrade: args.freshness.allow_downgrade,
         progress: !ctx.json && std::io::stderr().is_terminal(),
     })?;
     if ctx.json {

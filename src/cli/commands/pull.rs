@@ -19,6 +19,12 @@ pub struct PullArgs {
     registry: RegistryArgs,
     #[command(flatten)]
     trust: crate::cli::args::TrustArgs,
+    /// The node the image must be; without it, the tag's (`<node>`, `<node>-gen<N>`). For a
+    /// tag that is not a node's name.
+    #[arg(long, value_name = "NODE")]
+    node: Option<String>,
+    #[command(flatten)]
+    freshness: crate::cli::args::FreshnessArgs,
 }
 
 pub fn exec(ctx: &Ctx, args: PullArgs) -> Result<ExitCode, Error> {
@@ -28,6 +34,8 @@ pub fn exec(ctx: &Ctx, args: PullArgs) -> Result<ExitCode, Error> {
         reference: args.reference,
         client: args.registry.options(),
         keys: args.trust.load()?,
+        node: args.node,
+        allow_downgrade: args.freshness.allow_downgrade,
         progress: !ctx.json && std::io::stderr().is_terminal(),
     })?;
     if ctx.json {

@@ -37,7 +37,7 @@ pub fn exec(ctx: &Ctx, args: ShowArgs) -> Result<ExitCode, Error> {
         "image {} (node {}, {}{})",
         m.id,
         m.node,
-        m.arch,
+        crate::term::escape(&m.arch),
         if m.layers.is_empty() {
             ", whole-root format 1"
         } else {

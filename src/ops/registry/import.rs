@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::pull::{install, read_record, BlobSource};
+use super::pull::{check_node, install, read_record, Admission, BlobSource};
 use super::push::BlobReport;
 use crate::fsutil::IoContext;
 use crate::hash::Sha256;
@@ -26,6 +26,8 @@ pub struct ImportOptions {
     pub tags: Vec<String>,
     /// Trusted keys: with any, each image must be signed by one of them.
     pub keys: crate::trust::TrustedKeys,
+    /// Switch to an image older than the node's current one (`--allow-downgrade`).
+    pub allow_downgrade: bool,
     pub progress: bool,
 }
 
@@ -172,6 +174,7 @@ pub fn import(opts: &ImportOptions) -> Result<ImportReport, Error> {
         let art = oci::read_manifest(&what, &manifest)?;
         let record = read_blob(&layout, &art.config.0, oci::MAX_CONFIG_BYTES)?;
         let m = read_record(&what, &record, &art, Some(&e.tag))?;
+        check_node(&what, Some(&e.tag), None, &m)?;
         let read = |d: &Sha256, limit: u64| read_blob(&layout, d, limit);
         let attestations = super::referrers::fetch(
             &super::referrers::LayoutSource {
@@ -188,7 +191,11 @@ pub fn import(opts: &ImportOptions) -> Result<ImportReport, Error> {
             &art,
             &m,
             &FromLayout(&layout),
-            (&attestations, &opts.keys),
+            Admission {
+                fetched: &attestations,
+                keys: &opts.keys,
+                allow_downgrade: opts.allow_downgrade,
+            },
             opts.progress,
         )?;
         report.bytes_copied += done

@@ -34,6 +34,11 @@ pub struct PullOptions {
     pub client: ClientOptions,
     /// Trusted keys: with any, the image must be signed by one of them.
     pub keys: TrustedKeys,
+    /// The node the image must be (`--node`); without it, the tag says (`<node>`,
+    /// `<node>-gen<N>`; an image id or a digest names the image itself).
+    pub node: Option<String>,
+    /// Switch to an image older than the node's current one (`--allow-downgrade`).
+    pub allow_downgrade: bool,
     pub progress: bool,
 }
 
@@ -168,6 +173,8 @@ pub fn pull(opts: &PullOptions) -> Result<PullReport, Error> {
     let art = oci::read_manifest(&what, &manifest)?;
     let record = registry.get_blob(repo, &art.config.0, oci::MAX_CONFIG_BYTES)?;
     let m = read_record(&what, &record, &art, r.tag.as_deref())?;
+    // Before anything but the manifest and the record is downloaded.
+    check_node(&what, r.tag.as_deref(), opts.node.as_deref(), &m)?;
     let source = RegistrySource {
         registry: &registry,
         repository: repo,
@@ -179,7 +186,11 @@ pub fn pull(opts: &PullOptions) -> Result<PullReport, Error> {
         &art,
         &m,
         &source,
-        (&attestations, &opts.keys),
+        Admission {
+            fetched: &attestations,
+            keys: &opts.keys,
+            allow_downgrade: opts.allow_downgrade,
+        },
         opts.progress,
     )?;
     Ok(PullReport {
@@ -196,6 +207,14 @@ pub fn pull(opts: &PullOptions) -> Result<PullReport, Error> {
         manifest_bytes: manifest.len() as u64,
         attestations: done.attestations,
     })
+}
+
+/// What decides whether [`install`] takes an image: its fetched attestation files, the trusted
+/// keys, and whether it may be older than the node's current image.
+pub(crate) struct Admission<'a> {
+    pub fetched: &'a Fetched,
+    pub keys: &'a TrustedKeys,
+    pub allow_downgrade: bool,
 }
 
 /// What [`install`] did.
@@ -217,12 +236,17 @@ pub(crate) fn install(
     art: &NodeArtifact,
     m: &ImageManifest,
     source: &dyn BlobSource,
-    trust: (&Fetched, &TrustedKeys),
+    trust: Admission<'_>,
     progress: bool,
 ) -> Result<Installed, Error> {
     let blobs = art.blobs_of(what, m)?;
-    // First: an image the trusted keys did not sign gets no layer and no generation.
-    let (attestations, attestation_files) = referrers::check(out, what, m, trust.0, trust.1)?;
+    // First: an image the trusted keys did not sign gets no layer and no generation; nor does
+    // one older than the node's current image.
+    let (attestations, attestation_files) =
+        referrers::check(out, what, m, trust.fetched, trust.keys)?;
+    if !trust.allow_downgrade {
+        check_not_older(out, what, m, attestations.freshness.as_ref(), trust.keys)?;
+    }
     // Held (shared) to the end: gc waits for the pull, concurrent pulls and builds do not.
     let store = crate::ops::steps::open_store(out)?;
     fsutil::create_dir_all(&out.pulls())?;
@@ -323,6 +347,126 @@ pub(crate) fn install(
         generation,
         switched,
     })
+}
+
+/// The node a tag names: `<node>` or `<node>-gen<N>`, as push tags an image.
+fn node_of_tag(tag: &str) -> &str {
+    match tag.rsplit_once("-gen") {
+        Some((node, n))
+            if !node.is_empty() && !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            node
+        }
+        _ => tag,
+    }
+}
+
+/// Image `m` is the node the user asked for: `--node`'s, else the tag's (`<node>`,
+/// `<node>-gen<N>`). A tag that is the image's id, or a digest, names the image itself. Without
+/// this, a registry that points `worker1` at control0's (validly signed) image switches
+/// control0 on a host that pulls `…:worker1`.
+pub(crate) fn check_node(
+    what: &str,
+    tag: Option<&str>,
+    node: Option<&str>,
+    m: &ImageManifest,
+) -> Result<(), Error> {
+    let (named, expected) = match (node, tag) {
+        (Some(n), _) => (format!("--node {n}"), n),
+        (None, Some(t)) if t != m.id => (format!("the tag `{t}`"), node_of_tag(t)),
+        _ => return Ok(()),
+    };
+    if expected == m.node {
+        return Ok(());
+    }
+    Err(Error::NodeMismatch {
+        what: what.to_string(),
+        named,
+        expected: expected.to_string(),
+        node: m.node.clone(),
+        image: m.id.clone(),
+    })
+}
+
+/// Image `m` is not older than its node's current image on this host. Older is what the host
+/// itself knows (the image is one of the node's generations before the current one), and, with
+/// trusted keys, what they signed: the freshness (build time, then generation) in the
+/// candidate's trusted signature against the current image's. Without trusted keys nothing a
+/// registry says orders images, so only the host's own history counts.
+fn check_not_older(
+    out: &OutDir,
+    what: &str,
+    m: &ImageManifest,
+    candidate: Option<&crate::trust::Freshness>,
+    keys: &TrustedKeys,
+) -> Result<(), Error> {
+    let Some(cur) = generations::current(out.root(), &m.node) else {
+        return Ok(());
+    };
+    let gens = generations::list(out.root(), &m.node)?;
+    let Some(current) = gens.iter().find(|g| g.number == cur) else {
+        return Ok(());
+    };
+    if current.image_id == m.id {
+        return Ok(());
+    }
+    let older = |reason: String| {
+        Err(Error::Downgrade {
+            what: what.to_string(),
+            node: m.node.clone(),
+            image: m.id.clone(),
+            current: current.image_id.clone(),
+            reason,
+        })
+    };
+    if let Some(newest) = gens
+        .iter()
+        .filter(|g| g.image_id == m.id)
+        .map(|g| g.number)
+        .max()
+    {
+        if newest < cur {
+            return older(format!(
+                "it is generation {newest} of {} on this host, before the current generation {cur}",
+                m.node
+            ));
+        }
+        // The host had it after the current one (the current one is a rollback).
+        return Ok(());
+    }
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let Some(cur_record) = std::fs::read(out.generation_record(&m.node, cur))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<ImageManifest>(&b).ok())
+        .filter(|r| r.id == current.image_id && r.check().is_ok())
+    else {
+        return Ok(());
+    };
+    let status = crate::ops::steps::attestations::image_signatures(out.root(), &cur_record, keys);
+    let Some(have) = crate::ops::steps::attestations::trusted_freshness(&status) else {
+        return Ok(());
+    };
+    let at = |f: &crate::trust::Freshness| {
+        format!(
+            "generation {} built {}",
+            f.generation,
+            generations::rfc3339(f.built_at_unix)
+        )
+    };
+    match candidate {
+        Some(c) if c.older_than(&have) => older(format!(
+            "a trusted key signed it as {}, the current one as {}",
+            at(c),
+            at(&have)
+        )),
+        Some(_) => Ok(()),
+        None => older(format!(
+            "its trusted signature says nothing of when it was built (made by an older nodeforge, or on a host without its generation), the current one's says {}: it cannot be told from an older image",
+            at(&have)
+        )),
+    }
 }
 
 /// The one check between fetching an image and switching to it: every layer of `m` is in

@@ -348,6 +348,9 @@ pub struct PulledAttestations {
     pub trust_checked: bool,
     /// The trusted keys with a valid signature on it (empty without trusted keys).
     pub signed_by: Vec<String>,
+    /// What orders it among its node's images, as a trusted key signed it (null without
+    /// trusted keys, or when the signature predates it).
+    pub freshness: Option<crate::trust::Freshness>,
 }
 
 /// The trust check of a pulled image, before any of its layers is put in place: with trusted
@@ -419,6 +422,7 @@ pub(crate) fn check(
             keys: keys.keys.iter().map(|k| k.keyid().to_string()).collect(),
         });
     }
+    let freshness = crate::ops::steps::attestations::trusted_freshness(&status);
     let signed_by = status.signed_by;
     Ok((
         PulledAttestations {
@@ -428,6 +432,7 @@ pub(crate) fn check(
             signature_keys,
             trust_checked: !keys.is_empty(),
             signed_by,
+            freshness,
         },
         install,
     ))

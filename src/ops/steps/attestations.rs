@@ -258,11 +258,37 @@ pub(crate) fn sign_image(
     check_layers(out, store, m, cache)?;
     let provenance = sign_provenance(out, store, m, key, from, cache)?;
     let sbom = ensure_sbom(out, store, m, true, cache)?;
-    let statement = trust::image_statement(m, Some(sbom)).map_err(Error::Usage)?;
+    let statement =
+        trust::image_statement(m, Some(sbom), freshness(out, m)).map_err(Error::Usage)?;
     let env = trust::Envelope::sign(trust::dsse::IN_TOTO, &trust::to_payload(&statement), key);
     let path = out.image_signature(&m.id, key.public().keyid());
     fsutil::write_atomic(&path, &env.to_json(), 0o644)?;
     Ok((path, provenance))
+}
+
+/// What orders image `m` among its node's images on this host, for its signature: the newest
+/// generation of the node that is this image (none: the host never recorded it as one).
+pub(crate) fn freshness(out: &OutDir, m: &ImageManifest) -> Option<trust::Freshness> {
+    let gens = crate::generations::list(out.root(), &m.node).ok()?;
+    gens.iter()
+        .rev()
+        .find(|g| g.image_id == m.id)
+        .map(|g| trust::Freshness {
+            generation: g.number,
+            lock_id: g.lock_id.clone(),
+            built_at_unix: g.built_at_unix,
+        })
+}
+
+/// The newest freshness a trusted key signed for the image `status` describes (none without
+/// trusted keys, or when no trusted signature carries one).
+pub(crate) fn trusted_freshness(status: &SignatureStatus) -> Option<trust::Freshness> {
+    status
+        .signatures
+        .iter()
+        .filter(|c| c.mismatch.is_none() && !c.trusted_by.is_empty())
+        .filter_map(|c| c.freshness.clone())
+        .reduce(|a, b| if a.older_than(&b) { b } else { a })
 }
 
 /// Which lockfile an image was built from, for its provenance.
