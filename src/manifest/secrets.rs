@@ -370,7 +370,7 @@ pub(super) fn validate(
                 r.mode.span(),
                 key("mode"),
                 format!(
-                    "a {} holds a private key: mode {mode:04o} lets group or others read it on the node (use \"0600\" or \"0400\")",
+                    "a secret of kind `{}` holds a private key: mode {mode:04o} lets group or others read it on the node (use \"0600\" or \"0400\")",
                     kind.as_str()
                 ),
             ));

@@ -737,3 +737,378 @@ fn a_secrets_directory_inside_out_or_the_template_tree_is_refused() {
         .fails()
         .stderr_has("error: --secrets nosuch: no such directory");
 }
+
+/// A built project (stand-in artifacts) with a good secrets directory.
+fn built_with_secrets() -> Secrets {
+    Secrets::with(crate::built())
+}
+
+#[test]
+fn show_boot_passes_each_secret_as_a_systemd_credential() {
+    if !requires_openssl() {
+        return;
+    }
+    let s = built_with_secrets();
+    let d = s.dir.to_str().unwrap();
+    let r = s
+        .ctx
+        .run(&["show", "worker1", "--boot", "--secrets", d, "--json"])
+        .ok();
+    let v = r.json();
+    let qemu: Vec<&str> = v["qemu"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    // Every disk of `show --boot` still, then one -fw_cfg per secret, naming the file.
+    assert!(qemu.contains(&"virtio-blk-pci,drive=nf0,serial=nf-payload"));
+    let fw: Vec<&str> = qemu
+        .windows(2)
+        .filter(|w| w[0] == "-fw_cfg")
+        .map(|w| w[1])
+        .collect();
+    assert_eq!(
+        fw,
+        [
+            format!("name=opt/io.systemd.credentials/ca.pem,file={d}/ca.pem"),
+            format!("name=opt/io.systemd.credentials/kubelet.pem,file={d}/worker1.pem"),
+            format!("name=opt/io.systemd.credentials/kubelet-key.pem,file={d}/worker1-key.pem"),
+            format!("name=opt/io.systemd.credentials/kubelet.kubeconfig,file={d}/worker1.kubeconfig"),
+            format!("name=opt/io.systemd.credentials/kube-proxy.kubeconfig,file={d}/kube-proxy.kubeconfig"),
+        ]
+    );
+    let creds = v["credentials"].as_array().unwrap();
+    assert_eq!(creds.len(), 5);
+    assert_eq!(creds[2]["to"], "/var/lib/kubelet/worker1-key.pem");
+    assert_eq!(creds[2]["mode"], 0o600);
+    assert_eq!(creds[2]["owner"], "root:root");
+    let xml = v["libvirt_sysinfo"].as_str().unwrap();
+    assert!(
+        xml.contains(&format!(
+            "<entry name='opt/io.systemd.credentials/kubelet.kubeconfig' file='{d}/worker1.kubeconfig'/>"
+        )),
+        "{xml}"
+    );
+    // The text output lists them, the libvirt block too.
+    let r = s
+        .ctx
+        .run(&["show", "worker1", "--boot", "--secrets", d])
+        .ok();
+    assert!(r.stdout.contains(&format!(
+        "  kubelet-key.pem          {d}/worker1-key.pem -> /var/lib/kubelet/worker1-key.pem (0600 root:root)"
+    )), "{}", r.stdout);
+    assert!(
+        r.stdout
+            .contains("libvirt (inside <domain>; libvirt 6.5+):\n  <sysinfo type='fwcfg'>\n"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains(&format!(
+            "-fw_cfg name=opt/io.systemd.credentials/ca.pem,file={d}/ca.pem"
+        )),
+        "{}",
+        r.stdout
+    );
+    // Without --secrets: no credentials.
+    let v = s
+        .ctx
+        .run(&["show", "worker1", "--boot", "--json"])
+        .ok()
+        .json();
+    assert_eq!(v["credentials"], serde_json::json!([]));
+    assert_eq!(v["libvirt_sysinfo"], serde_json::Value::Null);
+    // Secrets that do not pass the check: refused, nothing printed on stdout.
+    std::fs::copy(s.path("worker2.pem"), s.path("worker1.pem")).unwrap();
+    let r = s
+        .ctx
+        .run(&["show", "worker1", "--boot", "--secrets", d])
+        .fails();
+    assert_eq!(r.stdout, "");
+    assert!(
+        r.stderr.starts_with(&format!(
+            "error: worker1: kubelet.pem ({d}/worker1.pem): subject: CN is `system:node:worker2`, not `system:node:worker1`\n"
+        )),
+        "{}",
+        r.stderr
+    );
+    // Other nodes' files are not its business.
+    s.ctx
+        .run(&["show", "worker0", "--boot", "--secrets", d])
+        .ok();
+}
+
+#[test]
+fn user_data_writes_a_cloud_config_with_modes_and_owners() {
+    if !requires_openssl() {
+        return;
+    }
+    use saphyr::{LoadableYamlNode, Yaml};
+    let s = Secrets::new();
+    let d = s.dir.to_str().unwrap();
+    let out = s.ctx.path().join("worker1.user-data");
+    let o = out.to_str().unwrap();
+    let r = s
+        .ctx
+        .run(&["secrets", "user-data", "worker1", "--secrets", d, "-o", o])
+        .ok();
+    assert!(
+        r.stdout.starts_with(&format!(
+            "wrote {o} (mode 0600): 5 files for node worker1 ("
+        )),
+        "{}",
+        r.stdout
+    );
+    let meta = std::fs::metadata(&out).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert!(text.starts_with("#cloud-config\n"));
+    let docs = Yaml::load_from_str(&text).unwrap();
+    let files = docs[0]
+        .as_mapping_get("write_files")
+        .unwrap()
+        .as_sequence()
+        .unwrap();
+    let want = [
+        ("/var/lib/kubernetes/ca.pem", "0644", "ca.pem"),
+        ("/var/lib/kubelet/worker1.pem", "0644", "worker1.pem"),
+        (
+            "/var/lib/kubelet/worker1-key.pem",
+            "0600",
+            "worker1-key.pem",
+        ),
+        ("/var/lib/kubelet/kubeconfig", "0600", "worker1.kubeconfig"),
+        (
+            "/var/lib/kube-proxy/kubeconfig",
+            "0600",
+            "kube-proxy.kubeconfig",
+        ),
+    ];
+    assert_eq!(files.len(), want.len());
+    for (f, (path, mode, from)) in files.iter().zip(want) {
+        let get = |k: &str| {
+            f.as_mapping_get(k)
+                .and_then(Yaml::as_str)
+                .unwrap()
+                .to_string()
+        };
+        assert_eq!(get("path"), path);
+        assert_eq!(get("permissions"), mode);
+        assert_eq!(get("owner"), "root:root");
+        assert_eq!(get("encoding"), "b64");
+        let content = base64::engine::general_purpose::STANDARD
+            .decode(get("content"))
+            .unwrap();
+        assert_eq!(content, std::fs::read(s.path(from)).unwrap(), "{path}");
+    }
+    // Without -o: the cloud-config on stdout; --json wants -o.
+    let r = s
+        .ctx
+        .run(&["secrets", "user-data", "worker1", "--secrets", d])
+        .ok();
+    assert_eq!(r.stdout, text);
+    s.ctx
+        .run(&["secrets", "user-data", "worker1", "--secrets", d, "--json"])
+        .fails()
+        .stderr_has("--json needs -o FILE");
+    let v = s
+        .ctx
+        .run(&[
+            "secrets",
+            "user-data",
+            "worker1",
+            "--secrets",
+            d,
+            "-o",
+            o,
+            "--json",
+        ])
+        .ok()
+        .json();
+    assert_eq!(v["kind"], "secrets-user-data-report");
+    assert_eq!(v["files"][2]["path"], "/var/lib/kubelet/worker1-key.pem");
+    assert_eq!(v["files"][2]["permissions"], "0600");
+    // Never into out/, the template tree or the secrets directory; never after a failed check.
+    for bad in ["out/u", "manifests/kubenet/etc/u", "secrets/u"] {
+        let p = s.ctx.path().join(bad);
+        let r = s
+            .ctx
+            .run(&[
+                "secrets",
+                "user-data",
+                "worker1",
+                "--secrets",
+                d,
+                "-o",
+                p.to_str().unwrap(),
+            ])
+            .fails();
+        assert!(
+            r.stderr
+                .contains(&format!("error: -o {}: is inside ", p.display())),
+            "{}",
+            r.stderr
+        );
+        assert!(!p.exists());
+    }
+    std::fs::remove_file(&out).unwrap();
+    std::fs::remove_file(s.path("worker1-key.pem")).unwrap();
+    s.ctx
+        .run(&["secrets", "user-data", "worker1", "--secrets", d, "-o", o])
+        .fails()
+        .stderr_has(&format!(
+            "error: worker1: kubelet-key.pem ({d}/worker1-key.pem): file: missing"
+        ));
+    assert!(!out.exists(), "a refused check writes nothing");
+}
+
+/// Slices of every file of `dir` that would show if it were copied anywhere: a stretch of its
+/// bytes, of its PEM bodies decoded (DER), and of its base64 (as cloud-init or a kubeconfig
+/// carries it).
+fn markers(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        let name = p.file_name().unwrap().to_string_lossy().into_owned();
+        let bytes = std::fs::read(&p).unwrap();
+        let mid = bytes.len() / 2;
+        out.push((format!("{name} bytes"), bytes[mid..mid + 40].to_vec()));
+        let b64 = base64::engine::general_purpose::STANDARD.encode(&bytes);
+        let m = b64.len() / 2;
+        out.push((format!("{name} base64"), b64.as_bytes()[m..m + 40].to_vec()));
+        let text = String::from_utf8_lossy(&bytes);
+        for (i, block) in text.split("-----BEGIN ").skip(1).enumerate() {
+            let body: String = block
+                .lines()
+                .skip(1)
+                .take_while(|l| !l.starts_with("-----END"))
+                .collect();
+            if let Ok(der) = base64::engine::general_purpose::STANDARD.decode(body) {
+                // The second half's first 24 bytes: key material in every algorithm (an
+                // Ed25519 key's DER is 48 bytes, its seed the last 32).
+                let m = der.len() / 2;
+                out.push((
+                    format!("{name} block {i} DER"),
+                    der[m..m + m.min(24)].to_vec(),
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// Every regular file below `root` (or `root` itself), not following symlinks.
+fn files_below(root: &Path) -> Vec<PathBuf> {
+    if root.is_file() {
+        return vec![root.to_path_buf()];
+    }
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            let t = e.file_type().unwrap();
+            if t.is_dir() {
+                stack.push(e.path());
+            } else if t.is_file() {
+                out.push(e.path());
+            }
+        }
+    }
+    out
+}
+
+/// Which marker of `markers` occurs in which file below each of `roots`.
+pub fn leaks(secrets: &Path, roots: &[&Path]) -> Vec<String> {
+    let m = markers(secrets);
+    let mut found = Vec::new();
+    for root in roots {
+        for f in files_below(root) {
+            let bytes = std::fs::read(&f).unwrap();
+            for (what, needle) in &m {
+                if memchr::memmem::find(&bytes, needle).is_some() {
+                    found.push(format!("{what} in {}", f.display()));
+                }
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn nothing_of_the_secrets_reaches_out_the_store_an_image_an_export_or_an_sbom() {
+    if !requires_openssl() {
+        return;
+    }
+    let s = built_with_secrets();
+    let d = s.dir.to_str().unwrap();
+    let p = |f: &str| s.ctx.path().join(f).to_str().unwrap().to_string();
+    // Everything that reads the secrets, and everything that publishes what nodeforge made.
+    s.check(&[]).ok();
+    for node in ["control0", "worker1"] {
+        s.ctx.run(&["show", node, "--boot", "--secrets", d]).ok();
+    }
+    s.ctx
+        .run(&[
+            "secrets",
+            "user-data",
+            "worker1",
+            "--secrets",
+            d,
+            "-o",
+            &p("worker1.user-data"),
+        ])
+        .ok();
+    s.ctx.net(&["build"]).ok();
+    s.ctx.run(&["export", "--oci-layout", &p("layout")]).ok();
+    s.ctx
+        .run(&["sbom", "worker1", "-o", &p("worker1.spdx.json")])
+        .ok();
+    s.ctx
+        .run(&[
+            "sbom",
+            "worker1",
+            "--format",
+            "cyclonedx-json",
+            "-o",
+            &p("worker1.cdx.json"),
+        ])
+        .ok();
+    s.ctx
+        .run(&["flatten", "worker1", "-o", &p("worker1.tar.zst")])
+        .ok();
+    // The markers are real: the user-data carries the files (base64), the secrets hold them.
+    let m = markers(&s.dir);
+    assert!(m.len() > 30, "{}", m.len());
+    assert!(!leaks(&s.dir, &[&s.ctx.path().join("worker1.user-data")]).is_empty());
+    assert!(!leaks(&s.dir, &[&s.dir]).is_empty());
+    let out = s.ctx.path().join("out");
+    let layout = s.ctx.path().join("layout");
+    let found = leaks(&s.dir, &[&out, &layout]);
+    assert!(found.is_empty(), "secrets found: {found:#?}");
+    for f in ["worker1.spdx.json", "worker1.cdx.json", "worker1.tar.zst"] {
+        let found = leaks(&s.dir, &[&s.ctx.path().join(f)]);
+        assert!(found.is_empty(), "secrets found: {found:#?}");
+    }
+    // The image carries the placement unit (names and paths only), enabled for kubelet and
+    // kube-proxy.
+    let m: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(out.join("nodes/worker1/current/manifest.json")).unwrap(),
+    )
+    .unwrap();
+    let paths: Vec<&str> = m["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["path"].as_str().unwrap())
+        .collect();
+    for p in [
+        "/etc/systemd/system/nodeforge-secrets.service",
+        "/etc/systemd/system/kubelet.service.wants/nodeforge-secrets.service",
+        "/etc/systemd/system/kube-proxy.service.wants/nodeforge-secrets.service",
+        "/etc/systemd/system/multi-user.target.wants/nodeforge-secrets.service",
+    ] {
+        assert!(paths.contains(&p), "{p} not in the image");
+    }
+}
