@@ -1023,14 +1023,33 @@ fn files_below(root: &Path) -> Vec<PathBuf> {
 pub fn leaks(secrets: &Path, roots: &[&Path]) -> Vec<String> {
     let m = markers(secrets);
     let mut found = Vec::new();
+    let longest = m.iter().map(|(_, n)| n.len()).max().unwrap_or(0);
     for root in roots {
         for f in files_below(root) {
-            let bytes = std::fs::read(&f).unwrap();
-            for (what, needle) in &m {
-                if memchr::memmem::find(&bytes, needle).is_some() {
-                    found.push(format!("{what} in {}", f.display()));
+            // In chunks (a VM's disk image is gigabytes), each searched with the end of the
+            // one before it, so that a marker across a chunk boundary is found too.
+            use std::io::Read as _;
+            let mut file = std::fs::File::open(&f).unwrap();
+            let mut buf = vec![0u8; 16 << 20];
+            let mut carry: Vec<u8> = Vec::new();
+            let mut hits: Vec<&str> = Vec::new();
+            loop {
+                let n = file.read(&mut buf).unwrap();
+                if n == 0 {
+                    break;
                 }
+                let mut window = std::mem::take(&mut carry);
+                window.extend_from_slice(&buf[..n]);
+                for (what, needle) in &m {
+                    if !hits.contains(&what.as_str())
+                        && memchr::memmem::find(&window, needle).is_some()
+                    {
+                        hits.push(what);
+                    }
+                }
+                carry = window[window.len().saturating_sub(longest)..].to_vec();
             }
+            found.extend(hits.iter().map(|w| format!("{w} in {}", f.display())));
         }
     }
     found
