@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
@@ -146,9 +147,77 @@ fn warning(field: impl Into<String>, message: impl Into<String>, hint: Option<St
 enum Content {
     Certs(Vec<Cert>),
     Key(PublicKey),
-    Kube(Box<Kubeconfig>),
+    Kube(Box<KubeFile>),
     /// A key of an algorithm nodeforge does not compare, or a plain file.
     Opaque,
+}
+
+/// A kubeconfig with its embedded CA, client certificate and key parsed (once, however many
+/// nodes take it).
+struct KubeFile {
+    k: Kubeconfig,
+    ca: Option<Result<Vec<Cert>, String>>,
+    client: Option<Result<Vec<Cert>, String>>,
+    key: Option<Result<PublicKey, KeyError>>,
+}
+
+impl KubeFile {
+    fn new(k: Kubeconfig, memo: &Memo) -> Self {
+        let certs = |s: &Option<Source>| match s {
+            Some(Source::Data(pem)) => Some(x509::certificates(pem)),
+            _ => None,
+        };
+        Self {
+            ca: certs(&k.ca),
+            client: certs(&k.client_cert),
+            key: match &k.client_key {
+                Some(Source::Data(pem)) => Some(memo.key(pem)),
+                _ => None,
+            },
+            k,
+        }
+    }
+}
+
+/// The sha256 digests of a certificate and of its issuer.
+type SignedPair = ([u8; 32], [u8; 32]);
+
+/// The costly results of one check run, shared by its threads: elliptic-curve work is nearly
+/// all of a check's time, and a node's key (its file and its kubeconfig's copy) and the
+/// signatures of shared certificates would otherwise be computed again and again.
+#[derive(Default)]
+struct Memo {
+    /// sha256 of a key's PEM text → its public key.
+    keys: Mutex<HashMap<[u8; 32], Result<PublicKey, KeyError>>>,
+    /// (certificate, issuer) digests → whether the issuer signed it.
+    signatures: Mutex<HashMap<SignedPair, Verified>>,
+}
+
+impl Memo {
+    fn key(&self, pem: &str) -> Result<PublicKey, KeyError> {
+        use sha2::Digest as _;
+        let h: [u8; 32] = sha2::Sha256::digest(pem.as_bytes()).into();
+        if let Some(r) = self.keys.lock().ok().and_then(|m| m.get(&h).cloned()) {
+            return r;
+        }
+        let r = x509::private_key_public(pem);
+        if let Ok(mut m) = self.keys.lock() {
+            m.insert(h, r.clone());
+        }
+        r
+    }
+
+    fn signed_by(&self, cert: &Cert, issuer: &Cert) -> Verified {
+        let k = (cert.digest, issuer.digest);
+        if let Some(v) = self.signatures.lock().ok().and_then(|m| m.get(&k).cloned()) {
+            return v;
+        }
+        let v = cert.signed_by(issuer);
+        if let Ok(mut m) = self.signatures.lock() {
+            m.insert(k, v.clone());
+        }
+        v
+    }
 }
 
 /// A file of the secrets directory, read once: what is wrong with it as a file, and its
@@ -167,7 +236,7 @@ fn field_of(kind: SecretKind) -> &'static str {
     }
 }
 
-fn load(path: &Path, kind: SecretKind) -> Loaded {
+fn load(path: &Path, kind: SecretKind, memo: &Memo) -> Loaded {
     use std::os::unix::fs::PermissionsExt as _;
     let mut issues = Vec::new();
     let fail = |issues: Vec<Issue>| Loaded {
@@ -245,7 +314,7 @@ fn load(path: &Path, kind: SecretKind) -> Loaded {
                 None
             }
         },
-        SecretKind::Key => match x509::private_key_public(text) {
+        SecretKind::Key => match memo.key(text) {
             Ok(k) => Some(Content::Key(k)),
             Err(KeyError::Invalid(e)) => {
                 issues.push(error("private key", e, None));
@@ -261,7 +330,7 @@ fn load(path: &Path, kind: SecretKind) -> Loaded {
             }
         },
         SecretKind::Kubeconfig => match kubeconfig::parse(text) {
-            Ok(k) => Some(Content::Kube(Box::new(k))),
+            Ok(k) => Some(Content::Kube(Box::new(KubeFile::new(k, memo)))),
             Err(e) => {
                 issues.push(error(e.field, e.message, None));
                 None
@@ -282,10 +351,11 @@ pub fn check(dir: &Path, plans: &[NodePlan<'_>], opts: &CheckOptions) -> CheckOu
         .collect();
     keys.sort();
     keys.dedup();
+    let memo = Memo::default();
     let loaded: HashMap<(PathBuf, SecretKind), Loaded> = keys
         .into_par_iter()
         .map(|(path, kind)| {
-            let l = load(&path, kind);
+            let l = load(&path, kind, &memo);
             ((path, kind), l)
         })
         .collect();
@@ -297,6 +367,7 @@ pub fn check(dir: &Path, plans: &[NodePlan<'_>], opts: &CheckOptions) -> CheckOu
                 plan,
                 loaded: &loaded,
                 opts,
+                memo: &memo,
             }
             .run()
         })
@@ -339,6 +410,7 @@ struct NodeCheck<'a, 'm> {
     plan: &'a NodePlan<'m>,
     loaded: &'a HashMap<(PathBuf, SecretKind), Loaded>,
     opts: &'a CheckOptions,
+    memo: &'a Memo,
 }
 
 impl<'m> NodeCheck<'_, 'm> {
@@ -466,7 +538,7 @@ impl<'m> NodeCheck<'_, 'm> {
                 ));
             }
             if c.self_issued() {
-                match c.signed_by(c) {
+                match self.memo.signed_by(c, c) {
                     Verified::Bad => out.push(error(
                         "signature",
                         format!(
@@ -505,7 +577,7 @@ impl<'m> NodeCheck<'_, 'm> {
         };
         let mut out = self.validity(leaf, prefix);
         if let Some((name, cas)) = ca {
-            out.extend(issued_by(leaf, &certs[1..], name, cas, prefix));
+            out.extend(issued_by(self.memo, leaf, &certs[1..], name, cas, prefix));
         }
         self.identity(leaf, exp, prefix, &mut out);
         out
@@ -636,7 +708,8 @@ impl<'m> NodeCheck<'_, 'm> {
         .collect()
     }
 
-    fn check_kubeconfig(&self, p: &Planned<'_>, k: &Kubeconfig) -> Vec<Issue> {
+    fn check_kubeconfig(&self, p: &Planned<'_>, kf: &KubeFile) -> Vec<Issue> {
+        let k = &kf.k;
         let mut out = Vec::new();
         let ck = &k.cluster_key;
         let uk = &k.user_key;
@@ -676,9 +749,14 @@ impl<'m> NodeCheck<'_, 'm> {
                 Some("embed the cluster's CA: kubectl config set-cluster … --certificate-authority=ca.pem --embed-certs=true".into()),
             )),
             None => {}
-            Some(Source::Data(pem)) => match x509::certificates(pem) {
-                Err(e) => out.push(error(format!("{ck}.certificate-authority-data"), e, None)),
-                Ok(embedded) => {
+            Some(Source::Data(_)) => match kf.ca.as_ref() {
+                None => {}
+                Some(Err(e)) => out.push(error(
+                    format!("{ck}.certificate-authority-data"),
+                    e.clone(),
+                    None,
+                )),
+                Some(Ok(embedded)) => {
                     if let Some((name, cas)) = ca {
                         if !embedded.iter().any(|e| cas.iter().any(|c| c.der == e.der)) {
                             out.push(error(
@@ -719,16 +797,17 @@ impl<'m> NodeCheck<'_, 'm> {
         };
         // The client certificate: embedded (checked here in full) or another entry's file
         // (checked as that entry; here only that it is the identity this kubeconfig needs).
-        let mut client: Option<(Cert, String)> = None;
+        let mut client: Option<(&Cert, String)> = None;
         match &k.client_cert {
-            Some(Source::Data(pem)) => {
+            Some(Source::Data(_)) => {
                 let field = format!("{uk}.client-certificate-data");
-                match x509::certificates(pem) {
-                    Err(e) => out.push(error(field, e, None)),
-                    Ok(mut certs) => {
-                        out.extend(self.check_cert(&certs, &exp, ca, &format!("{field} ")));
-                        if !certs.is_empty() {
-                            client = Some((certs.swap_remove(0), field));
+                match kf.client.as_ref() {
+                    None => {}
+                    Some(Err(e)) => out.push(error(field, e.clone(), None)),
+                    Some(Ok(certs)) => {
+                        out.extend(self.check_cert(certs, &exp, ca, &format!("{field} ")));
+                        if let Some(c) = certs.first() {
+                            client = Some((c, field));
                         }
                     }
                 }
@@ -741,9 +820,7 @@ impl<'m> NodeCheck<'_, 'm> {
                             let mut ids = Vec::new();
                             self.identity(&certs[0], &exp, &format!("{field} "), &mut ids);
                             out.extend(ids);
-                            if let Ok(c) = Cert::from_der(&certs[0].der) {
-                                client = Some((c, field));
-                            }
+                            client = Some((&certs[0], field));
                         }
                     }
                     None => out.push(error(
@@ -780,18 +857,19 @@ impl<'m> NodeCheck<'_, 'm> {
                             .into(),
                     ),
                 )),
-                Some(Source::Data(pem)) => {
+                Some(Source::Data(_)) => {
                     let field = format!("{uk}.client-key-data");
-                    match x509::private_key_public(pem) {
-                        Ok(key) => out.extend(key_matches(
-                            &key,
-                            &cert,
+                    match kf.key.as_ref() {
+                        None => {}
+                        Some(Ok(key)) => out.extend(key_matches(
+                            key,
+                            cert,
                             &field,
                             &cert_field,
                             "the kubeconfig",
                         )),
-                        Err(KeyError::Invalid(e)) => out.push(error(field, e, None)),
-                        Err(KeyError::Unsupported(e)) => out.push(warning(
+                        Some(Err(KeyError::Invalid(e))) => out.push(error(field, e.clone(), None)),
+                        Some(Err(KeyError::Unsupported(e))) => out.push(warning(
                             field,
                             format!(
                                 "{e}: whether it is the client certificate's key is not checked"
@@ -805,7 +883,7 @@ impl<'m> NodeCheck<'_, 'm> {
                     match self.at_path(path).and_then(|e| self.loaded(e)) {
                         Some(l) => {
                             if let Some(Content::Key(key)) = &l.content {
-                                out.extend(key_matches(key, &cert, &field, &cert_field, "the kubeconfig"));
+                                out.extend(key_matches(key, cert, &field, &cert_field, "the kubeconfig"));
                             }
                         }
                         None => out.push(error(
@@ -850,7 +928,14 @@ fn key_matches(
 }
 
 /// Whether `leaf` chains up to one of `cas` (through `chain`, the intermediates after it).
-fn issued_by(leaf: &Cert, chain: &[Cert], name: &str, cas: &[Cert], prefix: &str) -> Option<Issue> {
+fn issued_by(
+    memo: &Memo,
+    leaf: &Cert,
+    chain: &[Cert],
+    name: &str,
+    cas: &[Cert],
+    prefix: &str,
+) -> Option<Issue> {
     let hint = || {
         Some(format!(
             "issue it from the cluster's CA (`{name}`): openssl x509 -req -CA ca.pem -CAkey ca-key.pem …"
@@ -869,7 +954,7 @@ fn issued_by(leaf: &Cert, chain: &[Cert], name: &str, cas: &[Cert], prefix: &str
     let mut cur = leaf;
     for _ in 0..=chain.len() {
         if let Some(ca) = cas.iter().find(|c| cur.names_issuer(c)) {
-            return match cur.signed_by(ca) {
+            return match memo.signed_by(cur, ca) {
                 Verified::Good => None,
                 Verified::Bad => Some(error(
                     format!("{prefix}signature"),
@@ -890,7 +975,7 @@ fn issued_by(leaf: &Cert, chain: &[Cert], name: &str, cas: &[Cert], prefix: &str
         let Some(next) = chain.iter().find(|c| cur.names_issuer(c)) else {
             break;
         };
-        match cur.signed_by(next) {
+        match memo.signed_by(cur, next) {
             Verified::Good => cur = next,
             Verified::Bad => {
                 return Some(error(

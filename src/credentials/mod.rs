@@ -1,5 +1,5 @@
 //! Each node's secrets: the manifest's `[[secrets]]` rendered per node ([`Templates::plan`]),
-//! checked against the files of a secrets directory ([`check`]: presence, modes, certificates,
+//! checked against the files of a secrets directory ([`check()`]: presence, modes, certificates,
 //! keys, kubeconfigs, against the CA and the node), and delivered at boot without ever entering
 //! an image ([`deliver`]: QEMU fw_cfg arguments and libvirt `<sysinfo type='fwcfg'>` entries
 //! that pass each file as a systemd system credential, the config layer's unit that places the

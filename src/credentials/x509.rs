@@ -23,6 +23,8 @@ pub struct Cert {
     pub der: Vec<u8>,
     /// The DER of its `tbsCertificate`: the bytes the signature covers.
     tbs: Vec<u8>,
+    /// sha256 of `der`: names it in caches.
+    pub digest: [u8; 32],
 }
 
 /// Parse every `CERTIFICATE` block of a PEM text, in order. Other blocks are an error: a
@@ -54,11 +56,13 @@ pub fn certificates(text: &str) -> Result<Vec<Cert>, String> {
 impl Cert {
     pub fn from_der(der: &[u8]) -> Result<Self, der::Error> {
         let cert = Certificate::from_der(der)?;
+        use sha2::Digest as _;
         let tbs = cert.tbs_certificate.to_der()?;
         Ok(Self {
             cert,
             der: der.to_vec(),
             tbs,
+            digest: sha2::Sha256::digest(der).into(),
         })
     }
 
