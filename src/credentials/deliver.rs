@@ -41,9 +41,11 @@ pub struct Credential {
     pub owner: String,
 }
 
-/// The credentials of a node, read from `dir` (made absolute: QEMU runs elsewhere).
+/// The credentials of a node, read from `dir` (made absolute and clean: QEMU runs elsewhere).
 pub fn credentials(dir: &Path, plan: &NodePlan<'_>) -> Vec<Credential> {
-    let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let dir = std::fs::canonicalize(dir)
+        .or_else(|_| std::path::absolute(dir))
+        .unwrap_or_else(|_| dir.to_path_buf());
     plan.files
         .iter()
         .map(|p| Credential {
