@@ -58,6 +58,7 @@ enum SecretsCommand {
     /// at their paths with their modes and owners, for hosts without fw_cfg. It holds private
     /// keys: it is written with mode 0600, and printed to stdout without -o.
     UserData {
+        /// The node whose secrets it carries.
         node: String,
         #[command(flatten)]
         secrets: SecretsDirArgs,
