@@ -1,5 +1,6 @@
 //! Flag groups several commands share (as cargo's `util/command_prelude.rs`): how to reach a
-//! registry, which keys are trusted, and the X.509 signer of systemd's root hash signatures. A
+//! registry, which keys are trusted, the X.509 signer of systemd's root hash signatures, and the
+//! secrets directory (`secrets` and `show --boot`). A
 //! command file imports these, never another command file.
 
 use std::path::PathBuf;
@@ -7,8 +8,9 @@ use std::time::Duration;
 
 use clap::Args;
 
+use crate::cli::Ctx;
 use crate::oci::client::{ClientOptions, Notes};
-use crate::ops::Error;
+use crate::ops::{self, Error};
 use crate::trust::TrustedKeys;
 
 /// How to reach a registry (push and pull).
@@ -90,5 +92,30 @@ pub struct FreshnessArgs {
 impl TrustArgs {
     pub fn load(&self) -> Result<TrustedKeys, Error> {
         Ok(TrustedKeys::load(&self.keys, self.trusted_keys.as_slice())?)
+    }
+}
+
+/// The secrets directory and the expiry margin, shared by `secrets` and `show --boot`.
+#[derive(Debug, Clone, Args)]
+pub struct SecretsDirArgs {
+    /// The secrets directory: the files the manifest's [[secrets]] name (`from`). Never inside
+    /// the output directory or the template tree.
+    #[arg(long = "secrets", value_name = "DIR")]
+    pub dir: PathBuf,
+    /// Certificates expiring within this margin are a warning (s, m, h, d, w: 30d, 12h, 2w).
+    #[arg(long, value_name = "DURATION", default_value = "30d")]
+    pub expiry_margin: String,
+}
+
+impl SecretsDirArgs {
+    pub fn options(&self, ctx: &Ctx) -> Result<ops::SecretsOptions, Error> {
+        Ok(ops::SecretsOptions {
+            manifest: ctx.manifest.clone(),
+            out: ctx.out.clone(),
+            dir: self.dir.clone(),
+            expiry_margin: ops::parse_margin(&self.expiry_margin)
+                .map_err(|e| Error::Usage(format!("--expiry-margin: {e}")))?,
+            margin_text: self.expiry_margin.clone(),
+        })
     }
 }

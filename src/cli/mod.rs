@@ -28,7 +28,7 @@ mod report;
 use crate::ops::{self, Error};
 use commands::{
     build, components, demo_mirror, diff, fetch, flatten, gc, list, lock, mirror, plan, rollback,
-    show, verify,
+    secrets, show, verify,
 };
 use commands::{export, import, login, pull, push};
 use commands::{key, provenance, sbom, sign};
@@ -149,7 +149,19 @@ enum Command {
     Sbom(sbom::SbomArgs),
     /// Print an image's SLSA Provenance v1 (an in-toto statement; `sign` writes it signed).
     Provenance(provenance::ProvenanceArgs),
+    // Each node's secrets (issue 23).
+    /// Each node's secret files (the manifest's [[secrets]]): `check` them against the manifest
+    /// before boot, or write a cloud-init `user-data` that delivers them.
+    #[command(after_help = SECRETS_EXAMPLES)]
+    Secrets(secrets::SecretsArgs),
 }
+
+const SECRETS_EXAMPLES: &str = "\
+Examples:
+  nodeforge secrets check --secrets ~/kubenet-secrets              every node's files
+  nodeforge secrets check --node worker1 --secrets ~/kubenet-secrets --expiry-margin 60d
+  nodeforge show worker1 --boot --secrets ~/kubenet-secrets        QEMU -fw_cfg / libvirt entries
+  nodeforge secrets user-data worker1 --secrets ~/kubenet-secrets -o worker1.user-data";
 
 const PUSH_EXAMPLES: &str = "\
 Examples:
@@ -198,6 +210,7 @@ Examples:
   nodeforge show worker1@2                  its generation 2
   nodeforge show 3fa9c2                     an image by id prefix
   nodeforge show worker1 --boot             the disks, kernel command line and QEMU command to boot it
+  nodeforge show worker1 --boot --secrets ~/kubenet-secrets   and its secrets as systemd credentials
   nodeforge --json show worker1 | jq '.entries[].path'";
 
 const ROLLBACK_EXAMPLES: &str = "\
@@ -368,6 +381,7 @@ impl Command {
                 | Command::Components(_)
                 | Command::Mirror(_)
                 | Command::DemoMirror(_)
+                | Command::Secrets(_)
         )
     }
 }
@@ -399,6 +413,7 @@ fn run(ctx: &Ctx, command: Command) -> Result<ExitCode, Error> {
         Command::Sign(a) => sign::exec(ctx, a),
         Command::Sbom(a) => sbom::exec(ctx, a),
         Command::Provenance(a) => provenance::exec(ctx, a),
+        Command::Secrets(a) => secrets::exec(ctx, a),
     }
 }
 
@@ -522,6 +537,7 @@ mod tests {
             VERIFY_EXAMPLES,
             PUSH_EXAMPLES,
             PULL_EXAMPLES,
+            SECRETS_EXAMPLES,
         ] {
             for line in examples.lines().skip(1) {
                 let command = line.trim_start().split("  ").next().unwrap_or_default();

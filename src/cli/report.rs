@@ -1,6 +1,7 @@
 //! Lines several commands print alike: what a pull or an import says of an image's
-//! attestations, and blob counts.
+//! attestations, blob counts, and the warnings of a secrets check.
 
+use crate::credentials::{Finding, Severity};
 use crate::ops;
 
 /// What a pull or import says of an image's signatures and attestation files.
@@ -40,5 +41,15 @@ pub(crate) fn blobs(n: usize) -> String {
         "1 blob".to_string()
     } else {
         format!("{n} blobs")
+    }
+}
+
+/// Warnings (and their hints) on stderr.
+pub(crate) fn print_warnings(warnings: &[Finding]) {
+    for w in warnings.iter().filter(|w| w.severity == Severity::Warning) {
+        eprintln!("warning: {}", w.line());
+        if let Some(h) = &w.hint {
+            eprintln!("hint: {h}");
+        }
     }
 }

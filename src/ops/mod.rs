@@ -21,6 +21,10 @@ pub use build::{
     LockedEntry, NodeBuild, NodeChange, NodeStatus, PlanOptions, PlanReport, PlanStep, StepKind,
     VersionMove,
 };
+pub use build::{
+    boot_plan_with_secrets, parse_margin, secrets_check, secrets_user_data, SecretsCheckOptions,
+    SecretsCheckReport, SecretsOptions, UserDataOptions, UserDataReport,
+};
 pub use error::{ArtifactFailure, Error, FailureCause, Problem, ResolveError};
 pub use history::{
     diff, gc, list, rollback, rollback_all, rollback_group, show, verify, DiffReport, GcOptions,

@@ -106,9 +106,9 @@ keep generation worker1@2: current
 keep image {image}: used by worker1@2
 keep layer {layer0}: used by worker1@2
 keep layer {layer1}: used by worker1@2
-keep 38 store objects: used by a kept image
+keep 39 store objects: used by a kept image
 keep 3 store objects: locked artifact in lockfiles/kubenet.lock
-would free 1 generations, 1 images, 1 layers, 1 store objects, 0 other files: 174.2 KiB; kept 1 generations, 1 images, 2 layers, 41 objects
+would free 1 generations, 1 images, 1 layers, 1 store objects, 0 other files: 201.7 KiB; kept 1 generations, 1 images, 2 layers, 42 objects
 "
         )
     );

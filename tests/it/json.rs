@@ -215,6 +215,40 @@ fn every_command_prints_the_documented_envelope() {
         }
     }
 
+    // Each node's secrets (openssl makes them; skipped with the secrets tests outside CI).
+    if crate::requires("openssl", "openssl") {
+        let ca = ctx.path().join("ca");
+        let dir = ctx.path().join("secrets");
+        crate::secrets::make_ca(&ca, "kubenet-ca", crate::secrets::Alg::P256);
+        crate::secrets::make_secrets(&ca, &dir, &crate::secrets::NODES[4..5], |_| {
+            crate::secrets::Alg::P256
+        });
+        let d = dir.to_str().unwrap();
+        let ud = p("worker1.user-data");
+        let runs: Vec<(Vec<&str>, &str)> = vec![
+            (
+                vec!["secrets", "check", "--node", "worker1", "--secrets", d],
+                "secrets-check-report",
+            ),
+            (
+                vec!["secrets", "user-data", "worker1", "--secrets", d, "-o", &ud],
+                "secrets-user-data-report",
+            ),
+            (
+                vec!["show", "worker1", "--boot", "--secrets", d],
+                "show-boot-report",
+            ),
+        ];
+        for (mut args, kind) in runs {
+            args.push("--json");
+            let r = ctx.run(&args).ok();
+            check(&docs, &r, kind, &mut seen);
+        }
+    } else {
+        seen.insert("secrets-check-report".to_string());
+        seen.insert("secrets-user-data-report".to_string());
+    }
+
     // A failing command: the error as JSON on stdout with --json, nothing on stdout without.
     let r = ctx.run(&["show", "nosuch", "--json"]).fails();
     check(&docs, &r, "error", &mut seen);

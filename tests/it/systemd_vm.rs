@@ -12,17 +12,24 @@
 //!     `systemd-analyze verify` of the image's units clean, kubelet/kube-proxy enabled with their
 //!     ExecStart the image's binaries, /bin /sbin /lib the base's links, /etc the config layer's
 //!     files; then the VM writes state under /var/lib, /etc/hostname, edits and deletes files the
-//!     config layer owns, and powers off;
+//!     config layer owns, and powers off; the node's secrets (made with openssl, checked by
+//!     `nodeforge secrets check`) arrive as systemd credentials over fw_cfg, passed with exactly
+//!     the `-fw_cfg` arguments `nodeforge show worker1 --boot --secrets DIR` prints: each at its
+//!     declared path (a symlink into /run, a tmpfs) with its content, mode and owner, placed by
+//!     the config layer's nodeforge-secrets.service before kubelet; afterwards none of their
+//!     bytes is in the VM's disk images (the qcow2 overlay, the base ext4) or under out/;
 //!  2. `nodeforge rollback`, generation 1, through Debian's mkinitramfs with the shipped
 //!     initramfs-tools hook and local-bottom script: every file the config layer owns is
 //!     generation 1's, the state, hostname, machine-id and containerd's images are still there;
+//!     booted without credentials, nodeforge-secrets.service does not run (its condition) and the
+//!     secrets' paths lead nowhere (their content was never on the disk);
 //!  3. one flipped byte in the payload (busybox, dmsetup): reading runc fails, the rest reads;
 //!  4. a wrong payload root hash (initramfs-tools: panic) and a wrong config root hash (busybox,
 //!     dmsetup): the boot stops with the integration's `nodeforge:` message, before systemd.
 //!
 //! Needs root, qemu-system-x86, qemu-utils, linux-image-cloud-amd64, busybox-static, dmsetup,
-//! cryptsetup-bin, erofs-utils, mmdebstrap, e2fsprogs, zstd, initramfs-tools, lz4 (.ci/run
-//! installs them). The first run
+//! cryptsetup-bin, erofs-utils, mmdebstrap, e2fsprogs, zstd, initramfs-tools, lz4, openssl
+//! (.ci/run installs them). The first run
 //! fills `$NODEFORGE_VM_CACHE` (default target/nodeforge-vm-cache) from the Debian archive: the
 //! root filesystem and the three .deb packages; later runs need no network.
 
@@ -326,7 +333,7 @@ say BEGIN "$mode" "$(up)"
 if [ "$mode" = first ]; then
   echo "$(up)" >/run/nf-test/verify.start
   systemd-analyze verify --man=no /etc/systemd/system/containerd.service /etc/systemd/system/kubelet.service \
-    /etc/systemd/system/kube-proxy.service >/run/nf-test/verify.out 2>&1
+    /etc/systemd/system/kube-proxy.service /etc/systemd/system/nodeforge-secrets.service >/run/nf-test/verify.out 2>&1
   echo $? >/run/nf-test/verify.rc
   echo "$(up)" >/run/nf-test/verify.end
 fi &
@@ -352,6 +359,16 @@ for u in containerd kubelet kube-proxy; do
   x=$(systemctl show -p ExecStart --value "$u.service" | sed -n 's/.*path=\([^ ;]*\).*/\1/p')
   say exec "$u" "$x" "$(sha256sum "$x" | cut -d' ' -f1)"
 done
+say secrets-unit "$(systemctl is-active nodeforge-secrets.service)" "$(systemctl show -p ConditionResult --value nodeforge-secrets.service)"
+say secrets-after "$(systemctl show -p After --value kubelet.service | tr ' ' '\n' | grep -c '^nodeforge-secrets.service$')" "$(systemctl show -p After --value kube-proxy.service | tr ' ' '\n' | grep -c '^nodeforge-secrets.service$')"
+say credentials "$(ls /run/credentials/@system 2>/dev/null | sort | tr '\n' ' ')"
+while read -r f; do
+  if [ -e "$f" ]; then
+    say secret "$f" "$(readlink "$f")" "$(stat -L -c '%a %U:%G' "$f")" "$(sha256sum <"$f" | cut -d' ' -f1)" "$(stat -f -L -c %T "$f")"
+  else
+    say secret "$f" "$(readlink "$f" || echo none)" absent
+  fi
+done </run/nf-test/secrets.list
 say t-static "$(up)"
 
 if [ "$mode" = first ]; then
@@ -373,8 +390,11 @@ if [ "$mode" = first ]; then
   say t-verify "$(cat /run/nf-test/verify.start)" "$(cat /run/nf-test/verify.end)"
   sed 's/^/NFT verify-out /' /run/nf-test/verify.out
   # What a node's own boot writes: state under /var/lib, /etc/hostname (cloud-init would), and
-  # edits of files the config layer owns (gone at the next boot).
+  # edits of files the config layer owns (gone at the next boot). And a copy of the CA
+  # certificate on the disk: the host must find it there (its search for secrets can see what
+  # the VM writes), and nothing else of the secrets.
   mkdir -p /var/lib/nf-state && echo written-by-generation-2 >/var/lib/nf-state/marker
+  cp /var/lib/kubernetes/ca.pem /var/lib/nf-state/ca-copy.pem
   echo nf-worker1 >/etc/hostname
   echo '# a local edit' >>/etc/containerd/config.toml
   rm -f /etc/cni/net.d/99-loopback.conf
@@ -386,7 +406,7 @@ systemctl poweroff --force
 
 const CHECK_UNIT: &str = "[Unit]
 Description=nodeforge VM test checks
-After=containerd.service
+After=containerd.service nodeforge-secrets.service
 
 [Service]
 Type=simple
@@ -448,6 +468,7 @@ impl Vm {
         layers: &Layers,
         (payload, payload_hash, config_hash): (&Path, &str, &str),
         extra: &str,
+        qemu_args: &[String],
     ) -> String {
         let mut cmd = Command::new("qemu-system-x86_64");
         cmd.args([
@@ -501,6 +522,7 @@ impl Vm {
                 .arg("-device")
                 .arg(format!("virtio-blk-pci,drive={serial},serial={serial}"));
         }
+        cmd.args(qemu_args);
         let (console, took, killed) = crate::run_vm(&mut cmd, Duration::from_secs(240));
         // NODEFORGE_VM_LOG=DIR keeps every boot's console.
         if let Some(dir) = std::env::var_os("NODEFORGE_VM_LOG") {
@@ -615,6 +637,7 @@ fn systemd_vm_runs_the_node_keeps_var_and_rolls_back() {
         ("busybox", "busybox-static"),
         ("mkinitramfs", "initramfs-tools"),
         ("lz4", "lz4"),
+        ("openssl", "openssl"),
     ];
     if !tools
         .iter()
@@ -681,8 +704,62 @@ fn systemd_vm_runs_the_node_keeps_var_and_rolls_back() {
     );
     time("nodeforge lock, fetch, build x2", &mut t);
 
+    // worker1's secrets, made with openssl as the README says, outside out/; checked, then
+    // passed with the -fw_cfg arguments `show --boot --secrets` prints.
+    let secrets = s.join("secrets");
+    crate::secrets::make_ca(&s.join("ca"), "kubenet-ca", crate::secrets::Alg::Rsa);
+    crate::secrets::make_secrets(
+        &s.join("ca"),
+        &secrets,
+        &crate::secrets::NODES[4..5],
+        |_| crate::secrets::Alg::Rsa,
+    );
+    let sd = secrets.to_str().unwrap();
+    ctx.run(&["secrets", "check", "--node", "worker1", "--secrets", sd])
+        .ok();
+    let boot = ctx
+        .run(&["show", "worker1", "--boot", "--secrets", sd, "--json"])
+        .ok()
+        .json();
+    let qemu: Vec<String> = boot["qemu"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().to_string())
+        .collect();
+    let at = qemu.iter().position(|a| a == "-fw_cfg").unwrap();
+    let fw_cfg = qemu[at..].to_vec();
+    assert_eq!(fw_cfg.len(), 10, "{qemu:?}");
+    // What each secret must be in the VM: path → (sha256, mode, owner).
+    let want_secrets: Vec<(String, String, String)> = boot["credentials"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            let file = std::fs::read(c["file"].as_str().unwrap()).unwrap();
+            (
+                c["to"].as_str().unwrap().to_string(),
+                sha256_hex(&file),
+                format!(
+                    "{:o} {}",
+                    c["mode"].as_u64().unwrap(),
+                    c["owner"].as_str().unwrap()
+                ),
+            )
+        })
+        .collect();
+    time("secrets (openssl, check)", &mut t);
+
     let extra = s.join("nf-test");
     std::fs::create_dir_all(&extra).unwrap();
+    std::fs::write(
+        extra.join("secrets.list"),
+        want_secrets
+            .iter()
+            .map(|(to, _, _)| format!("{to}\n"))
+            .collect::<String>(),
+    )
+    .unwrap();
     std::fs::write(extra.join("check"), CHECK).unwrap();
     std::fs::write(extra.join("nf-check.service"), CHECK_UNIT).unwrap();
     oci_archive(s, &extra.join("oci.tar"));
@@ -715,6 +792,7 @@ fn systemd_vm_runs_the_node_keeps_var_and_rolls_back() {
             &l2.config,
         ),
         "nftest.mode=first nftest.tool=veritysetup",
+        &fw_cfg,
     );
     let r = report(&c);
     ended(&r, &c);
@@ -776,6 +854,45 @@ fn systemd_vm_runs_the_node_keeps_var_and_rolls_back() {
     );
     let machine_id = one(&r, "machine-id", &c);
     assert_eq!(machine_id.len(), 32, "{c}");
+    // The secrets: imported by systemd, placed by the config layer's unit before kubelet and
+    // kube-proxy, each at its path as a symlink into /run (tmpfs) with its content, mode, owner.
+    has(&r, "secrets-unit", "active yes", &c);
+    has(&r, "secrets-after", "1 1", &c);
+    has(
+        &r,
+        "credentials",
+        "ca.pem kube-proxy.kubeconfig kubelet-key.pem kubelet.kubeconfig kubelet.pem",
+        &c,
+    );
+    for (to, sha, mode) in &want_secrets {
+        let name = boot["credentials"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["to"] == to.as_str())
+            .unwrap()["name"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        has(
+            &r,
+            "secret",
+            &format!("{to} /run/nodeforge/secrets/{name} {mode} {sha} tmpfs"),
+            &c,
+        );
+    }
+    // None of their bytes went to a disk: not the VM's qcow2 overlay (everything it wrote), not
+    // its base image, not out/. Only the CA certificate the check script copied to /var is on
+    // the overlay: the search sees what the VM writes.
+    let found = crate::secrets::leaks(&secrets, &[&vm.root, &base, &ctx.path().join("out")]);
+    let (copied, leaked): (Vec<&String>, Vec<&String>) = found
+        .iter()
+        .partition(|f| f.starts_with("ca.pem ") && f.ends_with("root.qcow2"));
+    assert!(leaked.is_empty(), "secrets found on disk: {leaked:#?}");
+    assert!(
+        copied.iter().any(|f| f.starts_with("ca.pem bytes in ")),
+        "the CA certificate the VM copied to /var is not found on its disk: {found:#?}"
+    );
     time("boot 1 (gen 2)", &mut t);
 
     // 2. `nodeforge rollback`, generation 1: Debian's initramfs-tools with the shipped hook and
@@ -792,6 +909,7 @@ fn systemd_vm_runs_the_node_keeps_var_and_rolls_back() {
             &l1.config,
         ),
         "nftest.mode=second",
+        &[],
     );
     let r = report(&c);
     ended(&r, &c);
@@ -803,6 +921,27 @@ fn systemd_vm_runs_the_node_keeps_var_and_rolls_back() {
     has(&r, "images", "localhost/nf-busybox:1", &c);
     for u in ["kubelet", "kube-proxy"] {
         has(&r, "enabled", &format!("{u} enabled"), &c);
+    }
+    // Booted without credentials: the placement unit does not run, and the secrets' paths (the
+    // symlinks on /var) lead nowhere: their content was in memory only.
+    has(&r, "secrets-unit", "inactive no", &c);
+    has(&r, "credentials", "", &c);
+    for (to, _, _) in &want_secrets {
+        let name = boot["credentials"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["to"] == to.as_str())
+            .unwrap()["name"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        has(
+            &r,
+            "secret",
+            &format!("{to} /run/nodeforge/secrets/{name} absent"),
+            &c,
+        );
     }
     time("boot 2 (rollback, initramfs-tools)", &mut t);
 
@@ -827,6 +966,7 @@ fn systemd_vm_runs_the_node_keeps_var_and_rolls_back() {
         &l1,
         (&flipped, &l1.payload, &l1.config),
         "nftest.mode=flip nftest.tool=dmsetup",
+        &[],
     );
     let r = report(&c);
     has(&r, "eio", "/usr/local/bin/runc", &c);
@@ -849,6 +989,7 @@ fn systemd_vm_runs_the_node_keeps_var_and_rolls_back() {
         &l1,
         (&l1.dir.join("nodeforge-payload.raw"), &wp, &l1.config),
         "nftest.mode=wrong",
+        &[],
     );
     assert!(
         c.contains(&format!(
@@ -862,6 +1003,7 @@ fn systemd_vm_runs_the_node_keeps_var_and_rolls_back() {
         &l1,
         (&l1.dir.join("nodeforge-payload.raw"), &l1.payload, &wc),
         "nftest.mode=wrong nftest.tool=dmsetup",
+        &[],
     );
     assert!(
         c.contains(&format!(

@@ -1,5 +1,5 @@
-//! From manifest to node images: lock, fetch, build, plan, flatten, boot, the component list
-//! and the artifact mirror.
+//! From manifest to node images: lock, fetch, build, plan, flatten, boot, the component list,
+//! the artifact mirror and each node's secrets (checked, and delivered at boot).
 
 mod boot;
 mod components;
@@ -9,6 +9,7 @@ mod images;
 mod lock;
 mod mirror;
 mod plan;
+mod secrets;
 
 pub use boot::{boot_plan, BootDisk, BootPlan};
 pub use components::{components, demo_mirror};
@@ -18,3 +19,7 @@ pub use images::{build, BuildOptions, BuildReport, LayerBuild, NodeBuild, NodeSt
 pub use lock::{lock, EntryStatus, LockOptions, LockReport, LockedEntry};
 pub use mirror::{export_mirror, ExportReport};
 pub use plan::{plan, NodeChange, PlanOptions, PlanReport, PlanStep, StepKind, VersionMove};
+pub use secrets::{
+    boot_plan_with_secrets, parse_margin, secrets_check, secrets_user_data, SecretsCheckOptions,
+    SecretsCheckReport, SecretsOptions, UserDataOptions, UserDataReport,
+};
