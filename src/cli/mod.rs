@@ -237,8 +237,14 @@ pub struct NetArgs {
     /// registry's oci://REGISTRY/REPOSITORY filled by `mirror push`). Also NODEFORGE_MIRROR.
     #[arg(long, value_name = "URL")]
     mirror: Vec<String>,
-    /// Never use the network: only the store and file:// mirrors.
-    #[arg(long, env = "NODEFORGE_OFFLINE")]
+    /// Never use the network: only the store and file:// mirrors. Also NODEFORGE_OFFLINE
+    /// (1/0, true/false, yes/no, on/off).
+    #[arg(
+        long,
+        env = "NODEFORGE_OFFLINE",
+        action = clap::ArgAction::SetTrue,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
     offline: bool,
     /// Use only the mirrors, never the upstream URLs.
     #[arg(long)]

@@ -482,3 +482,50 @@ fn a_read_only_out_serves_every_command_that_writes_nothing() {
     let _ = std::process::Command::new("umount").arg(&ro).status();
     assert!(failed.is_empty(), "{failed:#?}");
 }
+
+/// NODEFORGE_OFFLINE takes what people write in an environment: 1/0, true/false, yes/no.
+#[test]
+fn offline_from_the_environment_takes_1_0_yes_no() {
+    let ctx = TestContext::new();
+    let run = |v: &str| {
+        crate::run_env(
+            ctx.path(),
+            &[
+                "lock",
+                "--mirrors-only",
+                "--mirror",
+                "http://127.0.0.1:9/",
+                "--retries",
+                "0",
+            ],
+            &[("NODEFORGE_OFFLINE", v)],
+            None,
+        )
+    };
+    let note = "note: --offline: mirror http://127.0.0.1:9 is skipped";
+    for v in ["1", "true", "yes", "on", "TRUE", "Yes"] {
+        let r = run(v);
+        assert!(
+            r.stderr.contains(note),
+            "NODEFORGE_OFFLINE={v}: {}",
+            r.stderr
+        );
+    }
+    for v in ["0", "false", "no", "off"] {
+        let r = run(v);
+        assert!(
+            !r.stderr.contains(note),
+            "NODEFORGE_OFFLINE={v}: {}",
+            r.stderr
+        );
+        assert!(!r.stderr.contains("NODEFORGE_OFFLINE"), "{}", r.stderr);
+    }
+    let r = run("maybe");
+    assert_eq!(r.code, 2, "a command-line mistake, as clap's: {}", r.stderr);
+    assert!(
+        r.stderr
+            .starts_with("error: invalid value 'maybe' for '--offline': value was not a boolean"),
+        "{}",
+        r.stderr
+    );
+}
