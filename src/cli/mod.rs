@@ -24,6 +24,7 @@ macro_rules! say {
 // After the macro, so that every command can use it.
 mod args;
 mod commands;
+mod hints;
 mod report;
 use crate::ops::{self, Error};
 use commands::{
@@ -304,7 +305,12 @@ impl NetArgs {
 
 /// Parse the process's arguments, run the command, and turn the outcome into an exit code.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::try_parse().unwrap_or_else(|e| {
+        let args: Vec<String> = std::env::args_os()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        hints::with_hints(e, &<Cli as clap::CommandFactory>::command(), &args).exit()
+    });
     let (root, not_found) = match &cli.manifest {
         Some(_) => (PathBuf::new(), None),
         None => project_root(),

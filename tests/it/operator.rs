@@ -529,3 +529,27 @@ fn offline_from_the_environment_takes_1_0_yes_no() {
         r.stderr
     );
 }
+
+/// A node name where `--node` is meant: clap's error, with the way to write it.
+#[test]
+fn a_positional_node_name_hints_at_node() {
+    let ctx = TestContext::new();
+    for cmd in ["build", "list"] {
+        let r = ctx.run(&[cmd, "worker1"]);
+        assert_eq!(r.code, 2, "{}", r.stderr);
+        assert_eq!(
+            r.stderr,
+            format!(
+                "error: unexpected argument 'worker1' found\n\n  \
+                 tip: use --node worker1: `nodeforge {cmd}` takes the node as an option\n\n\
+                 Usage: nodeforge {cmd} [OPTIONS]\n\nFor more information, try '--help'.\n"
+            )
+        );
+    }
+    // An unexpected option, or a command without --node: clap's error alone.
+    let r = ctx.run(&["build", "--nodes"]);
+    assert!(!r.stderr.contains("tip: use --node"), "{}", r.stderr);
+    let r = ctx.run(&["gc", "worker1"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(!r.stderr.contains("--node"), "{}", r.stderr);
+}
