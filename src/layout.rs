@@ -109,6 +109,12 @@ impl OutDir {
         self.node(node).join("generations")
     }
 
+    /// The lock a build, pull or rollback holds while it reads and changes a node's
+    /// generations and `current` (a file beside the numbered generations, which `list` skips).
+    pub fn generations_lock(&self, node: &str) -> PathBuf {
+        self.generations(node).join(".lock")
+    }
+
     pub fn generation(&self, node: &str, number: u32) -> PathBuf {
         self.generations(node).join(number.to_string())
     }

@@ -24,6 +24,7 @@ macro_rules! say {
 // After the macro, so that every command can use it.
 mod args;
 mod commands;
+mod hints;
 mod report;
 use crate::ops::{self, Error};
 use commands::{
@@ -250,8 +251,14 @@ pub struct NetArgs {
     /// registry's oci://REGISTRY/REPOSITORY filled by `mirror push`). Also NODEFORGE_MIRROR.
     #[arg(long, value_name = "URL")]
     mirror: Vec<String>,
-    /// Never use the network: only the store and file:// mirrors.
-    #[arg(long, env = "NODEFORGE_OFFLINE")]
+    /// Never use the network: only the store and file:// mirrors. Also NODEFORGE_OFFLINE
+    /// (1/0, true/false, yes/no, on/off).
+    #[arg(
+        long,
+        env = "NODEFORGE_OFFLINE",
+        action = clap::ArgAction::SetTrue,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
     offline: bool,
     /// Use only the mirrors, never the upstream URLs.
     #[arg(long)]
@@ -311,7 +318,12 @@ impl NetArgs {
 
 /// Parse the process's arguments, run the command, and turn the outcome into an exit code.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::try_parse().unwrap_or_else(|e| {
+        let args: Vec<String> = std::env::args_os()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        hints::with_hints(e, &<Cli as clap::CommandFactory>::command(), &args).exit()
+    });
     let (root, not_found) = match &cli.manifest {
         Some(_) => (PathBuf::new(), None),
         None => project_root(),

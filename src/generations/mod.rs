@@ -36,15 +36,41 @@ pub enum GenerationError {
     Corrupt { path: PathBuf, message: String },
     #[error("node `{node}` has no generations yet: run `nodeforge build` first")]
     NoGenerations { node: String },
-    #[error("node `{node}` has no generation before {current}")]
-    NoPrevious { node: String, current: u32 },
-    #[error("node `{node}` never had an image starting with `{prefix}`")]
-    NoSuchImage { node: String, prefix: String },
+    #[error("node `{node}` has no generation before {current}{}", match same.as_slice() {
+        [] => String::new(),
+        [one] => format!(" with another image (generation {one} holds the same image as {current})"),
+        many => format!(" with another image (generations {} hold the same image as {current})", join_numbers(many)),
+    })]
+    NoPrevious {
+        node: String,
+        current: u32,
+        /// The earlier generations that hold the current generation's image.
+        same: Vec<u32>,
+    },
+    #[error(
+        "`--to {to}` is neither a generation of node `{node}` nor the start of an image id it had"
+    )]
+    NoSuchImage { node: String, to: String },
     #[error("`{prefix}` is ambiguous for node `{node}`: it starts {}", candidates.join(", "))]
     Ambiguous {
         node: String,
         prefix: String,
         candidates: Vec<String>,
+    },
+    #[error("`--to {to}` is ambiguous for node `{node}`: generation {number} (image {generation_image}), or image {prefix_image} (generation {prefix_generation}), whose id starts with `{to}`")]
+    NumberOrPrefix {
+        node: String,
+        to: String,
+        number: u32,
+        generation_image: String,
+        prefix_image: String,
+        prefix_generation: u32,
+    },
+    #[error("`--to {to}` names node `{named}`, not `{node}`")]
+    OtherNode {
+        node: String,
+        named: String,
+        to: String,
     },
     #[error("node `{node}` has no generation {number}: {node} has {}", match existing.as_slice() {
         [] => "none".to_string(),
@@ -142,20 +168,28 @@ pub fn record_from(
     manifest_json: &[u8],
     same_bytes: Option<&Path>,
 ) -> Result<(u32, bool), GenerationError> {
-    let gens = list(out, node)?;
-    if let Some(cur) = current(out, node) {
-        // Unchanged only if the whole chain says so: `current` → this generation, whose record
-        // names this image, whose `image` link points at it, whose record is this one.
-        if gens
-            .iter()
-            .any(|g| g.number == cur && g.image_id == image_id)
-            && chain_intact(out, node, cur, image_id, manifest_json)
-        {
-            return Ok((cur, false));
-        }
+    // Unchanged only if the whole chain says so: `current` → this generation, whose record
+    // names this image, whose `image` link points at it, whose record is this one.
+    let unchanged = |gens: &[Generation]| {
+        current(out, node).filter(|cur| {
+            gens.iter()
+                .any(|g| g.number == *cur && g.image_id == image_id)
+                && chain_intact(out, node, *cur, image_id, manifest_json)
+        })
+    };
+    // First without the lock, so that an unchanged node needs no write (a read-only `out/`).
+    if let Some(cur) = unchanged(&list(out, node)?) {
+        return Ok((cur, false));
     }
     let dir = gens_dir(out, node);
     fsutil::create_dir_all(&dir)?;
+    // Held until the switch: a concurrent build of the same image waits, then finds it current
+    // and records nothing.
+    let _lock = fsutil::lock_exclusive(&OutDir::new(out).generations_lock(node))?;
+    let gens = list(out, node)?;
+    if let Some(cur) = unchanged(&gens) {
+        return Ok((cur, false));
+    }
     let (built_at_unix, built_at) = now();
     let full = || GenerationError::Corrupt {
         path: dir.clone(),
@@ -198,7 +232,7 @@ pub fn record_from(
         // A concurrent build took this number: take the next one.
         number = number.checked_add(1).ok_or_else(full)?;
     }
-    switch(out, node, number)?;
+    switch_locked(out, node, number)?;
     Ok((number, true))
 }
 
@@ -222,8 +256,21 @@ fn chain_intact(out: &Path, node: &str, number: u32, image_id: &str, manifest_js
         && std::fs::read(dir.join(crate::image::IMAGE_RECORD)).is_ok_and(|b| b == manifest_json)
 }
 
-/// Point `current` at generation `number`: one atomic rename.
+/// Point `current` at generation `number`: one atomic rename, under the node's generations
+/// lock.
 pub fn switch(out: &Path, node: &str, number: u32) -> Result<(), GenerationError> {
+    let dir = gens_dir(out, node);
+    if !dir.is_dir() {
+        return Err(GenerationError::NoGenerations {
+            node: node.to_string(),
+        });
+    }
+    let _lock = fsutil::lock_exclusive(&OutDir::new(out).generations_lock(node))?;
+    switch_locked(out, node, number)
+}
+
+/// [`switch`], with the lock already held.
+fn switch_locked(out: &Path, node: &str, number: u32) -> Result<(), GenerationError> {
     if !generation_dir(out, node, number)
         .join("generation.json")
         .is_file()
@@ -243,60 +290,131 @@ pub fn switch(out: &Path, node: &str, number: u32) -> Result<(), GenerationError
     Ok(())
 }
 
-/// The generation to roll back to: the newest one before the current one, or the newest one
-/// whose image id starts with `to`.
-pub fn target(out: &Path, node: &str, to: Option<&str>) -> Result<Generation, GenerationError> {
+/// Where a rollback goes, and the generations it passed over on the way.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub generation: Generation,
+    /// Generations between the target and the current one, newest first, passed over because
+    /// they hold the current generation's image (a rollback to them would change nothing).
+    pub skipped: Vec<u32>,
+}
+
+/// The generation to roll back to. Without `to`: the newest one before the current one whose
+/// image differs from the current one's. With `to`: `NODE@N` or `@N` (generation N), a number
+/// (generation N, unless it is also the start of an image id: then both readings are named and
+/// refused), or an image id (prefix) — the newest generation holding that image.
+pub fn target(out: &Path, node: &str, to: Option<&str>) -> Result<Target, GenerationError> {
     let gens = list(out, node)?;
     if gens.is_empty() {
         return Err(GenerationError::NoGenerations {
             node: node.to_string(),
         });
     }
-    match to {
-        None => {
-            let cur = current(out, node).unwrap_or(u32::MAX);
-            gens.iter()
-                .rev()
-                .find(|g| g.number < cur)
-                .cloned()
-                .ok_or(GenerationError::NoPrevious {
-                    node: node.to_string(),
-                    current: cur,
-                })
-        }
-        Some(prefix) => {
-            let mut ids: Vec<&str> = gens
-                .iter()
-                .map(|g| g.image_id.as_str())
-                .filter(|id| !prefix.is_empty() && id.starts_with(prefix))
-                .collect();
-            ids.sort_unstable();
-            ids.dedup();
-            match ids.as_slice() {
-                [] => Err(GenerationError::NoSuchImage {
-                    node: node.to_string(),
-                    prefix: prefix.to_string(),
-                }),
-                [id] => Ok(gens
-                    .iter()
-                    .rev()
-                    .find(|g| g.image_id == *id)
-                    .cloned()
-                    .ok_or(GenerationError::NoSuchImage {
-                        node: node.to_string(),
-                        prefix: prefix.to_string(),
-                    })?),
-                many => Err(GenerationError::Ambiguous {
-                    node: node.to_string(),
-                    prefix: prefix.to_string(),
-                    candidates: many
-                        .iter()
-                        .map(|id| id.chars().take(16).collect())
-                        .collect(),
-                }),
+    let Some(to) = to else {
+        let cur = current(out, node).unwrap_or(u32::MAX);
+        let cur_image = gens.iter().find(|g| g.number == cur).map(|g| &g.image_id);
+        let mut skipped = Vec::new();
+        for g in gens.iter().rev().filter(|g| g.number < cur) {
+            if Some(&g.image_id) == cur_image {
+                skipped.push(g.number);
+                continue;
             }
+            return Ok(Target {
+                generation: g.clone(),
+                skipped,
+            });
         }
+        skipped.reverse();
+        return Err(GenerationError::NoPrevious {
+            node: node.to_string(),
+            current: cur,
+            same: skipped,
+        });
+    };
+    let by_number = |n: u32| {
+        gens.iter().find(|g| g.number == n).cloned().ok_or_else(|| {
+            GenerationError::NoSuchGeneration {
+                node: node.to_string(),
+                number: n,
+                existing: gens.iter().map(|g| g.number).collect(),
+            }
+        })
+    };
+    let exact = |generation: Generation| Target {
+        generation,
+        skipped: Vec::new(),
+    };
+    // `NODE@N` (as `show` and `diff` take it) or `@N`.
+    if let Some((named, n)) = to.split_once('@') {
+        if !named.is_empty() && named != node {
+            return Err(GenerationError::OtherNode {
+                node: node.to_string(),
+                named: named.to_string(),
+                to: to.to_string(),
+            });
+        }
+        let Ok(n) = n.parse::<u32>() else {
+            return Err(GenerationError::NoSuchImage {
+                node: node.to_string(),
+                to: to.to_string(),
+            });
+        };
+        return by_number(n).map(exact);
     }
+    let mut ids: Vec<&str> = gens
+        .iter()
+        .map(|g| g.image_id.as_str())
+        .filter(|id| !to.is_empty() && id.starts_with(to))
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let newest_with = |id: &str| gens.iter().rev().find(|g| g.image_id == id).cloned();
+    let number = to
+        .parse::<u32>()
+        .ok()
+        .filter(|_| to.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|n| gens.iter().find(|g| g.number == n).cloned());
+    match (number, ids.as_slice()) {
+        (Some(g), []) => Ok(exact(g)),
+        (Some(g), [id, ..]) => {
+            let p = newest_with(id);
+            Err(GenerationError::NumberOrPrefix {
+                node: node.to_string(),
+                to: to.to_string(),
+                number: g.number,
+                generation_image: short(&g.image_id),
+                prefix_image: short(id),
+                prefix_generation: p.map_or(0, |p| p.number),
+            })
+        }
+        (None, []) => Err(GenerationError::NoSuchImage {
+            node: node.to_string(),
+            to: to.to_string(),
+        }),
+        (None, [id]) => newest_with(id)
+            .map(exact)
+            .ok_or(GenerationError::NoSuchImage {
+                node: node.to_string(),
+                to: to.to_string(),
+            }),
+        (None, many) => Err(GenerationError::Ambiguous {
+            node: node.to_string(),
+            prefix: to.to_string(),
+            candidates: many.iter().map(|id| short(id)).collect(),
+        }),
+    }
+}
+
+/// An image id's first 16 characters, as messages name it.
+fn short(id: &str) -> String {
+    id.chars().take(16).collect()
+}
+
+fn join_numbers(n: &[u32]) -> String {
+    n.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Remove a generation's directory (gc). The current generation is never removed.
@@ -364,13 +482,16 @@ mod tests {
         );
         assert_eq!(record(out, "n", &b, "l", b"{}").expect("r"), (2, true));
         assert_eq!(current(out, "n"), Some(2));
-        assert_eq!(target(out, "n", None).expect("t").number, 1);
+        assert_eq!(target(out, "n", None).expect("t").generation.number, 1);
         switch(out, "n", 1).expect("switch");
         assert!(matches!(
             target(out, "n", None),
             Err(GenerationError::NoPrevious { .. })
         ));
-        assert_eq!(target(out, "n", Some("bb")).expect("t").number, 2);
+        assert_eq!(
+            target(out, "n", Some("bb")).expect("t").generation.number,
+            2
+        );
         assert!(matches!(
             target(out, "n", Some("c")),
             Err(GenerationError::NoSuchImage { .. })
@@ -379,5 +500,89 @@ mod tests {
             std::fs::read_link(out.join("nodes/n/current")).expect("link"),
             PathBuf::from("generations/1/image")
         );
+    }
+
+    /// Generations 1 (a), 2 (b), 3 (b again, a build after a rollback to 1), current 3.
+    fn a_b_b() -> (tempfile::TempDir, String, String) {
+        let dir = tempfile::tempdir().expect("tmp");
+        let out = dir.path();
+        let (a, b) = ("a".repeat(64), "2".repeat(64));
+        record(out, "n", &a, "l", b"{}").expect("r");
+        record(out, "n", &b, "l", b"{}").expect("r");
+        switch(out, "n", 1).expect("switch");
+        assert_eq!(record(out, "n", &b, "l", b"{}").expect("r"), (3, true));
+        (dir, a, b)
+    }
+
+    #[test]
+    fn rollback_skips_generations_with_the_current_image() {
+        let (dir, _, _) = a_b_b();
+        let out = dir.path();
+        let t = target(out, "n", None).expect("t");
+        assert_eq!((t.generation.number, t.skipped), (1, vec![2]));
+        switch(out, "n", 2).expect("switch");
+        let t = target(out, "n", None).expect("t");
+        assert_eq!((t.generation.number, t.skipped), (1, vec![]));
+        // On 3 with 2 the same and 1 gone: nothing to go back to, and the message says why.
+        switch(out, "n", 3).expect("switch");
+        std::fs::remove_dir_all(generation_dir(out, "n", 1)).expect("rm");
+        let e = target(out, "n", None).expect_err("none");
+        assert_eq!(
+            e.to_string(),
+            "node `n` has no generation before 3 with another image (generation 2 holds the same image as 3)"
+        );
+    }
+
+    #[test]
+    fn to_takes_generation_numbers_and_ids_and_refuses_both_at_once() {
+        let (dir, a, b) = a_b_b();
+        let out = dir.path();
+        let n = |to: &str| target(out, "n", Some(to)).map(|t| t.generation.number);
+        assert_eq!(n("@1").expect("@1"), 1);
+        assert_eq!(n("n@2").expect("n@2"), 2);
+        assert_eq!(n("1").expect("1: no id starts with 1"), 1);
+        assert_eq!(n(&a[..4]).expect("prefix"), 1);
+        assert_eq!(n(&b[..4]).expect("prefix: the newest with it"), 3);
+        // `2` is generation 2 and the start of image 2222…: both readings, refused.
+        assert_eq!(
+            n("2").expect_err("ambiguous").to_string(),
+            "`--to 2` is ambiguous for node `n`: generation 2 (image 2222222222222222), or image 2222222222222222 (generation 3), whose id starts with `2`"
+        );
+        assert_eq!(
+            n("m@2").expect_err("other node").to_string(),
+            "`--to m@2` names node `m`, not `n`"
+        );
+        assert_eq!(
+            n("@7").expect_err("no 7").to_string(),
+            "node `n` has no generation 7: n has generations 1, 2, 3"
+        );
+        assert_eq!(
+            n("zzz").expect_err("nothing").to_string(),
+            "`--to zzz` is neither a generation of node `n` nor the start of an image id it had"
+        );
+    }
+
+    /// Builds of one image at once: one generation, whoever comes first; the others find it
+    /// current under the lock.
+    #[test]
+    fn concurrent_records_of_one_image_make_one_generation() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let out = dir.path().to_path_buf();
+        record(&out, "n", &"a".repeat(64), "l", b"{}").expect("r");
+        let b = "b".repeat(64);
+        let made: Vec<bool> = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..8)
+                .map(|_| s.spawn(|| record(&out, "n", &b, "l", b"{}").expect("r").1))
+                .collect();
+            hs.into_iter().map(|h| h.join().expect("join")).collect()
+        });
+        assert_eq!(made.iter().filter(|m| **m).count(), 1, "{made:?}");
+        let numbers: Vec<u32> = list(&out, "n")
+            .expect("list")
+            .iter()
+            .map(|g| g.number)
+            .collect();
+        assert_eq!(numbers, vec![1, 2]);
+        assert_eq!(current(&out, "n"), Some(2));
     }
 }

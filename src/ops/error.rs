@@ -341,6 +341,18 @@ impl Error {
             Error::UntrustedCopy { .. } => vec![
                 "sign the image where it was built (`nodeforge sign NODE --key KEY`) and push (or export) it again, or trust the key that signed it (`--key PUB`, `--trusted-keys FILE`)".into(),
             ],
+            Error::Generation(GenerationError::NoSuchImage { node, .. }) => vec![format!(
+                "`nodeforge list --node {node}` shows its generations and their image ids; pass one as `--to @N` or an id (prefix)"
+            )],
+            Error::Generation(GenerationError::Ambiguous { node, .. }) => vec![format!(
+                "give more of the id; `nodeforge list --node {node}` shows them"
+            )],
+            Error::Generation(GenerationError::NumberOrPrefix { node, number, .. }) => vec![format!(
+                "write `--to @{number}` (or `--to {node}@{number}`) for the generation, or more of the id for the image"
+            )],
+            Error::Generation(GenerationError::OtherNode { named, to, .. }) => vec![format!(
+                "to roll back `{named}`, run `nodeforge rollback {named} --to {to}`"
+            )],
             Error::Internal(_) => vec!["this is a bug in nodeforge: please report it with the command that caused it".into()],
             Error::MissingObjects { .. } => vec![
                 "run `nodeforge fetch` (with the lockfile this image was built from) and `nodeforge build`, then try again".into(),

@@ -140,9 +140,18 @@ fn rollback_to_an_id_prefix_and_ambiguity() {
     ctx.run(&["rollback", "worker1", "--to", &ids[2][..12]])
         .ok();
     assert_eq!(current_id(&ctx, "worker1"), ids[2]);
+    // A generation number: `@N`, or `NODE@N` as `show` and `diff` take it.
+    ctx.run(&["rollback", "worker1", "--to", "@2"])
+        .ok()
+        .stdout_has(&format!("generation 3 → 2 (image {})", ids[1]));
+    ctx.run(&["rollback", "worker1", "--to", "worker1@1"])
+        .ok()
+        .stdout_has(&format!("generation 2 → 1 (image {})", ids[0]));
+    ctx.run(&["rollback", "worker1", "--to", "worker1@3"]).ok();
+    assert_eq!(current_id(&ctx, "worker1"), ids[2]);
     ctx.run(&["rollback", "worker1", "--to", "zzzz"])
         .fails()
-        .stderr_has("node `worker1` never had an image starting with `zzzz`");
+        .stderr_has("`--to zzzz` is neither a generation of node `worker1` nor the start of an image id it had\nhint: `nodeforge list --node worker1` shows");
     // Two images sharing a prefix: made directly, so the prefix is certain.
     let out = tempfile::tempdir().unwrap();
     for id in ["abc1", "abc2"] {

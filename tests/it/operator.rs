@@ -116,6 +116,66 @@ fn rollbacks_say_what_they_did_and_did_not_do() {
     assert_eq!(current_image(&ctx, "worker1"), id);
     // The next one has nothing to say.
     assert_eq!(ctx.net(&["build"]).ok().stderr, "");
+    // Generations 2 and 3 hold one image: a rollback goes past 2, to 1, and says so; `--all`
+    // does the same for every node.
+    let r = ctx.run(&["rollback", "worker1"]).ok();
+    assert_eq!(
+        r.stdout,
+        format!(
+            "worker1: generation 3 → 1 (image {}); skipped generation 2: the same image as generation 3\n",
+            current_image(&ctx, "worker1")
+        )
+    );
+    assert_ne!(current_image(&ctx, "worker1"), id);
+    ctx.run(&["rollback", "worker1", "--to", "@3"]).ok();
+    let v = ctx.run(&["rollback", "--all", "--json"]).ok().json();
+    let w1 = v["rolled_back"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["node"] == "worker1")
+        .unwrap();
+    assert_eq!(
+        (w1["from"].as_u64(), w1["to"].as_u64()),
+        (Some(3), Some(1)),
+        "{v}"
+    );
+    assert_eq!(w1["skipped_generations"], serde_json::json!([2]), "{v}");
+}
+
+/// `rollback --to`: a number that is both a generation and the start of an image id is refused
+/// with both readings, another node's `NODE@N` is named, and a miss points at `list`. (The
+/// readings that succeed: `history::rollback_to_an_id_prefix_and_ambiguity` and the unit tests
+/// of `generations::target`.)
+#[test]
+fn rollback_to_mistakes_say_what_to_write() {
+    // Made directly, so which ids start with which digits is certain.
+    let out = tempfile::tempdir().unwrap();
+    let (a, b) = ("a".repeat(64), "2".repeat(64));
+    for id in [&a, &b, &a] {
+        nodeforge::generations::record(out.path(), "n", id, "l", b"{}").unwrap();
+    }
+    let run = |to: &str| crate::run_in(out.path(), &["--out", ".", "rollback", "n", "--to", to]);
+    let cur = || nodeforge::generations::current(out.path(), "n");
+    let r = run("2").fails();
+    assert_eq!(
+        r.stderr,
+        "error: `--to 2` is ambiguous for node `n`: generation 2 (image 2222222222222222), or image 2222222222222222 (generation 2), whose id starts with `2`\n\
+         hint: write `--to @2` (or `--to n@2`) for the generation, or more of the id for the image\n"
+    );
+    assert_eq!(cur(), Some(3), "nothing switched");
+    let r = run("zzz").fails();
+    assert_eq!(
+        r.stderr,
+        "error: `--to zzz` is neither a generation of node `n` nor the start of an image id it had\n\
+         hint: `nodeforge list --node n` shows its generations and their image ids; pass one as `--to @N` or an id (prefix)\n"
+    );
+    run("m@2")
+        .fails()
+        .stderr_has("error: `--to m@2` names node `m`, not `n`\nhint: to roll back `m`, run `nodeforge rollback m --to m@2`\n");
+    run("@9")
+        .fails()
+        .stderr_has("error: node `n` has no generation 9: n has generations 1, 2, 3\n");
 }
 
 /// Every directory under `root`, sorted.
@@ -421,4 +481,75 @@ fn a_read_only_out_serves_every_command_that_writes_nothing() {
     }
     let _ = std::process::Command::new("umount").arg(&ro).status();
     assert!(failed.is_empty(), "{failed:#?}");
+}
+
+/// NODEFORGE_OFFLINE takes what people write in an environment: 1/0, true/false, yes/no.
+#[test]
+fn offline_from_the_environment_takes_1_0_yes_no() {
+    let ctx = TestContext::new();
+    let run = |v: &str| {
+        crate::run_env(
+            ctx.path(),
+            &[
+                "lock",
+                "--mirrors-only",
+                "--mirror",
+                "http://127.0.0.1:9/",
+                "--retries",
+                "0",
+            ],
+            &[("NODEFORGE_OFFLINE", v)],
+            None,
+        )
+    };
+    let note = "note: --offline: mirror http://127.0.0.1:9 is skipped";
+    for v in ["1", "true", "yes", "on", "TRUE", "Yes"] {
+        let r = run(v);
+        assert!(
+            r.stderr.contains(note),
+            "NODEFORGE_OFFLINE={v}: {}",
+            r.stderr
+        );
+    }
+    for v in ["0", "false", "no", "off"] {
+        let r = run(v);
+        assert!(
+            !r.stderr.contains(note),
+            "NODEFORGE_OFFLINE={v}: {}",
+            r.stderr
+        );
+        assert!(!r.stderr.contains("NODEFORGE_OFFLINE"), "{}", r.stderr);
+    }
+    let r = run("maybe");
+    assert_eq!(r.code, 2, "a command-line mistake, as clap's: {}", r.stderr);
+    assert!(
+        r.stderr
+            .starts_with("error: invalid value 'maybe' for '--offline': value was not a boolean"),
+        "{}",
+        r.stderr
+    );
+}
+
+/// A node name where `--node` is meant: clap's error, with the way to write it.
+#[test]
+fn a_positional_node_name_hints_at_node() {
+    let ctx = TestContext::new();
+    for cmd in ["build", "list"] {
+        let r = ctx.run(&[cmd, "worker1"]);
+        assert_eq!(r.code, 2, "{}", r.stderr);
+        assert_eq!(
+            r.stderr,
+            format!(
+                "error: unexpected argument 'worker1' found\n\n  \
+                 tip: use --node worker1: `nodeforge {cmd}` takes the node as an option\n\n\
+                 Usage: nodeforge {cmd} [OPTIONS]\n\nFor more information, try '--help'.\n"
+            )
+        );
+    }
+    // An unexpected option, or a command without --node: clap's error alone.
+    let r = ctx.run(&["build", "--nodes"]);
+    assert!(!r.stderr.contains("tip: use --node"), "{}", r.stderr);
+    let r = ctx.run(&["gc", "worker1"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(!r.stderr.contains("--node"), "{}", r.stderr);
 }

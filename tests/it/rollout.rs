@@ -362,6 +362,20 @@ fn rollback_of_a_group_leaves_the_others_alone() {
         assert_eq!(now[n], second[n], "{n} moved");
         assert_ne!(now[n], first[n]);
     }
+    // A build forward after the rollback makes generation 3, with generation 2's image: the
+    // next `rollback --group` goes back past 2 to 1 and says so (it used to stop on 2, the
+    // same image, and switch nothing).
+    ctx.net(&["build"]).ok();
+    assert_eq!(current_ids(&ctx)["worker0"], second["worker0"]);
+    let r = ctx.run(&["rollback", "--group", "canary"]).ok();
+    assert_eq!(
+        r.stdout,
+        format!(
+            "worker0: generation 3 → 1 (image {}); skipped generation 2: the same image as generation 3\n",
+            first["worker0"]
+        )
+    );
+    assert_eq!(current_ids(&ctx)["worker0"], first["worker0"]);
     ctx.run(&["rollback", "--group", "canray"])
         .fails()
         .stderr_has(

@@ -13,8 +13,9 @@ pub struct RollbackArgs {
     /// The node to roll back.
     #[arg(required_unless_present_any = ["all", "group"], conflicts_with_all = ["all", "group"])]
     node: Option<String>,
-    /// An image id, or an unambiguous prefix of one, that the node had.
-    #[arg(long, value_name = "ID")]
+    /// A generation (`@2`, `NODE@2`, or `2` when no image id starts with it) or an image id
+    /// (an unambiguous prefix of one) that the node had.
+    #[arg(long, value_name = "GEN|ID")]
     to: Option<String>,
     /// Roll every node back to its previous generation (nodes with none are named and left).
     #[arg(long, conflicts_with = "to")]
@@ -85,7 +86,7 @@ fn print(r: &[ops::Rollback]) {
         }
         let from = x.from.map_or_else(|| "-".to_string(), |f| f.to_string());
         say!(
-            "{}: generation {from} → {} (image {}){}",
+            "{}: generation {from} → {} (image {}){}{}",
             x.node,
             x.to,
             x.image_id,
@@ -93,6 +94,17 @@ fn print(r: &[ops::Rollback]) {
                 ", its files rebuilt from the store"
             } else {
                 ""
+            },
+            match x.skipped_generations.as_slice() {
+                [] => String::new(),
+                [one] => format!("; skipped generation {one}: the same image as generation {from}"),
+                many => format!(
+                    "; skipped generations {}: the same image as generation {from}",
+                    many.iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
             }
         );
     }

@@ -81,6 +81,9 @@ pub struct Rollback {
     pub rebuilt: bool,
     /// The node was on that image already: nothing was switched.
     pub already: bool,
+    /// Generations passed over, newest first: between the current one and `to`, they hold the
+    /// current image, so going back to them would change nothing.
+    pub skipped_generations: Vec<u32>,
 }
 
 /// A node `rollback --all` left where it is, and why.
@@ -98,7 +101,8 @@ pub struct RollbackAll {
     pub skipped: Vec<Skipped>,
 }
 
-/// Switch nodes to an earlier generation (or the one holding image `to`). All targets are found
+/// Switch nodes to the newest earlier generation whose image differs from the current one (or
+/// to the one `to` names: a generation number or an image id prefix). All targets are found
 /// and their images made present before any node is switched. With trusted `keys`, every
 /// target must carry a valid signature by one of them, checked before anything is written.
 pub fn rollback(
@@ -112,7 +116,10 @@ pub fn rollback(
     let mut plan = Vec::new();
     for node in nodes {
         known.check(node)?;
-        let mut target = generations::target(out, node, to)?;
+        let generations::Target {
+            generation: mut target,
+            skipped,
+        } = generations::target(out, node, to)?;
         let current = generations::current(out, node);
         // `--to` the image the node is on: its current generation, not a newer one with it.
         if let Some(cur) = current {
@@ -124,10 +131,10 @@ pub fn rollback(
                 target = g;
             }
         }
-        plan.push((node.clone(), current, target));
+        plan.push((node.clone(), current, target, skipped));
     }
     if !keys.is_empty() {
-        for (node, _, target) in &plan {
+        for (node, _, target, _) in &plan {
             let m = generation_manifest(out, node, target.number)?;
             let status = crate::ops::steps::image_signatures(out, &m, keys);
             if !status.trusted() {
@@ -142,7 +149,7 @@ pub fn rollback(
     let layout = OutDir::new(out);
     let store = crate::ops::steps::open_store(&layout)?;
     let mut rebuilt = Vec::new();
-    for (node, _, target) in &plan {
+    for (node, _, target, _) in &plan {
         let m = generation_manifest(out, node, target.number)?;
         // Switch only to layers that are what their entries make: a damaged or planted layer
         // directory is set aside and the layer written again from the store (and must then be
@@ -161,7 +168,7 @@ pub fn rollback(
         rebuilt.push(new);
     }
     let mut done = Vec::new();
-    for ((node, from, target), rebuilt) in plan.into_iter().zip(rebuilt) {
+    for ((node, from, target, skipped), rebuilt) in plan.into_iter().zip(rebuilt) {
         let already = from == Some(target.number);
         if !already {
             generations::switch(out, &node, target.number)?;
@@ -173,6 +180,7 @@ pub fn rollback(
             image_id: target.image_id,
             rebuilt,
             already,
+            skipped_generations: skipped,
         });
     }
     Ok(done)
