@@ -26,6 +26,7 @@ mod operator;
 mod rollout;
 mod server;
 mod systemd_vm;
+mod vmkit;
 mod trust;
 mod vm;
 
