@@ -10,6 +10,7 @@
 )]
 
 mod build;
+mod cluster;
 mod corpus;
 mod crash;
 mod erofs;
@@ -26,9 +27,9 @@ mod operator;
 mod rollout;
 mod server;
 mod systemd_vm;
-mod vmkit;
 mod trust;
 mod vm;
+mod vmkit;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
