@@ -180,6 +180,26 @@ impl Write for AtomicFile {
     }
 }
 
+/// `path` made absolute with symlinks resolved, for as much of it as exists (the rest appended
+/// as given): to compare where a file would land with a directory it must stay out of.
+pub fn resolved(path: &Path) -> PathBuf {
+    let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut missing = Vec::new();
+    let mut at = abs.as_path();
+    loop {
+        if let Ok(c) = fs::canonicalize(at) {
+            return missing.iter().rev().fold(c, |p: PathBuf, m| p.join(m));
+        }
+        match (at.parent(), at.file_name()) {
+            (Some(parent), Some(name)) => {
+                missing.push(name.to_os_string());
+                at = parent;
+            }
+            _ => return abs,
+        }
+    }
+}
+
 /// Write `contents` to `path` atomically with the given mode. The parent directory is created.
 pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<(), FsError> {
     let mut tmp = AtomicFile::new_in(parent_of(path))?;

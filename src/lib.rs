@@ -12,6 +12,7 @@
 //! | `store`       | `out/store/`: content-addressed objects, the sha256 index, locks           |
 //! | `extract`     | what an artifact installs, streamed out of its archive once into the store |
 //! | `secrets`     | finding private keys in bytes and streams, in any framing                  |
+//! | `credentials` | each node's declared secret files: checks, fw_cfg/libvirt/cloud-init delivery |
 //! | `render`      | templates + node variables → validated file bytes and enable links         |
 //! | `image`       | entries, layers and their roles, ids, records; EROFS, dm-verity, tar writers |
 //! | `trust`       | Ed25519 keys, DSSE envelopes, in-toto statements, SLSA provenance        |
@@ -28,6 +29,7 @@
 
 pub mod checksum;
 pub mod cli;
+pub mod credentials;
 pub mod extract;
 pub mod fetch;
 pub mod fsutil;

@@ -23,7 +23,7 @@ mod commands;
 use crate::ops::{self, Error};
 use commands::{
     build, components, demo_mirror, diff, fetch, flatten, gc, list, lock, mirror, plan, rollback,
-    show, verify,
+    secrets, show, verify,
 };
 use commands::{export, import, login, pull, push};
 use commands::{key, provenance, sbom, sign};
@@ -144,7 +144,19 @@ enum Command {
     Sbom(sbom::SbomArgs),
     /// Print an image's SLSA Provenance v1 (an in-toto statement; `sign` writes it signed).
     Provenance(provenance::ProvenanceArgs),
+    // Each node's secrets (issue 23).
+    /// Each node's secret files (the manifest's [[secrets]]): `check` them against the manifest
+    /// before boot, or write a cloud-init `user-data` that delivers them.
+    #[command(after_help = SECRETS_EXAMPLES)]
+    Secrets(secrets::SecretsArgs),
 }
+
+const SECRETS_EXAMPLES: &str = "\
+Examples:
+  nodeforge secrets check --secrets ~/kubenet-secrets              every node's files
+  nodeforge secrets check --node worker1 --secrets ~/kubenet-secrets --expiry-margin 60d
+  nodeforge show worker1 --boot --secrets ~/kubenet-secrets        QEMU -fw_cfg / libvirt entries
+  nodeforge secrets user-data worker1 --secrets ~/kubenet-secrets -o worker1.user-data";
 
 const PUSH_EXAMPLES: &str = "\
 Examples:
@@ -193,6 +205,7 @@ Examples:
   nodeforge show worker1@2                  its generation 2
   nodeforge show 3fa9c2                     an image by id prefix
   nodeforge show worker1 --boot             the disks, kernel command line and QEMU command to boot it
+  nodeforge show worker1 --boot --secrets ~/kubenet-secrets   and its secrets as systemd credentials
   nodeforge --json show worker1 | jq '.entries[].path'";
 
 const ROLLBACK_EXAMPLES: &str = "\
@@ -363,6 +376,7 @@ impl Command {
                 | Command::Components(_)
                 | Command::Mirror(_)
                 | Command::DemoMirror(_)
+                | Command::Secrets(_)
         )
     }
 }
@@ -394,6 +408,7 @@ fn run(ctx: &Ctx, command: Command) -> Result<ExitCode, Error> {
         Command::Sign(a) => sign::exec(ctx, a),
         Command::Sbom(a) => sbom::exec(ctx, a),
         Command::Provenance(a) => provenance::exec(ctx, a),
+        Command::Secrets(a) => secrets::exec(ctx, a),
     }
 }
 
@@ -513,6 +528,7 @@ mod tests {
             VERIFY_EXAMPLES,
             PUSH_EXAMPLES,
             PULL_EXAMPLES,
+            SECRETS_EXAMPLES,
         ] {
             for line in examples.lines().skip(1) {
                 let command = line.trim_start().split("  ").next().unwrap_or_default();

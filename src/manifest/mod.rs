@@ -4,6 +4,7 @@
 
 mod names;
 mod raw;
+pub mod secrets;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
@@ -15,6 +16,7 @@ use toml::Spanned;
 
 pub use names::{Arch, ComponentName, NodeName};
 pub use raw::{check_version, url_file_name};
+pub use secrets::{SecretDecl, SecretKind};
 
 use crate::source::{self, Location, SourceFile};
 
@@ -225,6 +227,8 @@ pub struct Manifest {
     pub groups: BTreeMap<String, Group>,
     /// `[control-plane] kube-apiserver`, when the manifest sets it.
     pub kube_apiserver: Option<String>,
+    /// `[[secrets]]`: the secret files each node needs, in the manifest's order.
+    pub secrets: Vec<SecretDecl>,
 }
 
 impl Manifest {

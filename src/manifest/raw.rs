@@ -31,6 +31,8 @@ pub struct RawManifest {
     #[serde(default)]
     groups: BTreeMap<Spanned<String>, Spanned<RawGroup>>,
     control_plane: Option<RawControlPlane>,
+    #[serde(default)]
+    secrets: Vec<Spanned<super::secrets::RawSecret>>,
 }
 
 /// `[groups.<name>]`: nodes that run their own versions on top of the cluster's.
@@ -106,12 +108,12 @@ struct RawNode {
 }
 
 /// Builds located errors for one source file.
-struct Ctx<'a> {
-    src: &'a SourceFile,
+pub(super) struct Ctx<'a> {
+    pub(super) src: &'a SourceFile,
 }
 
 impl Ctx<'_> {
-    fn err(
+    pub(super) fn err(
         &self,
         span: Range<usize>,
         key: impl Into<String>,
@@ -375,8 +377,10 @@ pub(super) fn validate(
         }
         None => None,
     };
+    let secrets = super::secrets::validate(&ctx, &raw.secrets, &nodes)?;
     Ok(Manifest {
         path: src.path.clone(),
+        secrets,
         templates,
         vars: raw.vars,
         name,

@@ -32,6 +32,10 @@ pub struct BootPlan {
     pub kernel_cmdline: String,
     /// A QEMU (7.2 or later) command line; `VM_DISK` is the VM's own disk (root and /var).
     pub qemu: Vec<String>,
+    /// With `--secrets`: each secret passed as a systemd credential over fw_cfg (also in `qemu`).
+    pub credentials: Vec<crate::credentials::deliver::Credential>,
+    /// With `--secrets`: the same as libvirt's `<sysinfo type='fwcfg'>` element.
+    pub libvirt_sysinfo: Option<String>,
 }
 
 /// The serial of a layer's disk: `nf-<role>` for the data, `nf-<role>-verity` for the tree.
@@ -116,5 +120,7 @@ pub fn boot_plan(manifest: &Path, out: &Path, reference: &str) -> Result<BootPla
         disks,
         kernel_cmdline: cmdline.join(" "),
         qemu,
+        credentials: Vec::new(),
+        libvirt_sysinfo: None,
     })
 }

@@ -315,7 +315,8 @@ fn node_image(
         )
         .map_err(image_err)?;
     }
-    let rendered = templates.render_node(manifest, node)?;
+    let mut rendered = templates.render_node(manifest, node)?;
+    rendered.extend(secrets_placement(manifest, node)?);
     for r in &rendered {
         let (size, blake3) = put(store, &r.bytes, writes)?;
         list.add(
@@ -339,6 +340,28 @@ fn node_image(
             .map_err(image_err)?;
     }
     Ok(list.finish(node.name.as_str(), node.arch.as_str()))
+}
+
+/// The config layer's unit that places the node's `[[secrets]]` at their paths from the
+/// system credentials a VM host passes (`crate::credentials::deliver`), when it takes any.
+fn secrets_placement(manifest: &Manifest, node: &Node) -> Result<Option<render::Rendered>, Error> {
+    use crate::credentials::{deliver, Templates};
+    if manifest.secrets.is_empty() {
+        return Ok(None);
+    }
+    let plan = Templates::new(manifest)?.plan(node)?;
+    Ok(deliver::placement_unit(&plan).map(|text| render::Rendered {
+        path: deliver::PLACEMENT_UNIT.to_string(),
+        bytes: text.into_bytes(),
+        mode: 0o644,
+        template: format!(
+            "{} [[secrets]]",
+            manifest
+                .path
+                .file_name()
+                .map_or_else(|| "manifest".into(), |n| n.to_string_lossy().into_owned())
+        ),
+    }))
 }
 
 /// Every node's entry list as the manifest, lockfile and templates make it now, from the store

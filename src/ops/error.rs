@@ -72,6 +72,17 @@ pub enum Error {
     },
     #[error(transparent)]
     Render(#[from] RenderError),
+    /// A `[[secrets]]` template that does not render for a node.
+    #[error(transparent)]
+    SecretPlan(#[from] Box<crate::credentials::PlanError>),
+    /// The node's secrets did not pass `secrets check`: nothing was delivered.
+    #[error("the secrets of node `{node}` in {} do not pass the check ({} {}): nothing was delivered", dir.display(), findings.len(), if findings.len() == 1 { "error" } else { "errors" })]
+    Secrets {
+        node: String,
+        dir: PathBuf,
+        /// The errors, one per problem.
+        findings: Vec<crate::credentials::Finding>,
+    },
     #[error(transparent)]
     Extract(#[from] ExtractError),
     #[error(transparent)]
@@ -240,6 +251,16 @@ impl Error {
                             v.hint.clone(),
                             "or pass --allow-skew to go ahead anyway (the skew is then printed as a warning)".into(),
                         ],
+                    })
+                    .collect()
+            }
+            // One line per problem of the node's secrets, each with what to do.
+            Error::Secrets { findings, .. } => {
+                return findings
+                    .iter()
+                    .map(|f| Problem {
+                        message: f.line(),
+                        hints: f.hint.iter().cloned().collect(),
                     })
                     .collect()
             }

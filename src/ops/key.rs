@@ -1,12 +1,12 @@
 //! `nodeforge key generate PATH`: a new Ed25519 signing key, `PATH` (PKCS#8 PEM, mode 0600) and
 //! `PATH.pub` (SPKI PEM), never where an image or the output directory could carry it away.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::Serialize;
 
 use super::Error;
-use crate::fsutil::{self, AtomicFile, IoContext};
+use crate::fsutil::{self, resolved, AtomicFile, IoContext};
 use crate::trust::PrivateKey;
 
 #[derive(Debug, Clone)]
@@ -22,25 +22,6 @@ pub struct KeyReport {
     pub public_key: PathBuf,
     /// sha256 of the public key's DER SubjectPublicKeyInfo, lowercase hex.
     pub keyid: String,
-}
-
-/// `dir` with symlinks resolved, for as much of it as exists.
-fn resolved(dir: &Path) -> PathBuf {
-    let abs = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
-    let mut missing = Vec::new();
-    let mut at = abs.as_path();
-    loop {
-        if let Ok(c) = std::fs::canonicalize(at) {
-            return missing.iter().rev().fold(c, |p: PathBuf, m| p.join(m));
-        }
-        match (at.parent(), at.file_name()) {
-            (Some(parent), Some(name)) => {
-                missing.push(name.to_os_string());
-                at = parent;
-            }
-            _ => return abs,
-        }
-    }
 }
 
 pub fn key_generate(opts: &KeyGenOptions) -> Result<KeyReport, Error> {

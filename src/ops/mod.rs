@@ -15,6 +15,7 @@ mod materialize;
 mod mirror;
 mod nodes;
 mod plan;
+mod secrets;
 mod verify;
 // OCI registries and layouts.
 mod export;
@@ -55,6 +56,10 @@ pub use materialize::{find_image, FlatFormat};
 pub use mirror::{export_mirror, ExportReport};
 pub use nodes::suggest;
 pub use plan::{plan, NodeChange, PlanOptions, PlanReport, PlanStep, StepKind, VersionMove};
+pub use secrets::{
+    boot_plan_with_secrets, parse_margin, secrets_check, secrets_user_data, SecretsCheckOptions,
+    SecretsCheckReport, SecretsOptions, UserDataOptions, UserDataReport,
+};
 // OCI registries and layouts.
 pub use export::{export, ExportOptions, LayoutExportReport};
 pub use import::{import, ImportOptions, ImportReport};

@@ -374,8 +374,8 @@ impl TemplateSet {
     }
 }
 
-/// The variables a template sees.
-fn context(manifest: &Manifest, node: &Node) -> minijinja::Value {
+/// The variables a template sees (also `[[secrets]]` templates, `crate::credentials`).
+pub fn context(manifest: &Manifest, node: &Node) -> minijinja::Value {
     // The node's group overrides the cluster's versions.
     let versions: BTreeMap<String, String> = manifest.versions_of(node);
     minijinja::context! {

@@ -355,13 +355,14 @@ fn binaries_are_stored_once_for_all_nodes() {
         .collect();
     assert_eq!(kubelet[0], kubelet[1]);
     // One object per distinct content: 6 artifacts, 6+1+18 extracted executables, the rendered
-    // files (9 templates; the bridge config and kubelet config differ per node) and the
-    // extension-release files (one per layer role and architecture).
+    // files (9 templates; the bridge config and kubelet config differ per node; the secrets'
+    // placement unit names the node's certificate paths) and the extension-release files (one
+    // per layer role and architecture).
     let objects = ctx.store_objects();
     let distinct: std::collections::BTreeSet<&String> = objects.iter().map(|(_, n)| n).collect();
     assert_eq!(objects.len(), distinct.len());
     assert!(
-        objects.len() <= 6 + 25 + 7 + 2 * 6 + 2,
+        objects.len() <= 6 + 25 + 7 + 3 * 6 + 2,
         "{} objects",
         objects.len()
     );

@@ -25,6 +25,7 @@ mod manifest_errors;
 mod oci;
 mod operator;
 mod rollout;
+mod secrets;
 mod server;
 mod systemd_vm;
 mod trust;

@@ -13,6 +13,7 @@ pub mod lock;
 pub mod mirror;
 pub mod plan;
 pub mod rollback;
+pub mod secrets;
 pub mod show;
 pub mod verify;
 // OCI registries and layouts.

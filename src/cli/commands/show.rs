@@ -16,6 +16,18 @@ pub struct ShowArgs {
     /// command line and a QEMU command line.
     #[arg(long)]
     boot: bool,
+    /// With --boot: check the node's secrets in DIR, then pass each as a systemd credential
+    /// (QEMU -fw_cfg arguments and libvirt <sysinfo type='fwcfg'> entries naming the files).
+    #[arg(long = "secrets", value_name = "DIR", requires = "boot")]
+    secrets: Option<std::path::PathBuf>,
+    /// With --secrets: certificates expiring within this margin are a warning (30d, 12h, 2w).
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value = "30d",
+        requires = "secrets"
+    )]
+    expiry_margin: String,
     /// With trusted keys, say which of them validly signed the image.
     #[command(flatten)]
     trust: super::sign::TrustArgs,
@@ -23,9 +35,16 @@ pub struct ShowArgs {
 
 pub fn exec(ctx: &Ctx, args: ShowArgs) -> Result<ExitCode, Error> {
     let json = ctx.json;
-    let ShowArgs { id, boot, trust } = args;
+    let ShowArgs {
+        id,
+        boot,
+        trust,
+        secrets,
+        expiry_margin,
+    } = args;
     if boot {
-        return show_boot(ctx, &id);
+        let secrets = secrets.map(|dir| super::secrets::SecretsDirArgs { dir, expiry_margin });
+        return show_boot(ctx, &id, secrets.as_ref());
     }
     let r = ops::show(&ctx.manifest, &ctx.out, &id, &trust.load()?)?;
     if json {
@@ -133,9 +152,20 @@ pub fn exec(ctx: &Ctx, args: ShowArgs) -> Result<ExitCode, Error> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn show_boot(ctx: &Ctx, id: &str) -> Result<ExitCode, Error> {
+fn show_boot(
+    ctx: &Ctx,
+    id: &str,
+    secrets: Option<&super::secrets::SecretsDirArgs>,
+) -> Result<ExitCode, Error> {
     let json = ctx.json;
-    let b = ops::boot_plan(&ctx.manifest, &ctx.out, id)?;
+    let b = match secrets {
+        None => ops::boot_plan(&ctx.manifest, &ctx.out, id)?,
+        Some(s) => {
+            let (b, warnings) = ops::boot_plan_with_secrets(id, &s.options(ctx)?)?;
+            super::secrets::print_warnings(&warnings);
+            b
+        }
+    };
     if json {
         print_json("show-boot-report", &b);
         return Ok(ExitCode::SUCCESS);
@@ -156,5 +186,24 @@ fn show_boot(ctx: &Ctx, id: &str) -> Result<ExitCode, Error> {
             .collect::<Vec<_>>()
             .join(" \\\n    ")
     );
+    if !b.credentials.is_empty() {
+        say!("systemd credentials (QEMU -fw_cfg above; systemd 252+ in the guest imports them into /run/credentials/@system/, the config layer's nodeforge-secrets.service places them):");
+        for c in &b.credentials {
+            say!(
+                "  {:<24} {} -> {} ({:04o} {})",
+                c.name,
+                c.file.display(),
+                c.to,
+                c.mode,
+                c.owner
+            );
+        }
+    }
+    if let Some(x) = &b.libvirt_sysinfo {
+        say!("libvirt (inside <domain>; libvirt 6.5+):");
+        for line in x.lines() {
+            say!("  {line}");
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
