@@ -199,7 +199,11 @@ pub fn put_in_mirror(mirror: &Path, a: &nodeforge::manifest::ArtifactSpec, bytes
     std::fs::write(&at, bytes).unwrap();
     let sums = mirror.join(nodeforge::fetch::mirror_path(&a.checksum_url).unwrap());
     std::fs::create_dir_all(sums.parent().unwrap()).unwrap();
-    std::fs::write(&sums, format!("{}  {}\n", sha256_hex(bytes), a.checksum_name)).unwrap();
+    std::fs::write(
+        &sums,
+        format!("{}  {}\n", sha256_hex(bytes), a.checksum_name),
+    )
+    .unwrap();
 }
 
 /// A one-layer OCI image archive for `ctr images import`: `files` (source on the host, path in
@@ -279,7 +283,13 @@ pub fn oci_archive(
     std::fs::write(oci.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
     std::fs::write(oci.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
     run(Command::new("tar")
-        .args(["--owner=0", "--group=0", "--numeric-owner", "--mtime=@0", "-cf"])
+        .args([
+            "--owner=0",
+            "--group=0",
+            "--numeric-owner",
+            "--mtime=@0",
+            "-cf",
+        ])
         .arg(out)
         .arg("-C")
         .arg(&oci)
