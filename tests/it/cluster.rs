@@ -1616,7 +1616,7 @@ fn cluster_runs_pods_across_nodes_and_rolls_back() {
         kubelet_cmd.contains("--v=2"),
         "after the rollback worker0's kubelet is not generation 1's (--v=2): {kubelet_cmd}"
     );
-    let cmdline = ctl(on_node(&["/bin/busybox", "cat", "/proc/cmdline"]), &cl);
+    let cmdline = ctl(on_node(&["/usr/bin/cat", "/proc/cmdline"]), &cl);
     let g1 = crate::vmkit::layers(&up.gen1);
     assert!(
         cmdline.contains(&format!("nodeforge.config={}", g1.config)),
