@@ -6,7 +6,7 @@ BIN   := target/release/nodeforge
 DEMO  := out/demo
 DEMO_FLAGS := --lockfile $(DEMO)/kubenet.lock --out $(DEMO)
 
-.PHONY: build test demo bench lint clean vm
+.PHONY: build test demo bench lint clean vm cluster cluster-down
 
 ## Release binary, then the default cluster's node images: lock check (entries the lockfile lacks
 ## or records as unresolved are resolved and written, and it says so), verified fetch into
@@ -47,6 +47,19 @@ demo:
 NODE ?= worker1
 vm:
 	OUT=$(or $(OUT),out) scripts/vm-boot $(NODE)
+
+## Two VMs running the seed's chapter 6 for real (tests/it/cluster.rs, its bring-up): control0
+## with etcd, kube-apiserver, kube-controller-manager and kube-scheduler on its own disk, and
+## worker0; both run containerd, kubelet and kube-proxy (built from upstream's source by
+## scripts/k8s-from-source) from their nodeforge images, secrets delivered over fw_cfg. Left
+## running in CLUSTER (default out/cluster); prints the KUBECONFIG to use. `make cluster-down`
+## stops the VMs.
+CLUSTER ?= out/cluster
+cluster:
+	NODEFORGE_CLUSTER_DIR=$(CLUSTER) $(CARGO) test --locked --test it -- --ignored --exact --nocapture cluster::cluster_up_for_a_person
+
+cluster-down:
+	@for p in $(CLUSTER)/vm/*/qemu.pid; do [ -e "$$p" ] && kill "$$(cat "$$p")" && echo "stopped $$p"; done; true
 
 ## Benchmarks: a realistic workload made locally, every figure side by side with the standard
 ## tools in one run (needs curl, erofs-utils (mkfs.erofs, fsck.erofs), cryptsetup-bin, b3sum). Results: BENCHMARKS.md.

@@ -9,7 +9,10 @@
 //! under `Proc-Type:` headers — so a binary that merely contains the words (Go's crypto/x509 does)
 //! is not a key. Unframed base64 is decoded only for runs of at least [`MIN_RUN`] base64
 //! characters (a random binary has none), at most [`MAX_RUN`] characters each, and must decode to
-//! the DER structure of a private key: certificates and public keys pass.
+//! the DER structure of a private key: certificates and public keys pass. A base64 body framed by
+//! a PEM BEGIN line is judged by its label, not decoded as unframed base64: Go's standard library
+//! (`net/http/internal/testcert`, linked into e.g. crictl) embeds its public test keys as
+//! `-----BEGIN RSA TESTING KEY-----`, the convention that tells scanners a key is no secret.
 
 use memchr::memmem;
 
@@ -241,6 +244,29 @@ fn next_run(data: &[u8], mut from: usize, continued: bool) -> Option<usize> {
     None
 }
 
+/// Whether the base64 run at `s` is the body of a PEM block (its BEGIN line, then a line break,
+/// right before it) whose label is not a private key's: a certificate, a public key, Go's
+/// `TESTING KEY`. Such a body is what its label says; [`pem_key_at`] judges the private ones.
+fn framed_non_key(data: &[u8], s: usize) -> bool {
+    let mut i = s;
+    while i > 0 && matches!(data[i - 1], b'\n' | b'\r') {
+        i -= 1;
+    }
+    if i == s || !data[..i].ends_with(b"-----") {
+        return false;
+    }
+    // The BEGIN line (whatever precedes it on its line: in a binary, other strings).
+    let from = i.saturating_sub(BEGIN.len() + 64);
+    let Some(at) = memmem::rfind(&data[from..i], BEGIN) else {
+        return false;
+    };
+    let label = &data[from + at + BEGIN.len()..i];
+    !label.ends_with(LABEL_END)
+        && label
+            .iter()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b" -".contains(b))
+}
+
 fn scan(data: &[u8], continued: bool, depth: u8) -> Option<usize> {
     let pem = memmem::find_iter(data, BEGIN).find(|&at| pem_key_at(data, at));
     if depth >= MAX_DEPTH {
@@ -251,7 +277,9 @@ fn scan(data: &[u8], continued: bool, depth: u8) -> Option<usize> {
     while let Some(s) = next_run(&data[..limit], from, continued) {
         let (chars, end) = collect(data, s, MAX_RUN, false);
         let decoded = decode(&chars);
-        if is_key_der(&decoded) || scan(&decoded, false, depth + 1).is_some() {
+        if framed_non_key(data, s) {
+            // Judged by its label (a private one was found above, as `pem`).
+        } else if is_key_der(&decoded) || scan(&decoded, false, depth + 1).is_some() {
             return Some(s);
         }
         // Past this run, without decoding what is beyond MAX_RUN of it.
@@ -342,6 +370,23 @@ mod tests {
             find_private_key_in(&mut clean.as_slice(), chunk).expect("read"),
             None
         );
+    }
+
+    /// Go's `testingKey` convention (`net/http/internal/testcert`, linked into crictl 1.34): a
+    /// real RSA key body under a `TESTING KEY` label is a public test fixture, not a secret; the
+    /// same body under a `PRIVATE KEY` label, or unframed, is a key.
+    #[test]
+    fn a_go_testing_key_is_not_a_private_key() {
+        let body = "MIIEvgIBADANBgkqhkiG9w0BAQEFAASCBKgwggSkAgEAAoIBAQDFyXr1E4l3GM34\n\
+                    wlmdsWtjHJCigAMKwnpUOS4DAgMBAAECggEBAL4mDPbcsAE8xaI7AOwkW9aU0FBV\n";
+        let testing = format!(
+            "docs-----BEGIN RSA TESTING KEY-----\n{body}-----END RSA TESTING KEY-----\n\x1egrpc"
+        );
+        assert_eq!(find_private_key(testing.as_bytes()), None);
+        let private = format!("-----BEGIN PRIVATE KEY-----\n{body}-----END PRIVATE KEY-----\n");
+        assert_eq!(find_private_key(private.as_bytes()), Some(0));
+        let unframed = format!("client-key-data: {}\n", body.replace('\n', ""));
+        assert_eq!(find_private_key(unframed.as_bytes()), Some(17));
     }
 
     #[test]

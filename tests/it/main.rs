@@ -12,6 +12,7 @@
 mod architecture;
 mod boot_script;
 mod build;
+mod cluster;
 mod corpus;
 mod crash;
 mod erofs;
@@ -33,6 +34,7 @@ mod systemd_vm;
 mod terminal;
 mod trust;
 mod vm;
+mod vmkit;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -35,117 +35,14 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use crate::vmkit::{
+    cache_dir, layer_disks, layers, oci_archive, put_in_mirror, run, script, targz, DebianRuntime,
+    Layers,
+};
 use crate::{sha256_hex, TestContext, REPO};
-
-fn cache_dir() -> PathBuf {
-    let d = std::env::var_os("NODEFORGE_VM_CACHE").map_or_else(
-        || Path::new(REPO).join("target/nodeforge-vm-cache"),
-        PathBuf::from,
-    );
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-/// Run a command; its stdout, or a panic with everything it said.
-#[track_caller]
-fn run(cmd: &mut Command) -> String {
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed ({}):\n{}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn script(name: &str) -> Command {
-    Command::new(Path::new(REPO).join("scripts").join(name))
-}
-
-/// A Debian package from the cache, downloaded once with `apt-get download` (bounded in time).
-fn deb(pkg: &str) -> PathBuf {
-    let dir = cache_dir().join("debs");
-    std::fs::create_dir_all(&dir).unwrap();
-    let find = || {
-        std::fs::read_dir(&dir)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .find(|p| {
-                let n = p.file_name().unwrap().to_string_lossy().into_owned();
-                n.starts_with(&format!("{pkg}_")) && n.ends_with("_amd64.deb")
-            })
-    };
-    if let Some(p) = find() {
-        return p;
-    }
-    let tmp = tempfile::tempdir_in(&dir).unwrap();
-    let out = Command::new("timeout")
-        .args([
-            "300",
-            "apt-get",
-            "download",
-            "-q",
-            "-o",
-            "Acquire::Retries=2",
-        ])
-        .args(["-o", "Acquire::http::Timeout=30", pkg])
-        .current_dir(tmp.path())
-        .stdin(Stdio::null())
-        .output()
-        .expect("timeout/apt-get");
-    assert!(
-        out.status.success(),
-        "could not download the Debian package {pkg} with `apt-get download` ({}); the Debian \
-         archive must be reachable once to fill {}:\n{}",
-        out.status,
-        dir.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    for e in std::fs::read_dir(tmp.path()).unwrap() {
-        let p = e.unwrap().path();
-        std::fs::rename(&p, dir.join(p.file_name().unwrap())).unwrap();
-    }
-    find().unwrap_or_else(|| panic!("apt-get download {pkg} left no {pkg}_*_amd64.deb"))
-}
-
-/// Upstream's version of a Debian package file: `containerd_1.6.20~ds1-1+deb12u3_amd64.deb` → 1.6.20.
-fn upstream_version(deb: &Path) -> String {
-    let name = deb.file_name().unwrap().to_string_lossy().into_owned();
-    let v = name.split('_').nth(1).unwrap();
-    let v = v.rsplit("%3a").next().unwrap();
-    v.split(['~', '+', '-']).next().unwrap().to_string()
-}
-
-fn extract_deb(deb: &Path, dir: &Path) -> PathBuf {
-    let d = dir.join(deb.file_stem().unwrap());
-    std::fs::create_dir_all(&d).unwrap();
-    run(Command::new("dpkg-deb").arg("-x").arg(deb).arg(&d));
-    d
-}
-
-fn targz(out: &Path, dir: &Path, members: &[&str]) -> Vec<u8> {
-    run(Command::new("tar")
-        .args([
-            "--owner=0",
-            "--group=0",
-            "--numeric-owner",
-            "--mtime=@0",
-            "-czf",
-        ])
-        .arg(out)
-        .arg("-C")
-        .arg(dir)
-        .args(members));
-    std::fs::read(out).unwrap()
-}
 
 /// What the test knows about the real binaries it put in the mirror.
 struct Real {
@@ -157,7 +54,7 @@ struct Real {
 /// `real_mirror`, cached next to the .deb files it is made from (keyed by their names, the
 /// busybox binary and the default manifest): repacking costs seconds each run otherwise.
 fn cached_mirror() -> (String, PathBuf, Real) {
-    let debs = ["containerd", "runc", "containernetworking-plugins"].map(deb);
+    let debs = DebianRuntime::package_files();
     let busybox = std::fs::read("/bin/busybox").expect("/bin/busybox (busybox-static)");
     let manifest = std::fs::read(Path::new(REPO).join("manifests/kubenet.toml")).unwrap();
     let key = sha256_hex(
@@ -194,27 +91,12 @@ fn cached_mirror() -> (String, PathBuf, Real) {
 }
 
 /// The default manifest with Debian's versions, and a `file://` mirror of real binaries in
-/// upstream's names and layouts, with checksum files.
+/// upstream's names and layouts, with checksum files (busybox-static stands in for kubelet,
+/// kube-proxy and crictl).
 fn real_mirror(scratch: &Path) -> (String, PathBuf, Real) {
-    let containerd = deb("containerd");
-    let runc = deb("runc");
-    let cni = deb("containernetworking-plugins");
+    let rt = DebianRuntime::unpack(scratch);
     let text = std::fs::read_to_string(Path::new(REPO).join("manifests/kubenet.toml")).unwrap();
-    let mut manifest = String::new();
-    for line in text.lines() {
-        let line = match line.split_once(" = ").map(|(k, _)| k) {
-            Some("containerd") => format!("containerd = \"{}\"", upstream_version(&containerd)),
-            Some("runc") => format!("runc = \"{}\"", upstream_version(&runc)),
-            Some("cni-plugins") => format!("cni-plugins = \"{}\"", upstream_version(&cni)),
-            _ => line.to_string(),
-        };
-        manifest.push_str(&line);
-        manifest.push('\n');
-    }
-    let x = scratch.join("debs");
-    let containerd_dir = extract_deb(&containerd, &x);
-    let runc_dir = extract_deb(&runc, &x);
-    let cni_dir = extract_deb(&cni, &x);
+    let manifest = rt.pin_versions(&text);
     let bb_dir = scratch.join("busybox");
     std::fs::create_dir_all(&bb_dir).unwrap();
     let busybox = std::fs::read("/bin/busybox").expect("/bin/busybox (busybox-static)");
@@ -222,8 +104,8 @@ fn real_mirror(scratch: &Path) -> (String, PathBuf, Real) {
     run(Command::new("chmod").arg("0755").arg(bb_dir.join("crictl")));
     let real = Real {
         busybox: busybox.clone(),
-        runc: std::fs::read(runc_dir.join("usr/sbin/runc")).unwrap(),
-        containerd: std::fs::read(containerd_dir.join("usr/bin/containerd")).unwrap(),
+        runc: rt.runc(),
+        containerd: rt.containerd(),
     };
 
     let mf = scratch.join("mirror-manifest.toml");
@@ -238,88 +120,13 @@ fn real_mirror(scratch: &Path) -> (String, PathBuf, Real) {
         let bytes = match a.component.as_str() {
             "kubelet" | "kube-proxy" => busybox.clone(),
             "crictl" => targz(&tmp, &bb_dir, &["crictl"]),
-            "runc" => real.runc.clone(),
-            "containerd" => targz(&tmp, &containerd_dir.join("usr"), &["bin"]),
-            "cni-plugins" => targz(&tmp, &cni_dir.join("usr/lib/cni"), &["."]),
-            other => panic!("no real binary for component {other}"),
+            other => rt
+                .artifact(other, &tmp)
+                .unwrap_or_else(|| panic!("no real binary for component {other}")),
         };
-        let at = mirror.join(nodeforge::fetch::mirror_path(&a.url).unwrap());
-        std::fs::create_dir_all(at.parent().unwrap()).unwrap();
-        std::fs::write(&at, &bytes).unwrap();
-        let sums = mirror.join(nodeforge::fetch::mirror_path(&a.checksum_url).unwrap());
-        std::fs::create_dir_all(sums.parent().unwrap()).unwrap();
-        std::fs::write(
-            &sums,
-            format!("{}  {}\n", sha256_hex(&bytes), a.checksum_name),
-        )
-        .unwrap();
+        put_in_mirror(&mirror, &a, &bytes);
     }
     (manifest, mirror, real)
-}
-
-/// A one-layer OCI image archive holding busybox-static, for `ctr image import`.
-fn oci_archive(scratch: &Path, out: &Path) {
-    let stage = scratch.join("oci-rootfs");
-    std::fs::create_dir_all(stage.join("bin")).unwrap();
-    std::fs::copy("/bin/busybox", stage.join("bin/busybox")).unwrap();
-    let layer_path = scratch.join("layer.tar");
-    run(Command::new("tar")
-        .args([
-            "--owner=0",
-            "--group=0",
-            "--numeric-owner",
-            "--mtime=@0",
-            "-cf",
-        ])
-        .arg(&layer_path)
-        .arg("-C")
-        .arg(&stage)
-        .arg("bin"));
-    let layer = std::fs::read(&layer_path).unwrap();
-    let oci = scratch.join("oci");
-    let blobs = oci.join("blobs/sha256");
-    std::fs::create_dir_all(&blobs).unwrap();
-    let put = |data: &[u8]| {
-        let h = sha256_hex(data);
-        std::fs::write(blobs.join(&h), data).unwrap();
-        (format!("sha256:{h}"), data.len())
-    };
-    let (layer_digest, layer_size) = put(&layer);
-    let config = serde_json::json!({
-        "architecture": "amd64",
-        "os": "linux",
-        "config": { "Cmd": ["/bin/busybox", "sh"] },
-        "rootfs": { "type": "layers", "diff_ids": [layer_digest] },
-    });
-    let (config_digest, config_size) = put(&serde_json::to_vec(&config).unwrap());
-    let manifest = serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": { "mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config_size },
-        "layers": [{ "mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer_digest, "size": layer_size }],
-    });
-    let (manifest_digest, manifest_size) = put(&serde_json::to_vec(&manifest).unwrap());
-    let index = serde_json::json!({
-        "schemaVersion": 2,
-        "manifests": [{
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "digest": manifest_digest,
-            "size": manifest_size,
-            "platform": { "architecture": "amd64", "os": "linux" },
-            "annotations": {
-                "io.containerd.image.name": "localhost/nf-busybox:1",
-                "org.opencontainers.image.ref.name": "1",
-            },
-        }],
-    });
-    std::fs::write(oci.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
-    std::fs::write(oci.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
-    run(Command::new("tar")
-        .args(["--owner=0", "--group=0", "--numeric-owner", "-cf"])
-        .arg(out)
-        .arg("-C")
-        .arg(&oci)
-        .args(["oci-layout", "index.json", "blobs"]));
 }
 
 /// What runs in the VM once systemd is up (nf-check.service): every line it prints for the host
@@ -413,37 +220,6 @@ Type=simple
 ExecStart=/bin/sh /run/nf-test/check
 ";
 
-/// A node image's two layers, as the VM gets them.
-struct Layers {
-    dir: PathBuf,
-    payload: String,
-    config: String,
-}
-
-/// The layers of an image directory: its `nodeforge-*` files, with the root hashes its record
-/// pins (what a VM host puts on the kernel command line; `nodeforge show NODE --boot` prints them).
-fn layers(image_dir: &Path) -> Layers {
-    let dir = image_dir.to_path_buf();
-    let record: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
-    let hash = |l: &str| {
-        record["layers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|x| x["role"] == l)
-            .unwrap()["verity"]["root_hash"]
-            .as_str()
-            .unwrap()
-            .to_string()
-    };
-    Layers {
-        payload: hash("payload"),
-        config: hash("config"),
-        dir,
-    }
-}
-
 struct Vm {
     kernel: PathBuf,
     /// scripts/vm-initramfs: busybox, /init = scripts/vm-init.
@@ -501,27 +277,7 @@ impl Vm {
             self.root.display()
         ))
         .args(["-device", "virtio-blk-pci,drive=nf-root,serial=nf-root"]);
-        let files = [
-            ("nf-payload", payload.to_path_buf()),
-            (
-                "nf-payload-verity",
-                layers.dir.join("nodeforge-payload.verity"),
-            ),
-            ("nf-config", layers.dir.join("nodeforge-config.raw")),
-            (
-                "nf-config-verity",
-                layers.dir.join("nodeforge-config.verity"),
-            ),
-        ];
-        for (serial, file) in files {
-            cmd.arg("-drive")
-                .arg(format!(
-                    "file={},format=raw,if=none,readonly=on,id={serial}",
-                    file.display()
-                ))
-                .arg("-device")
-                .arg(format!("virtio-blk-pci,drive={serial},serial={serial}"));
-        }
+        cmd.args(layer_disks(layers, payload));
         cmd.args(qemu_args);
         let (console, took, killed) = crate::run_vm(&mut cmd, Duration::from_secs(240));
         // NODEFORGE_VM_LOG=DIR keeps every boot's console.
@@ -762,12 +518,17 @@ fn systemd_vm_runs_the_node_keeps_var_and_rolls_back() {
     .unwrap();
     std::fs::write(extra.join("check"), CHECK).unwrap();
     std::fs::write(extra.join("nf-check.service"), CHECK_UNIT).unwrap();
-    oci_archive(s, &extra.join("oci.tar"));
+    oci_archive(
+        s,
+        &extra.join("oci.tar"),
+        "localhost/nf-busybox:1",
+        &[(Path::new("/bin/busybox"), "bin/busybox")],
+        serde_json::json!({ "Cmd": ["/bin/busybox", "sh"] }),
+    );
     let initrd = s.join("initrd.cpio");
     run(script("vm-initramfs").arg(&initrd).arg(&extra));
-    let kver = run(Command::new("sh").args(["-c", "ls /lib/modules | sort -V | tail -1"]));
-    let kver = kver.trim();
-    let initrd_tools = initramfs_tools(s, kver, &extra);
+    let kver = crate::vmkit::kernel_version();
+    let initrd_tools = initramfs_tools(s, &kver, &extra);
     let root = s.join("root.qcow2");
     run(Command::new("qemu-img")
         .args(["create", "-q", "-f", "qcow2", "-F", "raw", "-b"])
