@@ -52,3 +52,4 @@ pub mod term;
 #[cfg(test)]
 mod test_tools;
 pub mod trust;
+pub mod verified;
