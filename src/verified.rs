@@ -199,6 +199,33 @@ impl Verified {
         paths.iter().map(|p| FileKey::of(p)).collect()
     }
 
+    /// The sha256 and size of the file at `path`: remembered when its key has not moved since a
+    /// run hashed it, else read (and remembered).
+    pub fn sha256_of(&self, path: &Path) -> std::io::Result<(crate::hash::Sha256, u64)> {
+        let name = format!("sha256:{}", path.display());
+        let facts = self.get(&name, &[path]).and_then(|f| {
+            Some((
+                crate::hash::Sha256::parse(f.get("sha256")?).ok()?,
+                f.get("size")?.parse().ok()?,
+            ))
+        });
+        if let Some(h) = facts {
+            return Ok(h);
+        }
+        let before = Self::keys(&[path]);
+        let h = crate::hash::Sha256::of_file(path)?;
+        self.put(
+            &name,
+            &[path],
+            &before,
+            BTreeMap::from([
+                ("sha256".to_string(), h.0.to_hex()),
+                ("size".to_string(), h.1.to_string()),
+            ]),
+        );
+        Ok(h)
+    }
+
     pub fn stats(&self) -> VerifiedStats {
         VerifiedStats {
             remembered: self.hits.load(Ordering::Relaxed),

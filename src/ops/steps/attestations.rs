@@ -422,7 +422,7 @@ pub(crate) fn provenance_statement(
         let sha = match known {
             Some(s) => s,
             None => {
-                let (sha, _) = crate::hash::Sha256::of_file(&p).at("cannot read", &p)?;
+                let (sha, _) = cache.verified.sha256_of(&p).at("cannot read", &p)?;
                 let sha = sha.to_hex();
                 if name != crate::layout::IMAGE_RECORD {
                     if let Ok(mut c) = cache.layer_files.lock() {
