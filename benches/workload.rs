@@ -359,7 +359,7 @@ fn project_from(dir: &Path, manifest: &str, repo: &Path) {
 /// objects. Works on the old and the new store layout alike.
 fn cold_store(proj: &Path) {
     sh(&format!(
-        "cd {} && rm -rf out/layers out/images out/nodes out/cache out/store/extract out/store/verity-*",
+        "cd {} && rm -rf out/layers out/images out/nodes out/cache out/store/extract out/store/verity-* out/verified-v1.json",
         proj.display()
     ));
     // Keep only the artifacts in the store: remove every object that is not an artifact.

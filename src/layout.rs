@@ -14,6 +14,7 @@
 //! out/pulls/<sha256>.partial                  a blob `pull` is downloading (kept to resume)
 //! out/pulls/<layer-id>.lock                   held while one process downloads that layer
 //! out/attestations/<image-id>/                SBOM, signatures, provenance of an image (see `attestations`)
+//! out/verified-v1.json                        files already hashed, by their stat key (see `verified`)
 //! ```
 //!
 //! Directories are written whole in a temp directory beside their final place and renamed in, so
@@ -40,6 +41,11 @@ impl OutDir {
 
     pub fn store(&self) -> PathBuf {
         self.root.join("store")
+    }
+
+    /// The record of files already checked (`verified`), versioned in its name.
+    pub fn verified(&self) -> PathBuf {
+        self.root.join("verified-v1.json")
     }
 
     pub fn layers(&self) -> PathBuf {

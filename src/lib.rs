@@ -54,3 +54,4 @@ pub mod term;
 #[cfg(test)]
 mod test_tools;
 pub mod trust;
+pub mod verified;

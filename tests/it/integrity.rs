@@ -442,3 +442,73 @@ fn build_never_extracts_from_an_index_entry_that_names_another_object() {
         std::fs::write(&v, saved).unwrap();
     }
 }
+
+/// A build whose store objects were checked by an earlier one: the JSON report's counters.
+fn verified_counts(json: &str) -> (u64, u64) {
+    let v: serde_json::Value = serde_json::from_str(json).unwrap();
+    let n = |k: &str| v["verified"][k].as_u64().unwrap();
+    (n("remembered"), n("rehashed"))
+}
+
+/// A build after a fresh one: every object remembered has a record entry; wait out the racy
+/// window so that the objects the first build made count as checked.
+fn built_and_remembered() -> TestContext {
+    let ctx = built();
+    std::thread::sleep(std::time::Duration::from_millis(2200));
+    crate::set_verbosity(&ctx, 4);
+    ctx.run(&["build", "--json"]).ok();
+    std::thread::sleep(std::time::Duration::from_millis(2200));
+    ctx
+}
+
+#[test]
+fn an_unchanged_store_is_not_read_again_by_the_next_build() {
+    let ctx = built_and_remembered();
+    crate::set_verbosity(&ctx, 5);
+    let run = ctx.run(&["build", "--json"]).ok();
+    let (remembered, rehashed) = verified_counts(&run.stdout);
+    // Only what the change rendered is new; every binary's digests come from the record.
+    assert!(remembered > 0, "nothing remembered: {}", run.stdout);
+    assert!(
+        rehashed < remembered,
+        "re-read {rehashed} of {} files",
+        remembered + rehashed
+    );
+}
+
+#[test]
+fn a_byte_flipped_in_place_with_its_mtime_restored_is_still_caught() {
+    let ctx = built_and_remembered();
+    let record = std::fs::read_to_string(ctx.path().join("out/verified-v1.json")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&record).unwrap();
+    let hex = v["entries"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .find_map(|k| k.strip_prefix("object:"))
+        .unwrap()
+        .to_string();
+    let obj = ctx
+        .store()
+        .join("blake3")
+        .join(&hex[..2])
+        .join(&hex[2..4])
+        .join(&hex[4..]);
+    let mtime = std::fs::metadata(&obj).unwrap().modified().unwrap();
+    writable(&obj);
+    let mut bytes = std::fs::read(&obj).unwrap();
+    bytes[0] ^= 1;
+    std::fs::write(&obj, &bytes).unwrap();
+    // touch -d: the mtime as it was; the kernel still moves ctime.
+    std::fs::File::options()
+        .write(true)
+        .open(&obj)
+        .unwrap()
+        .set_times(std::fs::FileTimes::new().set_modified(mtime))
+        .unwrap();
+    std::fs::set_permissions(&obj, std::fs::Permissions::from_mode(0o444)).unwrap();
+    crate::set_verbosity(&ctx, 5);
+    ctx.run(&["build"])
+        .fails()
+        .stderr_has(&format!("/{} holds other bytes", &hex[4..]));
+}

@@ -15,6 +15,7 @@ pub fn provenance(
     let m = crate::ops::steps::resolve_image(manifest, out, image)?;
     let layout = OutDir::new(out);
     let store = crate::ops::steps::open_store(&layout)?;
+    let cache = attest::DigestCache::remembering(&layout);
     let s = attest::provenance_statement(
         &layout,
         &store,
@@ -23,8 +24,9 @@ pub fn provenance(
             lock_id: None,
             lockfile: Some(lockfile),
         },
-        &attest::DigestCache::default(),
+        &cache,
     )?;
+    cache.save();
     let mut v = serde_json::to_vec_pretty(&s)
         .map_err(|e| Error::Internal(format!("the provenance of image {}: {e}", m.id)))?;
     v.push(b'\n');

@@ -26,11 +26,8 @@ pub fn sbom(opts: &SbomOptions) -> Result<Vec<u8>, Error> {
     let created = opts
         .created
         .map_or_else(|| sbom::EPOCH.to_string(), sbom::rfc3339);
-    attest::render_sbom(
-        &store,
-        &m,
-        opts.format,
-        &created,
-        &attest::DigestCache::default(),
-    )
+    let cache = attest::DigestCache::remembering(&OutDir::new(&opts.out));
+    let sbom = attest::render_sbom(&store, &m, opts.format, &created, &cache)?;
+    cache.save();
+    Ok(sbom)
 }

@@ -30,6 +30,8 @@ pub struct SignReport {
     /// The Ed25519 key's id (null with only `--x509-cert`).
     pub keyid: Option<String>,
     pub signed: Vec<SignedImage>,
+    /// Checks remembered (`out/verified-v1.json`) or done again by reading the files.
+    pub verified: crate::verified::VerifiedStats,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -89,7 +91,7 @@ pub(crate) fn sign_images(
 ) -> Result<SignReport, Error> {
     let layout = OutDir::new(out);
     let store = crate::ops::steps::open_store(&layout)?;
-    let cache = attest::DigestCache::default();
+    let cache = attest::DigestCache::remembering(&layout);
     let mut signed = Vec::new();
     for m in images {
         if m.layers.is_empty() {
@@ -132,8 +134,10 @@ pub(crate) fn sign_images(
             roothash_signatures,
         });
     }
+    cache.save();
     Ok(SignReport {
         keyid: signers.key.as_ref().map(|k| k.public().keyid().to_string()),
         signed,
+        verified: cache.stats(),
     })
 }

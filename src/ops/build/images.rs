@@ -104,6 +104,9 @@ pub struct BuildReport {
     /// Things that do not stop a build but are likely mistakes: a `vars` key no template reads,
     /// a mirror serving other bytes than the lockfile pins.
     pub warnings: Vec<String>,
+    /// Store objects and layers whose check was remembered (`out/verified-v1.json`: their stat
+    /// keys had not moved) or done again by reading them.
+    pub verified: crate::verified::VerifiedStats,
 }
 
 impl BuildReport {
@@ -240,7 +243,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, Error> {
     let pairs: Vec<(&&Node, &ImageManifest)> = nodes.iter().zip(&images).collect();
     let bar = progress_bar(opts.progress, Progress::Count, pairs.len() as u64, "images");
     bar.set_message("nodes");
-    let digests = crate::ops::steps::attestations::DigestCache::default();
+    let digests = crate::ops::steps::attestations::DigestCache::remembering(&out);
     let written = parallel_map(&pairs, opts.jobs.max(2), |(n, m)| {
         let one = || {
             let (dir, full, new, layers_written) = materialize_layers(&out, &store, m)?;
@@ -290,6 +293,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, Error> {
         r
     });
     bar.finish_and_clear();
+    digests.save();
     let mut report = Vec::new();
     for (((n, m), w), rolled_back) in nodes.iter().zip(&images).zip(written).zip(rolled_back) {
         let (dir, full, new, layers_written, generation, recorded, sbom_warning) = w?;
@@ -344,5 +348,6 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, Error> {
         elapsed_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
         lock: completion,
         warnings,
+        verified: digests.stats(),
     })
 }

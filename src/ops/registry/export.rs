@@ -60,7 +60,7 @@ fn put_blob(from: &std::path::Path, dest: &std::path::Path) -> Result<bool, Erro
 pub fn export(opts: &ExportOptions) -> Result<LayoutExportReport, Error> {
     let nodes = nodes_with_images(&opts.manifest, &opts.out, &opts.nodes)?;
     let out = OutDir::new(&opts.out);
-    let images = local_images(&out, &nodes)?;
+    let (images, _) = local_images(&out, &nodes)?;
     let layout = LayoutDir::new(&opts.dir);
     fsutil::create_dir_all(&layout.blobs())?;
     let mut index = layout.read_index()?;

@@ -19,6 +19,7 @@ use crate::ops::steps::images::recorded_manifest;
 use crate::ops::steps::materialize::materialize;
 use crate::ops::steps::nodes::KnownNodes;
 use crate::ops::steps::{progress_bar, Progress};
+use crate::verified::{Verified, VerifiedStats};
 
 #[derive(Debug, Clone)]
 pub struct PushOptions {
@@ -107,6 +108,8 @@ pub struct PushReport {
     pub blobs_mounted: usize,
     /// Blob bytes sent (manifests not counted).
     pub bytes_uploaded: u64,
+    /// Blobs whose sha256 was remembered (`out/verified-v1.json`) or hashed by reading them.
+    pub verified: VerifiedStats,
 }
 
 /// The nodes to push or export: those named (checked), or every node with a current image.
@@ -147,9 +150,15 @@ pub(crate) struct LocalImage {
 }
 
 /// The current image of each of `nodes`, written again from the store if gc collected its
-/// files, each blob hashed once however many nodes share it.
-pub(crate) fn local_images(out: &OutDir, nodes: &[String]) -> Result<Vec<LocalImage>, Error> {
+/// files, each blob hashed once however many nodes share it, and not at all when an earlier run
+/// hashed the same file (`out/verified-v1.json`: its stat key has not moved). Also says how many
+/// blobs' digests were remembered and how many were hashed.
+pub(crate) fn local_images(
+    out: &OutDir,
+    nodes: &[String],
+) -> Result<(Vec<LocalImage>, VerifiedStats), Error> {
     let store = crate::ops::steps::open_store(out)?;
+    let verified = Verified::load(&out.verified());
     let mut hashed: BTreeMap<PathBuf, (Sha256, u64)> = BTreeMap::new();
     let mut images = Vec::new();
     for node in nodes {
@@ -177,7 +186,8 @@ pub(crate) fn local_images(out: &OutDir, nodes: &[String]) -> Result<Vec<LocalIm
             let (digest, size) = match hashed.get(&path) {
                 Some(h) => *h,
                 None => {
-                    let h = Sha256::of_file(&path)
+                    let h = verified
+                        .sha256_of(&path)
                         .map_err(|e| crate::fsutil::FsError::new("cannot read", &path, e))?;
                     hashed.insert(path.clone(), h);
                     h
@@ -193,7 +203,9 @@ pub(crate) fn local_images(out: &OutDir, nodes: &[String]) -> Result<Vec<LocalIm
             blobs,
         });
     }
-    Ok(images)
+    // A record not written costs only hashing again next time.
+    let _ = verified.save();
+    Ok((images, verified.stats()))
 }
 
 pub fn push(opts: &PushOptions) -> Result<PushReport, Error> {
@@ -206,7 +218,7 @@ pub fn push(opts: &PushOptions) -> Result<PushReport, Error> {
     }
     let nodes = nodes_with_images(&opts.manifest, &opts.out, &opts.nodes)?;
     let out = OutDir::new(&opts.out);
-    let images = local_images(&out, &nodes)?;
+    let (images, verified) = local_images(&out, &nodes)?;
     let registry = Registry::new(&target.registry, &opts.client)?;
     let repo = target.repository.as_str();
     let mut report = PushReport {
@@ -217,6 +229,7 @@ pub fn push(opts: &PushOptions) -> Result<PushReport, Error> {
         blobs_present: 0,
         blobs_mounted: 0,
         bytes_uploaded: 0,
+        verified,
     };
     // Blobs this run has put in the repository already.
     let mut done: BTreeSet<Sha256> = BTreeSet::new();

@@ -26,6 +26,39 @@ pub(crate) struct DigestCache {
     layer_files: std::sync::Mutex<BTreeMap<PathBuf, String>>,
     /// Layers (ids) found to be what their entries make from the store.
     checked_layers: std::sync::Mutex<std::collections::BTreeSet<String>>,
+    /// What earlier runs checked, by the files' stat keys (`verified`); empty for `verify`.
+    verified: crate::verified::Verified,
+}
+
+impl DigestCache {
+    /// A cache that also answers from, and adds to, `out`'s record of checked files.
+    pub(crate) fn remembering(out: &OutDir) -> Self {
+        Self {
+            verified: crate::verified::Verified::load(&out.verified()),
+            ..Self::default()
+        }
+    }
+
+    /// Write what this run checked into the record (a failure only costs re-hashing later).
+    pub(crate) fn save(&self) {
+        let _ = self.verified.save();
+    }
+
+    /// How many checks the record answered, and how many read the files.
+    pub(crate) fn stats(&self) -> crate::verified::VerifiedStats {
+        self.verified.stats()
+    }
+}
+
+/// The files a layer check reads, besides the store: its record and its three files.
+fn layer_paths(dir: &Path, rec_name: &str) -> Vec<PathBuf> {
+    let mut v = vec![dir.join(crate::layout::LAYER_RECORD)];
+    v.extend(
+        crate::layout::layer_files(rec_name)
+            .iter()
+            .map(|f| dir.join(f)),
+    );
+    v
 }
 
 /// Refuse to vouch for a layer that is not what its entries make from the store (a planted
@@ -40,7 +73,27 @@ fn check_layers(
         if cache.checked_layers.lock().is_ok_and(|c| c.contains(&l.id)) {
             continue;
         }
-        let check = crate::ops::steps::materialize::check_layer(store, &out.layer(&l.id), false);
+        // Remembered: the layer's files and every store object it is made of have the keys
+        // they had when a run checked the layer the same way.
+        let dir = out.layer(&l.id);
+        let mut paths = layer_paths(&dir, &l.name);
+        paths.extend(
+            crate::image::layer_entries(&m.entries, l.role)
+                .iter()
+                .filter(|e| e.kind == Kind::File)
+                .filter_map(|e| e.blake3)
+                .map(|b| store.object_path(&b)),
+        );
+        let refs: Vec<&Path> = paths.iter().map(PathBuf::as_path).collect();
+        let name = format!("layer:{}", l.id);
+        if cache.verified.get(&name, &refs).is_some() {
+            if let Ok(mut c) = cache.checked_layers.lock() {
+                c.insert(l.id.clone());
+            }
+            continue;
+        }
+        let before = crate::verified::Verified::keys(&refs);
+        let check = crate::ops::steps::materialize::check_layer(store, &dir, false);
         let mut fails = check.fails;
         if fails.is_empty() && !check.rebuilt {
             // Pulled, not built here: only its root hash could be checked, and a signature
@@ -57,6 +110,7 @@ fn check_layers(
                 fails.join("; ")
             )));
         }
+        cache.verified.put(&name, &refs, &before, BTreeMap::new());
         if let Ok(mut c) = cache.checked_layers.lock() {
             c.insert(l.id.clone());
         }
@@ -176,20 +230,56 @@ pub(crate) fn file_digests(
             continue;
         }
         let path = store.object_path(&b);
-        let mut f = std::fs::File::open(&path).at("cannot open store object", &path)?;
-        let (mut s1, mut s256) = (sha1::Sha1::new(), sha2::Sha256::new());
-        let mut buf = vec![0u8; 1 << 20];
-        loop {
-            let n = f.read(&mut buf).at("cannot read", &path)?;
-            if n == 0 {
-                break;
+        let name = format!("object:{b}");
+        let remembered = cache.verified.get(&name, &[&path]).and_then(|f| {
+            Some(FileDigests {
+                sha1: f.get("sha1")?.clone(),
+                sha256: f.get("sha256")?.clone(),
+            })
+        });
+        let d = match remembered {
+            Some(d) => d,
+            None => {
+                let before = crate::verified::Verified::keys(&[&path]);
+                let mut f = std::fs::File::open(&path).at("cannot open store object", &path)?;
+                let (mut s1, mut s256, mut s3) = (
+                    sha1::Sha1::new(),
+                    sha2::Sha256::new(),
+                    blake3::Hasher::new(),
+                );
+                let mut buf = vec![0u8; 1 << 20];
+                loop {
+                    let n = f.read(&mut buf).at("cannot read", &path)?;
+                    if n == 0 {
+                        break;
+                    }
+                    s1.update(&buf[..n]);
+                    s256.update(&buf[..n]);
+                    s3.update(&buf[..n]);
+                }
+                // Read anyway: the object must be its address before its digests are vouched for.
+                let got = Blake3::from_bytes(*s3.finalize().as_bytes());
+                if got != b {
+                    return Err(Error::Usage(format!(
+                        "store object {} holds other bytes (blake3 {got}): the store is damaged; run `nodeforge verify`",
+                        path.display()
+                    )));
+                }
+                let d = FileDigests {
+                    sha1: hex::encode(s1.finalize()),
+                    sha256: hex::encode(s256.finalize()),
+                };
+                cache.verified.put(
+                    &name,
+                    &[&path],
+                    &before,
+                    BTreeMap::from([
+                        ("sha1".to_string(), d.sha1.clone()),
+                        ("sha256".to_string(), d.sha256.clone()),
+                    ]),
+                );
+                d
             }
-            s1.update(&buf[..n]);
-            s256.update(&buf[..n]);
-        }
-        let d = FileDigests {
-            sha1: hex::encode(s1.finalize()),
-            sha256: hex::encode(s256.finalize()),
         };
         if let Ok(mut c) = cache.files.lock() {
             c.insert(b, d.clone());
@@ -332,7 +422,7 @@ pub(crate) fn provenance_statement(
         let sha = match known {
             Some(s) => s,
             None => {
-                let (sha, _) = crate::hash::Sha256::of_file(&p).at("cannot read", &p)?;
+                let (sha, _) = cache.verified.sha256_of(&p).at("cannot read", &p)?;
                 let sha = sha.to_hex();
                 if name != crate::layout::IMAGE_RECORD {
                     if let Ok(mut c) = cache.layer_files.lock() {
