@@ -85,7 +85,7 @@ impl<'m> Templates<'m> {
                             secret: d.name.clone(),
                             node: "(any)".into(),
                             field: field.into(),
-                            message: describe(&e),
+                            message: crate::render::describe(&e),
                         })
                     })?;
             }
@@ -118,7 +118,7 @@ impl<'m> Templates<'m> {
                     .env
                     .get_template(&format!("{i}/{j}"))
                     .and_then(|t| t.render(&ctx))
-                    .map_err(|e| fail(field, describe(&e)))?;
+                    .map_err(|e| fail(field, crate::render::describe(&e)))?;
                 let v = v.trim().to_string();
                 if v.is_empty() {
                     return Err(fail(field, "renders to nothing".into()));
@@ -158,15 +158,6 @@ impl<'m> Templates<'m> {
         }
         Ok(NodePlan { node, files })
     }
-}
-
-fn describe(e: &minijinja::Error) -> String {
-    let mut msg = e.kind().to_string();
-    if let Some(d) = e.detail() {
-        msg.push_str(": ");
-        msg.push_str(d);
-    }
-    msg
 }
 
 /// The file of a planned secret in the secrets directory.

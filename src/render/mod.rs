@@ -410,7 +410,8 @@ fn error_line(e: &minijinja::Error, source: &str) -> Option<usize> {
     }
 }
 
-fn describe(e: &minijinja::Error) -> String {
+/// A template error in words: its kind, then its detail.
+pub fn describe(e: &minijinja::Error) -> String {
     let mut msg = e.kind().to_string();
     if let Some(d) = e.detail() {
         msg.push_str(": ");

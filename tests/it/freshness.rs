@@ -8,24 +8,11 @@ use std::io::{Read, Write};
 use std::path::Path;
 
 use crate::oci::LocalRegistry;
-use crate::{built, run_env, Run, TestContext};
+use crate::{built, Run, TestContext};
 
 /// Run nodeforge in `cwd` against the registry over plain HTTP, with a `HOME` of its own.
 fn reg(cwd: &Path, r: &LocalRegistry, args: &[&str]) -> Run {
-    let host = r.host();
-    let mut all: Vec<&str> = args.to_vec();
-    if args.iter().any(|a| *a == "push" || *a == "pull") {
-        all.extend(["--insecure-registry", &host]);
-    }
-    let home = cwd.join("home");
-    std::fs::create_dir_all(&home).unwrap();
-    let home = home.display().to_string();
-    run_env(
-        cwd,
-        &all,
-        &[("HOME", &home), ("XDG_RUNTIME_DIR", &home)],
-        None,
-    )
+    crate::oci::reg(cwd, r, args, &[])
 }
 
 /// One HTTP/1.0 exchange with the registry: the status line and the body.
@@ -66,11 +53,8 @@ fn retag(r: &LocalRegistry, repo: &str, from: &str, to: &str) {
 }
 
 fn signing_key(ctx: &TestContext) -> (String, String) {
-    let p = ctx.path().join("keys/a.key");
-    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-    let s = p.to_str().unwrap().to_string();
-    ctx.run(&["key", "generate", &s]).ok();
-    (s.clone(), format!("{s}.pub"))
+    let (key, public, _) = crate::oci::signing_key(ctx, "a.key");
+    (key, public)
 }
 
 /// Nothing of the image was put on the host: no layer, no pulled blob, no generation.

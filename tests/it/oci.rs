@@ -164,7 +164,7 @@ impl Drop for LocalRegistry {
 
 /// Run nodeforge in `cwd` (push and pull against the registry, over plain HTTP), with a `HOME` of
 /// its own: no credentials of the caller's.
-fn reg(cwd: &Path, r: &LocalRegistry, args: &[&str], envs: &[(&str, &str)]) -> Run {
+pub(crate) fn reg(cwd: &Path, r: &LocalRegistry, args: &[&str], envs: &[(&str, &str)]) -> Run {
     let host = r.host();
     let mut all: Vec<&str> = args.to_vec();
     if args.iter().any(|a| *a == "push" || *a == "pull") {
@@ -1487,7 +1487,7 @@ fn a_layer_that_is_not_the_records_is_refused() {
 }
 
 /// A new key pair under the builder's `keys/`: (private, public, key id).
-fn signing_key(ctx: &TestContext, name: &str) -> (String, String, String) {
+pub(crate) fn signing_key(ctx: &TestContext, name: &str) -> (String, String, String) {
     let p = ctx.path().join("keys").join(name);
     std::fs::create_dir_all(p.parent().unwrap()).unwrap();
     let s = p.to_str().unwrap().to_string();
