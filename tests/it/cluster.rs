@@ -1107,6 +1107,24 @@ impl Cluster {
         a.extend(cmd);
         self.kubectl(&a)
     }
+
+    /// `cmd` on the node itself, from a privileged pod (host PID): in PID 1's mount, UTS, IPC
+    /// and network namespaces.
+    fn on_node(&self, pod: &str, cmd: &[&str]) -> Result<String, String> {
+        let mut a = vec![
+            "/bin/busybox",
+            "nsenter",
+            "-t",
+            "1",
+            "-m",
+            "-u",
+            "-i",
+            "-n",
+            "--",
+        ];
+        a.extend(cmd);
+        self.exec(pod, &a)
+    }
 }
 
 /// A pod of the busybox image; `node`: pinned there by its hostname label; `tolerate`: tolerates
@@ -1500,21 +1518,7 @@ fn cluster_runs_pods_across_nodes_and_rolls_back() {
         Duration::from_secs(120),
         || cl.pod_running("shell-worker0"),
     );
-    let on_node = |cmd: &[&str]| {
-        let mut a = vec![
-            "/bin/busybox",
-            "nsenter",
-            "-t",
-            "1",
-            "-m",
-            "-u",
-            "-i",
-            "-n",
-            "--",
-        ];
-        a.extend(cmd);
-        cl.exec("shell-worker0", &a)
-    };
+    let on_node = |cmd: &[&str]| cl.on_node("shell-worker0", cmd);
     let nat = ctl(on_node(&["/usr/sbin/iptables-save", "-t", "nat"]), &cl);
     assert!(
         nat.lines().any(|l| l.starts_with("-A KUBE-SERVICES")
@@ -1593,21 +1597,7 @@ fn cluster_runs_pods_across_nodes_and_rolls_back() {
         Duration::from_secs(180),
         || cl.pod_running("after-rollback"),
     );
-    let on_node = |cmd: &[&str]| {
-        let mut a = vec![
-            "/bin/busybox",
-            "nsenter",
-            "-t",
-            "1",
-            "-m",
-            "-u",
-            "-i",
-            "-n",
-            "--",
-        ];
-        a.extend(cmd);
-        cl.exec("after-rollback", &a)
-    };
+    let on_node = |cmd: &[&str]| cl.on_node("after-rollback", cmd);
     let kubelet_cmd = ctl(
         on_node(&["/usr/bin/ps", "-o", "args=", "-C", "kubelet"]),
         &cl,
