@@ -172,10 +172,99 @@ pub fn write_tree(
     Ok(Sha256::from_bytes(root))
 }
 
+/// [`block_digests`] of bytes that arrive in pieces of any size (a download): the digest of
+/// each full 4096-byte block as soon as it is complete, the last one zero-padded by
+/// [`StreamingBlocks::finish`].
+#[derive(Debug, Clone)]
+pub struct StreamingBlocks {
+    salt: Vec<u8>,
+    pending: Vec<u8>,
+    level: Vec<[u8; 32]>,
+    len: u64,
+}
+
+impl StreamingBlocks {
+    pub fn new(salt: &[u8]) -> Self {
+        Self {
+            salt: salt.to_vec(),
+            pending: Vec::with_capacity(BLOCK),
+            level: Vec::new(),
+            len: 0,
+        }
+    }
+
+    pub fn update(&mut self, mut data: &[u8]) {
+        self.len += data.len() as u64;
+        if !self.pending.is_empty() {
+            let take = (BLOCK - self.pending.len()).min(data.len());
+            self.pending.extend_from_slice(&data[..take]);
+            data = &data[take..];
+            if self.pending.len() < BLOCK {
+                return;
+            }
+            self.level.push(digest(&self.salt, &self.pending));
+            self.pending.clear();
+        }
+        let mut blocks = data.chunks_exact(BLOCK);
+        for block in &mut blocks {
+            self.level.push(digest(&self.salt, block));
+        }
+        self.pending.extend_from_slice(blocks.remainder());
+    }
+
+    /// Forget the bytes seen: the data starts again.
+    pub fn restart(&mut self) {
+        self.pending.clear();
+        self.level.clear();
+        self.len = 0;
+    }
+
+    /// The bytes seen so far.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Level 0 of the tree of the bytes seen (see [`block_digests`]), and their number.
+    pub fn finish(mut self) -> (Vec<[u8; 32]>, u64) {
+        if !self.pending.is_empty() {
+            self.pending.resize(BLOCK, 0);
+            self.level.push(digest(&self.salt, &self.pending));
+        }
+        (self.level, self.len)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::process::Command;
+
+    #[test]
+    fn streaming_blocks_match_block_digests_wherever_the_pieces_split() {
+        let d = data(5, 7);
+        let salt = salt();
+        let want = block_digests(&mut d.as_slice(), d.len() as u64, &salt).expect("digests");
+        for piece in [1usize, 100, 4095, 4096, 4097, 10_000, d.len()] {
+            let mut s = StreamingBlocks::new(&salt);
+            for p in d.chunks(piece) {
+                s.update(p);
+            }
+            assert_eq!(
+                s.finish(),
+                (want.clone(), d.len() as u64),
+                "pieces of {piece}"
+            );
+        }
+        let short = &d[..5000];
+        let mut s = StreamingBlocks::new(&salt);
+        s.update(short);
+        let want = block_digests(&mut &short[..], 5000, &salt).expect("digests");
+        assert_eq!(s.finish().0, want);
+    }
 
     fn data(blocks: usize, seed: u8) -> Vec<u8> {
         let mut x = blake3::Hasher::new().update(&[seed]).finalize_xof();

@@ -822,6 +822,9 @@ impl Registry {
     /// not match). A transfer that breaks off, or a registry unreachable or answering 5xx, is
     /// tried again up to the client's retries, after the backoff of `http::retry`, each time resuming from
     /// the bytes received, and said through the client's notes. `bar` counts the bytes.
+    /// The blob is hashed as its bytes arrive, and `observer` sees them too (from the blob's
+    /// first byte: a resumed download replays what the file held), so that nothing needs to
+    /// read the file again to check it.
     pub fn download_blob(
         &self,
         repository: &str,
@@ -829,16 +832,27 @@ impl Registry {
         size: u64,
         partial: &Path,
         bar: &indicatif::ProgressBar,
+        observer: &mut dyn BlobObserver,
     ) -> Result<Transfer, RegistryError> {
         // Bytes an earlier run left, which the first attempt resumes.
         let initial = std::fs::metadata(partial).map_or(0, |m| m.len()).min(size);
         let mut resumed_from: Option<u64> = None;
-        let mut received = 0u64;
+        let mut seen = Seen {
+            observer,
+            received: 0,
+        };
         let (r, tries) = self.retry_loop(
             &format!("{}/{repository}@{digest}", self.host),
             bar,
             || {
-                let r = self.download_once(repository, digest, size, partial, bar, &mut received);
+                let r = self.download_once(
+                    repository,
+                    digest,
+                    size,
+                    partial,
+                    bar,
+                    &mut seen,
+                );
                 resumed_from.get_or_insert(match &r {
                     Ok(t) => t.resumed_from,
                     Err(_) => initial,
@@ -867,7 +881,7 @@ impl Registry {
         );
         match r {
             Ok(_) => Ok(Transfer {
-                received,
+                received: seen.received,
                 resumed_from: resumed_from.unwrap_or(initial),
             }),
             Err(e) => {
@@ -888,7 +902,8 @@ impl Registry {
         }
     }
 
-    /// One attempt of [`Registry::download_blob`]; `received` counts the bytes it wrote.
+    /// One attempt of [`Registry::download_blob`]; `seen` counts the bytes it wrote and shows
+    /// them to its observer.
     fn download_once(
         &self,
         repository: &str,
@@ -896,9 +911,11 @@ impl Registry {
         size: u64,
         partial: &Path,
         bar: &indicatif::ProgressBar,
-        received: &mut u64,
+        seen: &mut Seen<'_>,
     ) -> Result<Transfer, RegistryError> {
+        let observer = &mut *seen.observer;
         use crate::fsutil::IoContext;
+        use sha2::Digest as _;
         let op = Self::pull_op(repository, format!("downloading blob sha256:{digest}"));
         let mut file = crate::fsutil::open_partial(partial, false)?;
         let mut have = file.metadata().at("cannot stat", partial)?.len();
@@ -910,7 +927,13 @@ impl Registry {
             received: 0,
             resumed_from: have,
         };
-        if have < size {
+        // Hashed as the bytes arrive: the file is not read again to check it.
+        let mut sha = sha2::Sha256::new();
+        observer.restart();
+        if have == size {
+            // An earlier run received it all: check what it kept.
+            replay(partial, have, &mut sha, observer)?;
+        } else {
             let url = self.url(&format!("/v2/{repository}/blobs/sha256:{digest}"));
             let resp = self.send(&op, &|| {
                 let r = self.http.get(url.clone());
@@ -921,7 +944,9 @@ impl Registry {
                 }
             })?;
             match resp.status() {
-                StatusCode::PARTIAL_CONTENT if have > 0 => {}
+                StatusCode::PARTIAL_CONTENT if have > 0 => {
+                    replay(partial, have, &mut sha, observer)?;
+                }
                 StatusCode::OK => {
                     // The whole blob: start over.
                     if have > 0 {
@@ -955,8 +980,10 @@ impl Registry {
                     }
                 };
                 file.write_all(&buf[..n]).at("cannot write", partial)?;
+                sha.update(&buf[..n]);
+                observer.update(&buf[..n]);
                 transfer.received += n as u64;
-                *received += n as u64;
+                seen.received += n as u64;
                 bar.inc(n as u64);
             }
             file.sync_data().at("cannot sync", partial)?;
@@ -979,13 +1006,60 @@ impl Registry {
                 },
             });
         }
-        let (actual, _) = Sha256::of_file(partial).at("cannot read", partial)?;
+        let actual = Sha256::from_bytes(sha.finalize().into());
         if actual != *digest {
             let _ = std::fs::remove_file(partial);
             return Err(self.mismatch(repository, digest, &actual));
         }
         Ok(transfer)
     }
+}
+
+/// The observer of a download's attempts, and the bytes they received.
+struct Seen<'a> {
+    observer: &'a mut dyn BlobObserver,
+    received: u64,
+}
+
+/// What sees a blob's bytes as [`Registry::download_blob`] writes them, from the blob's first
+/// byte, to check them (a dm-verity tree, say) without reading the file again.
+pub trait BlobObserver: Send {
+    /// The download starts from byte 0 again: forget the bytes seen.
+    fn restart(&mut self);
+    fn update(&mut self, data: &[u8]);
+}
+
+/// Nothing to see besides the digest.
+impl BlobObserver for () {
+    fn restart(&mut self) {}
+    fn update(&mut self, _data: &[u8]) {}
+}
+
+/// Feed the first `have` bytes of `partial` (kept by an earlier attempt or run) to the hasher
+/// and the observer, before the rest arrives.
+fn replay(
+    partial: &Path,
+    have: u64,
+    sha: &mut sha2::Sha256,
+    observer: &mut dyn BlobObserver,
+) -> Result<(), RegistryError> {
+    use crate::fsutil::IoContext;
+    use sha2::Digest as _;
+    let mut f = std::fs::File::open(partial)
+        .at("cannot read", partial)?
+        .take(have);
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = match f.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(crate::fsutil::FsError::new("cannot read", partial, e).into()),
+        };
+        sha.update(&buf[..n]);
+        observer.update(&buf[..n]);
+    }
+    Ok(())
 }
 
 /// What the registry said to a manifest with a `subject` (OCI 1.1 referrers).
@@ -1230,6 +1304,7 @@ mod tests {
                 u64::MAX,
                 &partial,
                 &indicatif::ProgressBar::hidden(),
+                &mut (),
             )
             .expect_err("short");
         assert!(

@@ -40,6 +40,7 @@ pub use registry::{
     BlobStatus, ExportOptions, FileStatus, ImportOptions, ImportReport, LayoutExportReport,
     LoginOptions, LoginReport, LogoutReport, MirrorPushOptions, MirrorPushReport, NodePush,
     PullOptions, PullReport, PulledAttestations, PulledFile, PushOptions, PushReport, ReferrersVia,
+    DEFAULT_PULL_JOBS,
 };
 // Supply chain (issue 15). `image_signatures` and `attestation_files` are what push/pull need.
 pub use attest::{

@@ -1422,6 +1422,16 @@ fn a_layer_that_is_not_the_records_is_refused() {
             .clone()
     };
     let (ours, theirs) = (config_erofs(0), config_erofs(1));
+    let config_tree = |node: usize| {
+        push["nodes"][node]["blobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["kind"].get("verity") == Some(&"config".into()))
+            .unwrap()
+            .clone()
+    };
+    let (our_tree, their_tree) = (config_tree(0), config_tree(1));
     let base = format!("http://{}/v2/kubenet/manifests", registry.host());
     let client = reqwest::blocking::Client::new();
     let mut m: serde_json::Value = serde_json::from_slice(
@@ -1434,6 +1444,7 @@ fn a_layer_that_is_not_the_records_is_refused() {
             .unwrap(),
     )
     .unwrap();
+    let original = m.clone();
     for l in m["layers"].as_array_mut().unwrap() {
         if l["digest"] == ours["digest"] {
             l["digest"] = theirs["digest"].clone();
@@ -1442,6 +1453,21 @@ fn a_layer_that_is_not_the_records_is_refused() {
     }
     let put = client
         .put(format!("{base}/swapped"))
+        .header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+        .body(serde_json::to_vec(&m).unwrap())
+        .send()
+        .unwrap();
+    assert!(put.status().is_success(), "{:?}", put.text());
+    // The EROFS file its own, the hash tree another layer's.
+    let mut m = original;
+    for l in m["layers"].as_array_mut().unwrap() {
+        if l["digest"] == our_tree["digest"] {
+            l["digest"] = their_tree["digest"].clone();
+            l["size"] = their_tree["size"].clone();
+        }
+    }
+    let put = client
+        .put(format!("{base}/swapped-tree"))
         .header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
         .body(serde_json::to_vec(&m).unwrap())
         .send()
@@ -1471,6 +1497,26 @@ fn a_layer_that_is_not_the_records_is_refused() {
         ours["layer_id"].as_str().unwrap()
     ))
     .stderr_has("hint: the registry's copy of the image is damaged or was replaced");
+    assert!(!out.join("nodes/worker1/current").exists());
+    assert!(!out
+        .join("layers")
+        .join(ours["layer_id"].as_str().unwrap())
+        .exists());
+    reg(
+        host_tmp.path(),
+        &registry,
+        &[
+            "--out",
+            &outs,
+            "pull",
+            &format!("{repo}:swapped-tree"),
+            "--node",
+            "worker1",
+        ],
+        &[],
+    )
+    .fails()
+    .stderr_has("config.verity is not the hash tree of its EROFS file");
     assert!(!out.join("nodes/worker1/current").exists());
     assert!(!out
         .join("layers")

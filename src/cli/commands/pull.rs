@@ -25,6 +25,9 @@ pub struct PullArgs {
     node: Option<String>,
     #[command(flatten)]
     freshness: crate::cli::args::FreshnessArgs,
+    /// Blobs downloaded at a time.
+    #[arg(long, short, default_value_t = ops::DEFAULT_PULL_JOBS, value_name = "N")]
+    jobs: usize,
 }
 
 pub fn exec(ctx: &Ctx, args: PullArgs) -> Result<ExitCode, Error> {
@@ -37,6 +40,7 @@ pub fn exec(ctx: &Ctx, args: PullArgs) -> Result<ExitCode, Error> {
         node: args.node,
         allow_downgrade: args.freshness.allow_downgrade,
         progress: !ctx.json && std::io::stderr().is_terminal(),
+        jobs: args.jobs,
     })?;
     if ctx.json {
         print_json("pull-report", &r);

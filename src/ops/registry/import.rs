@@ -13,7 +13,7 @@ use super::push::BlobReport;
 use crate::fsutil::IoContext;
 use crate::hash::Sha256;
 use crate::layout::OutDir;
-use crate::oci::client::Transfer;
+use crate::oci::client::{BlobObserver, Transfer};
 use crate::oci::oci_layout::{IndexEntry, LayoutDir};
 use crate::oci::{self, Digested, OciError};
 use crate::ops::error::Error;
@@ -62,14 +62,23 @@ impl BlobSource for FromLayout<'_> {
         d: &Digested,
         partial: &Path,
         bar: &indicatif::ProgressBar,
+        observer: &mut dyn BlobObserver,
     ) -> Result<Transfer, Error> {
         let from = self.0.blob(&d.digest);
         let src = std::fs::File::open(&from).at("cannot read", &from)?;
         let mut dst = crate::fsutil::open_partial(partial, true)?;
         // Never more than the manifest says, plus one byte to tell a longer file: a blob that
         // is a device or grows as it is read must not fill the disk.
-        let n = std::io::copy(&mut src.take(d.size.saturating_add(1)), &mut dst)
+        // Hashed as it is copied, not read again.
+        observer.restart();
+        let mut hashing = Hashing {
+            file: &mut dst,
+            sha: sha2::Sha256::default(),
+            observer,
+        };
+        let n = std::io::copy(&mut src.take(d.size.saturating_add(1)), &mut hashing)
             .at("cannot write", partial)?;
+        let actual = Sha256::from_bytes(sha2::Digest::finalize(hashing.sha).into());
         dst.sync_data().at("cannot sync", partial)?;
         bar.inc(n);
         if n != d.size {
@@ -82,7 +91,6 @@ impl BlobSource for FromLayout<'_> {
                 d.size
             )));
         }
-        let (actual, _) = Sha256::of_file(partial).at("cannot read", partial)?;
         if actual != d.digest {
             let _ = std::fs::remove_file(partial);
             return Err(layout_damaged(&from, &d.digest, &actual));
@@ -91,6 +99,25 @@ impl BlobSource for FromLayout<'_> {
             received: n,
             resumed_from: 0,
         })
+    }
+}
+
+/// A file written to, each byte hashed and shown to an observer on the way.
+struct Hashing<'a> {
+    file: &'a mut std::fs::File,
+    sha: sha2::Sha256,
+    observer: &'a mut dyn BlobObserver,
+}
+
+impl std::io::Write for Hashing<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.file.write(buf)?;
+        sha2::Digest::update(&mut self.sha, &buf[..n]);
+        self.observer.update(&buf[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
     }
 }
 
@@ -196,7 +223,10 @@ pub fn import(opts: &ImportOptions) -> Result<ImportReport, Error> {
                 keys: &opts.keys,
                 allow_downgrade: opts.allow_downgrade,
             },
-            opts.progress,
+            super::pull::Moving {
+                progress: opts.progress,
+                jobs: super::pull::DEFAULT_JOBS,
+            },
         )?;
         report.bytes_copied += done
             .blobs

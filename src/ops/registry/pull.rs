@@ -15,15 +15,17 @@ use super::push::{BlobReport, BlobStatus};
 use super::referrers::{self, Fetched, PulledAttestations, RegistrySource};
 use crate::fsutil;
 use crate::generations;
+use crate::image::verity::StreamingBlocks;
 use crate::image::{self, ImageManifest, LayerRecord, LayerRef, LAYER_FORMAT};
 use crate::layout::{self, OutDir, IMAGE_RECORD, LAYER_RECORD};
-use crate::oci::client::{ClientOptions, Registry, Transfer};
+use crate::oci::client::{BlobObserver, ClientOptions, Registry, Transfer};
 use crate::oci::{self, Digested, NodeArtifact, OciError, Reference};
 use crate::ops::error::Error;
 use crate::ops::steps::materialize::{
-    check_layer_verity, materialize, read_layer_record, usable_layer,
+    check_layer_verity, check_streamed_verity, materialize, read_layer_record, usable_layer,
+    verity_params,
 };
-use crate::ops::steps::{progress_bar, Progress};
+use crate::ops::steps::{parallel_map, progress_bar, Progress};
 use crate::trust::TrustedKeys;
 
 #[derive(Debug, Clone)]
@@ -40,7 +42,12 @@ pub struct PullOptions {
     /// Switch to an image older than the node's current one (`--allow-downgrade`).
     pub allow_downgrade: bool,
     pub progress: bool,
+    /// Blobs downloaded at a time (`--jobs`).
+    pub jobs: usize,
 }
+
+/// Blobs a pull or an import moves at a time, unless told otherwise.
+pub const DEFAULT_JOBS: usize = 4;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct PullReport {
@@ -139,14 +146,16 @@ fn layer_record(m: &ImageManifest, l: &LayerRef) -> Result<LayerRecord, Error> {
 }
 
 /// Where the blobs of an image come from: a registry (pull) or an OCI layout (import).
-pub(crate) trait BlobSource {
+pub(crate) trait BlobSource: Sync {
     /// Put blob `d` into `partial` (resuming what it holds, where the source can), checked
-    /// against its digest; what moved.
+    /// against its digest as its bytes are written, which `observer` sees too (from the first
+    /// byte); what moved.
     fn fetch(
         &self,
         d: &Digested,
         partial: &std::path::Path,
         bar: &indicatif::ProgressBar,
+        observer: &mut dyn BlobObserver,
     ) -> Result<Transfer, Error>;
 }
 
@@ -157,10 +166,16 @@ impl BlobSource for RegistrySource<'_> {
         d: &Digested,
         partial: &std::path::Path,
         bar: &indicatif::ProgressBar,
+        observer: &mut dyn BlobObserver,
     ) -> Result<Transfer, Error> {
-        Ok(self
-            .registry
-            .download_blob(self.repository, &d.digest, d.size, partial, bar)?)
+        Ok(self.registry.download_blob(
+            self.repository,
+            &d.digest,
+            d.size,
+            partial,
+            bar,
+            observer,
+        )?)
     }
 }
 
@@ -191,7 +206,10 @@ pub fn pull(opts: &PullOptions) -> Result<PullReport, Error> {
             keys: &opts.keys,
             allow_downgrade: opts.allow_downgrade,
         },
-        opts.progress,
+        Moving {
+            progress: opts.progress,
+            jobs: opts.jobs,
+        },
     )?;
     Ok(PullReport {
         registry: r.registry.clone(),
@@ -217,6 +235,13 @@ pub(crate) struct Admission<'a> {
     pub allow_downgrade: bool,
 }
 
+/// How [`install`] moves blobs: drawing progress or not, and how many at a time.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Moving {
+    pub progress: bool,
+    pub jobs: usize,
+}
+
 /// What [`install`] did.
 pub(crate) struct Installed {
     pub blobs: Vec<BlobReport>,
@@ -237,7 +262,7 @@ pub(crate) fn install(
     m: &ImageManifest,
     source: &dyn BlobSource,
     trust: Admission<'_>,
-    progress: bool,
+    moving: Moving,
 ) -> Result<Installed, Error> {
     let blobs = art.blobs_of(what, m)?;
     // First: an image the trusted keys did not sign gets no layer and no generation; nor does
@@ -251,60 +276,57 @@ pub(crate) fn install(
     let store = crate::ops::steps::open_store(out)?;
     fsutil::create_dir_all(&out.pulls())?;
     fsutil::create_dir_all(&out.layers())?;
-    let mut reports = Vec::new();
     let mut checked = BTreeSet::new();
+    let wanted = claim_layers(out, m, &blobs, &mut checked)?;
+    let downloads = download(out, m, &wanted, source, moving);
+    let mut reports = Vec::new();
     for d in blobs
         .iter()
         .filter(|d| d.blob.kind == oci::BlobKind::Record)
     {
         reports.push(BlobReport::new(d, BlobStatus::Downloaded, d.size));
     }
-    for l in &m.layers {
-        let parts: Vec<&Digested> = blobs
-            .iter()
-            .filter(|d| d.blob.layer_id.as_ref() == Some(&l.id))
-            .collect();
-        let dir = out.layer(&l.id);
-        // A layer the host has is not downloaded again, once it is checked against the root
-        // hash; a damaged one is set aside and downloaded.
-        let present = |dir: &std::path::Path| {
-            usable_layer(dir, &l.name, l.verity.as_ref())
-                .is_some_and(|rec| check_layer_verity(dir, &rec).is_empty())
-        };
-        // One process downloads a layer at a time; the others wait and find it in place.
-        let lock = if present(&dir) {
-            None
-        } else {
-            Some(fsutil::lock_exclusive(&out.pull_lock(&l.id))?)
-        };
-        if lock.is_none() || present(&dir) {
+    // In the image's order, the first failure (of any download, then of any check) decides.
+    let mut downloads = downloads.into_iter();
+    for (l, want) in m.layers.iter().zip(&wanted) {
+        let Some(want) = want else {
             reports.extend(
-                parts
+                blobs
                     .iter()
+                    .filter(|d| d.blob.layer_id.as_ref() == Some(&l.id))
                     .map(|d| BlobReport::new(d, BlobStatus::Present, 0)),
             );
-            checked.insert(l.id.clone());
             continue;
-        }
-        if dir.exists() {
-            fsutil::remove_dir_aside(&dir)?;
-        }
-        let rec = layer_record(m, l)?;
-        let tmp = fsutil::temp_dir_in(&out.layers())?;
-        for d in &parts {
-            let partial = out.pull_partial(&d.digest.to_hex());
-            let bar = progress_bar(progress, Progress::Bytes, d.size, "pull");
-            bar.set_message(format!("{} {}", m.node, d.blob.file_name));
-            let t = source.fetch(d, &partial, &bar);
-            bar.finish_and_clear();
-            let t = t?;
-            fsutil::rename_into(&partial, &tmp.path().join(&d.blob.file_name))?;
+        };
+        let mut level0 = None;
+        let mut tree_digest = None;
+        // `downloads` holds the wanted layers' parts in this order.
+        for (d, got) in want.parts.iter().zip(downloads.by_ref()) {
+            let (t, seen) = got?;
+            if let Some(seen) = seen {
+                level0 = Some(seen);
+            }
+            if matches!(d.blob.kind, oci::BlobKind::Verity(_)) {
+                tree_digest = Some(d.digest);
+            }
             let status = if t.resumed_from > 0 {
                 BlobStatus::Resumed
             } else {
                 BlobStatus::Downloaded
             };
             reports.push(BlobReport::new(d, status, t.received));
+        }
+        let dir = out.layer(&l.id);
+        if dir.exists() {
+            fsutil::remove_dir_aside(&dir)?;
+        }
+        let rec = &want.record;
+        let tmp = fsutil::temp_dir_in(&out.layers())?;
+        for d in &want.parts {
+            fsutil::rename_into(
+                &out.pull_partial(&d.digest.to_hex()),
+                &tmp.path().join(&d.blob.file_name),
+            )?;
         }
         let [_, _, roothash] = layout::layer_files(&l.name);
         fsutil::write_new(
@@ -313,8 +335,16 @@ pub(crate) fn install(
             0o444,
         )?;
         fsutil::write_new(&tmp.path().join(LAYER_RECORD), &rec.to_json(), 0o444)?;
-        // Before it is put in place: its EROFS file is what the record's root hash pins.
-        let fails = check_layer_verity(tmp.path(), &rec);
+        // Before it is put in place: its EROFS file is what the record's root hash pins
+        // (hashed as it arrived, not read again).
+        let fails = match (&want.params, level0, tree_digest) {
+            (Ok(params), Some((level0, size)), Some(tree)) => {
+                check_streamed_verity(rec, params, level0, size, &tree)
+            }
+            (Err(e), _, _) => vec![format!("layer {}: its verity parameters: {e}", l.id)],
+            // `blobs_of` gives each layer both blobs; read them if that ever changes.
+            _ => check_layer_verity(tmp.path(), rec),
+        };
         if !fails.is_empty() {
             return Err(Error::PulledLayer {
                 reference: what.to_string(),
@@ -347,6 +377,116 @@ pub(crate) fn install(
         generation,
         switched,
     })
+}
+
+/// A layer this pull downloads: its blobs, the record it gets, its verity parameters, and the
+/// lock that makes this process the one downloading it.
+struct Wanted<'a> {
+    parts: Vec<&'a Digested>,
+    record: LayerRecord,
+    params: Result<crate::image::verity::VerityParams, String>,
+    _lock: std::fs::File,
+}
+
+/// For each layer of `m` (in its order), `None` when the host has it (checked against the
+/// root hash; added to `checked`), else what to download, holding the layer's pull lock: one
+/// process downloads a layer at a time, the others wait and find it in place. Locks are taken
+/// in the order of the layers' ids, so that two pulls never wait for each other.
+fn claim_layers<'a>(
+    out: &OutDir,
+    m: &ImageManifest,
+    blobs: &'a [Digested],
+    checked: &mut BTreeSet<String>,
+) -> Result<Vec<Option<Wanted<'a>>>, Error> {
+    let mut order: Vec<usize> = (0..m.layers.len()).collect();
+    order.sort_by(|a, b| m.layers[*a].id.cmp(&m.layers[*b].id));
+    let mut wanted: Vec<Option<Wanted<'a>>> = (0..m.layers.len()).map(|_| None).collect();
+    for i in order {
+        let l = &m.layers[i];
+        let dir = out.layer(&l.id);
+        // A layer the host has is not downloaded again, once it is checked against the root
+        // hash; a damaged one is set aside and downloaded.
+        let present = |dir: &std::path::Path| {
+            usable_layer(dir, &l.name, l.verity.as_ref())
+                .is_some_and(|rec| check_layer_verity(dir, &rec).is_empty())
+        };
+        if present(&dir) {
+            checked.insert(l.id.clone());
+            continue;
+        }
+        let lock = fsutil::lock_exclusive(&out.pull_lock(&l.id))?;
+        if present(&dir) {
+            checked.insert(l.id.clone());
+            continue;
+        }
+        let record = layer_record(m, l)?;
+        let params = verity_params(&record.verity, &record.id).map_err(|e| e.to_string());
+        wanted[i] = Some(Wanted {
+            parts: blobs
+                .iter()
+                .filter(|d| d.blob.layer_id.as_ref() == Some(&l.id))
+                .collect(),
+            record,
+            params,
+            _lock: lock,
+        });
+    }
+    Ok(wanted)
+}
+
+/// What one download gave: what moved, and for a layer's EROFS file the digests of its
+/// blocks (level 0 of its dm-verity tree) and its size.
+type Downloaded = Result<(Transfer, Option<(Vec<[u8; 32]>, u64)>), Error>;
+
+/// Download every blob of the `wanted` layers into `out/pulls/`, `jobs` at a time, each hashed
+/// (sha256, and an EROFS file's dm-verity blocks) as it arrives. Results in the layers' order,
+/// whatever order the downloads finish in.
+fn download(
+    out: &OutDir,
+    m: &ImageManifest,
+    wanted: &[Option<Wanted<'_>>],
+    source: &dyn BlobSource,
+    moving: Moving,
+) -> Vec<Downloaded> {
+    let todo: Vec<(&Digested, Option<&[u8]>)> = wanted
+        .iter()
+        .flatten()
+        .flat_map(|w| {
+            let salt = w.params.as_ref().ok().map(|p| p.salt.as_slice());
+            w.parts.iter().map(move |d| {
+                let erofs = matches!(d.blob.kind, oci::BlobKind::Erofs(_));
+                (*d, salt.filter(|_| erofs))
+            })
+        })
+        .collect();
+    let total = todo.iter().map(|(d, _)| d.size).sum();
+    let bar = progress_bar(moving.progress, Progress::Bytes, total, "pull");
+    bar.set_message(m.node.clone());
+    let results = parallel_map(&todo, moving.jobs, |(d, salt)| -> Downloaded {
+        let partial = out.pull_partial(&d.digest.to_hex());
+        match salt {
+            Some(salt) => {
+                let mut blocks = Blocks(StreamingBlocks::new(salt));
+                let t = source.fetch(d, &partial, &bar, &mut blocks)?;
+                Ok((t, Some(blocks.0.finish())))
+            }
+            None => Ok((source.fetch(d, &partial, &bar, &mut ())?, None)),
+        }
+    });
+    bar.finish_and_clear();
+    results
+}
+
+/// A layer's EROFS file's dm-verity block digests, as its bytes arrive.
+struct Blocks(StreamingBlocks);
+
+impl BlobObserver for Blocks {
+    fn restart(&mut self) {
+        self.0.restart();
+    }
+    fn update(&mut self, data: &[u8]) {
+        self.0.update(data);
+    }
 }
 
 /// The node a tag names: `<node>` or `<node>-gen<N>`, as push tags an image.

@@ -246,15 +246,23 @@ pub(crate) fn materialize_layers(
     Ok((dir, full, new || written, layers_written))
 }
 
-/// The dm-verity tree of `data` with the parameters `v` records; its root hash.
-fn verity_of(data: &Path, v: &VerityInfo, id: &str) -> std::io::Result<(String, Vec<u8>)> {
-    let size = std::fs::metadata(data)?.len();
-    let params = image::verity::VerityParams {
+/// The parameters of the dm-verity tree of layer `id` that `v` records.
+pub(crate) fn verity_params(
+    v: &VerityInfo,
+    id: &str,
+) -> std::io::Result<image::verity::VerityParams> {
+    Ok(image::verity::VerityParams {
         salt: hex::decode(&v.salt).map_err(std::io::Error::other)?,
         uuid: Blake3::parse(id)
             .map(|id| image::verity::params_for(&id).uuid)
             .map_err(std::io::Error::other)?,
-    };
+    })
+}
+
+/// The dm-verity tree of `data` with the parameters `v` records; its root hash.
+fn verity_of(data: &Path, v: &VerityInfo, id: &str) -> std::io::Result<(String, Vec<u8>)> {
+    let size = std::fs::metadata(data)?.len();
+    let params = verity_params(v, id)?;
     let mut tree = Vec::new();
     let mut r = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(data)?);
     let root = image::verity::write_verity(&mut r, size, &params, &mut tree)?;
@@ -379,6 +387,46 @@ pub(crate) fn check_layer_verity(dir: &Path, rec: &LayerRecord) -> Vec<String> {
             }
         }
         Err(e) => fails.push(format!("layer {name}: cannot hash {}: {e}", raw.display())),
+    }
+    fails
+}
+
+/// [`check_layer_verity`] of a layer whose EROFS file was hashed as it arrived: `level0` holds
+/// the digests of its `size` bytes' blocks (with the parameters `rec` records) and
+/// `tree_digest` is the sha256 of the hash tree file received beside it (checked as it
+/// arrived). The tree these blocks make must have the root hash `rec` pins and be that file,
+/// byte for byte; neither file is read again. (The root hash file is written from `rec`.)
+pub(crate) fn check_streamed_verity(
+    rec: &LayerRecord,
+    params: &image::verity::VerityParams,
+    level0: Vec<[u8; 32]>,
+    size: u64,
+    tree_digest: &crate::hash::Sha256,
+) -> Vec<String> {
+    let name = &rec.id;
+    let [raw, verity, _] = layout::layer_files(&rec.name);
+    if size == 0 || !size.is_multiple_of(image::verity::BLOCK as u64) {
+        return vec![format!(
+            "layer {name}: cannot hash {raw}: verity data must be a non-zero multiple of {} bytes, not {size}",
+            image::verity::BLOCK
+        )];
+    }
+    let mut tree = Vec::new();
+    let root = match image::verity::write_tree(level0, params, &mut tree) {
+        Ok(root) => root.to_hex(),
+        Err(e) => return vec![format!("layer {name}: cannot hash {raw}: {e}")],
+    };
+    let mut fails = Vec::new();
+    if root != rec.verity.root_hash {
+        fails.push(format!(
+            "layer {name}: its EROFS file hashes to verity root {root}, its record pins {}",
+            rec.verity.root_hash
+        ));
+    }
+    if crate::hash::Sha256::of(&tree) != *tree_digest {
+        fails.push(format!(
+            "layer {name}: {verity} is not the hash tree of its EROFS file"
+        ));
     }
     fails
 }
