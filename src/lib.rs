@@ -26,6 +26,7 @@
 //! | `skew`        | the Kubernetes version skew policy, checked on a manifest's node versions  |
 //! | `standin`     | stand-in artifacts in upstream's shapes, for the demo and tests            |
 //! | `ops`         | orchestration of the commands; the only module combining others           |
+//! | `progress`    | what long operations report as they go (`Reporter`); cli draws it          |
 //! | `cli`         | clap, human and `--json` output, exit codes                                |
 
 pub mod checksum;
@@ -43,6 +44,7 @@ pub mod lock;
 pub mod manifest;
 pub mod oci;
 pub mod ops;
+pub mod progress;
 pub mod render;
 pub mod sbom;
 pub mod secrets;

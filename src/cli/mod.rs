@@ -25,6 +25,7 @@ macro_rules! say {
 mod args;
 mod commands;
 mod hints;
+mod progress;
 mod report;
 use crate::ops::{self, Error};
 use commands::{
@@ -242,6 +243,8 @@ pub struct Ctx {
     /// `--json`: reports as JSON on stdout.
     pub json: bool,
     pub allow_outside_templates: bool,
+    /// Where the library reports progress: decided once, from `json` and stderr.
+    pub progress: crate::progress::Reporting,
 }
 
 #[derive(Debug, Args)]
@@ -336,6 +339,7 @@ pub fn main() -> ExitCode {
         out: cli.out.unwrap_or_else(|| root.join("out")),
         json: cli.json,
         allow_outside_templates: cli.allow_outside_templates,
+        progress: progress::reporting(cli.json),
     };
     let outcome = match not_found {
         // A host that pulls its images has no project: `verify --out DIR` checks what it holds.

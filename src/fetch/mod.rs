@@ -14,7 +14,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use indicatif::ProgressBar;
+use crate::progress::Progress;
 use reqwest::header;
 
 pub use mirror::{mirror_path, sources, Mirror, RegistryBlob, Source};
@@ -269,7 +269,7 @@ trait Sink {
 struct FileSink<'a> {
     file: &'a mut File,
     hasher: DualHasher,
-    progress: &'a ProgressBar,
+    progress: &'a Progress,
     /// Where the validator is kept for a later run, when the file outlives this one.
     validator_file: Option<&'a Path>,
 }
@@ -416,7 +416,7 @@ impl Fetcher {
         url: &str,
         file: &mut File,
         expect: &Expect,
-        progress: &ProgressBar,
+        progress: &Progress,
     ) -> Result<Downloaded, FetchError> {
         let sink = FileSink {
             file,
@@ -439,7 +439,7 @@ impl Fetcher {
         file: &mut File,
         validator_file: &Path,
         expect: &Expect,
-        progress: &ProgressBar,
+        progress: &Progress,
     ) -> Result<Downloaded, FetchError> {
         let hasher = rehash(file).unwrap_or_default();
         progress.set_position(hasher.len());

@@ -20,6 +20,7 @@ use reqwest::{StatusCode, Url};
 use super::auth::{self, Challenge, Credentials, CredentialsError};
 use super::{MANIFEST_MEDIA_TYPE, MAX_MANIFEST_BYTES};
 use crate::hash::Sha256;
+use crate::progress::Progress;
 use crate::term::escape;
 
 /// How to reach registries.
@@ -561,7 +562,7 @@ impl Registry {
         path: &Path,
         size: u64,
         mount_from: Option<&str>,
-        bar: &indicatif::ProgressBar,
+        bar: &Progress,
     ) -> Result<Upload, RegistryError> {
         // Opened for each attempt (a retry after a challenge sends it again); a file that
         // vanished meanwhile sends nothing, which the registry refuses by its digest.
@@ -589,7 +590,7 @@ impl Registry {
         &self,
         repository: &str,
         what: &str,
-        bar: &indicatif::ProgressBar,
+        bar: &Progress,
         attempt: impl FnMut() -> Result<T, RegistryError>,
     ) -> Result<T, RegistryError> {
         let key = format!("{}/{repository} {what}", self.host);
@@ -610,7 +611,7 @@ impl Registry {
     fn retry_loop<T>(
         &self,
         key: &str,
-        bar: &indicatif::ProgressBar,
+        bar: &Progress,
         attempt: impl FnMut() -> Result<T, RegistryError>,
         note: impl Fn(&RegistryError, Duration, u32) -> String,
     ) -> (Result<T, RegistryError>, u32) {
@@ -635,7 +636,7 @@ impl Registry {
         body: &dyn Fn() -> Box<dyn Read + Send>,
         size: u64,
         mount_from: Option<&str>,
-        bar: &indicatif::ProgressBar,
+        bar: &Progress,
     ) -> Result<Upload, RegistryError> {
         let mut op = Self::push_op(repository, format!("uploading blob sha256:{digest}"));
         let mut url = self.url(&format!("/v2/{repository}/blobs/uploads/"));
@@ -831,7 +832,7 @@ impl Registry {
         digest: &Sha256,
         size: u64,
         partial: &Path,
-        bar: &indicatif::ProgressBar,
+        bar: &Progress,
         observer: &mut dyn BlobObserver,
     ) -> Result<Transfer, RegistryError> {
         // Bytes an earlier run left, which the first attempt resumes.
@@ -910,7 +911,7 @@ impl Registry {
         digest: &Sha256,
         size: u64,
         partial: &Path,
-        bar: &indicatif::ProgressBar,
+        bar: &Progress,
         seen: &mut Seen<'_>,
     ) -> Result<Transfer, RegistryError> {
         let observer = &mut *seen.observer;
@@ -1085,7 +1086,7 @@ impl Registry {
         self.retrying(
             repository,
             &format!("{STORING_MANIFEST} `{reference}`"),
-            &indicatif::ProgressBar::hidden(),
+            &Progress::hidden(),
             || self.put_manifest_as_once(repository, reference, media_type, bytes),
         )
     }
@@ -1155,7 +1156,7 @@ impl Registry {
         let owned = bytes.to_vec();
         let open =
             move || -> Box<dyn Read + Send> { Box::new(std::io::Cursor::new(owned.clone())) };
-        let bar = indicatif::ProgressBar::hidden();
+        let bar = Progress::hidden();
         self.retrying(
             repository,
             &format!("the upload of blob sha256:{digest}"),
@@ -1233,7 +1234,7 @@ fn read_limited(resp: Response, limit: u64) -> Result<Vec<u8>, BodyError> {
 /// A file read into an upload, counting the bytes sent on a progress bar.
 struct Counting {
     inner: Box<dyn Read + Send>,
-    bar: indicatif::ProgressBar,
+    bar: Progress,
 }
 
 impl Read for Counting {
@@ -1303,7 +1304,7 @@ mod tests {
                 &Sha256::of(b"abc"),
                 u64::MAX,
                 &partial,
-                &indicatif::ProgressBar::hidden(),
+                &Progress::hidden(),
                 &mut (),
             )
             .expect_err("short");

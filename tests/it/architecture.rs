@@ -163,3 +163,28 @@ fn the_library_below_ops_knows_nothing_of_commands() {
         bad.join("\n")
     );
 }
+
+/// Progress is drawn by cli alone: the library reports to a `progress::Reporter`, and whether
+/// stderr is a terminal is asked in one place.
+#[test]
+fn only_cli_draws_progress() {
+    let all = rust_files("");
+    let outside_cli: Vec<PathBuf> = all
+        .iter()
+        .filter(|f| !f.starts_with(Path::new(REPO).join("src/cli")))
+        .cloned()
+        .collect();
+    let bad = offending(&outside_cli, &["indicatif"]);
+    assert!(
+        bad.is_empty(),
+        "indicatif outside src/cli/ (report to a progress::Reporter instead):\n{}",
+        bad.join("\n")
+    );
+    let asks = offending(&all, &["is_terminal()"]);
+    assert_eq!(
+        asks.len(),
+        1,
+        "whether to draw is decided once (cli/progress.rs):\n{}",
+        asks.join("\n")
+    );
+}

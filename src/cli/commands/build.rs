@@ -1,6 +1,5 @@
 //! `nodeforge build`: one immutable, layered image per node.
 
-use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Args;
@@ -46,7 +45,7 @@ pub fn exec(ctx: &Ctx, args: BuildArgs) -> Result<ExitCode, Error> {
         nodes: node,
         fetch: net.config()?,
         jobs: net.jobs,
-        progress: !json && std::io::stderr().is_terminal(),
+        progress: ctx.progress.clone(),
         locked,
         allow_outside_templates: ctx.allow_outside_templates,
         allow_skew,

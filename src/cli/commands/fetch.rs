@@ -1,6 +1,5 @@
 //! `nodeforge fetch`: download every locked artifact the store lacks, verified against the lockfile.
 
-use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Args;
@@ -27,7 +26,7 @@ pub fn exec(ctx: &Ctx, args: FetchArgs) -> Result<ExitCode, Error> {
         out: ctx.out.clone(),
         fetch: net.config()?,
         jobs: net.jobs,
-        progress: !json && std::io::stderr().is_terminal(),
+        progress: ctx.progress.clone(),
         locked,
     };
     let r = ops::fetch(&opts)?;

@@ -37,14 +37,13 @@ pub fn exec(ctx: &Ctx, args: MirrorArgs) -> Result<ExitCode, Error> {
     let dir = match args.command {
         MirrorCommand::Export { dir } => dir,
         MirrorCommand::Push { target, registry } => {
-            use std::io::IsTerminal;
             let r = ops::mirror_push(&ops::MirrorPushOptions {
                 manifest: ctx.manifest.clone(),
                 lockfile: ctx.lockfile.clone(),
                 out: ctx.out.clone(),
                 target: target.clone(),
                 client: registry.options(),
-                progress: !json && std::io::stderr().is_terminal(),
+                progress: ctx.progress.clone(),
             })?;
             if json {
                 print_json("mirror-push-report", &r);

@@ -31,7 +31,6 @@ pub struct PullArgs {
 }
 
 pub fn exec(ctx: &Ctx, args: PullArgs) -> Result<ExitCode, Error> {
-    use std::io::IsTerminal;
     let r = ops::pull(&ops::PullOptions {
         out: ctx.out.clone(),
         reference: args.reference,
@@ -39,7 +38,7 @@ pub fn exec(ctx: &Ctx, args: PullArgs) -> Result<ExitCode, Error> {
         keys: args.trust.load()?,
         node: args.node,
         allow_downgrade: args.freshness.allow_downgrade,
-        progress: !ctx.json && std::io::stderr().is_terminal(),
+        progress: ctx.progress.clone(),
         jobs: args.jobs,
     })?;
     if ctx.json {

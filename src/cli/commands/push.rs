@@ -26,7 +26,6 @@ pub struct PushArgs {
 }
 
 pub fn exec(ctx: &Ctx, args: PushArgs) -> Result<ExitCode, Error> {
-    use std::io::IsTerminal;
     let r = ops::push(&ops::PushOptions {
         manifest: ctx.manifest.clone(),
         out: ctx.out.clone(),
@@ -34,7 +33,7 @@ pub fn exec(ctx: &Ctx, args: PushArgs) -> Result<ExitCode, Error> {
         nodes: args.node,
         mount_from: args.mount_from,
         client: args.registry.options(),
-        progress: !ctx.json && std::io::stderr().is_terminal(),
+        progress: ctx.progress.clone(),
     })?;
     if ctx.json {
         print_json("push-report", &r);

@@ -1,6 +1,5 @@
 //! `nodeforge verify`: for CI, every hash re-checked; `--rebuild` compares rebuilds.
 
-use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Args;
@@ -43,7 +42,7 @@ pub fn exec(ctx: &Ctx, args: VerifyArgs) -> Result<ExitCode, Error> {
             std::thread::available_parallelism().map_or(2, std::num::NonZero::get)
         }),
         mmap: !no_mmap,
-        progress: !json && std::io::stderr().is_terminal(),
+        progress: ctx.progress.clone(),
         allow_outside_templates: ctx.allow_outside_templates,
         trusted,
     })?;

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use crate::progress::{Progress, Reporting, Task, Unit};
 use serde::Serialize;
 
 use super::lock::{complete_lock, LockCompletion};
@@ -25,8 +25,8 @@ pub struct FetchOptions {
     pub out: PathBuf,
     pub fetch: FetchConfig,
     pub jobs: usize,
-    /// Draw progress bars (only ever on a terminal).
-    pub progress: bool,
+    /// Where progress is reported.
+    pub progress: crate::progress::Reporting,
     /// `--locked`: refuse to complete the lockfile (resolve missing or unresolved entries).
     pub locked: bool,
 }
@@ -306,48 +306,43 @@ fn fetch_one(store: &Store, fetcher: &Fetcher, entry: &LockEntry, bars: &Bars) -
     }
 }
 
-/// Progress on a terminal: one bar per download and a total; nothing when not a terminal.
+/// Progress: a task per download, within a total that counts the artifacts.
 struct Bars {
-    multi: MultiProgress,
-    total: ProgressBar,
+    reporting: Reporting,
+    total: Progress,
 }
 
 impl Bars {
-    fn new(show: bool, count: u64) -> Self {
-        let target = if show {
-            ProgressDrawTarget::stderr()
-        } else {
-            ProgressDrawTarget::hidden()
-        };
-        let multi = MultiProgress::with_draw_target(target);
-        let total = multi.add(ProgressBar::new(count));
-        total.set_style(
-            ProgressStyle::with_template("{prefix:>12} [{bar:30}] {pos}/{len} artifacts")
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
+    fn new(reporting: &Reporting, count: u64) -> Self {
+        let total = reporting.start_task(
+            Task {
+                prefix: "fetch".into(),
+                unit: Unit::Items,
+                len: count,
+                message: "artifacts".into(),
+            },
+            None,
         );
-        total.set_prefix("fetch");
-        Self { multi, total }
+        Self {
+            reporting: reporting.clone(),
+            total,
+        }
     }
 
-    fn start(&self, e: &LockEntry) -> ProgressBar {
-        let bar = self
-            .multi
-            .insert_before(&self.total, ProgressBar::new(e.size().unwrap_or(0)));
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{prefix:>12} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-        );
-        bar.set_prefix(e.component.to_string());
-        bar
+    fn start(&self, e: &LockEntry) -> Progress {
+        self.reporting.start_task(
+            Task {
+                prefix: e.component.to_string(),
+                unit: Unit::Bytes,
+                len: e.size().unwrap_or(0),
+                message: String::new(),
+            },
+            Some(&self.total),
+        )
     }
 
-    fn finish(&self, bar: &ProgressBar) {
-        bar.finish_and_clear();
-        self.multi.remove(bar);
+    fn finish(&self, bar: &Progress) {
+        bar.finish();
         self.total.inc(1);
     }
 }
@@ -375,9 +370,9 @@ pub(crate) fn fetch_checked(
     let started = Instant::now();
     let fetcher = Fetcher::new(opts.fetch.clone())?;
     let entries = &checked.lock.artifacts;
-    let bars = Bars::new(opts.progress, entries.len() as u64);
+    let bars = Bars::new(&opts.progress, entries.len() as u64);
     let artifacts = parallel_map(entries, opts.jobs, |e| fetch_one(store, &fetcher, e, &bars));
-    bars.total.finish_and_clear();
+    bars.total.finish();
     let fetched_bytes = artifacts
         .iter()
         .filter(|a| a.status == ArtifactStatus::Fetched)

@@ -21,8 +21,9 @@ use crate::layout::{self, OutDir};
 use crate::manifest::{Arch, Manifest, Node};
 use crate::ops::error::Error;
 use crate::ops::steps::materialize::{ensure_layer_with, materialize_layers};
+use crate::ops::steps::parallel_map;
 use crate::ops::steps::render::{render_images, select_nodes};
-use crate::ops::steps::{parallel_map, progress_bar, Progress};
+use crate::progress::Unit;
 
 #[derive(Debug, Clone)]
 pub struct BuildOptions {
@@ -33,7 +34,8 @@ pub struct BuildOptions {
     pub nodes: Vec<String>,
     pub fetch: FetchConfig,
     pub jobs: usize,
-    pub progress: bool,
+    /// Where progress is reported.
+    pub progress: crate::progress::Reporting,
     /// Take templates from a tree outside the manifest's directory (refused unless asked for).
     pub allow_outside_templates: bool,
     /// `--locked`: refuse to complete the lockfile (resolve missing or unresolved entries).
@@ -167,7 +169,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, Error> {
         out: opts.out.clone(),
         fetch: opts.fetch.clone(),
         jobs: opts.jobs,
-        progress: opts.progress,
+        progress: opts.progress.clone(),
         locked: opts.locked,
     };
     let fetched = fetch_checked(&checked, &store, &fetch_opts)?;
@@ -217,10 +219,10 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, Error> {
             .filter(|e| e.kind == crate::image::Kind::File)
             .map(|e| e.size)
             .sum();
-        let bar = progress_bar(opts.progress, Progress::Bytes, bytes, "payload");
-        bar.set_message(m.arch.to_string());
+        let bar = opts.progress.start(Unit::Bytes, bytes, "payload");
+        bar.set_message(&m.arch.to_string());
         let ensured = ensure_layer_with(&out, &store, m, Role::Payload, &bar);
-        bar.finish_and_clear();
+        bar.finish();
         if ensured?.1 {
             payload_written.extend(m.layer(Role::Payload).map(|l| l.id.clone()));
         }
@@ -241,7 +243,9 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, Error> {
         })
         .collect();
     let pairs: Vec<(&&Node, &ImageManifest)> = nodes.iter().zip(&images).collect();
-    let bar = progress_bar(opts.progress, Progress::Count, pairs.len() as u64, "images");
+    let bar = opts
+        .progress
+        .start(Unit::Items, pairs.len() as u64, "images");
     bar.set_message("nodes");
     let digests = crate::ops::steps::attestations::DigestCache::remembering(&out);
     let written = parallel_map(&pairs, opts.jobs.max(2), |(n, m)| {
@@ -292,7 +296,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, Error> {
         bar.inc(1);
         r
     });
-    bar.finish_and_clear();
+    bar.finish();
     digests.save();
     let mut report = Vec::new();
     for (((n, m), w), rolled_back) in nodes.iter().zip(&images).zip(written).zip(rolled_back) {

@@ -23,8 +23,8 @@ pub struct GcOptions {
     /// Keep this many newest generations per node (the current one always); None keeps all.
     pub keep_generations: Option<u32>,
     pub dry_run: bool,
-    /// Draw a spinner (only ever on a terminal).
-    pub progress: bool,
+    /// Where progress is reported.
+    pub progress: crate::progress::Reporting,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -116,12 +116,7 @@ pub fn gc(opts: &GcOptions) -> Result<GcReport, Error> {
         ..GcReport::default()
     };
     // Counts what has been looked at (generations, images, layers, objects).
-    let bar = crate::ops::steps::progress_bar(
-        opts.progress,
-        crate::ops::steps::Progress::Spinner,
-        0,
-        "gc",
-    );
+    let bar = opts.progress.start(crate::progress::Unit::Open, 0, "gc");
     bar.set_message("examined");
     let mut links = HashMap::new();
     let mut remove = |path: &Path, r: &mut GcReport| -> Result<u64, Error> {
@@ -363,6 +358,6 @@ pub fn gc(opts: &GcOptions) -> Result<GcReport, Error> {
         remove(&legacy, &mut r)?;
         r.removed_other += 1;
     }
-    bar.finish_and_clear();
+    bar.finish();
     Ok(r)
 }

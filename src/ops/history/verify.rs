@@ -8,7 +8,6 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
 use crate::generations;
@@ -33,7 +32,8 @@ pub struct VerifyOptions {
     /// Hash store objects memory-mapped, as `b3sum` does (fast; a store file truncated by
     /// another process during the run would end it with SIGBUS). `false` reads them instead.
     pub mmap: bool,
-    pub progress: bool,
+    /// Where progress is reported.
+    pub progress: crate::progress::Reporting,
     /// Take templates from a tree outside the manifest's directory (refused unless asked for).
     pub allow_outside_templates: bool,
     /// `--key`/`--trusted-keys`: when any, every image a node is on or can be rolled back to
@@ -507,28 +507,16 @@ fn check_store(store: &Store, opts: &VerifyOptions, r: &mut VerifyReport) {
         .filter_map(|(_, p)| std::fs::metadata(p).ok())
         .map(|m| m.len())
         .sum();
-    let bar = ProgressBar::with_draw_target(
-        Some(total),
-        if opts.progress {
-            ProgressDrawTarget::stderr()
-        } else {
-            ProgressDrawTarget::hidden()
-        },
-    );
-    bar.set_style(
-        ProgressStyle::with_template(
-            "      verify [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> "),
-    );
+    let bar = opts
+        .progress
+        .start(crate::progress::Unit::Bytes, total, "verify");
     // One object at a time: blake3 spreads each large object over every core itself.
     let results = parallel_map(&objects, 1, |(addr, path)| {
         let res = check_object(*addr, path, opts.mmap);
         bar.inc(res.0);
         res
     });
-    bar.finish_and_clear();
+    bar.finish();
     for (size, fail) in results {
         r.objects_checked += 1;
         r.object_bytes += size;
@@ -579,9 +567,8 @@ fn check_outputs(
     };
     let dirs = list_dir(out.images());
     let layers = list_dir(out.layers());
-    let bar = crate::ops::steps::progress_bar(
-        opts.progress,
-        crate::ops::steps::Progress::Count,
+    let bar = opts.progress.start(
+        crate::progress::Unit::Items,
         (dirs.len() + layers.len()) as u64,
         "verify",
     );
@@ -601,7 +588,7 @@ fn check_outputs(
         bar.inc(1);
         check
     });
-    bar.finish_and_clear();
+    bar.finish();
     for (check, dir) in checked_layers.into_iter().zip(&layers) {
         r.layers_checked += 1;
         if !check.rebuilt {

@@ -28,7 +28,8 @@ pub struct ImportOptions {
     pub keys: crate::trust::TrustedKeys,
     /// Switch to an image older than the node's current one (`--allow-downgrade`).
     pub allow_downgrade: bool,
-    pub progress: bool,
+    /// Where progress is reported.
+    pub progress: crate::progress::Reporting,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -61,7 +62,7 @@ impl BlobSource for FromLayout<'_> {
         &self,
         d: &Digested,
         partial: &Path,
-        bar: &indicatif::ProgressBar,
+        bar: &crate::progress::Progress,
         observer: &mut dyn BlobObserver,
     ) -> Result<Transfer, Error> {
         let from = self.0.blob(&d.digest);
@@ -224,7 +225,7 @@ pub fn import(opts: &ImportOptions) -> Result<ImportReport, Error> {
                 allow_downgrade: opts.allow_downgrade,
             },
             super::pull::Moving {
-                progress: opts.progress,
+                progress: opts.progress.clone(),
                 jobs: super::pull::DEFAULT_JOBS,
             },
         )?;

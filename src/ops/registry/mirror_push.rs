@@ -16,7 +16,8 @@ use crate::layout::OutDir;
 use crate::oci::client::{ClientOptions, Registry};
 use crate::oci::{self, Part};
 use crate::ops::error::{ArtifactFailure, Error, FailureCause};
-use crate::ops::steps::{check_lock, progress_bar, Progress};
+use crate::ops::steps::check_lock;
+use crate::progress::Unit;
 
 #[derive(Debug, Clone)]
 pub struct MirrorPushOptions {
@@ -26,7 +27,8 @@ pub struct MirrorPushOptions {
     /// `oci://REGISTRY/REPOSITORY` (`oci+http://` for plain HTTP).
     pub target: String,
     pub client: ClientOptions,
-    pub progress: bool,
+    /// Where progress is reported.
+    pub progress: crate::progress::Reporting,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -125,9 +127,9 @@ pub fn mirror_push(opts: &MirrorPushOptions) -> Result<MirrorPushReport, Error> 
             report.blobs_present += 1;
             continue;
         }
-        let bar = progress_bar(opts.progress, Progress::Bytes, size, "mirror");
+        let bar = opts.progress.start(Unit::Bytes, size, "mirror");
         let r = registry.put_blob(repo, &sha, &path, size, None, &bar);
-        bar.finish_and_clear();
+        bar.finish();
         r?;
         report.blobs_uploaded += 1;
         report.bytes_uploaded += size;

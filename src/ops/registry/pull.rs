@@ -25,7 +25,8 @@ use crate::ops::steps::materialize::{
     check_layer_verity, check_streamed_verity, materialize, read_layer_record, usable_layer,
     verity_params,
 };
-use crate::ops::steps::{parallel_map, progress_bar, Progress};
+use crate::ops::steps::parallel_map;
+use crate::progress::{Progress, Reporting, Unit};
 use crate::trust::TrustedKeys;
 
 #[derive(Debug, Clone)]
@@ -41,7 +42,8 @@ pub struct PullOptions {
     pub node: Option<String>,
     /// Switch to an image older than the node's current one (`--allow-downgrade`).
     pub allow_downgrade: bool,
-    pub progress: bool,
+    /// Where progress is reported.
+    pub progress: crate::progress::Reporting,
     /// Blobs downloaded at a time (`--jobs`).
     pub jobs: usize,
 }
@@ -154,7 +156,7 @@ pub(crate) trait BlobSource: Sync {
         &self,
         d: &Digested,
         partial: &std::path::Path,
-        bar: &indicatif::ProgressBar,
+        bar: &Progress,
         observer: &mut dyn BlobObserver,
     ) -> Result<Transfer, Error>;
 }
@@ -165,7 +167,7 @@ impl BlobSource for RegistrySource<'_> {
         &self,
         d: &Digested,
         partial: &std::path::Path,
-        bar: &indicatif::ProgressBar,
+        bar: &Progress,
         observer: &mut dyn BlobObserver,
     ) -> Result<Transfer, Error> {
         Ok(self.registry.download_blob(
@@ -207,7 +209,7 @@ pub fn pull(opts: &PullOptions) -> Result<PullReport, Error> {
             allow_downgrade: opts.allow_downgrade,
         },
         Moving {
-            progress: opts.progress,
+            progress: opts.progress.clone(),
             jobs: opts.jobs,
         },
     )?;
@@ -236,9 +238,9 @@ pub(crate) struct Admission<'a> {
 }
 
 /// How [`install`] moves blobs: drawing progress or not, and how many at a time.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct Moving {
-    pub progress: bool,
+    pub progress: Reporting,
     pub jobs: usize,
 }
 
@@ -460,8 +462,8 @@ fn download(
         })
         .collect();
     let total = todo.iter().map(|(d, _)| d.size).sum();
-    let bar = progress_bar(moving.progress, Progress::Bytes, total, "pull");
-    bar.set_message(m.node.clone());
+    let bar = moving.progress.start(Unit::Bytes, total, "pull");
+    bar.set_message(&m.node);
     let results = parallel_map(&todo, moving.jobs, |(d, salt)| -> Downloaded {
         let partial = out.pull_partial(&d.digest.to_hex());
         match salt {
@@ -473,7 +475,7 @@ fn download(
             None => Ok((source.fetch(d, &partial, &bar, &mut ())?, None)),
         }
     });
-    bar.finish_and_clear();
+    bar.finish();
     results
 }
 

@@ -18,7 +18,7 @@ use crate::ops::error::Error;
 use crate::ops::steps::images::recorded_manifest;
 use crate::ops::steps::materialize::materialize;
 use crate::ops::steps::nodes::KnownNodes;
-use crate::ops::steps::{progress_bar, Progress};
+use crate::progress::Unit;
 use crate::verified::{Verified, VerifiedStats};
 
 #[derive(Debug, Clone)]
@@ -32,7 +32,8 @@ pub struct PushOptions {
     /// Repositories of the same registry to mount blobs from before uploading them.
     pub mount_from: Vec<String>,
     pub client: ClientOptions,
-    pub progress: bool,
+    /// Where progress is reported.
+    pub progress: crate::progress::Reporting,
 }
 
 /// How a blob got where it is.
@@ -242,7 +243,7 @@ pub fn push(opts: &PushOptions) -> Result<PushReport, Error> {
             } else {
                 let mut status = None;
                 for from in &opts.mount_from {
-                    let bar = indicatif::ProgressBar::hidden();
+                    let bar = crate::progress::Progress::hidden();
                     if registry.put_blob(repo, &d.digest, path, d.size, Some(from), &bar)?
                         == Upload::Mounted
                     {
@@ -255,10 +256,10 @@ pub fn push(opts: &PushOptions) -> Result<PushReport, Error> {
                 match status {
                     Some(s) => s,
                     None => {
-                        let bar = progress_bar(opts.progress, Progress::Bytes, d.size, "push");
-                        bar.set_message(format!("{} {}", image.node, d.blob.file_name));
+                        let bar = opts.progress.start(Unit::Bytes, d.size, "push");
+                        bar.set_message(&format!("{} {}", image.node, d.blob.file_name));
                         let r = registry.put_blob(repo, &d.digest, path, d.size, None, &bar);
-                        bar.finish_and_clear();
+                        bar.finish();
                         r?;
                         BlobStatus::Uploaded
                     }

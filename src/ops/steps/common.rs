@@ -1,5 +1,5 @@
 //! What every command needs: opening the store, the default lockfile, running work on a few
-//! threads, and progress bars.
+//! threads.
 
 use std::path::{Path, PathBuf};
 
@@ -104,51 +104,4 @@ mod tests {
             items.iter().map(|x| x * 2).collect::<Vec<_>>()
         );
     }
-}
-
-/// What a progress bar counts.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Progress {
-    /// Items of a known number (`{pos}/{len}`).
-    Count,
-    /// Bytes of a known total.
-    Bytes,
-    /// Items of an unknown number: a spinner and a count.
-    Spinner,
-}
-
-/// A progress bar on stderr with `prefix`, drawn only when `show` (a terminal, no --json);
-/// hidden (and free) otherwise.
-pub(crate) fn progress_bar(
-    show: bool,
-    kind: Progress,
-    len: u64,
-    prefix: &str,
-) -> indicatif::ProgressBar {
-    use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-    let target = if show {
-        ProgressDrawTarget::stderr()
-    } else {
-        ProgressDrawTarget::hidden()
-    };
-    let template = match kind {
-        Progress::Count => "{prefix:>12} [{bar:30}] {pos}/{len} {msg}",
-        Progress::Bytes => "{prefix:>12} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {msg}",
-        Progress::Spinner => "{prefix:>12} {spinner} {pos} {msg}",
-    };
-    let len = match kind {
-        Progress::Spinner => None,
-        _ => Some(len),
-    };
-    let bar = ProgressBar::with_draw_target(len, target);
-    bar.set_style(
-        ProgressStyle::with_template(template)
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-    );
-    bar.set_prefix(prefix.to_string());
-    if show {
-        bar.enable_steady_tick(std::time::Duration::from_millis(200));
-    }
-    bar
 }

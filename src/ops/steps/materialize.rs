@@ -131,7 +131,7 @@ pub(crate) fn ensure_layer(
     m: &ImageManifest,
     role: Role,
 ) -> Result<(LayerRecord, bool), Error> {
-    ensure_layer_with(out, store, m, role, &indicatif::ProgressBar::hidden())
+    ensure_layer_with(out, store, m, role, &crate::progress::Progress::hidden())
 }
 
 /// [`ensure_layer`], advancing `bar` by each file's bytes as they are written.
@@ -140,7 +140,7 @@ pub(crate) fn ensure_layer_with(
     store: &Store,
     m: &ImageManifest,
     role: Role,
-    bar: &indicatif::ProgressBar,
+    bar: &crate::progress::Progress,
 ) -> Result<(LayerRecord, bool), Error> {
     let entries = image::layer_entries(&m.entries, role);
     let id = image::layer_id(&entries);
@@ -439,7 +439,7 @@ pub(crate) fn write_erofs_verity(
     id: &Blake3,
     erofs_path: &Path,
     verity_path: &Path,
-    bar: &indicatif::ProgressBar,
+    bar: &crate::progress::Progress,
 ) -> Result<VerityInfo, Error> {
     // Read back for its own blocks' verity digests.
     let erofs = File::options()
@@ -601,7 +601,7 @@ pub(crate) fn write_flat(
                 &id,
                 &staged,
                 &tmp.path().join("verity"),
-                &indicatif::ProgressBar::hidden(),
+                &crate::progress::Progress::hidden(),
             )?;
             fsutil::sync_fs(tmp.path())?;
             let mut v = dest.as_os_str().to_owned();

@@ -13,9 +13,7 @@ pub(crate) mod skew;
 
 pub use attestations::{attestation_files, image_signatures, SignatureStatus};
 pub use common::default_lockfile;
-pub(crate) use common::{
-    open_store, open_store_exclusive, open_store_read_only, parallel_map, progress_bar, Progress,
-};
+pub(crate) use common::{open_store, open_store_exclusive, open_store_read_only, parallel_map};
 pub use images::resolve_image;
 pub use lockfile::{check_lock, LockCheck};
 pub use materialize::{find_image, FlatFormat};
