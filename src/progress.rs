@@ -176,10 +176,16 @@ mod tests {
             l.len()
         }
         fn on_progress(&self, id: usize, position: u64) {
-            self.0.lock().expect("log").push(format!("{id} at {position}"));
+            self.0
+                .lock()
+                .expect("log")
+                .push(format!("{id} at {position}"));
         }
         fn on_message(&self, id: usize, message: &str) {
-            self.0.lock().expect("log").push(format!("{id} on {message}"));
+            self.0
+                .lock()
+                .expect("log")
+                .push(format!("{id} on {message}"));
         }
         fn on_finish(&self, id: usize) {
             self.0.lock().expect("log").push(format!("{id} done"));

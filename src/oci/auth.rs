@@ -4,9 +4,13 @@
 //!
 //! Where credentials come from, first found wins:
 //! 1. `NODEFORGE_REGISTRY_USERNAME` and `NODEFORGE_REGISTRY_PASSWORD` (for every registry);
-//! 2. `$REGISTRY_AUTH_FILE` (podman, skopeo, buildah);
-//! 3. `$XDG_RUNTIME_DIR/containers/auth.json` (podman's `podman login`);
-//! 4. `$DOCKER_CONFIG/config.json`, else `~/.docker/config.json` (`docker login`).
+//! 2. `$DOCKER_AUTH_CONFIG`: a config.json's content in the environment, as docker's CLI (28.2
+//!    and later) reads it: its `auths` entries (`auth`, base64 of `user:password`) take
+//!    precedence over every file, no credential helper it names is run, and a registry it has
+//!    no entry for falls through to the files;
+//! 3. `$REGISTRY_AUTH_FILE` (podman, skopeo, buildah);
+//! 4. `$XDG_RUNTIME_DIR/containers/auth.json` (podman's `podman login`);
+//! 5. `$DOCKER_CONFIG/config.json`, else `~/.docker/config.json` (`docker login`).
 //!
 //! In each file, as docker's CLI reads its own: `credHelpers.<registry>` names a credential
 //! helper for that registry; else `credsStore` names one for every registry; else
@@ -72,6 +76,10 @@ pub fn basic_header(username: &str, password: &str) -> String {
 /// The environment variables holding credentials for every registry.
 pub const ENV_USERNAME: &str = "NODEFORGE_REGISTRY_USERNAME";
 pub const ENV_PASSWORD: &str = "NODEFORGE_REGISTRY_PASSWORD";
+
+/// The environment variable holding a docker config.json's content (docker/cli's
+/// `configfile.DockerEnvConfigKey`).
+pub const ENV_DOCKER_AUTH_CONFIG: &str = "DOCKER_AUTH_CONFIG";
 
 /// Why credentials could not be had.
 #[derive(Debug, thiserror::Error)]
@@ -205,6 +213,30 @@ fn from_file(
 ) -> Result<Option<Credentials>, CredentialsError> {
     let file: AuthFile = serde_json::from_str(text)
         .map_err(|e| CredentialsError::File(format!("{source}: not an auth file: {e}")))?;
+    from_auth_file(&file, registry, source, run)
+}
+
+/// The credentials `$DOCKER_AUTH_CONFIG` (its content `text`) gives for `registry`: its `auths`
+/// entry, as docker's CLI reads the variable (the credential helpers it names are not run).
+fn from_env_config(text: &str, registry: &str) -> Result<Option<Credentials>, CredentialsError> {
+    let source = format!("${ENV_DOCKER_AUTH_CONFIG}");
+    let mut file: AuthFile = serde_json::from_str(text).map_err(|e| {
+        CredentialsError::File(format!(
+            "{source}: not the content of a docker config.json: {e}"
+        ))
+    })?;
+    file.creds_store = None;
+    file.cred_helpers.clear();
+    from_auth_file(&file, registry, &source, &|_, _| Ok(None))
+}
+
+/// [`from_file`] of a parsed file.
+fn from_auth_file(
+    file: &AuthFile,
+    registry: &str,
+    source: &str,
+    run: &HelperRunner,
+) -> Result<Option<Credentials>, CredentialsError> {
     let helper = match lookup(&file.cred_helpers, registry) {
         Some((k, h)) => Some((format!("credHelpers.{k}"), h.clone())),
         None => file
@@ -349,6 +381,14 @@ pub fn credentials_for(registry: &str) -> Result<Option<Credentials>, Credential
             identity_token: false,
             source: format!("${ENV_USERNAME}/${ENV_PASSWORD}"),
         }));
+    }
+    if let Some(text) = std::env::var(ENV_DOCKER_AUTH_CONFIG)
+        .ok()
+        .filter(|t| !t.trim().is_empty())
+    {
+        if let Some(c) = from_env_config(&text, registry)? {
+            return Ok(Some(c));
+        }
     }
     for path in auth_files() {
         let text = match std::fs::read_to_string(&path) {
@@ -586,6 +626,32 @@ mod tests {
         );
         assert!(from_file(r#"{"auths": {"x": {"auth": "!!"}}}"#, "x", "f", &none).is_err());
         assert!(!format!("{c:?}").contains("s3cr3t"), "secret in Debug");
+    }
+
+    #[test]
+    fn docker_auth_config_gives_its_auths_and_runs_no_helper() {
+        let text = r#"{"auths": {"reg.example:5000": {"auth": "YWxpY2U6czNjcmV0"},
+            "https://index.docker.io/v1/": {"auth": "Ym9iOnB3"}},
+            "credsStore": "store", "credHelpers": {"other.example": "special"}}"#;
+        let c = from_env_config(text, "reg.example:5000")
+            .expect("parse")
+            .expect("found");
+        assert_eq!(
+            (c.username.as_str(), c.password.as_str(), c.source.as_str()),
+            ("alice", "s3cret", "$DOCKER_AUTH_CONFIG")
+        );
+        let c = from_env_config(text, "docker.io")
+            .expect("parse")
+            .expect("found");
+        assert_eq!(c.username, "bob");
+        // Its helpers are not run: a registry without an entry falls through to the files.
+        assert_eq!(from_env_config(text, "other.example").expect("parse"), None);
+        let e = from_env_config("{not json", "x").expect_err("refused");
+        assert!(
+            e.to_string()
+                .starts_with("$DOCKER_AUTH_CONFIG: not the content of a docker config.json"),
+            "{e}"
+        );
     }
 
     #[test]

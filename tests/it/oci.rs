@@ -750,6 +750,38 @@ fn registry_logins() {
         &[("REGISTRY_AUTH_FILE", &auth_s)],
     )
     .ok();
+    // docker's DOCKER_AUTH_CONFIG takes precedence over the auth files (here a wrong password
+    // in REGISTRY_AUTH_FILE's), and over nothing it has no entry for.
+    std::fs::write(
+        &auth,
+        format!(r#"{{"auths": {{"{host}": {{"username": "fleet", "password": "wrong"}}}}}}"#),
+    )
+    .unwrap();
+    let env_config = format!(r#"{{"auths": {{"{host}": {{"auth": "ZmxlZXQ6czNjcmV0"}}}}}}"#);
+    reg(
+        &h,
+        &registry,
+        &["--out", &outs, "pull", &format!("{repo}:worker1")],
+        &[
+            ("REGISTRY_AUTH_FILE", &auth_s),
+            ("DOCKER_AUTH_CONFIG", &env_config),
+        ],
+    )
+    .ok();
+    reg(
+        &h,
+        &registry,
+        &["--out", &outs, "pull", &format!("{repo}:worker1")],
+        &[
+            ("REGISTRY_AUTH_FILE", &auth_s),
+            (
+                "DOCKER_AUTH_CONFIG",
+                r#"{"auths": {"elsewhere.example": {"auth": "eDp5"}}}"#,
+            ),
+        ],
+    )
+    .fails()
+    .stderr_has(&format!("credentials from {auth_s}"));
 }
 
 /// Wrong tags, wrong repositories and HTTPS to a plain-HTTP registry are said plainly.
