@@ -17,9 +17,12 @@
 //! whose subject is the image; the fallback index keeps them as well), and a pull merges them all
 //! by file name. Pure: bytes in, bytes out; `ops` moves them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
-use serde_json::{json, Value};
+use oci_spec::image::{
+    Descriptor, ImageIndexBuilder, ImageManifest, ImageManifestBuilder, MediaType,
+};
+use serde_json::Value;
 
 use super::{canonical_json, OciError, ANN_IMAGE_ID, ANN_TITLE, MANIFEST_MEDIA_TYPE};
 use crate::hash::Sha256;
@@ -78,9 +81,19 @@ pub struct AttestationFile {
     pub size: u64,
 }
 
-/// A descriptor as JSON.
-fn descriptor(media_type: &str, digest: &Sha256, size: u64) -> Value {
-    json!({"mediaType": media_type, "digest": format!("sha256:{digest}"), "size": size})
+/// A descriptor (oci-spec's type) of `size` bytes of `media_type` with `digest`.
+fn descriptor(media_type: &str, digest: &Sha256, size: u64) -> Result<Descriptor, String> {
+    let digest =
+        oci_spec::image::Digest::try_from(format!("sha256:{digest}")).map_err(|e| e.to_string())?;
+    Ok(Descriptor::new(MediaType::from(media_type), size, digest))
+}
+
+/// The sha256 a descriptor names, if that is its algorithm.
+fn sha256_of(d: &Descriptor) -> Option<Sha256> {
+    d.digest()
+        .to_string()
+        .strip_prefix("sha256:")
+        .and_then(|h| Sha256::parse(h).ok())
 }
 
 /// The attestation manifest of image `image_id` whose manifest is `subject` (`subject_size`
@@ -99,7 +112,7 @@ pub fn attestation_manifest(
     };
     let mut sorted: Vec<&AttestationFile> = files.iter().collect();
     sorted.sort_by(|a, b| a.name.cmp(&b.name));
-    let mut layers = Vec::new();
+    let mut layers: Vec<Descriptor> = Vec::new();
     for f in sorted {
         let media_type = kind_of(&f.name)
             .map(AttestationKind::media_type)
@@ -109,19 +122,34 @@ pub fn attestation_manifest(
                     f.name
                 ))
             })?;
-        let mut d = descriptor(media_type, &f.digest, f.size);
-        d["annotations"] = json!({ ANN_TITLE: f.name });
+        let mut d = descriptor(media_type, &f.digest, f.size).map_err(&unpushable)?;
+        d.set_annotations(Some(HashMap::from([(
+            ANN_TITLE.to_string(),
+            f.name.clone(),
+        )])));
         layers.push(d);
     }
-    let m = json!({
-        "schemaVersion": 2,
-        "mediaType": MANIFEST_MEDIA_TYPE,
-        "artifactType": ATTESTATIONS_ARTIFACT_TYPE,
-        "config": descriptor(EMPTY_MEDIA_TYPE, &Sha256::of(EMPTY_CONFIG), EMPTY_CONFIG.len() as u64),
-        "layers": layers,
-        "subject": descriptor(MANIFEST_MEDIA_TYPE, subject, subject_size),
-        "annotations": { ANN_IMAGE_ID: image_id },
-    });
+    let m = ImageManifestBuilder::default()
+        .schema_version(2u32)
+        .media_type(MediaType::ImageManifest)
+        .artifact_type(MediaType::from(ATTESTATIONS_ARTIFACT_TYPE))
+        .config(
+            descriptor(
+                EMPTY_MEDIA_TYPE,
+                &Sha256::of(EMPTY_CONFIG),
+                EMPTY_CONFIG.len() as u64,
+            )
+            .map_err(&unpushable)?,
+        )
+        .layers(layers)
+        .subject(descriptor(MANIFEST_MEDIA_TYPE, subject, subject_size).map_err(&unpushable)?)
+        .annotations(HashMap::from([(
+            ANN_IMAGE_ID.to_string(),
+            image_id.to_string(),
+        )]))
+        .build()
+        .map_err(|e| unpushable(e.to_string()))?;
+    // Keys sorted: the same files always make the same bytes (and digest).
     canonical_json(&m).map_err(|e| unpushable(e.to_string()))
 }
 
@@ -145,57 +173,62 @@ pub fn read_attestations(
         what: what.to_string(),
         reason: format!("its attestation manifest {reason}"),
     };
-    let v: Value = serde_json::from_slice(bytes).map_err(|e| wrong(format!("is not JSON: {e}")))?;
-    if v["artifactType"] != ATTESTATIONS_ARTIFACT_TYPE {
+    let m: ImageManifest = serde_json::from_slice(bytes)
+        .map_err(|e| wrong(format!("is not an OCI image manifest: {e}")))?;
+    let artifact_type = m.artifact_type().as_ref().map(ToString::to_string);
+    if artifact_type.as_deref() != Some(ATTESTATIONS_ARTIFACT_TYPE) {
         return Err(wrong(format!(
             "has artifactType {}, not {ATTESTATIONS_ARTIFACT_TYPE}",
-            v["artifactType"]
+            artifact_type.as_deref().unwrap_or("(none)")
         )));
     }
-    let digest_of = |d: &Value| -> Result<Sha256, OciError> {
-        d["digest"]
-            .as_str()
-            .and_then(|s| s.strip_prefix("sha256:"))
-            .and_then(|h| Sha256::parse(h).ok())
-            .ok_or_else(|| wrong(format!("names {} by no sha256 digest", d["digest"])))
+    let digest_of = |d: &Descriptor| -> Result<Sha256, OciError> {
+        sha256_of(d).ok_or_else(|| wrong(format!("names {} by no sha256 digest", d.digest())))
     };
-    let subject = digest_of(&v["subject"])?;
-    let layers = v["layers"]
-        .as_array()
-        .ok_or_else(|| wrong("has no layers".into()))?;
+    let subject = m
+        .subject()
+        .as_ref()
+        .ok_or_else(|| wrong("has no subject".into()))
+        .and_then(digest_of)?;
+    let layers = m.layers();
     if layers.len() > MAX_FILES {
         return Err(wrong(format!("lists {} files", layers.len())));
     }
     let mut files: Vec<AttestationFile> = Vec::new();
     for l in layers {
-        let name = l["annotations"][ANN_TITLE]
-            .as_str()
-            .ok_or_else(|| wrong(format!("lists blob {} without a file name", l["digest"])))?;
+        let name = l
+            .annotations()
+            .as_ref()
+            .and_then(|a| a.get(ANN_TITLE))
+            .ok_or_else(|| wrong(format!("lists blob {} without a file name", l.digest())))?;
         let want = kind_of(name)
             .map(AttestationKind::media_type)
             .ok_or_else(|| wrong(format!("lists `{name}`, not a file nodeforge writes")))?;
-        if l["mediaType"] != want {
+        if l.media_type().to_string() != want {
             return Err(wrong(format!(
                 "lists `{name}` as {}, not {want}",
-                l["mediaType"]
+                l.media_type()
             )));
         }
-        let size = l["size"]
-            .as_u64()
+        let size = Some(l.size())
             .filter(|s| *s <= MAX_ATTESTATION_BYTES)
-            .ok_or_else(|| wrong(format!("lists `{name}` with size {}", l["size"])))?;
-        if files.iter().any(|f| f.name == name) {
+            .ok_or_else(|| wrong(format!("lists `{name}` with size {}", l.size())))?;
+        if files.iter().any(|f| f.name == *name) {
             return Err(wrong(format!("lists `{name}` twice")));
         }
         files.push(AttestationFile {
-            name: name.to_string(),
+            name: name.clone(),
             digest: digest_of(l)?,
             size,
         });
     }
     Ok(Attestations {
         subject,
-        image_id: v["annotations"][ANN_IMAGE_ID].as_str().map(str::to_string),
+        image_id: m
+            .annotations()
+            .as_ref()
+            .and_then(|a| a.get(ANN_IMAGE_ID))
+            .cloned(),
         files,
     })
 }
@@ -251,9 +284,11 @@ pub fn add_referrer(
     let mut index: Value = old
         .and_then(|b| serde_json::from_slice::<Value>(b).ok())
         .filter(|v| v["manifests"].is_array())
-        .unwrap_or_else(
-            || json!({"schemaVersion": 2, "mediaType": INDEX_MEDIA_TYPE, "manifests": []}),
-        );
+        .map_or_else(empty_index, Ok)
+        .map_err(|e| OciError::Unpushable {
+            image: image_id.to_string(),
+            reason: e,
+        })?;
     let name = format!("sha256:{digest}");
     let entries = index["manifests"]
         .as_array_mut()
@@ -264,16 +299,36 @@ pub fn add_referrer(
     if entries.iter().any(|d| d["digest"] == name.as_str()) {
         return Ok(None);
     }
-    let mut d = descriptor(MANIFEST_MEDIA_TYPE, digest, size);
-    d["artifactType"] = ATTESTATIONS_ARTIFACT_TYPE.into();
-    d["annotations"] = json!({ ANN_IMAGE_ID: image_id });
-    entries.push(d);
+    let unpushable = |reason: String| OciError::Unpushable {
+        image: image_id.to_string(),
+        reason,
+    };
+    let mut d = descriptor(MANIFEST_MEDIA_TYPE, digest, size).map_err(unpushable)?;
+    d.set_artifact_type(Some(MediaType::from(ATTESTATIONS_ARTIFACT_TYPE)));
+    d.set_annotations(Some(HashMap::from([(
+        ANN_IMAGE_ID.to_string(),
+        image_id.to_string(),
+    )])));
+    entries.push(serde_json::to_value(&d).map_err(|e| unpushable(e.to_string()))?);
     canonical_json(&index)
         .map(Some)
         .map_err(|e| OciError::Unpushable {
             image: image_id.to_string(),
             reason: e.to_string(),
         })
+}
+
+/// A referrers index with no entries (oci-spec's `ImageIndex`), as JSON to add to. An index a
+/// registry holds is edited as JSON, not read into that type: other tools' entries stay as they
+/// were, fields oci-spec does not know included.
+fn empty_index() -> Result<Value, String> {
+    let index = ImageIndexBuilder::default()
+        .schema_version(2u32)
+        .media_type(MediaType::ImageIndex)
+        .manifests(Vec::new())
+        .build()
+        .map_err(|e| e.to_string())?;
+    serde_json::to_value(&index).map_err(|e| e.to_string())
 }
 
 /// Merge attestation manifests' files by name, in the order given: a name with other bytes in
@@ -338,6 +393,43 @@ mod tests {
         assert_eq!(back.image_id.as_deref(), Some("id1"));
         assert_eq!(back.files[0].name, "image.k1.dsse.json");
         assert!(attestation_manifest("id1", &subject, 10, &[file("x.txt", b"")], &kind).is_err());
+    }
+
+    /// The typed manifest is, byte for byte, the one nodeforge pushed before it was typed (a
+    /// JSON object of the same fields, keys sorted): the digests of existing pushes hold.
+    #[test]
+    fn the_typed_manifest_has_the_bytes_of_the_json_one() {
+        let subject = Sha256::of(b"image manifest");
+        let files = [
+            file("sbom.spdx.json", b"{}"),
+            file("image.k1.dsse.json", b"a"),
+        ];
+        let typed = attestation_manifest("id1", &subject, 10, &files, &kind).expect("manifest");
+        let d = |t: &str, b: &[u8]| serde_json::json!({"mediaType": t, "digest": format!("sha256:{}", Sha256::of(b)), "size": b.len()});
+        let mut layers = vec![d(DSSE_MEDIA_TYPE, b"a"), d(SPDX_MEDIA_TYPE, b"{}")];
+        layers[0]["annotations"] = serde_json::json!({ ANN_TITLE: "image.k1.dsse.json" });
+        layers[1]["annotations"] = serde_json::json!({ ANN_TITLE: "sbom.spdx.json" });
+        let old = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": MANIFEST_MEDIA_TYPE,
+            "artifactType": ATTESTATIONS_ARTIFACT_TYPE,
+            "config": d(EMPTY_MEDIA_TYPE, EMPTY_CONFIG),
+            "layers": layers,
+            "subject": {"mediaType": MANIFEST_MEDIA_TYPE, "digest": format!("sha256:{subject}"), "size": 10},
+            "annotations": { ANN_IMAGE_ID: "id1" },
+        });
+        assert_eq!(
+            String::from_utf8(typed).expect("utf-8"),
+            String::from_utf8(canonical_json(&old).expect("json")).expect("utf-8")
+        );
+        let fresh = add_referrer(None, "id1", &subject, 10)
+            .expect("add")
+            .expect("changed");
+        let mut entry = serde_json::json!({"mediaType": MANIFEST_MEDIA_TYPE, "digest": format!("sha256:{subject}"), "size": 10});
+        entry["artifactType"] = ATTESTATIONS_ARTIFACT_TYPE.into();
+        entry["annotations"] = serde_json::json!({ ANN_IMAGE_ID: "id1" });
+        let old_index = serde_json::json!({"schemaVersion": 2, "mediaType": INDEX_MEDIA_TYPE, "manifests": [entry]});
+        assert_eq!(fresh, canonical_json(&old_index).expect("json"));
     }
 
     #[test]

@@ -1687,6 +1687,19 @@ fn signatures_travel_with_pushed_images_and_pull_with_keys_refuses_untrusted_one
         .collect();
     assert_eq!(types[0].1, "application/vnd.dsse.envelope.v1+json");
     assert_eq!(types[2], ("sbom.spdx.json", "application/spdx+json"));
+    // Read as oci-spec's typed manifest (what other OCI tools read): an artifact with its
+    // subject, the image's manifest.
+    let typed: oci_spec::image::ImageManifest =
+        serde_json::from_value(am.clone()).expect("an OCI image manifest");
+    assert_eq!(
+        typed.artifact_type().as_ref().map(ToString::to_string),
+        Some("application/vnd.nodeforge.attestations.v1".to_string())
+    );
+    assert_eq!(
+        typed.subject().as_ref().map(|d| d.digest().to_string()),
+        Some(manifest_digest.to_string())
+    );
+    assert_eq!(typed.layers().len(), types.len());
     // Pushed again, unchanged: nothing new.
     let again = reg(
         ctx.path(),
