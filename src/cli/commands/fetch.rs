@@ -1,11 +1,10 @@
 //! `nodeforge fetch`: download every locked artifact the store lacks, verified against the lockfile.
 
-use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Args;
 
-use super::super::{human_bytes, print_json, print_problems, NetArgs};
+use super::super::{human_bytes, print_json, print_problems};
 use crate::cli::Ctx;
 use crate::ops::{self, ArtifactStatus, Error};
 #[derive(Debug, Args)]
@@ -14,20 +13,18 @@ pub struct FetchArgs {
     /// `unresolved` (for CI).
     #[arg(long)]
     locked: bool,
-    #[command(flatten)]
-    net: NetArgs,
 }
 
 pub fn exec(ctx: &Ctx, args: FetchArgs) -> Result<ExitCode, Error> {
     let json = ctx.json;
-    let FetchArgs { locked, net } = args;
+    let FetchArgs { locked } = args;
     let opts = ops::FetchOptions {
         manifest: ctx.manifest.clone(),
         lockfile: ctx.lockfile.clone(),
         out: ctx.out.clone(),
-        fetch: net.config()?,
-        jobs: net.jobs,
-        progress: !json && std::io::stderr().is_terminal(),
+        fetch: ctx.net.config(ctx.quiet)?,
+        jobs: ctx.net.jobs(),
+        progress: ctx.progress(),
         locked,
     };
     let r = ops::fetch(&opts)?;

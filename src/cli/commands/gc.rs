@@ -1,6 +1,5 @@
 //! `nodeforge gc`: remove generations, images, layers and store objects nothing needs.
 
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -34,7 +33,7 @@ pub fn exec(ctx: &Ctx, args: GcArgs) -> Result<ExitCode, Error> {
         lockfiles,
         keep_generations,
         dry_run,
-        progress: !json && std::io::stderr().is_terminal(),
+        progress: ctx.progress(),
     })?;
     if json {
         print_json("gc-report", &r);

@@ -24,14 +24,13 @@ pub struct ImportArgs {
 }
 
 pub fn exec(ctx: &Ctx, args: ImportArgs) -> Result<ExitCode, Error> {
-    use std::io::IsTerminal;
     let r = ops::import(&ops::ImportOptions {
         out: ctx.out.clone(),
         dir: args.dir,
         tags: args.tag,
         keys: args.trust.load()?,
         allow_downgrade: args.freshness.allow_downgrade,
-        progress: !ctx.json && std::io::stderr().is_terminal(),
+        progress: ctx.progress(),
     })?;
     if ctx.json {
         print_json("import-report", &r);

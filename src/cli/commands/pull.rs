@@ -5,7 +5,6 @@ use std::process::ExitCode;
 use clap::Args;
 
 use super::super::{human_bytes, print_json, short};
-use crate::cli::args::RegistryArgs;
 use crate::cli::Ctx;
 use crate::ops::{self, BlobStatus, Error};
 
@@ -15,8 +14,6 @@ pub struct PullArgs {
     /// REGISTRY[:PORT]/REPOSITORY@sha256:DIGEST.
     #[arg(value_name = "REF")]
     reference: String,
-    #[command(flatten)]
-    registry: RegistryArgs,
     #[command(flatten)]
     trust: crate::cli::args::TrustArgs,
     /// The node the image must be; without it, the tag's (`<node>`, `<node>-gen<N>`). For a
@@ -28,15 +25,14 @@ pub struct PullArgs {
 }
 
 pub fn exec(ctx: &Ctx, args: PullArgs) -> Result<ExitCode, Error> {
-    use std::io::IsTerminal;
     let r = ops::pull(&ops::PullOptions {
         out: ctx.out.clone(),
         reference: args.reference,
-        client: args.registry.options(),
+        client: ctx.net.options(ctx.quiet),
         keys: args.trust.load()?,
         node: args.node,
         allow_downgrade: args.freshness.allow_downgrade,
-        progress: !ctx.json && std::io::stderr().is_terminal(),
+        progress: ctx.progress(),
     })?;
     if ctx.json {
         print_json("pull-report", &r);

@@ -5,7 +5,6 @@ use std::process::ExitCode;
 use clap::Args;
 
 use super::super::{human_bytes, print_json, short};
-use crate::cli::args::RegistryArgs;
 use crate::cli::Ctx;
 use crate::ops::{self, BlobStatus, Error};
 
@@ -21,20 +20,17 @@ pub struct PushArgs {
     /// Mount blobs from this repository of the same registry before uploading them (repeatable).
     #[arg(long, value_name = "REPOSITORY")]
     mount_from: Vec<String>,
-    #[command(flatten)]
-    registry: RegistryArgs,
 }
 
 pub fn exec(ctx: &Ctx, args: PushArgs) -> Result<ExitCode, Error> {
-    use std::io::IsTerminal;
     let r = ops::push(&ops::PushOptions {
         manifest: ctx.manifest.clone(),
         out: ctx.out.clone(),
         target: args.target,
         nodes: args.node,
         mount_from: args.mount_from,
-        client: args.registry.options(),
-        progress: !ctx.json && std::io::stderr().is_terminal(),
+        client: ctx.net.options(ctx.quiet),
+        progress: ctx.progress(),
     })?;
     if ctx.json {
         print_json("push-report", &r);
