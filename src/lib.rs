@@ -25,6 +25,7 @@
 //! | `fsutil`      | atomic writes, temp directories committed whole, directory fsyncs          |
 //! | `skew`        | the Kubernetes version skew policy, checked on a manifest's node versions  |
 //! | `standin`     | stand-in artifacts in upstream's shapes, for the demo and tests            |
+//! | `project`     | the files of a new project (`init`): the seed's manifest and templates     |
 //! | `ops`         | orchestration of the commands; the only module combining others           |
 //! | `cli`         | clap, human and `--json` output, exit codes                                |
 
@@ -43,6 +44,7 @@ pub mod lock;
 pub mod manifest;
 pub mod oci;
 pub mod ops;
+pub mod project;
 pub mod render;
 pub mod sbom;
 pub mod secrets;

@@ -28,6 +28,7 @@ use commands::{
     build, components, demo_mirror, diff, fetch, flatten, gc, list, lock, mirror, plan, rollback,
     secrets, show, verify,
 };
+use commands::{completions, init};
 use commands::{export, import, login, pull, push};
 use commands::{key, provenance, sbom, sign};
 
@@ -93,6 +94,9 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Start a project: the seed's cluster manifest and its templates in a new or empty
+    /// directory, as `cargo new` does.
+    Init(init::InitArgs),
     /// Pin every artifact of the manifest to its URL and upstream's published sha256.
     #[command(after_help = LOCK_EXAMPLES)]
     Lock(lock::LockArgs),
@@ -166,6 +170,11 @@ enum Command {
     /// before boot, or write a cloud-init `user-data` that delivers them.
     #[command(after_help = SECRETS_EXAMPLES)]
     Secrets(secrets::SecretsArgs),
+    // The command line itself.
+    /// Print a shell's completion script: `nodeforge completions bash > ~/.local/share/bash-completion/completions/nodeforge`.
+    Completions(completions::CompletionsArgs),
+    /// Print the man page (nodeforge.1), or write every command's page with --dir DIR.
+    Man(completions::ManArgs),
 }
 
 const SECRETS_EXAMPLES: &str = "\
@@ -403,6 +412,9 @@ fn run(ctx: &Ctx, command: Command) -> Result<ExitCode, Error> {
         Command::Sbom(a) => sbom::exec(ctx, a),
         Command::Provenance(a) => provenance::exec(ctx, a),
         Command::Secrets(a) => secrets::exec(ctx, a),
+        Command::Init(a) => init::exec(ctx, a),
+        Command::Completions(a) => completions::exec(ctx, a),
+        Command::Man(a) => completions::exec_man(ctx, a),
     }
 }
 

@@ -120,3 +120,110 @@ fn a_command_line_mistake_is_a_json_error_object() {
     let r = ctx.run(&["diff", "--", "--json"]);
     assert_eq!((r.code, r.stdout.as_str()), (2, ""), "{}", r.stderr);
 }
+
+/// `init` writes the seed's manifest and templates into a new or empty directory, which then
+/// builds offline as its next steps say, and refuses a directory that holds anything.
+#[test]
+fn init_makes_a_project_that_builds() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = crate::run_in(dir.path(), &["init", "proj"]).ok();
+    assert_eq!(
+        r.stdout,
+        "created proj: manifests/kubenet.toml (cluster `kubenet`, 6 nodes: control0, control1, \
+         control2, worker0, worker1, worker2), its 9 templates and .gitignore\n\
+         next: cd proj && nodeforge lock && nodeforge build\n\
+         offline: cd proj && nodeforge demo-mirror out/mirror && nodeforge lock --offline \
+         --mirrors-only --mirror file://out/mirror && nodeforge build --offline --mirror \
+         file://out/mirror\n"
+    );
+    let proj = dir.path().join("proj");
+    let repo = std::path::Path::new(crate::REPO);
+    assert_eq!(
+        std::fs::read(proj.join("manifests/kubenet.toml")).unwrap(),
+        std::fs::read(repo.join("manifests/kubenet.toml")).unwrap()
+    );
+    assert_eq!(
+        std::fs::read_to_string(proj.join(".gitignore")).unwrap(),
+        "/out\n"
+    );
+    // The offline next step, as printed.
+    crate::run_in(&proj, &["demo-mirror", "out/mirror"]).ok();
+    crate::run_in(
+        &proj,
+        &[
+            "lock",
+            "--offline",
+            "--mirrors-only",
+            "--mirror",
+            "file://out/mirror",
+        ],
+    )
+    .ok();
+    crate::run_in(
+        &proj,
+        &["build", "--offline", "--mirror", "file://out/mirror"],
+    )
+    .ok()
+    .stdout_has("built 6, reused 0, unchanged 0 node images");
+
+    // Not over anything: a directory with files, or a file.
+    let r = crate::run_in(dir.path(), &["init", "proj"]).fails();
+    assert_eq!(
+        r.stderr,
+        "error: proj is not empty (it holds .gitignore, lockfiles, manifests, out): a new \
+         project goes into a new or empty directory\n\
+         hint: pass a new directory (`nodeforge init kubenet`), or run nodeforge in the \
+         project that is there\n"
+    );
+    std::fs::write(dir.path().join("file"), "x").unwrap();
+    crate::run_in(dir.path(), &["init", "file"])
+        .fails()
+        .stderr_has("error: file is not an empty directory");
+    // An empty directory (the current one by default) is filled, with no temporary left.
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    crate::run_in(&empty, &["init"]).ok();
+    let mut names: Vec<String> = std::fs::read_dir(&empty)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, [".gitignore", "manifests"]);
+}
+
+/// Completions and man pages come from the command line's definition: every command is in them.
+#[test]
+fn completions_and_man_pages() {
+    let dir = tempfile::tempdir().unwrap();
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let r = crate::run_in(dir.path(), &["completions", shell]).ok();
+        for word in ["rollback", "offline", "init"] {
+            assert!(r.stdout.contains(word), "{shell} lacks {word}");
+        }
+    }
+    let r = crate::run_in(dir.path(), &["completions", "tcsh"]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("invalid value 'tcsh'"), "{}", r.stderr);
+
+    let page = crate::run_in(dir.path(), &["man"]).ok();
+    assert!(page.stdout.contains(".TH nodeforge 1"), "{}", page.stdout);
+    let r = crate::run_in(dir.path(), &["man", "--dir", "man1"]).ok();
+    assert!(
+        r.stdout.starts_with("wrote 34 man pages to man1"),
+        "{}",
+        r.stdout
+    );
+    let build = std::fs::read_to_string(dir.path().join("man1/nodeforge-build.1")).unwrap();
+    assert!(
+        build.contains(&format!(
+            ".TH nodeforge-build 1  \"nodeforge {}\"",
+            env!("CARGO_PKG_VERSION")
+        )),
+        "{build}"
+    );
+    assert!(build.contains("\\-\\-offline"), "{build}");
+    assert!(dir.path().join("man1/nodeforge-mirror-push.1").is_file());
+    crate::run_in(dir.path(), &["man", "--json"])
+        .fails()
+        .stderr_has("man prints a page, not a report");
+}
