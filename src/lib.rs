@@ -25,6 +25,7 @@
 //! | `fsutil`      | atomic writes, temp directories committed whole, directory fsyncs          |
 //! | `skew`        | the Kubernetes version skew policy, checked on a manifest's node versions  |
 //! | `standin`     | stand-in artifacts in upstream's shapes, for the demo and tests            |
+//! | `project`     | the files of a new project (`init`): the seed's manifest and templates     |
 //! | `ops`         | orchestration of the commands; the only module combining others           |
 //! | `progress`    | what long operations report as they go (`Reporter`); cli draws it          |
 //! | `cli`         | clap, human and `--json` output, exit codes                                |
@@ -45,6 +46,7 @@ pub mod manifest;
 pub mod oci;
 pub mod ops;
 pub mod progress;
+pub mod project;
 pub mod render;
 pub mod sbom;
 pub mod secrets;

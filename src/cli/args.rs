@@ -9,39 +9,111 @@ use std::time::Duration;
 use clap::Args;
 
 use crate::cli::Ctx;
+use crate::fetch::{FetchConfig, Mirror};
 use crate::oci::client::{ClientOptions, Notes};
 use crate::ops::{self, Error};
 use crate::trust::TrustedKeys;
 
-/// How to reach a registry (push and pull).
-#[derive(Debug, Args)]
-#[command(next_help_heading = "Registry options")]
-pub struct RegistryArgs {
-    /// Speak plain HTTP to this registry (HOST or HOST:PORT; repeatable). Every other registry
-    /// is spoken to over HTTPS, checked against the system's roots.
-    #[arg(long, value_name = "HOST")]
-    insecure_registry: Vec<String>,
-    /// Seconds to wait for the next bytes of a response.
-    #[arg(long, default_value_t = 60, value_name = "SECS")]
-    timeout: u64,
+/// How to reach the network: download sources (lock, fetch, build) and registries (push, pull,
+/// login, tags, `mirror push`). Global, as cargo's `--offline` and `-j`: they work before or
+/// after the subcommand (`nodeforge --offline build`, `nodeforge build --offline`).
+#[derive(Debug, Clone, Args)]
+pub struct NetArgs {
+    /// Try `URL/<host>/<path>` before upstream (repeatable; http(s):// or file://DIR; or an OCI
+    /// registry's oci://REGISTRY/REPOSITORY filled by `mirror push`). Also NODEFORGE_MIRROR.
+    #[arg(long, global = true, value_name = "URL", help_heading = NET)]
+    pub mirror: Vec<String>,
+    /// Never use the network: only the store and file:// mirrors. Also NODEFORGE_OFFLINE
+    /// (1/0, true/false, yes/no, on/off).
+    #[arg(
+        long,
+        global = true,
+        help_heading = NET,
+        env = "NODEFORGE_OFFLINE",
+        action = clap::ArgAction::SetTrue,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub offline: bool,
+    /// Use only the mirrors, never the upstream URLs.
+    #[arg(long, global = true, help_heading = NET)]
+    pub mirrors_only: bool,
+    /// Speak plain HTTP to this registry (HOST or HOST:PORT; repeatable): push, pull, login,
+    /// tags and oci:// mirrors. Every other registry is spoken to over HTTPS, checked against
+    /// the system's roots.
+    #[arg(long, global = true, value_name = "HOST", help_heading = NET)]
+    pub insecure_registry: Vec<String>,
+    /// Seconds to wait for the next bytes of a response [default: 30 for downloads, 60 for
+    /// registries].
+    #[arg(long, global = true, value_name = "SECS", help_heading = NET)]
+    pub timeout: Option<u64>,
     /// Seconds to wait for a connection.
-    #[arg(long, default_value_t = 10, value_name = "SECS")]
-    connect_timeout: u64,
-    /// Retries of a blob transfer that broke off, or of a request an unreachable or failing
-    /// (5xx) registry did not complete: a download resumes from the bytes received, an upload
-    /// or a manifest is sent again.
-    #[arg(long, default_value_t = crate::http::DEFAULT_RETRIES, value_name = "N")]
-    retries: u32,
+    #[arg(long, global = true, default_value_t = 10, value_name = "SECS", help_heading = NET)]
+    pub connect_timeout: u64,
+    /// Retries per source on transient errors (5xx, resets, truncated bodies): a download
+    /// resumes from the bytes received, an upload or a manifest is sent again.
+    #[arg(long, global = true, default_value_t = crate::http::DEFAULT_RETRIES, value_name = "N", help_heading = NET)]
+    pub retries: u32,
+    /// Parallel jobs: downloads (and, in build and plan, nodes written at a time; in verify,
+    /// hashing threads) [default: 4; verify: the number of CPUs].
+    #[arg(long, short, global = true, value_name = "N", help_heading = NET)]
+    pub jobs: Option<usize>,
 }
 
-impl RegistryArgs {
-    pub fn options(&self) -> ClientOptions {
+/// The heading of the network options in `--help`.
+const NET: &str = "Network options";
+
+impl NetArgs {
+    /// `-j`, or 4.
+    pub fn jobs(&self) -> usize {
+        self.jobs.unwrap_or(4).max(1)
+    }
+
+    /// The downloads' configuration: mirrors (and NODEFORGE_MIRROR), offline, timeouts.
+    pub fn config(&self, quiet: bool) -> Result<FetchConfig, Error> {
+        let mut mirrors = Vec::new();
+        for m in &self.mirror {
+            mirrors.push(Mirror::parse(m).map_err(Error::Usage)?);
+        }
+        if let Ok(env) = std::env::var("NODEFORGE_MIRROR") {
+            mirrors.extend(
+                Mirror::parse_list(&env)
+                    .map_err(|e| Error::Usage(format!("NODEFORGE_MIRROR: {e}")))?,
+            );
+        }
+        let mirrors: Vec<Mirror> = mirrors
+            .into_iter()
+            .map(|m| m.with_insecure(&self.insecure_registry))
+            .collect();
+        if self.offline && !quiet {
+            for m in mirrors
+                .iter()
+                .filter(|m| matches!(m, Mirror::Http(_) | Mirror::Oci { .. }))
+            {
+                eprintln!("note: --offline: mirror {m} is skipped (offline, only file:// mirrors are read)");
+            }
+        }
+        Ok(FetchConfig {
+            mirrors,
+            offline: self.offline,
+            mirrors_only: self.mirrors_only,
+            connect_timeout: Duration::from_secs(self.connect_timeout.max(1)),
+            read_timeout: Duration::from_secs(self.timeout.unwrap_or(30).max(1)),
+            retries: self.retries,
+        })
+    }
+
+    /// A registry client's options (push, pull, login, tags, `mirror push`).
+    pub fn options(&self, quiet: bool) -> ClientOptions {
         ClientOptions {
             insecure: self.insecure_registry.clone(),
             connect_timeout: Duration::from_secs(self.connect_timeout.max(1)),
-            read_timeout: Duration::from_secs(self.timeout.max(1)),
+            read_timeout: Duration::from_secs(self.timeout.unwrap_or(60).max(1)),
             retries: self.retries,
-            notes: Notes::new(|m| eprintln!("note: {m}")),
+            notes: if quiet {
+                Notes::default()
+            } else {
+                Notes::new(|m| eprintln!("note: {m}"))
+            },
         }
     }
 }

@@ -1,4 +1,5 @@
-//! Hints clap cannot give on its own, added to its command-line errors.
+//! Hints clap cannot give on its own, added to its command-line errors, and those errors as
+//! the text of a `--json` error object.
 
 use clap::error::{ContextKind, ContextValue, ErrorKind};
 
@@ -38,4 +39,33 @@ pub fn with_hints(mut err: clap::Error, cmd: &clap::Command, args: &[String]) ->
         ContextValue::StyledStrs(vec![tip.into()]),
     );
     err
+}
+
+/// Whether the command line asks for `--json` (before a `--`), read from the raw arguments
+/// because the mistake stopped clap from parsing them.
+pub fn wants_json(args: &[String]) -> bool {
+    args.iter()
+        .skip(1)
+        .take_while(|a| a.as_str() != "--")
+        .any(|a| a == "--json")
+}
+
+/// A clap error as one sentence (its `error:` line) and hints (its `tip:` lines, then where to
+/// read the usage), as the `--json` error object holds them.
+pub fn clap_error_text(err: &clap::Error) -> (String, Vec<String>) {
+    let text = err.render().to_string();
+    let mut lines = text.lines().map(str::trim);
+    let error = lines
+        .next()
+        .map(|l| l.strip_prefix("error: ").unwrap_or(l).to_string())
+        .unwrap_or_default();
+    let mut hints: Vec<String> = lines
+        .filter_map(|l| l.strip_prefix("tip: "))
+        .map(str::to_string)
+        .collect();
+    if let Some(usage) = text.lines().find_map(|l| l.strip_prefix("Usage: ")) {
+        hints.push(format!("usage: {usage}"));
+    }
+    hints.push("pass --help for every option".to_string());
+    (error, hints)
 }

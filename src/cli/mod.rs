@@ -3,12 +3,9 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Parser, Subcommand};
 use serde::Serialize;
-
-use crate::fetch::{FetchConfig, Mirror};
 
 /// Print a line of data to stdout. A closed pipe (`nodeforge show … | head`) is not an error
 /// worth a panic: the rest of the output is simply dropped.
@@ -32,6 +29,7 @@ use commands::{
     build, components, demo_mirror, diff, fetch, flatten, gc, list, lock, mirror, plan, rollback,
     secrets, show, verify,
 };
+use commands::{completions, init};
 use commands::{export, import, login, pull, push};
 use commands::{key, provenance, sbom, sign};
 
@@ -77,12 +75,29 @@ struct Cli {
     /// a symlink); refused otherwise, so that nobody else's files go into an image.
     #[arg(help_heading = "Common options", long, global = true)]
     allow_outside_templates: bool,
+    /// Print less: no progress bars and no `note:` lines (errors and warnings stay).
+    #[arg(
+        help_heading = "Common options",
+        short,
+        long,
+        global = true,
+        conflicts_with = "verbose"
+    )]
+    quiet: bool,
+    /// Print more: each error's causes (`caused by:` lines).
+    #[arg(help_heading = "Common options", short, long, global = true)]
+    verbose: bool,
+    #[command(flatten)]
+    net: args::NetArgs,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Start a project: the seed's cluster manifest and its templates in a new or empty
+    /// directory, as `cargo new` does.
+    Init(init::InitArgs),
     /// Pin every artifact of the manifest to its URL and upstream's published sha256.
     #[command(after_help = LOCK_EXAMPLES)]
     Lock(lock::LockArgs),
@@ -156,6 +171,11 @@ enum Command {
     /// before boot, or write a cloud-init `user-data` that delivers them.
     #[command(after_help = SECRETS_EXAMPLES)]
     Secrets(secrets::SecretsArgs),
+    // The command line itself.
+    /// Print a shell's completion script: `nodeforge completions bash > ~/.local/share/bash-completion/completions/nodeforge`.
+    Completions(completions::CompletionsArgs),
+    /// Print the man page (nodeforge.1), or write every command's page with --dir DIR.
+    Man(completions::ManArgs),
 }
 
 const SECRETS_EXAMPLES: &str = "\
@@ -243,90 +263,42 @@ pub struct Ctx {
     /// `--json`: reports as JSON on stdout.
     pub json: bool,
     pub allow_outside_templates: bool,
-    /// Where the library reports progress: decided once, from `json` and stderr.
+    /// Where the library reports progress: decided once, from `json`, `-q` and stderr.
     pub progress: crate::progress::Reporting,
-}
-
-#[derive(Debug, Args)]
-#[command(next_help_heading = "Network options")]
-pub struct NetArgs {
-    /// Try `URL/<host>/<path>` before upstream (repeatable; http(s):// or file://DIR; or an OCI
-    /// registry's oci://REGISTRY/REPOSITORY filled by `mirror push`). Also NODEFORGE_MIRROR.
-    #[arg(long, value_name = "URL")]
-    mirror: Vec<String>,
-    /// Never use the network: only the store and file:// mirrors. Also NODEFORGE_OFFLINE
-    /// (1/0, true/false, yes/no, on/off).
-    #[arg(
-        long,
-        env = "NODEFORGE_OFFLINE",
-        action = clap::ArgAction::SetTrue,
-        value_parser = clap::builder::BoolishValueParser::new()
-    )]
-    offline: bool,
-    /// Use only the mirrors, never the upstream URLs.
-    #[arg(long)]
-    mirrors_only: bool,
-    /// Speak plain HTTP to this registry of an oci:// mirror (HOST or HOST:PORT; repeatable),
-    /// as push and pull do.
-    #[arg(long, value_name = "HOST")]
-    insecure_registry: Vec<String>,
-    /// Seconds to wait for the next bytes of a response.
-    #[arg(long, default_value_t = 30, value_name = "SECS")]
-    timeout: u64,
-    /// Seconds to wait for a connection.
-    #[arg(long, default_value_t = 10, value_name = "SECS")]
-    connect_timeout: u64,
-    /// Retries per source on transient errors (5xx, resets, truncated bodies).
-    #[arg(long, default_value_t = crate::http::DEFAULT_RETRIES, value_name = "N")]
-    retries: u32,
-    /// Parallel downloads (and, in build, nodes written at a time).
-    #[arg(long, short, default_value_t = 4, value_name = "N")]
-    jobs: usize,
-}
-
-impl NetArgs {
-    pub fn config(&self) -> Result<FetchConfig, Error> {
-        let mut mirrors = Vec::new();
-        for m in &self.mirror {
-            mirrors.push(Mirror::parse(m).map_err(Error::Usage)?);
-        }
-        if let Ok(env) = std::env::var("NODEFORGE_MIRROR") {
-            mirrors.extend(
-                Mirror::parse_list(&env)
-                    .map_err(|e| Error::Usage(format!("NODEFORGE_MIRROR: {e}")))?,
-            );
-        }
-        let mirrors: Vec<Mirror> = mirrors
-            .into_iter()
-            .map(|m| m.with_insecure(&self.insecure_registry))
-            .collect();
-        if self.offline {
-            for m in mirrors
-                .iter()
-                .filter(|m| matches!(m, Mirror::Http(_) | Mirror::Oci { .. }))
-            {
-                eprintln!("note: --offline: mirror {m} is skipped (offline, only file:// mirrors are read)");
-            }
-        }
-        Ok(FetchConfig {
-            mirrors,
-            offline: self.offline,
-            mirrors_only: self.mirrors_only,
-            connect_timeout: Duration::from_secs(self.connect_timeout.max(1)),
-            read_timeout: Duration::from_secs(self.timeout.max(1)),
-            retries: self.retries,
-        })
-    }
+    /// `-q`: no progress bars, no `note:` lines.
+    pub quiet: bool,
+    /// `-v`: errors with their causes.
+    pub verbose: bool,
+    /// The network options (global: before or after the subcommand).
+    pub net: args::NetArgs,
 }
 
 /// Parse the process's arguments, run the command, and turn the outcome into an exit code.
 pub fn main() -> ExitCode {
-    let cli = Cli::try_parse().unwrap_or_else(|e| {
-        let args: Vec<String> = std::env::args_os()
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect();
-        hints::with_hints(e, &<Cli as clap::CommandFactory>::command(), &args).exit()
-    });
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let args: Vec<String> = std::env::args_os()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect();
+            let e = hints::with_hints(e, &<Cli as clap::CommandFactory>::command(), &args);
+            if e.use_stderr() && hints::wants_json(&args) {
+                // docs/json.md: with --json, a command-line mistake is an `error` object too.
+                let _ = e.print();
+                let (error, hints) = hints::clap_error_text(&e);
+                print_json(
+                    "error",
+                    &serde_json::json!({
+                        "error": error,
+                        "hints": hints,
+                        "errors": [{ "message": error, "hints": hints }],
+                    }),
+                );
+                return ExitCode::from(USAGE_EXIT);
+            }
+            e.exit()
+        }
+    };
     let (root, not_found) = match &cli.manifest {
         Some(_) => (PathBuf::new(), None),
         None => project_root(),
@@ -339,7 +311,10 @@ pub fn main() -> ExitCode {
         out: cli.out.unwrap_or_else(|| root.join("out")),
         json: cli.json,
         allow_outside_templates: cli.allow_outside_templates,
-        progress: progress::reporting(cli.json),
+        progress: progress::reporting(cli.json || cli.quiet),
+        quiet: cli.quiet,
+        verbose: cli.verbose,
+        net: cli.net,
     };
     let outcome = match not_found {
         // A host that pulls its images has no project: `verify --out DIR` checks what it holds.
@@ -357,12 +332,15 @@ pub fn main() -> ExitCode {
     match outcome {
         Ok(code) => code,
         Err(e) => {
-            report_error(&e, ctx.json);
+            report_error(&e, ctx.json, ctx.verbose);
             // 1 for a problem with the inputs, 101 for a bug in nodeforge (as cargo).
             ExitCode::from(e.exit_code())
         }
     }
 }
+
+/// The exit code of a command-line mistake (clap's, as cargo's): the command did not run.
+const USAGE_EXIT: u8 = 2;
 
 /// The manifest when `--manifest` is not given, relative to the project's root.
 const DEFAULT_MANIFEST: &str = "manifests/kubenet.toml";
@@ -430,12 +408,20 @@ fn run(ctx: &Ctx, command: Command) -> Result<ExitCode, Error> {
         Command::Sbom(a) => sbom::exec(ctx, a),
         Command::Provenance(a) => provenance::exec(ctx, a),
         Command::Secrets(a) => secrets::exec(ctx, a),
+        Command::Init(a) => init::exec(ctx, a),
+        Command::Completions(a) => completions::exec(ctx, a),
+        Command::Man(a) => completions::exec_man(ctx, a),
     }
 }
 
-fn report_error(e: &Error, json: bool) {
+fn report_error(e: &Error, json: bool, verbose: bool) {
     let problems = e.problems();
     print_problems(&problems, e.snippet().as_deref());
+    if verbose {
+        for cause in causes(e) {
+            eprintln!("caused by: {}", crate::term::escape_lines(&cause));
+        }
+    }
     if json {
         let hints: Vec<&String> = problems.iter().flat_map(|p| &p.hints).collect();
         print_json(
@@ -443,6 +429,23 @@ fn report_error(e: &Error, json: bool) {
             &serde_json::json!({ "error": e.to_string(), "hints": hints, "errors": problems }),
         );
     }
+}
+
+/// The texts of `e`'s causes (its `source()` chain), each once: a cause whose text the error's
+/// own sentence (or an earlier cause) already holds says nothing new.
+fn causes(e: &Error) -> Vec<String> {
+    let mut said = vec![e.to_string()];
+    let mut out = Vec::new();
+    let mut next = std::error::Error::source(e);
+    while let Some(cause) = next {
+        let text = cause.to_string();
+        if !said.iter().any(|s| s.contains(&text)) {
+            out.push(text.clone());
+        }
+        said.push(text);
+        next = cause.source();
+    }
+    out
 }
 
 /// One `error:` line per problem, the caret snippet after the first, each followed by its

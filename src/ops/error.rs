@@ -213,6 +213,9 @@ pub enum Error {
     NothingToRollBack { reasons: Vec<String> },
     #[error("no {} in {} or any directory above it: not inside a nodeforge project", manifest.display(), start.display())]
     NoProject { start: PathBuf, manifest: PathBuf },
+    /// `init` into a directory that holds something (or is no directory).
+    #[error("{} {}: a new project goes into a new or empty directory", dir.display(), if entries.is_empty() { "is not an empty directory".to_string() } else { format!("is not empty (it holds {})", entries.join(", ")) })]
+    NotEmpty { dir: PathBuf, entries: Vec<String> },
     // OCI registries (push, pull).
     #[error(transparent)]
     Oci(#[from] crate::oci::OciError),
@@ -328,6 +331,9 @@ impl Error {
                 "run nodeforge in the project's directory (the one holding manifests/) or below it, or pass --manifest PATH".into(),
             ],
             Error::UnknownNode { .. } => vec!["run `nodeforge build` first".into()],
+            Error::NotEmpty { .. } => vec![
+                "pass a new directory (`nodeforge init kubenet`), or run nodeforge in the project that is there".into(),
+            ],
             Error::Untrusted { keys, .. } => vec![format!(
                 "sign it with one of the trusted keys ({}) after checking it: `nodeforge sign IMAGE --key KEY`; `nodeforge show IMAGE` lists its signatures",
                 keys.iter().map(|k| k.get(..16).unwrap_or(k)).collect::<Vec<_>>().join(", ")

@@ -15,11 +15,11 @@ mod registry;
 mod steps;
 
 pub use build::{
-    boot_plan, build, components, demo_mirror, export_mirror, fetch, flatten, lock, plan,
+    boot_plan, build, components, demo_mirror, export_mirror, fetch, flatten, init, lock, plan,
     ArtifactStatus, BootDisk, BootPlan, BuildOptions, BuildReport, EntryStatus, ExportReport,
-    FetchOptions, FetchReport, FetchedArtifact, FlattenReport, LayerBuild, LockOptions, LockReport,
-    LockedEntry, NodeBuild, NodeChange, NodeStatus, PlanOptions, PlanReport, PlanStep, StepKind,
-    VersionMove,
+    FetchOptions, FetchReport, FetchedArtifact, FlattenReport, InitReport, LayerBuild, LockOptions,
+    LockReport, LockedEntry, NodeBuild, NodeChange, NodeStatus, PlanOptions, PlanReport, PlanStep,
+    StepKind, VersionMove,
 };
 pub use build::{
     boot_plan_with_secrets, parse_margin, secrets_check, secrets_user_data, SecretsCheckOptions,

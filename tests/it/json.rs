@@ -249,6 +249,12 @@ fn every_command_prints_the_documented_envelope() {
         seen.insert("secrets-user-data-report".to_string());
     }
 
+    // A new project and the man pages.
+    let r = ctx.run(&["init", "newproj", "--json"]).ok();
+    check(&docs, &r, "init-report", &mut seen);
+    let r = ctx.run(&["man", "--dir", "man1", "--json"]).ok();
+    check(&docs, &r, "man-report", &mut seen);
+
     // A failing command: the error as JSON on stdout with --json, nothing on stdout without.
     let r = ctx.run(&["show", "nosuch", "--json"]).fails();
     check(&docs, &r, "error", &mut seen);

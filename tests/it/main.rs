@@ -12,6 +12,7 @@
 mod architecture;
 mod boot_script;
 mod build;
+mod cli;
 mod cluster;
 mod corpus;
 mod crash;

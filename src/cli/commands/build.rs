@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use super::super::{human_bytes, print_json, short, NetArgs};
+use super::super::{human_bytes, print_json, short};
 use crate::cli::Ctx;
 use crate::ops::{self, Error};
 #[derive(Debug, Args)]
@@ -24,8 +24,6 @@ pub struct BuildArgs {
     sign: Option<std::path::PathBuf>,
     #[command(flatten)]
     x509: crate::cli::args::X509Args,
-    #[command(flatten)]
-    net: NetArgs,
 }
 
 pub fn exec(ctx: &Ctx, args: BuildArgs) -> Result<ExitCode, Error> {
@@ -36,15 +34,14 @@ pub fn exec(ctx: &Ctx, args: BuildArgs) -> Result<ExitCode, Error> {
         allow_skew,
         sign,
         x509,
-        net,
     } = args;
     let opts = ops::BuildOptions {
         manifest: ctx.manifest.clone(),
         lockfile: ctx.lockfile.clone(),
         out: ctx.out.clone(),
         nodes: node,
-        fetch: net.config()?,
-        jobs: net.jobs,
+        fetch: ctx.net.config(ctx.quiet)?,
+        jobs: ctx.net.jobs(),
         progress: ctx.progress.clone(),
         locked,
         allow_outside_templates: ctx.allow_outside_templates,

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use super::super::{human_bytes, print_json, print_problems, NetArgs};
+use super::super::{human_bytes, print_json, print_problems};
 use crate::cli::Ctx;
 use crate::ops::{self, ArtifactStatus, Error};
 #[derive(Debug, Args)]
@@ -13,19 +13,17 @@ pub struct FetchArgs {
     /// `unresolved` (for CI).
     #[arg(long)]
     locked: bool,
-    #[command(flatten)]
-    net: NetArgs,
 }
 
 pub fn exec(ctx: &Ctx, args: FetchArgs) -> Result<ExitCode, Error> {
     let json = ctx.json;
-    let FetchArgs { locked, net } = args;
+    let FetchArgs { locked } = args;
     let opts = ops::FetchOptions {
         manifest: ctx.manifest.clone(),
         lockfile: ctx.lockfile.clone(),
         out: ctx.out.clone(),
-        fetch: net.config()?,
-        jobs: net.jobs,
+        fetch: ctx.net.config(ctx.quiet)?,
+        jobs: ctx.net.jobs(),
         progress: ctx.progress.clone(),
         locked,
     };

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use super::super::{print_json, short, NetArgs};
+use super::super::{print_json, short};
 use crate::cli::Ctx;
 use crate::ops::{self, EntryStatus, Error};
 
@@ -24,8 +24,6 @@ pub struct LockArgs {
     /// Lock even if the manifest breaks the Kubernetes version skew policy (printed as warnings).
     #[arg(long)]
     allow_skew: bool,
-    #[command(flatten)]
-    net: NetArgs,
 }
 
 pub fn exec(ctx: &Ctx, args: LockArgs) -> Result<ExitCode, Error> {
@@ -37,7 +35,6 @@ pub fn exec(ctx: &Ctx, args: LockArgs) -> Result<ExitCode, Error> {
         update,
         allow_unresolved,
         allow_skew,
-        net,
         ..
     } = args;
     let opts = ops::LockOptions {
@@ -45,8 +42,8 @@ pub fn exec(ctx: &Ctx, args: LockArgs) -> Result<ExitCode, Error> {
         lockfile: ctx.lockfile.clone(),
         update,
         allow_unresolved,
-        fetch: net.config()?,
-        jobs: net.jobs,
+        fetch: ctx.net.config(ctx.quiet)?,
+        jobs: ctx.net.jobs(),
         allow_skew,
     };
     let r = ops::lock(&opts)?;

@@ -6,7 +6,6 @@ use std::process::ExitCode;
 use clap::Args;
 
 use super::super::print_json;
-use crate::cli::args::RegistryArgs;
 use crate::cli::Ctx;
 use crate::oci::auth::{ENV_PASSWORD, ENV_USERNAME};
 use crate::ops::{self, Error};
@@ -22,8 +21,6 @@ pub struct LoginArgs {
     /// Read the password from stdin (its first line) [default: $NODEFORGE_REGISTRY_PASSWORD].
     #[arg(long)]
     password_stdin: bool,
-    #[command(flatten)]
-    registry_args: RegistryArgs,
 }
 
 #[derive(Debug, Args)]
@@ -62,7 +59,7 @@ pub fn exec(ctx: &Ctx, args: LoginArgs) -> Result<ExitCode, Error> {
         registry: args.registry,
         username,
         password,
-        client: args.registry_args.options(),
+        client: ctx.net.options(ctx.quiet),
     })?;
     if ctx.json {
         print_json("login-report", &r);

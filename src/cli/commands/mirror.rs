@@ -27,8 +27,6 @@ enum MirrorCommand {
     Push {
         /// oci://REGISTRY/REPOSITORY.
         target: String,
-        #[command(flatten)]
-        registry: crate::cli::args::RegistryArgs,
     },
 }
 
@@ -36,13 +34,13 @@ pub fn exec(ctx: &Ctx, args: MirrorArgs) -> Result<ExitCode, Error> {
     let json = ctx.json;
     let dir = match args.command {
         MirrorCommand::Export { dir } => dir,
-        MirrorCommand::Push { target, registry } => {
+        MirrorCommand::Push { target } => {
             let r = ops::mirror_push(&ops::MirrorPushOptions {
                 manifest: ctx.manifest.clone(),
                 lockfile: ctx.lockfile.clone(),
                 out: ctx.out.clone(),
                 target: target.clone(),
-                client: registry.options(),
+                client: ctx.net.options(ctx.quiet),
                 progress: ctx.progress.clone(),
             })?;
             if json {

@@ -2,12 +2,14 @@
 //! its human output (`--json` prints the report instead).
 
 pub mod build;
+pub mod completions;
 pub mod components;
 pub mod demo_mirror;
 pub mod diff;
 pub mod fetch;
 pub mod flatten;
 pub mod gc;
+pub mod init;
 pub mod list;
 pub mod lock;
 pub mod mirror;

@@ -13,9 +13,6 @@ pub struct PlanArgs {
     /// Plan even if the manifest breaks the Kubernetes version skew policy (printed as warnings).
     #[arg(long)]
     allow_skew: bool,
-    /// Images rendered at a time.
-    #[arg(long, short, default_value_t = 4, value_name = "N")]
-    jobs: usize,
 }
 
 pub fn exec(ctx: &Ctx, args: PlanArgs) -> Result<ExitCode, Error> {
@@ -23,7 +20,7 @@ pub fn exec(ctx: &Ctx, args: PlanArgs) -> Result<ExitCode, Error> {
         manifest: ctx.manifest.clone(),
         lockfile: ctx.lockfile.clone(),
         out: ctx.out.clone(),
-        jobs: args.jobs,
+        jobs: ctx.net.jobs(),
         allow_outside_templates: ctx.allow_outside_templates,
         allow_skew: args.allow_skew,
     })?;

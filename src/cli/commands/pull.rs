@@ -5,7 +5,6 @@ use std::process::ExitCode;
 use clap::Args;
 
 use super::super::{human_bytes, print_json, short};
-use crate::cli::args::RegistryArgs;
 use crate::cli::Ctx;
 use crate::ops::{self, BlobStatus, Error};
 
@@ -16,8 +15,6 @@ pub struct PullArgs {
     #[arg(value_name = "REF")]
     reference: String,
     #[command(flatten)]
-    registry: RegistryArgs,
-    #[command(flatten)]
     trust: crate::cli::args::TrustArgs,
     /// The node the image must be; without it, the tag's (`<node>`, `<node>-gen<N>`). For a
     /// tag that is not a node's name.
@@ -25,21 +22,18 @@ pub struct PullArgs {
     node: Option<String>,
     #[command(flatten)]
     freshness: crate::cli::args::FreshnessArgs,
-    /// Blobs downloaded at a time.
-    #[arg(long, short, default_value_t = ops::DEFAULT_PULL_JOBS, value_name = "N")]
-    jobs: usize,
 }
 
 pub fn exec(ctx: &Ctx, args: PullArgs) -> Result<ExitCode, Error> {
     let r = ops::pull(&ops::PullOptions {
         out: ctx.out.clone(),
         reference: args.reference,
-        client: args.registry.options(),
+        client: ctx.net.options(ctx.quiet),
         keys: args.trust.load()?,
         node: args.node,
         allow_downgrade: args.freshness.allow_downgrade,
         progress: ctx.progress.clone(),
-        jobs: args.jobs,
+        jobs: ctx.net.jobs(),
     })?;
     if ctx.json {
         print_json("pull-report", &r);

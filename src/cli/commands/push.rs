@@ -5,7 +5,6 @@ use std::process::ExitCode;
 use clap::Args;
 
 use super::super::{human_bytes, print_json, short};
-use crate::cli::args::RegistryArgs;
 use crate::cli::Ctx;
 use crate::ops::{self, BlobStatus, Error};
 
@@ -21,8 +20,6 @@ pub struct PushArgs {
     /// Mount blobs from this repository of the same registry before uploading them (repeatable).
     #[arg(long, value_name = "REPOSITORY")]
     mount_from: Vec<String>,
-    #[command(flatten)]
-    registry: RegistryArgs,
 }
 
 pub fn exec(ctx: &Ctx, args: PushArgs) -> Result<ExitCode, Error> {
@@ -32,7 +29,7 @@ pub fn exec(ctx: &Ctx, args: PushArgs) -> Result<ExitCode, Error> {
         target: args.target,
         nodes: args.node,
         mount_from: args.mount_from,
-        client: args.registry.options(),
+        client: ctx.net.options(ctx.quiet),
         progress: ctx.progress.clone(),
     })?;
     if ctx.json {

@@ -12,9 +12,6 @@ pub struct VerifyArgs {
     /// Also rebuild every current image elsewhere and compare byte for byte.
     #[arg(long)]
     rebuild: bool,
-    /// Parallel hashing threads [default: the number of CPUs].
-    #[arg(long, short, value_name = "N")]
-    jobs: Option<usize>,
     /// Read store objects instead of memory-mapping them (slower; for stores that another
     /// process may truncate during the run, where a mapping would end verify with SIGBUS).
     #[arg(long)]
@@ -27,7 +24,6 @@ pub fn exec(ctx: &Ctx, args: VerifyArgs) -> Result<ExitCode, Error> {
     let json = ctx.json;
     let VerifyArgs {
         rebuild,
-        jobs,
         no_mmap,
         trust,
     } = args;
@@ -38,7 +34,7 @@ pub fn exec(ctx: &Ctx, args: VerifyArgs) -> Result<ExitCode, Error> {
         lockfile: ctx.lockfile.clone(),
         out: ctx.out.clone(),
         rebuild,
-        jobs: jobs.unwrap_or_else(|| {
+        jobs: ctx.net.jobs.unwrap_or_else(|| {
             std::thread::available_parallelism().map_or(2, std::num::NonZero::get)
         }),
         mmap: !no_mmap,
