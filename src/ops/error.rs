@@ -277,6 +277,13 @@ pub enum Error {
         node: String,
         why: String,
     },
+    /// An image's attestation directory holds a private key, which push/export would publish.
+    #[error("{}: holds a private key (at byte {offset}); refusing to publish image {image}'s attestations, nothing was sent", file.display())]
+    PrivateKeyInAttestations {
+        image: String,
+        file: PathBuf,
+        offset: u64,
+    },
     /// A pulled or imported record for an image id the host holds with another record.
     #[error("{what}: this host holds image {image} with another record ({why}); a record is never replaced, nothing was put in place")]
     RecordConflict {
@@ -354,6 +361,10 @@ impl Error {
             ],
             Error::NotFromInputs { node, .. } => vec![format!(
                 "sign images built from the manifest, lockfile and templates at hand: `nodeforge build --node {node}` (a record edited in place is made again from the store), then sign; `nodeforge verify --rebuild` says what differs"
+            )],
+            Error::PrivateKeyInAttestations { file, .. } => vec![format!(
+                "move the key out of out/attestations/ (keep signing keys outside `out/`), then check that it was not published before: {} is not an attestation nodeforge writes",
+                file.display()
             )],
             Error::RecordConflict { image, .. } => vec![format!(
                 "`nodeforge show {image}` and `nodeforge verify` tell which record is genuine; if the host's is damaged, roll its nodes off the image and `nodeforge gc`, then pull again"

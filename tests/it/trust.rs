@@ -1003,3 +1003,93 @@ fn a_provenance_edited_in_place_fails_verify_rebuild_and_sign_refuses_it() {
         .stderr_has("from https://evil.example/kubelet");
     assert!(signatures_of(&ctx, &id).is_empty(), "nothing signed");
 }
+
+/// Flip a byte of the config layer's EROFS file of `node`'s current image in place (containerd's
+/// `SystemdCgroup` setting): the file keeps its name, size and hash tree.
+fn tamper_config_layer(ctx: &TestContext, node: &str) {
+    let id = current_id(ctx, node);
+    let layer = crate::layer_of(&ctx.path().join("out/images").join(&id), "config");
+    let raw = layer.join("nodeforge-config.raw");
+    let mut bytes = std::fs::read(&raw).unwrap();
+    let at = bytes
+        .windows(10)
+        .position(|w| w == b"SystemdCgr")
+        .expect("containerd's config in the layer");
+    bytes[at..at + 10].copy_from_slice(b"systemdCgr");
+    std::fs::set_permissions(&raw, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    std::fs::write(&raw, &bytes).unwrap();
+}
+
+/// Issue 25: a no-op `build` over a tampered layer, then `push` uploaded it. `push` and
+/// `export` check every layer they send against what its entries make from the store first,
+/// whatever the build said (and after a first, remembered, successful check).
+#[test]
+fn push_and_export_refuse_a_layer_tampered_after_a_no_op_build() {
+    let ctx = built();
+    let id = current_id(&ctx, "worker1");
+    let layout = ctx.path().join("layout");
+    let l = layout.display().to_string();
+    // A first export checks and remembers the layers (out/verified-v1.json).
+    ctx.run(&["export", "--oci-layout", &l, "--node", "worker1"])
+        .ok();
+    tamper_config_layer(&ctx, "worker1");
+    ctx.run(&["build"]).ok();
+    let again = ctx.path().join("layout2").display().to_string();
+    ctx.run(&["export", "--oci-layout", &again, "--node", "worker1"])
+        .fails()
+        .stderr_has(&format!("refusing to publish image {id}: layer "))
+        .stderr_has("is not the EROFS file its entries make from the store");
+    let Some(registry) = crate::oci::LocalRegistry::start() else {
+        return;
+    };
+    let repo = registry.repo("kubenet");
+    crate::oci::reg(
+        ctx.path(),
+        &registry,
+        &["push", &repo, "--node", "worker1"],
+        &[],
+    )
+    .fails()
+    .stderr_has(&format!("refusing to publish image {id}: layer "));
+}
+
+/// Issue 25: a private key dropped into `out/attestations/<id>/` (under a name nodeforge
+/// publishes) was exported and pushed without a scan. Both refuse, naming the file.
+#[test]
+fn a_private_key_dropped_into_attestations_is_refused_by_export_and_push() {
+    let ctx = built();
+    let (a, _) = key(&ctx, "a.key");
+    ctx.run(&["sign", "worker1", "--key", &a]).ok();
+    let id = current_id(&ctx, "worker1");
+    let dropped = ctx
+        .path()
+        .join("out/attestations")
+        .join(&id)
+        .join("image.backup.dsse.json");
+    std::fs::copy(&a, &dropped).unwrap();
+    let l = ctx.path().join("layout").display().to_string();
+    ctx.run(&["export", "--oci-layout", &l, "--node", "worker1"])
+        .fails()
+        .stderr_has(&format!(
+            "out/attestations/{id}/image.backup.dsse.json: holds a private key (at byte 0); refusing to publish image {id}'s attestations, nothing was sent"
+        ));
+    assert!(
+        !ctx.path().join("layout/index.json").exists(),
+        "nothing exported"
+    );
+    if let Some(registry) = crate::oci::LocalRegistry::start() {
+        let repo = registry.repo("kubenet");
+        crate::oci::reg(
+            ctx.path(),
+            &registry,
+            &["push", &repo, "--node", "worker1"],
+            &[],
+        )
+        .fails()
+        .stderr_has("holds a private key");
+    }
+    // Gone: both go through.
+    std::fs::remove_file(&dropped).unwrap();
+    ctx.run(&["export", "--oci-layout", &l, "--node", "worker1"])
+        .ok();
+}
