@@ -273,6 +273,27 @@ pub enum Error {
         node: String,
         image: String,
     },
+    /// `sign` was asked to vouch for a record that is not what the store and inputs make.
+    #[error("refusing to sign image {image} (node {node}): {why}")]
+    NotFromInputs {
+        image: String,
+        node: String,
+        why: String,
+    },
+    /// An image's attestation directory holds a private key, which push/export would publish.
+    #[error("{}: holds a private key (at byte {offset}); refusing to publish image {image}'s attestations, nothing was sent", file.display())]
+    PrivateKeyInAttestations {
+        image: String,
+        file: PathBuf,
+        offset: u64,
+    },
+    /// A pulled or imported record for an image id the host holds with another record.
+    #[error("{what}: this host holds image {image} with another record ({why}); a record is never replaced, nothing was put in place")]
+    RecordConflict {
+        what: String,
+        image: String,
+        why: String,
+    },
     #[error("{0}")]
     Usage(String),
     /// An internal invariant failed: a bug in nodeforge, not a problem with its inputs.
@@ -344,6 +365,16 @@ impl Error {
             Error::NodeMismatch { node, .. } => vec![
                 format!("pull the tag of the node you mean (`{node}`, `{node}-gen<N>` or the image id), or pass --node {node} if this tag is not a node's name; if the tag should hold its own node's image, the registry's tag was moved"),
             ],
+            Error::NotFromInputs { node, .. } => vec![format!(
+                "sign images built from the manifest, lockfile and templates at hand: `nodeforge build --node {node}` (a record edited in place is made again from the store), then sign; `nodeforge verify --rebuild` says what differs"
+            )],
+            Error::PrivateKeyInAttestations { file, .. } => vec![format!(
+                "move the key out of out/attestations/ (keep signing keys outside `out/`), then check that it was not published before: {} is not an attestation nodeforge writes",
+                file.display()
+            )],
+            Error::RecordConflict { image, .. } => vec![format!(
+                "`nodeforge show {image}` and `nodeforge verify` tell which record is genuine; if the host's is damaged, roll its nodes off the image and `nodeforge gc`, then pull again"
+            )],
             Error::UntrustedCopy { .. } => vec![
                 "sign the image where it was built (`nodeforge sign NODE --key KEY`) and push (or export) it again, or trust the key that signed it (`--key PUB`, `--trusted-keys FILE`)".into(),
             ],

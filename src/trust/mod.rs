@@ -4,8 +4,11 @@
 //!
 //! An image signature is a DSSE envelope (payload type `application/vnd.in-toto+json`) over an
 //! in-toto Statement v1 whose subjects are what identifies the image: its id (blake3 of its
-//! layers), each layer's dm-verity root hash, and the sha256 of its SBOM. The predicate
-//! (`IMAGE_PREDICATE`) repeats them with their roles, so that a verifier needs nothing else.
+//! layers), each layer's dm-verity root hash, the sha256 of its record's canonical bytes
+//! ([`record_sha256`]: so the provenance and every verity parameter are signed, not only what the
+//! id covers) and the sha256 of its SBOM. The predicate (`IMAGE_PREDICATE`) repeats them with
+//! their roles and each layer's full verity parameters, so that a verifier needs nothing else.
+//! A signature made before the record was signed ("an older format") vouches for nothing.
 
 pub mod dsse;
 pub mod keys;
@@ -20,7 +23,7 @@ use serde::{Deserialize, Serialize};
 pub use dsse::Envelope;
 pub use keys::{KeyError, PrivateKey, PublicKey};
 
-use crate::image::ImageManifest;
+use crate::image::{ImageManifest, VerityInfo, IMAGE_RECORD};
 
 /// in-toto Statement v1.
 pub const STATEMENT_TYPE: &str = "https://in-toto.io/Statement/v1";
@@ -64,6 +67,10 @@ pub struct ImagePredicate {
     pub layers: Vec<SignedLayer>,
     /// The SBOM beside the image (`sbom.spdx.json`) and its sha256.
     pub sbom: Option<SignedFile>,
+    /// The image's record (`manifest.json`) and the sha256 of its canonical bytes
+    /// ([`record_sha256`]). Absent in signatures of the older format, which are not trusted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record: Option<SignedFile>,
     /// What orders this image among the node's signed images (absent in signatures made before
     /// nodeforge wrote it, and for an image the signing host has no generation of).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -96,6 +103,9 @@ pub struct SignedLayer {
     pub name: String,
     pub id: String,
     pub root_hash: String,
+    /// Every dm-verity parameter the record gives the layer (absent in the older format).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verity: Option<VerityInfo>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -124,8 +134,13 @@ pub fn image_statement(
             name: l.name.clone(),
             id: l.id.clone(),
             root_hash: v.root_hash.clone(),
+            verity: Some(v.clone()),
         });
     }
+    let record = SignedFile {
+        name: IMAGE_RECORD.to_string(),
+        sha256: record_sha256(m)?,
+    };
     let mut subject = vec![Subject::new(&format!("image/{}", m.id), "blake3", &m.id)];
     for l in &layers {
         subject.push(Subject::new(
@@ -134,6 +149,7 @@ pub fn image_statement(
             &l.root_hash,
         ));
     }
+    subject.push(Subject::new(&record.name, "sha256", &record.sha256));
     if let Some(s) = &sbom {
         subject.push(Subject::new(&s.name, "sha256", &s.sha256));
     }
@@ -147,9 +163,57 @@ pub fn image_statement(
             arch: m.arch.clone(),
             layers,
             sbom,
+            record: Some(record),
             freshness,
         },
     })
+}
+
+/// The sha256 (hex) of image record `m`'s canonical bytes: its JSON value with every object's
+/// keys sorted and no whitespace. A function of what the record says, not of how its file is
+/// laid out (indentation, field order), so a signature survives a record written again by a
+/// nodeforge that orders its fields otherwise.
+pub fn record_sha256(m: &ImageManifest) -> Result<String, String> {
+    let v = serde_json::to_value(m).map_err(|e| format!("image {}: its record: {e}", m.id))?;
+    let mut bytes = Vec::new();
+    canonical_json(&v, &mut bytes);
+    Ok(crate::hash::Sha256::of(&bytes).to_hex())
+}
+
+/// `v` as compact JSON with object keys sorted (byte order), recursively.
+fn canonical_json(v: &serde_json::Value, out: &mut Vec<u8>) {
+    use serde_json::Value;
+    let scalar = |v: &Value, out: &mut Vec<u8>| {
+        // Strings, numbers, booleans and null: serde_json writes them one way only.
+        out.extend(serde_json::to_vec(v).unwrap_or_default());
+    };
+    match v {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            out.push(b'{');
+            for (i, k) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                scalar(&Value::String(k.clone()), out);
+                out.push(b':');
+                canonical_json(&map[k.as_str()], out);
+            }
+            out.push(b'}');
+        }
+        Value::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                canonical_json(item, out);
+            }
+            out.push(b']');
+        }
+        other => scalar(other, out),
+    }
 }
 
 /// Canonical JSON of a statement (compact, fields in declaration order, maps sorted).
@@ -266,6 +330,15 @@ fn statement_mismatch(
     if p.image != m.id {
         return Some(format!("it signs image {}, not {}", p.image, m.id));
     }
+    // Made before the record's canonical bytes and the full verity parameters were signed: the
+    // provenance and verity parameters beside the root hashes are not covered, so it vouches for
+    // none of the record.
+    if p.record.is_none() || p.layers.iter().any(|l| l.verity.is_none()) {
+        return Some(
+            "signature of an older format: it does not cover the image's record (provenance, verity parameters); sign the image again with `nodeforge sign`"
+                .into(),
+        );
+    }
     // The image id covers the layers, not the record's node and arch: a record that says another
     // node would install the signed image as that node's.
     if p.node != m.node || p.arch != m.arch {
@@ -285,11 +358,31 @@ fn statement_mismatch(
                 .collect::<Vec<_>>()
                 .join(", ")
         };
+        if pinned(&p.layers) != pinned(&want.predicate.layers) {
+            return Some(format!(
+                "it signs root hashes {}, the image's record pins {}",
+                pinned(&p.layers),
+                pinned(&want.predicate.layers)
+            ));
+        }
         return Some(format!(
-            "it signs root hashes {}, the image's record pins {}",
-            pinned(&p.layers),
-            pinned(&want.predicate.layers)
+            "it signs other dm-verity parameters than the image's record gives its layers ({})",
+            p.layers
+                .iter()
+                .zip(&want.predicate.layers)
+                .filter(|(a, b)| a != b)
+                .map(|(_, b)| b.role.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         ));
+    }
+    if let (Some(signed), Some(have)) = (&p.record, &want.predicate.record) {
+        if signed.sha256 != have.sha256 {
+            return Some(format!(
+                "it signs record sha256 {}, the image's record hashes to {}: its provenance or verity parameters are not the ones signed",
+                signed.sha256, have.sha256
+            ));
+        }
     }
     if want.subject != s.subject {
         return Some("its subjects are not the ones its predicate names".into());
@@ -491,6 +584,98 @@ mod tests {
         assert!(check_signatures(&other, &envelopes, None, &keys)[0]
             .mismatch
             .is_some());
+    }
+
+    #[test]
+    fn a_signature_covers_the_records_provenance_and_verity_parameters() {
+        let key = PrivateKey::generate().expect("key");
+        let keys = vec![key.public()];
+        let mut m = signed_image();
+        m.provenance.insert(
+            "/usr/bin/kubelet".into(),
+            crate::image::Provenance::Artifact {
+                component: "kubelet".into(),
+                version: "1.31.0".into(),
+                arch: "x86_64".into(),
+                url: "https://dl.k8s.io/kubelet".into(),
+                sha256: "0".repeat(64),
+                member: None,
+            },
+        );
+        let statement = image_statement(&m, None, None).expect("statement");
+        let envelopes = vec![(
+            PathBuf::from("s"),
+            Envelope::sign(dsse::IN_TOTO, &to_payload(&statement), &key).to_json(),
+        )];
+        assert!(check_signatures(&m, &envelopes, None, &keys)[0]
+            .mismatch
+            .is_none());
+        // A forged provenance: the id (and so the root hashes) unchanged.
+        let mut forged = m.clone();
+        if let Some(crate::image::Provenance::Artifact { url, version, .. }) =
+            forged.provenance.get_mut("/usr/bin/kubelet")
+        {
+            *url = "https://evil.example/kubelet".into();
+            *version = "1.24.0".into();
+        }
+        let c = check_signatures(&forged, &envelopes, None, &keys);
+        let why = c[0].mismatch.as_deref().unwrap_or_default();
+        assert!(why.contains("it signs record sha256"), "{why}");
+        // A forged verity parameter other than the root hash.
+        let mut forged = m;
+        if let Some(v) = forged.layers[0].verity.as_mut() {
+            v.data_blocks = 1 << 40;
+        }
+        let c = check_signatures(&forged, &envelopes, None, &keys);
+        let why = c[0].mismatch.as_deref().unwrap_or_default();
+        assert!(
+            why.contains(
+                "other dm-verity parameters than the image's record gives its layers (payload)"
+            ),
+            "{why}"
+        );
+    }
+
+    #[test]
+    fn a_signature_of_the_older_format_is_not_trusted_and_says_so() {
+        let key = PrivateKey::generate().expect("key");
+        let m = signed_image();
+        let mut statement = image_statement(&m, None, None).expect("statement");
+        statement.predicate.record = None;
+        for l in &mut statement.predicate.layers {
+            l.verity = None;
+        }
+        statement.subject.retain(|s| s.name != IMAGE_RECORD);
+        let env = Envelope::sign(dsse::IN_TOTO, &to_payload(&statement), &key);
+        let c = check_signatures(
+            &m,
+            &[(PathBuf::from("s"), env.to_json())],
+            None,
+            &[key.public()],
+        );
+        let why = c[0].mismatch.as_deref().unwrap_or_default();
+        assert!(why.starts_with("signature of an older format"), "{why}");
+    }
+
+    #[test]
+    fn the_record_hash_is_of_canonical_bytes_not_of_the_files_layout() {
+        let m = signed_image();
+        let compact: ImageManifest =
+            serde_json::from_slice(&serde_json::to_vec(&m).expect("json")).expect("parse");
+        let pretty: ImageManifest =
+            serde_json::from_slice(&serde_json::to_vec_pretty(&m).expect("json")).expect("parse");
+        let h = record_sha256(&m).expect("hash");
+        assert_eq!(record_sha256(&compact).expect("hash"), h);
+        assert_eq!(record_sha256(&pretty).expect("hash"), h);
+        let mut bytes = Vec::new();
+        canonical_json(
+            &serde_json::json!({"b": [1, {"d": 1, "c": "x"}], "a": null}),
+            &mut bytes,
+        );
+        assert_eq!(bytes, br#"{"a":null,"b":[1,{"c":"x","d":1}]}"#);
+        let mut other = m;
+        other.node = "worker2".into();
+        assert_ne!(record_sha256(&other).expect("hash"), h);
     }
 
     #[test]

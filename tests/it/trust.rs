@@ -816,3 +816,280 @@ fn sign_refuses_an_image_whose_layer_is_not_what_its_entries_make() {
         .stderr_has("is not the EROFS file its entries make from the store");
     assert!(signatures_of(&ctx, &id).is_empty(), "nothing signed");
 }
+
+/// Set the first artifact's provenance in a record (JSON) to kubelet 1.24.0 from evil.example.
+fn forge_provenance(record: &mut serde_json::Value) {
+    let prov = record["provenance"].as_object_mut().unwrap();
+    let artifact = prov
+        .values_mut()
+        .find(|p| p.get("url").is_some())
+        .expect("an artifact's provenance");
+    artifact["url"] = "https://evil.example/kubelet".into();
+    artifact["version"] = "1.24.0".into();
+}
+
+/// Replace blob `old` (hex) of OCI layout `layout` by `bytes`, and every descriptor that names
+/// it (in index.json and in the manifests, which are then replaced the same way): what a
+/// hostile registry or layout serves with digests that all check out.
+fn swap_blob(layout: &Path, old: &str, bytes: &[u8]) {
+    fn walk(v: &mut serde_json::Value, old: &str, new: &str, size: usize) -> bool {
+        match v {
+            serde_json::Value::Object(m) => {
+                let mut hit = false;
+                if m.get("digest").and_then(|d| d.as_str()) == Some(&format!("sha256:{old}")) {
+                    m.insert("digest".into(), format!("sha256:{new}").into());
+                    m.insert("size".into(), size.into());
+                    hit = true;
+                }
+                for x in m.values_mut() {
+                    hit |= walk(x, old, new, size);
+                }
+                hit
+            }
+            serde_json::Value::Array(a) => a
+                .iter_mut()
+                .fold(false, |hit, x| walk(x, old, new, size) | hit),
+            _ => false,
+        }
+    }
+    let blobs = layout.join("blobs/sha256");
+    let new = crate::sha256_hex(bytes);
+    std::fs::write(blobs.join(&new), bytes).unwrap();
+    let index_path = layout.join("index.json");
+    let mut index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&index_path).unwrap()).unwrap();
+    if walk(&mut index, old, &new, bytes.len()) {
+        std::fs::write(&index_path, serde_json::to_vec(&index).unwrap()).unwrap();
+    }
+    for e in std::fs::read_dir(&blobs).unwrap() {
+        let p = e.unwrap().path();
+        let name = p.file_name().unwrap().to_string_lossy().into_owned();
+        let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(&std::fs::read(&p).unwrap())
+        else {
+            continue;
+        };
+        if name != new && walk(&mut v, old, &new, bytes.len()) {
+            swap_blob(layout, &name, &serde_json::to_vec(&v).unwrap());
+        }
+    }
+}
+
+/// The record (config blob) of the manifest tagged `tag` in an OCI layout: (its digest, JSON).
+fn layout_record(layout: &Path, tag: &str) -> (String, serde_json::Value) {
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let m = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == tag)
+        .unwrap();
+    let blob = |d: &str| {
+        std::fs::read(
+            layout
+                .join("blobs/sha256")
+                .join(d.trim_start_matches("sha256:")),
+        )
+        .unwrap()
+    };
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&blob(m["digest"].as_str().unwrap())).unwrap();
+    let config = manifest["config"]["digest"].as_str().unwrap();
+    (
+        config.trim_start_matches("sha256:").to_string(),
+        serde_json::from_slice(&blob(config)).unwrap(),
+    )
+}
+
+/// Issue 25: unsigned record fields. A forged provenance (the image id, layers and root hashes
+/// unchanged, every digest recomputed) is refused by `import --key` (the signature covers the
+/// record's canonical bytes), and an unsigned import of it never replaces the record the host
+/// already holds for that id.
+#[test]
+fn a_forged_provenance_is_refused_with_keys_and_never_replaces_the_hosts_record() {
+    let ctx = built();
+    let (a, a_pub) = key(&ctx, "a.key");
+    ctx.run(&["sign", "worker1", "--key", &a]).ok();
+    let id = current_id(&ctx, "worker1");
+    let layout = ctx.path().join("layout");
+    let l = layout.display().to_string();
+    ctx.run(&["export", "--oci-layout", &l, "--node", "worker1"])
+        .ok();
+    let host = tempfile::tempdir().unwrap();
+    let out = host.path().join("out");
+    let outs = out.display().to_string();
+    let import = |args: &[&str]| {
+        let mut all = vec!["--out", &outs, "import", &l, "--tag", "worker1"];
+        all.extend_from_slice(args);
+        crate::run_in(host.path(), &all)
+    };
+    import(&["--key", &a_pub]).ok();
+    let genuine = std::fs::read(out.join("images").join(&id).join("manifest.json")).unwrap();
+
+    let (old, mut record) = layout_record(&layout, "worker1");
+    forge_provenance(&mut record);
+    swap_blob(&layout, &old, &serde_json::to_vec(&record).unwrap());
+    assert_eq!(layout_record(&layout, "worker1").1["id"], id.as_str());
+
+    // With the key: the signature names the record's sha256, so it does not vouch for this one.
+    import(&["--key", &a_pub])
+        .fails()
+        .stderr_has("it signs record sha256");
+    // Without keys: the host holds image `id` with another record, which is never replaced.
+    import(&[])
+        .fails()
+        .stderr_has(&format!("this host holds image {id} with another record"))
+        .stderr_has("evil.example");
+    assert_eq!(
+        std::fs::read(out.join("images").join(&id).join("manifest.json")).unwrap(),
+        genuine
+    );
+    crate::run_in(host.path(), &["--out", &outs, "verify", "--key", &a_pub]).ok();
+    let show = crate::run_in(host.path(), &["--out", &outs, "show", "worker1"]).ok();
+    assert!(!show.stdout.contains("evil.example"), "{}", show.stdout);
+
+    // A fresh host with the key refuses it too, before any layer is put in place.
+    let fresh = tempfile::tempdir().unwrap();
+    let fouts = fresh.path().join("out").display().to_string();
+    crate::run_in(
+        fresh.path(),
+        &[
+            "--out", &fouts, "import", &l, "--tag", "worker1", "--key", &a_pub,
+        ],
+    )
+    .fails()
+    .stderr_has("it signs record sha256");
+    assert!(!fresh.path().join("out/nodes/worker1/current").exists());
+}
+
+/// Issue 25: edited records passed the builder's checks. The provenance edited in place in
+/// `out/images/<id>/manifest.json` (the same inode as the generation's record) fails
+/// `verify --rebuild`, which compares the record with the one the inputs make, and `sign`
+/// refuses it.
+#[test]
+fn a_provenance_edited_in_place_fails_verify_rebuild_and_sign_refuses_it() {
+    let ctx = built();
+    let (a, _) = key(&ctx, "a.key");
+    let id = current_id(&ctx, "worker1");
+    let path = ctx
+        .path()
+        .join("out/images")
+        .join(&id)
+        .join("manifest.json");
+    let mut record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    forge_provenance(&mut record);
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    std::fs::write(&path, serde_json::to_vec_pretty(&record).unwrap()).unwrap();
+    let generation = ctx
+        .path()
+        .join("out/nodes/worker1/generations/1/manifest.json");
+    assert_eq!(
+        std::fs::read(&generation).unwrap(),
+        std::fs::read(&path).unwrap(),
+        "the generation's record is the same file"
+    );
+    ctx.run(&["verify", "--rebuild"])
+        .fails()
+        .stderr_has(&format!(
+            "worker1: the record of its current image {id} is not the one the manifest, lockfile and templates make: its provenance differs"
+        ))
+        .stderr_has("from https://evil.example/kubelet");
+    ctx.run(&["sign", "worker1", "--key", &a])
+        .fails()
+        .stderr_has(&format!(
+            "refusing to sign image {id} (node worker1): its provenance differs"
+        ))
+        .stderr_has("from https://evil.example/kubelet");
+    assert!(signatures_of(&ctx, &id).is_empty(), "nothing signed");
+}
+
+/// Flip a byte of the config layer's EROFS file of `node`'s current image in place (containerd's
+/// `SystemdCgroup` setting): the file keeps its name, size and hash tree.
+fn tamper_config_layer(ctx: &TestContext, node: &str) {
+    let id = current_id(ctx, node);
+    let layer = crate::layer_of(&ctx.path().join("out/images").join(&id), "config");
+    let raw = layer.join("nodeforge-config.raw");
+    let mut bytes = std::fs::read(&raw).unwrap();
+    let at = bytes
+        .windows(10)
+        .position(|w| w == b"SystemdCgr")
+        .expect("containerd's config in the layer");
+    bytes[at..at + 10].copy_from_slice(b"systemdCgr");
+    std::fs::set_permissions(&raw, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    std::fs::write(&raw, &bytes).unwrap();
+}
+
+/// Issue 25: a no-op `build` over a tampered layer, then `push` uploaded it. `push` and
+/// `export` check every layer they send against what its entries make from the store first,
+/// whatever the build said (and after a first, remembered, successful check).
+#[test]
+fn push_and_export_refuse_a_layer_tampered_after_a_no_op_build() {
+    let ctx = built();
+    let id = current_id(&ctx, "worker1");
+    let layout = ctx.path().join("layout");
+    let l = layout.display().to_string();
+    // A first export checks and remembers the layers (out/verified-v1.json).
+    ctx.run(&["export", "--oci-layout", &l, "--node", "worker1"])
+        .ok();
+    tamper_config_layer(&ctx, "worker1");
+    ctx.run(&["build"]).ok();
+    let again = ctx.path().join("layout2").display().to_string();
+    ctx.run(&["export", "--oci-layout", &again, "--node", "worker1"])
+        .fails()
+        .stderr_has(&format!("refusing to publish image {id}: layer "))
+        .stderr_has("is not the EROFS file its entries make from the store");
+    let Some(registry) = crate::oci::LocalRegistry::start() else {
+        return;
+    };
+    let repo = registry.repo("kubenet");
+    crate::oci::reg(
+        ctx.path(),
+        &registry,
+        &["push", &repo, "--node", "worker1"],
+        &[],
+    )
+    .fails()
+    .stderr_has(&format!("refusing to publish image {id}: layer "));
+}
+
+/// Issue 25: a private key dropped into `out/attestations/<id>/` (under a name nodeforge
+/// publishes) was exported and pushed without a scan. Both refuse, naming the file.
+#[test]
+fn a_private_key_dropped_into_attestations_is_refused_by_export_and_push() {
+    let ctx = built();
+    let (a, _) = key(&ctx, "a.key");
+    ctx.run(&["sign", "worker1", "--key", &a]).ok();
+    let id = current_id(&ctx, "worker1");
+    let dropped = ctx
+        .path()
+        .join("out/attestations")
+        .join(&id)
+        .join("image.backup.dsse.json");
+    std::fs::copy(&a, &dropped).unwrap();
+    let l = ctx.path().join("layout").display().to_string();
+    ctx.run(&["export", "--oci-layout", &l, "--node", "worker1"])
+        .fails()
+        .stderr_has(&format!(
+            "out/attestations/{id}/image.backup.dsse.json: holds a private key (at byte 0); refusing to publish image {id}'s attestations, nothing was sent"
+        ));
+    assert!(
+        !ctx.path().join("layout/index.json").exists(),
+        "nothing exported"
+    );
+    if let Some(registry) = crate::oci::LocalRegistry::start() {
+        let repo = registry.repo("kubenet");
+        crate::oci::reg(
+            ctx.path(),
+            &registry,
+            &["push", &repo, "--node", "worker1"],
+            &[],
+        )
+        .fails()
+        .stderr_has("holds a private key");
+    }
+    // Gone: both go through.
+    std::fs::remove_file(&dropped).unwrap();
+    ctx.run(&["export", "--oci-layout", &l, "--node", "worker1"])
+        .ok();
+}

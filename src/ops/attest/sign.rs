@@ -79,7 +79,52 @@ pub fn sign(opts: &SignOptions) -> Result<SignReport, Error> {
             images.push(m);
         }
     }
+    check_from_inputs(opts, &images)?;
     sign_images(&opts.out, &images, &signers, &opts.lockfile)
+}
+
+/// Each record of `images` is what the manifest, lockfile, templates and store make for its
+/// node now: its id and its provenance (which the id does not cover; a record edited in place
+/// is also the generation's, by hard link, so no file on the host can be compared with it).
+fn check_from_inputs(
+    opts: &SignOptions,
+    images: &[crate::image::ImageManifest],
+) -> Result<(), Error> {
+    let refuse = |m: &crate::image::ImageManifest, why: String| Error::NotFromInputs {
+        image: m.id.clone(),
+        node: m.node.clone(),
+        why,
+    };
+    let checked = crate::ops::steps::check_lock(&opts.manifest, &opts.lockfile).map_err(|e| {
+        images.first().map_or_else(
+            || Error::Internal("no image to sign".into()),
+            |m| {
+                refuse(
+                    m,
+                    format!("its record cannot be checked against the inputs: {e}"),
+                )
+            },
+        )
+    })?;
+    let layout = OutDir::new(&opts.out);
+    let store = crate::ops::steps::open_store_read_only(&layout, false)?;
+    let jobs = std::thread::available_parallelism().map_or(1, usize::from);
+    let planned = crate::ops::steps::render::render_all(&store, &checked, jobs, false)?;
+    for m in images {
+        let why = match planned.get(&m.node) {
+            Some(p) if p.id == m.id => {
+                crate::ops::steps::images::record_differs(m, p, "what the inputs make")
+            }
+            // Another image of the node (a rollback target, signed again after a key rotation):
+            // what it says each artifact file came from must be what the lockfile pins for
+            // that sha256.
+            _ => artifacts_against_lock(m, &checked.lock),
+        };
+        if let Some(why) = why {
+            return Err(refuse(m, why));
+        }
+    }
+    Ok(())
 }
 
 /// Sign each of `images` (records with their root hashes) with `key`.
@@ -140,4 +185,49 @@ pub(crate) fn sign_images(
         signed,
         verified: cache.stats(),
     })
+}
+
+/// Whether every artifact the record of `m` names as a file's origin is pinned by `lock` under
+/// that sha256 with the same component, version and URL. For an image the inputs no longer make
+/// (an older generation): its entries are covered by its id, its provenance only by this.
+fn artifacts_against_lock(
+    m: &crate::image::ImageManifest,
+    lock: &crate::lock::Lockfile,
+) -> Option<String> {
+    let mut bad = Vec::new();
+    for (path, p) in &m.provenance {
+        let crate::image::Provenance::Artifact {
+            component,
+            version,
+            url,
+            sha256,
+            ..
+        } = p
+        else {
+            continue;
+        };
+        let pinned = lock.artifacts.iter().any(|e| {
+            e.sha256().is_some_and(|s| s.to_hex() == *sha256)
+                && e.component.as_str() == component
+                && e.version == *version
+                && e.url == *url
+        });
+        if !pinned {
+            bad.push(format!(
+                "{path}: {component} {version} from {url} (sha256 {}) is not pinned so by the lockfile",
+                sha256.get(..12).unwrap_or(sha256)
+            ));
+        }
+    }
+    if bad.is_empty() {
+        return None;
+    }
+    let more = bad.len().saturating_sub(3);
+    let mut text = bad.into_iter().take(3).collect::<Vec<_>>().join("; ");
+    if more > 0 {
+        text.push_str(&format!(" (and {more} more)"));
+    }
+    Some(format!(
+        "it is not what the inputs make now, and its provenance is not the lockfile's: {text}"
+    ))
 }

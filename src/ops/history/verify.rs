@@ -162,6 +162,10 @@ fn check_image(out: &OutDir, dir: &Path) -> Vec<String> {
                 "image {name}: it pins root hash {} for its {} layer, the layer's record says {}",
                 v.root_hash, l.role, rec.verity.root_hash
             )),
+            (Ok(rec), Some(v)) if rec.verity != *v => fails.push(format!(
+                "image {name}: its dm-verity parameters for its {} layer are not the ones the layer's record gives",
+                l.role
+            )),
             (Ok(_), Some(_)) => {}
             (Ok(_), None) => fails.push(format!(
                 "image {name}: its record pins no root hash for its {} layer",
@@ -704,8 +708,19 @@ fn rebuild_and_compare(
         };
         // The same id is the same entry list (the id is its hash), so the rebuild below
         // is a rebuild of what the inputs make now.
+        // The id covers the entries, not the provenance: the record is compared with the one
+        // the inputs make (not with the image directory's, which is the same file by hard
+        // link, so an edit in place would compare with itself).
         match planned.get(&node) {
-            Some(p) if p.id == m.id => r.images_from_inputs += 1,
+            Some(p) if p.id == m.id => {
+                r.images_from_inputs += 1;
+                if let Some(why) = crate::ops::steps::images::record_differs(&m, p, "what the inputs make") {
+                    r.failures.push(format!(
+                        "{node}: the record of its current image {} is not the one the manifest, lockfile and templates make: {why}",
+                        m.id
+                    ));
+                }
+            }
             Some(p) => r.drift.push(format!(
                 "{node}: its current image {} is not what the manifest, lockfile and templates build now ({}): rolled back, or built from other inputs",
                 m.id, p.id

@@ -98,13 +98,12 @@ pub fn export(opts: &ExportOptions) -> Result<LayoutExportReport, Error> {
                 artifact_type: Some(oci::ARTIFACT_TYPE.to_string()),
             });
         }
-        let files = super::referrers::local(&out, &image.record.id)?;
         let attestations = match super::referrers::export(
             &layout,
             &image.record.id,
             &digest,
             manifest.len() as u64,
-            &files,
+            &image.attestations,
         )? {
             Some((entry, written, bytes)) => {
                 report.blobs_written += written;

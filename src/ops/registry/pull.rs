@@ -271,6 +271,7 @@ pub(crate) fn install(
     // one older than the node's current image.
     let (attestations, attestation_files) =
         referrers::check(out, what, m, trust.fetched, trust.keys)?;
+    check_same_record(out, what, m)?;
     if !trust.allow_downgrade {
         check_not_older(out, what, m, attestations.freshness.as_ref(), trust.keys)?;
     }
@@ -489,6 +490,45 @@ impl BlobObserver for Blocks {
     fn update(&mut self, data: &[u8]) {
         self.0.update(data);
     }
+}
+
+/// A record for an image id the host already holds (its image directory's, or a generation's
+/// of any node) is never replaced by a different one: the id covers the layers, not the
+/// provenance or the verity parameters, so a registry could otherwise rewrite what `show`, the
+/// SBOM and the boot read for an image the host trusts. Compared by what the records say
+/// (`trust::record_sha256`), not by their files' layout.
+fn check_same_record(out: &OutDir, what: &str, m: &ImageManifest) -> Result<(), Error> {
+    let want = crate::trust::record_sha256(m).map_err(Error::Internal)?;
+    let mut held = vec![out.image(&m.id).join(IMAGE_RECORD)];
+    for node in generations::nodes(out.root()) {
+        for g in generations::list(out.root(), &node).unwrap_or_default() {
+            if g.image_id == m.id {
+                held.push(out.generation_record(&node, g.number));
+            }
+        }
+    }
+    for path in held {
+        // Unreadable or not this image: not a record of it the host holds (damaged; `verify`
+        // reports it).
+        let Some(have) = std::fs::read(&path)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<ImageManifest>(&b).ok())
+            .filter(|h| h.id == m.id)
+        else {
+            continue;
+        };
+        let sha = crate::trust::record_sha256(&have).map_err(Error::Internal)?;
+        if sha != want {
+            let why = crate::ops::steps::images::record_differs(&have, m, "the copy")
+                .unwrap_or_else(|| format!("record sha256 {sha}, the copy's {want}"));
+            return Err(Error::RecordConflict {
+                what: what.to_string(),
+                image: m.id.clone(),
+                why: format!("{}: {why}", path.display()),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// The node a tag names: `<node>` or `<node>-gen<N>`, as push tags an image.

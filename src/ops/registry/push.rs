@@ -19,7 +19,7 @@ use crate::ops::steps::images::recorded_manifest;
 use crate::ops::steps::materialize::materialize;
 use crate::ops::steps::nodes::KnownNodes;
 use crate::progress::Unit;
-use crate::verified::{Verified, VerifiedStats};
+use crate::verified::VerifiedStats;
 
 #[derive(Debug, Clone)]
 pub struct PushOptions {
@@ -148,6 +148,8 @@ pub(crate) struct LocalImage {
     pub lock_id: String,
     pub record: crate::image::ImageManifest,
     pub blobs: Vec<(Digested, PathBuf)>,
+    /// Its attestation files, scanned for private keys before anything is sent.
+    pub attestations: Vec<(crate::oci::referrers::AttestationFile, PathBuf)>,
 }
 
 /// The current image of each of `nodes`, written again from the store if gc collected its
@@ -159,7 +161,8 @@ pub(crate) fn local_images(
     nodes: &[String],
 ) -> Result<(Vec<LocalImage>, VerifiedStats), Error> {
     let store = crate::ops::steps::open_store(out)?;
-    let verified = Verified::load(&out.verified());
+    let cache = crate::ops::steps::attestations::DigestCache::remembering(out);
+    let verified = cache.verified();
     let mut hashed: BTreeMap<PathBuf, (Sha256, u64)> = BTreeMap::new();
     let mut images = Vec::new();
     for node in nodes {
@@ -172,6 +175,16 @@ pub(crate) fn local_images(
             .ok_or_else(|| generations::GenerationError::NoGenerations { node: node.clone() })?;
         let m = recorded_manifest(out.root(), node, g)?;
         let (dir, full, _) = materialize(out, &store, &m)?;
+        // What is sent is checked first: each layer against what its entries make from the
+        // store (or, pulled here, against the root hash its record pins), whatever a no-op
+        // `build` said of it.
+        crate::ops::steps::attestations::check_layers(
+            out,
+            &store,
+            &full,
+            &cache,
+            crate::ops::steps::attestations::Vouch::Publish,
+        )?;
         let mut blobs = Vec::new();
         for blob in oci::image_blobs(&full)? {
             let path = match (&blob.kind, &blob.layer_id) {
@@ -196,17 +209,19 @@ pub(crate) fn local_images(
             };
             blobs.push((Digested { blob, digest, size }, path));
         }
+        let attestations = super::referrers::local(out, &full.id)?;
         images.push(LocalImage {
             node: node.clone(),
             generation: g.number,
             lock_id: g.lock_id.clone(),
             record: full,
             blobs,
+            attestations,
         });
     }
     // A record not written costs only hashing again next time.
-    let _ = verified.save();
-    Ok((images, verified.stats()))
+    cache.save();
+    Ok((images, cache.stats()))
 }
 
 pub fn push(opts: &PushOptions) -> Result<PushReport, Error> {
@@ -294,14 +309,13 @@ pub fn push(opts: &PushOptions) -> Result<PushReport, Error> {
             bytes_sent += manifest.len() as u64;
         }
         let digest = Sha256::of(&manifest);
-        let files = super::referrers::local(&out, &image.record.id)?;
         let attestations = super::referrers::push(
             &registry,
             repo,
             &image.record.id,
             &digest,
             manifest.len() as u64,
-            &files,
+            &image.attestations,
         )?;
         report.nodes.push(NodePush {
             node: image.node,

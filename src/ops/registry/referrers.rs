@@ -44,6 +44,15 @@ pub(crate) fn local(out: &OutDir, id: &str) -> Result<Vec<(AttestationFile, Path
         if kind_of(&name).is_none() {
             continue;
         }
+        // Published as they are: a private key dropped here (a signing key saved in the wrong
+        // place) must not reach a registry or a layout.
+        if let Some(offset) = crate::secrets::find_private_key_in_file(&p).at("cannot read", &p)? {
+            return Err(Error::PrivateKeyInAttestations {
+                image: id.to_string(),
+                file: p,
+                offset,
+            });
+        }
         let (digest, size) = Sha256::of_file(&p).at("cannot read", &p)?;
         v.push((AttestationFile { name, digest, size }, p));
     }

@@ -48,6 +48,20 @@ impl DigestCache {
     pub(crate) fn stats(&self) -> crate::verified::VerifiedStats {
         self.verified.stats()
     }
+
+    /// The record of checked files this cache answers from.
+    pub(crate) fn verified(&self) -> &crate::verified::Verified {
+        &self.verified
+    }
+}
+
+/// What a layer check vouches for: signing needs the layer rebuilt from the store; publishing
+/// (push, export) accepts a layer the store lacks the files of (pulled here, pushed on) once
+/// its EROFS file, hash tree and root hash file agree with the root hash its record pins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Vouch {
+    Sign,
+    Publish,
 }
 
 /// The files a layer check reads, besides the store: its record and its three files.
@@ -61,21 +75,39 @@ fn layer_paths(dir: &Path, rec_name: &str) -> Vec<PathBuf> {
     v
 }
 
-/// Refuse to vouch for a layer that is not what its entries make from the store (a planted
-/// EROFS file with its own hash tree and edited records would otherwise be signed as it is).
-fn check_layers(
+/// Refuse to vouch for (sign, push, export) a layer that is not what its entries make from the
+/// store, or (`Vouch::Publish`, a layer the store lacks the files of) not what the root hash its
+/// record pins says: a planted EROFS file with its own hash tree and edited records would
+/// otherwise be signed or sent as it is. The image record's verity parameters must be the
+/// layer record's. Remembered (`out/verified-v1.json`) only by the stat keys of every file the
+/// check read, so any write to one of them makes the next run check again.
+pub(crate) fn check_layers(
     out: &OutDir,
     store: &Store,
     m: &ImageManifest,
     cache: &DigestCache,
+    vouch: Vouch,
 ) -> Result<(), Error> {
+    let verb = match vouch {
+        Vouch::Sign => "sign",
+        Vouch::Publish => "publish",
+    };
     for l in &m.layers {
+        let dir = out.layer(&l.id);
+        let pinned = crate::ops::steps::materialize::read_layer_record(&dir)
+            .ok()
+            .is_some_and(|rec| l.verity.as_ref() == Some(&rec.verity));
+        if !pinned {
+            return Err(Error::Usage(format!(
+                "refusing to {verb} image {}: its record does not pin the dm-verity parameters its {} layer's record gives (layers/{}): run `nodeforge verify`",
+                m.id, l.role, l.id
+            )));
+        }
         if cache.checked_layers.lock().is_ok_and(|c| c.contains(&l.id)) {
             continue;
         }
         // Remembered: the layer's files and every store object it is made of have the keys
         // they had when a run checked the layer the same way.
-        let dir = out.layer(&l.id);
         let mut paths = layer_paths(&dir, &l.name);
         paths.extend(
             crate::image::layer_entries(&m.entries, l.role)
@@ -85,7 +117,12 @@ fn check_layers(
                 .map(|b| store.object_path(&b)),
         );
         let refs: Vec<&Path> = paths.iter().map(PathBuf::as_path).collect();
-        let name = format!("layer:{}", l.id);
+        // A layer checked against its root hash only is remembered under another name: it
+        // does not answer for signing.
+        let name = match vouch {
+            Vouch::Sign => format!("layer:{}", l.id),
+            Vouch::Publish => format!("layer-published:{}", l.id),
+        };
         if cache.verified.get(&name, &refs).is_some() {
             if let Ok(mut c) = cache.checked_layers.lock() {
                 c.insert(l.id.clone());
@@ -95,7 +132,7 @@ fn check_layers(
         let before = crate::verified::Verified::keys(&refs);
         let check = crate::ops::steps::materialize::check_layer(store, &dir, false);
         let mut fails = check.fails;
-        if fails.is_empty() && !check.rebuilt {
+        if fails.is_empty() && !check.rebuilt && vouch == Vouch::Sign {
             // Pulled, not built here: only its root hash could be checked, and a signature
             // vouches for what the inputs make.
             fails.push(format!(
@@ -105,7 +142,7 @@ fn check_layers(
         }
         if !fails.is_empty() {
             return Err(Error::Usage(format!(
-                "refusing to sign image {}: {}: run `nodeforge verify`, and rebuild it (`nodeforge rollback` or `build`) from the store",
+                "refusing to {verb} image {}: {}: run `nodeforge verify`, and rebuild it (`nodeforge rollback` or `build`) from the store",
                 m.id,
                 fails.join("; ")
             )));
@@ -345,7 +382,7 @@ pub(crate) fn sign_image(
     from: BuiltFrom<'_>,
 ) -> Result<(PathBuf, PathBuf), Error> {
     crate::ops::steps::materialize::materialize(out, store, m)?;
-    check_layers(out, store, m, cache)?;
+    check_layers(out, store, m, cache, Vouch::Sign)?;
     let provenance = sign_provenance(out, store, m, key, from, cache)?;
     let sbom = ensure_sbom(out, store, m, true, cache)?;
     let statement =
@@ -490,7 +527,7 @@ pub(crate) fn sign_roothashes(
     cache: &DigestCache,
 ) -> Result<Vec<PathBuf>, Error> {
     crate::ops::steps::materialize::materialize(out, store, m)?;
-    check_layers(out, store, m, cache)?;
+    check_layers(out, store, m, cache, Vouch::Sign)?;
     let mut written = Vec::new();
     for l in &m.layers {
         let root = l.verity.as_ref().ok_or_else(|| {

@@ -107,3 +107,100 @@ pub(crate) fn versions(m: &ImageManifest) -> BTreeMap<String, BTreeSet<String>> 
     }
     v
 }
+
+/// How record `m` differs from `other` (`theirs` names it: "what the inputs make", the record
+/// the manifest, lockfile, templates and store make for the same node now; or "the copy"), in
+/// what they both say before layers are written (the verity parameters are checked against the
+/// layers the store makes, by `materialize`). `None`: the same. Compares what the records say,
+/// not their files, so an edit made in place (the image directory's record is the
+/// generation's, by hard link) is caught.
+pub(crate) fn record_differs(
+    m: &ImageManifest,
+    other: &ImageManifest,
+    theirs: &str,
+) -> Option<String> {
+    if m.id != other.id {
+        return Some(format!(
+            "it is image {}, {theirs} is image {}",
+            m.id, other.id
+        ));
+    }
+    if m.node != other.node || m.arch != other.arch {
+        return Some(format!(
+            "it says node {} ({}), {theirs} says node {} ({})",
+            m.node, m.arch, other.node, other.arch
+        ));
+    }
+    let shape = |x: &ImageManifest| {
+        x.layers
+            .iter()
+            .map(|l| (l.role, l.name.clone(), l.id.clone()))
+            .collect::<Vec<_>>()
+    };
+    if shape(m) != shape(other) || m.format != other.format {
+        return Some(format!("its layers are not the ones in {theirs}"));
+    }
+    if m.entries != other.entries {
+        return Some(format!("its entry list is not the one in {theirs}"));
+    }
+    let paths: BTreeSet<&String> = m.provenance.keys().chain(other.provenance.keys()).collect();
+    let differ: Vec<String> = paths
+        .into_iter()
+        .filter(|p| m.provenance.get(*p) != other.provenance.get(*p))
+        .map(|p| {
+            let say = |x: Option<&Provenance>| x.map_or_else(|| "nothing".to_string(), describe);
+            format!(
+                "{p}: {} here, {} in {theirs}",
+                say(m.provenance.get(p)),
+                say(other.provenance.get(p))
+            )
+        })
+        .collect();
+    if !differ.is_empty() {
+        let more = differ.len().saturating_sub(3);
+        let mut text = differ.into_iter().take(3).collect::<Vec<_>>().join("; ");
+        if more > 0 {
+            text.push_str(&format!(" (and {more} more)"));
+        }
+        return Some(format!("its provenance differs: {text}"));
+    }
+    let verity = |x: &ImageManifest| {
+        x.layers
+            .iter()
+            .map(|l| l.verity.clone())
+            .collect::<Vec<_>>()
+    };
+    // Only when `other` has them (a planned record has none before its layers are written).
+    let known = other.verity.is_some() || verity(other).iter().all(Option::is_some);
+    if known && (m.verity != other.verity || verity(m) != verity(other)) {
+        return Some(format!(
+            "its dm-verity parameters are not the ones in {theirs}"
+        ));
+    }
+    None
+}
+
+/// What a provenance entry says, in a phrase (an artifact's version, URL and sha256 prefix).
+fn describe(p: &Provenance) -> String {
+    match p {
+        Provenance::Artifact {
+            component,
+            version,
+            url,
+            sha256,
+            member,
+            ..
+        } => format!(
+            "{component} {version}{} from {url} (sha256 {})",
+            member
+                .as_deref()
+                .map(|m| format!(" ({m})"))
+                .unwrap_or_default(),
+            sha256.get(..12).unwrap_or(sha256)
+        ),
+        Provenance::Template { template } => format!("template {template}"),
+        Provenance::Enable { unit } => format!("enabling {unit}"),
+        Provenance::Release { role } => format!("the {role} layer's extension-release file"),
+        Provenance::Directory => "a directory".into(),
+    }
+}
