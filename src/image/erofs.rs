@@ -9,10 +9,15 @@
 //! are sorted by name bytes across blocks, as the kernel's binary search expects. Timestamps are
 //! 0, the uuid is the caller's (derived from the image id), and no superblock checksum is used.
 //! The on-disk structures (`SuperBlock`, `CompactInode`, `ExtendedInode`, `Dirent`) are declared
-//! once, a doc comment per field giving its offset, and serialized field by field.
+//! once, a doc comment per field giving its offset, as `repr(C)` structs of little-endian fields
+//! whose bytes zerocopy derives (as composefs-rs does). No xattrs are written, so no xattr
+//! header is declared.
 
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
+
+use zerocopy::byteorder::little_endian::{U16, U32, U64};
+use zerocopy::{FromZeros, Immutable, IntoBytes, KnownLayout};
 
 use super::{Entry, Kind};
 use crate::hash::Blake3;
@@ -31,233 +36,135 @@ const FT_DIR: u8 = 2;
 const FT_SYMLINK: u8 = 7;
 const LAYOUT_FLAT_PLAIN: u16 = 0;
 
-/// Little-endian fields appended in declaration order: each on-disk struct below writes every
-/// field, reserved ones included, so the offsets in their doc comments follow from the order.
-struct Le<const N: usize> {
-    buf: [u8; N],
-    at: usize,
-}
-
-impl<const N: usize> Le<N> {
-    fn new() -> Self {
-        Self { buf: [0; N], at: 0 }
-    }
-    fn bytes(mut self, b: &[u8]) -> Self {
-        self.buf[self.at..self.at + b.len()].copy_from_slice(b);
-        self.at += b.len();
-        self
-    }
-    fn u8(self, v: u8) -> Self {
-        self.bytes(&[v])
-    }
-    fn u16(self, v: u16) -> Self {
-        self.bytes(&v.to_le_bytes())
-    }
-    fn u32(self, v: u32) -> Self {
-        self.bytes(&v.to_le_bytes())
-    }
-    fn u64(self, v: u64) -> Self {
-        self.bytes(&v.to_le_bytes())
-    }
-    /// The finished struct; every byte must have been written.
-    fn done(self) -> [u8; N] {
-        debug_assert_eq!(self.at, N, "an on-disk struct writes all its bytes");
-        self.buf
-    }
-}
-
 /// `struct erofs_super_block`: 128 bytes at byte 1024 of block 0. Fields nodeforge does not use
-/// (checksum, features, xattrs, compression, extra devices) are written as 0.
-#[derive(Debug, Default)]
+/// (checksum, features, xattrs, compression, extra devices) are 0. The on-disk structs are
+/// `repr(C)` of little-endian fields with alignment 1 (no padding), their bytes given by
+/// zerocopy's `IntoBytes`; the sizes are checked at compile time below.
+#[derive(Debug, FromZeros, IntoBytes, Immutable, KnownLayout)]
+#[repr(C)]
 struct SuperBlock {
     /// @0 `magic`: `EROFS_SUPER_MAGIC_V1`.
-    magic: u32,
+    magic: U32,
     /// @4 `checksum`: crc32c of the superblock block, only with `FEATURE_COMPAT_SB_CHKSUM`
     /// (not set: 0).
-    checksum: u32,
+    checksum: U32,
     /// @8 `feature_compat`: none.
-    feature_compat: u32,
+    feature_compat: U32,
     /// @12 `blkszbits`: log2 of the block size (12: 4 KiB).
     blkszbits: u8,
     /// @13 `sb_extslots`: superblock extension slots (none).
     sb_extslots: u8,
     /// @14 `root_nid`: the root directory's inode number (nid).
-    root_nid: u16,
+    root_nid: U16,
     /// @16 `inos`: how many inodes the image has.
-    inos: u64,
+    inos: U64,
     /// @24 `build_time`: seconds; 0, so images do not depend on the clock.
-    build_time: u64,
+    build_time: U64,
     /// @32 `build_time_nsec`.
-    build_time_nsec: u32,
+    build_time_nsec: U32,
     /// @36 `blocks`: the image size in blocks.
-    blocks: u32,
+    blocks: U32,
     /// @40 `meta_blkaddr`: the block where the inode table (nid 0) starts.
-    meta_blkaddr: u32,
+    meta_blkaddr: U32,
     /// @44 `xattr_blkaddr`: the shared xattr area (none).
-    xattr_blkaddr: u32,
+    xattr_blkaddr: U32,
     /// @48 `uuid`.
     uuid: [u8; 16],
     /// @64 `volume_name`: none.
     volume_name: [u8; 16],
     /// @80 `feature_incompat`: none (plain, uncompressed, no chunks or devices).
-    feature_incompat: u32,
-    // @84..128: compression configuration, extra devices, packed inode, reserved: all 0.
-}
-
-impl SuperBlock {
-    const SIZE: usize = 128;
-
-    fn to_bytes(&self) -> [u8; Self::SIZE] {
-        Le::<{ Self::SIZE }>::new()
-            .u32(self.magic)
-            .u32(self.checksum)
-            .u32(self.feature_compat)
-            .u8(self.blkszbits)
-            .u8(self.sb_extslots)
-            .u16(self.root_nid)
-            .u64(self.inos)
-            .u64(self.build_time)
-            .u32(self.build_time_nsec)
-            .u32(self.blocks)
-            .u32(self.meta_blkaddr)
-            .u32(self.xattr_blkaddr)
-            .bytes(&self.uuid)
-            .bytes(&self.volume_name)
-            .u32(self.feature_incompat)
-            .bytes(&[0; 128 - 84])
-            .done()
-    }
+    feature_incompat: U32,
+    /// @84..128: compression configuration, extra devices, packed inode, reserved: all 0.
+    reserved: [u8; 44],
 }
 
 /// `struct erofs_inode_compact`: 32 bytes, for an inode whose size fits 32 bits and whose
 /// owner and link count fit 16.
-#[derive(Debug, Default)]
+#[derive(Debug, FromZeros, IntoBytes, Immutable, KnownLayout)]
+#[repr(C)]
 struct CompactInode {
     /// @0 `i_format`: bit 0 clear (compact), bits 1-3 the data layout.
-    format: u16,
+    format: U16,
     /// @2 `i_xattr_icount`: inline xattrs (none).
-    xattr_icount: u16,
+    xattr_icount: U16,
     /// @4 `i_mode`: file type and permission bits.
-    mode: u16,
+    mode: U16,
     /// @6 `i_nlink`.
-    nlink: u16,
+    nlink: U16,
     /// @8 `i_size`: bytes (a directory: its encoded blocks).
-    size: u32,
+    size: U32,
     /// @12 `i_reserved`.
-    reserved: u32,
+    reserved: U32,
     /// @16 `i_u.raw_blkaddr`: the first block of the data (flat plain layout).
-    blkaddr: u32,
+    blkaddr: U32,
     /// @20 `i_ino`: the inode number shown to user space (stat's `st_ino`).
-    ino: u32,
+    ino: U32,
     /// @24 `i_uid`.
-    uid: u16,
+    uid: U16,
     /// @26 `i_gid`.
-    gid: u16,
+    gid: U16,
     /// @28 `i_reserved2`.
-    reserved2: u32,
-}
-
-impl CompactInode {
-    const SIZE: usize = 32;
-
-    fn to_bytes(&self) -> [u8; Self::SIZE] {
-        Le::<{ Self::SIZE }>::new()
-            .u16(self.format)
-            .u16(self.xattr_icount)
-            .u16(self.mode)
-            .u16(self.nlink)
-            .u32(self.size)
-            .u32(self.reserved)
-            .u32(self.blkaddr)
-            .u32(self.ino)
-            .u16(self.uid)
-            .u16(self.gid)
-            .u32(self.reserved2)
-            .done()
-    }
+    reserved2: U32,
 }
 
 /// `struct erofs_inode_extended`: 64 bytes, for a size, owner or link count too large for the
 /// compact form. Takes two 32-byte nid slots.
-#[derive(Debug, Default)]
+#[derive(Debug, FromZeros, IntoBytes, Immutable, KnownLayout)]
+#[repr(C)]
 struct ExtendedInode {
     /// @0 `i_format`: bit 0 set (extended), bits 1-3 the data layout.
-    format: u16,
+    format: U16,
     /// @2 `i_xattr_icount`: inline xattrs (none).
-    xattr_icount: u16,
+    xattr_icount: U16,
     /// @4 `i_mode`: file type and permission bits.
-    mode: u16,
+    mode: U16,
     /// @6 `i_reserved`.
-    reserved: u16,
+    reserved: U16,
     /// @8 `i_size`.
-    size: u64,
+    size: U64,
     /// @16 `i_u.raw_blkaddr`: the first block of the data (flat plain layout).
-    blkaddr: u32,
+    blkaddr: U32,
     /// @20 `i_ino`: the inode number shown to user space.
-    ino: u32,
+    ino: U32,
     /// @24 `i_uid`.
-    uid: u32,
+    uid: U32,
     /// @28 `i_gid`.
-    gid: u32,
+    gid: U32,
     /// @32 `i_mtime`: 0, like every timestamp here.
-    mtime: u64,
+    mtime: U64,
     /// @40 `i_mtime_nsec`.
-    mtime_nsec: u32,
+    mtime_nsec: U32,
     /// @44 `i_nlink`.
-    nlink: u32,
+    nlink: U32,
     /// @48 `i_reserved2`.
     reserved2: [u8; 16],
-}
-
-impl ExtendedInode {
-    const SIZE: usize = 64;
-
-    fn to_bytes(&self) -> [u8; Self::SIZE] {
-        Le::<{ Self::SIZE }>::new()
-            .u16(self.format)
-            .u16(self.xattr_icount)
-            .u16(self.mode)
-            .u16(self.reserved)
-            .u64(self.size)
-            .u32(self.blkaddr)
-            .u32(self.ino)
-            .u32(self.uid)
-            .u32(self.gid)
-            .u64(self.mtime)
-            .u32(self.mtime_nsec)
-            .u32(self.nlink)
-            .bytes(&self.reserved2)
-            .done()
-    }
 }
 
 /// `struct erofs_dirent`: 12 bytes. A directory block holds every entry's dirent, then their
 /// names back to back (not NUL-terminated: a name ends where the next begins, the last one at
 /// the first NUL or the block's end).
-#[derive(Debug, Default)]
+#[derive(Debug, FromZeros, IntoBytes, Immutable, KnownLayout)]
+#[repr(C)]
 struct Dirent {
     /// @0 `nid`: the entry's inode.
-    nid: u64,
+    nid: U64,
     /// @8 `nameoff`: where the name starts, from the start of the block.
-    nameoff: u16,
+    nameoff: U16,
     /// @10 `file_type`: `EROFS_FT_*`.
     file_type: u8,
     /// @11 `reserved`.
     reserved: u8,
 }
 
-impl Dirent {
-    const SIZE: usize = 12;
+const DIRENT_SIZE: usize = size_of::<Dirent>();
+const COMPACT_SIZE: u64 = size_of::<CompactInode>() as u64;
+const EXTENDED_SIZE: u64 = size_of::<ExtendedInode>() as u64;
 
-    fn to_bytes(&self) -> [u8; Self::SIZE] {
-        Le::<{ Self::SIZE }>::new()
-            .u64(self.nid)
-            .u16(self.nameoff)
-            .u8(self.file_type)
-            .u8(self.reserved)
-            .done()
-    }
-}
+// The on-disk sizes, checked when compiling.
+const _: () = assert!(size_of::<SuperBlock>() == 128);
+const _: () = assert!(size_of::<CompactInode>() == 32);
+const _: () = assert!(size_of::<ExtendedInode>() == 64);
+const _: () = assert!(size_of::<Dirent>() == 12);
 
 struct Inode<'a> {
     entry: Option<&'a Entry>, // None for the root
@@ -300,8 +207,8 @@ fn dir_blocks(children: &[(Vec<u8>, u64, u8)]) -> io::Result<Vec<u8>> {
         // Fill one block greedily.
         let mut j = i;
         let mut used = 0usize;
-        while j < children.len() && used + Dirent::SIZE + children[j].0.len() <= BLKSZ as usize {
-            used += Dirent::SIZE + children[j].0.len();
+        while j < children.len() && used + DIRENT_SIZE + children[j].0.len() <= BLKSZ as usize {
+            used += DIRENT_SIZE + children[j].0.len();
             j += 1;
         }
         if j == i {
@@ -310,15 +217,15 @@ fn dir_blocks(children: &[(Vec<u8>, u64, u8)]) -> io::Result<Vec<u8>> {
             ));
         }
         let start = out.len();
-        let mut nameoff = (j - i) * Dirent::SIZE;
+        let mut nameoff = (j - i) * DIRENT_SIZE;
         for (name, nid, ft) in &children[i..j] {
             let d = Dirent {
-                nid: *nid,
-                nameoff: u16::try_from(nameoff).map_err(io::Error::other)?,
+                nid: U64::new(*nid),
+                nameoff: U16::new(u16::try_from(nameoff).map_err(io::Error::other)?),
                 file_type: *ft,
                 reserved: 0,
             };
-            out.extend_from_slice(&d.to_bytes());
+            out.extend_from_slice(d.as_bytes());
             nameoff += name.len();
         }
         for (name, _, _) in &children[i..j] {
@@ -355,13 +262,34 @@ pub struct Layout {
 /// `open` gives a file entry's content by its blake3; with a `File` source and a file-backed
 /// `out` (`BufWriter<&File>`), the data is copied by the kernel (copy_file_range), never
 /// through this process.
+///
+/// In phases: the inodes from the entries ([`inodes_of`]), their places in the inode table
+/// ([`assign_nids`]), the directories' blocks ([`encode_dirs`]), where each inode's data goes
+/// ([`place_data`]); then the bytes: the superblock, the inode table, the data.
 pub fn write_erofs<W: Write, R: Read>(
     out: &mut W,
     entries: &[Entry],
     uuid: [u8; 16],
     open: &mut dyn FnMut(&Blake3) -> io::Result<R>,
 ) -> io::Result<Layout> {
-    // 1. Inodes: the root, then every entry in order.
+    let mut inodes = inodes_of(entries)?;
+    let table_blocks = assign_nids(&mut inodes)?;
+    encode_dirs(&mut inodes)?;
+    let total_blocks = place_data(&mut inodes, META_BLKADDR + table_blocks);
+    out.write_all(&superblock_block(&inodes, total_blocks, uuid)?)?;
+    out.write_all(&inode_table(&inodes, table_blocks)?)?;
+    let files = write_data(out, &inodes, open)?;
+    Ok(Layout {
+        size: total_blocks * BLKSZ,
+        files,
+    })
+}
+
+/// The block where the inode table starts (block 0 holds the superblock).
+const META_BLKADDR: u64 = 1;
+
+/// Phase 1: the root, then an inode per entry in order, each listed in its parent's children.
+fn inodes_of(entries: &[Entry]) -> io::Result<Vec<Inode<'_>>> {
     let mut inodes: Vec<Inode<'_>> = Vec::with_capacity(entries.len() + 1);
     let mut index: BTreeMap<&str, usize> = BTreeMap::new();
     inodes.push(Inode {
@@ -421,37 +349,40 @@ pub fn write_erofs<W: Write, R: Read>(
             .children
             .push((name.as_bytes().to_vec(), me));
     }
+    Ok(inodes)
+}
 
-    // 2. Inode table: compact where possible, 32-byte slots, starting at block 1.
-    let meta_blkaddr = 1u64;
+/// Phase 2: the inode table, compact inodes where possible, in 32-byte slots from
+/// [`META_BLKADDR`]; returns its length in blocks.
+fn assign_nids(inodes: &mut [Inode<'_>]) -> io::Result<u64> {
     let mut off = 0u64;
-    for ino in &mut inodes {
+    for ino in inodes.iter_mut() {
         ino.extended = ino.size > u64::from(u32::MAX)
             || ino.uid > u32::from(u16::MAX)
             || ino.gid > u32::from(u16::MAX)
             || ino.nlink > u64::from(u16::MAX);
-        ino.nid = off / CompactInode::SIZE as u64;
+        ino.nid = off / COMPACT_SIZE;
         off += if ino.extended {
-            ExtendedInode::SIZE
+            EXTENDED_SIZE
         } else {
-            CompactInode::SIZE
-        } as u64;
+            COMPACT_SIZE
+        };
     }
-    if inodes[0].nid != 0 {
+    if inodes.first().is_none_or(|root| root.nid != 0) {
         return Err(io::Error::other("the root inode must come first"));
     }
-    let table_blocks = off.div_ceil(BLKSZ);
+    Ok(off.div_ceil(BLKSZ))
+}
 
-    // 3. Directory contents (need every nid), then data placement in inode order.
-    let parent_of: Vec<usize> = {
-        let mut p = vec![0usize; inodes.len()];
-        for (i, ino) in inodes.iter().enumerate() {
-            for (_, c) in &ino.children {
-                p[*c] = i;
-            }
+/// Phase 3: every directory's blocks (`.`, `..` and its children, sorted by name bytes), which
+/// need every nid; a directory's size is its encoded bytes.
+fn encode_dirs(inodes: &mut [Inode<'_>]) -> io::Result<()> {
+    let mut parent_of = vec![0usize; inodes.len()];
+    for (i, ino) in inodes.iter().enumerate() {
+        for (_, c) in &ino.children {
+            parent_of[*c] = i;
         }
-        p
-    };
+    }
     for i in 0..inodes.len() {
         if inodes[i].mode & 0o170_000 != S_IFDIR {
             continue;
@@ -468,72 +399,98 @@ pub fn write_erofs<W: Write, R: Read>(
         inodes[i].size = data.len() as u64;
         inodes[i].dir_data = data;
     }
-    let mut next = meta_blkaddr + table_blocks;
-    for ino in &mut inodes {
+    Ok(())
+}
+
+/// Phase 4: each inode with data gets its first block, in inode order from `first`; returns the
+/// image's size in blocks.
+fn place_data(inodes: &mut [Inode<'_>], first: u64) -> u64 {
+    let mut next = first;
+    for ino in inodes.iter_mut() {
         if ino.size > 0 {
             ino.blkaddr = next;
             next += ino.blocks();
         }
     }
-    let total_blocks = next;
+    next
+}
 
-    // 4. Superblock (block 0).
+/// Block 0: zeros, and the superblock at byte 1024.
+fn superblock_block(
+    inodes: &[Inode<'_>],
+    total_blocks: u64,
+    uuid: [u8; 16],
+) -> io::Result<Vec<u8>> {
+    let root_nid = inodes.first().map_or(0, |r| r.nid);
     let sb = SuperBlock {
-        magic: MAGIC,
+        magic: U32::new(MAGIC),
         blkszbits: BLKSZ_BITS,
-        root_nid: u16::try_from(inodes[0].nid).map_err(io::Error::other)?,
-        inos: inodes.len() as u64,
-        blocks: u32::try_from(total_blocks)
-            .map_err(|_| io::Error::other("image larger than 16 TiB"))?,
-        meta_blkaddr: u32::try_from(meta_blkaddr).map_err(io::Error::other)?,
+        root_nid: U16::new(u16::try_from(root_nid).map_err(io::Error::other)?),
+        inos: U64::new(inodes.len() as u64),
+        blocks: U32::new(
+            u32::try_from(total_blocks)
+                .map_err(|_| io::Error::other("image larger than 16 TiB"))?,
+        ),
+        meta_blkaddr: U32::new(u32::try_from(META_BLKADDR).map_err(io::Error::other)?),
         uuid,
-        ..SuperBlock::default()
+        ..SuperBlock::new_zeroed()
     };
     let mut block0 = vec![0u8; BLKSZ as usize];
-    block0[SUPERBLOCK_OFFSET..SUPERBLOCK_OFFSET + SuperBlock::SIZE].copy_from_slice(&sb.to_bytes());
-    out.write_all(&block0)?;
+    block0[SUPERBLOCK_OFFSET..SUPERBLOCK_OFFSET + size_of::<SuperBlock>()]
+        .copy_from_slice(sb.as_bytes());
+    Ok(block0)
+}
 
-    // 5. Inode table.
-    let mut table = Vec::with_capacity(usize::try_from(table_blocks * BLKSZ).unwrap_or(0));
+/// The inode table's bytes, padded to `table_blocks` blocks.
+fn inode_table(inodes: &[Inode<'_>], table_blocks: u64) -> io::Result<Vec<u8>> {
+    let len = usize::try_from(table_blocks * BLKSZ).map_err(io::Error::other)?;
+    let mut table = Vec::with_capacity(len);
     for (i, ino) in inodes.iter().enumerate() {
         let ino_no = u32::try_from(i + 1).map_err(|_| io::Error::other("too many inodes"))?;
-        let blkaddr = u32::try_from(ino.blkaddr).map_err(io::Error::other)?;
-        let mode = u16::try_from(ino.mode).map_err(io::Error::other)?;
+        let blkaddr = U32::new(u32::try_from(ino.blkaddr).map_err(io::Error::other)?);
+        let mode = U16::new(u16::try_from(ino.mode).map_err(io::Error::other)?);
         if ino.extended {
             let inode = ExtendedInode {
-                format: 1 | (LAYOUT_FLAT_PLAIN << 1),
+                format: U16::new(1 | (LAYOUT_FLAT_PLAIN << 1)),
                 mode,
-                size: ino.size,
+                size: U64::new(ino.size),
                 blkaddr,
-                ino: ino_no,
-                uid: ino.uid,
-                gid: ino.gid,
-                nlink: u32::try_from(ino.nlink).map_err(io::Error::other)?,
-                ..ExtendedInode::default()
+                ino: U32::new(ino_no),
+                uid: U32::new(ino.uid),
+                gid: U32::new(ino.gid),
+                nlink: U32::new(u32::try_from(ino.nlink).map_err(io::Error::other)?),
+                ..ExtendedInode::new_zeroed()
             };
-            table.extend_from_slice(&inode.to_bytes());
+            table.extend_from_slice(inode.as_bytes());
         } else {
             let inode = CompactInode {
-                format: LAYOUT_FLAT_PLAIN << 1,
+                format: U16::new(LAYOUT_FLAT_PLAIN << 1),
                 mode,
-                nlink: u16::try_from(ino.nlink).map_err(io::Error::other)?,
-                size: u32::try_from(ino.size).map_err(io::Error::other)?,
+                nlink: U16::new(u16::try_from(ino.nlink).map_err(io::Error::other)?),
+                size: U32::new(u32::try_from(ino.size).map_err(io::Error::other)?),
                 blkaddr,
-                ino: ino_no,
-                uid: u16::try_from(ino.uid).map_err(io::Error::other)?,
-                gid: u16::try_from(ino.gid).map_err(io::Error::other)?,
-                ..CompactInode::default()
+                ino: U32::new(ino_no),
+                uid: U16::new(u16::try_from(ino.uid).map_err(io::Error::other)?),
+                gid: U16::new(u16::try_from(ino.gid).map_err(io::Error::other)?),
+                ..CompactInode::new_zeroed()
             };
-            table.extend_from_slice(&inode.to_bytes());
+            table.extend_from_slice(inode.as_bytes());
         }
     }
-    table.resize(usize::try_from(table_blocks * BLKSZ).unwrap_or(0), 0);
-    out.write_all(&table)?;
+    table.resize(len, 0);
+    Ok(table)
+}
 
-    // 6. Data, in inode order, each padded to a block.
+/// Phase 6: each inode's data in inode order (directories' blocks, symlink targets, files'
+/// contents through `open`), each padded to a block; returns where the files' data lies.
+fn write_data<W: Write, R: Read>(
+    out: &mut W,
+    inodes: &[Inode<'_>],
+    open: &mut dyn FnMut(&Blake3) -> io::Result<R>,
+) -> io::Result<Vec<FileData>> {
     let zeros = [0u8; BLKSZ as usize];
     let mut files = Vec::new();
-    for ino in &inodes {
+    for ino in inodes {
         if ino.size == 0 {
             continue;
         }
@@ -572,10 +529,7 @@ pub fn write_erofs<W: Write, R: Read>(
             out.write_all(&zeros[..BLKSZ as usize - rem])?;
         }
     }
-    Ok(Layout {
-        size: total_blocks * BLKSZ,
-        files,
-    })
+    Ok(files)
 }
 
 #[cfg(test)]
