@@ -27,6 +27,7 @@ mod lock;
 mod manifest_errors;
 mod oci;
 mod operator;
+mod readme;
 mod rollout;
 mod secrets;
 mod server;
