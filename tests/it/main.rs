@@ -28,6 +28,7 @@ mod lock;
 mod manifest_errors;
 mod oci;
 mod operator;
+mod readme;
 mod rollout;
 mod secrets;
 mod server;

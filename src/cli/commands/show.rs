@@ -175,9 +175,13 @@ fn show_boot(
     for d in &b.disks {
         say!("  {:<20} {}", d.serial, d.path.display());
     }
-    say!("kernel command line:\n  {}", b.kernel_cmdline);
     say!(
-        "QEMU (7.2+; VM_DISK is the VM's own disk, with /var; boot it with the kernel command line above):\n  {}",
+        "kernel command line (root=: VM_DISK's first partition; a disk without partitions: root=/dev/vda):\n  root={} {}",
+        b.root,
+        b.kernel_cmdline
+    );
+    say!(
+        "QEMU (7.2+; VM_DISK is the VM's own disk, with /var, attached first: /dev/vda; boot it with the kernel command line above):\n  {}",
         b.qemu
             .first()
             .into_iter()

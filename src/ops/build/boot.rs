@@ -30,13 +30,26 @@ pub struct BootPlan {
     pub disks: Vec<BootDisk>,
     /// `nodeforge.<role>=<root hash>` for each layer: the guest's kernel command line.
     pub kernel_cmdline: String,
-    /// A QEMU (7.2 or later) command line; `VM_DISK` is the VM's own disk (root and /var).
+    /// The guest's `root=`: VM_DISK's first partition, as the guest names the first virtio disk.
+    pub root: String,
+    /// A QEMU (7.2 or later) command line; `VM_DISK` is the VM's own disk (root and /var),
+    /// attached first (so the guest sees it as `/dev/vda`) with the virtio serial `nf-root`.
     pub qemu: Vec<String>,
     /// With `--secrets`: each secret passed as a systemd credential over fw_cfg (also in `qemu`).
     pub credentials: Vec<crate::credentials::deliver::Credential>,
     /// With `--secrets`: the same as libvirt's `<sysinfo type='fwcfg'>` element.
     pub libvirt_sysinfo: Option<String>,
 }
+
+/// VM_DISK's root file system in the guest. Virtio disks get their names in the order of their
+/// PCI slots; QEMU gives `-drive if=virtio` disks their slots after every `-device`, so VM_DISK
+/// is attached with a `-device` of its own, first: `/dev/vda`. Cloud images (Debian, Ubuntu)
+/// put their root file system on its first partition.
+pub const VM_ROOT: &str = "/dev/vda1";
+
+/// The virtio serial of VM_DISK (`/dev/disk/by-id/virtio-nf-root`; `scripts/vm-init` finds the
+/// root disk by it).
+pub const VM_DISK_SERIAL: &str = "nf-root";
 
 /// The serial of a layer's disk: `nf-<role>` for the data, `nf-<role>-verity` for the tree.
 pub fn serial(role: Role, hash: bool) -> String {
@@ -103,7 +116,9 @@ pub fn boot_plan(manifest: &Path, out: &Path, reference: &str) -> Result<BootPla
         "-smp".into(),
         "2".into(),
         "-drive".into(),
-        "file=VM_DISK,if=virtio,format=qcow2".into(),
+        "file=VM_DISK,format=qcow2,if=none,id=vm0".into(),
+        "-device".into(),
+        format!("virtio-blk-pci,drive=vm0,serial={VM_DISK_SERIAL}"),
     ];
     for (i, d) in disks.iter().enumerate() {
         qemu.push("-drive".into());
@@ -119,6 +134,7 @@ pub fn boot_plan(manifest: &Path, out: &Path, reference: &str) -> Result<BootPla
         image_id: m.id,
         disks,
         kernel_cmdline: cmdline.join(" "),
+        root: VM_ROOT.to_string(),
         qemu,
         credentials: Vec::new(),
         libvirt_sysinfo: None,
