@@ -107,105 +107,78 @@ fn signatures_travel_with_pushed_images_and_pull_with_keys_refuses_untrusted_one
     assert_eq!(att2["referrers_tag_updated"], serde_json::Value::Null);
 
     // A host that trusts key a: accepted, the files are the builder's, verify --key passes.
-    let host_tmp = fresh_host();
-    let host = host_tmp.path().to_path_buf();
-    let out = host.join("out");
-    let outs = out.display().to_string();
-    let p = reg(
-        &host,
-        &registry,
-        &[
-            "--out",
-            &outs,
-            "pull",
-            &format!("{repo}:worker1"),
-            "--key",
-            &a_pub,
-            "--json",
-        ],
-        &[],
-    )
-    .ok()
-    .json();
+    let host = Host::new();
+    let out = &host.out;
+    let p = host
+        .run(
+            &registry,
+            &[
+                "pull",
+                &format!("{repo}:worker1"),
+                "--key",
+                &a_pub,
+                "--json",
+            ],
+            &[],
+        )
+        .ok()
+        .json();
     assert_eq!(p["attestations"]["trust_checked"], true, "{p}");
     assert_eq!(p["attestations"]["signed_by"], serde_json::json!([keyid_a]));
     assert_eq!(p["attestations"]["manifests"][0], att["manifest_digest"]);
     assert_eq!(
-        attestation_bytes(&out, &id),
+        attestation_bytes(out, &id),
         attestation_bytes(&built_out, &id)
     );
-    assert_eq!(attestation_bytes(&out, &id).len(), 3);
-    reg(
-        &host,
-        &registry,
-        &["--out", &outs, "verify", "--key", &a_pub],
-        &[],
-    )
-    .ok();
+    assert_eq!(attestation_bytes(out, &id).len(), 3);
+    host.run(&registry, &["verify", "--key", &a_pub], &[]).ok();
     // Without keys: pulled as before, with a note that it came signed.
-    let plain = fresh_host();
-    let plain_out = plain.path().join("out").display().to_string();
-    reg(
-        plain.path(),
-        &registry,
-        &["--out", &plain_out, "pull", &format!("{repo}:worker1")],
-        &[],
-    )
-    .ok()
-    .stderr_has(&format!(
-        "note: worker1: the image came signed by key {}",
-        &keyid_a[..16]
-    ));
+    let plain = Host::new();
+    plain
+        .run(&registry, &["pull", &format!("{repo}:worker1")], &[])
+        .ok()
+        .stderr_has(&format!(
+            "note: worker1: the image came signed by key {}",
+            &keyid_a[..16]
+        ));
 
     // A host that trusts only key b: refused, naming the image, the repository and the key;
     // no layer in place, nothing switched.
-    let other = fresh_host();
-    let other_out = other.path().join("out");
-    let o = other_out.display().to_string();
-    let r = reg(
-        other.path(),
-        &registry,
-        &[
-            "--out",
-            &o,
-            "pull",
-            &format!("{repo}:worker1"),
-            "--key",
-            &b_pub,
-        ],
-        &[],
-    )
-    .fails()
-    .stderr_has(&format!("{repo}:worker1: image {id} is not trusted"))
-    .stderr_has(&format!("signed by key {keyid_a}, not a trusted key"))
-    .stderr_has(&format!(
-        "(trusted keys: {keyid_b}); nothing was put in place"
-    ))
-    .stderr_has("hint: sign the image where it was built");
-    assert!(nothing_installed(&other_out, "worker1"), "{}", r.stderr);
+    let other = Host::new();
+    let other_out = &other.out;
+    let r = other
+        .run(
+            &registry,
+            &["pull", &format!("{repo}:worker1"), "--key", &b_pub],
+            &[],
+        )
+        .fails()
+        .stderr_has(&format!("{repo}:worker1: image {id} is not trusted"))
+        .stderr_has(&format!("signed by key {keyid_a}, not a trusted key"))
+        .stderr_has(&format!(
+            "(trusted keys: {keyid_b}); nothing was put in place"
+        ))
+        .stderr_has("hint: sign the image where it was built");
+    assert!(nothing_installed(other_out, "worker1"), "{}", r.stderr);
 
     // An unsigned image (worker2: its SBOM only), with keys from NODEFORGE_TRUSTED_KEYS.
     let bundle = ctx.path().join("keys/trusted.pem");
     std::fs::copy(&a_pub, &bundle).unwrap();
     let bundle = bundle.display().to_string();
-    reg(
-        other.path(),
-        &registry,
-        &["--out", &o, "pull", &format!("{repo}:worker2")],
-        &[("NODEFORGE_TRUSTED_KEYS", &bundle)],
-    )
-    .fails()
-    .stderr_has(&format!("{repo}:worker2: image"))
-    .stderr_has("it is not signed");
-    assert!(nothing_installed(&other_out, "worker2"));
-    reg(
-        other.path(),
-        &registry,
-        &["--out", &o, "pull", &format!("{repo}:worker2")],
-        &[],
-    )
-    .ok()
-    .stderr_has("note: worker2: the image came unsigned");
+    other
+        .run(
+            &registry,
+            &["pull", &format!("{repo}:worker2")],
+            &[("NODEFORGE_TRUSTED_KEYS", &bundle)],
+        )
+        .fails()
+        .stderr_has(&format!("{repo}:worker2: image"))
+        .stderr_has("it is not signed");
+    assert!(nothing_installed(other_out, "worker2"));
+    other
+        .run(&registry, &["pull", &format!("{repo}:worker2")], &[])
+        .ok()
+        .stderr_has("note: worker2: the image came unsigned");
 
     // The signature damaged in the registry's storage: refused by its digest.
     let sig = built_out
@@ -220,27 +193,19 @@ fn signatures_travel_with_pushed_images_and_pull_with_keys_refuses_untrusted_one
     let mut bytes = std::fs::read(&file).unwrap();
     bytes[10] ^= 0x01;
     std::fs::write(&file, bytes).unwrap();
-    let third = fresh_host();
-    let third_out = third.path().join("out");
-    let t = third_out.display().to_string();
-    reg(
-        third.path(),
-        &registry,
-        &[
-            "--out",
-            &t,
-            "pull",
-            &format!("{repo}:worker1"),
-            "--key",
-            &a_pub,
-        ],
-        &[],
-    )
-    .fails()
-    .stderr_has(&format!(
-        "sent blob {digest} of repository kubenet with other bytes"
-    ));
-    assert!(nothing_installed(&third_out, "worker1"));
+    let third = Host::new();
+    let third_out = &third.out;
+    third
+        .run(
+            &registry,
+            &["pull", &format!("{repo}:worker1"), "--key", &a_pub],
+            &[],
+        )
+        .fails()
+        .stderr_has(&format!(
+            "sent blob {digest} of repository kubenet with other bytes"
+        ));
+    assert!(nothing_installed(third_out, "worker1"));
 }
 
 /// Key rotation through a registry: signed with key a and pushed, signed with key b and pushed
@@ -266,21 +231,11 @@ fn a_rotated_key_adds_its_signature_in_the_registry_and_rollback_checks_on_the_h
     )
     .ok()
     .json();
-    let host_tmp = fresh_host();
-    let host = host_tmp.path().to_path_buf();
-    let out = host.join("out");
-    let outs = out.display().to_string();
-    reg(
-        &host,
+    let host = Host::new();
+    let out = &host.out;
+    host.run(
         &registry,
-        &[
-            "--out",
-            &outs,
-            "pull",
-            &format!("{repo}:worker1"),
-            "--key",
-            &a_pub,
-        ],
+        &["pull", &format!("{repo}:worker1"), "--key", &a_pub],
         &[],
     )
     .ok();
@@ -320,51 +275,46 @@ fn a_rotated_key_adds_its_signature_in_the_registry_and_rollback_checks_on_the_h
         .collect();
     assert_eq!(listed, [m1, m2]);
     // A fresh host trusting only b gets both signatures.
-    let fresh = fresh_host();
-    let fresh_out = fresh.path().join("out");
-    let f = fresh_out.display().to_string();
-    let p = reg(
-        fresh.path(),
-        &registry,
-        &[
-            "--out",
-            &f,
-            "pull",
-            &format!("{repo}:worker1"),
-            "--key",
-            &b_pub,
-            "--json",
-        ],
-        &[],
-    )
-    .ok()
-    .json();
+    let fresh = Host::new();
+    let fresh_out = &fresh.out;
+    let p = fresh
+        .run(
+            &registry,
+            &[
+                "pull",
+                &format!("{repo}:worker1"),
+                "--key",
+                &b_pub,
+                "--json",
+            ],
+            &[],
+        )
+        .ok()
+        .json();
     assert_eq!(p["attestations"]["signed_by"], serde_json::json!([keyid_b]));
     assert_eq!(
         p["attestations"]["signature_keys"],
         serde_json::json!(sorted(vec![keyid_a.clone(), keyid_b.clone()]))
     );
     assert_eq!(
-        attestation_bytes(&fresh_out, &id),
+        attestation_bytes(fresh_out, &id),
         attestation_bytes(&built_out, &id)
     );
     // The host that pulled before: the same image (nothing switched), b's files added.
-    let again = reg(
-        &host,
-        &registry,
-        &[
-            "--out",
-            &outs,
-            "pull",
-            &format!("{repo}:worker1"),
-            "--key",
-            &b_pub,
-            "--json",
-        ],
-        &[],
-    )
-    .ok()
-    .json();
+    let again = host
+        .run(
+            &registry,
+            &[
+                "pull",
+                &format!("{repo}:worker1"),
+                "--key",
+                &b_pub,
+                "--json",
+            ],
+            &[],
+        )
+        .ok()
+        .json();
     assert_eq!(again["switched"], false);
     let installed: Vec<&str> = again["attestations"]["files"]
         .as_array()
@@ -381,7 +331,7 @@ fn a_rotated_key_adds_its_signature_in_the_registry_and_rollback_checks_on_the_h
         ]
     );
     assert_eq!(
-        attestation_bytes(&out, &id),
+        attestation_bytes(out, &id),
         attestation_bytes(&built_out, &id)
     );
 
@@ -396,49 +346,21 @@ fn a_rotated_key_adds_its_signature_in_the_registry_and_rollback_checks_on_the_h
         &[],
     )
     .ok();
-    reg(
-        &host,
+    host.run(
         &registry,
-        &[
-            "--out",
-            &outs,
-            "pull",
-            &format!("{repo}:worker1"),
-            "--key",
-            &b_pub,
-        ],
+        &["pull", &format!("{repo}:worker1"), "--key", &b_pub],
         &[],
     )
     .ok();
     let (_c, c_pub, _) = signing_key(&ctx, "c.key");
-    reg(
-        &host,
-        &registry,
-        &["--out", &outs, "rollback", "worker1", "--key", &c_pub],
-        &[],
-    )
-    .fails()
-    .stderr_has("is not trusted");
-    assert_ne!(
-        crate::current_id_in(&out, "worker1"),
-        id,
-        "nothing switched"
-    );
-    reg(
-        &host,
-        &registry,
-        &["--out", &outs, "rollback", "worker1", "--key", &a_pub],
-        &[],
-    )
-    .ok();
-    assert_eq!(crate::current_id_in(&out, "worker1"), id);
-    reg(
-        &host,
-        &registry,
-        &["--out", &outs, "verify", "--key", &b_pub],
-        &[],
-    )
-    .ok();
+    host.run(&registry, &["rollback", "worker1", "--key", &c_pub], &[])
+        .fails()
+        .stderr_has("is not trusted");
+    assert_ne!(crate::current_id_in(out, "worker1"), id, "nothing switched");
+    host.run(&registry, &["rollback", "worker1", "--key", &a_pub], &[])
+        .ok();
+    assert_eq!(crate::current_id_in(out, "worker1"), id);
+    host.run(&registry, &["verify", "--key", &b_pub], &[]).ok();
 }
 
 /// `export --oci-layout` carries the attestations (index.json lists their manifest, untagged);
@@ -486,13 +408,12 @@ fn an_oci_layout_carries_signatures_and_import_with_keys_checks_them() {
         .get("org.opencontainers.image.ref.name")
         .is_none());
 
-    let host = fresh_host();
-    let out = host.path().join("out");
-    let outs = out.display().to_string();
+    let host = Host::new();
+    let (out, outs) = (&host.out, &host.outs);
     let i = run_env(
         host.path(),
         &[
-            "--out", &outs, "import", &l, "--tag", "worker1", "--key", &a_pub, "--json",
+            "--out", outs, "import", &l, "--tag", "worker1", "--key", &a_pub, "--json",
         ],
         &[],
         None,
@@ -504,12 +425,12 @@ fn an_oci_layout_carries_signatures_and_import_with_keys_checks_them() {
         serde_json::json!([keyid_a])
     );
     assert_eq!(
-        attestation_bytes(&out, &id),
+        attestation_bytes(out, &id),
         attestation_bytes(&built_out, &id)
     );
     run_env(
         host.path(),
-        &["--out", &outs, "verify", "--key", &a_pub],
+        &["--out", outs, "verify", "--key", &a_pub],
         &[],
         None,
     )
@@ -518,7 +439,7 @@ fn an_oci_layout_carries_signatures_and_import_with_keys_checks_them() {
     let r = run_env(
         host.path(),
         &[
-            "--out", &outs, "import", &l, "--tag", "worker2", "--key", &a_pub,
+            "--out", outs, "import", &l, "--tag", "worker2", "--key", &a_pub,
         ],
         &[],
         None,

@@ -281,12 +281,12 @@ fn bearer_token_flow() {
             && r.contains("scope=repository%3Akubenet%3Apull%2Cpush")),
         "{requests:?}"
     );
-    let host_tmp = fresh_host();
-    let outs = host_tmp.path().join("out").display().to_string();
+    let host_tmp = Host::new();
+    let outs = &host_tmp.outs;
     let r = reg(
         host_tmp.path(),
         &registry,
-        &["--out", &outs, "pull", &format!("{repo}:worker1"), "--json"],
+        &["--out", outs, "pull", &format!("{repo}:worker1"), "--json"],
         &login,
     )
     .ok()

@@ -35,20 +35,14 @@ fn a_corrupted_blob_is_refused_and_nothing_is_switched() {
     bytes[1024] ^= 0xff;
     std::fs::write(&file, bytes).unwrap();
 
-    let host_tmp = fresh_host();
-    let host = host_tmp.path().to_path_buf();
-    let outs = host.join("out").display().to_string();
-    let r = reg(
-        &host,
-        &registry,
-        &["--out", &outs, "pull", &format!("{repo}:worker1")],
-        &[],
-    )
-    .fails()
-    .stderr_has(&format!(
-        "sent blob {blob} of repository kubenet with other bytes"
-    ))
-    .stderr_has("hint: push the image again");
+    let host = Host::new();
+    let r = host
+        .run(&registry, &["pull", &format!("{repo}:worker1")], &[])
+        .fails()
+        .stderr_has(&format!(
+            "sent blob {blob} of repository kubenet with other bytes"
+        ))
+        .stderr_has("hint: push the image again");
     assert!(r.stderr.contains(&registry.host()), "{}", r.stderr);
     assert!(
         !host.join("out/nodes/worker1/current").exists(),
@@ -62,13 +56,8 @@ fn a_corrupted_blob_is_refused_and_nothing_is_switched() {
         "the bad bytes are not kept"
     );
     // Again: still refused, still not switched.
-    reg(
-        &host,
-        &registry,
-        &["--out", &outs, "pull", &format!("{repo}:worker1")],
-        &[],
-    )
-    .fails();
+    host.run(&registry, &["pull", &format!("{repo}:worker1")], &[])
+        .fails();
     assert!(!host.join("out/nodes/worker1/current").exists());
 }
 
@@ -161,6 +150,21 @@ impl CuttingProxy {
     }
 }
 
+/// The payload EROFS file (the first layer blob) of worker1 in push report `push`: its digest
+/// and size, and the bytes of responses a pull gets up to its middle (the manifest and the
+/// record with their headers, under 4 KiB of headers in all, then half of it).
+fn half_the_payload(push: &serde_json::Value) -> (String, u64, u64) {
+    let record = blob_of(push, 0, &"record".into());
+    let payload = blob_of(push, 0, &serde_json::json!({"erofs": "payload"}));
+    let size = payload["size"].as_u64().unwrap();
+    let budget = 4096 + 2048 + record["size"].as_u64().unwrap() + size / 2;
+    (
+        payload["digest"].as_str().unwrap().to_string(),
+        size,
+        budget,
+    )
+}
+
 /// The registry gone in the middle of a blob: the pull fails saying it can resume, keeps what
 /// arrived in out/pulls/ and switches nothing; with the registry restarted, the next pull
 /// resumes with Range instead of starting over.
@@ -169,37 +173,18 @@ fn a_pull_interrupted_by_the_registry_resumes() {
     let Some(mut registry) = LocalRegistry::start() else {
         return;
     };
-    let ctx = built();
-    let repo = registry.repo("kubenet");
-    let push = reg(
-        ctx.path(),
-        &registry,
-        &["push", &repo, "--node", "worker1", "--json"],
-        &[],
-    )
-    .ok()
-    .json();
-    let blobs = push["nodes"][0]["blobs"].as_array().unwrap().clone();
-    let blob = |kind: serde_json::Value| blobs.iter().find(|b| b["kind"] == kind).unwrap().clone();
-    let record = blob("record".into());
-    let payload = blob(serde_json::json!({"erofs": "payload"}));
-    let size = payload["size"].as_u64().unwrap();
-    let digest = payload["digest"].as_str().unwrap().to_string();
-    // Responses up to the middle of the payload's EROFS file (the first layer blob): the
-    // manifest and record with their headers (under 4 KiB of headers in all), then half of it.
-    let budget = 4096 + 2048 + record["size"].as_u64().unwrap() + size / 2;
+    let (ctx, repo, push) = pushed(&registry, &["worker1"]);
+    let (digest, size, budget) = half_the_payload(&push);
     let proxy = CuttingProxy::start(registry.port, budget);
     let via = format!("127.0.0.1:{}", proxy.port);
-    let host_tmp = fresh_host();
-    let host = host_tmp.path().to_path_buf();
-    let out = host.join("out");
-    let outs = out.display().to_string();
-    let home = host.join("home").display().to_string();
+    let host = Host::new();
+    let (out, outs) = (&host.out, &host.outs);
+    let home = host.path().join("home").display().to_string();
     let r = run_env(
-        &host,
+        host.path(),
         &[
             "--out",
-            &outs,
+            outs,
             "pull",
             &format!("{via}/kubenet:worker1"),
             "--insecure-registry",
@@ -222,20 +207,11 @@ fn a_pull_interrupted_by_the_registry_resumes() {
     // The registry restarted: the pull resumes where it broke off.
     registry.stop();
     registry.resume();
-    let r = reg(
-        &host,
-        &registry,
-        &["--out", &outs, "pull", &format!("{repo}:worker1"), "--json"],
-        &[],
-    )
-    .ok()
-    .json();
-    let b = r["blobs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|b| b["digest"] == digest.as_str())
-        .unwrap();
+    let r = host
+        .pull(&registry, &format!("{repo}:worker1"), &["--json"])
+        .ok()
+        .json();
+    let b = blob_in(&r["blobs"], &digest);
     assert_eq!(b["status"], "resumed", "{r}");
     assert_eq!(
         b["transferred"].as_u64().unwrap(),
@@ -243,7 +219,7 @@ fn a_pull_interrupted_by_the_registry_resumes() {
         "only the rest travels"
     );
     assert_eq!(
-        crate::current_id_in(&out, "worker1"),
+        crate::current_id_in(out, "worker1"),
         crate::current_id_in(&ctx.path().join("out"), "worker1")
     );
     assert!(!partial.exists());
@@ -264,38 +240,27 @@ fn pull_errors_name_what_to_do() {
         &[],
     )
     .ok();
-    let host_tmp = fresh_host();
-    let h = host_tmp.path().to_path_buf();
-    let outs = h.join("out").display().to_string();
-    reg(
-        &h,
-        &registry,
-        &["--out", &outs, "pull", &format!("{repo}:worker9")],
-        &[],
-    )
-    .fails()
-    .stderr_has(&format!(
-        "registry {} has no manifest `worker9` in repository kubenet",
-        registry.host()
-    ))
-    .stderr_has("hint: check the repository and the tag");
+    let h = Host::new();
+    let outs = &h.outs;
+    h.run(&registry, &["pull", &format!("{repo}:worker9")], &[])
+        .fails()
+        .stderr_has(&format!(
+            "registry {} has no manifest `worker9` in repository kubenet",
+            registry.host()
+        ))
+        .stderr_has("hint: check the repository and the tag");
     // Without --insecure-registry: HTTPS, which the registry does not speak.
     run_env(
         &h,
-        &["--out", &outs, "pull", &format!("{repo}:worker1")],
+        &["--out", outs, "pull", &format!("{repo}:worker1")],
         &[],
         None,
     )
     .fails()
     .stderr_has(&format!("--insecure-registry {}", registry.host()));
-    reg(
-        &h,
-        &registry,
-        &["--out", &outs, "pull", "kubenet:worker1"],
-        &[],
-    )
-    .fails()
-    .stderr_has("is not an image reference");
+    h.run(&registry, &["pull", "kubenet:worker1"], &[])
+        .fails()
+        .stderr_has("is not an image reference");
     reg(ctx.path(), &registry, &["push", &format!("{repo}:x")], &[])
         .fails()
         .stderr_has("without a tag");
@@ -383,16 +348,15 @@ fn a_layer_that_is_not_the_records_is_refused() {
         .unwrap();
     assert!(put.status().is_success(), "{:?}", put.text());
 
-    let host_tmp = fresh_host();
-    let out = host_tmp.path().join("out");
-    let outs = out.display().to_string();
+    let host_tmp = Host::new();
+    let (out, outs) = (&host_tmp.out, &host_tmp.outs);
     reg(
         host_tmp.path(),
         &registry,
         // A tag that is no node's name: --node says which node it must be.
         &[
             "--out",
-            &outs,
+            outs,
             "pull",
             &format!("{repo}:swapped"),
             "--node",
@@ -411,34 +375,23 @@ fn a_layer_that_is_not_the_records_is_refused() {
         .join("layers")
         .join(ours["layer_id"].as_str().unwrap())
         .exists());
-    reg(
-        host_tmp.path(),
-        &registry,
-        &[
-            "--out",
-            &outs,
-            "pull",
-            &format!("{repo}:swapped-tree"),
-            "--node",
-            "worker1",
-        ],
-        &[],
-    )
-    .fails()
-    .stderr_has("config.verity is not the hash tree of its EROFS file");
+    host_tmp
+        .run(
+            &registry,
+            &["pull", &format!("{repo}:swapped-tree"), "--node", "worker1"],
+            &[],
+        )
+        .fails()
+        .stderr_has("config.verity is not the hash tree of its EROFS file");
     assert!(!out.join("nodes/worker1/current").exists());
     assert!(!out
         .join("layers")
         .join(ours["layer_id"].as_str().unwrap())
         .exists());
     // The real tag still pulls.
-    reg(
-        host_tmp.path(),
-        &registry,
-        &["--out", &outs, "pull", &format!("{repo}:worker1")],
-        &[],
-    )
-    .ok();
+    host_tmp
+        .run(&registry, &["pull", &format!("{repo}:worker1")], &[])
+        .ok();
 }
 
 /// A pull whose connection drops in the middle of a blob retries by itself, resuming from the
@@ -448,35 +401,18 @@ fn a_pull_cut_midway_retries_and_completes() {
     let Some(registry) = LocalRegistry::start() else {
         return;
     };
-    let ctx = built();
-    let repo = registry.repo("kubenet");
-    let push = reg(
-        ctx.path(),
-        &registry,
-        &["push", &repo, "--node", "worker1", "--json"],
-        &[],
-    )
-    .ok()
-    .json();
-    let blobs = push["nodes"][0]["blobs"].as_array().unwrap().clone();
-    let blob = |kind: serde_json::Value| blobs.iter().find(|b| b["kind"] == kind).unwrap().clone();
-    let record = blob("record".into());
-    let payload = blob(serde_json::json!({"erofs": "payload"}));
-    let size = payload["size"].as_u64().unwrap();
-    let digest = payload["digest"].as_str().unwrap().to_string();
-    let budget = 4096 + 2048 + record["size"].as_u64().unwrap() + size / 2;
+    let (ctx, _, push) = pushed(&registry, &["worker1"]);
+    let (digest, size, budget) = half_the_payload(&push);
     let proxy = CuttingProxy::start_once(registry.port, budget);
     let via = format!("127.0.0.1:{}", proxy.port);
-    let host_tmp = fresh_host();
-    let host = host_tmp.path().to_path_buf();
-    let out = host.join("out");
-    let outs = out.display().to_string();
+    let host = Host::new();
+    let (out, outs) = (&host.out, &host.outs);
     let r = run_home(
-        &host,
-        &host.join("home"),
+        host.path(),
+        &host.path().join("home"),
         &[
             "--out",
-            &outs,
+            outs,
             "pull",
             &format!("{via}/kubenet:worker1"),
             "--insecure-registry",
@@ -495,12 +431,7 @@ fn a_pull_cut_midway_retries_and_completes() {
         r.stderr
     );
     let j = r.json();
-    let b = j["blobs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|b| b["digest"] == digest.as_str())
-        .unwrap();
+    let b = blob_in(&j["blobs"], &digest);
     assert_eq!(b["status"], "downloaded", "{j}");
     assert_eq!(
         b["transferred"].as_u64().unwrap(),
@@ -508,7 +439,7 @@ fn a_pull_cut_midway_retries_and_completes() {
         "the bytes before the cut are kept, not downloaded again"
     );
     assert_eq!(
-        crate::current_id_in(&out, "worker1"),
+        crate::current_id_in(out, "worker1"),
         crate::current_id_in(&ctx.path().join("out"), "worker1")
     );
     assert!(!out
@@ -588,24 +519,15 @@ fn a_push_cut_midway_retries_and_completes() {
         "{}",
         r.stderr
     );
-    let host_tmp = fresh_host();
-    let host = host_tmp.path().to_path_buf();
-    let out = host.join("out");
-    let outs = out.display().to_string();
-    let p = reg(
-        &host,
-        &registry,
-        &[
-            "--out",
-            &outs,
-            "pull",
-            &registry.repo("kubenet:worker1"),
-            "--json",
-        ],
-        &[],
-    )
-    .ok()
-    .json();
+    let host = Host::new();
+    let p = host
+        .run(
+            &registry,
+            &["pull", &registry.repo("kubenet:worker1"), "--json"],
+            &[],
+        )
+        .ok()
+        .json();
     assert_eq!(
         p["image_id"].as_str().unwrap(),
         crate::current_id_in(&ctx.path().join("out"), "worker1")
@@ -646,11 +568,11 @@ fn a_manifest_with_a_forged_lock_id_is_refused() {
     index["manifests"][entry]["size"] = bytes.len().into();
     std::fs::write(&index_path, serde_json::to_vec(&index).unwrap()).unwrap();
 
-    let host = fresh_host();
-    let outs = host.path().join("out").display().to_string();
+    let host = Host::new();
+    let outs = &host.outs;
     run_env(
         host.path(),
-        &["--out", &outs, "import", &l, "--tag", "worker1"],
+        &["--out", outs, "import", &l, "--tag", "worker1"],
         &[],
         None,
     )

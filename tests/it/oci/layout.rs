@@ -28,12 +28,11 @@ fn oci_layout_export_import_and_skopeo() {
         .json();
     assert_eq!(again["blobs_written"], 0);
 
-    let host_tmp = fresh_host();
-    let host = host_tmp.path().to_path_buf();
-    let outs = host.join("out").display().to_string();
+    let host = Host::new();
+    let outs = &host.outs;
     let i = run_env(
         &host,
-        &["--out", &outs, "import", &l, "--tag", "worker1", "--json"],
+        &["--out", outs, "import", &l, "--tag", "worker1", "--json"],
         &[],
         None,
     )
@@ -47,11 +46,11 @@ fn oci_layout_export_import_and_skopeo() {
         layer_bytes(&ctx.path().join("out"), &id)
     );
     // Every node's newest; worker1 is there already.
-    let all = run_env(&host, &["--out", &outs, "import", &l, "--json"], &[], None)
+    let all = run_env(&host, &["--out", outs, "import", &l, "--json"], &[], None)
         .ok()
         .json();
     assert_eq!(all["images"].as_array().unwrap().len(), 6);
-    run_env(&host, &["--out", &outs, "verify"], &[], None).ok();
+    run_env(&host, &["--out", outs, "verify"], &[], None).ok();
     // A damaged layout blob is refused: the payload's EROFS file replaced by one that never
     // ends (a device) is read no further than the size its manifest gives, and nothing is
     // installed or switched.
@@ -80,12 +79,12 @@ fn oci_layout_export_import_and_skopeo() {
     let erofs = blob(&manifest["layers"][0]["digest"]);
     std::fs::remove_file(&erofs).unwrap();
     std::os::unix::fs::symlink("/dev/zero", &erofs).unwrap();
-    let host3 = fresh_host();
-    let outs3 = host3.path().join("out").display().to_string();
+    let host3 = Host::new();
+    let outs3 = &host3.outs;
     let d = damaged.display().to_string();
     run_env(
         host3.path(),
-        &["--out", &outs3, "import", &d, "--tag", "worker1"],
+        &["--out", outs3, "import", &d, "--tag", "worker1"],
         &[],
         None,
     )
@@ -125,22 +124,19 @@ fn oci_layout_export_import_and_skopeo() {
         "{}",
         String::from_utf8_lossy(&copy.stderr)
     );
-    let host2 = fresh_host();
-    let outs2 = host2.path().join("out").display().to_string();
-    let p = reg(
-        host2.path(),
-        &registry,
-        &[
-            "--out",
-            &outs2,
-            "pull",
-            &format!("{}:worker1", registry.repo("copied")),
-            "--json",
-        ],
-        &[],
-    )
-    .ok()
-    .json();
+    let host2 = Host::new();
+    let p = host2
+        .run(
+            &registry,
+            &[
+                "pull",
+                &format!("{}:worker1", registry.repo("copied")),
+                "--json",
+            ],
+            &[],
+        )
+        .ok()
+        .json();
     assert_eq!(p["image_id"], id.as_str());
 }
 

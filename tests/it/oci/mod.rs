@@ -207,6 +207,95 @@ pub(crate) fn fresh_host() -> tempfile::TempDir {
     tempfile::tempdir().unwrap()
 }
 
+/// A fresh host (see [`fresh_host`]) and its `out/`, to run nodeforge on.
+pub(crate) struct Host {
+    dir: tempfile::TempDir,
+    pub out: PathBuf,
+    /// `out`, as an argument.
+    pub outs: String,
+}
+
+impl Host {
+    pub(crate) fn new() -> Self {
+        let dir = fresh_host();
+        let out = dir.path().join("out");
+        Self {
+            dir,
+            outs: out.display().to_string(),
+            out,
+        }
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// nodeforge on this host (`--out` its `out/`) against registry `r`, as [`reg`] runs it.
+    pub(crate) fn run(&self, r: &LocalRegistry, args: &[&str], envs: &[(&str, &str)]) -> Run {
+        let mut all = vec!["--out", self.outs.as_str()];
+        all.extend_from_slice(args);
+        reg(self.path(), r, &all, envs)
+    }
+
+    /// `pull REFERENCE ARGS…` on this host.
+    pub(crate) fn pull(&self, r: &LocalRegistry, reference: &str, args: &[&str]) -> Run {
+        let mut all = vec!["pull", reference];
+        all.extend_from_slice(args);
+        self.run(r, &all, &[])
+    }
+}
+
+/// A host is its directory (as the `PathBuf` tests used before it had a type).
+impl std::ops::Deref for Host {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+/// A built project with `nodes` pushed to repository `kubenet` of `r`: the project, the
+/// repository (`HOST:PORT/kubenet`) and push's JSON report.
+pub(crate) fn pushed(
+    r: &LocalRegistry,
+    nodes: &[&str],
+) -> (TestContext, String, serde_json::Value) {
+    let ctx = built();
+    let repo = r.repo("kubenet");
+    let mut args = vec!["push", repo.as_str()];
+    for n in nodes {
+        args.extend(["--node", n]);
+    }
+    args.push("--json");
+    let report = reg(ctx.path(), r, &args, &[]).ok().json();
+    (ctx, repo, report)
+}
+
+/// The entry of blob `digest` (`sha256:…`) in a push or pull report's `blobs`.
+pub(crate) fn blob_in<'a>(blobs: &'a serde_json::Value, digest: &str) -> &'a serde_json::Value {
+    blobs
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["digest"] == digest)
+        .unwrap_or_else(|| panic!("no blob {digest} in {blobs}"))
+}
+
+/// The entry of the blob of `kind` (`"record"`, `{"erofs": "payload"}` …) in a push report's
+/// `blobs` of node `node` (its index in the report).
+pub(crate) fn blob_of(
+    push: &serde_json::Value,
+    node: usize,
+    kind: &serde_json::Value,
+) -> serde_json::Value {
+    push["nodes"][node]["blobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["kind"] == *kind)
+        .unwrap_or_else(|| panic!("no {kind} blob in {push}"))
+        .clone()
+}
+
 /// A new key pair under the builder's `keys/`: (private, public, key id).
 pub(crate) fn signing_key(ctx: &TestContext, name: &str) -> (String, String, String) {
     let p = ctx.path().join("keys").join(name);

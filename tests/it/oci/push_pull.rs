@@ -59,18 +59,16 @@ fn push_six_nodes_pull_on_a_fresh_host_and_roll_back_offline() {
     );
 
     // A fresh host: no manifest, no lockfile, no store.
-    let host_tmp = fresh_host();
-    let host = host_tmp.path().to_path_buf();
-    let out = host.join("out");
-    let outs = out.display().to_string();
-    let w1 = reg(
-        &host,
-        &registry,
-        &["--out", &outs, "pull", &format!("{repo}:worker1"), "--json"],
-        &[],
-    )
-    .ok()
-    .json();
+    let host = Host::new();
+    let out = &host.out;
+    let w1 = host
+        .run(
+            &registry,
+            &["pull", &format!("{repo}:worker1"), "--json"],
+            &[],
+        )
+        .ok()
+        .json();
     assert_eq!(w1["kind"], "pull-report");
     assert_eq!(w1["node"], "worker1");
     assert_eq!(w1["generation"], 1);
@@ -78,9 +76,9 @@ fn push_six_nodes_pull_on_a_fresh_host_and_roll_back_offline() {
     let built_out = ctx.path().join("out");
     let id = crate::current_id_in(&built_out, "worker1");
     assert_eq!(w1["image_id"], id.as_str());
-    assert_eq!(crate::current_id_in(&out, "worker1"), id);
+    assert_eq!(crate::current_id_in(out, "worker1"), id);
     assert_eq!(
-        layer_bytes(&out, &id),
+        layer_bytes(out, &id),
         layer_bytes(&built_out, &id),
         "the same bytes"
     );
@@ -96,14 +94,14 @@ fn push_six_nodes_pull_on_a_fresh_host_and_roll_back_offline() {
     let all_bytes: u64 = w1["bytes_downloaded"].as_u64().unwrap();
 
     // A second node: only its record and own layer travel.
-    let w2 = reg(
-        &host,
-        &registry,
-        &["--out", &outs, "pull", &format!("{repo}:worker2"), "--json"],
-        &[],
-    )
-    .ok()
-    .json();
+    let w2 = host
+        .run(
+            &registry,
+            &["pull", &format!("{repo}:worker2"), "--json"],
+            &[],
+        )
+        .ok()
+        .json();
     let own: u64 = nodes.iter().find(|n| n["node"] == "worker2").unwrap()["blobs"]
         .as_array()
         .unwrap()
@@ -125,14 +123,14 @@ fn push_six_nodes_pull_on_a_fresh_host_and_roll_back_offline() {
         .collect();
     assert_eq!(present.len(), 2, "the payload's EROFS file and tree: {w2}");
     // The same pull again: nothing to switch.
-    let w2b = reg(
-        &host,
-        &registry,
-        &["--out", &outs, "pull", &format!("{repo}:worker2"), "--json"],
-        &[],
-    )
-    .ok()
-    .json();
+    let w2b = host
+        .run(
+            &registry,
+            &["pull", &format!("{repo}:worker2"), "--json"],
+            &[],
+        )
+        .ok()
+        .json();
     assert_eq!(w2b["switched"], false);
     assert_eq!(w2b["generation"], 1);
 
@@ -141,14 +139,10 @@ fn push_six_nodes_pull_on_a_fresh_host_and_roll_back_offline() {
         "{repo}@{}",
         push["nodes"][0]["manifest_digest"].as_str().unwrap()
     );
-    let d = reg(
-        &host,
-        &registry,
-        &["--out", &outs, "pull", &by_digest, "--json"],
-        &[],
-    )
-    .ok()
-    .json();
+    let d = host
+        .run(&registry, &["pull", &by_digest, "--json"], &[])
+        .ok()
+        .json();
     assert_eq!(d["image_id"], push["nodes"][0]["image_id"]);
 
     // A second generation of worker1, pushed and pulled.
@@ -168,35 +162,29 @@ fn push_six_nodes_pull_on_a_fresh_host_and_roll_back_offline() {
         p2["blobs_uploaded"], 3,
         "record and config layer only: {p2}"
     );
-    let g2 = reg(
-        &host,
-        &registry,
-        &["--out", &outs, "pull", &format!("{repo}:worker1"), "--json"],
-        &[],
-    )
-    .ok()
-    .json();
+    let g2 = host
+        .run(
+            &registry,
+            &["pull", &format!("{repo}:worker1"), "--json"],
+            &[],
+        )
+        .ok()
+        .json();
     assert_eq!(
         (g2["generation"].as_u64(), g2["image_id"].as_str()),
         (Some(2), Some(id2.as_str()))
     );
 
     // The host's own commands work on its out/ alone.
-    let list = reg(
-        &host,
-        &registry,
-        &["--out", &outs, "list", "--node", "worker1", "--json"],
-        &[],
-    )
-    .ok()
-    .json();
-    assert_eq!(list["nodes"][0]["current"], 2);
-    reg(&host, &registry, &["--out", &outs, "show", "worker1"], &[])
-        .ok()
-        .stdout_has(&id2[..12]);
-    let v = reg(&host, &registry, &["--out", &outs, "verify", "--json"], &[])
+    let list = host
+        .run(&registry, &["list", "--node", "worker1", "--json"], &[])
         .ok()
         .json();
+    assert_eq!(list["nodes"][0]["current"], 2);
+    host.run(&registry, &["show", "worker1"], &[])
+        .ok()
+        .stdout_has(&id2[..12]);
+    let v = host.run(&registry, &["verify", "--json"], &[]).ok().json();
     assert_eq!(v["ok"], true, "{v}");
     assert!(
         !v["layers_root_hash_only"].as_array().unwrap().is_empty(),
@@ -213,24 +201,16 @@ fn push_six_nodes_pull_on_a_fresh_host_and_roll_back_offline() {
 
     // The registry gone: rollback to the first image, offline.
     registry.stop();
-    let rb = reg(
-        &host,
-        &registry,
-        &["--out", &outs, "rollback", "worker1", "--json"],
-        &[],
-    )
-    .ok()
-    .json();
+    let rb = host
+        .run(&registry, &["rollback", "worker1", "--json"], &[])
+        .ok()
+        .json();
     assert_eq!(rb["rolled_back"][0]["to"], 1);
-    assert_eq!(crate::current_id_in(&out, "worker1"), id);
-    let v = reg(
-        &host,
-        &registry,
-        &["--out", &outs, "verify", "--rebuild", "--json"],
-        &[],
-    )
-    .ok()
-    .json();
+    assert_eq!(crate::current_id_in(out, "worker1"), id);
+    let v = host
+        .run(&registry, &["verify", "--rebuild", "--json"], &[])
+        .ok()
+        .json();
     assert_eq!(v["ok"], true, "{v}");
 }
 
@@ -279,13 +259,12 @@ fn concurrent_pulls_share_the_payload() {
     let ctx = built();
     let repo = registry.repo("kubenet");
     reg(ctx.path(), &registry, &["push", &repo], &[]).ok();
-    let host_tmp = fresh_host();
-    let h = host_tmp.path().to_path_buf();
-    let outs = h.join("out").display().to_string();
+    let h = Host::new();
+    let outs = &h.outs;
     let threads: Vec<_> = ["worker1", "worker2", "control0"]
         .into_iter()
         .map(|n| {
-            let (h, outs, reference) = (h.clone(), outs.clone(), format!("{repo}:{n}"));
+            let (h, outs, reference) = (h.to_path_buf(), outs.clone(), format!("{repo}:{n}"));
             let host = registry.host();
             std::thread::spawn(move || {
                 let home = h.join("home").display().to_string();
@@ -314,9 +293,7 @@ fn concurrent_pulls_share_the_payload() {
         .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
         .count();
     assert_eq!(layers, 1 + 3, "one payload, three config layers");
-    let v = reg(&h, &registry, &["--out", &outs, "verify", "--json"], &[])
-        .ok()
-        .json();
+    let v = h.run(&registry, &["verify", "--json"], &[]).ok().json();
     assert_eq!(v["ok"], true, "{v}");
     assert_eq!(v["nodes_checked"], 3);
 }
