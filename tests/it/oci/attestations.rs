@@ -19,13 +19,11 @@ fn signatures_travel_with_pushed_images_and_pull_with_keys_refuses_untrusted_one
     let built_out = ctx.path().join("out");
     let id = crate::current_id_in(&built_out, "worker1");
     let repo = registry.repo("kubenet");
-    let push = reg(
-        ctx.path(),
+    let push = push_to(
+        &ctx,
         &registry,
-        &[
-            "push", &repo, "--node", "worker1", "--node", "worker2", "--json",
-        ],
-        &[],
+        &repo,
+        &["--node", "worker1", "--node", "worker2", "--json"],
     )
     .ok()
     .json();
@@ -93,14 +91,9 @@ fn signatures_travel_with_pushed_images_and_pull_with_keys_refuses_untrusted_one
     );
     assert_eq!(typed.layers().len(), types.len());
     // Pushed again, unchanged: nothing new.
-    let again = reg(
-        ctx.path(),
-        &registry,
-        &["push", &repo, "--node", "worker1", "--json"],
-        &[],
-    )
-    .ok()
-    .json();
+    let again = push_to(&ctx, &registry, &repo, &["--node", "worker1", "--json"])
+        .ok()
+        .json();
     let att2 = &again["nodes"][0]["attestations"];
     assert_eq!(att2["manifest_digest"], att["manifest_digest"]);
     assert_eq!(att2["blobs_uploaded"], 0, "{again}");
@@ -110,16 +103,10 @@ fn signatures_travel_with_pushed_images_and_pull_with_keys_refuses_untrusted_one
     let host = Host::new();
     let out = &host.out;
     let p = host
-        .run(
+        .pull(
             &registry,
-            &[
-                "pull",
-                &format!("{repo}:worker1"),
-                "--key",
-                &a_pub,
-                "--json",
-            ],
-            &[],
+            &format!("{repo}:worker1"),
+            &["--key", &a_pub, "--json"],
         )
         .ok()
         .json();
@@ -135,7 +122,7 @@ fn signatures_travel_with_pushed_images_and_pull_with_keys_refuses_untrusted_one
     // Without keys: pulled as before, with a note that it came signed.
     let plain = Host::new();
     plain
-        .run(&registry, &["pull", &format!("{repo}:worker1")], &[])
+        .pull(&registry, &format!("{repo}:worker1"), &[])
         .ok()
         .stderr_has(&format!(
             "note: worker1: the image came signed by key {}",
@@ -147,11 +134,7 @@ fn signatures_travel_with_pushed_images_and_pull_with_keys_refuses_untrusted_one
     let other = Host::new();
     let other_out = &other.out;
     let r = other
-        .run(
-            &registry,
-            &["pull", &format!("{repo}:worker1"), "--key", &b_pub],
-            &[],
-        )
+        .pull(&registry, &format!("{repo}:worker1"), &["--key", &b_pub])
         .fails()
         .stderr_has(&format!("{repo}:worker1: image {id} is not trusted"))
         .stderr_has(&format!("signed by key {keyid_a}, not a trusted key"))
@@ -176,7 +159,7 @@ fn signatures_travel_with_pushed_images_and_pull_with_keys_refuses_untrusted_one
         .stderr_has("it is not signed");
     assert!(nothing_installed(other_out, "worker2"));
     other
-        .run(&registry, &["pull", &format!("{repo}:worker2")], &[])
+        .pull(&registry, &format!("{repo}:worker2"), &[])
         .ok()
         .stderr_has("note: worker2: the image came unsigned");
 
@@ -196,11 +179,7 @@ fn signatures_travel_with_pushed_images_and_pull_with_keys_refuses_untrusted_one
     let third = Host::new();
     let third_out = &third.out;
     third
-        .run(
-            &registry,
-            &["pull", &format!("{repo}:worker1"), "--key", &a_pub],
-            &[],
-        )
+        .pull(&registry, &format!("{repo}:worker1"), &["--key", &a_pub])
         .fails()
         .stderr_has(&format!(
             "sent blob {digest} of repository kubenet with other bytes"
@@ -223,33 +202,19 @@ fn a_rotated_key_adds_its_signature_in_the_registry_and_rollback_checks_on_the_h
     let id = crate::current_id_in(&built_out, "worker1");
     let repo = registry.repo("kubenet");
     ctx.run(&["sign", "worker1", "--key", &a]).ok();
-    let first = reg(
-        ctx.path(),
-        &registry,
-        &["push", &repo, "--node", "worker1", "--json"],
-        &[],
-    )
-    .ok()
-    .json();
+    let first = push_to(&ctx, &registry, &repo, &["--node", "worker1", "--json"])
+        .ok()
+        .json();
     let host = Host::new();
     let out = &host.out;
-    host.run(
-        &registry,
-        &["pull", &format!("{repo}:worker1"), "--key", &a_pub],
-        &[],
-    )
-    .ok();
+    host.pull(&registry, &format!("{repo}:worker1"), &["--key", &a_pub])
+        .ok();
     // Rotation: b signs too; the new attestation manifest carries both, and is added to the
     // referrers tag beside the first.
     ctx.run(&["sign", "worker1", "--key", &b]).ok();
-    let second = reg(
-        ctx.path(),
-        &registry,
-        &["push", &repo, "--node", "worker1", "--json"],
-        &[],
-    )
-    .ok()
-    .json();
+    let second = push_to(&ctx, &registry, &repo, &["--node", "worker1", "--json"])
+        .ok()
+        .json();
     let (m1, m2) = (
         &first["nodes"][0]["attestations"]["manifest_digest"],
         &second["nodes"][0]["attestations"]["manifest_digest"],
@@ -278,16 +243,10 @@ fn a_rotated_key_adds_its_signature_in_the_registry_and_rollback_checks_on_the_h
     let fresh = Host::new();
     let fresh_out = &fresh.out;
     let p = fresh
-        .run(
+        .pull(
             &registry,
-            &[
-                "pull",
-                &format!("{repo}:worker1"),
-                "--key",
-                &b_pub,
-                "--json",
-            ],
-            &[],
+            &format!("{repo}:worker1"),
+            &["--key", &b_pub, "--json"],
         )
         .ok()
         .json();
@@ -302,16 +261,10 @@ fn a_rotated_key_adds_its_signature_in_the_registry_and_rollback_checks_on_the_h
     );
     // The host that pulled before: the same image (nothing switched), b's files added.
     let again = host
-        .run(
+        .pull(
             &registry,
-            &[
-                "pull",
-                &format!("{repo}:worker1"),
-                "--key",
-                &b_pub,
-                "--json",
-            ],
-            &[],
+            &format!("{repo}:worker1"),
+            &["--key", &b_pub, "--json"],
         )
         .ok()
         .json();
@@ -339,19 +292,9 @@ fn a_rotated_key_adds_its_signature_in_the_registry_and_rollback_checks_on_the_h
     // and refuses with a key that signed neither.
     crate::set_verbosity(&ctx, 5);
     ctx.net(&["build", "--node", "worker1", "--sign", &b]).ok();
-    reg(
-        ctx.path(),
-        &registry,
-        &["push", &repo, "--node", "worker1"],
-        &[],
-    )
-    .ok();
-    host.run(
-        &registry,
-        &["pull", &format!("{repo}:worker1"), "--key", &b_pub],
-        &[],
-    )
-    .ok();
+    push_to(&ctx, &registry, &repo, &["--node", "worker1"]).ok();
+    host.pull(&registry, &format!("{repo}:worker1"), &["--key", &b_pub])
+        .ok();
     let (_c, c_pub, _) = signing_key(&ctx, "c.key");
     host.run(&registry, &["rollback", "worker1", "--key", &c_pub], &[])
         .fails()

@@ -13,16 +13,11 @@ fn registry_logins() {
     let ctx = built();
     let repo = registry.repo("kubenet");
     let host = registry.host();
-    reg(
-        ctx.path(),
-        &registry,
-        &["push", &repo, "--node", "worker1"],
-        &[],
-    )
-    .fails()
-    .stderr_has(&format!("registry {host} refused"))
-    .stderr_has("it requires a login (no credentials were sent)")
-    .stderr_has(&format!("hint: log in with `docker login {host}`"));
+    push_to(&ctx, &registry, &repo, &["--node", "worker1"])
+        .fails()
+        .stderr_has(&format!("registry {host} refused"))
+        .stderr_has("it requires a login (no credentials were sent)")
+        .stderr_has(&format!("hint: log in with `docker login {host}`"));
     reg(
         ctx.path(),
         &registry,
@@ -43,13 +38,7 @@ fn registry_logins() {
         format!(r#"{{"auths": {{"{host}": {{"auth": "ZmxlZXQ6czNjcmV0"}}}}}}"#),
     )
     .unwrap();
-    reg(
-        ctx.path(),
-        &registry,
-        &["push", &repo, "--node", "worker1"],
-        &[],
-    )
-    .ok();
+    push_to(&ctx, &registry, &repo, &["--node", "worker1"]).ok();
     // podman's auth file named by REGISTRY_AUTH_FILE, on a host.
     let host_tmp = fresh_host();
     let h = host_tmp.path().to_path_buf();
@@ -248,15 +237,10 @@ fn bearer_token_flow() {
         ("NODEFORGE_REGISTRY_USERNAME", "fleet"),
         ("NODEFORGE_REGISTRY_PASSWORD", "s3cret"),
     ];
-    reg(
-        ctx.path(),
-        &registry,
-        &["push", &repo, "--node", "worker1"],
-        &[],
-    )
-    .fails()
-    .stderr_has("its token service requires a login")
-    .stderr_has("hint: log in with");
+    push_to(&ctx, &registry, &repo, &["--node", "worker1"])
+        .fails()
+        .stderr_has("its token service requires a login")
+        .stderr_has("hint: log in with");
     reg(
         ctx.path(),
         &registry,

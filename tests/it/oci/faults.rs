@@ -12,14 +12,9 @@ fn a_corrupted_blob_is_refused_and_nothing_is_switched() {
     };
     let ctx = built();
     let repo = registry.repo("kubenet");
-    let push = reg(
-        ctx.path(),
-        &registry,
-        &["push", &repo, "--node", "worker1", "--json"],
-        &[],
-    )
-    .ok()
-    .json();
+    let push = push_to(&ctx, &registry, &repo, &["--node", "worker1", "--json"])
+        .ok()
+        .json();
     // The config layer's EROFS file: a byte flipped in the registry's copy.
     let blob = push["nodes"][0]["blobs"]
         .as_array()
@@ -37,7 +32,7 @@ fn a_corrupted_blob_is_refused_and_nothing_is_switched() {
 
     let host = Host::new();
     let r = host
-        .run(&registry, &["pull", &format!("{repo}:worker1")], &[])
+        .pull(&registry, &format!("{repo}:worker1"), &[])
         .fails()
         .stderr_has(&format!(
             "sent blob {blob} of repository kubenet with other bytes"
@@ -56,7 +51,7 @@ fn a_corrupted_blob_is_refused_and_nothing_is_switched() {
         "the bad bytes are not kept"
     );
     // Again: still refused, still not switched.
-    host.run(&registry, &["pull", &format!("{repo}:worker1")], &[])
+    host.pull(&registry, &format!("{repo}:worker1"), &[])
         .fails();
     assert!(!host.join("out/nodes/worker1/current").exists());
 }
@@ -189,6 +184,9 @@ fn a_pull_interrupted_by_the_registry_resumes() {
             &format!("{via}/kubenet:worker1"),
             "--insecure-registry",
             &via,
+            // One blob at a time: the proxy's byte budget ends in the payload's EROFS file.
+            "--jobs",
+            "1",
         ],
         &[("HOME", &home)],
         None,
@@ -233,16 +231,10 @@ fn pull_errors_name_what_to_do() {
     };
     let ctx = built();
     let repo = registry.repo("kubenet");
-    reg(
-        ctx.path(),
-        &registry,
-        &["push", &repo, "--node", "worker1"],
-        &[],
-    )
-    .ok();
+    push_to(&ctx, &registry, &repo, &["--node", "worker1"]).ok();
     let h = Host::new();
     let outs = &h.outs;
-    h.run(&registry, &["pull", &format!("{repo}:worker9")], &[])
+    h.pull(&registry, &format!("{repo}:worker9"), &[])
         .fails()
         .stderr_has(&format!(
             "registry {} has no manifest `worker9` in repository kubenet",
@@ -258,7 +250,7 @@ fn pull_errors_name_what_to_do() {
     )
     .fails()
     .stderr_has(&format!("--insecure-registry {}", registry.host()));
-    h.run(&registry, &["pull", "kubenet:worker1"], &[])
+    h.pull(&registry, "kubenet:worker1", &[])
         .fails()
         .stderr_has("is not an image reference");
     reg(ctx.path(), &registry, &["push", &format!("{repo}:x")], &[])
@@ -274,124 +266,62 @@ fn a_layer_that_is_not_the_records_is_refused() {
     let Some(registry) = LocalRegistry::start() else {
         return;
     };
-    let ctx = built();
-    let repo = registry.repo("kubenet");
-    let push = reg(
-        ctx.path(),
+    let (_ctx, repo, push) = pushed(&registry, &["worker1", "worker2"]);
+    let config =
+        |part: &str, node: usize| blob_of(&push, node, &serde_json::json!({ part: "config" }));
+    let ours = config("erofs", 0);
+    let layer = ours["layer_id"].as_str().unwrap();
+    // worker1's manifest with its config layer's EROFS file, or only its hash tree, worker2's.
+    retag_with(&registry, "swapped", &ours, &config("erofs", 1));
+    retag_with(
         &registry,
-        &[
-            "push", &repo, "--node", "worker1", "--node", "worker2", "--json",
-        ],
-        &[],
-    )
-    .ok()
-    .json();
-    let config_erofs = |node: usize| {
-        push["nodes"][node]["blobs"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|b| b["kind"].get("erofs") == Some(&"config".into()))
-            .unwrap()
-            .clone()
-    };
-    let (ours, theirs) = (config_erofs(0), config_erofs(1));
-    let config_tree = |node: usize| {
-        push["nodes"][node]["blobs"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|b| b["kind"].get("verity") == Some(&"config".into()))
-            .unwrap()
-            .clone()
-    };
-    let (our_tree, their_tree) = (config_tree(0), config_tree(1));
-    let base = format!("http://{}/v2/kubenet/manifests", registry.host());
-    let client = reqwest::blocking::Client::new();
-    let mut m: serde_json::Value = serde_json::from_slice(
-        &client
-            .get(format!("{base}/worker1"))
-            .header("Accept", "application/vnd.oci.image.manifest.v1+json")
-            .send()
-            .unwrap()
-            .bytes()
-            .unwrap(),
-    )
-    .unwrap();
-    let original = m.clone();
+        "swapped-tree",
+        &config("verity", 0),
+        &config("verity", 1),
+    );
+    let host = Host::new();
+    // Tags that are no node's name: --node says which node it must be.
+    let pull = |tag: &str| host.pull(&registry, &format!("{repo}:{tag}"), &["--node", "worker1"]);
+    pull("swapped")
+        .fails()
+        .stderr_has(&format!(
+            "layer {layer} is not what the image record pins, nothing was switched"
+        ))
+        .stderr_has("hint: the registry's copy of the image is damaged or was replaced");
+    pull("swapped-tree")
+        .fails()
+        .stderr_has("config.verity is not the hash tree of its EROFS file");
+    assert!(!host.out.join("nodes/worker1/current").exists());
+    assert!(!host.out.join("layers").join(layer).exists());
+    // The real tag still pulls.
+    pull("worker1").ok();
+}
+
+/// Tag `tag` of repository `kubenet` as worker1's manifest with blob `ours` (a push report's
+/// entry) replaced by `theirs`.
+fn retag_with(
+    registry: &LocalRegistry,
+    tag: &str,
+    ours: &serde_json::Value,
+    theirs: &serde_json::Value,
+) {
+    let mut m = registry.get_json("kubenet/manifests/worker1");
     for l in m["layers"].as_array_mut().unwrap() {
         if l["digest"] == ours["digest"] {
             l["digest"] = theirs["digest"].clone();
             l["size"] = theirs["size"].clone();
         }
     }
-    let put = client
-        .put(format!("{base}/swapped"))
+    let put = reqwest::blocking::Client::new()
+        .put(format!(
+            "http://{}/v2/kubenet/manifests/{tag}",
+            registry.host()
+        ))
         .header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
         .body(serde_json::to_vec(&m).unwrap())
         .send()
         .unwrap();
     assert!(put.status().is_success(), "{:?}", put.text());
-    // The EROFS file its own, the hash tree another layer's.
-    let mut m = original;
-    for l in m["layers"].as_array_mut().unwrap() {
-        if l["digest"] == our_tree["digest"] {
-            l["digest"] = their_tree["digest"].clone();
-            l["size"] = their_tree["size"].clone();
-        }
-    }
-    let put = client
-        .put(format!("{base}/swapped-tree"))
-        .header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
-        .body(serde_json::to_vec(&m).unwrap())
-        .send()
-        .unwrap();
-    assert!(put.status().is_success(), "{:?}", put.text());
-
-    let host_tmp = Host::new();
-    let (out, outs) = (&host_tmp.out, &host_tmp.outs);
-    reg(
-        host_tmp.path(),
-        &registry,
-        // A tag that is no node's name: --node says which node it must be.
-        &[
-            "--out",
-            outs,
-            "pull",
-            &format!("{repo}:swapped"),
-            "--node",
-            "worker1",
-        ],
-        &[],
-    )
-    .fails()
-    .stderr_has(&format!(
-        "layer {} is not what the image record pins, nothing was switched",
-        ours["layer_id"].as_str().unwrap()
-    ))
-    .stderr_has("hint: the registry's copy of the image is damaged or was replaced");
-    assert!(!out.join("nodes/worker1/current").exists());
-    assert!(!out
-        .join("layers")
-        .join(ours["layer_id"].as_str().unwrap())
-        .exists());
-    host_tmp
-        .run(
-            &registry,
-            &["pull", &format!("{repo}:swapped-tree"), "--node", "worker1"],
-            &[],
-        )
-        .fails()
-        .stderr_has("config.verity is not the hash tree of its EROFS file");
-    assert!(!out.join("nodes/worker1/current").exists());
-    assert!(!out
-        .join("layers")
-        .join(ours["layer_id"].as_str().unwrap())
-        .exists());
-    // The real tag still pulls.
-    host_tmp
-        .run(&registry, &["pull", &format!("{repo}:worker1")], &[])
-        .ok();
 }
 
 /// A pull whose connection drops in the middle of a blob retries by itself, resuming from the
@@ -418,6 +348,9 @@ fn a_pull_cut_midway_retries_and_completes() {
             "--insecure-registry",
             &via,
             "--json",
+            // One blob at a time: the proxy's byte budget ends in the payload's EROFS file.
+            "--jobs",
+            "1",
         ],
         &[],
     )
@@ -521,11 +454,7 @@ fn a_push_cut_midway_retries_and_completes() {
     );
     let host = Host::new();
     let p = host
-        .run(
-            &registry,
-            &["pull", &registry.repo("kubenet:worker1"), "--json"],
-            &[],
-        )
+        .pull(&registry, &registry.repo("kubenet:worker1"), &["--json"])
         .ok()
         .json();
     assert_eq!(

@@ -126,14 +126,10 @@ fn oci_layout_export_import_and_skopeo() {
     );
     let host2 = Host::new();
     let p = host2
-        .run(
+        .pull(
             &registry,
-            &[
-                "pull",
-                &format!("{}:worker1", registry.repo("copied")),
-                "--json",
-            ],
-            &[],
+            &format!("{}:worker1", registry.repo("copied")),
+            &["--json"],
         )
         .ok()
         .json();

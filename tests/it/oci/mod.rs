@@ -253,6 +253,13 @@ impl std::ops::Deref for Host {
     }
 }
 
+/// `push REPO ARGS…` of project `ctx` to `repo` of registry `r`.
+pub(crate) fn push_to(ctx: &TestContext, r: &LocalRegistry, repo: &str, args: &[&str]) -> Run {
+    let mut all = vec!["push", repo];
+    all.extend_from_slice(args);
+    reg(ctx.path(), r, &all, &[])
+}
+
 /// A built project with `nodes` pushed to repository `kubenet` of `r`: the project, the
 /// repository (`HOST:PORT/kubenet`) and push's JSON report.
 pub(crate) fn pushed(

@@ -13,9 +13,7 @@ fn push_six_nodes_pull_on_a_fresh_host_and_roll_back_offline() {
     };
     let ctx = built();
     let repo = registry.repo("fleet/kubenet");
-    let push = reg(ctx.path(), &registry, &["push", &repo, "--json"], &[])
-        .ok()
-        .json();
+    let push = push_to(&ctx, &registry, &repo, &["--json"]).ok().json();
     assert_eq!(push["kind"], "push-report");
     let nodes = push["nodes"].as_array().unwrap();
     assert_eq!(nodes.len(), 6, "{push}");
@@ -49,9 +47,7 @@ fn push_six_nodes_pull_on_a_fresh_host_and_roll_back_offline() {
         assert_eq!(tags[2], n["image_id"]);
     }
     // Pushed again: nothing is uploaded.
-    let again = reg(ctx.path(), &registry, &["push", &repo, "--json"], &[])
-        .ok()
-        .json();
+    let again = push_to(&ctx, &registry, &repo, &["--json"]).ok().json();
     assert_eq!(again["blobs_uploaded"], 0, "{again}");
     assert_eq!(
         again["nodes"][0]["manifest_digest"], push["nodes"][0]["manifest_digest"],
@@ -62,11 +58,7 @@ fn push_six_nodes_pull_on_a_fresh_host_and_roll_back_offline() {
     let host = Host::new();
     let out = &host.out;
     let w1 = host
-        .run(
-            &registry,
-            &["pull", &format!("{repo}:worker1"), "--json"],
-            &[],
-        )
+        .pull(&registry, &format!("{repo}:worker1"), &["--json"])
         .ok()
         .json();
     assert_eq!(w1["kind"], "pull-report");
@@ -95,11 +87,7 @@ fn push_six_nodes_pull_on_a_fresh_host_and_roll_back_offline() {
 
     // A second node: only its record and own layer travel.
     let w2 = host
-        .run(
-            &registry,
-            &["pull", &format!("{repo}:worker2"), "--json"],
-            &[],
-        )
+        .pull(&registry, &format!("{repo}:worker2"), &["--json"])
         .ok()
         .json();
     let own: u64 = nodes.iter().find(|n| n["node"] == "worker2").unwrap()["blobs"]
@@ -124,11 +112,7 @@ fn push_six_nodes_pull_on_a_fresh_host_and_roll_back_offline() {
     assert_eq!(present.len(), 2, "the payload's EROFS file and tree: {w2}");
     // The same pull again: nothing to switch.
     let w2b = host
-        .run(
-            &registry,
-            &["pull", &format!("{repo}:worker2"), "--json"],
-            &[],
-        )
+        .pull(&registry, &format!("{repo}:worker2"), &["--json"])
         .ok()
         .json();
     assert_eq!(w2b["switched"], false);
@@ -139,35 +123,23 @@ fn push_six_nodes_pull_on_a_fresh_host_and_roll_back_offline() {
         "{repo}@{}",
         push["nodes"][0]["manifest_digest"].as_str().unwrap()
     );
-    let d = host
-        .run(&registry, &["pull", &by_digest, "--json"], &[])
-        .ok()
-        .json();
+    let d = host.pull(&registry, &by_digest, &["--json"]).ok().json();
     assert_eq!(d["image_id"], push["nodes"][0]["image_id"]);
 
     // A second generation of worker1, pushed and pulled.
     crate::set_verbosity(&ctx, 5);
     ctx.net(&["build", "--node", "worker1"]).ok();
     let id2 = crate::current_id_in(&built_out, "worker1");
-    let p2 = reg(
-        ctx.path(),
-        &registry,
-        &["push", &repo, "--node", "worker1", "--json"],
-        &[],
-    )
-    .ok()
-    .json();
+    let p2 = push_to(&ctx, &registry, &repo, &["--node", "worker1", "--json"])
+        .ok()
+        .json();
     assert_eq!(p2["nodes"][0]["tags"][1], "worker1-gen2");
     assert_eq!(
         p2["blobs_uploaded"], 3,
         "record and config layer only: {p2}"
     );
     let g2 = host
-        .run(
-            &registry,
-            &["pull", &format!("{repo}:worker1"), "--json"],
-            &[],
-        )
+        .pull(&registry, &format!("{repo}:worker1"), &["--json"])
         .ok()
         .json();
     assert_eq!(
@@ -258,7 +230,7 @@ fn concurrent_pulls_share_the_payload() {
     };
     let ctx = built();
     let repo = registry.repo("kubenet");
-    reg(ctx.path(), &registry, &["push", &repo], &[]).ok();
+    push_to(&ctx, &registry, &repo, &[]).ok();
     let h = Host::new();
     let outs = &h.outs;
     let threads: Vec<_> = ["worker1", "worker2", "control0"]
