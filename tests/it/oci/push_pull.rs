@@ -1,0 +1,342 @@
+//! push and pull of whole images: six nodes and a fresh host, mounts, concurrent pulls,
+//! and an `oci://` artifact mirror that feeds fetch and build.
+
+use super::*;
+
+/// Six nodes pushed: the shared payload is uploaded once; a fresh host pulls a node and gets the
+/// same image id and bytes; a second node's pull transfers only its own layer; `list`, `show`,
+/// `verify` and `rollback` work on the host, the last with the registry gone.
+#[test]
+fn push_six_nodes_pull_on_a_fresh_host_and_roll_back_offline() {
+    let Some(mut registry) = LocalRegistry::start() else {
+        return;
+    };
+    let ctx = built();
+    let repo = registry.repo("fleet/kubenet");
+    let push = push_to(&ctx, &registry, &repo, &["--json"]).ok().json();
+    assert_eq!(push["kind"], "push-report");
+    let nodes = push["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 6, "{push}");
+    // Per node: record, payload (EROFS, verity), config (EROFS, verity). The payload's two
+    // blobs are sent once, by the first node; the five others find them.
+    let payload_uploads: usize = nodes
+        .iter()
+        .flat_map(|n| n["blobs"].as_array().unwrap())
+        .filter(|b| b["layer_id"] == nodes[0]["blobs"][1]["layer_id"])
+        .filter(|b| b["status"] == "uploaded")
+        .count();
+    assert_eq!(payload_uploads, 2, "{push}");
+    assert_eq!(push["blobs_uploaded"], 2 + 6 * 3, "{push}");
+    assert_eq!(push["blobs_present"], 5 * 2, "{push}");
+    // The registry holds each distinct blob once, and one manifest per node; and what vouches
+    // for each image (built without a key: its SBOM) as a referrer of it: the SBOM, the shared
+    // empty config, the attestation manifest and the referrers tag's index.
+    assert_eq!(registry.blob_count(), 2 + 6 * 3 + 6 + (6 + 1 + 6 + 6));
+    assert!(nodes
+        .iter()
+        .all(|n| n["attestations"]["files"] == serde_json::json!(["sbom.spdx.json"])));
+    for n in nodes {
+        let tags: Vec<&str> = n["tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_str().unwrap())
+            .collect();
+        let node = n["node"].as_str().unwrap();
+        assert_eq!(tags[..2], [node.to_string(), format!("{node}-gen1")]);
+        assert_eq!(tags[2], n["image_id"]);
+    }
+    // Pushed again: nothing is uploaded.
+    let again = push_to(&ctx, &registry, &repo, &["--json"]).ok().json();
+    assert_eq!(again["blobs_uploaded"], 0, "{again}");
+    assert_eq!(
+        again["nodes"][0]["manifest_digest"], push["nodes"][0]["manifest_digest"],
+        "same image, same manifest"
+    );
+
+    // A fresh host: no manifest, no lockfile, no store.
+    let host = Host::new();
+    let out = &host.out;
+    let w1 = host
+        .pull(&registry, &format!("{repo}:worker1"), &["--json"])
+        .ok()
+        .json();
+    assert_eq!(w1["kind"], "pull-report");
+    assert_eq!(w1["node"], "worker1");
+    assert_eq!(w1["generation"], 1);
+    assert_eq!(w1["switched"], true);
+    let built_out = ctx.path().join("out");
+    let id = crate::current_id_in(&built_out, "worker1");
+    assert_eq!(w1["image_id"], id.as_str());
+    assert_eq!(crate::current_id_in(out, "worker1"), id);
+    assert_eq!(
+        layer_bytes(out, &id),
+        layer_bytes(&built_out, &id),
+        "the same bytes"
+    );
+    // The layer records are the builder's, byte for byte.
+    for layer in ["payload", "config"] {
+        let ours = crate::layer_of(&out.join("images").join(&id), layer);
+        let theirs = crate::layer_of(&built_out.join("images").join(&id), layer);
+        assert_eq!(
+            std::fs::read(ours.join("layer.json")).unwrap(),
+            std::fs::read(theirs.join("layer.json")).unwrap()
+        );
+    }
+    let all_bytes: u64 = w1["bytes_downloaded"].as_u64().unwrap();
+
+    // A second node: only its record and own layer travel.
+    let w2 = host
+        .pull(&registry, &format!("{repo}:worker2"), &["--json"])
+        .ok()
+        .json();
+    let own: u64 = nodes.iter().find(|n| n["node"] == "worker2").unwrap()["blobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|b| {
+            b["kind"] == "record"
+                || b["kind"].get("erofs") == Some(&"config".into())
+                || b["kind"].get("verity") == Some(&"config".into())
+        })
+        .map(|b| b["size"].as_u64().unwrap())
+        .sum();
+    assert_eq!(w2["bytes_downloaded"].as_u64().unwrap(), own, "{w2}");
+    assert!(own < all_bytes / 2, "{own} of {all_bytes}");
+    let present: Vec<&serde_json::Value> = w2["blobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|b| b["status"] == "present")
+        .collect();
+    assert_eq!(present.len(), 2, "the payload's EROFS file and tree: {w2}");
+    // The same pull again: nothing to switch.
+    let w2b = host
+        .pull(&registry, &format!("{repo}:worker2"), &["--json"])
+        .ok()
+        .json();
+    assert_eq!(w2b["switched"], false);
+    assert_eq!(w2b["generation"], 1);
+
+    // By image id and by manifest digest: same image.
+    let by_digest = format!(
+        "{repo}@{}",
+        push["nodes"][0]["manifest_digest"].as_str().unwrap()
+    );
+    let d = host.pull(&registry, &by_digest, &["--json"]).ok().json();
+    assert_eq!(d["image_id"], push["nodes"][0]["image_id"]);
+
+    // A second generation of worker1, pushed and pulled.
+    crate::set_verbosity(&ctx, 5);
+    ctx.net(&["build", "--node", "worker1"]).ok();
+    let id2 = crate::current_id_in(&built_out, "worker1");
+    let p2 = push_to(&ctx, &registry, &repo, &["--node", "worker1", "--json"])
+        .ok()
+        .json();
+    assert_eq!(p2["nodes"][0]["tags"][1], "worker1-gen2");
+    assert_eq!(
+        p2["blobs_uploaded"], 3,
+        "record and config layer only: {p2}"
+    );
+    let g2 = host
+        .pull(&registry, &format!("{repo}:worker1"), &["--json"])
+        .ok()
+        .json();
+    assert_eq!(
+        (g2["generation"].as_u64(), g2["image_id"].as_str()),
+        (Some(2), Some(id2.as_str()))
+    );
+
+    // The host's own commands work on its out/ alone.
+    let list = host
+        .run(&registry, &["list", "--node", "worker1", "--json"], &[])
+        .ok()
+        .json();
+    assert_eq!(list["nodes"][0]["current"], 2);
+    host.run(&registry, &["show", "worker1"], &[])
+        .ok()
+        .stdout_has(&id2[..12]);
+    let v = host.run(&registry, &["verify", "--json"], &[]).ok().json();
+    assert_eq!(v["ok"], true, "{v}");
+    assert!(
+        !v["layers_root_hash_only"].as_array().unwrap().is_empty(),
+        "{v}"
+    );
+    assert!(
+        v["notes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n.as_str().unwrap().starts_with("no manifest")),
+        "{v}"
+    );
+
+    // The registry gone: rollback to the first image, offline.
+    registry.stop();
+    let rb = host
+        .run(&registry, &["rollback", "worker1", "--json"], &[])
+        .ok()
+        .json();
+    assert_eq!(rb["rolled_back"][0]["to"], 1);
+    assert_eq!(crate::current_id_in(out, "worker1"), id);
+    let v = host
+        .run(&registry, &["verify", "--rebuild", "--json"], &[])
+        .ok()
+        .json();
+    assert_eq!(v["ok"], true, "{v}");
+}
+
+/// Blobs another repository of the registry has are mounted, not uploaded.
+#[test]
+fn push_mounts_blobs_from_another_repository() {
+    let Some(registry) = LocalRegistry::start() else {
+        return;
+    };
+    let ctx = built();
+    reg(
+        ctx.path(),
+        &registry,
+        &["push", &registry.repo("a"), "--node", "worker1"],
+        &[],
+    )
+    .ok();
+    let r = reg(
+        ctx.path(),
+        &registry,
+        &[
+            "push",
+            &registry.repo("b"),
+            "--node",
+            "worker1",
+            "--mount-from",
+            "a",
+            "--json",
+        ],
+        &[],
+    )
+    .ok()
+    .json();
+    assert_eq!(r["blobs_mounted"], 5, "{r}");
+    assert_eq!(r["blobs_uploaded"], 0, "{r}");
+    assert_eq!(r["bytes_uploaded"], 0, "{r}");
+}
+
+/// Two pulls of two nodes at once into the same out/: both succeed, the shared payload lands
+/// once.
+#[test]
+fn concurrent_pulls_share_the_payload() {
+    let Some(registry) = LocalRegistry::start() else {
+        return;
+    };
+    let ctx = built();
+    let repo = registry.repo("kubenet");
+    push_to(&ctx, &registry, &repo, &[]).ok();
+    let h = Host::new();
+    let outs = &h.outs;
+    let threads: Vec<_> = ["worker1", "worker2", "control0"]
+        .into_iter()
+        .map(|n| {
+            let (h, outs, reference) = (h.to_path_buf(), outs.clone(), format!("{repo}:{n}"));
+            let host = registry.host();
+            std::thread::spawn(move || {
+                let home = h.join("home").display().to_string();
+                run_env(
+                    &h,
+                    &[
+                        "--out",
+                        &outs,
+                        "pull",
+                        &reference,
+                        "--insecure-registry",
+                        &host,
+                    ],
+                    &[("HOME", &home)],
+                    None,
+                )
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap().ok();
+    }
+    let layers = std::fs::read_dir(h.join("out/layers"))
+        .unwrap()
+        .flatten()
+        .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+        .count();
+    assert_eq!(layers, 1 + 3, "one payload, three config layers");
+    let v = h.run(&registry, &["verify", "--json"], &[]).ok().json();
+    assert_eq!(v["ok"], true, "{v}");
+    assert_eq!(v["nodes_checked"], 3);
+}
+
+/// `mirror push oci://…` puts the store's locked artifacts in a registry; a second builder with
+/// an empty store fetches every artifact from it (each checked against the lockfile's sha256)
+/// and builds the same images; an artifact damaged in the registry is refused.
+#[test]
+fn an_oci_mirror_feeds_fetch_and_build() {
+    let Some(registry) = LocalRegistry::start() else {
+        return;
+    };
+    let ctx = built();
+    let target = format!("oci+http://{}/artifacts", registry.host());
+    let r = ctx.run(&["mirror", "push", &target, "--json"]).ok().json();
+    assert_eq!(r["kind"], "mirror-push-report");
+    let n = r["artifacts"].as_u64().unwrap();
+    assert!(n > 0, "{r}");
+    assert_eq!(
+        r["blobs_uploaded"].as_u64().unwrap(),
+        n + 1,
+        "artifacts and the lockfile: {r}"
+    );
+    let again = ctx.run(&["mirror", "push", &target, "--json"]).ok().json();
+    assert_eq!(again["blobs_uploaded"], 0);
+    assert_eq!(again["manifest_digest"], r["manifest_digest"]);
+
+    // A second builder: the same manifest and lockfile, an empty store, the registry only.
+    let b = TestContext::new();
+    std::fs::create_dir_all(b.lockfile().parent().unwrap()).unwrap();
+    std::fs::copy(ctx.lockfile(), b.lockfile()).unwrap();
+    let f = b
+        .run(&["fetch", "--mirrors-only", "--mirror", &target, "--json"])
+        .ok()
+        .json();
+    let prefix = format!("http://{}/v2/artifacts/blobs/sha256:", registry.host());
+    let arts = f["artifacts"].as_array().unwrap();
+    assert!(!arts.is_empty());
+    for a in arts {
+        assert_eq!(a["status"], "fetched", "{a}");
+        assert!(a["source"].as_str().unwrap().starts_with(&prefix), "{a}");
+    }
+    b.run(&["build", "--offline"]).ok();
+    assert_eq!(
+        crate::current_id_in(&b.path().join("out"), "worker1"),
+        crate::current_id_in(&ctx.path().join("out"), "worker1")
+    );
+
+    // A damaged artifact in the registry: refused by the lockfile's sha256.
+    let c = TestContext::new();
+    std::fs::create_dir_all(c.lockfile().parent().unwrap()).unwrap();
+    std::fs::copy(ctx.lockfile(), c.lockfile()).unwrap();
+    let victim = arts[0]["sha256"].as_str().unwrap();
+    let file = registry.blob_file(victim);
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes[10] ^= 1;
+    std::fs::write(&file, bytes).unwrap();
+    let r = c.run(&[
+        "fetch",
+        "--mirrors-only",
+        "--mirror",
+        &target,
+        "--retries",
+        "0",
+    ]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains(&format!(
+            "{prefix}{victim}: sha256 mismatch: expected {victim}"
+        )),
+        "{}",
+        r.stderr
+    );
+}
