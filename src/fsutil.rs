@@ -367,6 +367,30 @@ fn rename_dir_into(
     Ok(true)
 }
 
+/// Open a file from outside (an OCI layout's `index.json` or blob) for reading, only if it is a
+/// regular file: never through a symlink at its name (a blob linked to `/dev/zero` or to a
+/// file of the user's), and without blocking (a FIFO would wait forever for a writer).
+pub fn open_regular(path: &Path) -> std::io::Result<fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = fs::File::options()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| {
+            if e.raw_os_error() == Some(libc::ELOOP) {
+                std::io::Error::other("a symlink: refused (only regular files are read)")
+            } else {
+                e
+            }
+        })?;
+    if !f.metadata()?.is_file() {
+        return Err(std::io::Error::other(
+            "not a regular file (a FIFO, socket, device or directory): refused",
+        ));
+    }
+    Ok(f)
+}
+
 /// Open (creating) a download's partial file, never through a symlink (a link planted at its
 /// name must not send a registry's bytes into another file): to append to what it holds (a
 /// resumed download), or emptied (`fresh`).

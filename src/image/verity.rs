@@ -89,6 +89,22 @@ fn superblock(params: &VerityParams, data_blocks: u64) -> io::Result<Vec<u8>> {
     Ok(sb)
 }
 
+/// The size of the hash tree file [`write_tree`] writes for `data_blocks` data blocks: its
+/// superblock and every stored level. `None` for no blocks, or a size past `u64`.
+pub fn tree_size(data_blocks: u64) -> Option<u64> {
+    if data_blocks == 0 {
+        return None;
+    }
+    let mut size = BLOCK as u64;
+    let mut n = data_blocks;
+    while n > 1 {
+        let blocks = n.div_ceil(PER_BLOCK);
+        size = size.checked_add(blocks.checked_mul(BLOCK as u64)?)?;
+        n = blocks;
+    }
+    Some(size)
+}
+
 /// Pack digests into zero-padded hash blocks.
 fn pack(digests: &[[u8; 32]]) -> Vec<u8> {
     let blocks = digests.len().div_ceil(PER_BLOCK as usize);
@@ -271,6 +287,27 @@ mod tests {
         let mut v = vec![0u8; blocks * BLOCK];
         x.fill(&mut v);
         v
+    }
+
+    #[test]
+    fn tree_size_is_the_size_write_tree_writes() {
+        let params = VerityParams {
+            salt: vec![1, 2],
+            uuid: [0; 16],
+        };
+        for blocks in [1usize, 2, 127, 128, 129, 16385] {
+            let mut out = Vec::new();
+            write_verity(
+                &mut &data(blocks, 7)[..],
+                (blocks * BLOCK) as u64,
+                &params,
+                &mut out,
+            )
+            .expect("tree");
+            assert_eq!(tree_size(blocks as u64), Some(out.len() as u64), "{blocks}");
+        }
+        assert_eq!(tree_size(0), None);
+        assert_eq!(tree_size(u64::MAX), None);
     }
 
     /// Ours against veritysetup's, byte for byte (the test needs cryptsetup-bin).

@@ -66,7 +66,7 @@ impl LayoutDir {
             what: path.display().to_string(),
             reason,
         };
-        let file = match std::fs::File::open(&path) {
+        let file = match fsutil::open_regular(&path) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(bad(format!("cannot read it: {e}"))),

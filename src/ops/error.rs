@@ -287,6 +287,13 @@ pub enum Error {
         file: PathBuf,
         offset: u64,
     },
+    /// An unsigned pulled or imported image implies another record for a layer the host holds.
+    #[error("{what}: layer {layer} is on this host with another record ({why}); an image without a trusted signature does not change it, nothing was put in place")]
+    LayerConflict {
+        what: String,
+        layer: String,
+        why: String,
+    },
     /// A pulled or imported record for an image id the host holds with another record.
     #[error("{what}: this host holds image {image} with another record ({why}); a record is never replaced, nothing was put in place")]
     RecordConflict {
@@ -372,6 +379,9 @@ impl Error {
                 "move the key out of out/attestations/ (keep signing keys outside `out/`), then check that it was not published before: {} is not an attestation nodeforge writes",
                 file.display()
             )],
+            Error::LayerConflict { .. } => vec![
+                "pull or import it with the key that signed it (`--key PUB`): a signed image's record replaces an unsigned one's; `nodeforge verify` names the images on this host that use the layer".into(),
+            ],
             Error::RecordConflict { image, .. } => vec![format!(
                 "`nodeforge show {image}` and `nodeforge verify` tell which record is genuine; if the host's is damaged, roll its nodes off the image and `nodeforge gc`, then pull again"
             )],

@@ -1093,3 +1093,208 @@ fn a_private_key_dropped_into_attestations_is_refused_by_export_and_push() {
     ctx.run(&["export", "--oci-layout", &l, "--node", "worker1"])
         .ok();
 }
+
+/// The manifest (JSON, with its digest) tagged `tag` in an OCI layout.
+fn layout_manifest(layout: &Path, tag: &str) -> (String, serde_json::Value) {
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let m = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == tag)
+        .unwrap();
+    let d = m["digest"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:")
+        .to_string();
+    let v = serde_json::from_slice(&std::fs::read(layout.join("blobs/sha256").join(&d)).unwrap())
+        .unwrap();
+    (d, v)
+}
+
+/// `nodeforge` on a fresh host: (its directory, `--out`).
+fn fresh() -> (tempfile::TempDir, String) {
+    let host = tempfile::tempdir().unwrap();
+    let outs = host.path().join("out").display().to_string();
+    (host, outs)
+}
+
+/// No pulled bytes under `out/pulls/` (its per-layer lock files aside).
+fn pulls_empty(host: &Path) -> bool {
+    std::fs::read_dir(host.join("out/pulls")).map_or(true, |d| {
+        d.flatten()
+            .all(|e| e.file_name().to_string_lossy().ends_with(".lock"))
+    })
+}
+
+/// Issue 25: a manifest's blob size was trusted (a 1 TiB claim filled out/pulls with zeros). The
+/// size of each layer blob is the one the record's verity parameters imply, checked before any
+/// byte is written.
+#[test]
+fn a_blob_size_the_record_does_not_imply_is_refused_before_any_byte_is_written() {
+    let ctx = built();
+    let layout = ctx.path().join("layout");
+    let l = layout.display().to_string();
+    ctx.run(&["export", "--oci-layout", &l, "--node", "worker1"])
+        .ok();
+    let (old, mut manifest) = layout_manifest(&layout, "worker1");
+    manifest["layers"][0]["size"] = (1u64 << 40).into();
+    swap_blob(&layout, &old, &serde_json::to_vec(&manifest).unwrap());
+    let (host, outs) = fresh();
+    crate::run_in(
+        host.path(),
+        &["--out", &outs, "import", &l, "--tag", "worker1"],
+    )
+    .fails()
+    .stderr_has("bytes, its record's verity parameters make it")
+    .stderr_has("nothing was downloaded");
+    assert!(pulls_empty(host.path()));
+    assert!(!host.path().join("out/nodes/worker1/current").exists());
+}
+
+/// Issue 25: an import whose blob is a symlink to /dev/zero wrote 1 GiB, and one whose
+/// index.json or blob is a FIFO hung forever. Layout files are opened without following a
+/// symlink at their name and without blocking, and only regular files are read.
+#[test]
+fn layout_files_that_are_symlinks_or_fifos_are_refused_without_blocking() {
+    let ctx = built();
+    let layout = ctx.path().join("layout");
+    let l = layout.display().to_string();
+    ctx.run(&["export", "--oci-layout", &l, "--node", "worker1"])
+        .ok();
+    let (_, manifest) = layout_manifest(&layout, "worker1");
+    let blob = layout.join("blobs/sha256").join(
+        manifest["layers"][0]["digest"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("sha256:"),
+    );
+    let saved = blob.with_extension("saved");
+    std::fs::rename(&blob, &saved).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", &blob).unwrap();
+    let (host, outs) = fresh();
+    let import = || {
+        crate::run_in(
+            host.path(),
+            &["--out", &outs, "import", &l, "--tag", "worker1"],
+        )
+    };
+    import().fails().stderr_has("a symlink: refused");
+    assert!(
+        pulls_empty(host.path()),
+        "{:?}",
+        std::fs::read_dir(host.path().join("out/pulls"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect::<Vec<_>>()
+    );
+    // A FIFO as the blob, then as index.json: refused at once.
+    std::fs::remove_file(&blob).unwrap();
+    let mkfifo = |p: &Path| {
+        assert!(std::process::Command::new("mkfifo")
+            .arg(p)
+            .status()
+            .unwrap()
+            .success())
+    };
+    mkfifo(&blob);
+    import().fails().stderr_has("not a regular file");
+    std::fs::remove_file(&blob).unwrap();
+    std::fs::rename(&saved, &blob).unwrap();
+    let index = layout.join("index.json");
+    std::fs::rename(&index, layout.join("index.saved")).unwrap();
+    mkfifo(&index);
+    import().fails().stderr_has("not a regular file");
+    assert!(!host.path().join("out/nodes/worker1/current").exists());
+}
+
+/// Issue 25: an unsigned import with an odd `arch` rewrote a shared payload's layer.json, after
+/// which every genuine signed import of another node failed; an unsigned import planted a junk
+/// SBOM that made every later genuine `import --key` of that image fail. The host's copy wins
+/// only when it is itself trusted: a signed image's layer record and attestation files replace
+/// what an unsigned one left, and an unsigned import does not change a layer another image's
+/// record implies.
+#[test]
+fn an_unsigned_import_cannot_change_what_a_signed_image_relies_on() {
+    let ctx = built();
+    let (a, a_pub) = key(&ctx, "a.key");
+    ctx.run(&["sign", "worker1", "--key", &a]).ok();
+    ctx.run(&["sign", "worker2", "--key", &a]).ok();
+    let w1 = current_id(&ctx, "worker1");
+    let good = ctx.path().join("good");
+    let g = good.display().to_string();
+    ctx.run(&[
+        "export",
+        "--oci-layout",
+        &g,
+        "--node",
+        "worker1",
+        "--node",
+        "worker2",
+    ])
+    .ok();
+    // A forged copy of worker1: another arch in its record (the id is the same), and a junk SBOM.
+    let bad = ctx.path().join("bad");
+    let b = bad.display().to_string();
+    crate::copy_tree(&good, &bad);
+    let (old, mut record) = layout_record(&bad, "worker1");
+    record["arch"] = "riscv64".into();
+    swap_blob(&bad, &old, &serde_json::to_vec(&record).unwrap());
+    let sbom = ctx
+        .path()
+        .join("out/attestations")
+        .join(&w1)
+        .join("sbom.spdx.json");
+    let sbom_digest = crate::sha256_hex(&std::fs::read(&sbom).unwrap());
+    swap_blob(&bad, &sbom_digest, b"{\"junk\": true}");
+
+    let (host, outs) = fresh();
+    let run = |args: &[&str]| {
+        let mut all = vec!["--out", outs.as_str()];
+        all.extend_from_slice(args);
+        crate::run_in(host.path(), &all)
+    };
+    run(&["import", &b, "--tag", "worker1"]).ok();
+    // worker2 shares the payload layer: an unsigned import does not change its record...
+    run(&["import", &g, "--tag", "worker2"])
+        .fails()
+        .stderr_has("is on this host with another record (it says arch riscv64");
+    // ... a signed one does.
+    run(&["import", &g, "--tag", "worker2", "--key", &a_pub]).ok();
+    // The junk SBOM the unsigned import left does not make the genuine signed worker1 fail: it
+    // is replaced (the record of an id the host holds is never replaced, so a fresh host).
+    let (host2, outs2) = fresh();
+    let run2 = |args: &[&str]| {
+        let mut all = vec!["--out", outs2.as_str()];
+        all.extend_from_slice(args);
+        crate::run_in(host2.path(), &all)
+    };
+    let junk_only = ctx.path().join("junk");
+    crate::copy_tree(&good, &junk_only);
+    swap_blob(&junk_only, &sbom_digest, b"{\"junk\": true}");
+    let j = junk_only.display().to_string();
+    run2(&["import", &j, "--tag", "worker1"]).ok();
+    let installed = host2
+        .path()
+        .join("out/attestations")
+        .join(&w1)
+        .join("sbom.spdx.json");
+    assert_eq!(std::fs::read(&installed).unwrap(), b"{\"junk\": true}");
+    let r = run2(&["import", &g, "--tag", "worker1", "--key", &a_pub, "--json"])
+        .ok()
+        .json();
+    let files = r["images"][0]["attestations"]["files"].as_array().unwrap();
+    assert!(
+        files
+            .iter()
+            .any(|f| f["name"] == "sbom.spdx.json" && f["status"] == "replaced"),
+        "{r}"
+    );
+    assert_eq!(
+        std::fs::read(&installed).unwrap(),
+        std::fs::read(&sbom).unwrap()
+    );
+    run2(&["verify", "--key", &a_pub]).ok();
+}

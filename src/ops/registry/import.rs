@@ -66,7 +66,7 @@ impl BlobSource for FromLayout<'_> {
         observer: &mut dyn BlobObserver,
     ) -> Result<Transfer, Error> {
         let from = self.0.blob(&d.digest);
-        let src = std::fs::File::open(&from).at("cannot read", &from)?;
+        let src = crate::fsutil::open_regular(&from).at("cannot read", &from)?;
         let mut dst = crate::fsutil::open_partial(partial, true)?;
         // Never more than the manifest says, plus one byte to tell a longer file: a blob that
         // is a device or grows as it is read must not fill the disk.
@@ -132,7 +132,7 @@ fn layout_damaged(file: &Path, digest: &Sha256, actual: &Sha256) -> Error {
 /// A blob of the layout, whole, checked against its digest (manifests and records).
 fn read_blob(layout: &LayoutDir, digest: &Sha256, limit: u64) -> Result<Vec<u8>, Error> {
     let path = layout.blob(digest);
-    let file = std::fs::File::open(&path).at("cannot read", &path)?;
+    let file = crate::fsutil::open_regular(&path).at("cannot read", &path)?;
     // Read through a limit, not by the size the file claims: a device or a growing file has
     // no size worth trusting.
     let mut bytes = Vec::new();

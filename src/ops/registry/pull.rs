@@ -272,6 +272,7 @@ pub(crate) fn install(
     let (attestations, attestation_files) =
         referrers::check(out, what, m, trust.fetched, trust.keys)?;
     check_same_record(out, what, m)?;
+    check_blob_sizes(what, m, &blobs, trust.keys.is_empty())?;
     if !trust.allow_downgrade {
         check_not_older(out, what, m, attestations.freshness.as_ref(), trust.keys)?;
     }
@@ -280,7 +281,7 @@ pub(crate) fn install(
     fsutil::create_dir_all(&out.pulls())?;
     fsutil::create_dir_all(&out.layers())?;
     let mut checked = BTreeSet::new();
-    let wanted = claim_layers(out, m, &blobs, &mut checked)?;
+    let wanted = claim_layers(out, what, m, &blobs, trust.keys.is_empty(), &mut checked)?;
     let downloads = download(out, m, &wanted, source, moving);
     let mut reports = Vec::new();
     for d in blobs
@@ -394,11 +395,14 @@ struct Wanted<'a> {
 /// For each layer of `m` (in its order), `None` when the host has it (checked against the
 /// root hash; added to `checked`), else what to download, holding the layer's pull lock: one
 /// process downloads a layer at a time, the others wait and find it in place. Locks are taken
-/// in the order of the layers' ids, so that two pulls never wait for each other.
+/// in the order of the layers' ids, so that two pulls never wait for each other. A sound layer
+/// the host has under another record is refused for an `unsigned` image (the host's copy wins).
 fn claim_layers<'a>(
     out: &OutDir,
+    what: &str,
     m: &ImageManifest,
     blobs: &'a [Digested],
+    unsigned: bool,
     checked: &mut BTreeSet<String>,
 ) -> Result<Vec<Option<Wanted<'a>>>, Error> {
     let mut order: Vec<usize> = (0..m.layers.len()).collect();
@@ -409,9 +413,10 @@ fn claim_layers<'a>(
         let dir = out.layer(&l.id);
         // A layer the host has is not downloaded again, once it is checked against the root
         // hash; a damaged one is set aside and downloaded.
+        let record = layer_record(m, l)?;
         let present = |dir: &std::path::Path| {
             usable_layer(dir, &l.name, l.verity.as_ref())
-                .is_some_and(|rec| check_layer_verity(dir, &rec).is_empty())
+                .is_some_and(|rec| rec == record && check_layer_verity(dir, &rec).is_empty())
         };
         if present(&dir) {
             checked.insert(l.id.clone());
@@ -422,7 +427,28 @@ fn claim_layers<'a>(
             checked.insert(l.id.clone());
             continue;
         }
-        let record = layer_record(m, l)?;
+        if dir.exists() {
+            // A sound layer whose record says something else than this image implies (another
+            // arch, other verity parameters) is another image's: an image without a trusted
+            // signature does not change it (the host's copy wins); one a trusted key signed
+            // does, its record being vouched for.
+            let other = usable_layer(&dir, &l.name, None)
+                .filter(|rec| *rec != record && check_layer_verity(&dir, rec).is_empty());
+            if let (Some(rec), true) = (other, unsigned) {
+                return Err(Error::LayerConflict {
+                    what: what.to_string(),
+                    layer: l.id.clone(),
+                    why: format!(
+                        "it says arch {} and root hash {}, image {}'s record implies arch {} and root hash {}",
+                        crate::term::escape(&rec.arch),
+                        rec.verity.root_hash,
+                        m.id,
+                        crate::term::escape(&record.arch),
+                        record.verity.root_hash
+                    ),
+                });
+            }
+        }
         let params = verity_params(&record.verity, &record.id).map_err(|e| e.to_string());
         wanted[i] = Some(Wanted {
             parts: blobs
@@ -490,6 +516,73 @@ impl BlobObserver for Blocks {
     fn update(&mut self, data: &[u8]) {
         self.0.update(data);
     }
+}
+
+/// The largest layer blob an image without a trusted signature may claim (no node image comes
+/// near; its record, which says the size, is not vouched for).
+const MAX_UNSIGNED_BLOB: u64 = 64 << 30;
+
+/// Each layer blob's size is the one its record's verity parameters imply (the EROFS file
+/// `data_blocks` blocks, the hash tree exactly what they make), before any byte of it is
+/// written: a manifest's claim of a terabyte is refused, not downloaded. Without trusted keys
+/// (the record unsigned), also at most `MAX_UNSIGNED_BLOB`.
+fn check_blob_sizes(
+    what: &str,
+    m: &ImageManifest,
+    blobs: &[Digested],
+    unsigned: bool,
+) -> Result<(), Error> {
+    let wrong = |reason: String| -> Error {
+        OciError::NotNodeImage {
+            what: what.to_string(),
+            reason,
+        }
+        .into()
+    };
+    for d in blobs {
+        let role = match d.blob.kind {
+            oci::BlobKind::Record => continue,
+            oci::BlobKind::Erofs(r) | oci::BlobKind::Verity(r) => r,
+        };
+        let Some(v) = m.layer(role).and_then(|l| l.verity.as_ref()) else {
+            return Err(wrong(format!(
+                "its record pins no root hash for its {role} layer"
+            )));
+        };
+        const BLOCK: u32 = image::verity::BLOCK as u32;
+        if v.data_block_size != BLOCK || v.hash_block_size != BLOCK || v.hash_algorithm != "sha256"
+        {
+            return Err(wrong(format!(
+                "its record gives its {role} layer dm-verity parameters nodeforge never writes ({} with {}/{}-byte blocks)",
+                crate::term::escape(&v.hash_algorithm),
+                v.data_block_size,
+                v.hash_block_size
+            )));
+        }
+        let expected = match d.blob.kind {
+            oci::BlobKind::Erofs(_) => v.data_blocks.checked_mul(u64::from(BLOCK)),
+            _ => image::verity::tree_size(v.data_blocks),
+        };
+        let Some(expected) = expected.filter(|e| *e > 0) else {
+            return Err(wrong(format!(
+                "its record says its {role} layer has {} data blocks",
+                v.data_blocks
+            )));
+        };
+        if d.size != expected {
+            return Err(wrong(format!(
+                "its manifest says the {} is {} bytes, its record's verity parameters make it {expected}; nothing was downloaded",
+                d.blob.kind, d.size
+            )));
+        }
+        if unsigned && expected > MAX_UNSIGNED_BLOB {
+            return Err(wrong(format!(
+                "its {} would be {expected} bytes, more than the {MAX_UNSIGNED_BLOB} an image without a trusted signature may have; nothing was downloaded",
+                d.blob.kind
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// A record for an image id the host already holds (its image directory's, or a generation's

@@ -208,6 +208,9 @@ pub(crate) fn export(
 /// The most attestation manifests of one image a pull reads (the newest).
 const MAX_REFERRERS: usize = 64;
 
+/// The most attestation files of one image a pull or import takes, over all its manifests.
+const MAX_ATTESTATION_FILES: usize = 128;
+
 /// An image's attestation files as fetched from a registry or layout, each checked against its
 /// digest.
 #[derive(Debug, Default)]
@@ -296,6 +299,16 @@ pub(crate) fn fetch(
         lists.push(a);
     }
     let (files, conflicts) = referrers::merge(&lists);
+    if files.len() > MAX_ATTESTATION_FILES {
+        return Err(crate::oci::OciError::NotNodeImage {
+            what: what.to_string(),
+            reason: format!(
+                "its attestation manifests list {} files, more than the {MAX_ATTESTATION_FILES} nodeforge takes for one image (an SBOM, and a signature and provenance per key, a signed root hash per layer)",
+                files.len()
+            ),
+        }
+        .into());
+    }
     let total = files.iter().map(|f| f.size).fold(0, u64::saturating_add);
     if total > MAX_ATTESTATION_TOTAL {
         return Err(crate::oci::OciError::NotNodeImage {
@@ -315,8 +328,9 @@ pub(crate) fn fetch(
     Ok(fetched)
 }
 
-/// Attestation files to write: where, and their bytes.
-pub(crate) type ToInstall = Vec<(PathBuf, Vec<u8>)>;
+/// Attestation files to write: where, their bytes, and whether they replace the host's file
+/// of that name (which a trusted signature did not cover; see [`check`]).
+pub(crate) type ToInstall = Vec<(PathBuf, Vec<u8>, bool)>;
 
 /// Reads a blob of a layout, whole (at most so many bytes), checked against its digest.
 pub(crate) type ReadBlob<'a> = dyn Fn(&Sha256, u64) -> Result<Vec<u8>, Error> + 'a;
@@ -331,6 +345,9 @@ pub enum FileStatus {
     Present,
     /// The host has a file of that name with other bytes: kept, the pulled one left out.
     KeptLocal,
+    /// The host had a file of that name with other bytes, which no trusted signature covered;
+    /// the pulled one (covered by a trusted key's signature) replaced it.
+    Replaced,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -394,7 +411,7 @@ pub(crate) fn check(
             Some(_) => FileStatus::KeptLocal,
             None => {
                 effective.insert(name.clone(), (path.clone(), bytes.clone()));
-                install.push((path, bytes.clone()));
+                install.push((path, bytes.clone(), false));
                 FileStatus::Installed
             }
         };
@@ -405,16 +422,44 @@ pub(crate) fn check(
             status,
         });
     }
-    let envelopes: Vec<(PathBuf, Vec<u8>)> = effective
-        .iter()
-        .filter(|(n, _)| crate::layout::is_image_signature(n))
-        .map(|(_, (p, b))| (p.clone(), b.clone()))
-        .collect();
-    let sbom = effective
-        .get(SBOM_FILE)
-        .map(|(_, b)| Sha256::of(b).to_hex());
-    let status =
-        crate::ops::steps::attestations::signature_status(m, &envelopes, sbom.as_deref(), keys);
+    let judge = |effective: &BTreeMap<String, (PathBuf, Vec<u8>)>| {
+        let envelopes: Vec<(PathBuf, Vec<u8>)> = effective
+            .iter()
+            .filter(|(n, _)| crate::layout::is_image_signature(n))
+            .map(|(_, (p, b))| (p.clone(), b.clone()))
+            .collect();
+        let sbom = effective
+            .get(SBOM_FILE)
+            .map(|(_, b)| Sha256::of(b).to_hex());
+        crate::ops::steps::attestations::signature_status(m, &envelopes, sbom.as_deref(), keys)
+    };
+    let mut status = judge(&effective);
+    // The host's copy wins only when it is itself trusted: a file an unsigned pull or import
+    // put here (a junk SBOM) must not make every later genuine, signed copy fail. When the
+    // host's files do not make the image trusted and the pulled ones do, the pulled ones
+    // replace them.
+    if !keys.is_empty() && !status.trusted() {
+        let mut theirs = effective.clone();
+        let mut replaced = Vec::new();
+        for (name, (_, bytes)) in &fetched.files {
+            if let Some((path, have)) = theirs.get_mut(name) {
+                if have != bytes {
+                    have.clone_from(bytes);
+                    replaced.push((name.clone(), path.clone(), bytes.clone()));
+                }
+            }
+        }
+        let with_theirs = judge(&theirs);
+        if !replaced.is_empty() && with_theirs.trusted() {
+            status = with_theirs;
+            for (name, path, bytes) in replaced {
+                if let Some(f) = files.iter_mut().find(|f| f.name == name) {
+                    f.status = FileStatus::Replaced;
+                }
+                install.push((path, bytes, true));
+            }
+        }
+    }
     let mut signature_keys: Vec<String> = status
         .signatures
         .iter()
@@ -447,11 +492,15 @@ pub(crate) fn check(
     ))
 }
 
-/// Write the checked attestation files beside their image, each atomically and never over a
-/// file of that name: one that appeared since the check (another pull, a `sign`) is left as it
+/// Write the checked attestation files beside their image, each atomically and (unless it
+/// replaces an untrusted file, see [`check`]) never over a file of that name: one that appeared since the check (another pull, a `sign`) is left as it
 /// is, in one step (no window between looking and renaming in which it could be replaced).
 pub(crate) fn install(files: &ToInstall) -> Result<(), Error> {
-    for (path, bytes) in files {
+    for (path, bytes, replace) in files {
+        if *replace {
+            fsutil::write_atomic(path, bytes, 0o644)?;
+            continue;
+        }
         let dir = path.parent().unwrap_or(std::path::Path::new("."));
         let mut tmp = fsutil::AtomicFile::new_in(dir)?;
         std::io::Write::write_all(&mut tmp, bytes).at("cannot write", tmp.path())?;
@@ -542,6 +591,43 @@ mod tests {
             .expect_err("too large")
             .to_string();
         assert!(err.contains("5 files of 335544320 bytes in all"), "{err}");
+        assert_eq!(source.blobs_asked.get(), 0);
+    }
+
+    /// Issue 25: 8 manifests of 1024 files each installed 8,171 junk files. The files of one
+    /// image are capped in number (as in bytes) before any is downloaded.
+    #[test]
+    fn attestation_files_per_image_are_capped_in_number_before_any_is_downloaded() {
+        let m = ImageManifest {
+            format: crate::image::IMAGE_FORMAT,
+            id: "a".repeat(64),
+            node: "worker1".into(),
+            arch: "x86_64".into(),
+            layers: Vec::new(),
+            entries: Vec::new(),
+            provenance: BTreeMap::new(),
+            verity: None,
+        };
+        let subject = Sha256::of(b"image manifest");
+        let files: Vec<AttestationFile> = (0..1024)
+            .map(|i| AttestationFile {
+                name: format!("image.k{i}.dsse.json"),
+                digest: Sha256::of(format!("{i}").as_bytes()),
+                size: 1,
+            })
+            .collect();
+        let source = Listing {
+            manifest: referrers::attestation_manifest(&m.id, &subject, 100, &files, &kind_of)
+                .expect("manifest"),
+            blobs_asked: std::cell::Cell::new(0),
+        };
+        let err = fetch(&source, "reg/k:worker1", &m, &subject)
+            .expect_err("too many")
+            .to_string();
+        assert!(
+            err.contains("list 1024 files, more than the 128 nodeforge takes for one image"),
+            "{err}"
+        );
         assert_eq!(source.blobs_asked.get(), 0);
     }
 }
