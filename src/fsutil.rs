@@ -149,6 +149,18 @@ impl AtomicFile {
         sync_dir(parent_of(path))
     }
 
+    /// [`commit`](Self::commit) in a batch ([`Durability::Batched`]): give the file `mode` and
+    /// rename it onto `path`, no fsync; the caller made it durable before (one [`sync_fs`] for
+    /// everything it staged) and syncs the renames after.
+    pub fn commit_batched(self, path: &Path, mode: u32) -> Result<(), FsError> {
+        set_mode(self.as_file(), mode).at("cannot set the mode of", self.path())?;
+        #[allow(clippy::disallowed_methods)] // the one place files are renamed into place
+        self.tmp
+            .persist(path)
+            .map_err(|e| FsError::new("cannot rename a temporary file onto", path, e.error))?;
+        Ok(())
+    }
+
     /// Like `commit`, but never replaces anything: when `path` exists the file is dropped and
     /// `Ok(false)` returned (content-addressed targets: same name, same bytes).
     pub fn commit_new(self, path: &Path, mode: u32) -> Result<bool, FsError> {
@@ -205,6 +217,15 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<(), FsErr
     let mut tmp = AtomicFile::new_in(parent_of(path))?;
     tmp.write_all(contents).at("cannot write", tmp.path())?;
     tmp.commit(path, mode)
+}
+
+/// Write `contents` to `path` atomically (a reader sees the old or the new file, whole), without
+/// fsync: for a cache whose loss or emptiness after a crash only costs work again (the verified
+/// record: a file it cannot parse counts as empty).
+pub fn write_atomic_unsynced(path: &Path, contents: &[u8], mode: u32) -> Result<(), FsError> {
+    let mut tmp = AtomicFile::new_in(parent_of(path))?;
+    tmp.write_all(contents).at("cannot write", tmp.path())?;
+    tmp.commit_batched(path, mode)
 }
 
 /// Set a file's permission bits exactly (not filtered through the umask).
@@ -278,18 +299,40 @@ pub fn sync_fs(path: &Path) -> Result<(), FsError> {
         .at("cannot sync the filesystem of", path)
 }
 
+/// How a publishing call makes what it publishes durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// On its own: a `syncfs` of the contents before the rename, an fsync of the parent after.
+    Each,
+    /// In a batch: the caller made the contents durable before (one [`sync_fs`] for everything
+    /// it staged) and makes the renames durable after all of them (a second [`sync_fs`]), so a
+    /// build that publishes a node's layer, image, SBOM and generation syncs twice, not once per
+    /// directory and file.
+    Batched,
+}
+
 /// Move a filled temporary directory to `dest` in one rename, unless `complete(dest)` says an
 /// equal one is already there (content-addressed: another process put the same bytes in place,
 /// which may already be in use; it is kept). A `dest` that exists but is not complete (an older
 /// layout) is moved aside and removed first. Returns whether `dest` was put in place now.
-#[allow(clippy::disallowed_methods)] // fsutil is where renames live
 pub fn commit_dir(
     tmp: tempfile::TempDir,
     dest: &Path,
     complete: impl Fn(&Path) -> bool,
 ) -> Result<bool, FsError> {
+    commit_dir_with(tmp, dest, complete, Durability::Each)
+}
+
+/// [`commit_dir`], durable as `durability` says.
+#[allow(clippy::disallowed_methods)] // fsutil is where renames live
+pub fn commit_dir_with(
+    tmp: tempfile::TempDir,
+    dest: &Path,
+    complete: impl Fn(&Path) -> bool,
+    durability: Durability,
+) -> Result<bool, FsError> {
     // Every file of the directory and its entries, durable before the rename publishes them.
-    seal_dir(&tmp)?;
+    seal_dir(&tmp, durability)?;
     if complete(dest) {
         return Ok(false);
     }
@@ -302,7 +345,7 @@ pub fn commit_dir(
         fs::rename(dest, &old).at("cannot move aside", dest)?;
         let _ = fs::remove_dir_all(&old);
     }
-    rename_dir_into(&tmp_path, dest, complete)
+    rename_dir_into(&tmp_path, dest, complete, durability)
 }
 
 /// Remove a directory in one visible step: renamed out of sight (a temp name the next run
@@ -324,24 +367,36 @@ pub fn remove_dir_aside(dir: &Path) -> Result<(), FsError> {
 /// Publish a filled temporary directory at `dest` unless something is there already (a
 /// concurrent process took that name): `Ok(false)` then, and the temporary directory is removed.
 /// The directory's contents are flushed (syncfs) before the rename, the parent after it.
-#[allow(clippy::disallowed_methods)] // fsutil is where renames live
 pub fn publish_dir_new(tmp: tempfile::TempDir, dest: &Path) -> Result<bool, FsError> {
-    seal_dir(&tmp)?;
+    publish_dir_new_with(tmp, dest, Durability::Each)
+}
+
+/// [`publish_dir_new`], durable as `durability` says.
+pub fn publish_dir_new_with(
+    tmp: tempfile::TempDir,
+    dest: &Path,
+    durability: Durability,
+) -> Result<bool, FsError> {
+    seal_dir(&tmp, durability)?;
     let taken = |d: &Path| fs::symlink_metadata(d).is_ok();
     if taken(dest) {
         return Ok(false);
     }
-    rename_dir_into(&tmp.keep(), dest, taken)
+    rename_dir_into(&tmp.keep(), dest, taken, durability)
 }
 
-/// A filled temporary directory made ready to publish: mode 0755, and everything in it durable.
-fn seal_dir(tmp: &tempfile::TempDir) -> Result<(), FsError> {
+/// A filled temporary directory made ready to publish: mode 0755, and everything in it durable
+/// (now, or already: [`Durability::Batched`]).
+fn seal_dir(tmp: &tempfile::TempDir, durability: Durability) -> Result<(), FsError> {
     {
         use std::os::unix::fs::PermissionsExt;
         fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o755))
             .at("cannot set the mode of", tmp.path())?;
     }
-    sync_fs(tmp.path())
+    match durability {
+        Durability::Each => sync_fs(tmp.path()),
+        Durability::Batched => Ok(()),
+    }
 }
 
 /// Rename `tmp_path` to `dest` and fsync the parent; a rename that fails because another
@@ -351,6 +406,7 @@ fn rename_dir_into(
     tmp_path: &Path,
     dest: &Path,
     lost_race: impl Fn(&Path) -> bool,
+    durability: Durability,
 ) -> Result<bool, FsError> {
     match fs::rename(tmp_path, dest) {
         Ok(()) => {}
@@ -363,7 +419,9 @@ fn rename_dir_into(
             return Err(FsError::new("cannot move into place", dest, e));
         }
     }
-    sync_dir(parent_of(dest))?;
+    if durability == Durability::Each {
+        sync_dir(parent_of(dest))?;
+    }
     Ok(true)
 }
 
@@ -420,14 +478,27 @@ pub fn lock_exclusive(path: &Path) -> Result<fs::File, FsError> {
 
 /// Point the symlink `link` at `target` in one atomic step (a new link under a temp name, renamed
 /// over the old one), so that a reader sees the old or the new target, never none.
-#[allow(clippy::disallowed_methods)] // fsutil is where renames live
 pub fn replace_symlink(link: &Path, target: &Path) -> Result<(), FsError> {
+    replace_symlink_with(link, target, Durability::Each)
+}
+
+/// [`replace_symlink`]; with [`Durability::Batched`] the directory is not fsynced (the caller
+/// syncs once after all its renames).
+#[allow(clippy::disallowed_methods)] // fsutil is where renames live
+pub fn replace_symlink_with(
+    link: &Path,
+    target: &Path,
+    durability: Durability,
+) -> Result<(), FsError> {
     let dir = parent_of(link);
     let tmp = dir.join(format!("{TEMP_PREFIX}link-{}", std::process::id()));
     let _ = fs::remove_file(&tmp);
     std::os::unix::fs::symlink(target, &tmp).at("cannot create a symlink at", &tmp)?;
     fs::rename(&tmp, link).at("cannot switch", link)?;
-    sync_dir(dir)
+    match durability {
+        Durability::Each => sync_dir(dir),
+        Durability::Batched => Ok(()),
+    }
 }
 
 /// Rename a finished file to `dest` (same filesystem) and fsync the directory.

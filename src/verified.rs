@@ -262,7 +262,10 @@ impl Verified {
         if let Some(dir) = path.parent() {
             fsutil::create_dir_all(dir)?;
         }
-        fsutil::write_atomic(path, &bytes, 0o644)
+        // Atomic, not fsynced: after a crash the record is the old one, the new one, or a file
+        // that does not parse (empty: everything is read again). It only vouches for files made
+        // durable before it is written.
+        fsutil::write_atomic_unsynced(path, &bytes, 0o644)
     }
 }
 

@@ -168,6 +168,45 @@ pub fn record_from(
     manifest_json: &[u8],
     same_bytes: Option<&Path>,
 ) -> Result<(u32, bool), GenerationError> {
+    match stage_record(out, node, image_id, lock_id, manifest_json, same_bytes)? {
+        Staged::Unchanged(cur) => Ok((cur, false)),
+        Staged::New(g) => Ok((g.publish(fsutil::Durability::Each)?, true)),
+    }
+}
+
+/// What [`stage_record`] found: the image is current already, or a new generation waits in a
+/// temporary directory.
+#[derive(Debug)]
+pub enum Staged {
+    /// `current` is this image through and through: nothing to write.
+    Unchanged(u32),
+    New(Box<StagedGeneration>),
+}
+
+/// A generation written into a temporary directory beside the others, under the node's lock
+/// (held until [`publish`](Self::publish) has switched `current`).
+#[derive(Debug)]
+pub struct StagedGeneration {
+    out: PathBuf,
+    node: String,
+    dir: PathBuf,
+    tmp: tempfile::TempDir,
+    generation: Generation,
+    manifest_json: Vec<u8>,
+    _lock: std::fs::File,
+}
+
+/// [`record_from`]'s first half: unless the image is current already, take the node's lock and
+/// write the next generation into a temporary directory, to be made durable with whatever else
+/// the caller staged (one `syncfs`) and then [`published`](StagedGeneration::publish).
+pub fn stage_record(
+    out: &Path,
+    node: &str,
+    image_id: &str,
+    lock_id: &str,
+    manifest_json: &[u8],
+    same_bytes: Option<&Path>,
+) -> Result<Staged, GenerationError> {
     // Unchanged only if the whole chain says so: `current` → this generation, whose record
     // names this image, whose `image` link points at it, whose record is this one.
     let unchanged = |gens: &[Generation]| {
@@ -179,61 +218,119 @@ pub fn record_from(
     };
     // First without the lock, so that an unchanged node needs no write (a read-only `out/`).
     if let Some(cur) = unchanged(&list(out, node)?) {
-        return Ok((cur, false));
+        return Ok(Staged::Unchanged(cur));
     }
     let dir = gens_dir(out, node);
     fsutil::create_dir_all(&dir)?;
     // Held until the switch: a concurrent build of the same image waits, then finds it current
     // and records nothing.
-    let _lock = fsutil::lock_exclusive(&OutDir::new(out).generations_lock(node))?;
+    let lock = fsutil::lock_exclusive(&OutDir::new(out).generations_lock(node))?;
     let gens = list(out, node)?;
     if let Some(cur) = unchanged(&gens) {
-        return Ok((cur, false));
+        return Ok(Staged::Unchanged(cur));
     }
     let (built_at_unix, built_at) = now();
-    let full = || GenerationError::Corrupt {
-        path: dir.clone(),
-        message: "generation numbers have reached their limit (4294967295)".to_string(),
-    };
-    let mut number = match gens.last() {
+    let number = match gens.last() {
         None => 1,
-        Some(g) => g.number.checked_add(1).ok_or_else(full)?,
+        Some(g) => g.number.checked_add(1).ok_or_else(|| numbers_full(&dir))?,
     };
-    loop {
-        let tmp = tempfile::Builder::new()
-            .prefix(".nodeforge-tmp-")
-            .tempdir_in(&dir)
-            .at("cannot create a temporary directory in", &dir)?;
-        let g = Generation {
-            number,
-            image_id: image_id.to_string(),
-            lock_id: lock_id.to_string(),
-            built_at_unix,
-            built_at: built_at.clone(),
-        };
-        let mut json = serde_json::to_vec_pretty(&g).unwrap_or_default();
-        json.push(b'\n');
-        fsutil::write_new(&tmp.path().join("generation.json"), &json, 0o644)?;
-        let record = tmp.path().join(crate::image::IMAGE_RECORD);
-        let linked = same_bytes.is_some_and(|src| {
-            std::fs::read(src).is_ok_and(|b| b == manifest_json)
-                && std::fs::hard_link(src, &record).is_ok()
-        });
-        if !linked {
-            fsutil::write_new(&record, manifest_json, 0o444)?;
-        }
-        let link = tmp.path().join("image");
-        std::os::unix::fs::symlink(image_link_target(image_id), &link)
-            .at("cannot create a symlink at", &link)?;
-        let target = dir.join(number.to_string());
-        if fsutil::publish_dir_new(tmp, &target)? {
-            break;
-        }
-        // A concurrent build took this number: take the next one.
-        number = number.checked_add(1).ok_or_else(full)?;
+    let generation = Generation {
+        number,
+        image_id: image_id.to_string(),
+        lock_id: lock_id.to_string(),
+        built_at_unix,
+        built_at,
+    };
+    let tmp = generation_tmp(&dir, &generation, manifest_json, same_bytes)?;
+    Ok(Staged::New(Box::new(StagedGeneration {
+        out: out.to_path_buf(),
+        node: node.to_string(),
+        dir,
+        tmp,
+        generation,
+        manifest_json: manifest_json.to_vec(),
+        _lock: lock,
+    })))
+}
+
+fn numbers_full(dir: &Path) -> GenerationError {
+    GenerationError::Corrupt {
+        path: dir.to_path_buf(),
+        message: "generation numbers have reached their limit (4294967295)".to_string(),
     }
-    switch_locked(out, node, number)?;
-    Ok((number, true))
+}
+
+/// A temporary directory in `dir` holding generation `g`: its `generation.json`, the image's
+/// record (hard-linked from `same_bytes` when that holds the same bytes), the `image` link.
+fn generation_tmp(
+    dir: &Path,
+    g: &Generation,
+    manifest_json: &[u8],
+    same_bytes: Option<&Path>,
+) -> Result<tempfile::TempDir, GenerationError> {
+    let tmp = fsutil::temp_dir_in(dir)?;
+    let mut json = serde_json::to_vec_pretty(g).unwrap_or_default();
+    json.push(b'\n');
+    fsutil::write_new(&tmp.path().join("generation.json"), &json, 0o644)?;
+    let record = tmp.path().join(crate::image::IMAGE_RECORD);
+    let linked = same_bytes.is_some_and(|src| {
+        std::fs::read(src).is_ok_and(|b| b == manifest_json)
+            && std::fs::hard_link(src, &record).is_ok()
+    });
+    if !linked {
+        fsutil::write_new(&record, manifest_json, 0o444)?;
+    }
+    let link = tmp.path().join("image");
+    std::os::unix::fs::symlink(image_link_target(&g.image_id), &link)
+        .at("cannot create a symlink at", &link)?;
+    Ok(tmp)
+}
+
+impl StagedGeneration {
+    /// The generation's number (unless a concurrent writer takes it first: then the next).
+    pub fn number(&self) -> u32 {
+        self.generation.number
+    }
+
+    /// Rename the generation into place and switch `current` to it; returns its number. With
+    /// [`fsutil::Durability::Batched`] the caller has synced the staged files and syncs the
+    /// renames after.
+    pub fn publish(
+        self: Box<Self>,
+        durability: fsutil::Durability,
+    ) -> Result<u32, GenerationError> {
+        let Self {
+            out,
+            node,
+            dir,
+            tmp,
+            mut generation,
+            manifest_json,
+            _lock,
+        } = *self;
+        let mut tmp = Some(tmp);
+        loop {
+            let (staged, d) = match tmp.take() {
+                Some(t) => (t, durability),
+                // A concurrent writer took the number: the next one, written and synced anew
+                // (the caller's sync did not see it).
+                None => (
+                    generation_tmp(&dir, &generation, &manifest_json, None)?,
+                    fsutil::Durability::Each,
+                ),
+            };
+            let target = dir.join(generation.number.to_string());
+            if fsutil::publish_dir_new_with(staged, &target, d)? {
+                break;
+            }
+            generation.number = generation
+                .number
+                .checked_add(1)
+                .ok_or_else(|| numbers_full(&dir))?;
+        }
+        switch_locked(&out, &node, generation.number, durability)?;
+        Ok(generation.number)
+    }
 }
 
 /// Where a generation's `image` link must point for image `image_id`.
@@ -266,11 +363,16 @@ pub fn switch(out: &Path, node: &str, number: u32) -> Result<(), GenerationError
         });
     }
     let _lock = fsutil::lock_exclusive(&OutDir::new(out).generations_lock(node))?;
-    switch_locked(out, node, number)
+    switch_locked(out, node, number, fsutil::Durability::Each)
 }
 
 /// [`switch`], with the lock already held.
-fn switch_locked(out: &Path, node: &str, number: u32) -> Result<(), GenerationError> {
+fn switch_locked(
+    out: &Path,
+    node: &str,
+    number: u32,
+    durability: fsutil::Durability,
+) -> Result<(), GenerationError> {
     if !generation_dir(out, node, number)
         .join("generation.json")
         .is_file()
@@ -286,7 +388,7 @@ fn switch_locked(out: &Path, node: &str, number: u32) -> Result<(), GenerationEr
     if std::fs::read_link(&current).is_ok_and(|t| t == target) {
         return Ok(());
     }
-    fsutil::replace_symlink(&current, &target)?;
+    fsutil::replace_symlink_with(&current, &target, durability)?;
     Ok(())
 }
 

@@ -20,7 +20,7 @@ use crate::image::{ImageManifest, Role};
 use crate::layout::{self, OutDir};
 use crate::manifest::{Arch, Manifest, Node};
 use crate::ops::error::Error;
-use crate::ops::steps::materialize::{ensure_layer_with, materialize_layers};
+use crate::ops::steps::materialize::{ensure_layer_with, stage_image, Materialized, StagedImage};
 use crate::ops::steps::parallel_map;
 use crate::ops::steps::render::{render_images, select_nodes};
 use crate::progress::Unit;
@@ -248,61 +248,181 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, Error> {
         .start(Unit::Items, pairs.len() as u64, "images");
     bar.set_message("nodes");
     let digests = crate::ops::steps::attestations::DigestCache::remembering(&out);
-    let written = parallel_map(&pairs, opts.jobs.max(2), |(n, m)| {
-        let one = || {
-            let (dir, full, new, layers_written) = materialize_layers(&out, &store, m)?;
-            // The SBOM beside the image. A read-only out/ (a no-op build of a mounted copy made
-            // before SBOMs existed) goes without one, said in a warning.
-            let sbom = match crate::ops::steps::attestations::ensure_sbom(
-                &out, &store, &full, new, &digests,
-            ) {
-                Err(Error::Fs(e))
-                    if matches!(
-                        e.source.kind(),
-                        std::io::ErrorKind::ReadOnlyFilesystem
-                            | std::io::ErrorKind::PermissionDenied
-                    ) && sign_key.is_none()
-                        && x509.is_none() =>
-                {
-                    Some(format!("image {}: no SBOM written: {e}", m.id))
-                }
-                other => other.map(|_| None)?,
-            };
-            // The record as written, with each layer's root hash: what the generation keeps.
-            let (generation, recorded) = generations::record_from(
-                &opts.out,
-                n.name.as_str(),
-                &m.id,
-                &checked.lock_id,
-                &full.to_json(),
-                Some(&dir.join(layout::IMAGE_RECORD)),
-            )?;
-            // Signed once recorded: the image is complete, with its SBOM.
-            if let Some(key) = sign_key {
-                let from = crate::ops::steps::attestations::BuiltFrom {
-                    lock_id: Some(&checked.lock_id),
-                    lockfile: Some(&opts.lockfile),
-                };
-                crate::ops::steps::attestations::sign_image(
-                    &out, &store, &full, key, &digests, from,
-                )?;
-            }
-            if let Some(x) = x509 {
-                crate::ops::steps::attestations::sign_roothashes(&out, &store, &full, x, &digests)?;
-            }
-            Ok::<_, Error>((dir, full, new, layers_written, generation, recorded, sbom))
-        };
-        let r = one();
+    let signing = sign_key.is_some() || x509.is_some();
+    // Staged: every node's missing layer, image directory, SBOM and generation, several nodes
+    // at a time, in temporary directories and files (nothing in place yet).
+    let staged = parallel_map(&pairs, opts.jobs.max(2), |(n, m)| {
+        let r = stage_node(&out, &store, n, m, &checked.lock_id, signing, &digests);
         bar.inc(1);
         r
     });
     bar.finish();
+    let staged: Vec<StagedNode> = staged.into_iter().collect::<Result<_, _>>()?;
+    // Then one syncfs makes all of it durable, the renames put it in place in order (layers,
+    // image, SBOM, generation, `current`), and a second syncfs makes the renames durable: two
+    // syncs for the whole build instead of a syncfs per published directory and two fsyncs per
+    // file.
+    let pending = staged.iter().any(StagedNode::pending);
+    if pending {
+        crate::fsutil::sync_fs(&out.images())?;
+    }
+    let outcomes: Vec<NodeOutcome> = staged
+        .into_iter()
+        .map(|s| s.publish(&out))
+        .collect::<Result<_, _>>()?;
+    if pending {
+        crate::fsutil::sync_fs(&out.images())?;
+    }
+    // Signed once recorded: each image is complete, with its SBOM.
+    if signing {
+        let from = crate::ops::steps::attestations::BuiltFrom {
+            lock_id: Some(&checked.lock_id),
+            lockfile: Some(&opts.lockfile),
+        };
+        let signed = parallel_map(&outcomes, opts.jobs.max(2), |o| {
+            let full = &o.image.full;
+            if let Some(key) = sign_key {
+                crate::ops::steps::attestations::sign_image(
+                    &out, &store, full, key, &digests, from,
+                )?;
+            }
+            if let Some(x) = x509 {
+                crate::ops::steps::attestations::sign_roothashes(&out, &store, full, x, &digests)?;
+            }
+            Ok::<_, Error>(())
+        });
+        signed.into_iter().collect::<Result<Vec<()>, _>>()?;
+    }
     digests.save();
     let mut report = Vec::new();
-    for (((n, m), w), rolled_back) in nodes.iter().zip(&images).zip(written).zip(rolled_back) {
-        let (dir, full, new, layers_written, generation, recorded, sbom_warning) = w?;
-        warnings.extend(sbom_warning);
-        let layers = full
+    for (((n, m), o), rolled_back) in nodes.iter().zip(&images).zip(outcomes).zip(rolled_back) {
+        warnings.extend(o.sbom_warning.clone());
+        report.push(o.report(&out, n, m, &mut payload_written, rolled_back, sign_key));
+    }
+    Ok(BuildReport {
+        lock_id: checked.lock_id.clone(),
+        nodes: report,
+        fetched: fetched.count(super::ArtifactStatus::Fetched),
+        elapsed_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        lock: completion,
+        warnings,
+        verified: digests.stats(),
+    })
+}
+
+/// A node's outputs written into temporary directories and files: [`stage_node`], then one
+/// `syncfs` for every node, then [`publish`](Self::publish).
+struct StagedNode {
+    image: StagedImage,
+    /// The SBOM to put in place beside the image (none: the file is right already).
+    sbom: Option<(crate::fsutil::AtomicFile, PathBuf)>,
+    /// Why no SBOM was written (a read-only `out/`).
+    sbom_warning: Option<String>,
+    generation: generations::Staged,
+}
+
+/// What building one node did: its image (directory, record, what was written) and its
+/// generation.
+struct NodeOutcome {
+    image: Materialized,
+    generation: u32,
+    /// A new generation was recorded (the image was not current).
+    recorded: bool,
+    sbom_warning: Option<String>,
+}
+
+/// Stage what node `n`'s image `m` lacks: its config layer (and a payload written meanwhile),
+/// its image directory, its SBOM, its next generation (under the node's lock).
+fn stage_node(
+    out: &OutDir,
+    store: &crate::store::Store,
+    n: &Node,
+    m: &ImageManifest,
+    lock_id: &str,
+    signing: bool,
+    digests: &crate::ops::steps::attestations::DigestCache,
+) -> Result<StagedNode, Error> {
+    let image = stage_image(out, store, m)?;
+    // The SBOM beside the image. A read-only out/ (a no-op build of a mounted copy made before
+    // SBOMs existed) goes without one, said in a warning.
+    let (sbom, sbom_warning) = match crate::ops::steps::attestations::stage_sbom(
+        out,
+        store,
+        image.full(),
+        image.pending(),
+        digests,
+    ) {
+        Ok(s) => (s, None),
+        Err(Error::Fs(e))
+            if matches!(
+                e.source.kind(),
+                std::io::ErrorKind::ReadOnlyFilesystem | std::io::ErrorKind::PermissionDenied
+            ) && !signing =>
+        {
+            (None, Some(format!("image {}: no SBOM written: {e}", m.id)))
+        }
+        Err(e) => return Err(e),
+    };
+    // The record as written, with each layer's root hash: what the generation keeps.
+    let generation = generations::stage_record(
+        out.root(),
+        n.name.as_str(),
+        &m.id,
+        lock_id,
+        &image.full().to_json(),
+        Some(&image.record_path()),
+    )?;
+    Ok(StagedNode {
+        image,
+        sbom,
+        sbom_warning,
+        generation,
+    })
+}
+
+impl StagedNode {
+    fn pending(&self) -> bool {
+        self.image.pending()
+            || self.sbom.is_some()
+            || matches!(self.generation, generations::Staged::New(_))
+    }
+
+    /// Rename everything staged into place (already durable: the build's syncfs), `current`
+    /// last.
+    fn publish(self, out: &OutDir) -> Result<NodeOutcome, Error> {
+        let batched = crate::fsutil::Durability::Batched;
+        let image = self.image.publish(out, batched)?;
+        if let Some((tmp, path)) = self.sbom {
+            tmp.commit_batched(&path, 0o644)?;
+        }
+        let (generation, recorded) = match self.generation {
+            generations::Staged::Unchanged(cur) => (cur, false),
+            generations::Staged::New(g) => (g.publish(batched)?, true),
+        };
+        Ok(NodeOutcome {
+            image,
+            generation,
+            recorded,
+            sbom_warning: self.sbom_warning,
+        })
+    }
+}
+
+impl NodeOutcome {
+    /// The node's line of the build report. A shared payload is reported as written by the
+    /// first node that has it (taken out of `payload_written`).
+    fn report(
+        &self,
+        out: &OutDir,
+        n: &Node,
+        m: &ImageManifest,
+        payload_written: &mut BTreeSet<String>,
+        rolled_back: Option<u32>,
+        sign_key: Option<&crate::trust::PrivateKey>,
+    ) -> NodeBuild {
+        let layers = self
+            .image
+            .full
             .layers
             .iter()
             .map(|l| {
@@ -311,10 +431,9 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, Error> {
                 LayerBuild {
                     role: l.role,
                     id: l.id.clone(),
-                    // A shared payload is reported as written by the first node that has it.
                     written: match l.role {
                         Role::Payload => payload_written.remove(&l.id),
-                        Role::Config => layers_written.contains(&Role::Config),
+                        Role::Config => self.image.layers_written.contains(&Role::Config),
                     },
                     bytes: std::fs::metadata(&raw).map(|m| m.len()).unwrap_or(0),
                     raw,
@@ -327,31 +446,22 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, Error> {
                 }
             })
             .collect();
-        report.push(NodeBuild {
+        NodeBuild {
             node: n.name.to_string(),
             image_id: m.id.clone(),
-            generation,
-            status: match (new, recorded) {
+            generation: self.generation,
+            status: match (self.image.new, self.recorded) {
                 (true, _) => NodeStatus::Built,
                 (false, true) => NodeStatus::Reused,
                 (false, false) => NodeStatus::Unchanged,
             },
-            manifest_json: dir.join(layout::IMAGE_RECORD),
-            image_dir: dir,
+            manifest_json: self.image.dir.join(layout::IMAGE_RECORD),
+            image_dir: self.image.dir.clone(),
             layers,
             entries: m.entries.len(),
-            rolled_back_to: rolled_back.filter(|&r| r != generation),
+            rolled_back_to: rolled_back.filter(|&r| r != self.generation),
             sbom: out.sbom(&m.id),
             signature: sign_key.map(|k| out.image_signature(&m.id, k.public().keyid())),
-        });
+        }
     }
-    Ok(BuildReport {
-        lock_id: checked.lock_id.clone(),
-        nodes: report,
-        fetched: fetched.count(super::ArtifactStatus::Fetched),
-        elapsed_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-        lock: completion,
-        warnings,
-        verified: digests.stats(),
-    })
 }

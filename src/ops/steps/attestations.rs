@@ -369,6 +369,34 @@ pub(crate) fn ensure_sbom(
     })
 }
 
+/// [`ensure_sbom`] in a batch: the SBOM to write, in a temporary file beside its place, when
+/// it is missing (or, `rewrite`, differs from a fresh one); `None` when the file is right.
+/// Commit it with `AtomicFile::commit_batched` once the caller's `syncfs` has made it durable.
+pub(crate) fn stage_sbom(
+    out: &OutDir,
+    store: &Store,
+    m: &ImageManifest,
+    rewrite: bool,
+    cache: &DigestCache,
+) -> Result<Option<(fsutil::AtomicFile, PathBuf)>, Error> {
+    use std::io::Write;
+    let path = out.sbom(&m.id);
+    if !rewrite && path.is_file() {
+        return Ok(None);
+    }
+    let bytes = render_sbom(store, m, sbom::Format::SpdxJson, sbom::EPOCH, cache)?;
+    if std::fs::read(&path).ok().as_ref() == Some(&bytes) {
+        return Ok(None);
+    }
+    let dir = path
+        .parent()
+        .map_or_else(|| out.root().to_path_buf(), Path::to_path_buf);
+    let mut tmp = fsutil::AtomicFile::new_in(&dir)?;
+    tmp.write_all(&bytes)
+        .map_err(|e| fsutil::FsError::new("cannot write", tmp.path(), e))?;
+    Ok(Some((tmp, path)))
+}
+
 /// Sign image `m` (a record with its layers' root hashes) with `key`: its SBOM made sure of,
 /// the statement signed, the envelope written to `attestations/<id>/image.<keyid>.dsse.json`
 /// (replacing that key's earlier signature), and its provenance signed beside it. Returns the

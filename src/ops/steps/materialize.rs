@@ -125,6 +125,7 @@ pub(crate) fn usable_layer(
 /// whether it was written now. When `m` pins the layer's verity parameters (a generation's
 /// record), a layer directory that does not match them is not used: the layer is written again
 /// from the store, and if that does not give what the record pins, the record was edited.
+#[allow(dead_code)] // build stages its layers; kept for the commands that rewrite one (repair)
 pub(crate) fn ensure_layer(
     out: &OutDir,
     store: &Store,
@@ -142,13 +143,64 @@ pub(crate) fn ensure_layer_with(
     role: Role,
     bar: &crate::progress::Progress,
 ) -> Result<(LayerRecord, bool), Error> {
+    match stage_layer(out, store, m, role, bar)? {
+        LayerStage::Present(rec) => Ok((rec, false)),
+        LayerStage::Staged(s) => {
+            let rec = s.rec.clone();
+            let written = s.publish(fsutil::Durability::Each)?;
+            Ok((rec, written))
+        }
+    }
+}
+
+/// What [`stage_layer`] found: the layer in place, or written into a temporary directory.
+pub(crate) enum LayerStage {
+    Present(LayerRecord),
+    Staged(StagedLayer),
+}
+
+/// A layer written into a temporary directory in `out/layers/`, not yet in place.
+pub(crate) struct StagedLayer {
+    tmp: tempfile::TempDir,
+    dest: PathBuf,
+    rec: LayerRecord,
+}
+
+impl StagedLayer {
+    /// Where the layer's file `name` is while staged.
+    fn file(&self, name: &str) -> PathBuf {
+        self.tmp.path().join(name)
+    }
+
+    /// Rename it into place unless an equal layer is there already; whether it was put there.
+    fn publish(self, durability: fsutil::Durability) -> Result<bool, Error> {
+        let (role, verity) = (self.rec.role, self.rec.verity.clone());
+        Ok(fsutil::commit_dir_with(
+            self.tmp,
+            &self.dest,
+            |d| usable_layer(d, role.name(), Some(&verity)).is_some(),
+            durability,
+        )?)
+    }
+}
+
+/// The layer of `role` of `m`: in `out/layers/<id>/` already, or written into a temporary
+/// directory there. When `m` pins the layer's verity parameters (a generation's record), a layer
+/// directory that does not match them is not used: the layer is written again from the store,
+/// and if that does not give what the record pins, the record was edited.
+pub(crate) fn stage_layer(
+    out: &OutDir,
+    store: &Store,
+    m: &ImageManifest,
+    role: Role,
+    bar: &crate::progress::Progress,
+) -> Result<LayerStage, Error> {
     let entries = image::layer_entries(&m.entries, role);
     let id = image::layer_id(&entries);
     let dir = out.layer(&id.to_hex());
     let pinned = m.layer(role).and_then(|l| l.verity.clone());
-    let usable = |d: &Path, want: Option<&VerityInfo>| usable_layer(d, role.name(), want);
-    if let Some(rec) = usable(&dir, pinned.as_ref()) {
-        return Ok((rec, false));
+    if let Some(rec) = usable_layer(&dir, role.name(), pinned.as_ref()) {
+        return Ok(LayerStage::Present(rec));
     }
     check_objects(store, m)?;
     let layers = out.layers();
@@ -184,8 +236,11 @@ pub(crate) fn ensure_layer_with(
         verity: info,
     };
     fsutil::write_new(&tmp.path().join(LAYER_RECORD), &rec.to_json(), 0o444)?;
-    let written = fsutil::commit_dir(tmp, &dir, |d| usable(d, Some(&rec.verity)).is_some())?;
-    Ok((rec, written))
+    Ok(LayerStage::Staged(StagedLayer {
+        tmp,
+        dest: dir,
+        rec,
+    }))
 }
 
 /// Make sure `out/images/<id>/` exists with its record and links, and every layer it names is
@@ -197,16 +252,129 @@ pub(crate) fn materialize(
     store: &Store,
     m: &ImageManifest,
 ) -> Result<(PathBuf, ImageManifest, bool), Error> {
-    materialize_layers(out, store, m).map(|(dir, full, new, _)| (dir, full, new))
+    materialize_layers(out, store, m).map(|w| (w.dir, w.full, w.new))
 }
 
-/// [`materialize`], also saying which of the image's layers this call wrote (the others were
-/// in place already).
+/// What writing an image's directory and layers did.
+#[derive(Debug, Clone)]
+pub(crate) struct Materialized {
+    /// `out/images/<id>/`.
+    pub dir: PathBuf,
+    /// The record as written, with each layer's verity parameters.
+    pub full: ImageManifest,
+    /// Something was written now (a layer or the image directory).
+    pub new: bool,
+    /// The image's layers this call wrote (the others were in place already).
+    pub layers_written: Vec<Role>,
+}
+
+/// [`materialize`], also saying which of the image's layers this call wrote. Whatever is
+/// missing is staged, made durable with one `syncfs`, renamed into place, and the renames made
+/// durable with a second.
 pub(crate) fn materialize_layers(
     out: &OutDir,
     store: &Store,
     m: &ImageManifest,
-) -> Result<(PathBuf, ImageManifest, bool, Vec<Role>), Error> {
+) -> Result<Materialized, Error> {
+    let staged = stage_image(out, store, m)?;
+    let pending = staged.pending();
+    if pending {
+        fsutil::sync_fs(&out.images())?;
+    }
+    let done = staged.publish(out, fsutil::Durability::Batched)?;
+    if pending {
+        fsutil::sync_fs(&out.images())?;
+    }
+    Ok(done)
+}
+
+/// An image's layers and directory, written where missing into temporary directories, not yet
+/// in place: [`stage_image`], then one `syncfs` (with whatever else the caller staged), then
+/// [`publish`](Self::publish).
+pub(crate) struct StagedImage {
+    dir: PathBuf,
+    full: ImageManifest,
+    layers: Vec<StagedLayer>,
+    image: Option<tempfile::TempDir>,
+}
+
+impl StagedImage {
+    /// The record as it will be written, with each layer's verity parameters.
+    pub(crate) fn full(&self) -> &ImageManifest {
+        &self.full
+    }
+
+    /// Whether anything waits to be published (false: the image was complete already).
+    pub(crate) fn pending(&self) -> bool {
+        !self.layers.is_empty() || self.image.is_some()
+    }
+
+    /// Where the image's record is now (staged, or in place): what a generation links.
+    pub(crate) fn record_path(&self) -> PathBuf {
+        self.image
+            .as_ref()
+            .map_or_else(|| self.dir.clone(), |t| t.path().to_path_buf())
+            .join(IMAGE_RECORD)
+    }
+
+    /// Rename the staged layers, then the image directory, into place; with
+    /// [`fsutil::Durability::Batched`] the caller synced them before and syncs the renames
+    /// after. A layer someone else put in place meanwhile (the same bytes) is kept, and the
+    /// image's links are pointed at its files.
+    pub(crate) fn publish(
+        self,
+        out: &OutDir,
+        durability: fsutil::Durability,
+    ) -> Result<Materialized, Error> {
+        let Self {
+            dir,
+            full,
+            layers,
+            image,
+        } = self;
+        let mut layers_written = Vec::new();
+        for l in layers {
+            let (role, id, name) = (l.rec.role, l.rec.id.clone(), l.rec.name.clone());
+            if l.publish(durability)? {
+                layers_written.push(role);
+            } else if let Some(tmp) = &image {
+                for f in layout::layer_files(&name) {
+                    let link = tmp.path().join(&f);
+                    let target = out.layer(&id).join(&f);
+                    std::fs::remove_file(&link).at("cannot replace", &link)?;
+                    std::fs::hard_link(&target, &link).at("cannot link", &link)?;
+                }
+            }
+        }
+        let written = match image {
+            None => false,
+            Some(tmp) => {
+                fsutil::commit_dir_with(tmp, &dir, |d| image_matches(out, d, &full), durability)?
+            }
+        };
+        Ok(Materialized {
+            new: !layers_written.is_empty() || written,
+            dir,
+            full,
+            layers_written,
+        })
+    }
+}
+
+/// Whether `d` is image `full`'s complete directory, its record exactly `full`.
+fn image_matches(out: &OutDir, d: &Path, full: &ImageManifest) -> bool {
+    image_complete(out, d, full)
+        && read_image_manifest(&d.join(IMAGE_RECORD)).is_ok_and(|w| w == *full)
+}
+
+/// Write what image `m` lacks into temporary directories: each missing layer in
+/// `out/layers/`, and the image directory (its record, hard links to its layers' files) in
+/// `out/images/` unless it is complete already.
+pub(crate) fn stage_image(
+    out: &OutDir,
+    store: &Store,
+    m: &ImageManifest,
+) -> Result<StagedImage, Error> {
     if m.format == FLAT_FORMAT {
         return Err(Error::FlatImage {
             image: m.id.clone(),
@@ -214,36 +382,44 @@ pub(crate) fn materialize_layers(
         });
     }
     let mut full = m.clone();
-    let mut layers_written = Vec::new();
+    let mut staged = Vec::new();
+    let hidden = crate::progress::Progress::hidden();
     for layer in &mut full.layers {
-        let (rec, written) = ensure_layer(out, store, m, layer.role)?;
-        if written {
-            layers_written.push(layer.role);
+        match stage_layer(out, store, m, layer.role, &hidden)? {
+            LayerStage::Present(rec) => layer.verity = Some(rec.verity),
+            LayerStage::Staged(s) => {
+                layer.verity = Some(s.rec.verity.clone());
+                staged.push(s);
+            }
         }
-        layer.verity = Some(rec.verity);
     }
-    let new = !layers_written.is_empty();
     let dir = out.image(&m.id);
-    let matches = |d: &Path| {
-        image_complete(out, d, &full)
-            && read_image_manifest(&d.join(IMAGE_RECORD)).is_ok_and(|w| w == full)
-    };
-    if matches(&dir) {
-        return Ok((dir, full, new, layers_written));
+    if staged.is_empty() && image_matches(out, &dir, &full) {
+        return Ok(StagedImage {
+            dir,
+            full,
+            layers: staged,
+            image: None,
+        });
     }
     let images = out.images();
     fsutil::create_dir_all(&images)?;
     let tmp = fsutil::temp_dir_in(&images)?;
     fsutil::write_new(&tmp.path().join(IMAGE_RECORD), &full.to_json(), 0o444)?;
     for layer in &full.layers {
+        let from_staged = staged.iter().find(|s| s.rec.id == layer.id);
         for f in layout::layer_files(&layer.name) {
-            let target = out.layer(&layer.id).join(&f);
+            let target = from_staged.map_or_else(|| out.layer(&layer.id).join(&f), |s| s.file(&f));
             let link = tmp.path().join(&f);
             std::fs::hard_link(&target, &link).at("cannot link", &link)?;
         }
     }
-    let written = fsutil::commit_dir(tmp, &dir, matches)?;
-    Ok((dir, full, new || written, layers_written))
+    Ok(StagedImage {
+        dir,
+        full,
+        layers: staged,
+        image: Some(tmp),
+    })
 }
 
 /// The parameters of the dm-verity tree of layer `id` that `v` records.
