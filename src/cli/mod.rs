@@ -321,10 +321,11 @@ pub fn main() -> ExitCode {
         net: cli.net,
     };
     let outcome = match not_found {
-        // A host that pulls its images has no project: `verify --out DIR` checks what it holds.
+        // A host that pulls its images has no project: `verify --out DIR` checks what it holds,
+        // `list --out DIR` lists it; without --out, both need the project's out/.
         Some(start)
-            if cli.command.needs_manifest()
-                && !(matches!(cli.command, Command::Verify(_)) && out_given) =>
+            if (cli.command.needs_manifest() || matches!(cli.command, Command::List(_)))
+                && !(matches!(cli.command, Command::Verify(_) | Command::List(_)) && out_given) =>
         {
             Err(Error::NoProject {
                 start,

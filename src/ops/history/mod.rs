@@ -7,7 +7,7 @@ mod verify;
 
 pub use gc::{gc, GcOptions, GcReport, KeptBy, KeptCount, KeptGeneration, KeptReasons};
 pub use log::{
-    diff, list, rollback, rollback_all, rollback_group, show, DiffReport, NodeHistory, Rollback,
-    RollbackAll, ShowReport, Skipped,
+    diff, list, nested_outputs, rollback, rollback_all, rollback_group, show, DiffReport,
+    NestedOut, NodeHistory, Rollback, RollbackAll, ShowReport, Skipped,
 };
 pub use verify::{verify, ImageTrust, VerifyOptions, VerifyReport};
