@@ -28,7 +28,7 @@ use commands::{
     build, components, demo_mirror, diff, fetch, flatten, gc, list, lock, mirror, plan, rollback,
     secrets, show, verify,
 };
-use commands::{completions, init};
+use commands::{completions, init, repair};
 use commands::{export, import, login, pull, push};
 use commands::{key, provenance, sbom, sign};
 
@@ -130,6 +130,9 @@ enum Command {
     /// compares rebuilds.
     #[command(after_help = VERIFY_EXAMPLES)]
     Verify(verify::VerifyArgs),
+    /// Write damaged layers and images of the output directory again, from the store and the
+    /// records every generation keeps, and say what was fixed (verify's failures point here).
+    Repair(repair::RepairArgs),
     /// Mirrors for air-gapped sites.
     Mirror(mirror::MirrorArgs),
     /// Show every component with its version and URLs for each architecture.
@@ -414,6 +417,7 @@ fn run(ctx: &Ctx, command: Command) -> Result<ExitCode, Error> {
         Command::Provenance(a) => provenance::exec(ctx, a),
         Command::Secrets(a) => secrets::exec(ctx, a),
         Command::Init(a) => init::exec(ctx, a),
+        Command::Repair(a) => repair::exec(ctx, a),
         Command::Completions(a) => completions::exec(ctx, a),
         Command::Man(a) => completions::exec_man(ctx, a),
     }

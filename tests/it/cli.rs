@@ -209,7 +209,7 @@ fn completions_and_man_pages() {
     assert!(page.stdout.contains(".TH nodeforge 1"), "{}", page.stdout);
     let r = crate::run_in(dir.path(), &["man", "--dir", "man1"]).ok();
     assert!(
-        r.stdout.starts_with("wrote 34 man pages to man1"),
+        r.stdout.starts_with("wrote 35 man pages to man1"),
         "{}",
         r.stdout
     );
@@ -425,4 +425,57 @@ fn signing_unchanged_images_is_said_and_verify_hints_at_sign() {
         "{}",
         r.stderr
     );
+}
+
+/// A payload layer damaged in place: verify fails and points at repair; repair writes it again
+/// from the store (once, linked into both images), says so, and verify passes again.
+#[test]
+fn repair_writes_a_damaged_layer_again() {
+    use std::os::unix::fs::PermissionsExt;
+    let ctx = TestContext::new();
+    ctx.net(&["lock"]).ok();
+    ctx.net(&["build", "--node", "worker1", "--node", "worker2"])
+        .ok();
+    ctx.run(&["repair"])
+        .ok()
+        .stdout_has("nothing to repair: 3 layers and 2 images in out are intact\n");
+    let layers = ctx.path().join("out/layers");
+    let payload = std::fs::read_dir(&layers)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|d| d.join("nodeforge-payload.raw").is_file())
+        .unwrap();
+    let raw = payload.join("nodeforge-payload.raw");
+    let mut bytes = std::fs::read(&raw).unwrap();
+    bytes[70000] ^= 0xff;
+    std::fs::set_permissions(&raw, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&raw)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, &bytes))
+        .unwrap();
+    std::fs::set_permissions(&raw, std::fs::Permissions::from_mode(0o444)).unwrap();
+
+    ctx.run(&["verify"]).fails().stderr_has(
+        "hint: `nodeforge repair` writes damaged layers and images again from the store and the generations' records, and says what it fixed\n",
+    );
+    let id = payload.file_name().unwrap().to_string_lossy().into_owned();
+    let r = ctx.run(&["repair"]).ok();
+    let first = r.stdout.lines().next().unwrap();
+    assert_eq!(
+        first,
+        format!(
+            "repaired layer {} (used by worker1@1, worker2@1): {} is not the EROFS file its entries make from the store (and 3 more problems)",
+            &id[..12],
+            std::path::Path::new("out/layers").join(&id).join("nodeforge-payload.raw").display()
+        )
+    );
+    assert!(
+        r.stdout
+            .ends_with("repaired 1 layer and 2 images of the 3 layers and 2 images in out\n"),
+        "{}",
+        r.stdout
+    );
+    ctx.run(&["verify"]).ok();
+    ctx.run(&["repair"]).ok().stdout_has("nothing to repair");
 }

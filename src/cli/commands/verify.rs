@@ -46,11 +46,21 @@ pub fn exec(ctx: &Ctx, args: VerifyArgs) -> Result<ExitCode, Error> {
     for f in &r.failures {
         eprintln!("FAIL {f}");
     }
+    // Damaged layers and images: repair writes them again.
+    if r.failures
+        .iter()
+        .any(|f| {
+            f.starts_with("layer ")
+                || (f.starts_with("image ") && !f.contains("not signed by a trusted key"))
+        })
+    {
+        eprintln!("hint: `nodeforge repair` writes damaged layers and images again from the store and the generations' records, and says what it fixed");
+    }
     // Images no trusted key signed: what makes verify pass.
     let unsigned: Vec<&str> = r
         .signatures
         .iter()
-        .filter(|s| !s.status.trusted())
+        .filter(|s| keyed && !s.status.trusted())
         .filter_map(|s| s.used_by.first().map(String::as_str))
         .collect();
     if !unsigned.is_empty() {
