@@ -29,7 +29,7 @@ use commands::{
     build, components, demo_mirror, diff, fetch, flatten, gc, list, lock, mirror, plan, rollback,
     secrets, show, verify,
 };
-use commands::{completions, init};
+use commands::{completions, init, repair};
 use commands::{export, import, login, pull, push};
 use commands::{key, provenance, sbom, sign};
 
@@ -131,6 +131,9 @@ enum Command {
     /// compares rebuilds.
     #[command(after_help = VERIFY_EXAMPLES)]
     Verify(verify::VerifyArgs),
+    /// Write damaged layers and images of the output directory again, from the store and the
+    /// records every generation keeps, and say what was fixed (verify's failures point here).
+    Repair(repair::RepairArgs),
     /// Mirrors for air-gapped sites.
     Mirror(mirror::MirrorArgs),
     /// Show every component with its version and URLs for each architecture.
@@ -317,10 +320,11 @@ pub fn main() -> ExitCode {
         net: cli.net,
     };
     let outcome = match not_found {
-        // A host that pulls its images has no project: `verify --out DIR` checks what it holds.
+        // A host that pulls its images has no project: `verify --out DIR` checks what it holds,
+        // `list --out DIR` lists it; without --out, both need the project's out/.
         Some(start)
-            if cli.command.needs_manifest()
-                && !(matches!(cli.command, Command::Verify(_)) && out_given) =>
+            if (cli.command.needs_manifest() || matches!(cli.command, Command::List(_)))
+                && !(matches!(cli.command, Command::Verify(_) | Command::List(_)) && out_given) =>
         {
             Err(Error::NoProject {
                 start,
@@ -409,6 +413,7 @@ fn run(ctx: &Ctx, command: Command) -> Result<ExitCode, Error> {
         Command::Provenance(a) => provenance::exec(ctx, a),
         Command::Secrets(a) => secrets::exec(ctx, a),
         Command::Init(a) => init::exec(ctx, a),
+        Command::Repair(a) => repair::exec(ctx, a),
         Command::Completions(a) => completions::exec(ctx, a),
         Command::Man(a) => completions::exec_man(ctx, a),
     }

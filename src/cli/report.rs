@@ -1,5 +1,5 @@
 //! Lines several commands print alike: what a pull or an import says of an image's
-//! attestations, blob counts, and the warnings of a secrets check.
+//! attestations, counts with their plurals, and the warnings of a secrets check.
 
 use crate::credentials::{Finding, Severity};
 use crate::ops;
@@ -37,10 +37,17 @@ pub(crate) fn trust_lines(node: &str, a: &ops::PulledAttestations) {
 
 /// `1 blob`, `3 blobs`.
 pub(crate) fn blobs(n: usize) -> String {
+    counted(n, "blob")
+}
+
+/// A count and its noun, plural unless 1: `1 image`, `2 images`, `0 entries`, `3 other files`.
+pub(crate) fn counted(n: usize, noun: &str) -> String {
     if n == 1 {
-        "1 blob".to_string()
-    } else {
-        format!("{n} blobs")
+        return format!("1 {noun}");
+    }
+    match noun.strip_suffix('y') {
+        Some(stem) if !stem.ends_with(['a', 'e', 'o', 'u']) => format!("{n} {stem}ies"),
+        _ => format!("{n} {noun}s"),
     }
 }
 
@@ -51,5 +58,20 @@ pub(crate) fn print_warnings(warnings: &[Finding]) {
         if let Some(h) = &w.hint {
             eprintln!("hint: {h}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::counted;
+
+    #[test]
+    fn counts_say_their_plurals() {
+        assert_eq!(counted(1, "image"), "1 image");
+        assert_eq!(counted(0, "image"), "0 images");
+        assert_eq!(counted(2, "entry"), "2 entries");
+        assert_eq!(counted(1, "entry"), "1 entry");
+        assert_eq!(counted(3, "key"), "3 keys");
+        assert_eq!(counted(2, "store object"), "2 store objects");
     }
 }

@@ -102,6 +102,8 @@ pub enum RegistryError {
         detail: String,
         /// Where the credentials sent came from, if any were.
         with: Option<String>,
+        /// Spoken to over HTTPS (else `--insecure-registry` named it).
+        tls: bool,
     },
     #[error("registry {registry} has no blob sha256:{digest} in repository {repository}")]
     BlobUnknown {
@@ -301,6 +303,7 @@ impl Registry {
             what: op.what.clone(),
             detail,
             with: self.creds.as_ref().map(|c| c.source.clone()),
+            tls: self.tls,
         }
     }
 

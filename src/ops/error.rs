@@ -132,8 +132,12 @@ pub enum Error {
         lockfile: PathBuf,
         changes: Vec<Change>,
     },
-    #[error("`{name}` is not a component of this manifest (components: {})", known.join(", "))]
-    UnknownComponent { name: String, known: Vec<String> },
+    #[error("`{name}` is not a component of this manifest{}", suggestion.as_ref().map(|s| format!("; did you mean {s}?")).unwrap_or_default())]
+    UnknownComponent {
+        name: String,
+        suggestion: Option<String>,
+        known: Vec<String>,
+    },
     #[error("could not resolve {}: {}", failures.iter().map(|(l, _)| l.as_str()).collect::<Vec<_>>().join(", "), failures.iter().map(|(_, e)| e.to_string()).collect::<Vec<_>>().join("; "))]
     Resolve {
         /// Each artifact's label and why it failed.
@@ -359,6 +363,10 @@ impl Error {
                 "run nodeforge in the project's directory (the one holding manifests/) or below it, or pass --manifest PATH".into(),
             ],
             Error::UnknownNode { .. } => vec!["run `nodeforge build` first".into()],
+            Error::UnknownComponent { known, .. } => vec![format!(
+                "components: {} (`nodeforge components` lists their versions and URLs)",
+                known.join(", ")
+            )],
             Error::NotEmpty { .. } => vec![
                 "pass a new directory (`nodeforge init kubenet`), or run nodeforge in the project that is there".into(),
             ],
@@ -482,17 +490,19 @@ pub(crate) fn registry_hints(e: &crate::oci::client::RegistryError) -> Vec<Strin
             "check that {registry} is up and reachable; a registry that speaks plain HTTP needs --insecure-registry {registry}"
         )],
         R::Connect { registry, .. } => vec![format!("check that {registry} is up and reachable")],
-        R::Unauthorized { registry, with: None, .. } => vec![format!(
-            "log in with `docker login {registry}`, `podman login {registry}` or `nodeforge login {registry}`, or set {} and {}",
+        R::Unauthorized { registry, with: None, tls, .. } => vec![format!(
+            "log in with `docker login {registry}`, `podman login {registry}` or `nodeforge login {registry}{}`, or set {} and {}",
+            insecure_flag(registry, *tls),
             crate::oci::auth::ENV_USERNAME,
             crate::oci::auth::ENV_PASSWORD
         )],
-        R::Unauthorized { registry, .. } => vec![format!(
-            "check the user name and password (log in again with `docker login {registry}` or `nodeforge login {registry}`) and that the account may use this repository"
+        R::Unauthorized { registry, tls, .. } => vec![format!(
+            "check the user name and password (log in again with `docker login {registry}` or `nodeforge login {registry}{}`) and that the account may use this repository",
+            insecure_flag(registry, *tls)
         )],
         R::BlobUnknown { registry, repository, tls, .. } => vec![format!(
             "the mirror lacks this artifact: fill it with `nodeforge mirror push oci://{registry}/{repository}{}` where the store has the lockfile's artifacts (after `nodeforge fetch`), or check that --mirror names the repository `mirror push` filled",
-            if *tls { String::new() } else { format!(" --insecure-registry {registry}") }
+            insecure_flag(registry, *tls)
         )],
         R::Credentials(crate::oci::auth::CredentialsError::Helper { helper, registry, key, file, .. }) => vec![format!(
             "install docker-credential-{helper} in $PATH or repair it (try `echo {} | docker-credential-{helper} get`), or remove `{key}` from {file}",
@@ -517,6 +527,16 @@ pub(crate) fn registry_hints(e: &crate::oci::client::RegistryError) -> Vec<Strin
             "run the same pull again: it resumes where it stopped (what arrived is kept in out/pulls/)".into(),
         ],
         _ => Vec::new(),
+    }
+}
+
+/// ` --insecure-registry HOST` for a command that must reach a plain-HTTP registry again, or
+/// nothing.
+pub(crate) fn insecure_flag(registry: &str, tls: bool) -> String {
+    if tls {
+        String::new()
+    } else {
+        format!(" --insecure-registry {registry}")
     }
 }
 

@@ -27,9 +27,10 @@ pub use build::{
 };
 pub use error::{ArtifactFailure, Error, FailureCause, Problem, ResolveError};
 pub use history::{
-    diff, gc, list, rollback, rollback_all, rollback_group, show, verify, DiffReport, GcOptions,
-    GcReport, ImageTrust, KeptBy, KeptCount, KeptGeneration, KeptReasons, NodeHistory, Rollback,
-    RollbackAll, ShowReport, Skipped, VerifyOptions, VerifyReport,
+    diff, gc, list, nested_outputs, repair, rollback, rollback_all, rollback_group, show, verify,
+    DiffReport, GcOptions, GcReport, ImageTrust, KeptBy, KeptCount, KeptGeneration, KeptReasons,
+    NestedOut, NodeHistory, RepairReport, Repaired, Rollback, RollbackAll, ShowReport, Skipped,
+    VerifyOptions, VerifyReport,
 };
 pub use steps::{
     check_lock, default_lockfile, find_image, resolve_image, suggest, FlatFormat, LockCheck,

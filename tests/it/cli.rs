@@ -209,7 +209,7 @@ fn completions_and_man_pages() {
     assert!(page.stdout.contains(".TH nodeforge 1"), "{}", page.stdout);
     let r = crate::run_in(dir.path(), &["man", "--dir", "man1"]).ok();
     assert!(
-        r.stdout.starts_with("wrote 34 man pages to man1"),
+        r.stdout.starts_with("wrote 35 man pages to man1"),
         "{}",
         r.stdout
     );
@@ -226,4 +226,256 @@ fn completions_and_man_pages() {
     crate::run_in(dir.path(), &["man", "--json"])
         .fails()
         .stderr_has("man prints a page, not a report");
+}
+
+/// `mirror push` to a plain-HTTP registry prints its whole lock tag and a follow-up command
+/// that reaches the registry as the push did; a refused login's hint has `--insecure-registry`
+/// too.
+#[test]
+fn mirror_push_and_login_hints_carry_the_insecure_registry() {
+    let Some(registry) = crate::oci::LocalRegistry::start_with(Some(("fleet", "s3cret"))) else {
+        return;
+    };
+    let host = registry.host();
+    let ctx = crate::built();
+    let home = ctx.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let home = home.to_str().unwrap();
+    let env = |login: bool| {
+        let mut e = vec![("HOME", home), ("XDG_RUNTIME_DIR", home)];
+        if login {
+            e.extend([
+                ("NODEFORGE_REGISTRY_USERNAME", "fleet"),
+                ("NODEFORGE_REGISTRY_PASSWORD", "s3cret"),
+            ]);
+        }
+        e
+    };
+    let target = format!("oci://{host}/artifacts");
+    let push = ["mirror", "push", &target, "--insecure-registry", &host];
+    let r = crate::run_env(ctx.path(), &push, &env(false), None).fails();
+    r.stderr_has(&format!(
+        "hint: log in with `docker login {host}`, `podman login {host}` or `nodeforge login {host} --insecure-registry {host}`"
+    ));
+    let r = crate::run_env(ctx.path(), &push, &env(true), None).ok();
+    let lock_id = r
+        .stdout
+        .split("tagged lock-blake3-")
+        .nth(1)
+        .and_then(|t| t.split(',').next())
+        .unwrap_or_else(|| panic!("no lock tag: {}", r.stdout));
+    assert_eq!(lock_id.len(), 64, "the whole lock id: {}", r.stdout);
+    assert!(lock_id.chars().all(|c| c.is_ascii_hexdigit()));
+    assert!(
+        r.stdout.ends_with(&format!(
+            ", latest\nuse it with: nodeforge fetch --mirror {target} --insecure-registry {host}\n"
+        )),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.starts_with("pushed "), "{}", r.stdout);
+}
+
+/// Plurals, a read rate in the sizes' units, no trailing spaces, gc's dry run in a few lines,
+/// `show --boot`'s paths canonical from a subdirectory, `list` outside a project and beside
+/// `make demo`'s output.
+#[test]
+fn messages_say_what_they_mean() {
+    let ctx = TestContext::new();
+    ctx.net(&["lock"]).ok();
+    ctx.net(&["build", "--node", "worker1"]).ok();
+
+    let v = ctx.run(&["verify"]).ok();
+    assert!(v.stdout.contains(", 1 image, 2 layers in "), "{}", v.stdout);
+    assert!(!v.stdout.contains("GB/s"), "{}", v.stdout);
+    let r = ctx.run(&["show", "worker1"]).ok();
+    assert!(
+        r.stdout.lines().all(|l| l == l.trim_end()),
+        "trailing spaces:\n{}",
+        r.stdout
+    );
+    let gc = ctx.run(&["gc", "--dry-run"]).ok();
+    let out = ctx.path().join("out");
+    assert!(
+        gc.stdout.starts_with(
+            "nothing to free: everything in out is in use (kept 1 generation, 1 image, 2 layers, "
+        ),
+        "{}",
+        gc.stdout
+    );
+    assert_eq!(gc.stdout.lines().count(), 2, "{}", gc.stdout);
+    assert!(gc
+        .stdout
+        .ends_with("(`nodeforge -v gc --dry-run` says why each thing is kept)\n"));
+
+    // From a subdirectory: absolute, canonical paths (no `sub/deeper/../../out`).
+    let deeper = ctx.path().join("sub/deeper");
+    std::fs::create_dir_all(&deeper).unwrap();
+    let boot = crate::run_in(&deeper, &["show", "worker1", "--boot"]).ok();
+    let canonical = std::fs::canonicalize(&out).unwrap();
+    assert!(
+        boot.stdout.contains(&format!(
+            "  nf-payload           {}/nodes/worker1/current/nodeforge-payload.raw\n",
+            canonical.display()
+        )),
+        "{}",
+        boot.stdout
+    );
+    assert!(!boot.stdout.contains(".."), "{}", boot.stdout);
+
+    // `list` where no project is: the error `build` gives.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let r = crate::run_in(elsewhere.path(), &["list"]).fails();
+    assert!(
+        r.stderr.ends_with("not inside a nodeforge project\nhint: run nodeforge in the project's directory (the one holding manifests/) or below it, or pass --manifest PATH\n"),
+        "{}",
+        r.stderr
+    );
+    // An out/ whose generations are in out/demo (as `make demo` leaves it): where to look.
+    let demo = ctx.path().join("demo-out");
+    std::fs::rename(&out, &demo).unwrap();
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::rename(&demo, out.join("demo")).unwrap();
+    std::fs::copy(ctx.lockfile(), out.join("demo/kubenet.lock")).unwrap();
+    let r = ctx.run(&["list"]).ok();
+    assert_eq!(r.stdout, "");
+    assert_eq!(
+        r.stderr,
+        "note: no node has generations in out yet: `nodeforge build` makes them\n\
+         hint: out/demo holds generations (`make demo` writes out/demo): `nodeforge list --out out/demo --lockfile out/demo/kubenet.lock`\n"
+    );
+}
+
+/// `flatten -o worker1.img` asks for the format instead of writing a tar under a disk's name;
+/// an EROFS output and its tree get the tar's mode (0644), not the store's 0444.
+#[test]
+fn flatten_asks_for_the_format_and_writes_user_files() {
+    use std::os::unix::fs::PermissionsExt;
+    let ctx = TestContext::new();
+    ctx.net(&["lock"]).ok();
+    ctx.net(&["build", "--node", "worker1"]).ok();
+    let r = ctx
+        .run(&["flatten", "worker1", "-o", "worker1.img"])
+        .fails();
+    assert_eq!(
+        r.stderr,
+        "error: cannot tell the format from the name `worker1.img`: pass --format erofs (one \
+         EROFS file, its dm-verity tree in worker1.img.verity) or --format tar.zst, or name it \
+         .erofs or .tar.zst\n"
+    );
+    assert!(!ctx.path().join("worker1.img").exists());
+    ctx.run(&[
+        "flatten",
+        "worker1",
+        "-o",
+        "worker1.img",
+        "--format",
+        "erofs",
+    ])
+    .ok();
+    ctx.run(&["flatten", "worker1", "-o", "worker1.tar.zst"])
+        .ok();
+    for f in ["worker1.img", "worker1.img.verity", "worker1.tar.zst"] {
+        let mode = std::fs::metadata(ctx.path().join(f))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o644, "{f}");
+    }
+}
+
+/// `build --sign` on unchanged images says it signed them; `verify --key` failing on an
+/// unsigned generation says how to sign it, or to gc it.
+#[test]
+fn signing_unchanged_images_is_said_and_verify_hints_at_sign() {
+    let ctx = TestContext::new();
+    ctx.net(&["lock"]).ok();
+    ctx.net(&["build", "--node", "worker1"]).ok();
+    ctx.run(&["key", "generate", "k.key"]).ok();
+    let r = ctx
+        .run(&["build", "--offline", "--node", "worker1", "--sign", "k.key"])
+        .ok();
+    let last = r.stdout.lines().last().unwrap();
+    assert!(
+        last.starts_with("1 node image is up to date; signed 1 image with k.key (")
+            && last.ends_with("s)"),
+        "{}",
+        r.stdout
+    );
+    let r = ctx.run(&["build", "--offline", "--node", "worker1"]).ok();
+    assert!(r
+        .stdout
+        .lines()
+        .last()
+        .unwrap()
+        .starts_with("nothing to do: 1 node image is up to date ("));
+    ctx.run(&["verify", "--key", "k.key.pub"]).ok();
+    // A second generation, unsigned.
+    let conf = ctx
+        .path()
+        .join("manifests/kubenet/etc/modules-load.d/br_netfilter.conf");
+    std::fs::write(&conf, "br_netfilter\noverlay\n").unwrap();
+    ctx.run(&["build", "--offline", "--node", "worker1"]).ok();
+    let r = ctx.run(&["verify", "--key", "k.key.pub"]).fails();
+    assert!(
+        r.stderr.contains(
+            "(worker1@2): not signed by a trusted key: it is not signed\n\
+             hint: sign each image you have checked with a trusted key: `nodeforge sign worker1@2 --key PRIVATE_KEY`; or remove the generations no node should go back to: `nodeforge gc --keep-generations N`\n"
+        ),
+        "{}",
+        r.stderr
+    );
+}
+
+/// A payload layer damaged in place: verify fails and points at repair; repair writes it again
+/// from the store (once, linked into both images), says so, and verify passes again.
+#[test]
+fn repair_writes_a_damaged_layer_again() {
+    use std::os::unix::fs::PermissionsExt;
+    let ctx = TestContext::new();
+    ctx.net(&["lock"]).ok();
+    ctx.net(&["build", "--node", "worker1", "--node", "worker2"])
+        .ok();
+    ctx.run(&["repair"])
+        .ok()
+        .stdout_has("nothing to repair: 3 layers and 2 images in out are intact\n");
+    let layers = ctx.path().join("out/layers");
+    let payload = std::fs::read_dir(&layers)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|d| d.join("nodeforge-payload.raw").is_file())
+        .unwrap();
+    let raw = payload.join("nodeforge-payload.raw");
+    let mut bytes = std::fs::read(&raw).unwrap();
+    bytes[70000] ^= 0xff;
+    std::fs::set_permissions(&raw, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&raw)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, &bytes))
+        .unwrap();
+    std::fs::set_permissions(&raw, std::fs::Permissions::from_mode(0o444)).unwrap();
+
+    ctx.run(&["verify"]).fails().stderr_has(
+        "hint: `nodeforge repair` writes damaged layers and images again from the store and the generations' records, and says what it fixed\n",
+    );
+    let id = payload.file_name().unwrap().to_string_lossy().into_owned();
+    let r = ctx.run(&["repair"]).ok();
+    let first = r.stdout.lines().next().unwrap();
+    assert_eq!(
+        first,
+        format!(
+            "repaired layer {} (used by worker1@1, worker2@1): {} is not the EROFS file its entries make from the store (and 3 more problems)",
+            &id[..12],
+            std::path::Path::new("out/layers").join(&id).join("nodeforge-payload.raw").display()
+        )
+    );
+    assert!(
+        r.stdout
+            .ends_with("repaired 1 layer and 2 images of the 3 layers and 2 images in out\n"),
+        "{}",
+        r.stdout
+    );
+    ctx.run(&["verify"]).ok();
+    ctx.run(&["repair"]).ok().stdout_has("nothing to repair");
 }

@@ -93,7 +93,7 @@ fn gc_dry_run_says_why_each_kept_thing_is_kept() {
     let (image, layer0, layer1) = (kept("images", 0), kept("layers", 0), kept("layers", 1));
     assert!(layer0 < layer1, "kept layers are listed by id");
     let r = ctx
-        .run(&["gc", "--dry-run", "--keep-generations", "1"])
+        .run(&["-v", "gc", "--dry-run", "--keep-generations", "1"])
         .ok();
     assert_eq!(
         r.stdout,
@@ -108,16 +108,16 @@ keep layer {layer0}: used by worker1@2
 keep layer {layer1}: used by worker1@2
 keep 39 store objects: used by a kept image
 keep 3 store objects: locked artifact in lockfiles/kubenet.lock
-would free 1 generations, 1 images, 1 layers, 1 store objects, 0 other files: 201.7 KiB; kept 1 generations, 1 images, 2 layers, 42 objects
+would free 1 generation, 1 image, 1 layer, 1 store object, 0 other files: 201.7 KiB; kept 1 generation, 1 image, 2 layers, 42 store objects
 "
         )
     );
     // Without --keep-generations every generation stays, and says so; a rolled-back node's
     // newer generation is kept among the newest.
     ctx.run(&["rollback", "worker1"]).ok();
-    let r = ctx.run(&["gc", "--dry-run"]).ok();
+    let r = ctx.run(&["gc", "--dry-run", "-v"]).ok();
     r.stdout_has("keep generation worker1@1: current\nkeep generation worker1@2: kept: no --keep-generations\n");
-    ctx.run(&["gc", "--dry-run", "--keep-generations", "1"])
+    ctx.run(&["gc", "--dry-run", "--keep-generations", "1", "-v"])
         .ok()
         .stdout_has(
             "keep generation worker1@1: current\nkeep generation worker1@2: among the newest 1\n",

@@ -254,6 +254,8 @@ fn every_command_prints_the_documented_envelope() {
     check(&docs, &r, "init-report", &mut seen);
     let r = ctx.run(&["man", "--dir", "man1", "--json"]).ok();
     check(&docs, &r, "man-report", &mut seen);
+    let r = ctx.run(&["repair", "--json"]).ok();
+    check(&docs, &r, "repair-report", &mut seen);
 
     // A failing command: the error as JSON on stdout with --json, nothing on stdout without.
     let r = ctx.run(&["show", "nosuch", "--json"]).fails();

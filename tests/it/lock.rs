@@ -252,9 +252,18 @@ fn lock_keeps_unchanged_entries_and_update_re_resolves_one_component() {
 #[test]
 fn update_of_an_unknown_component_is_an_error() {
     let ctx = TestContext::new();
-    ctx.net(&["lock", "--update", "kubeproxy"])
+    let r = ctx.net(&["lock", "--update", "kubeproxy"]).fails();
+    assert_eq!(
+        r.stderr,
+        "error: `kubeproxy` is not a component of this manifest; did you mean kube-proxy?\n\
+         hint: components: cni-plugins, containerd, crictl, kube-proxy, kubelet, runc (`nodeforge components` lists their versions and URLs)\n"
+    );
+    ctx.net(&["lock", "--update", "kubelt"])
         .fails()
-        .stderr_has("`kubeproxy` is not a component of this manifest (components: cni-plugins, containerd, crictl, kube-proxy, kubelet, runc)");
+        .stderr_has("error: `kubelt` is not a component of this manifest; did you mean kubelet?\n");
+    ctx.net(&["lock", "--update", "etcd"])
+        .fails()
+        .stderr_has("error: `etcd` is not a component of this manifest\n");
 }
 
 #[test]

@@ -46,9 +46,10 @@ pub fn exec(ctx: &Ctx, args: BuildArgs) -> Result<ExitCode, Error> {
         locked,
         allow_outside_templates: ctx.allow_outside_templates,
         allow_skew,
-        sign,
+        sign: sign.clone(),
         x509: x509.pair(),
     };
+    let sign_key = sign;
     let r = ops::build(&opts)?;
     if let Some(m) = r.lock.message() {
         eprintln!("{m}");
@@ -79,10 +80,10 @@ pub fn exec(ctx: &Ctx, args: BuildArgs) -> Result<ExitCode, Error> {
             })
             .collect();
         say!(
-            "{status:>10} {:<10} {} {} entries: {}",
+            "{status:>10} {:<10} {} {}: {}",
             n.node,
             n.image_id,
-            n.entries,
+            crate::cli::report::counted(n.entries, "entry"),
             layers.join(", ")
         );
     }
@@ -94,10 +95,28 @@ pub fn exec(ctx: &Ctx, args: BuildArgs) -> Result<ExitCode, Error> {
             );
         }
     }
+    // `--sign` signs unchanged images too: say so rather than "nothing to do".
+    let signed = r.nodes.iter().filter(|n| n.signature.is_some()).count();
+    let signed_with = sign_key
+        .as_ref()
+        .filter(|_| signed > 0)
+        .map(|k| {
+            format!(
+                "; signed {} with {}",
+                crate::cli::report::counted(signed, "image"),
+                k.display()
+            )
+        })
+        .unwrap_or_default();
     if r.all_unchanged() {
         say!(
-            "nothing to do: all {} node images are up to date ({:.2}s)",
-            r.nodes.len(),
+            "{}{} up to date{signed_with} ({:.2}s)",
+            if signed > 0 { "" } else { "nothing to do: " },
+            if r.nodes.len() == 1 {
+                "1 node image is".to_string()
+            } else {
+                format!("all {} node images are", r.nodes.len())
+            },
             r.elapsed_ms as f64 / 1000.0
         );
     } else {
@@ -110,6 +129,9 @@ pub fn exec(ctx: &Ctx, args: BuildArgs) -> Result<ExitCode, Error> {
             r.elapsed_ms as f64 / 1000.0,
             ctx.out.join("nodes").display()
         );
+        if !signed_with.is_empty() {
+            say!("{}", signed_with.trim_start_matches("; "));
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -42,10 +42,10 @@ pub fn exec(ctx: &Ctx, args: ExportArgs) -> Result<ExitCode, Error> {
         );
     }
     say!(
-        "exported {} images to {}: {} blobs written ({})",
-        r.images.len(),
+        "exported {} to {}: {} written ({})",
+        crate::cli::report::counted(r.images.len(), "image"),
         r.dir.display(),
-        r.blobs_written,
+        crate::cli::report::blobs(r.blobs_written),
         human_bytes(r.bytes_written)
     );
     Ok(ExitCode::SUCCESS)

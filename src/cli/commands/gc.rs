@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::Args;
 
 use super::super::{human_bytes, print_json};
+use crate::cli::report::counted;
 use crate::cli::Ctx;
 use crate::ops::{self, Error};
 #[derive(Debug, Args)]
@@ -63,9 +64,9 @@ pub fn exec(ctx: &Ctx, args: GcArgs) -> Result<ExitCode, Error> {
             if dry_run { "would remove" } else { "removed" }
         );
     }
-    if dry_run {
-        // Why each kept thing stays.
-        let k = &r.kept_reasons;
+    let k = &r.kept_reasons;
+    if dry_run && ctx.verbose {
+        // Why each kept thing stays (-v: a store of 6 nodes keeps ~50 things).
         for g in &k.generations {
             say!("keep generation {}: {}", g.generation, g.reason);
         }
@@ -76,27 +77,42 @@ pub fn exec(ctx: &Ctx, args: GcArgs) -> Result<ExitCode, Error> {
             say!("keep layer {}: used by {}", l.id, l.used_by.join(", "));
         }
         for o in &k.objects {
-            say!(
-                "keep {} store object{}: {}",
-                o.count,
-                if o.count == 1 { "" } else { "s" },
-                o.reason
-            );
+            say!("keep {}: {}", counted(o.count, "store object"), o.reason);
         }
     }
-    say!(
-        "{} {} generations, {} images, {} layers, {} store objects, {} other files: {}; kept {} generations, {} images, {} layers, {} objects",
-        if dry_run { "would free" } else { "freed" },
-        r.removed_generations.len(),
-        r.removed_images.len(),
-        r.removed_layers.len(),
-        r.removed_objects,
-        r.removed_other,
-        human_bytes(r.freed_bytes),
-        r.kept_generations,
-        r.kept_images,
-        r.kept_layers,
-        r.kept_objects
+    let kept = format!(
+        "kept {}, {}, {}, {}",
+        counted(r.kept_generations, "generation"),
+        counted(r.kept_images, "image"),
+        counted(r.kept_layers, "layer"),
+        counted(r.kept_objects, "store object")
     );
+    let nothing = r.removed_generations.is_empty()
+        && r.removed_images.is_empty()
+        && r.removed_layers.is_empty()
+        && r.removed_attestations.is_empty()
+        && r.removed_objects == 0
+        && r.removed_other == 0;
+    if nothing {
+        say!(
+            "nothing {}: everything in {} is in use ({kept})",
+            if dry_run { "to free" } else { "freed" },
+            ctx.out.display()
+        );
+    } else {
+        say!(
+            "{} {}, {}, {}, {}, {}: {}; {kept}",
+            if dry_run { "would free" } else { "freed" },
+            counted(r.removed_generations.len(), "generation"),
+            counted(r.removed_images.len(), "image"),
+            counted(r.removed_layers.len(), "layer"),
+            counted(r.removed_objects, "store object"),
+            counted(r.removed_other, "other file"),
+            human_bytes(r.freed_bytes),
+        );
+    }
+    if dry_run && !ctx.verbose {
+        say!("(`nodeforge -v gc --dry-run` says why each thing is kept)");
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -55,8 +55,8 @@ pub fn exec(ctx: &Ctx, args: ImportArgs) -> Result<ExitCode, Error> {
         );
     }
     say!(
-        "imported {} images from {} ({} copied)",
-        r.images.len(),
+        "imported {} from {} ({} copied)",
+        crate::cli::report::counted(r.images.len(), "image"),
         r.dir.display(),
         human_bytes(r.bytes_copied)
     );

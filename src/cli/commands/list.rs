@@ -22,6 +22,23 @@ pub fn exec(ctx: &Ctx, args: ListArgs) -> Result<ExitCode, Error> {
         print_json("list-report", &json_field("nodes", &h));
         return Ok(ExitCode::SUCCESS);
     }
+    if h.is_empty() {
+        // Nothing here: say so, and where generations are (`make demo` writes out/demo).
+        eprintln!(
+            "note: no node has generations in {} yet: `nodeforge build` makes them",
+            ctx.out.display()
+        );
+        for n in ops::nested_outputs(&ctx.out) {
+            eprintln!(
+                "hint: {} holds generations (`make demo` writes out/demo): `nodeforge list --out {}{}`",
+                n.out.display(),
+                n.out.display(),
+                n.lockfile
+                    .map(|l| format!(" --lockfile {}", l.display()))
+                    .unwrap_or_default()
+            );
+        }
+    }
     for n in &h {
         say!("{}", n.node);
         for g in &n.generations {

@@ -118,9 +118,9 @@ fn check(ctx: &Ctx) -> Result<ExitCode, Error> {
         print_json("lock-check-report", &c);
     } else {
         say!(
-            "{} is fresh: {} artifacts, lock-id {}",
+            "{} is fresh: {}, lock-id {}",
             c.lockfile.display(),
-            c.artifacts,
+            crate::cli::report::counted(c.artifacts, "artifact"),
             c.lock_id
         );
     }

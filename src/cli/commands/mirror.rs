@@ -47,8 +47,8 @@ pub fn exec(ctx: &Ctx, args: MirrorArgs) -> Result<ExitCode, Error> {
                 print_json("mirror-push-report", &r);
             } else {
                 say!(
-                    "pushed {} artifacts to {}/{} ({} uploaded, {}; {} there already), tagged {}",
-                    r.artifacts,
+                    "pushed {} to {}/{} ({} uploaded, {}; {} there already), tagged {}",
+                    crate::cli::report::counted(r.artifacts, "artifact"),
                     r.registry,
                     r.repository,
                     r.blobs_uploaded,
@@ -56,7 +56,17 @@ pub fn exec(ctx: &Ctx, args: MirrorArgs) -> Result<ExitCode, Error> {
                     r.blobs_present,
                     r.tags.join(", ")
                 );
-                say!("use it with: nodeforge fetch --mirror {target}");
+                // The registry spoken to over plain HTTP (--insecure-registry) needs it again.
+                let insecure = ctx.net.insecure_registry.contains(&r.registry)
+                    && !target.starts_with("oci+http://");
+                say!(
+                    "use it with: nodeforge fetch --mirror {target}{}",
+                    if insecure {
+                        format!(" --insecure-registry {}", r.registry)
+                    } else {
+                        String::new()
+                    }
+                );
             }
             return Ok(ExitCode::SUCCESS);
         }
@@ -66,8 +76,8 @@ pub fn exec(ctx: &Ctx, args: MirrorArgs) -> Result<ExitCode, Error> {
         print_json("mirror-export-report", &r);
     } else {
         say!(
-            "exported {} files ({}) to {}, the lockfile included as {}",
-            r.files.len(),
+            "exported {} ({}) to {}, the lockfile included as {}",
+            crate::cli::report::counted(r.files.len(), "file"),
             human_bytes(r.bytes),
             r.dir.display(),
             r.lockfile.display()

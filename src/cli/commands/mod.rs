@@ -14,6 +14,7 @@ pub mod list;
 pub mod lock;
 pub mod mirror;
 pub mod plan;
+pub mod repair;
 pub mod rollback;
 pub mod secrets;
 pub mod show;

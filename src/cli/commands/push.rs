@@ -76,8 +76,8 @@ pub fn exec(ctx: &Ctx, args: PushArgs) -> Result<ExitCode, Error> {
         }
     }
     say!(
-        "pushed {} images to {}/{}: {} uploaded ({}), {} already there, {} mounted",
-        r.nodes.len(),
+        "pushed {} to {}/{}: {} uploaded ({}), {} already there, {} mounted",
+        crate::cli::report::counted(r.nodes.len(), "image"),
         r.registry,
         r.repository,
         crate::cli::report::blobs(r.blobs_uploaded),

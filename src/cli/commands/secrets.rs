@@ -69,13 +69,14 @@ pub fn exec(ctx: &Ctx, args: SecretsArgs) -> Result<ExitCode, Error> {
             } else {
                 let files: usize = r.nodes.iter().map(|n| n.files.len()).sum();
                 say!(
-                    "{}: {} nodes, {files} files in {}: {} {}, {} {}",
+                    "{}: {}, {} in {}: {} {}, {} {}",
                     if r.ok {
                         "secrets ok"
                     } else {
                         "secrets check FAILED"
                     },
-                    r.nodes.len(),
+                    crate::cli::report::counted(r.nodes.len(), "node"),
+                    crate::cli::report::counted(files, "file"),
                     r.secrets.display(),
                     r.errors,
                     if r.errors == 1 { "error" } else { "errors" },
@@ -115,9 +116,9 @@ pub fn exec(ctx: &Ctx, args: SecretsArgs) -> Result<ExitCode, Error> {
                     let _ = std::io::stdout().lock().write_all(text.as_bytes());
                 }
                 (None, Some(path)) if !ctx.json => say!(
-                    "wrote {} (mode 0600): {} files for node {} ({}); it holds private keys: delete it once the VM is provisioned",
+                    "wrote {} (mode 0600): {} for node {} ({}); it holds private keys: delete it once the VM is provisioned",
                     path.display(),
-                    r.files.len(),
+                    crate::cli::report::counted(r.files.len(), "file"),
                     r.node,
                     r.files.iter().map(|f| f.path.as_str()).collect::<Vec<_>>().join(", ")
                 ),

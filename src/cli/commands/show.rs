@@ -142,12 +142,14 @@ pub fn exec(ctx: &Ctx, args: ShowArgs) -> Result<ExitCode, Error> {
             crate::image::Kind::File => e.path.clone(),
         };
         let hash = e.blake3.map(|b| b.to_hex()).unwrap_or_default();
-        say!(
+        // No trailing spaces where an entry has no provenance.
+        let line = format!(
             "{:04o} {:>10} {:<12} {what}  {from}",
             e.mode,
             e.size,
             short(&hash)
         );
+        say!("{}", line.trim_end());
     }
     Ok(ExitCode::SUCCESS)
 }

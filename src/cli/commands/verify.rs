@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::Args;
 
 use super::super::{human_bytes, print_json};
+use crate::cli::report::counted;
 use crate::cli::Ctx;
 use crate::ops::{self, Error};
 #[derive(Debug, Args)]
@@ -45,6 +46,29 @@ pub fn exec(ctx: &Ctx, args: VerifyArgs) -> Result<ExitCode, Error> {
     for f in &r.failures {
         eprintln!("FAIL {f}");
     }
+    // Damaged layers and images: repair writes them again.
+    if r.failures
+        .iter()
+        .any(|f| {
+            f.starts_with("layer ")
+                || (f.starts_with("image ") && !f.contains("not signed by a trusted key"))
+        })
+    {
+        eprintln!("hint: `nodeforge repair` writes damaged layers and images again from the store and the generations' records, and says what it fixed");
+    }
+    // Images no trusted key signed: what makes verify pass.
+    let unsigned: Vec<&str> = r
+        .signatures
+        .iter()
+        .filter(|s| keyed && !s.status.trusted())
+        .filter_map(|s| s.used_by.first().map(String::as_str))
+        .collect();
+    if !unsigned.is_empty() {
+        eprintln!(
+            "hint: sign each image you have checked with a trusted key: `nodeforge sign {} --key PRIVATE_KEY`; or remove the generations no node should go back to: `nodeforge gc --keep-generations N`",
+            unsigned.join(" ")
+        );
+    }
     for d in &r.drift {
         eprintln!("note: {d}");
     }
@@ -53,8 +77,8 @@ pub fn exec(ctx: &Ctx, args: VerifyArgs) -> Result<ExitCode, Error> {
     }
     if !r.layers_root_hash_only.is_empty() {
         eprintln!(
-            "note: {} layers were checked against their root hashes only: the store lacks their files (pulled from a registry), so their EROFS files cannot be made again here",
-            r.layers_root_hash_only.len()
+            "note: {} checked against their root hashes only: the store lacks their files (pulled from a registry), so their EROFS files cannot be made again here",
+            if r.layers_root_hash_only.len() == 1 { "1 layer was".to_string() } else { format!("{} layers were", r.layers_root_hash_only.len()) }
         );
     }
     for n in &r.unbuilt {
@@ -73,21 +97,51 @@ pub fn exec(ctx: &Ctx, args: VerifyArgs) -> Result<ExitCode, Error> {
     if json {
         print_json("verify-report", &r);
     } else {
-        #[allow(clippy::cast_precision_loss)]
-        let gbps = if r.elapsed_ms > 0 {
-            r.object_bytes as f64 / (r.elapsed_ms as f64 / 1000.0) / 1e9
-        } else {
-            0.0
+        // The store's read rate, in the units of the sizes; none for a run too short to time.
+        let rate = match r
+            .object_bytes
+            .checked_mul(1000)
+            .map(|b| b / r.elapsed_ms.max(1))
+        {
+            Some(per_s) if r.elapsed_ms >= 10 && r.object_bytes > 0 => {
+                format!(" ({}/s)", human_bytes(per_s))
+            }
+            _ => String::new(),
         };
         say!(
-            "{}: lockfile {}, {} store objects ({}), {} images, {} layers{} in {:.2}s ({gbps:.2} GB/s)",
-            if r.ok { "verified" } else { "verification FAILED" },
-            if r.lockfile_ok { "ok" } else if r.notes.iter().any(|n| n.starts_with("no manifest")) { "not checked" } else { "FAILED" },
-            r.objects_checked,
+            "{}: lockfile {}, {} ({}), {}, {}{} in {:.2}s{rate}",
+            if r.ok {
+                "verified"
+            } else {
+                "verification FAILED"
+            },
+            if r.lockfile_ok {
+                "ok"
+            } else if r.notes.iter().any(|n| n.starts_with("no manifest")) {
+                "not checked"
+            } else {
+                "FAILED"
+            },
+            counted(r.objects_checked, "store object"),
             human_bytes(r.object_bytes),
-            r.images_checked,
-            r.layers_checked,
-            if rebuild { format!(", {} rebuilt and compared ({} rendered again from the inputs)", r.images_rebuilt, r.images_from_inputs) } else { String::new() } + &if keyed { format!(", {} of {} images a node is on or can roll back to signed by a trusted key", r.signatures.iter().filter(|s| s.status.trusted()).count(), r.signatures.len()) } else { String::new() },
+            counted(r.images_checked, "image"),
+            counted(r.layers_checked, "layer"),
+            if rebuild {
+                format!(
+                    ", {} rebuilt and compared ({} rendered again from the inputs)",
+                    r.images_rebuilt, r.images_from_inputs
+                )
+            } else {
+                String::new()
+            } + &if keyed {
+                format!(
+                    ", {} of {} images a node is on or can roll back to signed by a trusted key",
+                    r.signatures.iter().filter(|s| s.status.trusted()).count(),
+                    r.signatures.len()
+                )
+            } else {
+                String::new()
+            },
             r.elapsed_ms as f64 / 1000.0
         );
     }

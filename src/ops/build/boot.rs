@@ -70,13 +70,17 @@ pub fn boot_plan(manifest: &Path, out: &Path, reference: &str) -> Result<BootPla
             node: m.node.clone(),
         });
     }
-    let layout = OutDir::new(out);
+    // Canonical and absolute (no `sub/../../out`), as pasted into a VM definition that outlives
+    // the directory it was printed in; `current` itself stays a link, followed at boot.
+    let canonical = std::fs::canonicalize(out)
+        .or_else(|_| std::path::absolute(out))
+        .unwrap_or_else(|_| out.to_path_buf());
+    let layout = OutDir::new(&canonical);
     let base = if generations::nodes(out).iter().any(|n| n == reference) {
         layout.current(reference)
     } else {
         layout.image(&m.id)
     };
-    let base = std::path::absolute(&base).unwrap_or(base);
     let mut disks = Vec::new();
     let mut cmdline = Vec::new();
     for l in &m.layers {

@@ -98,6 +98,7 @@ pub fn lock(opts: &LockOptions) -> Result<LockReport, Error> {
     if let Some(bad) = update.iter().find(|u| !known.iter().any(|k| k == *u)) {
         return Err(Error::UnknownComponent {
             name: (*bad).to_string(),
+            suggestion: crate::ops::steps::suggest(bad, &known),
             known,
         });
     }

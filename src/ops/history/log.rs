@@ -38,6 +38,36 @@ fn recorded_format(out: &Path, node: &str, number: u32) -> Option<u32> {
         .map(|f| f.format)
 }
 
+/// An output directory nested in another (`make demo`'s `out/demo`) that holds node
+/// generations, with the lockfile beside its images when there is one.
+#[derive(Debug, Clone, Serialize)]
+pub struct NestedOut {
+    pub out: std::path::PathBuf,
+    pub lockfile: Option<std::path::PathBuf>,
+}
+
+/// The directories directly inside `out` that hold generations of their own, sorted: where a
+/// `list` of an empty `out` should look instead.
+pub fn nested_outputs(out: &Path) -> Vec<NestedOut> {
+    let mut found: Vec<NestedOut> = crate::fsutil::entries(out)
+        .map(|e| e.path())
+        .filter(|d| d.is_dir() && !generations::nodes(d).is_empty())
+        .map(|d| {
+            let mut locks: Vec<std::path::PathBuf> = crate::fsutil::entries(&d)
+                .map(|e| e.path())
+                .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "lock"))
+                .collect();
+            locks.sort();
+            NestedOut {
+                lockfile: locks.into_iter().next(),
+                out: d,
+            }
+        })
+        .collect();
+    found.sort_by(|a, b| a.out.cmp(&b.out));
+    found
+}
+
 /// Every node's generations (or one node's), oldest first, with the current one.
 pub fn list(manifest: &Path, out: &Path, node: Option<&str>) -> Result<Vec<NodeHistory>, Error> {
     let nodes = match node {

@@ -123,7 +123,7 @@ fn check_object(addr: Option<Blake3>, path: &Path, mmap: bool) -> (u64, Option<S
 
 /// Check a layered image directory: its record against its id, and each link against the layer
 /// it names (whose root hash the record pins).
-fn check_image(out: &OutDir, dir: &Path) -> Vec<String> {
+pub(super) fn check_image(out: &OutDir, dir: &Path) -> Vec<String> {
     let name = dir
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())

@@ -156,13 +156,11 @@ pub fn mirror_push(opts: &MirrorPushOptions) -> Result<MirrorPushReport, Error> 
         BTreeMap::from([(oci::ANN_LOCK_ID.to_string(), checked.lock_id.clone())]),
     )
     .map_err(|e| Error::Internal(format!("the mirror's manifest: {e}")))?;
-    let id: String = checked
-        .lock_id
-        .chars()
-        .filter(char::is_ascii_alphanumeric)
-        .take(32)
-        .collect();
-    let tags = vec![format!("lock-{id}"), "latest".to_string()];
+    // `blake3:<hex>` as a tag (no colon allowed there): `lock-blake3-<hex>`, whole.
+    let tags = vec![
+        format!("lock-{}", checked.lock_id.replace(':', "-")),
+        "latest".to_string(),
+    ];
     for t in &tags {
         registry.put_manifest(repo, t, &manifest)?;
     }

@@ -779,6 +779,11 @@ pub(crate) fn write_flat(
                 &tmp.path().join("verity"),
                 &crate::progress::Progress::hidden(),
             )?;
+            // The user's files, writable as the tar is (the store's layers are 0444, not these).
+            for f in [staged.clone(), tmp.path().join("verity")] {
+                let file = File::open(&f).at("cannot open", &f)?;
+                fsutil::set_mode(&file, 0o644).at("cannot set the mode of", &f)?;
+            }
             fsutil::sync_fs(tmp.path())?;
             let mut v = dest.as_os_str().to_owned();
             v.push(".verity");
