@@ -40,6 +40,7 @@ demo:
 	$(BIN) plan $(DEMO_FLAGS)
 	$(BIN) show $(DEMO_FLAGS) worker1 | head -20
 	$(BIN) mirror export $(DEMO)/usb $(DEMO_FLAGS)
+	@echo "make demo: everything is under $(DEMO)/ (mirror/, kubenet.lock, store/, images/, nodes/<node>/current, usb/); its own lockfile and out, so: $(BIN) list $(DEMO_FLAGS)"
 
 ## Boot NODE's current image in QEMU (Debian 12 systemd root from scripts/vm-rootfs, cached;
 ## the shipped contrib/nodeforge-mount-layers in a busybox initramfs) and leave its serial console

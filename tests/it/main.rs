@@ -32,6 +32,7 @@ mod readme;
 mod rollout;
 mod secrets;
 mod server;
+mod sysext_vm;
 mod systemd_vm;
 mod terminal;
 mod trust;

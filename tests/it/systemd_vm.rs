@@ -45,15 +45,15 @@ use crate::vmkit::{
 use crate::{sha256_hex, TestContext, REPO};
 
 /// What the test knows about the real binaries it put in the mirror.
-struct Real {
+pub(crate) struct Real {
     busybox: Vec<u8>,
     runc: Vec<u8>,
-    containerd: Vec<u8>,
+    pub(crate) containerd: Vec<u8>,
 }
 
 /// `real_mirror`, cached next to the .deb files it is made from (keyed by their names, the
 /// busybox binary and the default manifest): repacking costs seconds each run otherwise.
-fn cached_mirror() -> (String, PathBuf, Real) {
+pub(crate) fn cached_mirror() -> (String, PathBuf, Real) {
     let debs = DebianRuntime::package_files();
     let busybox = std::fs::read("/bin/busybox").expect("/bin/busybox (busybox-static)");
     let manifest = std::fs::read(Path::new(REPO).join("manifests/kubenet.toml")).unwrap();
