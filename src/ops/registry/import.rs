@@ -101,6 +101,10 @@ impl BlobSource for FromLayout<'_> {
             resumed_from: 0,
         })
     }
+
+    fn resumable(&self) -> bool {
+        false
+    }
 }
 
 /// A file written to, each byte hashed and shown to an observer on the way.

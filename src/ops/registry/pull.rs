@@ -159,6 +159,12 @@ pub(crate) trait BlobSource: Sync {
         bar: &Progress,
         observer: &mut dyn BlobObserver,
     ) -> Result<Transfer, Error>;
+
+    /// Whether what a failed run left in `out/pulls/` is worth keeping for the next one (a
+    /// registry's downloads are resumed; a layout's blobs are copied again, so its copies go).
+    fn resumable(&self) -> bool {
+        true
+    }
 }
 
 /// A registry's repository as a blob source (as it is the source of attestations).
@@ -283,6 +289,12 @@ pub(crate) fn install(
     let mut checked = BTreeSet::new();
     let wanted = claim_layers(out, what, m, &blobs, trust.keys.is_empty(), &mut checked)?;
     let downloads = download(out, m, &wanted, source, moving);
+    if !source.resumable() && downloads.iter().any(Result::is_err) {
+        // Nothing of a failed import stays behind, the blobs copied beside the failure included.
+        for d in wanted.iter().flatten().flat_map(|w| &w.parts) {
+            let _ = std::fs::remove_file(out.pull_partial(&d.digest.to_hex()));
+        }
+    }
     let mut reports = Vec::new();
     for d in blobs
         .iter()
