@@ -40,61 +40,32 @@ fn registry_logins() {
     .unwrap();
     push_to(&ctx, &registry, &repo, &["--node", "worker1"]).ok();
     // podman's auth file named by REGISTRY_AUTH_FILE, on a host.
-    let host_tmp = fresh_host();
-    let h = host_tmp.path().to_path_buf();
+    let h = Host::new();
     let auth = h.join("auth.json");
-    std::fs::write(
-        &auth,
-        format!(r#"{{"auths": {{"{host}": {{"username": "fleet", "password": "s3cret"}}}}}}"#),
-    )
-    .unwrap();
-    let outs = h.join("out").display().to_string();
     let auth_s = auth.display().to_string();
-    reg(
-        &h,
-        &registry,
-        &["--out", &outs, "pull", &format!("{repo}:worker1")],
-        &[],
-    )
-    .fails()
-    .stderr_has("it requires a login");
-    reg(
-        &h,
-        &registry,
-        &["--out", &outs, "pull", &format!("{repo}:worker1")],
-        &[("REGISTRY_AUTH_FILE", &auth_s)],
-    )
-    .ok();
+    let auth_file = |password: &str| {
+        let entry = format!(r#"{{"username": "fleet", "password": "{password}"}}"#);
+        std::fs::write(&auth, format!(r#"{{"auths": {{"{host}": {entry}}}}}"#)).unwrap();
+    };
+    let reference = format!("{repo}:worker1");
+    let pull = |envs: &[(&str, &str)]| h.run(&registry, &["pull", &reference], envs);
+    auth_file("s3cret");
+    pull(&[]).fails().stderr_has("it requires a login");
+    pull(&[("REGISTRY_AUTH_FILE", &auth_s)]).ok();
     // docker's DOCKER_AUTH_CONFIG takes precedence over the auth files (here a wrong password
     // in REGISTRY_AUTH_FILE's), and over nothing it has no entry for.
-    std::fs::write(
-        &auth,
-        format!(r#"{{"auths": {{"{host}": {{"username": "fleet", "password": "wrong"}}}}}}"#),
-    )
-    .unwrap();
+    auth_file("wrong");
     let env_config = format!(r#"{{"auths": {{"{host}": {{"auth": "ZmxlZXQ6czNjcmV0"}}}}}}"#);
-    reg(
-        &h,
-        &registry,
-        &["--out", &outs, "pull", &format!("{repo}:worker1")],
-        &[
-            ("REGISTRY_AUTH_FILE", &auth_s),
-            ("DOCKER_AUTH_CONFIG", &env_config),
-        ],
-    )
+    pull(&[
+        ("REGISTRY_AUTH_FILE", &auth_s),
+        ("DOCKER_AUTH_CONFIG", &env_config),
+    ])
     .ok();
-    reg(
-        &h,
-        &registry,
-        &["--out", &outs, "pull", &format!("{repo}:worker1")],
-        &[
-            ("REGISTRY_AUTH_FILE", &auth_s),
-            (
-                "DOCKER_AUTH_CONFIG",
-                r#"{"auths": {"elsewhere.example": {"auth": "eDp5"}}}"#,
-            ),
-        ],
-    )
+    let elsewhere = r#"{"auths": {"elsewhere.example": {"auth": "eDp5"}}}"#;
+    pull(&[
+        ("REGISTRY_AUTH_FILE", &auth_s),
+        ("DOCKER_AUTH_CONFIG", elsewhere),
+    ])
     .fails()
     .stderr_has(&format!("credentials from {auth_s}"));
 }
@@ -679,40 +650,38 @@ fn login_and_logout() {
     assert_eq!(r["file"], auth_s.as_str());
     let mode = std::fs::metadata(&auth).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
-    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&auth).unwrap()).unwrap();
-    assert_eq!(v["auths"][&host]["auth"], "ZmxlZXQ6czNjcmV0", "{v}");
-    assert_eq!(v["auths"]["other.example"]["auth"], "eDp5", "kept: {v}");
+    let entries = || -> serde_json::Value {
+        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&auth).unwrap()).unwrap();
+        v["auths"].clone()
+    };
+    let v = entries();
+    assert_eq!(v[&host]["auth"], "ZmxlZXQ6czNjcmV0", "{v}");
+    assert_eq!(v["other.example"]["auth"], "eDp5", "kept: {v}");
     // Authenticated: the registry answers that the tag does not exist.
     pull()
         .fails()
         .stderr_has(&format!("registry {host} has no manifest `nosuch`"));
 
-    let r = reg(
-        h,
-        &registry,
-        &["logout", &host, "--json"],
-        &[("REGISTRY_AUTH_FILE", &auth_s)],
-    )
-    .ok()
-    .json();
-    assert_eq!(r["removed"], true);
-    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&auth).unwrap()).unwrap();
-    assert!(v["auths"].get(&host).is_none(), "{v}");
-    assert!(v["auths"].get("other.example").is_some(), "{v}");
+    let logout = || {
+        reg(
+            h,
+            &registry,
+            &["logout", &host, "--json"],
+            &[("REGISTRY_AUTH_FILE", &auth_s)],
+        )
+        .ok()
+        .json()
+    };
+    assert_eq!(logout()["removed"], true);
+    let v = entries();
+    assert!(v.get(&host).is_none(), "{v}");
+    assert!(v.get("other.example").is_some(), "{v}");
     assert_eq!(
         std::fs::metadata(&auth).unwrap().permissions().mode() & 0o777,
         0o600
     );
     pull().fails().stderr_has("it requires a login");
-    let r = reg(
-        h,
-        &registry,
-        &["logout", &host, "--json"],
-        &[("REGISTRY_AUTH_FILE", &auth_s)],
-    )
-    .ok()
-    .json();
-    assert_eq!(r["removed"], false);
+    assert_eq!(logout()["removed"], false);
 
     // Logins kept by a credential helper: not written where they would never be read.
     std::fs::write(&auth, r#"{"credsStore": "desktop"}"#).unwrap();
