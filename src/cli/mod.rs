@@ -190,7 +190,7 @@ Examples:
   nodeforge lock                            resolve what changed in the manifest, keep the rest
   nodeforge lock --update containerd        re-resolve one component
   nodeforge lock --check                    CI: fail if the lockfile is missing, edited or stale
-  nodeforge lock --offline --mirrors-only --mirror file://lockfiles/upstream-checksums --allow-unresolved";
+  nodeforge lock --offline --mirrors-only --trust-mirror-checksums --mirror file://lockfiles/upstream-checksums --allow-unresolved";
 
 const FETCH_EXAMPLES: &str = "\
 Examples:
@@ -263,6 +263,10 @@ pub struct NetArgs {
     /// Use only the mirrors, never the upstream URLs.
     #[arg(long)]
     mirrors_only: bool,
+    /// Pin lockfile entries from a mirror's copy of a checksum file (by default an entry the
+    /// lockfile lacks, or records as unresolved, is pinned from upstream's own checksum file).
+    #[arg(long)]
+    trust_mirror_checksums: bool,
     /// Speak plain HTTP to this registry of an oci:// mirror (HOST or HOST:PORT; repeatable),
     /// as push and pull do.
     #[arg(long, value_name = "HOST")]
@@ -312,6 +316,7 @@ impl NetArgs {
             connect_timeout: Duration::from_secs(self.connect_timeout.max(1)),
             read_timeout: Duration::from_secs(self.timeout.max(1)),
             retries: self.retries,
+            trust_mirror_checksums: self.trust_mirror_checksums,
         })
     }
 }

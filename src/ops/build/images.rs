@@ -341,6 +341,9 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, Error> {
             signature: sign_key.map(|k| out.image_signature(&m.id, k.public().keyid())),
         });
     }
+    // The completed lockfile is written only by a build that succeeded.
+    let mut completion = completion;
+    completion.commit()?;
     Ok(BuildReport {
         lock_id: checked.lock_id.clone(),
         nodes: report,
