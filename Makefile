@@ -31,7 +31,7 @@ demo:
 	$(CARGO) build --release --locked
 	rm -rf $(DEMO)
 	$(BIN) demo-mirror $(DEMO)/mirror
-	$(BIN) lock $(DEMO_FLAGS) --offline --mirrors-only --mirror file://$(DEMO)/mirror
+	$(BIN) lock $(DEMO_FLAGS) --offline --mirrors-only --trust-mirror-checksums --mirror file://$(DEMO)/mirror
 	$(BIN) lock $(DEMO_FLAGS) --check
 	$(BIN) fetch $(DEMO_FLAGS) --offline --mirror file://$(DEMO)/mirror
 	$(BIN) fetch $(DEMO_FLAGS) --offline

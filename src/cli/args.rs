@@ -37,6 +37,10 @@ pub struct NetArgs {
     /// Use only the mirrors, never the upstream URLs.
     #[arg(long, global = true, help_heading = NET)]
     pub mirrors_only: bool,
+    /// Pin lockfile entries from a mirror's copy of a checksum file (by default an entry the
+    /// lockfile lacks, or records as unresolved, is pinned from upstream's own checksum file).
+    #[arg(long, global = true, help_heading = NET)]
+    pub trust_mirror_checksums: bool,
     /// Speak plain HTTP to this registry (HOST or HOST:PORT; repeatable): push, pull, login,
     /// tags and oci:// mirrors. Every other registry is spoken to over HTTPS, checked against
     /// the system's roots.
@@ -99,6 +103,7 @@ impl NetArgs {
             connect_timeout: Duration::from_secs(self.connect_timeout.max(1)),
             read_timeout: Duration::from_secs(self.timeout.unwrap_or(30).max(1)),
             retries: self.retries,
+            trust_mirror_checksums: self.trust_mirror_checksums,
         })
     }
 

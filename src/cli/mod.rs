@@ -214,7 +214,7 @@ Examples:
   nodeforge lock                            resolve what changed in the manifest, keep the rest
   nodeforge lock --update containerd        re-resolve one component
   nodeforge lock --check                    CI: fail if the lockfile is missing, edited or stale
-  nodeforge lock --offline --mirrors-only --mirror file://lockfiles/upstream-checksums --allow-unresolved";
+  nodeforge lock --offline --mirrors-only --trust-mirror-checksums --mirror file://lockfiles/upstream-checksums --allow-unresolved";
 
 const FETCH_EXAMPLES: &str = "\
 Examples:

@@ -34,6 +34,9 @@ pub struct FetchConfig {
     pub read_timeout: Duration,
     /// Retries per source after the first try, on transient errors.
     pub retries: u32,
+    /// Pin lockfile entries from a mirror's copy of a checksum file (`--trust-mirror-checksums`);
+    /// otherwise `lock` and the lock completion of `fetch`/`build` read upstream's own.
+    pub trust_mirror_checksums: bool,
 }
 
 impl Default for FetchConfig {
@@ -45,6 +48,7 @@ impl Default for FetchConfig {
             connect_timeout: Duration::from_secs(10),
             read_timeout: Duration::from_secs(30),
             retries: crate::http::DEFAULT_RETRIES,
+            trust_mirror_checksums: false,
         }
     }
 }

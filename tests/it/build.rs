@@ -236,7 +236,12 @@ fn builds_are_reproducible_across_directories_umasks_and_time_zones() {
     let b = TestContext::new();
     for (ctx, mask, tz) in [(&a, "022", "UTC"), (&b, "077", "Pacific/Chatham")] {
         let mirror = ctx.server.url();
-        let args = ["--mirrors-only", "--mirror", &mirror];
+        let args = [
+            "--mirrors-only",
+            "--trust-mirror-checksums",
+            "--mirror",
+            &mirror,
+        ];
         let lock: Vec<&str> = ["lock"].iter().chain(args.iter()).copied().collect();
         run_env(ctx.path(), &lock, &[("TZ", tz)], Some(mask)).ok();
         let build: Vec<&str> = ["build"].iter().chain(args.iter()).copied().collect();

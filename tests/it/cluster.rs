@@ -1257,6 +1257,7 @@ fn bring_up(dir: &Path, clock: &mut Clock, keep: bool) -> Up {
             "lock",
             "--offline",
             "--mirrors-only",
+            "--trust-mirror-checksums",
             "--mirror",
             &mirror_url,
         ],

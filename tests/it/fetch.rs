@@ -211,8 +211,15 @@ fn a_mirror_miss_falls_back_to_the_upstream_url() {
     let mirror = ctx.server.url();
     // Other components' upstream is the internet: don't let them reach it. Lock and fetch with
     // the mirror first; only kubelet's upstream is local.
-    ctx.run(&["lock", "--mirror", &mirror, "--retries", "0"])
-        .ok();
+    ctx.run(&[
+        "lock",
+        "--trust-mirror-checksums",
+        "--mirror",
+        &mirror,
+        "--retries",
+        "0",
+    ])
+    .ok();
     let v = ctx
         .run(&["fetch", "--mirror", &mirror, "--retries", "0", "--json"])
         .ok()
@@ -286,7 +293,14 @@ fn mirror_export_feeds_an_air_gapped_site() {
     // The air-gapped site: a fresh project with the same manifest, no network at all.
     let site = TestContext::new();
     let mirror = format!("file://{usb_s}");
-    site.run(&["lock", "--offline", "--mirror", &mirror]).ok();
+    site.run(&[
+        "lock",
+        "--offline",
+        "--trust-mirror-checksums",
+        "--mirror",
+        &mirror,
+    ])
+    .ok();
     assert_eq!(
         site.lock_text(),
         ctx.lock_text(),

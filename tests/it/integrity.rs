@@ -348,8 +348,15 @@ fn a_fifo_in_a_file_mirror_is_refused_not_waited_on() {
         .unwrap();
     assert!(made.success());
     let url = format!("file://{}", mirror.display());
-    ctx.run(&["lock", "--offline", "--mirrors-only", "--mirror", &url])
-        .ok();
+    ctx.run(&[
+        "lock",
+        "--offline",
+        "--mirrors-only",
+        "--trust-mirror-checksums",
+        "--mirror",
+        &url,
+    ])
+    .ok();
     let started = std::time::Instant::now();
     ctx.run(&["fetch", "--offline", "--mirror", &url])
         .fails()
@@ -365,9 +372,16 @@ fn a_fifo_in_a_file_mirror_is_refused_not_waited_on() {
         .success());
     std::fs::remove_file(ctx.lockfile()).unwrap();
     let started = std::time::Instant::now();
-    ctx.run(&["lock", "--offline", "--mirrors-only", "--mirror", &url])
-        .fails()
-        .stderr_has("not a regular file");
+    ctx.run(&[
+        "lock",
+        "--offline",
+        "--mirrors-only",
+        "--trust-mirror-checksums",
+        "--mirror",
+        &url,
+    ])
+    .fails()
+    .stderr_has("not a regular file");
     assert!(started.elapsed() < std::time::Duration::from_secs(20));
 }
 

@@ -79,6 +79,7 @@ fn committed_lockfile_is_what_the_tool_makes_from_upstreams_published_checksums(
             out_s,
             "--offline",
             "--mirrors-only",
+            "--trust-mirror-checksums",
             "--mirror",
             &mirror,
             "--allow-unresolved",
@@ -381,8 +382,12 @@ fn fetch_and_build_complete_the_lockfile_unless_locked() {
     // Without --locked, fetch resolves the entry, writes it, and says so; pinned entries stay.
     let r = ctx.net(&["fetch"]).ok();
     assert!(
-        r.stderr
-            .contains("resolved kube-proxy 1.31.0 (amd64) and wrote lockfiles/kubenet.lock\n"),
+        r.stderr.contains(&format!(
+            "resolved kube-proxy 1.31.0 (amd64) from {}/dl.k8s.io/",
+            ctx.server.url()
+        )) && r
+            .stderr
+            .contains("kube-proxy.sha256 and wrote lockfiles/kubenet.lock\n"),
         "{}",
         r.stderr
     );
@@ -412,7 +417,26 @@ fn fetch_and_build_complete_the_lockfile_unless_locked() {
         .fails()
         .stderr_has("kubelet 1.31.0 (arm64) is not locked yet");
     let r = ctx.net(&["build"]).ok();
-    r.stderr_has("resolved cni-plugins 1.5.1 (arm64), containerd 1.7.20 (arm64), crictl 1.31.1 (arm64), kube-proxy 1.31.0 (arm64), kubelet 1.31.0 (arm64), runc 1.1.13 (arm64) and wrote lockfiles/kubenet.lock");
+    for (i, label) in [
+        "cni-plugins 1.5.1 (arm64)",
+        "containerd 1.7.20 (arm64)",
+        "crictl 1.31.1 (arm64)",
+        "kube-proxy 1.31.0 (arm64)",
+        "kubelet 1.31.0 (arm64)",
+        "runc 1.1.13 (arm64)",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let lead = if i == 0 { "resolved " } else { ", " };
+        let want = format!("{lead}{label} from {}", ctx.server.url());
+        assert!(r.stderr.contains(&want), "{want}: {}", r.stderr);
+    }
+    assert!(
+        r.stderr.contains(" and wrote lockfiles/kubenet.lock"),
+        "{}",
+        r.stderr
+    );
     let now = ctx.lock_text();
     for entry in after.split("[[artifact]]").skip(1) {
         assert!(now.contains(entry.trim()), "pinned entry changed: {entry}");
@@ -451,4 +475,72 @@ fn each_artifact_lock_cannot_resolve_is_its_own_error_line() {
         "{}",
         r.stderr
     );
+}
+
+/// Issue 25: a lockfile entry that is missing or `unresolved` was pinned from whichever source
+/// answered first, a mirror's checksum file included, and written by a run that then failed.
+/// It is pinned from upstream's own checksum file unless `--trust-mirror-checksums` says so for
+/// the run, the lockfile is written only by a run that succeeds, and the message says which
+/// entries were pinned and from where.
+#[test]
+fn a_missing_or_unresolved_entry_is_pinned_from_upstream_not_a_mirror_and_only_by_a_run_that_succeeds(
+) {
+    let ctx = TestContext::new();
+    let sums = ctx.served(&checksum_url_of(&ctx, "kube-proxy"));
+    let published = std::fs::read(&sums).unwrap();
+    std::fs::remove_file(&sums).unwrap();
+    ctx.net(&["lock", "--allow-unresolved"]).ok();
+    std::fs::write(&sums, &published).unwrap();
+    let before = ctx.lock_text();
+    let mirror = format!("file://{}", ctx.server.root().display());
+    // Trusted for this run, but another artifact fails: the lockfile is not written.
+    let runc = ctx.served(&crate::url_of(&ctx, "runc"));
+    let saved = std::fs::read(&runc).unwrap();
+    std::fs::remove_file(&runc).unwrap();
+    ctx.run(&[
+        "fetch",
+        "--offline",
+        "--trust-mirror-checksums",
+        "--mirror",
+        &mirror,
+    ])
+    .fails();
+    assert_eq!(ctx.lock_text(), before, "a failed run writes no lockfile");
+    // Offline, upstream cannot be read: the mirror's copy does not pin it.
+    let r = ctx
+        .run(&["fetch", "--offline", "--mirror", &mirror])
+        .fails();
+    assert!(!r.stderr.contains("resolved kube-proxy"), "{}", r.stderr);
+    r.stderr_has("kube-proxy 1.31.0 (amd64)");
+    assert_eq!(ctx.lock_text(), before, "nothing pinned from the mirror");
+    std::fs::write(&runc, &saved).unwrap();
+    let r = ctx
+        .run(&[
+            "fetch",
+            "--offline",
+            "--trust-mirror-checksums",
+            "--mirror",
+            &mirror,
+        ])
+        .ok();
+    r.stderr_has(&format!(
+        "resolved kube-proxy 1.31.0 (amd64) from {mirror}/dl.k8s.io/"
+    ))
+    .stderr_has(" and wrote lockfiles/kubenet.lock");
+    assert!(ctx.lock_text().contains(&format!(
+        "sha256 = \"{}\"",
+        String::from_utf8(published).unwrap().trim()
+    )));
+    // --mirrors-only with nothing to trust: said, not guessed.
+    ctx.run(&[
+        "lock",
+        "--update",
+        "kube-proxy",
+        "--offline",
+        "--mirrors-only",
+        "--mirror",
+        &mirror,
+    ])
+    .fails()
+    .stderr_has("pass --trust-mirror-checksums to pin them from the mirrors' copies");
 }

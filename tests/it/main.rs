@@ -222,7 +222,15 @@ impl TestContext {
     pub fn net(&self, args: &[&str]) -> Run {
         let mirror = self.server.url();
         let mut all: Vec<&str> = args.to_vec();
-        all.extend(["--mirrors-only", "--mirror", &mirror, "--retries", "1"]);
+        // The fixture server stands in for upstream, as a mirror: its checksum files pin.
+        all.extend([
+            "--mirrors-only",
+            "--trust-mirror-checksums",
+            "--mirror",
+            &mirror,
+            "--retries",
+            "1",
+        ]);
         self.run(&all)
     }
 

@@ -236,7 +236,15 @@ fn a_subdirectory_finds_the_project_root() {
     let mirror = ctx.server.url();
     let net = |args: &[&str]| {
         let mut all = args.to_vec();
-        all.extend(["--mirrors-only", "--mirror", &mirror, "--retries", "1"]);
+        // The fixture server stands in for upstream, as a mirror: its checksum files pin.
+        all.extend([
+            "--mirrors-only",
+            "--trust-mirror-checksums",
+            "--mirror",
+            &mirror,
+            "--retries",
+            "1",
+        ]);
         crate::run_in(&sub, &all)
     };
     let r = net(&["lock"]).ok();

@@ -440,6 +440,7 @@ fn systemd_vm_runs_the_node_keeps_var_and_rolls_back() {
         "lock",
         "--offline",
         "--mirrors-only",
+        "--trust-mirror-checksums",
         "--mirror",
         &mirror_url,
     ])

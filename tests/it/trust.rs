@@ -1298,3 +1298,30 @@ fn an_unsigned_import_cannot_change_what_a_signed_image_relies_on() {
     );
     run2(&["verify", "--key", &a_pub]).ok();
 }
+
+/// `sign NODE@GEN` (a rollback target, signed again after a key rotation) signs an image the
+/// inputs no longer make: its provenance is then checked against the lockfile (each artifact by
+/// sha256, component, version and URL), so a genuine one is signed and a forged one refused.
+#[test]
+fn sign_of_an_older_generation_checks_its_provenance_against_the_lockfile() {
+    let ctx = built();
+    let (a, _) = key(&ctx, "a.key");
+    let gen1 = current_id(&ctx, "worker1");
+    crate::set_verbosity(&ctx, 4);
+    ctx.net(&["build"]).ok();
+    assert_ne!(current_id(&ctx, "worker1"), gen1);
+    ctx.run(&["sign", "worker1@1", "--key", &a]).ok();
+    assert_eq!(signatures_of(&ctx, &gen1).len(), 1);
+    let path = ctx
+        .path()
+        .join("out/nodes/worker1/generations/1/manifest.json");
+    let mut record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    forge_provenance(&mut record);
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    std::fs::write(&path, serde_json::to_vec_pretty(&record).unwrap()).unwrap();
+    ctx.run(&["sign", "worker1@1", "--key", &a])
+        .fails()
+        .stderr_has(&format!("refusing to sign image {gen1} (node worker1): it is not what the inputs make now, and its provenance is not the lockfile's"))
+        .stderr_has("from https://evil.example/kubelet");
+}

@@ -358,6 +358,10 @@ pub fn fetch(opts: &FetchOptions) -> Result<FetchReport, Error> {
     let store = crate::ops::steps::open_store(&crate::layout::OutDir::new(&opts.out))?;
     let mut report = fetch_checked(&checked, &store, opts)?;
     report.lock = completion;
+    // The completed lockfile is written only by a fetch that got every artifact.
+    if report.failures().is_empty() {
+        report.lock.commit()?;
+    }
     Ok(report)
 }
 

@@ -299,6 +299,9 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, Error> {
         warnings.extend(o.sbom_warning.clone());
         report.push(o.report(&out, n, m, &mut payload_written, rolled_back, sign_key));
     }
+    // The completed lockfile is written only by a build that succeeded.
+    let mut completion = completion;
+    completion.commit()?;
     Ok(BuildReport {
         lock_id: checked.lock_id.clone(),
         nodes: report,

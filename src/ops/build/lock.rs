@@ -73,19 +73,40 @@ pub struct LockReport {
     pub previous_kube_apiserver: Option<String>,
 }
 
-/// Resolve one artifact: fetch its checksum file and select its line; ask for its size.
+/// Resolve one artifact: fetch its checksum file and select its line; ask for its size. Also
+/// says where the checksum file came from.
 fn resolve(
     fetcher: &Fetcher,
     spec: &ArtifactSpec,
-) -> Result<(crate::hash::Sha256, Option<u64>), ResolveError> {
+) -> Result<(crate::hash::Sha256, Option<u64>, crate::fetch::Source), ResolveError> {
     let (body, from) = fetcher.get_small(&spec.checksum_url, CHECKSUM_LIMIT)?;
     let text = match String::from_utf8(body) {
         Ok(t) => t,
         Err(source) => return Err(ResolveError::NotText { from, source }),
     };
-    let sha = checksum::select(&text, &spec.checksum_name)
-        .map_err(|source| ResolveError::Checksum { from, source })?;
-    Ok((sha, fetcher.size_of(&spec.url)))
+    let sha =
+        checksum::select(&text, &spec.checksum_name).map_err(|source| ResolveError::Checksum {
+            from: from.clone(),
+            source,
+        })?;
+    Ok((sha, fetcher.size_of(&spec.url), from))
+}
+
+/// The fetcher that reads checksum files to pin entries: upstream's own checksum location
+/// only (a mirror's copy of a checksum file would pin whatever the mirror serves), unless
+/// `--trust-mirror-checksums` says mirrors may pin too. With `--mirrors-only` and no such
+/// trust, nothing could be pinned: refused.
+fn checksum_fetcher(fetch: &FetchConfig) -> Result<Fetcher, Error> {
+    let mut cfg = fetch.clone();
+    if !cfg.trust_mirror_checksums {
+        if cfg.mirrors_only {
+            return Err(Error::Usage(
+                "--mirrors-only leaves no upstream checksum file to pin lockfile entries from: pass --trust-mirror-checksums to pin them from the mirrors' copies".into(),
+            ));
+        }
+        cfg.mirrors.clear();
+    }
+    Ok(Fetcher::new(cfg)?)
 }
 
 pub fn lock(opts: &LockOptions) -> Result<LockReport, Error> {
@@ -148,8 +169,12 @@ pub fn lock(opts: &LockOptions) -> Result<LockReport, Error> {
         }
     }
 
-    let fetcher = Fetcher::new(opts.fetch.clone())?;
-    let resolved = parallel_map(&todo, opts.jobs, |(spec, _)| resolve(&fetcher, spec));
+    let resolved = if todo.is_empty() {
+        Vec::new()
+    } else {
+        let fetcher = checksum_fetcher(&opts.fetch)?;
+        parallel_map(&todo, opts.jobs, |(spec, _)| resolve(&fetcher, spec))
+    };
 
     let mut entries: Vec<LockEntry> = kept.clone();
     let mut report: Vec<LockedEntry> = kept
@@ -177,7 +202,7 @@ pub fn lock(opts: &LockOptions) -> Result<LockReport, Error> {
     for ((spec, old), result) in todo.iter().zip(resolved) {
         let label = format!("{} {} ({})", spec.component, spec.version, spec.arch);
         let (resolution, status, detail) = match result {
-            Ok((sha256, size)) => (
+            Ok((sha256, size, _)) => (
                 Resolution::Resolved { sha256, size },
                 if old.is_some() {
                     EntryStatus::Updated
@@ -274,42 +299,64 @@ pub fn lock(opts: &LockOptions) -> Result<LockReport, Error> {
 /// What [`complete_lock`] did to the lockfile before a fetch or build.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct LockCompletion {
-    /// `component version (arch)` of each entry resolved and written (missing or unresolved before).
+    /// `component version (arch)` of each entry resolved (missing or unresolved before).
     pub resolved: Vec<String>,
-    /// The lockfile, when it was written.
+    /// Where each of those was pinned from: `component version (arch) <- checksum file`, in
+    /// the order of `resolved`.
+    pub pinned_from: Vec<String>,
+    /// The lockfile, when it was written (only by a run that succeeded).
     pub written: Option<PathBuf>,
+    /// The completed lockfile's text and path, to write when the run succeeds.
+    #[serde(skip)]
+    pending: Option<(PathBuf, String)>,
 }
 
 impl LockCompletion {
-    /// `resolved kube-proxy 1.31.0 (amd64) and wrote lockfiles/kubenet.lock`, when anything was.
+    /// `resolved kube-proxy 1.31.0 (amd64) from URL and wrote lockfiles/kubenet.lock`, when
+    /// anything was; `not written` with what it pinned, when the run failed after completing.
     pub fn message(&self) -> Option<String> {
         let written = self.written.as_ref()?;
-        Some(format!(
-            "resolved {} and wrote {}",
-            self.resolved.join(", "),
-            written.display()
-        ))
+        Some(if self.pinned_from.is_empty() {
+            format!(
+                "recorded the control plane's version and wrote {}",
+                written.display()
+            )
+        } else {
+            format!(
+                "resolved {} and wrote {}",
+                self.pinned_from.join(", "),
+                written.display()
+            )
+        })
+    }
+
+    /// Write the completed lockfile: called once the fetch or build that completed it has
+    /// succeeded, so a failed run leaves the lockfile as it was.
+    pub(crate) fn commit(&mut self) -> Result<(), Error> {
+        if let Some((path, text)) = self.pending.take() {
+            fsutil::write_atomic(&path, text.as_bytes(), 0o644)?;
+            self.written = Some(path);
+        }
+        Ok(())
     }
 }
 
-/// The lock check `fetch` and `build` start with, completing the lockfile first: entries the
-/// manifest adds (the lock is otherwise fresh) and entries recorded `unresolved` are resolved
-/// from upstream or a mirror and written, pinned entries are never touched. An unresolved entry
-/// that still cannot be resolved stays as it is (fetching it then fails with its hint); a missing
-/// one that cannot be resolved fails. `locked` (`--locked`) refuses any change instead.
-pub(crate) fn complete_lock(
-    manifest: &std::path::Path,
+/// Phase 1 of [`complete_lock`]: what it may complete (entries the manifest adds, the lock
+/// otherwise fresh, and entries recorded unresolved), and the control plane's version when the
+/// lock lacks it. Any other change is the user's to make with `lock`.
+struct ToComplete<'s> {
+    todo: Vec<&'s ArtifactSpec>,
+    control_plane: Vec<String>,
+    changed: bool,
+}
+
+fn to_complete<'s>(
+    lock: &Lockfile,
+    specs: &'s [ArtifactSpec],
+    kube_apiserver: Option<&str>,
     lockfile: &std::path::Path,
-    fetch: &FetchConfig,
-    jobs: usize,
-    locked: bool,
-) -> Result<(LockCheck, LockCompletion), Error> {
-    let m = Manifest::load(manifest)?;
-    let lock = Lockfile::load(lockfile)?;
-    let specs = m.artifacts();
-    let changes = staleness(&lock, &specs, m.kube_apiserver.as_deref());
-    // Only additions (and the control plane's version, which pins nothing) can be completed;
-    // any other change is the user's to make with `lock`.
+) -> Result<ToComplete<'s>, Error> {
+    let changes = staleness(lock, specs, kube_apiserver);
     let only_added = changes.iter().all(|c| {
         matches!(
             c,
@@ -322,31 +369,56 @@ pub(crate) fn complete_lock(
             changes,
         });
     }
-    let todo: Vec<&ArtifactSpec> = specs
-        .iter()
-        .filter(|s| lock.entry_for(s).is_none_or(|e| e.sha256().is_none()))
-        .collect();
-    let control_plane: Vec<String> = changes
-        .iter()
-        .filter(|c| matches!(c, crate::lock::Change::ControlPlane { .. }))
-        .map(|c| format!("{c} is not recorded"))
-        .collect();
-    if todo.is_empty() && control_plane.is_empty() {
+    Ok(ToComplete {
+        todo: specs
+            .iter()
+            .filter(|s| lock.entry_for(s).is_none_or(|e| e.sha256().is_none()))
+            .collect(),
+        control_plane: changes
+            .iter()
+            .filter(|c| matches!(c, crate::lock::Change::ControlPlane { .. }))
+            .map(|c| format!("{c} is not recorded"))
+            .collect(),
+        changed: !changes.is_empty(),
+    })
+}
+
+/// The lock check `fetch` and `build` start with, completing the lockfile first (in memory):
+/// entries the manifest adds (the lock is otherwise fresh) and entries recorded `unresolved`
+/// are resolved from upstream's own checksum files (a mirror's copies only with
+/// `--trust-mirror-checksums`); pinned entries are never touched. An unresolved entry that
+/// still cannot be resolved stays as it is (fetching it then fails with its hint); a missing one
+/// that cannot be resolved fails. `locked` (`--locked`) refuses any change instead. The
+/// completed lockfile is written by [`LockCompletion::commit`], once the run has succeeded.
+pub(crate) fn complete_lock(
+    manifest: &std::path::Path,
+    lockfile: &std::path::Path,
+    fetch: &FetchConfig,
+    jobs: usize,
+    locked: bool,
+) -> Result<(LockCheck, LockCompletion), Error> {
+    let m = Manifest::load(manifest)?;
+    let lock = Lockfile::load(lockfile)?;
+    let specs = m.artifacts();
+    let plan = to_complete(&lock, &specs, m.kube_apiserver.as_deref(), lockfile)?;
+    if plan.todo.is_empty() && plan.control_plane.is_empty() {
         return Ok((check_lock(manifest, lockfile)?, LockCompletion::default()));
     }
     let label = |s: &ArtifactSpec| format!("{} {} ({})", s.component, s.version, s.arch);
     if locked {
         return Err(Error::Locked {
             lockfile: lockfile.to_path_buf(),
-            needs: todo
+            needs: plan
+                .todo
                 .iter()
                 .map(|s| match lock.entry_for(s) {
                     Some(_) => format!("{} is unresolved", label(s)),
                     None => format!("{} is not locked yet", label(s)),
                 })
-                .chain(control_plane)
+                .chain(plan.control_plane.iter().cloned())
                 .collect(),
-            components: todo
+            components: plan
+                .todo
                 .iter()
                 .map(|s| s.component.to_string())
                 .collect::<BTreeSet<_>>()
@@ -354,17 +426,27 @@ pub(crate) fn complete_lock(
                 .collect(),
         });
     }
-    let fetcher = Fetcher::new(fetch.clone())?;
-    let results = parallel_map(&todo, jobs, |s| resolve(&fetcher, s));
+
+    // Phase 2: resolving.
+    let results = match checksum_fetcher(fetch) {
+        _ if plan.todo.is_empty() => Vec::new(),
+        Ok(fetcher) => parallel_map(&plan.todo, jobs, |s| resolve(&fetcher, s)),
+        // No checksum file may pin here (--mirrors-only without --trust-mirror-checksums): an
+        // unresolved entry stays as it is (fetching it says what to do), a missing one fails.
+        Err(e) if plan.todo.iter().any(|s| lock.entry_for(s).is_none()) => return Err(e),
+        Err(_) => {
+            return Ok((check_lock(manifest, lockfile)?, LockCompletion::default()));
+        }
+    };
     let mut entries = lock.artifacts.clone();
     let mut completion = LockCompletion::default();
     let mut failures = Vec::new();
-    for (spec, result) in todo.iter().zip(results) {
+    for (spec, result) in plan.todo.iter().zip(results) {
         let existing = entries.iter().position(|e| {
             e.component == spec.component && e.version == spec.version && e.arch == spec.arch
         });
         match (result, existing) {
-            (Ok((sha256, size)), at) => {
+            (Ok((sha256, size, from)), at) => {
                 let entry = LockEntry {
                     component: spec.component.clone(),
                     version: spec.version.clone(),
@@ -378,6 +460,9 @@ pub(crate) fn complete_lock(
                     None => entries.push(entry),
                 }
                 completion.resolved.push(label(spec));
+                completion
+                    .pinned_from
+                    .push(format!("{} from {from}", label(spec)));
             }
             // Still unresolved: kept as it is; fetching it says what to do.
             (Err(_), Some(_)) => {}
@@ -387,11 +472,15 @@ pub(crate) fn complete_lock(
     if !failures.is_empty() {
         return Err(Error::Resolve { failures });
     }
-    if !completion.resolved.is_empty() || !changes.is_empty() {
-        let new = Lockfile::new(inputs_hash(&specs), entries)
-            .with_kube_apiserver(m.kube_apiserver.clone());
-        fsutil::write_atomic(lockfile, new.to_text().as_bytes(), 0o644)?;
-        completion.written = Some(lockfile.to_path_buf());
+    if completion.resolved.is_empty() && !plan.changed {
+        return Ok((check_lock(manifest, lockfile)?, completion));
     }
-    Ok((check_lock(manifest, lockfile)?, completion))
+    let new =
+        Lockfile::new(inputs_hash(&specs), entries).with_kube_apiserver(m.kube_apiserver.clone());
+    // Checked as it will be written (its lock-id is what the run records).
+    let text = new.to_text();
+    let reread = Lockfile::parse(&crate::source::SourceFile::new(lockfile, text.clone()))?;
+    completion.pending = Some((lockfile.to_path_buf(), text));
+    let checked = crate::ops::steps::lockfile::checked(m, reread, lockfile)?;
+    Ok((checked, completion))
 }

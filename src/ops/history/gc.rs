@@ -1,8 +1,12 @@
 //! `nodeforge gc`: remove what nothing needs. Roots are every generation kept (the newest
 //! `--keep-generations N` of each node, and always the current one) and every lockfile under
 //! `lockfiles/`. The store is held exclusively, so a concurrent build waits (and gc waits for it).
+//!
+//! In phases: the generations to keep (the others removed), the live set (what they and the
+//! lockfiles need: each kept record is read, reduced to its object addresses and layer ids, and
+//! dropped, so memory follows what is kept, not the records' size), then one sweep per kind.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -103,30 +107,61 @@ fn size_of_tree(p: &Path, links: &mut HashMap<(u64, u64), u64>) -> u64 {
     }
 }
 
-pub fn gc(opts: &GcOptions) -> Result<GcReport, Error> {
-    let out = &opts.out;
-    let layout = OutDir::new(out);
-    let store = if opts.dry_run {
-        crate::ops::steps::open_store_read_only(&layout, true)?
-    } else {
-        crate::ops::steps::open_store_exclusive(&layout)?
-    };
-    let mut r = GcReport {
-        dry_run: opts.dry_run,
-        ..GcReport::default()
-    };
-    // Counts what has been looked at (generations, images, layers, objects).
-    let bar = opts.progress.start(crate::progress::Unit::Open, 0, "gc");
-    bar.set_message("examined");
-    let mut links = HashMap::new();
-    let mut remove = |path: &Path, r: &mut GcReport| -> Result<u64, Error> {
+/// Why a store object is live: the first reason found, in this order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Reason {
+    /// A file of a kept image.
+    Image,
+    /// A locked artifact, pinned by the lockfile of this index (in `LiveSet::lockfiles`).
+    Locked(usize),
+    /// Installed by a locked artifact (its extraction record).
+    Installed,
+}
+
+/// What the kept generations and the lockfiles need.
+struct LiveSet {
+    objects: BTreeMap<Blake3, Reason>,
+    /// Kept images and layers, each with the kept generations (`node@N`) that use it.
+    images: BTreeMap<String, Vec<String>>,
+    layers: BTreeMap<String, Vec<String>>,
+    /// Each locked artifact, with the index of the first lockfile (by name) that pins it.
+    locked: BTreeMap<crate::hash::Sha256, usize>,
+    lockfiles: Vec<PathBuf>,
+}
+
+impl LiveSet {
+    fn reason(&self, r: Reason) -> String {
+        match r {
+            Reason::Image => "used by a kept image".into(),
+            Reason::Locked(i) => format!(
+                "locked artifact in {}",
+                self.lockfiles
+                    .get(i)
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default()
+            ),
+            Reason::Installed => "installed by a locked artifact".into(),
+        }
+    }
+}
+
+/// Removes (or, in a dry run, only counts) what gc sweeps, adding the bytes freed.
+struct Sweeper {
+    dry_run: bool,
+    /// Per inode, the links a dry run has counted as removed.
+    links: HashMap<(u64, u64), u64>,
+    r: GcReport,
+}
+
+impl Sweeper {
+    fn remove(&mut self, path: &Path) -> Result<u64, Error> {
         // A real run removes links as it goes, so each file is seen with its remaining count.
-        let bytes = if opts.dry_run {
-            size_of_tree(path, &mut links)
+        let bytes = if self.dry_run {
+            size_of_tree(path, &mut self.links)
         } else {
             size_of_tree(path, &mut HashMap::new())
         };
-        if !opts.dry_run {
+        if !self.dry_run {
             if path.is_dir() && !path.is_symlink() {
                 // Renamed out of sight first (one atomic step), then deleted: a gc killed midway
                 // leaves a temp directory that the next run removes, never a half-deleted
@@ -137,12 +172,59 @@ pub fn gc(opts: &GcOptions) -> Result<GcReport, Error> {
                     .map_err(|e| crate::fsutil::FsError::new("cannot remove", path, e))?;
             }
         }
-        r.freed_bytes += bytes;
+        self.r.freed_bytes += bytes;
         Ok(bytes)
-    };
+    }
+}
 
-    // 1. Generations to keep; the rest go.
-    let mut live_manifests = Vec::new();
+pub fn gc(opts: &GcOptions) -> Result<GcReport, Error> {
+    let out = &opts.out;
+    let layout = OutDir::new(out);
+    let store = if opts.dry_run {
+        crate::ops::steps::open_store_read_only(&layout, true)?
+    } else {
+        crate::ops::steps::open_store_exclusive(&layout)?
+    };
+    let mut sw = Sweeper {
+        dry_run: opts.dry_run,
+        links: HashMap::new(),
+        r: GcReport {
+            dry_run: opts.dry_run,
+            ..GcReport::default()
+        },
+    };
+    // Counts what has been looked at (generations, images, layers, objects).
+    let bar = opts.progress.start(crate::progress::Unit::Open, 0, "gc");
+    bar.set_message("examined");
+
+    let mut live = keep_generations(opts, &mut sw, &bar)?;
+    add_lockfiles(opts, &store, &mut live)?;
+    // Images and layers first, then what they are made of, so that a gc killed midway never
+    // leaves a layer whose store objects are gone.
+    sweep_images(&layout, &live, &mut sw, &bar)?;
+    sweep_layers(&layout, &live, &mut sw, &bar)?;
+    sweep_objects(&store, &live, &mut sw, &bar)?;
+    sweep_store_records(&store, &live, &mut sw)?;
+    sweep_leftovers(&layout, &store, &live, &mut sw)?;
+    bar.finish();
+    Ok(sw.r)
+}
+
+/// Phase 1: the generations to keep (the others removed), and what each kept one needs: its
+/// image, layers and files. Each record is read, reduced and dropped before the next.
+fn keep_generations(
+    opts: &GcOptions,
+    sw: &mut Sweeper,
+    bar: &crate::progress::Progress,
+) -> Result<LiveSet, Error> {
+    let out = &opts.out;
+    let mut live = LiveSet {
+        objects: BTreeMap::new(),
+        images: BTreeMap::new(),
+        layers: BTreeMap::new(),
+        locked: BTreeMap::new(),
+        lockfiles: Vec::new(),
+    };
     for node in generations::nodes(out) {
         let gens = generations::list(out, &node)?;
         let current = generations::current(out, &node);
@@ -151,213 +233,247 @@ pub fn gc(opts: &GcOptions) -> Result<GcReport, Error> {
             .map_or(0, |n| gens.len().saturating_sub(n as usize));
         for (i, g) in gens.iter().enumerate() {
             bar.inc(1);
-            if i >= keep_from || Some(g.number) == current {
-                let name = format!("{node}@{}", g.number);
-                let reason = match opts.keep_generations {
-                    _ if Some(g.number) == current => "current".to_string(),
-                    Some(n) => format!("among the newest {n}"),
-                    None => "kept: no --keep-generations".to_string(),
-                };
-                r.kept_reasons.generations.push(KeptGeneration {
-                    generation: name.clone(),
-                    reason,
-                });
-                live_manifests.push((name, recorded_manifest(out, &node, g)?));
-                r.kept_generations += 1;
-            } else {
-                remove(&generations::generation_dir(out, &node, g.number), &mut r)?;
-                r.removed_generations.push(format!("{node}@{}", g.number));
+            let name = format!("{node}@{}", g.number);
+            if !(i >= keep_from || Some(g.number) == current) {
+                sw.remove(&generations::generation_dir(out, &node, g.number))?;
+                sw.r.removed_generations.push(name);
+                continue;
+            }
+            let reason = match opts.keep_generations {
+                _ if Some(g.number) == current => "current".to_string(),
+                Some(n) => format!("among the newest {n}"),
+                None => "kept: no --keep-generations".to_string(),
+            };
+            sw.r.kept_reasons.generations.push(KeptGeneration {
+                generation: name.clone(),
+                reason,
+            });
+            sw.r.kept_generations += 1;
+            // Read (and checked against its id) even when another kept generation is the same
+            // image, so a damaged record stops gc as before; reduced to what it needs and
+            // dropped before the next.
+            let m = recorded_manifest(out, &node, g)?;
+            let users = live.images.entry(m.id.clone()).or_default();
+            users.push(name.clone());
+            if users.len() == 1 {
+                for b in m.entries.iter().filter_map(|e| e.blake3) {
+                    live.objects.entry(b).or_insert(Reason::Image);
+                }
+            }
+            for l in &m.layers {
+                live.layers
+                    .entry(l.id.clone())
+                    .or_default()
+                    .push(name.clone());
             }
         }
     }
+    Ok(live)
+}
 
-    // 2. Live objects: every file of a kept image, every locked artifact and what it installs.
-    // Each live object with why (the first reason found).
-    let mut live: BTreeMap<Blake3, String> = BTreeMap::new();
-    let mut live_images: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    let mut live_layers: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for (name, m) in &live_manifests {
-        for b in m.entries.iter().filter_map(|e| e.blake3) {
-            live.entry(b)
-                .or_insert_with(|| "used by a kept image".to_string());
-        }
-        live_images
-            .entry(m.id.clone())
-            .or_default()
-            .push(name.clone());
-        for l in &m.layers {
-            live_layers
-                .entry(l.id.clone())
-                .or_default()
-                .push(name.clone());
-        }
-    }
-    let index = store.index_entries();
-    // Each locked artifact, with the first lockfile (by name) that pins it.
-    let mut locked = BTreeMap::new();
+/// Phase 2: every locked artifact (in any lockfile under `opts.lockfiles`) and what it installs.
+fn add_lockfiles(
+    opts: &GcOptions,
+    store: &crate::store::Store,
+    live: &mut LiveSet,
+) -> Result<(), Error> {
     let mut lockfiles: Vec<PathBuf> = crate::fsutil::entries(&opts.lockfiles)
         .map(|e| e.path())
         .filter(|p| p.extension().is_some_and(|x| x == "lock"))
         .collect();
     lockfiles.sort();
-    for path in &lockfiles {
+    for (i, path) in lockfiles.iter().enumerate() {
         let lock = Lockfile::load(path)?;
         for sha in lock
             .artifacts
             .iter()
             .filter_map(crate::lock::LockEntry::sha256)
         {
-            locked.entry(sha).or_insert_with(|| path.clone());
+            live.locked.entry(sha).or_insert(i);
         }
     }
-    for (sha, b, _, _) in &index {
-        if let Some(path) = locked.get(sha) {
-            live.entry(*b)
-                .or_insert_with(|| format!("locked artifact in {}", path.display()));
+    live.lockfiles = lockfiles;
+    for (sha, b, _, _) in store.index_entries() {
+        if let Some(i) = live.locked.get(&sha) {
+            live.objects.entry(b).or_insert(Reason::Locked(*i));
         }
     }
-    let records = store.records(crate::store::EXTRACT_RECORDS);
-    for (_, path) in &records {
-        if let Some(rec) = std::fs::read(path)
-            .ok()
-            .and_then(|b| serde_json::from_slice::<ExtractRecord>(&b).ok())
-        {
-            if live.contains_key(&rec.artifact) {
+    for (_, path) in store.records(crate::store::EXTRACT_RECORDS) {
+        if let Some(rec) = read_extract_record(&path) {
+            if live.objects.contains_key(&rec.artifact) {
                 for f in &rec.files {
-                    live.entry(f.blake3)
-                        .or_insert_with(|| "installed by a locked artifact".to_string());
+                    live.objects.entry(f.blake3).or_insert(Reason::Installed);
                 }
             }
         }
     }
+    Ok(())
+}
 
-    // 3. Sweep: images and layers first, then what they are made of, so that a gc killed
-    // midway never leaves a layer whose store objects are gone.
+fn read_extract_record(path: &Path) -> Option<ExtractRecord> {
+    std::fs::read(path)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<ExtractRecord>(&b).ok())
+}
+
+/// Sweep: image directories no kept generation uses, and their attestations with them.
+fn sweep_images(
+    layout: &OutDir,
+    live: &LiveSet,
+    sw: &mut Sweeper,
+    bar: &crate::progress::Progress,
+) -> Result<(), Error> {
     for e in crate::fsutil::entries(layout.images()) {
         bar.inc(1);
         let name = e.file_name().to_string_lossy().into_owned();
-        if let Some(users) = live_images.get(&name) {
-            r.kept_images += 1;
-            r.kept_reasons.images.push(KeptBy {
+        if let Some(users) = live.images.get(&name) {
+            sw.r.kept_images += 1;
+            sw.r.kept_reasons.images.push(KeptBy {
                 id: name,
                 used_by: users.clone(),
             });
         } else {
-            remove(&e.path(), &mut r)?;
+            sw.remove(&e.path())?;
             if !name.starts_with('.') {
-                r.removed_images.push(name);
+                sw.r.removed_images.push(name);
             }
         }
     }
     // What vouches for an image goes with it, and stays with it.
     for e in crate::fsutil::entries(layout.attestations()) {
         let name = e.file_name().to_string_lossy().into_owned();
-        if !live_images.contains_key(&name) {
-            remove(&e.path(), &mut r)?;
+        if !live.images.contains_key(&name) {
+            sw.remove(&e.path())?;
             if !name.starts_with('.') {
-                r.removed_attestations.push(name);
+                sw.r.removed_attestations.push(name);
             }
         }
     }
+    sw.r.removed_attestations.sort();
+    sw.r.kept_reasons.images.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok(())
+}
+
+/// Sweep: layers no kept image uses.
+fn sweep_layers(
+    layout: &OutDir,
+    live: &LiveSet,
+    sw: &mut Sweeper,
+    bar: &crate::progress::Progress,
+) -> Result<(), Error> {
     for e in crate::fsutil::entries(layout.layers()) {
         bar.inc(1);
         let name = e.file_name().to_string_lossy().into_owned();
-        if let Some(users) = live_layers.get(&name) {
-            r.kept_layers += 1;
-            r.kept_reasons.layers.push(KeptBy {
+        if let Some(users) = live.layers.get(&name) {
+            sw.r.kept_layers += 1;
+            sw.r.kept_reasons.layers.push(KeptBy {
                 id: name,
                 used_by: users.clone(),
             });
         } else {
-            remove(&e.path(), &mut r)?;
+            sw.remove(&e.path())?;
             if !name.starts_with('.') {
-                r.removed_layers.push(name);
+                sw.r.removed_layers.push(name);
             }
         }
     }
-    r.removed_attestations.sort();
-    r.kept_reasons.images.sort_by(|a, b| a.id.cmp(&b.id));
-    r.kept_reasons.layers.sort_by(|a, b| a.id.cmp(&b.id));
-    let mut object_reasons: Vec<KeptCount> = Vec::new();
+    sw.r.kept_reasons.layers.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok(())
+}
+
+/// Sweep: store objects nothing live needs; the kept ones counted by reason.
+fn sweep_objects(
+    store: &crate::store::Store,
+    live: &LiveSet,
+    sw: &mut Sweeper,
+    bar: &crate::progress::Progress,
+) -> Result<(), Error> {
+    let mut counts: BTreeMap<Reason, usize> = BTreeMap::new();
     for (addr, path) in store.objects() {
         bar.inc(1);
-        if let Some(reason) = addr.and_then(|a| live.get(&a)) {
-            r.kept_objects += 1;
-            match object_reasons.iter_mut().find(|k| k.reason == *reason) {
-                Some(k) => k.count += 1,
-                None => object_reasons.push(KeptCount {
-                    reason: reason.clone(),
-                    count: 1,
-                }),
-            }
+        if let Some(reason) = addr.and_then(|a| live.objects.get(&a)) {
+            sw.r.kept_objects += 1;
+            *counts.entry(*reason).or_default() += 1;
         } else {
-            remove(&path, &mut r)?;
-            r.removed_objects += 1;
+            sw.remove(&path)?;
+            sw.r.removed_objects += 1;
         }
     }
     // In the order the reasons are listed (images, lockfiles by name, installed).
-    let rank = |k: &KeptCount| {
-        if k.reason.starts_with("used by") {
-            0
-        } else if k.reason.starts_with("locked") {
-            1
-        } else {
-            2
-        }
-    };
-    object_reasons.sort_by(|a, b| (rank(a), &a.reason).cmp(&(rank(b), &b.reason)));
-    r.kept_reasons.objects = object_reasons;
-    for (sha, b, _, path) in &index {
-        if !live.contains_key(b) {
-            remove(path, &mut r)?;
-            let lock = store.artifact_lock_path(sha);
+    sw.r.kept_reasons.objects = counts
+        .into_iter()
+        .map(|(reason, count)| KeptCount {
+            reason: live.reason(reason),
+            count,
+        })
+        .collect();
+    Ok(())
+}
+
+/// Sweep: the store's sha256 index entries, extraction records and cached verity digests of
+/// objects that are gone.
+fn sweep_store_records(
+    store: &crate::store::Store,
+    live: &LiveSet,
+    sw: &mut Sweeper,
+) -> Result<(), Error> {
+    for (sha, b, _, path) in store.index_entries() {
+        if !live.objects.contains_key(&b) {
+            sw.remove(&path)?;
+            let lock = store.artifact_lock_path(&sha);
             if lock.exists() {
-                remove(&lock, &mut r)?;
+                sw.remove(&lock)?;
             }
-            r.removed_other += 1;
+            sw.r.removed_other += 1;
         }
     }
-    for (_, path) in &records {
-        let keep = std::fs::read(path)
-            .ok()
-            .and_then(|b| serde_json::from_slice::<ExtractRecord>(&b).ok())
-            .is_some_and(|rec| live.contains_key(&rec.artifact));
+    for (_, path) in store.records(crate::store::EXTRACT_RECORDS) {
+        let keep =
+            read_extract_record(&path).is_some_and(|rec| live.objects.contains_key(&rec.artifact));
         if !keep {
-            remove(path, &mut r)?;
-            r.removed_other += 1;
+            sw.remove(&path)?;
+            sw.r.removed_other += 1;
         }
     }
     // Cached verity digests of objects that are gone (any salt).
-    for e in crate::fsutil::entries(store.root()) {
-        if crate::image::digests::is_kind(&e.file_name().to_string_lossy()) {
-            let kind = e.file_name().to_string_lossy().into_owned();
-            for (key, path) in store.records(&kind) {
-                if !live.contains_key(&key) {
-                    remove(&path, &mut r)?;
-                    r.removed_other += 1;
-                }
+    let kinds: BTreeSet<String> = crate::fsutil::entries(store.root())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|k| crate::image::digests::is_kind(k))
+        .collect();
+    for kind in kinds {
+        for (key, path) in store.records(&kind) {
+            if !live.objects.contains_key(&key) {
+                sw.remove(&path)?;
+                sw.r.removed_other += 1;
             }
         }
     }
-    // Downloads interrupted by a killed fetch, of artifacts no lockfile pins any more (those
-    // still locked stay, for the next fetch to resume).
+    Ok(())
+}
+
+/// Sweep: downloads interrupted by a killed fetch of artifacts no lockfile pins any more (those
+/// still locked stay, for the next fetch to resume), blobs of interrupted pulls (gc holds `out/`
+/// alone: no pull is running to resume them), and the whole-root images' shared tar prefixes.
+fn sweep_leftovers(
+    layout: &OutDir,
+    store: &crate::store::Store,
+    live: &LiveSet,
+    sw: &mut Sweeper,
+) -> Result<(), Error> {
     for (sha, path) in store.partials() {
-        if !locked.contains_key(&sha) {
-            remove(&path, &mut r)?;
-            r.removed_other += 1;
+        if !live.locked.contains_key(&sha) {
+            sw.remove(&path)?;
+            sw.r.removed_other += 1;
         }
     }
-    // Blobs of interrupted pulls (gc holds out/ alone: no pull is running to resume them).
     for e in crate::fsutil::entries(layout.pulls()) {
-        remove(&e.path(), &mut r)?;
-        r.removed_other += 1;
+        sw.remove(&e.path())?;
+        sw.r.removed_other += 1;
     }
-    // The whole-root images' shared tar prefixes: nothing writes or reads them any more.
     let legacy = layout.legacy_tar_prefix();
     if legacy.exists() {
-        remove(&legacy, &mut r)?;
-        r.removed_other += 1;
+        sw.remove(&legacy)?;
+        sw.r.removed_other += 1;
     }
-    bar.finish();
-    Ok(r)
+    Ok(())
 }

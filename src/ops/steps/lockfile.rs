@@ -29,6 +29,16 @@ pub fn check_lock(
 ) -> Result<LockCheck, Error> {
     let manifest = Manifest::load(manifest)?;
     let lock = Lockfile::load(lockfile)?;
+    checked(manifest, lock, lockfile)
+}
+
+/// [`check_lock`] of a manifest and lock already read (`lockfile` names the lock in messages):
+/// the lock a run completed in memory, before it is written.
+pub(crate) fn checked(
+    manifest: Manifest,
+    lock: Lockfile,
+    lockfile: &std::path::Path,
+) -> Result<LockCheck, Error> {
     let specs = manifest.artifacts();
     let changes = staleness(&lock, &specs, manifest.kube_apiserver.as_deref());
     if !changes.is_empty() {
