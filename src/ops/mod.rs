@@ -37,10 +37,11 @@ pub use steps::{
 };
 // OCI registries and layouts.
 pub use registry::{
-    export, import, login, logout, mirror_push, pull, push, AttestationPush, BlobReport,
+    export, import, login, logout, mirror_push, pull, push, tags, AttestationPush, BlobReport,
     BlobStatus, ExportOptions, FileStatus, ImportOptions, ImportReport, LayoutExportReport,
     LoginOptions, LoginReport, LogoutReport, MirrorPushOptions, MirrorPushReport, NodePush,
     PullOptions, PullReport, PulledAttestations, PulledFile, PushOptions, PushReport, ReferrersVia,
+    TaggedImage, TagsOptions, TagsReport,
 };
 // Supply chain (issue 15). `image_signatures` and `attestation_files` are what push/pull need.
 pub use attest::{

@@ -47,13 +47,10 @@ pub fn exec(ctx: &Ctx, args: VerifyArgs) -> Result<ExitCode, Error> {
         eprintln!("FAIL {f}");
     }
     // Damaged layers and images: repair writes them again.
-    if r.failures
-        .iter()
-        .any(|f| {
-            f.starts_with("layer ")
-                || (f.starts_with("image ") && !f.contains("not signed by a trusted key"))
-        })
-    {
+    if r.failures.iter().any(|f| {
+        f.starts_with("layer ")
+            || (f.starts_with("image ") && !f.contains("not signed by a trusted key"))
+    }) {
         eprintln!("hint: `nodeforge repair` writes damaged layers and images again from the store and the generations' records, and says what it fixed");
     }
     // Images no trusted key signed: what makes verify pass.
