@@ -25,7 +25,7 @@ pub use build::{
     boot_plan_with_secrets, parse_margin, secrets_check, secrets_user_data, SecretsCheckOptions,
     SecretsCheckReport, SecretsOptions, UserDataOptions, UserDataReport,
 };
-pub use error::{ArtifactFailure, Error, FailureCause, Problem, ResolveError};
+pub use error::{failure_problems, ArtifactFailure, Error, FailureCause, Problem, ResolveError};
 pub use history::{
     diff, gc, list, nested_outputs, repair, rollback, rollback_all, rollback_group, show, verify,
     DiffReport, GcOptions, GcReport, ImageTrust, KeptBy, KeptCount, KeptGeneration, KeptReasons,
