@@ -30,7 +30,7 @@ use commands::{
     secrets, show, verify,
 };
 use commands::{completions, init, repair};
-use commands::{export, import, login, pull, push};
+use commands::{export, import, login, pull, push, tags};
 use commands::{key, provenance, sbom, sign};
 
 #[derive(Debug, Parser)]
@@ -147,6 +147,9 @@ enum Command {
     /// Pull a node image from an OCI registry, verify it and make it the node's current generation.
     #[command(after_help = PULL_EXAMPLES)]
     Pull(pull::PullArgs),
+    /// List the node images a repository holds: each one's node, generations, tags and whether
+    /// a trusted key signed it.
+    Tags(tags::TagsArgs),
     /// Write each node's current image as an OCI image layout (--oci-layout DIR), for sites
     /// without a registry.
     Export(export::ExportArgs),
@@ -403,6 +406,7 @@ fn run(ctx: &Ctx, command: Command) -> Result<ExitCode, Error> {
         Command::DemoMirror(a) => demo_mirror::exec(ctx, a),
         Command::Push(a) => push::exec(ctx, a),
         Command::Pull(a) => pull::exec(ctx, a),
+        Command::Tags(a) => tags::exec(ctx, a),
         Command::Export(a) => export::exec(ctx, a),
         Command::Import(a) => import::exec(ctx, a),
         Command::Login(a) => login::exec(ctx, a),

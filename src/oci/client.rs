@@ -1214,6 +1214,55 @@ impl Registry {
             .map_err(|e| self.body_error(&op, e, "referrers list", MAX_MANIFEST_BYTES))
     }
 
+    /// The repository's tags (`GET /v2/<name>/tags/list`, following the `Link` header of a
+    /// registry that pages them, at most [`MAX_TAG_PAGES`] pages), sorted. A repository the
+    /// registry does not know (404) has none.
+    pub fn list_tags(&self, repository: &str) -> Result<Vec<String>, RegistryError> {
+        #[derive(serde::Deserialize)]
+        struct TagList {
+            #[serde(default)]
+            tags: Option<Vec<String>>,
+        }
+        let op = Self::pull_op(repository, "listing the tags".to_string());
+        let mut tags = Vec::new();
+        let mut next = Some((format!("/v2/{repository}/tags/list"), "n=1000".to_string()));
+        for _ in 0..MAX_TAG_PAGES {
+            let Some((path, query)) = next.take() else {
+                break;
+            };
+            let mut url = self.url(&path);
+            url.set_query(Some(&query));
+            let resp = self.send(&op, &|| self.http.get(url.clone()))?;
+            if resp.status() == StatusCode::NOT_FOUND {
+                break;
+            }
+            if !resp.status().is_success() {
+                return Err(self.status_error(&op, resp));
+            }
+            next = resp
+                .headers()
+                .get(reqwest::header::LINK)
+                .and_then(|v| v.to_str().ok())
+                .and_then(next_page);
+            let status = resp.status().as_u16();
+            let bytes = read_limited(resp, MAX_MANIFEST_BYTES)
+                .map_err(|e| self.body_error(&op, e, "tag list", MAX_MANIFEST_BYTES))?;
+            let list: TagList =
+                serde_json::from_slice(&bytes).map_err(|e| RegistryError::Status {
+                    registry: self.host.clone(),
+                    repository: repository.to_string(),
+                    what: op.what.clone(),
+                    status,
+                    code: None,
+                    detail: format!("not a tag list: {e}"),
+                })?;
+            tags.extend(list.tags.unwrap_or_default());
+        }
+        tags.sort();
+        tags.dedup();
+        Ok(tags)
+    }
+
     /// Put the small blob `bytes` (a few bytes to megabytes: an attestation file) into the
     /// repository unless it has it; whether its bytes were sent.
     pub fn put_blob_bytes(&self, repository: &str, bytes: &[u8]) -> Result<bool, RegistryError> {
@@ -1280,6 +1329,28 @@ impl std::fmt::Display for BodyError {
 
 /// Read a response body whole, refusing one of more than `limit` bytes (never cut short and
 /// taken as if complete: a truncated manifest would be judged by the wrong bytes).
+/// Pages of a tag list `list_tags` follows: 1000 tags each.
+pub const MAX_TAG_PAGES: usize = 20;
+
+/// The path and query of a `Link: </v2/…/tags/list?n=…&last=…>; rel="next"` header.
+fn next_page(link: &str) -> Option<(String, String)> {
+    let target = link
+        .split(',')
+        .find(|l| l.contains("rel=\"next\""))?
+        .split(';')
+        .next()?
+        .trim()
+        .strip_prefix('<')?
+        .strip_suffix('>')?;
+    // An absolute URL's path, or the path as given.
+    let path = match target.find("://") {
+        Some(i) => &target[target[i + 3..].find('/').map(|j| i + 3 + j)?..],
+        None => target,
+    };
+    let (path, query) = path.split_once('?').unwrap_or((path, ""));
+    Some((path.to_string(), query.to_string()))
+}
+
 fn read_limited(resp: Response, limit: u64) -> Result<Vec<u8>, BodyError> {
     let mut v = Vec::new();
     let mut r = resp.take(limit.saturating_add(1));
@@ -1316,6 +1387,23 @@ impl Read for Counting {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A tag list's next page, from a relative or absolute `Link`, and none without `rel="next"`.
+    #[test]
+    fn tag_list_pages_follow_the_link_header() {
+        assert_eq!(
+            next_page("</v2/fleet/kubenet/tags/list?n=1000&last=worker1>; rel=\"next\""),
+            Some((
+                "/v2/fleet/kubenet/tags/list".to_string(),
+                "n=1000&last=worker1".to_string()
+            ))
+        );
+        assert_eq!(
+            next_page("<https://r.example/v2/k/tags/list?last=a>; rel=\"next\""),
+            Some(("/v2/k/tags/list".to_string(), "last=a".to_string()))
+        );
+        assert_eq!(next_page("</v2/k/tags/list?last=a>; rel=\"prev\""), None);
+    }
 
     /// A one-request HTTP server on loopback answering 200 with `body`.
     fn serve_once(body: Vec<u8>) -> String {

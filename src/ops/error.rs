@@ -83,6 +83,35 @@ pub struct ArtifactFailure {
     pub hint: Option<String>,
 }
 
+/// The lines of an error report for artifacts that could not be had. Those no source could
+/// reach (DNS, connection) come first as one line: one cause, one hint (the network, a mirror, or
+/// `make demo` offline), which makes the others moot; then the rest, the most actionable first.
+pub fn failure_problems(failures: &[ArtifactFailure]) -> Vec<Problem> {
+    let (unreachable, rest): (Vec<&ArtifactFailure>, Vec<&ArtifactFailure>) = failures
+        .iter()
+        .partition(|f| f.cause == FailureCause::Unreachable);
+    let mut out = Vec::new();
+    match unreachable.as_slice() {
+        [] => {}
+        [one] => out.push(one.problem()),
+        [first, ..] => out.push(Problem {
+            message: format!(
+                "upstream cannot be reached from here for {} artifacts: {} (the first: {})",
+                unreachable.len(),
+                unreachable
+                    .iter()
+                    .map(|f| f.label.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                first.message
+            ),
+            hints: first.hint().into_iter().collect(),
+        }),
+    }
+    out.extend(rest.into_iter().map(ArtifactFailure::problem));
+    out
+}
+
 impl ArtifactFailure {
     /// Its line in an error report, with its hint.
     pub fn problem(&self) -> Problem {
@@ -426,12 +455,12 @@ impl Error {
     /// The error as the lines to print: each problem (one per artifact for a list) with its
     /// hints, the most actionable first.
     pub fn problems(&self) -> Vec<Problem> {
-        let list = match self {
-            Error::Fetch { failures } => failures,
-            Error::NotInStore { missing } => missing,
+        match self {
+            Error::Fetch { failures } => failure_problems(failures),
+            Error::NotInStore { missing } => failure_problems(missing),
             // One line per broken rule, each with what to do.
             Error::Skew { violations } => {
-                return violations
+                violations
                     .iter()
                     .map(|v| Problem {
                         message: format!("version skew: {}", v.message),
@@ -444,7 +473,7 @@ impl Error {
             }
             // One line per problem of the node's secrets, each with what to do.
             Error::Secrets { findings, .. } => {
-                return findings
+                findings
                     .iter()
                     .map(|f| Problem {
                         message: f.line(),
@@ -454,7 +483,7 @@ impl Error {
             }
             // One line per artifact lock could not resolve, each with the hint.
             Error::Resolve { failures } => {
-                return failures
+                failures
                     .iter()
                     .map(|(label, e)| Problem {
                         message: format!("could not resolve {label}: {e}"),
@@ -462,14 +491,11 @@ impl Error {
                     })
                     .collect()
             }
-            _ => {
-                return vec![Problem {
-                    message: self.to_string(),
-                    hints: self.hints(),
-                }]
-            }
-        };
-        list.iter().map(ArtifactFailure::problem).collect()
+            _ => vec![Problem {
+                message: self.to_string(),
+                hints: self.hints(),
+            }],
+        }
     }
 
     /// A source line with a caret, for errors that point into a file.

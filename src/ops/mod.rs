@@ -25,7 +25,7 @@ pub use build::{
     boot_plan_with_secrets, parse_margin, secrets_check, secrets_user_data, SecretsCheckOptions,
     SecretsCheckReport, SecretsOptions, UserDataOptions, UserDataReport,
 };
-pub use error::{ArtifactFailure, Error, FailureCause, Problem, ResolveError};
+pub use error::{failure_problems, ArtifactFailure, Error, FailureCause, Problem, ResolveError};
 pub use history::{
     diff, gc, list, nested_outputs, repair, rollback, rollback_all, rollback_group, show, verify,
     DiffReport, GcOptions, GcReport, ImageTrust, KeptBy, KeptCount, KeptGeneration, KeptReasons,
@@ -37,11 +37,11 @@ pub use steps::{
 };
 // OCI registries and layouts.
 pub use registry::{
-    export, import, login, logout, mirror_push, pull, push, AttestationPush, BlobReport,
+    export, import, login, logout, mirror_push, pull, push, tags, AttestationPush, BlobReport,
     BlobStatus, ExportOptions, FileStatus, ImportOptions, ImportReport, LayoutExportReport,
     LoginOptions, LoginReport, LogoutReport, MirrorPushOptions, MirrorPushReport, NodePush,
     PullOptions, PullReport, PulledAttestations, PulledFile, PushOptions, PushReport, ReferrersVia,
-    DEFAULT_PULL_JOBS,
+    TaggedImage, TagsOptions, TagsReport, DEFAULT_PULL_JOBS,
 };
 // Supply chain (issue 15). `image_signatures` and `attestation_files` are what push/pull need.
 pub use attest::{

@@ -209,7 +209,7 @@ fn completions_and_man_pages() {
     assert!(page.stdout.contains(".TH nodeforge 1"), "{}", page.stdout);
     let r = crate::run_in(dir.path(), &["man", "--dir", "man1"]).ok();
     assert!(
-        r.stdout.starts_with("wrote 35 man pages to man1"),
+        r.stdout.starts_with("wrote 36 man pages to man1"),
         "{}",
         r.stdout
     );
@@ -478,4 +478,74 @@ fn repair_writes_a_damaged_layer_again() {
     );
     ctx.run(&["verify"]).ok();
     ctx.run(&["repair"]).ok().stdout_has("nothing to repair");
+}
+
+/// `tags` lists a repository's node images with their nodes, generations, tags and whether a
+/// trusted key signed them; a mirror's tags are "other tags".
+#[test]
+fn tags_lists_a_repositorys_node_images() {
+    let Some(registry) = crate::oci::LocalRegistry::start() else {
+        return;
+    };
+    let host = registry.host();
+    let ctx = TestContext::new();
+    ctx.net(&["lock"]).ok();
+    ctx.net(&["build", "--node", "worker1", "--node", "worker2"])
+        .ok();
+    ctx.run(&["key", "generate", "k.key"]).ok();
+    ctx.run(&["sign", "worker1", "--key", "k.key"]).ok();
+    let repo = format!("{host}/kubenet");
+    let insecure = ["--insecure-registry", host.as_str()];
+    let run = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(insecure);
+        ctx.run(&all)
+    };
+    run(&["push", &repo]).ok();
+    let w1 = crate::current_id(&ctx, "worker1");
+    let w2 = crate::current_id(&ctx, "worker2");
+
+    let r = run(&["tags", &repo]).ok();
+    assert_eq!(
+        r.stdout,
+        format!(
+            "worker1    image {} (amd64) generation 1: signed by key {} (not checked); tags {}, worker1, worker1-gen1\n\
+             worker2    image {} (amd64) generation 1: unsigned; tags {}, worker2, worker2-gen1\n\
+             2 node images in {repo}\n",
+            &w1[..12],
+            &keyid(&ctx)[..16],
+            &w1[..12],
+            &w2[..12],
+            &w2[..12],
+        )
+    );
+    let r = run(&["tags", &repo, "--key", "k.key.pub"]).ok();
+    assert!(r.stdout.contains(&format!(
+        "generation 1: signed by trusted key {}",
+        &keyid(&ctx)[..16]
+    )));
+    assert!(r
+        .stdout
+        .contains("generation 1: NOT signed by a trusted key (unsigned); tags"));
+    let j = run(&["tags", &repo, "--json", "--key", "k.key.pub"])
+        .ok()
+        .json();
+    assert_eq!(j["images"][0]["node"], "worker1");
+    assert_eq!(j["images"][0]["trusted"], true);
+    assert_eq!(j["images"][1]["trusted"], false);
+    assert_eq!(j["images"][1]["generations"], serde_json::json!([1]));
+    // A tag is refused: tags lists them all.
+    run(&["tags", &format!("{repo}:worker1")])
+        .fails()
+        .stderr_has("names a tag or digest");
+}
+
+/// The key id of `k.key` as `key generate` printed it.
+fn keyid(ctx: &TestContext) -> String {
+    ctx.run(&["--json", "sign", "worker1", "--key", "k.key"])
+        .ok()
+        .json()["keyid"]
+        .as_str()
+        .unwrap()
+        .to_string()
 }

@@ -187,6 +187,10 @@ fn every_command_prints_the_documented_envelope() {
                 .run(&["mirror", "push", &format!("oci+http://{repo}"), "--json"])
                 .ok();
             check(&docs, &r, "mirror-push-report", &mut seen);
+            let r = ctx
+                .run(&["tags", &repo, "--insecure-registry", &host, "--json"])
+                .ok();
+            check(&docs, &r, "tags-report", &mut seen);
             let auth = p("auth.json");
             let env = [
                 ("REGISTRY_AUTH_FILE", auth.as_str()),
@@ -212,6 +216,7 @@ fn every_command_prints_the_documented_envelope() {
             seen.insert("push-report".to_string());
             seen.insert("pull-report".to_string());
             seen.insert("mirror-push-report".to_string());
+            seen.insert("tags-report".to_string());
         }
     }
 

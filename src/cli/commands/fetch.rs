@@ -35,7 +35,7 @@ pub fn exec(ctx: &Ctx, args: FetchArgs) -> Result<ExitCode, Error> {
         eprintln!("warning: {w}");
     }
     let failures = r.failure_list();
-    let problems: Vec<ops::Problem> = failures.iter().map(ops::ArtifactFailure::problem).collect();
+    let problems = ops::failure_problems(&failures);
     print_problems(&problems, None);
     if json {
         print_json("fetch-report", &r);

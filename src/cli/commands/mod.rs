@@ -25,6 +25,7 @@ pub mod import;
 pub mod login;
 pub mod pull;
 pub mod push;
+pub mod tags;
 // Supply chain (issue 15).
 pub mod key;
 pub mod provenance;

@@ -1,5 +1,5 @@
 //! OCI registries and layouts: push, pull, export, import, the artifact mirror's push, login and
-//! logout, and the attestations that travel with an image (`referrers`).
+//! logout, listing a repository's node images (tags), and the attestations that travel with an image (`referrers`).
 
 mod export;
 mod import;
@@ -9,6 +9,7 @@ mod mirror_push;
 mod pull;
 mod push;
 mod referrers;
+mod tags;
 
 pub use export::{export, ExportOptions, LayoutExportReport};
 pub use import::{import, ImportOptions, ImportReport};
@@ -18,3 +19,4 @@ pub use mirror_push::{mirror_push, MirrorPushOptions, MirrorPushReport};
 pub use pull::{pull, PullOptions, PullReport, DEFAULT_JOBS as DEFAULT_PULL_JOBS};
 pub use push::{push, BlobReport, BlobStatus, NodePush, PushOptions, PushReport};
 pub use referrers::{AttestationPush, FileStatus, PulledAttestations, PulledFile, ReferrersVia};
+pub use tags::{tags, TaggedImage, TagsOptions, TagsReport};
