@@ -18,7 +18,11 @@
 //!     verity);
 //!  2. a plain reboot: the same, with nothing run by hand (the units start after the merge);
 //!  3. (254) the payload's `.roothash` deleted, reboot: the image policy refuses the payload
-//!     (the journal says so), its binaries are absent and containerd does not run.
+//!     (the journal says so), its binaries are absent and containerd does not run;
+//!  4. (254) the root hash back, and the confext drop-in without its `daemon-reload` and start
+//!     (stock systemd's behaviour), reboot: both layers merge through verity and the units'
+//!     files are in /etc, but containerd, kubelet and kube-proxy are never started — what the
+//!     drop-in is for.
 //!
 //! Needs root, qemu-system-x86, qemu-utils, linux-image-cloud-amd64, busybox-static, dmsetup,
 //! cryptsetup-bin, mmdebstrap, e2fsprogs (.ci/run installs them); the first run fills
@@ -92,9 +96,9 @@ if [ "$mode" = install ]; then
   sed 's/^/NFT route-out /' /run/nf-test/route.out
 fi
 # Up to 90 s for containerd (a reboot starts it by itself, after the merge); none when the
-# payload is not merged (this unit runs after systemd-sysext.service).
+# payload is not merged (this unit runs after systemd-sysext.service) or nothing starts it.
 i=0
-until [ ! -e /usr/bin/containerd ] || { [ "$(systemctl is-active containerd.service)" = active ] && ctr version >/dev/null 2>&1; }; do
+until [ ! -e /usr/bin/containerd ] || [ "$mode" = stock ] || { [ "$(systemctl is-active containerd.service)" = active ] && ctr version >/dev/null 2>&1; }; do
   i=$((i + 1)); [ $i -gt 180 ] && break; sleep 0.5
 done
 for u in containerd kubelet kube-proxy; do
@@ -107,9 +111,18 @@ say containerd-config "$(sha256sum /etc/containerd/config.toml 2>/dev/null | cut
 dmsetup table 2>/dev/null | awk '$4 == "verity" {print "NFT verity", $(NF-1)}'
 say etc-fstype "$(findmnt -n -o FSTYPE,OPTIONS --mountpoint /etc | tail -1 | cut -d, -f1)"
 journalctl -b -u systemd-sysext.service -u systemd-confext.service --no-pager 2>&1 | sed 's/^/NFT journal /'
+say unit-file "$([ -e /etc/systemd/system/containerd.service ] && echo yes || echo no)"
 if [ "$mode" = reboot ] && [ -e /run/nf-test/delete-roothash ]; then
   rm /var/lib/extensions/nodeforge-payload.roothash
   say deleted-roothash
+fi
+# Stock systemd: the root hash back, the confext drop-in without its daemon-reload and start
+# (written with /etc unmerged: the confext's /etc is read-only).
+if [ "$mode" = norh ]; then
+  cp /run/nf-test/nodeforge-payload.roothash /var/lib/extensions/ &&
+    systemd-confext unmerge >/dev/null &&
+    sed -i '/^ExecStartPost=/d' /etc/systemd/system/systemd-confext.service.d/nodeforge.conf &&
+    say stock-next
 fi
 say END
 sync
@@ -404,6 +417,24 @@ fn route(systemd: Systemd) {
         !values(&r, "verity").contains(&layers.payload.as_str()),
         "{c}"
     );
+    assert_eq!(values(&r, "stock-next").len(), 1, "{c}");
+
+    // 4. Without the drop-in's reload and start: merged, and nothing started.
+    let c = guest.boot(systemd, "stock");
+    let r = report(&c);
+    let verity = values(&r, "verity");
+    assert!(
+        pinned.iter().all(|h| verity.contains(h)),
+        "both layers merged through verity:\n{c}"
+    );
+    assert_eq!(one(&r, "unit-file", &c), "yes", "{c}");
+    for u in ["containerd", "kubelet", "kube-proxy"] {
+        assert_eq!(
+            of(&r, "started", u, &c),
+            "0",
+            "{u} started without the drop-in's reload (then the drop-in is not needed):\n{c}"
+        );
+    }
 }
 
 #[test]
