@@ -12,6 +12,7 @@ fn global_options_work_before_or_after_the_subcommand() {
         .run(&[
             "--json",
             "--mirrors-only",
+            "--trust-mirror-checksums",
             "--mirror",
             &mirror,
             "--retries",
@@ -29,6 +30,7 @@ fn global_options_work_before_or_after_the_subcommand() {
         "fetch",
         "--json",
         "--mirrors-only",
+        "--trust-mirror-checksums",
         "--mirror",
         &mirror,
         "-j",
@@ -133,7 +135,7 @@ fn init_makes_a_project_that_builds() {
          control2, worker0, worker1, worker2), its 9 templates and .gitignore\n\
          next: cd proj && nodeforge lock && nodeforge build\n\
          offline: cd proj && nodeforge demo-mirror out/mirror && nodeforge lock --offline \
-         --mirrors-only --mirror file://out/mirror && nodeforge build --offline --mirror \
+         --mirrors-only --trust-mirror-checksums --mirror file://out/mirror && nodeforge build --offline --mirror \
          file://out/mirror\n"
     );
     let proj = dir.path().join("proj");
@@ -154,6 +156,7 @@ fn init_makes_a_project_that_builds() {
             "lock",
             "--offline",
             "--mirrors-only",
+            "--trust-mirror-checksums",
             "--mirror",
             "file://out/mirror",
         ],

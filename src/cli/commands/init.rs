@@ -38,7 +38,7 @@ pub fn exec(ctx: &Ctx, args: InitArgs) -> Result<ExitCode, Error> {
     };
     say!("next: {cd}nodeforge lock && nodeforge build");
     say!(
-        "offline: {cd}nodeforge demo-mirror out/mirror && nodeforge lock --offline --mirrors-only --mirror file://out/mirror && nodeforge build --offline --mirror file://out/mirror"
+        "offline: {cd}nodeforge demo-mirror out/mirror && nodeforge lock --offline --mirrors-only --trust-mirror-checksums --mirror file://out/mirror && nodeforge build --offline --mirror file://out/mirror"
     );
     Ok(ExitCode::SUCCESS)
 }
