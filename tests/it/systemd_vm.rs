@@ -12,7 +12,7 @@
 //!     `systemd-analyze verify` of the image's units clean, kubelet/kube-proxy enabled with their
 //!     ExecStart the image's binaries, /bin /sbin /lib the base's links, /etc the config layer's
 //!     files; then the VM writes state under /var/lib, /etc/hostname, edits and deletes files the
-//!     config layer owns, and powers off; the node's secrets (made with openssl, checked by
+//!     config layer owns, runs `rm -rf /etc/kubernetes && mkdir /etc/kubernetes`, and powers off; the node's secrets (made with openssl, checked by
 //!     `nodeforge secrets check`) arrive as systemd credentials over fw_cfg, passed with exactly
 //!     the `-fw_cfg` arguments `nodeforge show worker1 --boot --secrets DIR` prints: each at its
 //!     declared path (a symlink into /run, a tmpfs) with its content, mode and owner, placed by
@@ -20,7 +20,9 @@
 //!     bytes is in the VM's disk images (the qcow2 overlay, the base ext4) or under out/;
 //!  2. `nodeforge rollback`, generation 1, through Debian's mkinitramfs with the shipped
 //!     initramfs-tools hook and local-bottom script: every file the config layer owns is
-//!     generation 1's, the state, hostname, machine-id and containerd's images are still there;
+//!     generation 1's (/etc/kubernetes too, which the first boot removed and made again: an
+//!     overlay-opaque directory in the /etc upper), the state, hostname, machine-id and
+//!     containerd's images are still there;
 //!     booted without credentials, nodeforge-secrets.service does not run (its condition) and the
 //!     secrets' paths lead nowhere (their content was never on the disk);
 //!  3. one flipped byte in the payload (busybox, dmsetup): reading runc fails, the rest reads;
@@ -205,6 +207,10 @@ if [ "$mode" = first ]; then
   echo nf-worker1 >/etc/hostname
   echo '# a local edit' >>/etc/containerd/config.toml
   rm -f /etc/cni/net.d/99-loopback.conf
+  # A `kubeadm reset`-style clean-up: the directory removed and made again leaves an
+  # overlay-opaque directory in the persistent /etc upper; the config layer's files in it must
+  # be seen again at the next boot (issue 25: the boot script clears the mark).
+  rm -rf /etc/kubernetes && mkdir /etc/kubernetes
 fi
 say END "$(up)"
 sync
@@ -331,9 +337,10 @@ fn has(r: &[(String, String)], key: &str, value: &str, console: &str) {
 fn etc_seen(r: &[(String, String)]) -> BTreeMap<String, String> {
     r.iter()
         .filter(|(k, _)| k == "etc")
-        .map(|(_, v)| {
-            let (h, p) = v.split_once(' ').unwrap();
-            (p.to_string(), h.to_string())
+        .map(|(_, v)| match v.split_once(' ') {
+            Some((h, p)) => (p.to_string(), h.to_string()),
+            // sha256sum printed nothing: the file is not there (hidden by an opaque directory).
+            None => (v.to_string(), "unreadable".to_string()),
         })
         .collect()
 }
