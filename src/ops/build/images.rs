@@ -251,41 +251,13 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, Error> {
     let signing = sign_key.is_some() || x509.is_some();
     // Staged: every node's missing layer, image directory, SBOM and generation, several nodes
     // at a time, in temporary directories and files (nothing in place yet).
-    let files = parallel_map(&pairs, opts.jobs.max(2), |(_, m)| {
-        let r = stage_files(&out, &store, m, signing, &digests);
+    let staged = parallel_map(&pairs, opts.jobs.max(2), |(n, m)| {
+        let r = stage_node(&out, &store, n, m, &checked.lock_id, signing, &digests);
         bar.inc(1);
         r
     });
     bar.finish();
-    let files: Vec<StagedFiles> = files.into_iter().collect::<Result<_, _>>()?;
-    // Each node's next generation, one node at a time in the order of their names: its lock is
-    // held until `current` is switched, and two builds that take those locks in one order never
-    // wait for each other (taken as the parallel staging went, they deadlocked).
-    let mut order: Vec<usize> = (0..pairs.len()).collect();
-    order.sort_by(|a, b| pairs[*a].0.name.cmp(&pairs[*b].0.name));
-    let mut gens: Vec<Option<generations::Staged>> = (0..pairs.len()).map(|_| None).collect();
-    for i in order {
-        let ((n, m), f) = (pairs[i], &files[i]);
-        // The record as written, with each layer's root hash: what the generation keeps.
-        gens[i] = Some(generations::stage_record(
-            out.root(),
-            n.name.as_str(),
-            &m.id,
-            &checked.lock_id,
-            &f.image.full().to_json(),
-            Some(&f.image.record_path()),
-        )?);
-    }
-    let staged: Vec<StagedNode> = files
-        .into_iter()
-        .zip(gens.into_iter().flatten())
-        .map(|(f, generation)| StagedNode {
-            image: f.image,
-            sbom: f.sbom,
-            sbom_warning: f.sbom_warning,
-            generation,
-        })
-        .collect();
+    let staged: Vec<StagedNode> = staged.into_iter().collect::<Result<_, _>>()?;
     // Then one syncfs makes all of it durable, the renames put it in place in order (layers,
     // image, SBOM, generation, `current`), and a second syncfs makes the renames durable: two
     // syncs for the whole build instead of a syncfs per published directory and two fsyncs per
@@ -341,7 +313,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, Error> {
     })
 }
 
-/// A node's outputs written into temporary directories and files: [`stage_files`] and the node's staged generation, then one
+/// A node's outputs written into temporary directories and files: [`stage_node`], then one
 /// `syncfs` for every node, then [`publish`](Self::publish).
 struct StagedNode {
     image: StagedImage,
@@ -362,22 +334,17 @@ struct NodeOutcome {
     sbom_warning: Option<String>,
 }
 
-/// A node's image directory and SBOM, staged (its generation is staged after, in order).
-struct StagedFiles {
-    image: StagedImage,
-    sbom: Option<(crate::fsutil::AtomicFile, PathBuf)>,
-    sbom_warning: Option<String>,
-}
-
-/// Stage what image `m` lacks: its config layer (and a payload written meanwhile), its image
-/// directory, its SBOM.
-fn stage_files(
+/// Stage what node `n`'s image `m` lacks: its config layer (and a payload written meanwhile),
+/// its image directory, its SBOM, its next generation (under the node's lock).
+fn stage_node(
     out: &OutDir,
     store: &crate::store::Store,
+    n: &Node,
     m: &ImageManifest,
+    lock_id: &str,
     signing: bool,
     digests: &crate::ops::steps::attestations::DigestCache,
-) -> Result<StagedFiles, Error> {
+) -> Result<StagedNode, Error> {
     let image = stage_image(out, store, m)?;
     // The SBOM beside the image. A read-only out/ (a no-op build of a mounted copy made before
     // SBOMs existed) goes without one, said in a warning.
@@ -399,10 +366,20 @@ fn stage_files(
         }
         Err(e) => return Err(e),
     };
-    Ok(StagedFiles {
+    // The record as written, with each layer's root hash: what the generation keeps.
+    let generation = generations::stage_record(
+        out.root(),
+        n.name.as_str(),
+        &m.id,
+        lock_id,
+        &image.full().to_json(),
+        Some(&image.record_path()),
+    )?;
+    Ok(StagedNode {
         image,
         sbom,
         sbom_warning,
+        generation,
     })
 }
 
