@@ -161,6 +161,22 @@ impl AtomicFile {
         Ok(())
     }
 
+    /// [`commit_new`](Self::commit_new) in a batch: mode and rename, no fsync (the caller syncs
+    /// the filesystem before anything refers to the file). `Ok(false)` when `path` existed.
+    pub fn commit_new_batched(self, path: &Path, mode: u32) -> Result<bool, FsError> {
+        set_mode(self.as_file(), mode).at("cannot set the mode of", self.path())?;
+        #[allow(clippy::disallowed_methods)] // the one place files are renamed into place
+        match self.tmp.persist_noclobber(path) {
+            Ok(_) => Ok(true),
+            Err(e) if e.error.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(FsError::new(
+                "cannot move a temporary file to",
+                path,
+                e.error,
+            )),
+        }
+    }
+
     /// Like `commit`, but never replaces anything: when `path` exists the file is dropped and
     /// `Ok(false)` returned (content-addressed targets: same name, same bytes).
     pub fn commit_new(self, path: &Path, mode: u32) -> Result<bool, FsError> {

@@ -170,7 +170,7 @@ pub fn record_from(
 ) -> Result<(u32, bool), GenerationError> {
     match stage_record(out, node, image_id, lock_id, manifest_json, same_bytes)? {
         Staged::Unchanged(cur) => Ok((cur, false)),
-        Staged::New(g) => Ok((g.publish(fsutil::Durability::Each)?, true)),
+        Staged::New(g) => g.publish(fsutil::Durability::Each),
     }
 }
 
@@ -183,8 +183,8 @@ pub enum Staged {
     New(Box<StagedGeneration>),
 }
 
-/// A generation written into a temporary directory beside the others, under the node's lock
-/// (held until [`publish`](Self::publish) has switched `current`).
+/// A generation written into a temporary directory beside the others, to be numbered for good
+/// and put in place under the node's lock by [`publish`](Self::publish).
 #[derive(Debug)]
 pub struct StagedGeneration {
     out: PathBuf,
@@ -193,12 +193,30 @@ pub struct StagedGeneration {
     tmp: tempfile::TempDir,
     generation: Generation,
     manifest_json: Vec<u8>,
-    _lock: std::fs::File,
 }
 
-/// [`record_from`]'s first half: unless the image is current already, take the node's lock and
-/// write the next generation into a temporary directory, to be made durable with whatever else
-/// the caller staged (one `syncfs`) and then [`published`](StagedGeneration::publish).
+/// The generation `current` points at when the whole chain says it is `image_id`: `current` →
+/// this generation, whose record names this image, whose `image` link points at it, whose
+/// record is `manifest_json`.
+fn unchanged(
+    out: &Path,
+    node: &str,
+    image_id: &str,
+    manifest_json: &[u8],
+    gens: &[Generation],
+) -> Option<u32> {
+    current(out, node).filter(|cur| {
+        gens.iter()
+            .any(|g| g.number == *cur && g.image_id == image_id)
+            && chain_intact(out, node, *cur, image_id, manifest_json)
+    })
+}
+
+/// [`record_from`]'s first half: unless the image is current already, write the node's next
+/// generation into a temporary directory, to be made durable with whatever else the caller
+/// staged (one `syncfs`) and then [`published`](StagedGeneration::publish). No lock is held
+/// in between (a build stages many nodes, and two builds must not wait on each other's nodes):
+/// `publish` takes the node's lock and checks again.
 pub fn stage_record(
     out: &Path,
     node: &str,
@@ -207,28 +225,12 @@ pub fn stage_record(
     manifest_json: &[u8],
     same_bytes: Option<&Path>,
 ) -> Result<Staged, GenerationError> {
-    // Unchanged only if the whole chain says so: `current` → this generation, whose record
-    // names this image, whose `image` link points at it, whose record is this one.
-    let unchanged = |gens: &[Generation]| {
-        current(out, node).filter(|cur| {
-            gens.iter()
-                .any(|g| g.number == *cur && g.image_id == image_id)
-                && chain_intact(out, node, *cur, image_id, manifest_json)
-        })
-    };
-    // First without the lock, so that an unchanged node needs no write (a read-only `out/`).
-    if let Some(cur) = unchanged(&list(out, node)?) {
+    let gens = list(out, node)?;
+    if let Some(cur) = unchanged(out, node, image_id, manifest_json, &gens) {
         return Ok(Staged::Unchanged(cur));
     }
     let dir = gens_dir(out, node);
     fsutil::create_dir_all(&dir)?;
-    // Held until the switch: a concurrent build of the same image waits, then finds it current
-    // and records nothing.
-    let lock = fsutil::lock_exclusive(&OutDir::new(out).generations_lock(node))?;
-    let gens = list(out, node)?;
-    if let Some(cur) = unchanged(&gens) {
-        return Ok(Staged::Unchanged(cur));
-    }
     let (built_at_unix, built_at) = now();
     let number = match gens.last() {
         None => 1,
@@ -249,7 +251,6 @@ pub fn stage_record(
         tmp,
         generation,
         manifest_json: manifest_json.to_vec(),
-        _lock: lock,
     })))
 }
 
@@ -287,18 +288,15 @@ fn generation_tmp(
 }
 
 impl StagedGeneration {
-    /// The generation's number (unless a concurrent writer takes it first: then the next).
-    pub fn number(&self) -> u32 {
-        self.generation.number
-    }
-
-    /// Rename the generation into place and switch `current` to it; returns its number. With
+    /// Under the node's lock: unless a concurrent build made the image current meanwhile (then
+    /// nothing is recorded), rename the generation into place under the next free number and
+    /// switch `current` to it. Returns the generation and whether one was recorded. With
     /// [`fsutil::Durability::Batched`] the caller has synced the staged files and syncs the
-    /// renames after.
+    /// renames after; a generation whose number was taken meanwhile is written and synced anew.
     pub fn publish(
         self: Box<Self>,
         durability: fsutil::Durability,
-    ) -> Result<u32, GenerationError> {
+    ) -> Result<(u32, bool), GenerationError> {
         let Self {
             out,
             node,
@@ -306,14 +304,25 @@ impl StagedGeneration {
             tmp,
             mut generation,
             manifest_json,
-            _lock,
         } = *self;
-        let mut tmp = Some(tmp);
+        // Held until the switch: a concurrent build of the same image waits, then finds it
+        // current and records nothing.
+        let _lock = fsutil::lock_exclusive(&OutDir::new(&out).generations_lock(&node))?;
+        let gens = list(&out, &node)?;
+        if let Some(cur) = unchanged(&out, &node, &generation.image_id, &manifest_json, &gens) {
+            return Ok((cur, false));
+        }
+        let next = match gens.last() {
+            None => 1,
+            Some(g) => g.number.checked_add(1).ok_or_else(|| numbers_full(&dir))?,
+        };
+        // The staged directory holds the number it was staged with.
+        let mut tmp = (next == generation.number).then_some(tmp);
+        generation.number = next;
         loop {
             let (staged, d) = match tmp.take() {
                 Some(t) => (t, durability),
-                // A concurrent writer took the number: the next one, written and synced anew
-                // (the caller's sync did not see it).
+                // Another number: written anew, and synced now (the caller's sync did not see it).
                 None => (
                     generation_tmp(&dir, &generation, &manifest_json, None)?,
                     fsutil::Durability::Each,
@@ -329,7 +338,7 @@ impl StagedGeneration {
                 .ok_or_else(|| numbers_full(&dir))?;
         }
         switch_locked(&out, &node, generation.number, durability)?;
-        Ok(generation.number)
+        Ok((generation.number, true))
     }
 }
 

@@ -263,9 +263,9 @@ pub struct Layout {
 /// `out` (`BufWriter<&File>`), the data is copied by the kernel (copy_file_range), never
 /// through this process.
 ///
-/// In phases: the inodes from the entries ([`inodes_of`]), their places in the inode table
-/// ([`assign_nids`]), the directories' blocks ([`encode_dirs`]), where each inode's data goes
-/// ([`place_data`]); then the bytes: the superblock, the inode table, the data.
+/// In phases: the inodes from the entries (`inodes_of`), their places in the inode table
+/// (`assign_nids`), the directories' blocks (`encode_dirs`), where each inode's data goes
+/// (`place_data`); then the bytes: the superblock, the inode table, the data.
 pub fn write_erofs<W: Write, R: Read>(
     out: &mut W,
     entries: &[Entry],

@@ -56,6 +56,9 @@ pub struct Store {
     // Held (shared) for the life of the Store so that no other process cleans tmp/ under us.
     // None only for a store opened read-only that has no lock file (or does not exist).
     _guard: Option<File>,
+    /// Objects put with [`Store::put_bytes_batched`] since the last [`Store::sync`]: not yet
+    /// durable.
+    unsynced: std::sync::atomic::AtomicUsize,
 }
 
 impl Store {
@@ -81,6 +84,7 @@ impl Store {
         Ok(Self {
             root: root.to_path_buf(),
             _guard: Some(guard),
+            unsynced: std::sync::atomic::AtomicUsize::new(0),
         })
     }
 
@@ -94,6 +98,7 @@ impl Store {
         Ok(Self {
             root: root.to_path_buf(),
             _guard: Some(guard),
+            unsynced: std::sync::atomic::AtomicUsize::new(0),
         })
     }
 
@@ -117,6 +122,7 @@ impl Store {
                 return Ok(Self {
                     root: root.to_path_buf(),
                     _guard: None,
+                    unsynced: std::sync::atomic::AtomicUsize::new(0),
                 });
             }
             Err(e) => return Err(FsError::new("cannot open the store lock", &lock_path, e)),
@@ -138,6 +144,7 @@ impl Store {
         Ok(Self {
             root: root.to_path_buf(),
             _guard: Some(guard),
+            unsynced: std::sync::atomic::AtomicUsize::new(0),
         })
     }
 
@@ -261,12 +268,67 @@ impl Store {
     /// Store bytes held in memory (a rendered file); a no-op when the object exists.
     pub fn put_bytes(&self, data: &[u8]) -> Result<Object, FsError> {
         let b = Blake3::of(data);
-        if let Some(o) = self.object(&b) {
+        if let Some(o) = self.existing(&b, data.len()) {
             return Ok(o);
         }
         let mut tmp = self.temp_file()?;
         tmp.write_all(data).at("cannot write", tmp.path())?;
         self.commit(tmp, &b, data.len() as u64)
+    }
+
+    /// [`put_bytes`](Self::put_bytes) without an fsync: the object is renamed into place at
+    /// once but durable only after [`sync`](Self::sync) (or any `syncfs` of its filesystem),
+    /// which the caller does before it publishes anything made from it (build: one `syncfs` for
+    /// its rendered files, layers, images and generations).
+    pub fn put_bytes_batched(&self, data: &[u8]) -> Result<Object, FsError> {
+        let b = Blake3::of(data);
+        if let Some(o) = self.existing(&b, data.len()) {
+            return Ok(o);
+        }
+        let mut tmp = self.temp_file()?;
+        tmp.write_all(data).at("cannot write", tmp.path())?;
+        let path = self.object_path(&b);
+        if let Some(dir) = path.parent() {
+            fsutil::create_dir_all(dir)?;
+        }
+        tmp.commit_new_batched(&path, 0o444)?;
+        self.unsynced
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(Object {
+            blake3: b,
+            size: data.len() as u64,
+            path,
+        })
+    }
+
+    /// The object `b` of `size` bytes when the store holds it. One of another size (cut short by
+    /// a crash before it was synced) is removed, to be written again.
+    fn existing(&self, b: &Blake3, size: usize) -> Option<Object> {
+        let o = self.object(b)?;
+        if o.size == size as u64 {
+            return Some(o);
+        }
+        let _ = fs::remove_file(&o.path);
+        None
+    }
+
+    /// Objects put with [`put_bytes_batched`](Self::put_bytes_batched) and not yet synced.
+    pub fn unsynced(&self) -> usize {
+        self.unsynced.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Make every object put so far durable (one `syncfs` of the store's filesystem, when any
+    /// was put without an fsync).
+    pub fn sync(&self) -> Result<(), FsError> {
+        if self.unsynced.swap(0, std::sync::atomic::Ordering::Relaxed) > 0 {
+            fsutil::sync_fs(&self.root)?;
+        }
+        Ok(())
+    }
+
+    /// After a `syncfs` of the store's filesystem done by the caller: nothing is pending.
+    pub fn synced(&self) {
+        self.unsynced.store(0, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Store a stream, hashing it on the way in. At most `limit` bytes are accepted.
@@ -419,6 +481,35 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A rendered file put without an fsync is in place at once and counted until synced; an
+    /// object of the wrong size at its address (cut short by a crash before the sync) is
+    /// written again, not taken.
+    #[test]
+    fn batched_puts_are_counted_and_a_short_object_is_rewritten() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        let data = b"rendered kubelet config\n";
+        let o = store.put_bytes_batched(data).expect("put");
+        assert_eq!(fs::read(&o.path).expect("read"), data);
+        assert_eq!(store.unsynced(), 1);
+        store.sync().expect("sync");
+        assert_eq!(store.unsynced(), 0);
+        // Cut short, as a crash between the rename and the sync may leave it.
+        let cut = |to: &[u8]| {
+            fs::set_permissions(&o.path, fs::Permissions::from_mode(0o644)).expect("chmod");
+            fs::write(&o.path, to).expect("cut");
+        };
+        cut(b"");
+        let again = store.put_bytes_batched(data).expect("put again");
+        assert_eq!(again.size, data.len() as u64);
+        assert_eq!(fs::read(&again.path).expect("read"), data);
+        assert_eq!(store.unsynced(), 1);
+        cut(b"short");
+        let fsynced = store.put_bytes(data).expect("put fsynced");
+        assert_eq!(fs::read(&fsynced.path).expect("read"), data);
+    }
 
     #[test]
     fn commit_lookup_and_duplicate_commit() {

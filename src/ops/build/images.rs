@@ -188,13 +188,18 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, Error> {
         return Err(Error::Fetch { failures });
     }
 
-    let (images, render_warnings) = render_images(
+    let rendered = render_images(
         &store,
         &checked,
         &nodes,
         opts.jobs,
         opts.allow_outside_templates,
-    )?;
+    );
+    if rendered.is_err() {
+        // What was rendered before the failure is kept, durable.
+        store.sync()?;
+    }
+    let (images, render_warnings) = rendered?;
     let mut warnings = skew_warnings;
     warnings.extend(fetch_warnings);
     warnings.extend(render_warnings);
@@ -258,13 +263,14 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, Error> {
     });
     bar.finish();
     let staged: Vec<StagedNode> = staged.into_iter().collect::<Result<_, _>>()?;
-    // Then one syncfs makes all of it durable, the renames put it in place in order (layers,
+    // Then one syncfs makes all of it durable (and the files rendered into the store), the renames put it in place in order (layers,
     // image, SBOM, generation, `current`), and a second syncfs makes the renames durable: two
     // syncs for the whole build instead of a syncfs per published directory and two fsyncs per
     // file.
     let pending = staged.iter().any(StagedNode::pending);
-    if pending {
+    if pending || store.unsynced() > 0 {
         crate::fsutil::sync_fs(&out.images())?;
+        store.synced();
     }
     let outcomes: Vec<NodeOutcome> = staged
         .into_iter()
@@ -400,7 +406,7 @@ impl StagedNode {
         }
         let (generation, recorded) = match self.generation {
             generations::Staged::Unchanged(cur) => (cur, false),
-            generations::Staged::New(g) => (g.publish(batched)?, true),
+            generations::Staged::New(g) => g.publish(batched)?,
         };
         Ok(NodeOutcome {
             image,

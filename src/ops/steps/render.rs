@@ -30,7 +30,8 @@ pub(crate) enum Writes {
 fn put(store: &Store, bytes: &[u8], writes: Writes) -> Result<(u64, crate::hash::Blake3), Error> {
     match writes {
         Writes::Store => {
-            let o = store.put_bytes(bytes)?;
+            // Durable with the build's one syncfs, before any layer made from it is published.
+            let o = store.put_bytes_batched(bytes)?;
             Ok((o.size, o.blake3))
         }
         Writes::Nothing => Ok((bytes.len() as u64, crate::hash::Blake3::of(bytes))),
