@@ -305,6 +305,7 @@ pub fn main() -> ExitCode {
             e.exit()
         }
     };
+    on_interrupt(&<Cli as clap::CommandFactory>::command());
     let (root, not_found) = match &cli.manifest {
         Some(_) => (PathBuf::new(), None),
         None => project_root(),
@@ -344,6 +345,25 @@ pub fn main() -> ExitCode {
             ExitCode::from(e.exit_code())
         }
     }
+}
+
+/// The exit code of a run stopped by Ctrl-C (128 + SIGINT, as shells report it).
+const INTERRUPTED_EXIT: i32 = 130;
+
+/// On Ctrl-C, say which command stopped and what that leaves, then exit 130. Every write is
+/// atomic (a temporary name, then a rename), so nothing half-written is in place; temporaries
+/// are cleaned by the next run, and downloads resume from what arrived.
+fn on_interrupt(cmd: &clap::Command) {
+    let name = std::env::args()
+        .skip(1)
+        .find(|a| cmd.find_subcommand(a).is_some())
+        .unwrap_or_default();
+    let _ = ctrlc::set_handler(move || {
+        eprintln!(
+            "\nnodeforge {name}: interrupted. Nothing half-written was put in place (what finished is kept, temporaries are cleaned by the next run); run it again to go on: downloads resume where they stopped"
+        );
+        std::process::exit(INTERRUPTED_EXIT);
+    });
 }
 
 /// The exit code of a command-line mistake (clap's, as cargo's): the command did not run.

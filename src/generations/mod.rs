@@ -36,11 +36,7 @@ pub enum GenerationError {
     Corrupt { path: PathBuf, message: String },
     #[error("node `{node}` has no generations yet: run `nodeforge build` first")]
     NoGenerations { node: String },
-    #[error("node `{node}` has no generation before {current}{}", match same.as_slice() {
-        [] => String::new(),
-        [one] => format!(" with another image (generation {one} holds the same image as {current})"),
-        many => format!(" with another image (generations {} hold the same image as {current})", join_numbers(many)),
-    })]
+    #[error("node `{node}` has no generation before {current}{}", same_image(same, *current))]
     NoPrevious {
         node: String,
         current: u32,
@@ -519,6 +515,21 @@ pub fn target(out: &Path, node: &str, to: Option<&str>) -> Result<Target, Genera
 /// An image id's first 16 characters, as messages name it.
 fn short(id: &str) -> String {
     id.chars().take(16).collect()
+}
+
+/// What [`GenerationError::NoPrevious`] says of the earlier generations that hold the current
+/// image: nothing when there are none.
+fn same_image(same: &[u32], current: u32) -> String {
+    match same {
+        [] => String::new(),
+        [one] => {
+            format!(" with another image (generation {one} holds the same image as {current})")
+        }
+        many => format!(
+            " with another image (generations {} hold the same image as {current})",
+            join_numbers(many)
+        ),
+    }
 }
 
 fn join_numbers(n: &[u32]) -> String {

@@ -156,25 +156,25 @@ pub enum Error {
     Fs(#[from] FsError),
     #[error(transparent)]
     Client(#[from] ClientError),
-    #[error("lockfile is stale: {}", changes.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    #[error("lockfile is stale: {}", text::joined(changes, "; "))]
     Stale {
         lockfile: PathBuf,
         changes: Vec<Change>,
     },
-    #[error("`{name}` is not a component of this manifest{}", suggestion.as_ref().map(|s| format!("; did you mean {s}?")).unwrap_or_default())]
+    #[error("`{name}` is not a component of this manifest{}", text::did_you_mean(suggestion.as_deref()))]
     UnknownComponent {
         name: String,
         suggestion: Option<String>,
         known: Vec<String>,
     },
-    #[error("could not resolve {}: {}", failures.iter().map(|(l, _)| l.as_str()).collect::<Vec<_>>().join(", "), failures.iter().map(|(_, e)| e.to_string()).collect::<Vec<_>>().join("; "))]
+    #[error("could not resolve {}: {}", text::joined(failures.iter().map(|(l, _)| l), ", "), text::joined(failures.iter().map(|(_, e)| e), "; "))]
     Resolve {
         /// Each artifact's label and why it failed.
         failures: Vec<(String, ResolveError)>,
     },
-    #[error("{} of the locked artifacts are not in the store: {}", missing.len(), missing.iter().map(|f| f.label.as_str()).collect::<Vec<_>>().join(", "))]
+    #[error("{} of the locked artifacts are not in the store: {}", missing.len(), text::labels(missing))]
     NotInStore { missing: Vec<ArtifactFailure> },
-    #[error("cannot build: {} could not be fetched: {}", if failures.len() == 1 { "1 artifact".to_string() } else { format!("{} artifacts", failures.len()) }, failures.iter().map(|f| f.label.as_str()).collect::<Vec<_>>().join(", "))]
+    #[error("cannot build: {} could not be fetched: {}", text::counted(failures.len(), "artifact", "artifacts"), text::labels(failures))]
     Fetch {
         /// The most actionable first.
         failures: Vec<ArtifactFailure>,
@@ -182,7 +182,7 @@ pub enum Error {
     #[error("{label} has no published sha256 in the lockfile: run `nodeforge lock --update {component}` where upstream is reachable")]
     Unresolved { label: String, component: String },
     /// `lock --check`: the lockfile is intact and fresh, but entries have no published sha256.
-    #[error("{}: {} unresolved (no published sha256): {}", lockfile.display(), if labels.len() == 1 { "1 entry is".to_string() } else { format!("{} entries are", labels.len()) }, labels.join(", "))]
+    #[error("{}: {} unresolved (no published sha256): {}", lockfile.display(), text::counted(labels.len(), "entry is", "entries are"), labels.join(", "))]
     UnresolvedEntries {
         lockfile: PathBuf,
         /// `component version (arch)` of each unresolved entry.
@@ -205,7 +205,7 @@ pub enum Error {
     #[error(transparent)]
     SecretPlan(#[from] Box<crate::credentials::PlanError>),
     /// The node's secrets did not pass `secrets check`: nothing was delivered.
-    #[error("the secrets of node `{node}` in {} do not pass the check ({} {}): nothing was delivered", dir.display(), findings.len(), if findings.len() == 1 { "error" } else { "errors" })]
+    #[error("the secrets of node `{node}` in {} do not pass the check ({}): nothing was delivered", dir.display(), text::counted(findings.len(), "error", "errors"))]
     Secrets {
         node: String,
         dir: PathBuf,
@@ -234,7 +234,7 @@ pub enum Error {
         theirs: String,
         ours: String,
     },
-    #[error("`{node}` is not a node of {source_name}{}", suggestion.as_ref().map(|s| format!("; did you mean {s}?")).unwrap_or_default())]
+    #[error("`{node}` is not a node of {source_name}{}", text::did_you_mean(suggestion.as_deref()))]
     UnknownNode {
         node: String,
         /// The manifest's file name (or the output directory when the manifest does not load).
@@ -242,12 +242,15 @@ pub enum Error {
         suggestion: Option<String>,
         known: Vec<String>,
     },
-    #[error("no node can be rolled back: {}", if reasons.is_empty() { "no node has generations yet".to_string() } else { reasons.join("; ") })]
+    #[error(
+        "no node can be rolled back: {}",
+        text::or_none(reasons, "; ", "no node has generations yet")
+    )]
     NothingToRollBack { reasons: Vec<String> },
     #[error("no {} in {} or any directory above it: not inside a nodeforge project", manifest.display(), start.display())]
     NoProject { start: PathBuf, manifest: PathBuf },
     /// `init` into a directory that holds something (or is no directory).
-    #[error("{} {}: a new project goes into a new or empty directory", dir.display(), if entries.is_empty() { "is not an empty directory".to_string() } else { format!("is not empty (it holds {})", entries.join(", ")) })]
+    #[error("{} {}: a new project goes into a new or empty directory", dir.display(), text::not_empty(entries))]
     NotEmpty { dir: PathBuf, entries: Vec<String> },
     // OCI registries (push, pull).
     #[error(transparent)]
@@ -261,7 +264,7 @@ pub enum Error {
         fails: Vec<String>,
     },
     /// The manifest breaks the Kubernetes version skew policy (`--allow-skew` overrides).
-    #[error("{}", violations.iter().map(|v| v.message.as_str()).collect::<Vec<_>>().join("; "))]
+    #[error("{}", text::joined(violations.iter().map(|v| &v.message), "; "))]
     Skew {
         violations: Vec<crate::skew::Violation>,
     },
@@ -334,6 +337,12 @@ pub enum Error {
         image: String,
         why: String,
     },
+    /// A record in the output directory (a layer's, an image's, a generation's) that does not
+    /// read as what it must be: damaged, or edited.
+    #[error("{}: {problem}", path.display())]
+    DamagedRecord { path: PathBuf, problem: String },
+    /// A mistake on the command line that clap cannot see (a value's form, a flag that does
+    /// not fit the others).
     #[error("{0}")]
     Usage(String),
     /// An internal invariant failed: a bug in nodeforge, not a problem with its inputs.
@@ -342,6 +351,14 @@ pub enum Error {
 }
 
 impl Error {
+    /// A damaged record at `path`.
+    pub(crate) fn damaged(path: &std::path::Path, problem: String) -> Self {
+        Error::DamagedRecord {
+            path: path.to_path_buf(),
+            problem,
+        }
+    }
+
     /// The process's exit code for this error: 101 for an internal error (as cargo), 1 for
     /// everything else (clap exits 2 for a command-line mistake before any command runs).
     pub fn exit_code(&self) -> u8 {
@@ -396,6 +413,9 @@ impl Error {
                 "components: {} (`nodeforge components` lists their versions and URLs)",
                 known.join(", ")
             )],
+            Error::DamagedRecord { .. } => vec![
+                "`nodeforge verify` lists what is damaged; `nodeforge repair` writes layers and images again from the store and the generations' records".into(),
+            ],
             Error::NotEmpty { .. } => vec![
                 "pass a new directory (`nodeforge init kubenet`), or run nodeforge in the project that is there".into(),
             ],
@@ -569,5 +589,79 @@ pub(crate) fn insecure_flag(registry: &str, tls: bool) -> String {
 impl From<crate::oci::client::RegistryError> for Error {
     fn from(e: crate::oci::client::RegistryError) -> Self {
         Error::Registry(Box::new(e))
+    }
+}
+
+/// The text of the messages above: lists, counts and suggestions are built here, not inside the
+/// `#[error]` attributes, so that each attribute reads as its sentence.
+mod text {
+    use std::fmt::Display;
+
+    /// `items` written one after another with `sep` between them.
+    pub(super) fn joined<T: Display>(items: impl IntoIterator<Item = T>, sep: &str) -> String {
+        items
+            .into_iter()
+            .map(|i| i.to_string())
+            .collect::<Vec<_>>()
+            .join(sep)
+    }
+
+    /// The labels of failed artifacts, comma-separated.
+    pub(super) fn labels(failures: &[super::ArtifactFailure]) -> String {
+        joined(failures.iter().map(|f| &f.label), ", ")
+    }
+
+    /// `1 artifact`, `3 artifacts`.
+    pub(super) fn counted(n: usize, one: &str, many: &str) -> String {
+        if n == 1 {
+            format!("1 {one}")
+        } else {
+            format!("{n} {many}")
+        }
+    }
+
+    /// `; did you mean worker1?`, or nothing.
+    pub(super) fn did_you_mean(suggestion: Option<&str>) -> String {
+        suggestion
+            .map(|s| format!("; did you mean {s}?"))
+            .unwrap_or_default()
+    }
+
+    /// `items` joined, or `none` when there are none.
+    pub(super) fn or_none(items: &[String], sep: &str, none: &str) -> String {
+        if items.is_empty() {
+            none.to_string()
+        } else {
+            items.join(sep)
+        }
+    }
+
+    /// Why a directory cannot take a new project.
+    pub(super) fn not_empty(entries: &[String]) -> String {
+        if entries.is_empty() {
+            "is not an empty directory".to_string()
+        } else {
+            format!("is not empty (it holds {})", entries.join(", "))
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn helpers_write_lists_counts_and_suggestions() {
+            assert_eq!(super::joined(["a", "b"], "; "), "a; b");
+            assert_eq!(super::counted(1, "entry is", "entries are"), "1 entry is");
+            assert_eq!(
+                super::counted(2, "entry is", "entries are"),
+                "2 entries are"
+            );
+            assert_eq!(
+                super::did_you_mean(Some("kubelet")),
+                "; did you mean kubelet?"
+            );
+            assert_eq!(super::did_you_mean(None), "");
+            assert_eq!(super::or_none(&[], "; ", "none"), "none");
+            assert_eq!(super::not_empty(&["x".into()]), "is not empty (it holds x)");
+        }
     }
 }

@@ -552,3 +552,46 @@ fn keyid(ctx: &TestContext) -> String {
         .unwrap()
         .to_string()
 }
+
+/// Ctrl-C says which command it stopped and what that leaves; exit code 130.
+#[test]
+fn ctrl_c_says_what_was_interrupted() {
+    let dir = tempfile::tempdir().unwrap();
+    // `login --password-stdin` waits for its stdin: interrupted there.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_nodeforge"))
+        .args([
+            "login",
+            "127.0.0.1:9",
+            "--username",
+            "u",
+            "--password-stdin",
+        ])
+        .current_dir(dir.path())
+        .env("HOME", dir.path())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Held open until the child is gone: an EOF would end the login by itself.
+    let stdin = child.stdin.take();
+    // Time to parse and install the handler, on a loaded machine too.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let kill = std::process::Command::new("sh")
+        .args(["-c", &format!("kill -INT {}", child.id())])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let out = child.wait_with_output().unwrap();
+    drop(stdin);
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "\nnodeforge login: interrupted. Nothing half-written was put in place (what finished is kept, temporaries are cleaned by the next run); run it again to go on: downloads resume where they stopped\n"
+    );
+}

@@ -227,7 +227,7 @@ fn an_edited_generation_record_is_refused_not_rebuilt() {
     std::fs::write(&record, edited).unwrap();
     ctx.run(&["rollback", "worker1", "--to", &ids[0]])
         .fails()
-        .stderr_has("the record is damaged or was edited");
+        .stderr_has("the record is damaged or was edited\nhint: `nodeforge verify` lists what is damaged; `nodeforge repair` writes layers and images again from the store and the generations' records\n");
     std::fs::write(&record, text.replace(&ids[0], "../../escape")).unwrap();
     ctx.run(&["rollback", "worker1", "--to", &ids[0]])
         .fails()

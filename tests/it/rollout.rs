@@ -265,6 +265,10 @@ fn plan_orders_the_control_plane_first_and_names_what_it_lacks() {
             "kubelet 1.31.1 (amd64) is not in the lockfile: lock it"
         ])
     );
+    assert_eq!(r["lock_first"], true);
+    // The text's next step: lock first, as the build would otherwise fail on the lockfile.
+    let text = ctx.run(&["plan"]).ok();
+    text.stdout_has("  then: nodeforge lock (the lockfile lacks what `needs` names), then nodeforge build --node control0 --node control1 --node control2\n");
     assert!(!ctx
         .lock_text()
         .contains("component = \"kubelet\"\nversion = \"1.31.1\""));

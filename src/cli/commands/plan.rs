@@ -78,7 +78,15 @@ pub fn exec(ctx: &Ctx, args: PlanArgs) -> Result<ExitCode, Error> {
                 .iter()
                 .map(|c| format!("--node {}", c.node))
                 .collect();
-            say!("  then: nodeforge build {}", nodes.join(" "));
+            // A build on a lockfile that lacks entries fails: lock first, and say so.
+            if r.lock_first {
+                say!(
+                    "  then: nodeforge lock (the lockfile lacks what `needs` names), then nodeforge build {}",
+                    nodes.join(" ")
+                );
+            } else {
+                say!("  then: nodeforge build {}", nodes.join(" "));
+            }
         }
     }
     // A long list helps nobody on a terminal; `--json` has every name.

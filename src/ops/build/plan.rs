@@ -84,6 +84,9 @@ pub struct PlanReport {
     /// What a build would first have to lock or fetch (`component version (arch)`), when the
     /// plan cannot compute every new image from the lockfile and store as they are.
     pub needs: Vec<String>,
+    /// Some of `needs` are the lockfile's (entries missing or unresolved): `nodeforge lock`
+    /// must run before a build can work; the others a build fetches itself.
+    pub lock_first: bool,
     pub warnings: Vec<String>,
 }
 
@@ -152,6 +155,7 @@ pub fn plan(opts: &PlanOptions) -> Result<PlanReport, Error> {
         Writes::Nothing,
     )?;
     let mut needs = BTreeSet::new();
+    let mut lock_first = false;
     let mut unchanged = Vec::new();
     let mut steps: BTreeMap<(StepKind, Option<String>), Vec<NodeChange>> = BTreeMap::new();
     for (node, image) in nodes.iter().zip(images) {
@@ -164,6 +168,9 @@ pub fn plan(opts: &PlanOptions) -> Result<PlanReport, Error> {
         let new = match image {
             Ok(m) => Some(m),
             Err(Error::NotInStore { missing }) => {
+                lock_first |= missing
+                    .iter()
+                    .any(|f| f.cause == crate::ops::FailureCause::Unresolved);
                 needs.extend(missing.into_iter().map(|f| f.message));
                 None
             }
@@ -243,6 +250,7 @@ pub fn plan(opts: &PlanOptions) -> Result<PlanReport, Error> {
             .collect(),
         unchanged,
         needs: needs.into_iter().collect(),
+        lock_first,
         warnings,
     })
 }

@@ -40,12 +40,13 @@ pub(crate) fn recorded_manifest(
     let path = crate::layout::OutDir::new(out).generation_record(node, g.number);
     let m = read_image_manifest(&path)?;
     if g.image_id != m.id {
-        return Err(Error::Usage(format!(
-            "{}: the generation records image {}, its manifest.json is image {}: the record is damaged or was edited",
-            path.display(),
-            g.image_id,
-            m.id
-        )));
+        return Err(Error::damaged(
+            &path,
+            format!(
+                "the generation records image {}, its manifest.json is image {}: the record is damaged or was edited",
+                g.image_id, m.id
+            ),
+        ));
     }
     Ok(m)
 }

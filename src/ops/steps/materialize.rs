@@ -86,22 +86,17 @@ pub(crate) fn read_layer_record(dir: &Path) -> Result<LayerRecord, Error> {
     let path = dir.join(LAYER_RECORD);
     let bytes = std::fs::read(&path).at("cannot read", &path)?;
     let rec: LayerRecord = serde_json::from_slice(&bytes)
-        .map_err(|e| Error::Usage(format!("{}: not a layer record: {e}", path.display())))?;
-    rec.check().map_err(|e| {
-        Error::Usage(format!(
-            "{}: {e}: the record is damaged or was edited",
-            path.display()
-        ))
-    })?;
+        .map_err(|e| Error::damaged(&path, format!("not a layer record: {e}")))?;
+    rec.check()
+        .map_err(|e| Error::damaged(&path, format!("{e}: the record is damaged or was edited")))?;
     if dir
         .file_name()
         .is_none_or(|n| n.to_string_lossy() != rec.id)
     {
-        return Err(Error::Usage(format!(
-            "{}: the layer in this directory says its id is {}",
-            path.display(),
-            rec.id
-        )));
+        return Err(Error::damaged(
+            &path,
+            format!("the layer in this directory says its id is {}", rec.id),
+        ));
     }
     Ok(rec)
 }
@@ -800,13 +795,9 @@ pub(crate) fn write_flat(
 pub(crate) fn read_image_manifest(path: &Path) -> Result<ImageManifest, Error> {
     let bytes = std::fs::read(path).at("cannot read", path)?;
     let m: ImageManifest = serde_json::from_slice(&bytes)
-        .map_err(|e| Error::Usage(format!("{}: not an image manifest: {e}", path.display())))?;
-    m.check().map_err(|e| {
-        Error::Usage(format!(
-            "{}: {e}: the record is damaged or was edited",
-            path.display()
-        ))
-    })?;
+        .map_err(|e| Error::damaged(path, format!("not an image manifest: {e}")))?;
+    m.check()
+        .map_err(|e| Error::damaged(path, format!("{e}: the record is damaged or was edited")))?;
     Ok(m)
 }
 
@@ -825,11 +816,10 @@ pub fn find_image(out: &Path, id: &str) -> Result<ImageManifest, Error> {
         [one] => {
             let m = read_image_manifest(&images.join(one).join(IMAGE_RECORD))?;
             if &m.id != one {
-                return Err(Error::Usage(format!(
-                    "{}: the image in directory {one} says its id is {}",
-                    images.join(one).display(),
-                    m.id
-                )));
+                return Err(Error::damaged(
+                    &images.join(one),
+                    format!("the image in directory {one} says its id is {}", m.id),
+                ));
             }
             Ok(m)
         }

@@ -96,12 +96,13 @@ fn binaries_for(
         &components,
         jobs,
         |c| -> Result<Vec<(Entry, Provenance)>, Error> {
-            let missing = |message: String| Error::NotInStore {
+            // What plan names among a build's needs: the lockfile's (lock first), or the store's.
+            let missing = |cause: FailureCause, message: String| Error::NotInStore {
                 missing: vec![ArtifactFailure {
                     label: format!("{} {} ({arch})", c.name, c.version),
                     component: c.name.to_string(),
                     url: String::new(),
-                    cause: FailureCause::NotInStore,
+                    cause,
                     message,
                     hint: None,
                 }],
@@ -110,17 +111,22 @@ fn binaries_for(
                 let message = format!("{} {} ({arch}) is not in the lockfile", c.name, c.version);
                 return Err(match writes {
                     // plan: named among what a build would have to lock first.
-                    Writes::Nothing => missing(format!("{message}: lock it")),
+                    Writes::Nothing => {
+                        missing(FailureCause::Unresolved, format!("{message}: lock it"))
+                    }
                     Writes::Store => Error::Usage(message),
                 });
             };
             let Some(sha) = entry.sha256() else {
                 return Err(match writes {
-                    Writes::Nothing => missing(format!(
-                        "{} is unresolved: `nodeforge lock --update {}`",
-                        entry.label(),
-                        c.name
-                    )),
+                    Writes::Nothing => missing(
+                        FailureCause::Unresolved,
+                        format!(
+                            "{} is unresolved: `nodeforge lock --update {}`",
+                            entry.label(),
+                            c.name
+                        ),
+                    ),
                     Writes::Store => Error::Unresolved {
                         label: entry.label(),
                         component: c.name.to_string(),
