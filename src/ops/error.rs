@@ -172,9 +172,9 @@ pub enum Error {
         /// Each artifact's label and why it failed.
         failures: Vec<(String, ResolveError)>,
     },
-    #[error("{} of the locked artifacts are not in the store: {}", missing.len(), text::labels(missing))]
+    #[error("{} of the locked artifacts are not in the store: {}", missing.len(), text::joined(missing.iter().map(|f| &f.label), ", "))]
     NotInStore { missing: Vec<ArtifactFailure> },
-    #[error("cannot build: {} could not be fetched: {}", text::counted(failures.len(), "artifact", "artifacts"), text::labels(failures))]
+    #[error("cannot build: {} could not be fetched: {}", text::counted(failures.len(), "artifact", "artifacts"), text::joined(failures.iter().map(|f| &f.label), ", "))]
     Fetch {
         /// The most actionable first.
         failures: Vec<ArtifactFailure>,
@@ -604,11 +604,6 @@ mod text {
             .map(|i| i.to_string())
             .collect::<Vec<_>>()
             .join(sep)
-    }
-
-    /// The labels of failed artifacts, comma-separated.
-    pub(super) fn labels(failures: &[super::ArtifactFailure]) -> String {
-        joined(failures.iter().map(|f| &f.label), ", ")
     }
 
     /// `1 artifact`, `3 artifacts`.
