@@ -282,6 +282,7 @@ fn route(systemd: Systemd) {
         "lock",
         "--offline",
         "--mirrors-only",
+        "--trust-mirror-checksums",
         "--mirror",
         &mirror_url,
     ])
