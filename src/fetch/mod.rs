@@ -62,6 +62,9 @@ pub enum AttemptError {
     NoFile,
     #[error("HTTP status {0}")]
     Status(u16),
+    /// The HTTP client could not be set up (TLS roots, for instance).
+    #[error(transparent)]
+    Client(ClientError),
     /// The request failed before a status (connect, TLS, redirects, timeout).
     #[error("{}", crate::http::describe(.0))]
     Request(#[source] reqwest::Error),
@@ -333,7 +336,10 @@ impl Sink for MemSink {
 /// Downloads files from upstream and mirrors.
 pub struct Fetcher {
     cfg: FetchConfig,
-    client: reqwest::blocking::Client,
+    /// Built on the first HTTP request: setting it up loads the system's TLS roots (about 150
+    /// files under /etc/ssl/certs, 400 KB read), which a build whose artifacts are all in the
+    /// store, or a `file://` mirror, never needs.
+    client: std::sync::OnceLock<reqwest::blocking::Client>,
     /// The registries of OCI mirrors, set up (credentials found) on first use.
     registries: Mutex<BTreeMap<String, RegistryState>>,
 }
@@ -347,14 +353,25 @@ type RegistryState =
 pub struct ClientError(#[source] reqwest::Error);
 
 impl Fetcher {
-    pub fn new(cfg: FetchConfig) -> Result<Self, ClientError> {
-        let client =
-            crate::http::client(cfg.connect_timeout, cfg.read_timeout).map_err(ClientError)?;
-        Ok(Self {
+    /// A fetcher for `cfg`; its HTTP client is set up on first use ([`AttemptError::Client`]
+    /// when that fails).
+    pub fn new(cfg: FetchConfig) -> Self {
+        Self {
             cfg,
-            client,
+            client: std::sync::OnceLock::new(),
             registries: Mutex::new(BTreeMap::new()),
-        })
+        }
+    }
+
+    /// The HTTP client, set up on the first call (two threads racing build one each; one is
+    /// kept).
+    fn client(&self) -> Result<&reqwest::blocking::Client, AttemptError> {
+        if let Some(c) = self.client.get() {
+            return Ok(c);
+        }
+        let c = crate::http::client(self.cfg.connect_timeout, self.cfg.read_timeout)
+            .map_err(|e| AttemptError::Client(ClientError(e)))?;
+        Ok(self.client.get_or_init(|| c))
     }
 
     pub fn config(&self) -> &FetchConfig {
@@ -396,7 +413,10 @@ impl Fetcher {
                 }
                 Source::Registry(_) => {}
                 Source::Http(u) => {
-                    if let Ok(resp) = self.client.head(u).send() {
+                    if let Ok(resp) = self
+                        .client()
+                        .and_then(|c| c.head(u).send().map_err(AttemptError::Request))
+                    {
                         if resp.status().is_success() {
                             if let Some(len) = resp
                                 .headers()
@@ -693,7 +713,7 @@ impl Fetcher {
         trust: &mut bool,
     ) -> Result<(), AttemptError> {
         let offset = sink.len();
-        let mut req = self.client.get(url);
+        let mut req = self.client()?.get(url);
         if let Some(a) = authorization {
             req = req.header(header::AUTHORIZATION, a);
         }

@@ -372,7 +372,7 @@ pub(crate) fn fetch_checked(
     opts: &FetchOptions,
 ) -> Result<FetchReport, Error> {
     let started = Instant::now();
-    let fetcher = Fetcher::new(opts.fetch.clone())?;
+    let fetcher = Fetcher::new(opts.fetch.clone());
     let entries = &checked.lock.artifacts;
     let bars = Bars::new(&opts.progress, entries.len() as u64);
     let artifacts = parallel_map(entries, opts.jobs, |e| fetch_one(store, &fetcher, e, &bars));

@@ -106,7 +106,7 @@ fn checksum_fetcher(fetch: &FetchConfig) -> Result<Fetcher, Error> {
         }
         cfg.mirrors.clear();
     }
-    Ok(Fetcher::new(cfg)?)
+    Ok(Fetcher::new(cfg))
 }
 
 pub fn lock(opts: &LockOptions) -> Result<LockReport, Error> {
