@@ -1294,11 +1294,16 @@ pub struct BlobAccess {
 
 impl RegistryError {
     /// Worth trying again after a pause: the transfer broke off short of the blob's size, the
-    /// registry could not be reached, or it answered 5xx, 429 or 408.
+    /// connection to the registry timed out or broke (not a name that does not resolve nor a
+    /// refused connection), or it answered 5xx, 429 or 408.
     pub fn is_transient(&self) -> bool {
         match self {
             RegistryError::Interrupted { have, size, .. } => have < size,
-            RegistryError::Connect { source, .. } => !source.is_builder() && !source.is_redirect(),
+            RegistryError::Connect { source, .. } => {
+                !source.is_builder()
+                    && !source.is_redirect()
+                    && !crate::http::is_host_unreachable(source)
+            }
             RegistryError::Status { status, .. } => {
                 *status >= 500 || *status == 429 || *status == 408
             }
