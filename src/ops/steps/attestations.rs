@@ -184,8 +184,13 @@ pub(crate) fn check_layer_intact(out: &OutDir, id: &str, cache: &DigestCache) ->
         return Err(Error::damaged(
             &dir.join(raw),
             format!(
-                "the layer is damaged ({}); build neither takes it as it is nor writes over it",
-                fails.join("; ")
+                "the layer is damaged ({}{}); build neither takes it as it is nor writes over it",
+                fails[0],
+                match fails.len() {
+                    1 => String::new(),
+                    2 => ", and 1 more problem".to_string(),
+                    n => format!(", and {} more problems", n - 1),
+                }
             ),
         ));
     }
