@@ -135,6 +135,23 @@ fn push_six_nodes_pull_on_a_fresh_host_and_roll_back_offline() {
         .json();
     assert_eq!(w2b["switched"], false);
     assert_eq!(w2b["generation"], 1);
+    // Nothing downloaded: the record the host holds is not fetched again, every blob present.
+    assert_eq!(w2b["bytes_downloaded"], 0, "{w2b}");
+    assert!(
+        w2b["blobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|b| b["status"] == "present" && b["transferred"] == 0),
+        "{w2b}"
+    );
+    let text = host.pull(&registry, &format!("{repo}:worker2"), &[]).ok();
+    assert!(
+        text.stdout
+            .contains("(0 blobs downloaded, 0 resumed, 5 present; 0 B received), verified"),
+        "{}",
+        text.stdout
+    );
 
     // By image id and by manifest digest: same image.
     let by_digest = format!(
