@@ -55,6 +55,30 @@ pub fn backoff(key: &str, attempt: u32) -> Duration {
     Duration::from_millis(base.min(4000) + jitter)
 }
 
+/// The host cannot be reached and trying again soon will not change that: its name does not
+/// resolve (DNS) or it refused the connection (nothing listens there). Not transient: offline,
+/// retrying these only spent seconds in backoff to repeat the same error. A connection that
+/// timed out or broke off is still worth another try.
+pub fn is_host_unreachable(e: &reqwest::Error) -> bool {
+    if !e.is_connect() {
+        return false;
+    }
+    let mut src: Option<&dyn std::error::Error> = std::error::Error::source(e);
+    while let Some(s) = src {
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::ConnectionRefused {
+                return true;
+            }
+        }
+        // hyper-util's connector names a failed name resolution so (its error type is private).
+        if s.to_string() == "dns error" {
+            return true;
+        }
+        src = s.source();
+    }
+    false
+}
+
 /// reqwest's error with its causes, in one line.
 pub fn describe(e: &reqwest::Error) -> String {
     let mut msg = if e.is_timeout() {
@@ -91,6 +115,21 @@ mod tests {
             let ms = backoff("https://x/a", attempt).as_millis();
             assert!((250..=4000 + 255).contains(&ms), "{attempt}: {ms}");
         }
+    }
+
+    #[test]
+    fn a_refused_connection_is_host_unreachable() {
+        // A loopback port nobody listens on.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let c = client(Duration::from_secs(5), Duration::from_secs(5)).expect("client");
+        let e = c
+            .get(format!("http://127.0.0.1:{port}/x"))
+            .send()
+            .expect_err("nobody listens");
+        assert!(is_host_unreachable(&e), "{}", describe(&e));
     }
 
     #[test]

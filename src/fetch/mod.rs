@@ -140,8 +140,9 @@ impl AttemptError {
     /// Worth trying the same source again after a pause.
     fn is_transient(&self) -> bool {
         match self {
-            AttemptError::Request(_)
-            | AttemptError::Body(_)
+            // A name that does not resolve or a refused connection stays so: said once.
+            AttemptError::Request(e) => !crate::http::is_host_unreachable(e),
+            AttemptError::Body(_)
             | AttemptError::File(_)
             | AttemptError::Transport(_)
             | AttemptError::Truncated { .. } => true,

@@ -708,6 +708,33 @@ impl Registry {
             .map(|_| ())
     }
 
+    /// The digest of the manifest tag `reference` names in the repository, as the registry
+    /// announces it on a HEAD (`Docker-Content-Digest`); `None` when the tag is not there or the
+    /// registry does not say. Lets a push leave a tag that already names its manifest alone.
+    pub fn manifest_digest(
+        &self,
+        repository: &str,
+        reference: &str,
+    ) -> Result<Option<Sha256>, RegistryError> {
+        let op = Self::push_op(repository, format!("checking manifest `{reference}`"));
+        let url = self.url(&format!("/v2/{repository}/manifests/{reference}"));
+        let resp = self.send(&op, &|| {
+            self.http
+                .head(url.clone())
+                .header(reqwest::header::ACCEPT, MANIFEST_MEDIA_TYPE)
+        })?;
+        match resp.status() {
+            s if s.is_success() => Ok(resp
+                .headers()
+                .get("docker-content-digest")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("sha256:"))
+                .and_then(|h| Sha256::parse(h).ok())),
+            StatusCode::NOT_FOUND => Ok(None),
+            _ => Err(self.status_error(&op, resp)),
+        }
+    }
+
     /// The manifest `reference` (tag or `sha256:…`) of the repository and its digest (of the
     /// bytes received; a reference by digest must match it).
     pub fn get_manifest(
@@ -1294,11 +1321,16 @@ pub struct BlobAccess {
 
 impl RegistryError {
     /// Worth trying again after a pause: the transfer broke off short of the blob's size, the
-    /// registry could not be reached, or it answered 5xx, 429 or 408.
+    /// connection to the registry timed out or broke (not a name that does not resolve nor a
+    /// refused connection), or it answered 5xx, 429 or 408.
     pub fn is_transient(&self) -> bool {
         match self {
             RegistryError::Interrupted { have, size, .. } => have < size,
-            RegistryError::Connect { source, .. } => !source.is_builder() && !source.is_redirect(),
+            RegistryError::Connect { source, .. } => {
+                !source.is_builder()
+                    && !source.is_redirect()
+                    && !crate::http::is_host_unreachable(source)
+            }
             RegistryError::Status { status, .. } => {
                 *status >= 500 || *status == 429 || *status == 408
             }

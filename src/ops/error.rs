@@ -375,7 +375,7 @@ impl Error {
             Error::Lock(LockError::Edited { .. }) => {
                 vec!["run `nodeforge lock` to re-resolve every entry from upstream's published checksums".into()]
             }
-            Error::Stale { .. } => vec!["run `nodeforge lock` to update the lockfile, then commit it".into()],
+            Error::Stale { changes, .. } => vec![text::stale_hint(changes)],
             Error::Resolve { .. } => vec![
                 "check the network or pass --mirror; or record them as unresolved with --allow-unresolved".into(),
             ],
@@ -629,6 +629,30 @@ mod text {
         } else {
             items.join(sep)
         }
+    }
+
+    /// What to do about a stale lockfile, saying which changes `build` and `fetch` complete by
+    /// themselves (entries the manifest adds: a new version, architecture or component) and
+    /// which they refuse (a pin the lockfile holds, changed or no longer needed): replacing a
+    /// reviewed checksum is `lock`'s, so that it shows in the lockfile's diff.
+    pub(super) fn stale_hint(changes: &[crate::lock::Change]) -> String {
+        use crate::lock::Change;
+        let (new, changed): (Vec<&Change>, Vec<&Change>) = changes
+            .iter()
+            .partition(|c| matches!(c, Change::Added { .. } | Change::ControlPlane { .. }));
+        let mut hint = "run `nodeforge lock` to update the lockfile, then commit it".to_string();
+        if !changed.is_empty() {
+            hint.push_str(&format!(
+                ": `build` and `fetch` add what the manifest adds ({}) but never replace a pin the lockfile holds (changed: {}); a replaced pin is `lock`'s to write, so that a reviewed checksum changes only in the lockfile's diff",
+                if new.is_empty() {
+                    "nothing new here".to_string()
+                } else {
+                    format!("new: {}", joined(&new, "; "))
+                },
+                joined(&changed, "; ")
+            ));
+        }
+        hint
     }
 
     /// Why a directory cannot take a new project.

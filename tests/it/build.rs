@@ -691,8 +691,23 @@ fn fetch_and_build_say_what_to_run_without_a_lockfile_or_with_a_stale_one() {
         ctx.net(&[cmd])
             .fails()
             .stderr_has("lockfile is stale: containerd 1.7.20 → 1.7.21 (amd64)")
-            .stderr_has("hint: run `nodeforge lock` to update the lockfile, then commit it");
+            .stderr_has("hint: run `nodeforge lock` to update the lockfile, then commit it: `build` and `fetch` add what the manifest adds (nothing new here) but never replace a pin the lockfile holds (changed: containerd 1.7.20 → 1.7.21 (amd64)); a replaced pin is `lock`'s to write, so that a reviewed checksum changes only in the lockfile's diff\n");
     }
+    // A new version beside the changed one: both named, which build would add and which not.
+    ctx.edit_manifest("runc = \"1.1.13\"", "runc = \"1.1.14\"");
+    ctx.net(&["build"]).fails().stderr_has(
+        "but never replace a pin the lockfile holds (changed: containerd 1.7.20 → 1.7.21 (amd64); runc 1.1.13 → 1.1.14 (amd64))",
+    );
+    ctx.edit_manifest("runc = \"1.1.14\"", "runc = \"1.1.13\"");
+    ctx.edit_manifest("containerd = \"1.7.21\"", "containerd = \"1.7.20\"");
+    ctx.edit_manifest(
+        "architectures = [\"amd64\"]",
+        "architectures = [\"amd64\", \"arm64\"]",
+    );
+    ctx.edit_manifest("containerd = \"1.7.20\"", "containerd = \"1.7.21\"");
+    ctx.net(&["build"]).fails().stderr_has(
+        "hint: run `nodeforge lock` to update the lockfile, then commit it: `build` and `fetch` add what the manifest adds (new: ",
+    );
     assert!(!ctx.path().join("out/images").exists(), "nothing built");
 }
 

@@ -430,18 +430,10 @@ fn signing_unchanged_images_is_said_and_verify_hints_at_sign() {
     );
 }
 
-/// A payload layer damaged in place: verify fails and points at repair; repair writes it again
-/// from the store (once, linked into both images), says so, and verify passes again.
-#[test]
-fn repair_writes_a_damaged_layer_again() {
+/// Flip a byte in the middle of the payload layer's EROFS file, in place (same inode); its
+/// directory.
+fn damage_the_payload_layer(ctx: &TestContext) -> std::path::PathBuf {
     use std::os::unix::fs::PermissionsExt;
-    let ctx = TestContext::new();
-    ctx.net(&["lock"]).ok();
-    ctx.net(&["build", "--node", "worker1", "--node", "worker2"])
-        .ok();
-    ctx.run(&["repair"])
-        .ok()
-        .stdout_has("nothing to repair: 3 layers and 2 images in out are intact\n");
     let layers = ctx.path().join("out/layers");
     let payload = std::fs::read_dir(&layers)
         .unwrap()
@@ -458,11 +450,85 @@ fn repair_writes_a_damaged_layer_again() {
         .and_then(|mut f| std::io::Write::write_all(&mut f, &bytes))
         .unwrap();
     std::fs::set_permissions(&raw, std::fs::Permissions::from_mode(0o444)).unwrap();
+    payload
+}
 
+/// `rollback --to` over a damaged layer writes it again from the store and says so.
+#[test]
+fn rollback_says_it_wrote_a_damaged_layer_again() {
+    let ctx = TestContext::new();
+    ctx.net(&["lock"]).ok();
+    ctx.net(&["build", "--node", "worker1"]).ok();
+    let payload = damage_the_payload_layer(&ctx);
+    let id = payload.file_name().unwrap().to_string_lossy().into_owned();
+    let r = ctx.run(&["rollback", "worker1", "--to", "@1"]).ok();
+    assert_eq!(r.stderr.lines().count(), 1, "{}", r.stderr);
+    assert!(
+        r.stderr.starts_with(&format!(
+            "note: worker1: layer {} was damaged (layer {id}: ",
+            &id[..12]
+        )),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.ends_with(&format!(
+            "{} is not the EROFS file its entries make from the store); it was set aside and written again from the store\n",
+            std::path::Path::new(&id).join("nodeforge-payload.raw").display()
+        )),
+        "{}",
+        r.stderr
+    );
+    // Written again: the next rollback finds nothing to repair.
+    let v = ctx
+        .run(&["rollback", "worker1", "--to", "@1", "--json"])
+        .ok()
+        .json();
+    assert_eq!(
+        v["rolled_back"][0]["repaired_layers"],
+        serde_json::json!([]),
+        "{v}"
+    );
+    ctx.run(&["verify"]).ok();
+}
+
+/// A payload layer damaged in place: verify fails and points at repair; repair writes it again
+/// from the store (once, linked into both images), says so, and verify passes again.
+#[test]
+fn repair_writes_a_damaged_layer_again() {
+    let ctx = TestContext::new();
+    ctx.net(&["lock"]).ok();
+    ctx.net(&["build", "--node", "worker1", "--node", "worker2"])
+        .ok();
+    ctx.run(&["repair"])
+        .ok()
+        .stdout_has("nothing to repair: 3 layers and 2 images in out are intact\n");
+    let payload = damage_the_payload_layer(&ctx);
+
+    // build does not call the damaged layer "up to date": it names it and points at repair.
+    let id = payload.file_name().unwrap().to_string_lossy().into_owned();
+    let r = ctx
+        .net(&["build", "--node", "worker1", "--node", "worker2"])
+        .fails();
+    assert!(
+        r.stderr.starts_with("error: ")
+            && r.stderr.contains(&format!(
+                "{}: the layer is damaged (layer {id}: its EROFS file hashes to verity root ",
+                std::path::Path::new(&id)
+                    .join("nodeforge-payload.raw")
+                    .display()
+            )),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("build neither takes it as it is nor writes over it\nhint: `nodeforge verify` lists what is damaged; `nodeforge repair` writes layers and images again"),
+        "{}",
+        r.stderr
+    );
     ctx.run(&["verify"]).fails().stderr_has(
         "hint: `nodeforge repair` writes damaged layers and images again from the store and the generations' records, and says what it fixed\n",
     );
-    let id = payload.file_name().unwrap().to_string_lossy().into_owned();
     let r = ctx.run(&["repair"]).ok();
     let first = r.stdout.lines().next().unwrap();
     assert_eq!(
@@ -481,6 +547,9 @@ fn repair_writes_a_damaged_layer_again() {
     );
     ctx.run(&["verify"]).ok();
     ctx.run(&["repair"]).ok().stdout_has("nothing to repair");
+    ctx.net(&["build", "--node", "worker1", "--node", "worker2"])
+        .ok()
+        .stdout_has("nothing to do: all 2 node images are up to date");
 }
 
 /// `tags` lists a repository's node images with their nodes, generations, tags and whether a

@@ -347,10 +347,10 @@ fn an_unreachable_source_is_one_error_line_first_with_its_hint() {
         .unwrap()
         .port();
     let dead = format!("http://127.0.0.1:{port}");
+    // The default retries: a refused connection (or a name that does not resolve) is not
+    // retried, and still one line.
     for cmd in ["build", "fetch"] {
-        let r = ctx
-            .run(&[cmd, "--mirrors-only", "--mirror", &dead, "--retries", "0"])
-            .fails();
+        let r = ctx.run(&[cmd, "--mirrors-only", "--mirror", &dead]).fails();
         let lines: Vec<&str> = r.stderr.lines().collect();
         assert_eq!(
             lines.len(),
@@ -526,10 +526,10 @@ fn partial_of(ctx: &TestContext, url: &str) -> std::path::PathBuf {
     ctx.store().join("tmp").join(format!("partial-{sha}"))
 }
 
-#[test]
-fn a_killed_fetch_is_resumed_from_its_partial_file_by_the_next_run() {
-    let ctx = locked();
-    let url = url_of(&ctx, "kubelet");
+/// Kill a fetch once the server sent 3000 bytes of kubelet (then hangs): its partial file
+/// holds them. Kubelet's path on the server and its bytes.
+fn kill_a_fetch_midway(ctx: &TestContext) -> (String, Vec<u8>) {
+    let url = url_of(ctx, "kubelet");
     let path = ctx.served_path(&url);
     let real = std::fs::read(ctx.served(&url)).unwrap();
     // The server sends 3000 bytes, then hangs: the fetch is killed midway.
@@ -549,7 +549,7 @@ fn a_killed_fetch_is_resumed_from_its_partial_file_by_the_next_run() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let partial = partial_of(&ctx, &url);
+    let partial = partial_of(ctx, &url);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while std::fs::metadata(&partial).map_or(0, |m| m.len()) < 3000 {
         assert!(std::time::Instant::now() < deadline, "no partial download");
@@ -559,6 +559,13 @@ fn a_killed_fetch_is_resumed_from_its_partial_file_by_the_next_run() {
     child.wait().unwrap();
     assert_eq!(std::fs::read(&partial).unwrap(), real[..3000]);
 
+    (path, real)
+}
+
+#[test]
+fn a_killed_fetch_is_resumed_from_its_partial_file_by_the_next_run() {
+    let ctx = locked();
+    let (path, real) = kill_a_fetch_midway(&ctx);
     // The next run (which cleans the store's temp files first) asks only for the rest, with
     // the validator the server gave.
     ctx.server.clear_faults();
@@ -595,6 +602,32 @@ fn a_killed_fetch_is_resumed_from_its_partial_file_by_the_next_run() {
     assert_eq!(std::fs::read(obj).unwrap(), real);
     assert_eq!(ctx.store_objects().len(), 6);
     assert!(ctx.store_tmp_is_empty());
+}
+
+/// A fetch that resumed an earlier run's partial download says so, with the bytes it had.
+#[test]
+fn a_resumed_fetch_says_it_resumed_and_from_how_many_bytes() {
+    let ctx = locked();
+    kill_a_fetch_midway(&ctx);
+    ctx.server.clear_faults();
+    let r = ctx.net(&["fetch"]).ok();
+    let line = r
+        .stdout
+        .lines()
+        .find(|l| l.contains("fetched kubelet"))
+        .unwrap_or_else(|| panic!("{}", r.stdout));
+    assert!(
+        line.ends_with(", resumed: 3000 bytes were left by an earlier run"),
+        "{line}"
+    );
+    // Counted as fetched, like any download (how many others the killed run finished
+    // depends on timing).
+    let summary = r.stdout.lines().last().unwrap_or_default();
+    assert!(
+        summary.starts_with("fetched ") && summary.contains(", 0 failed"),
+        "{}",
+        r.stdout
+    );
 }
 
 #[test]

@@ -1033,7 +1033,10 @@ fn push_and_export_refuse_a_layer_tampered_after_a_no_op_build() {
     ctx.run(&["export", "--oci-layout", &l, "--node", "worker1"])
         .ok();
     tamper_config_layer(&ctx, "worker1");
-    ctx.run(&["build"]).ok();
+    // build notices the damaged layer (issue 27); push and export check on their own anyway.
+    ctx.run(&["build"])
+        .fails()
+        .stderr_has("nodeforge-config.raw: the layer is damaged (layer ");
     let again = ctx.path().join("layout2").display().to_string();
     ctx.run(&["export", "--oci-layout", &again, "--node", "worker1"])
         .fails()

@@ -45,8 +45,17 @@ pub fn exec(ctx: &Ctx, args: FetchArgs) -> Result<ExitCode, Error> {
             .iter()
             .filter(|a| a.status == ArtifactStatus::Fetched)
         {
+            // A download that continued an interrupted run's partial file says so.
+            let resumed = if a.resumed_from > 0 {
+                format!(
+                    ", resumed: {} bytes were left by an earlier run",
+                    a.resumed_from
+                )
+            } else {
+                String::new()
+            };
             say!(
-                "{:>10} {} {} ({}) {} from {}",
+                "{:>10} {} {} ({}) {} from {}{resumed}",
                 "fetched",
                 a.component,
                 a.version,

@@ -75,6 +75,14 @@ pub fn exec(ctx: &Ctx, args: RollbackArgs) -> Result<ExitCode, Error> {
 
 fn print(r: &[ops::Rollback]) {
     for x in r {
+        for l in &x.repaired_layers {
+            eprintln!(
+                "note: {}: layer {} was damaged ({}); it was set aside and written again from the store",
+                x.node,
+                l.id.get(..12).unwrap_or(&l.id),
+                l.problem
+            );
+        }
         if x.already {
             say!(
                 "{} is already on generation {} (image {}): nothing to switch",

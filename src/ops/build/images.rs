@@ -254,6 +254,14 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, Error> {
     bar.set_message("nodes");
     let digests = crate::ops::steps::attestations::DigestCache::remembering(&out);
     let signing = sign_key.is_some() || x509.is_some();
+    // The layers in place the images share are taken as they are: first checked to be intact
+    // (remembered by stat keys: four stats each when unchanged).
+    let mut seen = BTreeSet::new();
+    for l in images.iter().flat_map(|m| &m.layers) {
+        if seen.insert(&l.id) && !payload_written.contains(&l.id) {
+            crate::ops::steps::attestations::check_layer_intact(&out, &l.id, &digests)?;
+        }
+    }
     // Staged: every node's missing layer, image directory, SBOM and generation, several nodes
     // at a time, in temporary directories and files (nothing in place yet).
     let staged = parallel_map(&pairs, opts.jobs.max(2), |(n, m)| {

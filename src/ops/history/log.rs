@@ -114,6 +114,17 @@ pub struct Rollback {
     /// Generations passed over, newest first: between the current one and `to`, they hold the
     /// current image, so going back to them would change nothing.
     pub skipped_generations: Vec<u32>,
+    /// Layers of the target image that were damaged (or planted): set aside and written again
+    /// from the store.
+    pub repaired_layers: Vec<RepairedLayer>,
+}
+
+/// A damaged layer directory a rollback set aside and wrote again from the store.
+#[derive(Debug, Clone, Serialize)]
+pub struct RepairedLayer {
+    pub id: String,
+    /// What the check found wrong with it, the first of its problems.
+    pub problem: String,
 }
 
 /// A node `rollback --all` left where it is, and why.
@@ -179,26 +190,36 @@ pub fn rollback(
     let layout = OutDir::new(out);
     let store = crate::ops::steps::open_store(&layout)?;
     let mut rebuilt = Vec::new();
+    let mut repaired = Vec::new();
     for (node, _, target, _) in &plan {
         let m = generation_manifest(out, node, target.number)?;
         // Switch only to layers that are what their entries make: a damaged or planted layer
         // directory is set aside and the layer written again from the store (and must then be
         // what the generation's record pins).
+        // Said in the report: a rollback never rewrites a layer silently.
+        let mut fixed = Vec::new();
         for l in &m.layers {
             let dir = layout.layer(&l.id);
-            if dir.exists()
-                && !crate::ops::steps::materialize::check_layer(&store, &dir, false)
-                    .fails
-                    .is_empty()
-            {
+            if !dir.exists() {
+                continue;
+            }
+            let check = crate::ops::steps::materialize::check_layer(&store, &dir, false);
+            if let Some(problem) = check.fails.into_iter().next() {
                 crate::fsutil::remove_dir_aside(&dir)?;
+                fixed.push(RepairedLayer {
+                    id: l.id.clone(),
+                    problem,
+                });
             }
         }
         let (_, _, new) = materialize(&layout, &store, &m)?;
         rebuilt.push(new);
+        repaired.push(fixed);
     }
     let mut done = Vec::new();
-    for ((node, from, target, skipped), rebuilt) in plan.into_iter().zip(rebuilt) {
+    for (((node, from, target, skipped), rebuilt), repaired_layers) in
+        plan.into_iter().zip(rebuilt).zip(repaired)
+    {
         let already = from == Some(target.number);
         if !already {
             generations::switch(out, &node, target.number)?;
@@ -211,6 +232,7 @@ pub fn rollback(
             rebuilt,
             already,
             skipped_generations: skipped,
+            repaired_layers,
         });
     }
     Ok(done)

@@ -194,7 +194,20 @@ pub fn pull(opts: &PullOptions) -> Result<PullReport, Error> {
     let what = format!("{r}");
     let (manifest, manifest_digest) = registry.get_manifest(repo, &r.reference())?;
     let art = oci::read_manifest(&what, &manifest)?;
-    let record = registry.get_blob(repo, &art.config.0, oci::MAX_CONFIG_BYTES)?;
+    // The record of an image this host holds is not downloaded again: its bytes here are
+    // taken when they have the digest and size the manifest names (the id only finds the file).
+    let held = art
+        .image_id()
+        .filter(|id| id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit()))
+        .map(|id| OutDir::new(&opts.out).image(id).join(IMAGE_RECORD))
+        .filter(|p| std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.len() == art.config.1))
+        .and_then(|p| std::fs::read(p).ok())
+        .filter(|b| crate::hash::Sha256::of(b) == art.config.0);
+    let record_held = held.is_some();
+    let record = match held {
+        Some(b) => b,
+        None => registry.get_blob(repo, &art.config.0, oci::MAX_CONFIG_BYTES)?,
+    };
     let m = read_record(&what, &record, &art, r.tag.as_deref())?;
     // Before anything but the manifest and the record is downloaded.
     check_node(&what, r.tag.as_deref(), opts.node.as_deref(), &m)?;
@@ -219,6 +232,17 @@ pub fn pull(opts: &PullOptions) -> Result<PullReport, Error> {
             jobs: opts.jobs,
         },
     )?;
+    let mut done = done;
+    if record_held {
+        for b in done
+            .blobs
+            .iter_mut()
+            .filter(|b| b.kind == oci::BlobKind::Record)
+        {
+            b.status = BlobStatus::Present;
+            b.transferred = 0;
+        }
+    }
     Ok(PullReport {
         registry: r.registry.clone(),
         repository: r.repository.clone(),

@@ -297,6 +297,7 @@ pub fn push(opts: &PushOptions) -> Result<PushReport, Error> {
         }
         let digested: Vec<Digested> = image.blobs.iter().map(|(d, _)| d.clone()).collect();
         let manifest = oci::image_manifest(&image.record, &image.lock_id, &digested)?;
+        let digest = Sha256::of(&manifest);
         let tags = oci::tags_for(&image.node, image.generation, &image.record.id);
         for tag in &tags {
             if !oci::valid_tag(tag) {
@@ -305,10 +306,13 @@ pub fn push(opts: &PushOptions) -> Result<PushReport, Error> {
                     image.node
                 )));
             }
-            registry.put_manifest(repo, tag, &manifest)?;
-            bytes_sent += manifest.len() as u64;
+            // A tag that names this manifest already is left alone: a re-push of an unchanged
+            // image sends nothing (a HEAD per tag).
+            if registry.manifest_digest(repo, tag)? != Some(digest) {
+                registry.put_manifest(repo, tag, &manifest)?;
+                bytes_sent += manifest.len() as u64;
+            }
         }
-        let digest = Sha256::of(&manifest);
         let attestations = super::referrers::push(
             &registry,
             repo,

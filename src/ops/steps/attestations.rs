@@ -155,6 +155,49 @@ pub(crate) fn check_layers(
     Ok(())
 }
 
+/// A layer in `out/layers/` that `build` would take as it is: its EROFS file, hash tree and root
+/// hash file must still agree with the root hash its record pins, or a damaged layer would be
+/// reported "up to date". Remembered (`layer-intact:<id>`) by the stat keys of the layer's
+/// files, so an unchanged layer costs four stats; any write to one of them moves its key and the
+/// next build hashes it again. A layer that is not there (or whose record does not read) is
+/// not checked: the build writes it.
+pub(crate) fn check_layer_intact(out: &OutDir, id: &str, cache: &DigestCache) -> Result<(), Error> {
+    let dir = out.layer(id);
+    let Ok(rec) = crate::ops::steps::materialize::read_layer_record(&dir) else {
+        return Ok(());
+    };
+    let paths = layer_paths(&dir, &rec.name);
+    if !paths.iter().all(|p| p.is_file()) {
+        return Ok(());
+    }
+    let refs: Vec<&Path> = paths.iter().map(PathBuf::as_path).collect();
+    let name = format!("layer-intact:{id}");
+    if cache.checked_layers.lock().is_ok_and(|c| c.contains(id))
+        || cache.verified.get(&name, &refs).is_some()
+    {
+        return Ok(());
+    }
+    let before = crate::verified::Verified::keys(&refs);
+    let fails = crate::ops::steps::materialize::check_layer_verity(&dir, &rec);
+    if !fails.is_empty() {
+        let [raw, _, _] = crate::layout::layer_files(&rec.name);
+        return Err(Error::damaged(
+            &dir.join(raw),
+            format!(
+                "the layer is damaged ({}{}); build neither takes it as it is nor writes over it",
+                fails[0],
+                match fails.len() {
+                    1 => String::new(),
+                    2 => ", and 1 more problem".to_string(),
+                    n => format!(", and {} more problems", n - 1),
+                }
+            ),
+        ));
+    }
+    cache.verified.put(&name, &refs, &before, BTreeMap::new());
+    Ok(())
+}
+
 /// The version nodeforge records in what it writes.
 pub(crate) const TOOL_VERSION: &str = env!("CARGO_PKG_VERSION");
 

@@ -46,9 +46,27 @@ fn push_six_nodes_pull_on_a_fresh_host_and_roll_back_offline() {
         assert_eq!(tags[..2], [node.to_string(), format!("{node}-gen1")]);
         assert_eq!(tags[2], n["image_id"]);
     }
-    // Pushed again: nothing is uploaded.
+    // Pushed again: nothing is uploaded, and no node's manifest is sent again (its tags name
+    // it already): 0 bytes sent, said so.
     let again = push_to(&ctx, &registry, &repo, &["--json"]).ok().json();
     assert_eq!(again["blobs_uploaded"], 0, "{again}");
+    assert!(
+        again["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|n| n["bytes_sent"] == 0),
+        "{again}"
+    );
+    let text = push_to(&ctx, &registry, &repo, &[]).ok();
+    assert!(
+        text.stdout
+            .lines()
+            .filter(|l| l.contains(" tags "))
+            .all(|l| l.contains("(0 blobs sent, 5 present, 0 mounted; 0 B)")),
+        "{}",
+        text.stdout
+    );
     assert_eq!(
         again["nodes"][0]["manifest_digest"], push["nodes"][0]["manifest_digest"],
         "same image, same manifest"
@@ -117,6 +135,23 @@ fn push_six_nodes_pull_on_a_fresh_host_and_roll_back_offline() {
         .json();
     assert_eq!(w2b["switched"], false);
     assert_eq!(w2b["generation"], 1);
+    // Nothing downloaded: the record the host holds is not fetched again, every blob present.
+    assert_eq!(w2b["bytes_downloaded"], 0, "{w2b}");
+    assert!(
+        w2b["blobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|b| b["status"] == "present" && b["transferred"] == 0),
+        "{w2b}"
+    );
+    let text = host.pull(&registry, &format!("{repo}:worker2"), &[]).ok();
+    assert!(
+        text.stdout
+            .contains("(0 blobs downloaded, 0 resumed, 5 present; 0 B received), verified"),
+        "{}",
+        text.stdout
+    );
 
     // By image id and by manifest digest: same image.
     let by_digest = format!(
