@@ -297,10 +297,10 @@ pub(crate) fn file_digests(
                 // Read anyway: the object must be its address before its digests are vouched for.
                 let got = Blake3::from_bytes(*s3.finalize().as_bytes());
                 if got != b {
-                    return Err(Error::Usage(format!(
-                        "store object {} holds other bytes (blake3 {got}): the store is damaged; run `nodeforge verify`",
-                        path.display()
-                    )));
+                    return Err(Error::DamagedObject {
+                        path: path.clone(),
+                        actual: got.to_string(),
+                    });
                 }
                 let d = FileDigests {
                     sha1: hex::encode(s1.finalize()),
