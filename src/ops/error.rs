@@ -365,6 +365,17 @@ pub enum Error {
         pinned: String,
         made: String,
     },
+    /// sign, push or export refused an image whose layers are not what its record pins.
+    #[error("refusing to {verb} image {image}: {reason}")]
+    LayersNotVouched {
+        /// "sign" or "publish".
+        verb: &'static str,
+        image: String,
+        reason: String,
+    },
+    /// An image record without the dm-verity root hash of one of its layers.
+    #[error("image {image}: its record pins no root hash for its {role} layer")]
+    NoRootHash { image: String, role: String },
     /// A mistake on the command line that clap cannot see (a value's form, a flag that does
     /// not fit the others).
     #[error("{0}")]

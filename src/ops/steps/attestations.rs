@@ -98,10 +98,14 @@ pub(crate) fn check_layers(
             .ok()
             .is_some_and(|rec| l.verity.as_ref() == Some(&rec.verity));
         if !pinned {
-            return Err(Error::Usage(format!(
-                "refusing to {verb} image {}: its record does not pin the dm-verity parameters its {} layer's record gives (layers/{}): run `nodeforge verify`",
-                m.id, l.role, l.id
-            )));
+            return Err(Error::LayersNotVouched {
+                verb,
+                image: m.id.to_string(),
+                reason: format!(
+                    "its record does not pin the dm-verity parameters its {} layer's record gives (layers/{}): run `nodeforge verify`",
+                    l.role, l.id
+                ),
+            });
         }
         if cache.checked_layers.lock().is_ok_and(|c| c.contains(&l.id)) {
             continue;
@@ -141,11 +145,14 @@ pub(crate) fn check_layers(
             ));
         }
         if !fails.is_empty() {
-            return Err(Error::Usage(format!(
-                "refusing to {verb} image {}: {}: run `nodeforge verify`, and rebuild it (`nodeforge rollback` or `build`) from the store",
-                m.id,
-                fails.join("; ")
-            )));
+            return Err(Error::LayersNotVouched {
+                verb,
+                image: m.id.to_string(),
+                reason: format!(
+                    "{}: run `nodeforge verify`, and rebuild it (`nodeforge rollback` or `build`) from the store",
+                    fails.join("; ")
+                ),
+            });
         }
         cache.verified.put(&name, &refs, &before, BTreeMap::new());
         if let Ok(mut c) = cache.checked_layers.lock() {
@@ -558,11 +565,9 @@ pub(crate) fn sign_roothashes(
     check_layers(out, store, m, cache, Vouch::Sign)?;
     let mut written = Vec::new();
     for l in &m.layers {
-        let root = l.verity.as_ref().ok_or_else(|| {
-            Error::Usage(format!(
-                "image {}: its record pins no root hash for its {} layer",
-                m.id, l.role
-            ))
+        let root = l.verity.as_ref().ok_or_else(|| Error::NoRootHash {
+            image: m.id.to_string(),
+            role: l.role.to_string(),
         })?;
         let der = signer.sign_root_hash(&root.root_hash)?;
         let path = out.roothash_signature(&m.id, &l.name);
