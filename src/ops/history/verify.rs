@@ -687,6 +687,87 @@ fn check_extraction(store: &Store, c: &LockCheck, jobs: usize, r: &mut VerifyRep
     }
 }
 
+/// A node's current image against the one the inputs make now (`planned`): the same id with
+/// another record is a failure, another id is drift.
+fn compare_with_inputs(
+    node: &str,
+    m: &ImageManifest,
+    planned: Option<&ImageManifest>,
+    r: &mut VerifyReport,
+) {
+    // The same id is the same entry list (the id is its hash), so the rebuild below
+    // is a rebuild of what the inputs make now.
+    // The id covers the entries, not the provenance: the record is compared with the one
+    // the inputs make (not with the image directory's, which is the same file by hard
+    // link, so an edit in place would compare with itself).
+    match planned {
+        Some(p) if p.id == m.id => {
+            r.images_from_inputs += 1;
+            if let Some(why) = crate::ops::steps::images::record_differs(m, p, "what the inputs make") {
+                r.failures.push(format!(
+                    "{node}: the record of its current image {} is not the one the manifest, lockfile and templates make: {why}",
+                    m.id
+                ));
+            }
+        }
+        Some(p) => r.drift.push(format!(
+            "{node}: its current image {} is not what the manifest, lockfile and templates build now ({}): rolled back, or built from other inputs",
+            m.id, p.id
+        )),
+        None => {}
+    }
+}
+
+/// A node's current image written again from its record into `scratch_out` and compared file
+/// by file with the one in `out`.
+fn compare_rebuilt(
+    node: &str,
+    m: &ImageManifest,
+    store: &Store,
+    out: &OutDir,
+    scratch_out: &OutDir,
+    r: &mut VerifyReport,
+) {
+    match materialize(scratch_out, store, m) {
+        Ok((_, rebuilt, _)) => {
+            r.images_rebuilt += 1;
+            let mut pairs = vec![(
+                IMAGE_RECORD.to_string(),
+                out.image(&m.id).join(IMAGE_RECORD),
+                scratch_out.image(&m.id).join(IMAGE_RECORD),
+            )];
+            for l in &rebuilt.layers {
+                for f in layout::layer_files(&l.name)
+                    .into_iter()
+                    .chain([layout::LAYER_RECORD.to_string()])
+                {
+                    pairs.push((
+                        format!("{} layer's {f}", l.role),
+                        out.layer(&l.id).join(&f),
+                        scratch_out.layer(&l.id).join(&f),
+                    ));
+                }
+            }
+            for (what, a, b) in pairs {
+                if !same_file(&a, &b) {
+                    r.failures.push(format!(
+                        "{node}: rebuilding image {} gives a different {what}",
+                        m.id
+                    ));
+                }
+            }
+        }
+        // Pulled from a registry: the store never held its files.
+        Err(Error::MissingObjects { .. }) => r.notes.push(format!(
+            "{node}: image {} is not rebuilt: the store lacks its files (pulled from a registry?); its layers are checked against their root hashes",
+            m.id
+        )),
+        Err(e) => r
+            .failures
+            .push(format!("{node}: cannot rebuild image {}: {e}", m.id)),
+    }
+}
+
 /// Every node's current image written again from its record into a scratch directory and
 /// compared file by file; nodes whose image is not what the inputs build now are named in
 /// `drift`.
@@ -732,66 +813,8 @@ fn rebuild_and_compare(
                 continue;
             }
         };
-        // The same id is the same entry list (the id is its hash), so the rebuild below
-        // is a rebuild of what the inputs make now.
-        // The id covers the entries, not the provenance: the record is compared with the one
-        // the inputs make (not with the image directory's, which is the same file by hard
-        // link, so an edit in place would compare with itself).
-        match planned.get(&node) {
-            Some(p) if p.id == m.id => {
-                r.images_from_inputs += 1;
-                if let Some(why) = crate::ops::steps::images::record_differs(&m, p, "what the inputs make") {
-                    r.failures.push(format!(
-                        "{node}: the record of its current image {} is not the one the manifest, lockfile and templates make: {why}",
-                        m.id
-                    ));
-                }
-            }
-            Some(p) => r.drift.push(format!(
-                "{node}: its current image {} is not what the manifest, lockfile and templates build now ({}): rolled back, or built from other inputs",
-                m.id, p.id
-            )),
-            None => {}
-        }
-        let scratch_out = OutDir::new(scratch.path());
-        match materialize(&scratch_out, store, &m) {
-            Ok((_, rebuilt, _)) => {
-                r.images_rebuilt += 1;
-                let mut pairs = vec![(
-                    IMAGE_RECORD.to_string(),
-                    out.image(&m.id).join(IMAGE_RECORD),
-                    scratch_out.image(&m.id).join(IMAGE_RECORD),
-                )];
-                for l in &rebuilt.layers {
-                    for f in layout::layer_files(&l.name)
-                        .into_iter()
-                        .chain([layout::LAYER_RECORD.to_string()])
-                    {
-                        pairs.push((
-                            format!("{} layer's {f}", l.role),
-                            out.layer(&l.id).join(&f),
-                            scratch_out.layer(&l.id).join(&f),
-                        ));
-                    }
-                }
-                for (what, a, b) in pairs {
-                    if !same_file(&a, &b) {
-                        r.failures.push(format!(
-                            "{node}: rebuilding image {} gives a different {what}",
-                            m.id
-                        ));
-                    }
-                }
-            }
-            // Pulled from a registry: the store never held its files.
-            Err(Error::MissingObjects { .. }) => r.notes.push(format!(
-                "{node}: image {} is not rebuilt: the store lacks its files (pulled from a registry?); its layers are checked against their root hashes",
-                m.id
-            )),
-            Err(e) => r
-                .failures
-                .push(format!("{node}: cannot rebuild image {}: {e}", m.id)),
-        }
+        compare_with_inputs(&node, &m, planned.get(&node), r);
+        compare_rebuilt(&node, &m, store, out, &OutDir::new(scratch.path()), r);
     }
     Ok(())
 }
