@@ -352,6 +352,98 @@ fn refuse_keys(label: &str, member: Option<&str>, obj: &Object) -> Result<(), Ex
     Ok(())
 }
 
+/// Whether a member a rule matched is installed (`false`: a directory, or a file that is no
+/// executable), or why it is refused (special files, setuid bits, oversized members).
+fn admit_member(
+    member: &str,
+    header: &tar::Header,
+    size: u64,
+    archive_err: impl Fn(String) -> ExtractError,
+) -> Result<bool, ExtractError> {
+    let kind = header.entry_type();
+    let mode = header.mode().map_err(|e| archive_err(e.to_string()))?;
+    if !matches!(kind, tar::EntryType::Regular | tar::EntryType::Continuous) {
+        if kind.is_dir() {
+            return Ok(false);
+        }
+        return Err(archive_err(format!(
+            "member `{member}` is a {}; only regular files are installed",
+            match kind {
+                tar::EntryType::Symlink => "symbolic link",
+                tar::EntryType::Link => "hard link",
+                tar::EntryType::Char | tar::EntryType::Block => "device node",
+                tar::EntryType::Fifo => "FIFO",
+                _ => "special member",
+            }
+        )));
+    }
+    if mode & 0o111 == 0 {
+        return Ok(false); // LICENSE, README.md: not executables
+    }
+    if mode & 0o7000 != 0 {
+        return Err(archive_err(format!(
+            "member `{member}` has setuid, setgid or sticky bits ({mode:o}); refused"
+        )));
+    }
+    if size > MEMBER_LIMIT {
+        return Err(archive_err(format!(
+            "member `{member}` declares {size} bytes, more than the {MEMBER_LIMIT} allowed"
+        )));
+    }
+    Ok(true)
+}
+
+/// Streams one member into the store (or only hashes it), refusing private keys.
+fn store_member(
+    store: &Store,
+    sink: Sink,
+    entry: &mut dyn Read,
+    label: &str,
+    member: &str,
+) -> Result<Object, ExtractError> {
+    let stored = match sink {
+        Sink::Store => store.put_stream_checked(entry, MEMBER_LIMIT, &mut no_keys),
+        Sink::HashOnly => hash_stream(entry, store),
+    };
+    stored.map_err(|source| match source {
+        StoreError::Refused(_) => ExtractError::PrivateKey {
+            artifact: label.to_string(),
+            member: Some(member.to_string()),
+        },
+        StoreError::Read(source) => ExtractError::Member {
+            artifact: label.to_string(),
+            member: member.to_string(),
+            source,
+        },
+        source => ExtractError::Store {
+            artifact: label.to_string(),
+            source,
+        },
+    })
+}
+
+/// Every rule naming a member (`from`) matched one.
+fn every_rule_matched(
+    label: &str,
+    rules: &[InstallRule],
+    out: &[Installed],
+) -> Result<(), ExtractError> {
+    for r in rules {
+        if let Some(pattern) = &r.from {
+            if !out
+                .iter()
+                .any(|i| i.member.as_deref().is_some_and(|m| r.matches(m)))
+            {
+                return Err(ExtractError::NoMatch {
+                    artifact: label.to_string(),
+                    pattern: pattern.clone(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
 fn extract_archive(
     store: &Store,
     a: &Artifact<'_>,
@@ -390,37 +482,8 @@ fn extract_archive(
         let Some(rule) = rules.iter().find(|r| r.matches(&member)) else {
             continue;
         };
-        let header = entry.header();
-        let kind = header.entry_type();
-        let mode = header.mode().map_err(|e| archive_err(e.to_string()))?;
-        if !matches!(kind, tar::EntryType::Regular | tar::EntryType::Continuous) {
-            if kind.is_dir() {
-                continue;
-            }
-            return Err(archive_err(format!(
-                "member `{member}` is a {}; only regular files are installed",
-                match kind {
-                    tar::EntryType::Symlink => "symbolic link",
-                    tar::EntryType::Link => "hard link",
-                    tar::EntryType::Char | tar::EntryType::Block => "device node",
-                    tar::EntryType::Fifo => "FIFO",
-                    _ => "special member",
-                }
-            )));
-        }
-        if mode & 0o111 == 0 {
-            continue; // LICENSE, README.md: not executables
-        }
-        if mode & 0o7000 != 0 {
-            return Err(archive_err(format!(
-                "member `{member}` has setuid, setgid or sticky bits ({mode:o}); refused"
-            )));
-        }
-        if entry.size() > MEMBER_LIMIT {
-            return Err(archive_err(format!(
-                "member `{member}` declares {} bytes, more than the {MEMBER_LIMIT} allowed",
-                entry.size()
-            )));
+        if !admit_member(&member, entry.header(), entry.size(), archive_err)? {
+            continue;
         }
         total = total.saturating_add(entry.size());
         if total > limit {
@@ -439,29 +502,7 @@ fn extract_archive(
                 target,
             });
         }
-        let stored = match sink {
-            Sink::Store => store.put_stream_checked(
-                &mut (&mut entry as &mut dyn Read),
-                MEMBER_LIMIT,
-                &mut no_keys,
-            ),
-            Sink::HashOnly => hash_stream(&mut entry, store),
-        };
-        let obj = stored.map_err(|source| match source {
-            StoreError::Refused(_) => ExtractError::PrivateKey {
-                artifact: label.to_string(),
-                member: Some(member.clone()),
-            },
-            StoreError::Read(source) => ExtractError::Member {
-                artifact: label.to_string(),
-                member: member.clone(),
-                source,
-            },
-            source => ExtractError::Store {
-                artifact: label.to_string(),
-                source,
-            },
-        })?;
+        let obj = store_member(store, sink, &mut entry, label, &member)?;
         out.push(Installed {
             target,
             member: Some(member.trim_start_matches("./").to_string()),
@@ -474,19 +515,7 @@ fn extract_archive(
     std::io::copy(&mut rest, &mut std::io::sink()).map_err(|e| archive_err(e.to_string()))?;
     let actual = Sha256::from_bytes(sha2::Digest::finalize(rest.into_inner().hasher).into());
     same_artifact(label, object, sha256, actual)?;
-    for r in rules {
-        if let Some(pattern) = &r.from {
-            if !out
-                .iter()
-                .any(|i| i.member.as_deref().is_some_and(|m| r.matches(m)))
-            {
-                return Err(ExtractError::NoMatch {
-                    artifact: label.to_string(),
-                    pattern: pattern.clone(),
-                });
-            }
-        }
-    }
+    every_rule_matched(label, rules, &out)?;
     out.sort_by(|a, b| a.target.cmp(&b.target));
     Ok(out)
 }

@@ -94,17 +94,13 @@ fn plural(n: i64) -> &'static str {
     }
 }
 
-/// Every violation of the policy by `manifest`; `previous_apiserver` is the kube-apiserver
-/// version the lockfile recorded, for the one-minor-at-a-time rule.
-pub fn check(manifest: &Manifest, previous_apiserver: Option<&str>) -> Vec<Violation> {
-    let mut out = Vec::new();
-    let api = manifest.kube_apiserver();
-    let api_minor = api.and_then(minor_of);
+/// The control plane's own rule: kube-apiserver moves one minor version at a time.
+fn control_plane_step(api: Option<&str>, previous_apiserver: Option<&str>) -> Option<Violation> {
     if let (Some(new), Some(old)) = (api, previous_apiserver) {
         if let (Some(n), Some(o)) = (minor_of(new), minor_of(old)) {
             let step = minors(n, o);
             if step > 1 {
-                out.push(Violation {
+                return Some(Violation {
                     rule: Rule::ControlPlaneOneMinor,
                     group: None,
                     nodes: Vec::new(),
@@ -121,10 +117,17 @@ pub fn check(manifest: &Manifest, previous_apiserver: Option<&str>) -> Vec<Viola
             }
         }
     }
-    // Nodes running the same kubelet and kube-proxy in the same group are checked once.
+    None
+}
+
+/// A bucket of nodes: their group, kubelet version and kube-proxy version.
+type Key = (Option<String>, Option<String>, Option<String>);
+
+/// The nodes by group and kubelet and kube-proxy versions: nodes running the same ones in the
+/// same group are checked once.
+fn version_buckets(manifest: &Manifest) -> BTreeMap<Key, Vec<String>> {
     let kubelet = ComponentName::new("kubelet").ok();
     let proxy = ComponentName::new("kube-proxy").ok();
-    type Key = (Option<String>, Option<String>, Option<String>);
     let mut buckets: BTreeMap<Key, Vec<String>> = BTreeMap::new();
     for node in manifest.nodes.values() {
         let comps = manifest.components_of(node);
@@ -138,85 +141,107 @@ pub fn check(manifest: &Manifest, previous_apiserver: Option<&str>) -> Vec<Viola
             .or_default()
             .push(node.name.to_string());
     }
-    for ((group, kubelet_v, proxy_v), nodes) in buckets {
-        let whose = match &group {
-            Some(g) => format!("{} (group `{g}`)", nodes.join(", ")),
-            None => nodes.join(", "),
+    buckets
+}
+
+/// The node-side rules for one bucket of nodes: kubelet and kube-proxy against kube-apiserver,
+/// and kube-proxy against the kubelet beside it.
+fn bucket_violations(
+    (group, kubelet_v, proxy_v): Key,
+    nodes: Vec<String>,
+    api: Option<&str>,
+    api_minor: Option<(u64, u64)>,
+    out: &mut Vec<Violation>,
+) {
+    let whose = match &group {
+        Some(g) => format!("{} (group `{g}`)", nodes.join(", ")),
+        None => nodes.join(", "),
+    };
+    let mut push = |rule: Rule, message: String, hint: String| {
+        out.push(Violation {
+            rule,
+            group: group.clone(),
+            nodes: nodes.clone(),
+            message,
+            hint,
+        });
+    };
+    let set_where = match &group {
+        Some(g) => format!("[groups.{g}.versions]"),
+        None => "[versions]".to_string(),
+    };
+    for (name, v, newer_rule, old_rule) in [
+        (
+            "kubelet",
+            &kubelet_v,
+            Rule::KubeletNewerThanApiserver,
+            Rule::KubeletTooOld,
+        ),
+        (
+            "kube-proxy",
+            &proxy_v,
+            Rule::KubeProxyNewerThanApiserver,
+            Rule::KubeProxyTooOld,
+        ),
+    ] {
+        let (Some(v), Some(api), Some(a)) = (v, api, api_minor) else {
+            continue;
         };
-        let mut push = |rule: Rule, message: String, hint: String| {
-            out.push(Violation {
-                rule,
-                group: group.clone(),
-                nodes: nodes.clone(),
-                message,
-                hint,
-            });
-        };
-        let set_where = match &group {
-            Some(g) => format!("[groups.{g}.versions]"),
-            None => "[versions]".to_string(),
-        };
-        for (name, v, newer_rule, old_rule) in [
-            (
-                "kubelet",
-                &kubelet_v,
-                Rule::KubeletNewerThanApiserver,
-                Rule::KubeletTooOld,
-            ),
-            (
-                "kube-proxy",
-                &proxy_v,
-                Rule::KubeProxyNewerThanApiserver,
-                Rule::KubeProxyTooOld,
-            ),
-        ] {
-            let (Some(v), Some(api), Some(a)) = (v, api, api_minor) else {
-                continue;
-            };
-            let Some(m) = minor_of(v) else { continue };
-            let ahead = minors(m, a);
-            if ahead > 0 {
-                push(
-                    newer_rule,
-                    format!(
-                        "{name} {v} on {whose} is newer than the control plane's kube-apiserver {api} (rule {newer_rule}: {name} must not be newer than kube-apiserver; the control plane is upgraded first)"
-                    ),
-                    format!(
-                        "upgrade the control plane first: set [control-plane] kube-apiserver = \"{v}\", lock and roll out the control plane, then these nodes"
-                    ),
-                );
-            } else if -ahead > allowed_older(m) {
-                push(
-                    old_rule,
-                    format!(
-                        "{name} {v} on {whose} is {} minor version{} older than the control plane's kube-apiserver {api} (rule {old_rule}: at most {} older)",
-                        -ahead,
-                        plural(-ahead),
-                        allowed_older(m)
-                    ),
-                    format!(
-                        "upgrade these nodes ({set_where}) before the control plane moves further, or keep kube-apiserver within {} minors of {v}",
-                        allowed_older(m)
-                    ),
-                );
-            }
+        let Some(m) = minor_of(v) else { continue };
+        let ahead = minors(m, a);
+        if ahead > 0 {
+            push(
+                newer_rule,
+                format!(
+                    "{name} {v} on {whose} is newer than the control plane's kube-apiserver {api} (rule {newer_rule}: {name} must not be newer than kube-apiserver; the control plane is upgraded first)"
+                ),
+                format!(
+                    "upgrade the control plane first: set [control-plane] kube-apiserver = \"{v}\", lock and roll out the control plane, then these nodes"
+                ),
+            );
+        } else if -ahead > allowed_older(m) {
+            push(
+                old_rule,
+                format!(
+                    "{name} {v} on {whose} is {} minor version{} older than the control plane's kube-apiserver {api} (rule {old_rule}: at most {} older)",
+                    -ahead,
+                    plural(-ahead),
+                    allowed_older(m)
+                ),
+                format!(
+                    "upgrade these nodes ({set_where}) before the control plane moves further, or keep kube-apiserver within {} minors of {v}",
+                    allowed_older(m)
+                ),
+            );
         }
-        if let (Some(k), Some(p)) = (&kubelet_v, &proxy_v) {
-            if let (Some(km), Some(pm)) = (minor_of(k), minor_of(p)) {
-                let apart = minors(pm, km).abs();
-                if apart > allowed_older(pm) {
-                    push(
+    }
+    if let (Some(k), Some(p)) = (&kubelet_v, &proxy_v) {
+        if let (Some(km), Some(pm)) = (minor_of(k), minor_of(p)) {
+            let apart = minors(pm, km).abs();
+            if apart > allowed_older(pm) {
+                push(
+                    Rule::KubeProxyKubeletSkew,
+                    format!(
+                        "kube-proxy {p} and kubelet {k} on {whose} are {apart} minor versions apart (rule {}: kube-proxy may be at most {} minors older or newer than the kubelet beside it)",
                         Rule::KubeProxyKubeletSkew,
-                        format!(
-                            "kube-proxy {p} and kubelet {k} on {whose} are {apart} minor versions apart (rule {}: kube-proxy may be at most {} minors older or newer than the kubelet beside it)",
-                            Rule::KubeProxyKubeletSkew,
-                            allowed_older(pm)
-                        ),
-                        format!("pin kube-proxy and kubelet closer together in {set_where}"),
-                    );
-                }
+                        allowed_older(pm)
+                    ),
+                    format!("pin kube-proxy and kubelet closer together in {set_where}"),
+                );
             }
         }
+    }
+}
+
+/// Every violation of the policy by `manifest`; `previous_apiserver` is the kube-apiserver
+/// version the lockfile recorded, for the one-minor-at-a-time rule.
+pub fn check(manifest: &Manifest, previous_apiserver: Option<&str>) -> Vec<Violation> {
+    let mut out = Vec::new();
+    let api = manifest.kube_apiserver();
+    let api_minor = api.and_then(minor_of);
+    out.extend(control_plane_step(api, previous_apiserver));
+    for (key, nodes) in version_buckets(manifest) {
+        bucket_violations(key, nodes, api, api_minor, &mut out);
     }
     out
 }

@@ -490,11 +490,16 @@ pub(crate) fn print_problems(problems: &[ops::Problem], snippet: Option<&str>) {
         }
         for h in &p.hints {
             if !given.contains(&h.as_str()) {
-                eprintln!("hint: {}", crate::term::escape_lines(h));
+                print_hint(h);
                 given.push(h);
             }
         }
     }
+}
+
+/// A `hint:` line on stderr: every hint nodeforge prints goes through here.
+pub(crate) fn print_hint(hint: &str) {
+    eprintln!("hint: {}", crate::term::escape_lines(hint));
 }
 
 /// The version of the `--json` envelope (docs/json.md): bumped when a key is removed or changes

@@ -56,7 +56,7 @@ pub(crate) fn print_warnings(warnings: &[Finding]) {
     for w in warnings.iter().filter(|w| w.severity == Severity::Warning) {
         eprintln!("warning: {}", w.line());
         if let Some(h) = &w.hint {
-            eprintln!("hint: {h}");
+            crate::cli::print_hint(h);
         }
     }
 }

@@ -713,6 +713,22 @@ impl Fetcher {
         validator: &mut Option<String>,
         trust: &mut bool,
     ) -> Result<(), AttemptError> {
+        let resp = self.send_resuming(url, authorization, sink, validator, trust)?;
+        let declared = announced_length(&resp, sink, expect, validator)?;
+        self.read_body(resp, sink, expect, declared)
+    }
+
+    /// Sends the request, asking for the bytes after those the sink holds when it can resume,
+    /// and checks the status: the sink starts again from byte 0 when the server sends the whole
+    /// file or cannot resume.
+    fn send_resuming<S: Sink>(
+        &self,
+        url: &str,
+        authorization: Option<&str>,
+        sink: &mut S,
+        validator: &mut Option<String>,
+        trust: &mut bool,
+    ) -> Result<reqwest::blocking::Response, AttemptError> {
         let offset = sink.len();
         let mut req = self.client()?.get(url);
         if let Some(a) = authorization {
@@ -727,7 +743,7 @@ impl Fetcher {
         } else if offset > 0 {
             sink.restart()?;
         }
-        let mut resp = req.send().map_err(AttemptError::Request)?;
+        let resp = req.send().map_err(AttemptError::Request)?;
         *trust = false;
         let status = resp.status().as_u16();
         match status {
@@ -764,26 +780,18 @@ impl Fetcher {
             404 | 410 => return Err(AttemptError::NotFound(status)),
             s => return Err(AttemptError::Status(s)),
         }
-        let headers = resp.headers();
-        *validator = headers
-            .get(header::ETAG)
-            .filter(|v| !v.as_bytes().starts_with(b"W/"))
-            .or_else(|| headers.get(header::LAST_MODIFIED))
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        sink.record_validator(validator.as_deref());
-        let declared = resp.content_length().map(|n| n.saturating_add(sink.len()));
-        if let Some(total) = declared {
-            match check_limit(total, expect) {
-                Err(AttemptError::SizeMismatch { expected, .. }) => {
-                    return Err(AttemptError::Announced {
-                        expected,
-                        declared: total,
-                    })
-                }
-                other => other?,
-            }
-        }
+        Ok(resp)
+    }
+
+    /// Streams the body into the sink, giving up on a transfer that stalls or crawls, and
+    /// checks it ends at the announced length.
+    fn read_body<S: Sink>(
+        &self,
+        mut resp: reqwest::blocking::Response,
+        sink: &mut S,
+        expect: &Expect,
+        declared: Option<u64>,
+    ) -> Result<(), AttemptError> {
         let mut buf = vec![0u8; 256 * 1024];
         // The read timeout bounds each wait; a server that drips a byte now and then never
         // trips it. So, like curl's --speed-limit, a transfer that averages under 1 KiB/s over
@@ -838,6 +846,38 @@ impl Fetcher {
         }
         Ok(())
     }
+}
+
+/// Records the response's validator (a strong ETag, or Last-Modified) for a later resume, and
+/// returns the total length the response announces (what the sink holds plus its
+/// Content-Length), refused at once when over the limit or not the expected size.
+fn announced_length<S: Sink>(
+    resp: &reqwest::blocking::Response,
+    sink: &mut S,
+    expect: &Expect,
+    validator: &mut Option<String>,
+) -> Result<Option<u64>, AttemptError> {
+    let headers = resp.headers();
+    *validator = headers
+        .get(header::ETAG)
+        .filter(|v| !v.as_bytes().starts_with(b"W/"))
+        .or_else(|| headers.get(header::LAST_MODIFIED))
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    sink.record_validator(validator.as_deref());
+    let declared = resp.content_length().map(|n| n.saturating_add(sink.len()));
+    if let Some(total) = declared {
+        match check_limit(total, expect) {
+            Err(AttemptError::SizeMismatch { expected, .. }) => {
+                return Err(AttemptError::Announced {
+                    expected,
+                    declared: total,
+                })
+            }
+            other => other?,
+        }
+    }
+    Ok(declared)
 }
 
 /// Read a file from its start, hashing it: the state of a download an earlier run left. The

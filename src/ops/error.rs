@@ -341,6 +341,41 @@ pub enum Error {
     /// read as what it must be: damaged, or edited.
     #[error("{}: {problem}", path.display())]
     DamagedRecord { path: PathBuf, problem: String },
+    /// A file that changed between being listed (with its digest) and being read to be sent.
+    #[error("{} changed while it was being {doing}: {again} again", path.display())]
+    ChangedWhileSending {
+        path: PathBuf,
+        /// "pushed" or "exported".
+        doing: &'static str,
+        /// The command to run again: "push" or "export".
+        again: &'static str,
+    },
+    /// An OCI image layout (export's directory) whose blobs are not what its manifests say.
+    #[error("{}: {problem}", path.display())]
+    DamagedLayout { path: PathBuf, problem: String },
+    /// A store object whose bytes are not its address.
+    #[error("store object {} holds other bytes (blake3 {actual}): the store is damaged; run `nodeforge verify`", path.display())]
+    DamagedObject { path: PathBuf, actual: String },
+    /// A layer made again from its entries whose dm-verity root hash is not the one the
+    /// image's record pins.
+    #[error("image {image}: its record pins root hash {pinned} for its {role} layer, but the layer's entries make {made}: the record is damaged or was edited")]
+    RootHashMismatch {
+        image: String,
+        role: String,
+        pinned: String,
+        made: String,
+    },
+    /// sign, push or export refused an image whose layers are not what its record pins.
+    #[error("refusing to {verb} image {image}: {reason}")]
+    LayersNotVouched {
+        /// "sign" or "publish".
+        verb: &'static str,
+        image: String,
+        reason: String,
+    },
+    /// An image record without the dm-verity root hash of one of its layers.
+    #[error("image {image}: its record pins no root hash for its {role} layer")]
+    NoRootHash { image: String, role: String },
     /// A mistake on the command line that clap cannot see (a value's form, a flag that does
     /// not fit the others).
     #[error("{0}")]

@@ -20,7 +20,7 @@ pub fn exec(ctx: &Ctx, args: RepairArgs) -> Result<ExitCode, Error> {
         eprintln!("error: not repaired: {}", crate::term::escape_lines(u));
     }
     if !r.unrepaired.is_empty() {
-        eprintln!("hint: an image whose files the store lacks (pulled from a registry) is pulled again; one built here is written again by `nodeforge build` with the lockfile it was built from");
+        crate::cli::print_hint("an image whose files the store lacks (pulled from a registry) is pulled again; one built here is written again by `nodeforge build` with the lockfile it was built from");
     }
     let code = if r.unrepaired.is_empty() {
         ExitCode::SUCCESS

@@ -51,7 +51,7 @@ pub fn exec(ctx: &Ctx, args: VerifyArgs) -> Result<ExitCode, Error> {
         f.starts_with("layer ")
             || (f.starts_with("image ") && !f.contains("not signed by a trusted key"))
     }) {
-        eprintln!("hint: `nodeforge repair` writes damaged layers and images again from the store and the generations' records, and says what it fixed");
+        crate::cli::print_hint("`nodeforge repair` writes damaged layers and images again from the store and the generations' records, and says what it fixed");
     }
     // Images no trusted key signed: what makes verify pass.
     let unsigned: Vec<&str> = r

@@ -165,6 +165,31 @@ fn cause_of(e: &FetchError) -> FailureCause {
     }
 }
 
+/// The report of an artifact that failed for `cause`.
+fn failed(entry: &LockEntry, cause: FailureCause, msg: String) -> FetchedArtifact {
+    let mut r = report_of(entry, ArtifactStatus::Failed);
+    r.error = Some(msg);
+    r.cause = Some(cause);
+    r
+}
+
+/// The report of a local failure (the store, the disk), labelled with the artifact.
+fn failed_locally(entry: &LockEntry, msg: &str) -> FetchedArtifact {
+    failed(
+        entry,
+        FailureCause::Local,
+        format!("{}: {msg}", entry.label()),
+    )
+}
+
+/// The report of an artifact the store holds.
+fn present(entry: &LockEntry, status: ArtifactStatus, o: &crate::store::Object) -> FetchedArtifact {
+    let mut r = report_of(entry, status);
+    r.blake3 = Some(o.blake3.to_hex());
+    r.size = Some(o.size);
+    r
+}
+
 /// Fetch one artifact into the store unless it is there; one download per artifact even when
 /// several processes run at once (the per-artifact lock, then a second look).
 fn fetch_one(store: &Store, fetcher: &Fetcher, entry: &LockEntry, bars: &Bars) -> FetchedArtifact {
@@ -177,41 +202,47 @@ fn fetch_one(store: &Store, fetcher: &Fetcher, entry: &LockEntry, bars: &Bars) -
         r.cause = Some(FailureCause::Unresolved);
         return r;
     };
-    let present = |o: crate::store::Object| {
-        let mut r = report_of(entry, ArtifactStatus::Present);
-        r.blake3 = Some(o.blake3.to_hex());
-        r.size = Some(o.size);
-        r
-    };
     if let Some(o) = store.lookup_sha256(&sha256) {
-        return present(o);
+        return present(entry, ArtifactStatus::Present, &o);
     }
-    let fail_as = |cause: FailureCause, msg: String| {
-        let mut r = report_of(entry, ArtifactStatus::Failed);
-        r.error = Some(msg);
-        r.cause = Some(cause);
-        r
-    };
-    let fail = |msg: String| fail_as(FailureCause::Local, format!("{}: {msg}", entry.label()));
-    let full = |e: &FetchError| {
-        e.attempts.iter().any(|(_, a)| {
-            matches!(a, crate::fetch::AttemptError::Local(io) if io.raw_os_error() == Some(libc::ENOSPC))
-        })
-    };
     let _guard = match store.lock_artifact(&sha256) {
         Ok(g) => g,
-        Err(e) => return fail(e.to_string()),
+        Err(e) => return failed_locally(entry, &e.to_string()),
     };
     if let Some(o) = store.lookup_sha256(&sha256) {
-        return present(o);
+        return present(entry, ArtifactStatus::Present, &o);
     }
+    let got = match download(store, fetcher, entry, sha256, bars) {
+        Ok(got) => got,
+        Err(report) => return *report,
+    };
+    match store_download(store, entry, sha256, &got) {
+        Ok(o) => {
+            let mut r = present(entry, ArtifactStatus::Fetched, &o);
+            r.source = Some(got.source.to_string());
+            r.resumed_from = got.resumed_from;
+            r.warnings = fallback_warnings(entry, &got);
+            r
+        }
+        Err(report) => *report,
+    }
+}
+
+/// Downloads the artifact into its partial file in the store, resuming what a killed run left
+/// there; on failure the partial file is discarded and the failure reported.
+fn download(
+    store: &Store,
+    fetcher: &Fetcher,
+    entry: &LockEntry,
+    sha256: crate::hash::Sha256,
+    bars: &Bars,
+) -> Result<crate::fetch::Downloaded, Box<FetchedArtifact>> {
     // Kept under a stable name until stored: a run killed midway leaves it for the next one to
     // resume. Whatever fails here discards it.
-    let mut partial = match store.open_partial(&sha256) {
-        Ok(f) => f,
-        Err(e) => return fail(e.to_string()),
-    };
-    let (partial_path, validator_path) = store.partial_paths(&sha256);
+    let mut partial = store
+        .open_partial(&sha256)
+        .map_err(|e| Box::new(failed_locally(entry, &e.to_string())))?;
+    let (_, validator_path) = store.partial_paths(&sha256);
     let bar = bars.start(entry);
     let expect = Expect {
         sha256: Some(sha256),
@@ -225,10 +256,15 @@ fn fetch_one(store: &Store, fetcher: &Fetcher, entry: &LockEntry, bars: &Bars) -
     if result.is_err() {
         store.discard_partial(&sha256);
     }
-    let got = match result {
-        Ok(d) => d,
-        Err(e) if full(&e) => {
-            return fail_as(
+    let full = |e: &FetchError| {
+        e.attempts.iter().any(|(_, a)| {
+            matches!(a, crate::fetch::AttemptError::Local(io) if io.raw_os_error() == Some(libc::ENOSPC))
+        })
+    };
+    result.map_err(|e| {
+        Box::new(if full(&e) {
+            failed(
+                entry,
                 FailureCause::NoSpace,
                 format!(
                     "{}: no space left on the device holding {} (ENOSPC) while downloading it",
@@ -236,9 +272,8 @@ fn fetch_one(store: &Store, fetcher: &Fetcher, entry: &LockEntry, bars: &Bars) -
                     store.root().display()
                 ),
             )
-        }
-        Err(e) => {
-            let mut r = fail_as(cause_of(&e), format!("{}: {e}", entry.label()));
+        } else {
+            let mut r = failed(entry, cause_of(&e), format!("{}: {e}", entry.label()));
             // An OCI mirror's registry says best what to do (log in, fill the mirror).
             r.hint = e
                 .attempts
@@ -246,64 +281,69 @@ fn fetch_one(store: &Store, fetcher: &Fetcher, entry: &LockEntry, bars: &Bars) -
                 .filter_map(|(_, a)| a.registry_error())
                 .flat_map(crate::ops::error::registry_hints)
                 .next();
-            return r;
-        }
-    };
+            r
+        })
+    })
+}
+
+/// Moves a completed download from its partial file into the store, unless it holds a private
+/// key; on failure the partial file is discarded and the failure reported.
+fn store_download(
+    store: &Store,
+    entry: &LockEntry,
+    sha256: crate::hash::Sha256,
+    got: &crate::fetch::Downloaded,
+) -> Result<crate::store::Object, Box<FetchedArtifact>> {
+    let (partial_path, _) = store.partial_paths(&sha256);
     // The shared store never holds a private key, whatever a server sends.
     if matches!(
         crate::secrets::find_private_key_in_file(&partial_path),
         Ok(Some(_))
     ) {
         store.discard_partial(&sha256);
-        return fail_as(
+        return Err(Box::new(failed(
+            entry,
             FailureCause::Other,
             format!(
                 "{}: {} holds a private key; refused, nothing stored",
                 entry.label(),
                 got.source
             ),
-        );
+        )));
     }
-    let stored = store
+    store
         .commit_partial(&sha256, &got.blake3, got.size)
-        .and_then(|o| store.index_sha256(&sha256, &o).map(|()| o));
-    match stored {
-        Ok(o) => {
-            let mut r = report_of(entry, ArtifactStatus::Fetched);
-            r.blake3 = Some(o.blake3.to_hex());
-            r.size = Some(o.size);
-            r.source = Some(got.source.to_string());
-            r.resumed_from = got.resumed_from;
-            r.warnings = got
-                .mismatches
-                .iter()
-                .map(|m| {
-                    format!(
-                        "{}: {} served other bytes than the lockfile pins ({}: {}); fetched from {} instead",
-                        entry.label(),
-                        m.mirror.as_ref().map_or_else(|| "a source".to_string(), |mi| format!("mirror {mi}")),
-                        m.source,
-                        m.what,
-                        got.source
-                    )
-                })
-                .chain(got.registry_misses.iter().map(|m| {
-                    format!(
-                        "{}: {} could not give it ({}); fetched from {} instead",
-                        entry.label(),
-                        m.mirror.as_ref().map_or_else(|| "a mirror".to_string(), |mi| format!("mirror {mi}")),
-                        m.what,
-                        got.source
-                    )
-                }))
-                .collect();
-            r
-        }
-        Err(e) => {
+        .and_then(|o| store.index_sha256(&sha256, &o).map(|()| o))
+        .map_err(|e| {
             store.discard_partial(&sha256);
-            fail(e.to_string())
-        }
-    }
+            Box::new(failed_locally(entry, &e.to_string()))
+        })
+}
+
+/// Warnings for the sources a download passed over before `got.source` gave it.
+fn fallback_warnings(entry: &LockEntry, got: &crate::fetch::Downloaded) -> Vec<String> {
+    got.mismatches
+        .iter()
+        .map(|m| {
+            format!(
+                "{}: {} served other bytes than the lockfile pins ({}: {}); fetched from {} instead",
+                entry.label(),
+                m.mirror.as_ref().map_or_else(|| "a source".to_string(), |mi| format!("mirror {mi}")),
+                m.source,
+                m.what,
+                got.source
+            )
+        })
+        .chain(got.registry_misses.iter().map(|m| {
+            format!(
+                "{}: {} could not give it ({}); fetched from {} instead",
+                entry.label(),
+                m.mirror.as_ref().map_or_else(|| "a mirror".to_string(), |mi| format!("mirror {mi}")),
+                m.what,
+                got.source
+            )
+        }))
+        .collect()
 }
 
 /// Progress: a task per download, within a total that counts the artifacts.

@@ -5,17 +5,18 @@
 //! (`Writes::Nothing`); what the store or the lockfile lacks is named instead.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
 use crate::generations;
+use crate::image::ImageManifest;
 use crate::layout::OutDir;
 use crate::lock::{LockError, Lockfile};
 use crate::manifest::{Manifest, Node, Role};
 use crate::ops::error::Error;
 use crate::ops::steps::images::{recorded_manifest, versions};
-use crate::ops::steps::render::{render_each, Writes};
+use crate::ops::steps::render::{render_each, NodeImage, Writes};
 use crate::ops::steps::skew::check_skew;
 use crate::ops::steps::LockCheck;
 
@@ -108,32 +109,147 @@ fn current_lock(
     Ok((lock, stale))
 }
 
+/// The warning `plan` gives when the lockfile lags behind the manifest, naming who completes it.
+fn stale_warning(stale: &[crate::lock::Change]) -> Option<String> {
+    if stale.is_empty() {
+        return None;
+    }
+    // A build completes additions itself; anything else is `lock`'s to write.
+    let build_completes = stale.iter().all(|c| {
+        matches!(
+            c,
+            crate::lock::Change::Added { .. } | crate::lock::Change::ControlPlane { .. }
+        )
+    });
+    Some(format!(
+        "the lockfile is not up to date ({}): {}",
+        stale
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; "),
+        if build_completes {
+            "`nodeforge build` completes it (or run `nodeforge lock`)"
+        } else {
+            "run `nodeforge lock` before building"
+        }
+    ))
+}
+
+/// The image the node runs now, as its current generation recorded it (none: never built or
+/// unreadable).
+fn current_image(out: &Path, name: &str) -> Option<ImageManifest> {
+    generations::current(out, name).and_then(|n| {
+        let gens = generations::list(out, name).ok()?;
+        let g = gens.into_iter().find(|g| g.number == n)?;
+        recorded_manifest(out, name, &g).ok()
+    })
+}
+
+/// The versions that move on a node from its current image to the new one; without the new
+/// image, its versions come from the manifest.
+fn version_moves(
+    manifest: &Manifest,
+    node: &Node,
+    current: Option<&ImageManifest>,
+    new: Option<&ImageManifest>,
+) -> Vec<VersionMove> {
+    let old_v = current.map(versions).unwrap_or_default();
+    let new_v: BTreeMap<String, BTreeSet<String>> = match new {
+        Some(m) => versions(m),
+        None => manifest
+            .components_of(node)
+            .values()
+            .filter(|c| !c.install.is_empty())
+            .map(|c| (c.name.to_string(), BTreeSet::from([c.version.clone()])))
+            .collect(),
+    };
+    let joined =
+        |s: Option<&BTreeSet<String>>| s.map(|s| s.iter().cloned().collect::<Vec<_>>().join("+"));
+    old_v
+        .keys()
+        .chain(new_v.keys())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .filter(|c| old_v.get(*c) != new_v.get(*c))
+        .map(|c| VersionMove {
+            component: c.clone(),
+            from: joined(old_v.get(c)),
+            to: joined(new_v.get(c)),
+        })
+        .collect()
+}
+
+/// The rollout step a node belongs to.
+fn step_of(manifest: &Manifest, node: &Node) -> (StepKind, Option<String>) {
+    let group = node.group.as_ref().and_then(|g| manifest.groups.get(g));
+    match (node.role, group) {
+        (Role::Control, _) => (StepKind::ControlPlane, None),
+        (Role::Worker, Some(g)) if g.canary => (StepKind::Canary, Some(g.name.clone())),
+        (Role::Worker, Some(g)) => (StepKind::Group, Some(g.name.clone())),
+        (Role::Worker, None) => (StepKind::Workers, None),
+    }
+}
+
+/// The nodes sorted into rollout steps, with what a build lacks to compute their new images.
+#[derive(Default)]
+struct Changes {
+    steps: BTreeMap<(StepKind, Option<String>), Vec<NodeChange>>,
+    unchanged: Vec<String>,
+    needs: BTreeSet<String>,
+    lock_first: bool,
+}
+
+/// Compares each node's current image with the one rendered for it (`Err(NotInStore)`: what the
+/// store or lockfile lacks) and sorts the changed nodes into steps.
+fn sort_changes(
+    out: &Path,
+    manifest: &Manifest,
+    nodes: &[&Node],
+    images: Vec<NodeImage>,
+) -> Result<Changes, Error> {
+    let mut changes = Changes::default();
+    for (node, image) in nodes.iter().zip(images) {
+        let name = node.name.as_str();
+        let current = current_image(out, name);
+        let new = match image {
+            Ok(m) => Some(m),
+            Err(Error::NotInStore { missing }) => {
+                changes.lock_first |= missing
+                    .iter()
+                    .any(|f| f.cause == crate::ops::FailureCause::Unresolved);
+                changes.needs.extend(missing.into_iter().map(|f| f.message));
+                None
+            }
+            Err(e) => return Err(e),
+        };
+        if let (Some(c), Some(n)) = (&current, &new) {
+            if c.id == n.id {
+                changes.unchanged.push(name.to_string());
+                continue;
+            }
+        }
+        let moved = version_moves(manifest, node, current.as_ref(), new.as_ref());
+        changes
+            .steps
+            .entry(step_of(manifest, node))
+            .or_default()
+            .push(NodeChange {
+                node: name.to_string(),
+                group: node.group.clone(),
+                from: current.map(|c| c.id),
+                to: new.map(|m| m.id),
+                versions: moved,
+            });
+    }
+    Ok(changes)
+}
+
 pub fn plan(opts: &PlanOptions) -> Result<PlanReport, Error> {
     let manifest = Manifest::load(&opts.manifest)?;
     let (lock, stale) = current_lock(opts, &manifest)?;
     let mut warnings = check_skew(&manifest, Some(&lock), opts.allow_skew)?;
-    if !stale.is_empty() {
-        // A build completes additions itself; anything else is `lock`'s to write.
-        let build_completes = stale.iter().all(|c| {
-            matches!(
-                c,
-                crate::lock::Change::Added { .. } | crate::lock::Change::ControlPlane { .. }
-            )
-        });
-        warnings.push(format!(
-            "the lockfile is not up to date ({}): {}",
-            stale
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("; "),
-            if build_completes {
-                "`nodeforge build` completes it (or run `nodeforge lock`)"
-            } else {
-                "run `nodeforge lock` before building"
-            }
-        ));
-    }
+    warnings.extend(stale_warning(&stale));
     let out = OutDir::new(&opts.out);
     let store = crate::ops::steps::open_store_read_only(&out, false)?;
     let checked = LockCheck {
@@ -154,75 +270,12 @@ pub fn plan(opts: &PlanOptions) -> Result<PlanReport, Error> {
         opts.allow_outside_templates,
         Writes::Nothing,
     )?;
-    let mut needs = BTreeSet::new();
-    let mut lock_first = false;
-    let mut unchanged = Vec::new();
-    let mut steps: BTreeMap<(StepKind, Option<String>), Vec<NodeChange>> = BTreeMap::new();
-    for (node, image) in nodes.iter().zip(images) {
-        let name = node.name.as_str();
-        let current = generations::current(&opts.out, name).and_then(|n| {
-            let gens = generations::list(&opts.out, name).ok()?;
-            let g = gens.into_iter().find(|g| g.number == n)?;
-            recorded_manifest(&opts.out, name, &g).ok()
-        });
-        let new = match image {
-            Ok(m) => Some(m),
-            Err(Error::NotInStore { missing }) => {
-                lock_first |= missing
-                    .iter()
-                    .any(|f| f.cause == crate::ops::FailureCause::Unresolved);
-                needs.extend(missing.into_iter().map(|f| f.message));
-                None
-            }
-            Err(e) => return Err(e),
-        };
-        if let (Some(c), Some(n)) = (&current, &new) {
-            if c.id == n.id {
-                unchanged.push(name.to_string());
-                continue;
-            }
-        }
-        let old_v = current.as_ref().map(versions).unwrap_or_default();
-        // Without the new image, the versions come from the manifest.
-        let new_v: BTreeMap<String, BTreeSet<String>> = match &new {
-            Some(m) => versions(m),
-            None => manifest
-                .components_of(node)
-                .values()
-                .filter(|c| !c.install.is_empty())
-                .map(|c| (c.name.to_string(), BTreeSet::from([c.version.clone()])))
-                .collect(),
-        };
-        let joined = |s: Option<&BTreeSet<String>>| {
-            s.map(|s| s.iter().cloned().collect::<Vec<_>>().join("+"))
-        };
-        let moved = old_v
-            .keys()
-            .chain(new_v.keys())
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .filter(|c| old_v.get(*c) != new_v.get(*c))
-            .map(|c| VersionMove {
-                component: c.clone(),
-                from: joined(old_v.get(c)),
-                to: joined(new_v.get(c)),
-            })
-            .collect();
-        let group = node.group.as_ref().and_then(|g| manifest.groups.get(g));
-        let key = match (node.role, group) {
-            (Role::Control, _) => (StepKind::ControlPlane, None),
-            (Role::Worker, Some(g)) if g.canary => (StepKind::Canary, Some(g.name.clone())),
-            (Role::Worker, Some(g)) => (StepKind::Group, Some(g.name.clone())),
-            (Role::Worker, None) => (StepKind::Workers, None),
-        };
-        steps.entry(key).or_default().push(NodeChange {
-            node: name.to_string(),
-            group: node.group.clone(),
-            from: current.map(|c| c.id),
-            to: new.map(|m| m.id),
-            versions: moved,
-        });
-    }
+    let Changes {
+        mut steps,
+        unchanged,
+        needs,
+        lock_first,
+    } = sort_changes(&opts.out, manifest, &nodes, images)?;
     // The control plane's own move, recorded in the lockfile by the last lock.
     let recorded = checked.lock.kube_apiserver.clone();
     let api_move =

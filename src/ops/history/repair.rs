@@ -15,6 +15,7 @@ use crate::layout::OutDir;
 use crate::ops::error::Error;
 use crate::ops::steps::images::recorded_manifest;
 use crate::ops::steps::materialize::{check_layer, materialize};
+use crate::store::Store;
 
 /// What `repair` found and did.
 #[derive(Debug, Default, Serialize)]
@@ -41,19 +42,18 @@ pub struct Repaired {
 /// Check every layer and image directory, and write again those found damaged, from the
 /// records of the generations that use them. Holds the store alone (as gc), so no build runs
 /// meanwhile.
-pub fn repair(out_dir: &Path) -> Result<RepairReport, Error> {
-    let out = OutDir::new(out_dir);
-    let store = crate::ops::steps::open_store_exclusive(&out)?;
-    let mut r = RepairReport::default();
-
-    // The records each image is written from: the generations' own (build wrote them, nothing
-    // changes them), with who uses each image.
+/// The records each image is written from: the generations' own (build wrote them, nothing
+/// changes them), with who uses each image; generations that cannot be read go to `unrepaired`.
+fn records_in_use(
+    out: &OutDir,
+    unrepaired: &mut Vec<String>,
+) -> BTreeMap<String, (ImageManifest, Vec<String>)> {
     let mut records: BTreeMap<String, (ImageManifest, Vec<String>)> = BTreeMap::new();
     for node in out.node_names() {
         let gens = match crate::generations::list(out.root(), &node) {
             Ok(g) => g,
             Err(e) => {
-                r.unrepaired.push(format!("{node}: {e}"));
+                unrepaired.push(format!("{node}: {e}"));
                 continue;
             }
         };
@@ -67,29 +67,53 @@ pub fn repair(out_dir: &Path) -> Result<RepairReport, Error> {
                         .push(format!("{node}@{}", g.number));
                 }
                 Ok(_) => {}
-                Err(e) => r.unrepaired.push(format!("{node}@{}: {e}", g.number)),
+                Err(e) => unrepaired.push(format!("{node}@{}: {e}", g.number)),
             }
         }
     }
+    records
+}
 
-    // What is damaged: layers against their entries and root hashes, image directories against
-    // their records and layers.
-    let mut bad_layers: BTreeMap<String, Vec<String>> = BTreeMap::new();
+/// What is damaged, by id, with its problems.
+struct Damage {
+    layers: BTreeMap<String, Vec<String>>,
+    images: BTreeMap<String, Vec<String>>,
+}
+
+/// Layers checked against their entries and root hashes, image directories against their
+/// records and layers; counted in the report.
+fn find_damage(out: &OutDir, store: &Store, r: &mut RepairReport) -> Damage {
+    let mut layers: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for dir in visible(&out.layers()) {
         r.layers_checked += 1;
-        let fails = check_layer(&store, &dir, true).fails;
+        let fails = check_layer(store, &dir, true).fails;
         if !fails.is_empty() {
-            bad_layers.insert(name_of(&dir), fails);
+            layers.insert(name_of(&dir), fails);
         }
     }
-    let mut bad_images: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut images: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for dir in visible(&out.images()) {
         r.images_checked += 1;
-        let fails = super::verify::check_image(&out, &dir);
+        let fails = super::verify::check_image(out, &dir);
         if !fails.is_empty() {
-            bad_images.insert(name_of(&dir), fails);
+            images.insert(name_of(&dir), fails);
         }
     }
+    Damage { layers, images }
+}
+
+/// Check every layer and image directory, and write again those found damaged, from the
+/// records of the generations that use them. Holds the store alone (as gc), so no build runs
+/// meanwhile.
+pub fn repair(out_dir: &Path) -> Result<RepairReport, Error> {
+    let out = OutDir::new(out_dir);
+    let store = crate::ops::steps::open_store_exclusive(&out)?;
+    let mut r = RepairReport::default();
+    let records = records_in_use(&out, &mut r.unrepaired);
+    let Damage {
+        layers: mut bad_layers,
+        images: mut bad_images,
+    } = find_damage(&out, &store, &mut r);
 
     // Every image that is damaged or uses a damaged layer is written again from its record
     // (a layer shared by several images is written once, then linked into each).

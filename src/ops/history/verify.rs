@@ -281,32 +281,23 @@ fn check_nodes(out: &OutDir) -> (Vec<String>, Vec<String>) {
     (fails, built)
 }
 
-/// Check a whole-root (format 1) image directory: its id, and every member of its tar against
-/// the entry list.
-fn check_flat_image(dir: &Path) -> Vec<String> {
+/// What reading a flat image's tar against its entry list found.
+struct TarCheck {
+    /// Members that differ from their entries, or that no entry lists.
+    fails: Vec<String>,
+    /// Why the tar could not be read to its end.
+    unread: std::io::Result<()>,
+    /// Listed entries the tar did not hold (or that were not reached).
+    missing: Vec<String>,
+}
+
+/// Every member of a flat image's `image.tar.zst` against the entry list.
+fn check_flat_tar(dir: &Path, name: &str, m: &ImageManifest) -> TarCheck {
     let mut fails = Vec::new();
-    let name = dir
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let m: ImageManifest = match std::fs::read(dir.join(crate::layout::IMAGE_RECORD))
-        .map_err(|e| e.to_string())
-        .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
-    {
-        Ok(m) => m,
-        Err(e) => return vec![format!("image {name}: manifest.json is unreadable: {e}")],
-    };
-    let id = image::image_id(&m.entries).to_hex();
-    if id != m.id || id != name {
-        fails.push(format!(
-            "image {name}: its entry list hashes to {id}, not to its id {}",
-            m.id
-        ));
-    }
     let mut want: BTreeMap<&str, &image::Entry> =
         m.entries.iter().map(|e| (e.path.as_str(), e)).collect();
     let tar_path = dir.join("image.tar.zst");
-    let result = (|| -> std::io::Result<()> {
+    let unread = (|| -> std::io::Result<()> {
         let f = std::fs::File::open(&tar_path)?;
         let mut ar = tar::Archive::new(zstd::stream::read::Decoder::new(f)?);
         for member in ar.entries()? {
@@ -349,54 +340,89 @@ fn check_flat_image(dir: &Path) -> Vec<String> {
         }
         Ok(())
     })();
+    TarCheck {
+        fails,
+        unread,
+        missing: want.into_keys().map(str::to_string).collect(),
+    }
+}
+
+/// A flat image's `image.erofs` against its dm-verity tree and the root hash its record pins:
+/// `Some(problem)` when they differ.
+fn check_flat_verity(
+    dir: &Path,
+    m: &ImageManifest,
+    v: &image::VerityInfo,
+) -> std::io::Result<Option<String>> {
+    let erofs = dir.join("image.erofs");
+    let size = std::fs::metadata(&erofs)?.len();
+    let params = image::verity::VerityParams {
+        salt: hex::decode(&v.salt).map_err(std::io::Error::other)?,
+        uuid: Blake3::parse(&m.id)
+            .map(|id| image::verity::params_for(&id).uuid)
+            .map_err(std::io::Error::other)?,
+    };
+    let mut tree = Vec::new();
+    let mut data = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(&erofs)?);
+    let root = image::verity::write_verity(&mut data, size, &params, &mut tree)?;
+    if root.to_hex() != v.root_hash {
+        return Ok(Some(format!(
+            "image.erofs hashes to verity root {root}, manifest.json pins {}",
+            v.root_hash
+        )));
+    }
+    if std::fs::read(dir.join("image.verity"))? != tree {
+        return Ok(Some(
+            "image.verity is not the hash tree of image.erofs".to_string(),
+        ));
+    }
+    Ok(None)
+}
+
+/// Check a whole-root (format 1) image directory: its id, and every member of its tar against
+/// the entry list.
+fn check_flat_image(dir: &Path) -> Vec<String> {
+    let mut fails = Vec::new();
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let m: ImageManifest = match std::fs::read(dir.join(crate::layout::IMAGE_RECORD))
+        .map_err(|e| e.to_string())
+        .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+    {
+        Ok(m) => m,
+        Err(e) => return vec![format!("image {name}: manifest.json is unreadable: {e}")],
+    };
+    let id = image::image_id(&m.entries).to_hex();
+    if id != m.id || id != name {
+        fails.push(format!(
+            "image {name}: its entry list hashes to {id}, not to its id {}",
+            m.id
+        ));
+    }
+    let tar = check_flat_tar(dir, &name, &m);
+    fails.extend(tar.fails);
     // image.erofs against its dm-verity tree and the root hash manifest.json pins.
     match &m.verity {
         None => fails.push(format!(
             "image {name}: manifest.json records no verity root hash"
         )),
-        Some(v) => {
-            let erofs = dir.join("image.erofs");
-            let check = (|| -> std::io::Result<Option<String>> {
-                let size = std::fs::metadata(&erofs)?.len();
-                let params = image::verity::VerityParams {
-                    salt: hex::decode(&v.salt).map_err(std::io::Error::other)?,
-                    uuid: Blake3::parse(&m.id)
-                        .map(|id| image::verity::params_for(&id).uuid)
-                        .map_err(std::io::Error::other)?,
-                };
-                let mut tree = Vec::new();
-                let mut data =
-                    std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(&erofs)?);
-                let root = image::verity::write_verity(&mut data, size, &params, &mut tree)?;
-                if root.to_hex() != v.root_hash {
-                    return Ok(Some(format!(
-                        "image.erofs hashes to verity root {root}, manifest.json pins {}",
-                        v.root_hash
-                    )));
-                }
-                if std::fs::read(dir.join("image.verity"))? != tree {
-                    return Ok(Some(
-                        "image.verity is not the hash tree of image.erofs".to_string(),
-                    ));
-                }
-                Ok(None)
-            })();
-            match check {
-                Ok(None) => {}
-                Ok(Some(msg)) => fails.push(format!("image {name}: {msg}")),
-                Err(e) => fails.push(format!(
-                    "image {name}: cannot check image.erofs/image.verity: {e}"
-                )),
-            }
-        }
+        Some(v) => match check_flat_verity(dir, &m, v) {
+            Ok(None) => {}
+            Ok(Some(msg)) => fails.push(format!("image {name}: {msg}")),
+            Err(e) => fails.push(format!(
+                "image {name}: cannot check image.erofs/image.verity: {e}"
+            )),
+        },
     }
-    match result {
+    match tar.unread {
         Err(e) => fails.push(format!(
             "image {name}: image.tar.zst cannot be read: {e} ({} listed entries after that point were not checked)",
-            want.len()
+            tar.missing.len()
         )),
         Ok(()) => {
-            for path in want.keys() {
+            for path in tar.missing {
                 fails.push(format!("image {name}: {path} is listed in manifest.json but missing from image.tar.zst"));
             }
         }
@@ -661,6 +687,87 @@ fn check_extraction(store: &Store, c: &LockCheck, jobs: usize, r: &mut VerifyRep
     }
 }
 
+/// A node's current image against the one the inputs make now (`planned`): the same id with
+/// another record is a failure, another id is drift.
+fn compare_with_inputs(
+    node: &str,
+    m: &ImageManifest,
+    planned: Option<&ImageManifest>,
+    r: &mut VerifyReport,
+) {
+    // The same id is the same entry list (the id is its hash), so the rebuild below
+    // is a rebuild of what the inputs make now.
+    // The id covers the entries, not the provenance: the record is compared with the one
+    // the inputs make (not with the image directory's, which is the same file by hard
+    // link, so an edit in place would compare with itself).
+    match planned {
+        Some(p) if p.id == m.id => {
+            r.images_from_inputs += 1;
+            if let Some(why) = crate::ops::steps::images::record_differs(m, p, "what the inputs make") {
+                r.failures.push(format!(
+                    "{node}: the record of its current image {} is not the one the manifest, lockfile and templates make: {why}",
+                    m.id
+                ));
+            }
+        }
+        Some(p) => r.drift.push(format!(
+            "{node}: its current image {} is not what the manifest, lockfile and templates build now ({}): rolled back, or built from other inputs",
+            m.id, p.id
+        )),
+        None => {}
+    }
+}
+
+/// A node's current image written again from its record into `scratch_out` and compared file
+/// by file with the one in `out`.
+fn compare_rebuilt(
+    node: &str,
+    m: &ImageManifest,
+    store: &Store,
+    out: &OutDir,
+    scratch_out: &OutDir,
+    r: &mut VerifyReport,
+) {
+    match materialize(scratch_out, store, m) {
+        Ok((_, rebuilt, _)) => {
+            r.images_rebuilt += 1;
+            let mut pairs = vec![(
+                IMAGE_RECORD.to_string(),
+                out.image(&m.id).join(IMAGE_RECORD),
+                scratch_out.image(&m.id).join(IMAGE_RECORD),
+            )];
+            for l in &rebuilt.layers {
+                for f in layout::layer_files(&l.name)
+                    .into_iter()
+                    .chain([layout::LAYER_RECORD.to_string()])
+                {
+                    pairs.push((
+                        format!("{} layer's {f}", l.role),
+                        out.layer(&l.id).join(&f),
+                        scratch_out.layer(&l.id).join(&f),
+                    ));
+                }
+            }
+            for (what, a, b) in pairs {
+                if !same_file(&a, &b) {
+                    r.failures.push(format!(
+                        "{node}: rebuilding image {} gives a different {what}",
+                        m.id
+                    ));
+                }
+            }
+        }
+        // Pulled from a registry: the store never held its files.
+        Err(Error::MissingObjects { .. }) => r.notes.push(format!(
+            "{node}: image {} is not rebuilt: the store lacks its files (pulled from a registry?); its layers are checked against their root hashes",
+            m.id
+        )),
+        Err(e) => r
+            .failures
+            .push(format!("{node}: cannot rebuild image {}: {e}", m.id)),
+    }
+}
+
 /// Every node's current image written again from its record into a scratch directory and
 /// compared file by file; nodes whose image is not what the inputs build now are named in
 /// `drift`.
@@ -706,66 +813,8 @@ fn rebuild_and_compare(
                 continue;
             }
         };
-        // The same id is the same entry list (the id is its hash), so the rebuild below
-        // is a rebuild of what the inputs make now.
-        // The id covers the entries, not the provenance: the record is compared with the one
-        // the inputs make (not with the image directory's, which is the same file by hard
-        // link, so an edit in place would compare with itself).
-        match planned.get(&node) {
-            Some(p) if p.id == m.id => {
-                r.images_from_inputs += 1;
-                if let Some(why) = crate::ops::steps::images::record_differs(&m, p, "what the inputs make") {
-                    r.failures.push(format!(
-                        "{node}: the record of its current image {} is not the one the manifest, lockfile and templates make: {why}",
-                        m.id
-                    ));
-                }
-            }
-            Some(p) => r.drift.push(format!(
-                "{node}: its current image {} is not what the manifest, lockfile and templates build now ({}): rolled back, or built from other inputs",
-                m.id, p.id
-            )),
-            None => {}
-        }
-        let scratch_out = OutDir::new(scratch.path());
-        match materialize(&scratch_out, store, &m) {
-            Ok((_, rebuilt, _)) => {
-                r.images_rebuilt += 1;
-                let mut pairs = vec![(
-                    IMAGE_RECORD.to_string(),
-                    out.image(&m.id).join(IMAGE_RECORD),
-                    scratch_out.image(&m.id).join(IMAGE_RECORD),
-                )];
-                for l in &rebuilt.layers {
-                    for f in layout::layer_files(&l.name)
-                        .into_iter()
-                        .chain([layout::LAYER_RECORD.to_string()])
-                    {
-                        pairs.push((
-                            format!("{} layer's {f}", l.role),
-                            out.layer(&l.id).join(&f),
-                            scratch_out.layer(&l.id).join(&f),
-                        ));
-                    }
-                }
-                for (what, a, b) in pairs {
-                    if !same_file(&a, &b) {
-                        r.failures.push(format!(
-                            "{node}: rebuilding image {} gives a different {what}",
-                            m.id
-                        ));
-                    }
-                }
-            }
-            // Pulled from a registry: the store never held its files.
-            Err(Error::MissingObjects { .. }) => r.notes.push(format!(
-                "{node}: image {} is not rebuilt: the store lacks its files (pulled from a registry?); its layers are checked against their root hashes",
-                m.id
-            )),
-            Err(e) => r
-                .failures
-                .push(format!("{node}: cannot rebuild image {}: {e}", m.id)),
-        }
+        compare_with_inputs(&node, &m, planned.get(&node), r);
+        compare_rebuilt(&node, &m, store, out, &OutDir::new(scratch.path()), r);
     }
     Ok(())
 }

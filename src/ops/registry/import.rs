@@ -84,13 +84,15 @@ impl BlobSource for FromLayout<'_> {
         bar.inc(n);
         if n != d.size {
             let _ = std::fs::remove_file(partial);
-            return Err(Error::Usage(format!(
-                "{}: blob sha256:{} has {} bytes, the manifest says {}: the layout is damaged; export it again",
-                from.display(),
-                d.digest,
-                if n > d.size { "more".to_string() } else { n.to_string() },
-                d.size
-            )));
+            return Err(Error::DamagedLayout {
+                path: from.to_path_buf(),
+                problem: format!(
+                    "blob sha256:{} has {} bytes, the manifest says {}: the layout is damaged; export it again",
+                    d.digest,
+                    if n > d.size { "more".to_string() } else { n.to_string() },
+                    d.size
+                ),
+            });
         }
         if actual != d.digest {
             let _ = std::fs::remove_file(partial);
@@ -127,10 +129,12 @@ impl std::io::Write for Hashing<'_> {
 }
 
 fn layout_damaged(file: &Path, digest: &Sha256, actual: &Sha256) -> Error {
-    Error::Usage(format!(
-        "{}: blob sha256:{digest} hashes to sha256:{actual}: the layout is damaged; export it again",
-        file.display()
-    ))
+    Error::DamagedLayout {
+        path: file.to_path_buf(),
+        problem: format!(
+            "blob sha256:{digest} hashes to sha256:{actual}: the layout is damaged; export it again"
+        ),
+    }
 }
 
 /// A blob of the layout, whole, checked against its digest (manifests and records).
@@ -144,10 +148,12 @@ fn read_blob(layout: &LayoutDir, digest: &Sha256, limit: u64) -> Result<Vec<u8>,
         .read_to_end(&mut bytes)
         .at("cannot read", &path)?;
     if u64::try_from(bytes.len()).map_or(true, |n| n > limit) {
-        return Err(Error::Usage(format!(
-            "{}: more than {limit} bytes is too large for a manifest, image record or attestation file: the layout is damaged or not nodeforge's",
-            path.display()
-        )));
+        return Err(Error::DamagedLayout {
+            path: path.clone(),
+            problem: format!(
+                "more than {limit} bytes is too large for a manifest, image record or attestation file: the layout is damaged or not nodeforge's"
+            ),
+        });
     }
     let actual = Sha256::of(&bytes);
     if actual != *digest {

@@ -16,8 +16,9 @@ use crate::layout::OutDir;
 use crate::oci::client::{ClientOptions, Registry};
 use crate::oci::{self, Part};
 use crate::ops::error::{ArtifactFailure, Error, FailureCause};
-use crate::ops::steps::check_lock;
+use crate::ops::steps::{check_lock, LockCheck};
 use crate::progress::Unit;
+use crate::store::Store;
 
 #[derive(Debug, Clone)]
 pub struct MirrorPushOptions {
@@ -45,32 +46,33 @@ pub struct MirrorPushReport {
     pub tags: Vec<String>,
 }
 
-pub fn mirror_push(opts: &MirrorPushOptions) -> Result<MirrorPushReport, Error> {
-    let (host, repository, plain) = match Mirror::parse(&opts.target).map_err(Error::Usage)? {
+/// The registry host, repository and whether it speaks plain HTTP, from an `oci://` target.
+fn oci_target(target: &str) -> Result<(String, String, bool), Error> {
+    match Mirror::parse(target).map_err(Error::Usage)? {
         Mirror::Oci {
             registry,
             repository,
             plain_http,
-        } => (registry, repository, plain_http),
-        _ => {
-            return Err(Error::Usage(format!(
-                "`{}` is not an OCI registry repository: write oci://REGISTRY/REPOSITORY (oci+http:// for plain HTTP)",
-                opts.target
-            )))
-        }
-    };
-    let checked = check_lock(&opts.manifest, &opts.lockfile)?;
-    let store = crate::ops::steps::open_store(&OutDir::new(&opts.out))?;
-    let mut client = opts.client.clone();
-    if plain {
-        client.insecure.push(host.clone());
+        } => Ok((registry, repository, plain_http)),
+        _ => Err(Error::Usage(format!(
+            "`{target}` is not an OCI registry repository: write oci://REGISTRY/REPOSITORY (oci+http:// for plain HTTP)"
+        ))),
     }
-    let registry = Registry::new(&host, &client)?;
-    let repo = repository.as_str();
+}
 
-    // Every resolved artifact must be in the store: a mirror with holes is not pushed.
+/// One artifact of the mirror: a layer of its manifest.
+struct MirrorLayer {
+    sha: Sha256,
+    size: u64,
+    path: PathBuf,
+    annotations: BTreeMap<String, String>,
+}
+
+/// The lockfile's resolved artifacts as the mirror's layers, each once; every one must be in
+/// the store: a mirror with holes is not pushed.
+fn stored_artifacts(checked: &LockCheck, store: &Store) -> Result<Vec<MirrorLayer>, Error> {
     let mut missing = Vec::new();
-    let mut layers: Vec<(Sha256, u64, PathBuf, BTreeMap<String, String>)> = Vec::new();
+    let mut layers = Vec::new();
     let mut seen = BTreeSet::new();
     for e in &checked.lock.artifacts {
         let Some(sha) = e.sha256() else { continue };
@@ -101,11 +103,62 @@ pub fn mirror_push(opts: &MirrorPushOptions) -> Result<MirrorPushReport, Error> 
             ("dev.nodeforge.version".to_string(), e.version.clone()),
             (oci::ANN_ARCH.to_string(), e.arch.to_string()),
         ]);
-        layers.push((sha, obj.size, obj.path.clone(), annotations));
+        layers.push(MirrorLayer {
+            sha,
+            size: obj.size,
+            path: obj.path.clone(),
+            annotations,
+        });
     }
     if !missing.is_empty() {
         return Err(Error::NotInStore { missing });
     }
+    Ok(layers)
+}
+
+/// The mirror's manifest: the lockfile as its config, the artifacts as its layers.
+fn mirror_manifest(
+    lock_sha: Sha256,
+    lock_size: u64,
+    layers: &[MirrorLayer],
+    lock_id: &str,
+) -> Result<Vec<u8>, Error> {
+    let config = Part {
+        media_type: oci::LOCKFILE_MEDIA_TYPE,
+        digest: lock_sha,
+        size: lock_size,
+        annotations: BTreeMap::new(),
+    };
+    let parts: Vec<Part<'_>> = layers
+        .iter()
+        .map(|l| Part {
+            media_type: oci::ARTIFACT_MEDIA_TYPE,
+            digest: l.sha,
+            size: l.size,
+            annotations: l.annotations.clone(),
+        })
+        .collect();
+    oci::manifest_bytes(
+        oci::MIRROR_ARTIFACT_TYPE,
+        &config,
+        &parts,
+        BTreeMap::from([(oci::ANN_LOCK_ID.to_string(), lock_id.to_string())]),
+    )
+    .map_err(|e| Error::Internal(format!("the mirror's manifest: {e}")))
+}
+
+pub fn mirror_push(opts: &MirrorPushOptions) -> Result<MirrorPushReport, Error> {
+    let (host, repository, plain) = oci_target(&opts.target)?;
+    let checked = check_lock(&opts.manifest, &opts.lockfile)?;
+    let store = crate::ops::steps::open_store(&OutDir::new(&opts.out))?;
+    let mut client = opts.client.clone();
+    if plain {
+        client.insecure.push(host.clone());
+    }
+    let registry = Registry::new(&host, &client)?;
+    let repo = repository.as_str();
+    let layers = stored_artifacts(&checked, &store)?;
+
     let lock_bytes = std::fs::read(&opts.lockfile)
         .map_err(|e| crate::fsutil::FsError::new("cannot read", &opts.lockfile, e))?;
     let lock_sha = Sha256::of(&lock_bytes);
@@ -121,7 +174,7 @@ pub fn mirror_push(opts: &MirrorPushOptions) -> Result<MirrorPushReport, Error> 
         tags: Vec::new(),
     };
     let blobs = std::iter::once((lock_sha, lock_bytes.len() as u64, opts.lockfile.clone()))
-        .chain(layers.iter().map(|(s, n, p, _)| (*s, *n, p.clone())));
+        .chain(layers.iter().map(|l| (l.sha, l.size, l.path.clone())));
     for (sha, size, path) in blobs {
         if registry.has_blob(repo, &sha)? {
             report.blobs_present += 1;
@@ -134,28 +187,7 @@ pub fn mirror_push(opts: &MirrorPushOptions) -> Result<MirrorPushReport, Error> 
         report.blobs_uploaded += 1;
         report.bytes_uploaded += size;
     }
-    let config = Part {
-        media_type: oci::LOCKFILE_MEDIA_TYPE,
-        digest: lock_sha,
-        size: lock_bytes.len() as u64,
-        annotations: BTreeMap::new(),
-    };
-    let parts: Vec<Part<'_>> = layers
-        .iter()
-        .map(|(sha, size, _, ann)| Part {
-            media_type: oci::ARTIFACT_MEDIA_TYPE,
-            digest: *sha,
-            size: *size,
-            annotations: ann.clone(),
-        })
-        .collect();
-    let manifest = oci::manifest_bytes(
-        oci::MIRROR_ARTIFACT_TYPE,
-        &config,
-        &parts,
-        BTreeMap::from([(oci::ANN_LOCK_ID.to_string(), checked.lock_id.clone())]),
-    )
-    .map_err(|e| Error::Internal(format!("the mirror's manifest: {e}")))?;
+    let manifest = mirror_manifest(lock_sha, lock_bytes.len() as u64, &layers, &checked.lock_id)?;
     // `blake3:<hex>` as a tag (no colon allowed there): `lock-blake3-<hex>`, whole.
     let tags = vec![
         format!("lock-{}", checked.lock_id.replace(':', "-")),

@@ -110,10 +110,11 @@ pub(crate) fn push(
     for (f, p) in files {
         let bytes = std::fs::read(p).at("cannot read", p)?;
         if Sha256::of(&bytes) != f.digest {
-            return Err(Error::Usage(format!(
-                "{} changed while it was being pushed: push again",
-                p.display()
-            )));
+            return Err(Error::ChangedWhileSending {
+                path: p.clone(),
+                doing: "pushed",
+                again: "push",
+            });
         }
         blobs.push(bytes);
     }
@@ -179,10 +180,11 @@ pub(crate) fn export(
     for (f, p) in files {
         let data = std::fs::read(p).at("cannot read", p)?;
         if Sha256::of(&data) != f.digest {
-            return Err(Error::Usage(format!(
-                "{} changed while it was being exported: export again",
-                p.display()
-            )));
+            return Err(Error::ChangedWhileSending {
+                path: p.clone(),
+                doing: "exported",
+                again: "export",
+            });
         }
         put(&f.digest, &data)?;
     }

@@ -98,10 +98,14 @@ pub(crate) fn check_layers(
             .ok()
             .is_some_and(|rec| l.verity.as_ref() == Some(&rec.verity));
         if !pinned {
-            return Err(Error::Usage(format!(
-                "refusing to {verb} image {}: its record does not pin the dm-verity parameters its {} layer's record gives (layers/{}): run `nodeforge verify`",
-                m.id, l.role, l.id
-            )));
+            return Err(Error::LayersNotVouched {
+                verb,
+                image: m.id.to_string(),
+                reason: format!(
+                    "its record does not pin the dm-verity parameters its {} layer's record gives (layers/{}): run `nodeforge verify`",
+                    l.role, l.id
+                ),
+            });
         }
         if cache.checked_layers.lock().is_ok_and(|c| c.contains(&l.id)) {
             continue;
@@ -141,11 +145,14 @@ pub(crate) fn check_layers(
             ));
         }
         if !fails.is_empty() {
-            return Err(Error::Usage(format!(
-                "refusing to {verb} image {}: {}: run `nodeforge verify`, and rebuild it (`nodeforge rollback` or `build`) from the store",
-                m.id,
-                fails.join("; ")
-            )));
+            return Err(Error::LayersNotVouched {
+                verb,
+                image: m.id.to_string(),
+                reason: format!(
+                    "{}: run `nodeforge verify`, and rebuild it (`nodeforge rollback` or `build`) from the store",
+                    fails.join("; ")
+                ),
+            });
         }
         cache.verified.put(&name, &refs, &before, BTreeMap::new());
         if let Ok(mut c) = cache.checked_layers.lock() {
@@ -340,10 +347,10 @@ pub(crate) fn file_digests(
                 // Read anyway: the object must be its address before its digests are vouched for.
                 let got = Blake3::from_bytes(*s3.finalize().as_bytes());
                 if got != b {
-                    return Err(Error::Usage(format!(
-                        "store object {} holds other bytes (blake3 {got}): the store is damaged; run `nodeforge verify`",
-                        path.display()
-                    )));
+                    return Err(Error::DamagedObject {
+                        path: path.clone(),
+                        actual: got.to_string(),
+                    });
                 }
                 let d = FileDigests {
                     sha1: hex::encode(s1.finalize()),
@@ -601,11 +608,9 @@ pub(crate) fn sign_roothashes(
     check_layers(out, store, m, cache, Vouch::Sign)?;
     let mut written = Vec::new();
     for l in &m.layers {
-        let root = l.verity.as_ref().ok_or_else(|| {
-            Error::Usage(format!(
-                "image {}: its record pins no root hash for its {} layer",
-                m.id, l.role
-            ))
+        let root = l.verity.as_ref().ok_or_else(|| Error::NoRootHash {
+            image: m.id.to_string(),
+            role: l.role.to_string(),
         })?;
         let der = signer.sign_root_hash(&root.root_hash)?;
         let path = out.roothash_signature(&m.id, &l.name);

@@ -211,10 +211,12 @@ pub(crate) fn stage_layer(
         bar,
     )?;
     if let Some(p) = pinned.as_ref().filter(|p| **p != info) {
-        return Err(Error::Usage(format!(
-            "image {}: its record pins root hash {} for its {role} layer, but the layer's entries make {}: the record is damaged or was edited",
-            m.id, p.root_hash, info.root_hash
-        )));
+        return Err(Error::RootHashMismatch {
+            image: m.id.to_string(),
+            role: role.to_string(),
+            pinned: p.root_hash.to_string(),
+            made: info.root_hash.to_string(),
+        });
     }
     fsutil::write_new(
         &tmp.path().join(&roothash),
