@@ -800,16 +800,7 @@ fn sign_refuses_an_image_whose_layer_is_not_what_its_entries_make() {
     let ctx = built();
     let (a, _) = key(&ctx, "a.key");
     let id = current_id(&ctx, "worker1");
-    let layer = crate::layer_of(&ctx.path().join("out/images").join(&id), "config");
-    let raw = layer.join("nodeforge-config.raw");
-    let mut bytes = std::fs::read(&raw).unwrap();
-    let at = bytes
-        .windows(10)
-        .position(|w| w == b"SystemdCgr")
-        .expect("containerd's config in the layer");
-    bytes[at..at + 10].copy_from_slice(b"systemdCgr");
-    std::fs::set_permissions(&raw, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
-    std::fs::write(&raw, &bytes).unwrap();
+    tamper_config_layer(&ctx, "worker1");
     ctx.run(&["sign", "worker1", "--key", &a])
         .fails()
         .stderr_has(&format!("refusing to sign image {id}: layer "))

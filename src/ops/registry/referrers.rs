@@ -563,8 +563,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn attestations_too_large_in_all_are_refused_before_any_is_downloaded() {
+    /// An image with no layers, and the digest of a manifest its attestations refer to.
+    fn image_and_subject() -> (ImageManifest, Sha256) {
         let m = ImageManifest {
             format: crate::image::IMAGE_FORMAT,
             id: "a".repeat(64),
@@ -575,7 +575,23 @@ mod tests {
             provenance: BTreeMap::new(),
             verity: None,
         };
-        let subject = Sha256::of(b"image manifest");
+        (m, Sha256::of(b"image manifest"))
+    }
+
+    impl Listing {
+        /// A source listing `files` as `m`'s attestations, counting the blobs asked for.
+        fn of(m: &ImageManifest, subject: &Sha256, files: &[AttestationFile]) -> Self {
+            Listing {
+                manifest: referrers::attestation_manifest(&m.id, subject, 100, files, &kind_of)
+                    .expect("manifest"),
+                blobs_asked: std::cell::Cell::new(0),
+            }
+        }
+    }
+
+    #[test]
+    fn attestations_too_large_in_all_are_refused_before_any_is_downloaded() {
+        let (m, subject) = image_and_subject();
         // Five files, each within the per-file limit, together over the total.
         let files: Vec<AttestationFile> = (0..5)
             .map(|i| AttestationFile {
@@ -584,11 +600,7 @@ mod tests {
                 size: MAX_ATTESTATION_BYTES,
             })
             .collect();
-        let source = Listing {
-            manifest: referrers::attestation_manifest(&m.id, &subject, 100, &files, &kind_of)
-                .expect("manifest"),
-            blobs_asked: std::cell::Cell::new(0),
-        };
+        let source = Listing::of(&m, &subject, &files);
         let err = fetch(&source, "reg/k:worker1", &m, &subject)
             .expect_err("too large")
             .to_string();
@@ -600,17 +612,7 @@ mod tests {
     /// image are capped in number (as in bytes) before any is downloaded.
     #[test]
     fn attestation_files_per_image_are_capped_in_number_before_any_is_downloaded() {
-        let m = ImageManifest {
-            format: crate::image::IMAGE_FORMAT,
-            id: "a".repeat(64),
-            node: "worker1".into(),
-            arch: "x86_64".into(),
-            layers: Vec::new(),
-            entries: Vec::new(),
-            provenance: BTreeMap::new(),
-            verity: None,
-        };
-        let subject = Sha256::of(b"image manifest");
+        let (m, subject) = image_and_subject();
         let files: Vec<AttestationFile> = (0..1024)
             .map(|i| AttestationFile {
                 name: format!("image.k{i}.dsse.json"),
@@ -618,11 +620,7 @@ mod tests {
                 size: 1,
             })
             .collect();
-        let source = Listing {
-            manifest: referrers::attestation_manifest(&m.id, &subject, 100, &files, &kind_of)
-                .expect("manifest"),
-            blobs_asked: std::cell::Cell::new(0),
-        };
+        let source = Listing::of(&m, &subject, &files);
         let err = fetch(&source, "reg/k:worker1", &m, &subject)
             .expect_err("too many")
             .to_string();
