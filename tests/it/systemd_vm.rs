@@ -633,16 +633,20 @@ fn systemd_vm_runs_the_node_keeps_var_and_rolls_back() {
         "ca.pem kube-proxy.kubeconfig kubelet-key.pem kubelet.kubeconfig kubelet.pem",
         &c,
     );
-    for (to, sha, mode) in &want_secrets {
-        let name = boot["credentials"]
+    // The credential name `show --boot` gave the secret placed at `to`.
+    let credential_name = |to: &str| {
+        boot["credentials"]
             .as_array()
             .unwrap()
             .iter()
-            .find(|x| x["to"] == to.as_str())
+            .find(|x| x["to"] == to)
             .unwrap()["name"]
             .as_str()
             .unwrap()
-            .to_string();
+            .to_string()
+    };
+    for (to, sha, mode) in &want_secrets {
+        let name = credential_name(to);
         has(
             &r,
             "secret",
@@ -696,15 +700,7 @@ fn systemd_vm_runs_the_node_keeps_var_and_rolls_back() {
     has(&r, "secrets-unit", "inactive no", &c);
     has(&r, "credentials", "", &c);
     for (to, _, _) in &want_secrets {
-        let name = boot["credentials"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|x| x["to"] == to.as_str())
-            .unwrap()["name"]
-            .as_str()
-            .unwrap()
-            .to_string();
+        let name = credential_name(to);
         has(
             &r,
             "secret",

@@ -867,29 +867,16 @@ fn swap_blob(layout: &Path, old: &str, bytes: &[u8]) {
 
 /// The record (config blob) of the manifest tagged `tag` in an OCI layout: (its digest, JSON).
 fn layout_record(layout: &Path, tag: &str) -> (String, serde_json::Value) {
-    let index: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
-    let m = index["manifests"]
-        .as_array()
+    let (_, manifest) = layout_manifest(layout, tag);
+    let config = manifest["config"]["digest"]
+        .as_str()
         .unwrap()
-        .iter()
-        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == tag)
-        .unwrap();
-    let blob = |d: &str| {
-        std::fs::read(
-            layout
-                .join("blobs/sha256")
-                .join(d.trim_start_matches("sha256:")),
-        )
-        .unwrap()
-    };
-    let manifest: serde_json::Value =
-        serde_json::from_slice(&blob(m["digest"].as_str().unwrap())).unwrap();
-    let config = manifest["config"]["digest"].as_str().unwrap();
-    (
-        config.trim_start_matches("sha256:").to_string(),
-        serde_json::from_slice(&blob(config)).unwrap(),
-    )
+        .trim_start_matches("sha256:")
+        .to_string();
+    let v =
+        serde_json::from_slice(&std::fs::read(layout.join("blobs/sha256").join(&config)).unwrap())
+            .unwrap();
+    (config, v)
 }
 
 /// Issue 25: unsigned record fields. A forged provenance (the image id, layers and root hashes
