@@ -41,7 +41,7 @@ pub use registry::{
     BlobStatus, ExportOptions, FileStatus, ImportOptions, ImportReport, LayoutExportReport,
     LoginOptions, LoginReport, LogoutReport, MirrorPushOptions, MirrorPushReport, NodePush,
     PullOptions, PullReport, PulledAttestations, PulledFile, PushOptions, PushReport, ReferrersVia,
-    TaggedImage, TagsOptions, TagsReport, DEFAULT_PULL_JOBS,
+    TaggedImage, TagsOptions, TagsReport,
 };
 // Supply chain (issue 15). `image_signatures` and `attestation_files` are what push/pull need.
 pub use attest::{

@@ -16,7 +16,7 @@ pub use import::{import, ImportOptions, ImportReport};
 pub use login::{login, LoginOptions, LoginReport};
 pub use logout::{logout, LogoutReport};
 pub use mirror_push::{mirror_push, MirrorPushOptions, MirrorPushReport};
-pub use pull::{pull, PullOptions, PullReport, DEFAULT_JOBS as DEFAULT_PULL_JOBS};
+pub use pull::{pull, PullOptions, PullReport};
 pub use push::{push, BlobReport, BlobStatus, NodePush, PushOptions, PushReport};
 pub use referrers::{AttestationPush, FileStatus, PulledAttestations, PulledFile, ReferrersVia};
 pub use tags::{tags, TaggedImage, TagsOptions, TagsReport};
