@@ -63,7 +63,8 @@ cluster-down:
 	@for p in $(CLUSTER)/vm/*/qemu.pid; do [ -e "$$p" ] && kill "$$(cat "$$p")" && echo "stopped $$p"; done; true
 
 ## Benchmarks: a realistic workload made locally, every figure side by side with the standard
-## tools in one run (needs curl, erofs-utils (mkfs.erofs, fsck.erofs), cryptsetup-bin, b3sum). Results: BENCHMARKS.md.
+## tools in one run, each against its target (needs curl, erofs-utils (mkfs.erofs, fsck.erofs),
+## cryptsetup-bin, b3sum, docker-registry). Results: BENCHMARKS.md.
 bench:
 	$(CARGO) bench --locked --bench workload
 
