@@ -11,6 +11,11 @@
 //! the check could leave the key as it was: a file whose ctime is less than [`RACY`] before the
 //! check is not remembered (git's "racily clean" rule), so it is hashed again next time.
 //!
+//! A hard link moves the ctime of the file it links (and nothing else): a build that links a
+//! layer's files into a new image directory would otherwise make the next run read them again,
+//! the whole shared payload after any one-node change. [`Verified::relinked`] lets the keys of
+//! files this run checked follow such a move, when the inode, size and mtime are unchanged.
+//!
 //! The record is a cache: missing, unreadable or of another version it reads as empty; it is
 //! written atomically (temp file and rename), merged with what is on disk just before, so two
 //! runs at once lose at most each other's new entries (a re-hash, never a wrong answer). It holds
@@ -67,16 +72,34 @@ impl FileKey {
 
     /// Whether the file changed so recently that a write in the same granule could go unseen.
     fn racy(&self) -> bool {
-        let now = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as i128);
-        let window = if self.ctime_ns % 1_000_000_000 == 0 {
-            RACY_COARSE
-        } else {
-            RACY
-        };
-        now - self.ctime_ns < window.as_nanos() as i128
+        stamp_racy(self.ctime_ns)
     }
+
+    /// Whether `now` is this key with only its ctime moved forward (what a hard link, a rename
+    /// or a chmod does), its bytes' stamp (mtime) old enough that a write since would have moved
+    /// it.
+    fn only_ctime_moved(&self, now: &FileKey) -> bool {
+        now.dev == self.dev
+            && now.ino == self.ino
+            && now.size == self.size
+            && now.mtime_ns == self.mtime_ns
+            && now.ctime_ns > self.ctime_ns
+            && !stamp_racy(now.mtime_ns)
+    }
+}
+
+/// Whether a file stamped at `stamp_ns` changed so recently that a write in the same timestamp
+/// granule would leave the stamp as it is.
+fn stamp_racy(stamp_ns: i128) -> bool {
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i128);
+    let window = if stamp_ns % 1_000_000_000 == 0 {
+        RACY_COARSE
+    } else {
+        RACY
+    };
+    now - stamp_ns < window.as_nanos() as i128
 }
 
 /// One remembered check: the keys of the files it read, and what it found.
@@ -190,6 +213,44 @@ impl Verified {
         if let (Ok(mut e), Ok(mut u)) = (self.entries.lock(), self.used.lock()) {
             e.insert(name.to_string(), Entry { keys, facts });
             u.insert(name.to_string());
+            self.added.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Files this run checked and then hard-linked itself (a build links a layer's files into
+    /// every new image directory): a link moves the inode's ctime and nothing else, so without
+    /// this the next run would read them all again (the shared payload: every byte of it, after
+    /// any one-node change). The keys of every entry this run found or added (checked in this
+    /// run, so true a moment before the link) follow the files in `paths` whose key moved in
+    /// ctime alone, with the same inode, size and an mtime old enough that a write since would
+    /// have moved it. What this cannot tell apart: someone with write access to `out/` who
+    /// rewrites a file and puts its mtime back between this run's check and its link, a window
+    /// of milliseconds; such a writer can edit this record too (see the module's limits).
+    pub fn relinked(&self, paths: &[&Path]) {
+        if self.path.is_none() {
+            return;
+        }
+        let now: BTreeMap<(u64, u64), FileKey> = paths
+            .iter()
+            .filter_map(|p| FileKey::of(p))
+            .map(|k| ((k.dev, k.ino), k))
+            .collect();
+        let (Ok(mut entries), Ok(used)) = (self.entries.lock(), self.used.lock()) else {
+            return;
+        };
+        let mut moved = false;
+        for name in used.iter() {
+            let Some(e) = entries.get_mut(name) else {
+                continue;
+            };
+            for k in &mut e.keys {
+                if let Some(n) = now.get(&(k.dev, k.ino)).filter(|n| k.only_ctime_moved(n)) {
+                    *k = *n;
+                    moved = true;
+                }
+            }
+        }
+        if moved {
             self.added.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -315,5 +376,37 @@ mod tests {
         assert_eq!(Verified::load(&rec).get("f", &[&file]), None);
         // A record that remembers nothing.
         assert_eq!(Verified::none().get("f", &[&file]), None);
+    }
+
+    #[test]
+    fn a_link_this_run_made_moves_the_key_and_nothing_else_does() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        std::fs::write(&a, b"abc").expect("write");
+        std::fs::write(&b, b"xyz").expect("write");
+        let rec = dir.path().join("verified.json");
+        std::thread::sleep(RACY_COARSE + Duration::from_millis(100));
+        let v = Verified::load(&rec);
+        v.put("a", &[&a], &Verified::keys(&[&a]), BTreeMap::new());
+        v.put("b", &[&b], &Verified::keys(&[&b]), BTreeMap::new());
+        v.save().expect("save");
+        // A later run checks `a` (found) and links it; `b` is linked too, but that run did not check it.
+        let v = Verified::load(&rec);
+        assert!(v.get("a", &[&a]).is_some());
+        std::thread::sleep(Duration::from_millis(20));
+        std::fs::hard_link(&a, dir.path().join("a-link")).expect("link");
+        std::fs::hard_link(&b, dir.path().join("b-link")).expect("link");
+        v.relinked(&[&a, &b]);
+        v.save().expect("save");
+        let v = Verified::load(&rec);
+        assert!(
+            v.get("a", &[&a]).is_some(),
+            "a linked after this run checked it"
+        );
+        assert_eq!(v.get("b", &[&b]), None, "b was not checked by that run");
+        // Checked, then its bytes written: the mtime moved, the key does not follow.
+        std::fs::write(&a, b"abd").expect("rewrite");
+        v.relinked(&[&a]);
+        assert_eq!(v.get("a", &[&a]), None);
     }
 }

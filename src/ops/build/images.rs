@@ -6,7 +6,7 @@
 //! `out/nodes/<node>/current` is switched atomically.
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use serde::Serialize;
@@ -286,6 +286,21 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, Error> {
         .collect::<Result<_, _>>()?;
     if pending {
         crate::fsutil::sync_fs(&out.images())?;
+        // The new image directories' hard links moved the ctime of their layers' files (the
+        // shared payload's among them), checked above: their remembered keys follow, or the
+        // next build would read the whole payload again.
+        let mut linked = BTreeSet::new();
+        let files: Vec<PathBuf> = images
+            .iter()
+            .flat_map(|m| &m.layers)
+            .filter(|l| linked.insert(&l.id))
+            .flat_map(|l| {
+                let dir = out.layer(&l.id);
+                layout::layer_files(&l.name).map(|f| dir.join(f))
+            })
+            .collect();
+        let refs: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
+        digests.verified().relinked(&refs);
     }
     // Signed once recorded: each image is complete, with its SBOM.
     if signing {
