@@ -299,7 +299,18 @@ pub struct LayerRecord {
 pub const LAYER_FORMAT: u32 = 1;
 
 impl LayerRecord {
+    /// The canonical `layer.json` bytes: compact (a config layer's record then fits one 4 KiB
+    /// block: every node has one), stable key order, trailing newline. The same schema as the
+    /// indented form nodeforge wrote before ([`to_indented_json`](Self::to_indented_json)),
+    /// which every reader reads alike.
     pub fn to_json(&self) -> Vec<u8> {
+        let mut v = serde_json::to_vec(self).unwrap_or_default();
+        v.push(b'\n');
+        v
+    }
+
+    /// The indented `layer.json` bytes an older nodeforge wrote for this record.
+    pub fn to_indented_json(&self) -> Vec<u8> {
         let mut v = serde_json::to_vec_pretty(self).unwrap_or_default();
         v.push(b'\n');
         v

@@ -601,7 +601,7 @@ fn a_record_whose_layer_record_is_edited_or_missing_is_refused_naming_the_layer(
     let layer = payload.file_name().unwrap().to_string_lossy().into_owned();
     let rec = payload.join("layer.json");
     let text = std::fs::read_to_string(&rec).unwrap();
-    let edited = text.replacen("\"mode\": 493", "\"mode\": 2541", 1);
+    let edited = text.replacen("\"mode\":493", "\"mode\":2541", 1);
     assert_ne!(edited, text);
     std::fs::set_permissions(&rec, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
     std::fs::write(&rec, &edited).unwrap();
@@ -623,6 +623,19 @@ fn a_record_whose_layer_record_is_edited_or_missing_is_refused_naming_the_layer(
             .unwrap()
             .iter()
             .any(|f| f.as_str().unwrap().contains("payload layer's record")),
+        "{v}"
+    );
+    // repair cannot write a layer whose only list of entries is damaged: it says so, and how
+    // to get it again.
+    let v = ctx.run(&["repair", "--json"]).fails().json();
+    assert!(
+        v["unrepaired"].as_array().unwrap().iter().any(|f| f
+            .as_str()
+            .unwrap()
+            .contains("payload layer's record")
+            && f.as_str()
+                .unwrap()
+                .contains("`nodeforge build` writes layer")),
         "{v}"
     );
     // Missing: the same, named.

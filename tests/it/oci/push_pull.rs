@@ -411,6 +411,16 @@ fn records_kept_whole_by_an_older_nodeforge_still_work() {
         std::fs::remove_file(p).unwrap();
         std::fs::write(p, &whole).unwrap();
     }
+    // And its layers' records in the indented form an older nodeforge wrote.
+    let image_dir = image_record.parent().unwrap();
+    for role in ["payload", "config"] {
+        let p = crate::layer_of(image_dir, role).join("layer.json");
+        let rec: nodeforge::image::LayerRecord =
+            serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), rec.to_json());
+        std::fs::remove_file(&p).unwrap();
+        std::fs::write(&p, rec.to_indented_json()).unwrap();
+    }
     assert_eq!(
         serde_json::from_slice::<serde_json::Value>(&std::fs::read(&gen_record).unwrap()).unwrap()
             ["format"],
