@@ -723,9 +723,9 @@ impl ImageManifest {
             .map_or_else(|| self.to_json(), |s| s.to_json())
     }
 
-    /// The canonical `manifest.json` bytes: compact (a node costs this once per image and
-    /// generation; `nodeforge show --json` prints it for people), stable key order, trailing
-    /// newline.
+    /// The canonical bytes of the whole record: what registries carry as the image's config
+    /// and what an older nodeforge kept in `out/` (which now keeps
+    /// [`to_stored_json`](Self::to_stored_json)); compact, stable key order, trailing newline.
     pub fn to_json(&self) -> Vec<u8> {
         let mut v = serde_json::to_vec(self).unwrap_or_default();
         v.push(b'\n');
