@@ -190,7 +190,9 @@ pub(crate) fn local_images(
         )?;
         // The record as registries carry it: whole, whatever form `out/` keeps it in.
         let record_bytes = full.to_json();
-        let record_file = crate::fsutil::temp_dir_in(&out.images())?;
+        // Beside the images, or (a read-only out/) in the system's temporary directory.
+        let record_file = crate::fsutil::temp_dir_in(&out.images())
+            .or_else(|_| crate::fsutil::temp_dir_in(&std::env::temp_dir()))?;
         let record_path = record_file.path().join(IMAGE_RECORD);
         crate::fsutil::write_new(&record_path, &record_bytes, 0o444)?;
         hashed.insert(
