@@ -643,8 +643,9 @@ impl StoredRecord {
     }
 
     /// The format-2 record, from each layer's entry list (`entries[i]` for `layers[i]`, as its
-    /// `layer.json` holds it): each list must hash to its layer's id; the lists are merged in
-    /// canonical order. The result is checked as any format-2 record is.
+    /// `layer.json` holds it): each list must hash to its layer's id and lie in its layer's
+    /// directories; the lists are merged in canonical order. The result passes
+    /// [`ImageManifest::check`] (which is what is checked here, each list hashed once).
     pub fn into_full(self, entries: Vec<Vec<Entry>>) -> Result<ImageManifest, String> {
         self.check()?;
         if entries.len() != self.layers.len() {
@@ -655,6 +656,12 @@ impl StoredRecord {
             ));
         }
         for (l, list) in self.layers.iter().zip(&entries) {
+            if let Some(e) = list.iter().find(|e| Role::holding(&e.path) != Some(l.role)) {
+                return Err(format!(
+                    "{} does not belong in its {} layer",
+                    e.path, l.role
+                ));
+            }
             let id = layer_id(list).to_hex();
             if id != l.id {
                 return Err(format!(
@@ -663,7 +670,7 @@ impl StoredRecord {
                 ));
             }
         }
-        let m = ImageManifest {
+        Ok(ImageManifest {
             format: IMAGE_FORMAT,
             id: self.id,
             node: self.node,
@@ -672,9 +679,7 @@ impl StoredRecord {
             entries: merge_entries(entries),
             provenance: self.provenance,
             verity: None,
-        };
-        m.check()?;
-        Ok(m)
+        })
     }
 }
 
@@ -958,6 +963,7 @@ mod tests {
             (3, m.id.as_str())
         );
         let back = s.into_full(lists(&m)).expect("full");
+        back.check().expect("a whole record as any other");
         assert_eq!(back.to_json(), m.to_json());
         assert_eq!(back, m);
         // The canonical order interleaves the layers: the merge is what puts /etc between

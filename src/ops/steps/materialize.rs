@@ -801,15 +801,47 @@ pub(crate) fn write_flat(
 /// them from its layers' records in `out` ([`full_from_layers`]).
 pub(crate) fn read_image_manifest(out: &OutDir, path: &Path) -> Result<ImageManifest, Error> {
     let bytes = std::fs::read(path).at("cannot read", path)?;
-    let m = match image::OnDisk::parse(&bytes)
+    match image::OnDisk::parse(&bytes)
         .map_err(|e| Error::damaged(path, format!("not an image manifest: {e}")))?
     {
-        image::OnDisk::Whole(m) => m,
-        image::OnDisk::Stored(s) => full_from_layers(out, path, s)?,
-    };
-    m.check()
-        .map_err(|e| Error::damaged(path, format!("{e}: the record is damaged or was edited")))?;
-    Ok(m)
+        image::OnDisk::Whole(m) => {
+            m.check().map_err(|e| {
+                Error::damaged(path, format!("{e}: the record is damaged or was edited"))
+            })?;
+            Ok(m)
+        }
+        // Checked as it is put together.
+        image::OnDisk::Stored(s) => full_from_layers(out, path, s),
+    }
+}
+
+/// Layer records read (and checked against their ids) in this process, by directory, with the
+/// stat key their file had: a thousand image records sharing a payload read its record once
+/// per run (gc, verify). A record written again (repair) has another key and is read again.
+type LayerRecords = std::collections::HashMap<PathBuf, (crate::verified::FileKey, LayerRecord)>;
+static LAYER_RECORDS: std::sync::OnceLock<std::sync::Mutex<LayerRecords>> =
+    std::sync::OnceLock::new();
+
+/// [`read_layer_record`], answered from [`LAYER_RECORDS`] while the file's stat key has not
+/// moved.
+fn read_layer_record_once(dir: &Path) -> Result<LayerRecord, Error> {
+    let cache = LAYER_RECORDS.get_or_init(Default::default);
+    let key = crate::verified::FileKey::of(&dir.join(LAYER_RECORD));
+    if let (Some(k), Ok(c)) = (key, cache.lock()) {
+        if let Some((had, rec)) = c.get(dir) {
+            if *had == k {
+                return Ok(rec.clone());
+            }
+        }
+    }
+    let rec = read_layer_record(dir)?;
+    // Kept only when the file did not change while it was read.
+    if let (Some(k), Ok(mut c)) = (key, cache.lock()) {
+        if crate::verified::FileKey::of(&dir.join(LAYER_RECORD)) == Some(k) {
+            c.insert(dir.to_path_buf(), (k, rec.clone()));
+        }
+    }
+    Ok(rec)
 }
 
 /// The whole (format-2) record of `s`, read from `path`: each layer's entries from its record
@@ -824,7 +856,7 @@ pub(crate) fn full_from_layers(
         .map_err(|e| Error::damaged(path, format!("{e}: the record is damaged or was edited")))?;
     let mut lists = Vec::with_capacity(s.layers.len());
     for l in &s.layers {
-        let rec = read_layer_record(&out.layer(&l.id)).map_err(|e| Error::RecordLayer {
+        let rec = read_layer_record_once(&out.layer(&l.id)).map_err(|e| Error::RecordLayer {
             path: path.to_path_buf(),
             role: l.role.to_string(),
             layer: l.id.clone(),
