@@ -328,6 +328,14 @@ fn gc_keeps_current_and_kept_generations_and_frees_the_rest() {
     // What is left still verifies, and the kept generations still roll back without a rebuild.
     assert!(!ctx.path().join("out/images").join(&ids[0]).exists());
     ctx.run(&["verify", "--rebuild"]).ok();
+    // Every kept record loads: gc kept the layers whose records hold its entries.
+    for g in ["worker1@2", "worker1@3"] {
+        let shown = ctx.run(&["show", g, "--json"]).ok().json();
+        assert!(
+            shown["entries"].as_array().unwrap().len() > 30,
+            "{g}: {shown}"
+        );
+    }
     ctx.run(&["rollback", "worker1", "--to", &ids[2]]).ok();
     assert!(
         ctx.run(&["list", "--node", "worker1"])
