@@ -4,10 +4,15 @@
 //!
 //! ```text
 //! out/nodes/<node>/generations/<n>/generation.json   number, image id, lock-id, build time (metadata only)
-//! out/nodes/<node>/generations/<n>/manifest.json     the image's entry list, to rebuild it after gc
+//! out/nodes/<node>/generations/<n>/manifest.json     the image's record, to rebuild it after gc
 //! out/nodes/<node>/generations/<n>/image             -> ../../../../images/<id>
 //! out/nodes/<node>/current                           -> generations/<n>/image
 //! ```
+//!
+//! The record is kept as `out/` keeps every image record (format 3, [`crate::image::StoredRecord`]):
+//! without its entries, which the records of its layers (`out/layers/<id>/layer.json`, kept by gc
+//! while any kept generation names them) hold; usually a hard link to the image directory's.
+//! Records an older nodeforge kept whole (format 2) are read alike.
 
 use std::path::{Path, PathBuf};
 
@@ -355,7 +360,22 @@ pub fn current_target(number: u32) -> PathBuf {
 fn chain_intact(out: &Path, node: &str, number: u32, image_id: &str, manifest_json: &[u8]) -> bool {
     let dir = generation_dir(out, node, number);
     std::fs::read_link(dir.join("image")).is_ok_and(|t| t == image_link_target(image_id))
-        && std::fs::read(dir.join(crate::image::IMAGE_RECORD)).is_ok_and(|b| b == manifest_json)
+        && std::fs::read(dir.join(crate::image::IMAGE_RECORD))
+            .is_ok_and(|b| same_record(&b, manifest_json))
+}
+
+/// Whether a generation's record file holding `have` is the record `want` (as `out/` keeps
+/// records now): the same bytes, or the whole record an older nodeforge kept that says the same
+/// (its entries are what its layers' ids cover), so that a build after an upgrade does not
+/// record an unchanged image again.
+fn same_record(have: &[u8], want: &[u8]) -> bool {
+    use crate::image::OnDisk;
+    have == want
+        || matches!(
+            (OnDisk::parse(have), OnDisk::parse(want)),
+            (Ok(OnDisk::Whole(w)), Ok(OnDisk::Stored(s)))
+                if w.check().is_ok() && w.stored().as_ref() == Some(&s)
+        )
 }
 
 /// Point `current` at generation `number`: one atomic rename, under the node's generations

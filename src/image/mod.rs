@@ -35,6 +35,12 @@ pub const IMAGE_FORMAT: u32 = 2;
 /// The format of the whole-root images made before layers.
 pub const FLAT_FORMAT: u32 = 1;
 
+/// The format of a layered image's record as `out/` keeps it (`manifest.json` in an image or
+/// generation directory): the format-2 record without its entries, which its layers' records
+/// (`out/layers/<id>/layer.json`) hold; see [`StoredRecord`]. Registries, signatures and every
+/// report see the format-2 record it loads to.
+pub const STORED_FORMAT: u32 = 3;
+
 /// A layer's role in the stack, which decides what it may hold and how systemd would merge it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -293,7 +299,18 @@ pub struct LayerRecord {
 pub const LAYER_FORMAT: u32 = 1;
 
 impl LayerRecord {
+    /// The canonical `layer.json` bytes: compact (a config layer's record then fits one 4 KiB
+    /// block: every node has one), stable key order, trailing newline. The same schema as the
+    /// indented form nodeforge wrote before ([`to_indented_json`](Self::to_indented_json)),
+    /// which every reader reads alike.
     pub fn to_json(&self) -> Vec<u8> {
+        let mut v = serde_json::to_vec(self).unwrap_or_default();
+        v.push(b'\n');
+        v
+    }
+
+    /// The indented `layer.json` bytes an older nodeforge wrote for this record.
+    pub fn to_indented_json(&self) -> Vec<u8> {
         let mut v = serde_json::to_vec_pretty(self).unwrap_or_default();
         v.push(b'\n');
         v
@@ -524,11 +541,196 @@ pub fn layer_entries(entries: &[Entry], role: Role) -> Vec<Entry> {
         .collect()
 }
 
+/// A layered image's record as `out/` keeps it ([`STORED_FORMAT`]): everything a format-2
+/// record says but its entries. A layer id is the hash of the layer's entry list, and
+/// `out/layers/<id>/layer.json` holds that list, so the entries need not be written again for
+/// every image and generation (a thousand nodes sharing a payload would keep a thousand copies
+/// of its entries). [`into_full`](Self::into_full) rebuilds the format-2 record: the entries
+/// are the layers' lists merged in canonical order (sorted by path components), which is the
+/// order [`EntryList::finish`] gives them, so the rebuilt record is byte for byte the one
+/// stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredRecord {
+    pub format: u32,
+    pub id: String,
+    pub node: String,
+    pub arch: String,
+    pub layers: Vec<LayerRef>,
+    pub provenance: BTreeMap<String, Provenance>,
+}
+
+/// An image record as read from `out/`: a whole one (format 1 or 2, as older nodeforge wrote
+/// them and as registries carry them) or one whose entries its layers hold (format 3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OnDisk {
+    Whole(ImageManifest),
+    Stored(StoredRecord),
+}
+
+impl OnDisk {
+    /// Parse `manifest.json` bytes of any format this nodeforge reads.
+    pub fn parse(bytes: &[u8]) -> Result<OnDisk, String> {
+        #[derive(Deserialize)]
+        struct Format {
+            format: u32,
+        }
+        let f: Format = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+        if f.format == STORED_FORMAT {
+            serde_json::from_slice(bytes)
+                .map(OnDisk::Stored)
+                .map_err(|e| e.to_string())
+        } else {
+            serde_json::from_slice(bytes)
+                .map(OnDisk::Whole)
+                .map_err(|e| e.to_string())
+        }
+    }
+
+    /// The image id the record gives.
+    pub fn id(&self) -> &str {
+        match self {
+            OnDisk::Whole(m) => &m.id,
+            OnDisk::Stored(s) => &s.id,
+        }
+    }
+
+    /// The format number the record has.
+    pub fn format(&self) -> u32 {
+        match self {
+            OnDisk::Whole(m) => m.format,
+            OnDisk::Stored(s) => s.format,
+        }
+    }
+}
+
+impl StoredRecord {
+    /// The canonical bytes (compact, stable key order, trailing newline).
+    pub fn to_json(&self) -> Vec<u8> {
+        let mut v = serde_json::to_vec(self).unwrap_or_default();
+        v.push(b'\n');
+        v
+    }
+
+    /// Whether the record is what its id says, as far as it can tell without its entries: its
+    /// layers are the payload and config layers, named by their roles, and hash to its id.
+    pub fn check(&self) -> Result<(), String> {
+        if self.format != STORED_FORMAT {
+            return Err(format!(
+                "image record format {} is not format {STORED_FORMAT}",
+                self.format
+            ));
+        }
+        let roles: Vec<Role> = self.layers.iter().map(|l| l.role).collect();
+        if roles != ROLES {
+            return Err(format!("its layers are {roles:?}, not {ROLES:?}"));
+        }
+        if let Some(l) = self.layers.iter().find(|l| l.name != l.role.name()) {
+            return Err(format!(
+                "a {} layer is named {}, not {}",
+                l.role,
+                l.role.name(),
+                l.name
+            ));
+        }
+        let id = node_image_id(&self.layers).to_hex();
+        if id != self.id {
+            return Err(format!(
+                "its layers hash to {id}, not to the id it records ({})",
+                self.id
+            ));
+        }
+        Ok(())
+    }
+
+    /// The format-2 record, from each layer's entry list (`entries[i]` for `layers[i]`, as its
+    /// `layer.json` holds it): each list must hash to its layer's id and lie in its layer's
+    /// directories; the lists are merged in canonical order. The result passes
+    /// [`ImageManifest::check`] (which is what is checked here, each list hashed once).
+    pub fn into_full(self, entries: Vec<Vec<Entry>>) -> Result<ImageManifest, String> {
+        self.check()?;
+        if entries.len() != self.layers.len() {
+            return Err(format!(
+                "{} entry lists for {} layers",
+                entries.len(),
+                self.layers.len()
+            ));
+        }
+        for (l, list) in self.layers.iter().zip(&entries) {
+            if let Some(e) = list.iter().find(|e| Role::holding(&e.path) != Some(l.role)) {
+                return Err(format!(
+                    "{} does not belong in its {} layer",
+                    e.path, l.role
+                ));
+            }
+            let id = layer_id(list).to_hex();
+            if id != l.id {
+                return Err(format!(
+                    "the entries given for its {} layer hash to {id}, not to {}",
+                    l.role, l.id
+                ));
+            }
+        }
+        Ok(ImageManifest {
+            format: IMAGE_FORMAT,
+            id: self.id,
+            node: self.node,
+            arch: self.arch,
+            layers: self.layers,
+            entries: merge_entries(entries),
+            provenance: self.provenance,
+            verity: None,
+        })
+    }
+}
+
+/// Entry lists, each in canonical order (sorted by path components), merged into one in that
+/// order. Lists of different layers hold different top-level directories, so no path is in two.
+pub fn merge_entries(lists: Vec<Vec<Entry>>) -> Vec<Entry> {
+    let mut all: Vec<Entry> = lists.into_iter().flatten().collect();
+    // A stable sort by the canonical key: each list is sorted already, so this is the merge.
+    all.sort_by(|a, b| a.path.split('/').cmp(b.path.split('/')));
+    all
+}
+
 impl ImageManifest {
-    /// The canonical `manifest.json` bytes (pretty, stable key order, trailing newline).
-    /// The canonical `manifest.json` bytes: compact (a node costs this once per image and
-    /// generation; `nodeforge show --json` prints it for people), stable key order, trailing
-    /// newline.
+    /// The record as `out/` keeps it: a layered record in [`STORED_FORMAT`] when its entries
+    /// are exactly what its layers' lists merge to (always so for records nodeforge makes; a
+    /// record pulled from elsewhere in another order is kept whole, so that it loads to the
+    /// very record its signatures cover); a whole-root record as it is.
+    pub fn stored(&self) -> Option<StoredRecord> {
+        if self.format != IMAGE_FORMAT || self.verity.is_some() {
+            return None;
+        }
+        let lists: Vec<Vec<Entry>> = self
+            .layers
+            .iter()
+            .map(|l| layer_entries(&self.entries, l.role))
+            .collect();
+        if lists.iter().map(Vec::len).sum::<usize>() != self.entries.len()
+            || merge_entries(lists) != self.entries
+        {
+            return None;
+        }
+        Some(StoredRecord {
+            format: STORED_FORMAT,
+            id: self.id.clone(),
+            node: self.node.clone(),
+            arch: self.arch.clone(),
+            layers: self.layers.clone(),
+            provenance: self.provenance.clone(),
+        })
+    }
+
+    /// The bytes of `manifest.json` in `out/`: [`stored`](Self::stored)'s when there is one,
+    /// else the whole record's.
+    pub fn to_stored_json(&self) -> Vec<u8> {
+        self.stored()
+            .map_or_else(|| self.to_json(), |s| s.to_json())
+    }
+
+    /// The canonical bytes of the whole record: what registries carry as the image's config
+    /// and what an older nodeforge kept in `out/` (which now keeps
+    /// [`to_stored_json`](Self::to_stored_json)); compact, stable key order, trailing newline.
     pub fn to_json(&self) -> Vec<u8> {
         let mut v = serde_json::to_vec(self).unwrap_or_default();
         v.push(b'\n');
@@ -682,5 +884,121 @@ mod tests {
         };
         assert_eq!(mk(0o644), mk(0o644));
         assert_ne!(mk(0o644), mk(0o600));
+    }
+
+    /// A layered image with entries in both layers, interleaved in canonical order (/etc of the
+    /// config layer between /opt and /usr of the payload), its layers' verity pinned.
+    fn layered() -> ImageManifest {
+        let b = Blake3::of(b"x");
+        let mut l = EntryList::new();
+        let art = |member: &str| Provenance::Artifact {
+            component: "c".into(),
+            version: "1".into(),
+            arch: "amd64".into(),
+            url: "https://example.invalid/c.tgz".into(),
+            sha256: "0".repeat(64),
+            member: Some(member.into()),
+        };
+        for (path, p) in [
+            ("/usr/bin/a", art("a")),
+            ("/opt/cni/bin/b", art("b")),
+            ("/usr/local/bin/c", art("c")),
+            ("/usr/bin/a-b", art("a-b")),
+        ] {
+            l.add(Entry::file(path, 0o755, 1, b), p).expect("add");
+        }
+        for t in ["/etc/a0", "/etc/a-b/c", "/etc/a/b"] {
+            l.add(
+                Entry::file(t, 0o644, 1, b),
+                Provenance::Template {
+                    template: t[1..].into(),
+                },
+            )
+            .expect("add");
+        }
+        l.add(
+            Entry::symlink("/etc/x.wants/y", "/etc/y"),
+            Provenance::Enable { unit: "y".into() },
+        )
+        .expect("add");
+        let mut m = l.finish("n", "amd64");
+        for layer in &mut m.layers {
+            layer.verity = Some(VerityInfo {
+                root_hash: "1".repeat(64),
+                salt: "2".repeat(64),
+                uuid: "u".into(),
+                hash_algorithm: "sha256".into(),
+                data_block_size: 4096,
+                hash_block_size: 4096,
+                data_blocks: 3,
+                erofs_uuid: "e".into(),
+            });
+        }
+        m
+    }
+
+    /// What each layer's `layer.json` would hold: its entries, in order.
+    fn lists(m: &ImageManifest) -> Vec<Vec<Entry>> {
+        m.layers
+            .iter()
+            .map(|l| layer_entries(&m.entries, l.role))
+            .collect()
+    }
+
+    #[test]
+    fn a_record_kept_without_entries_loads_to_the_same_bytes() {
+        let m = layered();
+        let stored = m.to_stored_json();
+        assert!(stored.len() < m.to_json().len(), "no shorter");
+        assert!(
+            !String::from_utf8_lossy(&stored).contains("\"entries\""),
+            "{}",
+            String::from_utf8_lossy(&stored)
+        );
+        let OnDisk::Stored(s) = OnDisk::parse(&stored).expect("parse") else {
+            panic!("not kept in format 3");
+        };
+        assert_eq!(
+            (s.format, OnDisk::Stored(s.clone()).id()),
+            (3, m.id.as_str())
+        );
+        let back = s.into_full(lists(&m)).expect("full");
+        back.check().expect("a whole record as any other");
+        assert_eq!(back.to_json(), m.to_json());
+        assert_eq!(back, m);
+        // The canonical order interleaves the layers: the merge is what puts /etc between
+        // /opt and /usr.
+        let paths: Vec<&str> = back.entries.iter().map(|e| e.path.as_str()).collect();
+        assert!(paths
+            .windows(2)
+            .any(|w| w[0].starts_with("/etc") && w[1].starts_with("/opt")));
+        // A whole record still reads as one.
+        assert!(matches!(OnDisk::parse(&m.to_json()), Ok(OnDisk::Whole(w)) if w == m));
+    }
+
+    #[test]
+    fn a_layer_list_that_is_not_the_layers_own_is_refused_by_name() {
+        let m = layered();
+        let Some(s) = m.stored() else {
+            panic!("not kept in format 3");
+        };
+        let mut l = lists(&m);
+        l[1].pop();
+        let e = s.clone().into_full(l).expect_err("wrong list");
+        assert!(e.contains("config layer"), "{e}");
+        assert!(s.clone().into_full(vec![]).is_err());
+        let mut edited = s;
+        edited.layers.swap(0, 1);
+        assert!(edited.check().is_err());
+    }
+
+    #[test]
+    fn a_record_in_another_order_is_kept_whole() {
+        let mut m = layered();
+        // Valid by its ids (each layer's own order kept), but not the canonical interleaving.
+        m.entries.sort_by_key(|e| Role::holding(&e.path));
+        m.check().expect("still checks");
+        assert!(m.stored().is_none());
+        assert_eq!(m.to_stored_json(), m.to_json());
     }
 }

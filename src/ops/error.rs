@@ -341,6 +341,15 @@ pub enum Error {
     /// read as what it must be: damaged, or edited.
     #[error("{}: {problem}", path.display())]
     DamagedRecord { path: PathBuf, problem: String },
+    /// An image record kept without its entries (format 3) whose layer's record, which holds
+    /// them, cannot be read or is not what the layer's id says.
+    #[error("{}: its entries are in its {role} layer's record, which cannot give them: {problem}", path.display())]
+    RecordLayer {
+        path: PathBuf,
+        role: String,
+        layer: String,
+        problem: String,
+    },
     /// A file that changed between being listed (with its digest) and being read to be sent.
     #[error("{} changed while it was being {doing}: {again} again", path.display())]
     ChangedWhileSending {
@@ -451,6 +460,10 @@ impl Error {
             Error::DamagedRecord { .. } => vec![
                 "`nodeforge verify` lists what is damaged; `nodeforge repair` writes layers and images again from the store and the generations' records".into(),
             ],
+            Error::RecordLayer { layer, .. } => vec![format!(
+                "`nodeforge build` writes layer {} again when the manifest, lockfile and templates still make it, and `nodeforge pull` when a registry has the image; otherwise roll the node off this image and `nodeforge gc`",
+                layer.get(..16).unwrap_or(layer)
+            )],
             Error::NotEmpty { .. } => vec![
                 "pass a new directory (`nodeforge init kubenet`), or run nodeforge in the project that is there".into(),
             ],

@@ -181,10 +181,8 @@ fn images_hold_the_binaries_units_and_enable_links_of_the_seed() {
         .keys()
         .any(|p| p.ends_with("-key.pem") || p.ends_with("kubeconfig")));
     // The record lists exactly what the image holds.
-    let m: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(image_dir(&ctx, "worker0").join("manifest.json")).unwrap(),
-    )
-    .unwrap();
+    let m: serde_json::Value =
+        crate::whole_record(&image_dir(&ctx, "worker0").join("manifest.json"));
     let listed: Vec<String> = m["entries"]
         .as_array()
         .unwrap()
@@ -343,10 +341,8 @@ fn binaries_are_stored_once_for_all_nodes() {
     let kubelet: Vec<String> = ["control0", "worker2"]
         .iter()
         .map(|n| {
-            let m: serde_json::Value = serde_json::from_slice(
-                &std::fs::read(image_dir(&ctx, n).join("manifest.json")).unwrap(),
-            )
-            .unwrap();
+            let m: serde_json::Value =
+                crate::whole_record(&image_dir(&ctx, n).join("manifest.json"));
             m["entries"]
                 .as_array()
                 .unwrap()

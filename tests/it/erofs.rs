@@ -14,7 +14,7 @@ fn image_dir(ctx: &TestContext, node: &str) -> PathBuf {
 }
 
 fn manifest(dir: &Path) -> serde_json::Value {
-    serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap()
+    crate::whole_record(&dir.join("manifest.json"))
 }
 
 /// A layer of a node's current image: (label, its EROFS file, its layer record).

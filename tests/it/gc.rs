@@ -108,7 +108,7 @@ keep layer {layer0}: used by worker1@2
 keep layer {layer1}: used by worker1@2
 keep 39 store objects: used by a kept image
 keep 3 store objects: locked artifact in lockfiles/kubenet.lock
-would free 1 generation, 1 image, 1 layer, 1 store object, 0 other files: 201.7 KiB; kept 1 generation, 1 image, 2 layers, 42 store objects
+would free 1 generation, 1 image, 1 layer, 1 store object, 0 other files: 190.6 KiB; kept 1 generation, 1 image, 2 layers, 42 store objects
 "
         )
     );

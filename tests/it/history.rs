@@ -29,16 +29,12 @@ fn three_generations() -> (TestContext, Vec<String>) {
 
 fn kubelet_unit(ctx: &TestContext, node: &str) -> String {
     let id = current_id(ctx, node);
-    let m: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(
-            ctx.path()
-                .join("out/images")
-                .join(&id)
-                .join("manifest.json"),
-        )
-        .unwrap(),
-    )
-    .unwrap();
+    let m: serde_json::Value = crate::whole_record(
+        &ctx.path()
+            .join("out/images")
+            .join(&id)
+            .join("manifest.json"),
+    );
     let b3 = m["entries"]
         .as_array()
         .unwrap()
@@ -175,10 +171,18 @@ fn rollback_to_an_id_prefix_and_ambiguity() {
 fn rolling_back_to_a_collected_image_rebuilds_it_from_the_store() {
     let (ctx, ids) = three_generations();
     let dir = ctx.path().join("out/images").join(&ids[0]);
-    // What gc collects of an image: its directory and its own config layer.
+    let layer = crate::layer_of(&dir, "config");
+    // An image's directory and its own config layer's files gone (the layer's record, which
+    // holds the entries the generation's record does not repeat, kept: gc keeps the layers of
+    // every generation it keeps).
     let collect = || {
-        let layer = crate::layer_of(&dir, "config");
-        std::fs::remove_dir_all(&layer).unwrap();
+        for f in [
+            "nodeforge-config.raw",
+            "nodeforge-config.verity",
+            "nodeforge-config.roothash",
+        ] {
+            std::fs::remove_file(layer.join(f)).unwrap();
+        }
         std::fs::remove_dir_all(&dir).unwrap();
     };
     let before = std::fs::read(dir.join("nodeforge-config.raw")).unwrap();
@@ -217,12 +221,16 @@ fn rolling_back_to_a_collected_image_rebuilds_it_from_the_store() {
 fn an_edited_generation_record_is_refused_not_rebuilt() {
     let (ctx, ids) = three_generations();
     std::fs::remove_dir_all(ctx.path().join("out/images").join(&ids[0])).unwrap();
-    // Generation 1's entry list, edited: kubelet made setuid, and the id pointed out of images/.
+    // Generation 1's record, edited: its config layer swapped for one its id does not cover,
+    // and the id pointed out of images/.
     let record = ctx
         .path()
         .join("out/nodes/worker1/generations/1/manifest.json");
     let text = std::fs::read_to_string(&record).unwrap();
-    let edited = text.replacen("\"mode\":493", "\"mode\":2541", 1);
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["format"], 3, "kept without its entries");
+    let config = v["layers"][1]["id"].as_str().unwrap();
+    let edited = text.replacen(config, &"f".repeat(64), 1);
     assert_ne!(edited, text);
     std::fs::write(&record, edited).unwrap();
     ctx.run(&["rollback", "worker1", "--to", &ids[0]])
@@ -320,6 +328,14 @@ fn gc_keeps_current_and_kept_generations_and_frees_the_rest() {
     // What is left still verifies, and the kept generations still roll back without a rebuild.
     assert!(!ctx.path().join("out/images").join(&ids[0]).exists());
     ctx.run(&["verify", "--rebuild"]).ok();
+    // Every kept record loads: gc kept the layers whose records hold its entries.
+    for g in ["worker1@2", "worker1@3"] {
+        let shown = ctx.run(&["show", g, "--json"]).ok().json();
+        assert!(
+            shown["entries"].as_array().unwrap().len() > 30,
+            "{g}: {shown}"
+        );
+    }
     ctx.run(&["rollback", "worker1", "--to", &ids[2]]).ok();
     assert!(
         ctx.run(&["list", "--node", "worker1"])
@@ -580,4 +596,60 @@ fn a_whole_root_generation_from_before_layers_is_listed_and_refused_with_the_rea
         .stdout_has("removed /var/lib/kubelet/kubelet-config.yaml");
     ctx.run(&["gc"]).ok();
     ctx.run(&["verify"]).ok();
+}
+
+/// A record kept without its entries takes them from its layers' records: a layer record that
+/// is edited (kubelet made setuid) or missing is refused with an error naming the layer, and
+/// nothing is switched or written.
+#[test]
+fn a_record_whose_layer_record_is_edited_or_missing_is_refused_naming_the_layer() {
+    let (ctx, ids) = three_generations();
+    let image = ctx.path().join("out/images").join(&ids[0]);
+    let payload = crate::layer_of(&image, "payload");
+    let layer = payload.file_name().unwrap().to_string_lossy().into_owned();
+    let rec = payload.join("layer.json");
+    let text = std::fs::read_to_string(&rec).unwrap();
+    let edited = text.replacen("\"mode\":493", "\"mode\":2541", 1);
+    assert_ne!(edited, text);
+    std::fs::set_permissions(&rec, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    std::fs::write(&rec, &edited).unwrap();
+    let r = ctx.run(&["rollback", "worker1", "--to", &ids[0]]).fails();
+    r.stderr_has("its entries are in its payload layer's record, which cannot give them")
+        .stderr_has(&format!("layers/{layer}/layer.json"))
+        .stderr_has(&format!(
+            "hint: `nodeforge build` writes layer {}",
+            &layer[..16]
+        ));
+    ctx.run(&["show", "worker1@1"])
+        .fails()
+        .stderr_has("its payload layer's record");
+    assert_eq!(current_id(&ctx, "worker1"), ids[2], "nothing switched");
+    let v = ctx.run(&["verify", "--json"]).fails().json();
+    assert!(
+        v["failures"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f.as_str().unwrap().contains("payload layer's record")),
+        "{v}"
+    );
+    // repair cannot write a layer whose only list of entries is damaged: it says so, and how
+    // to get it again.
+    let v = ctx.run(&["repair", "--json"]).fails().json();
+    assert!(
+        v["unrepaired"].as_array().unwrap().iter().any(|f| f
+            .as_str()
+            .unwrap()
+            .contains("payload layer's record")
+            && f.as_str()
+                .unwrap()
+                .contains("`nodeforge build` writes layer")),
+        "{v}"
+    );
+    // Missing: the same, named.
+    std::fs::remove_dir_all(&payload).unwrap();
+    ctx.run(&["show", "worker1@1"])
+        .fails()
+        .stderr_has("its payload layer's record")
+        .stderr_has(&layer);
 }

@@ -221,10 +221,8 @@ fn an_extraction_record_naming_another_object_fails_verify_rebuild() {
     let ctx = built();
     let dir = ctx.store().join("extract");
     let kubelet_b3 = {
-        let m: serde_json::Value = serde_json::from_slice(
-            &std::fs::read(ctx.path().join("out/nodes/worker1/current/manifest.json")).unwrap(),
-        )
-        .unwrap();
+        let m: serde_json::Value =
+            crate::whole_record(&ctx.path().join("out/nodes/worker1/current/manifest.json"));
         m["entries"]
             .as_array()
             .unwrap()

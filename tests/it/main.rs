@@ -354,11 +354,40 @@ pub fn sha256_hex(data: &[u8]) -> String {
     nodeforge::hash::Sha256::of(data).to_hex()
 }
 
+/// The whole image record (format 2: what registries carry and `show --json` prints) that the
+/// `manifest.json` at `path` loads to: one kept without its entries (format 3) gets them from
+/// its layers' records in the `out/` it lies in.
+pub fn whole_record<T: serde::de::DeserializeOwned>(path: &Path) -> T {
+    use nodeforge::image::{LayerRecord, OnDisk};
+    let bytes = std::fs::read(path).unwrap();
+    let m = match OnDisk::parse(&bytes).unwrap() {
+        OnDisk::Whole(m) => m,
+        OnDisk::Stored(s) => {
+            let real = path.canonicalize().unwrap();
+            let out = real
+                .ancestors()
+                .find(|a| a.join("layers").is_dir())
+                .unwrap();
+            let lists = s
+                .layers
+                .iter()
+                .map(|l| {
+                    let rec = out.join("layers").join(&l.id).join("layer.json");
+                    serde_json::from_slice::<LayerRecord>(&std::fs::read(rec).unwrap())
+                        .unwrap()
+                        .entries
+                })
+                .collect();
+            s.into_full(lists).unwrap()
+        }
+    };
+    serde_json::from_value(serde_json::to_value(m).unwrap()).unwrap()
+}
+
 /// The directory under `out/layers/` of the `role` layer ("payload" or "config") of the image
 /// in `image_dir`, from the image's record (its files there are hard links to the layer's).
 pub fn layer_of(image_dir: &Path, role: &str) -> PathBuf {
-    let m: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(image_dir.join("manifest.json")).unwrap()).unwrap();
+    let m: serde_json::Value = crate::whole_record(&image_dir.join("manifest.json"));
     let id = m["layers"]
         .as_array()
         .unwrap()

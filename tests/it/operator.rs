@@ -460,6 +460,7 @@ fn a_read_only_out_serves_every_command_that_writes_nothing() {
         return;
     }
     let flat = ctx.path().join("w1.tar.zst");
+    let export = ctx.path().join("w1.oci");
     let runs: Vec<Vec<&str>> = vec![
         vec!["verify"],
         vec!["list"],
@@ -471,6 +472,14 @@ fn a_read_only_out_serves_every_command_that_writes_nothing() {
         vec!["build", "--offline"],
         vec!["sbom", "worker1"],
         vec!["provenance", "worker1"],
+        // Writes the whole record it sends outside out/ (out/ keeps it without its entries).
+        vec![
+            "export",
+            "--node",
+            "worker1",
+            "--oci-layout",
+            export.to_str().unwrap(),
+        ],
     ];
     let mut failed = Vec::new();
     for args in &runs {

@@ -1112,10 +1112,8 @@ fn nothing_of_the_secrets_reaches_out_the_store_an_image_an_export_or_an_sbom() 
     }
     // The image carries the placement unit (names and paths only), enabled for kubelet and
     // kube-proxy.
-    let m: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(out.join("nodes/worker1/current/manifest.json")).unwrap(),
-    )
-    .unwrap();
+    let m: serde_json::Value =
+        crate::whole_record(&out.join("nodes/worker1/current/manifest.json"));
     let paths: Vec<&str> = m["entries"]
         .as_array()
         .unwrap()

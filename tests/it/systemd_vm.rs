@@ -347,8 +347,7 @@ fn etc_seen(r: &[(String, String)]) -> BTreeMap<String, String> {
 
 /// The /etc files of an image (manifest.json, contents from the store): path → sha256.
 fn etc_expected(ctx: &TestContext, image_dir: &Path) -> BTreeMap<String, String> {
-    let m: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(image_dir.join("manifest.json")).unwrap()).unwrap();
+    let m: serde_json::Value = crate::whole_record(&image_dir.join("manifest.json"));
     let mut out = BTreeMap::new();
     for e in m["entries"].as_array().unwrap() {
         let path = e["path"].as_str().unwrap();

@@ -77,16 +77,12 @@ fn the_sboms_validate_with_the_formats_own_tools_and_are_deterministic() {
         .find(|f| f["fileName"] == "./usr/bin/containerd")
         .unwrap();
     let on_disk = {
-        let m: serde_json::Value = serde_json::from_slice(
-            &std::fs::read(
-                ctx.path()
-                    .join("out/images")
-                    .join(&id)
-                    .join("manifest.json"),
-            )
-            .unwrap(),
-        )
-        .unwrap();
+        let m: serde_json::Value = crate::whole_record(
+            &ctx.path()
+                .join("out/images")
+                .join(&id)
+                .join("manifest.json"),
+        );
         let b3 = m["entries"]
             .as_array()
             .unwrap()
@@ -599,10 +595,13 @@ fn the_provenance_is_slsa_v1_signed_beside_the_image_and_validates() {
     assert_eq!(subjects.len(), 7, "manifest.json and three files per layer");
     for s in subjects {
         let f = image_dir.join(s["name"].as_str().unwrap());
-        assert_eq!(
-            s["digest"]["sha256"],
-            crate::sha256_hex(&std::fs::read(f).unwrap()).as_str()
-        );
+        // The record as registries carry it (whole), not as out/ keeps it (without entries).
+        let bytes = if s["name"] == "manifest.json" {
+            crate::whole_record::<nodeforge::image::ImageManifest>(&f).to_json()
+        } else {
+            std::fs::read(f).unwrap()
+        };
+        assert_eq!(s["digest"]["sha256"], crate::sha256_hex(&bytes).as_str());
     }
     // The lockfile's artifacts, its lock-id and the manifest hash it records.
     let lock = ctx.lock_text();
@@ -694,16 +693,12 @@ fn roothash_p7s_is_a_detached_pkcs7_signature_of_the_hex_root_hash_that_openssl_
     let dir = ctx.path().join("x509");
     std::fs::create_dir_all(&dir).unwrap();
     let id = current_id(&ctx, "worker1");
-    let m: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(
-            ctx.path()
-                .join("out/images")
-                .join(&id)
-                .join("manifest.json"),
-        )
-        .unwrap(),
-    )
-    .unwrap();
+    let m: serde_json::Value = crate::whole_record(
+        &ctx.path()
+            .join("out/images")
+            .join(&id)
+            .join("manifest.json"),
+    );
     // An RSA certificate (what the kernel keyring and /etc/verity.d hold most often) and an
     // ECDSA P-256 one, each with its key as openssl writes it.
     for (name, newkey) in [("rsa", "rsa:2048"), ("ec", "ec")] {

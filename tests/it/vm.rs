@@ -379,8 +379,7 @@ fn built() -> (TestContext, serde_json::Value) {
     ctx.net(&["lock"]).ok();
     ctx.net(&["build", "--node", "worker1"]).ok();
     let dir = std::fs::canonicalize(ctx.path().join("out/nodes/worker1/current")).unwrap();
-    let m: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
+    let m: serde_json::Value = crate::whole_record(&dir.join("manifest.json"));
     (ctx, m)
 }
 

@@ -307,8 +307,7 @@ pub struct Layers {
 /// pins (what a VM host puts on the kernel command line; `nodeforge show NODE --boot` prints them).
 pub fn layers(image_dir: &Path) -> Layers {
     let dir = image_dir.to_path_buf();
-    let record: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
+    let record: serde_json::Value = crate::whole_record(&dir.join("manifest.json"));
     let hash = |l: &str| {
         record["layers"]
             .as_array()

@@ -395,13 +395,14 @@ fn stage_node(
         }
         Err(e) => return Err(e),
     };
-    // The record as written, with each layer's root hash: what the generation keeps.
+    // The record as written, with each layer's root hash: what the generation keeps (in the
+    // form `out/` keeps records, without the entries its layers' records hold).
     let generation = generations::stage_record(
         out.root(),
         n.name.as_str(),
         &m.id,
         lock_id,
-        &image.full().to_json(),
+        &image.full().to_stored_json(),
         Some(&image.record_path()),
     )?;
     Ok(StagedNode {

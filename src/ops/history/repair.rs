@@ -67,6 +67,13 @@ fn records_in_use(
                         .push(format!("{node}@{}", g.number));
                 }
                 Ok(_) => {}
+                // A layer record gone holds the only copy of its entries: say what gives them
+                // again.
+                Err(e @ Error::RecordLayer { .. }) => unrepaired.push(format!(
+                    "{node}@{}: {e} ({})",
+                    g.number,
+                    e.hints().join("; ")
+                )),
                 Err(e) => unrepaired.push(format!("{node}@{}: {e}", g.number)),
             }
         }

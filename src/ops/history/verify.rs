@@ -134,7 +134,7 @@ pub(super) fn check_image(out: &OutDir, dir: &Path) -> Vec<String> {
     if raw.as_ref().and_then(|v| v["format"].as_u64()) == Some(u64::from(FLAT_FORMAT)) {
         return check_flat_image(dir);
     }
-    let m = match read_image_manifest(&dir.join(IMAGE_RECORD)) {
+    let m = match read_image_manifest(out, &dir.join(IMAGE_RECORD)) {
         Ok(m) => m,
         Err(e) => return vec![format!("image {name}: {e}")],
     };
@@ -242,7 +242,7 @@ fn check_nodes(out: &OutDir) -> (Vec<String>, Vec<String>) {
             if !image_record.exists() {
                 continue; // collected by gc: rebuilt from the generation's record on rollback
             }
-            match read_image_manifest(&image_record) {
+            match read_image_manifest(out, &image_record) {
                 Ok(m) if m.layers == gen_record.layers && m.id == gen_record.id => {}
                 Ok(m) => {
                     for (a, b) in gen_record.layers.iter().zip(&m.layers) {
@@ -431,6 +431,15 @@ fn check_flat_image(dir: &Path) -> Vec<String> {
 }
 
 /// Whether two files hold the same bytes (compared by blake3, so large layers are streamed).
+/// Whether layer record `a` is the indented form an older nodeforge wrote of the record `b`
+/// holds (the same schema, other whitespace).
+fn indented_layer_record(a: &Path, b: &Path) -> bool {
+    let rec = std::fs::read(b)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<image::LayerRecord>(&bytes).ok());
+    rec.is_some_and(|r| std::fs::read(a).is_ok_and(|bytes| bytes == r.to_indented_json()))
+}
+
 fn same_file(a: &Path, b: &Path) -> bool {
     match (Blake3::of_file(a), Blake3::of_file(b)) {
         (Ok(x), Ok(y)) => x == y,
@@ -749,7 +758,21 @@ fn compare_rebuilt(
                 }
             }
             for (what, a, b) in pairs {
-                if !same_file(&a, &b) {
+                // A record an older nodeforge kept whole (format 2) is compared by what it
+                // says; one kept as records are now, byte for byte.
+                let whole = || {
+                    std::fs::read(&a).is_ok_and(|bytes| {
+                        matches!(image::OnDisk::parse(&bytes), Ok(image::OnDisk::Whole(_)))
+                    })
+                };
+                let same = same_file(&a, &b)
+                    || (what == IMAGE_RECORD
+                        && whole()
+                        && read_image_manifest(out, &a).ok().is_some_and(|x| {
+                            read_image_manifest(scratch_out, &b).is_ok_and(|y| x == y)
+                        }))
+                    || (what.ends_with(layout::LAYER_RECORD) && indented_layer_record(&a, &b));
+                if !same {
                     r.failures.push(format!(
                         "{node}: rebuilding image {} gives a different {what}",
                         m.id

@@ -22,8 +22,8 @@ use crate::oci::client::{BlobObserver, ClientOptions, Registry, Transfer};
 use crate::oci::{self, Digested, NodeArtifact, OciError, Reference};
 use crate::ops::error::Error;
 use crate::ops::steps::materialize::{
-    check_layer_verity, check_streamed_verity, materialize, read_layer_record, usable_layer,
-    verity_params,
+    check_layer_verity, check_streamed_verity, materialize, read_image_manifest, read_layer_record,
+    usable_layer, verity_params,
 };
 use crate::ops::steps::parallel_map;
 use crate::progress::{Progress, Reporting, Unit};
@@ -194,15 +194,18 @@ pub fn pull(opts: &PullOptions) -> Result<PullReport, Error> {
     let what = format!("{r}");
     let (manifest, manifest_digest) = registry.get_manifest(repo, &r.reference())?;
     let art = oci::read_manifest(&what, &manifest)?;
-    // The record of an image this host holds is not downloaded again: its bytes here are
-    // taken when they have the digest and size the manifest names (the id only finds the file).
+    // The record of an image this host holds is not downloaded again: the whole record it
+    // loads to here is taken when it has the digest and size the manifest names (the id only
+    // finds the file).
+    let out = OutDir::new(&opts.out);
     let held = art
         .image_id()
         .filter(|id| id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit()))
-        .map(|id| OutDir::new(&opts.out).image(id).join(IMAGE_RECORD))
-        .filter(|p| std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.len() == art.config.1))
-        .and_then(|p| std::fs::read(p).ok())
-        .filter(|b| crate::hash::Sha256::of(b) == art.config.0);
+        .map(|id| out.image(id).join(IMAGE_RECORD))
+        .filter(|p| p.is_file())
+        .and_then(|p| read_image_manifest(&out, &p).ok())
+        .map(|m| m.to_json())
+        .filter(|b| b.len() as u64 == art.config.1 && crate::hash::Sha256::of(b) == art.config.0);
     let record_held = held.is_some();
     let record = match held {
         Some(b) => b,
@@ -408,7 +411,7 @@ pub(crate) fn install(
         &m.node,
         &m.id,
         &lock_id,
-        &full.to_json(),
+        &full.to_stored_json(),
         Some(&dir.join(IMAGE_RECORD)),
     )?;
     Ok(Installed {
@@ -621,6 +624,25 @@ fn check_blob_sizes(
     Ok(())
 }
 
+/// A record the host holds (`manifest.json` bytes of any format) for image `m`'s id, as a whole
+/// record to compare with `m`. One kept without its entries (format 3) takes `m`'s: its layers
+/// hash to its id (checked), which is `m`'s, whose layers' ids cover exactly those entries; so
+/// what is compared is everything else it says, without reading the layers pulled over.
+fn held_record(bytes: &[u8], m: &ImageManifest) -> Option<ImageManifest> {
+    match image::OnDisk::parse(bytes).ok()? {
+        image::OnDisk::Whole(h) => Some(h),
+        image::OnDisk::Stored(s) if s.id == m.id => {
+            let lists = s
+                .layers
+                .iter()
+                .map(|l| image::layer_entries(&m.entries, l.role))
+                .collect();
+            s.into_full(lists).ok()
+        }
+        image::OnDisk::Stored(_) => None,
+    }
+}
+
 /// A record for an image id the host already holds (its image directory's, or a generation's
 /// of any node) is never replaced by a different one: the id covers the layers, not the
 /// provenance or the verity parameters, so a registry could otherwise rewrite what `show`, the
@@ -641,7 +663,7 @@ fn check_same_record(out: &OutDir, what: &str, m: &ImageManifest) -> Result<(), 
         // reports it).
         let Some(have) = std::fs::read(&path)
             .ok()
-            .and_then(|b| serde_json::from_slice::<ImageManifest>(&b).ok())
+            .and_then(|b| held_record(&b, m))
             .filter(|h| h.id == m.id)
         else {
             continue;
@@ -748,10 +770,9 @@ fn check_not_older(
     if keys.is_empty() {
         return Ok(());
     }
-    let Some(cur_record) = std::fs::read(out.generation_record(&m.node, cur))
+    let Some(cur_record) = read_image_manifest(out, &out.generation_record(&m.node, cur))
         .ok()
-        .and_then(|b| serde_json::from_slice::<ImageManifest>(&b).ok())
-        .filter(|r| r.id == current.image_id && r.check().is_ok())
+        .filter(|r| r.id == current.image_id)
     else {
         return Ok(());
     };

@@ -150,6 +150,9 @@ pub(crate) struct LocalImage {
     pub blobs: Vec<(Digested, PathBuf)>,
     /// Its attestation files, scanned for private keys before anything is sent.
     pub attestations: Vec<(crate::oci::referrers::AttestationFile, PathBuf)>,
+    /// The whole (format-2) record, the blob sent as the image's config, written out for the
+    /// send: `out/` keeps records without their entries. Removed when this is dropped.
+    _record_file: tempfile::TempDir,
 }
 
 /// The current image of each of `nodes`, written again from the store if gc collected its
@@ -174,7 +177,7 @@ pub(crate) fn local_images(
             .find(|g| g.number == cur)
             .ok_or_else(|| generations::GenerationError::NoGenerations { node: node.clone() })?;
         let m = recorded_manifest(out.root(), node, g)?;
-        let (dir, full, _) = materialize(out, &store, &m)?;
+        let (_, full, _) = materialize(out, &store, &m)?;
         // What is sent is checked first: each layer against what its entries make from the
         // store (or, pulled here, against the root hash its record pins), whatever a no-op
         // `build` said of it.
@@ -185,10 +188,21 @@ pub(crate) fn local_images(
             &cache,
             crate::ops::steps::attestations::Vouch::Publish,
         )?;
+        // The record as registries carry it: whole, whatever form `out/` keeps it in.
+        let record_bytes = full.to_json();
+        // Beside the images, or (a read-only out/) in the system's temporary directory.
+        let record_file = crate::fsutil::temp_dir_in(&out.images())
+            .or_else(|_| crate::fsutil::temp_dir_in(&std::env::temp_dir()))?;
+        let record_path = record_file.path().join(IMAGE_RECORD);
+        crate::fsutil::write_new(&record_path, &record_bytes, 0o444)?;
+        hashed.insert(
+            record_path.clone(),
+            (Sha256::of(&record_bytes), record_bytes.len() as u64),
+        );
         let mut blobs = Vec::new();
         for blob in oci::image_blobs(&full)? {
             let path = match (&blob.kind, &blob.layer_id) {
-                (BlobKind::Record, _) => dir.join(IMAGE_RECORD),
+                (BlobKind::Record, _) => record_path.clone(),
                 (_, Some(id)) => out.layer(id).join(&blob.file_name),
                 (_, None) => {
                     return Err(Error::Internal(format!(
@@ -217,6 +231,7 @@ pub(crate) fn local_images(
             record: full,
             blobs,
             attestations,
+            _record_file: record_file,
         });
     }
     // A record not written costs only hashing again next time.

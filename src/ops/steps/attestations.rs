@@ -516,13 +516,15 @@ pub(crate) fn provenance_statement(
     from: BuiltFrom<'_>,
     cache: &DigestCache,
 ) -> Result<trust::Statement<serde_json::Value>, Error> {
-    let (dir, _, _) = crate::ops::steps::materialize::materialize(out, store, m)?;
+    let (_, full, _) = crate::ops::steps::materialize::materialize(out, store, m)?;
     let mut files = BTreeMap::new();
-    // The record, and each layer's files (hard links to `layers/<id>/`, hashed once a run).
-    let mut paths = vec![(
+    // The record as registries carry it (whole: `out/` keeps it without its entries), and each
+    // layer's files (hard links to `layers/<id>/`, hashed once a run).
+    files.insert(
         crate::layout::IMAGE_RECORD.to_string(),
-        dir.join(crate::layout::IMAGE_RECORD),
-    )];
+        crate::hash::Sha256::of(&full.to_json()).to_hex(),
+    );
+    let mut paths = Vec::new();
     for l in &m.layers {
         for f in crate::layout::layer_files(&l.name) {
             paths.push((f.clone(), out.layer(&l.id).join(f)));
@@ -539,10 +541,8 @@ pub(crate) fn provenance_statement(
             None => {
                 let (sha, _) = cache.verified.sha256_of(&p).at("cannot read", &p)?;
                 let sha = sha.to_hex();
-                if name != crate::layout::IMAGE_RECORD {
-                    if let Ok(mut c) = cache.layer_files.lock() {
-                        c.insert(p.clone(), sha.clone());
-                    }
+                if let Ok(mut c) = cache.layer_files.lock() {
+                    c.insert(p.clone(), sha.clone());
                 }
                 sha
             }

@@ -37,8 +37,9 @@ pub(crate) fn recorded_manifest(
     node: &str,
     g: &Generation,
 ) -> Result<ImageManifest, Error> {
-    let path = crate::layout::OutDir::new(out).generation_record(node, g.number);
-    let m = read_image_manifest(&path)?;
+    let layout = crate::layout::OutDir::new(out);
+    let path = layout.generation_record(node, g.number);
+    let m = read_image_manifest(&layout, &path)?;
     if g.image_id != m.id {
         return Err(Error::damaged(
             &path,

@@ -361,7 +361,7 @@ impl StagedImage {
 /// Whether `d` is image `full`'s complete directory, its record exactly `full`.
 fn image_matches(out: &OutDir, d: &Path, full: &ImageManifest) -> bool {
     image_complete(out, d, full)
-        && read_image_manifest(&d.join(IMAGE_RECORD)).is_ok_and(|w| w == *full)
+        && read_image_manifest(out, &d.join(IMAGE_RECORD)).is_ok_and(|w| w == *full)
 }
 
 /// Write what image `m` lacks into temporary directories: each missing layer in
@@ -402,7 +402,11 @@ pub(crate) fn stage_image(
     let images = out.images();
     fsutil::create_dir_all(&images)?;
     let tmp = fsutil::temp_dir_in(&images)?;
-    fsutil::write_new(&tmp.path().join(IMAGE_RECORD), &full.to_json(), 0o444)?;
+    fsutil::write_new(
+        &tmp.path().join(IMAGE_RECORD),
+        &full.to_stored_json(),
+        0o444,
+    )?;
     for layer in &full.layers {
         let from_staged = staged.iter().find(|s| s.rec.id == layer.id);
         for f in layout::layer_files(&layer.name) {
@@ -793,14 +797,75 @@ pub(crate) fn write_flat(
 }
 
 /// Read an image's record and check that it is what its id says: a damaged or edited record must
-/// not be trusted, nor its id used as a path.
-pub(crate) fn read_image_manifest(path: &Path) -> Result<ImageManifest, Error> {
+/// not be trusted, nor its id used as a path. A record kept without its entries (format 3) gets
+/// them from its layers' records in `out` ([`full_from_layers`]).
+pub(crate) fn read_image_manifest(out: &OutDir, path: &Path) -> Result<ImageManifest, Error> {
     let bytes = std::fs::read(path).at("cannot read", path)?;
-    let m: ImageManifest = serde_json::from_slice(&bytes)
-        .map_err(|e| Error::damaged(path, format!("not an image manifest: {e}")))?;
-    m.check()
+    match image::OnDisk::parse(&bytes)
+        .map_err(|e| Error::damaged(path, format!("not an image manifest: {e}")))?
+    {
+        image::OnDisk::Whole(m) => {
+            m.check().map_err(|e| {
+                Error::damaged(path, format!("{e}: the record is damaged or was edited"))
+            })?;
+            Ok(m)
+        }
+        // Checked as it is put together.
+        image::OnDisk::Stored(s) => full_from_layers(out, path, s),
+    }
+}
+
+/// Layer records read (and checked against their ids) in this process, by directory, with the
+/// stat key their file had: a thousand image records sharing a payload read its record once
+/// per run (gc, verify). A record written again (repair) has another key and is read again.
+type LayerRecords = std::collections::HashMap<PathBuf, (crate::verified::FileKey, LayerRecord)>;
+static LAYER_RECORDS: std::sync::OnceLock<std::sync::Mutex<LayerRecords>> =
+    std::sync::OnceLock::new();
+
+/// [`read_layer_record`], answered from [`LAYER_RECORDS`] while the file's stat key has not
+/// moved.
+fn read_layer_record_once(dir: &Path) -> Result<LayerRecord, Error> {
+    let cache = LAYER_RECORDS.get_or_init(Default::default);
+    let key = crate::verified::FileKey::of(&dir.join(LAYER_RECORD));
+    if let (Some(k), Ok(c)) = (key, cache.lock()) {
+        if let Some((had, rec)) = c.get(dir) {
+            if *had == k {
+                return Ok(rec.clone());
+            }
+        }
+    }
+    let rec = read_layer_record(dir)?;
+    // Kept only when the file did not change while it was read.
+    if let (Some(k), Ok(mut c)) = (key, cache.lock()) {
+        if crate::verified::FileKey::of(&dir.join(LAYER_RECORD)) == Some(k) {
+            c.insert(dir.to_path_buf(), (k, rec.clone()));
+        }
+    }
+    Ok(rec)
+}
+
+/// The whole (format-2) record of `s`, read from `path`: each layer's entries from its record
+/// in `out/layers/<id>/`, checked against the layer's id. A layer record that is missing or
+/// damaged is named ([`Error::RecordLayer`]).
+pub(crate) fn full_from_layers(
+    out: &OutDir,
+    path: &Path,
+    s: image::StoredRecord,
+) -> Result<ImageManifest, Error> {
+    s.check()
         .map_err(|e| Error::damaged(path, format!("{e}: the record is damaged or was edited")))?;
-    Ok(m)
+    let mut lists = Vec::with_capacity(s.layers.len());
+    for l in &s.layers {
+        let rec = read_layer_record_once(&out.layer(&l.id)).map_err(|e| Error::RecordLayer {
+            path: path.to_path_buf(),
+            role: l.role.to_string(),
+            layer: l.id.clone(),
+            problem: e.to_string(),
+        })?;
+        lists.push(rec.entries);
+    }
+    s.into_full(lists)
+        .map_err(|e| Error::damaged(path, format!("{e}: the record is damaged or was edited")))
 }
 
 /// Find an image by id or unambiguous id prefix.
@@ -816,7 +881,7 @@ pub fn find_image(out: &Path, id: &str) -> Result<ImageManifest, Error> {
     found.sort();
     match found.as_slice() {
         [one] => {
-            let m = read_image_manifest(&images.join(one).join(IMAGE_RECORD))?;
+            let m = read_image_manifest(&OutDir::new(out), &images.join(one).join(IMAGE_RECORD))?;
             if &m.id != one {
                 return Err(Error::damaged(
                     &images.join(one),

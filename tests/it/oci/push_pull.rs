@@ -375,3 +375,101 @@ fn an_oci_mirror_feeds_fetch_and_build() {
         r.stderr
     );
 }
+
+/// Records an older nodeforge kept whole (format 2, every entry listed), written by hand in
+/// place of the build's: show, verify (with --rebuild), a no-op build, rollback and push all work
+/// on them, and push sends the very record the build's own form loads to (nothing uploaded
+/// again).
+#[test]
+fn records_kept_whole_by_an_older_nodeforge_still_work() {
+    let Some(registry) = LocalRegistry::start() else {
+        return;
+    };
+    let ctx = built();
+    let repo = registry.repo("fleet/old");
+    let first = push_to(&ctx, &registry, &repo, &["--json"]).ok().json();
+    let id = crate::current_id(&ctx, "worker1");
+    let shown = ctx.run(&["show", "worker1", "--json"]).ok().json();
+    // Every record of worker1 (the image directory's and the generation's, one file by hard
+    // link) replaced by its whole form.
+    let image_record = ctx
+        .path()
+        .join("out/images")
+        .join(&id)
+        .join("manifest.json");
+    let gen_record = ctx
+        .path()
+        .join("out/nodes/worker1/generations/1/manifest.json");
+    let stored = std::fs::read(&image_record).unwrap();
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&stored).unwrap()["format"],
+        3
+    );
+    let whole = crate::whole_record::<nodeforge::image::ImageManifest>(&image_record).to_json();
+    assert!(whole.len() > stored.len());
+    for p in [&image_record, &gen_record] {
+        std::fs::remove_file(p).unwrap();
+        std::fs::write(p, &whole).unwrap();
+    }
+    // And its layers' records in the indented form an older nodeforge wrote.
+    let image_dir = image_record.parent().unwrap();
+    for role in ["payload", "config"] {
+        let p = crate::layer_of(image_dir, role).join("layer.json");
+        let rec: nodeforge::image::LayerRecord =
+            serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), rec.to_json());
+        std::fs::remove_file(&p).unwrap();
+        std::fs::write(&p, rec.to_indented_json()).unwrap();
+    }
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&std::fs::read(&gen_record).unwrap()).unwrap()
+            ["format"],
+        2
+    );
+    let mut again = ctx.run(&["show", "worker1", "--json"]).ok().json();
+    for k in ["attestations", "signatures"] {
+        again[k] = shown[k].clone();
+    }
+    assert_eq!(
+        again, shown,
+        "show reads the whole record as the stored one"
+    );
+    ctx.run(&["verify"]).ok();
+    ctx.run(&["verify", "--rebuild"]).ok();
+    // A build that changes nothing records nothing: the whole record says what the build's does.
+    let b = ctx.net(&["build", "--json"]).ok().json();
+    let w1 = b["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["node"] == "worker1")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (w1["status"].as_str(), w1["generation"].as_u64()),
+        (Some("unchanged"), Some(1)),
+        "{w1}"
+    );
+    // Push: the same record blob (its digest is the whole record's), nothing uploaded again.
+    let pushed = push_to(&ctx, &registry, &repo, &["--json", "--node", "worker1"])
+        .ok()
+        .json();
+    assert_eq!(pushed["blobs_uploaded"], 0, "{pushed}");
+    let record_blob = |r: &serde_json::Value| {
+        r["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["node"] == "worker1")
+            .unwrap()["blobs"][0]["digest"]
+            .clone()
+    };
+    assert_eq!(record_blob(&pushed), record_blob(&first));
+    // Rollback to another generation and back.
+    crate::set_verbosity(&ctx, 3);
+    ctx.net(&["build"]).ok();
+    assert_ne!(crate::current_id(&ctx, "worker1"), id);
+    ctx.run(&["rollback", "worker1"]).ok();
+    assert_eq!(crate::current_id(&ctx, "worker1"), id);
+    ctx.run(&["verify"]).ok();
+}
