@@ -98,23 +98,43 @@ pub fn list(out: &Path, node: &str) -> Result<Vec<Generation>, GenerationError> 
         let Some(n) = name.to_str().and_then(|s| s.parse::<u32>().ok()) else {
             continue;
         };
-        let path = e.path().join("generation.json");
-        let bytes = std::fs::read(&path).at("cannot read", &path)?;
-        let g: Generation =
-            serde_json::from_slice(&bytes).map_err(|e| GenerationError::Corrupt {
-                path: path.clone(),
-                message: e.to_string(),
-            })?;
-        if g.number != n {
-            return Err(GenerationError::Corrupt {
-                path,
-                message: format!("it says generation {} in directory {n}", g.number),
-            });
-        }
-        gens.push(g);
+        gens.push(read_record(&e.path().join("generation.json"), n)?);
     }
     gens.sort_by_key(|g| g.number);
     Ok(gens)
+}
+
+/// The newest generation number of a node, from the numbered directories' names alone (no
+/// record read: a build needs only this and its current generation, however long the history).
+pub fn newest(out: &Path, node: &str) -> Option<u32> {
+    crate::fsutil::entries(gens_dir(out, node))
+        .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()))
+        .max()
+}
+
+/// Generation `number` of a node, read from its record (checked to be that generation's).
+pub fn read(out: &Path, node: &str, number: u32) -> Result<Generation, GenerationError> {
+    read_record(
+        &generation_dir(out, node, number).join("generation.json"),
+        number,
+    )
+}
+
+/// The generation record at `path`, which must be generation `number`'s.
+fn read_record(path: &Path, number: u32) -> Result<Generation, GenerationError> {
+    let path = path.to_path_buf();
+    let bytes = std::fs::read(&path).at("cannot read", &path)?;
+    let g: Generation = serde_json::from_slice(&bytes).map_err(|e| GenerationError::Corrupt {
+        path: path.clone(),
+        message: e.to_string(),
+    })?;
+    if g.number != number {
+        return Err(GenerationError::Corrupt {
+            path,
+            message: format!("it says generation {} in directory {number}", g.number),
+        });
+    }
+    Ok(g)
 }
 
 /// The generation `current` points at, if any.
@@ -194,16 +214,11 @@ pub struct StagedGeneration {
 /// The generation `current` points at when the whole chain says it is `image_id`: `current` →
 /// this generation, whose record names this image, whose `image` link points at it, whose
 /// record is `manifest_json`.
-fn unchanged(
-    out: &Path,
-    node: &str,
-    image_id: &str,
-    manifest_json: &[u8],
-    gens: &[Generation],
-) -> Option<u32> {
+/// Only the current generation's record is read (not every generation's): a build's cost does
+/// not grow with the node's history.
+fn unchanged(out: &Path, node: &str, image_id: &str, manifest_json: &[u8]) -> Option<u32> {
     current(out, node).filter(|cur| {
-        gens.iter()
-            .any(|g| g.number == *cur && g.image_id == image_id)
+        read(out, node, *cur).is_ok_and(|g| g.image_id == image_id)
             && chain_intact(out, node, *cur, image_id, manifest_json)
     })
 }
@@ -221,17 +236,13 @@ pub fn stage_record(
     manifest_json: &[u8],
     same_bytes: Option<&Path>,
 ) -> Result<Staged, GenerationError> {
-    let gens = list(out, node)?;
-    if let Some(cur) = unchanged(out, node, image_id, manifest_json, &gens) {
+    if let Some(cur) = unchanged(out, node, image_id, manifest_json) {
         return Ok(Staged::Unchanged(cur));
     }
     let dir = gens_dir(out, node);
     fsutil::create_dir_all(&dir)?;
     let (built_at_unix, built_at) = now();
-    let number = match gens.last() {
-        None => 1,
-        Some(g) => g.number.checked_add(1).ok_or_else(|| numbers_full(&dir))?,
-    };
+    let number = next_number(out, node, &dir)?;
     let generation = Generation {
         number,
         image_id: image_id.to_string(),
@@ -248,6 +259,14 @@ pub fn stage_record(
         generation,
         manifest_json: manifest_json.to_vec(),
     })))
+}
+
+/// The number after the node's newest generation (1 for the first).
+fn next_number(out: &Path, node: &str, dir: &Path) -> Result<u32, GenerationError> {
+    match newest(out, node) {
+        None => Ok(1),
+        Some(n) => n.checked_add(1).ok_or_else(|| numbers_full(dir)),
+    }
 }
 
 fn numbers_full(dir: &Path) -> GenerationError {
@@ -304,14 +323,10 @@ impl StagedGeneration {
         // Held until the switch: a concurrent build of the same image waits, then finds it
         // current and records nothing.
         let _lock = fsutil::lock_exclusive(&OutDir::new(&out).generations_lock(&node))?;
-        let gens = list(&out, &node)?;
-        if let Some(cur) = unchanged(&out, &node, &generation.image_id, &manifest_json, &gens) {
+        if let Some(cur) = unchanged(&out, &node, &generation.image_id, &manifest_json) {
             return Ok((cur, false));
         }
-        let next = match gens.last() {
-            None => 1,
-            Some(g) => g.number.checked_add(1).ok_or_else(|| numbers_full(&dir))?,
-        };
+        let next = next_number(&out, &node, &dir)?;
         // The staged directory holds the number it was staged with.
         let mut tmp = (next == generation.number).then_some(tmp);
         generation.number = next;

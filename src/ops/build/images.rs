@@ -240,10 +240,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, Error> {
         .iter()
         .map(|n| {
             let cur = generations::current(&opts.out, n.name.as_str())?;
-            let newest = generations::list(&opts.out, n.name.as_str())
-                .ok()?
-                .last()?
-                .number;
+            let newest = generations::newest(&opts.out, n.name.as_str())?;
             (cur < newest).then_some(cur)
         })
         .collect();
