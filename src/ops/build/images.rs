@@ -12,7 +12,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use super::fetch::fetch_checked;
-use super::lock::{complete_lock, LockCompletion};
+use super::lock::{complete_loaded, LockCompletion};
 use super::FetchOptions;
 use crate::fetch::FetchConfig;
 use crate::generations;
@@ -139,19 +139,20 @@ fn claim_for_cluster(out: &OutDir, manifest: &Manifest) -> Result<(), Error> {
 
 pub fn build(opts: &BuildOptions) -> Result<BuildReport, Error> {
     let started = Instant::now();
-    // The skew policy first, against the lockfile as it is (before it is completed).
-    let skew_warnings = crate::ops::steps::skew::check_skew(
-        &Manifest::load(&opts.manifest)?,
-        crate::lock::Lockfile::load(&opts.lockfile).ok().as_ref(),
-        opts.allow_skew,
-    )?;
+    // The manifest and lockfile are read once. The skew policy first, against the lockfile as
+    // it is (before it is completed).
+    let loaded = Manifest::load(&opts.manifest)?;
+    let lock = crate::lock::Lockfile::load(&opts.lockfile);
+    let skew_warnings =
+        crate::ops::steps::skew::check_skew(&loaded, lock.as_ref().ok(), opts.allow_skew)?;
     // The signing key is read first: a bad key fails before anything is built.
     let signers =
         crate::ops::steps::attestations::Signers::load(opts.sign.as_deref(), opts.x509.as_ref())?;
     let sign_key = signers.as_ref().and_then(|s| s.key.as_ref());
     let x509 = signers.as_ref().and_then(|s| s.x509.as_ref());
-    let (checked, completion) = complete_lock(
-        &opts.manifest,
+    let (checked, completion) = complete_loaded(
+        loaded,
+        lock?,
         &opts.lockfile,
         &opts.fetch,
         opts.jobs,
