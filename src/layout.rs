@@ -150,12 +150,12 @@ impl OutDir {
             self.layers(),
             self.legacy_tar_prefix(),
         ];
+        // A numbered generation directory is a temp directory renamed into place whole, and
+        // nothing writes into it after: its temps are the ones in `generations/`, so the walk
+        // does not grow with a node's history.
         for node in self.node_names() {
             dirs.push(self.node(&node));
             dirs.push(self.generations(&node));
-            for g in crate::fsutil::entries(self.generations(&node)) {
-                dirs.push(g.path());
-            }
         }
         dirs.push(self.attestations());
         for a in crate::fsutil::entries(self.attestations()) {
