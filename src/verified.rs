@@ -66,7 +66,7 @@ impl FileKey {
     }
 
     /// Whether the file changed so recently that a write in the same granule could go unseen.
-    fn racy(&self) -> bool {
+    pub(crate) fn racy(&self) -> bool {
         let now = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as i128);
