@@ -30,14 +30,21 @@ pub(crate) fn open_store_read_only(
     out: &crate::layout::OutDir,
     exclusive: bool,
 ) -> Result<crate::store::Store, crate::fsutil::FsError> {
-    crate::store::Store::open_read_only(&out.store(), exclusive, &|| out.clean_temps())
+    crate::store::Store::open_read_only(&out.store(), exclusive, &|| {
+        if exclusive {
+            out.clean_temps_everywhere()
+        } else {
+            out.clean_temps()
+        }
+    })
 }
 
-/// Open the store alone (gc): waits for every other process, then cleans as [`open_store`].
+/// Open the store alone (gc, repair): waits for every other process, then cleans as
+/// [`open_store`], and inside every generation and attestation directory too.
 pub(crate) fn open_store_exclusive(
     out: &crate::layout::OutDir,
 ) -> Result<crate::store::Store, crate::fsutil::FsError> {
-    crate::store::Store::open_exclusive(&out.store(), &|| out.clean_temps())
+    crate::store::Store::open_exclusive(&out.store(), &|| out.clean_temps_everywhere())
 }
 
 /// Where a manifest's lockfile lives by default: `lockfiles/<stem>.lock` beside the manifest's
