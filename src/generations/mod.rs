@@ -215,12 +215,28 @@ pub struct StagedGeneration {
 /// this generation, whose record names this image, whose `image` link points at it, whose
 /// record is `manifest_json`.
 /// Only the current generation's record is read (not every generation's): a build's cost does
-/// not grow with the node's history.
-fn unchanged(out: &Path, node: &str, image_id: &str, manifest_json: &[u8]) -> Option<u32> {
-    current(out, node).filter(|cur| {
-        read(out, node, *cur).is_ok_and(|g| g.image_id == image_id)
-            && chain_intact(out, node, *cur, image_id, manifest_json)
-    })
+/// not grow with the node's history. A damaged record is an error; a missing one (`current`
+/// dangling) is not this image.
+fn unchanged(
+    out: &Path,
+    node: &str,
+    image_id: &str,
+    manifest_json: &[u8],
+) -> Result<Option<u32>, GenerationError> {
+    let Some(cur) = current(out, node) else {
+        return Ok(None);
+    };
+    let g = match read(out, node, cur) {
+        Ok(g) => g,
+        Err(GenerationError::Fs(e)) if e.source.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(None)
+        }
+        Err(e) => return Err(e),
+    };
+    Ok(
+        (g.image_id == image_id && chain_intact(out, node, cur, image_id, manifest_json))
+            .then_some(cur),
+    )
 }
 
 /// [`record_from`]'s first half: unless the image is current already, write the node's next
@@ -236,7 +252,7 @@ pub fn stage_record(
     manifest_json: &[u8],
     same_bytes: Option<&Path>,
 ) -> Result<Staged, GenerationError> {
-    if let Some(cur) = unchanged(out, node, image_id, manifest_json) {
+    if let Some(cur) = unchanged(out, node, image_id, manifest_json)? {
         return Ok(Staged::Unchanged(cur));
     }
     let dir = gens_dir(out, node);
@@ -323,7 +339,7 @@ impl StagedGeneration {
         // Held until the switch: a concurrent build of the same image waits, then finds it
         // current and records nothing.
         let _lock = fsutil::lock_exclusive(&OutDir::new(&out).generations_lock(&node))?;
-        if let Some(cur) = unchanged(&out, &node, &generation.image_id, &manifest_json) {
+        if let Some(cur) = unchanged(&out, &node, &generation.image_id, &manifest_json)? {
             return Ok((cur, false));
         }
         let next = next_number(&out, &node, &dir)?;
@@ -604,6 +620,30 @@ mod tests {
         assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
         assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
         assert_eq!(rfc3339(1_795_000_000), "2026-11-18T11:06:40Z");
+    }
+
+    #[test]
+    fn a_record_reads_the_current_generation_and_numbers_after_the_newest() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let out = dir.path();
+        let (a, b, c) = ("a".repeat(64), "b".repeat(64), "c".repeat(64));
+        record(out, "n", &a, "l", b"{}").expect("r");
+        record(out, "n", &b, "l", b"{}").expect("r");
+        switch(out, "n", 1).expect("switch");
+        // An older generation's record is not read by a build (list still refuses it).
+        let old = generation_dir(out, "n", 2).join("generation.json");
+        std::fs::write(&old, b"not json").expect("write");
+        assert_eq!(record(out, "n", &a, "l", b"{}").expect("r"), (1, false));
+        assert_eq!(newest(out, "n"), Some(2));
+        assert_eq!(record(out, "n", &c, "l", b"{}").expect("r"), (3, true));
+        assert!(matches!(list(out, "n"), Err(GenerationError::Corrupt { .. })));
+        // The current generation's record damaged: refused, as before.
+        let cur = generation_dir(out, "n", 3).join("generation.json");
+        std::fs::write(&cur, b"not json").expect("write");
+        assert!(matches!(
+            record(out, "n", &c, "l", b"{}"),
+            Err(GenerationError::Corrupt { .. })
+        ));
     }
 
     #[test]
