@@ -636,7 +636,10 @@ mod tests {
         assert_eq!(record(out, "n", &a, "l", b"{}").expect("r"), (1, false));
         assert_eq!(newest(out, "n"), Some(2));
         assert_eq!(record(out, "n", &c, "l", b"{}").expect("r"), (3, true));
-        assert!(matches!(list(out, "n"), Err(GenerationError::Corrupt { .. })));
+        assert!(matches!(
+            list(out, "n"),
+            Err(GenerationError::Corrupt { .. })
+        ));
         // The current generation's record damaged: refused, as before.
         let cur = generation_dir(out, "n", 3).join("generation.json");
         std::fs::write(&cur, b"not json").expect("write");

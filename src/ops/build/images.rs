@@ -235,16 +235,6 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, Error> {
     }
     // Each node's layer, image and generation, several nodes at a time: the work is mostly
     // waiting for the disk (a syncfs per published directory), which overlaps well.
-    // Nodes rolled back to an older generation than their newest: named when a build moves
-    // them forward again.
-    let rolled_back: Vec<Option<u32>> = nodes
-        .iter()
-        .map(|n| {
-            let cur = generations::current(&opts.out, n.name.as_str())?;
-            let newest = generations::newest(&opts.out, n.name.as_str())?;
-            (cur < newest).then_some(cur)
-        })
-        .collect();
     let pairs: Vec<(&&Node, &ImageManifest)> = nodes.iter().zip(&images).collect();
     let bar = opts
         .progress
@@ -269,6 +259,20 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, Error> {
     });
     bar.finish();
     let staged: Vec<StagedNode> = staged.into_iter().collect::<Result<_, _>>()?;
+    // Nodes rolled back to an older generation than their newest: named when this build moves
+    // them forward again (only a node getting a new generation can be).
+    let rolled_back: Vec<Option<u32>> = nodes
+        .iter()
+        .zip(&staged)
+        .map(|(n, s)| {
+            if !matches!(s.generation, generations::Staged::New(_)) {
+                return None;
+            }
+            let cur = generations::current(&opts.out, n.name.as_str())?;
+            let newest = generations::newest(&opts.out, n.name.as_str())?;
+            (cur < newest).then_some(cur)
+        })
+        .collect();
     // Then one syncfs makes all of it durable (and the files rendered into the store), the renames put it in place in order (layers,
     // image, SBOM, generation, `current`), and a second syncfs makes the renames durable: two
     // syncs for the whole build instead of a syncfs per published directory and two fsyncs per
