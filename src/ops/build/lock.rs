@@ -12,7 +12,7 @@ use crate::fsutil;
 use crate::lock::{inputs_hash, staleness, LockEntry, LockError, Lockfile, Resolution};
 use crate::manifest::{ArtifactSpec, Manifest};
 use crate::ops::error::{Error, ResolveError};
-use crate::ops::steps::lockfile::checked;
+use crate::ops::steps::lockfile::checked_against;
 use crate::ops::steps::parallel_map;
 use crate::ops::steps::LockCheck;
 
@@ -416,7 +416,10 @@ pub(crate) fn complete_loaded(
     let specs = m.artifacts();
     let plan = to_complete(&lock, &specs, m.kube_apiserver.as_deref(), lockfile)?;
     if plan.todo.is_empty() && plan.control_plane.is_empty() {
-        return Ok((checked(m, lock, lockfile)?, LockCompletion::default()));
+        return Ok((
+            checked_against(m, lock, lockfile, &specs)?,
+            LockCompletion::default(),
+        ));
     }
     let label = |s: &ArtifactSpec| format!("{} {} ({})", s.component, s.version, s.arch);
     if locked {
@@ -449,7 +452,10 @@ pub(crate) fn complete_loaded(
         // unresolved entry stays as it is (fetching it says what to do), a missing one fails.
         Err(e) if plan.todo.iter().any(|s| lock.entry_for(s).is_none()) => return Err(e),
         Err(_) => {
-            return Ok((checked(m, lock, lockfile)?, LockCompletion::default()));
+            return Ok((
+                checked_against(m, lock, lockfile, &specs)?,
+                LockCompletion::default(),
+            ));
         }
     };
     let mut entries = lock.artifacts.clone();
@@ -487,7 +493,7 @@ pub(crate) fn complete_loaded(
         return Err(Error::Resolve { failures });
     }
     if completion.resolved.is_empty() && !plan.changed {
-        return Ok((checked(m, lock, lockfile)?, completion));
+        return Ok((checked_against(m, lock, lockfile, &specs)?, completion));
     }
     let new =
         Lockfile::new(inputs_hash(&specs), entries).with_kube_apiserver(m.kube_apiserver.clone());
@@ -495,5 +501,5 @@ pub(crate) fn complete_loaded(
     let text = new.to_text();
     let reread = Lockfile::parse(&crate::source::SourceFile::new(lockfile, text.clone()))?;
     completion.pending = Some((lockfile.to_path_buf(), text));
-    Ok((checked(m, reread, lockfile)?, completion))
+    Ok((checked_against(m, reread, lockfile, &specs)?, completion))
 }
