@@ -235,6 +235,21 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<(), FsErr
     tmp.commit(path, mode)
 }
 
+/// [`write_atomic`] with the temporary file in `scratch` (a directory on the same file system)
+/// rather than in `path`'s directory: where the leftovers of a killed run are looked for
+/// ([`crate::layout::OutDir::clean_temps`]).
+pub fn write_atomic_via(
+    scratch: &Path,
+    path: &Path,
+    contents: &[u8],
+    mode: u32,
+) -> Result<(), FsError> {
+    create_dir_all(parent_of(path))?;
+    let mut tmp = AtomicFile::new_in(scratch)?;
+    tmp.write_all(contents).at("cannot write", tmp.path())?;
+    tmp.commit(path, mode)
+}
+
 /// Write `contents` to `path` atomically (a reader sees the old or the new file, whole), without
 /// fsync: for a cache whose loss or emptiness after a crash only costs work again (the verified
 /// record: a file it cannot parse counts as empty).

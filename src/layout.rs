@@ -140,9 +140,11 @@ impl OutDir {
         self.nodes().join(".cluster")
     }
 
-    /// Remove the temp files and directories that killed runs left anywhere in the tree (the
-    /// store's own tmp/ is the store's). Call only while no other process uses the output
-    /// directory (the store's lock held alone).
+    /// Remove the temp files and directories that killed runs left in the tree (the store's own
+    /// tmp/ is the store's): in every directory where temporaries are made, a fixed set however
+    /// long the history (an attestation file's temporary waits in `attestations/`, not beside
+    /// it). Call only while no other process uses the output directory (the store's lock held
+    /// alone).
     pub fn clean_temps(&self) {
         let mut dirs = vec![
             self.root.clone(),
@@ -150,19 +152,30 @@ impl OutDir {
             self.layers(),
             self.legacy_tar_prefix(),
         ];
+        // A numbered generation directory is a temp directory renamed into place whole, and
+        // nothing writes into it after: its temps are the ones in `generations/`.
         for node in self.node_names() {
             dirs.push(self.node(&node));
             dirs.push(self.generations(&node));
-            for g in crate::fsutil::entries(self.generations(&node)) {
-                dirs.push(g.path());
-            }
         }
         dirs.push(self.attestations());
-        for a in crate::fsutil::entries(self.attestations()) {
-            dirs.push(a.path());
-        }
         for d in dirs {
             crate::fsutil::clean_temp_files(&d);
+        }
+    }
+
+    /// [`clean_temps`](Self::clean_temps), and also inside every generation and attestation
+    /// directory (where earlier versions made temporaries): what gc sweeps, the output directory
+    /// held alone.
+    pub fn clean_temps_everywhere(&self) {
+        self.clean_temps();
+        for node in self.node_names() {
+            for g in crate::fsutil::entries(self.generations(&node)) {
+                crate::fsutil::clean_temp_files(&g.path());
+            }
+        }
+        for a in crate::fsutil::entries(self.attestations()) {
+            crate::fsutil::clean_temp_files(&a.path());
         }
     }
 }
@@ -351,5 +364,32 @@ mod attestation_tests {
         }
         assert!(is_image_signature("image.x.y.dsse.json"));
         assert!(!is_image_signature("provenance.k.dsse.json"));
+    }
+}
+
+#[cfg(test)]
+mod clean_tests {
+    use super::*;
+
+    #[test]
+    fn clean_temps_looks_where_temporaries_are_made_and_gc_everywhere() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let out = OutDir::new(dir.path());
+        let tmp = |d: &Path| {
+            std::fs::create_dir_all(d).expect("mkdir");
+            let p = d.join(format!("{}x", crate::fsutil::TEMP_PREFIX));
+            std::fs::write(&p, b"left by a killed run").expect("write");
+            p
+        };
+        let in_attestations = tmp(&out.attestations());
+        let in_generations = tmp(&out.generations("w1"));
+        let in_image_attestations = tmp(&out.attestation_dir(&"a".repeat(64)));
+        let in_generation = tmp(&out.generation("w1", 3));
+        out.clean_temps();
+        assert!(!in_attestations.exists() && !in_generations.exists());
+        // Only earlier versions made temporaries there: gc sweeps them.
+        assert!(in_image_attestations.exists() && in_generation.exists());
+        out.clean_temps_everywhere();
+        assert!(!in_image_attestations.exists() && !in_generation.exists());
     }
 }

@@ -71,7 +71,7 @@ impl FileKey {
     }
 
     /// Whether the file changed so recently that a write in the same granule could go unseen.
-    fn racy(&self) -> bool {
+    pub(crate) fn racy(&self) -> bool {
         stamp_racy(self.ctime_ns)
     }
 

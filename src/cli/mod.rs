@@ -281,8 +281,17 @@ pub struct Ctx {
 
 /// Parse the process's arguments, run the command, and turn the outcome into an exit code.
 pub fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
+    // The command tree is built once: for parsing, and for the interrupt message's name.
+    let parsed = <Cli as clap::CommandFactory>::command()
+        .try_get_matches()
+        .and_then(|mut m| {
+            let name = m.subcommand_name().unwrap_or_default().to_string();
+            <Cli as clap::FromArgMatches>::from_arg_matches_mut(&mut m)
+                .map_err(|e| e.format(&mut <Cli as clap::CommandFactory>::command()))
+                .map(|cli| (cli, name))
+        });
+    let (cli, name) = match parsed {
+        Ok(parsed) => parsed,
         Err(e) => {
             let args: Vec<String> = std::env::args_os()
                 .map(|a| a.to_string_lossy().into_owned())
@@ -305,7 +314,7 @@ pub fn main() -> ExitCode {
             e.exit()
         }
     };
-    on_interrupt(&<Cli as clap::CommandFactory>::command());
+    on_interrupt(name);
     let (root, not_found) = match &cli.manifest {
         Some(_) => (PathBuf::new(), None),
         None => project_root(),
@@ -353,11 +362,7 @@ const INTERRUPTED_EXIT: i32 = 130;
 /// On Ctrl-C, say which command stopped and what that leaves, then exit 130. Every write is
 /// atomic (a temporary name, then a rename), so nothing half-written is in place; temporaries
 /// are cleaned by the next run, and downloads resume from what arrived.
-fn on_interrupt(cmd: &clap::Command) {
-    let name = std::env::args()
-        .skip(1)
-        .find(|a| cmd.find_subcommand(a).is_some())
-        .unwrap_or_default();
+fn on_interrupt(name: String) {
     let _ = ctrlc::set_handler(move || {
         eprintln!(
             "\nnodeforge {name}: interrupted. Nothing half-written was put in place (what finished is kept, temporaries are cleaned by the next run); run it again to go on: downloads resume where they stopped"

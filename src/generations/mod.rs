@@ -103,23 +103,43 @@ pub fn list(out: &Path, node: &str) -> Result<Vec<Generation>, GenerationError> 
         let Some(n) = name.to_str().and_then(|s| s.parse::<u32>().ok()) else {
             continue;
         };
-        let path = e.path().join("generation.json");
-        let bytes = std::fs::read(&path).at("cannot read", &path)?;
-        let g: Generation =
-            serde_json::from_slice(&bytes).map_err(|e| GenerationError::Corrupt {
-                path: path.clone(),
-                message: e.to_string(),
-            })?;
-        if g.number != n {
-            return Err(GenerationError::Corrupt {
-                path,
-                message: format!("it says generation {} in directory {n}", g.number),
-            });
-        }
-        gens.push(g);
+        gens.push(read_record(&e.path().join("generation.json"), n)?);
     }
     gens.sort_by_key(|g| g.number);
     Ok(gens)
+}
+
+/// The newest generation number of a node, from the numbered directories' names alone (no
+/// record read: a build needs only this and its current generation, however long the history).
+pub fn newest(out: &Path, node: &str) -> Option<u32> {
+    crate::fsutil::entries(gens_dir(out, node))
+        .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()))
+        .max()
+}
+
+/// Generation `number` of a node, read from its record (checked to be that generation's).
+pub fn read(out: &Path, node: &str, number: u32) -> Result<Generation, GenerationError> {
+    read_record(
+        &generation_dir(out, node, number).join("generation.json"),
+        number,
+    )
+}
+
+/// The generation record at `path`, which must be generation `number`'s.
+fn read_record(path: &Path, number: u32) -> Result<Generation, GenerationError> {
+    let path = path.to_path_buf();
+    let bytes = std::fs::read(&path).at("cannot read", &path)?;
+    let g: Generation = serde_json::from_slice(&bytes).map_err(|e| GenerationError::Corrupt {
+        path: path.clone(),
+        message: e.to_string(),
+    })?;
+    if g.number != number {
+        return Err(GenerationError::Corrupt {
+            path,
+            message: format!("it says generation {} in directory {number}", g.number),
+        });
+    }
+    Ok(g)
 }
 
 /// The generation `current` points at, if any.
@@ -199,18 +219,29 @@ pub struct StagedGeneration {
 /// The generation `current` points at when the whole chain says it is `image_id`: `current` →
 /// this generation, whose record names this image, whose `image` link points at it, whose
 /// record is `manifest_json`.
+/// Only the current generation's record is read (not every generation's): a build's cost does
+/// not grow with the node's history. A damaged record is an error; a missing one (`current`
+/// dangling) is not this image.
 fn unchanged(
     out: &Path,
     node: &str,
     image_id: &str,
     manifest_json: &[u8],
-    gens: &[Generation],
-) -> Option<u32> {
-    current(out, node).filter(|cur| {
-        gens.iter()
-            .any(|g| g.number == *cur && g.image_id == image_id)
-            && chain_intact(out, node, *cur, image_id, manifest_json)
-    })
+) -> Result<Option<u32>, GenerationError> {
+    let Some(cur) = current(out, node) else {
+        return Ok(None);
+    };
+    let g = match read(out, node, cur) {
+        Ok(g) => g,
+        Err(GenerationError::Fs(e)) if e.source.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(None)
+        }
+        Err(e) => return Err(e),
+    };
+    Ok(
+        (g.image_id == image_id && chain_intact(out, node, cur, image_id, manifest_json))
+            .then_some(cur),
+    )
 }
 
 /// [`record_from`]'s first half: unless the image is current already, write the node's next
@@ -226,17 +257,13 @@ pub fn stage_record(
     manifest_json: &[u8],
     same_bytes: Option<&Path>,
 ) -> Result<Staged, GenerationError> {
-    let gens = list(out, node)?;
-    if let Some(cur) = unchanged(out, node, image_id, manifest_json, &gens) {
+    if let Some(cur) = unchanged(out, node, image_id, manifest_json)? {
         return Ok(Staged::Unchanged(cur));
     }
     let dir = gens_dir(out, node);
     fsutil::create_dir_all(&dir)?;
     let (built_at_unix, built_at) = now();
-    let number = match gens.last() {
-        None => 1,
-        Some(g) => g.number.checked_add(1).ok_or_else(|| numbers_full(&dir))?,
-    };
+    let number = next_number(out, node, &dir)?;
     let generation = Generation {
         number,
         image_id: image_id.to_string(),
@@ -253,6 +280,14 @@ pub fn stage_record(
         generation,
         manifest_json: manifest_json.to_vec(),
     })))
+}
+
+/// The number after the node's newest generation (1 for the first).
+fn next_number(out: &Path, node: &str, dir: &Path) -> Result<u32, GenerationError> {
+    match newest(out, node) {
+        None => Ok(1),
+        Some(n) => n.checked_add(1).ok_or_else(|| numbers_full(dir)),
+    }
 }
 
 fn numbers_full(dir: &Path) -> GenerationError {
@@ -309,14 +344,10 @@ impl StagedGeneration {
         // Held until the switch: a concurrent build of the same image waits, then finds it
         // current and records nothing.
         let _lock = fsutil::lock_exclusive(&OutDir::new(&out).generations_lock(&node))?;
-        let gens = list(&out, &node)?;
-        if let Some(cur) = unchanged(&out, &node, &generation.image_id, &manifest_json, &gens) {
+        if let Some(cur) = unchanged(&out, &node, &generation.image_id, &manifest_json)? {
             return Ok((cur, false));
         }
-        let next = match gens.last() {
-            None => 1,
-            Some(g) => g.number.checked_add(1).ok_or_else(|| numbers_full(&dir))?,
-        };
+        let next = next_number(&out, &node, &dir)?;
         // The staged directory holds the number it was staged with.
         let mut tmp = (next == generation.number).then_some(tmp);
         generation.number = next;
@@ -609,6 +640,33 @@ mod tests {
         assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
         assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
         assert_eq!(rfc3339(1_795_000_000), "2026-11-18T11:06:40Z");
+    }
+
+    #[test]
+    fn a_record_reads_the_current_generation_and_numbers_after_the_newest() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let out = dir.path();
+        let (a, b, c) = ("a".repeat(64), "b".repeat(64), "c".repeat(64));
+        record(out, "n", &a, "l", b"{}").expect("r");
+        record(out, "n", &b, "l", b"{}").expect("r");
+        switch(out, "n", 1).expect("switch");
+        // An older generation's record is not read by a build (list still refuses it).
+        let old = generation_dir(out, "n", 2).join("generation.json");
+        std::fs::write(&old, b"not json").expect("write");
+        assert_eq!(record(out, "n", &a, "l", b"{}").expect("r"), (1, false));
+        assert_eq!(newest(out, "n"), Some(2));
+        assert_eq!(record(out, "n", &c, "l", b"{}").expect("r"), (3, true));
+        assert!(matches!(
+            list(out, "n"),
+            Err(GenerationError::Corrupt { .. })
+        ));
+        // The current generation's record damaged: refused, as before.
+        let cur = generation_dir(out, "n", 3).join("generation.json");
+        std::fs::write(&cur, b"not json").expect("write");
+        assert!(matches!(
+            record(out, "n", &c, "l", b"{}"),
+            Err(GenerationError::Corrupt { .. })
+        ));
     }
 
     #[test]

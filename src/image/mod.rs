@@ -374,7 +374,7 @@ pub fn erofs_uuid(id: &Blake3) -> [u8; 16] {
 
 /// Builds an entry list: files and links are added with their provenance, parent directories
 /// are derived, and conflicts are refused.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct EntryList {
     entries: BTreeMap<String, (Entry, Provenance)>,
 }

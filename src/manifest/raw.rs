@@ -127,10 +127,15 @@ impl Ctx<'_> {
     }
 }
 
-fn template_env() -> minijinja::Environment<'static> {
-    let mut env = minijinja::Environment::new();
-    env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
-    env
+/// Made once per process: a manifest's URL templates are rendered for every component and
+/// architecture, several times per command.
+fn template_env() -> &'static minijinja::Environment<'static> {
+    static ENV: std::sync::OnceLock<minijinja::Environment<'static>> = std::sync::OnceLock::new();
+    ENV.get_or_init(|| {
+        let mut env = minijinja::Environment::new();
+        env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+        env
+    })
 }
 
 /// Render a one-line template (a URL, an address) with strict variables.

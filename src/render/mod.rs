@@ -181,6 +181,8 @@ fn vars_in(code: &str, keys: &mut BTreeSet<String>) -> Option<()> {
 pub struct TemplateSet {
     pub root: PathBuf,
     pub templates: Vec<Template>,
+    /// The templates compiled, once for every node (made by the first render).
+    compiled: std::sync::OnceLock<minijinja::Environment<'static>>,
 }
 
 impl TemplateSet {
@@ -255,6 +257,7 @@ impl TemplateSet {
         Ok(Self {
             root: root.to_path_buf(),
             templates,
+            compiled: std::sync::OnceLock::new(),
         })
     }
 
@@ -330,7 +333,13 @@ impl TemplateSet {
         node: &Node,
     ) -> Result<Vec<Rendered>, RenderError> {
         check_vars(manifest, node)?;
-        let env = self.env()?;
+        let env = match self.compiled.get() {
+            Some(env) => env,
+            None => {
+                let env = self.env()?;
+                self.compiled.get_or_init(|| env)
+            }
+        };
         let ctx = context(manifest, node);
         let mut out = Vec::new();
         for t in &self.templates {

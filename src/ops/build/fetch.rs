@@ -415,7 +415,25 @@ pub(crate) fn fetch_checked(
     let fetcher = Fetcher::new(opts.fetch.clone());
     let entries = &checked.lock.artifacts;
     let bars = Bars::new(&opts.progress, entries.len() as u64);
-    let artifacts = parallel_map(entries, opts.jobs, |e| fetch_one(store, &fetcher, e, &bars));
+    // What the store holds is found on this thread (a lookup each); only the downloads get
+    // threads.
+    let mut artifacts: Vec<Option<FetchedArtifact>> = entries
+        .iter()
+        .map(|e| {
+            let o = store.lookup_sha256(&e.sha256()?)?;
+            Some(present(e, ArtifactStatus::Present, &o))
+        })
+        .collect();
+    let todo: Vec<usize> = (0..entries.len())
+        .filter(|&i| artifacts[i].is_none())
+        .collect();
+    let fetched = parallel_map(&todo, opts.jobs, |&i| {
+        fetch_one(store, &fetcher, &entries[i], &bars)
+    });
+    for (i, a) in todo.into_iter().zip(fetched) {
+        artifacts[i] = Some(a);
+    }
+    let artifacts: Vec<FetchedArtifact> = artifacts.into_iter().flatten().collect();
     bars.total.finish();
     let fetched_bytes = artifacts
         .iter()

@@ -12,7 +12,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use super::fetch::fetch_checked;
-use super::lock::{complete_lock, LockCompletion};
+use super::lock::{complete_loaded, LockCompletion};
 use super::FetchOptions;
 use crate::fetch::FetchConfig;
 use crate::generations;
@@ -139,19 +139,20 @@ fn claim_for_cluster(out: &OutDir, manifest: &Manifest) -> Result<(), Error> {
 
 pub fn build(opts: &BuildOptions) -> Result<BuildReport, Error> {
     let started = Instant::now();
-    // The skew policy first, against the lockfile as it is (before it is completed).
-    let skew_warnings = crate::ops::steps::skew::check_skew(
-        &Manifest::load(&opts.manifest)?,
-        crate::lock::Lockfile::load(&opts.lockfile).ok().as_ref(),
-        opts.allow_skew,
-    )?;
+    // The manifest and lockfile are read once. The skew policy first, against the lockfile as
+    // it is (before it is completed).
+    let loaded = Manifest::load(&opts.manifest)?;
+    let lock = crate::lock::Lockfile::load(&opts.lockfile);
+    let skew_warnings =
+        crate::ops::steps::skew::check_skew(&loaded, lock.as_ref().ok(), opts.allow_skew)?;
     // The signing key is read first: a bad key fails before anything is built.
     let signers =
         crate::ops::steps::attestations::Signers::load(opts.sign.as_deref(), opts.x509.as_ref())?;
     let sign_key = signers.as_ref().and_then(|s| s.key.as_ref());
     let x509 = signers.as_ref().and_then(|s| s.x509.as_ref());
-    let (checked, completion) = complete_lock(
-        &opts.manifest,
+    let (checked, completion) = complete_loaded(
+        loaded,
+        lock?,
         &opts.lockfile,
         &opts.fetch,
         opts.jobs,
@@ -234,19 +235,6 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, Error> {
     }
     // Each node's layer, image and generation, several nodes at a time: the work is mostly
     // waiting for the disk (a syncfs per published directory), which overlaps well.
-    // Nodes rolled back to an older generation than their newest: named when a build moves
-    // them forward again.
-    let rolled_back: Vec<Option<u32>> = nodes
-        .iter()
-        .map(|n| {
-            let cur = generations::current(&opts.out, n.name.as_str())?;
-            let newest = generations::list(&opts.out, n.name.as_str())
-                .ok()?
-                .last()?
-                .number;
-            (cur < newest).then_some(cur)
-        })
-        .collect();
     let pairs: Vec<(&&Node, &ImageManifest)> = nodes.iter().zip(&images).collect();
     let bar = opts
         .progress
@@ -271,6 +259,20 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, Error> {
     });
     bar.finish();
     let staged: Vec<StagedNode> = staged.into_iter().collect::<Result<_, _>>()?;
+    // Nodes rolled back to an older generation than their newest: named when this build moves
+    // them forward again (only a node getting a new generation can be).
+    let rolled_back: Vec<Option<u32>> = nodes
+        .iter()
+        .zip(&staged)
+        .map(|(n, s)| {
+            if !matches!(s.generation, generations::Staged::New(_)) {
+                return None;
+            }
+            let cur = generations::current(&opts.out, n.name.as_str())?;
+            let newest = generations::newest(&opts.out, n.name.as_str())?;
+            (cur < newest).then_some(cur)
+        })
+        .collect();
     // Then one syncfs makes all of it durable (and the files rendered into the store), the renames put it in place in order (layers,
     // image, SBOM, generation, `current`), and a second syncfs makes the renames durable: two
     // syncs for the whole build instead of a syncfs per published directory and two fsyncs per

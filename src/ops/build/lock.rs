@@ -12,8 +12,9 @@ use crate::fsutil;
 use crate::lock::{inputs_hash, staleness, LockEntry, LockError, Lockfile, Resolution};
 use crate::manifest::{ArtifactSpec, Manifest};
 use crate::ops::error::{Error, ResolveError};
+use crate::ops::steps::lockfile::checked_against;
 use crate::ops::steps::parallel_map;
-use crate::ops::steps::{check_lock, LockCheck};
+use crate::ops::steps::LockCheck;
 
 /// A checksum file larger than this is not a checksum file.
 const CHECKSUM_LIMIT: u64 = 1 << 20;
@@ -399,10 +400,26 @@ pub(crate) fn complete_lock(
 ) -> Result<(LockCheck, LockCompletion), Error> {
     let m = Manifest::load(manifest)?;
     let lock = Lockfile::load(lockfile)?;
+    complete_loaded(m, lock, lockfile, fetch, jobs, locked)
+}
+
+/// [`complete_lock`] of a manifest and lockfile the caller has read already (each is parsed
+/// once per command).
+pub(crate) fn complete_loaded(
+    m: Manifest,
+    lock: Lockfile,
+    lockfile: &std::path::Path,
+    fetch: &FetchConfig,
+    jobs: usize,
+    locked: bool,
+) -> Result<(LockCheck, LockCompletion), Error> {
     let specs = m.artifacts();
     let plan = to_complete(&lock, &specs, m.kube_apiserver.as_deref(), lockfile)?;
     if plan.todo.is_empty() && plan.control_plane.is_empty() {
-        return Ok((check_lock(manifest, lockfile)?, LockCompletion::default()));
+        return Ok((
+            checked_against(m, lock, lockfile, &specs)?,
+            LockCompletion::default(),
+        ));
     }
     let label = |s: &ArtifactSpec| format!("{} {} ({})", s.component, s.version, s.arch);
     if locked {
@@ -435,7 +452,10 @@ pub(crate) fn complete_lock(
         // unresolved entry stays as it is (fetching it says what to do), a missing one fails.
         Err(e) if plan.todo.iter().any(|s| lock.entry_for(s).is_none()) => return Err(e),
         Err(_) => {
-            return Ok((check_lock(manifest, lockfile)?, LockCompletion::default()));
+            return Ok((
+                checked_against(m, lock, lockfile, &specs)?,
+                LockCompletion::default(),
+            ));
         }
     };
     let mut entries = lock.artifacts.clone();
@@ -473,7 +493,7 @@ pub(crate) fn complete_lock(
         return Err(Error::Resolve { failures });
     }
     if completion.resolved.is_empty() && !plan.changed {
-        return Ok((check_lock(manifest, lockfile)?, completion));
+        return Ok((checked_against(m, lock, lockfile, &specs)?, completion));
     }
     let new =
         Lockfile::new(inputs_hash(&specs), entries).with_kube_apiserver(m.kube_apiserver.clone());
@@ -481,6 +501,5 @@ pub(crate) fn complete_lock(
     let text = new.to_text();
     let reread = Lockfile::parse(&crate::source::SourceFile::new(lockfile, text.clone()))?;
     completion.pending = Some((lockfile.to_path_buf(), text));
-    let checked = crate::ops::steps::lockfile::checked(m, reread, lockfile)?;
-    Ok((checked, completion))
+    Ok((checked_against(m, reread, lockfile, &specs)?, completion))
 }

@@ -499,12 +499,15 @@ pub(crate) fn check(
 /// is, in one step (no window between looking and renaming in which it could be replaced).
 pub(crate) fn install(files: &ToInstall) -> Result<(), Error> {
     for (path, bytes, replace) in files {
+        // Temporary files wait in attestations/ itself, where a killed run's are cleaned.
+        let dir = path.parent().unwrap_or(std::path::Path::new("."));
+        let scratch = dir.parent().unwrap_or(dir);
         if *replace {
-            fsutil::write_atomic(path, bytes, 0o644)?;
+            fsutil::write_atomic_via(scratch, path, bytes, 0o644)?;
             continue;
         }
-        let dir = path.parent().unwrap_or(std::path::Path::new("."));
-        let mut tmp = fsutil::AtomicFile::new_in(dir)?;
+        fsutil::create_dir_all(dir)?;
+        let mut tmp = fsutil::AtomicFile::new_in(scratch)?;
         std::io::Write::write_all(&mut tmp, bytes).at("cannot write", tmp.path())?;
         tmp.commit_new(path, 0o644)?;
     }

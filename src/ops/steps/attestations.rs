@@ -411,7 +411,7 @@ pub(crate) fn ensure_sbom(
     }
     let bytes = render_sbom(store, m, sbom::Format::SpdxJson, sbom::EPOCH, cache)?;
     if std::fs::read(&path).ok().as_ref() != Some(&bytes) {
-        fsutil::write_atomic(&path, &bytes, 0o644)?;
+        fsutil::write_atomic_via(&out.attestations(), &path, &bytes, 0o644)?;
     }
     Ok(SignedFile {
         name: SBOM_FILE.into(),
@@ -441,7 +441,9 @@ pub(crate) fn stage_sbom(
     let dir = path
         .parent()
         .map_or_else(|| out.root().to_path_buf(), Path::to_path_buf);
-    let mut tmp = fsutil::AtomicFile::new_in(&dir)?;
+    // The temporary file waits in attestations/ itself, where a killed run's are cleaned.
+    fsutil::create_dir_all(&dir)?;
+    let mut tmp = fsutil::AtomicFile::new_in(&out.attestations())?;
     tmp.write_all(&bytes)
         .map_err(|e| fsutil::FsError::new("cannot write", tmp.path(), e))?;
     Ok(Some((tmp, path)))
@@ -467,7 +469,7 @@ pub(crate) fn sign_image(
         trust::image_statement(m, Some(sbom), freshness(out, m)).map_err(Error::Usage)?;
     let env = trust::Envelope::sign(trust::dsse::IN_TOTO, &trust::to_payload(&statement), key);
     let path = out.image_signature(&m.id, key.public().keyid());
-    fsutil::write_atomic(&path, &env.to_json(), 0o644)?;
+    fsutil::write_atomic_via(&out.attestations(), &path, &env.to_json(), 0o644)?;
     Ok((path, provenance))
 }
 
@@ -592,7 +594,7 @@ pub(crate) fn sign_provenance(
     let statement = provenance_statement(out, store, m, from, cache)?;
     let env = trust::Envelope::sign(trust::dsse::IN_TOTO, &trust::to_payload(&statement), key);
     let path = out.provenance(&m.id, key.public().keyid());
-    fsutil::write_atomic(&path, &env.to_json(), 0o644)?;
+    fsutil::write_atomic_via(&out.attestations(), &path, &env.to_json(), 0o644)?;
     Ok(path)
 }
 
@@ -614,7 +616,7 @@ pub(crate) fn sign_roothashes(
         })?;
         let der = signer.sign_root_hash(&root.root_hash)?;
         let path = out.roothash_signature(&m.id, &l.name);
-        fsutil::write_atomic(&path, &der, 0o644)?;
+        fsutil::write_atomic_via(&out.attestations(), &path, &der, 0o644)?;
         written.push(path);
     }
     Ok(written)

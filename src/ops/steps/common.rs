@@ -30,14 +30,21 @@ pub(crate) fn open_store_read_only(
     out: &crate::layout::OutDir,
     exclusive: bool,
 ) -> Result<crate::store::Store, crate::fsutil::FsError> {
-    crate::store::Store::open_read_only(&out.store(), exclusive, &|| out.clean_temps())
+    crate::store::Store::open_read_only(&out.store(), exclusive, &|| {
+        if exclusive {
+            out.clean_temps_everywhere()
+        } else {
+            out.clean_temps()
+        }
+    })
 }
 
-/// Open the store alone (gc): waits for every other process, then cleans as [`open_store`].
+/// Open the store alone (gc, repair): waits for every other process, then cleans as
+/// [`open_store`], and inside every generation and attestation directory too.
 pub(crate) fn open_store_exclusive(
     out: &crate::layout::OutDir,
 ) -> Result<crate::store::Store, crate::fsutil::FsError> {
-    crate::store::Store::open_exclusive(&out.store(), &|| out.clean_temps())
+    crate::store::Store::open_exclusive(&out.store(), &|| out.clean_temps_everywhere())
 }
 
 /// Where a manifest's lockfile lives by default: `lockfiles/<stem>.lock` beside the manifest's
@@ -55,25 +62,45 @@ pub fn default_lockfile(manifest: &Path) -> PathBuf {
     }
 }
 
-/// Run `f` over `items` on at most `jobs` threads (a rayon pool of that many); results come
-/// back in the items' order. With one job (or one item) `f` runs on the calling thread, so the
-/// rayon work it starts itself (blake3 hashing a large file) still spreads over every core.
+/// Run `f` over `items` on at most `jobs` threads (the calling one and `jobs - 1` scoped
+/// helpers, each taking the next item when done with one); results come back in the items'
+/// order. With one job (or one item) `f` runs on the calling thread alone. No thread pool: a
+/// pool's idle workers spin (`sched_yield`) while the calling thread works, and a build's few
+/// milliseconds of rendering and checking do not pay for one; the rayon work `f` starts itself
+/// (blake3 hashing a large file) goes to rayon's global pool, started when first needed.
 pub(crate) fn parallel_map<T: Sync, R: Send>(
     items: &[T],
     jobs: usize,
     f: impl Fn(&T) -> R + Sync,
 ) -> Vec<R> {
-    use rayon::prelude::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
     let jobs = jobs.clamp(1, items.len().max(1));
     if jobs == 1 {
         return items.iter().map(f).collect();
     }
-    match rayon::ThreadPoolBuilder::new().num_threads(jobs).build() {
-        // One item per task: items are few and uneven (downloads, node images).
-        Ok(pool) => pool.install(|| items.par_iter().with_max_len(1).map(&f).collect()),
-        // No thread could be started: the same work, one item after another.
-        Err(_) => items.iter().map(f).collect(),
-    }
+    let next = AtomicUsize::new(0);
+    let mut indexed: Vec<(usize, R)> = std::thread::scope(|scope| {
+        let run = || {
+            let mut done = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(item) = items.get(i) else { break };
+                done.push((i, f(item)));
+            }
+            done
+        };
+        // A helper that cannot be started leaves its share to the others.
+        let helpers: Vec<_> = (1..jobs)
+            .filter_map(|_| std::thread::Builder::new().spawn_scoped(scope, run).ok())
+            .collect();
+        let mut all = run();
+        for h in helpers {
+            all.extend(h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
+        }
+        all
+    });
+    indexed.sort_by_key(|(i, _)| *i);
+    indexed.into_iter().map(|(_, r)| r).collect()
 }
 
 #[cfg(test)]

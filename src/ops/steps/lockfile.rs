@@ -40,7 +40,17 @@ pub(crate) fn checked(
     lockfile: &std::path::Path,
 ) -> Result<LockCheck, Error> {
     let specs = manifest.artifacts();
-    let changes = staleness(&lock, &specs, manifest.kube_apiserver.as_deref());
+    checked_against(manifest, lock, lockfile, &specs)
+}
+
+/// [`checked`] with the manifest's artifacts already rendered (`specs`: `manifest.artifacts()`).
+pub(crate) fn checked_against(
+    manifest: Manifest,
+    lock: Lockfile,
+    lockfile: &std::path::Path,
+    specs: &[crate::manifest::ArtifactSpec],
+) -> Result<LockCheck, Error> {
+    let changes = staleness(&lock, specs, manifest.kube_apiserver.as_deref());
     if !changes.is_empty() {
         return Err(Error::Stale {
             lockfile: lockfile.to_path_buf(),

@@ -81,9 +81,38 @@ pub(crate) fn same_inode(a: &Path, b: &Path) -> bool {
     }
 }
 
-/// Read a layer's record and check it against its id and directory.
+/// Layer records this process read and checked, with the record file's stat key when read.
+type ReadRecords = std::collections::HashMap<PathBuf, (crate::verified::FileKey, LayerRecord)>;
+static READ_RECORDS: std::sync::Mutex<Option<ReadRecords>> = std::sync::Mutex::new(None);
+
+/// Read a layer's record and check it against its id and directory. A record this process
+/// read already is taken again while its file's stat key has not moved (a build reads the
+/// shared payload's record for each node): a key is remembered only when it was not racy
+/// ([`crate::verified`]'s rule), so any write to the file makes it read again.
 pub(crate) fn read_layer_record(dir: &Path) -> Result<LayerRecord, Error> {
     let path = dir.join(LAYER_RECORD);
+    let key = crate::verified::FileKey::of(&path).filter(|k| !k.racy());
+    if let Some(k) = key {
+        let read = READ_RECORDS.lock().ok().and_then(|r| {
+            r.as_ref()?
+                .get(&path)
+                .filter(|(was, _)| *was == k)
+                .map(|(_, rec)| rec.clone())
+        });
+        if let Some(rec) = read {
+            return Ok(rec);
+        }
+    }
+    let rec = read_layer_record_file(dir, path.clone())?;
+    if let (Some(k), Ok(mut read)) = (key, READ_RECORDS.lock()) {
+        read.get_or_insert_with(Default::default)
+            .insert(path, (k, rec.clone()));
+    }
+    Ok(rec)
+}
+
+/// [`read_layer_record`] from the file.
+fn read_layer_record_file(dir: &Path, path: PathBuf) -> Result<LayerRecord, Error> {
     let bytes = std::fs::read(&path).at("cannot read", &path)?;
     let rec: LayerRecord = serde_json::from_slice(&bytes)
         .map_err(|e| Error::damaged(&path, format!("not a layer record: {e}")))?;
@@ -359,9 +388,13 @@ impl StagedImage {
 }
 
 /// Whether `d` is image `full`'s complete directory, its record exactly `full`.
+/// A record holding exactly the bytes `full` serializes to is `full` (no parse needed); any
+/// other is parsed and compared, as records written otherwise (pulled) may be.
 fn image_matches(out: &OutDir, d: &Path, full: &ImageManifest) -> bool {
+    let path = d.join(IMAGE_RECORD);
     image_complete(out, d, full)
-        && read_image_manifest(out, &d.join(IMAGE_RECORD)).is_ok_and(|w| w == *full)
+        && (std::fs::read(&path).is_ok_and(|b| b == full.to_stored_json())
+            || read_image_manifest(out, &path).is_ok_and(|w| w == *full))
 }
 
 /// Write what image `m` lacks into temporary directories: each missing layer in
@@ -815,35 +848,6 @@ pub(crate) fn read_image_manifest(out: &OutDir, path: &Path) -> Result<ImageMani
     }
 }
 
-/// Layer records read (and checked against their ids) in this process, by directory, with the
-/// stat key their file had: a thousand image records sharing a payload read its record once
-/// per run (gc, verify). A record written again (repair) has another key and is read again.
-type LayerRecords = std::collections::HashMap<PathBuf, (crate::verified::FileKey, LayerRecord)>;
-static LAYER_RECORDS: std::sync::OnceLock<std::sync::Mutex<LayerRecords>> =
-    std::sync::OnceLock::new();
-
-/// [`read_layer_record`], answered from [`LAYER_RECORDS`] while the file's stat key has not
-/// moved.
-fn read_layer_record_once(dir: &Path) -> Result<LayerRecord, Error> {
-    let cache = LAYER_RECORDS.get_or_init(Default::default);
-    let key = crate::verified::FileKey::of(&dir.join(LAYER_RECORD));
-    if let (Some(k), Ok(c)) = (key, cache.lock()) {
-        if let Some((had, rec)) = c.get(dir) {
-            if *had == k {
-                return Ok(rec.clone());
-            }
-        }
-    }
-    let rec = read_layer_record(dir)?;
-    // Kept only when the file did not change while it was read.
-    if let (Some(k), Ok(mut c)) = (key, cache.lock()) {
-        if crate::verified::FileKey::of(&dir.join(LAYER_RECORD)) == Some(k) {
-            c.insert(dir.to_path_buf(), (k, rec.clone()));
-        }
-    }
-    Ok(rec)
-}
-
 /// The whole (format-2) record of `s`, read from `path`: each layer's entries from its record
 /// in `out/layers/<id>/`, checked against the layer's id. A layer record that is missing or
 /// damaged is named ([`Error::RecordLayer`]).
@@ -856,7 +860,7 @@ pub(crate) fn full_from_layers(
         .map_err(|e| Error::damaged(path, format!("{e}: the record is damaged or was edited")))?;
     let mut lists = Vec::with_capacity(s.layers.len());
     for l in &s.layers {
-        let rec = read_layer_record_once(&out.layer(&l.id)).map_err(|e| Error::RecordLayer {
+        let rec = read_layer_record(&out.layer(&l.id)).map_err(|e| Error::RecordLayer {
             path: path.to_path_buf(),
             role: l.role.to_string(),
             layer: l.id.clone(),

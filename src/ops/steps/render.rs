@@ -15,7 +15,8 @@ use crate::store::Store;
 /// The binaries of one architecture and version set: entries with provenance, shared by every
 /// node of that arch and group (nodes outside groups share the cluster's).
 struct BinarySet {
-    entries: Vec<(Entry, Provenance)>,
+    /// The entries added (checked) once, cloned for each node.
+    list: EntryList,
 }
 
 /// Whether rendering images may write to the store (build), or writes nothing (plan: files are
@@ -174,7 +175,6 @@ fn binaries_for(
         },
     );
     let mut list = EntryList::new();
-    let mut entries = Vec::new();
     // plan names every artifact it lacks, not only the first.
     let mut lacking = Vec::new();
     for r in results {
@@ -186,15 +186,13 @@ fn binaries_for(
             r => r?,
         };
         for (e, p) in r {
-            list.add(e.clone(), p.clone())
-                .map_err(|e| Error::Image(Box::new(e)))?;
-            entries.push((e, p));
+            list.add(e, p).map_err(|e| Error::Image(Box::new(e)))?;
         }
     }
     if !lacking.is_empty() {
         return Err(Error::NotInStore { missing: lacking });
     }
-    Ok(BinarySet { entries })
+    Ok(BinarySet { list })
 }
 
 /// The entry list of one node: the binaries, the rendered files and enable links, and each
@@ -208,10 +206,7 @@ fn node_image(
     writes: Writes,
 ) -> Result<ImageManifest, Error> {
     let image_err = |e| Error::Image(Box::new(e));
-    let mut list = EntryList::new();
-    for (e, p) in &bins.entries {
-        list.add(e.clone(), p.clone()).map_err(image_err)?;
-    }
+    let mut list = bins.list.clone();
     for role in ROLES {
         let (size, blake3) = put(
             store,
