@@ -5,7 +5,7 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use crate::{built, current_id, TestContext};
+use crate::{built, current_id, node_in, TestContext};
 
 fn relink(link: &Path, target: &str) {
     std::fs::remove_file(link).unwrap();
@@ -29,13 +29,7 @@ fn a_generation_link_re_pointed_to_another_nodes_image_fails_verify_and_is_not_u
     }
     // build does not call that unchanged: it records the node's real image again.
     let v = ctx.net(&["build", "--json"]).ok().json();
-    let n = v["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|n| n["node"] == "worker1")
-        .unwrap()
-        .clone();
+    let n = node_in(&v, "worker1");
     assert_ne!(n["status"], "unchanged", "{n}");
     assert_eq!(current_id(&ctx, "worker1"), w1);
 }

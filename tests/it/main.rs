@@ -286,6 +286,14 @@ pub fn built() -> TestContext {
 }
 
 /// The image id of `node`'s current generation in the output directory `out`.
+/// The entry of `node` in a report's `nodes` array (build, push, pull `--json`).
+pub fn node_in<'a>(report: &'a serde_json::Value, node: &str) -> &'a serde_json::Value {
+    report["nodes"]
+        .as_array()
+        .and_then(|ns| ns.iter().find(|n| n["node"] == node))
+        .unwrap_or_else(|| panic!("no node {node} in {report}"))
+}
+
 pub fn current_id_in(out: &Path, node: &str) -> String {
     let p = std::fs::canonicalize(out.join("nodes").join(node).join("current")).unwrap();
     p.file_name().unwrap().to_string_lossy().into_owned()

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use crate::TestContext;
+use crate::{node_in, TestContext};
 
 /// A canary group running Kubernetes `version` on worker0.
 fn canary(version: &str) -> String {
@@ -153,12 +153,7 @@ fn nodes_whose_versions_did_not_change_keep_their_image_ids() {
         assert_ne!(before[n], after[n], "{n} did not change");
     }
     let payload = |node: &str| {
-        r["nodes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|n| n["node"] == node)
-            .unwrap()["layers"][0]["id"]
+        node_in(&r, node)["layers"][0]["id"]
             .as_str()
             .unwrap()
             .to_string()
@@ -171,15 +166,7 @@ fn nodes_whose_versions_did_not_change_keep_their_image_ids() {
     assert_ne!(payload("worker0"), payload("worker1"));
     // A node whose versions moved and whose config did not: a new image and payload, its config
     // layer the one it had (and reported as such, not as written).
-    let layer = |node: &str, i: usize| {
-        r["nodes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|n| n["node"] == node)
-            .unwrap()["layers"][i]
-            .clone()
-    };
+    let layer = |node: &str, i: usize| node_in(&r, node)["layers"][i].clone();
     assert_eq!(layer("worker0", 0)["role"], "payload");
     assert_eq!(layer("worker0", 0)["written"], true);
     assert_eq!(layer("worker0", 1)["role"], "config");

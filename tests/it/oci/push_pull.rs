@@ -2,6 +2,7 @@
 //! and an `oci://` artifact mirror that feeds fetch and build.
 
 use super::*;
+use crate::node_in;
 
 /// Six nodes pushed: the shared payload is uploaded once; a fresh host pulls a node and gets the
 /// same image id and bytes; a second node's pull transfers only its own layer; `list`, `show`,
@@ -438,13 +439,7 @@ fn records_kept_whole_by_an_older_nodeforge_still_work() {
     ctx.run(&["verify", "--rebuild"]).ok();
     // A build that changes nothing records nothing: the whole record says what the build's does.
     let b = ctx.net(&["build", "--json"]).ok().json();
-    let w1 = b["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|n| n["node"] == "worker1")
-        .unwrap()
-        .clone();
+    let w1 = node_in(&b, "worker1");
     assert_eq!(
         (w1["status"].as_str(), w1["generation"].as_u64()),
         (Some("unchanged"), Some(1)),
@@ -455,15 +450,7 @@ fn records_kept_whole_by_an_older_nodeforge_still_work() {
         .ok()
         .json();
     assert_eq!(pushed["blobs_uploaded"], 0, "{pushed}");
-    let record_blob = |r: &serde_json::Value| {
-        r["nodes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|n| n["node"] == "worker1")
-            .unwrap()["blobs"][0]["digest"]
-            .clone()
-    };
+    let record_blob = |r: &serde_json::Value| node_in(r, "worker1")["blobs"][0]["digest"].clone();
     assert_eq!(record_blob(&pushed), record_blob(&first));
     // Rollback to another generation and back.
     crate::set_verbosity(&ctx, 3);
