@@ -304,9 +304,7 @@ impl LayerRecord {
     /// indented form nodeforge wrote before ([`to_indented_json`](Self::to_indented_json)),
     /// which every reader reads alike.
     pub fn to_json(&self) -> Vec<u8> {
-        let mut v = serde_json::to_vec(self).unwrap_or_default();
-        v.push(b'\n');
-        v
+        canonical_json(self)
     }
 
     /// The indented `layer.json` bytes an older nodeforge wrote for this record.
@@ -541,6 +539,14 @@ pub fn layer_entries(entries: &[Entry], role: Role) -> Vec<Entry> {
         .collect()
 }
 
+/// The canonical bytes of a record (an image's, a layer's): compact JSON, fields in their
+/// declared order, a trailing newline. A struct of plain fields always serializes.
+fn canonical_json(record: &impl Serialize) -> Vec<u8> {
+    let mut v = serde_json::to_vec(record).unwrap_or_default();
+    v.push(b'\n');
+    v
+}
+
 /// A layered image's record as `out/` keeps it ([`STORED_FORMAT`]): everything a format-2
 /// record says but its entries. A layer id is the hash of the layer's entry list, and
 /// `out/layers/<id>/layer.json` holds that list, so the entries need not be written again for
@@ -606,9 +612,7 @@ impl OnDisk {
 impl StoredRecord {
     /// The canonical bytes (compact, stable key order, trailing newline).
     pub fn to_json(&self) -> Vec<u8> {
-        let mut v = serde_json::to_vec(self).unwrap_or_default();
-        v.push(b'\n');
-        v
+        canonical_json(self)
     }
 
     /// Whether the record is what its id says, as far as it can tell without its entries: its
@@ -732,9 +736,7 @@ impl ImageManifest {
     /// and what an older nodeforge kept in `out/` (which now keeps
     /// [`to_stored_json`](Self::to_stored_json)); compact, stable key order, trailing newline.
     pub fn to_json(&self) -> Vec<u8> {
-        let mut v = serde_json::to_vec(self).unwrap_or_default();
-        v.push(b'\n');
-        v
+        canonical_json(self)
     }
 
     /// Whether the record is what its id says (format 1: the entry list hashes to the id; format

@@ -245,10 +245,13 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, Error> {
     // The layers in place the images share are taken as they are: first checked to be intact
     // (remembered by stat keys: four stats each when unchanged).
     let mut seen = BTreeSet::new();
-    for l in images.iter().flat_map(|m| &m.layers) {
-        if seen.insert(&l.id) && !payload_written.contains(&l.id) {
-            crate::ops::steps::attestations::check_layer_intact(&out, &l.id, &digests)?;
-        }
+    let distinct: Vec<&crate::image::LayerRef> = images
+        .iter()
+        .flat_map(|m| &m.layers)
+        .filter(|l| seen.insert(&l.id))
+        .collect();
+    for l in distinct.iter().filter(|l| !payload_written.contains(&l.id)) {
+        crate::ops::steps::attestations::check_layer_intact(&out, &l.id, &digests)?;
     }
     // Staged: every node's missing layer, image directory, SBOM and generation, several nodes
     // at a time, in temporary directories and files (nothing in place yet).
@@ -291,11 +294,8 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, Error> {
         // The new image directories' hard links moved the ctime of their layers' files (the
         // shared payload's among them), checked above: their remembered keys follow, or the
         // next build would read the whole payload again.
-        let mut linked = BTreeSet::new();
-        let files: Vec<PathBuf> = images
+        let files: Vec<PathBuf> = distinct
             .iter()
-            .flat_map(|m| &m.layers)
-            .filter(|l| linked.insert(&l.id))
             .flat_map(|l| {
                 let dir = out.layer(&l.id);
                 layout::layer_files(&l.name).map(|f| dir.join(f))
@@ -404,7 +404,7 @@ fn stage_node(
         n.name.as_str(),
         &m.id,
         lock_id,
-        &image.full().to_stored_json(),
+        image.record(),
         Some(&image.record_path()),
     )?;
     Ok(StagedNode {

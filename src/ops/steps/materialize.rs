@@ -320,6 +320,8 @@ pub(crate) fn materialize_layers(
 pub(crate) struct StagedImage {
     dir: PathBuf,
     full: ImageManifest,
+    /// `full` as `out/` keeps it ([`ImageManifest::to_stored_json`]), made once.
+    record: Vec<u8>,
     layers: Vec<StagedLayer>,
     image: Option<tempfile::TempDir>,
 }
@@ -328,6 +330,11 @@ impl StagedImage {
     /// The record as it will be written, with each layer's verity parameters.
     pub(crate) fn full(&self) -> &ImageManifest {
         &self.full
+    }
+
+    /// The bytes of its record as `out/` keeps it: what its generation keeps too.
+    pub(crate) fn record(&self) -> &[u8] {
+        &self.record
     }
 
     /// Whether anything waits to be published (false: the image was complete already).
@@ -355,6 +362,7 @@ impl StagedImage {
         let Self {
             dir,
             full,
+            record,
             layers,
             image,
         } = self;
@@ -374,9 +382,12 @@ impl StagedImage {
         }
         let written = match image {
             None => false,
-            Some(tmp) => {
-                fsutil::commit_dir_with(tmp, &dir, |d| image_matches(out, d, &full), durability)?
-            }
+            Some(tmp) => fsutil::commit_dir_with(
+                tmp,
+                &dir,
+                |d| image_matches(out, d, &full, &record),
+                durability,
+            )?,
         };
         Ok(Materialized {
             new: !layers_written.is_empty() || written,
@@ -388,12 +399,12 @@ impl StagedImage {
 }
 
 /// Whether `d` is image `full`'s complete directory, its record exactly `full`.
-/// A record holding exactly the bytes `full` serializes to is `full` (no parse needed); any
-/// other is parsed and compared, as records written otherwise (pulled) may be.
-fn image_matches(out: &OutDir, d: &Path, full: &ImageManifest) -> bool {
+/// A record holding exactly `record`, the bytes `out/` keeps `full` as, is `full` (no parse
+/// needed); any other is parsed and compared, as records written otherwise (pulled) may be.
+fn image_matches(out: &OutDir, d: &Path, full: &ImageManifest, record: &[u8]) -> bool {
     let path = d.join(IMAGE_RECORD);
     image_complete(out, d, full)
-        && (std::fs::read(&path).is_ok_and(|b| b == full.to_stored_json())
+        && (std::fs::read(&path).is_ok_and(|b| b == record)
             || read_image_manifest(out, &path).is_ok_and(|w| w == *full))
 }
 
@@ -424,10 +435,12 @@ pub(crate) fn stage_image(
         }
     }
     let dir = out.image(&m.id);
-    if staged.is_empty() && image_matches(out, &dir, &full) {
+    let record = full.to_stored_json();
+    if staged.is_empty() && image_matches(out, &dir, &full, &record) {
         return Ok(StagedImage {
             dir,
             full,
+            record,
             layers: staged,
             image: None,
         });
@@ -435,11 +448,7 @@ pub(crate) fn stage_image(
     let images = out.images();
     fsutil::create_dir_all(&images)?;
     let tmp = fsutil::temp_dir_in(&images)?;
-    fsutil::write_new(
-        &tmp.path().join(IMAGE_RECORD),
-        &full.to_stored_json(),
-        0o444,
-    )?;
+    fsutil::write_new(&tmp.path().join(IMAGE_RECORD), &record, 0o444)?;
     for layer in &full.layers {
         let from_staged = staged.iter().find(|s| s.rec.id == layer.id);
         for f in layout::layer_files(&layer.name) {
@@ -451,6 +460,7 @@ pub(crate) fn stage_image(
     Ok(StagedImage {
         dir,
         full,
+        record,
         layers: staged,
         image: Some(tmp),
     })
